@@ -1,0 +1,1 @@
+"""The faces of gridmap: the command line (and, later, the HTTP service)."""

@@ -1,0 +1,1 @@
+"""The demo territory generator and small sample data."""

@@ -1,0 +1,1 @@
+"""Events: routing located events to grids, the closed-loop workflow, deadlines."""

@@ -1,0 +1,1 @@
+"""Geometry foundations: coordinate systems, reading layers, the database."""

@@ -1,0 +1,110 @@
+"""Connect to the store (PostGIS, or an embedded SpatiaLite file) and bring its schema up to date."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from geoalchemy2.admin.dialects.sqlite import load_spatialite
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gis.errors import DatabaseError
+from gis.settings import get_settings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (default ``GRIDMAP_DATABASE_URL``).
+
+    SQLite URLs get SpatiaLite loaded on every connection (through
+    ``pysqlite3``, whose SQLite may load extensions where the interpreter's
+    may not), foreign keys on and WAL journalling.
+    """
+    settings = get_settings()
+    url = url or settings.database_url
+    if not is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+
+    os.environ.setdefault("SPATIALITE_LIBRARY_PATH", settings.spatialite_library_path)
+    try:
+        from pysqlite3 import dbapi2 as sqlite_module  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - platforms without the wheel
+        import sqlite3 as sqlite_module
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, module=sqlite_module, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        try:
+            load_spatialite(dbapi_conn, init_mode="WGS84")
+        except Exception as exc:
+            raise DatabaseError(
+                "SpatiaLite could not be loaded: install Debian's libsqlite3-mod-spatialite "
+                f"(or set GRIDMAP_SPATIALITE_LIBRARY_PATH); the error was: {exc}"
+            ) from exc
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+
+    return engine
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with the Alembic migrations."""
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"the database at {engine.url.render_as_string(hide_password=True)} cannot be "
+            f"reached or migrated: {exc.orig}"
+        ) from exc
+
+
+def check_schema(engine: Engine) -> None:
+    """Fail clearly when the schema has not been created yet."""
+    if not inspect(engine).has_table("territories"):
+        raise DatabaseError(
+            "the database has no gridmap tables yet: run `gridmap db upgrade` first"
+        )
+
+
+def ping(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"the database at {engine.url.render_as_string(hide_password=True)} is "
+            f"unreachable: {exc.orig}"
+        ) from exc
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session whose work commits at the end of the block, or not at all."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as session:
+        yield session

@@ -1,0 +1,65 @@
+"""Named exceptions for bad input and failed operations; each says what to fix."""
+
+from __future__ import annotations
+
+
+class GridmapError(Exception):
+    """Base of every error gridmap reports to a user (never a bare stack trace)."""
+
+    #: A short, stable identifier; the API turns it into a problem type.
+    code = "gridmap-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CRSError(GridmapError):
+    """A coordinate system is unknown, missing, or does not fit the data."""
+
+    code = "crs-error"
+
+
+class CoordinateError(GridmapError):
+    """Coordinates are swapped, outside China, or not finite."""
+
+    code = "coordinate-error"
+
+
+class LayerError(GridmapError):
+    """A territory layer breaks the layer contract (docs/data-format.md).
+
+    Carries where the problem is: the file, the layer, and the row (0-based
+    feature index in the file) when one row is at fault.
+    """
+
+    code = "layer-error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        layer: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        where = ", ".join(
+            part
+            for part in (
+                f"file {file}" if file else "",
+                f"layer {layer}" if layer else "",
+                f"row {row}" if row is not None else "",
+            )
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.layer = layer
+        self.row = row
+        self.reason = message
+
+
+class DatabaseError(GridmapError):
+    """The store is unreachable or its schema is not what gridmap expects."""
+
+    code = "database-error"

@@ -1,0 +1,783 @@
+"""Read a territory's layers from files, check them against the layer contract, repair and reproject them."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyproj import CRS
+
+from gis import crs as crsmod
+from gis.errors import CoordinateError, CRSError, GridmapError, LayerError
+
+#: Shapely geometry type ids by family (0 Point ... 7 GeometryCollection).
+FAMILIES: dict[str, frozenset[int]] = {
+    "point": frozenset({0, 4}),
+    "line": frozenset({1, 5}),
+    "polygon": frozenset({3, 6}),
+}
+TYPE_NAMES = {
+    0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon",
+    4: "MultiPoint", 5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection",
+}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One row of the layer contract (docs/data-format.md)."""
+
+    name: str
+    families: tuple[str, ...]
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+LAYERS: dict[str, LayerSpec] = {
+    spec.name: spec
+    for spec in (
+        LayerSpec("admin_areas", ("polygon",), ("code", "name", "level"),
+                  ("parent_code", "kind"), "district, town and village/community boundaries"),
+        LayerSpec("roads", ("line",), ("class",), ("name",), "roads with their class"),
+        LayerSpec("water", ("line", "polygon"), (), ("name",), "rivers, canals, lakes"),
+        LayerSpec("ridges", ("line",), (), ("name",), "ridge lines"),
+        LayerSpec("railways", ("line",), (), ("name",), "railway lines"),
+        LayerSpec("buildings", ("polygon", "point"), (),
+                  ("households", "population", "floors", "height", "use"),
+                  "buildings or address points with household counts"),
+        LayerSpec("facilities", ("point", "polygon"), ("kind",), ("name",),
+                  "schools, hospitals, markets: never a grid of their own"),
+        LayerSpec("dedicated_areas", ("polygon",), ("name", "kind"), (),
+                  "industrial parks, campuses, scenic areas: dedicated grids"),
+    )
+}
+REQUIRED_LAYERS = ("admin_areas", "buildings")
+
+#: Accepted spellings of admin levels, mapped to the contract's values.
+LEVELS = {
+    "district": "district", "county": "district", "区": "district", "县": "district",
+    "市辖区": "district", "县级市": "district", "旗": "district",
+    "town": "town", "street": "town", "township": "town", "镇": "town", "街道": "town",
+    "乡": "town", "苏木": "town",
+    "village": "village", "community": "village", "村": "village", "社区": "village",
+    "居委会": "village", "村委会": "village", "嘎查": "village",
+}
+CODE_LENGTH = {"district": 6, "town": 9, "village": 12}
+PARENT_LENGTH = {"town": 6, "village": 9}
+KINDS = {"urban": "urban", "rural": "rural", "城镇": "urban", "城市": "urban", "社区": "urban",
+         "农村": "rural", "乡村": "rural", "村": "rural"}
+#: Chinese urban road classes (GB 50220) mapped to OSM highway values.
+ROAD_CLASSES_ZH = {"快速路": "trunk", "主干路": "primary", "次干路": "secondary",
+                   "支路": "tertiary", "街坊路": "residential", "小区路": "service",
+                   "巷": "service", "胡同": "service", "步行道": "footway"}
+USES_ZH = {"住宅": "residential", "居住": "residential", "商业": "commercial",
+           "工业": "industrial", "公共": "public", "办公": "commercial"}
+
+LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
+LAT_NAMES = ("lat", "latitude", "y", "纬度")
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".csv")
+OSM_SUFFIXES = (".pbf", ".osm")
+
+
+@dataclass(frozen=True)
+class Repair:
+    """An invalid geometry that was repaired with ``make_valid``."""
+
+    layer: str
+    file: str
+    row: int
+    reason: str
+
+
+@dataclass
+class Territory:
+    """The layers of one territory, checked and in WGS84 (EPSG:4326)."""
+
+    name: str
+    layers: dict[str, gpd.GeoDataFrame]
+    sources: dict[str, str] = field(default_factory=dict)
+    repairs: list[Repair] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Feature count of each layer present."""
+        return {name: len(gdf) for name, gdf in self.layers.items()}
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Extent of the admin areas in WGS84 (minx, miny, maxx, maxy)."""
+        b = self.layers["admin_areas"].total_bounds
+        return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+
+    @property
+    def metric_crs(self) -> CRS:
+        """The CGCS2000 3-degree Gauss-Krüger zone of the territory."""
+        return crsmod.metric_crs_for(self.bounds)
+
+    def to_metric(self) -> dict[str, gpd.GeoDataFrame]:
+        """Every layer reprojected into the territory's metric CRS."""
+        target = self.metric_crs
+        return {name: gdf.to_crs(target) for name, gdf in self.layers.items()}
+
+
+# ---------------------------------------------------------------------------
+# Finding the layers of a territory
+
+
+@dataclass(frozen=True)
+class _Source:
+    layer: str
+    path: str          # what GDAL opens (may be a /vsizip/ path)
+    label: str         # what the user sees in messages
+    gdal_layer: str | None = None
+
+
+def read_territory(
+    path: str | Path,
+    *,
+    field_map: Mapping[str, str] | None = None,
+    crs: str | int | Mapping[str, str | int] | None = None,
+    encoding: str | None = None,
+) -> Territory:
+    """Read, check and reproject every layer of a territory.
+
+    ``path`` is a GeoPackage, a folder (or ``.zip``) of GeoJSON / Shapefile /
+    GeoPackage / CSV files named after their layer, or an OpenStreetMap
+    ``.osm.pbf`` (alone or in the folder; a layer file beside it replaces the
+    same layer taken from the PBF).
+
+    ``field_map`` renames the user's columns to the contract's
+    (``{"社区编码": "code"}``; ``{"admin_areas.名称": "name"}`` for one layer only).
+    ``crs`` is the coordinate system of the input (anything
+    :func:`gis.crs.parse_coord_sys` accepts, e.g. ``"gcj02"``): one for every
+    layer, or ``{layer: crs}``. Where given it overrides what a file declares;
+    a file that declares nothing needs it. ``encoding`` is the attribute
+    encoding of Shapefiles without a ``.cpg`` (e.g. ``"GBK"``).
+
+    Raises :class:`LayerError` (file, layer, row and reason) or
+    :class:`CRSError` / :class:`CoordinateError` on bad input.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise LayerError(f"no such file or folder: {root}")
+    sources, osm_path, notes = _discover(root)
+    layers: dict[str, gpd.GeoDataFrame] = {}
+    labels: dict[str, str] = {}
+    repairs: list[Repair] = []
+    if osm_path is not None:
+        for name, gdf in read_osm(osm_path, notes).items():
+            if name not in sources:
+                layers[name] = gdf
+                labels[name] = f"{Path(osm_path).name} (OpenStreetMap)"
+    for name, src in sources.items():
+        layers[name] = _read_source(src, encoding)
+        labels[name] = src.label
+    missing = [name for name in REQUIRED_LAYERS if name not in layers]
+    if missing:
+        found = ", ".join(sorted(layers)) or "none"
+        raise LayerError(
+            f"the territory has no {' and no '.join(missing)} layer (found: {found}). "
+            "Name the files after their layer (admin_areas.gpkg, buildings.geojson, ...) "
+            "or the layers inside a GeoPackage; see docs/data-format.md",
+            file=str(root),
+        )
+    checked: dict[str, gpd.GeoDataFrame] = {}
+    for name in LAYERS:
+        if name not in layers:
+            continue
+        layer_crs = crs.get(name) if isinstance(crs, Mapping) else crs
+        checked[name] = check_layer(
+            name, layers[name], file=labels[name], field_map=field_map,
+            crs=layer_crs, repairs=repairs,
+        )
+    _check_nesting(checked["admin_areas"], labels["admin_areas"])
+    return Territory(root.stem.removesuffix(".osm"), checked, labels, repairs, notes)
+
+
+def _discover(root: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
+    """Map layer names to the files holding them; find an OSM extract."""
+    notes: list[str] = []
+    sources: dict[str, _Source] = {}
+    osm: str | None = None
+
+    def add(src: _Source) -> None:
+        if src.layer in sources:
+            raise LayerError(
+                f"layer {src.layer} is given twice: {sources[src.layer].label} and {src.label}; "
+                "keep one",
+                layer=src.layer,
+            )
+        sources[src.layer] = src
+
+    if root.is_dir():
+        entries = [(str(p), p.name) for p in sorted(root.iterdir()) if p.is_file()]
+    elif root.suffix.lower() == ".zip":
+        with zipfile.ZipFile(root) as zf:
+            entries = [
+                (f"/vsizip/{root}/{info.filename}", info.filename)
+                for info in zf.infolist()
+                if not info.is_dir() and "__MACOSX" not in info.filename
+            ]
+    else:
+        entries = [(str(root), root.name)]
+    single = not root.is_dir() and root.suffix.lower() != ".zip"
+
+    for gdal_path, label in entries:
+        lower = label.lower()
+        stem = Path(lower).name.split(".")[0]
+        if lower.endswith(OSM_SUFFIXES):
+            if osm is not None:
+                raise LayerError(f"two OpenStreetMap extracts: {osm} and {label}; keep one")
+            osm = gdal_path
+        elif lower.endswith(".gpkg") and stem not in LAYERS:
+            for layer_name, _ in pyogrio.list_layers(gdal_path):
+                if str(layer_name) in LAYERS:
+                    add(_Source(str(layer_name), gdal_path, f"{label}:{layer_name}",
+                                str(layer_name)))
+                else:
+                    notes.append(f"ignored layer {layer_name} in {label}: not in the contract")
+        elif lower.endswith(VECTOR_SUFFIXES):
+            if stem in LAYERS:
+                add(_Source(stem, gdal_path, label))
+            elif single:
+                raise LayerError(
+                    f"a single {Path(lower).suffix} file is one layer, not a territory: put it "
+                    "in a folder with the others, each named after its layer "
+                    "(admin_areas, buildings, roads, ...)",
+                    file=label,
+                )
+            else:
+                notes.append(f"ignored {label}: its name is not a layer of the contract")
+        elif single:
+            raise LayerError(
+                "unsupported file type; give a GeoPackage, a folder or .zip of layer files, "
+                "or an .osm.pbf",
+                file=label,
+            )
+    return sources, osm, notes
+
+
+def _read_source(src: _Source, encoding: str | None) -> gpd.GeoDataFrame:
+    if src.path.lower().endswith(".csv"):
+        return _read_csv(src)
+    kwargs: dict[str, Any] = {}
+    if src.gdal_layer:
+        kwargs["layer"] = src.gdal_layer
+    if encoding and src.path.lower().endswith(".shp"):
+        kwargs["encoding"] = encoding
+    try:
+        gdf = pyogrio.read_dataframe(src.path, **kwargs)
+    except Exception as exc:  # GDAL's own message says what is broken
+        raise LayerError(f"cannot be read: {exc}", file=src.label, layer=src.layer) from exc
+    return gdf.reset_index(drop=True)
+
+
+def _read_csv(src: _Source) -> gpd.GeoDataFrame:
+    """A CSV of points with lon/lat columns; it has no CRS of its own."""
+    try:
+        df = pd.read_csv(src.path, encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        df = pd.read_csv(src.path, encoding="gbk")
+    except Exception as exc:
+        raise LayerError(f"cannot be read as CSV: {exc}", file=src.label,
+                         layer=src.layer) from exc
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    lon = next((cols[n] for n in LON_NAMES if n in cols), None)
+    lat = next((cols[n] for n in LAT_NAMES if n in cols), None)
+    if lon is None or lat is None:
+        raise LayerError(
+            f"a CSV needs lon and lat columns (found: {', '.join(map(str, df.columns))})",
+            file=src.label, layer=src.layer,
+        )
+    x = pd.to_numeric(df[lon], errors="coerce").to_numpy(float)
+    y = pd.to_numeric(df[lat], errors="coerce").to_numpy(float)
+    bad = np.flatnonzero(~(np.isfinite(x) & np.isfinite(y)))
+    if bad.size:
+        raise LayerError(f"lon/lat is missing or not a number ({bad.size} rows)",
+                         file=src.label, layer=src.layer, row=int(bad[0]))
+    geometry = shapely.points(x, y)
+    return gpd.GeoDataFrame(df.drop(columns=[lon, lat]), geometry=geometry, crs=None)
+
+
+# ---------------------------------------------------------------------------
+# OpenStreetMap
+
+
+def _osm_layer(path: str, layer: str) -> gpd.GeoDataFrame:
+    conf = str(Path(__file__).with_name("osmconf.ini"))
+    pyogrio.set_gdal_config_options({"OSM_CONFIG_FILE": conf})
+    try:
+        return pyogrio.read_dataframe(path, layer=layer)
+    except Exception as exc:
+        raise LayerError(f"cannot be read as OpenStreetMap data: {exc}",
+                         file=Path(path).name) from exc
+    finally:
+        pyogrio.set_gdal_config_options({"OSM_CONFIG_FILE": None})
+
+
+def _col(gdf: pd.DataFrame, name: str) -> pd.Series:
+    if name in gdf.columns:
+        return gdf[name]
+    return pd.Series([None] * len(gdf), index=gdf.index, dtype=object)
+
+
+def _number(series: pd.Series) -> pd.Series:
+    """Leading number of an OSM tag value ("12", "12.5 m", "3;4")."""
+    text = series.astype("string").str.extract(r"^\s*([0-9]+(?:\.[0-9]+)?)")[0]
+    return pd.to_numeric(text, errors="coerce")
+
+
+OSM_RESIDENTIAL = {"residential", "apartments", "house", "detached", "dormitory", "terrace",
+                   "semidetached_house", "bungalow", "farm"}
+OSM_USE = {
+    **dict.fromkeys(OSM_RESIDENTIAL, "residential"),
+    **dict.fromkeys(("commercial", "retail", "office", "hotel", "kiosk", "supermarket"),
+                    "commercial"),
+    **dict.fromkeys(("industrial", "warehouse", "factory"), "industrial"),
+    **dict.fromkeys(("school", "hospital", "university", "public", "government", "civic",
+                     "kindergarten", "train_station", "church", "temple"), "public"),
+}
+OSM_FACILITY = {"school": "school", "kindergarten": "school", "college": "school",
+                "hospital": "hospital", "clinic": "hospital", "marketplace": "market"}
+OSM_WATERWAY_LINES = {"river", "stream", "canal", "drain", "ditch"}
+OSM_RAILWAYS = {"rail", "light_rail", "narrow_gauge", "monorail"}
+OSM_ADMIN_LEVELS = {"6": "district", "7": "district", "8": "town", "9": "village",
+                    "10": "village"}
+
+
+def read_osm(path: str, notes: list[str] | None = None) -> dict[str, gpd.GeoDataFrame]:
+    """The contract's layers from an OpenStreetMap extract (GDAL's OSM driver).
+
+    Buildings carry their ``building:levels``/``height`` and the household
+    count when tagged (``households``); admin areas are kept only when their
+    ``ref`` is a statistical division code.
+    """
+    notes = notes if notes is not None else []
+    out: dict[str, gpd.GeoDataFrame] = {}
+    lines = _osm_layer(path, "lines")
+    polys = _osm_layer(path, "multipolygons")
+    points = _osm_layer(path, "points")
+
+    def frame(src: gpd.GeoDataFrame, mask: pd.Series, **columns: Any) -> gpd.GeoDataFrame:
+        sub = src.loc[mask.fillna(False).to_numpy(bool)]
+        data = {k: (v.loc[sub.index] if isinstance(v, pd.Series) else v)
+                for k, v in columns.items()}
+        return gpd.GeoDataFrame(data, geometry=sub.geometry.to_numpy(), crs=src.crs)
+
+    highway = _col(lines, "highway")
+    out["roads"] = frame(lines, highway.notna(), **{"class": highway, "name": _col(lines, "name")})
+    waterway = _col(lines, "waterway")
+    water_lines = frame(lines, waterway.isin(OSM_WATERWAY_LINES), name=_col(lines, "name"))
+    water_polys = frame(
+        polys,
+        (_col(polys, "natural") == "water") | (_col(polys, "waterway") == "riverbank")
+        | _col(polys, "landuse").isin({"reservoir", "basin"}),
+        name=_col(polys, "name"),
+    )
+    out["water"] = pd.concat([water_lines, water_polys], ignore_index=True)
+    out["railways"] = frame(lines, _col(lines, "railway").isin(OSM_RAILWAYS),
+                            name=_col(lines, "name"))
+    out["ridges"] = frame(lines, _col(lines, "natural").isin({"ridge", "arete"}),
+                          name=_col(lines, "name"))
+
+    building = _col(polys, "building")
+    has_building = building.notna() & (building != "no")
+    floors = _number(_col(polys, "building:levels"))
+    out["buildings"] = frame(
+        polys, has_building,
+        households=_number(_col(polys, "households")),
+        floors=floors,
+        height=_number(_col(polys, "height")),
+        use=building.map(OSM_USE),
+    )
+
+    amenity_pt = _col(points, "amenity").map(OSM_FACILITY)
+    amenity_poly = _col(polys, "amenity").map(OSM_FACILITY)
+    out["facilities"] = pd.concat([
+        frame(points, amenity_pt.notna(), kind=amenity_pt, name=_col(points, "name")),
+        frame(polys, amenity_poly.notna() & ~has_building, kind=amenity_poly,
+              name=_col(polys, "name")),
+    ], ignore_index=True)
+
+    landuse = _col(polys, "landuse")
+    dedicated_kind = pd.Series(
+        np.where(landuse == "industrial", "industrial",
+                 np.where(_col(polys, "amenity") == "university", "campus", None)),
+        index=polys.index,
+    )
+    out["dedicated_areas"] = frame(polys, dedicated_kind.notna(), name=_col(polys, "name"),
+                                   kind=dedicated_kind)
+
+    level = _col(polys, "admin_level").astype("string").map(OSM_ADMIN_LEVELS)
+    admin_mask = (_col(polys, "boundary") == "administrative") & level.notna()
+    ref = _col(polys, "ref").astype("string")
+    coded = admin_mask & ref.str.fullmatch(r"\d{6}|\d{9}|\d{12}").fillna(False)
+    if coded.any():
+        out["admin_areas"] = frame(polys, coded, code=ref, name=_col(polys, "name"),
+                                   level=level)
+    elif admin_mask.any():
+        notes.append(
+            f"the OpenStreetMap extract has {int(admin_mask.sum())} administrative boundaries "
+            "but none carries a statistical division code in ref; give admin_areas as a file"
+        )
+    return {name: gdf for name, gdf in out.items() if len(gdf)}
+
+
+# ---------------------------------------------------------------------------
+# Checking one layer against the contract
+
+
+def check_layer(
+    name: str,
+    gdf: gpd.GeoDataFrame,
+    *,
+    file: str = "",
+    field_map: Mapping[str, str] | None = None,
+    crs: str | int | None = None,
+    repairs: list[Repair] | None = None,
+) -> gpd.GeoDataFrame:
+    """Check one layer; return it repaired, typed and in WGS84.
+
+    Rows keep their order, so row numbers in messages are feature indexes
+    (0-based) of the file.
+    """
+    spec = LAYERS[name]
+    gdf = _apply_field_map(name, gdf, field_map)
+    gdf = gdf.reset_index(drop=True)
+    # Shapefiles cut field names at 10 characters (parent_code -> parent_cod).
+    gdf = gdf.rename(columns={f[:10]: f for f in spec.fields
+                              if len(f) > 10 and f not in gdf.columns and f[:10] in gdf.columns})
+    if len(gdf) == 0:
+        raise LayerError("the layer is empty", file=file, layer=name)
+    missing = [c for c in spec.required if c not in gdf.columns]
+    if missing:
+        raise LayerError(
+            f"missing column(s) {', '.join(missing)} (found: "
+            f"{', '.join(str(c) for c in gdf.columns if c != 'geometry') or 'none'}); "
+            "rename yours with a field map, e.g. --field-map 社区编码=code",
+            file=file, layer=name,
+        )
+    geoms = _check_geometry(spec, gdf.geometry.to_numpy(), file, repairs)
+    gdf = gpd.GeoDataFrame(
+        gdf[[c for c in spec.fields if c in gdf.columns]].copy(),
+        geometry=geoms, crs=gdf.crs,
+    )
+    for col in spec.optional:
+        if col not in gdf.columns:
+            gdf[col] = None
+    gdf = gdf[[*spec.fields, "geometry"]]
+    gdf = _to_wgs84(name, gdf, file, crs)
+    fixer = _FIELD_CHECKS.get(name)
+    if fixer is not None:
+        gdf = fixer(gdf, file)
+    return gdf
+
+
+def _apply_field_map(
+    name: str, gdf: gpd.GeoDataFrame, field_map: Mapping[str, str] | None
+) -> gpd.GeoDataFrame:
+    if not field_map:
+        return gdf
+    renames: dict[str, str] = {}
+    for source, target in field_map.items():
+        layer, _, column = source.rpartition(".")
+        if layer and layer in LAYERS:
+            if layer == name:
+                renames[column] = target
+        else:
+            renames.setdefault(source, target)
+    present = {k: v for k, v in renames.items() if k in gdf.columns}
+    if present:
+        gdf = gdf.drop(columns=[v for v in present.values() if v in gdf.columns])
+        gdf = gdf.rename(columns=present)
+    return gdf
+
+
+def _check_geometry(
+    spec: LayerSpec, geoms: np.ndarray, file: str, repairs: list[Repair] | None
+) -> np.ndarray:
+    geoms = np.asarray(geoms, dtype=object)
+    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise LayerError(
+            f"empty geometry ({int(empty.sum())} features); remove those features or draw them",
+            file=file, layer=spec.name, row=row,
+        )
+    allowed = frozenset().union(*(FAMILIES[f] for f in spec.families))
+    type_ids = shapely.get_type_id(geoms)
+    wrong = ~np.isin(type_ids, list(allowed))
+    if wrong.any():
+        row = int(np.flatnonzero(wrong)[0])
+        raise LayerError(
+            f"wrong geometry type {TYPE_NAMES.get(int(type_ids[row]), '?')}: "
+            f"{spec.name} holds {' or '.join(spec.families)} geometries",
+            file=file, layer=spec.name, row=row,
+        )
+    invalid = np.flatnonzero(~shapely.is_valid(geoms))
+    if invalid.size:
+        reasons = shapely.is_valid_reason(geoms[invalid])
+        fixed = shapely.make_valid(geoms[invalid])
+        fixed = _keep_family(fixed, shapely.get_type_id(geoms[invalid]))
+        still_empty = shapely.is_empty(fixed)
+        if still_empty.any():
+            row = int(invalid[np.flatnonzero(still_empty)[0]])
+            raise LayerError(
+                "invalid geometry that collapses to nothing when repaired "
+                f"({reasons[np.flatnonzero(still_empty)[0]]})",
+                file=file, layer=spec.name, row=row,
+            )
+        geoms = geoms.copy()
+        geoms[invalid] = fixed
+        if repairs is not None:
+            repairs.extend(
+                Repair(spec.name, file, int(r), str(reason))
+                for r, reason in zip(invalid, reasons, strict=True)
+            )
+    return geoms
+
+
+def _keep_family(fixed: np.ndarray, original_types: np.ndarray) -> np.ndarray:
+    """After make_valid, keep only the parts of the original dimension."""
+    dims = np.where(np.isin(original_types, [3, 6]), 2, np.where(np.isin(original_types, [1, 5]),
+                                                                 1, 0))
+    out = fixed.copy()
+    mixed = np.flatnonzero(shapely.get_type_id(fixed) == 7)
+    for i in mixed:  # rare: a handful of collections at most
+        parts = shapely.get_parts(fixed[i])
+        keep = parts[shapely.get_dimensions(parts) == dims[i]]
+        out[i] = shapely.union_all(keep) if keep.size else shapely.Polygon()
+    return out
+
+
+def _to_wgs84(name: str, gdf: gpd.GeoDataFrame, file: str, given: str | int | None
+              ) -> gpd.GeoDataFrame:
+    if given is not None:
+        source: Any = crsmod.parse_coord_sys(given)
+    elif gdf.crs is not None:
+        source = crsmod.parse_coord_sys(gdf.crs)
+    else:
+        raise LayerError(
+            "no coordinate system: the file declares none; say which with --crs "
+            f"{name}=wgs84 (or cgcs2000, gcj02, bd09, EPSG:4547, ...)",
+            file=file, layer=name,
+        )
+    geoms = gdf.geometry.to_numpy()
+    try:
+        out = crsmod.transform_geometries(geoms, source, crsmod.WGS84)
+        bounds = shapely.bounds(out)
+        crsmod.check_china(
+            np.concatenate([bounds[:, 0], bounds[:, 2]]),
+            np.concatenate([bounds[:, 1], bounds[:, 3]]),
+            what=f"layer {name} ({file}, read as {source.name})",
+        )
+    except (CoordinateError, CRSError) as exc:
+        raise LayerError(exc.message, file=file, layer=name) from exc
+    return gpd.GeoDataFrame(gdf.drop(columns="geometry"), geometry=out, crs=crsmod.WGS84)
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Codes and names as stripped strings; numbers like 4401110010.0 lose the '.0'."""
+    text = series.astype("string").str.strip()
+    return text.str.replace(r"\.0$", "", regex=True).replace("", pd.NA)
+
+
+def _integer(gdf: gpd.GeoDataFrame, col: str, file: str, layer: str,
+             *, required: bool = False) -> pd.Series:
+    values = pd.to_numeric(gdf[col], errors="coerce")
+    raw_missing = gdf[col].isna()
+    not_number = values.isna() & ~raw_missing
+    bad = not_number | (values < 0) | (values.notna() & (values % 1 != 0))
+    if required:
+        bad |= raw_missing
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise LayerError(
+            f"{col} must be a whole number >= 0, got {gdf[col].iloc[row]!r}"
+            + (" (required for points: an address point has no footprint to estimate from)"
+               if required and raw_missing.iloc[row] else ""),
+            file=file, layer=layer, row=row,
+        )
+    return values.astype("Int64")
+
+
+def _check_admin(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
+    layer = "admin_areas"
+    gdf["code"] = _as_text(gdf["code"])
+    gdf["name"] = _as_text(gdf["name"])
+    raw_level = _as_text(gdf["level"]).str.lower()
+    gdf["level"] = raw_level.map(lambda v: LEVELS.get(v) if isinstance(v, str) else None)
+    for col, what in (("code", "a code"), ("name", "a name")):
+        bad = gdf[col].isna().to_numpy()
+        if bad.any():
+            raise LayerError(f"every area needs {what}", file=file, layer=layer,
+                             row=int(np.flatnonzero(bad)[0]))
+    bad_level = gdf["level"].isna().to_numpy()
+    if bad_level.any():
+        row = int(np.flatnonzero(bad_level)[0])
+        raise LayerError(
+            f"unknown level {raw_level.iloc[row]!r}: use district, town or village "
+            "(区/县, 镇/街道/乡, 村/社区)",
+            file=file, layer=layer, row=row,
+        )
+    expected = gdf["level"].map(CODE_LENGTH)
+    ok = gdf["code"].str.fullmatch(r"\d+").fillna(False) & (gdf["code"].str.len() == expected)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok.to_numpy())[0])
+        raise LayerError(
+            f"code {gdf['code'].iloc[row]!r} is not a {expected.iloc[row]}-digit statistical "
+            f"division code for a {gdf['level'].iloc[row]}",
+            file=file, layer=layer, row=row,
+        )
+    dup = gdf["code"].duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise LayerError(f"code {gdf['code'].iloc[row]} appears twice", file=file, layer=layer,
+                         row=row)
+    derived = pd.Series(
+        [c[: PARENT_LENGTH[lv]] if lv in PARENT_LENGTH else None
+         for c, lv in zip(gdf["code"], gdf["level"], strict=True)],
+        index=gdf.index, dtype="string",
+    )
+    given = _as_text(gdf["parent_code"])
+    mismatch = given.notna() & derived.notna() & (given != derived)
+    if mismatch.any():
+        row = int(np.flatnonzero(mismatch.to_numpy())[0])
+        raise LayerError(
+            f"parent_code {given.iloc[row]} does not match code {gdf['code'].iloc[row]} "
+            f"(a statistical code starts with its parent's: expected {derived.iloc[row]})",
+            file=file, layer=layer, row=row,
+        )
+    gdf["parent_code"] = given.fillna(derived)
+    raw_kind = _as_text(gdf["kind"]).str.lower()
+    kind = raw_kind.map(lambda v: KINDS.get(v) if isinstance(v, str) else None)
+    unknown = raw_kind.notna() & kind.isna()
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise LayerError(f"unknown kind {raw_kind.iloc[row]!r}: use urban or rural",
+                         file=file, layer=layer, row=row)
+    # NBS village codes: serial 001-199 is a residents' committee (urban),
+    # 200-399 a villagers' committee (rural).
+    serial = pd.to_numeric(gdf["code"].str[-3:], errors="coerce")
+    by_code = np.where(serial >= 200, "rural", "urban")
+    is_village = gdf["level"] == "village"
+    gdf["kind"] = kind.where(~is_village | kind.notna(), pd.Series(by_code, index=gdf.index))
+    gdf.loc[~is_village, "kind"] = None
+    return gdf
+
+
+def _check_nesting(gdf: gpd.GeoDataFrame, file: str) -> None:
+    """A parent named by parent_code must be in the layer when its level is."""
+    codes = set(gdf["code"])
+    levels_present = set(gdf["level"])
+    parent_level = {"town": "district", "village": "town"}
+    for row, (lv, parent) in enumerate(zip(gdf["level"], gdf["parent_code"], strict=True)):
+        pl = parent_level.get(lv)
+        if pl in levels_present and parent not in codes:
+            raise LayerError(
+                f"parent {parent} of this {lv} is not among the {pl}s of the layer",
+                file=file, layer="admin_areas", row=row,
+            )
+
+
+def _check_roads(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
+    cls = _as_text(gdf["class"])
+    if cls.isna().any():
+        row = int(np.flatnonzero(cls.isna().to_numpy())[0])
+        raise LayerError("every road needs a class (primary, residential, 主干路, 巷, ...)",
+                         file=file, layer="roads", row=row)
+    gdf["class"] = cls.map(lambda v: ROAD_CLASSES_ZH.get(v, v.lower()))
+    gdf["name"] = _as_text(gdf["name"])
+    return gdf
+
+
+def _check_named(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
+    gdf["name"] = _as_text(gdf["name"])
+    return gdf
+
+
+def _check_buildings(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
+    is_point = np.isin(shapely.get_type_id(gdf.geometry.to_numpy()), [0, 4])
+    gdf["households"] = _integer(gdf, "households", file, "buildings")
+    missing_points = is_point & gdf["households"].isna().to_numpy()
+    if missing_points.any():
+        row = int(np.flatnonzero(missing_points)[0])
+        raise LayerError(
+            "households is missing for an address point (only building footprints can have "
+            "their households estimated)",
+            file=file, layer="buildings", row=row,
+        )
+    gdf["population"] = _integer(gdf, "population", file, "buildings")
+    gdf["floors"] = _integer(gdf, "floors", file, "buildings")
+    height = pd.to_numeric(gdf["height"], errors="coerce")
+    gdf["height"] = height.where(height > 0)
+    use = _as_text(gdf["use"])
+    gdf["use"] = use.map(lambda v: USES_ZH.get(v, v.lower()) if isinstance(v, str) else None)
+    return gdf
+
+
+def _check_kinded(layer: str) -> Any:
+    def check(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
+        kind = _as_text(gdf["kind"])
+        if kind.isna().any():
+            row = int(np.flatnonzero(kind.isna().to_numpy())[0])
+            raise LayerError("every feature needs a kind", file=file, layer=layer, row=row)
+        gdf["kind"] = kind.str.lower()
+        gdf["name"] = _as_text(gdf["name"])
+        return gdf
+    return check
+
+
+_FIELD_CHECKS = {
+    "admin_areas": _check_admin,
+    "roads": _check_roads,
+    "water": _check_named,
+    "ridges": _check_named,
+    "railways": _check_named,
+    "buildings": _check_buildings,
+    "facilities": _check_kinded("facilities"),
+    "dedicated_areas": _check_kinded("dedicated_areas"),
+}
+
+
+def parse_field_map(items: list[str] | None) -> dict[str, str]:
+    """``["社区编码=code", "buildings.户数=households"]`` -> a field map."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise GridmapError(f"field map entry {item!r} must look like SOURCE=TARGET")
+        out[source.strip()] = target.strip()
+    return out
+
+
+def parse_crs_option(items: list[str] | None) -> str | dict[str, str] | None:
+    """``["gcj02"]`` (every layer) or ``["buildings=gcj02", ...]`` (per layer)."""
+    if not items:
+        return None
+    per_layer: dict[str, str] = {}
+    overall: str | None = None
+    for item in items:
+        layer, sep, value = item.partition("=")
+        if sep and re.fullmatch(r"[a-z_]+", layer) and layer in LAYERS:
+            per_layer[layer] = value
+        else:
+            overall = item
+    if overall is not None and not per_layer:
+        return overall
+    if overall is not None:
+        return {**dict.fromkeys(LAYERS, overall), **per_layer}
+    return per_layer

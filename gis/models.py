@@ -1,0 +1,283 @@
+"""The stored tables (GeoAlchemy2 models): territories, their layers, plans, grids, blocks, staff, events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Every geometry is stored in WGS84 lon/lat; areas and distances are
+#: computed in the territory's metric CRS (``Territory.metric_epsg``).
+SRID = 4326
+
+
+def geometry_column(kind: str = "GEOMETRY") -> Any:
+    return mapped_column(Geometry(geometry_type=kind, srid=SRID, spatial_index=True),
+                         nullable=False)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+PLAN_STATUSES = ("draft", "published", "archived")
+ADMIN_LEVELS = ("district", "town", "village")
+GRID_KINDS = ("comprehensive", "dedicated")
+BARRIER_LAYERS = ("roads", "water", "ridges", "railways")
+STAFF_ROLES = ("grid_worker", "grid_head", "station_head")
+EVENT_STATUSES = ("reported", "accepted", "dispatched", "handling", "resolved", "verified",
+                  "closed")
+EVENT_LEVELS = ("grid", "station", "town", "district", "department")
+
+
+def _enum(name: str, values: tuple[str, ...]) -> Enum:
+    return Enum(*values, name=name, native_enum=False, create_constraint=True, length=16)
+
+
+class Territory(Base):
+    """One imported territory (a district or county) and where it came from."""
+
+    __tablename__ = "territories"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: The CGCS2000 3° Gauss–Krüger zone used for areas and distances.
+    metric_epsg: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    admin_areas: Mapped[list[AdminArea]] = relationship(
+        back_populates="territory", cascade="all, delete-orphan", passive_deletes=True)
+    plans: Mapped[list[Plan]] = relationship(
+        back_populates="territory", cascade="all, delete-orphan", passive_deletes=True,
+        foreign_keys="Plan.territory_id")
+
+
+class AdminArea(Base):
+    """A district, town/street or village/community with its statistical code."""
+
+    __tablename__ = "admin_areas"
+    __table_args__ = (UniqueConstraint("territory_id", "code"),
+                      Index("ix_admin_areas_parent", "territory_id", "parent_code"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(_enum("admin_level", ADMIN_LEVELS))
+    parent_code: Mapped[str | None] = mapped_column(String(12))
+    kind: Mapped[str | None] = mapped_column(String(16))
+    geom: Mapped[WKBElement] = geometry_column()
+
+    territory: Mapped[Territory] = relationship(back_populates="admin_areas")
+
+
+class BarrierFeature(Base):
+    """A road, river, ridge or railway: the lines grid boundaries follow."""
+
+    __tablename__ = "barrier_features"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    layer: Mapped[str] = mapped_column(_enum("barrier_layer", BARRIER_LAYERS))
+    barrier_class: Mapped[str | None] = mapped_column("class", String(40))
+    name: Mapped[str | None] = mapped_column(String(200))
+    geom: Mapped[WKBElement] = geometry_column()
+
+
+class Building(Base):
+    """A building footprint or address point with its households."""
+
+    __tablename__ = "buildings"
+    __table_args__ = (CheckConstraint("households >= 0", name="households_not_negative"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    households: Mapped[int | None] = mapped_column(Integer)
+    population: Mapped[int | None] = mapped_column(Integer)
+    floors: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[float | None] = mapped_column(Float)
+    use: Mapped[str | None] = mapped_column(String(40))
+    geom: Mapped[WKBElement] = geometry_column()
+
+
+class Facility(Base):
+    """A school, hospital or market: part of the grid around it, never its own."""
+
+    __tablename__ = "facilities"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str | None] = mapped_column(String(200))
+    geom: Mapped[WKBElement] = geometry_column()
+
+
+class DedicatedArea(Base):
+    """An industrial park, campus or scenic area: becomes a dedicated grid."""
+
+    __tablename__ = "dedicated_areas"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    geom: Mapped[WKBElement] = geometry_column()
+
+
+class Plan(Base):
+    """A versioned partition of a territory (a generation, as MapIt calls it)."""
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("territory_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(_enum("plan_status", PLAN_STATUSES), default="draft")
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report: Mapped[dict[str, Any] | None] = mapped_column()
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    territory: Mapped[Territory] = relationship(back_populates="plans",
+                                                foreign_keys=[territory_id])
+    grids: Mapped[list[Grid]] = relationship(
+        back_populates="plan", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Grid(Base):
+    """One grid of a plan: 300–500 households, a 15-digit code and its 四至."""
+
+    __tablename__ = "grids"
+    __table_args__ = (UniqueConstraint("plan_id", "code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(200))
+    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    kind: Mapped[str] = mapped_column(_enum("grid_kind", GRID_KINDS), default="comprehensive")
+    households: Mapped[int] = mapped_column(Integer, default=0)
+    population: Mapped[int] = mapped_column(Integer, default=0)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    compactness: Mapped[float | None] = mapped_column(Float)
+    barrier_share: Mapped[float | None] = mapped_column(Float)
+    radius_m: Mapped[float | None] = mapped_column(Float)
+    #: 四至: "东至…，南至…，西至…，北至…"
+    boundary_text: Mapped[str | None] = mapped_column(Text)
+    #: Why the grid is irregular (e.g. "below_min", "single_building"); empty when regular.
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+    geom: Mapped[WKBElement] = geometry_column()
+
+    plan: Mapped[Plan] = relationship(back_populates="grids")
+
+
+class Block(Base):
+    """An atomic block of a plan (a face between barriers) and the grid it is assigned to."""
+
+    __tablename__ = "blocks"
+    __table_args__ = (UniqueConstraint("plan_id", "block_no"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    block_no: Mapped[int] = mapped_column(Integer)
+    village_code: Mapped[str] = mapped_column(String(12))
+    households: Mapped[int] = mapped_column(Integer, default=0)
+    population: Mapped[int] = mapped_column(Integer, default=0)
+    grid_id: Mapped[int | None] = mapped_column(
+        ForeignKey("grids.id", ondelete="SET NULL"), index=True)
+    geom: Mapped[WKBElement] = geometry_column()
+
+
+class Staff(Base):
+    """A grid worker, grid head or station head, bound to an area code."""
+
+    __tablename__ = "staff"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(_enum("staff_role", STAFF_ROLES))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    area_code: Mapped[str | None] = mapped_column(String(20))
+
+
+class StaffGrid(Base):
+    """Which grids (by code, stable across plans) a member of staff looks after."""
+
+    __tablename__ = "staff_grids"
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    grid_code: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class Event(Base):
+    """A located event, with the plan and grid it was routed under."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="SET NULL"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id", ondelete="SET NULL"))
+    grid_code: Mapped[str | None] = mapped_column(String(20), index=True)
+    category: Mapped[str] = mapped_column(String(60))
+    source: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str | None] = mapped_column(Text)
+    reporter: Mapped[str | None] = mapped_column(String(100))
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(_enum("event_status", EVENT_STATUSES),
+                                        default="reported")
+    level: Mapped[str] = mapped_column(_enum("event_level", EVENT_LEVELS), default="grid")
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    #: The coordinate system the location arrived in, and the raw coordinates.
+    coord_sys: Mapped[str] = mapped_column(String(60))
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+    geom: Mapped[WKBElement] = geometry_column("POINT")
+
+
+class EventHistory(Base):
+    """One transition of an event: who, when, from which state to which, and why."""
+
+    __tablename__ = "event_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"),
+                                          index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    level: Mapped[str | None] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+#: The tables holding a territory's layers, by layer name.
+LAYER_MODELS: dict[str, type[Base]] = {
+    "admin_areas": AdminArea,
+    "buildings": Building,
+    "facilities": Facility,
+    "dedicated_areas": DedicatedArea,
+}

@@ -1,0 +1,134 @@
+"""Write a checked territory into the store in one transaction, and read its layers back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from geoalchemy2 import WKBElement
+from sqlalchemy import Connection, Engine, delete, func, insert, select
+
+from gis import models
+from gis.errors import GridmapError
+from gis.layers import Territory
+from gis.models import SRID
+
+#: How many rows go to the database per INSERT round trip.
+BATCH = 5_000
+ProgressFn = Callable[[str, int], None]
+
+
+def _wkb(geoms: np.ndarray) -> list[WKBElement]:
+    ewkb = shapely.to_wkb(shapely.set_srid(geoms, SRID), include_srid=True)
+    return [WKBElement(b, srid=SRID, extended=True) for b in ewkb]
+
+
+def _records(gdf: gpd.GeoDataFrame, columns: dict[str, str], **fixed: Any
+             ) -> list[dict[str, Any]]:
+    """Rows as dicts with Python scalars (None for missing), geometry as EWKB."""
+    frame = pd.DataFrame({target: gdf[source] for source, target in columns.items()})
+    frame = frame.astype(object).where(frame.notna(), None)
+    rows: list[dict[str, Any]] = frame.to_dict("records")
+    for row, geom in zip(rows, _wkb(gdf.geometry.to_numpy()), strict=True):
+        row.update(fixed)
+        row["geom"] = geom
+    return rows
+
+
+LAYER_COLUMNS: dict[str, dict[str, str]] = {
+    "admin_areas": {"code": "code", "name": "name", "level": "level",
+                    "parent_code": "parent_code", "kind": "kind"},
+    "buildings": {"households": "households", "population": "population", "floors": "floors",
+                  "height": "height", "use": "use"},
+    "facilities": {"kind": "kind", "name": "name"},
+    "dedicated_areas": {"name": "name", "kind": "kind"},
+    "roads": {"class": "barrier_class", "name": "name"},
+    "water": {"name": "name"},
+    "ridges": {"name": "name"},
+    "railways": {"name": "name"},
+}
+
+
+def _table(layer: str) -> Any:
+    if layer in models.BARRIER_LAYERS:
+        return models.BarrierFeature.__table__
+    return models.LAYER_MODELS[layer].__table__
+
+
+def write_territory(conn: Connection, territory: Territory, *, name: str | None = None,
+                    source: str | None = None, progress: ProgressFn | None = None) -> int:
+    """Insert the territory and all its layers on ``conn`` (the caller's transaction)."""
+    result = conn.execute(
+        insert(models.Territory.__table__).values(
+            name=name or territory.name,
+            metric_epsg=int(territory.metric_crs.to_epsg() or 0),
+            source=source,
+            created_at=models.utcnow(),
+        ).returning(models.Territory.__table__.c.id)
+    )
+    territory_id = int(result.scalar_one())
+    for layer, gdf in territory.layers.items():
+        fixed: dict[str, Any] = {"territory_id": territory_id}
+        if layer in models.BARRIER_LAYERS:
+            fixed["layer"] = layer
+        rows = _records(gdf, LAYER_COLUMNS[layer], **fixed)
+        table = _table(layer)
+        for start in range(0, len(rows), BATCH):
+            conn.execute(insert(table), rows[start:start + BATCH])
+            if progress is not None:
+                progress(layer, min(BATCH, len(rows) - start))
+    return territory_id
+
+
+def import_territory(engine: Engine, territory: Territory, *, name: str | None = None,
+                     source: str | None = None, progress: ProgressFn | None = None) -> int:
+    """Store a territory in one transaction: on any failure nothing is written."""
+    with engine.begin() as conn:
+        return write_territory(conn, territory, name=name, source=source, progress=progress)
+
+
+def layer_counts(engine: Engine, territory_id: int) -> dict[str, int]:
+    """Stored feature count of each layer of a territory (layers with none omitted)."""
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for layer, model in models.LAYER_MODELS.items():
+            n = conn.execute(select(func.count()).select_from(model.__table__).where(
+                model.__table__.c.territory_id == territory_id)).scalar_one()
+            if n:
+                counts[layer] = int(n)
+        barriers = models.BarrierFeature.__table__
+        for layer, n in conn.execute(
+            select(barriers.c.layer, func.count()).where(barriers.c.territory_id == territory_id)
+            .group_by(barriers.c.layer)
+        ):
+            counts[str(layer)] = int(n)
+    return counts
+
+
+def read_layer(engine: Engine, territory_id: int, layer: str) -> gpd.GeoDataFrame:
+    """One stored layer back as a GeoDataFrame in WGS84, in insertion order."""
+    table = _table(layer)
+    columns = LAYER_COLUMNS[layer]
+    query = select(*(table.c[target].label(source) for source, target in columns.items()),
+                   func.ST_AsBinary(table.c.geom).label("wkb")).where(
+        table.c.territory_id == territory_id)
+    if layer in models.BARRIER_LAYERS:
+        query = query.where(table.c.layer == layer)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query.order_by(table.c.id)).mappings().all(),
+                             columns=[*columns, "wkb"])
+    geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs="EPSG:4326")
+
+
+def delete_territory(engine: Engine, territory_id: int) -> None:
+    """Remove a territory with everything stored under it."""
+    with engine.begin() as conn:
+        deleted = conn.execute(delete(models.Territory.__table__).where(
+            models.Territory.__table__.c.id == territory_id))
+        if deleted.rowcount == 0:
+            raise GridmapError(f"no territory {territory_id}")

@@ -1,0 +1,1 @@
+"""What people look at: planner maps, the command-centre screen, posters, tiles."""

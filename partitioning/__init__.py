@@ -1,0 +1,1 @@
+"""The partitioning engine: barriers -> blocks -> households -> grids."""

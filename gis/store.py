@@ -46,7 +46,7 @@ LAYER_COLUMNS: dict[str, dict[str, str]] = {
                   "height": "height", "use": "use"},
     "facilities": {"kind": "kind", "name": "name"},
     "dedicated_areas": {"name": "name", "kind": "kind"},
-    "roads": {"class": "barrier_class", "name": "name"},
+    "roads": {"class": "class", "name": "name"},
     "water": {"name": "name"},
     "ridges": {"name": "name"},
     "railways": {"name": "name"},
@@ -122,6 +122,7 @@ def read_layer(engine: Engine, territory_id: int, layer: str) -> gpd.GeoDataFram
         frame = pd.DataFrame(conn.execute(query.order_by(table.c.id)).mappings().all(),
                              columns=[*columns, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
+    frame = frame.astype(object).where(frame.notna(), None)
     return gpd.GeoDataFrame(frame, geometry=geoms, crs="EPSG:4326")
 
 

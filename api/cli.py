@@ -23,7 +23,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database: create or upgrade its schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DatabaseOption = Annotated[
     str | None,

@@ -1,4 +1,4 @@
-"""Connect to the store (PostGIS, or an embedded SpatiaLite file) and bring its schema up to date."""
+"""Connect to the store (PostGIS or an embedded SpatiaLite file) and migrate its schema."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
 
     os.environ.setdefault("SPATIALITE_LIBRARY_PATH", settings.spatialite_library_path)
     try:
-        from pysqlite3 import dbapi2 as sqlite_module  # type: ignore[import-not-found]
+        from pysqlite3 import dbapi2 as sqlite_module
     except ImportError:  # pragma: no cover - platforms without the wheel
         import sqlite3 as sqlite_module
     database = make_url(url).database

@@ -1,4 +1,4 @@
-"""Read a territory's layers from files, check them against the layer contract, repair and reproject them."""
+"""Read a territory's layers from files; check, repair and reproject them to the contract."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The stored tables (GeoAlchemy2 models): territories, their layers, plans, grids, blocks, staff, events."""
+"""The stored tables (GeoAlchemy2): territories and layers, plans, grids, blocks, staff, events."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
@@ -36,7 +36,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 PLAN_STATUSES = ("draft", "published", "archived")

@@ -32,7 +32,7 @@ def _records(gdf: gpd.GeoDataFrame, columns: dict[str, str], **fixed: Any
     """Rows as dicts with Python scalars (None for missing), geometry as EWKB."""
     frame = pd.DataFrame({target: gdf[source] for source, target in columns.items()})
     frame = frame.astype(object).where(frame.notna(), None)
-    rows: list[dict[str, Any]] = frame.to_dict("records")
+    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
     for row, geom in zip(rows, _wkb(gdf.geometry.to_numpy()), strict=True):
         row.update(fixed)
         row["geom"] = geom
@@ -63,12 +63,12 @@ def write_territory(conn: Connection, territory: Territory, *, name: str | None 
                     source: str | None = None, progress: ProgressFn | None = None) -> int:
     """Insert the territory and all its layers on ``conn`` (the caller's transaction)."""
     result = conn.execute(
-        insert(models.Territory.__table__).values(
+        insert(models.Territory).values(
             name=name or territory.name,
             metric_epsg=int(territory.metric_crs.to_epsg() or 0),
             source=source,
             created_at=models.utcnow(),
-        ).returning(models.Territory.__table__.c.id)
+        ).returning(models.Territory.id)
     )
     territory_id = int(result.scalar_one())
     for layer, gdf in territory.layers.items():
@@ -129,7 +129,6 @@ def read_layer(engine: Engine, territory_id: int, layer: str) -> gpd.GeoDataFram
 def delete_territory(engine: Engine, territory_id: int) -> None:
     """Remove a territory with everything stored under it."""
     with engine.begin() as conn:
-        deleted = conn.execute(delete(models.Territory.__table__).where(
-            models.Territory.__table__.c.id == territory_id))
+        deleted = conn.execute(delete(models.Territory).where(models.Territory.id == territory_id))
         if deleted.rowcount == 0:
             raise GridmapError(f"no territory {territory_id}")

@@ -1,4 +1,4 @@
-"""Shared fixtures: a throwaway PostGIS cluster, fresh databases on both backends, a tiny territory."""
+"""Shared fixtures: a throwaway PostGIS, fresh databases on both backends, a tiny territory."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pgcluster import ThrowawayCluster  # noqa: E402
+from pgcluster import ThrowawayCluster
 
-from gis.database import make_engine, upgrade  # noqa: E402
+from gis.database import make_engine, upgrade
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 _counter = itertools.count()

@@ -1,7 +1,8 @@
-"""A throwaway PostgreSQL/PostGIS cluster for tests and benchmarks (started as `postgres` when run as root)."""
+"""A throwaway PostgreSQL/PostGIS cluster for tests and benchmarks (as `postgres` under root)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -56,8 +57,6 @@ class ThrowawayCluster:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)

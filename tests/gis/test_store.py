@@ -1,4 +1,4 @@
-"""Importing a territory: one transaction, the same counts on PostGIS and SpatiaLite, layers read back."""
+"""Importing a territory: one transaction, equal counts on PostGIS and SpatiaLite, read-back."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from conftest import write_layers
 from sqlalchemy import Engine, func, select
 
-from conftest import write_layers
 from gis import models
 from gis.errors import GridmapError
 from gis.layers import read_territory

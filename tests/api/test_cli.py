@@ -1,0 +1,102 @@
+"""The `gridmap` command line: import, db upgrade and the demo, end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from api.cli import app
+from conftest import write_layers
+from gis import models
+from gis.database import make_engine
+from gis.store import layer_counts
+
+runner = CliRunner()
+GRIDMAP = str(Path(sys.executable).with_name("gridmap"))
+
+
+def _territories(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(models.Territory))
+                       .scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_import_reports_counts(db_url: str, tiny: dict[str, gpd.GeoDataFrame],
+                               tmp_path: Path) -> None:
+    path = write_layers(tiny, tmp_path, "GPKG")
+    result = runner.invoke(app, ["import", str(path), "--database-url", db_url,
+                                 "--name", "小区域"])
+    assert result.exit_code == 0, result.output
+    assert "imported" in result.output and "建筑/地址 buildings" in result.output
+    assert _territories(db_url) == 1
+
+
+def test_bad_input_is_a_clear_error_and_nothing_is_stored(
+        db_url: str, tiny: dict[str, gpd.GeoDataFrame], tmp_path: Path) -> None:
+    tiny["buildings"] = tiny["buildings"].drop(columns="households")
+    tiny["buildings"] = tiny["buildings"][tiny["buildings"].geom_type == "Point"]
+    path = write_layers(tiny, tmp_path, "GeoJSON")
+    result = runner.invoke(app, ["import", str(path), "--database-url", db_url])
+    assert result.exit_code == 2
+    assert "buildings" in result.output and "households" in result.output
+    assert "Traceback" not in result.output
+    assert _territories(db_url) == 0
+
+
+def test_field_map_and_crs_options(spatialite_url: str, tiny: dict[str, gpd.GeoDataFrame],
+                                   tmp_path: Path) -> None:
+    tiny["admin_areas"] = tiny["admin_areas"].rename(columns={"code": "社区编码"})
+    path = write_layers(tiny, tmp_path, "GeoJSON")
+    result = runner.invoke(app, ["import", str(path), "--database-url", spatialite_url])
+    assert result.exit_code == 2 and "社区编码=code" in result.output
+    result = runner.invoke(app, ["import", str(path), "--database-url", spatialite_url,
+                                 "--field-map", "社区编码=code", "--crs", "wgs84"])
+    assert result.exit_code == 0, result.output
+
+
+def test_db_upgrade_on_a_new_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    result = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert _territories(url) == 0
+
+
+def test_unreachable_database(tiny: dict[str, gpd.GeoDataFrame], tmp_path: Path) -> None:
+    path = write_layers(tiny, tmp_path, "GPKG")
+    result = runner.invoke(app, ["import", str(path), "--database-url",
+                                 "postgresql+psycopg://nobody@127.0.0.1:1/none"])
+    assert result.exit_code == 2 and "cannot be reached" in result.output
+
+
+def test_demo_end_to_end_and_postgis_gets_the_same_counts(tmp_path: Path,
+                                                          postgis_url: str) -> None:
+    out = tmp_path / "demo"
+    done = subprocess.run([GRIDMAP, "demo", "--households", "20000", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "What to open" in done.stdout
+    gpkg = out / "territory.gpkg"
+    file_counts = {str(name): pyogrio.read_info(gpkg, layer=str(name))["features"]
+                   for name, _ in pyogrio.list_layers(gpkg)}
+    lite = make_engine(f"sqlite:///{out / 'gridmap.sqlite'}")
+    lite_counts = layer_counts(lite, 1)
+    lite.dispose()
+    assert lite_counts == {k: v for k, v in file_counts.items() if v}
+    assert len(lite_counts) == 8
+    assert lite_counts["buildings"] > 100 and lite_counts["admin_areas"] > 5
+
+    result = runner.invoke(app, ["import", str(gpkg), "--database-url", postgis_url])
+    assert result.exit_code == 0, result.output
+    pg = make_engine(postgis_url)
+    assert layer_counts(pg, 1) == lite_counts
+    pg.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ import pandas as pd
 import pyogrio
 import shapely
 from pyproj import CRS
+from pyproj.exceptions import CRSError as PyprojCRSError
+from pyproj.exceptions import ProjError
 
 from gis import crs as crsmod
 from gis.errors import CoordinateError, CRSError, GridmapError, LayerError
@@ -143,6 +146,8 @@ class _Source:
     path: str          # what GDAL opens (may be a /vsizip/ path)
     label: str         # what the user sees in messages
     gdal_layer: str | None = None
+    #: (zip file, member) when the file is inside a .zip (for readers other than GDAL)
+    archive: tuple[str, str] | None = None
 
 
 def read_territory(
@@ -173,6 +178,10 @@ def read_territory(
     root = Path(path)
     if not root.exists():
         raise LayerError(f"no such file or folder: {root}")
+    # A wrong --crs is the user's option, not a file's fault: say so before reading anything.
+    for given in (crs.values() if isinstance(crs, Mapping) else [crs]):
+        if given is not None:
+            crsmod.parse_coord_sys(given)
     sources, osm_path, notes = _discover(root)
     layers: dict[str, gpd.GeoDataFrame] = {}
     labels: dict[str, str] = {}
@@ -191,7 +200,8 @@ def read_territory(
         raise LayerError(
             f"the territory has no {' and no '.join(missing)} layer (found: {found}). "
             "Name the files after their layer (admin_areas.gpkg, buildings.geojson, ...) "
-            "or the layers inside a GeoPackage; see docs/data-format.md",
+            "or the layers inside a GeoPackage; see docs/data-format.md"
+            + "".join(f". Note: {note}" for note in notes),
             file=str(root),
         )
     checked: dict[str, gpd.GeoDataFrame] = {}
@@ -225,15 +235,19 @@ def _discover(root: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
     if root.is_dir():
         entries = [(str(p), p.name) for p in sorted(root.iterdir()) if p.is_file()]
     elif root.suffix.lower() == ".zip":
-        with zipfile.ZipFile(root) as zf:
-            entries = [
-                (f"/vsizip/{root}/{info.filename}", info.filename)
-                for info in zf.infolist()
-                if not info.is_dir() and "__MACOSX" not in info.filename
-            ]
+        try:
+            with zipfile.ZipFile(root) as zf:
+                entries = [
+                    (f"/vsizip/{root}/{info.filename}", info.filename)
+                    for info in zf.infolist()
+                    if not info.is_dir() and "__MACOSX" not in info.filename
+                ]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise LayerError(f"cannot be read as a .zip archive: {exc}", file=root.name) from exc
     else:
         entries = [(str(root), root.name)]
     single = not root.is_dir() and root.suffix.lower() != ".zip"
+    archive = str(root) if root.suffix.lower() == ".zip" and not root.is_dir() else None
 
     for gdal_path, label in entries:
         lower = label.lower()
@@ -242,16 +256,22 @@ def _discover(root: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
             if osm is not None:
                 raise LayerError(f"two OpenStreetMap extracts: {osm} and {label}; keep one")
             osm = gdal_path
-        elif lower.endswith(".gpkg") and stem not in LAYERS:
-            for layer_name, _ in pyogrio.list_layers(gdal_path):
+        elif lower.endswith(".gpkg") and (single or stem not in LAYERS):
+            # A GeoPackage given alone is the whole territory, whatever its name.
+            try:
+                listed = pyogrio.list_layers(gdal_path)
+            except Exception as exc:  # not a GeoPackage at all (GDAL says why)
+                raise LayerError(f"cannot be read: {exc}", file=label) from exc
+            for layer_name, _ in listed:
                 if str(layer_name) in LAYERS:
                     add(_Source(str(layer_name), gdal_path, f"{label}:{layer_name}",
                                 str(layer_name)))
                 else:
                     notes.append(f"ignored layer {layer_name} in {label}: not in the contract")
         elif lower.endswith(VECTOR_SUFFIXES):
-            if stem in LAYERS:
-                add(_Source(stem, gdal_path, label))
+            if stem in LAYERS and not single:
+                add(_Source(stem, gdal_path, label,
+                            archive=(archive, label) if archive is not None else None))
             elif single:
                 raise LayerError(
                     f"a single {Path(lower).suffix} file is one layer, not a territory: put it "
@@ -276,8 +296,8 @@ def _read_source(src: _Source, encoding: str | None) -> gpd.GeoDataFrame:
     kwargs: dict[str, Any] = {}
     if src.gdal_layer:
         kwargs["layer"] = src.gdal_layer
-    if encoding and src.path.lower().endswith(".shp"):
-        kwargs["encoding"] = encoding
+    if encoding and src.path.lower().endswith(".shp") and not _has_cpg(src):
+        kwargs["encoding"] = encoding  # a .cpg says the encoding itself: it wins
     try:
         gdf = pyogrio.read_dataframe(src.path, **kwargs)
     except Exception as exc:  # GDAL's own message says what is broken
@@ -285,12 +305,28 @@ def _read_source(src: _Source, encoding: str | None) -> gpd.GeoDataFrame:
     return gdf.reset_index(drop=True)
 
 
+def _has_cpg(src: _Source) -> bool:
+    """Whether the Shapefile has a .cpg (code page) file beside it."""
+    if src.archive is not None:
+        stem = src.archive[1].lower().removesuffix(".shp")
+        with zipfile.ZipFile(src.archive[0]) as zf:
+            return any(n.lower() == f"{stem}.cpg" for n in zf.namelist())
+    shp = Path(src.path)
+    return any(p.exists() for p in (shp.with_suffix(".cpg"), shp.with_suffix(".CPG")))
+
+
 def _read_csv(src: _Source) -> gpd.GeoDataFrame:
     """A CSV of points with lon/lat columns; it has no CRS of its own."""
     try:
-        df = pd.read_csv(src.path, encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        df = pd.read_csv(src.path, encoding="gbk")
+        if src.archive is not None:  # pandas cannot open GDAL's /vsizip/ paths
+            with zipfile.ZipFile(src.archive[0]) as zf:
+                raw = zf.read(src.archive[1])
+        else:
+            raw = Path(src.path).read_bytes()
+        try:
+            df = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            df = pd.read_csv(io.BytesIO(raw), encoding="gbk")
     except Exception as exc:
         raise LayerError(f"cannot be read as CSV: {exc}", file=src.label,
                          layer=src.layer) from exc
@@ -395,7 +431,9 @@ def read_osm(path: str, notes: list[str] | None = None) -> dict[str, gpd.GeoData
 
     building = _col(polys, "building")
     has_building = building.notna() & (building != "no")
-    floors = _number(_col(polys, "building:levels"))
+    # GDAL launders "building:levels" into "building_levels".
+    levels_col = "building:levels" if "building:levels" in polys.columns else "building_levels"
+    floors = _number(_col(polys, levels_col))
     out["buildings"] = frame(
         polys, has_building,
         households=_number(_col(polys, "households")),
@@ -413,11 +451,9 @@ def read_osm(path: str, notes: list[str] | None = None) -> dict[str, gpd.GeoData
     ], ignore_index=True)
 
     landuse = _col(polys, "landuse")
-    dedicated_kind = pd.Series(
-        np.where(landuse == "industrial", "industrial",
-                 np.where(_col(polys, "amenity") == "university", "campus", None)),
-        index=polys.index,
-    )
+    dedicated_kind = pd.Series(None, index=polys.index, dtype=object)
+    dedicated_kind[(_col(polys, "amenity") == "university").to_numpy(bool)] = "campus"
+    dedicated_kind[(landuse == "industrial").to_numpy(bool)] = "industrial"
     out["dedicated_areas"] = frame(polys, dedicated_kind.notna(), name=_col(polys, "name"),
                                    kind=dedicated_kind)
 
@@ -555,11 +591,16 @@ def _keep_family(fixed: np.ndarray, original_types: np.ndarray) -> np.ndarray:
     dims = np.where(np.isin(original_types, [3, 6]), 2, np.where(np.isin(original_types, [1, 5]),
                                                                  1, 0))
     out = fixed.copy()
-    mixed = np.flatnonzero(shapely.get_type_id(fixed) == 7)
+    type_ids = shapely.get_type_id(fixed)
+    mixed = np.flatnonzero(type_ids == 7)
     for i in mixed:  # rare: a handful of collections at most
         parts = shapely.get_parts(fixed[i])
         keep = parts[shapely.get_dimensions(parts) == dims[i]]
         out[i] = shapely.union_all(keep) if keep.size else shapely.Polygon()
+    # A polygon with no area becomes a line (a line of one point, a point): nothing is left
+    # of the original dimension, which the caller reports as collapsed.
+    lower = (type_ids != 7) & (shapely.get_dimensions(fixed) != dims)
+    out[lower] = shapely.Polygon()
     return out
 
 
@@ -568,7 +609,11 @@ def _to_wgs84(name: str, gdf: gpd.GeoDataFrame, file: str, given: str | int | No
     if given is not None:
         source: Any = crsmod.parse_coord_sys(given)
     elif gdf.crs is not None:
-        source = crsmod.parse_coord_sys(gdf.crs)
+        try:
+            source = crsmod.parse_coord_sys(gdf.crs)
+        except CRSError as exc:
+            raise LayerError(f"the file's coordinate system is not usable: {exc.message}",
+                             file=file, layer=name) from exc
     else:
         raise LayerError(
             "no coordinate system: the file declares none; say which with --crs "
@@ -576,23 +621,36 @@ def _to_wgs84(name: str, gdf: gpd.GeoDataFrame, file: str, given: str | int | No
             file=file, layer=name,
         )
     geoms = gdf.geometry.to_numpy()
+    what = f"layer {name} ({file}, read as {source.name})"
+
+    def check(values: np.ndarray) -> None:
+        bounds = shapely.bounds(values)
+        crsmod.check_china(np.concatenate([bounds[:, 0], bounds[:, 2]]),
+                           np.concatenate([bounds[:, 1], bounds[:, 3]]), what=what)
+
     try:
+        if source.is_geographic:
+            # Swapped axes or metres are plain on the raw values; a datum shift of
+            # nonsense (lat 113) would only give a vaguer "cannot be transformed".
+            check(geoms)
         out = crsmod.transform_geometries(geoms, source, crsmod.WGS84)
-        bounds = shapely.bounds(out)
-        crsmod.check_china(
-            np.concatenate([bounds[:, 0], bounds[:, 2]]),
-            np.concatenate([bounds[:, 1], bounds[:, 3]]),
-            what=f"layer {name} ({file}, read as {source.name})",
-        )
+        check(out)
     except (CoordinateError, CRSError) as exc:
         raise LayerError(exc.message, file=file, layer=name) from exc
+    except (ProjError, PyprojCRSError) as exc:  # e.g. a local engineering CRS in a .prj
+        raise LayerError(
+            f"cannot convert from the coordinate system {source.name} to WGS84 ({exc}); "
+            f"say which coordinate system the data is in with --crs {name}=...",
+            file=file, layer=name,
+        ) from exc
     return gpd.GeoDataFrame(gdf.drop(columns="geometry"), geometry=out, crs=crsmod.WGS84)
 
 
 def _as_text(series: pd.Series) -> pd.Series:
     """Codes and names as stripped strings; numbers like 4401110010.0 lose the '.0'."""
     text = series.astype("string").str.strip()
-    return text.str.replace(r"\.0$", "", regex=True).replace("", pd.NA)
+    text = text.str.replace(r"\.0$", "", regex=True)
+    return text.mask(text == "")
 
 
 def _integer(gdf: gpd.GeoDataFrame, col: str, file: str, layer: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import osmium
 from osmium.osm.mutable import Node, Relation, Way
@@ -56,14 +57,14 @@ class OsmBuilder:
             path.unlink()
         writer = osmium.SimpleWriter(str(path))
         try:
-            common = {"version": 1, "changeset": 1, "uid": 1, "user": "test",
-                      "timestamp": "2024-01-01T00:00:00Z"}
+            common: dict[str, Any] = {"version": 1, "changeset": 1, "uid": 1, "user": "test",
+                                      "timestamp": "2024-01-01T00:00:00Z"}
             for nid, loc, tags in self.nodes:
-                writer.add_node(Node(location=loc, id=nid, tags=tags, **common))
+                writer.add_node(Node(None, loc, id=nid, tags=tags, **common))
             for wid, refs, tags in self.ways:
-                writer.add_way(Way(nodes=refs, id=wid, tags=tags, **common))
+                writer.add_way(Way(None, refs, id=wid, tags=tags, **common))
             for rid, members, tags in self.relations:
-                writer.add_relation(Relation(members=members, id=rid, tags=tags, **common))
+                writer.add_relation(Relation(None, members, id=rid, tags=tags, **common))
         finally:
             writer.close()
         return path
@@ -86,7 +87,8 @@ def build_territory(*, with_refs: bool = True) -> OsmBuilder:
     # The town: a boundary relation whose outer ring is made of two open ways.
     south_east = b.way([(0, 0), (20, 0), (20, 10)])
     north_west = b.way([(20, 10), (0, 10), (0, 0)])
-    b.relation([south_east, north_west], {"type": "boundary", **admin("8", "440111001", "景泰街道")})
+    b.relation([south_east, north_west],
+               {"type": "boundary", **admin("8", "440111001", "景泰街道")})
     # Villages: closed ways.
     b.box(0, 0, 10, 10, admin("9", "440111001001", "景泰社区"))
     b.box(10, 0, 20, 10, admin("10", "440111001201", "石马村"))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import geopandas as gpd
 import pyogrio
+from conftest import write_layers
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from api.cli import app
-from conftest import write_layers
 from gis import models
 from gis.database import make_engine
 from gis.store import layer_counts

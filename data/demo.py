@@ -33,7 +33,6 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyogrio
 import shapely
 import shapely.affinity
@@ -63,10 +62,10 @@ DISTRICT_CODE = "440111"
 DISTRICT_SHORT = "白云"
 DISTRICT_NAME = "白云示范区"
 
-FArr = npt.NDArray[np.float64]
-IArr = npt.NDArray[np.int64]
-BArr = npt.NDArray[np.bool_]
-GArr = npt.NDArray[np.object_]
+# Array aliases are loose on purpose: numpy and shapely stubs do not narrow well.
+FArr = npt.NDArray[Any]  # float arrays
+IArr = npt.NDArray[Any]  # integer arrays
+GArr = Any  # arrays of shapely geometries
 Geom = Any  # a shapely geometry
 
 # Road classes (OSM highway values) and the distance from a road's centreline to
@@ -81,8 +80,20 @@ RES, COM, IND, PUB = range(4)
 USES = ("residential", "commercial", "industrial", "public")
 
 # Urban block types.
-(SLAB, TOWER, UVILLAGE, COMMERCIAL, PARK, SCHOOL, MARKET, HOSPITAL, PUBLIC, INDUSTRIAL,
- CAMPUS, MEGA) = range(12)
+(
+    SLAB,
+    TOWER,
+    UVILLAGE,
+    COMMERCIAL,
+    PARK,
+    SCHOOL,
+    MARKET,
+    HOSPITAL,
+    PUBLIC,
+    INDUSTRIAL,
+    CAMPUS,
+    MEGA,
+) = range(12)
 
 # Household bands of residential buildings (lo, hi) and their floors (lo, hi).
 _KIND_REGULAR, _KIND_UV, _KIND_MEGA, _KIND_NONRES = range(4)
@@ -92,9 +103,10 @@ _FLOOR_BOUNDS = np.array([[6, 33], [6, 9], [32, 55], [1, 60]])
 HH_PER_STREET = 42_000
 HH_PER_VILLAGE = 430
 VILLAGES_PER_TOWN = 24
-RURAL_DENSITY = 280.0  # households per km2 over the whole rural area
+RURAL_DENSITY = 350.0  # households per km2 over the whole rural area
 MIN_RURAL_AREA = 36e6  # m2: room for a mountain village wider than 5 km
 MEGA_PER_100K = 2.4
+GRID = 0.01  # admin polygons are snapped to a 1 cm grid so that they nest exactly
 
 
 # ---------------------------------------------------------------------------
@@ -176,13 +188,24 @@ def _wiggle(rng: np.random.Generator, a: FArr, b: FArr, amp: float, seg: float =
     nrm = np.array([-d[1], d[0]]) / length
     k1, k2 = rng.uniform(1.0, 3.0), rng.uniform(3.0, 6.0)
     p1, p2 = rng.uniform(0, 2 * math.pi, 2)
-    off = amp * np.sin(np.pi * t) * (0.7 * np.sin(k1 * np.pi * t + p1) + 0.3 * np.sin(k2 * np.pi * t + p2))
+    off = (
+        amp
+        * np.sin(np.pi * t)
+        * (0.7 * np.sin(k1 * np.pi * t + p1) + 0.3 * np.sin(k2 * np.pi * t + p2))
+    )
     pts: FArr = a + t[:, None] * d + off[:, None] * nrm
     return pts
 
 
-def _blob(rng: np.random.Generator, cx: float, cy: float, a: float, b: float,
-          rough: float = 0.1, n: int = 360) -> Geom:
+def _blob(
+    rng: np.random.Generator,
+    cx: float,
+    cy: float,
+    a: float,
+    b: float,
+    rough: float = 0.1,
+    n: int = 360,
+) -> Geom:
     """A smooth irregular ellipse."""
     th = np.linspace(0, 2 * math.pi, n, endpoint=False)
     r = np.ones(n)
@@ -213,7 +236,9 @@ def _longest_part(geom: Geom) -> Geom:
 
 def _lines_of(geom: Geom, min_length: float = 1.0) -> list[Geom]:
     """The LineString parts of a (clipped) linear geometry."""
-    parts = shapely.get_parts(shapely.line_merge(geom) if geom.geom_type == "MultiLineString" else geom)
+    parts = shapely.get_parts(
+        shapely.line_merge(geom) if geom.geom_type == "MultiLineString" else geom
+    )
     return [p for p in parts if p.geom_type == "LineString" and p.length >= min_length]
 
 
@@ -302,7 +327,12 @@ def _axis(rng: np.random.Generator, span: float) -> tuple[FArr, IArr, IArr, IArr
             s += 1
         p += 1
     arr = np.array(pos) - x / 2
-    return arr, np.array(cls, dtype=np.int64), np.array(sec, dtype=np.int64), np.array(pri, dtype=np.int64)
+    return (
+        arr,
+        np.array(cls, dtype=np.int64),
+        np.array(sec, dtype=np.int64),
+        np.array(pri, dtype=np.int64),
+    )
 
 
 def _bilinear(c00: FArr, c10: FArr, c11: FArr, c01: FArr, s: FArr, t: FArr) -> FArr:
@@ -355,8 +385,9 @@ class _Layout:
         self.lcls.append(cls)
 
 
-def _slots(u0: float, u1: float, v0: float, v1: float, fw: float, fh: float,
-           gu: float, gv: float) -> tuple[FArr, FArr, FArr]:
+def _slots(
+    u0: float, u1: float, v0: float, v1: float, fw: float, fh: float, gu: float, gv: float
+) -> tuple[FArr, FArr, FArr]:
     """A regular grid of fw x fh footprints with gaps >= gu, gv filling a box.
 
     Returns the rectangles (n, 4: u0, u1, v0, v1) row by row and the u and v
@@ -367,8 +398,16 @@ def _slots(u0: float, u1: float, v0: float, v1: float, fw: float, fh: float,
     nv = int((wv + gv) // (fh + gv)) if wv >= fh else 0
     if nu < 1 or nv < 1:
         return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
-    us = (u0 + np.arange(nu) * (fw + (wu - nu * fw) / (nu - 1))) if nu > 1 else np.array([u0 + (wu - fw) / 2])
-    vs = (v0 + np.arange(nv) * (fh + (wv - nv * fh) / (nv - 1))) if nv > 1 else np.array([v0 + (wv - fh) / 2])
+    us = (
+        (u0 + np.arange(nu) * (fw + (wu - nu * fw) / (nu - 1)))
+        if nu > 1
+        else np.array([u0 + (wu - fw) / 2])
+    )
+    vs = (
+        (v0 + np.arange(nv) * (fh + (wv - nv * fh) / (nv - 1)))
+        if nv > 1
+        else np.array([v0 + (wv - fh) / 2])
+    )
     uu, vv = np.meshgrid(us, vs)
     uu, vv = uu.ravel(), vv.ravel()
     return np.column_stack([uu, uu + fw, vv, vv + fh]), us, vs
@@ -380,8 +419,14 @@ def _choose(rng: np.random.Generator, n: int, k: int) -> IArr:
     return out
 
 
-def _residential(rng: np.random.Generator, lay: _Layout, box: tuple[float, float, float, float],
-                 target: float, tower: bool, W: float) -> None:
+def _residential(
+    rng: np.random.Generator,
+    lay: _Layout,
+    box: tuple[float, float, float, float],
+    target: float,
+    tower: bool,
+    W: float,
+) -> None:
     """Slab (板楼) or point-tower (点式) compound meeting about ``target`` households."""
     u0, u1, v0, v1 = box
     if tower:
@@ -423,8 +468,9 @@ def _residential(rng: np.random.Generator, lay: _Layout, box: tuple[float, float
         lay.line(u, v0, u, v1, FOOTWAY)
 
 
-def _layout_block(rng: np.random.Generator, btype: int, W: float, H: float,
-                  setbacks: FArr, target: float) -> _Layout:
+def _layout_block(
+    rng: np.random.Generator, btype: int, W: float, H: float, setbacks: FArr, target: float
+) -> _Layout:
     """Buildings and lanes of one urban block (conservative metric frame W x H)."""
     lay = _Layout()
     left, right, bottom, top = setbacks
@@ -440,7 +486,11 @@ def _layout_block(rng: np.random.Generator, btype: int, W: float, H: float,
         fh = rng.uniform(22.0, 28.0)
         units = max(12, round(fw * fh / rng.uniform(85.0, 100.0)))
         nm_ = 2 if wu >= 2 * fw + 30 and rng.random() < 0.6 else 1
-        us = u0 + np.arange(nm_) * (wu - fw) / max(nm_ - 1, 1) if nm_ > 1 else np.array([u0 + (wu - fw) / 2])
+        us = (
+            u0 + np.arange(nm_) * (wu - fw) / max(nm_ - 1, 1)
+            if nm_ > 1
+            else np.array([u0 + (wu - fw) / 2])
+        )
         floors = np.maximum(np.ceil(520 / units), rng.integers(32, 46, nm_)).astype(np.int64)
         rects = np.column_stack([us, us + fw, np.full(nm_, v0), np.full(nm_, v0 + fh)])
         lay.add(rects, RES, floors, units * floors, np.full(nm_, units), _KIND_MEGA)
@@ -474,56 +524,103 @@ def _layout_block(rng: np.random.Generator, btype: int, W: float, H: float,
                 lay.line(0.0, v, W, v, FOOTWAY)
     elif btype == COMMERCIAL:
         fw, fh = min(rng.uniform(40.0, 90.0), wu), min(rng.uniform(25.0, 55.0), wv)
-        rects, _, _ = _slots(u0, u1, v0, v1, fw, fh, rng.uniform(20.0, 30.0), rng.uniform(20.0, 30.0))
+        rects, _, _ = _slots(
+            u0, u1, v0, v1, fw, fh, rng.uniform(20.0, 30.0), rng.uniform(20.0, 30.0)
+        )
         rects = rects[_choose(rng, len(rects), int(rng.integers(1, 5)))]
         m = len(rects)
         big = fw * fh > 2500
         floors = rng.integers(2, 7, m) if big else rng.integers(5, 31, m)
-        lay.add(rects, COM, floors, np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64), _KIND_NONRES)
+        lay.add(
+            rects,
+            COM,
+            floors,
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=np.int64),
+            _KIND_NONRES,
+        )
     elif btype == PARK:
         uf, vf = W * rng.uniform(0.35, 0.65), H * rng.uniform(0.35, 0.65)
         lay.line(uf, 0.0, uf, H, FOOTWAY)
         lay.line(0.0, vf, W, vf, FOOTWAY)
         if uf - u0 > 30 and vf - v0 > 30:
             rect = np.array([[u0 + 6, u0 + 18, v0 + 6, v0 + 15]])
-            lay.add(rect, PUB, rng.integers(1, 3, 1), np.zeros(1, dtype=np.int64),
-                    np.zeros(1, dtype=np.int64), _KIND_NONRES)
+            lay.add(
+                rect,
+                PUB,
+                rng.integers(1, 3, 1),
+                np.zeros(1, dtype=np.int64),
+                np.zeros(1, dtype=np.int64),
+                _KIND_NONRES,
+            )
     elif btype == SCHOOL:
         vm = v0 + wv * 0.45
         fw, fh = min(rng.uniform(50.0, 70.0), wu), min(rng.uniform(13.0, 17.0), v1 - vm)
-        rects, _, _ = _slots(u0, u1, vm, v1, fw, fh, rng.uniform(15.0, 25.0), rng.uniform(18.0, 25.0))
+        rects, _, _ = _slots(
+            u0, u1, vm, v1, fw, fh, rng.uniform(15.0, 25.0), rng.uniform(18.0, 25.0)
+        )
         rects = rects[:3]
         m = len(rects)
-        first = lay.add(rects, PUB, rng.integers(4, 7, m), np.zeros(m, dtype=np.int64),
-                        np.zeros(m, dtype=np.int64), _KIND_NONRES)
+        first = lay.add(
+            rects,
+            PUB,
+            rng.integers(4, 7, m),
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=np.int64),
+            _KIND_NONRES,
+        )
         if m:
             lay.facilities.append((first, "school"))
     elif btype == MARKET:
         fw, fh = min(rng.uniform(35.0, 55.0), wu), min(rng.uniform(25.0, 35.0), wv)
         ua = u0 + rng.uniform(0, wu - fw)
-        first = lay.add(np.array([[ua, ua + fw, v0, v0 + fh]]), COM, rng.integers(1, 3, 1),
-                        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), _KIND_NONRES)
+        first = lay.add(
+            np.array([[ua, ua + fw, v0, v0 + fh]]),
+            COM,
+            rng.integers(1, 3, 1),
+            np.zeros(1, dtype=np.int64),
+            np.zeros(1, dtype=np.int64),
+            _KIND_NONRES,
+        )
         lay.facilities.append((first, "market"))
         if v1 - (v0 + fh + 20) > 40:
             _residential(rng, lay, (u0, u1, v0 + fh + 20, v1), target, False, W)
     elif btype == HOSPITAL:
         fw, fh = min(rng.uniform(45.0, 65.0), wu), min(rng.uniform(28.0, 40.0), wv / 2)
         ua = u0 + rng.uniform(0, wu - fw)
-        first = lay.add(np.array([[ua, ua + fw, v0, v0 + fh]]), PUB, rng.integers(8, 21, 1),
-                        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), _KIND_NONRES)
+        first = lay.add(
+            np.array([[ua, ua + fw, v0, v0 + fh]]),
+            PUB,
+            rng.integers(8, 21, 1),
+            np.zeros(1, dtype=np.int64),
+            np.zeros(1, dtype=np.int64),
+            _KIND_NONRES,
+        )
         lay.facilities.append((first, "hospital"))
         rects, _, _ = _slots(u0, u1, v0 + fh + 20, v1, min(30.0, wu), 14.0, 20.0, 20.0)
         rects = rects[:2]
         m = len(rects)
-        lay.add(rects, PUB, rng.integers(4, 8, m), np.zeros(m, dtype=np.int64),
-                np.zeros(m, dtype=np.int64), _KIND_NONRES)
+        lay.add(
+            rects,
+            PUB,
+            rng.integers(4, 8, m),
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=np.int64),
+            _KIND_NONRES,
+        )
     elif btype == PUBLIC:
         fw, fh = min(rng.uniform(30.0, 50.0), wu), min(rng.uniform(18.0, 28.0), wv)
         rects, _, _ = _slots(u0, u1, v0, v1, fw, fh, 25.0, 25.0)
         rects = rects[_choose(rng, len(rects), 2)]
         m = len(rects)
-        lay.add(rects, PUB, rng.integers(4, 13, m), np.zeros(m, dtype=np.int64),
-                np.zeros(m, dtype=np.int64), _KIND_NONRES)
+        lay.add(
+            rects,
+            PUB,
+            rng.integers(4, 13, m),
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=np.int64),
+            _KIND_NONRES,
+        )
     elif btype == INDUSTRIAL:
         fw, fh = min(rng.uniform(50.0, 110.0), wu), min(rng.uniform(25.0, 55.0), wv)
         gv = rng.uniform(16.0, 26.0)
@@ -531,18 +628,32 @@ def _layout_block(rng: np.random.Generator, btype: int, W: float, H: float,
         keep = rng.random(len(rects)) < 0.9
         rects = rects[keep]
         m = len(rects)
-        lay.add(rects, IND, rng.integers(1, 5, m), np.zeros(m, dtype=np.int64),
-                np.zeros(m, dtype=np.int64), _KIND_NONRES)
+        lay.add(
+            rects,
+            IND,
+            rng.integers(1, 5, m),
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=np.int64),
+            _KIND_NONRES,
+        )
         if len(vs) >= 2:
             v = (vs[0] + fh + vs[1]) / 2
             lay.line(0.0, v, W, v, SERVICE)
     elif btype == CAMPUS:
         fw, fh = min(rng.uniform(50.0, 80.0), wu), min(rng.uniform(14.0, 20.0), wv)
-        rects, us, _ = _slots(u0, u1, v0, v1, fw, fh, rng.uniform(20.0, 30.0), rng.uniform(25.0, 40.0))
+        rects, us, _ = _slots(
+            u0, u1, v0, v1, fw, fh, rng.uniform(20.0, 30.0), rng.uniform(25.0, 40.0)
+        )
         rects = rects[rng.random(len(rects)) < 0.75]
         m = len(rects)
-        lay.add(rects, PUB, rng.integers(4, 9, m), np.zeros(m, dtype=np.int64),
-                np.zeros(m, dtype=np.int64), _KIND_NONRES)
+        lay.add(
+            rects,
+            PUB,
+            rng.integers(4, 9, m),
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=np.int64),
+            _KIND_NONRES,
+        )
         if len(us) >= 2:
             u = (us[0] + fw + us[1]) / 2
             lay.line(u, 0.0, u, H, FOOTWAY)
@@ -560,10 +671,10 @@ class _Gen:
         self.rng = np.random.default_rng(seed)
         self.households = households
         rng = self.rng
-        self.bank = nm.NameBank(rng)        # admin areas, hamlets
-        self.road_bank = nm.NameBank(rng)   # roads
+        self.bank = nm.NameBank(rng)  # admin areas, hamlets
+        self.road_bank = nm.NameBank(rng)  # roads
         self.bank.reserve(DISTRICT_SHORT)
-        self.rural_hh = int(round(households * rng.uniform(0.12, 0.18)))
+        self.rural_hh = round(households * rng.uniform(0.12, 0.18))
         self.urban_hh = households - self.rural_hh
         # outputs, in local coordinates
         self.road_geoms: list[Geom] = []
@@ -576,7 +687,12 @@ class _Gen:
         self.dedicated_rows: list[tuple[Geom, str, str]] = []
         self.admin_rows: list[tuple[Geom, str, str, str, str | None, str | None]] = []
         self.bld_geoms: list[GArr] = []
-        self.bld_cols: dict[str, list[IArr]] = {"households": [], "population": [], "floors": [], "use": []}
+        self.bld_cols: dict[str, list[IArr]] = {
+            "households": [],
+            "population": [],
+            "floors": [],
+            "use": [],
+        }
 
     # -- naming -----------------------------------------------------------
 
@@ -602,17 +718,28 @@ class _Gen:
         Xw, Yw = X.copy(), Y.copy()
         for _ in range(2):
             lam = rng.uniform(5000.0, 9000.0)
-            Xw += rng.uniform(60.0, 160.0) * np.sin(2 * math.pi * Y / lam + rng.uniform(0, 2 * math.pi))
+            Xw += rng.uniform(60.0, 160.0) * np.sin(
+                2 * math.pi * Y / lam + rng.uniform(0, 2 * math.pi)
+            )
             lam = rng.uniform(5000.0, 9000.0)
-            Yw += rng.uniform(60.0, 160.0) * np.sin(2 * math.pi * X / lam + rng.uniform(0, 2 * math.pi))
+            Yw += rng.uniform(60.0, 160.0) * np.sin(
+                2 * math.pi * X / lam + rng.uniform(0, 2 * math.pi)
+            )
         alpha = rng.uniform(-0.25, 0.25)
         ca, sa = math.cos(alpha), math.sin(alpha)
         nodes = np.stack([ca * Xw - sa * Yw, sa * Xw + ca * Yw], axis=-1)
         NX, NY = len(xs), len(ys)
         self.nodes, self.NX, self.NY = nodes, NX, NY
-        self.clsx, self.clsy, self.secx, self.secy, self.prix, self.priy = clsx, clsy, secx, secy, prix, priy
-        bi, bj = np.meshgrid(np.arange(NX - 1), np.arange(NY - 1), indexing="ij")
-        bi, bj = bi.ravel(), bj.ravel()
+        self.clsx, self.clsy, self.secx, self.secy, self.prix, self.priy = (
+            clsx,
+            clsy,
+            secx,
+            secy,
+            prix,
+            priy,
+        )
+        gi, gj = np.meshgrid(np.arange(NX - 1), np.arange(NY - 1), indexing="ij")
+        bi, bj = gi.ravel(), gj.ravel()
         self.bi, self.bj = bi, bj
         c00, c10 = nodes[bi, bj], nodes[bi + 1, bj]
         c11, c01 = nodes[bi + 1, bj + 1], nodes[bi, bj + 1]
@@ -628,12 +755,14 @@ class _Gen:
         e_l, e_r = c01 - c00, c11 - c10
         lb, lt = np.hypot(*e_b.T), np.hypot(*e_t.T)
         ll, lr = np.hypot(*e_l.T), np.hypot(*e_r.T)
-        sins = np.stack([
-            np.abs(cross(e_b, e_l)) / (lb * ll),
-            np.abs(cross(e_b, e_r)) / (lb * lr),
-            np.abs(cross(e_t, e_l)) / (lt * ll),
-            np.abs(cross(e_t, e_r)) / (lt * lr),
-        ]).min(0)
+        sins = np.stack(
+            [
+                np.abs(cross(e_b, e_l)) / (lb * ll),
+                np.abs(cross(e_b, e_r)) / (lb * lr),
+                np.abs(cross(e_t, e_l)) / (lt * ll),
+                np.abs(cross(e_t, e_r)) / (lt * lr),
+            ]
+        ).min(0)
         self.block_W = np.minimum(lb, lt) * sins / 1.04
         self.block_H = np.minimum(ll, lr) * sins / 1.04
         self.block_centroid = (c00 + c10 + c11 + c01) / 4
@@ -694,8 +823,16 @@ class _Gen:
         ncell = nsx * nsy
         cap = np.bincount(self.block_cell, weights=self.block_cap, minlength=ncell)
         cnt = np.bincount(self.block_cell, minlength=ncell)
-        cen = np.stack([np.bincount(self.block_cell, weights=self.block_centroid[:, d], minlength=ncell)
-                        for d in range(2)], axis=1) / np.maximum(cnt, 1)[:, None]
+        cen = (
+            np.stack(
+                [
+                    np.bincount(self.block_cell, weights=self.block_centroid[:, d], minlength=ncell)
+                    for d in range(2)
+                ],
+                axis=1,
+            )
+            / np.maximum(cnt, 1)[:, None]
+        )
         theta = np.arctan2(cen[:, 1], cen[:, 0])
         rf = np.ones(ncell)
         for k in range(1, 4):
@@ -732,8 +869,11 @@ class _Gen:
             raise RuntimeError("urban lattice too small")  # pragma: no cover
         # Fill holes: unselected cells not reachable from the lattice border.
         outside = np.zeros(ncell, dtype=bool)
-        stack = [c for c in range(ncell)
-                 if not selected[c] and (c // nsy in (0, nsx - 1) or c % nsy in (0, nsy - 1))]
+        stack = [
+            c
+            for c in range(ncell)
+            if not selected[c] and (c // nsy in (0, nsx - 1) or c % nsy in (0, nsy - 1))
+        ]
         for c in stack:
             outside[c] = True
         while stack:
@@ -743,20 +883,22 @@ class _Gen:
                     outside[nb] = True
                     stack.append(nb)
         selected |= ~outside
-        # The industrial park and the campus sit on the fringe.
+        # Industrial parks and a campus sit on the fringe, not next to each other.
+        kinds = [INDUSTRIAL] * (1 + self.households // 700_000) + (
+            [CAMPUS] if selected.sum() >= 8 else []
+        )
         special: list[int] = []
-        n_special = 2 if selected.sum() >= 8 else 1
-        while heap and len(special) < n_special:
+        while heap and len(special) < len(kinds):
             _, c = heapq.heappop(heap)
-            if not selected[c]:
+            if not selected[c] and not any(nb in special for nb in neighbours(c)):
                 special.append(c)
         btype = self.block_type
-        for c, t in zip(special, (INDUSTRIAL, CAMPUS), strict=False):
+        for c, t in zip(special, kinds, strict=False):
             selected[c] = True
             btype[self.block_cell == c] = t
             self.block_cap[self.block_cell == c] = 0.0
-        self.industrial_cell = special[0]
-        self.campus_cell = special[1] if len(special) > 1 else -1
+        self.industrial_cells = [c for c, t in zip(special, kinds, strict=False) if t == INDUSTRIAL]
+        self.campus_cell = special[-1] if len(special) == len(kinds) and kinds[-1] == CAMPUS else -1
         self.cell_selected = selected
         self.sel_blocks = np.flatnonzero(selected[self.block_cell])
         self.cell_neighbours = neighbours
@@ -766,16 +908,18 @@ class _Gen:
     def urban_streets(self) -> None:
         rng = self.rng
         sb = self.sel_blocks
-        cells = np.flatnonzero(self.cell_selected)
+        cells: list[int] = np.flatnonzero(self.cell_selected).tolist()
         n_streets = max(2 if self.urban_hh >= 40_000 else 1, round(self.urban_hh / HH_PER_STREET))
         sup = self.block_super[sb]
         usup, inv = np.unique(sup, return_inverse=True)
         w = np.bincount(inv, weights=self.block_cap[sb] + 1.0)
         cnt = np.bincount(inv)
-        cen = np.stack([np.bincount(inv, weights=self.block_centroid[sb, d]) for d in range(2)], 1)
-        cen /= cnt[:, None]
+        cen: FArr = (
+            np.stack([np.bincount(inv, weights=self.block_centroid[sb, d]) for d in range(2)], 1)
+            / cnt[:, None]
+        )
         n_streets = min(n_streets, len(usup))
-        _, lab = _kmeans(rng, cen, w, n_streets, 15)
+        _, lab = _kmeans(rng, cen, w.astype(float), n_streets, 15)
         sup_street = dict(zip(usup.tolist(), lab.tolist(), strict=True))
         # street of each selected cell = street of its superblock
         cell_super = {int(c): int(s) for c, s in zip(self.block_cell[sb], sup, strict=True)}
@@ -784,7 +928,7 @@ class _Gen:
         for _ in range(20):
             changed = False
             for st in sorted(set(cell_street.values())):
-                members = [c for c in cells.tolist() if cell_street[c] == st]
+                members = [c for c in cells if cell_street[c] == st]
                 comps = self._components(members, cell_street)
                 if len(comps) <= 1:
                     continue
@@ -801,9 +945,18 @@ class _Gen:
             if not changed:
                 break
         # renumber streets 0..k-1 ordered north to south, west to east
-        sts = sorted(set(cell_street.values()))
-        scen = {s: np.mean([self.block_centroid[self.block_cell == c].mean(0) for c in cells
-                            if cell_street[c] == s], axis=0) for s in sts}
+        sts: list[int] = sorted(set(cell_street.values()))
+        scen: dict[int, Any] = {
+            s: np.mean(
+                [
+                    self.block_centroid[self.block_cell == c].mean(0)
+                    for c in cells
+                    if cell_street[c] == s
+                ],
+                axis=0,
+            )
+            for s in sts
+        }
         order = sorted(sts, key=lambda s: (-round(scen[s][1] / 1500.0), scen[s][0]))
         remap = {s: i for i, s in enumerate(order)}
         self.cell_street = {c: remap[s] for c, s in cell_street.items()}
@@ -857,7 +1010,7 @@ class _Gen:
         a_u = U.area
         r_u = math.sqrt(a_u / math.pi)
         cu = np.array(U.centroid.coords[0])
-        ux0, uy0, ux1, uy1 = U.bounds
+        _ux0, _uy0, _ux1, uy1 = U.bounds
         a_r = max(self.rural_hh / RURAL_DENSITY * 1e6, MIN_RURAL_AREA)
         rb = math.sqrt((a_r + 0.5 * a_u) / math.pi)
         e = rng.uniform(1.05, 1.3)
@@ -881,7 +1034,9 @@ class _Gen:
         xr = np.linspace(bcx - 0.62 * a, bcx + 0.62 * a, 60)
         yr = ridge_y + 0.06 * b * np.sin(2 * math.pi * (xr - bcx) / (0.9 * a) + rng.uniform(0, 6.3))
         yr += 0.02 * b * np.sin(2 * math.pi * (xr - bcx) / (0.23 * a) + rng.uniform(0, 6.3))
-        ridge = _longest_part(shapely.intersection(shapely.LineString(np.column_stack([xr, yr])), R))
+        ridge = _longest_part(
+            shapely.intersection(shapely.LineString(np.column_stack([xr, yr])), R)
+        )
         ridge_names = list(nm.RIDGES)
         rng.shuffle(ridge_names)
         ridges = [ridge]
@@ -896,8 +1051,9 @@ class _Gen:
                 half = 0.2 * rb
                 pa = np.array([px - half * math.cos(ang), py - half * math.sin(ang)])
                 pb = np.array([px + half * math.cos(ang), py + half * math.sin(ang)])
-                line = shapely.LineString(_wiggle(rng, pa, pb, 0.05 * half))
-                cut = _longest_part(shapely.intersection(line, R))
+                cut = _longest_part(
+                    shapely.intersection(shapely.LineString(_wiggle(rng, pa, pb, 0.05 * half)), R)
+                )
                 if cut.length > 0.2 * rb and shapely.distance(cut, U) > 2000:
                     ridges.append(cut)
                     break
@@ -910,57 +1066,33 @@ class _Gen:
         y0 = uy1 + max(0.4 * gap, 300.0)
         amp = min(0.25 * (y0 - uy1), 350.0)
         xv = np.linspace(bcx - 1.6 * a, bcx + 1.6 * a, 240)
-        yv = y0 + amp * (0.7 * np.sin(2 * math.pi * xv / rng.uniform(2500, 4500) + rng.uniform(0, 6.3))
-                         + 0.3 * np.sin(2 * math.pi * xv / rng.uniform(700, 1300) + rng.uniform(0, 6.3)))
+        yv = y0 + amp * (
+            0.7 * np.sin(2 * math.pi * xv / rng.uniform(2500, 4500) + rng.uniform(0, 6.3))
+            + 0.3 * np.sin(2 * math.pi * xv / rng.uniform(700, 1300) + rng.uniform(0, 6.3))
+        )
         river_full = shapely.LineString(np.column_stack([xv, yv]))
         self.river_full = river_full
         river_name = str(rng.choice(nm.RIVERS))
         river = shapely.intersection(river_full, self.district)
         width = float(np.clip(25.0 + 25.0 * math.sqrt(a_r / 100e6), 30.0, 90.0))
         self.river_width = width
-        body = shapely.intersection(shapely.buffer(river_full, width / 2, cap_style="flat"), self.district)
+        body = shapely.intersection(
+            shapely.buffer(river_full, width / 2, cap_style="flat"), self.district
+        )
         for p in _polys_of(body, 100.0):
             self.water.append((p, river_name))
         for ln in _lines_of(river, 10.0):
             self.water.append((ln, river_name))
         self.river = river
-        # Tributaries (涌) from the hills down to the river, a reservoir at the head of the first.
-        n_trib = int(np.clip(1 + a_r / 120e6, 1, 7))
-        creeks = list(nm.CREEKS)
-        rng.shuffle(creeks)
-        self.tribs: list[Geom] = []
-        ridge_xy = shapely.get_coordinates(ridge)
-        self.reservoir = shapely.Polygon()
-        for t in range(n_trib):
-            k = int(rng.integers(len(ridge_xy) // 5, max(len(ridge_xy) * 4 // 5, len(ridge_xy) // 5 + 1)))
-            start = ridge_xy[k] + np.array([rng.uniform(-200, 200), -0.55 * wm])
-            if not shapely.contains_xy(R, *start):
-                continue
-            tx = start[0] + rng.uniform(-0.3, 0.3) * gap
-            end_pt = shapely.line_interpolate_point(river_full, river_full.project(shapely.Point(tx, y0)))
-            end = np.array(end_pt.coords[0])
-            line = shapely.LineString(_wiggle(rng, start, end, 0.08 * float(np.hypot(*(end - start))), 120.0))
-            if t == 0:
-                scale = float(np.clip(math.sqrt(a_r / 100e6), 1.0, 2.5))
-                ra = min(rng.uniform(300, 500) * scale, 0.6 * wm)
-                rb_ = min(rng.uniform(150, 250) * scale, 0.35 * wm)
-                res = shapely.affinity.rotate(
-                    _blob(rng, start[0], start[1], ra, rb_, rough=0.15, n=90), rng.uniform(-30, 30))
-                res = _longest_poly(shapely.intersection(res, R))
-                if not res.is_empty and shapely.distance(res, U) > 500:
-                    self.reservoir = res
-                    self.water.append((res, str(rng.choice(nm.RESERVOIRS))))
-                    line = shapely.difference(line, res)
-            line = shapely.intersection(line, self.district)
-            name = creeks[t] if t < len(creeks) else self.bank.stem() + "涌"
-            for ln in _lines_of(line, 50.0):
-                self.water.append((ln, name))
-                self.tribs.append(ln)
         # Railways: one north-south through the city; a second east-west in big districts.
         dx0, dy0, dx1, dy1 = self.district.bounds
         ys_ = np.linspace(dy0 - 2000, dy1 + 2000, 120)
         x_r = cu[0] + rng.uniform(-0.3, 0.3) * r_u + rng.uniform(-0.25, 0.25) * (ys_ - cu[1])
-        x_r += 0.03 * (dy1 - dy0) * np.sin(2 * math.pi * ys_ / rng.uniform(8000, 15000) + rng.uniform(0, 6.3))
+        x_r += (
+            0.03
+            * (dy1 - dy0)
+            * np.sin(2 * math.pi * ys_ / rng.uniform(8000, 15000) + rng.uniform(0, 6.3))
+        )
         rails = [shapely.LineString(np.column_stack([x_r, ys_]))]
         if self.households >= 400_000:
             xs_ = np.linspace(dx0 - 2000, dx1 + 2000, 120)
@@ -973,6 +1105,51 @@ class _Gen:
                 self.rail_geoms.append(ln)
         self.rail_buffer = shapely.buffer(shapely.union_all(self.rail_geoms), 30.0)
         shapely.prepare(self.rail_buffer)
+        # Tributaries (涌) from the hills down to the river, a reservoir at the head of the first.
+        n_trib = int(np.clip(1 + a_r / 120e6, 1, 7))
+        creeks = list(nm.CREEKS)
+        rng.shuffle(creeks)
+        self.tribs: list[Geom] = []
+        ridge_xy = shapely.get_coordinates(ridge)
+        self.reservoir = shapely.Polygon()
+        for t in range(n_trib):
+            k = int(
+                rng.integers(
+                    len(ridge_xy) // 5, max(len(ridge_xy) * 4 // 5, len(ridge_xy) // 5 + 1)
+                )
+            )
+            start = ridge_xy[k] + np.array([rng.uniform(-200, 200), -0.55 * wm])
+            if not shapely.contains_xy(R, *start):
+                continue
+            tx = start[0] + rng.uniform(-0.3, 0.3) * gap
+            end_pt = shapely.line_interpolate_point(
+                river_full, river_full.project(shapely.Point(tx, y0))
+            )
+            end = np.array(end_pt.coords[0])
+            line: Geom = shapely.LineString(
+                _wiggle(rng, start, end, 0.08 * float(np.hypot(*(end - start))), 120.0)
+            )
+            if self.reservoir.is_empty:
+                scale = float(np.clip(math.sqrt(a_r / 100e6), 1.0, 2.5))
+                ra = min(rng.uniform(300, 500) * scale, 0.6 * wm)
+                rb_ = min(rng.uniform(150, 250) * scale, 0.35 * wm)
+                res = shapely.affinity.rotate(
+                    _blob(rng, start[0], start[1], ra, rb_, rough=0.15, n=90), rng.uniform(-30, 30)
+                )
+                res = _longest_poly(shapely.intersection(res, R))
+                if (
+                    not res.is_empty
+                    and shapely.distance(res, U) > 500
+                    and shapely.distance(res, self.rail_buffer) > 300
+                ):
+                    self.reservoir = res
+                    self.water.append((res, str(rng.choice(nm.RESERVOIRS))))
+                    line = shapely.difference(line, res)
+            clipped_line = shapely.intersection(line, self.district)
+            name = creeks[t] if t < len(creeks) else self.bank.stem() + "涌"
+            for ln in _lines_of(clipped_line, 50.0):
+                self.water.append((ln, name))
+                self.tribs.append(ln)
 
     # -- stage 4: urban buildings, communities, roads -------------------
 
@@ -984,8 +1161,12 @@ class _Gen:
         n_mega = max(1, math.ceil(MEGA_PER_100K * self.households / 100_000))
         quads = self._quads(sb)
         near_rail = shapely.intersects(quads, shapely.buffer(self.rail_buffer, 60.0))
-        cand = sb[np.isin(btype[sb], (SLAB, TOWER)) & ~near_rail
-                  & (self.block_W[sb] >= 120) & (self.block_H[sb] >= 120)]
+        cand = sb[
+            np.isin(btype[sb], (SLAB, TOWER))
+            & ~near_rail
+            & (self.block_W[sb] >= 120)
+            & (self.block_H[sb] >= 120)
+        ]
         if len(cand) == 0:
             cand = sb[np.isin(btype[sb], (SLAB, TOWER)) & ~near_rail]
         btype[rng.choice(cand, size=min(n_mega, len(cand)), replace=False)] = MEGA
@@ -1002,8 +1183,14 @@ class _Gen:
         nbld = 0
         for b in sb.tolist():
             W, H = float(self.block_W[b]), float(self.block_H[b])
-            lay = _layout_block(rng, int(btype[b]), W, H, SETBACK[self.block_sides[b]] * 1.08,
-                                float(self.block_cap[b]))
+            lay = _layout_block(
+                rng,
+                int(btype[b]),
+                W,
+                H,
+                SETBACK[self.block_sides[b]] * 1.08,
+                float(self.block_cap[b]),
+            )
             n = lay.count()
             if n:
                 r = np.concatenate(lay.rects)
@@ -1016,8 +1203,8 @@ class _Gen:
                 hh_l.append(np.concatenate(lay.hh))
                 un_l.append(np.concatenate(lay.units))
                 kind_l.append(np.concatenate(lay.kind))
-                for idx, kind in lay.facilities:
-                    facs.append((b, nbld + idx, kind))
+                for idx, fkind in lay.facilities:
+                    facs.append((b, nbld + idx, fkind))
             for (ua, va, ub, vb), c in zip(lay.lines, lay.lcls, strict=True):
                 lines.append((b, ua / W, va / H, ub / W, vb / H, c))
             nbld += n
@@ -1027,19 +1214,21 @@ class _Gen:
         s = np.stack([rr[:, 0], rr[:, 1], rr[:, 1], rr[:, 0], rr[:, 0]], axis=1)
         t = np.stack([rr[:, 2], rr[:, 2], rr[:, 3], rr[:, 3], rr[:, 2]], axis=1)
         ring = _bilinear(c00[:, None], c10[:, None], c11[:, None], c01[:, None], s, t)
-        geoms = shapely.polygons(ring)
-        use = np.concatenate(use_l)
-        floors = np.concatenate(fl_l)
-        hh = np.concatenate(hh_l)
-        units = np.concatenate(un_l)
-        kind = np.concatenate(kind_l)
+        geoms: GArr = shapely.polygons(ring)
+        use: IArr = np.concatenate(use_l)
+        floors: IArr = np.concatenate(fl_l)
+        hh: IArr = np.concatenate(hh_l)
+        units: IArr = np.concatenate(un_l)
+        kind: IArr = np.concatenate(kind_l)
         # Drop what the railway runs over.
-        keep = ~shapely.intersects(self.rail_buffer, geoms)
+        keep: IArr = np.asarray(~shapely.intersects(self.rail_buffer, geoms))
         newidx = np.cumsum(keep) - 1
         facs = [(b, int(newidx[i]), k) for b, i, k in facs if keep[i]]
-        bb, geoms, use, floors, hh, units, kind = (x[keep] for x in (bb, geoms, use, floors, hh, units, kind))
+        bb, geoms, use, floors, hh, units, kind = (
+            x[keep] for x in (bb, geoms, use, floors, hh, units, kind)
+        )
         # Households: exactly the urban share.
-        res = hh > 0
+        res: IArr = hh > 0
         lo, hi = _HH_BOUNDS[kind[res], 0], _HH_BOUNDS[kind[res], 1]
         hh[res] = _fit_total(rng, hh[res], lo, hi, self.urban_hh)
         fb = _FLOOR_BOUNDS[kind[res]]
@@ -1056,7 +1245,7 @@ class _Gen:
             s = la[:, [1, 3]]
             t = la[:, [2, 4]]
             pts = _bilinear(c00[:, None], c10[:, None], c11[:, None], c01[:, None], s, t)
-            lg = shapely.linestrings(pts)
+            lg: GArr = shapely.linestrings(pts)
             for g, (_, _, _, _, _, c) in zip(lg.tolist(), lines, strict=True):
                 self._add_road(g, c, None)
         # Urban facilities.
@@ -1064,21 +1253,30 @@ class _Gen:
         streets = self.street_names
         hosp_n = 0
         school_n: dict[int, int] = {}
-        for b, i, kind in facs:
+        for b, i, fkind in facs:
             st = int(self.block_street[b])
             pt = shapely.centroid(geoms[i])
             base = streets[st].removesuffix("街道")
-            if kind == "school":
+            if fkind == "school":
                 school_n[st] = school_n.get(st, 0) + 1
                 k = school_n[st]
-                name = f"{base}第{nm.chinese_number(k)}小学" if k % 3 else f"{base}第{nm.chinese_number(k // 3)}中学"
-            elif kind == "hospital":
+                name = (
+                    f"{base}第{nm.chinese_number(k - k // 3)}小学"
+                    if k % 3
+                    else f"{base}第{nm.chinese_number(k // 3)}中学"
+                )
+            elif fkind == "hospital":
                 hosp_n += 1
-                name = (f"{DISTRICT_SHORT}区人民医院" if hosp_n == 1
-                        else f"{base}社区卫生服务中心" if hosp_n % 2 else f"{self.bank.stem()}医院")
+                name = (
+                    f"{DISTRICT_SHORT}区人民医院"
+                    if hosp_n == 1
+                    else f"{base}社区卫生服务中心"
+                    if hosp_n % 2
+                    else f"{self.bank.stem()}医院"
+                )
             else:
                 name = f"{base}{self.bank.stem()}农贸市场"
-            self.facilities.append((pt, kind, name))
+            self.facilities.append((pt, fkind, name))
         self._urban_roads()
 
     def _add_buildings(self, geoms: GArr, hh: IArr, pop: IArr, floors: IArr, use: IArr) -> None:
@@ -1136,12 +1334,17 @@ class _Gen:
                 adj[y].add(x)
         # Merge communities under 1,500 households into a neighbour of the same street.
         while True:
-            small = [c_ for c_ in sorted(chh) if chh[c_] < 1500
-                     and any(comm_street[n] == comm_street[c_] for n in adj[c_])]
+            small = [
+                c_
+                for c_ in sorted(chh)
+                if chh[c_] < 1500 and any(comm_street[n] == comm_street[c_] for n in adj[c_])
+            ]
             if not small:
                 break
             c_ = min(small, key=lambda x: (chh[x], x))
-            into = min((n for n in adj[c_] if comm_street[n] == comm_street[c_]), key=lambda x: (chh[x], x))
+            into = min(
+                (n for n in adj[c_] if comm_street[n] == comm_street[c_]), key=lambda x: (chh[x], x)
+            )
             comm[comm == c_] = into
             chh[into] += chh.pop(c_)
             for n in adj.pop(c_):
@@ -1159,7 +1362,7 @@ class _Gen:
         per_street: dict[int, list[tuple[Geom, int]]] = {}
         for c_ in sorted(chh):
             blocks = sb[comm[sb] == c_]
-            poly = shapely.union_all(self._quads(blocks))
+            poly = shapely.set_precision(shapely.union_all(self._quads(blocks)), GRID)
             per_street.setdefault(comm_street[c_], []).append((poly, c_))
         self.urban_comm_polys: list[tuple[Geom, int, str, int]] = []  # geom, street, name, hh
         for st in range(self.n_streets):
@@ -1169,7 +1372,7 @@ class _Gen:
                 name = self.bank.stem() + "社区"
                 self.urban_comm_polys.append((poly, st, name, int(chh[c_])))
                 street_polys[st].append(poly)
-        self.street_polys = [shapely.union_all(ps) for ps in street_polys]
+        self.street_polys = [shapely.union_all(ps, grid_size=GRID) for ps in street_polys]
 
     def _urban_roads(self) -> None:
         """The lattice roads bordering at least one urban block, merged into runs."""
@@ -1222,12 +1425,15 @@ class _Gen:
                     k = j
                     while k + 1 < n and row_e[k + 1] and int(row_c[k + 1]) == c:
                         if c in (RESIDENTIAL, TERTIARY) and lc not in (PRIMARY, SECONDARY):
-                            nxt = (axis, i, int(pri[k + 1])) if c == TERTIARY else (
-                                axis, i, int(pri[k + 1]), int(sec[k + 1]))
+                            nxt = (
+                                (axis, i, int(pri[k + 1]))
+                                if c == TERTIARY
+                                else (axis, i, int(pri[k + 1]), int(sec[k + 1]))
+                            )
                             if nxt != key:
                                 break
                         k += 1
-                    pts = self.nodes[i, j:k + 2] if axis == 0 else self.nodes[j:k + 2, i]
+                    pts = self.nodes[i, j : k + 2] if axis == 0 else self.nodes[j : k + 2, i]
                     self._add_road(shapely.LineString(pts), c, name_for(key, c))
                     j = k + 1
 
@@ -1261,7 +1467,8 @@ class _Gen:
         R = self.R
         self.noise_waves = [
             (math.cos(t) * 2 * math.pi / lam, math.sin(t) * 2 * math.pi / lam, rng.uniform(0, 6.3))
-            for t, lam in zip(rng.uniform(0, math.pi, 4), rng.uniform(2000, 6000, 4), strict=True)]
+            for t, lam in zip(rng.uniform(0, math.pi, 4), rng.uniform(2000, 6000, 4), strict=True)
+        ]
         # Hamlets (自然村): centres and households.
         mean = 55.0
         n_h = max(4, round(self.rural_hh / mean))
@@ -1295,7 +1502,9 @@ class _Gen:
             rho = self._rho(shapely.points(x, y))
             ok = rng.random(len(x)) * rho_max < rho
             x, y = x[ok], y[ok]
-            key = (np.floor(x / cell).astype(np.int64) * 1_000_003 + np.floor(y / cell).astype(np.int64))
+            key = np.floor(x / cell).astype(np.int64) * 1_000_003 + np.floor(y / cell).astype(
+                np.int64
+            )
             _, first = np.unique(key, return_index=True)
             first = np.sort(first)
             x, y, key = x[first], y[first], key[first]
@@ -1308,7 +1517,7 @@ class _Gen:
             have += take
         hx, hy = np.concatenate(pts_x), np.concatenate(pts_y)
         if len(hx) < n_h:  # pragma: no cover - the rural area is always big enough
-            extra = hh[len(hx):].sum()
+            extra = hh[len(hx) :].sum()
             hh = hh[: len(hx)]
             hh[np.argsort(hh)[: int(extra)] % len(hh)] += 1
         self.h_xy = np.column_stack([hx, hy])
@@ -1318,7 +1527,9 @@ class _Gen:
         n_towns = max(1, round(n_vil / VILLAGES_PER_TOWN))
         centres, _ = _kmeans(rng, self.h_xy, hh.astype(float), n_towns, 12)
         town_pieces = self._voronoi(centres, R)
-        towns = self._resolve_orphans(town_pieces, centres, np.zeros(len(centres), dtype=np.int64), None)
+        towns = self._resolve_orphans(
+            town_pieces, centres, np.zeros(len(centres), dtype=np.int64), None
+        )
         # Split every town by the river into sides, then villages inside.
         try:
             sides = _polys_of(shapely.ops.split(R, self.river_full), 1.0)
@@ -1348,7 +1559,7 @@ class _Gen:
             for v in vils:
                 vil_geoms.append(v)
                 vil_town.append(ti)
-        vil_geoms = list(shapely.set_precision(np.array(vil_geoms, dtype=object), 0.01))
+        vil_geoms = list(shapely.set_precision(np.array(vil_geoms, dtype=object), GRID))
         vil_town_a = np.array(vil_town, dtype=np.int64)
         # Villages need households: merge those with (almost) none into a neighbour.
         vil_geoms, vil_town_a = self._merge_small_villages(vil_geoms, vil_town_a, h_pts, hh)
@@ -1357,8 +1568,13 @@ class _Gen:
         self.h_vil = self._locate(h_pts, vil_geoms)
         # Towns are the union of their villages (exact tiling).
         tids = sorted(set(vil_town_a.tolist()))
-        self.town_geoms = [shapely.union_all([g for g, t in zip(vil_geoms, vil_town_a.tolist(), strict=True)
-                                              if t == ti], grid_size=0.01) for ti in tids]
+        self.town_geoms = [
+            shapely.union_all(
+                [g for g, t in zip(vil_geoms, vil_town_a.tolist(), strict=True) if t == ti],
+                grid_size=GRID,
+            )
+            for ti in tids
+        ]
         remap = {t: i for i, t in enumerate(tids)}
         self.vil_town = np.array([remap[t] for t in vil_town_a.tolist()], dtype=np.int64)
         self.h_town = self.vil_town[self.h_vil]
@@ -1377,8 +1593,9 @@ class _Gen:
                 out.append((p, i))
         return out
 
-    def _resolve_orphans(self, pieces: list[tuple[Geom, int]], seeds: FArr, _group: IArr,
-                         river_zone: Geom | None) -> list[Geom]:
+    def _resolve_orphans(
+        self, pieces: list[tuple[Geom, int]], seeds: FArr, _group: IArr, river_zone: Geom | None
+    ) -> list[Geom]:
         """Give every piece cut off from its seed to the neighbour it shares most boundary with.
 
         Returns one geometry per surviving owner (owners without pieces vanish).
@@ -1437,8 +1654,9 @@ class _Gen:
             out[miss] = tree.query_nearest(pts[miss], all_matches=False)[1]
         return out
 
-    def _merge_small_villages(self, geoms: list[Geom], town: IArr, h_pts: GArr,
-                              hh: IArr) -> tuple[list[Geom], IArr]:
+    def _merge_small_villages(
+        self, geoms: list[Geom], town: IArr, h_pts: GArr, hh: IArr
+    ) -> tuple[list[Geom], IArr]:
         for _ in range(len(geoms)):
             where = self._locate(h_pts, geoms)
             vhh = np.bincount(where, weights=hh, minlength=len(geoms))
@@ -1448,14 +1666,16 @@ class _Gen:
                 if vhh[i] >= 60:
                     break
                 tree = shapely.STRtree(np.array(geoms, dtype=object))
-                nbrs = tree.query(geoms[i], predicate="dwithin", distance=0.5)
-                nbrs = [j for j in nbrs.tolist() if j != i and town[j] == town[i]]
+                hits = tree.query(geoms[i], predicate="dwithin", distance=0.5)
+                nbrs = [j for j in hits.tolist() if j != i and town[j] == town[i]]
                 if not nbrs:
                     continue
                 ring = shapely.boundary(geoms[i])
-                score = [shapely.intersection(ring, shapely.buffer(geoms[j], 0.5)).length for j in nbrs]
+                score = [
+                    shapely.intersection(ring, shapely.buffer(geoms[j], 0.5)).length for j in nbrs
+                ]
                 j = nbrs[int(np.argmax(score))]
-                geoms[j] = shapely.union_all([geoms[j], geoms[i]], grid_size=0.01)
+                geoms[j] = shapely.union_all([geoms[j], geoms[i]], grid_size=GRID)
                 del geoms[i]
                 town = np.delete(town, i)
                 done = False
@@ -1472,11 +1692,11 @@ class _Gen:
             if ext[best] > 5300.0:
                 break
             arr = np.array(geoms, dtype=object)
-            nbrs = shapely.STRtree(arr).query(geoms[best], predicate="dwithin", distance=0.5)
-            nbrs = [j for j in nbrs.tolist() if j != best and town[j] == town[best]]
+            hits = shapely.STRtree(arr).query(geoms[best], predicate="dwithin", distance=0.5)
+            nbrs = [j for j in hits.tolist() if j != best and town[j] == town[best]]
             if not nbrs:  # pragma: no cover - a town always has several villages here
                 break
-            cands = [shapely.union_all([geoms[best], geoms[j]], grid_size=0.01) for j in nbrs]
+            cands = [shapely.union_all([geoms[best], geoms[j]], grid_size=GRID) for j in nbrs]
             cext = [_extent(c) for c in cands]
             k = int(np.argmax(cext))
             j = nbrs[k]
@@ -1543,8 +1763,13 @@ class _Gen:
         if seats:
             s = seats[int(np.argmax(h_xy[seats, 1]))]
             far = h_xy[s] + np.array([rng.uniform(-0.3, 0.3), 1.0]) * 3 * self.blob_b
-            new_lines.append((shapely.LineString(_wiggle(rng, h_xy[s], far, 300.0, 300.0)), SECONDARY,
-                              self.road_bank.stem() + "公路"))
+            new_lines.append(
+                (
+                    shapely.LineString(_wiggle(rng, h_xy[s], far, 300.0, 300.0)),
+                    SECONDARY,
+                    self.road_bank.stem() + "公路",
+                )
+            )
         # Village centres to the network of their town (tertiary).
         for ti in range(n_t):
             vs = [v for v in range(n_v) if self.vil_town[v] == ti and vil_centre[v] >= 0]
@@ -1558,37 +1783,81 @@ class _Gen:
                 c = vil_centre[v]
                 if c == seat:
                     continue
-                xy = connect(h_xy[c], tpool, TERTIARY, self.vil_names[v].removesuffix("村") + "路", 0.06)
+                xy = connect(
+                    h_xy[c], tpool, TERTIARY, self.vil_names[v].removesuffix("村") + "路", 0.06
+                )
                 tpool = np.concatenate([tpool, xy])
-        main = np.array([g for g, _, _ in new_lines], dtype=object)
-        # Hamlets to the nearest road (residential for big hamlets, service for small ones).
-        others = np.setdiff1d(np.arange(len(h_xy)), np.concatenate([vil_centre, town_seat]))
-        if len(others) and len(main):
-            hp = shapely.points(h_xy[others])
-            nearest = shapely.STRtree(main).query_nearest(hp, all_matches=False)[1]
-            links = shapely.shortest_line(hp, main[nearest])
-            lens = shapely.length(links)
-            vil_count: dict[int, int] = {}
-            for hi, g, ln in zip(others.tolist(), links.tolist(), lens.tolist(), strict=True):
-                if ln < 25:
-                    continue
-                if h_hh[hi] >= 60:
-                    v = int(self.h_vil[hi])
-                    vil_count[v] = vil_count.get(v, 0) + 1
-                    name = self.vil_names[v].removesuffix("村") + nm.chinese_number(vil_count[v]) + "巷"
-                    new_lines.append((g, RESIDENTIAL, name))
-                else:
-                    new_lines.append((g, SERVICE, None))
+        # Hamlets: grow a tree per town, always linking the hamlet nearest to the
+        # network so far (residential for big hamlets, service lanes for small ones).
+        main = shapely.segmentize(np.array([g for g, _, _ in new_lines], dtype=object), 60.0)
+        main_xy = shapely.get_coordinates(main)
+        linked = np.zeros(len(h_xy), dtype=bool)
+        linked[vil_centre[vil_centre >= 0]] = True
+        linked[town_seat[town_seat >= 0]] = True
+        vil_count: dict[int, int] = {}
+        for ti in range(n_t):
+            hs = np.flatnonzero((self.h_town == ti) & ~linked)
+            if len(hs) == 0:
+                continue
+            hxy = h_xy[hs]
+            x0, y0 = hxy.min(0) - 4000
+            x1, y1 = hxy.max(0) + 4000
+            near = main_xy[
+                (main_xy[:, 0] > x0)
+                & (main_xy[:, 0] < x1)
+                & (main_xy[:, 1] > y0)
+                & (main_xy[:, 1] < y1)
+            ]
+            if len(near) == 0:
+                near = main_xy
+            dmin = np.full(len(hs), np.inf)
+            best = np.zeros((len(hs), 2))
+            todo = np.ones(len(hs), dtype=bool)
+
+            def update(pts: FArr, dmin: FArr = dmin, best: FArr = best, hxy: FArr = hxy) -> None:
+                for lo in range(0, len(pts), 2048):
+                    chunk = pts[lo : lo + 2048]
+                    d = np.hypot(
+                        hxy[:, None, 0] - chunk[None, :, 0], hxy[:, None, 1] - chunk[None, :, 1]
+                    )
+                    k = d.argmin(1)
+                    dk = d[np.arange(len(hxy)), k]
+                    better = dk < dmin
+                    dmin[better] = dk[better]
+                    best[better] = chunk[k[better]]
+
+            update(near)
+            for _ in range(len(hs)):
+                k = int(np.argmin(np.where(todo, dmin, np.inf)))
+                todo[k] = False
+                hi = int(hs[k])
+                if dmin[k] >= 25:
+                    xy = _wiggle(rng, best[k], hxy[k], min(0.06 * float(dmin[k]), 80.0), 80.0)
+                    if h_hh[hi] >= 60:
+                        v = int(self.h_vil[hi])
+                        vil_count[v] = vil_count.get(v, 0) + 1
+                        name = (
+                            self.vil_names[v].removesuffix("村")
+                            + nm.chinese_number(vil_count[v])
+                            + "巷"
+                        )
+                        new_lines.append((shapely.LineString(xy), RESIDENTIAL, name))
+                    else:
+                        new_lines.append((shapely.LineString(xy), SERVICE, None))
+                    seg = shapely.get_coordinates(shapely.segmentize(shapely.LineString(xy), 50.0))
+                    update(seg)
         # Clip to the rural area (the city has its own streets) and keep.
         geoms = np.array([g for g, _, _ in new_lines], dtype=object)
         clipped = shapely.intersection(shapely.difference(geoms, U), self.district)
+        if not self.reservoir.is_empty:
+            clipped = shapely.difference(clipped, shapely.buffer(self.reservoir, 10.0))
         self.rural_road_geoms: list[Geom] = []
         self.rural_road_cls: list[int] = []
-        for g, (_, c, name) in zip(clipped.tolist(), new_lines, strict=True):
+        for g, (_, rc, rname) in zip(clipped.tolist(), new_lines, strict=True):
             for ln in _lines_of(g, 10.0):
-                self._add_road(ln, c, name)
+                self._add_road(ln, rc, rname)
                 self.rural_road_geoms.append(ln)
-                self.rural_road_cls.append(c)
+                self.rural_road_cls.append(rc)
         # Obstacles for rural buildings: roads, water, railway.
         rg = np.array(self.rural_road_geoms, dtype=object)
         obst = list(shapely.buffer(rg, RURAL_SETBACK[np.array(self.rural_road_cls)]))
@@ -1615,13 +1884,23 @@ class _Gen:
             ):
                 self._rural_facility(seat, kind, name, dims, floors, tree, R_in)
         for v in range(n_v):
-            c = int(vil_centre[v])
-            if c < 0 or c in town_seat or rng.random() > 0.3:
+            vc = int(vil_centre[v])
+            if vc < 0 or vc in town_seat or rng.random() > 0.3:
                 continue
-            self._rural_facility(c, "school", self.vil_names[v] + "小学", (40.0, 14.0), 3, tree, R_in)
+            self._rural_facility(
+                vc, "school", self.vil_names[v] + "小学", (40.0, 14.0), 3, tree, R_in
+            )
 
-    def _rural_facility(self, hamlet: int, kind: str, name: str, dims: tuple[float, float],
-                        floors: int, tree: shapely.STRtree, R_in: Geom) -> None:
+    def _rural_facility(
+        self,
+        hamlet: int,
+        kind: str,
+        name: str,
+        dims: tuple[float, float],
+        floors: int,
+        tree: shapely.STRtree,
+        R_in: Geom,
+    ) -> None:
         rng = self.rng
         c = self.h_xy[hamlet]
         r_h = 22.0 * math.sqrt(2.6 * self.h_hh[hamlet] / math.pi) + 20.0
@@ -1630,14 +1909,21 @@ class _Gen:
             ang = rng.uniform(0, 2 * math.pi)
             d = r_h + 25.0 + 12.0 * attempt
             p = c + d * np.array([math.cos(ang), math.sin(ang)])
-            poly = _rects(p[:1], p[1:], np.array([dims[0]]), np.array([dims[1]]), np.array([theta]))[0]
+            poly = _rects(
+                p[:1], p[1:], np.array([dims[0]]), np.array([dims[1]]), np.array([theta])
+            )[0]
             if not shapely.contains(R_in, poly) or len(tree.query(poly, predicate="intersects")):
                 continue
             if any(shapely.intersects(poly, shapely.buffer(g, 10.0)) for g in self.rural_fac_geoms):
                 continue
             self.rural_fac_geoms.append(poly)
-            self._add_buildings(np.array([poly], dtype=object), np.zeros(1, dtype=np.int64),
-                                np.zeros(1, dtype=np.int64), np.array([floors]), np.array([PUB]))
+            self._add_buildings(
+                np.array([poly], dtype=object),
+                np.zeros(1, dtype=np.int64),
+                np.zeros(1, dtype=np.int64),
+                np.array([floors]),
+                np.array([PUB]),
+            )
             self.facilities.append((shapely.centroid(poly), kind, name))
             return
 
@@ -1657,9 +1943,9 @@ class _Gen:
         theta = rng.uniform(-0.35, 0.35, nh)
         radius = np.sqrt(2.6 * n_houses / math.pi) + 1.5  # in pitches
         # Lattice offsets sorted by distance from the hamlet centre.
-        kmax = int(math.ceil(radius.max())) + 1
-        a, b = np.meshgrid(np.arange(-kmax, kmax + 1), np.arange(-kmax, kmax + 1))
-        a, b = a.ravel().astype(float), b.ravel().astype(float)
+        kmax = math.ceil(radius.max()) + 1
+        ga, gb = np.meshgrid(np.arange(-kmax, kmax + 1), np.arange(-kmax, kmax + 1))
+        a, b = ga.ravel().astype(float), gb.ravel().astype(float)
         dist = np.hypot(a, b)
         o = np.argsort(dist + rng.uniform(0, 0.01, len(dist)), kind="stable")
         a, b, dist = a[o], b[o], dist[o]
@@ -1681,14 +1967,18 @@ class _Gen:
         ph1, ph2 = rng.uniform(0, 6.3, nh), rng.uniform(0, 6.3, nh)
         am1, am2 = rng.uniform(0, 0.4, nh), rng.uniform(0, 0.25, nh)
         ang = np.arctan2(cb, ca)
-        prio = cd * (1 + am1[h_idx] * np.cos(ang - ph1[h_idx]) + am2[h_idx] * np.cos(2 * ang - ph2[h_idx]))
+        prio = cd * (
+            1 + am1[h_idx] * np.cos(ang - ph1[h_idx]) + am2[h_idx] * np.cos(2 * ang - ph2[h_idx])
+        )
         prio += rng.uniform(0, 1.2, n)
         # Inside the rural area, off the roads, water and railway.
         R_in = shapely.buffer(self.R, -32.0)
         shapely.prepare(R_in)
         ok = shapely.contains_xy(R_in, cx, cy)
         idx = np.flatnonzero(ok)
-        houses = _rects(cx[idx], cy[idx], w[idx], d[idx], th[idx] + rng.uniform(-0.07, 0.07, len(idx)))
+        houses = _rects(
+            cx[idx], cy[idx], w[idx], d[idx], th[idx] + rng.uniform(-0.07, 0.07, len(idx))
+        )
         obst = list(self.obstacles) + [shapely.buffer(g, 8.0) for g in self.rural_fac_geoms]
         tree = shapely.STRtree(np.array(obst, dtype=object))
         hit = np.unique(tree.query(houses, predicate="intersects")[0])
@@ -1717,11 +2007,15 @@ class _Gen:
         deficit = np.maximum(deficit, 0)
         hh, deficit = _distribute(hh, hsel, deficit, key, 4)
         vil = self.h_vil[hsel]
-        vdef = np.bincount(self.h_vil, weights=deficit, minlength=len(self.vil_geoms)).astype(np.int64)
+        vdef = np.bincount(self.h_vil, weights=deficit, minlength=len(self.vil_geoms)).astype(
+            np.int64
+        )
         hh, vdef = _distribute(hh, vil, vdef, key, 4)
         left = int(vdef.sum())
         if left > 0:
-            hh, _ = _distribute(hh, np.zeros(len(hh), dtype=np.int64), np.array([left]), key, 10_000)
+            hh, _ = _distribute(
+                hh, np.zeros(len(hh), dtype=np.int64), np.array([left]), key, 10_000
+            )
         floors = np.where(hh >= 2, 3, rng.choice([1, 2, 3], size=len(hh), p=[0.25, 0.5, 0.25]))
         pop = np.round(hh * rng.uniform(2.8, 4.2, len(hh))).astype(np.int64)
         self._add_buildings(houses, hh, pop, floors.astype(np.int64), np.full(len(hh), RES))
@@ -1732,12 +2026,15 @@ class _Gen:
     def dedicated(self) -> None:
         rng = self.rng
         sb = self.sel_blocks
-        ind = sb[self.block_cell[sb] == self.industrial_cell]
-        self.dedicated_rows.append((shapely.union_all(self._quads(ind)), f"{DISTRICT_SHORT}工业园", "industrial"))
+        for k, cell in enumerate(self.industrial_cells):
+            ind = sb[self.block_cell[sb] == cell]
+            poly = shapely.union_all(self._quads(ind), grid_size=GRID)
+            name = f"{DISTRICT_SHORT}工业园" if k == 0 else f"{self.bank.stem()}工业园"
+            self.dedicated_rows.append((poly, name, "industrial"))
         if self.campus_cell >= 0:
             cam = sb[self.block_cell[sb] == self.campus_cell]
             name = str(rng.choice(nm.CAMPUS))
-            poly = shapely.union_all(self._quads(cam))
+            poly = shapely.union_all(self._quads(cam), grid_size=GRID)
             self.dedicated_rows.append((poly, name, "campus"))
             blds = shapely.centroid(poly)
             self.facilities.append((blds, "school", name))
@@ -1767,55 +2064,90 @@ class _Gen:
             return gdf.to_crs(WGS84)
 
         layers: dict[str, gpd.GeoDataFrame] = {}
-        # admin areas
-        rows: list[tuple[Geom, str, str, str, str | None, str | None]] = []
-        urban_towns = [(g, self.street_names[i], True) for i, g in enumerate(self.street_polys)]
-        rural_towns = [(g, self.town_names[i], False) for i, g in enumerate(self.town_geoms)]
-        all_towns = urban_towns + rural_towns
-        district = shapely.union_all([g for g, _, _ in all_towns], grid_size=0.01)
-        rows.append((district, DISTRICT_CODE, DISTRICT_NAME, "district", None, None))
-        n_urban = 0
-        n_rural = 0
-        for ti, (g, name, urban) in enumerate(all_towns):
-            if urban:
-                n_urban += 1
-                tcode = f"{DISTRICT_CODE}{n_urban:03d}"
-            else:
-                tcode = f"{DISTRICT_CODE}{100 + n_rural:03d}"
-                n_rural += 1
-            rows.append((g, tcode, name, "town", DISTRICT_CODE, None))
-            if urban:
-                comms = [x for x in self.urban_comm_polys if x[1] == ti]
-                for k, (cg, _, cname, _) in enumerate(comms):
-                    rows.append((cg, f"{tcode}{k + 1:03d}", cname, "village", tcode, "urban"))
-            else:
-                rt = ti - len(urban_towns)
-                vs = [v for v in range(len(self.vil_geoms)) if self.vil_town[v] == rt]
-                vs.sort(key=lambda v: (-round(self.vil_geoms[v].centroid.y / 800.0),
-                                       self.vil_geoms[v].centroid.x))
-                for k, v in enumerate(vs):
-                    rows.append((self.vil_geoms[v], f"{tcode}{200 + k:03d}", self.vil_names[v],
-                                 "village", tcode, "rural"))
+        # Admin areas: communities and villages form one clean polygon coverage (shared
+        # edges identical); towns and the district are unions of it.
+        n_st = len(self.street_polys)
+        low_geoms = [cg for cg, _, _, _ in self.urban_comm_polys] + list(self.vil_geoms)
+        low_town = np.array(
+            [st for _, st, _, _ in self.urban_comm_polys] + [n_st + int(t) for t in self.vil_town],
+            dtype=np.int64,
+        )
+        low_names = [nm_ for _, _, nm_, _ in self.urban_comm_polys] + list(self.vil_names)
+        clean = shapely.coverage_clean(  # type: ignore[attr-defined]
+            np.array(low_geoms, dtype=object), gap_width=0.05, snapping_distance=0.02
+        )
+        town_names = list(self.street_names) + list(self.town_names)
+        rows: list[tuple[Geom, str, str, str, str | None, str | None]] = [
+            (
+                shapely.coverage_union_all(clean),
+                DISTRICT_CODE,
+                DISTRICT_NAME,
+                "district",
+                None,
+                None,
+            )
+        ]
+        for ti, tname in enumerate(town_names):
+            urban = ti < n_st
+            tcode = (
+                f"{DISTRICT_CODE}{ti + 1:03d}" if urban else f"{DISTRICT_CODE}{100 + ti - n_st:03d}"
+            )
+            idx = np.flatnonzero(low_town == ti).tolist()
+            rows.append(
+                (shapely.coverage_union_all(clean[idx]), tcode, tname, "town", DISTRICT_CODE, None)
+            )
+            if not urban:
+                cen = shapely.centroid(clean[idx])
+                idx = [
+                    idx[k]
+                    for k in np.lexsort((shapely.get_x(cen), -np.round(shapely.get_y(cen) / 800.0)))
+                ]
+            for k, i in enumerate(idx):
+                code = f"{tcode}{k + 1:03d}" if urban else f"{tcode}{200 + k:03d}"
+                rows.append(
+                    (clean[i], code, low_names[i], "village", tcode, "urban" if urban else "rural")
+                )
         layers["admin_areas"] = frame(
             (r[0] for r in rows),
-            {"code": [r[1] for r in rows], "name": [r[2] for r in rows], "level": [r[3] for r in rows],
-             "parent_code": [r[4] for r in rows], "kind": [r[5] for r in rows]})
-        layers["roads"] = frame(self.road_geoms, {"class": [ROAD_CLASSES[c] for c in self.road_cls],
-                                                  "name": self.road_names})
+            {
+                "code": [r[1] for r in rows],
+                "name": [r[2] for r in rows],
+                "level": [r[3] for r in rows],
+                "parent_code": [r[4] for r in rows],
+                "kind": [r[5] for r in rows],
+            },
+        )
+        layers["roads"] = frame(
+            self.road_geoms,
+            {"class": [ROAD_CLASSES[c] for c in self.road_cls], "name": self.road_names},
+        )
         layers["water"] = frame((g for g, _ in self.water), {"name": [n for _, n in self.water]})
         layers["ridges"] = frame((g for g, _ in self.ridges), {"name": [n for _, n in self.ridges]})
         layers["railways"] = frame((g for g, _ in self.rails), {"name": [n for _, n in self.rails]})
         cols = {k: np.concatenate(v) for k, v in self.bld_cols.items()}
         layers["buildings"] = frame(
             np.concatenate(self.bld_geoms),
-            {"households": cols["households"], "population": cols["population"], "floors": cols["floors"],
-             "use": np.array(USES, dtype=object)[cols["use"]]})
-        layers["facilities"] = frame((g for g, _, _ in self.facilities),
-                                     {"kind": [k for _, k, _ in self.facilities],
-                                      "name": [n for _, _, n in self.facilities]})
-        layers["dedicated_areas"] = frame((g for g, _, _ in self.dedicated_rows),
-                                          {"name": [n for _, n, _ in self.dedicated_rows],
-                                           "kind": [k for _, _, k in self.dedicated_rows]})
+            {
+                "households": cols["households"],
+                "population": cols["population"],
+                "floors": cols["floors"],
+                "use": np.array(USES, dtype=object)[cols["use"]],
+            },
+        )
+        layers["facilities"] = frame(
+            (g for g, _, _ in self.facilities),
+            {
+                "kind": [k for _, k, _ in self.facilities],
+                "name": [n for _, _, n in self.facilities],
+            },
+        )
+        layers["dedicated_areas"] = frame(
+            (g for g, _, _ in self.dedicated_rows),
+            {
+                "name": [n for _, n, _ in self.dedicated_rows],
+                "kind": [k for _, _, k in self.dedicated_rows],
+            },
+        )
         return layers
 
 

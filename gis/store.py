@@ -32,7 +32,7 @@ def _records(gdf: gpd.GeoDataFrame, columns: dict[str, str], **fixed: Any
     """Rows as dicts with Python scalars (None for missing), geometry as EWKB."""
     frame = pd.DataFrame({target: gdf[source] for source, target in columns.items()})
     frame = frame.astype(object).where(frame.notna(), None)
-    rows: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
+    rows: list[dict[str, Any]] = frame.to_dict("records")
     for row, geom in zip(rows, _wkb(gdf.geometry.to_numpy()), strict=True):
         row.update(fixed)
         row["geom"] = geom

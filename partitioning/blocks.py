@@ -1,0 +1,168 @@
+"""Stages 1–2: barrier lines with their strength, and the atomic blocks they cut villages into."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from partitioning.params import PartitionParams
+
+#: Shared boundaries shorter than this (m) do not make two blocks neighbours.
+MIN_SHARED_M = 1.0
+#: A barrier counts for a shared boundary when it lies this close (m) to its midpoint.
+SNAP_M = 1.0
+
+
+def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
+                  ) -> gpd.GeoDataFrame:
+    """Every barrier as single lines with ``kind``, ``class``, ``name`` and ``strength``."""
+    parts: list[pd.DataFrame] = []
+
+    def add(geoms: np.ndarray, kind: str, cls: np.ndarray, names: np.ndarray) -> None:
+        if len(geoms) == 0:
+            return
+        lines, idx = shapely.get_parts(geoms, return_index=True)
+        parts.append(pd.DataFrame({
+            "kind": kind, "class": np.asarray(cls, dtype=object)[idx],
+            "name": np.asarray(names, dtype=object)[idx], "geometry": lines}))
+
+    if "roads" in layers:
+        roads = layers["roads"]
+        add(roads.geometry.to_numpy(), "road", roads["class"].to_numpy(),
+            roads["name"].to_numpy())
+    if "water" in layers:
+        water = layers["water"]
+        geoms = water.geometry.to_numpy()
+        polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])
+        geoms = np.where(polygonal, shapely.boundary(geoms), geoms)
+        add(geoms, "water", np.full(len(water), "water", dtype=object), water["name"].to_numpy())
+    for layer, kind in (("ridges", "ridge"), ("railways", "railway")):
+        if layer in layers:
+            gdf = layers[layer]
+            add(gdf.geometry.to_numpy(), kind, np.full(len(gdf), kind, dtype=object),
+                gdf["name"].to_numpy())
+    if "dedicated_areas" in layers:
+        ded = layers["dedicated_areas"]
+        add(shapely.boundary(ded.geometry.to_numpy()), "dedicated",
+            np.full(len(ded), "dedicated", dtype=object), ded["name"].to_numpy())
+    crs = next(iter(layers.values())).crs
+    if not parts:
+        return gpd.GeoDataFrame({"kind": [], "class": [], "name": [], "strength": []},
+                                geometry=[], crs=crs)
+    frame = pd.concat(parts, ignore_index=True)
+    frame["strength"] = [1.0 if k == "dedicated" else params.strength(str(c))
+                         for k, c in zip(frame["kind"], frame["class"], strict=True)]
+    keep = shapely.get_type_id(frame["geometry"].to_numpy()) == 1
+    return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry="geometry", crs=crs)
+
+
+def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
+                params: PartitionParams) -> gpd.GeoDataFrame:
+    """Polygonise each village with the barriers inside it; merge slivers.
+
+    Every face lies in exactly one village (the village boundary is part of
+    the noding), and the faces of a village cover it exactly.
+    """
+    vgeoms = villages.geometry.to_numpy()
+    bgeoms = barriers.geometry.to_numpy()
+    vi, bi = shapely.STRtree(bgeoms).query(vgeoms, predicate="intersects")
+    order = np.argsort(vi, kind="stable")
+    vi, bi = vi[order], bi[order]
+    starts = np.searchsorted(vi, np.arange(len(vgeoms) + 1))
+    faces: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    for v, village in enumerate(vgeoms):
+        inside = shapely.intersection(bgeoms[bi[starts[v]:starts[v + 1]]], village)
+        edges = np.concatenate([shapely.get_parts(inside),
+                                shapely.get_parts(shapely.boundary(village))])
+        edges = edges[shapely.get_dimensions(edges) == 1]
+        noded = shapely.union_all(edges)
+        polys = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+        # Faces of the village's holes lie outside it.
+        polys = polys[shapely.contains_properly(village,
+                                                shapely.point_on_surface(polys))]
+        polys = _merge_slivers(polys, params.sliver_area_m2)
+        faces.append(polys)
+        owners.append(np.full(len(polys), v))
+    geoms = np.concatenate(faces) if faces else np.array([], dtype=object)
+    owner = np.concatenate(owners) if owners else np.array([], dtype=int)
+    return gpd.GeoDataFrame(
+        {"block_id": np.arange(len(geoms)),
+         "village_code": villages["code"].to_numpy()[owner]},
+        geometry=geoms, crs=villages.crs)
+
+
+def _merge_slivers(polys: np.ndarray, min_area: float) -> np.ndarray:
+    """Merge faces under ``min_area`` into the neighbour sharing most boundary."""
+    if len(polys) < 2:
+        return polys
+    areas = shapely.area(polys)
+    small = np.flatnonzero(areas < min_area)
+    if small.size == 0:
+        return polys
+    tree = shapely.STRtree(polys)
+    group = np.arange(len(polys))
+    for s in small[np.argsort(areas[small])]:
+        cand = tree.query(polys[s], predicate="intersects")
+        cand = cand[(cand != s) & (areas[cand] >= min_area)]
+        if cand.size == 0:
+            continue
+        shared = shapely.length(shapely.intersection(shapely.boundary(polys[s]),
+                                                     shapely.boundary(polys[cand])))
+        if shared.max() <= 0:
+            continue
+        group[s] = cand[int(np.argmax(shared))]
+    # Follow chains (a sliver merged into a sliver) to their root.
+    while True:
+        nxt = group[group]
+        if np.array_equal(nxt, group):
+            break
+        group = nxt
+    roots, inverse = np.unique(group, return_inverse=True)
+    if len(roots) == len(polys):
+        return polys
+    out = np.empty(len(roots), dtype=object)
+    for r in range(len(roots)):
+        members = polys[inverse == r]
+        out[r] = members[0] if len(members) == 1 else shapely.union_all(members)
+    return out
+
+
+def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Pairs of blocks of the same village sharing a boundary.
+
+    Columns ``a``, ``b`` (block positions, a < b), ``length`` (m of shared
+    boundary) and ``strength`` (of the strongest barrier along it, 0 where the
+    boundary follows no barrier).
+    """
+    geoms = blocks.geometry.to_numpy()
+    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = a < b
+    village = blocks["village_code"].to_numpy()
+    keep &= village[a] == village[b]
+    a, b = a[keep], b[keep]
+    shared = shapely.intersection(shapely.boundary(geoms[a]), shapely.boundary(geoms[b]))
+    length = shapely.length(shared)
+    ok = length >= MIN_SHARED_M
+    a, b, shared, length = a[ok], b[ok], shared[ok], length[ok]
+    strength = np.zeros(len(a))
+    if len(a) and len(barriers):
+        mid = shapely.line_interpolate_point(_longest_part(shared), 0.5, normalized=True)
+        pi, li = shapely.STRtree(barriers.geometry.to_numpy()).query(
+            mid, predicate="dwithin", distance=SNAP_M)
+        np.maximum.at(strength, pi, barriers["strength"].to_numpy()[li])
+    return pd.DataFrame({"a": a, "b": b, "length": length, "strength": strength})
+
+
+def _longest_part(lines: np.ndarray) -> np.ndarray:
+    """The longest single line of each (multi)line, for a representative midpoint."""
+    parts, idx = shapely.get_parts(lines, return_index=True)
+    lengths = np.where(shapely.get_dimensions(parts) == 1, shapely.length(parts), -1.0)
+    order = np.lexsort((-lengths, idx))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = idx[order][1:] != idx[order][:-1]
+    out = np.empty(len(lines), dtype=object)
+    out[idx[order][first]] = parts[order][first]
+    return out

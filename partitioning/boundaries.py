@@ -1,0 +1,99 @@
+"""Stages 7–8 (shared geometry): each grid's boundary segments, what they follow, and its 四至."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+#: A boundary segment follows a barrier lying within this distance (m) of its midpoint.
+FOLLOW_M = 12.0
+DIRECTIONS = ("东", "南", "西", "北")
+
+
+def boundary_segments(grids: np.ndarray) -> pd.DataFrame:
+    """Every edge of every grid ring: owner, midpoint, length and outward direction.
+
+    Rings are oriented (exteriors counter-clockwise), so the outward normal
+    of an edge (dx, dy) is (dy, -dx). ``direction`` is 0 east, 1 south, 2 west, 3 north.
+    """
+    oriented = shapely.orient_polygons(grids, exterior_cw=False)
+    rings, ring_owner = shapely.get_rings(shapely.get_parts(oriented), return_index=True)
+    parts_owner = shapely.get_parts(oriented, return_index=True)[1]
+    owner_of_ring = parts_owner[ring_owner]
+    coords, ci = shapely.get_coordinates(rings, return_index=True)
+    same = ci[1:] == ci[:-1]
+    x0, y0 = coords[:-1][same, 0], coords[:-1][same, 1]
+    x1, y1 = coords[1:][same, 0], coords[1:][same, 1]
+    ring = ci[:-1][same]
+    dx, dy = x1 - x0, y1 - y0
+    length = np.hypot(dx, dy)
+    nx, ny = dy, -dx
+    angle = np.degrees(np.arctan2(ny, nx))   # 0 = east, 90 = north
+    direction = np.select([(angle >= -45) & (angle < 45), (angle >= 45) & (angle < 135),
+                           (angle >= -135) & (angle < -45)], [0, 3, 1], default=2)
+    frame = pd.DataFrame({
+        "grid": owner_of_ring[ring], "mx": (x0 + x1) / 2, "my": (y0 + y1) / 2,
+        "length": length, "direction": direction})
+    return frame[frame["length"] > 0].reset_index(drop=True)
+
+
+def follow(segments: pd.DataFrame, barriers: gpd.GeoDataFrame) -> np.ndarray:
+    """Position of the barrier each segment follows (the nearest within FOLLOW_M), or -1."""
+    out = np.full(len(segments), -1, dtype=np.int64)
+    if len(segments) == 0 or len(barriers) == 0:
+        return out
+    mids = shapely.points(segments["mx"].to_numpy(), segments["my"].to_numpy())
+    idx, hit = shapely.STRtree(barriers.geometry.to_numpy()).query_nearest(
+        mids, max_distance=FOLLOW_M, all_matches=False)
+    out[idx] = hit
+    return out
+
+
+def neighbours(segments: pd.DataFrame, grids: np.ndarray) -> np.ndarray:
+    """The other grid across each segment (just outside its midpoint), or -1."""
+    out = np.full(len(segments), -1, dtype=np.int64)
+    if len(segments) == 0:
+        return out
+    tree = shapely.STRtree(grids)
+    mids = shapely.points(segments["mx"].to_numpy(), segments["my"].to_numpy())
+    si, gi = tree.query(mids, predicate="dwithin", distance=0.5)
+    other = gi != segments["grid"].to_numpy()[si]
+    si, gi = si[other], gi[other]
+    first = np.unique(si, return_index=True)[1]
+    out[si[first]] = gi[first]
+    return out
+
+
+def boundary_texts(segments: pd.DataFrame, followed: np.ndarray, barriers: gpd.GeoDataFrame,
+                   neighbour: np.ndarray, codes: np.ndarray, n_grids: int) -> np.ndarray:
+    """四至 per grid: "东至…，南至…，西至…，北至…".
+
+    For each side, the named barrier running longest along it; failing
+    that, the neighbouring grid with the longest shared edge on that side
+    ("…网格"); failing that (the territory's edge), "辖区边界".
+    """
+    names = barriers["name"].to_numpy(dtype=object) if len(barriers) else np.array([])
+    seg_name = np.full(len(segments), None, dtype=object)
+    has = followed >= 0
+    seg_name[has] = names[followed[has]]
+    frame = segments.assign(name=seg_name, neighbour=neighbour)
+    named = frame[frame["name"].notna() & (frame["name"] != "")]
+    best_name = (named.groupby(["grid", "direction", "name"])["length"].sum()
+                 .reset_index().sort_values(["grid", "direction", "length", "name"],
+                                            ascending=[True, True, False, True])
+                 .drop_duplicates(["grid", "direction"]))
+    by_side = {(int(g), int(d)): str(n) for g, d, n in
+               zip(best_name["grid"], best_name["direction"], best_name["name"], strict=True)}
+    nb = frame[frame["neighbour"] >= 0]
+    best_nb = (nb.groupby(["grid", "direction", "neighbour"])["length"].sum().reset_index()
+               .sort_values(["grid", "direction", "length"], ascending=[True, True, False])
+               .drop_duplicates(["grid", "direction"]))
+    nb_side = {(int(g), int(d)): f"{codes[int(o)]}网格" for g, d, o in
+               zip(best_nb["grid"], best_nb["direction"], best_nb["neighbour"], strict=True)}
+    out = np.empty(n_grids, dtype=object)
+    for g in range(n_grids):
+        sides = [by_side.get((g, d)) or nb_side.get((g, d)) or "辖区边界" for d in range(4)]
+        out[g] = "，".join(f"{DIRECTIONS[d]}至{sides[d]}" for d in range(4))
+    return out

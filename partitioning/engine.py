@@ -1,0 +1,402 @@
+"""The partitioning pipeline: territory in; grids with codes, 四至 and a quality report out."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gis.errors import GridmapError
+from gis.layers import Territory
+from partitioning import boundaries, codes, quality
+from partitioning.blocks import adjacency, barrier_lines, make_blocks
+from partitioning.households import assign_to_blocks, building_households
+from partitioning.oversize import split_oversized
+from partitioning.params import PartitionParams
+from partitioning.regions import Graph, Partitioner, choose_k
+
+Progress = Callable[[str, float], None]
+#: Flags that already explain why a grid is out of the band.
+FORCED = {*quality.FORCED_FLAGS, "block_over_max", "radius_split"}
+
+
+@dataclass
+class PartitionResult:
+    """Grids and blocks in the territory's metric CRS, and the quality report."""
+
+    grids: gpd.GeoDataFrame
+    blocks: gpd.GeoDataFrame
+    report: dict[str, Any]
+    params: PartitionParams = field(default_factory=PartitionParams)
+
+
+@dataclass
+class _Grid:
+    village: str
+    kind: str
+    flags: list[str]
+    name_hint: str | None = None
+
+
+class _Assigner:
+    """Collects block → grid labels and each grid's village, kind and flags."""
+
+    def __init__(self, n_blocks: int, band: tuple[int, int]) -> None:
+        self.band = band
+        self.label = np.full(n_blocks, -1, dtype=np.int64)
+        self.grids: list[_Grid] = []
+
+    def add(self, blocks: np.ndarray, village: str, kind: str = "comprehensive",
+            flags: list[str] | None = None, name_hint: str | None = None) -> int:
+        self.label[blocks] = len(self.grids)
+        self.grids.append(_Grid(village, kind, list(flags or []), name_hint))
+        return len(self.grids) - 1
+
+
+def partition_territory(territory: Territory, params: PartitionParams | None = None,
+                        progress: Progress | None = None) -> PartitionResult:
+    """Partition every village/community of ``territory`` into grids."""
+    params = params or PartitionParams()
+    started = time.perf_counter()
+    report_progress = progress or (lambda _stage, _done: None)
+    layers = territory.to_metric()
+    admin = layers["admin_areas"]
+    villages = admin[admin["level"] == "village"].reset_index(drop=True)
+    if villages.empty:
+        raise GridmapError(
+            "admin_areas has no village/community areas (level village): grids are cut "
+            "inside villages and communities, so add them")
+
+    report_progress("barriers 障碍线", 0.02)
+    barriers = barrier_lines(layers, params)
+    report_progress("blocks 街区", 0.05)
+    blocks = make_blocks(villages, barriers, params)
+
+    report_progress("households 户数", 0.30)
+    buildings = layers["buildings"]
+    hh, pop, _estimated, hh_counts = building_households(buildings, params)
+    points = shapely.point_on_surface(buildings.geometry.to_numpy())
+    owner = assign_to_blocks(buildings, blocks)
+    blocks, owner, n_cut = split_oversized(blocks, points, owner, hh, params)
+
+    # Cut coarse blocks finer between buildings where a village's grids miss the band.
+    levels = (params.min_households / 2, params.min_households / 4)
+    for level in range(len(levels) + 1):
+        n = len(blocks)
+        block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
+        block_pop = np.bincount(owner, weights=pop, minlength=n).astype(np.int64)
+        block_buildings = np.bincount(owner, minlength=n)
+        report_progress("regions 网格", 0.40 + 0.15 * level)
+        assigner, fallbacks, missed = _regions(
+            blocks, barriers, villages, layers, block_hh, block_buildings, params)
+        if not missed or level == len(levels):
+            break
+        blocks, owner, cut = split_oversized(
+            blocks, points, owner, hh, params, threshold=levels[level],
+            piece=levels[level] / 1.5, villages=missed)
+        n_cut += cut
+        if cut == 0:
+            break
+
+    report_progress("grids 合并", 0.80)
+    grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
+    report_progress("codes 编码 四至", 0.88)
+    grids = _describe(grids, barriers, villages, params)
+    barrier_share = grids.attrs.pop("barrier_boundary_share")
+    barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
+    blocks = blocks.assign(households=block_hh, population=block_pop,
+                           grid_code=grids["code"].to_numpy()[assigner.label])
+    grids = grids.sort_values("code", kind="stable").reset_index(drop=True)
+
+    territory_area = float(shapely.area(villages.geometry.to_numpy()).sum())
+    union_area = float(shapely.area(shapely.union_all(grids.geometry.to_numpy())))
+    report = quality.plan_report(grids, territory_area, union_area,
+                                 params.min_households, params.max_households)
+    report.update({
+        "runtime_s": round(time.perf_counter() - started, 3),
+        "barrier_boundary_share": barrier_share,
+        "barrier_share_by_kind": barrier_by_kind,
+        "n_blocks": int(n),
+        "blocks_cut_between_buildings": n_cut,
+        "n_villages": len(villages),
+        "households_given": hh_counts.given,
+        "households_estimated_buildings": hh_counts.estimated,
+        "buildings": hh_counts.buildings,
+        "buildings_not_residential_without_count": hh_counts.not_residential,
+        "relaxed_cuts": fallbacks,
+        "metric_crs": f"EPSG:{territory.metric_crs.to_epsg()}",
+        "params": {k: v for k, v in asdict(params).items() if k != "strengths"},
+    })
+    report_progress("done 完成", 1.0)
+    return PartitionResult(grids, blocks, report, params)
+
+
+def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
+             layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
+             block_buildings: np.ndarray, params: PartitionParams
+             ) -> tuple[_Assigner, int, set[str]]:
+    """Grids of every village; also the villages where the engine missed the band."""
+    n = len(blocks)
+    block_geoms = blocks.geometry.to_numpy()
+    block_area = shapely.area(block_geoms)
+    dedicated = _dedicated_of(blocks, layers.get("dedicated_areas"))
+    ded_names = layers["dedicated_areas"]["name"].to_numpy() \
+        if "dedicated_areas" in layers else np.array([])
+    adj = adjacency(blocks, barriers)
+    assigner = _Assigner(n, (params.min_households, params.max_households))
+    block_village = blocks["village_code"].to_numpy()
+    by_village = pd.Series(np.arange(n)).groupby(block_village).indices
+    edge_village = block_village[adj["a"].to_numpy()] if len(adj) else np.array([])
+    edges_by_village = pd.Series(np.arange(len(adj))).groupby(edge_village).indices
+    fallbacks = 0
+    missed: set[str] = set()
+    for vi, row in enumerate(villages.itertuples(index=False)):
+        code = str(row.code)
+        nodes = np.asarray(by_village.get(code, np.array([], dtype=int)))
+        if nodes.size == 0:
+            continue
+        for d in np.unique(dedicated[nodes][dedicated[nodes] >= 0]):
+            assigner.add(nodes[dedicated[nodes] == d], code, "dedicated",
+                         name_hint=str(ded_names[d]) if len(ded_names) else None)
+        rest = nodes[dedicated[nodes] < 0]
+        if rest.size == 0:
+            continue
+        eidx = np.asarray(edges_by_village.get(code, np.array([], dtype=int)))
+        graph = _local_graph(rest, eidx, adj, block_hh, block_area)
+        rng = np.random.default_rng([params.seed, vi])
+        first = len(assigner.grids)
+        fallbacks += _partition_village(
+            graph, rest, code, str(row.kind or "urban"), block_buildings[rest], assigner,
+            params, rng, block_geoms)
+        if _misses(assigner, first, block_hh, params):
+            missed.add(code)
+    return assigner, fallbacks, missed
+
+
+def _misses(assigner: _Assigner, first: int, block_hh: np.ndarray, params: PartitionParams
+            ) -> bool:
+    """Whether a grid added since ``first`` is out of the band for no reason in its data."""
+    ids = np.arange(first, len(assigner.grids))
+    if ids.size == 0:
+        return False
+    sums = np.bincount(assigner.label[assigner.label >= first] - first,
+                       weights=block_hh[assigner.label >= first], minlength=ids.size)
+    for g, h in zip(ids, sums, strict=True):
+        grid = assigner.grids[g]
+        if grid.kind == "comprehensive" and not set(grid.flags) & FORCED and \
+                not params.min_households <= h <= params.max_households:
+            return True
+    return False
+
+
+def _dedicated_of(blocks: gpd.GeoDataFrame, dedicated: gpd.GeoDataFrame | None) -> np.ndarray:
+    """Index of the dedicated area holding each block (by a point on its surface), or -1."""
+    out = np.full(len(blocks), -1, dtype=np.int64)
+    if dedicated is None or dedicated.empty:
+        return out
+    pts = shapely.point_on_surface(blocks.geometry.to_numpy())
+    bi, di = shapely.STRtree(dedicated.geometry.to_numpy()).query(pts, predicate="within")
+    out[bi] = di
+    return out
+
+
+def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
+                 households: np.ndarray, area: np.ndarray) -> Graph:
+    local = {int(b): i for i, b in enumerate(nodes)}
+    a_glob = adj["a"].to_numpy()[eidx]
+    b_glob = adj["b"].to_numpy()[eidx]
+    keep = np.array([int(x) in local and int(y) in local for x, y in zip(a_glob, b_glob,
+                                                                          strict=True)],
+                    dtype=bool)
+    a = np.array([local[int(x)] for x in a_glob[keep]], dtype=np.int64)
+    b = np.array([local[int(y)] for y in b_glob[keep]], dtype=np.int64)
+    return Graph(households=households[nodes], area=area[nodes], a=a, b=b,
+                 length=adj["length"].to_numpy()[eidx][keep],
+                 strength=adj["strength"].to_numpy()[eidx][keep])
+
+
+def _partition_village(graph: Graph, nodes: np.ndarray, code: str, kind: str,
+                       n_buildings: np.ndarray, assigner: _Assigner, params: PartitionParams,
+                       rng: np.random.Generator, geoms: np.ndarray) -> int:
+    """Grids of one village's non-dedicated blocks (``nodes``, global numbering)."""
+    lo, hi = params.min_households, params.max_households
+    total = int(graph.households.sum())
+    local = np.arange(graph.n)
+
+    if total < lo:
+        assigner.add(nodes, code, flags=["village_below_min"])
+        return 0
+
+    if kind == "rural" and total <= hi:
+        return _rural_village(graph, nodes, code, assigner, params, rng, geoms)
+
+    # Blocks over the maximum on their own (one tall building) are grids of their own.
+    heavy = np.flatnonzero(graph.households > hi)
+    forced: list[tuple[int, np.ndarray]] = []
+    for h in heavy:
+        flag = "single_building" if n_buildings[h] == 1 else "block_over_max"
+        forced.append((assigner.add(nodes[[h]], code, flags=[flag]), np.array([h])))
+    free = np.setdiff1d(local, heavy)
+    part = Partitioner(graph, params, rng)
+    small: list[np.ndarray] = []
+    for comp in graph.components(free) if free.size else []:
+        t = float(graph.households[comp].sum())
+        if t < lo:
+            small.append(comp)
+            continue
+        k, feasible = choose_k(t, params)
+        for piece in part.split(comp, k):
+            assigner.add(nodes[piece], code, flags=[] if feasible else ["infeasible_band"])
+    for comp in small:
+        _attach(comp, nodes, graph, assigner, code, geoms)
+    return part.fallbacks
+
+
+def _attach(comp: np.ndarray, nodes: np.ndarray, graph: Graph, assigner: _Assigner,
+            code: str, geoms: np.ndarray) -> None:
+    """A piece too small for a grid joins the adjacent grid (or the nearest one) of its village."""
+    in_comp = np.zeros(graph.n, dtype=bool)
+    in_comp[comp] = True
+    cross = in_comp[graph.a] != in_comp[graph.b]
+    outside = np.where(in_comp[graph.a[cross]], graph.b[cross], graph.a[cross])
+    labels = assigner.label[nodes[outside]]
+    lengths = graph.length[cross]
+    ok = labels >= 0
+    if ok.any():
+        target = int(pd.Series(lengths[ok]).groupby(labels[ok]).sum().idxmax())
+    else:
+        mine = [i for i, g in enumerate(assigner.grids) if g.village == code]
+        if not mine:
+            assigner.add(nodes[comp], code, flags=["village_below_min"])
+            return
+        piece = shapely.union_all(geoms[nodes[comp]])
+        dists = [shapely.distance(piece, shapely.union_all(geoms[assigner.label == g]))
+                 for g in mine]
+        target = mine[int(np.argmin(dists))]
+    assigner.label[nodes[comp]] = target
+
+
+def _rural_village(graph: Graph, nodes: np.ndarray, code: str, assigner: _Assigner,
+                   params: PartitionParams, rng: np.random.Generator, geoms: np.ndarray
+                   ) -> int:
+    """One grid, unless wider than the service radius: then cut by area along strong barriers."""
+    total = int(graph.households.sum())
+    below = ["village_below_min"] if total < params.min_households else []
+    whole = shapely.union_all(geoms[nodes])
+    radius = float(quality.service_radius(np.array([whole]))[0])
+    if radius <= params.service_radius_m or graph.n < 2:
+        assigner.add(nodes, code, flags=["rural_village", *below])
+        return 0
+    comps = graph.components(np.arange(graph.n))
+    main = max(comps, key=len)
+    area = graph.area.astype(float)
+    k = max(2, math.ceil((radius / params.service_radius_m) ** 2))
+    part = Partitioner(graph, params, rng, weights=area, lo=0.0, hi=float(area.sum()))
+    pieces = part.split(main, k)
+    first = -1
+    for piece in pieces:
+        h = int(graph.households[piece].sum())
+        flags = ["radius_split"] + (["village_below_min"] if h < params.min_households else [])
+        g = assigner.add(nodes[piece], code, flags=flags)
+        first = g if first < 0 else first
+    for comp in comps:
+        if comp is not main:
+            _attach(comp, nodes, graph, assigner, code, geoms)
+    return part.fallbacks
+
+
+def _dissolve(blocks: gpd.GeoDataFrame, assigner: _Assigner, block_hh: np.ndarray,
+              block_pop: np.ndarray, villages: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    label = assigner.label
+    if (label < 0).any():  # cannot happen: every block belongs to a village
+        raise RuntimeError(f"{int((label < 0).sum())} blocks left without a grid")
+    n_grids = len(assigner.grids)
+    order = np.argsort(label, kind="stable")
+    starts = np.searchsorted(label[order], np.arange(n_grids + 1))
+    geoms = blocks.geometry.to_numpy()[order]
+    merged = np.empty(n_grids, dtype=object)
+    for g in range(n_grids):
+        merged[g] = shapely.union_all(geoms[starts[g]:starts[g + 1]])
+    merged = shapely.make_valid(merged)
+    vname = dict(zip(villages["code"], villages["name"], strict=True))
+    frame = pd.DataFrame({
+        "village_code": [g.village for g in assigner.grids],
+        "kind": [g.kind for g in assigner.grids],
+        "households": np.bincount(label, weights=block_hh, minlength=n_grids).astype(int),
+        "population": np.bincount(label, weights=block_pop, minlength=n_grids).astype(int),
+        "flags": [g.flags for g in assigner.grids],
+        "name_hint": [g.name_hint for g in assigner.grids],
+    })
+    frame["village_name"] = frame["village_code"].map(vname)
+    # Out of the band and not explained by the data: say so (never silently out of range).
+    lo, hi = assigner.band
+    for flags, kind, h in zip(frame["flags"], frame["kind"], frame["households"], strict=True):
+        if kind == "comprehensive" and not lo <= h <= hi and not set(flags) & FORCED:
+            flags.append("below_min" if h < lo else "above_max")
+    return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)
+
+
+def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
+              params: PartitionParams) -> gpd.GeoDataFrame:
+    """Codes, names, 四至 and the per-grid quality figures."""
+    geoms = grids.geometry.to_numpy()
+    parts = shapely.get_num_geometries(geoms)
+    for flags, p in zip(grids["flags"], parts, strict=True):
+        if p > 1 and "noncontiguous" not in flags:
+            flags.append("noncontiguous")
+    centre = shapely.point_on_surface(geoms)
+    area = shapely.area(geoms)
+    grid_codes = codes.assign_codes(
+        grids["village_code"].to_numpy(), grids["kind"].to_numpy(),
+        shapely.get_x(centre), shapely.get_y(centre), np.sqrt(area),
+        params.dedicated_serial_start)
+    serial = np.array([int(c[-3:]) for c in grid_codes])
+    names = [
+        f"{hint}专属网格" if kind == "dedicated" and hint else
+        f"{vn}第{s - params.dedicated_serial_start + 1}专属网格" if kind == "dedicated" else
+        f"{vn}第{s}网格"
+        for vn, kind, hint, s in zip(grids["village_name"], grids["kind"], grids["name_hint"],
+                                     serial, strict=True)
+    ]
+    segments = boundaries.boundary_segments(geoms)
+    named = barriers[barriers["name"].notna() & (barriers["name"].astype(str) != "")]
+    named = named.reset_index(drop=True)
+    followed_named = boundaries.follow(segments, named)
+    neighbour = boundaries.neighbours(segments, geoms)
+    texts = boundaries.boundary_texts(segments, followed_named, named, neighbour, grid_codes,
+                                      len(grids))
+    village_lines = shapely.boundary(villages.geometry.to_numpy())
+    admin_lines = gpd.GeoDataFrame({"kind": np.full(len(village_lines), "admin")},
+                                   geometry=village_lines, crs=villages.crs)
+    follow_set = pd.concat([barriers[["kind", "geometry"]], admin_lines], ignore_index=True)
+    followed_any = boundaries.follow(segments, follow_set)
+    kinds = np.where(followed_any >= 0,
+                     follow_set["kind"].to_numpy(dtype=object)[np.maximum(followed_any, 0)], "")
+    share, by_kind = quality.barrier_shares(segments, kinds.astype(str), len(grids))
+    total_len = float(segments["length"].sum()) or 1.0
+    on_len = float(segments["length"].to_numpy()[kinds != ""].sum())
+    out = gpd.GeoDataFrame({
+        "code": grid_codes,
+        "name": names,
+        "village_code": grids["village_code"].to_numpy(),
+        "village_name": grids["village_name"].to_numpy(),
+        "kind": grids["kind"].to_numpy(),
+        "households": grids["households"].to_numpy(),
+        "population": grids["population"].to_numpy(),
+        "area_m2": np.round(area, 1),
+        "compactness": np.round(quality.polsby_popper(geoms), 4),
+        "barrier_share": np.round(share, 4),
+        "radius_m": np.round(quality.service_radius(geoms), 1),
+        "boundary_text": texts,
+        "flags": grids["flags"].to_numpy(),
+    }, geometry=geoms, crs=grids.crs)
+    out.attrs["barrier_boundary_share"] = round(on_len / total_len, 4)
+    out.attrs["barrier_share_by_kind"] = by_kind
+    return out

@@ -1,0 +1,134 @@
+"""Stage 4: cut blocks over the maximum between balanced clusters of their buildings."""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from partitioning.params import PartitionParams
+
+
+def balanced_clusters(xy: np.ndarray, w: np.ndarray, k: int, hi: float) -> np.ndarray:
+    """Cluster label per point: ``k`` groups of near-equal weight, by recursive
+    bisection along the longer axis at the weighted quantile. Points heavier
+    than ``hi`` each get a group of their own."""
+    labels = np.zeros(len(w), dtype=np.int64)
+    next_label = 0
+
+    def rec(idx: np.ndarray, parts: int) -> None:
+        nonlocal next_label
+        heavy = idx[w[idx] > hi]
+        if parts <= 1 or len(idx) <= 1 or (len(heavy) and len(heavy) == len(idx)):
+            for h in heavy[1:]:   # several oversize buildings never share a group
+                next_label += 1
+                labels[h] = next_label
+            labels[np.setdiff1d(idx, heavy[1:])] = next_label
+            next_label += 1
+            return
+        if len(heavy) and len(idx) > 1:
+            # Peel one oversize building off as its own group.
+            h = heavy[:1]
+            labels[h] = next_label
+            next_label += 1
+            rest = np.setdiff1d(idx, h)
+            rec(rest, max(1, parts - max(1, round(float(w[h].sum()) / hi))))
+            return
+        span = np.ptp(xy[idx], axis=0)
+        axis = int(np.argmax(span))
+        order = idx[np.argsort(xy[idx, axis], kind="stable")]
+        left_parts = parts // 2
+        share = np.cumsum(w[order]) / max(float(w[order].sum()), 1e-9)
+        cut = int(np.searchsorted(share, left_parts / parts)) + 1
+        cut = min(max(cut, 1), len(order) - 1)
+        rec(order[:cut], left_parts)
+        rec(order[cut:], parts - left_parts)
+
+    rec(np.arange(len(w)), k)
+    return labels
+
+
+def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndarray,
+                    households: np.ndarray, params: PartitionParams, *,
+                    threshold: float | None = None, piece: float | None = None,
+                    villages: set[str] | None = None
+                    ) -> tuple[gpd.GeoDataFrame, np.ndarray, int]:
+    """Replace each block over ``threshold`` households (default: the maximum) by
+    Voronoi-cut pieces of balanced building clusters of about ``piece``
+    households (default: the target), optionally only in ``villages``.
+
+    Returns the new blocks, the new block of every building, and how many
+    blocks were cut. Blocks with a single building keep their shape (that
+    building becomes a grid of its own later, and is reported).
+    """
+    threshold = params.max_households if threshold is None else threshold
+    piece = params.target_households if piece is None else piece
+    block_hh = np.bincount(owner, weights=households, minlength=len(blocks))
+    counts = np.bincount(owner, minlength=len(blocks))
+    chosen = (block_hh > threshold) & (counts > 1)
+    if villages is not None:
+        chosen &= blocks["village_code"].isin(villages).to_numpy()
+    over = np.flatnonzero(chosen)
+    if over.size == 0:
+        return blocks, owner, 0
+    geoms = blocks.geometry.to_numpy().copy()
+    village = blocks["village_code"].to_numpy()
+    new_geoms: list[object] = []
+    new_village: list[object] = []
+    owner = owner.copy()
+    by_block = np.argsort(owner, kind="stable")
+    starts = np.searchsorted(owner[by_block], np.arange(len(blocks) + 1))
+    drop = np.zeros(len(blocks), dtype=bool)
+    xy_all = shapely.get_coordinates(points)
+    for blk in over:
+        members = by_block[starts[blk]:starts[blk + 1]]
+        k = max(2, math.ceil(block_hh[blk] / piece))
+        labels = balanced_clusters(xy_all[members], households[members].astype(float), k,
+                                   params.max_households)
+        if len(np.unique(labels)) < 2:
+            continue
+        # Identical points make one Voronoi cell; nudge duplicates apart.
+        xy = xy_all[members] + _jitter(xy_all[members])
+        cells = shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=geoms[blk],
+                                         ordered=True)
+        cells = np.asarray(shapely.get_parts(cells))
+        if len(cells) != len(members):
+            continue
+        pieces = []
+        for lab in np.unique(labels):
+            pieces.append(shapely.intersection(shapely.union_all(cells[labels == lab]),
+                                               geoms[blk]))
+        parts = shapely.get_parts(np.asarray(pieces, dtype=object))
+        parts = parts[shapely.get_dimensions(parts) == 2]
+        if len(parts) < 2:
+            continue
+        drop[blk] = True
+        base = len(blocks) + len(new_geoms)
+        # Each building goes to the piece holding its point.
+        hit_pt, hit_part = shapely.STRtree(parts).query(points[members], predicate="intersects")
+        first = np.unique(hit_pt, return_index=True)[1]
+        owner[members[hit_pt[first]]] = base + hit_part[first]
+        new_geoms.extend(parts)
+        new_village.extend([village[blk]] * len(parts))
+    if not drop.any():
+        return blocks, owner, 0
+    all_geoms = np.concatenate([geoms, np.asarray(new_geoms, dtype=object)])
+    all_village = np.concatenate([village, np.asarray(new_village, dtype=object)])
+    keep = np.concatenate([~drop, np.ones(len(new_geoms), dtype=bool)])
+    remap = np.cumsum(keep) - 1
+    out = gpd.GeoDataFrame({"village_code": all_village[keep]}, geometry=all_geoms[keep],
+                           crs=blocks.crs)
+    out.insert(0, "block_id", np.arange(len(out)))
+    return out, remap[owner], int(drop.sum())
+
+
+def _jitter(xy: np.ndarray) -> np.ndarray:
+    """A deterministic millimetre offset for repeated points."""
+    _, inverse, counts = np.unique(xy, axis=0, return_inverse=True, return_counts=True)
+    dup = counts[inverse.ravel()] > 1
+    out = np.zeros_like(xy)
+    out[dup, 0] = (np.arange(dup.sum()) % 97) * 1e-3
+    out[dup, 1] = (np.arange(dup.sum()) // 97) * 1e-3
+    return out

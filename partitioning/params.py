@@ -1,0 +1,54 @@
+"""The engine's parameters: household band, barrier strengths, estimation and code settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Barrier strength by class, 0 (no barrier) .. 1 (never crossed). Admin
+#: boundaries are not in this table: they are never crossed at all.
+DEFAULT_STRENGTHS: dict[str, float] = {
+    "motorway": 1.0, "trunk": 1.0, "primary": 0.9, "secondary": 0.8,
+    "railway": 1.0, "river": 0.95, "water": 0.95, "ridge": 0.9,
+    "tertiary": 0.6, "unclassified": 0.5, "residential": 0.45, "living_street": 0.35,
+    "service": 0.25, "track": 0.25, "pedestrian": 0.2, "footway": 0.15, "path": 0.15,
+    "cycleway": 0.15, "steps": 0.1,
+}
+#: Strength of a road class not in the table.
+UNKNOWN_ROAD_STRENGTH = 0.4
+
+
+@dataclass(frozen=True)
+class PartitionParams:
+    """Everything the engine can be told; defaults are the urban standard."""
+
+    min_households: int = 300
+    max_households: int = 500
+    target_households: int = 400
+    seed: int = 0
+    #: A rural village is split when its service radius exceeds this (metres).
+    service_radius_m: float = 5_000.0
+    #: Faces smaller than this (m²) are merged into a neighbour.
+    sliver_area_m2: float = 150.0
+    #: Household estimate for a footprint: area × floors ÷ dwelling size.
+    dwelling_m2: float = 90.0
+    floor_height_m: float = 3.0
+    #: Persons per household when population is not given.
+    persons_per_household: float = 2.6
+    strengths: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
+    #: Serial of the first dedicated grid in a village (comprehensive grids start at 1).
+    dedicated_serial_start: int = 901
+    #: Spanning trees tried per cut before relaxing the band.
+    tree_attempts: int = 24
+    #: Backtracking: distinct cuts tried per level, and cuts tried per grid in all.
+    backtrack_branch: int = 3
+    backtrack_budget: int = 40
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_households <= self.target_households <= self.max_households:
+            raise ValueError(
+                "the household band must satisfy 0 < min <= target <= max, got "
+                f"min={self.min_households}, target={self.target_households}, "
+                f"max={self.max_households}")
+
+    def strength(self, barrier_class: str) -> float:
+        return self.strengths.get(barrier_class, UNKNOWN_ROAD_STRENGTH)

@@ -1,0 +1,77 @@
+"""Stage 8: quality of each grid and of the plan (the same functions for engine and editor)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+#: Flags that mark a grid as forced out of the band by its data, not by the engine.
+FORCED_FLAGS = ("single_building", "village_below_min", "rural_village", "infeasible_band")
+
+
+def polsby_popper(geoms: np.ndarray) -> np.ndarray:
+    """4πA / P²: 1 for a disc, near 0 for a thin strip."""
+    perimeter = shapely.length(geoms)
+    return np.where(perimeter > 0, 4 * np.pi * shapely.area(geoms) / perimeter**2, 0.0)
+
+
+def service_radius(geoms: np.ndarray) -> np.ndarray:
+    """Largest distance (m) from the grid's centre to its boundary."""
+    centre = shapely.point_on_surface(geoms)
+    return shapely.hausdorff_distance(centre, shapely.boundary(geoms))
+
+
+def barrier_shares(segments: pd.DataFrame, kinds: np.ndarray, n_grids: int
+                   ) -> tuple[np.ndarray, dict[str, float]]:
+    """Share of each grid's boundary length lying on a barrier, and the plan's share by kind.
+
+    ``kinds`` is the barrier kind followed by each segment ("" for none).
+    """
+    length = segments["length"].to_numpy()
+    grid = segments["grid"].to_numpy()
+    on = kinds != ""
+    total = np.bincount(grid, weights=length, minlength=n_grids)
+    followed = np.bincount(grid[on], weights=length[on], minlength=n_grids)
+    share = np.divide(followed, total, out=np.zeros(n_grids), where=total > 0)
+    by_kind = pd.Series(length).groupby(kinds).sum()
+    all_len = float(length.sum()) or 1.0
+    plan = {str(k): round(float(v) / all_len, 4) for k, v in by_kind.items() if k}
+    return share, plan
+
+
+def plan_report(grids: pd.DataFrame, territory_area: float, union_area: float,
+                lo: int, hi: int) -> dict[str, Any]:
+    """Plan-level figures from the grid table (``households``, ``area_m2``, ``flags``…)."""
+    hh = grids["households"].to_numpy()
+    comp = grids["kind"].to_numpy() == "comprehensive"
+    forced = np.array([any(f in FORCED_FLAGS for f in flags) for flags in grids["flags"]],
+                      dtype=bool)
+    regular = comp & ~forced
+    in_range = (hh >= lo) & (hh <= hi)
+    sum_area = float(grids["area_m2"].sum())
+    flagged = [
+        {"code": c, "households": int(h), "flags": list(f)}
+        for c, h, f in zip(grids["code"], hh, grids["flags"], strict=True) if f
+    ]
+    return {
+        "n_grids": len(grids),
+        "n_comprehensive": int(comp.sum()),
+        "n_dedicated": int((~comp).sum()),
+        "n_forced": int((comp & forced).sum()),
+        "in_range_share": round(float(in_range[regular].mean()) if regular.any() else 1.0, 4),
+        "in_range_share_all": round(float(in_range[comp].mean()) if comp.any() else 1.0, 4),
+        "households": int(hh.sum()),
+        "households_min": int(hh[comp].min()) if comp.any() else 0,
+        "households_max": int(hh[comp].max()) if comp.any() else 0,
+        "households_mean": round(float(hh[comp].mean()), 1) if comp.any() else 0.0,
+        "compactness_mean": round(float(grids["compactness"].mean()), 4),
+        "compactness_median": round(float(grids["compactness"].median()), 4),
+        "coverage_share": round(union_area / territory_area, 6) if territory_area else 0.0,
+        "overlap_m2": round(max(0.0, sum_area - union_area), 3),
+        "gap_m2": round(max(0.0, territory_area - union_area), 3),
+        "noncontiguous": int(sum("noncontiguous" in f for f in grids["flags"])),
+        "flagged": flagged,
+    }

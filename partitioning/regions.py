@@ -1,0 +1,231 @@
+"""Stage 5: cut each village's block graph into contiguous grids of min–max households.
+
+Recursive bisection on random spanning trees (as GerryChain does), with three
+changes that make it reliable for grid partitioning: a cut is accepted when
+both sides can still be divided into parts *within the band* (not only
+±ε around an exact share), the tree is drawn so that it avoids crossing
+strong barriers, and among the feasible cuts of several trees the one with
+the best score (balance, cut length weighted by barrier weakness) wins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
+
+from partitioning.params import PartitionParams
+
+
+@dataclass
+class Graph:
+    """The blocks of one village: weights, areas, and adjacency with cut costs."""
+
+    households: np.ndarray      # (n,) int
+    area: np.ndarray            # (n,) m²
+    a: np.ndarray               # (m,) edge ends, a < b
+    b: np.ndarray
+    length: np.ndarray          # (m,) shared boundary, m
+    strength: np.ndarray        # (m,) 0..1 barrier strength along it
+
+    @property
+    def n(self) -> int:
+        return len(self.households)
+
+    def components(self, nodes: np.ndarray) -> list[np.ndarray]:
+        """Connected components of the subgraph induced by ``nodes``."""
+        sub_a, sub_b, _ = self.induced(nodes)
+        k = len(nodes)
+        mat = coo_matrix((np.ones(len(sub_a)), (sub_a, sub_b)), shape=(k, k))
+        count, labels = connected_components(mat, directed=False)
+        return [nodes[labels == c] for c in range(count)]
+
+    def induced(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Edges among ``nodes`` in local numbering, and their global edge indexes."""
+        local = np.full(self.n, -1)
+        local[nodes] = np.arange(len(nodes))
+        keep = np.flatnonzero((local[self.a] >= 0) & (local[self.b] >= 0))
+        return local[self.a[keep]], local[self.b[keep]], keep
+
+
+def feasible_counts(total: float, lo: int, hi: int) -> range:
+    """How many grids in [lo, hi] each a sum of ``total`` can be split into."""
+    return range(max(1, math.ceil(total / hi)), math.floor(total / lo) + 1)
+
+
+def choose_k(total: float, params: PartitionParams) -> tuple[int, bool]:
+    """Number of grids for a component and whether the band can be met at all."""
+    ks = feasible_counts(total, params.min_households, params.max_households)
+    if len(ks):
+        k = round(total / params.target_households)
+        return min(max(k, ks.start), ks.stop - 1), True
+    # Infeasible (e.g. 520 households: one grid is over, two are under):
+    # take the count that strays least from the band.
+    lo, hi = params.min_households, params.max_households
+
+    def stray(k: int) -> float:
+        share = total / k
+        return k * max(0.0, share - hi, lo - share)
+
+    candidates = [c for c in (math.floor(total / hi), math.ceil(total / hi)) if c >= 1] or [1]
+    return min(candidates, key=stray), False
+
+
+class Partitioner:
+    """Recursive, feasibility-aware spanning-tree bisection of one village graph."""
+
+    def __init__(self, graph: Graph, params: PartitionParams, rng: np.random.Generator,
+                 weights: np.ndarray | None = None, lo: float | None = None,
+                 hi: float | None = None) -> None:
+        self.g = graph
+        self.p = params
+        self.rng = rng
+        self.w = graph.households.astype(float) if weights is None else weights
+        self.lo = float(params.min_households if lo is None else lo)
+        self.hi = float(params.max_households if hi is None else hi)
+        self.fallbacks = 0
+        self.budget = 0
+
+    def split(self, nodes: np.ndarray, k: int) -> list[np.ndarray]:
+        """``nodes`` (connected) into ``k`` connected parts, sums within the band if possible.
+
+        Tries the best cuts with bounded backtracking; when no combination
+        keeps every part in the band, falls back to the least-bad cuts.
+        """
+        self.budget = self.p.backtrack_budget * max(k, 1)
+        parts = self._split_exact(nodes, k)
+        return parts if parts is not None else self._split_relaxed(nodes, k)
+
+    def _split_exact(self, nodes: np.ndarray, k: int) -> list[np.ndarray] | None:
+        if k <= 1 or len(nodes) <= 1:
+            total = float(self.w[nodes].sum())
+            return [nodes] if k == 1 and self.lo <= total <= self.hi else None
+        feasible, _ = self._cuts(nodes, k)
+        for side, ka in feasible[: self.p.backtrack_branch]:
+            if self.budget <= 0:
+                return None
+            self.budget -= 1
+            left = self._split_exact(nodes[side], ka)
+            if left is None:
+                continue
+            right = self._split_exact(nodes[~side], k - ka)
+            if right is not None:
+                return left + right
+        return None
+
+    def _split_relaxed(self, nodes: np.ndarray, k: int) -> list[np.ndarray]:
+        if k <= 1 or len(nodes) <= 1:
+            return [nodes]
+        feasible, fallback = self._cuts(nodes, k)
+        if feasible:
+            side, ka = feasible[0]
+        elif fallback is not None:
+            self.fallbacks += 1
+            side, ka = fallback
+        else:
+            return [nodes]
+        return self._split_relaxed(nodes[side], ka) + self._split_relaxed(nodes[~side], k - ka)
+
+    def _cuts(self, nodes: np.ndarray, k: int
+              ) -> tuple[list[tuple[np.ndarray, int]], tuple[np.ndarray, int] | None]:
+        """Feasible cuts (best first, one per tree, distinct) and the least-bad cut."""
+        sub_a, sub_b, eidx = self.g.induced(nodes)
+        w = self.w[nodes]
+        total = float(w.sum())
+        n = len(nodes)
+        if len(sub_a) == 0:
+            return [], None
+        # Cost of cutting each edge: weak barriers cost more than strong ones.
+        cut_cost = self.g.length[eidx] * (1.05 - self.g.strength[eidx])
+        scale = math.sqrt(max(float(self.g.area[nodes].sum()), 1.0))
+        found: dict[bytes, tuple[float, np.ndarray, int]] = {}
+        fallback: tuple[float, np.ndarray, int] | None = None
+        ka = np.arange(1, k)
+        target = total / k
+        for attempt in range(self.p.tree_attempts):
+            if len(found) >= self.p.backtrack_branch and attempt >= 4:
+                break
+            parent, order = self._random_tree(n, sub_a, sub_b, eidx)
+            sub = w.copy()
+            for v in order[:0:-1]:          # leaves first, the root last
+                sub[parent[v]] += sub[v]
+            cand = order[1:]
+            s = sub[cand]
+            rest = total - s
+            ok = (s[:, None] >= ka * self.lo) & (s[:, None] <= ka * self.hi) & \
+                (rest[:, None] >= (k - ka) * self.lo) & (rest[:, None] <= (k - ka) * self.hi)
+            dev = np.abs(s[:, None] / ka - target) + np.abs(rest[:, None] / (k - ka) - target)
+            tin, tout = self._intervals(parent, order, n)
+            if ok.any():
+                dev_ok = np.where(ok, dev, np.inf)
+                best_ka = np.argmin(dev_ok, axis=1)
+                bal = dev_ok[np.arange(len(cand)), best_ka] / target
+                feasible = np.flatnonzero(np.isfinite(bal))
+                # Price the cuts of the most balanced few; keep this tree's best.
+                pick = feasible[np.argsort(bal[feasible], kind="stable")[:48]]
+                best: tuple[float, np.ndarray, int] | None = None
+                for i in pick:
+                    v = cand[i]
+                    inside = (tin >= tin[v]) & (tin < tout[v])
+                    crossing = inside[sub_a] != inside[sub_b]
+                    score = float(bal[i]) + 2.0 * float(cut_cost[crossing].sum()) / scale
+                    if best is None or score < best[0]:
+                        best = (score, inside, int(ka[best_ka[i]]))
+                if best is not None:
+                    key = best[1].tobytes() if best[1][0] else (~best[1]).tobytes()
+                    if key not in found or best[0] < found[key][0]:
+                        found[key] = best
+            elif not found:
+                # Remember the least-bad cut in case no tree offers a feasible one.
+                stray = np.maximum(0, ka * self.lo - s[:, None]) + \
+                    np.maximum(0, s[:, None] - ka * self.hi) + \
+                    np.maximum(0, (k - ka) * self.lo - rest[:, None]) + \
+                    np.maximum(0, rest[:, None] - (k - ka) * self.hi)
+                score_all = stray + 1e-3 * dev
+                i, j = np.unravel_index(int(np.argmin(score_all)), score_all.shape)
+                if fallback is None or score_all[i, j] < fallback[0]:
+                    v = cand[i]
+                    inside = (tin >= tin[v]) & (tin < tout[v])
+                    fallback = (float(score_all[i, j]), inside, int(ka[j]))
+        ranked = sorted(found.values(), key=lambda t: t[0])
+        return ([(inside, kk) for _, inside, kk in ranked],
+                (fallback[1], fallback[2]) if fallback is not None else None)
+
+    def _random_tree(self, n: int, sub_a: np.ndarray, sub_b: np.ndarray, eidx: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """A random spanning tree that prefers edges across weak barriers.
+
+        Returns ``parent`` (root's parent = -1) and a BFS ``order`` from the root.
+        """
+        weight = self.g.strength[eidx] + self.rng.random(len(eidx)) + 1e-6
+        mat = coo_matrix((weight, (sub_a, sub_b)), shape=(n, n)).tocsr()
+        tree = minimum_spanning_tree(mat)
+        root = int(self.rng.integers(n))
+        order, pred = breadth_first_order(tree, root, directed=False, return_predecessors=True)
+        parent = np.where(pred < 0, -1, pred)
+        return parent, order
+
+    @staticmethod
+    def _intervals(parent: np.ndarray, order: np.ndarray, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Pre-order entry/exit numbers: v's subtree is {u: tin[v] <= tin[u] < tout[v]}."""
+        children: list[list[int]] = [[] for _ in range(n)]
+        for v in order[1:]:
+            children[parent[v]].append(int(v))
+        tin = np.zeros(n, dtype=np.int64)
+        tout = np.zeros(n, dtype=np.int64)
+        clock = 0
+        stack: list[tuple[int, bool]] = [(int(order[0]), False)]
+        while stack:
+            v, done = stack.pop()
+            if done:
+                tout[v] = clock
+                continue
+            tin[v] = clock
+            clock += 1
+            stack.append((v, True))
+            stack.extend((c, False) for c in children[v])
+        return tin, tout

@@ -74,15 +74,13 @@ def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     faces: list[np.ndarray] = []
     owners: list[np.ndarray] = []
     for v, village in enumerate(vgeoms):
-        inside = shapely.intersection(bgeoms[bi[starts[v]:starts[v + 1]]], village)
-        edges = np.concatenate([shapely.get_parts(inside),
+        # Node whole lines with the boundary (a line clipped to the village would
+        # end a rounding error short of it and dangle), keep the faces inside.
+        edges = np.concatenate([bgeoms[bi[starts[v]:starts[v + 1]]],
                                 shapely.get_parts(shapely.boundary(village))])
-        edges = edges[shapely.get_dimensions(edges) == 1]
         noded = shapely.union_all(edges)
         polys = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
-        # Faces of the village's holes lie outside it.
-        polys = polys[shapely.contains_properly(village,
-                                                shapely.point_on_surface(polys))]
+        polys = polys[shapely.contains_properly(village, shapely.point_on_surface(polys))]
         polys = _merge_slivers(polys, params.sliver_area_m2)
         faces.append(polys)
         owners.append(np.full(len(polys), v))

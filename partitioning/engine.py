@@ -84,26 +84,38 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     hh, pop, _estimated, hh_counts = building_households(buildings, params)
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks)
-    blocks, owner, n_cut = split_oversized(blocks, points, owner, hh, params)
+    blocks, owner, moved = split_oversized(blocks, points, owner, hh, params)
+    n_cut = int((moved < 0).sum())
 
-    # Cut coarse blocks finer between buildings where a village's grids miss the band.
+    # Villages are partitioned independently. Where a village's grids miss the
+    # band, its coarse blocks are cut finer between buildings and it is redone.
     levels = (params.min_households / 2, params.min_households / 4)
+    done: dict[str, list[tuple[_Grid, np.ndarray]]] = {}
+    todo = set(villages["code"])
+    fallbacks = 0
     for level in range(len(levels) + 1):
         n = len(blocks)
         block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
-        block_pop = np.bincount(owner, weights=pop, minlength=n).astype(np.int64)
         block_buildings = np.bincount(owner, minlength=n)
         report_progress("regions 网格", 0.40 + 0.15 * level)
-        assigner, fallbacks, missed = _regions(
-            blocks, barriers, villages, layers, block_hh, block_buildings, params)
+        result, relaxed, missed = _regions(blocks, barriers, villages, layers, block_hh,
+                                           block_buildings, params, todo)
+        done.update(result)
+        fallbacks += relaxed
         if not missed or level == len(levels):
             break
-        blocks, owner, cut = split_oversized(
+        blocks, owner, moved = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],
             piece=levels[level] / 1.5, villages=missed)
-        n_cut += cut
-        if cut == 0:
-            break
+        n_cut += int((moved < 0).sum())
+        done = {code: [(g, moved[members]) for g, members in grids]
+                for code, grids in done.items() if code not in missed}
+        todo = missed
+    block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
+    assigner = _Assigner(len(blocks), (params.min_households, params.max_households))
+    for code in villages["code"]:
+        for grid, members in done.get(code, []):
+            assigner.add(members, grid.village, grid.kind, grid.flags, grid.name_hint)
 
     report_progress("grids 合并", 0.80)
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
@@ -140,44 +152,50 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
 def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
-             block_buildings: np.ndarray, params: PartitionParams
-             ) -> tuple[_Assigner, int, set[str]]:
-    """Grids of every village; also the villages where the engine missed the band."""
+             block_buildings: np.ndarray, params: PartitionParams, todo: set[str]
+             ) -> tuple[dict[str, list[tuple[_Grid, np.ndarray]]], int, set[str]]:
+    """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
+    of relaxed cuts, and the villages where the engine missed the band."""
     n = len(blocks)
     block_geoms = blocks.geometry.to_numpy()
     block_area = shapely.area(block_geoms)
     dedicated = _dedicated_of(blocks, layers.get("dedicated_areas"))
     ded_names = layers["dedicated_areas"]["name"].to_numpy() \
         if "dedicated_areas" in layers else np.array([])
-    adj = adjacency(blocks, barriers)
-    assigner = _Assigner(n, (params.min_households, params.max_households))
     block_village = blocks["village_code"].to_numpy()
+    in_todo = np.isin(block_village, list(todo))
+    adj = adjacency(blocks[in_todo], barriers)
+    todo_idx = np.flatnonzero(in_todo)
+    adj["a"] = todo_idx[adj["a"].to_numpy()]
+    adj["b"] = todo_idx[adj["b"].to_numpy()]
     by_village = pd.Series(np.arange(n)).groupby(block_village).indices
     edge_village = block_village[adj["a"].to_numpy()] if len(adj) else np.array([])
     edges_by_village = pd.Series(np.arange(len(adj))).groupby(edge_village).indices
     fallbacks = 0
     missed: set[str] = set()
+    out: dict[str, list[tuple[_Grid, np.ndarray]]] = {}
     for vi, row in enumerate(villages.itertuples(index=False)):
         code = str(row.code)
         nodes = np.asarray(by_village.get(code, np.array([], dtype=int)))
-        if nodes.size == 0:
+        if code not in todo or nodes.size == 0:
             continue
+        assigner = _Assigner(n, (params.min_households, params.max_households))
         for d in np.unique(dedicated[nodes][dedicated[nodes] >= 0]):
             assigner.add(nodes[dedicated[nodes] == d], code, "dedicated",
                          name_hint=str(ded_names[d]) if len(ded_names) else None)
         rest = nodes[dedicated[nodes] < 0]
-        if rest.size == 0:
-            continue
-        eidx = np.asarray(edges_by_village.get(code, np.array([], dtype=int)))
-        graph = _local_graph(rest, eidx, adj, block_hh, block_area)
-        rng = np.random.default_rng([params.seed, vi])
-        first = len(assigner.grids)
-        fallbacks += _partition_village(
-            graph, rest, code, str(row.kind or "urban"), block_buildings[rest], assigner,
-            params, rng, block_geoms)
-        if _misses(assigner, first, block_hh, params):
+        if rest.size:
+            eidx = np.asarray(edges_by_village.get(code, np.array([], dtype=int)))
+            graph = _local_graph(rest, eidx, adj, block_hh, block_area)
+            rng = np.random.default_rng([params.seed, vi])
+            fallbacks += _partition_village(
+                graph, rest, code, str(row.kind or "urban"), block_buildings[rest], assigner,
+                params, rng, block_geoms)
+        if _misses(assigner, 0, block_hh, params):
             missed.add(code)
-    return assigner, fallbacks, missed
+        out[code] = [(grid, np.flatnonzero(assigner.label == g))
+                     for g, grid in enumerate(assigner.grids)]
+    return out, fallbacks, missed
 
 
 def _misses(assigner: _Assigner, first: int, block_hh: np.ndarray, params: PartitionParams
@@ -230,12 +248,12 @@ def _partition_village(graph: Graph, nodes: np.ndarray, code: str, kind: str,
     total = int(graph.households.sum())
     local = np.arange(graph.n)
 
+    if kind == "rural" and total <= hi:
+        return _rural_village(graph, nodes, code, assigner, params, rng, geoms)
+
     if total < lo:
         assigner.add(nodes, code, flags=["village_below_min"])
         return 0
-
-    if kind == "rural" and total <= hi:
-        return _rural_village(graph, nodes, code, assigner, params, rng, geoms)
 
     # Blocks over the maximum on their own (one tall building) are grids of their own.
     heavy = np.flatnonzero(graph.households > hi)
@@ -255,13 +273,15 @@ def _partition_village(graph: Graph, nodes: np.ndarray, code: str, kind: str,
         for piece in part.split(comp, k):
             assigner.add(nodes[piece], code, flags=[] if feasible else ["infeasible_band"])
     for comp in small:
-        _attach(comp, nodes, graph, assigner, code, geoms)
+        _attach(comp, nodes, graph, assigner, code, geoms, hi)
     return part.fallbacks
 
 
 def _attach(comp: np.ndarray, nodes: np.ndarray, graph: Graph, assigner: _Assigner,
-            code: str, geoms: np.ndarray) -> None:
-    """A piece too small for a grid joins the adjacent grid (or the nearest one) of its village."""
+            code: str, geoms: np.ndarray, hi: float = math.inf) -> None:
+    """A piece too small for a grid joins an adjacent grid of its village: one it fits
+    in (households within ``hi``) if any, the longest-shared-edge one otherwise; a
+    piece with no neighbour joins the nearest grid."""
     in_comp = np.zeros(graph.n, dtype=bool)
     in_comp[comp] = True
     cross = in_comp[graph.a] != in_comp[graph.b]
@@ -270,7 +290,12 @@ def _attach(comp: np.ndarray, nodes: np.ndarray, graph: Graph, assigner: _Assign
     lengths = graph.length[cross]
     ok = labels >= 0
     if ok.any():
-        target = int(pd.Series(lengths[ok]).groupby(labels[ok]).sum().idxmax())
+        shared = pd.Series(lengths[ok]).groupby(labels[ok]).sum()
+        village_labels = assigner.label[nodes]
+        sums = pd.Series(graph.households).groupby(village_labels).sum()
+        extra = float(graph.households[comp].sum())
+        fits = [g for g in shared.index if sums.get(g, 0) + extra <= hi]
+        target = int(shared[fits].idxmax()) if fits else int(shared.idxmax())
     else:
         mine = [i for i, g in enumerate(assigner.grids) if g.village == code]
         if not mine:
@@ -286,30 +311,45 @@ def _attach(comp: np.ndarray, nodes: np.ndarray, graph: Graph, assigner: _Assign
 def _rural_village(graph: Graph, nodes: np.ndarray, code: str, assigner: _Assigner,
                    params: PartitionParams, rng: np.random.Generator, geoms: np.ndarray
                    ) -> int:
-    """One grid, unless wider than the service radius: then cut by area along strong barriers."""
+    """One grid, unless wider than the service radius: then cut by area along strong
+    barriers into pieces about the service radius wide."""
     total = int(graph.households.sum())
     below = ["village_below_min"] if total < params.min_households else []
     whole = shapely.union_all(geoms[nodes])
-    radius = float(quality.service_radius(np.array([whole]))[0])
-    if radius <= params.service_radius_m or graph.n < 2:
+    across = float(quality.width(np.array([whole]))[0])
+    if across <= params.service_radius_m or graph.n < 2:
         assigner.add(nodes, code, flags=["rural_village", *below])
         return 0
     comps = graph.components(np.arange(graph.n))
     main = max(comps, key=len)
     area = graph.area.astype(float)
-    k = max(2, math.ceil((radius / params.service_radius_m) ** 2))
-    part = Partitioner(graph, params, rng, weights=area, lo=0.0, hi=float(area.sum()))
-    pieces = part.split(main, k)
-    first = -1
+    fallbacks = 0
+    # Halve (by area, preferring strong barriers such as ridges and rivers) until
+    # every piece is within the service width.
+    pending, pieces = [main], []
+    while pending:
+        piece = pending.pop()
+        across = float(quality.width(np.array([shapely.union_all(geoms[nodes[piece]])]))[0])
+        if across <= params.service_radius_m or len(piece) < 2:
+            pieces.append(piece)
+            continue
+        total_area = float(area[piece].sum())
+        part = Partitioner(graph, params, rng, weights=area, lo=0.3 * total_area,
+                           hi=0.7 * total_area)
+        halves = part.split(piece, 2)
+        fallbacks += part.fallbacks
+        if len(halves) < 2:
+            pieces.append(piece)
+            continue
+        pending.extend(halves)
     for piece in pieces:
         h = int(graph.households[piece].sum())
         flags = ["radius_split"] + (["village_below_min"] if h < params.min_households else [])
-        g = assigner.add(nodes[piece], code, flags=flags)
-        first = g if first < 0 else first
+        assigner.add(nodes[piece], code, flags=flags)
     for comp in comps:
         if comp is not main:
             _attach(comp, nodes, graph, assigner, code, geoms)
-    return part.fallbacks
+    return fallbacks
 
 
 def _dissolve(blocks: gpd.GeoDataFrame, assigner: _Assigner, block_hh: np.ndarray,

@@ -54,13 +54,13 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
                     households: np.ndarray, params: PartitionParams, *,
                     threshold: float | None = None, piece: float | None = None,
                     villages: set[str] | None = None
-                    ) -> tuple[gpd.GeoDataFrame, np.ndarray, int]:
+                    ) -> tuple[gpd.GeoDataFrame, np.ndarray, np.ndarray]:
     """Replace each block over ``threshold`` households (default: the maximum) by
     Voronoi-cut pieces of balanced building clusters of about ``piece``
     households (default: the target), optionally only in ``villages``.
 
-    Returns the new blocks, the new block of every building, and how many
-    blocks were cut. Blocks with a single building keep their shape (that
+    Returns the new blocks, the new block of every building, and the new
+    position of every old block (-1 where it was cut; pieces come last). Blocks with a single building keep their shape (that
     building becomes a grid of its own later, and is reported).
     """
     threshold = params.max_households if threshold is None else threshold
@@ -71,8 +71,9 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     if villages is not None:
         chosen &= blocks["village_code"].isin(villages).to_numpy()
     over = np.flatnonzero(chosen)
+    unchanged = np.arange(len(blocks))
     if over.size == 0:
-        return blocks, owner, 0
+        return blocks, owner, unchanged
     geoms = blocks.geometry.to_numpy().copy()
     village = blocks["village_code"].to_numpy()
     new_geoms: list[object] = []
@@ -113,7 +114,7 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
         new_geoms.extend(parts)
         new_village.extend([village[blk]] * len(parts))
     if not drop.any():
-        return blocks, owner, 0
+        return blocks, owner, unchanged
     all_geoms = np.concatenate([geoms, np.asarray(new_geoms, dtype=object)])
     all_village = np.concatenate([village, np.asarray(new_village, dtype=object)])
     keep = np.concatenate([~drop, np.ones(len(new_geoms), dtype=bool)])
@@ -121,7 +122,7 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     out = gpd.GeoDataFrame({"village_code": all_village[keep]}, geometry=all_geoms[keep],
                            crs=blocks.crs)
     out.insert(0, "block_id", np.arange(len(out)))
-    return out, remap[owner], int(drop.sum())
+    return out, remap[owner], np.where(drop, -1, remap[: len(blocks)])
 
 
 def _jitter(xy: np.ndarray) -> np.ndarray:

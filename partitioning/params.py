@@ -25,7 +25,7 @@ class PartitionParams:
     max_households: int = 500
     target_households: int = 400
     seed: int = 0
-    #: A rural village is split when its service radius exceeds this (metres).
+    #: A rural village wider than this (m) is split into pieces about this wide.
     service_radius_m: float = 5_000.0
     #: Faces smaller than this (m²) are merged into a neighbour.
     sliver_area_m2: float = 150.0

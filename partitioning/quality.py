@@ -24,6 +24,16 @@ def service_radius(geoms: np.ndarray) -> np.ndarray:
     return shapely.hausdorff_distance(centre, shapely.boundary(geoms))
 
 
+def width(geoms: np.ndarray) -> np.ndarray:
+    """Extent across (m): the longer side of the minimum rotated rectangle."""
+    rect = shapely.oriented_envelope(geoms)
+    xy, idx = shapely.get_coordinates(shapely.get_exterior_ring(rect), return_index=True)
+    first = np.searchsorted(idx, np.arange(len(geoms)))
+    a = np.hypot(*(xy[first + 1] - xy[first]).T)
+    b = np.hypot(*(xy[first + 2] - xy[first + 1]).T)
+    return np.maximum(a, b)
+
+
 def barrier_shares(segments: pd.DataFrame, kinds: np.ndarray, n_grids: int
                    ) -> tuple[np.ndarray, dict[str, float]]:
     """Share of each grid's boundary length lying on a barrier, and the plan's share by kind.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
+from scipy.sparse.csgraph import connected_components
 
 from partitioning.params import PartitionParams
 
@@ -146,19 +146,15 @@ class Partitioner:
         ka = np.arange(1, k)
         target = total / k
         for attempt in range(self.p.tree_attempts):
-            if len(found) >= self.p.backtrack_branch and attempt >= 4:
+            if len(found) >= self.p.backtrack_branch or (found and attempt >= 8):
                 break
-            parent, order = self._random_tree(n, sub_a, sub_b, eidx)
-            sub = w.copy()
-            for v in order[:0:-1]:          # leaves first, the root last
-                sub[parent[v]] += sub[v]
+            order, sub, tin, tout = self._random_tree(n, sub_a, sub_b, eidx, w)
             cand = order[1:]
             s = sub[cand]
             rest = total - s
             ok = (s[:, None] >= ka * self.lo) & (s[:, None] <= ka * self.hi) & \
                 (rest[:, None] >= (k - ka) * self.lo) & (rest[:, None] <= (k - ka) * self.hi)
             dev = np.abs(s[:, None] / ka - target) + np.abs(rest[:, None] / (k - ka) - target)
-            tin, tout = self._intervals(parent, order, n)
             if ok.any():
                 dev_ok = np.where(ok, dev, np.inf)
                 best_ka = np.argmin(dev_ok, axis=1)
@@ -194,38 +190,59 @@ class Partitioner:
         return ([(inside, kk) for _, inside, kk in ranked],
                 (fallback[1], fallback[2]) if fallback is not None else None)
 
-    def _random_tree(self, n: int, sub_a: np.ndarray, sub_b: np.ndarray, eidx: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """A random spanning tree that prefers edges across weak barriers.
+    def _random_tree(self, n: int, sub_a: np.ndarray, sub_b: np.ndarray, eidx: np.ndarray,
+                     w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A random spanning tree that prefers edges across weak barriers (Kruskal on
+        strength + noise), walked depth-first from a random root.
 
-        Returns ``parent`` (root's parent = -1) and a BFS ``order`` from the root.
+        Returns the pre-order, each node's subtree sum of ``w``, and entry/exit
+        numbers: v's subtree is {u: tin[v] <= tin[u] < tout[v]}. The graphs are
+        one village's blocks (tens to hundreds), where plain Python beats
+        sparse-matrix overhead.
         """
-        weight = self.g.strength[eidx] + self.rng.random(len(eidx)) + 1e-6
-        mat = coo_matrix((weight, (sub_a, sub_b)), shape=(n, n)).tocsr()
-        tree = minimum_spanning_tree(mat)
-        root = int(self.rng.integers(n))
-        order, pred = breadth_first_order(tree, root, directed=False, return_predecessors=True)
-        parent = np.where(pred < 0, -1, pred)
-        return parent, order
+        weight = self.g.strength[eidx] + self.rng.random(len(eidx))
+        union = list(range(n))
 
-    @staticmethod
-    def _intervals(parent: np.ndarray, order: np.ndarray, n: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Pre-order entry/exit numbers: v's subtree is {u: tin[v] <= tin[u] < tout[v]}."""
-        children: list[list[int]] = [[] for _ in range(n)]
-        for v in order[1:]:
-            children[parent[v]].append(int(v))
-        tin = np.zeros(n, dtype=np.int64)
-        tout = np.zeros(n, dtype=np.int64)
-        clock = 0
-        stack: list[tuple[int, bool]] = [(int(order[0]), False)]
+        def find(x: int) -> int:
+            while union[x] != x:
+                union[x] = union[union[x]]
+                x = union[x]
+            return x
+
+        adjacent: list[list[int]] = [[] for _ in range(n)]
+        joined = 0
+        for e in np.argsort(weight, kind="stable").tolist():
+            x, y = int(sub_a[e]), int(sub_b[e])
+            rx, ry = find(x), find(y)
+            if rx != ry:
+                union[rx] = ry
+                adjacent[x].append(y)
+                adjacent[y].append(x)
+                joined += 1
+                if joined == n - 1:
+                    break
+        root = int(self.rng.integers(n))
+        order: list[int] = []
+        parent = [-1] * n
+        tin = [0] * n
+        tout = [0] * n
+        seen = [False] * n
+        seen[root] = True
+        stack: list[tuple[int, bool]] = [(root, False)]
         while stack:
             v, done = stack.pop()
             if done:
-                tout[v] = clock
+                tout[v] = len(order)
                 continue
-            tin[v] = clock
-            clock += 1
+            tin[v] = len(order)
+            order.append(v)
             stack.append((v, True))
-            stack.extend((c, False) for c in children[v])
-        return tin, tout
+            for u in adjacent[v]:
+                if not seen[u]:
+                    seen[u] = True
+                    parent[u] = v
+                    stack.append((u, False))
+        sub = w.copy()
+        for v in reversed(order[1:]):       # leaves first, the root last
+            sub[parent[v]] += sub[v]
+        return np.asarray(order), sub, np.asarray(tin), np.asarray(tout)

@@ -1,0 +1,253 @@
+"""The partitioning engine: invariants on generated territories, and each stage on its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from api.cli import app
+from data.demo import generate
+from gis.layers import Territory
+from partitioning import boundaries, codes, quality
+from partitioning.blocks import barrier_lines, make_blocks
+from partitioning.engine import PartitionResult, partition_territory
+from partitioning.oversize import balanced_clusters
+from partitioning.params import PartitionParams
+from partitioning.regions import choose_k, feasible_counts
+
+_cache: dict[tuple[int, int], tuple[Territory, PartitionResult]] = {}
+
+
+def run(households: int, seed: int) -> tuple[Territory, PartitionResult]:
+    if (households, seed) not in _cache:
+        terr = Territory("demo", generate(households, seed).layers)
+        _cache[(households, seed)] = (terr, partition_territory(terr, PartitionParams(seed=1)))
+    return _cache[(households, seed)]
+
+
+def check_invariants(terr: Territory, result: PartitionResult) -> None:
+    grids = result.grids
+    metric = terr.to_metric()
+    admin = metric["admin_areas"]
+    villages = admin[admin["level"] == "village"]
+    geoms = grids.geometry.to_numpy()
+    territory_area = float(villages.area.sum())
+    union = shapely.union_all(geoms)
+    # Full coverage, no overlaps (a few m² of floating-point noise over km²).
+    assert abs(union.area - territory_area) / territory_area < 1e-6
+    assert float(shapely.area(geoms).sum()) - union.area < 1e-6 * territory_area
+    # Every grid inside its own village.
+    vgeom = dict(zip(villages["code"], villages.geometry, strict=True))
+    for code, vcode, g in zip(grids["code"], grids["village_code"], geoms, strict=True):
+        assert code.startswith(vcode) and len(code) == 15 and code.isdigit()
+        assert shapely.area(shapely.difference(g, vgeom[vcode])) < 1.0, code
+    # Codes unique; dedicated grids in the 9xx series.
+    assert grids["code"].is_unique
+    ded = grids["kind"] == "dedicated"
+    assert all(int(c[-3:]) >= 901 for c in grids.loc[ded, "code"])
+    assert all(int(c[-3:]) < 901 for c in grids.loc[~ded, "code"])
+    # Contiguous, or flagged as not.
+    parts = shapely.get_num_geometries(geoms)
+    for p, flags in zip(parts, grids["flags"], strict=True):
+        assert p == 1 or "noncontiguous" in flags
+    # Households conserved: every household is in exactly one grid.
+    buildings = terr.layers["buildings"]["households"].fillna(0).sum()
+    assert int(grids["households"].sum()) == int(buildings)
+    assert int(result.blocks["households"].sum()) == int(buildings)
+    # Never silently out of range.
+    comp = grids["kind"] == "comprehensive"
+    for h, flags in zip(grids.loc[comp, "households"], grids.loc[comp, "flags"], strict=True):
+        assert 300 <= h <= 500 or flags, (h, flags)
+    # Blocks name their grid; each block lies in its grid.
+    by_code = dict(zip(grids["code"], geoms, strict=True))
+    sample = result.blocks.iloc[:: max(1, len(result.blocks) // 50)]
+    for gc, bg in zip(sample["grid_code"], sample.geometry, strict=True):
+        assert shapely.area(shapely.difference(bg, by_code[gc])) < 1.0
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=10_000))
+def test_invariants_hold_on_generated_territories(seed: int) -> None:
+    terr, result = run(12_000, seed)
+    check_invariants(terr, result)
+
+
+def test_quality_on_the_demo_district() -> None:
+    terr, result = run(60_000, 7)
+    check_invariants(terr, result)
+    r = result.report
+    assert r["coverage_share"] == pytest.approx(1.0, abs=1e-6)
+    assert r["in_range_share"] >= 0.9
+    assert r["barrier_boundary_share"] >= 0.8
+    assert r["n_grids"] == len(result.grids)
+    assert {"runtime_s", "n_grids", "in_range_share", "coverage_share", "overlap_m2",
+            "barrier_boundary_share", "flagged"} <= set(r)
+    # Every flagged grid is listed with its reason.
+    assert len(r["flagged"]) == int((result.grids["flags"].map(len) > 0).sum())
+    # 四至 reads as four sides, naming real roads or rivers somewhere.
+    texts = result.grids["boundary_text"]
+    assert all(t.startswith("东至") and "，南至" in t and "，西至" in t and "，北至" in t
+               for t in texts)
+    names = set(terr.layers["roads"]["name"].dropna()) | set(terr.layers["water"]["name"])
+    assert any(n in t for t in texts for n in names)
+
+
+def test_deterministic() -> None:
+    terr = Territory("demo", generate(12_000, 3).layers)
+    a = partition_territory(terr, PartitionParams(seed=5))
+    b = partition_territory(terr, PartitionParams(seed=5))
+    assert a.grids["code"].tolist() == b.grids["code"].tolist()
+    assert a.grids["households"].tolist() == b.grids["households"].tolist()
+    assert all(shapely.equals_exact(a.grids.geometry.to_numpy(), b.grids.geometry.to_numpy(),
+                                    tolerance=0))
+
+
+def test_rural_rules() -> None:
+    terr, result = run(60_000, 7)
+    grids = result.grids
+    admin = terr.layers["admin_areas"]
+    rural = set(admin.loc[admin["kind"] == "rural", "code"])
+    small = grids[grids["village_code"].isin(rural) & (grids["households"] < 300)
+                  & (grids["kind"] == "comprehensive")]
+    assert len(small) and all(small["flags"].map(len) > 0)
+    # A rural village within the band and the radius is exactly one grid.
+    whole = grids[grids["flags"].map(lambda f: "rural_village" in f)]
+    assert len(whole) and not whole["village_code"].duplicated().any()
+    counts = grids[grids["kind"] == "comprehensive"].groupby("village_code").size()
+    assert (counts[whole["village_code"]] == 1).all()
+
+
+def test_a_wide_rural_village_is_split_by_width() -> None:
+    crs = "EPSG:4547"
+    x0, y0 = 430_000.0, 2_570_000.0
+    village = shapely.box(x0, y0, x0 + 12_000, y0 + 1_000)
+    admin = gpd.GeoDataFrame({"code": ["440111100201"], "name": ["长岭村"], "level": ["village"],
+                              "kind": ["rural"]}, geometry=[village], crs=crs)
+    lanes = [shapely.LineString([(x0 + x, y0 - 10), (x0 + x, y0 + 1_010)])
+             for x in range(1_000, 12_000, 1_000)]
+    roads = gpd.GeoDataFrame({"class": ["track"] * len(lanes), "name": [None] * len(lanes)},
+                             geometry=lanes, crs=crs)
+    ridge = gpd.GeoDataFrame({"name": ["长岭"]}, geometry=[shapely.LineString(
+        [(x0 + 6_000, y0 - 10), (x0 + 6_000, y0 + 1_010)])], crs=crs)
+    houses = [shapely.box(x0 + x + 300, y0 + 400, x0 + x + 320, y0 + 420)
+              for x in range(0, 12_000, 500)]
+    buildings = gpd.GeoDataFrame({"households": [15] * len(houses)}, geometry=houses, crs=crs)
+    layers = {k: v.to_crs("EPSG:4326") for k, v in
+              {"admin_areas": admin, "roads": roads, "ridges": ridge,
+               "buildings": buildings}.items()}
+    for name in ("floors", "height", "use", "population"):
+        layers["buildings"][name] = None
+    result = partition_territory(Territory("wide", layers))
+    grids = result.grids
+    assert len(grids) >= 3 and int(grids["households"].sum()) == 15 * len(houses)
+    assert all("radius_split" in f for f in grids["flags"])
+    widths = quality.width(grids.geometry.to_numpy())
+    assert widths.max() <= 6_000
+
+
+# --- stages ------------------------------------------------------------------------------
+
+
+def square_territory() -> dict[str, gpd.GeoDataFrame]:
+    crs = "EPSG:4547"
+    village = shapely.box(0, 0, 1000, 1000)
+    admin = gpd.GeoDataFrame({"code": ["440111001001"], "name": ["测试社区"],
+                              "level": ["village"], "kind": ["urban"]},
+                             geometry=[village], crs=crs)
+    roads = gpd.GeoDataFrame(
+        {"class": ["primary", "residential", "footway"], "name": ["东风路", "西巷", None]},
+        geometry=[shapely.LineString([(500, -50), (500, 1050)]),
+                  shapely.LineString([(-50, 500), (1050, 500)]),
+                  shapely.LineString([(250, 0), (250, 500)])], crs=crs)
+    return {"admin_areas": admin, "roads": roads}
+
+
+def test_blocks_tile_the_village_and_follow_barriers() -> None:
+    layers = square_territory()
+    params = PartitionParams()
+    bars = barrier_lines(layers, params)
+    assert list(bars["strength"]) == [params.strength("primary"),
+                                      params.strength("residential"),
+                                      params.strength("footway")]
+    blocks = make_blocks(layers["admin_areas"], bars, params)
+    assert len(blocks) == 5   # four quadrants, one cut in two by the footway
+    assert shapely.union_all(blocks.geometry.to_numpy()).area == pytest.approx(1e6)
+    assert float(blocks.area.sum()) == pytest.approx(1e6)
+
+
+def test_choose_k_and_feasibility() -> None:
+    p = PartitionParams()
+    assert choose_k(1600, p) == (4, True)
+    assert choose_k(520, p) == (1, False)        # one grid 20 over beats two 40 under
+    assert list(feasible_counts(1000, 300, 500)) == [2, 3]
+    assert choose_k(450, p) == (1, True)
+
+
+def test_balanced_clusters() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.random((200, 2)) * 100
+    w = rng.integers(10, 30, 200).astype(float)
+    labels = balanced_clusters(xy, w, 4, 500)
+    sums = np.bincount(labels, weights=w)
+    assert len(sums) == 4 and sums.max() / sums.min() < 1.2
+    heavy = balanced_clusters(np.array([[0, 0], [1, 1], [2, 2]]), np.array([600., 10, 10]), 2,
+                              500)
+    assert heavy[0] != heavy[1] and heavy[1] == heavy[2]
+
+
+def test_codes_read_west_to_east_then_north_to_south() -> None:
+    cx = np.array([0, 100, 200, 0, 100, 200], dtype=float)
+    cy = np.array([100, 100, 100, 0, 0, 0], dtype=float)
+    village = np.full(6, "440111001001", dtype=object)
+    kind = np.array(["comprehensive"] * 5 + ["dedicated"], dtype=object)
+    out = codes.assign_codes(village, kind, cx, cy, np.full(6, 50.0))
+    assert list(out) == ["440111001001001", "440111001001002", "440111001001003",
+                         "440111001001004", "440111001001005", "440111001001901"]
+
+
+def test_four_sides_name_the_roads() -> None:
+    grid = np.array([shapely.box(0, 0, 100, 100)])
+    bars = gpd.GeoDataFrame(
+        {"name": ["东路", "南路", "西河", "北街"]},
+        geometry=[shapely.LineString([(102, -10), (102, 110)]),
+                  shapely.LineString([(-10, -3), (110, -3)]),
+                  shapely.LineString([(-2, -10), (-2, 110)]),
+                  shapely.LineString([(-10, 104), (110, 104)])])
+    seg = boundaries.boundary_segments(grid)
+    text = boundaries.boundary_texts(seg, boundaries.follow(seg, bars), bars,
+                                     boundaries.neighbours(seg, grid),
+                                     np.array(["440111001001001"]), 1)
+    assert text[0] == "东至东路，南至南路，西至西河，北至北街"
+
+
+def test_polsby_popper() -> None:
+    assert quality.polsby_popper(np.array([shapely.box(0, 0, 10, 10)]))[0] == \
+        pytest.approx(np.pi / 4)
+    disc = shapely.Point(0, 0).buffer(10, quad_segs=64)
+    assert quality.polsby_popper(np.array([disc]))[0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cli_writes_the_three_files(tmp_path: Path) -> None:
+    gpkg = generate(12_000, 2).write(tmp_path / "territory.gpkg")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["partition", str(gpkg), "--out", str(out),
+                                      "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    grids = gpd.read_file(out / "grids.gpkg", layer="grids")
+    blocks = gpd.read_file(out / "blocks.gpkg", layer="blocks")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert {"code", "name", "village_code", "kind", "households", "population", "area_m2",
+            "compactness", "boundary_text", "flags"} <= set(grids.columns)
+    assert len(grids) == report["n_grids"] and grids.crs.to_epsg() == 4326
+    assert set(blocks["grid_code"]) == set(grids["code"])
+    assert blocks["households"].sum() == grids["households"].sum() == report["households"]
+    bad = CliRunner().invoke(app, ["partition", str(gpkg), "--out", str(out), "--min", "600"])
+    assert bad.exit_code == 2 and "min <= target <= max" in bad.output

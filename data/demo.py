@@ -106,7 +106,7 @@ VILLAGES_PER_TOWN = 24
 RURAL_DENSITY = 350.0  # households per km2 over the whole rural area
 MIN_RURAL_AREA = 36e6  # m2: room for a mountain village wider than 5 km
 MEGA_PER_100K = 2.4
-GRID = 0.01  # admin polygons are snapped to a 1 cm grid so that they nest exactly
+GRID = 0.01  # rural admin polygons are snapped to 1 cm before the coverage is cleaned
 
 
 # ---------------------------------------------------------------------------
@@ -170,11 +170,6 @@ def generate(households: int = 60_000, seed: int = 7, *, progress: bool = False)
 
 # ---------------------------------------------------------------------------
 # Geometry helpers
-
-
-def _rot(theta: float) -> FArr:
-    c, s = math.cos(theta), math.sin(theta)
-    return np.array([[c, -s], [s, c]])
 
 
 def _wiggle(rng: np.random.Generator, a: FArr, b: FArr, amp: float, seg: float = 150.0) -> FArr:
@@ -665,7 +660,7 @@ def _layout_block(
 
 
 class _Gen:
-    """Builds the territory stage by stage in local metric coordinates (EPSG:4547 minus an offset)."""
+    """Builds the territory stage by stage in local metric coordinates (EPSG:4547 - offset)."""
 
     def __init__(self, households: int, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -685,7 +680,6 @@ class _Gen:
         self.rails: list[tuple[Geom, str]] = []
         self.facilities: list[tuple[Geom, str, str]] = []
         self.dedicated_rows: list[tuple[Geom, str, str]] = []
-        self.admin_rows: list[tuple[Geom, str, str, str, str | None, str | None]] = []
         self.bld_geoms: list[GArr] = []
         self.bld_cols: dict[str, list[IArr]] = {
             "households": [],
@@ -929,7 +923,7 @@ class _Gen:
             changed = False
             for st in sorted(set(cell_street.values())):
                 members = [c for c in cells if cell_street[c] == st]
-                comps = self._components(members, cell_street)
+                comps = self._components(members)
                 if len(comps) <= 1:
                     continue
                 comps.sort(key=len, reverse=True)
@@ -963,21 +957,9 @@ class _Gen:
         self.n_streets = len(order)
         self.block_street = np.full(len(self.block_cell), -1, dtype=np.int64)
         self.block_street[sb] = [self.cell_street[int(c)] for c in self.block_cell[sb]]
-        # Each street gets at least a school, a market and a hospital.
-        btype = self.block_type
-        for st in range(self.n_streets):
-            mine = sb[self.block_street[sb] == st]
-            for t in (SCHOOL, MARKET, HOSPITAL):
-                if not (btype[mine] == t).any():
-                    cand = mine[np.isin(btype[mine], (SLAB, TOWER))]
-                    if len(cand):
-                        b = int(rng.choice(cand))
-                        btype[b] = t
-                        if t != MARKET:
-                            self.block_cap[b] = 0.0
         self.urban_poly = shapely.union_all(self._quads(sb), grid_size=None)
 
-    def _components(self, members: list[int], label: dict[int, int]) -> list[list[int]]:
+    def _components(self, members: list[int]) -> list[list[int]]:
         mset = set(members)
         seen: set[int] = set()
         comps: list[list[int]] = []
@@ -1026,7 +1008,7 @@ class _Gen:
         self.district = shapely.union_all([U, R])
         shapely.prepare(self.R)
         self.u_simple = U.simplify(50.0)
-        self.blob_b, self.blob_a = b, a
+        self.blob_b = b
         # Ridges along the hills in the north.
         wm = float(np.clip(0.22 * b, 700.0, 1800.0))
         self.mountain_width = wm
@@ -1083,7 +1065,6 @@ class _Gen:
             self.water.append((p, river_name))
         for ln in _lines_of(river, 10.0):
             self.water.append((ln, river_name))
-        self.river = river
         # Railways: one north-south through the city; a second east-west in big districts.
         dx0, dy0, dx1, dy1 = self.district.bounds
         ys_ = np.linspace(dy0 - 2000, dy1 + 2000, 120)
@@ -1157,18 +1138,34 @@ class _Gen:
         rng = self.rng
         sb = self.sel_blocks
         btype = self.block_type
-        # Mega towers (> 500 households) in blocks away from the railway.
-        n_mega = max(1, math.ceil(MEGA_PER_100K * self.households / 100_000))
         quads = self._quads(sb)
-        near_rail = shapely.intersects(quads, shapely.buffer(self.rail_buffer, 60.0))
-        cand = sb[
-            np.isin(btype[sb], (SLAB, TOWER))
-            & ~near_rail
-            & (self.block_W[sb] >= 120)
-            & (self.block_H[sb] >= 120)
-        ]
-        if len(cand) == 0:
-            cand = sb[np.isin(btype[sb], (SLAB, TOWER)) & ~near_rail]
+        clear = ~shapely.intersects(quads, shapely.buffer(self.rail_buffer, 60.0))
+        roomy = clear & (self.block_W[sb] >= 110) & (self.block_H[sb] >= 110)
+        # Each street gets at least a school, a market and a hospital (clear of the railway).
+        for st in range(self.n_streets):
+            mine = sb[(self.block_street[sb] == st) & roomy]
+            for ft in (SCHOOL, MARKET, HOSPITAL):
+                if (btype[mine] == ft).any():
+                    continue
+                cand = mine[np.isin(btype[mine], (SLAB, TOWER, UVILLAGE, PARK, COMMERCIAL, PUBLIC))]
+                if len(cand):
+                    b = int(rng.choice(cand))
+                    btype[b] = ft
+                    if ft != MARKET:
+                        self.block_cap[b] = 0.0
+        # Mega towers (> 500 households) in roomy blocks away from the railway.
+        n_mega = max(1, math.ceil(MEGA_PER_100K * self.households / 100_000))
+        resb = np.isin(btype[sb], (SLAB, TOWER))
+        big = (self.block_W[sb] >= 120) & (self.block_H[sb] >= 120)
+        for mask in (
+            resb & roomy & big,
+            resb & roomy,
+            resb & clear,
+            np.isin(btype[sb], (SLAB, TOWER, UVILLAGE)) & clear,
+        ):
+            cand = sb[mask]
+            if len(cand):
+                break
         btype[rng.choice(cand, size=min(n_mega, len(cand)), replace=False)] = MEGA
         # Lay out every block.
         blk: list[IArr] = []
@@ -1292,7 +1289,7 @@ class _Gen:
         self.road_names.append(name)
 
     def _urban_communities(self, bld_block: IArr, hh: IArr) -> None:
-        """Communities: secondary cells, large ones split, small ones merged; then street polygons."""
+        """Communities: secondary cells, big ones split, small ones merged; then the streets."""
         sb = self.sel_blocks
         nblocks = len(self.block_cell)
         block_hh = np.bincount(bld_block, weights=hh, minlength=nblocks)
@@ -1355,14 +1352,13 @@ class _Gen:
             adj[into].discard(c_)
             comm_street.pop(c_)
         # Names and codes.
-        self.block_comm = comm
         self.street_names = [self.bank.stem() + "街道" for _ in range(self.n_streets)]
         self.community_rows: list[tuple[Geom, int, str]] = []
         street_polys: list[list[Geom]] = [[] for _ in range(self.n_streets)]
         per_street: dict[int, list[tuple[Geom, int]]] = {}
         for c_ in sorted(chh):
             blocks = sb[comm[sb] == c_]
-            poly = shapely.set_precision(shapely.union_all(self._quads(blocks)), GRID)
+            poly = shapely.union_all(self._quads(blocks))
             per_street.setdefault(comm_street[c_], []).append((poly, c_))
         self.urban_comm_polys: list[tuple[Geom, int, str, int]] = []  # geom, street, name, hh
         for st in range(self.n_streets):
@@ -1372,7 +1368,7 @@ class _Gen:
                 name = self.bank.stem() + "社区"
                 self.urban_comm_polys.append((poly, st, name, int(chh[c_])))
                 street_polys[st].append(poly)
-        self.street_polys = [shapely.union_all(ps, grid_size=GRID) for ps in street_polys]
+        self.street_polys = [shapely.union_all(ps) for ps in street_polys]
 
     def _urban_roads(self) -> None:
         """The lattice roads bordering at least one urban block, merged into runs."""
@@ -1522,48 +1518,58 @@ class _Gen:
             hh[np.argsort(hh)[: int(extra)] % len(hh)] += 1
         self.h_xy = np.column_stack([hx, hy])
         self.h_hh = hh
-        # Towns: weighted k-means of the hamlets, Voronoi cells clipped to the rural area.
-        n_vil = max(2, round(self.rural_hh / HH_PER_VILLAGE))
-        n_towns = max(1, round(n_vil / VILLAGES_PER_TOWN))
-        centres, _ = _kmeans(rng, self.h_xy, hh.astype(float), n_towns, 12)
-        town_pieces = self._voronoi(centres, R)
-        towns = self._resolve_orphans(
-            town_pieces, centres, np.zeros(len(centres), dtype=np.int64), None
-        )
-        # Split every town by the river into sides, then villages inside.
+        # Every hamlet's Voronoi cell in the rural area, cut by the river. Towns and villages
+        # are unions of these cells, so their boundaries run between hamlets, never through
+        # one, and villages do not straddle the river.
         try:
             sides = _polys_of(shapely.ops.split(R, self.river_full), 1.0)
         except Exception:  # pragma: no cover - split can fail on degenerate input
             sides = [R]
-        h_pts = shapely.points(self.h_xy)
-        town_of_h = self._locate(h_pts, [t for t in towns])
+        river_zone = shapely.buffer(self.river_full, 1.0)
+        h_pts: GArr = shapely.points(self.h_xy)
+        nh = len(self.h_xy)
+        pieces: list[tuple[Geom, int]] = []
+        for g, o in self._voronoi(self.h_xy, R):
+            if shapely.intersects(g, self.river_full):
+                for side in sides:
+                    pieces += [(p, o) for p in _polys_of(shapely.intersection(g, side), 0.01)]
+            else:
+                pieces.append((g, o))
+        cells = np.empty(nh, dtype=object)
+        for o, g in self._resolve_orphans(pieces, self.h_xy, river_zone):
+            cells[o] = g
+        # Towns: weighted k-means of the hamlets.
+        n_vil = max(2, round(self.rural_hh / HH_PER_VILLAGE))
+        n_towns = max(1, round(n_vil / VILLAGES_PER_TOWN))
+        _, town_lab = _kmeans(rng, self.h_xy, hh.astype(float), n_towns, 12)
+        town_lab = self._contiguous(town_lab, cells, None)
+        # Villages: k-means of the hamlets of each town on each side of the river.
+        side_of = self._locate(h_pts, sides)
+        vil_lab = np.full(nh, -1, dtype=np.int64)
+        n_lab = 0
+        for t in np.unique(town_lab).tolist():
+            for sd in np.unique(side_of[town_lab == t]).tolist():
+                sel = np.flatnonzero((town_lab == t) & (side_of == sd))
+                k = max(1, round(hh[sel].sum() / HH_PER_VILLAGE))
+                _, lab = _kmeans(rng, self.h_xy[sel], hh[sel].astype(float), k, 2)
+                vil_lab[sel] = n_lab + lab
+                n_lab += k
+        vil_lab = self._contiguous(vil_lab, cells, town_lab)
         vil_geoms: list[Geom] = []
         vil_town: list[int] = []
-        river_zone = shapely.buffer(self.river_full, 1.0)
-        for ti, town in enumerate(towns):
-            mine = np.flatnonzero(town_of_h == ti)
-            if len(mine) == 0:
-                continue
-            k = max(1, round(hh[mine].sum() / HH_PER_VILLAGE))
-            vc, _ = _kmeans(rng, self.h_xy[mine], hh[mine].astype(float), k, 2)
-            pieces: list[tuple[Geom, int]] = []
-            cells = self._voronoi(vc, town)
-            for side in sides:
-                part = shapely.intersection(town, side)
-                if part.is_empty:
-                    continue
-                for g, owner in cells:
-                    for p in _polys_of(shapely.intersection(g, part), 0.01):
-                        pieces.append((p, owner))
-            vils = self._resolve_orphans(pieces, vc, np.zeros(len(vc), dtype=np.int64), river_zone)
-            for v in vils:
-                vil_geoms.append(v)
-                vil_town.append(ti)
+        for v in np.unique(vil_lab).tolist():
+            members = np.flatnonzero(vil_lab == v)
+            vil_geoms.append(shapely.union_all(cells[members]))
+            vil_town.append(int(town_lab[members[0]]))
         vil_geoms = list(shapely.set_precision(np.array(vil_geoms, dtype=object), GRID))
         vil_town_a = np.array(vil_town, dtype=np.int64)
         # Villages need households: merge those with (almost) none into a neighbour.
         vil_geoms, vil_town_a = self._merge_small_villages(vil_geoms, vil_town_a, h_pts, hh)
         vil_geoms, vil_town_a = self._ensure_wide_village(vil_geoms, vil_town_a)
+        # Snapping may have pushed a village a few mm into the city: cut it with the exact
+        # urban polygon (whose vertices the communities share).
+        cut = shapely.difference(np.array(vil_geoms, dtype=object), self.urban_poly)
+        vil_geoms = [shapely.union_all(_polys_of(g, 1.0)) for g in cut]
         self.vil_geoms, self.vil_town = vil_geoms, vil_town_a
         self.h_vil = self._locate(h_pts, vil_geoms)
         # Towns are the union of their villages (exact tiling).
@@ -1578,6 +1584,40 @@ class _Gen:
         remap = {t: i for i, t in enumerate(tids)}
         self.vil_town = np.array([remap[t] for t in vil_town_a.tolist()], dtype=np.int64)
         self.h_town = self.vil_town[self.h_vil]
+
+    def _contiguous(self, lab: IArr, cells: GArr, group: IArr | None) -> IArr:
+        """Relabel cells so that every label's union is one polygon where possible.
+
+        A detached part of a label goes to the neighbouring label (of the same group)
+        that shares the longest boundary with it.
+        """
+        lab = lab.copy()
+        tree = shapely.STRtree(cells)
+        inner: GArr = shapely.point_on_surface(cells)
+        for _ in range(6):
+            changed = False
+            for lb in np.unique(lab).tolist():
+                idx = np.flatnonzero(lab == lb)
+                parts = _polys_of(shapely.union_all(cells[idx]), 0.0)
+                if len(parts) <= 1:
+                    continue
+                parts.sort(key=lambda p: p.area, reverse=True)
+                for part in parts[1:]:
+                    members = idx[shapely.within(inner[idx], part)]
+                    nb = tree.query(part, predicate="dwithin", distance=0.5)
+                    nb = nb[lab[nb] != lb]
+                    if group is not None:
+                        nb = nb[group[nb] == group[idx[0]]]
+                    if len(nb) == 0 or len(members) == 0:
+                        continue
+                    shared = shapely.length(
+                        shapely.intersection(part.boundary, shapely.buffer(cells[nb], 0.5))
+                    )
+                    lab[members] = lab[nb[int(np.argmax(shared))]]
+                    changed = True
+            if not changed:
+                break
+        return lab
 
     def _voronoi(self, seeds: FArr, region: Geom) -> list[tuple[Geom, int]]:
         """Voronoi cells of seeds clipped to a region, as (piece, seed index)."""
@@ -1594,11 +1634,12 @@ class _Gen:
         return out
 
     def _resolve_orphans(
-        self, pieces: list[tuple[Geom, int]], seeds: FArr, _group: IArr, river_zone: Geom | None
-    ) -> list[Geom]:
+        self, pieces: list[tuple[Geom, int]], seeds: FArr, river_zone: Geom | None
+    ) -> list[tuple[int, Geom]]:
         """Give every piece cut off from its seed to the neighbour it shares most boundary with.
 
-        Returns one geometry per surviving owner (owners without pieces vanish).
+        Pieces of owner -1 have no seed and always go to a neighbour.  Returns
+        (owner, geometry) for every surviving owner.
         """
         if not pieces:
             return []
@@ -1606,7 +1647,7 @@ class _Gen:
         owner = np.array([o for _, o in pieces], dtype=np.int64)
         n = len(pieces)
         seeded = np.zeros(n, dtype=bool)
-        for o in np.unique(owner).tolist():
+        for o in np.unique(owner[owner >= 0]).tolist():
             idx = np.flatnonzero(owner == o)
             sx, sy = seeds[o]
             hit = idx[shapely.contains_xy(geoms[idx], sx, sy)]
@@ -1635,11 +1676,11 @@ class _Gen:
                 progress = True
             if not progress:
                 resolved[todo] = True
-        out: list[Geom] = []
+        out: list[tuple[int, Geom]] = []
         for o in np.unique(owner).tolist():
             g = shapely.union_all(geoms[owner == o])
             if not g.is_empty:
-                out.append(g)
+                out.append((o, g))
         return out
 
     def _locate(self, pts: GArr, polys: list[Geom]) -> IArr:
@@ -1685,7 +1726,7 @@ class _Gen:
         return geoms, town
 
     def _ensure_wide_village(self, geoms: list[Geom], town: IArr) -> tuple[list[Geom], IArr]:
-        """Make sure one village is wider than 5 km (a mountain village with a long service radius)."""
+        """Make sure one village is wider than 5 km (a mountain village, long service radius)."""
         ext = [_extent(g) for g in geoms]
         for _ in range(40):
             best = int(np.argmax(ext))
@@ -2019,7 +2060,6 @@ class _Gen:
         floors = np.where(hh >= 2, 3, rng.choice([1, 2, 3], size=len(hh), p=[0.25, 0.5, 0.25]))
         pop = np.round(hh * rng.uniform(2.8, 4.2, len(hh))).astype(np.int64)
         self._add_buildings(houses, hh, pop, floors.astype(np.int64), np.full(len(hh), RES))
-        self.house_hh_by_village = np.bincount(vil, weights=hh, minlength=len(self.vil_geoms))
 
     # -- stage 8: dedicated areas ----------------------------------------
 
@@ -2141,8 +2181,14 @@ class _Gen:
                 "name": [n for _, _, n in self.facilities],
             },
         )
+        # Each dedicated area lies in exactly one (cleaned) town.
+        town_geoms = np.array([r[0] for r in rows if r[3] == "town"], dtype=object)
+        dedicated: list[Geom] = []
+        for g, _, _ in self.dedicated_rows:
+            ti = int(np.argmax(shapely.area(shapely.intersection(town_geoms, g))))
+            dedicated.append(_longest_poly(shapely.intersection(g, town_geoms[ti])))
         layers["dedicated_areas"] = frame(
-            (g for g, _, _ in self.dedicated_rows),
+            dedicated,
             {
                 "name": [n for _, n, _ in self.dedicated_rows],
                 "kind": [k for _, _, k in self.dedicated_rows],

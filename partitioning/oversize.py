@@ -60,8 +60,9 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     households (default: the target), optionally only in ``villages``.
 
     Returns the new blocks, the new block of every building, and the new
-    position of every old block (-1 where it was cut; pieces come last). Blocks with a single building keep their shape (that
-    building becomes a grid of its own later, and is reported).
+    position of every old block (-1 where it was cut; pieces come last).
+    Blocks with a single building keep their shape (that building becomes a
+    grid of its own later, and is reported).
     """
     threshold = params.max_households if threshold is None else threshold
     piece = params.target_households if piece is None else piece

@@ -9,6 +9,9 @@ import shapely
 
 from partitioning.params import PartitionParams
 
+#: Blocks are snapped to this precision grid (m): shared vertices snap alike, so the
+#: coverage stays exact, and later overlays are robust.
+PRECISION_M = 1e-3
 #: Shared boundaries shorter than this (m) do not make two blocks neighbours.
 MIN_SHARED_M = 1.0
 #: A barrier counts for a shared boundary when it lies this close (m) to its midpoint.
@@ -86,6 +89,7 @@ def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
         owners.append(np.full(len(polys), v))
     geoms = np.concatenate(faces) if faces else np.array([], dtype=object)
     owner = np.concatenate(owners) if owners else np.array([], dtype=int)
+    geoms = shapely.set_precision(geoms, PRECISION_M)
     return gpd.GeoDataFrame(
         {"block_id": np.arange(len(geoms)),
          "village_code": villages["code"].to_numpy()[owner]},

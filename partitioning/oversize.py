@@ -8,6 +8,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
+from partitioning.blocks import PRECISION_M
 from partitioning.params import PartitionParams
 
 
@@ -103,7 +104,8 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
             pieces.append(shapely.intersection(shapely.union_all(cells[labels == lab]),
                                                geoms[blk]))
         parts = shapely.get_parts(np.asarray(pieces, dtype=object))
-        parts = parts[shapely.get_dimensions(parts) == 2]
+        parts = shapely.set_precision(parts[shapely.get_dimensions(parts) == 2], PRECISION_M)
+        parts = parts[~shapely.is_empty(parts)]
         if len(parts) < 2:
             continue
         drop[blk] = True

@@ -217,9 +217,24 @@ def demo(
         territory_id, counts = _import(gpkg, url, name="白云示范区 demo", field_map=None,
                                        crs=None, encoding=None)
         console.print(_counts_table(f"territory {territory_id} in {db_path}", counts))
+        from gis.layers import read_territory
+        from partitioning.engine import partition_territory
+        from partitioning.output import write_partition
+
+        with console.status("划分网格 partitioning ..."):
+            result = partition_territory(read_territory(gpkg))
+            paths = write_partition(result, out / "plan")
+        r = result.report
+        console.print(f"划分 partitioned into {r['n_grids']} grids 网格: "
+                      f"{r['in_range_share']:.1%} in {r['params']['min_households']}–"
+                      f"{r['params']['max_households']} households (forced excluded: "
+                      f"{r['n_forced']}), {r['barrier_boundary_share']:.0%} of boundaries "
+                      f"on roads, rivers and admin lines")
         console.print(f"took {time.perf_counter() - started:.1f} s\n")
         console.print("[bold]What to open 打开:[/]")
         console.print(f"  • {gpkg}  — the demo district's layers (QGIS: drag the file in)")
+        console.print(f"  • {paths['grids']}  — the grids with codes and 四至; "
+                      f"{paths['report']} — the quality report")
         console.print(f"  • {db_path}  — the embedded SpatiaLite database (QGIS: "
                       "Layer ▸ Add SpatiaLite layer)")
         console.print(f"  • export GRIDMAP_DATABASE_URL={url}  — to use it with other "

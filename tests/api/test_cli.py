@@ -85,6 +85,8 @@ def test_demo_end_to_end_and_postgis_gets_the_same_counts(tmp_path: Path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "What to open" in done.stdout
+    grids = pyogrio.read_dataframe(out / "plan" / "grids.gpkg", layer="grids")
+    assert len(grids) > 10 and grids["code"].str.len().eq(15).all()
     gpkg = out / "territory.gpkg"
     file_counts = {str(name): pyogrio.read_info(gpkg, layer=str(name))["features"]
                    for name, _ in pyogrio.list_layers(gpkg)}

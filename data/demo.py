@@ -362,6 +362,11 @@ class _Layout:
     def count(self) -> int:
         return sum(len(r) for r in self.rects)
 
+    def add_nonresidential(self, rects: FArr, use: int, floors: IArr) -> int:
+        """Add buildings without households; return the index of the first one."""
+        none = np.zeros(len(rects), dtype=np.int64)
+        return self.add(rects, use, floors, none, none, _KIND_NONRES)
+
     def add(self, rects: FArr, use: int, floors: IArr, hh: IArr, units: IArr, kind: int) -> int:
         """Add buildings; return the index of the first one."""
         first = self.count()
@@ -526,28 +531,14 @@ def _layout_block(
         m = len(rects)
         big = fw * fh > 2500
         floors = rng.integers(2, 7, m) if big else rng.integers(5, 31, m)
-        lay.add(
-            rects,
-            COM,
-            floors,
-            np.zeros(m, dtype=np.int64),
-            np.zeros(m, dtype=np.int64),
-            _KIND_NONRES,
-        )
+        lay.add_nonresidential(rects, COM, floors)
     elif btype == PARK:
         uf, vf = W * rng.uniform(0.35, 0.65), H * rng.uniform(0.35, 0.65)
         lay.line(uf, 0.0, uf, H, FOOTWAY)
         lay.line(0.0, vf, W, vf, FOOTWAY)
         if uf - u0 > 30 and vf - v0 > 30:
             rect = np.array([[u0 + 6, u0 + 18, v0 + 6, v0 + 15]])
-            lay.add(
-                rect,
-                PUB,
-                rng.integers(1, 3, 1),
-                np.zeros(1, dtype=np.int64),
-                np.zeros(1, dtype=np.int64),
-                _KIND_NONRES,
-            )
+            lay.add_nonresidential(rect, PUB, rng.integers(1, 3, 1))
     elif btype == SCHOOL:
         vm = v0 + wv * 0.45
         fw, fh = min(rng.uniform(50.0, 70.0), wu), min(rng.uniform(13.0, 17.0), v1 - vm)
@@ -556,26 +547,14 @@ def _layout_block(
         )
         rects = rects[:3]
         m = len(rects)
-        first = lay.add(
-            rects,
-            PUB,
-            rng.integers(4, 7, m),
-            np.zeros(m, dtype=np.int64),
-            np.zeros(m, dtype=np.int64),
-            _KIND_NONRES,
-        )
+        first = lay.add_nonresidential(rects, PUB, rng.integers(4, 7, m))
         if m:
             lay.facilities.append((first, "school"))
     elif btype == MARKET:
         fw, fh = min(rng.uniform(35.0, 55.0), wu), min(rng.uniform(25.0, 35.0), wv)
         ua = u0 + rng.uniform(0, wu - fw)
-        first = lay.add(
-            np.array([[ua, ua + fw, v0, v0 + fh]]),
-            COM,
-            rng.integers(1, 3, 1),
-            np.zeros(1, dtype=np.int64),
-            np.zeros(1, dtype=np.int64),
-            _KIND_NONRES,
+        first = lay.add_nonresidential(
+            np.array([[ua, ua + fw, v0, v0 + fh]]), COM, rng.integers(1, 3, 1)
         )
         lay.facilities.append((first, "market"))
         if v1 - (v0 + fh + 20) > 40:
@@ -583,39 +562,20 @@ def _layout_block(
     elif btype == HOSPITAL:
         fw, fh = min(rng.uniform(45.0, 65.0), wu), min(rng.uniform(28.0, 40.0), wv / 2)
         ua = u0 + rng.uniform(0, wu - fw)
-        first = lay.add(
-            np.array([[ua, ua + fw, v0, v0 + fh]]),
-            PUB,
-            rng.integers(8, 21, 1),
-            np.zeros(1, dtype=np.int64),
-            np.zeros(1, dtype=np.int64),
-            _KIND_NONRES,
+        first = lay.add_nonresidential(
+            np.array([[ua, ua + fw, v0, v0 + fh]]), PUB, rng.integers(8, 21, 1)
         )
         lay.facilities.append((first, "hospital"))
         rects, _, _ = _slots(u0, u1, v0 + fh + 20, v1, min(30.0, wu), 14.0, 20.0, 20.0)
         rects = rects[:2]
         m = len(rects)
-        lay.add(
-            rects,
-            PUB,
-            rng.integers(4, 8, m),
-            np.zeros(m, dtype=np.int64),
-            np.zeros(m, dtype=np.int64),
-            _KIND_NONRES,
-        )
+        lay.add_nonresidential(rects, PUB, rng.integers(4, 8, m))
     elif btype == PUBLIC:
         fw, fh = min(rng.uniform(30.0, 50.0), wu), min(rng.uniform(18.0, 28.0), wv)
         rects, _, _ = _slots(u0, u1, v0, v1, fw, fh, 25.0, 25.0)
         rects = rects[_choose(rng, len(rects), 2)]
         m = len(rects)
-        lay.add(
-            rects,
-            PUB,
-            rng.integers(4, 13, m),
-            np.zeros(m, dtype=np.int64),
-            np.zeros(m, dtype=np.int64),
-            _KIND_NONRES,
-        )
+        lay.add_nonresidential(rects, PUB, rng.integers(4, 13, m))
     elif btype == INDUSTRIAL:
         fw, fh = min(rng.uniform(50.0, 110.0), wu), min(rng.uniform(25.0, 55.0), wv)
         gv = rng.uniform(16.0, 26.0)
@@ -623,14 +583,7 @@ def _layout_block(
         keep = rng.random(len(rects)) < 0.9
         rects = rects[keep]
         m = len(rects)
-        lay.add(
-            rects,
-            IND,
-            rng.integers(1, 5, m),
-            np.zeros(m, dtype=np.int64),
-            np.zeros(m, dtype=np.int64),
-            _KIND_NONRES,
-        )
+        lay.add_nonresidential(rects, IND, rng.integers(1, 5, m))
         if len(vs) >= 2:
             v = (vs[0] + fh + vs[1]) / 2
             lay.line(0.0, v, W, v, SERVICE)
@@ -641,14 +594,7 @@ def _layout_block(
         )
         rects = rects[rng.random(len(rects)) < 0.75]
         m = len(rects)
-        lay.add(
-            rects,
-            PUB,
-            rng.integers(4, 9, m),
-            np.zeros(m, dtype=np.int64),
-            np.zeros(m, dtype=np.int64),
-            _KIND_NONRES,
-        )
+        lay.add_nonresidential(rects, PUB, rng.integers(4, 9, m))
         if len(us) >= 2:
             u = (us[0] + fw + us[1]) / 2
             lay.line(u, 0.0, u, H, FOOTWAY)

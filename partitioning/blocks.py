@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from partitioning.params import PartitionParams
+from partitioning.params import UNKNOWN_ROAD_STRENGTH, PartitionParams
 
 #: Blocks are snapped to this precision grid (m): shared vertices snap alike, so the
 #: coverage stays exact, and later overlays are robust.
@@ -55,8 +55,9 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
         return gpd.GeoDataFrame({"kind": [], "class": [], "name": [], "strength": []},
                                 geometry=[], crs=crs)
     frame = pd.concat(parts, ignore_index=True)
-    frame["strength"] = [1.0 if k == "dedicated" else params.strength(str(c))
-                         for k, c in zip(frame["kind"], frame["class"], strict=True)]
+    strength = frame["class"].astype(str).map(params.strengths)
+    frame["strength"] = strength.fillna(UNKNOWN_ROAD_STRENGTH).where(
+        frame["kind"] != "dedicated", 1.0).to_numpy(dtype=float)
     keep = shapely.get_type_id(frame["geometry"].to_numpy()) == 1
     return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry="geometry", crs=crs)
 

@@ -191,27 +191,23 @@ def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
             fallbacks += _partition_village(
                 graph, rest, code, str(row.kind or "urban"), block_buildings[rest], assigner,
                 params, rng, block_geoms)
-        if _misses(assigner, 0, block_hh, params):
+        labels = assigner.label[nodes]
+        order = np.argsort(labels, kind="stable")
+        members = np.split(nodes[order], np.searchsorted(labels[order],
+                                                         np.arange(1, len(assigner.grids))))
+        sums = np.bincount(labels, weights=block_hh[nodes], minlength=len(assigner.grids))
+        if _misses(assigner.grids, sums, params):
             missed.add(code)
-        out[code] = [(grid, np.flatnonzero(assigner.label == g))
-                     for g, grid in enumerate(assigner.grids)]
+        out[code] = list(zip(assigner.grids, members, strict=True))
     return out, fallbacks, missed
 
 
-def _misses(assigner: _Assigner, first: int, block_hh: np.ndarray, params: PartitionParams
-            ) -> bool:
-    """Whether a grid added since ``first`` is out of the band for no reason in its data."""
-    ids = np.arange(first, len(assigner.grids))
-    if ids.size == 0:
-        return False
-    sums = np.bincount(assigner.label[assigner.label >= first] - first,
-                       weights=block_hh[assigner.label >= first], minlength=ids.size)
-    for g, h in zip(ids, sums, strict=True):
-        grid = assigner.grids[g]
-        if grid.kind == "comprehensive" and not set(grid.flags) & FORCED and \
-                not params.min_households <= h <= params.max_households:
-            return True
-    return False
+def _misses(grids: list[_Grid], sums: np.ndarray, params: PartitionParams) -> bool:
+    """Whether a comprehensive grid is out of the band for no reason in its data."""
+    return any(
+        grid.kind == "comprehensive" and not set(grid.flags) & FORCED
+        and not params.min_households <= h <= params.max_households
+        for grid, h in zip(grids, sums, strict=True))
 
 
 def _dedicated_of(blocks: gpd.GeoDataFrame, dedicated: gpd.GeoDataFrame | None) -> np.ndarray:
@@ -227,15 +223,14 @@ def _dedicated_of(blocks: gpd.GeoDataFrame, dedicated: gpd.GeoDataFrame | None) 
 
 def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
                  households: np.ndarray, area: np.ndarray) -> Graph:
-    local = {int(b): i for i, b in enumerate(nodes)}
+    """The graph of ``nodes`` (sorted block positions), renumbered 0..len(nodes)-1."""
     a_glob = adj["a"].to_numpy()[eidx]
     b_glob = adj["b"].to_numpy()[eidx]
-    keep = np.array([int(x) in local and int(y) in local for x, y in zip(a_glob, b_glob,
-                                                                          strict=True)],
-                    dtype=bool)
-    a = np.array([local[int(x)] for x in a_glob[keep]], dtype=np.int64)
-    b = np.array([local[int(y)] for y in b_glob[keep]], dtype=np.int64)
-    return Graph(households=households[nodes], area=area[nodes], a=a, b=b,
+    a = np.searchsorted(nodes, a_glob)
+    b = np.searchsorted(nodes, b_glob)
+    keep = (nodes[np.minimum(a, len(nodes) - 1)] == a_glob) & \
+        (nodes[np.minimum(b, len(nodes) - 1)] == b_glob)
+    return Graph(households=households[nodes], area=area[nodes], a=a[keep], b=b[keep],
                  length=adj["length"].to_numpy()[eidx][keep],
                  strength=adj["strength"].to_numpy()[eidx][keep])
 

@@ -10,8 +10,6 @@ import shapely
 
 from partitioning.params import PartitionParams
 
-ESTIMATED_USES = {"residential", None}
-
 
 @dataclass(frozen=True)
 class HouseholdCounts:
@@ -40,9 +38,11 @@ def building_households(buildings: gpd.GeoDataFrame, params: PartitionParams
         if "height" in buildings else np.full(len(geoms), np.nan)
     floors = np.where(np.isnan(floors), np.round(height / params.floor_height_m), floors)
     floors = np.where(np.isnan(floors) | (floors < 1), 1, floors)
-    uses = buildings["use"].to_numpy(dtype=object) if "use" in buildings \
-        else np.full(len(geoms), None)
-    residential = np.array([u in ESTIMATED_USES for u in uses], dtype=bool)
+    if "use" in buildings:
+        use = buildings["use"]
+        residential = (use.isna() | (use == "residential")).to_numpy(dtype=bool)
+    else:
+        residential = np.ones(len(geoms), dtype=bool)
     missing = np.isnan(given)
     estimate = missing & residential
     area = shapely.area(geoms)

@@ -45,6 +45,8 @@ GEOM_TYPES: dict[str, set[str]] = {
 }
 CJK = re.compile(r"^[\u4e00-\u9fff]+$")
 
+ROAD_CLASSES = {"primary", "secondary", "tertiary", "residential", "service", "footway"}
+
 
 @pytest.fixture(scope="module")
 def small() -> DemoTerritory:
@@ -166,14 +168,7 @@ def test_geometries_valid_nonempty_and_in_china(territory: DemoTerritory) -> Non
 def test_attribute_values(territory: DemoTerritory) -> None:
     L = territory.layers
     assert set(L["admin_areas"]["level"]) == {"district", "town", "village"}
-    assert set(L["roads"]["class"]) <= {
-        "primary",
-        "secondary",
-        "tertiary",
-        "residential",
-        "service",
-        "footway",
-    }
+    assert set(L["roads"]["class"]) <= ROAD_CLASSES
     b = L["buildings"]
     assert set(b["use"]) == {"residential", "commercial", "industrial", "public"}
     assert (
@@ -365,14 +360,7 @@ def test_dedicated_areas(metric: dict[str, gpd.GeoDataFrame]) -> None:
 
 def test_road_hierarchy(medium: DemoTerritory) -> None:
     roads = medium.layers["roads"]
-    assert set(roads["class"]) == {
-        "primary",
-        "secondary",
-        "tertiary",
-        "residential",
-        "service",
-        "footway",
-    }
+    assert set(roads["class"]) == ROAD_CLASSES
 
 
 # -- writing ---------------------------------------------------------------------------------

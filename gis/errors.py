@@ -63,3 +63,15 @@ class DatabaseError(GridmapError):
     """The store is unreachable or its schema is not what gridmap expects."""
 
     code = "database-error"
+
+
+class NotFound(GridmapError):
+    """Something asked for by id or code does not exist."""
+
+    code = "not-found"
+
+
+class Conflict(GridmapError):
+    """The request clashes with the state of what is stored (e.g. publishing twice)."""
+
+    code = "conflict"

@@ -47,6 +47,7 @@ STAFF_ROLES = ("grid_worker", "grid_head", "station_head")
 EVENT_STATUSES = ("reported", "accepted", "dispatched", "handling", "resolved", "verified",
                   "closed")
 EVENT_LEVELS = ("grid", "station", "town", "district", "department")
+JOB_STATES = ("queued", "running", "done", "failed")
 
 
 def _enum(name: str, values: tuple[str, ...]) -> Enum:
@@ -272,6 +273,32 @@ class EventHistory(Base):
     actor: Mapped[str] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Job(Base):
+    """A long-running piece of work (a partition) with its state and progress."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), default="partition")
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(_enum("job_state", JOB_STATES), default="queued",
+                                       index=True)
+    #: 0..1, and the stage the work is in (shown to the user).
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    stage: Mapped[str | None] = mapped_column(String(100))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The draft plan the job made, once done.
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="SET NULL"))
+    #: Why the job failed, in words a user can act on.
+    error: Mapped[str | None] = mapped_column(Text)
+    #: "host:pid" of the process running it, to tell orphans after a restart.
+    worker: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 #: The tables holding a territory's layers, by layer name.

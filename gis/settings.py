@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     min_households: int = 300
     max_households: int = 500
     target_households: int = 400
+    #: The largest upload the service accepts, in megabytes (a request over it gets 413).
+    max_upload_mb: int = 512
+    #: Partition jobs run at once per server process (each uses one core).
+    job_workers: int = 1
+    #: A job whose process sent no progress for this long is taken as dead (seconds).
+    job_stale_after_s: int = 900
+    #: Features per page of the OGC API (the default and the most a client may ask for).
+    page_limit: int = 100
+    page_limit_max: int = 10_000
 
 
 @lru_cache

@@ -13,7 +13,7 @@ from geoalchemy2 import WKBElement
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from gis import models
-from gis.errors import GridmapError
+from gis.errors import NotFound
 from gis.layers import Territory
 from gis.models import SRID
 
@@ -131,4 +131,16 @@ def delete_territory(engine: Engine, territory_id: int) -> None:
     with engine.begin() as conn:
         deleted = conn.execute(delete(models.Territory).where(models.Territory.id == territory_id))
         if deleted.rowcount == 0:
-            raise GridmapError(f"no territory {territory_id}")
+            raise NotFound(f"no territory {territory_id}")
+
+
+def load_territory(engine: Engine, territory_id: int) -> Territory:
+    """A stored territory as the engine reads it: every stored layer, in WGS84."""
+    with engine.connect() as conn:
+        row = conn.execute(select(models.Territory.name).where(
+            models.Territory.id == territory_id)).first()
+    if row is None:
+        raise NotFound(f"no territory {territory_id}")
+    layers = {layer: read_layer(engine, territory_id, layer)
+              for layer in layer_counts(engine, territory_id)}
+    return Territory(str(row[0]), layers)

@@ -91,6 +91,9 @@ def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     geoms = np.concatenate(faces) if faces else np.array([], dtype=object)
     owner = np.concatenate(owners) if owners else np.array([], dtype=int)
     geoms = shapely.set_precision(geoms, PRECISION_M)
+    # A face thinner than the precision grid collapses: it had no area to lose.
+    keep = ~shapely.is_empty(geoms)
+    geoms, owner = geoms[keep], owner[keep]
     return gpd.GeoDataFrame(
         {"block_id": np.arange(len(geoms)),
          "village_code": villages["code"].to_numpy()[owner]},

@@ -1,0 +1,124 @@
+"""The FastAPI service: app factory, shared state, size limits, health and readiness."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from api import problems
+from api.jobs import JobRunner
+from gis.database import check_schema, make_engine, ping
+from gis.errors import GridmapError
+from gis.settings import Settings, get_settings
+
+log = logging.getLogger("gridmap.api")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int = 512 * 2**20) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # An HTTPException passes FastAPI's body parsing untouched.
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return (f"the request body is over the limit of {self.limit // 2**20} MB; split the "
+                "upload (e.g. one layer per request is not possible, so clip the territory) "
+                "or raise GRIDMAP_MAX_UPLOAD_MB on the server")
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"type": "/problems/payload-too-large", "title": "Request too large 请求过大",
+             "status": 413, "detail": self._message(), "instance": scope.get("path", "")},
+            status_code=413, media_type=problems.MEDIA_TYPE)
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The service over the store at ``settings.database_url`` (or the given engine)."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s)
+        app.state.jobs = runner
+        try:
+            runner.recover()
+        except Exception as exc:  # the database may be down at start: /readyz says so
+            log.warning("could not check for orphaned jobs at start: %s", exc)
+        yield
+        runner.shutdown()
+
+    app = FastAPI(
+        title="gridmap 网格化服务管理",
+        version="0.1.0",
+        description="Territories, partition jobs, versioned grid plans, exports and an "
+                    "OGC API – Features endpoint for grid-based community governance. "
+                    "Errors are RFC 9457 problem details (application/problem+json).",
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    problems.install(app)
+
+    from api.routes import areas, exports, ogc, plans, territories
+
+    for module in (territories, plans, areas, exports, ogc):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database is reachable and migrated",
+             responses={503: {"description": "Not ready: the database is unreachable or "
+                                             "not migrated"}})
+    def readyz(request: Request) -> Any:
+        try:
+            ping(engine)
+            check_schema(engine)
+        except GridmapError as exc:
+            return problems.problem_response(503, exc.code, "Not ready 未就绪", exc.message,
+                                             request)
+        return {"status": "ready"}
+
+    @app.get("/problems", tags=["health"], summary="Every problem type the API reports")
+    def problem_types() -> dict[str, dict[str, Any]]:
+        return problems.catalogue()
+
+    app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
+    return app

@@ -1,0 +1,144 @@
+"""Errors as RFC 9457 problem details, from one table of named exceptions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gis.errors import (
+    Conflict,
+    CoordinateError,
+    CRSError,
+    DatabaseError,
+    GridmapError,
+    LayerError,
+    NotFound,
+)
+
+log = logging.getLogger("gridmap.api")
+MEDIA_TYPE = "application/problem+json"
+
+
+class PayloadTooLarge(GridmapError):
+    """An upload or request body is over the configured limit."""
+
+    code = "payload-too-large"
+
+
+class BadRequest(GridmapError):
+    """A request parameter is malformed (beyond what validation catches)."""
+
+    code = "bad-request"
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    title: str
+
+
+#: Every error the service reports, most specific first: exception → status and title.
+PROBLEMS: dict[type[Exception], Problem] = {
+    NotFound: Problem(404, "Not found 未找到"),
+    Conflict: Problem(409, "Conflict with the stored state 状态冲突"),
+    LayerError: Problem(422, "The territory breaks the layer contract 图层不符合数据规范"),
+    CRSError: Problem(422, "Coordinate system problem 坐标系错误"),
+    CoordinateError: Problem(422, "Coordinates out of place 坐标错误"),
+    PayloadTooLarge: Problem(413, "Request too large 请求过大"),
+    BadRequest: Problem(400, "Bad request 请求参数错误"),
+    DatabaseError: Problem(503, "The database is unavailable 数据库不可用"),
+    GridmapError: Problem(400, "Bad input 输入有误"),
+}
+#: Problem types that are not exceptions of ours.
+EXTRA = {
+    "validation-error": Problem(422, "The request does not match the API 请求不符合接口定义"),
+    "internal-error": Problem(500, "Internal error 内部错误"),
+}
+
+
+def problem_for(exc: GridmapError) -> Problem:
+    for cls in type(exc).__mro__:
+        if cls in PROBLEMS:
+            return PROBLEMS[cls]
+    return PROBLEMS[GridmapError]
+
+
+def problem_response(status: int, code: str, title: str, detail: str, request: Request,
+                     **extra: Any) -> JSONResponse:
+    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail,
+            "instance": str(request.url.path), **extra}
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem details."""
+
+    @app.exception_handler(GridmapError)
+    async def gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
+        problem = problem_for(exc)
+        extra: dict[str, Any] = {}
+        if isinstance(exc, LayerError):
+            extra = {k: v for k, v in (("file", exc.file), ("layer", exc.layer),
+                                       ("row", exc.row)) if v is not None}
+        return problem_response(problem.status, exc.code, problem.title, exc.message,
+                                request, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"where": ".".join(str(p) for p in e.get("loc", ())),
+                   "message": str(e.get("msg", ""))} for e in exc.errors()]
+        detail = "; ".join(f"{e['where']}: {e['message']}" for e in errors)
+        problem = EXTRA["validation-error"]
+        return problem_response(problem.status, "validation-error", problem.title, detail,
+                                request, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+            exc.status_code, f"http-{exc.status_code}")
+        title = {404: "Not found 未找到", 413: PROBLEMS[PayloadTooLarge].title}.get(
+            exc.status_code, str(exc.detail))
+        return problem_response(exc.status_code, code, title, str(exc.detail), request)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database error: %s", exc.orig)
+        problem = PROBLEMS[DatabaseError]
+        return problem_response(problem.status, DatabaseError.code, problem.title,
+                                "the database cannot be reached; try again shortly, and "
+                                "check GRIDMAP_DATABASE_URL and that the server is running",
+                                request)
+
+    @app.exception_handler(DBAPIError)
+    async def database_failed(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await database_down(request, exc)  # type: ignore[arg-type]
+        log.exception("database statement failed", exc_info=exc)
+        problem = EXTRA["internal-error"]
+        return problem_response(problem.status, "internal-error", problem.title,
+                                "the database refused the operation; nothing was changed",
+                                request)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path,
+                      exc_info=exc)
+        problem = EXTRA["internal-error"]
+        return problem_response(problem.status, "internal-error", problem.title,
+                                "an unexpected error occurred; it was logged", request)
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    """Every problem type with its status and title (served at /problems)."""
+    out = {cls.code: {"status": p.status, "title": p.title, "meaning": (cls.__doc__ or "")
+                      .strip().splitlines()[0]}
+           for cls, p in PROBLEMS.items() if issubclass(cls, GridmapError)}
+    out.update({code: {"status": p.status, "title": p.title} for code, p in EXTRA.items()})
+    return out

@@ -1,0 +1,98 @@
+"""The admin hierarchy: an area with its parent, children and grids."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import shapely
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, func, select
+
+from api.deps import get_engine
+from gis import models
+from gis.errors import NotFound
+from gis.plans import get_plan, published_plan_id, read_grids
+
+router = APIRouter(tags=["areas"])
+
+
+class AreaRef(BaseModel):
+    code: str
+    name: str
+    level: str
+
+
+class GridRef(BaseModel):
+    code: str
+    name: str | None
+    households: int
+    flags: list[str]
+
+
+class AreaOut(BaseModel):
+    territory_id: int
+    code: str
+    name: str
+    level: str = Field(description="district, town or village")
+    kind: str | None
+    parent: AreaRef | None
+    children: list[AreaRef]
+    plan_id: int | None = Field(description="The plan the grids come from")
+    grids: list[GridRef]
+    households: int
+    geometry: dict[str, Any] | None = Field(description="GeoJSON geometry (WGS84)")
+
+
+@router.get("/areas/{code}", response_model=AreaOut,
+            responses={404: {"description": "No area with this code"}},
+            summary="A district, town or village/community with its parent, children and "
+                    "grids")
+def area(
+    code: str,
+    territory: Annotated[int | None, Query(
+        description="The territory (default: the newest one holding the code)")] = None,
+    plan: Annotated[int | None, Query(
+        description="The plan to take grids from (default: the published one)")] = None,
+    geometry: Annotated[bool, Query(description="Include the outline")] = False,
+    engine: Engine = Depends(get_engine),
+) -> AreaOut:
+    table = models.AdminArea.__table__
+    query = select(table.c.territory_id, table.c.code, table.c.name, table.c.level,
+                   table.c.kind, table.c.parent_code,
+                   func.ST_AsBinary(table.c.geom).label("wkb")).where(table.c.code == code)
+    if territory is not None:
+        query = query.where(table.c.territory_id == territory)
+    with engine.connect() as conn:
+        row = conn.execute(query.order_by(table.c.territory_id.desc())).first()
+        if row is None:
+            where = f" in territory {territory}" if territory is not None else ""
+            raise NotFound(f"no admin area with code {code!r}{where}")
+        tid = int(row.territory_id)
+        ref = (table.c.code, table.c.name, table.c.level)
+        parent = conn.execute(select(*ref).where(
+            table.c.territory_id == tid, table.c.code == row.parent_code)).first() \
+            if row.parent_code else None
+        children = conn.execute(select(*ref).where(
+            table.c.territory_id == tid, table.c.parent_code == code)
+            .order_by(table.c.code)).all()
+    plan_id = plan if plan is not None else published_plan_id(engine, tid)
+    grid_refs: list[GridRef] = []
+    if plan_id is not None:
+        if get_plan(engine, plan_id).territory_id != tid:
+            raise NotFound(f"plan {plan_id} is not a plan of territory {tid}")
+        grids = read_grids(engine, plan_id,
+                           village=code if row.level == "village" else None,
+                           town=code if row.level == "town" else None)
+        grid_refs = [GridRef(code=g.code, name=g.name, households=int(g.households),
+                             flags=list(g.flags or [])) for g in grids.itertuples()]
+    outline = json.loads(shapely.to_geojson(shapely.from_wkb(bytes(row.wkb)))) \
+        if geometry else None
+    return AreaOut(
+        territory_id=tid, code=row.code, name=row.name, level=row.level, kind=row.kind,
+        parent=AreaRef(code=parent.code, name=parent.name, level=parent.level)
+        if parent else None,
+        children=[AreaRef(code=c.code, name=c.name, level=c.level) for c in children],
+        plan_id=plan_id, grids=grid_refs, households=sum(g.households for g in grid_refs),
+        geometry=outline)

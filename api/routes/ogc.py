@@ -1,0 +1,7 @@
+"""Placeholder: ogc routes (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,139 @@
+"""Plans as generations: list, get, grids as GeoJSON, report, publish, diff."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, select
+
+from api.deps import get_engine
+from api.problems import BadRequest
+from gis import models
+from gis.errors import NotFound
+from gis.geometry import feature_collection, simplify_coverage
+from gis.plans import get_plan, list_plans, plan_diff, plan_report, publish_plan, read_grids
+
+router = APIRouter(tags=["plans"])
+GEOJSON = "application/geo+json"
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such plan"}}
+
+
+class PlanOut(BaseModel):
+    id: int
+    territory_id: int
+    version: int
+    status: str = Field(description="draft, published or archived")
+    parameters: dict[str, Any]
+    parent_id: int | None
+    note: str | None
+    created_by: str | None
+    created_at: str | None
+    published_at: str | None
+    n_grids: int
+
+
+class GridMove(BaseModel):
+    from_: str | None = Field(alias="from")
+    to: str
+    households: int
+
+
+class DiffOut(BaseModel):
+    from_plan: int
+    to_plan: int
+    grids_added: list[str]
+    grids_removed: list[str]
+    grids_changed: list[dict[str, Any]]
+    grids_unchanged: int
+    households_moved: int
+    moves: list[GridMove]
+
+
+def metric_epsg(engine: Engine, territory_id: int) -> int:
+    with engine.connect() as conn:
+        epsg = conn.execute(select(models.Territory.metric_epsg).where(
+            models.Territory.id == territory_id)).scalar_one_or_none()
+    if epsg is None:
+        raise NotFound(f"no territory {territory_id}")
+    return int(epsg)
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise BadRequest(f"bbox {text!r} must be four numbers: minlon,minlat,maxlon,maxlat"
+                         ) from exc
+    if len(values) != 4 or not (values[0] <= values[2] and values[1] <= values[3]) or not (
+            -180 <= values[0] <= 180 and -90 <= values[1] <= 90
+            and -180 <= values[2] <= 180 and -90 <= values[3] <= 90):
+        raise BadRequest(f"bbox {text!r} must be minlon,minlat,maxlon,maxlat in WGS84 "
+                         "degrees, min before max")
+    return values[0], values[1], values[2], values[3]
+
+
+@router.get("/plans", response_model=list[PlanOut], summary="Plans, oldest first")
+def plans(territory: Annotated[int | None, Query(description="Only this territory's")] = None,
+          engine: Engine = Depends(get_engine)) -> list[PlanOut]:
+    return [PlanOut(**p.as_dict()) for p in list_plans(engine, territory)]
+
+
+@router.get("/plans/{plan_id}", response_model=PlanOut, responses=NOT_FOUND,
+            summary="One plan")
+def plan(plan_id: int, engine: Engine = Depends(get_engine)) -> PlanOut:
+    return PlanOut(**get_plan(engine, plan_id).as_dict())
+
+
+@router.get("/plans/{plan_id}/grids", response_class=Response, summary="Grids as GeoJSON",
+            responses={200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"},
+                       **NOT_FOUND})
+def grids(
+    plan_id: int,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")]
+    = None,
+    village: Annotated[str | None, Query(description="12-digit village/community code")]
+    = None,
+    town: Annotated[str | None, Query(description="9-digit town/street code")] = None,
+    flags: Annotated[list[str] | None, Query(
+        description="Grids with any of these flags; 'regular' for grids without")] = None,
+    simplify: Annotated[float, Query(ge=0, le=1_000, description=(
+        "Simplify for display by this many metres; shared edges stay shared"))] = 0.0,
+    engine: Engine = Depends(get_engine),
+) -> Response:
+    info = get_plan(engine, plan_id)
+    gdf = read_grids(engine, plan_id, bbox=parse_bbox(bbox), village=village, town=town,
+                     flags=flags)
+    if simplify > 0:
+        # Simplify the whole coverage, then take the selection, so edges stay shared
+        # with grids outside the selection too.
+        whole = simplify_coverage(read_grids(engine, plan_id), simplify,
+                                  metric_epsg(engine, info.territory_id))
+        gdf = gdf.assign(geometry=whole.set_index("id").geometry.loc[gdf["id"]].to_numpy())
+    body = feature_collection(gdf, id_column="code",
+                              extra={"plan_id": plan_id, "status": info.status})
+    return Response(body, media_type=GEOJSON)
+
+
+@router.get("/plans/{plan_id}/report", responses=NOT_FOUND,
+            summary="The plan's quality report (per plan; per grid in the grids)")
+def report(plan_id: int, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    return plan_report(engine, plan_id)
+
+
+@router.post("/plans/{plan_id}/publish", response_model=PlanOut,
+             responses={**NOT_FOUND, 409: {"description": "Already published"}},
+             summary="Make the plan its territory's active plan; the previous one is archived")
+def publish(plan_id: int, engine: Engine = Depends(get_engine)) -> PlanOut:
+    return PlanOut(**publish_plan(engine, plan_id).as_dict())
+
+
+@router.get("/plans/{a}/diff/{b}", response_model=DiffOut, response_model_by_alias=True,
+            responses={**NOT_FOUND, 409: {"description": "Plans of different territories"}},
+            summary="What changes from plan a to plan b")
+def diff(a: int, b: int, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    info = get_plan(engine, a)
+    return plan_diff(engine, a, b, metric_epsg(engine, info.territory_id))

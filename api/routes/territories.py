@@ -1,0 +1,213 @@
+"""Territories (upload, list, get, delete) and the partition jobs run on them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, select
+
+from api.deps import get_engine
+from api.jobs import JobRunner, get_job, list_jobs
+from api.problems import BadRequest
+from gis import models
+from gis.errors import GridmapError, LayerError, NotFound
+from gis.layers import parse_crs_option, parse_field_map, read_territory
+from gis.plans import list_plans, published_plan_id
+from gis.store import delete_territory, import_territory, layer_counts, read_layer
+
+router = APIRouter(tags=["territories"])
+#: Files that are a whole territory on their own; anything else is one layer of a folder.
+CONTAINERS = (".gpkg", ".zip", ".pbf", ".osm")
+
+
+class TerritoryOut(BaseModel):
+    id: int
+    name: str
+    metric_epsg: int
+    source: str | None
+    created_at: str
+    layers: dict[str, int] = Field(description="Feature count of each stored layer")
+    extent: list[float] | None = Field(
+        description="minx, miny, maxx, maxy of the admin areas (WGS84)")
+    published_plan_id: int | None
+    plan_ids: list[int]
+    notes: list[str] = Field(default_factory=list, description="What the import noticed")
+    repairs: int = Field(0, description="Invalid geometries repaired on import (make_valid)")
+
+
+class PartitionRequest(BaseModel):
+    """The engine's parameters; every field has the urban standard as default."""
+
+    min_households: int = Field(300, ge=1, le=100_000)
+    max_households: int = Field(500, ge=1, le=100_000)
+    target_households: int = Field(400, ge=1, le=100_000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    service_radius_m: float = Field(5_000.0, gt=0, le=100_000)
+    note: str | None = Field(None, max_length=2_000)
+    created_by: str | None = Field(None, max_length=100)
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    territory_id: int
+    state: str = Field(description="queued, running, done or failed")
+    progress: float
+    stage: str | None
+    parameters: dict[str, Any]
+    plan_id: int | None = Field(description="The draft plan made, once done")
+    error: str | None = Field(description="Why the job failed")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+def _territory(engine: Engine, territory_id: int, notes: list[str] | None = None,
+               repairs: int = 0) -> TerritoryOut:
+    with engine.connect() as conn:
+        row = conn.execute(select(models.Territory.__table__).where(
+            models.Territory.__table__.c.id == territory_id)).first()
+    if row is None:
+        raise NotFound(f"no territory {territory_id}")
+    admin = read_layer(engine, territory_id, "admin_areas")
+    extent = [round(float(v), 7) for v in admin.total_bounds] if len(admin) else None
+    return TerritoryOut(
+        id=row.id, name=row.name, metric_epsg=row.metric_epsg, source=row.source,
+        created_at=row.created_at.isoformat(), layers=layer_counts(engine, territory_id),
+        extent=extent, published_plan_id=published_plan_id(engine, territory_id),
+        plan_ids=[p.id for p in list_plans(engine, territory_id)], notes=notes or [],
+        repairs=repairs)
+
+
+def _split_option(text: str | None) -> list[str] | None:
+    if text is None or not text.strip():
+        return None
+    return [part.strip() for part in re.split(r"[,\n;]", text) if part.strip()]
+
+
+def _field_map(text: str | None) -> dict[str, str]:
+    if text and text.strip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"field_map is not valid JSON: {exc}") from exc
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise BadRequest('field_map must map names to names, e.g. {"社区编码": "code"}')
+        return value
+    return parse_field_map(_split_option(text))
+
+
+def _safe_name(name: str | None, index: int) -> str:
+    base = Path(name or "").name
+    if not base or base.startswith("."):
+        raise LayerError(f"uploaded file #{index + 1} has no usable file name; name files "
+                         "after their layer (admin_areas.geojson, buildings.csv, ...) or "
+                         "upload a .gpkg, .zip or .osm.pbf")
+    return base
+
+
+@router.post("/territories", status_code=201, response_model=TerritoryOut,
+             summary="Upload a territory's layers (one transaction)",
+             responses={413: {"description": "Upload over the size limit"},
+                        422: {"description": "The layers break the contract: file, layer, "
+                                             "row and what to fix"}})
+def upload_territory(
+    request: Request,
+    files: Annotated[list[UploadFile], File(
+        description="A GeoPackage, a zipped folder of layer files (Shapefile sets with "
+                    ".cpg, GeoJSON, CSV), an .osm.pbf, or several layer files named after "
+                    "their layer (admin_areas.geojson, buildings.csv, ...)")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    field_map: Annotated[str | None, Form(
+        description='Column renames: "社区编码=code, buildings.户数=households" or a JSON '
+                    "object")] = None,
+    crs: Annotated[str | None, Form(
+        description='Coordinate system of the input where files declare none: "gcj02", '
+                    '"EPSG:4547", or per layer "buildings=gcj02, roads=wgs84"')] = None,
+    encoding: Annotated[str | None, Form(
+        description="Attribute encoding of Shapefiles without a .cpg, e.g. GBK")] = None,
+    engine: Engine = Depends(get_engine),
+) -> TerritoryOut:
+    if not files:
+        raise LayerError("no file uploaded: send the territory as the multipart field "
+                         "'files'")
+    tmp = Path(tempfile.mkdtemp(prefix="gridmap-upload-"))
+    try:
+        names = [_safe_name(f.filename, i) for i, f in enumerate(files)]
+        if len(set(names)) != len(names):
+            raise LayerError("two uploaded files have the same name: " + ", ".join(
+                sorted({n for n in names if names.count(n) > 1})))
+        for upload, fname in zip(files, names, strict=True):
+            with (tmp / fname).open("wb") as out:
+                shutil.copyfileobj(upload.file, out, 2**20)
+        path = tmp / names[0] if len(names) == 1 and names[0].lower().endswith(CONTAINERS) \
+            else tmp
+        territory = read_territory(path, field_map=_field_map(field_map),
+                                   crs=parse_crs_option(_split_option(crs)),
+                                   encoding=encoding or None)
+        label = name or (Path(names[0]).stem if len(names) == 1 else territory.name)
+        territory_id = import_territory(engine, territory, name=label,
+                                        source=", ".join(names)[:1000])
+        return _territory(engine, territory_id, territory.notes, len(territory.repairs))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@router.get("/territories", response_model=list[TerritoryOut], summary="List territories")
+def territories(engine: Engine = Depends(get_engine)) -> list[TerritoryOut]:
+    with engine.connect() as conn:
+        ids = [int(i) for (i,) in conn.execute(
+            select(models.Territory.id).order_by(models.Territory.id))]
+    return [_territory(engine, i) for i in ids]
+
+
+@router.get("/territories/{territory_id}", response_model=TerritoryOut,
+            summary="A territory with its layer counts, extent and plans",
+            responses={404: {"description": "No such territory"}})
+def territory(territory_id: int, engine: Engine = Depends(get_engine)) -> TerritoryOut:
+    return _territory(engine, territory_id)
+
+
+@router.delete("/territories/{territory_id}", status_code=204,
+               summary="Delete a territory with its plans and events",
+               responses={404: {"description": "No such territory"}})
+def remove_territory(territory_id: int, engine: Engine = Depends(get_engine)) -> Response:
+    delete_territory(engine, territory_id)
+    return Response(status_code=204)
+
+
+@router.post("/territories/{territory_id}/plans", status_code=202, response_model=JobOut,
+             tags=["jobs"], summary="Start a partition job; returns at once",
+             responses={404: {"description": "No such territory"}})
+def start_partition(territory_id: int, body: PartitionRequest, request: Request,
+                    response: Response, engine: Engine = Depends(get_engine)) -> JobOut:
+    parameters = body.model_dump(exclude={"note", "created_by"})
+    runner: JobRunner = request.app.state.jobs
+    try:
+        job_id = runner.submit(territory_id, parameters, body.note, body.created_by)
+    except ValueError as exc:  # the band: min <= target <= max
+        raise GridmapError(str(exc)) from exc
+    response.headers["Location"] = f"/jobs/{job_id}"
+    return JobOut(**get_job(engine, job_id))
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
+            summary="A job's state and progress; once done, the plan it made",
+            responses={404: {"description": "No such job"}})
+def job(job_id: str, engine: Engine = Depends(get_engine)) -> JobOut:
+    return JobOut(**get_job(engine, job_id))
+
+
+@router.get("/jobs", response_model=list[JobOut], tags=["jobs"],
+            summary="Recent jobs (newest first)")
+def jobs(territory: Annotated[int | None, Query()] = None,
+         engine: Engine = Depends(get_engine)) -> list[JobOut]:
+    return [JobOut(**j) for j in list_jobs(engine, territory)]

@@ -1,0 +1,274 @@
+"""Versioned grid plans in the store: write a partition as a draft, publish, read, compare."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from gis import models
+from gis.errors import Conflict, GridmapError, NotFound
+from gis.store import _wkb
+
+#: The attribute columns of a stored grid, in the order exports use.
+GRID_FIELDS = ("code", "name", "village_code", "kind", "households", "population", "area_m2",
+               "compactness", "barrier_share", "radius_m", "boundary_text", "flags")
+BLOCK_FIELDS = ("block_no", "village_code", "households", "population", "grid_code")
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    """A plan's row without its grids."""
+
+    id: int
+    territory_id: int
+    version: int
+    status: str
+    parameters: dict[str, Any]
+    parent_id: int | None
+    note: str | None
+    created_by: str | None
+    created_at: Any
+    published_at: Any
+    n_grids: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                for k, v in self.__dict__.items()}
+
+
+def _py(value: Any) -> Any:
+    """A numpy scalar as the Python scalar the database driver expects (NaN → None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
+               blocks: gpd.GeoDataFrame, report: dict[str, Any], parameters: dict[str, Any],
+               *, parent_id: int | None = None, note: str | None = None,
+               created_by: str | None = None) -> int:
+    """Store a partition (grids and blocks in WGS84) as a new draft plan, in one transaction.
+
+    ``grids`` has the columns of :data:`GRID_FIELDS` (``flags`` a list per grid);
+    ``blocks`` has ``village_code``, ``households``, ``population`` and ``grid_code``.
+    The plan's version is one more than the territory's last.
+    """
+    if grids.crs is None or grids.crs.to_epsg() != models.SRID:
+        raise GridmapError("a plan's grids must be in WGS84 (EPSG:4326)")
+    with engine.begin() as conn:
+        if conn.execute(select(models.Territory.id).where(
+                models.Territory.id == territory_id)).first() is None:
+            raise NotFound(f"no territory {territory_id}")
+        last = conn.execute(select(func.max(models.Plan.version)).where(
+            models.Plan.territory_id == territory_id)).scalar_one()
+        plan_id = int(conn.execute(insert(models.Plan).values(
+            territory_id=territory_id, version=int(last or 0) + 1, status="draft",
+            parameters=parameters, report=report, parent_id=parent_id, note=note,
+            created_by=created_by, created_at=models.utcnow(),
+        ).returning(models.Plan.id)).scalar_one())
+        grid_ids = _insert_grids(conn, plan_id, grids)
+        _insert_blocks(conn, plan_id, blocks, grid_ids)
+    return plan_id
+
+
+def _insert_grids(conn: Connection, plan_id: int, grids: gpd.GeoDataFrame) -> dict[str, int]:
+    rows = []
+    for rec, geom in zip(grids[list(GRID_FIELDS)].to_dict("records"),
+                         _wkb(grids.geometry.to_numpy()), strict=True):
+        row = {k: _py(v) for k, v in rec.items()}
+        flags = rec["flags"]
+        row["flags"] = [f for f in flags.split(",") if f] if isinstance(flags, str) \
+            else list(flags or [])
+        row.update(plan_id=plan_id, geom=geom)
+        rows.append(row)
+    table = models.Grid.__table__
+    for start in range(0, len(rows), 2_000):
+        conn.execute(insert(models.Grid), rows[start:start + 2_000])
+    return {code: int(i) for i, code in conn.execute(
+        select(table.c.id, table.c.code).where(table.c.plan_id == plan_id))}
+
+
+def _insert_blocks(conn: Connection, plan_id: int, blocks: gpd.GeoDataFrame,
+                   grid_ids: dict[str, int]) -> None:
+    geoms = _wkb(blocks.geometry.to_numpy())
+    codes = blocks["grid_code"].to_numpy()
+    rows = [{"plan_id": plan_id, "block_no": i, "village_code": str(v),
+             "households": int(h), "population": int(p), "grid_id": grid_ids.get(str(c)),
+             "geom": g}
+            for i, (v, h, p, c, g) in enumerate(zip(
+                blocks["village_code"], blocks["households"], blocks["population"], codes,
+                geoms, strict=True))]
+    for start in range(0, len(rows), 5_000):
+        conn.execute(insert(models.Block), rows[start:start + 5_000])
+
+
+def _info(conn: Connection, plan: Any) -> PlanInfo:
+    n = conn.execute(select(func.count()).select_from(models.Grid.__table__).where(
+        models.Grid.__table__.c.plan_id == plan.id)).scalar_one()
+    return PlanInfo(plan.id, plan.territory_id, plan.version, plan.status,
+                    plan.parameters or {}, plan.parent_id, plan.note, plan.created_by,
+                    plan.created_at, plan.published_at, int(n))
+
+
+def get_plan(engine: Engine, plan_id: int) -> PlanInfo:
+    with engine.connect() as conn:
+        plan = conn.execute(select(models.Plan.__table__).where(
+            models.Plan.__table__.c.id == plan_id)).first()
+        if plan is None:
+            raise NotFound(f"no plan {plan_id}")
+        return _info(conn, plan)
+
+
+def plan_report(engine: Engine, plan_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        report = conn.execute(select(models.Plan.report).where(
+            models.Plan.id == plan_id)).first()
+    if report is None:
+        raise NotFound(f"no plan {plan_id}")
+    return dict(report[0] or {})
+
+
+def list_plans(engine: Engine, territory_id: int | None = None) -> list[PlanInfo]:
+    table = models.Plan.__table__
+    query = select(table).order_by(table.c.territory_id, table.c.version)
+    if territory_id is not None:
+        query = query.where(table.c.territory_id == territory_id)
+    with engine.connect() as conn:
+        return [_info(conn, p) for p in conn.execute(query)]
+
+
+def published_plan_id(engine: Engine, territory_id: int) -> int | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(models.Plan.id).where(
+            models.Plan.territory_id == territory_id,
+            models.Plan.status == "published")).first()
+    return None if row is None else int(row[0])
+
+
+def publish_plan(engine: Engine, plan_id: int) -> PlanInfo:
+    """Make a plan its territory's active plan; the one active before is archived (kept)."""
+    table = models.Plan.__table__
+    with engine.begin() as conn:
+        plan = conn.execute(select(table).where(table.c.id == plan_id)).first()
+        if plan is None:
+            raise NotFound(f"no plan {plan_id}")
+        if plan.status == "published":
+            raise Conflict(f"plan {plan_id} is already the published plan of territory "
+                           f"{plan.territory_id}")
+        now = models.utcnow()
+        conn.execute(update(models.Plan).where(models.Plan.territory_id == plan.territory_id,
+                                               models.Plan.status == "published")
+                     .values(status="archived"))
+        conn.execute(update(models.Plan).where(models.Plan.id == plan_id)
+                     .values(status="published", published_at=now))
+        return _info(conn, conn.execute(select(table).where(table.c.id == plan_id)).one())
+
+
+def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float, float] | None
+               = None, village: str | None = None, town: str | None = None,
+               flags: list[str] | None = None) -> gpd.GeoDataFrame:
+    """A plan's grids (WGS84), optionally only those meeting every filter given.
+
+    ``flags``: grids carrying any of these flags; ``["regular"]`` (or an empty
+    string) selects grids without flags.
+    """
+    get_plan(engine, plan_id)
+    table = models.Grid.__table__
+    query = select(table.c.id, *(table.c[f] for f in GRID_FIELDS),
+                   func.ST_AsBinary(table.c.geom).label("wkb")).where(
+        table.c.plan_id == plan_id).order_by(table.c.code)
+    if village:
+        query = query.where(table.c.village_code == village)
+    if town:
+        query = query.where(table.c.village_code.startswith(town))
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                             columns=["id", *GRID_FIELDS, "wkb"])
+    geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
+    grids = gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+    if flags:
+        wanted = set(flags)
+        keep = [bool(set(f or []) & wanted) or (not f and bool({"regular", ""} & wanted))
+                for f in grids["flags"]]
+        grids = grids[np.asarray(keep, dtype=bool)]
+    if bbox is not None:
+        box = shapely.box(*bbox)
+        grids = grids[shapely.intersects(grids.geometry.to_numpy(), box)]
+    return grids.reset_index(drop=True)
+
+
+def read_blocks(engine: Engine, plan_id: int) -> gpd.GeoDataFrame:
+    """A plan's blocks (WGS84) with households and the code of their grid."""
+    blocks, grids = models.Block.__table__, models.Grid.__table__
+    query = select(blocks.c.block_no, blocks.c.village_code, blocks.c.households,
+                   blocks.c.population, grids.c.code.label("grid_code"),
+                   func.ST_AsBinary(blocks.c.geom).label("wkb")).select_from(
+        blocks.outerjoin(grids, blocks.c.grid_id == grids.c.id)).where(
+        blocks.c.plan_id == plan_id).order_by(blocks.c.block_no)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                             columns=[*BLOCK_FIELDS, "wkb"])
+    geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+
+
+def plan_diff(engine: Engine, a: int, b: int, metric_epsg: int) -> dict[str, Any]:
+    """What changes from plan ``a`` to plan ``b`` of the same territory.
+
+    Grids are matched by code. A grid is *changed* when its households differ or
+    its outline moved by more than 1 m² (symmetric difference, in the metric
+    CRS). Households that change grid are counted over plan ``b``'s blocks:
+    each block's households belonged, in plan ``a``, to the grid covering most
+    of the block.
+    """
+    pa, pb = get_plan(engine, a), get_plan(engine, b)
+    if pa.territory_id != pb.territory_id:
+        raise Conflict(f"plans {a} and {b} belong to different territories "
+                       f"({pa.territory_id} and {pb.territory_id}); only plans of one "
+                       "territory can be compared")
+    ga = read_grids(engine, a).to_crs(metric_epsg).set_index("code")
+    gb = read_grids(engine, b).to_crs(metric_epsg).set_index("code")
+    added = sorted(set(gb.index) - set(ga.index))
+    removed = sorted(set(ga.index) - set(gb.index))
+    common = sorted(set(ga.index) & set(gb.index))
+    changed = []
+    for code in common:
+        ra, rb = ga.loc[code], gb.loc[code]
+        moved = float(shapely.area(shapely.symmetric_difference(ra.geometry, rb.geometry)))
+        if moved > 1.0 or int(ra.households) != int(rb.households):
+            changed.append({"code": code, "households_before": int(ra.households),
+                            "households_after": int(rb.households),
+                            "area_changed_m2": round(moved, 1)})
+    blocks = read_blocks(engine, b).to_crs(metric_epsg)
+    moves: dict[tuple[str, str], int] = {}
+    if len(blocks) and len(ga):
+        geoms_a = ga.geometry.to_numpy()
+        codes_a = ga.index.to_numpy()
+        tree = shapely.STRtree(geoms_a)
+        bi, gi = tree.query(blocks.geometry.to_numpy(), predicate="intersects")
+        shared = shapely.area(shapely.intersection(blocks.geometry.to_numpy()[bi], geoms_a[gi]))
+        best = pd.DataFrame({"b": bi, "g": gi, "a": shared}).sort_values(
+            ["b", "a"], ascending=[True, False]).drop_duplicates("b")
+        before = np.full(len(blocks), "", dtype=object)
+        before[best["b"].to_numpy()] = codes_a[best["g"].to_numpy()]
+        after = blocks["grid_code"].to_numpy()
+        hh = blocks["households"].to_numpy()
+        for i in np.flatnonzero((before != after) & (hh > 0)):
+            key = (str(before[i]), str(after[i]))
+            moves[key] = moves.get(key, 0) + int(hh[i])
+    return {
+        "from_plan": a, "to_plan": b,
+        "grids_added": added, "grids_removed": removed, "grids_changed": changed,
+        "grids_unchanged": len(common) - len(changed),
+        "households_moved": int(sum(moves.values())),
+        "moves": [{"from": f or None, "to": t, "households": h}
+                  for (f, t), h in sorted(moves.items(), key=lambda kv: -kv[1])],
+    }

@@ -147,7 +147,7 @@ def job_dict(row: Any) -> dict[str, Any]:
                                          "stage", "parameters", "plan_id", "error",
                                          "created_at", "started_at", "finished_at")}
     for k in ("created_at", "started_at", "finished_at"):
-        out[k] = out[k].isoformat() if out[k] is not None else None
+        out[k] = models.iso(out[k])
     return out
 
 

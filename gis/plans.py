@@ -38,7 +38,7 @@ class PlanInfo:
     n_grids: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+        return {k: (models.iso(v) if k.endswith("_at") else v)
                 for k, v in self.__dict__.items()}
 
 

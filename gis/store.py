@@ -13,7 +13,7 @@ from geoalchemy2 import WKBElement
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from gis import models
-from gis.errors import NotFound
+from gis.errors import GridmapError, NotFound
 from gis.layers import Territory
 from gis.models import SRID
 
@@ -143,4 +143,7 @@ def load_territory(engine: Engine, territory_id: int) -> Territory:
         raise NotFound(f"no territory {territory_id}")
     layers = {layer: read_layer(engine, territory_id, layer)
               for layer in layer_counts(engine, territory_id)}
+    if "admin_areas" not in layers:
+        raise GridmapError(f"territory {territory_id} has no admin areas stored: grids are "
+                           "cut inside villages and communities, so import them")
     return Territory(str(row[0]), layers)

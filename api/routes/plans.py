@@ -104,9 +104,9 @@ def grids(
         "Simplify for display by this many metres; shared edges stay shared"))] = 0.0,
     engine: Engine = Depends(get_engine),
 ) -> Response:
+    box = parse_bbox(bbox)
     info = get_plan(engine, plan_id)
-    gdf = read_grids(engine, plan_id, bbox=parse_bbox(bbox), village=village, town=town,
-                     flags=flags)
+    gdf = read_grids(engine, plan_id, bbox=box, village=village, town=town, flags=flags)
     if simplify > 0:
         # Simplify the whole coverage, then take the selection, so edges stay shared
         # with grids outside the selection too.

@@ -80,7 +80,7 @@ def _territory(engine: Engine, territory_id: int, notes: list[str] | None = None
     extent = [round(float(v), 7) for v in admin.total_bounds] if len(admin) else None
     return TerritoryOut(
         id=row.id, name=row.name, metric_epsg=row.metric_epsg, source=row.source,
-        created_at=row.created_at.isoformat(), layers=layer_counts(engine, territory_id),
+        created_at=models.iso(row.created_at) or "", layers=layer_counts(engine, territory_id),
         extent=extent, published_plan_id=published_plan_id(engine, territory_id),
         plan_ids=[p.id for p in list_plans(engine, territory_id)], notes=notes or [],
         repairs=repairs)

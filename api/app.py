@@ -72,10 +72,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
 
+    runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s)
-        app.state.jobs = runner
         try:
             runner.recover()
         except Exception as exc:  # the database may be down at start: /readyz says so
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.engine = engine
     app.state.settings = settings
+    app.state.jobs = runner
     problems.install(app)
 
     from api.routes import areas, exports, ogc, plans, territories

@@ -192,14 +192,53 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
         console.print(f"schema up to date: {engine.url.render_as_string(hide_password=True)}")
 
 
+def _serve(host: str, port: int, workers: int, database_url: str | None) -> None:
+    import os
+
+    import uvicorn
+
+    from gis.database import make_engine, upgrade
+    from gis.settings import get_settings
+
+    if database_url:
+        os.environ["GRIDMAP_DATABASE_URL"] = database_url   # seen by worker processes too
+        get_settings.cache_clear()
+    upgrade(make_engine(database_url))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"serving 服务地址 http://{shown}:{port}/docs  (API documentation), "
+                  f"OGC API – Features for QGIS: http://{shown}:{port}/ogc  — Ctrl+C to stop")
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (each runs its own jobs).")]
+    = 1,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Run the HTTP service (FastAPI on uvicorn); the schema is migrated first."""
+    with user_errors():
+        if not 1 <= workers <= 64:
+            raise GridmapError("--workers must be between 1 and 64")
+        _serve(host, port, workers, database_url)
+
+
 @app.command()
 def demo(
     households: Annotated[int, typer.Option(
         help="Households in the demo district (10,000 to 1,500,000).")] = 60_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same district.")] = 7,
     out: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("demo"),
+    serve_after: Annotated[bool, typer.Option(
+        "--serve/--no-serve", help="Serve the published plan over HTTP afterwards.")] = True,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
 ) -> None:
-    """Generate the demo district, import it into the embedded database, say what to open."""
+    """Generate the demo district, import and partition it, publish the plan and serve it."""
     from data.demo import generate
 
     with user_errors():
@@ -217,19 +256,35 @@ def demo(
         territory_id, counts = _import(gpkg, url, name="白云示范区 demo", field_map=None,
                                        crs=None, encoding=None)
         console.print(_counts_table(f"territory {territory_id} in {db_path}", counts))
+        from gis.database import make_engine
         from gis.layers import read_territory
+        from gis.plans import publish_plan, write_plan
         from partitioning.engine import partition_territory
-        from partitioning.output import write_partition
+        from partitioning.output import grid_table, write_partition
 
         with console.status("划分网格 partitioning ..."):
             result = partition_territory(read_territory(gpkg))
             paths = write_partition(result, out / "plan")
+        with console.status("发布 publishing the plan ..."):
+            engine = make_engine(url)
+            blocks = result.blocks[["village_code", "households", "population", "grid_code",
+                                    "geometry"]].to_crs(4326)
+            p = result.params
+            plan_id = write_plan(
+                engine, territory_id, grid_table(result), blocks, result.report,
+                {"min_households": p.min_households, "max_households": p.max_households,
+                 "target_households": p.target_households, "seed": p.seed,
+                 "service_radius_m": p.service_radius_m},
+                note="demo 演示", created_by="gridmap demo")
+            publish_plan(engine, plan_id)
+            engine.dispose()
         r = result.report
-        console.print(f"划分 partitioned into {r['n_grids']} grids 网格: "
-                      f"{r['in_range_share']:.1%} in {r['params']['min_households']}–"
-                      f"{r['params']['max_households']} households (forced excluded: "
-                      f"{r['n_forced']}), {r['barrier_boundary_share']:.0%} of boundaries "
-                      f"on roads, rivers and admin lines")
+        console.print(f"划分 partitioned into {r['n_grids']} grids 网格 (plan {plan_id}, "
+                      f"published 已发布): {r['in_range_share']:.1%} in "
+                      f"{r['params']['min_households']}–{r['params']['max_households']} "
+                      f"households (forced excluded: {r['n_forced']}), "
+                      f"{r['barrier_boundary_share']:.0%} of boundaries on roads, rivers and "
+                      "admin lines")
         console.print(f"took {time.perf_counter() - started:.1f} s\n")
         console.print("[bold]What to open 打开:[/]")
         console.print(f"  • {gpkg}  — the demo district's layers (QGIS: drag the file in)")
@@ -237,8 +292,16 @@ def demo(
                       f"{paths['report']} — the quality report")
         console.print(f"  • {db_path}  — the embedded SpatiaLite database (QGIS: "
                       "Layer ▸ Add SpatiaLite layer)")
-        console.print(f"  • export GRIDMAP_DATABASE_URL={url}  — to use it with other "
-                      "gridmap commands")
+        base = f"http://{host}:{port}"
+        if serve_after:
+            console.print(f"  • {base}/docs  — the API; {base}/plans/{plan_id}/grids — the "
+                          f"grids as GeoJSON; {base}/plans/{plan_id}/export.xlsx — the grid "
+                          "table")
+            console.print(f"  • {base}/ogc  — OGC API – Features: in QGIS, Layer ▸ Add Layer "
+                          "▸ Add WFS / OGC API – Features Layer, new connection with this URL")
+            _serve(host, port, 1, url)
+        else:
+            console.print(f"  • gridmap serve --database-url {url}  — serve it over HTTP")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, func, select
 
-from api.deps import get_engine
+from api.deps import IdQuery, get_engine
 from gis import models
 from gis.errors import NotFound
 from gis.plans import get_plan, published_plan_id, read_grids
@@ -51,10 +51,8 @@ class AreaOut(BaseModel):
                     "grids")
 def area(
     code: str,
-    territory: Annotated[int | None, Query(
-        description="The territory (default: the newest one holding the code)")] = None,
-    plan: Annotated[int | None, Query(
-        description="The plan to take grids from (default: the published one)")] = None,
+    territory: IdQuery = None,
+    plan: IdQuery = None,
     geometry: Annotated[bool, Query(description="Include the outline")] = False,
     engine: Engine = Depends(get_engine),
 ) -> AreaOut:

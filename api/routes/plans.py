@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
-from api.deps import get_engine
+from api.deps import Id, IdQuery, get_engine
 from api.problems import BadRequest
 from gis import models
 from gis.errors import NotFound
@@ -77,14 +77,14 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
 
 
 @router.get("/plans", response_model=list[PlanOut], summary="Plans, oldest first")
-def plans(territory: Annotated[int | None, Query(description="Only this territory's")] = None,
+def plans(territory: IdQuery = None,
           engine: Engine = Depends(get_engine)) -> list[PlanOut]:
     return [PlanOut(**p.as_dict()) for p in list_plans(engine, territory)]
 
 
 @router.get("/plans/{plan_id}", response_model=PlanOut, responses=NOT_FOUND,
             summary="One plan")
-def plan(plan_id: int, engine: Engine = Depends(get_engine)) -> PlanOut:
+def plan(plan_id: Id, engine: Engine = Depends(get_engine)) -> PlanOut:
     return PlanOut(**get_plan(engine, plan_id).as_dict())
 
 
@@ -92,7 +92,7 @@ def plan(plan_id: int, engine: Engine = Depends(get_engine)) -> PlanOut:
             responses={200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"},
                        **NOT_FOUND})
 def grids(
-    plan_id: int,
+    plan_id: Id,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")]
     = None,
     village: Annotated[str | None, Query(description="12-digit village/community code")]
@@ -120,20 +120,20 @@ def grids(
 
 @router.get("/plans/{plan_id}/report", responses=NOT_FOUND,
             summary="The plan's quality report (per plan; per grid in the grids)")
-def report(plan_id: int, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+def report(plan_id: Id, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     return plan_report(engine, plan_id)
 
 
 @router.post("/plans/{plan_id}/publish", response_model=PlanOut,
              responses={**NOT_FOUND, 409: {"description": "Already published"}},
              summary="Make the plan its territory's active plan; the previous one is archived")
-def publish(plan_id: int, engine: Engine = Depends(get_engine)) -> PlanOut:
+def publish(plan_id: Id, engine: Engine = Depends(get_engine)) -> PlanOut:
     return PlanOut(**publish_plan(engine, plan_id).as_dict())
 
 
 @router.get("/plans/{a}/diff/{b}", response_model=DiffOut, response_model_by_alias=True,
             responses={**NOT_FOUND, 409: {"description": "Plans of different territories"}},
             summary="What changes from plan a to plan b")
-def diff(a: int, b: int, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+def diff(a: Id, b: Id, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     info = get_plan(engine, a)
     return plan_diff(engine, a, b, metric_epsg(engine, info.territory_id))

@@ -9,11 +9,11 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
-from api.deps import get_engine
+from api.deps import Id, IdQuery, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest
 from gis import models
@@ -172,14 +172,14 @@ def territories(engine: Engine = Depends(get_engine)) -> list[TerritoryOut]:
 @router.get("/territories/{territory_id}", response_model=TerritoryOut,
             summary="A territory with its layer counts, extent and plans",
             responses={404: {"description": "No such territory"}})
-def territory(territory_id: int, engine: Engine = Depends(get_engine)) -> TerritoryOut:
+def territory(territory_id: Id, engine: Engine = Depends(get_engine)) -> TerritoryOut:
     return _territory(engine, territory_id)
 
 
 @router.delete("/territories/{territory_id}", status_code=204,
                summary="Delete a territory with its plans and events",
                responses={404: {"description": "No such territory"}})
-def remove_territory(territory_id: int, engine: Engine = Depends(get_engine)) -> Response:
+def remove_territory(territory_id: Id, engine: Engine = Depends(get_engine)) -> Response:
     delete_territory(engine, territory_id)
     return Response(status_code=204)
 
@@ -187,7 +187,7 @@ def remove_territory(territory_id: int, engine: Engine = Depends(get_engine)) ->
 @router.post("/territories/{territory_id}/plans", status_code=202, response_model=JobOut,
              tags=["jobs"], summary="Start a partition job; returns at once",
              responses={404: {"description": "No such territory"}})
-def start_partition(territory_id: int, body: PartitionRequest, request: Request,
+def start_partition(territory_id: Id, body: PartitionRequest, request: Request,
                     response: Response, engine: Engine = Depends(get_engine)) -> JobOut:
     parameters = body.model_dump(exclude={"note", "created_by"})
     runner: JobRunner = request.app.state.jobs
@@ -208,6 +208,6 @@ def job(job_id: str, engine: Engine = Depends(get_engine)) -> JobOut:
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"],
             summary="Recent jobs (newest first)")
-def jobs(territory: Annotated[int | None, Query()] = None,
+def jobs(territory: IdQuery = None,
          engine: Engine = Depends(get_engine)) -> list[JobOut]:
     return [JobOut(**j) for j in list_jobs(engine, territory)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import geopandas as gpd
+import httpx
 import pyogrio
 from conftest import write_layers
 from sqlalchemy import func, select
@@ -81,12 +84,34 @@ def test_unreachable_database(tiny: dict[str, gpd.GeoDataFrame], tmp_path: Path)
 def test_demo_end_to_end_and_postgis_gets_the_same_counts(tmp_path: Path,
                                                           postgis_url: str) -> None:
     out = tmp_path / "demo"
-    done = subprocess.run([GRIDMAP, "demo", "--households", "20000", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "What to open" in done.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [GRIDMAP, "demo", "--households", "20000", "--out", str(out), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while True:   # the demo generates, imports, partitions, publishes, then serves
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the demo did not start serving"
+            time.sleep(0.5)
+        plans = httpx.get(f"{base}/plans").json()
+        assert [p["status"] for p in plans] == ["published"]
+        served = httpx.get(f"{base}/plans/{plans[0]['id']}/grids").json()["features"]
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "What to open" in output and f"{base}/ogc" in output
     grids = pyogrio.read_dataframe(out / "plan" / "grids.gpkg", layer="grids")
     assert len(grids) > 10 and grids["code"].str.len().eq(15).all()
+    assert sorted(f["id"] for f in served) == sorted(grids["code"])
     gpkg = out / "territory.gpkg"
     file_counts = {str(name): pyogrio.read_info(gpkg, layer=str(name))["features"]
                    for name, _ in pyogrio.list_layers(gpkg)}

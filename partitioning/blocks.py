@@ -91,9 +91,11 @@ def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     geoms = np.concatenate(faces) if faces else np.array([], dtype=object)
     owner = np.concatenate(owners) if owners else np.array([], dtype=int)
     geoms = shapely.set_precision(geoms, PRECISION_M)
-    # A face thinner than the precision grid collapses: it had no area to lose.
-    keep = ~shapely.is_empty(geoms)
-    geoms, owner = geoms[keep], owner[keep]
+    # A zero-width face (a needle between near-coincident lines, or a degenerate village)
+    # collapses on the precision grid: it covered nothing, and an empty block would make
+    # an empty grid.
+    kept = ~shapely.is_empty(geoms)
+    geoms, owner = geoms[kept], owner[kept]
     return gpd.GeoDataFrame(
         {"block_id": np.arange(len(geoms)),
          "village_code": villages["code"].to_numpy()[owner]},

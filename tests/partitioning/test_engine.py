@@ -260,3 +260,51 @@ def test_cli_writes_the_three_files(tmp_path: Path) -> None:
     assert blocks["households"].sum() == grids["households"].sum() == report["households"]
     bad = CliRunner().invoke(app, ["partition", str(gpkg), "--out", str(out), "--min", "600"])
     assert bad.exit_code == 2 and "min <= target <= max" in bad.output
+
+
+
+def needle_territory() -> dict[str, gpd.GeoDataFrame]:
+    """A village whose north edge is also drawn by two near-coincident roads (a dual
+    carriageway mapped as two ways, ~1e-7 m apart, crossing each other and the edge), as
+    real roads along a community boundary are; and a second village that is a needle
+    (a community polygon of no area, as digitising or an overlay of near-coincident
+    boundaries leaves)."""
+    crs = "EPSG:4547"
+    x0, y0 = 430_000.0, 2_570_000.0
+    eps = 1e-7
+
+    def zig(xs: list[int], sign: int) -> shapely.LineString:
+        return shapely.LineString([(x0 + x, y0 + 100 + sign * (-1) ** i * eps)
+                                   for i, x in enumerate(xs)])
+
+    needle = shapely.Polygon([(x0 + 100, y0), (x0 + 100, y0 + 100),
+                              (x0 + 100 + 1e-6, y0 + 50)])
+    admin = gpd.GeoDataFrame({"code": ["440111001001", "440111001002"],
+                              "name": ["测试社区", "针社区"], "level": ["village", "village"],
+                              "kind": ["urban", "urban"]},
+                             geometry=[shapely.box(x0, y0, x0 + 100, y0 + 100), needle], crs=crs)
+    roads = gpd.GeoDataFrame(
+        {"class": ["primary", "primary", "residential"], "name": ["北路", "北路", "中巷"]},
+        geometry=[zig([-10, 20, 40, 60, 80, 110], 1), zig([-10, 10, 30, 50, 70, 90, 110], -1),
+                  shapely.LineString([(x0 + 50, y0 - 10), (x0 + 50, y0 + 110)])], crs=crs)
+    houses = [shapely.box(x0 + x, y0 + 40, x0 + x + 20, y0 + 60) for x in (10, 70)]
+    buildings = gpd.GeoDataFrame({"households": [200, 200], "population": [None, None],
+                                  "floors": [None, None], "height": [None, None],
+                                  "use": [None, None]}, geometry=houses, crs=crs)
+    return {"admin_areas": admin, "roads": roads, "buildings": buildings}
+
+
+def test_zero_width_faces_make_no_empty_blocks_or_grids() -> None:
+    layers = needle_territory()
+    params = PartitionParams()
+    blocks = make_blocks(layers["admin_areas"], barrier_lines(layers, params), params)
+    assert not blocks.geometry.is_empty.any()
+    assert set(blocks["village_code"]) == {"440111001001"}   # the needle covers nothing
+    assert float(blocks.area.sum()) == pytest.approx(10_000)
+    # The whole engine: an empty grid used to stop it ("getX called on empty Point").
+    terr = Territory("needles", {k: v.to_crs("EPSG:4326") for k, v in layers.items()})
+    result = partition_territory(terr, params)
+    assert list(result.grids["households"]) == [400]
+    assert not result.grids.geometry.is_empty.any()
+    assert not result.blocks.geometry.is_empty.any()
+    assert result.report["coverage_share"] == pytest.approx(1.0, abs=1e-6)

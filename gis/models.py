@@ -267,6 +267,20 @@ class Event(Base):
     y: Mapped[float] = mapped_column(Float)
     flags: Mapped[list[Any]] = mapped_column(default=list)
     geom: Mapped[WKBElement] = geometry_column("POINT")
+    #: Where routing put it: the chain above the grid, the distance to the grid
+    #: (0 inside) and, near a boundary, the other candidate grid.
+    village_code: Mapped[str | None] = mapped_column(String(12), index=True)
+    town_code: Mapped[str | None] = mapped_column(String(9))
+    district_code: Mapped[str | None] = mapped_column(String(6))
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    other_grid_code: Mapped[str | None] = mapped_column(String(20))
+    #: Who handles it (never the reporter), since when it is at its level.
+    handler: Mapped[str | None] = mapped_column(String(100))
+    level_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    feedback: Mapped[str | None] = mapped_column(Text)
 
 
 class EventHistory(Base):

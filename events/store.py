@@ -1,0 +1,282 @@
+"""Events in the store: create (idempotent), read, move through the workflow, count by light."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import shapely
+from geoalchemy2 import WKBElement
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from events.rules import LEVELS, Rules
+from events.workflow import DONE, OPEN, apply
+from gis import models
+from gis.errors import NotFound
+
+EVENT = models.Event.__table__
+HISTORY = models.EventHistory.__table__
+#: Columns a caller provides when creating an event (besides the geometry).
+FIELDS = ("territory_id", "plan_id", "grid_id", "grid_code", "village_code", "town_code",
+          "district_code", "distance_m", "other_grid_code", "category", "source",
+          "description", "reporter", "reported_at", "idempotency_key", "coord_sys", "x", "y",
+          "flags")
+
+
+@dataclass(frozen=True)
+class Created:
+    event: dict[str, Any]
+    created: bool
+
+
+def _point(lon: float, lat: float) -> WKBElement:
+    wkb = shapely.to_wkb(shapely.set_srid(shapely.Point(lon, lat), models.SRID),
+                         include_srid=True)
+    return WKBElement(wkb, srid=models.SRID, extended=True)
+
+
+def _row(fields: dict[str, Any], lon: float, lat: float, rules: Rules) -> dict[str, Any]:
+    row = {k: fields.get(k) for k in FIELDS}
+    reported: datetime = row["reported_at"] or models.utcnow()
+    row["reported_at"] = reported
+    row["flags"] = list(row["flags"] or [])
+    row.update(status="reported", level="grid", level_since=reported,
+               deadline_at=rules.deadline(str(row["category"]), "grid", reported),
+               geom=_point(lon, lat))
+    return row
+
+
+def create_event(engine: Engine, fields: dict[str, Any], lon: float, lat: float,
+                 rules: Rules) -> Created:
+    """Store one routed event and its first history entry in one transaction.
+
+    With an ``idempotency_key`` already used, nothing is written and the event
+    stored under that key is returned (``created`` False), also when two retries
+    race: the database's unique index decides, the loser reads the winner.
+    """
+    key = fields.get("idempotency_key")
+    if key:
+        existing = _by_key(engine, key)
+        if existing is not None:
+            return Created(existing, False)
+    row = _row(fields, lon, lat, rules)
+    try:
+        with engine.begin() as conn:
+            event_id = int(conn.execute(insert(models.Event).values(**row)
+                                        .returning(models.Event.id)).scalar_one())
+            conn.execute(insert(models.EventHistory).values(
+                event_id=event_id, from_status=None, to_status="reported", level="grid",
+                actor=row["reporter"] or row["source"], at=row["reported_at"],
+                reason=f"reported via {row['source']}"))
+    except IntegrityError:
+        if key:
+            existing = _by_key(engine, key)
+            if existing is not None:
+                return Created(existing, False)
+        raise
+    return Created(get_event(engine, event_id), True)
+
+
+def create_events(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, float]],
+                  rules: Rules, batch: int = 20_000) -> int:
+    """Store many routed events (bulk import) in one transaction; returns how many."""
+    n = 0
+    with engine.begin() as conn:
+        chunk: list[dict[str, Any]] = []
+        for fields, lon, lat in rows:
+            chunk.append(_row(fields, lon, lat, rules))
+            if len(chunk) >= batch:
+                n += _insert_chunk(conn, chunk)
+                chunk = []
+        if chunk:
+            n += _insert_chunk(conn, chunk)
+    return n
+
+
+def _insert_chunk(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    ids = [int(i) for i in conn.execute(
+        insert(models.Event).returning(models.Event.id, sort_by_parameter_order=True),
+        rows).scalars()]
+    conn.execute(insert(models.EventHistory), [
+        {"event_id": i, "from_status": None, "to_status": "reported", "level": "grid",
+         "actor": r["reporter"] or r["source"], "at": r["reported_at"],
+         "reason": f"imported ({r['source']})"} for i, r in zip(ids, rows, strict=True)])
+    return len(rows)
+
+
+def _by_key(engine: Engine, key: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        found = conn.execute(select(EVENT.c.id).where(EVENT.c.idempotency_key == key)).first()
+    return None if found is None else get_event(engine, int(found[0]))
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    out = {k: v for k, v in row._mapping.items() if k != "geom"}
+    for k, v in list(out.items()):
+        if isinstance(v, datetime):
+            out[k] = models.iso(v)
+    return out
+
+
+def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[str, Any]:
+    cols = [c for c in EVENT.c if c.name != "geom"]
+    with engine.connect() as conn:
+        row = conn.execute(select(*cols).where(EVENT.c.id == event_id)).first()
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        out = _as_dict(row)
+        if with_history:
+            out["history"] = [_as_dict(h) for h in conn.execute(
+                select(HISTORY).where(HISTORY.c.event_id == event_id)
+                .order_by(HISTORY.c.at, HISTORY.c.id))]
+    return out
+
+
+def list_events(engine: Engine, *, territory_id: int | None = None, status: str | None = None,
+                grid: str | None = None, village: str | None = None, town: str | None = None,
+                open_only: bool = False, limit: int = 100, offset: int = 0
+                ) -> list[dict[str, Any]]:
+    cols = [c for c in EVENT.c if c.name != "geom"]
+    query = select(*cols).order_by(EVENT.c.id.desc()).limit(limit).offset(offset)
+    for col, value in ((EVENT.c.territory_id, territory_id), (EVENT.c.status, status),
+                       (EVENT.c.grid_code, grid), (EVENT.c.village_code, village),
+                       (EVENT.c.town_code, town)):
+        if value is not None:
+            query = query.where(col == value)
+    if open_only:
+        query = query.where(EVENT.c.status.in_(sorted(OPEN)))
+    with engine.connect() as conn:
+        return [_as_dict(r) for r in conn.execute(query)]
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=models.utcnow().tzinfo)
+    return moment
+
+
+def transition(engine: Engine, event_id: int, action: str, *, actor: str, rules: Rules,
+               now: datetime, reason: str | None = None, handler: str | None = None,
+               rating: int | None = None, feedback: str | None = None) -> dict[str, Any]:
+    """Apply one workflow action (or ``escalate``) and record who, when and why."""
+    with engine.begin() as conn:
+        query = select(EVENT.c.id, EVENT.c.status, EVENT.c.level, EVENT.c.reporter,
+                       EVENT.c.handler, EVENT.c.category).where(EVENT.c.id == event_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        step = apply(action, row.status, row.level, actor=actor, reporter=row.reporter,
+                     handler=row.handler, new_handler=handler, reason=reason, rating=rating)
+        values: dict[str, Any] = {"status": step.to_status, "level": step.level}
+        if step.escalated:
+            values.update(level_since=now, handler=None,
+                          deadline_at=rules.deadline(row.category, step.level, now))
+        if action == "dispatch":
+            values["handler"] = handler
+        if action == "resolve":
+            values["resolved_at"] = now
+        if action == "close":
+            values.update(closed_at=now, rating=rating, feedback=feedback)
+        if action == "reopen":
+            values.update(resolved_at=None, closed_at=None, handler=None)
+        conn.execute(update(models.Event).where(models.Event.id == event_id).values(**values))
+        conn.execute(insert(models.EventHistory).values(
+            event_id=event_id, from_status=row.status, to_status=step.to_status,
+            level=step.level, actor=actor, at=now,
+            reason=reason or (f"{action}: {handler}" if handler else action)))
+    return get_event(engine, event_id)
+
+
+def escalate_overdue(engine: Engine, rules: Rules, now: datetime,
+                     territory_id: int | None = None) -> list[int]:
+    """Escalate, one level, every open event whose time at its level ran out."""
+    query = select(EVENT.c.id, EVENT.c.level).where(
+        EVENT.c.status.in_(sorted(OPEN)), EVENT.c.deadline_at < now,
+        EVENT.c.level != LEVELS[-1])
+    if territory_id is not None:
+        query = query.where(EVENT.c.territory_id == territory_id)
+    with engine.connect() as conn:
+        due = [(int(i), str(lv)) for i, lv in conn.execute(query)]
+    for event_id, level in due:
+        transition(engine, event_id, "escalate", actor="system 系统", rules=rules, now=now,
+                   reason=f"time limit at level {level} ran out (超时自动上报)")
+    return [i for i, _ in due]
+
+
+def reroute(engine: Engine, event_id: int, routed: dict[str, Any], *, actor: str,
+            reason: str, now: datetime) -> dict[str, Any]:
+    """Route an event again under a newer plan: an explicit, audited change."""
+    with engine.begin() as conn:
+        row = conn.execute(select(EVENT.c.status, EVENT.c.level, EVENT.c.grid_code,
+                                  EVENT.c.plan_id).where(EVENT.c.id == event_id)).first()
+        if row is None:
+            raise NotFound(f"no event {event_id}")
+        conn.execute(update(models.Event).where(models.Event.id == event_id).values(**routed))
+        conn.execute(insert(models.EventHistory).values(
+            event_id=event_id, from_status=row.status, to_status=row.status, level=row.level,
+            actor=actor, at=now,
+            reason=f"re-routed from grid {row.grid_code} (plan {row.plan_id}) to grid "
+                   f"{routed.get('grid_code')} (plan {routed.get('plan_id')}): {reason}"))
+    return get_event(engine, event_id)
+
+
+GROUPS = {"grid": EVENT.c.grid_code, "village": EVENT.c.village_code,
+          "town": EVENT.c.town_code, "district": EVENT.c.district_code}
+
+
+def light_counts(engine: Engine, rules: Rules, now: datetime, *, by: str = "grid",
+                 territory_id: int | None = None) -> dict[str, dict[str, Any]]:
+    """Per grid (or village, town, district): open events by light, and the on-time rate.
+
+    The on-time rate is the share of resolved events resolved by their deadline.
+    """
+    key = GROUPS[by]
+    query = select(key.label("key"), EVENT.c.status, EVENT.c.category, EVENT.c.level,
+                   EVENT.c.deadline_at, EVENT.c.resolved_at)
+    if territory_id is not None:
+        query = query.where(EVENT.c.territory_id == territory_id)
+    out: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for r in conn.execute(query):
+            group = out.setdefault(str(r.key), {"open": 0, "green": 0, "yellow": 0, "red": 0,
+                                                "resolved": 0, "resolved_on_time": 0})
+            deadline = _aware(r.deadline_at)
+            if r.status in OPEN:
+                group["open"] += 1
+                light = rules.light(deadline, rules.limit(r.category, r.level), now)
+                group[light] += 1
+            elif r.status in DONE and r.resolved_at is not None:
+                group["resolved"] += 1
+                resolved = _aware(r.resolved_at)
+                group["resolved_on_time"] += int(deadline is None or (
+                    resolved is not None and resolved <= deadline))
+    for group in out.values():
+        group["on_time_rate"] = (round(group["resolved_on_time"] / group["resolved"], 4)
+                                 if group["resolved"] else None)
+    return out
+
+
+def count_events(engine: Engine, territory_id: int | None = None) -> int:
+    query = select(func.count()).select_from(EVENT)
+    if territory_id is not None:
+        query = query.where(EVENT.c.territory_id == territory_id)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def event_light(event: dict[str, Any], rules: Rules, now: datetime) -> str:
+    deadline = event.get("deadline_at")
+    moment = datetime.fromisoformat(deadline) if isinstance(deadline, str) else deadline
+    done = event.get("resolved_at")
+    finished = datetime.fromisoformat(done) if isinstance(done, str) else done
+    return rules.light(_aware(moment), rules.limit(event["category"], event["level"]), now,
+                       _aware(finished) if event["status"] in DONE else None)
+
+
+__all__ = ["Created", "count_events", "create_event", "create_events", "escalate_overdue",
+           "event_light", "get_event", "light_counts", "list_events", "reroute", "transition"]

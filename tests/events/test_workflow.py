@@ -1,4 +1,4 @@
-"""The closed loop, escalation, deadlines and lights, idempotency: the events domain on both backends."""
+"""The events domain on both backends: closed loop, escalation, lights, idempotency."""
 
 from __future__ import annotations
 

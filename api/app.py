@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,8 +14,12 @@ from sqlalchemy import Engine
 
 from api import problems
 from api.jobs import JobRunner
+from events.routing import RouterCache
+from events.rules import Rules
+from events.store import escalate_overdue
 from gis.database import check_schema, make_engine, ping
 from gis.errors import GridmapError
+from gis.models import utcnow
 from gis.settings import Settings, get_settings
 
 log = logging.getLogger("gridmap.api")
@@ -73,6 +78,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     engine = engine or make_engine(settings.database_url)
 
     runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s)
+    rules = Rules.load(settings.event_rules_path or None, settings.yellow_share)
+    stop = threading.Event()
+
+    def escalate_periodically(app: FastAPI) -> None:
+        while not stop.wait(settings.escalation_interval_s):
+            try:
+                escalate_overdue(engine, rules, app.state.clock())
+            except Exception as exc:  # the database may be away for a while
+                log.warning("automatic escalation skipped: %s", exc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,7 +94,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             runner.recover()
         except Exception as exc:  # the database may be down at start: /readyz says so
             log.warning("could not check for orphaned jobs at start: %s", exc)
+        if settings.escalation_interval_s > 0:
+            threading.Thread(target=escalate_periodically, args=(app,), daemon=True,
+                             name="gridmap-escalation").start()
         yield
+        stop.set()
         runner.shutdown()
 
     app = FastAPI(
@@ -94,11 +112,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.settings = settings
     app.state.jobs = runner
+    app.state.rules = rules
+    app.state.routers = RouterCache(engine, settings.near_boundary_m)
+    #: The clock events are timed by (tests replace it).
+    app.state.clock = utcnow
     problems.install(app)
 
-    from api.routes import areas, exports, ogc, plans, territories
+    from api.routes import areas, events, exports, ogc, plans, territories
 
-    for module in (territories, plans, areas, exports, ogc):
+    for module in (territories, plans, areas, events, exports, ogc):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from events.rules import EventError
 from gis.errors import (
     Conflict,
     CoordinateError,
@@ -52,6 +53,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
     CRSError: Problem(422, "Coordinate system problem 坐标系错误"),
     CoordinateError: Problem(422, "Coordinates out of place 坐标错误"),
     PayloadTooLarge: Problem(413, "Request too large 请求过大"),
+    EventError: Problem(400, "The event step breaks the rules 事件流程不允许"),
     BadRequest: Problem(400, "Bad request 请求参数错误"),
     DatabaseError: Problem(503, "The database is unavailable 数据库不可用"),
     GridmapError: Problem(400, "Bad input 输入有误"),

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     #: Features per page of the OGC API (the default and the most a client may ask for).
     page_limit: int = 100
     page_limit_max: int = 10_000
+    #: Events: a JSON file of time limits {category: {level: hours}} (default table if
+    #: empty), where yellow starts (last share of the limit), the GPS error within which
+    #: a point near a grid edge is flagged, and how often overdue events are escalated
+    #: (seconds; 0 turns the automatic escalation off).
+    event_rules_path: str = ""
+    yellow_share: float = 0.2
+    near_boundary_m: float = 10.0
+    escalation_interval_s: float = 60.0
 
 
 @lru_cache

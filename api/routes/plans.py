@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
@@ -127,8 +127,10 @@ def report(plan_id: Id, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
 @router.post("/plans/{plan_id}/publish", response_model=PlanOut,
              responses={**NOT_FOUND, 409: {"description": "Already published"}},
              summary="Make the plan its territory's active plan; the previous one is archived")
-def publish(plan_id: Id, engine: Engine = Depends(get_engine)) -> PlanOut:
-    return PlanOut(**publish_plan(engine, plan_id).as_dict())
+def publish(plan_id: Id, request: Request, engine: Engine = Depends(get_engine)) -> PlanOut:
+    info = publish_plan(engine, plan_id)
+    request.app.state.routers.invalidate(info.territory_id)   # route against it at once
+    return PlanOut(**info.as_dict())
 
 
 @router.get("/plans/{a}/diff/{b}", response_model=DiffOut, response_model_by_alias=True,

@@ -1,0 +1,343 @@
+"""Events over HTTP: intake (one, bulk), routing lookup, workflow steps, lights and counts."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import Engine, delete, insert, select
+
+from api.deps import Id, IdQuery, get_engine
+from api.problems import BadRequest
+from events.routing import RouterCache
+from events.rules import SOURCES, Rules, describe
+from events.store import (
+    create_event,
+    create_events,
+    escalate_overdue,
+    event_light,
+    get_event,
+    light_counts,
+    list_events,
+    reroute,
+    transition,
+)
+from gis import models
+from gis.errors import CoordinateError, NotFound
+
+router = APIRouter(tags=["events"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such event"}}
+
+
+def rules_of(request: Request) -> Rules:
+    rules: Rules = request.app.state.rules
+    return rules
+
+
+def routers_of(request: Request) -> RouterCache:
+    cache: RouterCache = request.app.state.routers
+    return cache
+
+
+def now_of(request: Request) -> datetime:
+    moment: datetime = request.app.state.clock()
+    return moment
+
+
+class EventIn(BaseModel):
+    """A located event. ``coord_sys`` is required: there is no silent default."""
+
+    x: float = Field(description="Longitude, or easting in a projected system")
+    y: float = Field(description="Latitude, or northing in a projected system")
+    coord_sys: str = Field(min_length=1, max_length=200, description=(
+        "wgs84, cgcs2000, gcj02 (AMap, Tencent), bd09 (Baidu), 2000sz, or EPSG:xxxx"))
+    category: str = Field(min_length=1, max_length=60)
+    source: Literal["patrol", "citizen", "hotline", "sensor"]
+    territory_id: int | None = Field(None, ge=1, le=2**31 - 1, description=(
+        "Default: the only territory with a published plan"))
+    description: str | None = Field(None, max_length=5_000)
+    reporter: str | None = Field(None, max_length=100)
+    reported_at: datetime | None = Field(None, description="Default: now")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=100, description=(
+        "The client's key: a retried request with the same key never makes a second event"))
+
+    @field_validator("reported_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class ActionIn(BaseModel):
+    action: Literal["accept", "dispatch", "start", "resolve", "verify", "close", "reopen",
+                    "escalate"]
+    actor: str = Field(min_length=1, max_length=100)
+    reason: str | None = Field(None, max_length=2_000)
+    handler: str | None = Field(None, max_length=100, description="For dispatch")
+    rating: int | None = Field(None, ge=1, le=5, description="For close: 1–5")
+    feedback: str | None = Field(None, max_length=2_000, description="For close")
+
+
+class RerouteIn(BaseModel):
+    actor: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=2_000)
+
+
+class StaffIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["grid_worker", "grid_head", "station_head"] = "grid_worker"
+    phone: str | None = Field(None, max_length=40)
+    area_code: str | None = Field(None, max_length=20)
+    grids: list[str] = Field(default_factory=list, description="Grid codes looked after")
+
+
+def _with_light(event: dict[str, Any], rules: Rules, now: datetime) -> dict[str, Any]:
+    event["light"] = event_light(event, rules, now)
+    return event
+
+
+@router.get("/route", summary="Which grid owns a point (routing only, nothing stored)",
+            responses={409: {"description": "The territory has no published plan"},
+                       422: {"description": "Bad coordinates or coordinate system"}})
+def route(
+    request: Request,
+    x: Annotated[float, Query(description="Longitude or easting")],
+    y: Annotated[float, Query(description="Latitude or northing")],
+    coord_sys: Annotated[str, Query(min_length=1, max_length=200)],
+    territory: IdQuery = None,
+) -> dict[str, Any]:
+    answer = routers_of(request).get(territory).route(x, y, coord_sys)[0]
+    return answer
+
+
+@router.post("/events", status_code=201, summary="Report an event: routed and stored",
+             responses={200: {"description": "A retry of an event already stored (same "
+                                             "idempotency key): the stored event"},
+                        409: {"description": "No published plan to route against"},
+                        422: {"description": "Bad coordinates, coordinate system or "
+                                             "category; nothing stored"}})
+def report_event(body: EventIn, request: Request, response: Response,
+                 engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    rules = rules_of(request)
+    rules.check_category(body.category)
+    key = request.headers.get("idempotency-key") or body.idempotency_key
+    published = routers_of(request).get(body.territory_id)
+    routed = published.route(body.x, body.y, body.coord_sys)[0]
+    fields = {**body.model_dump(exclude={"x", "y", "territory_id", "idempotency_key"}),
+              "x": body.x, "y": body.y, "idempotency_key": key,
+              **{k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
+                                        "village_code", "town_code", "district_code",
+                                        "distance_m", "other_grid_code", "flags")}}
+    fields["reported_at"] = body.reported_at or now_of(request)
+    created = create_event(engine, fields, routed["lon"], routed["lat"], rules)
+    if not created.created:
+        response.status_code = 200
+    event = _with_light(created.event, rules, now_of(request))
+    event["routing"] = routed
+    return event
+
+
+def _read_table(data: bytes, filename: str, encoding: str | None) -> pd.DataFrame:
+    if filename.lower().endswith((".geojson", ".json")):
+        try:
+            doc = json.loads(data.decode(encoding or "utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"{filename} is not valid GeoJSON: {exc}") from exc
+        rows = []
+        for i, feature in enumerate(doc.get("features", []) if isinstance(doc, dict) else []):
+            geom = (feature or {}).get("geometry") or {}
+            if geom.get("type") != "Point":
+                raise BadRequest(f"{filename}: feature {i} is not a Point")
+            x, y = geom["coordinates"][:2]
+            rows.append({**(feature.get("properties") or {}), "x": x, "y": y})
+        return pd.DataFrame(rows)
+    for enc in ([encoding] if encoding else ["utf-8-sig", "gb18030"]):
+        try:
+            return pd.read_csv(io.BytesIO(data), encoding=enc, dtype=str,
+                               keep_default_na=False)
+        except UnicodeDecodeError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise BadRequest(f"{filename} is not a readable CSV: {exc}") from exc
+    raise BadRequest(f"{filename}: unknown text encoding; pass encoding (e.g. GBK)")
+
+
+@router.post("/events/import", summary="Bulk import: a CSV (x/lon, y/lat columns) or GeoJSON "
+                                       "of points, routed and stored in one transaction",
+             responses={409: {"description": "No published plan"},
+                        422: {"description": "A bad row (named); nothing stored"}})
+def import_events(
+    request: Request,
+    file: Annotated[UploadFile, File(description="CSV or GeoJSON of points")],
+    coord_sys: Annotated[str, Form(min_length=1, max_length=200)],
+    territory_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
+    category: Annotated[str | None, Form(max_length=60, description=(
+        "For rows without a category column"))] = None,
+    source: Annotated[str, Form(max_length=40)] = "hotline",
+    encoding: Annotated[str | None, Form(max_length=40)] = None,
+    engine: Engine = Depends(get_engine),
+) -> dict[str, Any]:
+    rules = rules_of(request)
+    name = file.filename or "events.csv"
+    table = _read_table(file.file.read(), name, encoding)
+    xcol = next((c for c in ("x", "lon", "lng", "longitude", "经度") if c in table), None)
+    ycol = next((c for c in ("y", "lat", "latitude", "纬度") if c in table), None)
+    if xcol is None or ycol is None or table.empty:
+        raise BadRequest(f"{name} needs rows with lon and lat (or x and y) columns; found "
+                         f"columns: {', '.join(map(str, table.columns)) or 'none'}")
+    x = pd.to_numeric(table[xcol], errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(table[ycol], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~(np.isfinite(x) & np.isfinite(y)))
+    if bad.size:
+        raise CoordinateError(f"{name}: row {int(bad[0]) + 1} has no valid {xcol}/{ycol} "
+                              f"({bad.size} such rows); nothing was imported")
+    cats = table["category"].astype(str).to_numpy() if "category" in table else \
+        np.full(len(table), category or "")
+    for i, c in enumerate(cats):
+        if c not in rules.limits:
+            raise BadRequest(f"{name}: row {i + 1} has category {c!r}, not one of "
+                             f"{', '.join(rules.limits)}; nothing was imported")
+    srcs = table["source"].astype(str).to_numpy() if "source" in table else \
+        np.full(len(table), source)
+    for i, s in enumerate(srcs):
+        if s not in SOURCES:
+            raise BadRequest(f"{name}: row {i + 1} has source {s!r}, not one of "
+                             f"{', '.join(SOURCES)}; nothing was imported")
+    published = routers_of(request).get(territory_id)
+    answers = published.route(x, y, coord_sys)
+    now = now_of(request)
+    desc = table["description"].astype(str).to_numpy() if "description" in table else None
+    reporter = table["reporter"].astype(str).to_numpy() if "reporter" in table else None
+    rows = []
+    for i, a in enumerate(answers):
+        fields = {k: a[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
+                                    "village_code", "town_code", "district_code",
+                                    "distance_m", "other_grid_code", "flags")}
+        fields.update(category=str(cats[i]), source=str(srcs[i]), coord_sys=coord_sys,
+                      x=float(x[i]), y=float(y[i]), reported_at=now,
+                      description=None if desc is None else desc[i],
+                      reporter=None if reporter is None else reporter[i])
+        rows.append((fields, a["lon"], a["lat"]))
+    n = create_events(engine, rows, rules)
+    flags = [a["flags"] for a in answers]
+    return {"imported": n, "plan_id": published.plan_id,
+            "outside": sum("outside" in f for f in flags),
+            "near_boundary": sum("near_boundary" in f for f in flags)}
+
+
+@router.get("/events", summary="Events, newest first, with their light")
+def events(
+    request: Request,
+    territory: IdQuery = None,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    grid: Annotated[str | None, Query(max_length=20)] = None,
+    village: Annotated[str | None, Query(max_length=12)] = None,
+    town: Annotated[str | None, Query(max_length=9)] = None,
+    open_only: Annotated[bool, Query(alias="open")] = False,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    engine: Engine = Depends(get_engine),
+) -> list[dict[str, Any]]:
+    rules, now = rules_of(request), now_of(request)
+    return [_with_light(e, rules, now) for e in list_events(
+        engine, territory_id=territory, status=status, grid=grid, village=village, town=town,
+        open_only=open_only, limit=limit, offset=offset)]
+
+
+@router.get("/events/rules", summary="Categories, sources, levels and time limits")
+def event_rules(request: Request) -> dict[str, Any]:
+    rules = rules_of(request)
+    return {**describe(), "limits_hours": rules.limits, "yellow_share": rules.yellow_share}
+
+
+@router.get("/events/stats", summary="Open events by light, and the on-time rate, per grid, "
+                                     "village, town or district")
+def stats(
+    request: Request,
+    by: Annotated[Literal["grid", "village", "town", "district"], Query()] = "grid",
+    territory: IdQuery = None,
+    engine: Engine = Depends(get_engine),
+) -> dict[str, Any]:
+    groups = light_counts(engine, rules_of(request), now_of(request), by=by,
+                          territory_id=territory)
+    total = {k: sum(g[k] for g in groups.values())
+             for k in ("open", "green", "yellow", "red", "resolved", "resolved_on_time")}
+    total["on_time_rate"] = (round(total["resolved_on_time"] / total["resolved"], 4)
+                             if total["resolved"] else None)
+    return {"by": by, "total": total, "groups": groups}
+
+
+@router.get("/events/{event_id}", responses=NOT_FOUND,
+            summary="One event with its history and light")
+def event(event_id: Id, request: Request,
+          engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    return _with_light(get_event(engine, event_id), rules_of(request), now_of(request))
+
+
+@router.post("/events/{event_id}/actions", responses={
+    **NOT_FOUND, 400: {"description": "The step breaks the workflow rules (says which)"}},
+    summary="One workflow step: accept, dispatch, start, resolve, verify, close, reopen, "
+            "escalate")
+def act(event_id: Id, body: ActionIn, request: Request,
+        engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    rules, now = rules_of(request), now_of(request)
+    return _with_light(transition(engine, event_id, body.action, actor=body.actor,
+                                  rules=rules, now=now, reason=body.reason,
+                                  handler=body.handler, rating=body.rating,
+                                  feedback=body.feedback), rules, now)
+
+
+@router.post("/events/{event_id}/reroute", responses={
+    **NOT_FOUND, 409: {"description": "No published plan"}},
+    summary="Route an event again under the published plan (explicit and audited)")
+def reroute_event(event_id: Id, body: RerouteIn, request: Request,
+                  engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    current = get_event(engine, event_id, with_history=False)
+    published = routers_of(request).get(current["territory_id"])
+    with engine.connect() as conn:
+        row = conn.execute(select(models.Event.x, models.Event.y, models.Event.coord_sys)
+                           .where(models.Event.id == event_id)).one()
+    routed = published.route(row.x, row.y, row.coord_sys)[0]
+    values = {k: routed[k] for k in ("plan_id", "grid_id", "grid_code", "village_code",
+                                     "town_code", "district_code", "distance_m",
+                                     "other_grid_code", "flags")}
+    return _with_light(reroute(engine, event_id, values, actor=body.actor, reason=body.reason,
+                               now=now_of(request)), rules_of(request), now_of(request))
+
+
+@router.post("/events/escalate-overdue", summary="Escalate every open event whose time at its "
+                                                "level ran out (also done every minute)")
+def escalate(request: Request, territory: IdQuery = None,
+             engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    ids = escalate_overdue(engine, rules_of(request), now_of(request), territory)
+    return {"escalated": ids}
+
+
+@router.put("/territories/{territory_id}/staff", tags=["territories"],
+            summary="Replace the territory's staff roster (grid workers and their grids)",
+            responses={404: {"description": "No such territory"}})
+def put_staff(territory_id: Id, body: list[StaffIn], request: Request,
+              engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    with engine.begin() as conn:
+        if conn.execute(select(models.Territory.id).where(
+                models.Territory.id == territory_id)).first() is None:
+            raise NotFound(f"no territory {territory_id}")
+        conn.execute(delete(models.Staff).where(models.Staff.territory_id == territory_id))
+        for member in body:
+            staff_id = conn.execute(insert(models.Staff).values(
+                territory_id=territory_id, name=member.name, role=member.role,
+                phone=member.phone, area_code=member.area_code)
+                .returning(models.Staff.id)).scalar_one()
+            codes = sorted(set(member.grids))
+            if codes:
+                conn.execute(insert(models.StaffGrid),
+                             [{"staff_id": staff_id, "grid_code": c} for c in codes])
+    routers_of(request).invalidate(territory_id)
+    return {"staff": len(body), "grids": sum(len(set(m.grids)) for m in body)}

@@ -1,0 +1,134 @@
+"""Route events against a territory's published plan, held in memory and refreshed on publish."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from events.router import GridRouter
+from gis import models
+from gis.crs import to_wgs84_checked
+from gis.errors import Conflict, GridmapError, NotFound
+from gis.plans import published_plan_id, read_grids
+
+
+@dataclass
+class Published:
+    """One territory's published grids, ready to route against."""
+
+    territory_id: int
+    plan_id: int
+    router: GridRouter
+    grid_ids: np.ndarray
+    codes: np.ndarray
+    villages: np.ndarray
+    workers: dict[str, str]
+    names: dict[str, str]
+
+    def route(self, x: Any, y: Any, coord_sys: str | int) -> list[dict[str, Any]]:
+        """Route points given in any coordinate system; one answer per point."""
+        lon, lat = to_wgs84_checked(np.atleast_1d(np.asarray(x, dtype=float)),
+                                    np.atleast_1d(np.asarray(y, dtype=float)), coord_sys)
+        routed = self.router.route(lon, lat)
+        out = []
+        for i in range(len(lon)):
+            inside = int(routed.index[i])
+            g = inside if inside >= 0 else int(routed.nearest[i])
+            other = int(routed.other[i])
+            village = str(self.villages[g]) if g >= 0 else None
+            code = str(self.codes[g]) if g >= 0 else None
+            out.append({
+                "lon": float(lon[i]), "lat": float(lat[i]),
+                "territory_id": self.territory_id, "plan_id": self.plan_id,
+                "grid_id": int(self.grid_ids[g]) if g >= 0 else None,
+                "grid_code": code,
+                "village_code": village, "town_code": village[:9] if village else None,
+                "district_code": village[:6] if village else None,
+                "village_name": self.names.get(village or ""),
+                "town_name": self.names.get(village[:9] if village else ""),
+                "distance_m": round(float(routed.distance_m[i]), 2),
+                "other_grid_code": str(self.codes[other]) if other >= 0 else None,
+                "grid_worker": self.workers.get(code or ""),
+                "flags": list(routed.flags[i]),
+            })
+        return out
+
+
+class RouterCache:
+    """Routers of published plans by territory. PostGIS stays the record: a router is
+    rebuilt when the territory's published plan changes (checked every ``ttl_s``
+    seconds, and at once in the process that publishes)."""
+
+    def __init__(self, engine: Engine, near_m: float = 10.0, ttl_s: float = 2.0) -> None:
+        self.engine = engine
+        self.near_m = near_m
+        self.ttl_s = ttl_s
+        self._cache: dict[int, tuple[float, Published]] = {}
+        self._lock = threading.Lock()
+
+    def invalidate(self, territory_id: int | None = None) -> None:
+        with self._lock:
+            if territory_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(territory_id, None)
+
+    def default_territory(self) -> int:
+        """The only territory with a published plan (when the caller named none)."""
+        with self.engine.connect() as conn:
+            ids = sorted({int(t) for (t,) in conn.execute(
+                select(models.Plan.territory_id).where(models.Plan.status == "published"))})
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise Conflict("no territory has a published plan yet: publish one "
+                           "(POST /plans/{id}/publish) before routing events")
+        raise GridmapError("several territories have a published plan "
+                           f"({', '.join(map(str, ids))}): say which with territory_id")
+
+    def get(self, territory_id: int | None = None) -> Published:
+        tid = self.default_territory() if territory_id is None else territory_id
+        now = time.monotonic()
+        cached = self._cache.get(tid)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        plan_id = published_plan_id(self.engine, tid)
+        if plan_id is None:
+            with self.engine.connect() as conn:
+                exists = conn.execute(select(models.Territory.id).where(
+                    models.Territory.id == tid)).first()
+            if exists is None:
+                raise NotFound(f"no territory {tid}")
+            raise Conflict(f"territory {tid} has no published plan: publish one before "
+                           "routing events to it")
+        if cached is not None and cached[1].plan_id == plan_id:
+            published = cached[1]
+        else:
+            published = self._build(tid, plan_id)
+        with self._lock:
+            self._cache[tid] = (now, published)
+        return published
+
+    def _build(self, territory_id: int, plan_id: int) -> Published:
+        grids = read_grids(self.engine, plan_id)
+        router = GridRouter.from_grids(grids[["code", "geometry"]], near_m=self.near_m)
+        staff, links = models.Staff.__table__, models.StaffGrid.__table__
+        admin = models.AdminArea.__table__
+        with self.engine.connect() as conn:
+            workers: dict[str, str] = {}
+            for code, name in conn.execute(
+                    select(links.c.grid_code, staff.c.name).select_from(
+                        links.join(staff, links.c.staff_id == staff.c.id)).where(
+                        staff.c.territory_id == territory_id,
+                        staff.c.role == "grid_worker").order_by(staff.c.id)):
+                workers.setdefault(str(code), str(name))
+            names = {str(c): str(n) for c, n in conn.execute(
+                select(admin.c.code, admin.c.name).where(admin.c.territory_id == territory_id))}
+        return Published(territory_id, plan_id, router, grids["id"].to_numpy(),
+                         grids["code"].to_numpy(), grids["village_code"].to_numpy(), workers,
+                         names)

@@ -98,7 +98,7 @@ def test_intake_routes_and_walks_the_loop(setup: Any) -> None:
     # The same place in GCJ-02 and BD-09 routes to the same grid.
     for conv, name in ((gcj02_from_wgs84, "gcj02"), (bd09_from_wgs84, "bd09")):
         lon, lat = conv(p.x, p.y)
-        answer = client.get("/route", params={"x": float(lon), "y": float(lat),
+        answer = client.get("/route", params={"x": float(lon[0]), "y": float(lat[0]),
                                               "coord_sys": name}).json()
         assert answer["grid_code"] == g.code, name
     # Walk the loop; lights over time with the test's clock.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,7 +146,7 @@ def test_idempotent_retries_and_bad_input_store_nothing(setup: Any) -> None:
         body = {"x": p.x, "y": p.y, "coord_sys": "wgs84", "category": "sanitation",
                 "source": "patrol", **change}
         body = {k: v for k, v in body.items() if v is not None}
-        r = client.post("/events", content=__import__("json").dumps(body),
+        r = client.post("/events", content=json.dumps(body),
                         headers={"content-type": "application/json"})
         assert r.status_code == status, (change, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
@@ -156,7 +157,7 @@ def test_idempotent_retries_and_bad_input_store_nothing(setup: Any) -> None:
 def test_outside_and_near_boundary(setup: Any) -> None:
     client, _, _, territory = setup
     admin = territory.layers["admin_areas"]
-    lon0, lat0, lon1, lat1 = admin.total_bounds
+    _, lat0, lon1, lat1 = admin.total_bounds
     r = report(client, lon1 + 0.01, (lat0 + lat1) / 2)   # ~1 km east of the district
     assert r.status_code == 201
     event = r.json()

@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     for module in (territories, plans, areas, exports, ogc):
         app.include_router(module.router)
+    ogc.describe_limit(app, settings)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

@@ -134,10 +134,9 @@ def negotiate(request: Request, f: str | None, *, features: bool) -> str:
                         f"the request accepts {request.headers.get('accept')!r}")
 
 
-def _href(request: Request, path: str, **params: Any) -> str:
-    url = str(request.base_url).rstrip("/") + path
-    query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
-    return f"{url}?{query}" if query else url
+def _href(request: Request, path: str) -> str:
+    """An absolute URL on this server (behind a proxy, run uvicorn with --proxy-headers)."""
+    return str(request.base_url).rstrip("/") + path
 
 
 def _link(href: str, rel: str, media_type: str, title: str) -> dict[str, str]:

@@ -23,6 +23,8 @@ from gis.exports import (
     DBF_TEXT_BYTES,
     SHAPEFILE_FIELDS,
     SHEET_COLUMNS,
+    content_disposition,
+    export_filename,
     heading,
     write_export,
 )
@@ -171,3 +173,19 @@ def test_missing_plan_and_unknown_format_are_problems_and_leave_no_files(
     ok = client.get(f"/plans/{store.plan_id}/export.xlsx")
     assert ok.status_code == 200 and ok.content.startswith(b"PK")
     assert list(tmp_path.iterdir()) == []  # the export's temporary folder is gone
+
+
+@pytest.mark.parametrize(("name", "full", "header"), [
+    ("白云示范区", "grids_白云示范区_v3.gpkg",
+     "attachment; filename=\"grids_7_v3.gpkg\"; "
+     "filename*=UTF-8''grids_%E7%99%BD%E4%BA%91%E7%A4%BA%E8%8C%83%E5%8C%BA_v3.gpkg"),
+    ("Baiyun demo", "grids_Baiyun_demo_v3.gpkg",
+     'attachment; filename="grids_Baiyun_demo_v3.gpkg"'),
+    ('../a"b;c', "grids_a_b_c_v3.gpkg", 'attachment; filename="grids_a_b_c_v3.gpkg"'),
+    ("///", "grids_7_v3.gpkg", 'attachment; filename="grids_7_v3.gpkg"'),
+])
+def test_file_names_are_safe_and_rfc5987_for_chinese(name: str, full: str,
+                                                     header: str) -> None:
+    filename, ascii_name = export_filename(7, name, 3, "gpkg")
+    assert filename == full and ascii_name.isascii()
+    assert content_disposition(filename, ascii_name) == header

@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     for module in (territories, plans, areas, events, exports, ogc):
         app.include_router(module.router)
+    ogc.describe_limit(app, settings)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

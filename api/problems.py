@@ -39,6 +39,12 @@ class BadRequest(GridmapError):
     code = "bad-request"
 
 
+class NotAcceptable(GridmapError):
+    """The client accepts none of the media types the resource is served in."""
+
+    code = "not-acceptable"
+
+
 @dataclass(frozen=True)
 class Problem:
     status: int
@@ -55,6 +61,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
     PayloadTooLarge: Problem(413, "Request too large 请求过大"),
     EventError: Problem(400, "The event step breaks the rules 事件流程不允许"),
     BadRequest: Problem(400, "Bad request 请求参数错误"),
+    NotAcceptable: Problem(406, "Not acceptable 无法提供所请求的格式"),
     DatabaseError: Problem(503, "The database is unavailable 数据库不可用"),
     GridmapError: Problem(400, "Bad input 输入有误"),
 }

@@ -1,7 +1,449 @@
-"""Placeholder: ogc routes (being written)."""
+"""OGC API – Features (Part 1: Core) over the published grids and the admin areas, for QGIS.
+
+Collections, one pair per territory:
+
+- ``grids-<territory id>``: the grids of the territory's *published* plan (the
+  collection exists only while the territory has one); feature id = the 15-digit
+  grid code; properties as in the exports (:data:`gis.exports.TABLE_FIELDS`).
+- ``areas-<territory id>``: the territory's district, towns/streets and
+  villages/communities; feature id = the statistical code.
+
+Everything is WGS84 longitude/latitude (CRS84), encoded as JSON / GeoJSON.
+Query parameters the API cannot use are 400 problem details, as the standard
+asks, and unknown collections or features are 404 problem details.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-router = APIRouter()
+import geopandas as gpd
+import numpy as np
+import shapely
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy import Engine, select
+
+from api.deps import get_engine, get_settings
+from api.problems import BadRequest, NotAcceptable
+from api.routes.plans import parse_bbox
+from gis import models
+from gis.errors import NotFound
+from gis.exports import FORMATS, grid_table
+from gis.geometry import feature_collection
+from gis.settings import Settings
+from gis.store import read_layer
+
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.1"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+#: Said on every features response (OGC API – Features Part 2).
+CONTENT_CRS = {"Content-Crs": f"<{CRS84}>"}
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+]
+COLLECTION_ID = re.compile(r"^(grids|areas)-([0-9]{1,18})$")
+#: Exports linked from a grids collection as ``enclosure`` (the whole collection as a file).
+ENCLOSURES = ("gpkg", "geojson", "shp.zip")
+
+
+class OgcRoute(APIRoute):
+    """A route whose malformed parameters are 400 Bad Request (OGC API), not 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+                    for e in exc.errors())
+                raise BadRequest(detail) from exc
+
+        return route
+
+
+router = APIRouter(prefix="/ogc", tags=["OGC API – Features"], route_class=OgcRoute)
+
+Format = Annotated[str | None, Query(
+    description="The encoding: `json` (GeoJSON for features). The Accept header works too.")]
+CollectionId = Annotated[str, Path(
+    alias="collectionId", description="`grids-<territory id>` or `areas-<territory id>`")]
+Crs = Annotated[str | None, Query(description=f"The CRS of the geometries: only {CRS84}")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such collection or feature"},
+    400: {"description": "A query parameter is malformed"},
+    406: {"description": "The client accepts neither JSON nor GeoJSON"}}
+
+
+# --- negotiation and links ------------------------------------------------------------------
+
+
+def _accepted(header: str | None) -> set[str] | None:
+    """The media ranges of an Accept header with q > 0 (None: no header, anything goes)."""
+    if not header or not header.strip():
+        return None
+    out = set()
+    for part in header.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media and q > 0:
+            out.add(media.lower())
+    return out
+
+
+def negotiate(request: Request, f: str | None, *, features: bool) -> str:
+    """The media type to answer with, from ``?f=`` or else the Accept header.
+
+    Features are GeoJSON (``application/geo+json``), or labelled
+    ``application/json`` for a client that asks for plain JSON only; everything
+    else is ``application/json``.
+    """
+    if f is not None:
+        if f.strip().lower() not in ("json", "geojson", JSON, GEOJSON):
+            raise BadRequest(f"f={f!r} is not served here: use f=json (this API has JSON and "
+                             "GeoJSON only, no HTML pages)")
+        return GEOJSON if features else JSON
+    accepted = _accepted(request.headers.get("accept"))
+    if accepted is None or accepted & {"*/*", "application/*"}:
+        return GEOJSON if features else JSON
+    if features and GEOJSON in accepted:
+        return GEOJSON
+    if JSON in accepted or GEOJSON in accepted:
+        return JSON
+    raise NotAcceptable(f"this resource is served as {GEOJSON if features else JSON} only; "
+                        f"the request accepts {request.headers.get('accept')!r}")
+
+
+def _href(request: Request, path: str) -> str:
+    """An absolute URL on this server (behind a proxy, run uvicorn with --proxy-headers)."""
+    return str(request.base_url).rstrip("/") + path
+
+
+def _link(href: str, rel: str, media_type: str, title: str) -> dict[str, str]:
+    return {"href": href, "rel": rel, "type": media_type, "title": title}
+
+
+def _json(body: Any, media_type: str) -> JSONResponse:
+    return JSONResponse(body, media_type=media_type)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- collections ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One collection: what it holds and where its features come from."""
+
+    id: str
+    kind: str              # "grids" or "areas"
+    territory_id: int
+    territory_name: str
+    plan_id: int | None = None
+    plan_version: int | None = None
+    published_at: Any = None
+
+    @property
+    def title(self) -> str:
+        if self.kind == "grids":
+            return f"网格 Grids — {self.territory_name} (v{self.plan_version})"
+        return f"行政区划 Admin areas — {self.territory_name}"
+
+    @property
+    def description(self) -> str:
+        if self.kind == "grids":
+            when = self.published_at.date().isoformat() if self.published_at else "?"
+            return (f"The grids of the published plan of territory {self.territory_id} "
+                    f"({self.territory_name}): plan {self.plan_id}, version "
+                    f"{self.plan_version}, published {when}. Feature id: the 15-digit grid "
+                    "code. flags: comma-separated, empty for a regular grid; grid_worker: "
+                    "names separated by 、.")
+        return (f"District, towns/streets and villages/communities of territory "
+                f"{self.territory_id} ({self.territory_name}); level tells which. Feature "
+                "id: the statistical code.")
+
+
+def _collections(engine: Engine, territory_id: int | None = None) -> list[Collection]:
+    territories, plans = models.Territory.__table__, models.Plan.__table__
+    query = select(territories.c.id, territories.c.name, plans.c.id.label("plan_id"),
+                   plans.c.version, plans.c.published_at).select_from(
+        territories.outerjoin(plans, (plans.c.territory_id == territories.c.id)
+                              & (plans.c.status == "published"))).order_by(territories.c.id)
+    if territory_id is not None:
+        query = query.where(territories.c.id == territory_id)
+    out = []
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            if row.plan_id is not None:
+                out.append(Collection(f"grids-{row.id}", "grids", row.id, row.name,
+                                      row.plan_id, row.version, row.published_at))
+            out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name))
+    return out
+
+
+def _collection(engine: Engine, collection_id: str) -> Collection:
+    match = COLLECTION_ID.match(collection_id)
+    found = _collections(engine, int(match.group(2))) if match else []
+    for collection in found:
+        if collection.id == collection_id:
+            return collection
+    if match and match.group(1) == "grids" and found:
+        raise NotFound(f"territory {match.group(2)} has no published plan, so there is no "
+                       f"collection {collection_id!r}; publish a plan with "
+                       "POST /plans/{id}/publish")
+    raise NotFound(f"no collection {collection_id!r}; the collections are listed at "
+                   "/ogc/collections")
+
+
+def _features(engine: Engine, collection: Collection,
+              bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
+    """The collection's features (WGS84, in id order), only those meeting ``bbox`` if given."""
+    if collection.kind == "grids":
+        assert collection.plan_id is not None
+        return grid_table(engine, collection.plan_id, bbox=bbox)
+    areas = read_layer(engine, collection.territory_id, "admin_areas")
+    areas = areas.sort_values("code", kind="stable").reset_index(drop=True)
+    if bbox is not None:
+        areas = areas[shapely.intersects(areas.geometry.to_numpy(), shapely.box(*bbox))]
+    return areas.reset_index(drop=True)
+
+
+def _extent(features: gpd.GeoDataFrame) -> list[float] | None:
+    if features.empty:
+        return None
+    return [round(float(v), 7) for v in features.total_bounds]
+
+
+def _collection_doc(request: Request, collection: Collection, engine: Engine
+                    ) -> dict[str, Any]:
+    base = f"/ogc/collections/{collection.id}"
+    links = [
+        _link(_href(request, base), "self", JSON, "This collection"),
+        _link(_href(request, base + "/items"), "items", GEOJSON, "The features (GeoJSON)"),
+    ]
+    if collection.kind == "grids":
+        links += [_link(_href(request, f"/plans/{collection.plan_id}/export.{fmt}"),
+                        "enclosure", FORMATS[fmt].media_type.split(";")[0],
+                        f"All grids as {fmt}") for fmt in ENCLOSURES]
+    doc: dict[str, Any] = {
+        "id": collection.id,
+        "title": collection.title,
+        "description": collection.description,
+        "itemType": "feature",
+        "crs": [CRS84],
+        "storageCrs": CRS84,
+        "links": links,
+    }
+    bounds = _extent(_features(engine, collection))
+    if bounds is not None:
+        doc["extent"] = {"spatial": {"bbox": [bounds], "crs": CRS84}}
+    return doc
+
+
+# --- paging and bbox ------------------------------------------------------------------------
+
+
+def _bbox(text: str | None, bbox_crs: str | None) -> tuple[float, float, float, float] | None:
+    if bbox_crs is not None and bbox_crs.strip() not in (CRS84, "CRS84"):
+        raise BadRequest(f"bbox-crs {bbox_crs!r} is not supported; bbox is in {CRS84} "
+                         "(longitude, latitude)")
+    if text is not None and len(parts := text.split(",")) == 6:  # 3D: drop the heights
+        text = ",".join(parts[i] for i in (0, 1, 3, 4))
+    return parse_bbox(text)
+
+
+def _check_crs(crs: str | None) -> None:
+    if crs is not None and crs.strip() not in (CRS84, "CRS84"):
+        raise BadRequest(f"crs {crs!r} is not supported; features are served in {CRS84} "
+                         "(longitude, latitude) only")
+
+
+def _page_limit(limit: int | None, settings: Settings) -> int:
+    """The page size: the request's ``limit``, the default, never over the maximum."""
+    return min(limit if limit is not None else settings.page_limit, settings.page_limit_max)
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@router.get("", summary="Landing page of the OGC API – Features",
+            responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
+def landing(request: Request, f: Format = None) -> JSONResponse:
+    media_type = negotiate(request, f, features=False)
+    app = request.app
+    links = [
+        _link(_href(request, "/ogc"), "self", JSON, "This document"),
+        _link(_href(request, "/ogc/conformance"), "conformance", JSON,
+              "The standards this API conforms to"),
+        _link(_href(request, "/ogc/collections"), "data", JSON, "The collections"),
+    ]
+    if app.openapi_url:
+        links.insert(1, _link(_href(request, app.openapi_url), "service-desc", OPENAPI,
+                              "The API definition (OpenAPI)"))
+    if app.docs_url:
+        links.insert(2, _link(_href(request, app.docs_url), "service-doc", "text/html",
+                              "The API documentation"))
+    return _json({
+        "title": "gridmap 网格化服务管理",
+        "description": "Published grids and admin areas of every territory, as OGC API – "
+                       "Features collections (WGS84). In QGIS: Layer ▸ Add Layer ▸ Add WFS / "
+                       "OGC API – Features Layer, with this URL.",
+        "links": links,
+    }, media_type)
+
+
+@router.get("/conformance", summary="The conformance classes implemented",
+            responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
+def conformance(request: Request, f: Format = None) -> JSONResponse:
+    return _json({"conformsTo": CONFORMANCE}, negotiate(request, f, features=False))
+
+
+@router.get("/collections", summary="The collections: published grids and admin areas",
+            responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
+def collections(request: Request, f: Format = None,
+                engine: Engine = Depends(get_engine)) -> JSONResponse:
+    media_type = negotiate(request, f, features=False)
+    return _json({
+        "links": [_link(_href(request, "/ogc/collections"), "self", JSON,
+                        "The collections")],
+        "crs": [CRS84],
+        "collections": [_collection_doc(request, c, engine) for c in _collections(engine)],
+    }, media_type)
+
+
+@router.get("/collections/{collectionId}", summary="One collection",
+            responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
+def collection(request: Request, collection_id: CollectionId, f: Format = None,
+               engine: Engine = Depends(get_engine)) -> JSONResponse:
+    media_type = negotiate(request, f, features=False)
+    return _json(_collection_doc(request, _collection(engine, collection_id), engine),
+                 media_type)
+
+
+@router.get(
+    "/collections/{collectionId}/items", response_class=Response,
+    summary="The features of a collection, a page at a time",
+    responses={200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"},
+               **NOT_FOUND})
+def items(
+    request: Request,
+    collection_id: CollectionId,
+    bbox: Annotated[str | None, Query(description=(
+        "minlon,minlat,maxlon,maxlat (CRS84); features intersecting it"))] = None,
+    bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description=(
+        f"Only {CRS84}"))] = None,
+    limit: Annotated[int | None, Query(ge=1, description=(
+        "Features per page (default and maximum: the server's GRIDMAP_PAGE_LIMIT and "
+        "GRIDMAP_PAGE_LIMIT_MAX; more is cut to the maximum)"))] = None,
+    offset: Annotated[int, Query(ge=0, description="Features to skip (follow the next link)")]
+    = 0,
+    crs: Crs = None,
+    f: Format = None,
+    engine: Engine = Depends(get_engine),
+    settings: Settings = Depends(get_settings),
+) -> Response:
+    media_type = negotiate(request, f, features=True)
+    _check_crs(crs)
+    found = _collection(engine, collection_id)
+    size = _page_limit(limit, settings)
+    features = _features(engine, found, _bbox(bbox, bbox_crs))
+    page = features.iloc[offset:offset + size]
+    base = f"/ogc/collections/{found.id}"
+    links = [_link(str(request.url), "self", GEOJSON, "This page"),
+             _link(_href(request, base), "collection", JSON, found.title)]
+    if offset + size < len(features):
+        links.append(_link(str(request.url.include_query_params(
+            limit=size, offset=offset + size)), "next", GEOJSON, "The next page"))
+    if offset > 0:
+        links.append(_link(str(request.url.include_query_params(
+            limit=size, offset=max(0, offset - size))), "prev", GEOJSON,
+            "The previous page"))
+    body = feature_collection(page, id_column="code", extra={
+        "numberMatched": len(features), "numberReturned": len(page), "timeStamp": _now(),
+        "links": links})
+    return Response(body, media_type=media_type, headers=CONTENT_CRS)
+
+
+@router.get(
+    "/collections/{collectionId}/items/{featureId}", response_class=Response,
+    summary="One feature",
+    responses={200: {"content": {GEOJSON: {}}, "description": "A Feature"}, **NOT_FOUND})
+def item(
+    request: Request,
+    collection_id: CollectionId,
+    feature_id: Annotated[str, Path(alias="featureId", description=(
+        "The grid code (grids) or statistical code (areas)"))],
+    crs: Crs = None,
+    f: Format = None,
+    engine: Engine = Depends(get_engine),
+) -> Response:
+    media_type = negotiate(request, f, features=True)
+    _check_crs(crs)
+    found = _collection(engine, collection_id)
+    features = _features(engine, found)
+    hit = features[np.asarray(features["code"] == feature_id, dtype=bool)]
+    if hit.empty:
+        raise NotFound(f"no feature {feature_id!r} in collection {found.id!r}")
+    feature = json.loads(feature_collection(hit, id_column="code"))["features"][0]
+    base = f"/ogc/collections/{found.id}"
+    feature["links"] = [
+        _link(_href(request, f"{base}/items/{feature_id}"), "self", GEOJSON, "This feature"),
+        _link(_href(request, base), "collection", JSON, found.title)]
+    return Response(json.dumps(feature, ensure_ascii=False).encode("utf-8"),
+                    media_type=media_type, headers=CONTENT_CRS)
+
+
+# --- the API definition ---------------------------------------------------------------------
+
+
+def describe_limit(app: FastAPI, settings: Settings) -> None:
+    """Declare ``limit`` once in the OpenAPI document, with this server's default and maximum.
+
+    QGIS reads them from ``components/parameters/limit`` to choose its page size.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("parameters", {})["limit"] = {
+            "name": "limit", "in": "query", "required": False, "style": "form",
+            "explode": False,
+            "description": "Features per page; more than the maximum is cut to it.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": settings.page_limit_max,
+                       "default": settings.page_limit},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if path.startswith("/ogc/collections/") and path.endswith("/items"):
+                params = operations.get("get", {}).get("parameters", [])
+                operations["get"]["parameters"] = [
+                    {"$ref": "#/components/parameters/limit"} if p.get("name") == "limit"
+                    else p for p in params]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

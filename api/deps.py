@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Annotated
 
 from fastapi import Path, Query, Request
@@ -24,3 +25,16 @@ def get_settings(request: Request) -> Settings:
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="Id (a positive integer)")]
 #: The same as an optional query parameter.
 IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+
+
+def check_encoding(name: str | None) -> str | None:
+    """A text encoding the user named (e.g. GBK), or a 400 that says it is unknown."""
+    if name is None or not name.strip():
+        return None
+    try:
+        codecs.lookup(name.strip())
+    except LookupError as exc:
+        from api.problems import BadRequest
+
+        raise BadRequest(f"unknown text encoding {name!r}; use e.g. UTF-8 or GBK") from exc
+    return name.strip()

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, delete, insert, select
 
-from api.deps import Id, IdQuery, get_engine
+from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.problems import BadRequest
 from events.routing import RouterCache
 from events.rules import SOURCES, Rules, describe
@@ -186,7 +186,7 @@ def import_events(
 ) -> dict[str, Any]:
     rules = rules_of(request)
     name = file.filename or "events.csv"
-    table = _read_table(file.file.read(), name, encoding)
+    table = _read_table(file.file.read(), name, check_encoding(encoding))
     xcol = next((c for c in ("x", "lon", "lng", "longitude", "经度") if c in table), None)
     ycol = next((c for c in ("y", "lat", "latitude", "纬度") if c in table), None)
     if xcol is None or ycol is None or table.empty:

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 
-from api.deps import get_engine
+from api.deps import Id, get_engine
 from gis.exports import FORMATS, content_disposition, export_plan
 
 router = APIRouter(tags=["exports"])
@@ -45,7 +45,7 @@ assert {f.value for f in ExportFormat} == set(FORMATS), "ExportFormat must list 
     responses={200: {"content": {f.media_type.split(";")[0]: {} for f in FORMATS.values()},
                      "description": "The file, as an attachment"},
                404: {"description": "No such plan"}})
-def export(plan_id: int, fmt: ExportFormat, engine: Engine = Depends(get_engine)) -> Any:
+def export(plan_id: Id, fmt: ExportFormat, engine: Engine = Depends(get_engine)) -> Any:
     folder = Path(tempfile.mkdtemp(prefix="gridmap-export-"))
     try:
         done = export_plan(engine, plan_id, fmt.value, folder)

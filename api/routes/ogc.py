@@ -206,7 +206,8 @@ def _collections(engine: Engine, territory_id: int | None = None) -> list[Collec
 
 def _collection(engine: Engine, collection_id: str) -> Collection:
     match = COLLECTION_ID.match(collection_id)
-    found = _collections(engine, int(match.group(2))) if match else []
+    found = _collections(engine, int(match.group(2))) \
+        if match and int(match.group(2)) < 2**31 else []
     for collection in found:
         if collection.id == collection_id:
             return collection

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFil
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
-from api.deps import Id, IdQuery, get_engine
+from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest
 from gis import models
@@ -152,7 +152,7 @@ def upload_territory(
             else tmp
         territory = read_territory(path, field_map=_field_map(field_map),
                                    crs=parse_crs_option(_split_option(crs)),
-                                   encoding=encoding or None)
+                                   encoding=check_encoding(encoding))
         label = name or (Path(names[0]).stem if len(names) == 1 else territory.name)
         territory_id = import_territory(engine, territory, name=label,
                                         source=", ".join(names)[:1000])

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.rules import EventError
@@ -68,6 +68,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
 #: Problem types that are not exceptions of ours.
 EXTRA = {
     "validation-error": Problem(422, "The request does not match the API 请求不符合接口定义"),
+    "invalid-value": Problem(422, "A value cannot be stored 数据值无效"),
     "internal-error": Problem(500, "Internal error 内部错误"),
 }
 
@@ -124,6 +125,14 @@ def install(app: FastAPI) -> None:
                                 "the database cannot be reached; try again shortly, and "
                                 "check GRIDMAP_DATABASE_URL and that the server is running",
                                 request)
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(request: Request, exc: DataError) -> JSONResponse:
+        problem = EXTRA["invalid-value"]
+        return problem_response(problem.status, "invalid-value", problem.title,
+                                "a value cannot be stored (e.g. text with a NUL character, "
+                                "or a number out of range); nothing was changed: "
+                                f"{str(exc.orig).splitlines()[0]}", request)
 
     @app.exception_handler(DBAPIError)
     async def database_failed(request: Request, exc: DBAPIError) -> JSONResponse:

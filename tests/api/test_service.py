@@ -362,3 +362,16 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
                  "/plans/{plan_id}/publish", "/plans/{a}/diff/{b}", "/areas/{code}",
                  "/healthz", "/readyz"):
         assert path in paths, path
+
+
+@pytest.mark.postgis
+def test_text_postgres_cannot_store_is_a_422_not_a_500(postgis_url: str, demo_gpkg: Path
+                                                       ) -> None:
+    """Found by schemathesis: a NUL character in a name."""
+    with make_client(postgis_url) as client:
+        tid = upload(client, demo_gpkg).json()["id"]
+        body = assert_problem(client.put(f"/territories/{tid}/staff",
+                                         json=[{"name": "a\u0000b"}]), 422, "NUL")
+        assert body["type"] == "/problems/invalid-value"
+        assert client.put(f"/territories/{tid}/staff", json=[{"name": "李四"}]).json() == {
+            "staff": 1, "grids": 0}

@@ -54,7 +54,7 @@ from scipy.sparse import csgraph
 from gis import crs as crsmod
 from gis.errors import CoordinateError, CRSError, LayerError
 
-__all__ = ["NEAR_BOUNDARY", "ON_EDGE", "OUTSIDE", "GridRouter", "Routed"]
+__all__ = ["NEAR_BOUNDARY", "ON_EDGE", "OUTSIDE", "GridRouter", "Routed", "points_to_wgs84"]
 
 OUTSIDE = "outside"
 NEAR_BOUNDARY = "near_boundary"
@@ -102,6 +102,17 @@ class Routed:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Routed]) -> Routed:
+        """One result from results of consecutive batches of points."""
+        return cls(
+            index=np.concatenate([p.index for p in parts]).astype(np.int64),
+            distance_m=np.concatenate([p.distance_m for p in parts]).astype(np.float64),
+            nearest=np.concatenate([p.nearest for p in parts]).astype(np.int64),
+            other=np.concatenate([p.other for p in parts]).astype(np.int64),
+            flags=[f for p in parts for f in p.flags],
+        )
 
 
 @dataclass(frozen=True)
@@ -331,15 +342,21 @@ class GridRouter:
         node_col[n1:] = (blocks[blk] % r.ncx) * _BLOCK + (sub & _MASK)
         node_row[n1:] = (blocks[blk] // r.ncx) * _BLOCK + (sub >> _SHIFT)
         _, rep = np.unique(comp, return_index=True)
-        owner_of_comp = self._exact(*r.fine_centres(node_col[rep], node_row[rep]))[0]
-        owner = np.full(n1 + n3 + 1, -1, dtype=np.int64)  # by label; index 0 unused
-        owner[1:n1 + 1] = owner_of_comp[comp[:n1]]
+        owner_of_comp, _, second = self._exact(*r.fine_centres(node_col[rep], node_row[rep]))
+        # Where grids overlap (bad data) a region lies in two grids: its points are tested
+        # exactly, so they also learn the other grid. Uniform coarse cells of such a region
+        # point at one extra block whose fine cells all say "test exactly".
+        owner_of_comp[second >= 0] = -2
+        owner = np.full(n1 + 1, -1, dtype=np.int64)  # by label; index 0 unused
+        owner[1:] = owner_of_comp[comp[:n1]]
         coarse = np.where(labels > 0, owner[labels], -2 - coarse_block)
+        coarse[coarse == -2] = -2 - nb
         self._coarse = coarse.astype(np.int32)
         owner3 = np.full(n3 + 1, -1, dtype=np.int64)
         owner3[1:] = owner_of_comp[comp[n1:]]
         state = np.where(flat3 > 0, owner3[flat3] + 2, 0)
-        self._fine = (state | np.where(near, _NEAR_BIT, 0)).astype(np.int32)
+        fine = (state | np.where(near, _NEAR_BIT, 0)).astype(np.int32)
+        self._fine = np.concatenate([fine, np.zeros(_SUB, dtype=np.int32)])
         self._regions = n_comp
 
     def _build_lists(self) -> None:
@@ -476,20 +493,10 @@ class GridRouter:
         or out-of-China coordinates (before or after conversion) raise
         :class:`CoordinateError` naming the rows: by ``row_numbers`` when given (e.g. the line
         numbers of a CSV), else by 0-based position. An unknown system raises ``CRSError``.
+        See :func:`points_to_wgs84`.
         """
-        cs = crsmod.parse_coord_sys(coord_sys)
-        what = f"coordinates in {cs.name}"
-        xa, ya = _as_1d(x, y)
-        names = _row_names(row_numbers, len(xa))
-        _require_finite_rows(xa, ya, what, names)
-        if cs.is_geographic:
-            _require_china_rows(xa, ya, what, names)
-        try:
-            lon, lat = crsmod.transform(xa, ya, cs, crsmod.WGS84)
-        except CoordinateError:
-            lon, lat = _transform_each(xa, ya, cs)  # NaN where it fails, named below
-        x2, y2 = _checked_lonlat(lon, lat, f"{what} (converted to WGS84)", names)
-        return self._route_checked(x2, y2)
+        lon, lat = points_to_wgs84(x, y, coord_sys, row_numbers=row_numbers)
+        return self._route_checked(lon, lat)
 
     def locate(self, lon: ArrayLike, lat: ArrayLike) -> NDArray[np.int64]:
         """Only the owning grid's row of each WGS84 point (-1 outside), by the same rules as
@@ -548,8 +555,9 @@ class GridRouter:
         state, near, cid = self._lookup(x, y)
         bits = np.zeros(n, dtype=np.int8)
         mixed = np.flatnonzero(state == -2)
+        second = np.full(n, -1, dtype=np.int64)  # another grid containing the point (overlap)
         if mixed.size:
-            owner, edge = self._exact(x[mixed], y[mixed])
+            owner, edge, second[mixed] = self._exact(x[mixed], y[mixed])
             state[mixed] = owner
             bits[mixed[edge]] |= _BIT_EDGE
         index = np.maximum(state, -1)
@@ -573,8 +581,12 @@ class GridRouter:
             d = self._segment_distance(np.asarray(px)[pt], np.asarray(py)[pt], seg)
             starts = np.concatenate([[0], np.cumsum(count)[:-1]])
             near_i, dist_i, other_i = self._reduce(starts, self._seg_grid[seg], d,
-                                                   index[work])
+                                                   index[work], second[work])
             nearest[work], dist[work], other[work] = near_i, dist_i, other_i
+            second[work] = -1
+        lone = np.flatnonzero(second >= 0)
+        if self.near_m > 0:
+            other[lone] = second[lone]
         if off.size:
             near_i, dist_i, other_i = self._exact_distances(x[off], y[off], index[off])
             nearest[off], dist[off], other[off] = near_i, dist_i, other_i
@@ -593,12 +605,13 @@ class GridRouter:
         wy -= t * ey
         return np.hypot(wx, wy, out=wx)
 
-    def _reduce(self, starts: IntArray, grid: IntArray, d: FloatArray, owner: IntArray
-                ) -> tuple[IntArray, FloatArray, IntArray]:
+    def _reduce(self, starts: IntArray, grid: IntArray, d: FloatArray, owner: IntArray,
+                inside: IntArray | None = None) -> tuple[IntArray, FloatArray, IntArray]:
         """From (point, grid, distance) pairs grouped by point (groups start at ``starts``,
         none empty): the nearest grid and its distance for points outside (``owner`` -1; the
         owner and 0.0 for the others), and the nearest grid with a code other than that of the
-        owner (or the nearest) within near_m, else -1. Ties go to the smaller code."""
+        owner (or the nearest) within near_m, else -1. Ties go to the smaller code. ``inside``
+        is, per point, another grid that contains it (overlapping grids: distance 0), or -1."""
         n = len(starts)
         big = np.iinfo(np.int64).max
         counts = np.diff(np.append(starts, len(d)))
@@ -618,6 +631,7 @@ class GridRouter:
             nearest[out] = self._by_rank[best]
             dist[out] = dmin
         close = np.flatnonzero(d < self.near_m)  # only these can be a second candidate
+        at_zero = np.zeros(n, dtype=bool)  # the second candidate touches the point
         if close.size:
             pt = np.repeat(np.arange(n), counts)[close]
             g = grid[close]
@@ -634,24 +648,36 @@ class GridRouter:
                 obest = np.minimum.reduceat(
                     np.where(dc <= omin[group] + _TIE_M, self._rank[g], big), st)
                 other[pt[st]] = self._by_rank[obest]
+                at_zero[pt[st]] = omin <= _TIE_M
+        if inside is not None and self.near_m > 0:
+            # A grid containing the point is at distance 0: it is the second candidate unless
+            # one touching the point has a smaller code.
+            rank_other = np.where(other >= 0, self._rank[np.maximum(other, 0)], big)
+            rank_inside = self._rank[np.maximum(inside, 0)]
+            takes = (inside >= 0) & ~(at_zero & (rank_other < rank_inside))
+            other[takes] = inside[takes]
         return nearest, dist, other
 
-    def _exact(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, BoolArray]:
-        """Exact owner of WGS84 points (edge rule applied) and whether each lies on an edge."""
+    def _exact(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, BoolArray, IntArray]:
+        """Exact owner of WGS84 points (edge rule applied), whether each lies on an edge, and
+        the best-ranked other grid (another code) that contains it too (overlaps), or -1."""
         n = len(x)
         owner = np.full(n, -1, dtype=np.int64)
         edge = np.zeros(n, dtype=bool)
         if n == 0:
-            return owner, edge
+            return owner, edge, owner.copy()
         pts = np.asarray(shapely.points(x, y), dtype=object)
-        owner = self._best_ranked(self._tree.query(pts, predicate="within"), n)
+        pairs = self._tree.query(pts, predicate="within")
+        owner = self._best_ranked(pairs, n)
+        differ = self._code_id[pairs[1]] != self._code_id[owner[pairs[0]]]
+        second = self._best_ranked(pairs[:, differ], n)
         missing = np.flatnonzero(owner < 0)
         if missing.size:
             on = self._best_ranked(
                 self._tree.query(pts[missing], predicate="intersects"), missing.size)
             owner[missing] = on
             edge[missing] = on >= 0
-        return owner, edge
+        return owner, edge, second
 
     def _best_ranked(self, pairs: IntArray, n: int) -> IntArray:
         """Per point, the candidate grid with the smallest code (first row on equal codes)."""
@@ -727,6 +753,36 @@ def _prepare(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
                            crs=crsmod.WGS84)
     out["code"] = codes.astype(object).to_numpy()
     return out
+
+
+def points_to_wgs84(x: ArrayLike, y: ArrayLike, coord_sys: crsmod.CoordSysLike, *,
+                    row_numbers: Sequence[int] | ArrayLike | None = None
+                    ) -> tuple[FloatArray, FloatArray]:
+    """Convert points to WGS84 lon/lat, checking them on the way (as :meth:`route_points`).
+
+    Raises :class:`CoordinateError` naming the rows (``row_numbers``, else 0-based positions)
+    whose coordinates are missing, NaN or infinite, lie outside China (before conversion for
+    lon/lat systems, after it for all), or cannot be converted; :class:`CRSError` for an
+    unknown ``coord_sys``.
+    """
+    cs = crsmod.parse_coord_sys(coord_sys)
+    what = f"coordinates in {cs.name}"
+    xa, ya = _as_1d(x, y)
+    names = _row_names(row_numbers, len(xa))
+    _require_finite_rows(xa, ya, what, names)
+    if cs.is_geographic:
+        _require_china_rows(xa, ya, what, names)
+    try:
+        lon, lat = crsmod.transform(xa, ya, cs, crsmod.WGS84)
+    except CoordinateError:
+        lon, lat = _transform_each(xa, ya, cs)  # NaN where it fails, named below
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    if bad.any():
+        raise CoordinateError(
+            f"{what}: {int(bad.sum())} of {bad.size} points cannot be converted to WGS84 "
+            f"(rows {_bad_rows(bad, names)}); check that they really are in {cs.name}")
+    _require_china_rows(lon, lat, f"{what} (converted to WGS84)", names)
+    return lon, lat
 
 
 def _fail_rows(mask: BoolArray, what: str) -> None:

@@ -35,13 +35,11 @@ exact (not a raster approximation).
 
 from __future__ import annotations
 
-import gc
 import itertools
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import geopandas as gpd
 import numpy as np
@@ -54,7 +52,8 @@ from scipy.sparse import csgraph
 from gis import crs as crsmod
 from gis.errors import CoordinateError, CRSError, LayerError
 
-__all__ = ["NEAR_BOUNDARY", "ON_EDGE", "OUTSIDE", "GridRouter", "Routed", "points_to_wgs84"]
+__all__ = ["NEAR_BOUNDARY", "ON_EDGE", "OUTSIDE", "FlagList", "GridRouter", "Routed",
+           "points_to_wgs84"]
 
 OUTSIDE = "outside"
 NEAR_BOUNDARY = "near_boundary"
@@ -65,9 +64,35 @@ FloatArray: TypeAlias = NDArray[np.float64]
 BoolArray: TypeAlias = NDArray[np.bool_]
 
 _BIT_OUTSIDE, _BIT_NEAR, _BIT_EDGE = 1, 2, 4
-_FLAG_NAMES = np.empty(8, dtype=object)
-_FLAG_NAMES[:] = [
-    tuple(name for bit, name in ((1, OUTSIDE), (2, NEAR_BOUNDARY), (4, ON_EDGE)) if bits & bit)
+
+
+class FlagList(list[str]):
+    """The flags of a routed point: a list, shared by every point with the same flags and so
+    read-only (mutating it raises TypeError; ``list(flags)`` gives a copy to change)."""
+
+    __slots__ = ()
+
+    def _read_only(self, *_args: object, **_kwargs: object) -> NoReturn:
+        raise TypeError("routed flags are shared between points and read-only; change a copy: "
+                        "list(routed.flags[i])")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+    def __copy__(self) -> list[str]:
+        return list(self)
+
+    def __deepcopy__(self, _memo: object) -> list[str]:
+        return list(self)
+
+    def __reduce__(self) -> tuple[type[list[str]], tuple[list[str]]]:
+        return list, (list(self),)
+
+
+_FLAG_LISTS = np.empty(8, dtype=object)
+_FLAG_LISTS[:] = [
+    FlagList(name for bit, name in ((1, OUTSIDE), (2, NEAR_BOUNDARY), (4, ON_EDGE))
+             if bits & bit)
     for bits in range(8)
 ]
 
@@ -97,7 +122,8 @@ class Routed:
     nearest: NDArray[np.int64]
     #: int64, the second candidate: the nearest grid with another code within near_m, else -1
     other: NDArray[np.int64]
-    #: per point, any of "outside", "near_boundary", "on_edge"
+    #: per point, any of "outside", "near_boundary", "on_edge" (in that order); the lists are
+    #: shared between points with the same flags and read-only (:class:`FlagList`)
     flags: list[list[str]]
 
     def __len__(self) -> int:
@@ -173,7 +199,8 @@ class GridRouter:
         self._by_rank = order.astype(np.int64)
         _, code_id = np.unique(self.codes.astype(str), return_inverse=True)
         self._code_id = code_id.astype(np.int64)
-        self._geoms = grids.geometry.to_numpy()
+        self._geoms = np.asarray(grids.geometry.to_numpy(), dtype=object)
+        shapely.prepare(self._geoms)  # point-in-polygon on indexed edges
         self._tree = shapely.STRtree(self._geoms)
         self.metric_crs = crsmod.metric_crs_for(tuple(grids.total_bounds))
         self._to_metric = pyproj.Transformer.from_crs(crsmod.WGS84, self.metric_crs,
@@ -229,13 +256,13 @@ class GridRouter:
         ue = np.column_stack([bx, by]) - ua
         self._seg_lonlat = unique
         # Segment arrays by segment (a shared edge once per grid): start, extent, 1 / length².
-        self._sax, self._say = ua[inverse, 0].copy(), ua[inverse, 1].copy()
-        self._sex, self._sey = ue[inverse, 0].copy(), ue[inverse, 1].copy()
-        length2 = self._sex**2 + self._sey**2
-        self._sinv = np.divide(1.0, length2, out=np.zeros_like(length2), where=length2 > 0)
+        a_m, e_m = ua[inverse], ue[inverse]
+        length2 = np.einsum("ij,ij->i", e_m, e_m)
+        inv = np.divide(1.0, length2, out=np.zeros_like(length2), where=length2 > 0)
+        #: rows: start x, start y, extent x, extent y, 1 / length²
+        self._seg_data = np.vstack([a_m.T, e_m.T, inv])
         self._seg_grid = grid.astype(np.int64)
-        starts = np.column_stack([self._sax, self._say])
-        ends = starts + np.column_stack([self._sex, self._sey])
+        starts, ends = a_m, a_m + e_m
         self._seg_tree = shapely.STRtree(
             np.asarray(shapely.linestrings(np.stack([starts, ends], axis=1)), dtype=object))
         self._contested = self._contested_segments(unique, inverse, ua, ue)
@@ -455,7 +482,7 @@ class GridRouter:
     def memory_bytes(self) -> int:
         """Bytes held by the cell index and the segment lists (not the polygons)."""
         arrays = (self._coarse, self._fine, self._coarse_list, self._list_seg, self._list_ptr,
-                  self._sax, self._say, self._sex, self._sey, self._sinv, self._seg_grid,
+                  self._seg_data, self._seg_grid,
                   self._blocks)
         return int(sum(a.nbytes for a in arrays))
 
@@ -596,14 +623,19 @@ class GridRouter:
 
     def _segment_distance(self, px: FloatArray, py: FloatArray, seg: NDArray[Any]) -> FloatArray:
         """Distances (metres) from points to segments, pair by pair."""
-        ex, ey = self._sex[seg], self._sey[seg]
-        wx = px - self._sax[seg]
-        wy = py - self._say[seg]
-        t = (wx * ex + wy * ey) * self._sinv[seg]
-        np.clip(t, 0.0, 1.0, out=t)
-        wx -= t * ex
-        wy -= t * ey
-        return np.hypot(wx, wy, out=wx)
+        ax, ay, ex, ey, inv = np.take(self._seg_data, seg, axis=1)
+        ax -= px  # from here on a - p
+        ay -= py
+        t = ax * ex
+        t += ay * ey
+        t *= inv
+        np.negative(t, out=t)
+        np.clip(t, 0.0, 1.0, out=t)  # the foot of the perpendicular, kept on the segment
+        ex *= t
+        ey *= t
+        ax += ex
+        ay += ey
+        return np.hypot(ax, ay, out=ax)
 
     def _reduce(self, starts: IntArray, grid: IntArray, d: FloatArray, owner: IntArray,
                 inside: IntArray | None = None) -> tuple[IntArray, FloatArray, IntArray]:
@@ -666,17 +698,20 @@ class GridRouter:
         edge = np.zeros(n, dtype=bool)
         if n == 0:
             return owner, edge, owner.copy()
-        pts = np.asarray(shapely.points(x, y), dtype=object)
-        pairs = self._tree.query(pts, predicate="within")
+        # Candidates by bounding box, then point-in-polygon on the prepared polygons.
+        pi, gi = self._tree.query(np.asarray(shapely.points(x, y), dtype=object))
+        inside = shapely.contains_xy(self._geoms[gi], x[pi], y[pi])
+        pairs = np.stack([pi[inside], gi[inside]])
         owner = self._best_ranked(pairs, n)
         differ = self._code_id[pairs[1]] != self._code_id[owner[pairs[0]]]
         second = self._best_ranked(pairs[:, differ], n)
-        missing = np.flatnonzero(owner < 0)
-        if missing.size:
-            on = self._best_ranked(
-                self._tree.query(pts[missing], predicate="intersects"), missing.size)
-            owner[missing] = on
-            edge[missing] = on >= 0
+        maybe = (owner[pi] < 0)
+        if maybe.any():
+            pi, gi = pi[maybe], gi[maybe]
+            touch = shapely.intersects_xy(self._geoms[gi], x[pi], y[pi])
+            on = self._best_ranked(np.stack([pi[touch], gi[touch]]), n)
+            edge = on >= 0
+            owner[edge] = on[edge]
         return owner, edge, second
 
     def _best_ranked(self, pairs: IntArray, n: int) -> IntArray:
@@ -960,19 +995,6 @@ def _join_regions(labels: IntArray, n1: int, labels3: NDArray[Any], n3: int, blo
     return comp.astype(np.int64), int(n_comp)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Creating a million small lists triggers the cyclic collector over and over."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _flag_lists(bits: NDArray[np.int8]) -> list[list[str]]:
-    names = _FLAG_NAMES[bits]
-    with _gc_paused():
-        return [list(t) for t in names.tolist()]
+    """One shared, read-only list per combination of flags (no million little lists)."""
+    return list(_FLAG_LISTS[bits].tolist())

@@ -573,3 +573,13 @@ def test_cli_bad_input_is_a_clear_error_and_nothing_is_written(
     assert message in " ".join(output.split()), output
     assert "Traceback" not in output
     assert not out.exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_flags_are_shared_and_read_only(router: GridRouter) -> None:
+    routed = _route_at(router, (2.3, 0.5), (2.4, 0.5), (0.5, 0.5))
+    assert routed.flags[0] == ["outside"] and routed.flags[0] is routed.flags[1]
+    with pytest.raises(TypeError, match="read-only"):
+        routed.flags[2].append("checked")
+    mine = list(routed.flags[2])
+    mine.append("checked")
+    assert routed.flags[2] == [] and mine == ["checked"]

@@ -100,7 +100,9 @@ _SHIFT = 3  # a coarse cell is 2**3 x 2**3 fine cells
 _BLOCK = 1 << _SHIFT
 _SUB = _BLOCK * _BLOCK
 _MASK = _BLOCK - 1
-_NEAR_BIT = 1 << 30  # fine cell value: (state | _NEAR_BIT); state 0 mixed, 1 outside, owner + 2
+# A fine cell's value: state | near bit, state 0 = test exactly, 1 = outside, owner + 2. Two
+# bytes a cell while the grids number fewer than 2**14 - 2, else four.
+_NEAR_BIT16, _NEAR_BIT32 = 1 << 14, 1 << 30
 _EPS = 1e-6  # cells: margin around segments absorbing rounding in cell arithmetic
 _SLACK = 1.02  # on metres-to-cells conversions (cell sizes vary over the raster)
 _TIE_M = 1e-6  # distances closer than this are a tie, broken by the edge rule
@@ -331,7 +333,10 @@ class GridRouter:
             col, row = _cells_touched(ax[sel] / _BLOCK, ay[sel] / _BLOCK, bx[sel] / _BLOCK,
                                       by[sel] / _BLOCK, radius / _BLOCK + _EPS)
             coarse_ids.append(row * r.ncx + col)
-        blocks = np.unique(np.concatenate(coarse_ids))
+        is_block = np.zeros(r.ncx * r.ncy, dtype=bool)
+        for ids in coarse_ids:
+            is_block[ids] = True
+        blocks = np.flatnonzero(is_block)
         self._blocks = blocks
         coarse_block = np.full(r.ncx * r.ncy, -1, dtype=np.int64)
         coarse_block[blocks] = np.arange(len(blocks))
@@ -358,17 +363,15 @@ class GridRouter:
         # One cell of each region: its centre in fine-cell units.
         node_col = np.zeros(n1 + n3, dtype=np.int64)
         node_row = np.zeros(n1 + n3, dtype=np.int64)
-        ids, first = np.unique(labels, return_index=True)
-        first = first[ids > 0]
+        first = _first_index(labels, n1)
         node_col[:n1] = (first % r.ncx) * _BLOCK + _BLOCK // 2
         node_row[:n1] = (first // r.ncx) * _BLOCK + _BLOCK // 2
         flat3 = labels3.ravel()
-        ids3, first3 = np.unique(flat3, return_index=True)
-        first3 = first3[ids3 > 0]
+        first3 = _first_index(flat3, n3)
         blk, sub = first3 // _SUB, first3 % _SUB
         node_col[n1:] = (blocks[blk] % r.ncx) * _BLOCK + (sub & _MASK)
         node_row[n1:] = (blocks[blk] // r.ncx) * _BLOCK + (sub >> _SHIFT)
-        _, rep = np.unique(comp, return_index=True)
+        rep = _first_index(comp + 1, n_comp)
         owner_of_comp, _, second = self._exact(*r.fine_centres(node_col[rep], node_row[rep]))
         # Where grids overlap (bad data) a region lies in two grids: its points are tested
         # exactly, so they also learn the other grid. Uniform coarse cells of such a region
@@ -382,8 +385,12 @@ class GridRouter:
         owner3 = np.full(n3 + 1, -1, dtype=np.int64)
         owner3[1:] = owner_of_comp[comp[n1:]]
         state = np.where(flat3 > 0, owner3[flat3] + 2, 0)
-        fine = (state | np.where(near, _NEAR_BIT, 0)).astype(np.int32)
-        self._fine = np.concatenate([fine, np.zeros(_SUB, dtype=np.int32)])
+        small = len(self.grids) + 2 < _NEAR_BIT16
+        self._near_bit = _NEAR_BIT16 if small else _NEAR_BIT32
+        fine = (state | np.where(near, self._near_bit, 0)).astype(np.int16 if small else np.int32)
+        if (self._coarse == -2 - nb).any():
+            fine = np.concatenate([fine, np.zeros(_SUB, dtype=fine.dtype)])
+        self._fine = fine
         self._regions = n_comp
 
     def _build_lists(self) -> None:
@@ -489,7 +496,7 @@ class GridRouter:
     def stats(self) -> dict[str, Any]:
         """Figures about the index (for benchmarks and logs)."""
         r = self._raster
-        state = (self._fine & ~_NEAR_BIT)
+        state = self._fine.astype(np.int64) & ~self._near_bit
         return {
             "grids": len(self.grids), "segments": len(self._seg_grid),
             "cell_m": round(self.cell_m, 3), "coarse_cells": r.ncx * r.ncy,
@@ -568,8 +575,8 @@ class GridRouter:
         if blk.size:
             fv = self._fine[(-2 - state[blk]) * _SUB + ((iy[blk] & _MASK) << _SHIFT)
                             + (ix[blk] & _MASK)]
-            near[blk] = (fv & _NEAR_BIT) != 0
-            state[blk] = (fv & ~_NEAR_BIT) - 2
+            near[blk] = (fv & self._near_bit) != 0
+            state[blk] = (fv & ~self._near_bit).astype(np.int64) - 2
         if not on.all():
             off = ~on
             state[off] = -3
@@ -901,6 +908,14 @@ def _transform_each(x: FloatArray, y: FloatArray, cs: crsmod.CoordSys
 
 # ================================================================================================
 # Cells and arrays
+
+
+def _first_index(labels: NDArray[Any], n: int) -> IntArray:
+    """For labels 1..n, the first position of each in ``labels`` (0 = no label: ignored)."""
+    labels = labels.ravel()
+    first = np.full(n + 1, len(labels), dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(len(labels), dtype=np.int64))
+    return first[1:]
 
 
 def _ragged_arange(counts: IntArray) -> IntArray:

@@ -583,3 +583,17 @@ def test_flags_are_shared_and_read_only(router: GridRouter) -> None:
     mine = list(routed.flags[2])
     mine.append("checked")
     assert routed.flags[2] == [] and mine == ["checked"]
+
+
+def test_many_grids_use_wider_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past 2**14 grids the fine cells take four bytes; the answers stay the same."""
+    lon, lat = np.meshgrid(np.linspace(-1, 9, 60), np.linspace(-1, 6, 40))
+    x, y = (GUANGZHOU[0] + lon.ravel() * U), (GUANGZHOU[1] + lat.ravel() * U)
+    small = GridRouter.from_grids(layout_grids())
+    monkeypatch.setattr("events.router._NEAR_BIT16", 4)
+    wide = GridRouter.from_grids(layout_grids())
+    assert small._fine.dtype == np.int16 and wide._fine.dtype == np.int32
+    a, b = small.route(x, y), wide.route(x, y)
+    np.testing.assert_array_equal(a.index, b.index)
+    np.testing.assert_array_equal(a.other, b.other)
+    assert a.flags == b.flags

@@ -178,8 +178,8 @@ class _Raster:
 class GridRouter:
     """Route WGS84 points to grids (see the module docstring for the rules).
 
-    Build it with :meth:`from_grids`; it is read-only afterwards and safe to share between
-    threads. ``codes`` holds the grid codes (text) by row, ``grids`` the grids in WGS84 with
+    Build it with :meth:`from_grids`; it is read-only afterwards, so one router can serve
+    queries from several threads at once. ``codes`` holds the grid codes (text) by row, ``grids`` the grids in WGS84 with
     their attributes.
     """
 
@@ -203,6 +203,11 @@ class GridRouter:
         self._code_id = code_id.astype(np.int64)
         self._geoms = np.asarray(grids.geometry.to_numpy(), dtype=object)
         shapely.prepare(self._geoms)  # point-in-polygon on indexed edges
+        # GEOS builds a prepared polygon's point index on first use: do it now, so that
+        # concurrent queries only ever read it.
+        probe = shapely.get_coordinates(shapely.point_on_surface(self._geoms))
+        shapely.contains_xy(self._geoms, probe[:, 0], probe[:, 1])
+        shapely.intersects_xy(self._geoms, probe[:, 0], probe[:, 1])
         self._tree = shapely.STRtree(self._geoms)
         self.metric_crs = crsmod.metric_crs_for(tuple(grids.total_bounds))
         self._to_metric = pyproj.Transformer.from_crs(crsmod.WGS84, self.metric_crs,

@@ -597,3 +597,20 @@ def test_many_grids_use_wider_cells(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_array_equal(a.index, b.index)
     np.testing.assert_array_equal(a.other, b.other)
     assert a.flags == b.flags
+
+
+def test_one_router_serves_several_threads(demo_router: GridRouter,
+                                           demo_grids: gpd.GeoDataFrame) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(8)
+    minx, miny, maxx, maxy = demo_grids.total_bounds
+    batches = [(rng.uniform(minx, maxx, 20_000), rng.uniform(miny, maxy, 20_000))
+               for _ in range(8)]
+    alone = [demo_router.route(x, y) for x, y in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda b: demo_router.route(*b), batches))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a.index, b.index)
+        np.testing.assert_array_equal(a.other, b.other)
+        np.testing.assert_array_equal(a.distance_m, b.distance_m)

@@ -179,8 +179,8 @@ class GridRouter:
     """Route WGS84 points to grids (see the module docstring for the rules).
 
     Build it with :meth:`from_grids`; it is read-only afterwards, so one router can serve
-    queries from several threads at once. ``codes`` holds the grid codes (text) by row, ``grids`` the grids in WGS84 with
-    their attributes.
+    queries from several threads at once. ``codes`` holds the grid codes (text) by row,
+    ``grids`` the grids in WGS84 with their attributes.
     """
 
     codes: NDArray[np.object_]

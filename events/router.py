@@ -4,14 +4,16 @@ How a point is answered
 -----------------------
 The grids' bounding box is covered by a raster of *coarse* cells (8 x 8 *fine* cells each, fine
 cells ``cell_m`` metres wide, 4 m by default, laid out in WGS84 lon/lat). A coarse cell that no
-grid boundary comes within ``near_m`` of is uniform: it lies inside one grid (or outside every
-grid) and answers all of its points with one array lookup. The other coarse cells are split into
-fine cells; a fine cell that no boundary touches answers likewise. Only points in fine cells that
-a boundary crosses are tested exactly (shapely ``within`` on the WGS84 polygons, then
-``intersects`` for points on an edge), so the answer is the same as a shapely ``STRtree`` query
-with ``predicate="within"``, point for point. Which cells a boundary touches is computed exactly
-(every cell holding a point within a margin of a boundary segment, the margin absorbing rounding),
-and which grid a uniform region lies in is found by one exact test per connected region.
+grid boundary touches, and that lies farther than ``near_m`` from any boundary between two codes,
+is uniform: it lies inside one grid (or outside every grid) and answers all of its points with
+one array lookup. The other coarse cells are split into fine cells; a fine cell that no boundary
+touches answers likewise (and carries a bit: is a boundary between two codes within ``near_m``?).
+Only points in fine cells that a boundary crosses are tested exactly (bounding-box candidates,
+then point-in-polygon on the prepared WGS84 polygons, then point-on-boundary for those in none),
+so the answer is the same as a shapely ``STRtree`` query with ``predicate="within"``, point for
+point. Which cells a boundary touches is computed exactly (every cell holding a point within a
+margin of a boundary segment, the margin absorbing rounding), and which grid a boundary-free
+region lies in is found by one exact test per connected region.
 
 Rules
 -----

@@ -614,3 +614,27 @@ def test_one_router_serves_several_threads(demo_router: GridRouter,
         np.testing.assert_array_equal(a.index, b.index)
         np.testing.assert_array_equal(a.other, b.other)
         np.testing.assert_array_equal(a.distance_m, b.distance_m)
+
+
+def test_cli_reads_geojson_events(grids_gpkg: Path, tmp_path: Path) -> None:
+    frame, lon, lat = _events(grids_gpkg, 200)
+    gx, gy = frame["lon"].astype(float), frame["lat"].astype(float)
+    events = gpd.GeoDataFrame(frame.drop(columns=["lon", "lat"]),
+                              geometry=gpd.points_from_xy(gx, gy), crs=WGS84)
+    src = tmp_path / "events.geojson"
+    events.to_file(src, driver="GeoJSON", engine="pyogrio")
+    out = tmp_path / "routed.csv"
+    code, output = _invoke(src, "--grids", grids_gpkg, "--coord-sys", "gcj02", "--out", out)
+    assert code == 0, output
+    back = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    router = GridRouter.from_grids(gpd.read_file(grids_gpkg))
+    truth = router.route(lon, lat)
+    expected = np.where(truth.index >= 0, router.codes_at(truth.index), "")
+    clear = clear_of_boundaries(router, lon, lat)
+    assert (back["grid_code"].to_numpy() == expected)[clear].all()
+    assert back["事件编号"].tolist() == frame["事件编号"].tolist()
+    lines = events.copy()
+    lines.loc[3, "geometry"] = shapely.LineString([(gx[0], gy[0]), (gx[1], gy[1])])
+    lines.to_file(src, driver="GeoJSON", engine="pyogrio")
+    code, output = _invoke(src, "--grids", grids_gpkg, "--coord-sys", "gcj02", "--out", out)
+    assert code == 2 and "not points" in output and "features 3" in output

@@ -27,9 +27,10 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import Engine, select
 
 from gis import models
-from gis.errors import GridmapError, NotFound
+from gis.errors import GridmapError
 from gis.geometry import feature_collection
 from gis.plans import PlanInfo, get_plan, read_grids
+from gis.store import territory_row
 
 #: The columns of the grid table, in order (the geometry comes last).
 TABLE_FIELDS = ("code", "name", "village_code", "village_name", "town_code", "town_name",
@@ -292,12 +293,7 @@ def write_export(table: gpd.GeoDataFrame, fmt: str, path: Path,
 
 
 def _territory_name(engine: Engine, territory_id: int) -> str:
-    with engine.connect() as conn:
-        name = conn.execute(select(models.Territory.name).where(
-            models.Territory.id == territory_id)).scalar_one_or_none()
-    if name is None:
-        raise NotFound(f"no territory {territory_id}")
-    return str(name)
+    return str(territory_row(engine, territory_id).name)
 
 
 def _file_part(text: str) -> str:

@@ -134,16 +134,22 @@ def delete_territory(engine: Engine, territory_id: int) -> None:
             raise NotFound(f"no territory {territory_id}")
 
 
-def load_territory(engine: Engine, territory_id: int) -> Territory:
-    """A stored territory as the engine reads it: every stored layer, in WGS84."""
+def territory_row(engine: Engine, territory_id: int) -> Any:
+    """A territory's row (id, name, metric_epsg, source, created_at), or NotFound."""
     with engine.connect() as conn:
-        row = conn.execute(select(models.Territory.name).where(
-            models.Territory.id == territory_id)).first()
+        row = conn.execute(select(models.Territory.__table__).where(
+            models.Territory.__table__.c.id == territory_id)).first()
     if row is None:
         raise NotFound(f"no territory {territory_id}")
+    return row
+
+
+def load_territory(engine: Engine, territory_id: int) -> Territory:
+    """A stored territory as the engine reads it: every stored layer, in WGS84."""
+    row = territory_row(engine, territory_id)
     layers = {layer: read_layer(engine, territory_id, layer)
               for layer in layer_counts(engine, territory_id)}
     if "admin_areas" not in layers:
         raise GridmapError(f"territory {territory_id} has no admin areas stored: grids are "
                            "cut inside villages and communities, so import them")
-    return Territory(str(row[0]), layers)
+    return Territory(str(row.name), layers)

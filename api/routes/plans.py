@@ -6,14 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from api.deps import Id, IdQuery, get_engine
 from api.problems import BadRequest
-from gis import models
-from gis.errors import NotFound
 from gis.geometry import feature_collection, simplify_coverage
 from gis.plans import get_plan, list_plans, plan_diff, plan_report, publish_plan, read_grids
+from gis.store import territory_row
 
 router = APIRouter(tags=["plans"])
 GEOJSON = "application/geo+json"
@@ -52,12 +51,7 @@ class DiffOut(BaseModel):
 
 
 def metric_epsg(engine: Engine, territory_id: int) -> int:
-    with engine.connect() as conn:
-        epsg = conn.execute(select(models.Territory.metric_epsg).where(
-            models.Territory.id == territory_id)).scalar_one_or_none()
-    if epsg is None:
-        raise NotFound(f"no territory {territory_id}")
-    return int(epsg)
+    return int(territory_row(engine, territory_id).metric_epsg)
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:

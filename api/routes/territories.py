@@ -17,10 +17,16 @@ from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest
 from gis import models
-from gis.errors import GridmapError, LayerError, NotFound
+from gis.errors import GridmapError, LayerError
 from gis.layers import parse_crs_option, parse_field_map, read_territory
 from gis.plans import list_plans, published_plan_id
-from gis.store import delete_territory, import_territory, layer_counts, read_layer
+from gis.store import (
+    delete_territory,
+    import_territory,
+    layer_counts,
+    read_layer,
+    territory_row,
+)
 
 router = APIRouter(tags=["territories"])
 #: Files that are a whole territory on their own; anything else is one layer of a folder.
@@ -71,11 +77,7 @@ class JobOut(BaseModel):
 
 def _territory(engine: Engine, territory_id: int, notes: list[str] | None = None,
                repairs: int = 0) -> TerritoryOut:
-    with engine.connect() as conn:
-        row = conn.execute(select(models.Territory.__table__).where(
-            models.Territory.__table__.c.id == territory_id)).first()
-    if row is None:
-        raise NotFound(f"no territory {territory_id}")
+    row = territory_row(engine, territory_id)
     admin = read_layer(engine, territory_id, "admin_areas")
     extent = [round(float(v), 7) for v in admin.total_bounds] if len(admin) else None
     return TerritoryOut(

@@ -45,6 +45,11 @@ class _Grid:
     name_hint: str | None = None
 
 
+class _Coarse(Exception):
+    """A village's blocks are too coarse for an in-band split at this level: cut them
+    finer and redo it (raised before the relaxed fallback, which would be thrown away)."""
+
+
 class _Assigner:
     """Collects block → grid labels and each grid's village, kind and flags."""
 
@@ -99,7 +104,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         block_buildings = np.bincount(owner, minlength=n)
         report_progress("regions 网格", 0.40 + 0.15 * level)
         result, relaxed, missed = _regions(blocks, barriers, villages, layers, block_hh,
-                                           block_buildings, params, todo)
+                                           block_buildings, params, todo,
+                                           final=level == len(levels))
         done.update(result)
         fallbacks += relaxed
         if not missed or level == len(levels):
@@ -152,8 +158,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
 def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
-             block_buildings: np.ndarray, params: PartitionParams, todo: set[str]
-             ) -> tuple[dict[str, list[tuple[_Grid, np.ndarray]]], int, set[str]]:
+             block_buildings: np.ndarray, params: PartitionParams, todo: set[str],
+             final: bool) -> tuple[dict[str, list[tuple[_Grid, np.ndarray]]], int, set[str]]:
     """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
     of relaxed cuts, and the villages where the engine missed the band."""
     n = len(blocks)
@@ -188,9 +194,13 @@ def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
             eidx = np.asarray(edges_by_village.get(code, np.array([], dtype=int)))
             graph = _local_graph(rest, eidx, adj, block_hh, block_area)
             rng = np.random.default_rng([params.seed, vi])
-            fallbacks += _partition_village(
-                graph, rest, code, str(row.kind or "urban"), block_buildings[rest], assigner,
-                params, rng, block_geoms)
+            try:
+                fallbacks += _partition_village(
+                    graph, rest, code, str(row.kind or "urban"), block_buildings[rest],
+                    assigner, params, rng, block_geoms, final)
+            except _Coarse:
+                missed.add(code)
+                continue
         labels = assigner.label[nodes]
         order = np.argsort(labels, kind="stable")
         members = np.split(nodes[order], np.searchsorted(labels[order],
@@ -237,7 +247,8 @@ def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
 
 def _partition_village(graph: Graph, nodes: np.ndarray, code: str, kind: str,
                        n_buildings: np.ndarray, assigner: _Assigner, params: PartitionParams,
-                       rng: np.random.Generator, geoms: np.ndarray) -> int:
+                       rng: np.random.Generator, geoms: np.ndarray, final: bool = True
+                       ) -> int:
     """Grids of one village's non-dedicated blocks (``nodes``, global numbering)."""
     lo, hi = params.min_households, params.max_households
     total = int(graph.households.sum())
@@ -257,7 +268,8 @@ def _partition_village(graph: Graph, nodes: np.ndarray, code: str, kind: str,
         flag = "single_building" if n_buildings[h] == 1 else "block_over_max"
         forced.append((assigner.add(nodes[[h]], code, flags=[flag]), np.array([h])))
     free = np.setdiff1d(local, heavy)
-    part = Partitioner(graph, params, rng)
+    # Where the blocks can still be cut finer, fail fast (a smaller search budget).
+    part = Partitioner(graph, params, rng, budget=None if final else params.probe_budget)
     small: list[np.ndarray] = []
     for comp in graph.components(free) if free.size else []:
         t = float(graph.households[comp].sum())
@@ -265,7 +277,12 @@ def _partition_village(graph: Graph, nodes: np.ndarray, code: str, kind: str,
             small.append(comp)
             continue
         k, feasible = choose_k(t, params)
-        for piece in part.split(comp, k):
+        pieces = part.split_exact(comp, k) if feasible else None
+        if pieces is None:
+            if feasible and not final:
+                raise _Coarse(code)
+            pieces = part.split_relaxed(comp, k)
+        for piece in pieces:
             assigner.add(nodes[piece], code, flags=[] if feasible else ["infeasible_band"])
     for comp in small:
         _attach(comp, nodes, graph, assigner, code, geoms, hi)

@@ -15,21 +15,24 @@ from partitioning.params import PartitionParams
 def balanced_clusters(xy: np.ndarray, w: np.ndarray, k: int, hi: float) -> np.ndarray:
     """Cluster label per point: ``k`` groups of near-equal weight, by recursive
     bisection along the longer axis at the weighted quantile. Points heavier
-    than ``hi`` each get a group of their own."""
+    than ``hi`` each get a group of their own, and a group over ``hi`` with
+    several points is halved again (only a single point can exceed ``hi``)."""
     labels = np.zeros(len(w), dtype=np.int64)
     next_label = 0
 
     def rec(idx: np.ndarray, parts: int) -> None:
         nonlocal next_label
         heavy = idx[w[idx] > hi]
-        if parts <= 1 or len(idx) <= 1 or (len(heavy) and len(heavy) == len(idx)):
-            for h in heavy[1:]:   # several oversize buildings never share a group
-                next_label += 1
+        if len(heavy) and len(heavy) == len(idx):
+            for h in heavy:       # several oversize buildings never share a group
                 labels[h] = next_label
-            labels[np.setdiff1d(idx, heavy[1:])] = next_label
+                next_label += 1
+            return
+        if len(idx) <= 1 or (parts <= 1 and float(w[idx].sum()) <= hi):
+            labels[idx] = next_label
             next_label += 1
             return
-        if len(heavy) and len(idx) > 1:
+        if len(heavy):
             # Peel one oversize building off as its own group.
             h = heavy[:1]
             labels[h] = next_label
@@ -37,12 +40,17 @@ def balanced_clusters(xy: np.ndarray, w: np.ndarray, k: int, hi: float) -> np.nd
             rest = np.setdiff1d(idx, h)
             rec(rest, max(1, parts - max(1, round(float(w[h].sum()) / hi))))
             return
+        parts = max(parts, 2)
         span = np.ptp(xy[idx], axis=0)
         axis = int(np.argmax(span))
         order = idx[np.argsort(xy[idx, axis], kind="stable")]
         left_parts = parts // 2
         share = np.cumsum(w[order]) / max(float(w[order].sum()), 1e-9)
-        cut = int(np.searchsorted(share, left_parts / parts)) + 1
+        goal = left_parts / parts
+        # The cut whose left share is nearest the goal (i points on the left).
+        i = int(np.searchsorted(share, goal))
+        cut = i if i >= 1 and goal - share[i - 1] <= share[min(i, len(share) - 1)] - goal \
+            else i + 1
         cut = min(max(cut, 1), len(order) - 1)
         rec(order[:cut], left_parts)
         rec(order[cut:], parts - left_parts)

@@ -74,20 +74,46 @@ def choose_k(total: float, params: PartitionParams) -> tuple[int, bool]:
     return min(candidates, key=stray), False
 
 
+def sums_can_split(w: np.ndarray, k: int, lo: float, hi: float) -> bool:
+    """Whether some subset of the whole-number weights ``w`` can be the first part of a
+    split into 2 sides that hold ka and k − ka parts within [lo, hi] each, contiguity
+    aside (a necessary condition for any cut: when False, no spanning tree has one)."""
+    total = int(round(float(w.sum())))
+    window = 0
+    for ka in range(1, k):
+        a = max(math.ceil(ka * lo), math.ceil(total - (k - ka) * hi))
+        b = min(math.floor(ka * hi), math.floor(total - (k - ka) * lo))
+        if a <= b:
+            window |= ((1 << (b - a + 1)) - 1) << a
+    if not window:
+        return False
+    reach = 1
+    for x in np.round(w).astype(np.int64).tolist():
+        reach |= reach << x
+        if reach & window:
+            return True
+    return False
+
+
 class Partitioner:
     """Recursive, feasibility-aware spanning-tree bisection of one village graph."""
 
     def __init__(self, graph: Graph, params: PartitionParams, rng: np.random.Generator,
                  weights: np.ndarray | None = None, lo: float | None = None,
-                 hi: float | None = None) -> None:
+                 hi: float | None = None, budget: int | None = None) -> None:
         self.g = graph
         self.p = params
         self.rng = rng
         self.w = graph.households.astype(float) if weights is None else weights
         self.lo = float(params.min_households if lo is None else lo)
         self.hi = float(params.max_households if hi is None else hi)
+        #: Cuts tried per grid (backtracking) before the band is relaxed.
+        self.budget_per_grid = params.backtrack_budget if budget is None else budget
         self.fallbacks = 0
         self.budget = 0
+        # Household counts are whole numbers: subset sums can rule out a split early.
+        self.integral = bool(np.all(self.w == np.round(self.w))) and self.w.sum() < 1e7 \
+            and self.lo == math.floor(self.lo) and self.hi == math.floor(self.hi)
 
     def split(self, nodes: np.ndarray, k: int) -> list[np.ndarray]:
         """``nodes`` (connected) into ``k`` connected parts, sums within the band if possible.
@@ -95,14 +121,26 @@ class Partitioner:
         Tries the best cuts with bounded backtracking; when no combination
         keeps every part in the band, falls back to the least-bad cuts.
         """
-        self.budget = self.p.backtrack_budget * max(k, 1)
-        parts = self._split_exact(nodes, k)
-        return parts if parts is not None else self._split_relaxed(nodes, k)
+        parts = self.split_exact(nodes, k)
+        return parts if parts is not None else self.split_relaxed(nodes, k)
+
+    def split_exact(self, nodes: np.ndarray, k: int) -> list[np.ndarray] | None:
+        """``nodes`` into ``k`` connected parts all within the band, or None when the
+        bounded search finds none."""
+        self.budget = self.budget_per_grid * max(k, 1)
+        return self._split_exact(nodes, k)
+
+    def split_relaxed(self, nodes: np.ndarray, k: int) -> list[np.ndarray]:
+        """``nodes`` into ``k`` connected parts by the best cut at each step, falling back
+        to the least-bad cut where none keeps both sides feasible."""
+        return self._split_relaxed(nodes, k)
 
     def _split_exact(self, nodes: np.ndarray, k: int) -> list[np.ndarray] | None:
         if k <= 1 or len(nodes) <= 1:
             total = float(self.w[nodes].sum())
             return [nodes] if k == 1 and self.lo <= total <= self.hi else None
+        if self.integral and not sums_can_split(self.w[nodes], k, self.lo, self.hi):
+            return None
         feasible, _ = self._cuts(nodes, k)
         for side, ka in feasible[: self.p.backtrack_branch]:
             if self.budget <= 0:
@@ -162,18 +200,16 @@ class Partitioner:
                 feasible = np.flatnonzero(np.isfinite(bal))
                 # Price the cuts of the most balanced few; keep this tree's best.
                 pick = feasible[np.argsort(bal[feasible], kind="stable")[:48]]
-                best: tuple[float, np.ndarray, int] | None = None
-                for i in pick:
-                    v = cand[i]
-                    inside = (tin >= tin[v]) & (tin < tout[v])
-                    crossing = inside[sub_a] != inside[sub_b]
-                    score = float(bal[i]) + 2.0 * float(cut_cost[crossing].sum()) / scale
-                    if best is None or score < best[0]:
-                        best = (score, inside, int(ka[best_ka[i]]))
-                if best is not None:
-                    key = best[1].tobytes() if best[1][0] else (~best[1]).tobytes()
-                    if key not in found or best[0] < found[key][0]:
-                        found[key] = best
+                # All picked cuts at once: row j is the subtree below cand[pick[j]].
+                v = cand[pick]
+                inside = (tin >= tin[v][:, None]) & (tin < tout[v][:, None])
+                crossing = inside[:, sub_a] != inside[:, sub_b]
+                scores = bal[pick] + 2.0 * (crossing @ cut_cost) / scale
+                j = int(np.argmin(scores))
+                best = (float(scores[j]), inside[j], int(ka[best_ka[pick[j]]]))
+                key = best[1].tobytes() if best[1][0] else (~best[1]).tobytes()
+                if key not in found or best[0] < found[key][0]:
+                    found[key] = best
             elif not found:
                 # Remember the least-bad cut in case no tree offers a feasible one.
                 stray = np.maximum(0, ka * self.lo - s[:, None]) + \

@@ -195,12 +195,24 @@ def test_balanced_clusters() -> None:
     rng = np.random.default_rng(0)
     xy = rng.random((200, 2)) * 100
     w = rng.integers(10, 30, 200).astype(float)
-    labels = balanced_clusters(xy, w, 4, 500)
+    labels = balanced_clusters(xy, w, 4, 1500)
     sums = np.bincount(labels, weights=w)
     assert len(sums) == 4 and sums.max() / sums.min() < 1.2
     heavy = balanced_clusters(np.array([[0, 0], [1, 1], [2, 2]]), np.array([600., 10, 10]), 2,
                               500)
     assert heavy[0] != heavy[1] and heavy[1] == heavy[2]
+    # A group over the maximum with several points is halved again: only a single
+    # point (one tall building) may exceed it.
+    sums = np.bincount(balanced_clusters(xy, w, 4, 500), weights=w)
+    assert sums.max() <= 500
+    # Two oversize buildings never share a group (they did: both got label 1).
+    two = balanced_clusters(np.array([[0, 0], [1, 1]]), np.array([608., 665]), 4, 500)
+    assert two[0] != two[1]
+    # The cut is the one nearest the weighted share, not the first past it: three
+    # towers of 538 households make 196 | 171 + 171, not 196 + 171 | 171.
+    three = balanced_clusters(np.array([[0, 0], [1, 0], [2, 0]]), np.array([196., 171, 171]),
+                              2, 500)
+    assert three[0] != three[1] and three[1] == three[2]
 
 
 def test_codes_read_west_to_east_then_north_to_south() -> None:

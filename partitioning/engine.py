@@ -45,6 +45,19 @@ class _Grid:
     name_hint: str | None = None
 
 
+class _Clock:
+    """Wall time per stage, for the report (where the time goes)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self.last, 3)
+        self.last = now
+
+
 class _Coarse(Exception):
     """A village's blocks are too coarse for an in-band split at this level: cut them
     finer and redo it (raised before the relaxed fallback, which would be thrown away)."""
@@ -71,6 +84,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     params = params or PartitionParams()
     started = time.perf_counter()
     report_progress = progress or (lambda _stage, _done: None)
+    clock = _Clock()
     layers = territory.to_metric()
     admin = layers["admin_areas"]
     villages = admin[admin["level"] == "village"].reset_index(drop=True)
@@ -81,16 +95,20 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
     report_progress("barriers 障碍线", 0.02)
     barriers = barrier_lines(layers, params)
+    clock.lap("reproject_barriers")
     report_progress("blocks 街区", 0.05)
     blocks = make_blocks(villages, barriers, params)
+    clock.lap("blocks")
 
     report_progress("households 户数", 0.30)
     buildings = layers["buildings"]
     hh, pop, _estimated, hh_counts = building_households(buildings, params)
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks)
+    clock.lap("households")
     blocks, owner, moved = split_oversized(blocks, points, owner, hh, params)
     n_cut = int((moved < 0).sum())
+    clock.lap("oversize")
 
     # Villages are partitioned independently. Where a village's grids miss the
     # band, its coarse blocks are cut finer between buildings and it is redone.
@@ -108,11 +126,13 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
                                            final=level == len(levels))
         done.update(result)
         fallbacks += relaxed
+        clock.lap(f"regions_level{level}")
         if not missed or level == len(levels):
             break
         blocks, owner, moved = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],
             piece=levels[level] / 1.5, villages=missed)
+        clock.lap("oversize")
         n_cut += int((moved < 0).sum())
         done = {code: [(g, moved[members]) for g, members in grids]
                 for code, grids in done.items() if code not in missed}
@@ -125,8 +145,10 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
     report_progress("grids 合并", 0.80)
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
+    clock.lap("dissolve")
     report_progress("codes 编码 四至", 0.88)
     grids = _describe(grids, barriers, villages, params)
+    clock.lap("codes_sides_quality")
     barrier_share = grids.attrs.pop("barrier_boundary_share")
     barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
     blocks = blocks.assign(households=block_hh, population=block_pop,
@@ -137,8 +159,10 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     union_area = float(shapely.area(shapely.union_all(grids.geometry.to_numpy())))
     report = quality.plan_report(grids, territory_area, union_area,
                                  params.min_households, params.max_households)
+    clock.lap("report")
     report.update({
         "runtime_s": round(time.perf_counter() - started, 3),
+        "timings_s": clock.laps,
         "barrier_boundary_share": barrier_share,
         "barrier_share_by_kind": barrier_by_kind,
         "n_blocks": int(n),

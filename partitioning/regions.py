@@ -183,10 +183,12 @@ class Partitioner:
         fallback: tuple[float, np.ndarray, int] | None = None
         ka = np.arange(1, k)
         target = total / k
+        ends = (sub_a.tolist(), sub_b.tolist())
+        strength = self.g.strength[eidx]
         for attempt in range(self.p.tree_attempts):
             if len(found) >= self.p.backtrack_branch or (found and attempt >= 8):
                 break
-            order, sub, tin, tout = self._random_tree(n, sub_a, sub_b, eidx, w)
+            order, sub, tin, tout = self._random_tree(n, ends, strength, w)
             cand = order[1:]
             s = sub[cand]
             rest = total - s
@@ -226,30 +228,31 @@ class Partitioner:
         return ([(inside, kk) for _, inside, kk in ranked],
                 (fallback[1], fallback[2]) if fallback is not None else None)
 
-    def _random_tree(self, n: int, sub_a: np.ndarray, sub_b: np.ndarray, eidx: np.ndarray,
+    def _random_tree(self, n: int, ends: tuple[list[int], list[int]], strength: np.ndarray,
                      w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """A random spanning tree that prefers edges across weak barriers (Kruskal on
         strength + noise), walked depth-first from a random root.
 
         Returns the pre-order, each node's subtree sum of ``w``, and entry/exit
         numbers: v's subtree is {u: tin[v] <= tin[u] < tout[v]}. The graphs are
-        one village's blocks (tens to hundreds), where plain Python beats
-        sparse-matrix overhead.
+        one village's blocks (tens to hundreds), where plain Python lists beat
+        sparse-matrix (and numpy scalar) overhead.
         """
-        weight = self.g.strength[eidx] + self.rng.random(len(eidx))
+        weight = strength + self.rng.random(len(strength))
+        ea, eb = ends
         union = list(range(n))
-
-        def find(x: int) -> int:
-            while union[x] != x:
-                union[x] = union[union[x]]
-                x = union[x]
-            return x
-
         adjacent: list[list[int]] = [[] for _ in range(n)]
         joined = 0
         for e in np.argsort(weight, kind="stable").tolist():
-            x, y = int(sub_a[e]), int(sub_b[e])
-            rx, ry = find(x), find(y)
+            x, y = ea[e], eb[e]
+            rx = x
+            while union[rx] != rx:          # find, with path halving
+                union[rx] = union[union[rx]]
+                rx = union[rx]
+            ry = y
+            while union[ry] != ry:
+                union[ry] = union[union[ry]]
+                ry = union[ry]
             if rx != ry:
                 union[rx] = ry
                 adjacent[x].append(y)
@@ -260,25 +263,24 @@ class Partitioner:
         root = int(self.rng.integers(n))
         order: list[int] = []
         parent = [-1] * n
-        tin = [0] * n
-        tout = [0] * n
         seen = [False] * n
         seen[root] = True
-        stack: list[tuple[int, bool]] = [(root, False)]
+        stack = [root]
         while stack:
-            v, done = stack.pop()
-            if done:
-                tout[v] = len(order)
-                continue
-            tin[v] = len(order)
+            v = stack.pop()
             order.append(v)
-            stack.append((v, True))
             for u in adjacent[v]:
                 if not seen[u]:
                     seen[u] = True
                     parent[u] = v
-                    stack.append((u, False))
-        sub = w.copy()
+                    stack.append(u)
+        sub = w.tolist()
+        size = [1] * n
         for v in reversed(order[1:]):       # leaves first, the root last
-            sub[parent[v]] += sub[v]
-        return np.asarray(order), sub, np.asarray(tin), np.asarray(tout)
+            p = parent[v]
+            sub[p] += sub[v]
+            size[p] += size[v]
+        pre = np.asarray(order)
+        tin = np.empty(n, dtype=np.int64)
+        tin[pre] = np.arange(n)
+        return pre, np.asarray(sub), tin, tin + np.asarray(size)

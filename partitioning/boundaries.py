@@ -73,7 +73,7 @@ def _straight_pieces(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     same = ci[1:] == ci[:-1]
     start = coords[:-1][same]
     end = coords[1:][same]
-    pieces = shapely.linestrings(np.stack([start, end], axis=1))
+    pieces = np.asarray(shapely.linestrings(np.stack([start, end], axis=1)))
     return pieces, part_owner[ci[:-1][same]]
 
 

@@ -44,7 +44,7 @@ class PartitionParams:
     backtrack_budget: int = 40
     #: Cuts tried per grid while a village is still at a coarse level (its blocks can
     #: be cut finer between buildings if the search fails): fail fast there.
-    probe_budget: int = 10
+    probe_budget: int = 4
 
     def __post_init__(self) -> None:
         if not 0 < self.min_households <= self.target_households <= self.max_households:

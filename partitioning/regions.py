@@ -74,11 +74,16 @@ def choose_k(total: float, params: PartitionParams) -> tuple[int, bool]:
     return min(candidates, key=stray), False
 
 
+#: Graphs up to this many blocks are cut by trying every split (2^(n-1) of them), not
+#: by sampling spanning trees.
+EXHAUSTIVE_NODES = 13
+
+
 def sums_can_split(w: np.ndarray, k: int, lo: float, hi: float) -> bool:
     """Whether some subset of the whole-number weights ``w`` can be the first part of a
     split into 2 sides that hold ka and k − ka parts within [lo, hi] each, contiguity
     aside (a necessary condition for any cut: when False, no spanning tree has one)."""
-    total = int(round(float(w.sum())))
+    total = round(float(w.sum()))
     window = 0
     for ka in range(1, k):
         a = max(math.ceil(ka * lo), math.ceil(total - (k - ka) * hi))
@@ -179,6 +184,8 @@ class Partitioner:
         # Cost of cutting each edge: weak barriers cost more than strong ones.
         cut_cost = self.g.length[eidx] * (1.05 - self.g.strength[eidx])
         scale = math.sqrt(max(float(self.g.area[nodes].sum()), 1.0))
+        if n <= EXHAUSTIVE_NODES:
+            return self._cuts_exhaustive(n, sub_a, sub_b, w, k, cut_cost, scale)
         found: dict[bytes, tuple[float, np.ndarray, int]] = {}
         fallback: tuple[float, np.ndarray, int] | None = None
         ka = np.arange(1, k)
@@ -207,8 +214,8 @@ class Partitioner:
                 inside = (tin >= tin[v][:, None]) & (tin < tout[v][:, None])
                 crossing = inside[:, sub_a] != inside[:, sub_b]
                 scores = bal[pick] + 2.0 * (crossing @ cut_cost) / scale
-                j = int(np.argmin(scores))
-                best = (float(scores[j]), inside[j], int(ka[best_ka[pick[j]]]))
+                top = int(np.argmin(scores))
+                best = (float(scores[top]), inside[top], int(ka[best_ka[pick[top]]]))
                 key = best[1].tobytes() if best[1][0] else (~best[1]).tobytes()
                 if key not in found or best[0] < found[key][0]:
                     found[key] = best
@@ -227,6 +234,66 @@ class Partitioner:
         ranked = sorted(found.values(), key=lambda t: t[0])
         return ([(inside, kk) for _, inside, kk in ranked],
                 (fallback[1], fallback[2]) if fallback is not None else None)
+
+    def _cuts_exhaustive(self, n: int, sub_a: np.ndarray, sub_b: np.ndarray, w: np.ndarray,
+                         k: int, cut_cost: np.ndarray, scale: float
+                         ) -> tuple[list[tuple[np.ndarray, int]], tuple[np.ndarray, int] | None]:
+        """``_cuts`` for a small graph: every split into two connected sides is scored
+        (subsets as bit masks), so the best cuts are the best there are, and an empty
+        list proves that no cut keeps both sides feasible."""
+        full = (1 << n) - 1
+        bit = np.left_shift(1, np.arange(n, dtype=np.int64))
+        nbr = np.zeros(n, dtype=np.int64)
+        np.bitwise_or.at(nbr, sub_a, bit[sub_b])
+        np.bitwise_or.at(nbr, sub_b, bit[sub_a])
+        # Sum of w and union of neighbours of every subset, by doubling over the nodes.
+        sums = np.zeros(1)
+        near = np.zeros(1, dtype=np.int64)
+        for j in range(n):
+            sums = np.concatenate([sums, sums + w[j]])
+            near = np.concatenate([near, near | nbr[j]])
+        masks = np.arange(full + 1, dtype=np.int64)
+        # Connected subsets: flooding from the lowest node within the subset reaches all.
+        reach = masks & -masks
+        for _ in range(n - 1):
+            grown = masks & (reach | near[reach])
+            if np.array_equal(grown, reach):
+                break
+            reach = grown
+        connected = reach == masks
+        side = masks[1:full:2]                      # node 0's side; the other is full ^ side
+        side = side[connected[side] & connected[full ^ side]]
+        if len(side) == 0:
+            return [], None
+        total = float(w.sum())
+        s = sums[side]
+        rest = total - s
+        ka = np.arange(1, k)
+        target = total / k
+        ok = (s[:, None] >= ka * self.lo) & (s[:, None] <= ka * self.hi) & \
+            (rest[:, None] >= (k - ka) * self.lo) & (rest[:, None] <= (k - ka) * self.hi)
+        dev = np.abs(s[:, None] / ka - target) + np.abs(rest[:, None] / (k - ka) - target)
+
+        def inside(masks_: np.ndarray) -> np.ndarray:
+            return (masks_[:, None] & bit) != 0
+
+        if not ok.any():
+            stray = np.maximum(0, ka * self.lo - s[:, None]) + \
+                np.maximum(0, s[:, None] - ka * self.hi) + \
+                np.maximum(0, (k - ka) * self.lo - rest[:, None]) + \
+                np.maximum(0, rest[:, None] - (k - ka) * self.hi)
+            score_all = stray + 1e-3 * dev
+            row, col = np.unravel_index(int(np.argmin(score_all)), score_all.shape)
+            return [], (inside(side[[row]])[0], int(ka[col]))
+        dev_ok = np.where(ok, dev, np.inf)
+        best_ka = np.argmin(dev_ok, axis=1)
+        bal = dev_ok[np.arange(len(side)), best_ka] / target
+        feasible = np.flatnonzero(np.isfinite(bal))
+        sides = inside(side[feasible])
+        crossing = sides[:, sub_a] != sides[:, sub_b]
+        scores = bal[feasible] + 2.0 * (crossing @ cut_cost) / scale
+        best = np.argsort(scores, kind="stable")[: self.p.backtrack_branch]
+        return [(sides[i], int(ka[best_ka[feasible[i]]])) for i in best], None
 
     def _random_tree(self, n: int, ends: tuple[list[int], list[int]], strength: np.ndarray,
                      w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

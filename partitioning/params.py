@@ -45,6 +45,9 @@ class PartitionParams:
     #: Cuts tried per grid while a village is still at a coarse level (its blocks can
     #: be cut finer between buildings if the search fails): fail fast there.
     probe_budget: int = 4
+    #: Worker processes for the villages (0: the CPUs available, at most 2). The
+    #: result does not depend on it.
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_households <= self.target_households <= self.max_households:

@@ -33,6 +33,9 @@ Progress = Callable[[str, float], None]
 #: Villages run in worker processes only when they hold this many blocks in all
 #: (below it, starting the workers costs more than it saves).
 PARALLEL_MIN_BLOCKS = 3000
+#: Times a village whose grids miss the band has its blocks cut finer between
+#: buildings (blocks over min/2, then min/4, ... households) and is redone.
+REFINE_LEVELS = 5
 
 
 @dataclass
@@ -91,8 +94,10 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     clock.lap("oversize")
 
     # Villages are partitioned independently. Where a village's grids miss the
-    # band, its coarse blocks are cut finer between buildings and it is redone.
-    levels = (params.min_households / 2, params.min_households / 4)
+    # band, its coarse blocks are cut finer between buildings and it is redone;
+    # a village is final when its blocks cannot be cut finer (single buildings,
+    # or under the next threshold), or at the last level.
+    levels = [params.min_households / 2 ** (i + 1) for i in range(REFINE_LEVELS)]
     done: dict[str, list[tuple[Grid, np.ndarray]]] = {}
     todo = set(villages["code"])
     fallbacks = repair_moves = 0
@@ -100,15 +105,20 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         n = len(blocks)
         block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
         block_buildings = np.bincount(owner, minlength=n)
-        report_progress("regions 网格", 0.40 + 0.15 * level)
+        if level < len(levels):
+            cuttable = (block_hh > levels[level]) & (block_buildings > 1)
+            final = todo - set(blocks["village_code"].to_numpy()[cuttable])
+        else:
+            final = todo
+        report_progress("regions 网格", min(0.75, 0.40 + 0.1 * level))
         result, relaxed, moved_blocks, missed = _regions(
             blocks, barriers, villages, layers, block_hh, block_buildings, params, todo,
-            final=level == len(levels))
+            final)
         done.update(result)
         fallbacks += relaxed
         repair_moves += moved_blocks
         clock.lap(f"regions_level{level}")
-        if not missed or level == len(levels):
+        if not missed:
             break
         blocks, owner, moved = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],
@@ -166,7 +176,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
              block_buildings: np.ndarray, params: PartitionParams, todo: set[str],
-             final: bool) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int, set[str]]:
+             final: set[str]) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int,
+                                       set[str]]:
     """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
     of relaxed cuts and of blocks moved by repairs, and the villages where the engine
     missed the band (to redo with finer blocks)."""
@@ -215,7 +226,7 @@ def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         tasks.append(VillageTask(
             index=vi, code=code, kind=str(row.kind or "urban"),
             graph=_local_graph(rest, eidx, adj, block_hh, block_area),
-            buildings=block_buildings[rest], geoms=block_geoms[rest], final=final,
+            buildings=block_buildings[rest], geoms=block_geoms[rest], final=code in final,
             dedicated=ded_grids,
             dedicated_edges=(np.searchsorted(rest, inner), ded, el[one])))
         parts.append((rest, ded_members))
@@ -238,7 +249,7 @@ def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
             members[i] = np.sort(np.concatenate([extra, members[i]]))
         sums = np.bincount(res.label, weights=task.graph.households,
                            minlength=len(res.grids))
-        if not final and _misses(res.grids, sums, band):
+        if not task.final and _misses(res.grids, sums, band):
             missed.add(task.code)
             continue
         out[task.code] = list(zip(res.grids, members, strict=True))
@@ -325,7 +336,8 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         if p > 1 and "noncontiguous" not in flags:
             flags.append("noncontiguous")
             reasons[i] = (reasons[i] + "; " if reasons[i] else "") + \
-                f"in {p} parts (a village or rural piece in several pieces)"
+                f"in {p} parts (its blocks are not all connected: the village is in " \
+                "pieces, or split by a dedicated area)"
     centre = shapely.point_on_surface(geoms)
     area = shapely.area(geoms)
     grid_codes = codes.assign_codes(

@@ -351,3 +351,82 @@ class Partitioner:
         tin = np.empty(n, dtype=np.int64)
         tin[pre] = np.arange(n)
         return pre, np.asarray(sub), tin, tin + np.asarray(size)
+
+
+class SearchLimit(Exception):
+    """The exhaustive search ran out of steps before it could answer."""
+
+
+def exhaustive_partition(graph: Graph, nodes: np.ndarray, lo: float, hi: float,
+                         max_steps: int = 100_000) -> list[np.ndarray] | None:
+    """Connected parts of ``nodes``, each with households within [lo, hi], found by
+    exhaustive search (any number of parts); None when no such partition exists.
+
+    Depth first: the lowest remaining block, with each connected set around it that
+    fits the band (the most balanced first), then the rest; a
+    remainder that failed once is remembered. Raises :class:`SearchLimit` after
+    ``max_steps`` sets tried, so a None is a proof.
+    """
+    n = len(nodes)
+    local = np.full(graph.n, -1)
+    local[nodes] = np.arange(n)
+    keep = (local[graph.a] >= 0) & (local[graph.b] >= 0)
+    ea, eb = local[graph.a[keep]].tolist(), local[graph.b[keep]].tolist()
+    w = [round(float(x)) for x in graph.households[nodes]]
+    nbrs: list[list[int]] = [[] for _ in range(n)]
+    for x, y in zip(ea, eb, strict=True):
+        nbrs[x].append(y)
+        nbrs[y].append(x)
+    target = (lo + hi) / 2
+    steps = 0
+    failed: set[int] = set()
+
+    def around(v: int, remaining: int) -> list[int]:
+        """Connected sets within ``remaining`` holding v, with sums within the band."""
+        nonlocal steps
+        found: list[tuple[float, int]] = []
+
+        def grow(members: int, total: int, cand: list[int], banned: int) -> None:
+            nonlocal steps
+            steps += 1
+            if steps > max_steps:
+                raise SearchLimit
+            if lo <= total:
+                found.append((abs(total - target), members))
+            for i, u in enumerate(cand):
+                if total + w[u] > hi:
+                    continue
+                ban = banned
+                for x in cand[:i]:
+                    ban |= 1 << x
+                grown = members | 1 << u
+                extra = [y for y in nbrs[u] if remaining >> y & 1 and not grown >> y & 1
+                         and not ban >> y & 1 and y not in cand]
+                grow(grown, total + w[u], cand[i + 1:] + list(dict.fromkeys(extra)), ban)
+
+        start = [y for y in nbrs[v] if remaining >> y & 1]
+        grow(1 << v, w[v], list(dict.fromkeys(start)), 1 << v)
+        found.sort()
+        return [m for _, m in found]
+
+    def solve(remaining: int) -> list[int] | None:
+        if remaining == 0:
+            return []
+        if remaining in failed:
+            return None
+        total = sum(w[x] for x in range(n) if remaining >> x & 1)
+        if math.ceil(total / hi) > math.floor(total / lo):
+            failed.add(remaining)
+            return None
+        v = (remaining & -remaining).bit_length() - 1
+        for part in around(v, remaining):
+            rest = solve(remaining & ~part)
+            if rest is not None:
+                return [part, *rest]
+        failed.add(remaining)
+        return None
+
+    parts = solve((1 << n) - 1)
+    if parts is None:
+        return None
+    return [nodes[[x for x in range(n) if m >> x & 1]] for m in parts]

@@ -19,13 +19,22 @@ import shapely
 
 from partitioning import quality
 from partitioning.params import PartitionParams
-from partitioning.regions import Graph, Partitioner, choose_k
+from partitioning.regions import (
+    Graph,
+    Partitioner,
+    SearchLimit,
+    choose_k,
+    exhaustive_partition,
+    feasible_counts,
+)
 
 #: Flags that already explain why a grid is out of the band (the village is not redone).
 FORCED = {*quality.FORCED_FLAGS, "block_over_max", "radius_split"}
 #: A part of a village cut off by oversize buildings with fewer households than this
 #: share of the minimum joins a neighbouring grid; a bigger one is a grid of its own.
 CUT_OFF_JOIN_SHARE = 0.25
+#: Sets tried by the last-resort exhaustive search of a village (about 0.3 s).
+EXHAUSTIVE_STEPS = 100_000
 
 
 @dataclass
@@ -161,13 +170,37 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
             small.append(comp)
             continue
         k, feasible = choose_k(t, params)
-        pieces = part.split_exact(comp, k) if feasible else None
-        if pieces is None:
-            if feasible and not task.final:
-                raise Coarse(code)
-            pieces = part.split_relaxed(comp, k)
+        pieces = None
+        if feasible:
+            # The count nearest the target first, then the other counts that fit.
+            counts = sorted(feasible_counts(t, lo, hi),
+                            key=lambda c: (abs(c - t / params.target_households), c))
+            for c in counts[: None if task.final else 2]:
+                pieces = part.split_exact(comp, c)
+                if pieces is not None:
+                    break
         whole = len(comps) == 1 and not heavy.size
         reason = "" if feasible else infeasible_reason(t, lo, hi, whole)
+        if pieces is None and feasible:
+            if not task.final:
+                raise Coarse(code)
+            # Last resort: an exhaustive search, which either finds a partition or
+            # proves there is none.
+            what = "the village" if whole else "this part of the village"
+            try:
+                pieces = exhaustive_partition(graph, comp, lo, hi, EXHAUSTIVE_STEPS)
+                if pieces is None:
+                    reason = (f"no partition of {what}'s {t} households in {len(comp)} blocks "
+                              f"into connected grids of {lo}–{hi} exists (every combination "
+                              "tried: the blocks, at building level, do not add up with "
+                              "contiguity); the nearest split is used")
+            except SearchLimit:
+                reason = (f"no split of {what}'s {t} households in {len(comp)} blocks into "
+                          f"connected grids of {lo}–{hi} was found (tree search, then an "
+                          f"exhaustive search stopped after {EXHAUSTIVE_STEPS:,} sets), nor "
+                          "a move of boundary blocks that brings this grid into the band")
+        if pieces is None:
+            pieces = part.split_relaxed(comp, k)
         for piece in pieces:
             assigner.add(piece, code, flags=[] if feasible else ["infeasible_band"],
                          reason=reason)
@@ -423,21 +456,24 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
 
 
 def _explain_misses(graph: Graph, assigner: Assigner, lo: int, hi: int) -> None:
-    """Flag the regular grids still out of the band, with what is known about why."""
+    """Flag the regular grids still out of the band, with what is known about why (the
+    reason noted when the village was split, else the search's limits); regular grids
+    in the band carry no reason."""
     n_grids = len(assigner.grids)
     sums = np.bincount(assigner.label, weights=graph.households, minlength=n_grids)
     movable = _movable(assigner)
     for g, grid in enumerate(assigner.grids):
         h = int(sums[g])
-        if not movable[g] or lo <= h <= hi:
+        if not movable[g]:
+            continue
+        if lo <= h <= hi:
+            grid.reason = ""
             continue
         blocks = np.flatnonzero(assigner.label == g)
-        village_total = int(sums[movable].sum())
-        k = int(movable.sum())
         largest = int(graph.households[blocks].max()) if blocks.size else 0
         grid.flags.append("below_min" if h < lo else "above_max")
-        grid.reason = (
-            f"{h} households: the search found no split of the village's {village_total} "
-            f"households ({int(graph.n)} blocks) into {k} connected grids within {lo}–{hi}, "
-            "and no move of boundary blocks between its grids brings this one into the "
-            f"band (it has {blocks.size} blocks, the largest of {largest} households)")
+        grid.reason = f"{h} households: " + (grid.reason or (
+            f"no split of the village's {int(sums[movable].sum())} households into "
+            f"connected grids of {lo}–{hi} was found, nor a move of boundary blocks that "
+            "brings this grid into the band")) + \
+            f" (this grid: {blocks.size} blocks, the largest of {largest} households)"

@@ -101,6 +101,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     done: dict[str, list[tuple[Grid, np.ndarray]]] = {}
     todo = set(villages["code"])
     fallbacks = repair_moves = 0
+    adj: pd.DataFrame | None = None
     for level in range(len(levels) + 1):
         n = len(blocks)
         block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
@@ -111,9 +112,10 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         else:
             final = todo
         report_progress("regions 网格", min(0.75, 0.40 + 0.1 * level))
+        if adj is None:
+            adj = adjacency(blocks, barriers)
         result, relaxed, moved_blocks, missed = _regions(
-            blocks, barriers, villages, layers, block_hh, block_buildings, params, todo,
-            final)
+            blocks, adj, villages, layers, block_hh, block_buildings, params, todo, final)
         done.update(result)
         fallbacks += relaxed
         repair_moves += moved_blocks
@@ -124,6 +126,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
             blocks, points, owner, hh, params, threshold=levels[level],
             piece=levels[level] / 1.5, villages=missed)
         clock.lap("oversize")
+        adj = _update_adjacency(adj, moved, blocks, barriers)
         n_cut += int((moved < 0).sum())
         done = {code: [(g, moved[members]) for g, members in grids]
                 for code, grids in done.items() if code not in missed}
@@ -173,14 +176,14 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     return PartitionResult(grids, blocks, report, params)
 
 
-def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
+def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
              block_buildings: np.ndarray, params: PartitionParams, todo: set[str],
              final: set[str]) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int,
                                        set[str]]:
     """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
     of relaxed cuts and of blocks moved by repairs, and the villages where the engine
-    missed the band (to redo with finer blocks)."""
+    missed the band (to redo with finer blocks). ``adj`` is the blocks' adjacency."""
     n = len(blocks)
     block_geoms = blocks.geometry.to_numpy()
     block_area = shapely.area(block_geoms)
@@ -188,11 +191,7 @@ def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     ded_names = layers["dedicated_areas"]["name"].to_numpy() \
         if "dedicated_areas" in layers else np.array([])
     block_village = blocks["village_code"].to_numpy()
-    in_todo = np.isin(block_village, list(todo))
-    adj = adjacency(blocks[in_todo], barriers)
-    todo_idx = np.flatnonzero(in_todo)
-    adj["a"] = todo_idx[adj["a"].to_numpy()]
-    adj["b"] = todo_idx[adj["b"].to_numpy()]
+    adj = adj[np.isin(block_village[adj["a"].to_numpy()], list(todo))].reset_index(drop=True)
     by_village = pd.Series(np.arange(n)).groupby(block_village).indices
     edge_village = block_village[adj["a"].to_numpy()] if len(adj) else np.array([])
     edges_by_village = pd.Series(np.arange(len(adj))).groupby(edge_village).indices
@@ -254,6 +253,21 @@ def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
             continue
         out[task.code] = list(zip(res.grids, members, strict=True))
     return out, fallbacks, moves, missed
+
+
+def _update_adjacency(adj: pd.DataFrame, moved: np.ndarray, blocks: gpd.GeoDataFrame,
+                      barriers: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The adjacency after some blocks were cut: pairs of kept blocks carry over
+    (renumbered), pairs with a new piece are computed."""
+    a, b = moved[adj["a"].to_numpy()], moved[adj["b"].to_numpy()]
+    keep = (a >= 0) & (b >= 0)
+    if keep.all() and len(blocks) == len(moved):
+        return adj
+    kept = adj[keep].assign(a=a[keep], b=b[keep])
+    new = np.setdiff1d(np.arange(len(blocks)), moved[moved >= 0])
+    fresh = adjacency(blocks, barriers, among=new)
+    both = pd.concat([kept, fresh], ignore_index=True)
+    return both.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
 
 
 def _misses(grids: list[Grid], sums: np.ndarray, band: tuple[int, int]) -> bool:

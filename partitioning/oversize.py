@@ -84,52 +84,78 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     unchanged = np.arange(len(blocks))
     if over.size == 0:
         return blocks, owner, unchanged
-    geoms = blocks.geometry.to_numpy().copy()
+    geoms = blocks.geometry.to_numpy()
     village = blocks["village_code"].to_numpy()
-    new_geoms: list[object] = []
-    new_village: list[object] = []
     owner = owner.copy()
     by_block = np.argsort(owner, kind="stable")
     starts = np.searchsorted(owner[by_block], np.arange(len(blocks) + 1))
-    drop = np.zeros(len(blocks), dtype=bool)
     xy_all = shapely.get_coordinates(points)
+    # The building clusters of each block (plain Python: small recursive bisections).
+    plan: list[tuple[int, np.ndarray, np.ndarray]] = []
     for blk in over:
         members = by_block[starts[blk]:starts[blk + 1]]
         k = max(2, math.ceil(block_hh[blk] / piece))
         labels = balanced_clusters(xy_all[members], households[members].astype(float), k,
                                    params.max_households)
-        if len(np.unique(labels)) < 2:
+        if len(np.unique(labels)) >= 2:
+            plan.append((int(blk), members, labels))
+    if not plan:
+        return blocks, owner, unchanged
+    # The geometry for all blocks at once: Voronoi cells of the buildings (identical
+    # points make one cell: duplicates are nudged apart), one union per cluster.
+    size = np.array([len(m) for _, m, _ in plan])
+    blks = np.array([b for b, _, _ in plan])
+    xy = np.concatenate([xy_all[m] + _jitter(xy_all[m]) for _, m, _ in plan])
+    cells_of = shapely.voronoi_polygons(
+        shapely.multipoints(xy, indices=np.repeat(np.arange(len(plan)), size)),
+        extend_to=geoms[blks], ordered=True)
+    cells, cell_plan = shapely.get_parts(cells_of, return_index=True)
+    complete = np.bincount(cell_plan, minlength=len(plan)) == size
+    first_cell = np.concatenate([[0], np.cumsum(np.bincount(cell_plan, minlength=len(plan)))])
+    unions: list[object] = []
+    union_plan: list[int] = []
+    for i, (_, _, labels) in enumerate(plan):
+        if not complete[i]:
             continue
-        # Identical points make one Voronoi cell; nudge duplicates apart.
-        xy = xy_all[members] + _jitter(xy_all[members])
-        cells = shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=geoms[blk],
-                                         ordered=True)
-        cells = np.asarray(shapely.get_parts(cells))
-        if len(cells) != len(members):
-            continue
-        pieces = []
+        mine = cells[first_cell[i]:first_cell[i + 1]]
         for lab in np.unique(labels):
             # Voronoi cells tile the plane edge to edge: a coverage union is exact and fast.
-            pieces.append(shapely.intersection(
-                shapely.coverage_union_all(cells[labels == lab]), geoms[blk]))
-        parts = shapely.get_parts(np.asarray(pieces, dtype=object))
-        parts = shapely.set_precision(parts[shapely.get_dimensions(parts) == 2], PRECISION_M)
-        parts = parts[~shapely.is_empty(parts)]
-        if len(parts) < 2:
-            continue
-        drop[blk] = True
-        base = len(blocks) + len(new_geoms)
-        # Each building goes to the piece holding its point.
-        hit_pt, hit_part = shapely.STRtree(parts).query(points[members], predicate="intersects")
-        first = np.unique(hit_pt, return_index=True)[1]
-        owner[members[hit_pt[first]]] = base + hit_part[first]
-        new_geoms.extend(parts)
-        new_village.extend([village[blk]] * len(parts))
-    if not drop.any():
+            unions.append(shapely.coverage_union_all(mine[labels == lab]))
+            union_plan.append(i)
+    plan_of = np.asarray(union_plan, dtype=np.int64)
+    pieces = shapely.intersection(np.asarray(unions, dtype=object), geoms[blks[plan_of]])
+    parts, part_of = shapely.get_parts(pieces, return_index=True)
+    polygonal = shapely.get_dimensions(parts) == 2
+    parts, part_plan = parts[polygonal], plan_of[part_of[polygonal]]
+    parts = shapely.set_precision(parts, PRECISION_M)
+    full = ~shapely.is_empty(parts)
+    parts, part_plan = parts[full], part_plan[full]
+    cut = np.bincount(part_plan, minlength=len(plan)) >= 2
+    if not cut.any():
         return blocks, owner, unchanged
-    all_geoms = np.concatenate([geoms, np.asarray(new_geoms, dtype=object)])
-    all_village = np.concatenate([village, np.asarray(new_village, dtype=object)])
-    keep = np.concatenate([~drop, np.ones(len(new_geoms), dtype=bool)])
+    parts, part_plan = parts[cut[part_plan]], part_plan[cut[part_plan]]
+    # Each building goes to the piece of its block holding its point (the first one on
+    # an edge between two), else the nearest piece of its block.
+    moved_pts = np.concatenate([m for (_, m, _), c in zip(plan, cut, strict=True) if c])
+    pt_plan = np.repeat(np.flatnonzero(cut), size[cut])
+    tree = shapely.STRtree(parts)
+    hit_pt, hit_part = tree.query(points[moved_pts], predicate="intersects")
+    same = part_plan[hit_part] == pt_plan[hit_pt]
+    hit_pt, hit_part = hit_pt[same], hit_part[same]
+    order = np.lexsort((hit_part, hit_pt))
+    hit_pt, hit_part = hit_pt[order], hit_part[order]
+    first = np.unique(hit_pt, return_index=True)[1]
+    piece_of = np.full(len(moved_pts), -1, dtype=np.int64)
+    piece_of[hit_pt[first]] = hit_part[first]
+    for lost in np.flatnonzero(piece_of < 0).tolist():
+        own = np.flatnonzero(part_plan == pt_plan[lost])
+        piece_of[lost] = own[int(np.argmin(shapely.distance(parts[own], points[moved_pts[lost]])))]
+    owner[moved_pts] = len(blocks) + piece_of
+    drop = np.zeros(len(blocks), dtype=bool)
+    drop[blks[cut]] = True
+    all_geoms = np.concatenate([geoms, parts])
+    all_village = np.concatenate([village, village[blks[part_plan]]])
+    keep = np.concatenate([~drop, np.ones(len(parts), dtype=bool)])
     remap = np.cumsum(keep) - 1
     out = gpd.GeoDataFrame({"village_code": all_village[keep]}, geometry=all_geoms[keep],
                            crs=blocks.crs)

@@ -116,6 +116,8 @@ class Partitioner:
         self.budget_per_grid = params.backtrack_budget if budget is None else budget
         self.fallbacks = 0
         self.budget = 0
+        self._memo: dict[tuple[bytes, int], tuple[list[tuple[np.ndarray, int]],
+                                                  tuple[np.ndarray, int] | None]] = {}
         # Household counts are whole numbers: subset sums can rule out a split early.
         self.integral = bool(np.all(self.w == np.round(self.w))) and self.w.sum() < 1e7 \
             and self.lo == math.floor(self.lo) and self.hi == math.floor(self.hi)
@@ -185,7 +187,13 @@ class Partitioner:
         cut_cost = self.g.length[eidx] * (1.05 - self.g.strength[eidx])
         scale = math.sqrt(max(float(self.g.area[nodes].sum()), 1.0))
         if n <= EXHAUSTIVE_NODES:
-            return self._cuts_exhaustive(n, sub_a, sub_b, w, k, cut_cost, scale)
+            # Deterministic (no random trees): the same subproblem, met again while
+            # backtracking, has the same answer.
+            key = (nodes.tobytes(), k)
+            if key not in self._memo:
+                self._memo[key] = self._cuts_exhaustive(n, sub_a, sub_b, w, k, cut_cost,
+                                                        scale)
+            return self._memo[key]
         found: dict[bytes, tuple[float, np.ndarray, int]] = {}
         fallback: tuple[float, np.ndarray, int] | None = None
         ka = np.arange(1, k)

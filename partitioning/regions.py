@@ -370,8 +370,9 @@ def exhaustive_partition(graph: Graph, nodes: np.ndarray, lo: float, hi: float,
     """Connected parts of ``nodes``, each with households within [lo, hi], found by
     exhaustive search (any number of parts); None when no such partition exists.
 
-    Depth first: the lowest remaining block, with each connected set around it that
-    fits the band (the most balanced first), then the rest; a
+    Depth first: the heaviest remaining block, with each connected set around it
+    that fits the band (the most balanced first), then the rest, piece by piece
+    once it falls apart (each piece must make whole grids on its own); a
     remainder that failed once is remembered. Raises :class:`SearchLimit` after
     ``max_steps`` sets tried, so a None is a proof.
     """
@@ -417,16 +418,46 @@ def exhaustive_partition(graph: Graph, nodes: np.ndarray, lo: float, hi: float,
         found.sort()
         return [m for _, m in found]
 
+    def pieces(remaining: int) -> list[int]:
+        """The connected components of ``remaining`` (bit masks)."""
+        out = []
+        left = remaining
+        while left:
+            start = (left & -left).bit_length() - 1
+            comp, stack = 1 << start, [start]
+            while stack:
+                x = stack.pop()
+                for y in nbrs[x]:
+                    if left >> y & 1 and not comp >> y & 1:
+                        comp |= 1 << y
+                        stack.append(y)
+            out.append(comp)
+            left &= ~comp
+        return out
+
     def solve(remaining: int) -> list[int] | None:
+        """Parts covering ``remaining`` (connected), or None."""
         if remaining == 0:
             return []
         if remaining in failed:
             return None
-        total = sum(w[x] for x in range(n) if remaining >> x & 1)
-        if math.ceil(total / hi) > math.floor(total / lo):
-            failed.add(remaining)
-            return None
-        v = (remaining & -remaining).bit_length() - 1
+        comps = pieces(remaining)
+        for comp in comps:      # each piece must make whole grids on its own
+            total = sum(w[x] for x in range(n) if comp >> x & 1)
+            if math.ceil(total / hi) > math.floor(total / lo):
+                failed.add(remaining)
+                return None
+        if len(comps) > 1:
+            found: list[int] = []
+            for comp in comps:
+                sub = solve(comp)
+                if sub is None:
+                    failed.add(remaining)
+                    return None
+                found.extend(sub)
+            return found
+        # The heaviest block first: it has the fewest parts around it.
+        v = max((x for x in range(n) if remaining >> x & 1), key=lambda x: (w[x], -x))
         for part in around(v, remaining):
             rest = solve(remaining & ~part)
             if rest is not None:
@@ -434,7 +465,10 @@ def exhaustive_partition(graph: Graph, nodes: np.ndarray, lo: float, hi: float,
         failed.add(remaining)
         return None
 
-    parts = solve((1 << n) - 1)
+    try:
+        parts = solve((1 << n) - 1)
+    except RecursionError as exc:   # a part of very many blocks (e.g. empty fields)
+        raise SearchLimit from exc
     if parts is None:
         return None
     return [nodes[[x for x in range(n) if m >> x & 1]] for m in parts]

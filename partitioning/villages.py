@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,9 @@ FORCED = {*quality.FORCED_FLAGS, "block_over_max", "radius_split"}
 #: A part of a village cut off by oversize buildings with fewer households than this
 #: share of the minimum joins a neighbouring grid; a bigger one is a grid of its own.
 CUT_OFF_JOIN_SHARE = 0.25
+#: Ejection chains of the repair: longest chain, and partial chains kept per step.
+CHAIN_DEPTH = 4
+CHAIN_BEAM = 8
 #: Sets tried by the last-resort exhaustive search of a village (about 0.3 s).
 EXHAUSTIVE_STEPS = 100_000
 
@@ -107,8 +111,17 @@ def run_villages(tasks: Sequence[VillageTask], params: PartitionParams,
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(partition_village, tasks, [params] * len(tasks), chunksize=chunk)
+    results: list[VillageResult] = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for res in pool.map(partition_village, tasks, [params] * len(tasks),
+                                chunksize=chunk):
+                results.append(res)
+                yield res
+    except BrokenProcessPool:
+        # A worker died (out of memory, killed): finish here, in this process.
+        for task in tasks[len(results):]:
+            yield partition_village(task, params)
 
 
 def default_workers() -> int:
@@ -234,7 +247,8 @@ def _attach(comp: np.ndarray, task: VillageTask, assigner: Assigner, lo: int, hi
     least a quarter of the minimum is a grid of its own (``part_below_min``) rather
     than push a grid further over the maximum; a smaller one joins the adjacent grid
     it strays least from. A part with no neighbour in the graph joins the dedicated
-    grid it borders most, else the nearest grid."""
+    grid it borders most, else the nearest grid it fits in (or is a grid of its own,
+    by the same rule)."""
     graph, code, geoms = task.graph, task.code, task.geoms
     in_comp = np.zeros(graph.n, dtype=bool)
     in_comp[comp] = True
@@ -282,9 +296,19 @@ def _attach(comp: np.ndarray, task: VillageTask, assigner: Assigner, lo: int, hi
                          reason=f"{extra} households, under the minimum {lo}")
             return
         piece = shapely.union_all(geoms[comp])
-        dists = [shapely.distance(piece, shapely.union_all(geoms[assigner.label == g]))
-                 for g in mine]
-        target = mine[int(np.argmin(dists))]
+        dists = np.array([shapely.distance(piece, shapely.union_all(geoms[assigner.label == g]))
+                          for g in mine])
+        assigned = assigner.label >= 0
+        sums = np.bincount(assigner.label[assigned], weights=graph.households[assigned],
+                           minlength=len(assigner.grids))
+        fits = np.array([sums[g] + extra <= hi for g in mine])
+        if not fits.any() and extra >= CUT_OFF_JOIN_SHARE * lo:
+            assigner.add(comp, code, flags=["part_below_min"],
+                         reason=f"{extra} households in a part of the village that shares no "
+                                "boundary with its other blocks, and that no grid can take")
+            return
+        # The nearest grid it fits in (the grid will be in two parts, and flagged so).
+        target = mine[int(np.argmin(np.where(fits, dists, np.inf) if fits.any() else dists))]
     assigner.label[comp] = target
 
 
@@ -347,10 +371,11 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
     """Bring out-of-band grids into the band by moving boundary blocks between adjacent
     grids of the village, keeping every grid connected; returns the blocks moved.
 
-    A move (one block to a neighbouring grid), or a pair of moves where the first
-    pushes a neighbour out of the band and the second brings it back (an ejection
-    chain), is made when it lowers the total distance of the grids from the band;
-    among those, the biggest drop wins, then the one cutting the weakest barriers.
+    A move (one block to a neighbouring grid), or a chain of moves where the first
+    pushes a neighbour out of the band and the next ones pass the excess or the
+    deficit on (an ejection chain, up to CHAIN_DEPTH moves), is made when it lowers
+    the total distance of the grids from the band; among those, the biggest drop
+    wins, then the one cutting the weakest barriers.
     Only regular comprehensive grids take part (not forced or dedicated ones).
     """
     n_grids = len(assigner.grids)
@@ -417,6 +442,38 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
         sums_l[src] -= w[v]
         sums_l[dst] += w[v]
 
+    Move = tuple[int, int, int]
+
+    def chain(bad: set[int]) -> tuple[float, float, list[Move]] | None:
+        """An ejection chain: moves out of (or into) the bad grids that push a neighbour
+        out of the band, then moves that pass the excess (or the deficit) on, until the
+        total stray drops. Beam search, up to CHAIN_DEPTH moves."""
+        beams: list[tuple[float, float, list[Move]]] = [(0.0, 0.0, [])]
+        for depth in range(CHAIN_DEPTH):
+            grown: list[tuple[float, float, list[Move]]] = []
+            for total, _, moves in beams:
+                for m in moves:
+                    apply(*m)
+                used = {m[0] for m in moves}
+                hurt = {g for m in moves for g in m[1:] if g not in bad
+                        and stray(g, sums_l[g]) > 0} if moves else bad
+                for v, src, dst in moves_touching(hurt) if hurt else ():
+                    if v in used:
+                        continue
+                    g = total + gain(v, src, dst)
+                    if (depth == 0 or g > total) and connected_without(src, v):
+                        grown.append((g, -cut_change(v, src, dst), [*moves, (v, src, dst)]))
+                for v, src, dst in reversed(moves):
+                    apply(v, dst, src)
+            done = [b for b in grown if b[0] > 0]
+            if done:
+                return max(done, key=lambda b: (b[0], b[1], [-x for m in b[2] for x in m]))
+            grown.sort(key=lambda b: (-b[0], -b[1], b[2]))
+            beams = grown[:CHAIN_BEAM]
+            if not beams:
+                break
+        return None
+
     moved = 0
     while moved < max_moves:
         bad = {g for g in range(n_grids) if movable[g] and stray(g, sums_l[g]) > 0}
@@ -430,23 +487,7 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
                 if best is None or key > best[:2]:
                     best = (key[0], key[1], [(v, src, dst)])
         if best is None:
-            # Ejection chains: a first move that overloads (or drains) a neighbour, and a
-            # second one that brings that neighbour back, together lowering the strays.
-            for v, src, dst in list(moves_touching(bad)):
-                g1 = gain(v, src, dst)
-                if not connected_without(src, v):
-                    continue
-                apply(v, src, dst)
-                hurt = {g for g in (src, dst) if g not in bad and stray(g, sums_l[g]) > 0}
-                for v2, s2, d2 in moves_touching(hurt) if hurt else ():
-                    if v2 == v:
-                        continue
-                    g2 = gain(v2, s2, d2)
-                    if g1 + g2 > 0 and connected_without(s2, v2):
-                        key = (g1 + g2, -cut_change(v2, s2, d2))
-                        if best is None or key > best[:2]:
-                            best = (key[0], key[1], [(v, src, dst), (v2, s2, d2)])
-                apply(v, dst, src)
+            best = chain(bad)
         if best is None:
             break
         for v, src, dst in best[2]:

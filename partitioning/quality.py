@@ -10,7 +10,7 @@ import shapely
 
 #: Flags that mark a grid as forced out of the band by its data, not by the engine.
 FORCED_FLAGS = ("single_building", "village_below_min", "rural_village", "infeasible_band",
-                "part_below_min")
+                "infeasible_split", "part_below_min")
 
 
 def polsby_popper(geoms: np.ndarray) -> np.ndarray:

@@ -194,6 +194,7 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
                     break
         whole = len(comps) == 1 and not heavy.size
         reason = "" if feasible else infeasible_reason(t, lo, hi, whole)
+        flags = [] if feasible else ["infeasible_band"]
         if pieces is None and feasible:
             if not task.final:
                 raise Coarse(code)
@@ -203,10 +204,11 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
             try:
                 pieces = exhaustive_partition(graph, comp, lo, hi, EXHAUSTIVE_STEPS)
                 if pieces is None:
+                    flags = ["infeasible_split"]
                     reason = (f"no partition of {what}'s {t} households in {len(comp)} blocks "
-                              f"into connected grids of {lo}–{hi} exists (every combination "
-                              "tried: the blocks, at building level, do not add up with "
-                              "contiguity); the nearest split is used")
+                              f"into connected grids of {lo}–{hi} exists: every combination "
+                              "was tried, and its blocks are single buildings or cut as fine "
+                              "as the engine cuts; the nearest split is used")
             except SearchLimit:
                 reason = (f"no split of {what}'s {t} households in {len(comp)} blocks into "
                           f"connected grids of {lo}–{hi} was found (tree search, then an "
@@ -215,8 +217,7 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
         if pieces is None:
             pieces = part.split_relaxed(comp, k)
         for piece in pieces:
-            assigner.add(piece, code, flags=[] if feasible else ["infeasible_band"],
-                         reason=reason)
+            assigner.add(piece, code, flags=flags, reason=reason)
     for comp in small:
         _attach(comp, task, assigner, lo, hi)
     moves = 0
@@ -505,6 +506,9 @@ def _explain_misses(graph: Graph, assigner: Assigner, lo: int, hi: int) -> None:
     movable = _movable(assigner)
     for g, grid in enumerate(assigner.grids):
         h = int(sums[g])
+        if "infeasible_split" in grid.flags and lo <= h <= hi:
+            grid.flags.remove("infeasible_split")     # the proof is about the others
+            grid.reason = ""
         if not movable[g]:
             continue
         if lo <= h <= hi:

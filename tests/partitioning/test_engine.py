@@ -252,7 +252,7 @@ def test_cli_writes_the_three_files(tmp_path: Path) -> None:
     gpkg = generate(12_000, 2).write(tmp_path / "territory.gpkg")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["partition", str(gpkg), "--out", str(out),
-                                      "--seed", "3"])
+                                      "--seed", "3", "--workers", "2"])
     assert result.exit_code == 0, result.output
     grids = gpd.read_file(out / "grids.gpkg", layer="grids")
     blocks = gpd.read_file(out / "blocks.gpkg", layer="blocks")

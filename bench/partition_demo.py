@@ -129,7 +129,10 @@ def step_engine(gpkg: Path, workers: int) -> dict[str, Any]:
         territory = read_territory(gpkg)
         read_s = time.perf_counter() - started
         cpu0, started = time.process_time(), time.perf_counter()
-        report = partition_territory(territory, PartitionParams(workers=workers)).report
+        # (PartitionParams without workers: an older engine, for before/after runs)
+        params = PartitionParams(workers=workers) \
+            if "workers" in PartitionParams.__dataclass_fields__ else PartitionParams()
+        report = partition_territory(territory, params).report
         engine_s = time.perf_counter() - started
         cpu_s = time.process_time() - cpu0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -145,11 +148,11 @@ def step_engine(gpkg: Path, workers: int) -> dict[str, Any]:
         "read_s": round(read_s, 2),
         "engine_s": round(engine_s, 2),
         "engine_cpu_s": round(cpu_s + children.ru_utime + children.ru_stime, 2),
-        "timings_s": report["timings_s"],
+        "timings_s": report.get("timings_s", {}),
         "peak_pss_mb": mem.peak_mb,
         "peak_rss_main_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "households": report["households"],
-        **{k: report[k] for k in QUALITY},
+        **{k: report.get(k) for k in QUALITY},
         "flags": dict(sorted(flags.items())),
         "out_of_band_unforced": out_of_band,
     }

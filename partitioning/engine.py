@@ -120,7 +120,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         fallbacks += relaxed
         repair_moves += moved_blocks
         clock.lap(f"regions_level{level}")
-        if not missed:
+        if not missed or level == len(levels):   # (at the last level all are final)
             break
         blocks, owner, moved = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],

@@ -111,16 +111,16 @@ def run_villages(tasks: Sequence[VillageTask], params: PartitionParams,
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     chunk = max(1, min(16, len(tasks) // (workers * 8)))
-    results: list[VillageResult] = []
+    done = 0
     try:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for res in pool.map(partition_village, tasks, [params] * len(tasks),
                                 chunksize=chunk):
-                results.append(res)
+                done += 1
                 yield res
     except BrokenProcessPool:
         # A worker died (out of memory, killed): finish here, in this process.
-        for task in tasks[len(results):]:
+        for task in tasks[done:]:
             yield partition_village(task, params)
 
 

@@ -6,6 +6,12 @@ both sides can still be divided into parts *within the band* (not only
 ±ε around an exact share), the tree is drawn so that it avoids crossing
 strong barriers, and among the feasible cuts of several trees the one with
 the best score (balance, cut length weighted by barrier weakness) wins.
+
+Small graphs (up to EXHAUSTIVE_NODES blocks, most of the calls deep in the
+recursion) are cut by scoring every split into two connected sides instead, and
+a subset-sum test rules out a split before any tree is drawn. When the bounded
+search fails, :func:`exhaustive_partition` either finds a partition or proves
+that none exists.
 """
 
 from __future__ import annotations
@@ -101,7 +107,8 @@ def sums_can_split(w: np.ndarray, k: int, lo: float, hi: float) -> bool:
 
 
 class Partitioner:
-    """Recursive, feasibility-aware spanning-tree bisection of one village graph."""
+    """Recursive, feasibility-aware bisection of one village graph (exhaustive cuts on
+    small graphs, random spanning trees on larger ones) with bounded backtracking."""
 
     def __init__(self, graph: Graph, params: PartitionParams, rng: np.random.Generator,
                  weights: np.ndarray | None = None, lo: float | None = None,

@@ -130,6 +130,9 @@ def partition(
     target: Annotated[int, typer.Option(help="Households a grid should have.")] = 400,
     seed: Annotated[int, typer.Option(help="Random seed: same input and seed, same grids.")]
     = 0,
+    workers: Annotated[int, typer.Option(
+        help="Processes for the villages (0: the CPUs available, at most 2); the grids do "
+             "not depend on it.")] = 1,
     field_map: Annotated[list[str] | None, typer.Option(
         "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
     crs: Annotated[list[str] | None, typer.Option(
@@ -146,7 +149,8 @@ def partition(
         try:
             params = PartitionParams(min_households=min_households,
                                      max_households=max_households,
-                                     target_households=target, seed=seed)
+                                     target_households=target, seed=seed,
+                                     workers=workers)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
         with console.status(f"读取 reading {territory} ..."):

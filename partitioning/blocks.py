@@ -138,19 +138,32 @@ def _merge_slivers(polys: np.ndarray, min_area: float) -> np.ndarray:
     return out
 
 
-def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame) -> pd.DataFrame:
-    """Pairs of blocks of the same village sharing a boundary.
+def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
+              among: np.ndarray | None = None) -> pd.DataFrame:
+    """Pairs of blocks of the same village sharing a boundary (only the pairs with a
+    block in ``among``, positions, when given).
 
     Columns ``a``, ``b`` (block positions, a < b), ``length`` (m of shared
     boundary) and ``strength`` (of the strongest barrier along it, 0 where the
     boundary follows no barrier).
     """
     geoms = blocks.geometry.to_numpy()
-    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    keep = a < b
+    if among is None:
+        a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+        keep = a < b
+    else:
+        hit, b = shapely.STRtree(geoms).query(geoms[among], predicate="intersects")
+        a = among[hit]
+        both = np.zeros(len(geoms), dtype=bool)
+        both[among] = True
+        # A pair of two listed blocks is found from each side: keep it once.
+        keep = (a != b) & (~both[b] | (a < b))
+        a, b = np.minimum(a, b), np.maximum(a, b)
     village = blocks["village_code"].to_numpy()
     keep &= village[a] == village[b]
     a, b = a[keep], b[keep]
+    order = np.lexsort((b, a))         # a canonical order (the tree's is arbitrary)
+    a, b = a[order], b[order]
     shared = shapely.intersection(shapely.boundary(geoms[a]), shapely.boundary(geoms[b]))
     length = shapely.length(shared)
     ok = length >= MIN_SHARED_M

@@ -40,15 +40,41 @@ def boundary_segments(grids: np.ndarray) -> pd.DataFrame:
 
 
 def follow(segments: pd.DataFrame, barriers: gpd.GeoDataFrame) -> np.ndarray:
-    """Position of the barrier each segment follows (the nearest within FOLLOW_M), or -1."""
+    """Position of the barrier each segment follows (the nearest within FOLLOW_M), or -1.
+
+    Barriers are searched as their single straight pieces (a long road is one
+    box in a spatial index otherwise, and a distance to it walks every vertex);
+    where two barriers are equally near (a road on a village boundary), the
+    first one wins. Two grids sharing an edge ask once for its midpoint.
+    """
     out = np.full(len(segments), -1, dtype=np.int64)
     if len(segments) == 0 or len(barriers) == 0:
         return out
-    mids = shapely.points(segments["mx"].to_numpy(), segments["my"].to_numpy())
-    idx, hit = shapely.STRtree(barriers.geometry.to_numpy()).query_nearest(
-        mids, max_distance=FOLLOW_M, all_matches=False)
-    out[idx] = hit
-    return out
+    pieces, owner = _straight_pieces(barriers.geometry.to_numpy())
+    mxy = segments[["mx", "my"]].to_numpy()
+    uniq, inverse = np.unique(mxy, axis=0, return_inverse=True)
+    mids = shapely.points(uniq)
+    (idx, hit), dist = shapely.STRtree(pieces).query_nearest(
+        mids, max_distance=FOLLOW_M, return_distance=True, all_matches=True)
+    if len(idx) == 0:
+        return out
+    order = np.lexsort((owner[hit], dist, idx))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = idx[order][1:] != idx[order][:-1]
+    best = np.full(len(uniq), -1, dtype=np.int64)
+    best[idx[order][first]] = owner[hit][order][first]
+    return best[inverse.ravel()]
+
+
+def _straight_pieces(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every two-point piece of ``lines`` (lines or multilines), and the line it came from."""
+    parts, part_owner = shapely.get_parts(lines, return_index=True)
+    coords, ci = shapely.get_coordinates(parts, return_index=True)
+    same = ci[1:] == ci[:-1]
+    start = coords[:-1][same]
+    end = coords[1:][same]
+    pieces = np.asarray(shapely.linestrings(np.stack([start, end], axis=1)))
+    return pieces, part_owner[ci[:-1][same]]
 
 
 def neighbours(segments: pd.DataFrame, grids: np.ndarray) -> np.ndarray:

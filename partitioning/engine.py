@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,11 +19,23 @@ from partitioning.blocks import adjacency, barrier_lines, make_blocks
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
-from partitioning.regions import Graph, Partitioner, choose_k
+from partitioning.regions import Graph
+from partitioning.villages import (
+    FORCED,
+    Assigner,
+    Grid,
+    VillageTask,
+    default_workers,
+    run_villages,
+)
 
 Progress = Callable[[str, float], None]
-#: Flags that already explain why a grid is out of the band.
-FORCED = {*quality.FORCED_FLAGS, "block_over_max", "radius_split"}
+#: Villages run in worker processes only when they hold this many blocks in all
+#: (below it, starting the workers costs more than it saves).
+PARALLEL_MIN_BLOCKS = 3000
+#: Times a village whose grids miss the band has its blocks cut finer between
+#: buildings (blocks over min/2, then min/4, ... households) and is redone.
+REFINE_LEVELS = 5
 
 
 @dataclass
@@ -37,27 +48,17 @@ class PartitionResult:
     params: PartitionParams = field(default_factory=PartitionParams)
 
 
-@dataclass
-class _Grid:
-    village: str
-    kind: str
-    flags: list[str]
-    name_hint: str | None = None
+class _Clock:
+    """Wall time per stage, for the report (where the time goes)."""
 
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
 
-class _Assigner:
-    """Collects block → grid labels and each grid's village, kind and flags."""
-
-    def __init__(self, n_blocks: int, band: tuple[int, int]) -> None:
-        self.band = band
-        self.label = np.full(n_blocks, -1, dtype=np.int64)
-        self.grids: list[_Grid] = []
-
-    def add(self, blocks: np.ndarray, village: str, kind: str = "comprehensive",
-            flags: list[str] | None = None, name_hint: str | None = None) -> int:
-        self.label[blocks] = len(self.grids)
-        self.grids.append(_Grid(village, kind, list(flags or []), name_hint))
-        return len(self.grids) - 1
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self.last, 3)
+        self.last = now
 
 
 def partition_territory(territory: Territory, params: PartitionParams | None = None,
@@ -66,6 +67,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     params = params or PartitionParams()
     started = time.perf_counter()
     report_progress = progress or (lambda _stage, _done: None)
+    clock = _Clock()
     layers = territory.to_metric()
     admin = layers["admin_areas"]
     villages = admin[admin["level"] == "village"].reset_index(drop=True)
@@ -76,51 +78,72 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
     report_progress("barriers 障碍线", 0.02)
     barriers = barrier_lines(layers, params)
+    clock.lap("reproject_barriers")
     report_progress("blocks 街区", 0.05)
     blocks = make_blocks(villages, barriers, params)
+    clock.lap("blocks")
 
     report_progress("households 户数", 0.30)
     buildings = layers["buildings"]
     hh, pop, _estimated, hh_counts = building_households(buildings, params)
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks)
+    clock.lap("households")
     blocks, owner, moved = split_oversized(blocks, points, owner, hh, params)
     n_cut = int((moved < 0).sum())
+    clock.lap("oversize")
 
     # Villages are partitioned independently. Where a village's grids miss the
-    # band, its coarse blocks are cut finer between buildings and it is redone.
-    levels = (params.min_households / 2, params.min_households / 4)
-    done: dict[str, list[tuple[_Grid, np.ndarray]]] = {}
+    # band, its coarse blocks are cut finer between buildings and it is redone;
+    # a village is final when its blocks cannot be cut finer (single buildings,
+    # or under the next threshold), or at the last level.
+    levels = [params.min_households / 2 ** (i + 1) for i in range(REFINE_LEVELS)]
+    done: dict[str, list[tuple[Grid, np.ndarray]]] = {}
     todo = set(villages["code"])
-    fallbacks = 0
+    fallbacks = repair_moves = 0
+    adj: pd.DataFrame | None = None
     for level in range(len(levels) + 1):
         n = len(blocks)
         block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
         block_buildings = np.bincount(owner, minlength=n)
-        report_progress("regions 网格", 0.40 + 0.15 * level)
-        result, relaxed, missed = _regions(blocks, barriers, villages, layers, block_hh,
-                                           block_buildings, params, todo)
+        if level < len(levels):
+            cuttable = (block_hh > levels[level]) & (block_buildings > 1)
+            final = todo - set(blocks["village_code"].to_numpy()[cuttable])
+        else:
+            final = todo
+        report_progress("regions 网格", min(0.75, 0.40 + 0.1 * level))
+        if adj is None:
+            adj = adjacency(blocks, barriers)
+        result, relaxed, moved_blocks, missed = _regions(
+            blocks, adj, villages, layers, block_hh, block_buildings, params, todo, final)
         done.update(result)
         fallbacks += relaxed
-        if not missed or level == len(levels):
+        repair_moves += moved_blocks
+        clock.lap(f"regions_level{level}")
+        if not missed or level == len(levels):   # (at the last level all are final)
             break
         blocks, owner, moved = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],
             piece=levels[level] / 1.5, villages=missed)
+        clock.lap("oversize")
+        adj = _update_adjacency(adj, moved, blocks, barriers)
         n_cut += int((moved < 0).sum())
         done = {code: [(g, moved[members]) for g, members in grids]
                 for code, grids in done.items() if code not in missed}
         todo = missed
     block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
-    assigner = _Assigner(len(blocks), (params.min_households, params.max_households))
+    assigner = Assigner(len(blocks), (params.min_households, params.max_households))
     for code in villages["code"]:
         for grid, members in done.get(code, []):
-            assigner.add(members, grid.village, grid.kind, grid.flags, grid.name_hint)
+            assigner.add(members, grid.village, grid.kind, grid.flags, grid.name_hint,
+                         grid.reason)
 
     report_progress("grids 合并", 0.80)
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
+    clock.lap("dissolve")
     report_progress("codes 编码 四至", 0.88)
     grids = _describe(grids, barriers, villages, params)
+    clock.lap("codes_sides_quality")
     barrier_share = grids.attrs.pop("barrier_boundary_share")
     barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
     blocks = blocks.assign(households=block_hh, population=block_pop,
@@ -131,8 +154,10 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     union_area = float(shapely.area(shapely.union_all(grids.geometry.to_numpy())))
     report = quality.plan_report(grids, territory_area, union_area,
                                  params.min_households, params.max_households)
+    clock.lap("report")
     report.update({
         "runtime_s": round(time.perf_counter() - started, 3),
+        "timings_s": clock.laps,
         "barrier_boundary_share": barrier_share,
         "barrier_share_by_kind": barrier_by_kind,
         "n_blocks": int(n),
@@ -143,6 +168,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "buildings": hh_counts.buildings,
         "buildings_not_residential_without_count": hh_counts.not_residential,
         "relaxed_cuts": fallbacks,
+        "repair_moves": repair_moves,
         "metric_crs": f"EPSG:{territory.metric_crs.to_epsg()}",
         "params": {k: v for k, v in asdict(params).items() if k != "strengths"},
     })
@@ -150,12 +176,14 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     return PartitionResult(grids, blocks, report, params)
 
 
-def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
+def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
-             block_buildings: np.ndarray, params: PartitionParams, todo: set[str]
-             ) -> tuple[dict[str, list[tuple[_Grid, np.ndarray]]], int, set[str]]:
+             block_buildings: np.ndarray, params: PartitionParams, todo: set[str],
+             final: set[str]) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int,
+                                       set[str]]:
     """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
-    of relaxed cuts, and the villages where the engine missed the band."""
+    of relaxed cuts and of blocks moved by repairs, and the villages where the engine
+    missed the band (to redo with finer blocks). ``adj`` is the blocks' adjacency."""
     n = len(blocks)
     block_geoms = blocks.geometry.to_numpy()
     block_area = shapely.area(block_geoms)
@@ -163,50 +191,90 @@ def _regions(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     ded_names = layers["dedicated_areas"]["name"].to_numpy() \
         if "dedicated_areas" in layers else np.array([])
     block_village = blocks["village_code"].to_numpy()
-    in_todo = np.isin(block_village, list(todo))
-    adj = adjacency(blocks[in_todo], barriers)
-    todo_idx = np.flatnonzero(in_todo)
-    adj["a"] = todo_idx[adj["a"].to_numpy()]
-    adj["b"] = todo_idx[adj["b"].to_numpy()]
+    adj = adj[np.isin(block_village[adj["a"].to_numpy()], list(todo))].reset_index(drop=True)
     by_village = pd.Series(np.arange(n)).groupby(block_village).indices
     edge_village = block_village[adj["a"].to_numpy()] if len(adj) else np.array([])
     edges_by_village = pd.Series(np.arange(len(adj))).groupby(edge_village).indices
-    fallbacks = 0
-    missed: set[str] = set()
-    out: dict[str, list[tuple[_Grid, np.ndarray]]] = {}
+    band = (params.min_households, params.max_households)
+    adj_a, adj_b = adj["a"].to_numpy(), adj["b"].to_numpy()
+    adj_len = adj["length"].to_numpy()
+    out: dict[str, list[tuple[Grid, np.ndarray]]] = {}
+    tasks: list[VillageTask] = []
+    parts: list[tuple[np.ndarray, list[np.ndarray]]] = []
     for vi, row in enumerate(villages.itertuples(index=False)):
         code = str(row.code)
         nodes = np.asarray(by_village.get(code, np.array([], dtype=int)))
         if code not in todo or nodes.size == 0:
             continue
-        assigner = _Assigner(n, (params.min_households, params.max_households))
-        for d in np.unique(dedicated[nodes][dedicated[nodes] >= 0]):
-            assigner.add(nodes[dedicated[nodes] == d], code, "dedicated",
-                         name_hint=str(ded_names[d]) if len(ded_names) else None)
-        rest = nodes[dedicated[nodes] < 0]
-        if rest.size:
-            eidx = np.asarray(edges_by_village.get(code, np.array([], dtype=int)))
-            graph = _local_graph(rest, eidx, adj, block_hh, block_area)
-            rng = np.random.default_rng([params.seed, vi])
-            fallbacks += _partition_village(
-                graph, rest, code, str(row.kind or "urban"), block_buildings[rest], assigner,
-                params, rng, block_geoms)
-        labels = assigner.label[nodes]
-        order = np.argsort(labels, kind="stable")
-        members = np.split(nodes[order], np.searchsorted(labels[order],
-                                                         np.arange(1, len(assigner.grids))))
-        sums = np.bincount(labels, weights=block_hh[nodes], minlength=len(assigner.grids))
-        if _misses(assigner.grids, sums, params):
-            missed.add(code)
-        out[code] = list(zip(assigner.grids, members, strict=True))
-    return out, fallbacks, missed
+        own = dedicated[nodes]
+        ded_ids = np.unique(own[own >= 0])
+        ded_grids = [Grid(code, "dedicated", [], str(ded_names[d]) if len(ded_names) else None)
+                     for d in ded_ids]
+        ded_members = [nodes[own == d] for d in ded_ids]
+        rest = nodes[own < 0]
+        if not rest.size:
+            out[code] = list(zip(ded_grids, ded_members, strict=True))
+            continue
+        eidx = np.asarray(edges_by_village.get(code, np.array([], dtype=int)))
+        # Edges from the rest to the dedicated grids (for parts with no other neighbour).
+        ea, eb, el = adj_a[eidx], adj_b[eidx], adj_len[eidx]
+        da, db = dedicated[ea], dedicated[eb]
+        one = (da >= 0) != (db >= 0)
+        inner = np.where(da[one] >= 0, eb[one], ea[one])
+        ded = np.searchsorted(ded_ids, np.maximum(da[one], db[one]))
+        tasks.append(VillageTask(
+            index=vi, code=code, kind=str(row.kind or "urban"),
+            graph=_local_graph(rest, eidx, adj, block_hh, block_area),
+            buildings=block_buildings[rest], geoms=block_geoms[rest], final=code in final,
+            dedicated=ded_grids,
+            dedicated_edges=(np.searchsorted(rest, inner), ded, el[one])))
+        parts.append((rest, ded_members))
+    workers = params.workers or default_workers()
+    if sum(t.graph.n for t in tasks) < PARALLEL_MIN_BLOCKS:
+        workers = 1
+    fallbacks = moves = 0
+    missed: set[str] = set()
+    for task, (rest, ded_members), res in zip(tasks, parts, run_villages(tasks, params, workers),
+                                              strict=True):
+        if res.coarse:
+            missed.add(task.code)
+            continue
+        fallbacks += res.fallbacks
+        moves += res.moves
+        order = np.argsort(res.label, kind="stable")
+        members = np.split(rest[order], np.searchsorted(res.label[order],
+                                                        np.arange(1, len(res.grids))))
+        for i, extra in enumerate(ded_members):
+            members[i] = np.sort(np.concatenate([extra, members[i]]))
+        sums = np.bincount(res.label, weights=task.graph.households,
+                           minlength=len(res.grids))
+        if not task.final and _misses(res.grids, sums, band):
+            missed.add(task.code)
+            continue
+        out[task.code] = list(zip(res.grids, members, strict=True))
+    return out, fallbacks, moves, missed
 
 
-def _misses(grids: list[_Grid], sums: np.ndarray, params: PartitionParams) -> bool:
+def _update_adjacency(adj: pd.DataFrame, moved: np.ndarray, blocks: gpd.GeoDataFrame,
+                      barriers: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The adjacency after some blocks were cut: pairs of kept blocks carry over
+    (renumbered), pairs with a new piece are computed."""
+    a, b = moved[adj["a"].to_numpy()], moved[adj["b"].to_numpy()]
+    keep = (a >= 0) & (b >= 0)
+    if keep.all() and len(blocks) == len(moved):
+        return adj
+    kept = adj[keep].assign(a=a[keep], b=b[keep])
+    new = np.setdiff1d(np.arange(len(blocks)), moved[moved >= 0])
+    fresh = adjacency(blocks, barriers, among=new)
+    both = pd.concat([kept, fresh], ignore_index=True)
+    return both.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+
+
+def _misses(grids: list[Grid], sums: np.ndarray, band: tuple[int, int]) -> bool:
     """Whether a comprehensive grid is out of the band for no reason in its data."""
     return any(
         grid.kind == "comprehensive" and not set(grid.flags) & FORCED
-        and not params.min_households <= h <= params.max_households
+        and not band[0] <= h <= band[1]
         for grid, h in zip(grids, sums, strict=True))
 
 
@@ -235,119 +303,7 @@ def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
                  strength=adj["strength"].to_numpy()[eidx][keep])
 
 
-def _partition_village(graph: Graph, nodes: np.ndarray, code: str, kind: str,
-                       n_buildings: np.ndarray, assigner: _Assigner, params: PartitionParams,
-                       rng: np.random.Generator, geoms: np.ndarray) -> int:
-    """Grids of one village's non-dedicated blocks (``nodes``, global numbering)."""
-    lo, hi = params.min_households, params.max_households
-    total = int(graph.households.sum())
-    local = np.arange(graph.n)
-
-    if kind == "rural" and total <= hi:
-        return _rural_village(graph, nodes, code, assigner, params, rng, geoms)
-
-    if total < lo:
-        assigner.add(nodes, code, flags=["village_below_min"])
-        return 0
-
-    # Blocks over the maximum on their own (one tall building) are grids of their own.
-    heavy = np.flatnonzero(graph.households > hi)
-    forced: list[tuple[int, np.ndarray]] = []
-    for h in heavy:
-        flag = "single_building" if n_buildings[h] == 1 else "block_over_max"
-        forced.append((assigner.add(nodes[[h]], code, flags=[flag]), np.array([h])))
-    free = np.setdiff1d(local, heavy)
-    part = Partitioner(graph, params, rng)
-    small: list[np.ndarray] = []
-    for comp in graph.components(free) if free.size else []:
-        t = float(graph.households[comp].sum())
-        if t < lo:
-            small.append(comp)
-            continue
-        k, feasible = choose_k(t, params)
-        for piece in part.split(comp, k):
-            assigner.add(nodes[piece], code, flags=[] if feasible else ["infeasible_band"])
-    for comp in small:
-        _attach(comp, nodes, graph, assigner, code, geoms, hi)
-    return part.fallbacks
-
-
-def _attach(comp: np.ndarray, nodes: np.ndarray, graph: Graph, assigner: _Assigner,
-            code: str, geoms: np.ndarray, hi: float = math.inf) -> None:
-    """A piece too small for a grid joins an adjacent grid of its village: one it fits
-    in (households within ``hi``) if any, the longest-shared-edge one otherwise; a
-    piece with no neighbour joins the nearest grid."""
-    in_comp = np.zeros(graph.n, dtype=bool)
-    in_comp[comp] = True
-    cross = in_comp[graph.a] != in_comp[graph.b]
-    outside = np.where(in_comp[graph.a[cross]], graph.b[cross], graph.a[cross])
-    labels = assigner.label[nodes[outside]]
-    lengths = graph.length[cross]
-    ok = labels >= 0
-    if ok.any():
-        shared = pd.Series(lengths[ok]).groupby(labels[ok]).sum()
-        village_labels = assigner.label[nodes]
-        sums = pd.Series(graph.households).groupby(village_labels).sum()
-        extra = float(graph.households[comp].sum())
-        fits = [g for g in shared.index if sums.get(g, 0) + extra <= hi]
-        target = int(shared[fits].idxmax()) if fits else int(shared.idxmax())
-    else:
-        mine = [i for i, g in enumerate(assigner.grids) if g.village == code]
-        if not mine:
-            assigner.add(nodes[comp], code, flags=["village_below_min"])
-            return
-        piece = shapely.union_all(geoms[nodes[comp]])
-        dists = [shapely.distance(piece, shapely.union_all(geoms[assigner.label == g]))
-                 for g in mine]
-        target = mine[int(np.argmin(dists))]
-    assigner.label[nodes[comp]] = target
-
-
-def _rural_village(graph: Graph, nodes: np.ndarray, code: str, assigner: _Assigner,
-                   params: PartitionParams, rng: np.random.Generator, geoms: np.ndarray
-                   ) -> int:
-    """One grid, unless wider than the service radius: then cut by area along strong
-    barriers into pieces about the service radius wide."""
-    total = int(graph.households.sum())
-    below = ["village_below_min"] if total < params.min_households else []
-    whole = shapely.union_all(geoms[nodes])
-    across = float(quality.width(np.array([whole]))[0])
-    if across <= params.service_radius_m or graph.n < 2:
-        assigner.add(nodes, code, flags=["rural_village", *below])
-        return 0
-    comps = graph.components(np.arange(graph.n))
-    main = max(comps, key=len)
-    area = graph.area.astype(float)
-    fallbacks = 0
-    # Halve (by area, preferring strong barriers such as ridges and rivers) until
-    # every piece is within the service width.
-    pending, pieces = [main], []
-    while pending:
-        piece = pending.pop()
-        across = float(quality.width(np.array([shapely.union_all(geoms[nodes[piece]])]))[0])
-        if across <= params.service_radius_m or len(piece) < 2:
-            pieces.append(piece)
-            continue
-        total_area = float(area[piece].sum())
-        part = Partitioner(graph, params, rng, weights=area, lo=0.3 * total_area,
-                           hi=0.7 * total_area)
-        halves = part.split(piece, 2)
-        fallbacks += part.fallbacks
-        if len(halves) < 2:
-            pieces.append(piece)
-            continue
-        pending.extend(halves)
-    for piece in pieces:
-        h = int(graph.households[piece].sum())
-        flags = ["radius_split"] + (["village_below_min"] if h < params.min_households else [])
-        assigner.add(nodes[piece], code, flags=flags)
-    for comp in comps:
-        if comp is not main:
-            _attach(comp, nodes, graph, assigner, code, geoms)
-    return fallbacks
-
-
-def _dissolve(blocks: gpd.GeoDataFrame, assigner: _Assigner, block_hh: np.ndarray,
+def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray,
               block_pop: np.ndarray, villages: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     label = assigner.label
     if (label < 0).any():  # cannot happen: every block belongs to a village
@@ -367,14 +323,20 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: _Assigner, block_hh: np.ndarra
         "households": np.bincount(label, weights=block_hh, minlength=n_grids).astype(int),
         "population": np.bincount(label, weights=block_pop, minlength=n_grids).astype(int),
         "flags": [g.flags for g in assigner.grids],
+        "flag_reason": [g.reason for g in assigner.grids],
         "name_hint": [g.name_hint for g in assigner.grids],
     })
     frame["village_name"] = frame["village_code"].map(vname)
     # Out of the band and not explained by the data: say so (never silently out of range).
     lo, hi = assigner.band
-    for flags, kind, h in zip(frame["flags"], frame["kind"], frame["households"], strict=True):
-        if kind == "comprehensive" and not lo <= h <= hi and not set(flags) & FORCED:
+    reasons = frame["flag_reason"].to_numpy()
+    for i, (flags, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
+                                             frame["households"], strict=True)):
+        if kind == "comprehensive" and not lo <= h <= hi and \
+                not set(flags) & (FORCED | {"below_min", "above_max"}):
             flags.append("below_min" if h < lo else "above_max")
+            reasons[i] = reasons[i] or f"{h} households, outside {lo}–{hi}"
+    frame["flag_reason"] = reasons
     return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)
 
 
@@ -383,9 +345,13 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     """Codes, names, 四至 and the per-grid quality figures."""
     geoms = grids.geometry.to_numpy()
     parts = shapely.get_num_geometries(geoms)
-    for flags, p in zip(grids["flags"], parts, strict=True):
+    reasons = grids["flag_reason"].to_numpy(dtype=object).copy()
+    for i, (flags, p) in enumerate(zip(grids["flags"], parts, strict=True)):
         if p > 1 and "noncontiguous" not in flags:
             flags.append("noncontiguous")
+            reasons[i] = (reasons[i] + "; " if reasons[i] else "") + \
+                f"in {p} parts (its blocks are not all connected: the village is in " \
+                "pieces, or split by a dedicated area)"
     centre = shapely.point_on_surface(geoms)
     area = shapely.area(geoms)
     grid_codes = codes.assign_codes(
@@ -431,6 +397,7 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         "radius_m": np.round(quality.service_radius(geoms), 1),
         "boundary_text": texts,
         "flags": grids["flags"].to_numpy(),
+        "flag_reason": reasons,
     }, geometry=geoms, crs=grids.crs)
     out.attrs["barrier_boundary_share"] = round(on_len / total_len, 4)
     out.attrs["barrier_share_by_kind"] = by_kind

@@ -11,7 +11,7 @@ from partitioning.engine import PartitionResult
 
 GRID_COLUMNS = ["code", "name", "village_code", "village_name", "kind", "households",
                 "population", "area_m2", "compactness", "barrier_share", "radius_m",
-                "boundary_text", "flags"]
+                "boundary_text", "flags", "flag_reason"]
 
 
 def grid_table(result: PartitionResult) -> gpd.GeoDataFrame:

@@ -42,6 +42,13 @@ class PartitionParams:
     #: Backtracking: distinct cuts tried per level, and cuts tried per grid in all.
     backtrack_branch: int = 3
     backtrack_budget: int = 40
+    #: Cuts tried per grid while a village is still at a coarse level (its blocks can
+    #: be cut finer between buildings if the search fails): fail fast there.
+    probe_budget: int = 4
+    #: Worker processes for the villages (0: the CPUs available, at most 2). The
+    #: result does not depend on it; it only helps where cores are free (on a shared
+    #: 2-core machine it measured no faster), so one process is the default.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.min_households <= self.target_households <= self.max_households:

@@ -9,7 +9,8 @@ import pandas as pd
 import shapely
 
 #: Flags that mark a grid as forced out of the band by its data, not by the engine.
-FORCED_FLAGS = ("single_building", "village_below_min", "rural_village", "infeasible_band")
+FORCED_FLAGS = ("single_building", "village_below_min", "rural_village", "infeasible_band",
+                "infeasible_split", "part_below_min")
 
 
 def polsby_popper(geoms: np.ndarray) -> np.ndarray:
@@ -62,9 +63,10 @@ def plan_report(grids: pd.DataFrame, territory_area: float, union_area: float,
     regular = comp & ~forced
     in_range = (hh >= lo) & (hh <= hi)
     sum_area = float(grids["area_m2"].sum())
+    reasons = grids["flag_reason"] if "flag_reason" in grids else [""] * len(grids)
     flagged = [
-        {"code": c, "households": int(h), "flags": list(f)}
-        for c, h, f in zip(grids["code"], hh, grids["flags"], strict=True) if f
+        {"code": c, "households": int(h), "flags": list(f), "reason": str(r)}
+        for c, h, f, r in zip(grids["code"], hh, grids["flags"], reasons, strict=True) if f
     ]
     return {
         "n_grids": len(grids),

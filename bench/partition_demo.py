@@ -21,7 +21,9 @@ Peak memory is sampled every 50 ms as the proportional set size (PSS, Linux
 memory shared by forked workers is not counted twice; the kernel's own peak RSS of
 the main process is recorded too. Quality figures come from the engine's report.
 The time per household across sizes is fitted as time = a + b·households and as a
-power law time ∝ households^k (k = 1 is linear).
+power law time ∝ households^k (k = 1 is linear), for the wall time, the engine's
+CPU time (its own and its workers'; steadier on a shared machine) and from 10^5
+households on (below, fixed costs such as start-up dominate).
 
 Writes ``bench/results/partition_demo.json`` (only when the default series is run,
 or with ``--out``). Timings on a shared machine are noisy: the load average before
@@ -188,10 +190,12 @@ def _child(args: list[str]) -> dict[str, Any]:
 # --- the series --------------------------------------------------------------------------
 
 
-def fit(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """time = a + b·households (least squares), and the exponent k of time ∝ n^k."""
+def fit(rows: list[dict[str, Any]], key: str, smallest: int = 0) -> dict[str, Any]:
+    """time = a + b·households (least squares), and the exponent k of time ∝ n^k, over
+    the sizes from ``smallest`` households."""
     import numpy as np
 
+    rows = [r for r in rows if r["households"] >= smallest and r.get(key) is not None]
     n = np.array([r["households"] for r in rows], dtype=float)
     t = np.array([r[key] for r in rows], dtype=float)
     if len(n) < 2:
@@ -262,10 +266,13 @@ def main() -> None:
                    f"{platform.python_version()}",
         "command": "bench/partition_demo.py " + " ".join(sys.argv[1:]),
         "runs": runs,
-        "scaling": {"engine_s": fit(runs, "engine_s")},
+        "scaling": {"engine_s": fit(runs, "engine_s"),
+                    "engine_cpu_s": fit(runs, "engine_cpu_s"),
+                    "engine_cpu_s_from_100k": fit(runs, "engine_cpu_s", 100_000)},
     }
     if not args.no_cli:
         results["scaling"]["cli_s"] = fit(runs, "cli_s")
+        results["scaling"]["cli_s_from_100k"] = fit(runs, "cli_s", 100_000)
     print(json.dumps(results["scaling"], ensure_ascii=False, indent=2))
     out = args.out or (Path(__file__).parent / "results" / "partition_demo.json"
                        if not args.sizes else None)

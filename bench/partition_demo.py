@@ -1,16 +1,17 @@
 """Benchmark: the partitioning engine on the demo district, from 10^4 to 1.4·10^6 households.
 
-Run from the repository root (about 6 minutes on 2 cores for the default series):
+Run from the repository root (about 5 minutes on 2 cores for the default series):
 
     .venv/bin/python bench/partition_demo.py                   # 10k … 1.4M, writes the results
     .venv/bin/python bench/partition_demo.py 60000 300000      # chosen sizes only
-    .venv/bin/python bench/partition_demo.py --workers 1,2     # engine with 1 and 2 processes
+    .venv/bin/python bench/partition_demo.py --workers 1       # engine in one process only
 
 For each size, in fresh processes (so that each peak memory is that size's own):
 
 1. the demo district (``data.demo.generate(households, seed=7)``) is written to a
    GeoPackage in a temporary folder (not timed: that is the input);
-2. **engine**: ``read_territory`` then ``partition_territory`` in one process; the
+2. **engine**: ``read_territory`` then ``partition_territory`` in one process, with
+   1 and with 2 worker processes for the villages (the grids are the same); the
    engine's time excludes reading and is split by stage (``timings_s``);
 3. **cli**: ``gridmap partition territory.gpkg --out DIR`` as a user runs it, from
    the layers file to ``grids.gpkg``, ``blocks.gpkg`` and ``report.json``: wall time
@@ -218,8 +219,9 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sizes", nargs="*", type=int, help="households (default: the series)")
-    parser.add_argument("--workers", default="0",
-                        help="engine worker processes, comma-separated (0: the default)")
+    parser.add_argument("--workers", default="1,2",
+                        help="engine worker processes to measure, comma-separated "
+                             "(default 1,2; the row's figures are the first's)")
     parser.add_argument("--no-cli", action="store_true", help="skip the gridmap CLI runs")
     parser.add_argument("--out", type=Path, help="results file (default: "
                         "bench/results/partition_demo.json for the default series)")

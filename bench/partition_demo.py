@@ -1,16 +1,17 @@
 """Benchmark: the partitioning engine on the demo district, from 10^4 to 1.4·10^6 households.
 
-Run from the repository root (about 6 minutes on 2 cores for the default series):
+Run from the repository root (about 5 minutes on 2 cores for the default series):
 
     .venv/bin/python bench/partition_demo.py                   # 10k … 1.4M, writes the results
     .venv/bin/python bench/partition_demo.py 60000 300000      # chosen sizes only
-    .venv/bin/python bench/partition_demo.py --workers 1,2     # engine with 1 and 2 processes
+    .venv/bin/python bench/partition_demo.py --workers 1       # engine in one process only
 
 For each size, in fresh processes (so that each peak memory is that size's own):
 
 1. the demo district (``data.demo.generate(households, seed=7)``) is written to a
    GeoPackage in a temporary folder (not timed: that is the input);
-2. **engine**: ``read_territory`` then ``partition_territory`` in one process; the
+2. **engine**: ``read_territory`` then ``partition_territory`` in one process, with
+   1 and with 2 worker processes for the villages (the grids are the same); the
    engine's time excludes reading and is split by stage (``timings_s``);
 3. **cli**: ``gridmap partition territory.gpkg --out DIR`` as a user runs it, from
    the layers file to ``grids.gpkg``, ``blocks.gpkg`` and ``report.json``: wall time
@@ -21,7 +22,9 @@ Peak memory is sampled every 50 ms as the proportional set size (PSS, Linux
 memory shared by forked workers is not counted twice; the kernel's own peak RSS of
 the main process is recorded too. Quality figures come from the engine's report.
 The time per household across sizes is fitted as time = a + b·households and as a
-power law time ∝ households^k (k = 1 is linear).
+power law time ∝ households^k (k = 1 is linear), for the wall time, the engine's
+CPU time (its own and its workers'; steadier on a shared machine) and from 10^5
+households on (below, fixed costs such as start-up dominate).
 
 Writes ``bench/results/partition_demo.json`` (only when the default series is run,
 or with ``--out``). Timings on a shared machine are noisy: the load average before
@@ -188,10 +191,12 @@ def _child(args: list[str]) -> dict[str, Any]:
 # --- the series --------------------------------------------------------------------------
 
 
-def fit(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """time = a + b·households (least squares), and the exponent k of time ∝ n^k."""
+def fit(rows: list[dict[str, Any]], key: str, smallest: int = 0) -> dict[str, Any]:
+    """time = a + b·households (least squares), and the exponent k of time ∝ n^k, over
+    the sizes from ``smallest`` households."""
     import numpy as np
 
+    rows = [r for r in rows if r["households"] >= smallest and r.get(key) is not None]
     n = np.array([r["households"] for r in rows], dtype=float)
     t = np.array([r[key] for r in rows], dtype=float)
     if len(n) < 2:
@@ -214,8 +219,9 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sizes", nargs="*", type=int, help="households (default: the series)")
-    parser.add_argument("--workers", default="0",
-                        help="engine worker processes, comma-separated (0: the default)")
+    parser.add_argument("--workers", default="1,2",
+                        help="engine worker processes to measure, comma-separated "
+                             "(default 1,2; the row's figures are the first's)")
     parser.add_argument("--no-cli", action="store_true", help="skip the gridmap CLI runs")
     parser.add_argument("--out", type=Path, help="results file (default: "
                         "bench/results/partition_demo.json for the default series)")
@@ -262,10 +268,13 @@ def main() -> None:
                    f"{platform.python_version()}",
         "command": "bench/partition_demo.py " + " ".join(sys.argv[1:]),
         "runs": runs,
-        "scaling": {"engine_s": fit(runs, "engine_s")},
+        "scaling": {"engine_s": fit(runs, "engine_s"),
+                    "engine_cpu_s": fit(runs, "engine_cpu_s"),
+                    "engine_cpu_s_from_100k": fit(runs, "engine_cpu_s", 100_000)},
     }
     if not args.no_cli:
         results["scaling"]["cli_s"] = fit(runs, "cli_s")
+        results["scaling"]["cli_s_from_100k"] = fit(runs, "cli_s", 100_000)
     print(json.dumps(results["scaling"], ensure_ascii=False, indent=2))
     out = args.out or (Path(__file__).parent / "results" / "partition_demo.json"
                        if not args.sizes else None)

@@ -8,6 +8,7 @@ processes, with the same result (:func:`run_villages`).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
@@ -214,6 +215,18 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
                           f"connected grids of {lo}–{hi} was found (tree search, then an "
                           f"exhaustive search stopped after {EXHAUSTIVE_STEPS:,} sets), nor "
                           "a move of boundary blocks that brings this grid into the band")
+        if pieces is None and not feasible:
+            # No count fits the band: widen it just enough for k grids (±10% around
+            # the share), so that the split is balanced and follows barriers.
+            share = t / k
+            wide = Partitioner(graph, params, rng, lo=min(lo, math.floor(0.9 * share)),
+                               hi=max(hi, math.ceil(1.1 * share)),
+                               budget=None if task.final else params.probe_budget)
+            pieces = wide.split_exact(comp, k)
+            if pieces is None:
+                if not task.final:
+                    raise Coarse(code)      # cut finer: a balanced split may exist
+                pieces = wide.split_relaxed(comp, k)
         if pieces is None:
             pieces = part.split_relaxed(comp, k)
         for piece in pieces:

@@ -39,6 +39,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -78,7 +79,8 @@ def _children() -> dict[int, list[int]]:
 
 
 def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) of a process and all its live descendants."""
+    """CPU seconds (user + system) of a process and its descendants, live or ended (an ended
+    child's time is in its parent's cutime/cstime once reaped)."""
     children = _children()
     total, todo = 0, [root]
     while todo:
@@ -86,7 +88,7 @@ def tree_cpu_s(root: int) -> float:
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = Path(f"/proc/{pid}/stat").read_text()
             fields = stat[stat.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(f) for f in fields[11:15])
         todo.extend(children.get(pid, []))
     return total / CLK_TCK
 
@@ -103,13 +105,13 @@ def demo_setup(url: str, households: int, seed: int) -> dict[str, Any]:
     """Migrate, import the demo district, store its cached partition as the published plan."""
     import geopandas as gpd
     import pyogrio
+    from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED, demo_grids
 
     from data.demo import generate
     from gis.database import make_engine, upgrade
-    from gis.layers import Territory
+    from gis.layers import read_territory
     from gis.plans import publish_plan, write_plan
     from gis.store import import_territory
-    from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED, demo_grids
 
     out: dict[str, Any] = {}
     engine = make_engine(url)
@@ -123,7 +125,8 @@ def demo_setup(url: str, households: int, seed: int) -> dict[str, Any]:
         path, made = _partition(households, seed)
     grids = pyogrio.read_dataframe(path)
     out["partition_s"] = round(made, 1) if made else "cached"
-    territory = Territory("白云示范区 demo", generate(households, seed).layers)
+    with tempfile.TemporaryDirectory() as tmp:  # through the checks of a real import
+        territory = read_territory(generate(households, seed).write(Path(tmp) / "demo.gpkg"))
     out["generate_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     tid = import_territory(engine, territory)
@@ -371,7 +374,7 @@ async def _py_load(host: str, port: int, requests: list[bytes], connections: int
                         length = int(line[15:])
                 await reader.readexactly(length)
                 latencies.append(time.perf_counter() - t)
-                if not status[9:10] == b"2":
+                if status[9:10] != b"2":
                     errors += 1
         finally:
             writer.close()
@@ -472,6 +475,7 @@ def main() -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=DEMO_SEED)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the cluster on the way out
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "python"
@@ -489,12 +493,12 @@ def main() -> dict[str, Any]:
     }
     try:
         url = cluster.url("postgres")
+        setup = demo_setup(url, args.households, args.seed)
         result["postgres"] = {**pg_settings(url), "cluster": "tests/pgcluster.py "
                               "ThrowawayCluster(durable=True): fsync, synchronous_commit and "
                               "full_page_writes on (PostgreSQL's defaults)",
                               "fsync_test": fsync_rate(cluster)}
         print(json.dumps(result, ensure_ascii=False, indent=2), flush=True)
-        setup = demo_setup(url, args.households, args.seed)
         result["territory"] = {"source": f"data.demo.generate({args.households:,}, "
                                          f"{args.seed}), imported whole; its partition "
                                          "(bench/route_bench.py's cache) published", **setup}

@@ -153,6 +153,19 @@ def _partition(households: int, seed: int) -> tuple[Path, float]:  # pragma: no 
     return demo_grids(households, seed)
 
 
+def in_grids(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Which points lie in a grid of the demo partition."""
+    import pyogrio
+    import shapely
+    from route_bench import demo_grids
+
+    geoms = pyogrio.read_dataframe(demo_grids()[0]).to_crs(4326).geometry.to_numpy()
+    pi, _ = shapely.STRtree(geoms).query(shapely.points(lon, lat), predicate="within")
+    mask = np.zeros(len(lon), dtype=bool)
+    mask[pi] = True
+    return mask
+
+
 def pg_settings(url: str) -> dict[str, Any]:
     import psycopg
 
@@ -506,21 +519,30 @@ def main() -> dict[str, Any]:
         rng = np.random.default_rng(1)
         minx, miny, maxx, maxy = setup["bbox_wgs84"]
         n_points = 10_000
-        points = np.column_stack([rng.uniform(minx, maxx, n_points),
-                                  rng.uniform(miny, maxy, n_points),
-                                  rng.integers(0, len(CATEGORIES), n_points)])
-        get_script, get_raw, paths = get_requests(points)
+        box = np.column_stack([rng.uniform(minx, maxx, 4 * n_points),
+                               rng.uniform(miny, maxy, 4 * n_points),
+                               rng.integers(0, len(CATEGORIES), 4 * n_points)])
+        inside = box[in_grids(box[:, 0], box[:, 1])][:n_points]
+        box = box[:n_points]
+        requests = {"get_route": get_requests(inside), "get_route_bbox": get_requests(box)}
+        paths = requests["get_route"][2]
+        result["points"] = {
+            "get_route, post_events": f"{len(inside):,} points uniform over the grids (the "
+                                      "district), in turn",
+            "get_route_bbox": f"{len(box):,} points uniform over the grids' bounding box, "
+                              f"{1 - in_grids(box[:, 0], box[:, 1]).mean():.0%} outside every "
+                              "grid (routed to the nearest, some far away: the slow case)"}
         runs: dict[str, Any] = {}
         for workers in [int(w) for w in args.workers.split(",")]:
             with server(url, workers, log) as (base, proc):
                 entry: dict[str, Any] = {"warm_up_s": warm_up(base, paths, workers)}
                 events_before = count_rows(url)[0]
-                for name in ("get_route", "post_events"):
-                    if name == "get_route":
-                        script, raw = get_script, get_raw
+                for name in ("get_route", "get_route_bbox", "post_events"):
+                    if name in requests:
+                        script, raw, _ = requests[name]
                     else:
                         count = int(args.duration * 4_000) if client == "python" else 0
-                        script, raw = post_requests(points, f"w{workers}", count)
+                        script, raw = post_requests(inside, f"w{workers}", count)
                     pg_pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
                     cpu0 = tree_cpu_s(proc.pid), tree_cpu_s(pg_pid)
                     load0 = load1()

@@ -131,12 +131,17 @@ async def route(
                         409: {"description": "No published plan to route against"},
                         422: {"description": "Bad coordinates, coordinate system or "
                                              "category; nothing stored"}})
-def report_event(body: EventIn, request: Request, response: Response,
-                 engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+async def report_event(body: EventIn, request: Request, response: Response,
+                       engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    # Checks and routing on the event loop (microseconds of CPU; one thread keeps one set of
+    # pyproj transformers, which pyproj makes per thread), the database work in a thread.
     rules = rules_of(request)
     rules.check_category(body.category)
     key = request.headers.get("idempotency-key") or body.idempotency_key
-    published = routers_of(request).get(body.territory_id)
+    cache = routers_of(request)
+    published = cache.fresh(body.territory_id)
+    if published is None:
+        published = await run_in_threadpool(cache.get, body.territory_id)
     routed = published.route(body.x, body.y, body.coord_sys)[0]
     fields = {**body.model_dump(exclude={"x", "y", "territory_id", "idempotency_key"}),
               "x": body.x, "y": body.y, "idempotency_key": key,
@@ -144,7 +149,8 @@ def report_event(body: EventIn, request: Request, response: Response,
                                         "village_code", "town_code", "district_code",
                                         "distance_m", "other_grid_code", "flags")}}
     fields["reported_at"] = body.reported_at or now_of(request)
-    created = create_event(engine, fields, routed["lon"], routed["lat"], rules)
+    created = await run_in_threadpool(create_event, engine, fields, routed["lon"],
+                                      routed["lat"], rules)
     if not created.created:
         response.status_code = 200
     event = _with_light(created.event, rules, now_of(request))

@@ -11,12 +11,14 @@ from sqlalchemy import Engine
 from gis.settings import Settings
 
 
-def get_engine(request: Request) -> Engine:
+# Async (they only read the app's state) so FastAPI calls them on the event loop instead of
+# sending each to a worker thread.
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

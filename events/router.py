@@ -553,8 +553,19 @@ class GridRouter:
             out[sl] = np.maximum(state, -1)
         return out
 
+    def route_checked(self, lon: FloatArray, lat: FloatArray) -> Routed:
+        """:meth:`route` for 1-d float64 WGS84 arrays already checked (finite, in China), e.g.
+        by :func:`gis.crs.to_wgs84_checked` or :func:`points_to_wgs84`."""
+        return self._route_checked(lon, lat)
+
     def _route_checked(self, x: FloatArray, y: FloatArray) -> Routed:
         n = len(x)
+        if n == 1:  # one point (a request): its cell often answers it alone
+            owner = self._cell_owner(float(x[0]), float(y[0]))
+            if owner >= 0:
+                at = np.array([owner], dtype=np.int64)
+                return Routed(index=at, distance_m=np.zeros(1), nearest=at.copy(),
+                              other=np.array([-1], dtype=np.int64), flags=[_FLAG_LISTS[0]])
         index = np.empty(n, dtype=np.int64)
         nearest = np.empty(n, dtype=np.int64)
         other = np.empty(n, dtype=np.int64)
@@ -566,6 +577,26 @@ class GridRouter:
                 x[sl], y[sl])
         return Routed(index=index, distance_m=dist, nearest=nearest, other=other,
                       flags=_flag_lists(bits))
+
+    def _cell_owner(self, lon: float, lat: float) -> int:
+        """The owner of one point when its cell alone answers it: inside a grid, no exact test
+        needed and no boundary of another code within near_m (so no flags); else -1. The
+        same arithmetic as :meth:`_lookup`, on Python floats (IEEE doubles, as numpy's)."""
+        r = self._raster
+        fx = (lon - r.x0) * (1.0 / r.dx)
+        fy = (lat - r.y0) * (1.0 / r.dy)
+        if not (0.0 <= fx < r.nfx and 0.0 <= fy < r.nfy):
+            return -1
+        ix, iy = int(fx), int(fy)
+        state = int(self._coarse[(iy >> _SHIFT) * r.ncx + (ix >> _SHIFT)])
+        if state >= 0:
+            return state
+        if state == -1:
+            return -1
+        fv = int(self._fine[(-2 - state) * _SUB + ((iy & _MASK) << _SHIFT) + (ix & _MASK)])
+        if fv & self._near_bit:
+            return -1
+        return (fv & ~self._near_bit) - 2  # -2 (test exactly) and -1 (outside) fall through
 
     def _lookup(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, BoolArray, IntArray]:
         """Per point: owner (>= 0), -1 outside, -2 to test exactly, -3 off the raster; whether

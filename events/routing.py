@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class Published:
         """Route points given in any coordinate system; one answer per point."""
         lon, lat = to_wgs84_checked(np.atleast_1d(np.asarray(x, dtype=float)),
                                     np.atleast_1d(np.asarray(y, dtype=float)), coord_sys)
-        routed = self.router.route(lon, lat)
+        routed = self.router.route_checked(lon, lat)
         out = []
         for i in range(len(lon)):
             inside = int(routed.index[i])
@@ -58,6 +59,47 @@ class Published:
             })
         return out
 
+    def route_columns(self, x: Any, y: Any, coord_sys: str | int) -> dict[str, Any]:
+        """Route many points at once (bulk import): the fields :meth:`route` answers, less the
+        names and the grid worker, as columns — ``lon``/``lat`` float arrays, object arrays
+        (text, int, float or None) for the others, ``flags`` a list of shared read-only lists,
+        ``territory_id`` and ``plan_id`` single values. The same values as :meth:`route`."""
+        lon, lat = to_wgs84_checked(np.atleast_1d(np.asarray(x, dtype=float)),
+                                    np.atleast_1d(np.asarray(y, dtype=float)), coord_sys)
+        routed = self.router.route_checked(lon, lat)
+        g = np.where(routed.index >= 0, routed.index, routed.nearest)
+        has = g >= 0
+        rows = np.where(has, g, len(self.codes))  # the last entry of each table: None
+        tables = self._tables
+        distance = routed.distance_m.astype(object)
+        moved = np.flatnonzero(routed.distance_m != 0.0)
+        distance[moved] = [round(v, 2) for v in routed.distance_m[moved].tolist()]
+        other = np.where(routed.other >= 0, routed.other, len(self.codes))
+        return {
+            "lon": lon, "lat": lat, "territory_id": self.territory_id, "plan_id": self.plan_id,
+            **{k: t[rows] for k, t in tables.items()},
+            "distance_m": distance,
+            "other_grid_code": tables["grid_code"][other],
+            "flags": routed.flags,
+        }
+
+    @functools.cached_property
+    def _tables(self) -> dict[str, np.ndarray]:
+        """Per grid row (one more row at the end: None), the values :meth:`route` gives."""
+        villages = [str(v) for v in self.villages]
+
+        def table(values: list[Any]) -> np.ndarray:
+            out = np.empty(len(values) + 1, dtype=object)
+            out[:-1] = values
+            out[-1] = None
+            return out
+
+        return {"grid_id": table([int(i) for i in self.grid_ids]),
+                "grid_code": table([str(c) for c in self.codes]),
+                "village_code": table(villages),
+                "town_code": table([v[:9] if v else None for v in villages]),
+                "district_code": table([v[:6] if v else None for v in villages])}
+
 
 class RouterCache:
     """Routers of published plans by territory. PostGIS stays the record: a router is
@@ -69,21 +111,44 @@ class RouterCache:
         self.near_m = near_m
         self.ttl_s = ttl_s
         self._cache: dict[int, tuple[float, Published]] = {}
+        #: (when checked, the territory) of :meth:`default_territory`
+        self._default: tuple[float, int] | None = None
         self._lock = threading.Lock()
 
     def invalidate(self, territory_id: int | None = None) -> None:
         with self._lock:
+            self._default = None
             if territory_id is None:
                 self._cache.clear()
             else:
                 self._cache.pop(territory_id, None)
 
+    def fresh(self, territory_id: int | None = None) -> Published | None:
+        """The router :meth:`get` would give, when that needs no database work (it was checked
+        less than ``ttl_s`` ago); else None."""
+        now = time.monotonic()
+        if territory_id is None:
+            default = self._default
+            if default is None or now - default[0] >= self.ttl_s:
+                return None
+            territory_id = default[1]
+        cached = self._cache.get(territory_id)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        return None
+
     def default_territory(self) -> int:
-        """The only territory with a published plan (when the caller named none)."""
+        """The only territory with a published plan (when the caller named none); like the
+        routers, checked again after ``ttl_s`` seconds."""
+        now = time.monotonic()
+        default = self._default
+        if default is not None and now - default[0] < self.ttl_s:
+            return default[1]
         with self.engine.connect() as conn:
             ids = sorted({int(t) for (t,) in conn.execute(
                 select(models.Plan.territory_id).where(models.Plan.status == "published"))})
         if len(ids) == 1:
+            self._default = (now, ids[0])
             return ids[0]
         if not ids:
             raise Conflict("no territory has a published plan yet: publish one "

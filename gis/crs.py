@@ -553,11 +553,21 @@ def check_china(
         )
 
 
+def _plainly_in_china(lon: float, lat: float) -> bool:
+    """Finite and inside China's box: :func:`check_china` has nothing to say about it (a
+    longitude in 73.4..135.1 cannot look swapped or projected)."""
+    return CHINA_LON[0] <= lon <= CHINA_LON[1] and CHINA_LAT[0] <= lat <= CHINA_LAT[1]
+
+
 def to_wgs84_checked(
     x: ArrayLike, y: ArrayLike, src: CoordSysLike
 ) -> tuple[FloatArray, FloatArray]:
     """Transform to WGS84 lon/lat and check the result lies in China (message names ``src``)."""
     s = parse_coord_sys(src)
+    if s.obfuscation is None and s.crs is not None and s.crs.srs == _WGS84_CRS.srs:
+        xa, ya = _as_arrays(x, y)
+        if xa.size == 1 and _plainly_in_china(float(xa.flat[0]), float(ya.flat[0])):
+            return xa, ya  # one WGS84 point (a request) that every check below would pass
     what = f"coordinates in {s.name}"
     if s.is_geographic:
         # Catch swapped axes / metres on the raw values, before a transform can mangle them.

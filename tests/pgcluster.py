@@ -27,9 +27,14 @@ def _free_port() -> int:
 
 
 class ThrowawayCluster:
-    """initdb + pg_ctl in a temporary directory; removed again by :meth:`stop`."""
+    """initdb + pg_ctl in a temporary directory; removed again by :meth:`stop`.
 
-    def __init__(self) -> None:
+    By default fsync and full-page writes are off (fast tests; a crash loses the cluster, which
+    is thrown away anyway). ``durable=True`` keeps PostgreSQL's defaults (fsync,
+    synchronous_commit and full_page_writes on): for benchmarks of durable commits."""
+
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="gridmap-pg-"))
         self.data = self.root / "data"
@@ -48,7 +53,9 @@ class ThrowawayCluster:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
                   "-E", "UTF8", "--no-locale")
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c full_page_writes=off -c max_connections=200")
+                "-c max_connections=200")
+        if not self.durable:
+            opts += " -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
                   "-w", "start")
         return self

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -232,3 +233,73 @@ def test_bulk_import_csv_and_escalation(setup: Any) -> None:
     escalated = client.post("/events/escalate-overdue").json()["escalated"]
     assert len(escalated) == 20
     assert {e["level"] for e in client.get("/events").json()} == {"station"}
+
+
+def test_a_new_event_answers_as_it_is_read_back(setup: Any) -> None:
+    client, _, _, _ = setup
+    p = shapely.point_on_surface(grids_of(client).geometry.iloc[2])
+    created = report(client, p.x, p.y, idempotency_key="k-read-back").json()
+    read = client.get(f"/events/{created['id']}").json()
+    assert {k: v for k, v in created.items() if k != "routing"} == read
+    again = report(client, p.x, p.y, idempotency_key="k-read-back").json()
+    assert {k: v for k, v in again.items() if k != "routing"} == read
+
+
+def test_bulk_columns_store_what_row_by_row_stores(setup: Any) -> None:
+    """The bulk path (columns; COPY on PostGIS) writes the rows the row-by-row path writes."""
+    from sqlalchemy import select
+
+    from events.store import EVENT, HISTORY, create_events, create_events_columns
+
+    client, _, tid, territory = setup
+    app: Any = client.app
+    engine, rules = app.state.engine, app.state.rules
+    published = app.state.routers.get(tid)
+    grids = grids_of(client)
+    inside = shapely.point_on_surface(grids.geometry.to_numpy()[:12])
+    _, lat0, lon1, lat1 = territory.layers["admin_areas"].total_bounds
+    lon = np.concatenate([shapely.get_x(inside), [lon1 + 0.01, lon1 + 0.001]])
+    lat = np.concatenate([shapely.get_y(inside), [(lat0 + lat1) / 2] * 2])
+    x, y = gcj02_from_wgs84(lon, lat)
+    n = len(x)
+    answers = published.route(x, y, "gcj02")
+    cols = published.route_columns(x, y, "gcj02")
+    for k in ("lon", "lat", "grid_id", "grid_code", "village_code", "town_code",
+              "district_code", "distance_m", "other_grid_code", "flags"):
+        assert [a[k] for a in answers] == list(cols[k]), k
+    assert any("outside" in a["flags"] for a in answers)
+    texts = ["tab\there", "new\nline\r\n", "back\\slash \\N", "井盖缺失", "", "'quote\""] * 3
+    cats = np.array(["sanitation", "safety_hazard"] * n, dtype=object)[:n]
+    srcs = np.array(["hotline", "citizen", "patrol"] * n, dtype=object)[:n]
+    reporters = np.array([None, "张三"] * n, dtype=object)[:n]
+    fields = {k: cols[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
+                                   "village_code", "town_code", "district_code",
+                                   "distance_m", "other_grid_code", "flags")}
+    fields.update(category=cats, source=srcs, coord_sys="gcj02", x=x, y=y, reported_at=T0,
+                  description=np.array(texts[:n], dtype=object), reporter=reporters)
+    rows = []
+    for i, a in enumerate(answers):
+        row = {k: a[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
+                                 "village_code", "town_code", "district_code", "distance_m",
+                                 "other_grid_code", "flags")}
+        row.update(category=str(cats[i]), source=str(srcs[i]), coord_sys="gcj02",
+                   x=float(x[i]), y=float(y[i]), reported_at=T0, description=texts[i],
+                   reporter=reporters[i])
+        rows.append((row, a["lon"], a["lat"]))
+    assert create_events(engine, rows, rules) == n
+    assert create_events_columns(engine, fields, cols["lon"], cols["lat"], rules) == n
+    with engine.connect() as conn:
+        events = conn.execute(select(EVENT).order_by(EVENT.c.id)).mappings().all()
+        history = conn.execute(select(HISTORY).order_by(HISTORY.c.id)).mappings().all()
+    assert len(events) == len(history) == 2 * n
+    for one, other in zip(events[:n], events[n:], strict=True):
+        assert {k: v for k, v in one.items() if k != "id"} == \
+               {k: v for k, v in other.items() if k != "id"}
+    ids = {e["id"]: i for i, e in enumerate(events)}
+    assert sorted(ids[h["event_id"]] for h in history) == list(range(2 * n))
+    by_event = {ids[h["event_id"]]: h for h in history}
+    for i in range(n):
+        one, other = by_event[i], by_event[i + n]
+        assert {k: v for k, v in one.items() if k not in ("id", "event_id")} == \
+               {k: v for k, v in other.items() if k not in ("id", "event_id")}
+    assert by_event[1]["actor"] == "张三" and by_event[0]["actor"] == "hotline"

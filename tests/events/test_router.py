@@ -382,6 +382,27 @@ def test_identical_to_strtree_on_two_million_points(demo_router: GridRouter,
     assert 0.05 < (expected < 0).mean() < 0.9  # both kinds of answer were exercised
 
 
+def test_one_point_at_a_time_answers_as_a_batch(demo_router: GridRouter,
+                                                 demo_grids: gpd.GeoDataFrame) -> None:
+    """A single point (a request) takes a shortcut through its cell: the same answers."""
+    rng = np.random.default_rng(11)
+    minx, miny, maxx, maxy = demo_grids.total_bounds
+    verts = _vertices(demo_grids)
+    pick = verts[rng.integers(0, len(verts), 300)]
+    jitter = rng.choice([0.0, 1e-9, -1e-9, 1e-7, 3e-5], size=(300, 2))
+    lon = np.concatenate([rng.uniform(minx - 0.003, maxx + 0.003, 1500),
+                          pick[:, 0] + jitter[:, 0]])
+    lat = np.concatenate([rng.uniform(miny - 0.003, maxy + 0.003, 1500),
+                          pick[:, 1] + jitter[:, 1]])
+    batch = demo_router.route(lon, lat)
+    for i in range(len(lon)):
+        one = demo_router.route(lon[i:i + 1], lat[i:i + 1])
+        assert (one.index[0], one.nearest[0], one.other[0], one.distance_m[0], one.flags[0]) == (
+            batch.index[i], batch.nearest[i], batch.other[i], batch.distance_m[i],
+            batch.flags[i]), i
+        assert one.index.dtype == one.nearest.dtype == one.other.dtype == np.int64
+
+
 def test_on_edge_points_of_a_real_partition(demo_router: GridRouter,
                                             demo_grids: gpd.GeoDataFrame) -> None:
     verts = _vertices(demo_grids)

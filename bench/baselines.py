@@ -129,6 +129,9 @@ def block_graph(layers: Layers, name: str) -> BlockGraph:
     villages = admin[admin["level"] == "village"].reset_index(drop=True)
     barriers = barrier_lines(metric, params)
     blocks = make_blocks(villages, barriers, params)
+    # The blocks stage can leave a sliver snapped to nothing (empty, no area): drop it.
+    empty = shapely.is_empty(blocks.geometry.to_numpy())
+    blocks = blocks[~empty].reset_index(drop=True)
     hh, _pop, _est, _counts = building_households(metric["buildings"], params)
     owner = assign_to_blocks(metric["buildings"], blocks)
     households = np.bincount(owner, weights=hh, minlength=len(blocks)).astype(np.int64)
@@ -142,6 +145,7 @@ def block_graph(layers: Layers, name: str) -> BlockGraph:
         "block_households_max": int(households.max()),
         "blocks_without_households": int((households == 0).sum()),
         "components_joined": n_components - 1,
+        "empty_blocks_dropped": int(empty.sum()),
         "buildings": len(metric["buildings"]),
         "villages": len(villages),
         "build_s": round(time.perf_counter() - started, 2),
@@ -163,7 +167,8 @@ def _join_components(geoms: np.ndarray, a: np.ndarray, b: np.ndarray
     count, label = connected_components(m, directed=False)
     if count == 1:
         return a, b, 1
-    xy = shapely.get_coordinates(shapely.centroid(geoms))
+    centre = shapely.centroid(geoms)
+    xy = np.column_stack([shapely.get_x(centre), shapely.get_y(centre)])
     main = int(np.argmax(np.bincount(label)))
     in_main = np.flatnonzero(label == main)
     tree = cKDTree(xy[in_main])
@@ -597,6 +602,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gridmap-bench-") as tmp:
         for name in names:
             results.append(run_instance(INSTANCES[name], args, skip, Path(tmp)))
+            out = _write(args, results)  # after every instance: a partial run is kept
+    print_table(results)
+    print(f"wrote {args.out}")
+    return out
+
+
+def _write(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[str, Any]:
     out = {
         "what": "engine vs PySAL spopt MaxPHeuristic and GerryChain recursive_tree_part on "
                 "the same block graph, in the same run (bench/baselines.py)",
@@ -629,8 +641,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, ensure_ascii=False, indent=1, default=_json) + "\n",
                         encoding="utf-8")
-    print_table(results)
-    print(f"wrote {args.out}")
     return out
 
 

@@ -161,9 +161,43 @@ def _rows_of(cols: dict[str, Any], lon: FloatArray, lat: FloatArray, n: int
         yield dict(zip(names, row, strict=True)), float(lon[i]), float(lat[i])
 
 
-#: Columns of a COPY into events, in order (the rest keep their NULL).
-_COPY_EVENT = ("id", *FIELDS, "status", "level", "level_since", "deadline_at", "geom")
-_COPY_HISTORY = ("event_id", "to_status", "level", "actor", "at", "reason")
+_COPY_CHUNK = 50_000  # rows formatted and sent at a time
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # int; float (repr: exact)
+
+
+def _text_column(value: Any, n: int) -> list[str] | str:
+    """A column in COPY's text format: one text per row, or one text for every row. Each
+    distinct value is formatted once (codes repeat, per grid)."""
+    if not isinstance(value, list | tuple | np.ndarray):
+        return _text(value)
+    values = value.tolist() if isinstance(value, np.ndarray) else list(value)
+    if values and all(isinstance(v, float) for v in values[:100]):
+        return [_text(v) for v in values]  # coordinates: distinct, no need to look them up
+    seen: dict[Any, str] = {}
+    return [seen[v] if v in seen else seen.setdefault(v, _text(v)) for v in values]
+
+
+def _copy(cur: Any, table: str, columns: dict[str, list[str] | str], n: int) -> None:
+    """COPY n rows into ``table``; per-row columns first, the shared ones appended to each."""
+    varying = [k for k, v in columns.items() if isinstance(v, list)]
+    shared = [k for k in columns if k not in varying]
+    tail = "".join("\t" + str(columns[k]) for k in shared) + "\n"
+    with cur.copy(f"COPY {table} ({', '.join(varying + shared)}) FROM STDIN") as copy:
+        for start in range(0, n, _COPY_CHUNK):
+            parts = [columns[k][start:start + _COPY_CHUNK] for k in varying]
+            copy.write("".join(["\t".join(row) + tail for row in zip(*parts, strict=True)])
+                       .encode())
 
 
 def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: FloatArray,
@@ -175,43 +209,40 @@ def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: F
     with raw.cursor() as cur:
         cur.execute("SELECT nextval(pg_get_serial_sequence('events', 'id')) "
                     "FROM generate_series(1, %s)", (n,))
-        ids = [int(r[0]) for r in cur.fetchall()]
+        ids = [str(r[0]) for r in cur.fetchall()]
     as_json: dict[tuple[str, ...], str] = {}
     flags = [as_json.get(t) or as_json.setdefault(t, json.dumps(list(t)))
              for t in (tuple(f or ()) for f in cols["flags"])]
     categories = [str(c) for c in _column(cols["category"], n)]
     at = cols["reported_at"]
+    reported: list[str] | str
     if isinstance(at, list | tuple | np.ndarray):
         moments: list[Any] = [r or models.utcnow() for r in _column(at, n)]
-        deadlines = [rules.deadline(c, "grid", r) for c, r in zip(categories, moments,
-                                                                   strict=True)]
-
-        def reported() -> Iterable[Any]:
-            return moments
+        deadlines: list[str] | str = [_text(rules.deadline(c, "grid", r)) for c, r in zip(
+            categories, moments, strict=True)]
+        reported = [_text(r) for r in moments]
     else:  # one moment for all: one deadline per category
-        limit = {c: rules.deadline(c, "grid", at) for c in set(categories)}
+        limit = {c: _text(rules.deadline(c, "grid", at)) for c in set(categories)}
         deadlines = [limit[c] for c in categories]
-
-        def reported() -> Iterable[Any]:
-            return itertools.repeat(at, n)
+        reported = _text(at)
     points = shapely.set_srid(shapely.points(lon, lat), models.SRID)
-    geoms = np.asarray(shapely.to_wkb(points, hex=True, include_srid=True)).tolist()
-    fields: list[Iterable[Any]] = []
+    events: dict[str, list[str] | str] = {"id": ids}
     for k in FIELDS:
-        fields.append(flags if k == "flags" else reported() if k == "reported_at"
-                      else _column(cols[k], n))
-    events = zip(ids, *fields, itertools.repeat("reported", n), itertools.repeat("grid", n),
-                 reported(), deadlines, geoms, strict=False)
-    history = zip(ids, _column(cols["reporter"], n), _column(cols["source"], n), reported(),
-                  strict=False)
+        events[k] = (_text_column(flags, n) if k == "flags" else reported
+                     if k == "reported_at" else _text_column(cols[k], n))
+    events.update(status="reported", level="grid", level_since=reported,
+                  deadline_at=deadlines, geom=np.asarray(shapely.to_wkb(
+                      points, hex=True, include_srid=True)).tolist())
+    sources = _column(cols["source"], n)
+    reporters = _column(cols["reporter"], n)
+    history: dict[str, list[str] | str] = {
+        "event_id": ids, "to_status": "reported", "level": "grid",
+        "actor": _text_column([r or s for r, s in zip(reporters, sources, strict=False)], n),
+        "at": reported,
+        "reason": _text_column([f"imported ({s})" for s in _column(cols["source"], n)], n)}
     with raw.cursor() as cur:
-        with cur.copy(f"COPY events ({', '.join(_COPY_EVENT)}) FROM STDIN") as copy:
-            for row in events:
-                copy.write_row(row)
-        with cur.copy(f"COPY event_history ({', '.join(_COPY_HISTORY)}) FROM STDIN") as copy:
-            for event_id, who, source, when in history:
-                copy.write_row((event_id, "reported", "grid", who or source, when,
-                                f"imported ({source})"))
+        _copy(cur, "events", events, n)
+        _copy(cur, "event_history", history, n)
 
 
 def _by_key(engine: Engine, key: str) -> dict[str, Any] | None:

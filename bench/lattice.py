@@ -93,8 +93,9 @@ def _admin(xs: np.ndarray, ys: np.ndarray, community: int) -> gpd.GeoDataFrame:
     """One district, one town (街道) and the communities tiling it along primary streets."""
     whole = shapely.box(xs[0], ys[0], xs[-1], ys[-1])
     town = f"{DISTRICT_CODE}001"
-    rows = [(whole, DISTRICT_CODE, "格子区", "district", None, None),
-            (whole, town, "格子街道", "town", DISTRICT_CODE, None)]
+    rows: list[tuple[shapely.Geometry, str, str, str, str | None, str | None]] = [
+        (whole, DISTRICT_CODE, "格子区", "district", None, None),
+        (whole, town, "格子街道", "town", DISTRICT_CODE, None)]
     cuts = range(0, len(xs) - 1, community)
     serial = 0
     for j in reversed(cuts):  # codes in reading order: north to south, west to east

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Iterable, Iterator
@@ -13,7 +14,7 @@ import numpy as np
 import shapely
 from geoalchemy2 import WKBElement
 from numpy.typing import ArrayLike, NDArray
-from sqlalchemy import Connection, Engine, func, insert, literal, null, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from events.rules import LEVELS, Rules
@@ -88,26 +89,38 @@ def create_event(engine: Engine, fields: dict[str, Any], lon: float, lat: float,
     return Created(out, True)
 
 
+_ROW_COLUMNS = (*FIELDS, "status", "level", "level_since", "deadline_at")
+_HISTORY_NAMES = [c.name for c in HISTORY.c]
+
+
+@functools.cache
+def _one_statement_sql() -> str:
+    """The SQL of :func:`_insert_one_statement`, written once (building the SQLAlchemy
+    construct for each request cost milliseconds of CPU)."""
+    returned = ", ".join(c.name for c in _EVENT_COLUMNS)
+    return (
+        f"WITH new_event AS (INSERT INTO events ({', '.join(_ROW_COLUMNS)}, geom) VALUES ("
+        + ", ".join(f"%({k})s" for k in _ROW_COLUMNS)
+        + f", ST_GeomFromEWKB(%(geom)s)) RETURNING {returned}), "
+        "first_entry AS (INSERT INTO event_history (event_id, from_status, to_status, level, "
+        "actor, at, reason) SELECT id, NULL, 'reported', 'grid', %(h_actor)s, %(h_at)s, "
+        f"%(h_reason)s FROM new_event RETURNING {', '.join(_HISTORY_NAMES)}) "
+        "SELECT * FROM new_event JOIN first_entry ON first_entry.event_id = new_event.id")
+
+
 def _insert_one_statement(engine: Engine, row: dict[str, Any]) -> dict[str, Any]:
     """PostgreSQL: the event and its first history row in one statement (two inserts joined
     by a CTE), committed on its own: one round trip and one durable commit, atomic."""
-    event = insert(models.Event).values(**row).returning(*_EVENT_COLUMNS).cte("new_event")
-    first = insert(models.EventHistory).from_select(
-        ["event_id", "from_status", "to_status", "level", "actor", "at", "reason"],
-        select(event.c.id, null(), literal("reported", HISTORY.c.to_status.type),
-               literal("grid", HISTORY.c.level.type),
-               literal(row["reporter"] or row["source"], HISTORY.c.actor.type),
-               literal(row["reported_at"], HISTORY.c.at.type),
-               literal(f"reported via {row['source']}", HISTORY.c.reason.type)),
-    ).returning(*HISTORY.c).cte("first_entry")
-    names = [c.name for c in _EVENT_COLUMNS]
-    query = select(*[event.c[k].label(f"e_{k}") for k in names],
-                   *[first.c[c.name].label(f"h_{c.name}") for c in HISTORY.c]).select_from(
-        event.join(first, first.c.event_id == event.c.id))
+    params = {k: row[k] for k in _ROW_COLUMNS}
+    params["flags"] = json.dumps(list(row["flags"]))
+    params["geom"] = bytes(row["geom"].data)
+    params.update(h_actor=row["reporter"] or row["source"], h_at=row["reported_at"],
+                  h_reason=f"reported via {row['source']}")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        got = conn.execute(query).one()._mapping
-    out = _as_dict_of({k: got[f"e_{k}"] for k in names})
-    out["history"] = [_as_dict_of({c.name: got[f"h_{c.name}"] for c in HISTORY.c})]
+        got = tuple(conn.exec_driver_sql(_one_statement_sql(), params).one())
+    n = len(_EVENT_COLUMNS)
+    out = _as_dict_of(dict(zip([c.name for c in _EVENT_COLUMNS], got[:n], strict=True)))
+    out["history"] = [_as_dict_of(dict(zip(_HISTORY_NAMES, got[n:], strict=True)))]
     return out
 
 

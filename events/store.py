@@ -14,6 +14,7 @@ import numpy as np
 import shapely
 from geoalchemy2 import WKBElement
 from numpy.typing import ArrayLike, NDArray
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -231,7 +232,10 @@ def _copy(cur: Any, table: str, columns: dict[str, list[str] | str], n: int) -> 
     varying = [k for k, v in columns.items() if isinstance(v, list)]
     shared = [k for k in columns if k not in varying]
     tail = "".join("\t" + str(columns[k]) for k in shared) + "\n"
-    with cur.copy(f"COPY {table} ({', '.join(varying + shared)}) FROM STDIN") as copy:
+    # The queued writer sends from a thread of its own: PostgreSQL takes in one chunk while
+    # the next is formatted here.
+    with cur.copy(f"COPY {table} ({', '.join(varying + shared)}) FROM STDIN",
+                  writer=QueuedLibpqWriter(cur)) as copy:
         for start in range(0, n, _COPY_CHUNK):
             parts = [columns[k][start:start + _COPY_CHUNK] for k in varying]
             copy.write("".join(["\t".join(row) + tail for row in zip(*parts, strict=True)])

@@ -272,7 +272,9 @@ def warm_up(base: str, paths: list[str], workers: int) -> float:
         return time.perf_counter() - t
 
     async def run() -> None:
-        limits = httpx.Limits(max_connections=4 * workers)
+        # No keep-alive: each request a new connection, so the kernel spreads them over
+        # every worker process (a kept connection stays with one).
+        limits = httpx.Limits(max_connections=4 * workers, max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=120, limits=limits) as client:
             fast = 0
             i = 0

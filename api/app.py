@@ -17,7 +17,7 @@ from api.jobs import JobRunner
 from events.routing import RouterCache
 from events.rules import Rules
 from events.store import escalate_overdue
-from gis.database import check_schema, make_engine, ping
+from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models import utcnow
 from gis.settings import Settings, get_settings
@@ -75,7 +75,10 @@ class BodyLimit:
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """The service over the store at ``settings.database_url`` (or the given engine)."""
     settings = settings or get_settings()
-    engine = engine or make_engine(settings.database_url)
+    if engine is None:
+        pool = {} if is_sqlite(settings.database_url) else {
+            "pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+        engine = make_engine(settings.database_url, **pool)
 
     runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s)
     rules = Rules.load(settings.event_rules_path or None, settings.yellow_share)

@@ -319,7 +319,7 @@ def serve(
     database_url: DatabaseOption = None,
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log",
-        help="Log every request (off saves about a tenth of the CPU under heavy load).")] = True,
+        help="Log every request (off: less CPU per request under heavy load).")] = True,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn); the schema is migrated first."""
     with user_errors():

@@ -114,6 +114,7 @@ class RouterCache:
         #: (when checked, the territory) of :meth:`default_territory`
         self._default: tuple[float, int] | None = None
         self._lock = threading.Lock()
+        self._building: dict[int, threading.Lock] = {}
 
     def invalidate(self, territory_id: int | None = None) -> None:
         with self._lock:
@@ -158,10 +159,23 @@ class RouterCache:
 
     def get(self, territory_id: int | None = None) -> Published:
         tid = self.default_territory() if territory_id is None else territory_id
-        now = time.monotonic()
         cached = self._cache.get(tid)
-        if cached is not None and now - cached[0] < self.ttl_s:
+        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
+        with self._lock:
+            lock = self._building.setdefault(tid, threading.Lock())
+        # One check (and build: seconds of CPU) per territory at a time; the requests that
+        # waited find the fresh router. Without it, every request arriving during a build
+        # started a build of its own.
+        with lock:
+            now = time.monotonic()
+            cached = self._cache.get(tid)
+            if cached is not None and now - cached[0] < self.ttl_s:
+                return cached[1]
+            return self._check(tid, cached, now)
+
+    def _check(self, tid: int, cached: tuple[float, Published] | None, now: float
+               ) -> Published:
         plan_id = published_plan_id(self.engine, tid)
         if plan_id is None:
             with self.engine.connect() as conn:

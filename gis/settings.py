@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///gridmap.sqlite"
     #: Path of the SpatiaLite extension (GeoAlchemy2 reads ``SPATIALITE_LIBRARY_PATH``).
     spatialite_library_path: str = "mod_spatialite"
+    #: PostgreSQL connections each server process keeps open, and how many more it may open
+    #: under load (closed again when returned). Requests waiting for a connection queue; a
+    #: pool smaller than the load means connecting anew (a PostgreSQL fork) for many requests.
+    db_pool_size: int = 20
+    db_max_overflow: int = 0
     #: Where ``gridmap demo`` writes its territory and database.
     demo_dir: Path = Path("demo")
     #: Household band of a grid (the urban standard: 300-500 households).

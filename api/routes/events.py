@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, delete, insert, select
 from starlette.concurrency import run_in_threadpool
@@ -114,15 +115,14 @@ async def route(
     y: Annotated[float, Query(description="Latitude or northing")],
     coord_sys: Annotated[str, Query(min_length=1, max_length=200)],
     territory: IdQuery = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     # Answered on the event loop (no thread hop): routing one point is a few microseconds of
     # CPU. Only the router's database check (every few seconds) or a rebuild goes to a thread.
     cache = routers_of(request)
     published = cache.fresh(territory)
     if published is None:
         published = await run_in_threadpool(cache.get, territory)
-    answer = published.route(x, y, coord_sys)[0]
-    return answer
+    return JSONResponse(published.route(x, y, coord_sys)[0])
 
 
 @router.post("/events", status_code=201, summary="Report an event: routed and stored",
@@ -131,8 +131,8 @@ async def route(
                         409: {"description": "No published plan to route against"},
                         422: {"description": "Bad coordinates, coordinate system or "
                                              "category; nothing stored"}})
-async def report_event(body: EventIn, request: Request, response: Response,
-                       engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+async def report_event(body: EventIn, request: Request,
+                       engine: Engine = Depends(get_engine)) -> JSONResponse:
     # Checks and routing on the event loop (microseconds of CPU; one thread keeps one set of
     # pyproj transformers, which pyproj makes per thread), the database work in a thread.
     rules = rules_of(request)
@@ -151,11 +151,10 @@ async def report_event(body: EventIn, request: Request, response: Response,
     fields["reported_at"] = body.reported_at or now_of(request)
     created = await run_in_threadpool(create_event, engine, fields, routed["lon"],
                                       routed["lat"], rules)
-    if not created.created:
-        response.status_code = 200
     event = _with_light(created.event, rules, now_of(request))
     event["routing"] = routed
-    return event
+    # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
+    return JSONResponse(event, status_code=201 if created.created else 200)
 
 
 def _read_table(data: bytes, filename: str, encoding: str | None) -> pd.DataFrame:

@@ -303,3 +303,27 @@ def test_bulk_columns_store_what_row_by_row_stores(setup: Any) -> None:
         assert {k: v for k, v in one.items() if k not in ("id", "event_id")} == \
                {k: v for k, v in other.items() if k not in ("id", "event_id")}
     assert by_event[1]["actor"] == "张三" and by_event[0]["actor"] == "hotline"
+
+
+def test_concurrent_requests_build_one_router(setup: Any) -> None:
+    """Requests arriving while a router is built wait for it instead of building their own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from events.routing import RouterCache
+
+    client, _, tid, _ = setup
+    cache = RouterCache(client.app.state.engine)  # type: ignore[attr-defined]
+    builds = []
+    build = cache._build
+
+    def counted(territory_id: int, plan_id: int) -> Any:
+        builds.append(territory_id)
+        return build(territory_id, plan_id)
+
+    cache._build = counted  # type: ignore[method-assign]
+    assert cache.fresh(tid) is None
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: cache.get(tid), range(16)))
+    assert builds == [tid] and all(g is got[0] for g in got)
+    assert cache.fresh(tid) is got[0] and cache.fresh() is None
+    assert cache.get() is got[0] and cache.fresh() is got[0]   # the default is cached too

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what gridmap needs on a fresh Debian/Ubuntu machine; safe to run again.
-#   scripts/setup.sh              Debian packages for SpatiaLite + a .venv with gridmap
-#   scripts/setup.sh --postgis    ... and PostgreSQL with the matching PostGIS (for the tests)
+#   scripts/setup.sh              Debian packages for SpatiaLite and the posters' CJK font
+#                                 (fonts-noto-cjk) + a .venv with gridmap
+#   scripts/setup.sh --postgis    ... and PostgreSQL with the matching PostGIS and Chromium
+#                                 (for the tests; Playwright drives Debian's chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +17,12 @@ apt_install() {
 
 want=()
 installed libsqlite3-mod-spatialite || want+=(libsqlite3-mod-spatialite)
+installed fonts-noto-cjk || want+=(fonts-noto-cjk)
 command -v python3 >/dev/null || want+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || want+=(python3-venv)
 if [ "${1:-}" = "--postgis" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
+  command -v chromium >/dev/null || want+=(chromium)
 fi
 [ ${#want[@]} -eq 0 ] || apt_install "${want[@]}"
 

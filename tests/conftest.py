@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from browser import chromium_path
 from pgcluster import ThrowawayCluster
 
 from gis.database import make_engine, upgrade
@@ -37,6 +39,20 @@ def postgis_server() -> Iterator[str]:
         yield cluster.url("").rstrip("/")
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (Debian's, see tests/browser.py) shared by the session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 @pytest.fixture(scope="session")

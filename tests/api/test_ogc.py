@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,7 +14,7 @@ import oapif_reader
 import pytest
 import shapely
 import shapely.geometry
-import uvicorn
+from browser import LiveServer, live_server
 from demo_plan import (
     BACKENDS,
     DEMO_NAME,
@@ -43,52 +39,16 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield built
 
 
-@dataclass
-class Server:
-    """A uvicorn server in a background thread, and the requests it received."""
-
-    url: str
-    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
-
+class Server(LiveServer):
     def items_requests(self, collection: str) -> list[dict[str, list[str]]]:
         path = f"/ogc/collections/{collection}/items"
         return [query for p, query in self.requests if p == path]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(store: DemoStore) -> Iterator[Server]:
-    app = create_app(store.settings, store.engine)
-    port = _free_port()
-    running = Server(f"http://127.0.0.1:{port}")
-
-    async def logged(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            running.requests.append((scope["path"],
-                                     parse_qs(scope["query_string"].decode())))
-        await app(scope, receive, send)
-
-    uv = uvicorn.Server(uvicorn.Config(logged, host="127.0.0.1", port=port,
-                                       log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield running
-    uv.should_exit = True
-    thread.join(timeout=15)
+    with live_server(create_app(store.settings, store.engine)) as running:
+        yield Server(running.url, running.requests)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,115 @@
+"""Pages under test: a real uvicorn server in a thread and a real headless Chromium.
+
+Chromium is Debian's (``scripts/setup.sh --postgis`` installs it; ``GRIDMAP_CHROMIUM`` names
+another binary), driven by Playwright with ``executable_path`` because Playwright's own
+browser download is not used. Every page opened through :func:`open_page` records console
+errors and uncaught exceptions; :func:`screenshot` saves a PNG under ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import uvicorn
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@dataclass
+class LiveServer:
+    """A uvicorn server in a background thread, and the requests it received."""
+
+    url: str
+    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
+
+    def paths(self, pattern: str) -> list[str]:
+        """Request paths matching the regular expression ``pattern``."""
+        return [p for p, _ in self.requests if re.search(pattern, p)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[LiveServer]:
+    """Serve ``app`` on a free local port until the block ends."""
+    port = free_port()
+    running = LiveServer(f"http://127.0.0.1:{port}")
+
+    async def logged(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            running.requests.append((scope["path"],
+                                     parse_qs(scope["query_string"].decode())))
+        await app(scope, receive, send)
+
+    uv = uvicorn.Server(uvicorn.Config(logged, host="127.0.0.1", port=port,
+                                       log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield running
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=15)
+
+
+def chromium_path() -> str:
+    path = os.environ.get("GRIDMAP_CHROMIUM") or shutil.which("chromium") \
+        or shutil.which("chromium-browser")
+    assert path, "Chromium not found: run scripts/setup.sh --postgis or set GRIDMAP_CHROMIUM"
+    return path
+
+
+@dataclass
+class PageErrors:
+    """Console errors and uncaught exceptions a page produced."""
+
+    console: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.console or self.exceptions)
+
+
+def open_page(browser: Any, url: str, *, viewport: tuple[int, int] = (1600, 900),
+              wait_until: str = "networkidle") -> tuple[Any, PageErrors]:
+    """A new page at ``url`` and the errors it reports (keep checking after interactions)."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    errors = PageErrors()
+    page.on("console", lambda m: errors.console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.exceptions.append(str(e)))
+    page.goto(url, wait_until=wait_until)
+    return page, errors
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page PNG as ``tests/artifacts/<name>.png`` (kept after the run)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    return path

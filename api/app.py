@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api import problems
@@ -21,6 +22,7 @@ from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models import utcnow
 from gis.settings import Settings, get_settings
+from maps import STATIC
 
 log = logging.getLogger("gridmap.api")
 Scope = MutableMapping[str, Any]
@@ -121,10 +123,23 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.clock = utcnow
     problems.install(app)
 
-    from api.routes import areas, events, exports, ogc, plans, territories
+    from api.routes import (
+        areas,
+        events,
+        exports,
+        ogc,
+        pages,
+        plans,
+        posters,
+        screen,
+        territories,
+        tiles,
+    )
 
-    for module in (territories, plans, areas, events, exports, ogc):
+    for module in (territories, plans, areas, events, exports, ogc, tiles, posters, pages,
+                   screen):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")

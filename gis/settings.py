@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
     yellow_share: float = 0.2
     near_boundary_m: float = 10.0
     escalation_interval_s: float = 60.0
+    #: Maps: the basemap's tile URL template (``{z}/{x}/{y}``; empty = no basemap, the pages
+    #: work offline), its attribution, and the coordinate system its tiles are drawn in
+    #: (``wgs84``; ``gcj02`` for AMap/Tencent; ``bd09`` for Baidu): overlays are shifted into
+    #: it so grids line up with the streets on screen.
+    basemap_url: str = ""
+    basemap_attribution: str = ""
+    basemap_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
 
 
 @lru_cache

@@ -56,3 +56,25 @@ def feature_collection(gdf: gpd.GeoDataFrame, *, id_column: str | None = None,
     head = {"type": "FeatureCollection", **(extra or {})}
     body = json.dumps(head, ensure_ascii=False)[:-1]
     return (body + ', "features": [' + ",".join(features) + "]}").encode("utf-8")
+
+
+def for_basemap(gdf: gpd.GeoDataFrame, basemap_crs: str) -> gpd.GeoDataFrame:
+    """WGS84 features shifted into the basemap's system (``wgs84``, ``gcj02`` for AMap/Tencent,
+    ``bd09`` for Baidu), so that overlays line up with the streets drawn on its tiles; the
+    frame keeps EPSG:4326 as its label since Leaflet reads every layer as lon/lat."""
+    from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
+
+    shift = {"wgs84": None, "gcj02": gcj02_from_wgs84, "bd09": bd09_from_wgs84}
+    if basemap_crs not in shift:
+        raise ValueError(f"unknown basemap system {basemap_crs!r}: use wgs84, gcj02 or bd09")
+    forward = shift[basemap_crs]
+    if forward is None or gdf.empty:
+        return gdf
+
+    def move(xy: np.ndarray) -> np.ndarray:
+        lon, lat = forward(xy[:, 0], xy[:, 1])
+        return np.column_stack([lon, lat])
+
+    out = gdf.copy()
+    out.geometry = shapely.transform(np.asarray(gdf.geometry.values), move)
+    return out

@@ -359,3 +359,25 @@ def test_transform_geometries_keeps_z_and_projects() -> None:
     out = transform_geometries(geoms, CGCS2000, "2000sz")
     assert out[0].has_z and out[0].z == 5.0 and not out[1].has_z
     assert out[0].x == pytest.approx(350_000.0, abs=1e-6)
+
+
+def test_overlays_shift_into_the_basemap_system_vertex_by_vertex() -> None:
+    import geopandas as gpd
+    import pytest
+    import shapely
+
+    from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
+    from gis.geometry import for_basemap
+
+    frame = gpd.GeoDataFrame({"code": ["a"]}, geometry=[shapely.box(113.2, 23.1, 113.3, 23.2)],
+                             crs=4326)
+    xy = shapely.get_coordinates(frame.geometry)
+    assert for_basemap(frame, "wgs84") is frame
+    for name, forward in (("gcj02", gcj02_from_wgs84), ("bd09", bd09_from_wgs84)):
+        moved = shapely.get_coordinates(for_basemap(frame, name).geometry)
+        lon, lat = forward(xy[:, 0], xy[:, 1])
+        assert moved[:, 0] == pytest.approx(lon) and moved[:, 1] == pytest.approx(lat)
+        assert abs(moved[0, 0] - xy[0, 0]) > 1e-4  # hundreds of metres in Guangzhou
+    assert shapely.get_coordinates(frame.geometry)[0, 0] == 113.3  # the input is untouched
+    with pytest.raises(ValueError, match="wgs84, gcj02 or bd09"):
+        for_basemap(frame, "mercator")

@@ -17,7 +17,7 @@ from api.cli import app
 from data.demo import generate
 from gis.layers import Territory
 from partitioning import boundaries, codes, quality
-from partitioning.blocks import barrier_lines, make_blocks
+from partitioning.blocks import PRECISION_M, barrier_lines, make_blocks
 from partitioning.engine import PartitionResult, partition_territory
 from partitioning.oversize import balanced_clusters
 from partitioning.params import PartitionParams
@@ -44,11 +44,15 @@ def check_invariants(terr: Territory, result: PartitionResult) -> None:
     # Full coverage, no overlaps (a few m² of floating-point noise over km²).
     assert abs(union.area - territory_area) / territory_area < 1e-6
     assert float(shapely.area(geoms).sum()) - union.area < 1e-6 * territory_area
-    # Every grid inside its own village.
+    # Every grid inside its own village, up to the 1 mm precision grid the blocks are snapped
+    # to: snapping moves the village outline by at most PRECISION_M, so at most its
+    # perimeter x PRECISION_M of a grid can stick out (a 16 km rural village: 16 m²; 0.6 m²
+    # was seen).
     vgeom = dict(zip(villages["code"], villages.geometry, strict=True))
     for code, vcode, g in zip(grids["code"], grids["village_code"], geoms, strict=True):
         assert code.startswith(vcode) and len(code) == 15 and code.isdigit()
-        assert shapely.area(shapely.difference(g, vgeom[vcode])) < 1.0, code
+        outside = shapely.area(shapely.difference(g, vgeom[vcode]))
+        assert outside < max(1.0, vgeom[vcode].length * PRECISION_M), (code, outside)
     # Every block has an outline (a face thinner than the precision grid is dropped).
     assert not shapely.is_empty(result.blocks.geometry.to_numpy()).any()
     # Codes unique; dedicated grids in the 9xx series.

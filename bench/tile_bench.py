@@ -113,7 +113,7 @@ def time_functions(url: str, plan_id: int, tiles: list[Any], rounds: int,
     import mapbox_vector_tile
 
     from gis.database import make_engine
-    from maps.tiles import render_tile
+    from maps.tiles import plan_stamp, render_tile
 
     engine = make_engine(url)
     band = (300, 500)
@@ -132,6 +132,11 @@ def time_functions(url: str, plan_id: int, tiles: list[Any], rounds: int,
             codes = [{f["properties"]["code"] for f in mapbox_vector_tile.decode(
                 out[m])["grids"]["features"]} if out[m] else set() for m in ("sql", "python")]
             same_codes += codes[0] == codes[1]
+    stamp_ms = []
+    for _ in range(200):  # the look-up every request makes (deleted or replaced plan?)
+        started = time.perf_counter()
+        plan_stamp(engine, plan_id)
+        stamp_ms.append((time.perf_counter() - started) * 1000)
     engine.dispose()
     full = [t for t in tiles if sizes[t]]
     result: dict[str, Any] = {
@@ -139,7 +144,8 @@ def time_functions(url: str, plan_id: int, tiles: list[Any], rounds: int,
         "same_codes_sql_vs_python": f"{same_codes}/{len(tiles) * rounds}",
         "bytes": {"p50": int(np.percentile([sizes[t] for t in full], 50)) if full else 0,
                   "max": max((sizes[t] for t in full), default=0),
-                  "total_mb": round(sum(sizes.values()) / 2**20, 2)}}
+                  "total_mb": round(sum(sizes.values()) / 2**20, 2)},
+        "plan_stamp_lookup_ms": percentiles(stamp_ms)}
     for method, label in (("sql", "st_asmvt_ms"), ("python", "baseline_python_ms")):
         result[label] = percentiles([times[method][t] for t in full])
         result[label + "_empty_tiles"] = percentiles(

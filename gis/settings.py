@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     basemap_url: str = ""
     basemap_attribution: str = ""
     basemap_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
+    #: Vector tiles kept in memory per server process (megabytes; 0 turns the cache off).
+    tile_cache_mb: int = 64
 
 
 @lru_cache

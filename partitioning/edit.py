@@ -1,4 +1,4 @@
-"""Planner edits of grids (move, merge, split, redraw, lock, rename): validated, touched grids recomputed."""
+"""Planner edits of grids (move, merge, split, redraw, lock, rename), validated and recounted."""
 
 from __future__ import annotations
 
@@ -219,10 +219,10 @@ def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
         base["flag_reason"] = ""
         new_rows[code] = base
     # Every grid of the neighbourhood as it is after the edit.
-    outline = dict(zip(rows.index, rows.geometry.to_numpy(), strict=True))
-    outline.update({code: row["geometry"] for code, row in new_rows.items()})
-    all_codes = np.array(list(outline), dtype=object)
-    all_geoms = gpd.GeoSeries(list(outline.values()), crs=h.blocks.crs) \
+    shapes: dict[str, Any] = dict(zip(rows.index, rows.geometry.to_numpy(), strict=True))
+    shapes.update({code: row["geometry"] for code, row in new_rows.items()})
+    all_codes = np.array(list(shapes), dtype=object)
+    all_geoms = gpd.GeoSeries(list(shapes.values()), crs=h.blocks.crs) \
         .to_crs(h.metric_crs).to_numpy()
     pos = {c: i for i, c in enumerate(all_codes)}
     shaped = np.array([pos[c] for c in reshaped], dtype=np.int64)

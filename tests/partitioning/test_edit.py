@@ -102,7 +102,7 @@ def test_move_recounts_the_touched_grids_and_flags_out_of_band() -> None:
 
 def test_move_refuses_a_break_in_contiguity_and_across_villages() -> None:
     hood = _hood()
-    with pytest.raises(EditRefused, match="不再连通.*break grid 440111001001002 into 2"):
+    with pytest.raises(EditRefused, match=r"不再连通.*break grid 440111001001002 into 2"):
         edit.move(hood, [block_no(2, 1), block_no(3, 1)], G1)
     with pytest.raises(EditRefused, match="跨村"):
         edit.move(hood, [block_no(5, 0)], G4)

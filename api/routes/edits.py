@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 from typing import Annotated, Any, Literal
 
 import shapely
@@ -44,7 +45,8 @@ IF_MATCH = Header(alias="If-Match", description=(
     'The plan version the edit was made on, as GET /plans/{id} gives it in its ETag '
     '(e.g. "3"); required'))
 USER = Header(alias="X-Gridmap-User", max_length=100, description=(
-    "Who makes the change (recorded in the history; accounts come later)"))
+    "Who makes the change (recorded in the history; accounts come later); UTF-8 "
+    "percent-encoded, e.g. %E7%8E%8B for 王"))
 
 
 class MoveEdit(BaseModel):
@@ -158,9 +160,11 @@ def parse_if_match(value: str | None) -> int:
 
 
 def _author(value: str | None) -> str | None:
+    """The X-Gridmap-User header: HTTP headers are ASCII, so a Chinese name comes
+    percent-encoded as UTF-8 (``%E7%8E%8B`` for 王)."""
     if value is None:
         return None
-    value = value.strip()
+    value = unquote(value.strip(), errors="strict")[:100]
     return value or None
 
 

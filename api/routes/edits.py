@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import unquote
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 import shapely
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response

@@ -154,13 +154,17 @@ def test_refusals(client: TestClient, store: DemoStore, draft: int) -> None:
     assert r.status_code == 422 and "跨村" in r.json()["detail"], r.text
     assert r.json()["type"] == "/problems/edit-refused"
     # Contiguity: a grid of the same village that the block does not touch.
-    far = grids[(grids["village_code"] == village) & ~grids["code"].isin([src, dst])
-                & (grids["kind"] == "comprehensive")]
     blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
-    shape = blocks.loc[block].geometry
-    far = far[~shapely.intersects(far.geometry.to_numpy(), shape)]
-    assert len(far), "the demo village has a grid the block does not touch"
-    r = edit(client, draft, 0, {"op": "move", "blocks": [block], "to": str(far["code"].iloc[0])})
+    far_moves = []
+    for b, s, d in moves:
+        same = grids[(grids["village_code"] == blocks.loc[b, "village_code"])
+                     & ~grids["code"].isin([s, d]) & (grids["kind"] == "comprehensive")]
+        same = same[~shapely.intersects(same.geometry.to_numpy(), blocks.loc[b].geometry)]
+        if len(same):
+            far_moves.append((b, str(same["code"].iloc[0])))
+    assert far_moves, "some village of the demo has a grid a boundary block does not touch"
+    far_block, far_code = far_moves[0]
+    r = edit(client, draft, 0, {"op": "move", "blocks": [far_block], "to": far_code})
     assert r.status_code == 422 and "不再连通" in r.json()["detail"], r.text
     # Merge of grids in different villages, of grids that do not touch.
     r = edit(client, draft, 0, {"op": "merge", "grids": [src, other]})

@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     from api.routes import (
         areas,
+        edits,
         events,
         exports,
         ogc,
@@ -136,8 +137,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         tiles,
     )
 
-    for module in (territories, plans, areas, events, exports, ogc, tiles, posters, pages,
-                   screen):
+    for module in (territories, plans, edits, areas, events, exports, ogc, tiles, posters,
+                   pages, screen):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)

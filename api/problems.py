@@ -18,9 +18,11 @@ from gis.errors import (
     CoordinateError,
     CRSError,
     DatabaseError,
+    EditRefused,
     GridmapError,
     LayerError,
     NotFound,
+    PreconditionRequired,
 )
 
 log = logging.getLogger("gridmap.api")
@@ -54,6 +56,8 @@ class Problem:
 #: Every error the service reports, most specific first: exception → status and title.
 PROBLEMS: dict[type[Exception], Problem] = {
     NotFound: Problem(404, "Not found 未找到"),
+    EditRefused: Problem(422, "The edit is refused 编辑不被允许"),
+    PreconditionRequired: Problem(428, "The plan version is missing 缺少方案版本"),
     Conflict: Problem(409, "Conflict with the stored state 状态冲突"),
     LayerError: Problem(422, "The territory breaks the layer contract 图层不符合数据规范"),
     CRSError: Problem(422, "Coordinate system problem 坐标系错误"),

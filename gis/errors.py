@@ -75,3 +75,31 @@ class Conflict(GridmapError):
     """The request clashes with the state of what is stored (e.g. publishing twice)."""
 
     code = "conflict"
+
+
+class EditRefused(GridmapError):
+    """A plan edit would break a grid's contiguity or nesting, or cannot be made as asked."""
+
+    code = "edit-refused"
+
+
+class GridLocked(Conflict):
+    """A plan edit touches a locked grid (unlock it first)."""
+
+    code = "grid-locked"
+
+
+class PreconditionRequired(GridmapError):
+    """An edit of a draft plan does not name the plan version it was made on (If-Match)."""
+
+    code = "precondition-required"
+
+
+class StaleVersion(Conflict):
+    """An edit was made on an older version of the draft plan than the stored one."""
+
+    code = "stale-version"
+
+    def __init__(self, message: str, current: int) -> None:
+        super().__init__(message)
+        self.current = current

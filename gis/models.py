@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Enum,
@@ -170,6 +171,8 @@ class Plan(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Edit generation of a draft: one more after every edit, undo and redo (the ETag).
+    edit_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     territory: Mapped[Territory] = relationship(back_populates="plans",
                                                 foreign_keys=[territory_id])
@@ -198,6 +201,8 @@ class Grid(Base):
     boundary_text: Mapped[str | None] = mapped_column(Text)
     #: Why the grid is irregular (e.g. "below_min", "single_building"); empty when regular.
     flags: Mapped[list[Any]] = mapped_column(default=list)
+    #: A locked grid refuses every edit but unlock.
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     geom: Mapped[WKBElement] = geometry_column()
 
     plan: Mapped[Plan] = relationship(back_populates="grids")
@@ -217,6 +222,38 @@ class Block(Base):
     grid_id: Mapped[int | None] = mapped_column(
         ForeignKey("grids.id", ondelete="SET NULL"), index=True)
     geom: Mapped[WKBElement] = geometry_column()
+
+
+EDIT_STATES = ("applied", "undone", "discarded")
+
+
+class PlanEdit(Base):
+    """One edit of a draft plan (or an undo/redo of one), with what undo and redo need.
+
+    ``before``/``after``: the touched grids' stored rows (geometry as hex WKB) by code
+    and the touched blocks' grid codes by block number; an edit's ``state`` is
+    ``applied``, ``undone`` (redo can bring it back) or ``discarded`` (a new edit was
+    made after it was undone). Undo and redo rows name the edit in ``target_seq``.
+    """
+
+    __tablename__ = "plan_edits"
+    __table_args__ = (UniqueConstraint("plan_id", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="applied")
+    target_seq: Mapped[int | None] = mapped_column(Integer)
+    author: Mapped[str | None] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    version_before: Mapped[int] = mapped_column(Integer)
+    version_after: Mapped[int] = mapped_column(Integer)
+    grids: Mapped[list[Any]] = mapped_column(default=list)
+    before: Mapped[dict[str, Any] | None] = mapped_column()
+    after: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class Staff(Base):

@@ -36,6 +36,8 @@ class PlanInfo:
     created_at: Any
     published_at: Any
     n_grids: int
+    #: Edit generation (the ETag of a draft; see gis.edits).
+    edit_version: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (models.iso(v) if k.endswith("_at") else v)
@@ -115,7 +117,7 @@ def _info(conn: Connection, plan: Any) -> PlanInfo:
         models.Grid.__table__.c.plan_id == plan.id)).scalar_one()
     return PlanInfo(plan.id, plan.territory_id, plan.version, plan.status,
                     plan.parameters or {}, plan.parent_id, plan.note, plan.created_by,
-                    plan.created_at, plan.published_at, int(n))
+                    plan.created_at, plan.published_at, int(n), int(plan.edit_version or 0))
 
 
 def get_plan(engine: Engine, plan_id: int) -> PlanInfo:

@@ -31,6 +31,9 @@ class PlanOut(BaseModel):
     created_at: str | None
     published_at: str | None
     n_grids: int
+    edit_version: int = Field(0, description=(
+        "Edit generation: one more after every edit, undo or redo of the draft; sent as "
+        "the ETag, and an edit names it in If-Match (see docs/editing.md)"))
 
 
 class GridMove(BaseModel):
@@ -77,9 +80,11 @@ def plans(territory: IdQuery = None,
 
 
 @router.get("/plans/{plan_id}", response_model=PlanOut, responses=NOT_FOUND,
-            summary="One plan")
-def plan(plan_id: Id, engine: Engine = Depends(get_engine)) -> PlanOut:
-    return PlanOut(**get_plan(engine, plan_id).as_dict())
+            summary="One plan; its ETag is the edit version an edit names in If-Match")
+def plan(plan_id: Id, response: Response, engine: Engine = Depends(get_engine)) -> PlanOut:
+    info = get_plan(engine, plan_id)
+    response.headers["ETag"] = f'"{info.edit_version}"'
+    return PlanOut(**info.as_dict())
 
 
 @router.get("/plans/{plan_id}/grids", response_class=Response, summary="Grids as GeoJSON",

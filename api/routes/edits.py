@@ -1,0 +1,321 @@
+"""Editing draft plans: edits with If-Match versions, undo, redo, history, copy, blocks."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote
+
+import shapely
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from api.deps import Id, get_engine
+from api.problems import MEDIA_TYPE, BadRequest
+from api.routes.plans import PlanOut
+from gis.edits import (
+    Change,
+    EditOutcome,
+    PlanReader,
+    copy_plan,
+    edit_plan,
+    list_edits,
+    read_plan_blocks,
+    redo,
+    undo,
+)
+from gis.errors import PreconditionRequired, StaleVersion
+from gis.geometry import feature_collection
+from gis.plans import get_plan
+from partitioning import edit
+from partitioning.blocks import barrier_lines
+from partitioning.params import PartitionParams
+
+router = APIRouter(tags=["editing"])
+GEOJSON = "application/geo+json"
+#: A grid code: the village's 12 digits and a 3-digit serial.
+Code = Annotated[str, Field(pattern=r"^\d{15}$", description="15-digit grid code")]
+BlockNo = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Note = Annotated[str | None, Field(max_length=2_000, description="Why (kept in the history)")]
+Lon = Annotated[float, Field(ge=-180, le=180)]
+Lat = Annotated[float, Field(ge=-90, le=90)]
+IF_MATCH = Header(alias="If-Match", description=(
+    'The plan version the edit was made on, as GET /plans/{id} gives it in its ETag '
+    '(e.g. "3"); required'))
+USER = Header(alias="X-Gridmap-User", max_length=100, description=(
+    "Who makes the change (recorded in the history; accounts come later); UTF-8 "
+    "percent-encoded, e.g. %E7%8E%8B for 王"))
+
+
+class MoveEdit(BaseModel):
+    op: Literal["move"]
+    blocks: list[BlockNo] = Field(min_length=1, max_length=10_000,
+                                  description="Block numbers (GET /plans/{id}/blocks)")
+    to: Code = Field(description="The grid that receives them (same village)")
+    note: Note = None
+
+
+class MergeEdit(BaseModel):
+    op: Literal["merge"]
+    grids: list[Code] = Field(min_length=2, max_length=2,
+                              description="Two adjacent grids of one village")
+    note: Note = None
+
+
+class SplitEdit(BaseModel):
+    op: Literal["split"]
+    grid: Code
+    k: int | None = Field(None, ge=2, le=50, description=(
+        "Into how many grids (default: the count nearest the target that fits the band)"))
+    note: Note = None
+
+
+class RedrawEdit(BaseModel):
+    op: Literal["redraw"]
+    line: list[tuple[Lon, Lat]] = Field(min_length=2, max_length=2_000, description=(
+        "The new boundary, WGS84 lon/lat points, drawn across the two grids"))
+    grids: list[Code] | None = Field(None, min_length=2, max_length=2, description=(
+        "The two grids (default: the grids the line crosses)"))
+    note: Note = None
+
+
+class LockEdit(BaseModel):
+    op: Literal["lock", "unlock"]
+    grids: list[Code] = Field(min_length=1, max_length=5_000)
+    note: Note = None
+
+
+class RenameEdit(BaseModel):
+    op: Literal["rename"]
+    grid: Code
+    name: str = Field(min_length=1, max_length=200)
+    note: Note = None
+
+
+EditBody = Annotated[MoveEdit | MergeEdit | SplitEdit | RedrawEdit | LockEdit | RenameEdit,
+                     Field(discriminator="op")]
+
+
+class StepBody(BaseModel):
+    note: Note = None
+
+
+class EditOut(BaseModel):
+    plan_id: int
+    version: int = Field(description="The plan's new version (also the ETag)")
+    seq: int = Field(description="The history entry")
+    op: str
+    summary: str
+    target_seq: int | None = Field(None, description="The edit an undo/redo acted on")
+    removed: list[str] = Field(description="Codes of grids that no longer exist")
+    grids: dict[str, Any] = Field(description=(
+        "The touched grids as now stored: a GeoJSON FeatureCollection with households, "
+        "quality, 四至, flags, flag_reason and locked"))
+
+
+class HistoryEntry(BaseModel):
+    seq: int
+    op: str
+    params: dict[str, Any]
+    state: str = Field(description="applied, undone or discarded (undo/redo: applied)")
+    target_seq: int | None
+    author: str | None
+    at: str | None
+    note: str | None
+    summary: str | None
+    version_before: int
+    version_after: int
+    grids: list[str]
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such plan"},
+    409: {"description": "Stale version (the body has current_version, the ETag header the "
+                         "version), a published or archived plan, a locked grid, or nothing "
+                         "to undo/redo"},
+    422: {"description": "The edit is refused (contiguity, nesting, …) or malformed"},
+    428: {"description": "If-Match is missing"},
+}
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def parse_if_match(value: str | None) -> int:
+    if value is None or not value.strip():
+        raise PreconditionRequired(
+            '编辑须带 If-Match 头，写明所基于的方案版本（an edit must name the plan version it '
+            'was made on in an If-Match header, e.g. If-Match: "3", the ETag of GET '
+            '/plans/{id})')
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit() or len(text) > 9:
+        raise BadRequest(f'If-Match {value!r} must be a plan version in quotes, e.g. "3"')
+    return int(text)
+
+
+def _author(value: str | None) -> str | None:
+    """The X-Gridmap-User header: HTTP headers are ASCII, so a Chinese name comes
+    percent-encoded as UTF-8 (``%E7%8E%8B`` for 王)."""
+    if value is None:
+        return None
+    value = unquote(value.strip(), errors="strict")[:100]
+    return value or None
+
+
+def _stale(request: Request, exc: StaleVersion) -> JSONResponse:
+    body = {"type": f"/problems/{exc.code}", "title": "Stale version 版本已过期",
+            "status": 409, "detail": exc.message, "instance": str(request.url.path),
+            "current_version": exc.current}
+    return JSONResponse(body, status_code=409, media_type=MEDIA_TYPE,
+                        headers={"ETag": etag(exc.current)})
+
+
+def _answer(out: EditOutcome) -> JSONResponse:
+    grids = out.grids.drop(columns=["id", "wkb"], errors="ignore")
+    body = EditOut(plan_id=out.plan_id, version=out.version, seq=out.seq, op=out.op,
+                   summary=out.summary, target_seq=out.target_seq, removed=out.removed,
+                   grids=json.loads(feature_collection(grids, id_column="code")))
+    return JSONResponse(body.model_dump(), headers={"ETag": etag(out.version)})
+
+
+def _hood(reader: PlanReader, villages: set[str], *, used: bool) -> edit.Neighbourhood:
+    blocks, grids = reader.around(villages)
+    bounds = grids.total_bounds if len(grids) else blocks.total_bounds
+    layers = reader.layers_near(bounds)
+    village_areas = layers.pop("villages")
+    params = PartitionParams(**{k: v for k, v in reader.parameters.items()
+                                if k in ("min_households", "max_households",
+                                         "target_households", "dedicated_serial_start")})
+    barriers = barrier_lines(layers, params)
+    return edit.Neighbourhood(
+        blocks, grids[[*edit.ROW_FIELDS, "geometry"]], barriers, village_areas,
+        f"EPSG:{reader.metric_epsg}", (params.min_households, params.max_households),
+        params.dedicated_serial_start, reader.used_codes(villages) if used else frozenset())
+
+
+def _compute(body: Any) -> Any:
+    params = body.model_dump(exclude={"op", "note"}, exclude_none=True)
+    op = str(body.op)
+
+    def compute(reader: PlanReader) -> Change:
+        codes: list[str] = []
+        if op in ("lock", "unlock", "merge"):
+            codes = list(params["grids"])
+        elif op in ("split", "rename"):
+            codes = [params["grid"]]
+        elif op == "move":
+            codes = [params["to"]]
+            found = reader.block_villages(params["blocks"])
+            missing = sorted(set(params["blocks"]) - set(found))
+            if missing:
+                raise edit.refuse(f"方案没有地块 {missing[:10]}",
+                                  f"the plan has no blocks {missing[:10]}")
+        elif op == "redraw":
+            codes = list(params.get("grids") or [])
+            if not codes:
+                codes = reader.grids_on_line(shapely.LineString(params["line"]).wkt)
+        rows = reader.grids(codes)
+        missing_codes = sorted(set(codes) - set(rows["code"]))
+        if missing_codes:
+            raise edit.refuse(f"本方案没有网格 {'、'.join(missing_codes)}",
+                              f"the plan has no grid {', '.join(missing_codes)}")
+        if not codes:
+            raise edit.refuse("线没有穿过任何网格", "the line crosses no grid of the plan")
+        hood = _hood(reader, set(rows["village_code"]), used=op == "split")
+        result = edit.apply_edit(hood, op, params)
+        return Change(op, params, result.summary, result.grids, result.removed,
+                      result.assignment, result.previous)
+
+    return compute
+
+
+@router.post("/plans/{plan_id}/edits", response_model=EditOut, responses=PROBLEM_RESPONSES,
+             summary="Edit a draft plan (move, merge, split, redraw, lock, unlock, rename)")
+def make_edit(plan_id: Id, request: Request, body: Annotated[EditBody, Body()],
+              if_match: Annotated[str | None, IF_MATCH] = None,
+              user: Annotated[str | None, USER] = None,
+              engine: Engine = Depends(get_engine)) -> Response:
+    expected = parse_if_match(if_match)
+    try:
+        out = edit_plan(engine, plan_id, expected, _compute(body), author=_author(user),
+                        note=body.note)
+    except StaleVersion as exc:
+        return _stale(request, exc)
+    return _answer(out)
+
+
+@router.post("/plans/{plan_id}/undo", response_model=EditOut, responses=PROBLEM_RESPONSES,
+             summary="Undo the latest edit of a draft plan")
+def undo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Body()] = None,
+              if_match: Annotated[str | None, IF_MATCH] = None,
+              user: Annotated[str | None, USER] = None,
+              engine: Engine = Depends(get_engine)) -> Response:
+    expected = parse_if_match(if_match)
+    try:
+        out = undo(engine, plan_id, expected, author=_author(user),
+                   note=body.note if body else None)
+    except StaleVersion as exc:
+        return _stale(request, exc)
+    return _answer(out)
+
+
+@router.post("/plans/{plan_id}/redo", response_model=EditOut, responses=PROBLEM_RESPONSES,
+             summary="Redo the earliest undone edit of a draft plan")
+def redo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Body()] = None,
+              if_match: Annotated[str | None, IF_MATCH] = None,
+              user: Annotated[str | None, USER] = None,
+              engine: Engine = Depends(get_engine)) -> Response:
+    expected = parse_if_match(if_match)
+    try:
+        out = redo(engine, plan_id, expected, author=_author(user),
+                   note=body.note if body else None)
+    except StaleVersion as exc:
+        return _stale(request, exc)
+    return _answer(out)
+
+
+@router.get("/plans/{plan_id}/edits", response_model=list[HistoryEntry],
+            responses={404: {"description": "No such plan"}},
+            summary="A plan's edit history (who, what, when), oldest first")
+def history(plan_id: Id, engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
+    return list_edits(engine, plan_id)
+
+
+class CopyBody(BaseModel):
+    note: Note = None
+
+
+@router.post("/plans/{plan_id}/copy", response_model=PlanOut, status_code=201,
+             responses={404: {"description": "No such plan"}},
+             summary="A new draft from any plan (to edit a published or archived one)")
+def copy(plan_id: Id, body: Annotated[CopyBody | None, Body()] = None,
+         user: Annotated[str | None, USER] = None,
+         engine: Engine = Depends(get_engine)) -> Response:
+    new_id = copy_plan(engine, plan_id, author=_author(user), note=body.note if body else None)
+    info = get_plan(engine, new_id)
+    return JSONResponse(PlanOut(**info.as_dict()).model_dump(), status_code=201,
+                        headers={"ETag": etag(info.edit_version),
+                                 "Location": f"/plans/{new_id}"})
+
+
+@router.get("/plans/{plan_id}/blocks", response_class=Response,
+            summary="A plan's blocks as GeoJSON (what edits move), by number",
+            responses={200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"},
+                       404: {"description": "No such plan"}})
+def blocks(plan_id: Id,
+           grid: Annotated[str | None, Query(pattern=r"^\d{15}$",
+                                             description="Only this grid's blocks")] = None,
+           village: Annotated[str | None, Query(pattern=r"^\d{12}$",
+                                                description="Only this village's blocks")]
+           = None,
+           engine: Engine = Depends(get_engine)) -> Response:
+    gdf = read_plan_blocks(engine, plan_id, grid=grid, village=village)
+    return Response(feature_collection(gdf, id_column="block_no",
+                                       extra={"plan_id": plan_id}), media_type=GEOJSON)
+

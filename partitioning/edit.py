@@ -1,0 +1,564 @@
+"""Planner edits of grids (move, merge, split, redraw, lock, rename), validated and recounted."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import shapely.ops
+
+from gis.errors import EditRefused, GridLocked
+from partitioning import boundaries, codes, quality
+from partitioning.blocks import adjacency
+from partitioning.params import PartitionParams
+from partitioning.regions import Graph, Partitioner, choose_k
+
+#: The stored columns of a grid row an edit may change (``gis.plans.GRID_FIELDS`` + locked).
+ROW_FIELDS = ("code", "name", "village_code", "kind", "households", "population", "area_m2",
+              "compactness", "barrier_share", "radius_m", "boundary_text", "flags", "locked")
+#: Operations and what each takes (besides the neighbourhood).
+OPERATIONS = ("move", "merge", "split", "redraw", "lock", "unlock", "rename")
+
+
+@dataclass
+class Neighbourhood:
+    """What an edit needs to know of a plan, around the grids it touches.
+
+    ``blocks``: every block of the villages the edit concerns (``block_no``,
+    ``village_code``, ``households``, ``population``, ``grid_code``). ``grids``: the
+    rows (:data:`ROW_FIELDS`) of every grid of those villages and of the grids around
+    them, two rings deep (so that the 四至 of a neighbour can be redone). ``barriers``:
+    :func:`partitioning.blocks.barrier_lines` around them; ``villages``: admin polygons
+    (``code``, ``name``). All frames in one CRS (WGS84 in the service: outlines are
+    unions of the stored blocks, so shared edges stay shared); areas, lengths and
+    contiguity are computed in ``metric_crs``. ``used_codes``: every grid code any plan
+    of the territory ever had (new serials never reuse one).
+    """
+
+    blocks: gpd.GeoDataFrame
+    grids: gpd.GeoDataFrame
+    barriers: gpd.GeoDataFrame
+    villages: gpd.GeoDataFrame
+    metric_crs: Any
+    band: tuple[int, int] = (300, 500)
+    dedicated_start: int = 901
+    used_codes: frozenset[str] = frozenset()
+
+
+@dataclass
+class EditResult:
+    """An edit's outcome: blocks that change grid, the touched grids' new rows, and what
+    disappeared. ``grids`` (in the neighbourhood's CRS) has :data:`ROW_FIELDS`,
+    ``flag_reason`` and ``reshaped`` (its blocks, hence its outline, changed)."""
+
+    op: str
+    assignment: dict[int, str]
+    previous: dict[int, str]
+    grids: gpd.GeoDataFrame
+    removed: list[str] = field(default_factory=list)
+    summary: str = ""
+
+    @property
+    def touched(self) -> list[str]:
+        return [str(c) for c in self.grids["code"]]
+
+
+def refuse(zh: str, en: str) -> EditRefused:
+    return EditRefused(f"{zh}（{en}）")
+
+
+class _Work:
+    """The neighbourhood with a mutable block → grid assignment."""
+
+    def __init__(self, hood: Neighbourhood) -> None:
+        self.h = hood
+        self.blocks = hood.blocks.reset_index(drop=True)
+        self.label = self.blocks["grid_code"].astype(object).to_numpy().copy()
+        self.before = self.label.copy()
+        self.pos = {int(b): i for i, b in enumerate(self.blocks["block_no"])}
+        rows = hood.grids.reset_index(drop=True)
+        self.rows = rows if rows.geometry.name == "geometry" else rows.rename_geometry("geometry")
+        self.row_of = {str(c): i for i, c in enumerate(self.rows["code"])}
+        self._metric: np.ndarray | None = None
+        self._adj: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def row(self, code: str) -> pd.Series:
+        if code not in self.row_of:
+            raise refuse(f"本方案没有网格 {code}", f"the plan has no grid {code}")
+        return self.rows.iloc[self.row_of[code]]
+
+    def unlocked(self, codes: Iterable[str]) -> None:
+        locked = [c for c in codes if bool(self.row(c)["locked"])]
+        if locked:
+            raise GridLocked(f"网格 {'、'.join(sorted(locked))} 已锁定，先解锁再修改（grid "
+                             f"{', '.join(sorted(locked))} is locked: unlock it before editing)")
+
+    def metric(self) -> np.ndarray:
+        if self._metric is None:
+            self._metric = self.blocks.geometry.to_crs(self.h.metric_crs).to_numpy()
+        return self._metric
+
+    def adjacency(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Block pairs (positions) of one village sharing a boundary: a, b, length, strength."""
+        if self._adj is None:
+            blocks_m = gpd.GeoDataFrame({"village_code": self.blocks["village_code"]},
+                                        geometry=self.metric(), crs=self.h.metric_crs)
+            barriers = self.h.barriers.to_crs(self.h.metric_crs) if len(self.h.barriers) \
+                else self.h.barriers
+            if "strength" not in barriers:
+                barriers = barriers.assign(strength=np.zeros(len(barriers)))
+            adj = adjacency(blocks_m, barriers)
+            self._adj = (adj["a"].to_numpy(), adj["b"].to_numpy(), adj["length"].to_numpy(),
+                         adj["strength"].to_numpy())
+        return self._adj
+
+    def members(self, code: str, label: np.ndarray | None = None) -> np.ndarray:
+        return np.flatnonzero((self.label if label is None else label) == code)
+
+    def graph(self, nodes: np.ndarray) -> Graph:
+        a, b, length, strength = self.adjacency()
+        local = np.full(len(self.blocks), -1)
+        local[nodes] = np.arange(len(nodes))
+        keep = (local[a] >= 0) & (local[b] >= 0)
+        return Graph(households=self.blocks["households"].to_numpy()[nodes].astype(float),
+                     area=shapely.area(self.metric()[nodes]), a=local[a[keep]],
+                     b=local[b[keep]], length=length[keep], strength=strength[keep])
+
+    def parts(self, nodes: np.ndarray) -> int:
+        if len(nodes) == 0:
+            return 0
+        return len(self.graph(nodes).components(np.arange(len(nodes))))
+
+    def check_contiguous(self, codes: Iterable[str], verb: str) -> None:
+        """Refuse when a grid would be empty or in more pieces than before (one at most
+        for a new grid): an edit never breaks a grid apart."""
+        for code in codes:
+            after = self.members(code)
+            if len(after) == 0:
+                raise refuse(f"{verb}会使网格 {code} 没有地块；要去掉它请用合并",
+                             f"the {verb_en(verb)} would leave grid {code} without blocks; "
+                             "merge it instead")
+            before = self.members(code, self.before)
+            n_after, n_before = self.parts(after), self.parts(before)
+            if n_after > max(1, n_before):
+                raise refuse(f"{verb}会使网格 {code} 不再连通（分成 {n_after} 块）",
+                             f"the {verb_en(verb)} would break grid {code} into {n_after} "
+                             "disconnected parts")
+
+    def changed(self) -> dict[int, str]:
+        moved = np.flatnonzero(self.label != self.before)
+        nos = self.blocks["block_no"].to_numpy()
+        return {int(nos[i]): str(self.label[i]) for i in moved}
+
+    def previous(self) -> dict[int, str]:
+        moved = np.flatnonzero(self.label != self.before)
+        nos = self.blocks["block_no"].to_numpy()
+        return {int(nos[i]): str(self.before[i]) for i in moved}
+
+
+_VERBS = {"移动": "move", "合并": "merge", "拆分": "split", "重画边界": "redraw"}
+
+
+def verb_en(verb: str) -> str:
+    return _VERBS.get(verb, verb)
+
+
+def band_flags(kind: str, households: int, n_parts: int, band: tuple[int, int]
+               ) -> tuple[list[str], str]:
+    """Flags and reason of a grid an edit reshaped: out of the band, in several parts."""
+    lo, hi = band
+    flags: list[str] = []
+    reasons: list[str] = []
+    if kind == "comprehensive" and households < lo:
+        flags.append("below_min")
+        reasons.append(f"户数 {households}，低于下限 {lo} ({households} households, under "
+                       f"the minimum {lo})")
+    elif kind == "comprehensive" and households > hi:
+        flags.append("above_max")
+        reasons.append(f"户数 {households}，高于上限 {hi} ({households} households, over "
+                       f"the maximum {hi})")
+    if n_parts > 1:
+        flags.append("noncontiguous")
+        reasons.append(f"分成 {n_parts} 块 (in {n_parts} parts)")
+    return flags, "; ".join(reasons)
+
+
+def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
+            updated: dict[str, dict[str, Any]], removed: Sequence[str], summary: str
+            ) -> EditResult:
+    """The rows of the grids whose blocks changed (``reshaped``: code → fixed fields such as
+    name, kind, village_code, locked), of those with other fields changed (``updated``),
+    and the 四至 of their unlocked neighbours where it changes."""
+    h = work.h
+    rows = work.rows.set_index(work.rows["code"].astype(str), drop=False)
+    rows = rows.drop(index=[c for c in removed if c in rows.index])
+    hh = work.blocks["households"].to_numpy()
+    pop = work.blocks["population"].to_numpy()
+    geoms = work.blocks.geometry.to_numpy()
+    new_rows: dict[str, dict[str, Any]] = {}
+    for code, fixed in reshaped.items():
+        idx = work.members(code)
+        base = dict(rows.loc[code]) if code in rows.index else {}
+        base.update(fixed)
+        outline = shapely.make_valid(shapely.union_all(geoms[idx]))
+        base.update(code=code, households=int(hh[idx].sum()), population=int(pop[idx].sum()),
+                    geometry=outline, reshaped=True)
+        new_rows[code] = base
+    for code, fields in updated.items():
+        if code in new_rows:
+            new_rows[code].update(fields)
+            continue
+        base = dict(rows.loc[code])
+        base.update(fields, reshaped=False)
+        base["flag_reason"] = ""
+        new_rows[code] = base
+    # Every grid of the neighbourhood as it is after the edit.
+    shapes: dict[str, Any] = dict(zip(rows.index, rows.geometry.to_numpy(), strict=True))
+    shapes.update({code: row["geometry"] for code, row in new_rows.items()})
+    all_codes = np.array(list(shapes), dtype=object)
+    all_geoms = gpd.GeoSeries(list(shapes.values()), crs=h.blocks.crs) \
+        .to_crs(h.metric_crs).to_numpy()
+    pos = {c: i for i, c in enumerate(all_codes)}
+    shaped = np.array([pos[c] for c in reshaped], dtype=np.int64)
+    if len(shaped):
+        g = all_geoms[shaped]
+        for code, area, comp, radius, parts in zip(
+                reshaped, shapely.area(g), quality.polsby_popper(g),
+                quality.service_radius(g), shapely.get_num_geometries(g), strict=True):
+            row = new_rows[code]
+            flags, reason = band_flags(str(row["kind"]), int(row["households"]), int(parts),
+                                       h.band)
+            row.update(area_m2=round(float(area), 1), compactness=round(float(comp), 4),
+                       radius_m=round(float(radius), 1), flags=flags, flag_reason=reason)
+        # 四至 and barrier share of the reshaped grids and the 四至 of their neighbours.
+        neighbours_of = _touching(all_geoms, shaped)
+        redo = np.unique(np.concatenate([shaped, neighbours_of])).astype(np.int64)
+        texts, share = _sides(all_geoms, all_codes, redo, shaped, h)
+        for i in shaped:
+            new_rows[all_codes[i]].update(boundary_text=texts[i],
+                                          barrier_share=round(float(share[i]), 4))
+        for i in np.setdiff1d(neighbours_of, shaped):
+            code = str(all_codes[i])
+            row = rows.loc[code]
+            if bool(row["locked"]) or texts[i] == row["boundary_text"] or code in new_rows:
+                continue
+            base = dict(row)
+            base.update(boundary_text=texts[i], reshaped=False, flag_reason="")
+            new_rows[code] = base
+    frame = pd.DataFrame([{k: r.get(k) for k in (*ROW_FIELDS, "flag_reason", "reshaped")}
+                          for r in new_rows.values()],
+                         columns=[*ROW_FIELDS, "flag_reason", "reshaped"])
+    frame["flags"] = [list(f) if f is not None else [] for f in frame["flags"]]
+    frame["flag_reason"] = frame["flag_reason"].fillna("")
+    frame["locked"] = frame["locked"].fillna(False).astype(bool)
+    out = gpd.GeoDataFrame(frame, geometry=[r["geometry"] for r in new_rows.values()],
+                           crs=h.blocks.crs)
+    return EditResult(op, work.changed(), work.previous(), out, list(removed), summary)
+
+
+def _touching(geoms: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Positions of the grids sharing an edge (or a point) with any of ``which``."""
+    tree = shapely.STRtree(geoms)
+    _, hit = tree.query(geoms[which], predicate="dwithin", distance=0.5)
+    return np.setdiff1d(np.unique(hit), which)
+
+
+def _sides(geoms: np.ndarray, grid_codes: np.ndarray, redo: np.ndarray, shaped: np.ndarray,
+           h: Neighbourhood) -> tuple[np.ndarray, np.ndarray]:
+    """四至 of the grids ``redo`` and barrier share of ``shaped`` (positions in ``geoms``)."""
+    segments = boundaries.boundary_segments(geoms[redo])
+    segments["grid"] = redo[segments["grid"].to_numpy()]
+    barriers = h.barriers.to_crs(h.metric_crs) if len(h.barriers) else h.barriers
+    if len(barriers):
+        named = barriers[barriers["name"].notna() & (barriers["name"].astype(str) != "")]
+    else:
+        named = barriers
+    named = named.reset_index(drop=True)
+    followed = boundaries.follow(segments, named)
+    neighbour = boundaries.neighbours(segments, geoms)
+    texts = boundaries.boundary_texts(segments, followed, named, neighbour, grid_codes,
+                                      len(geoms))
+    # Barrier share: barriers and village boundaries, as the engine counts it.
+    mine = segments[np.isin(segments["grid"].to_numpy(), shaped)].reset_index(drop=True)
+    village_lines = shapely.boundary(h.villages.to_crs(h.metric_crs).geometry.to_numpy()) \
+        if len(h.villages) else np.array([], dtype=object)
+    admin = gpd.GeoDataFrame({"kind": np.full(len(village_lines), "admin", dtype=object)},
+                             geometry=village_lines, crs=h.metric_crs)
+    kinds_frame = barriers[["kind", "geometry"]] if len(barriers) else \
+        gpd.GeoDataFrame({"kind": []}, geometry=[], crs=h.metric_crs)
+    follow_set = pd.concat([kinds_frame, admin], ignore_index=True)
+    followed_any = boundaries.follow(mine, follow_set)
+    kinds = np.where(followed_any >= 0, follow_set["kind"].to_numpy(dtype=object)[
+        np.maximum(followed_any, 0)], "")
+    share, _ = quality.barrier_shares(mine, kinds.astype(str), len(geoms))
+    return texts, share
+
+
+# --- the operations --------------------------------------------------------------------
+
+
+def move(hood: Neighbourhood, blocks: Sequence[int], to: str) -> EditResult:
+    """Blocks into grid ``to`` of their own village, from whichever grids hold them."""
+    work = _Work(hood)
+    target = work.row(to)
+    missing = [b for b in blocks if int(b) not in work.pos]
+    if missing:
+        raise refuse(f"网格 {to} 所在村（社区）没有地块 {missing[:10]}；网格不能跨村（社区）",
+                     f"blocks {missing[:10]} are not in the village of grid {to}; a grid "
+                     "never spans two villages")
+    idx = np.array(sorted({work.pos[int(b)] for b in blocks}), dtype=np.int64)
+    village = work.blocks["village_code"].to_numpy()[idx]
+    if (village != target["village_code"]).any():
+        raise refuse(f"地块与网格 {to} 不在同一村（社区），网格不能跨村（社区）",
+                     f"the blocks are not in grid {to}'s village; a grid never spans two "
+                     "villages")
+    idx = idx[work.label[idx] != to]
+    if len(idx) == 0:
+        raise refuse(f"这些地块已在网格 {to} 中", f"the blocks are already in grid {to}")
+    sources = sorted({str(c) for c in work.label[idx]})
+    work.unlocked([to, *sources])
+    work.label[idx] = to
+    work.check_contiguous([to, *sources], "移动")
+    moved = int(work.blocks["households"].to_numpy()[idx].sum())
+    summary = (f"{len(idx)} 个地块（{moved} 户）从 {'、'.join(sources)} 移入 {to}; "
+               f"{len(idx)} blocks ({moved} households) moved from {', '.join(sources)} "
+               f"to {to}")
+    return _finish(work, "move", {c: {} for c in [to, *sources]}, {}, [], summary)
+
+
+def merge(hood: Neighbourhood, a: str, b: str) -> EditResult:
+    """Two adjacent grids of one village into one, which keeps the larger one's code."""
+    work = _Work(hood)
+    if a == b:
+        raise refuse("合并需要两个不同的网格", "a merge needs two different grids")
+    ra, rb = work.row(a), work.row(b)
+    if ra["village_code"] != rb["village_code"]:
+        raise refuse(f"网格 {a} 与 {b} 不在同一村（社区），不能合并",
+                     f"grids {a} and {b} are in different villages and cannot be merged")
+    if ra["kind"] != rb["kind"]:
+        raise refuse(f"网格 {a} 与 {b} 类型不同（综合/专属），不能合并",
+                     f"grids {a} and {b} are of different kinds and cannot be merged")
+    work.unlocked([a, b])
+    ia, ib = work.members(a), work.members(b)
+    ga = work.graph(np.concatenate([ia, ib]))
+    local_a = np.zeros(len(ia) + len(ib), dtype=bool)
+    local_a[: len(ia)] = True
+    if not (local_a[ga.a] != local_a[ga.b]).any():
+        raise refuse(f"网格 {a} 与 {b} 不相邻，不能合并",
+                     f"grids {a} and {b} do not share a boundary and cannot be merged")
+    ha, hb = int(ra["households"]), int(rb["households"])
+    keep, gone = (a, b) if (ha, b) > (hb, a) else (b, a)
+    work.label[work.members(gone)] = keep
+    summary = (f"网格 {gone} 并入 {keep}（{ha + hb} 户）; grid {gone} merged into {keep} "
+               f"({ha + hb} households)")
+    return _finish(work, "merge", {keep: {}}, {}, [gone], summary)
+
+
+def next_codes(village: str, n: int, used: Iterable[str], dedicated_start: int = 901
+               ) -> list[str]:
+    """``n`` new comprehensive codes of ``village``: serials after the highest any plan of
+    the territory ever used, so that a retired code never comes back."""
+    serials = [int(c[len(village):]) for c in used
+               if c.startswith(village) and len(c) == len(village) + 3
+               and c[len(village):].isdigit() and int(c[len(village):]) < dedicated_start]
+    start = max(serials, default=0) + 1
+    if start + n - 1 >= dedicated_start:
+        raise refuse(f"村（社区）{village} 的网格序号已用到 {start - 1}，没有新的序号可用",
+                     f"village {village} has used serials up to {start - 1}; no new "
+                     f"comprehensive serial below {dedicated_start} is left")
+    return [f"{village}{s:03d}" for s in range(start, start + n)]
+
+
+def split(hood: Neighbourhood, grid: str, k: int | None = None, seed: int = 0) -> EditResult:
+    """A grid into ``k`` connected, balanced grids along barriers (the engine's bisection).
+
+    ``k`` defaults to the count nearest the target that fits the band. The part with the
+    most households keeps the code and name; the others get new serials in the village
+    (reading order), never a code any plan of the territory used before.
+    """
+    work = _Work(hood)
+    row = work.row(grid)
+    if row["kind"] != "comprehensive":
+        raise refuse(f"专属网格 {grid} 不能拆分", f"dedicated grid {grid} cannot be split")
+    work.unlocked([grid])
+    nodes = work.members(grid)
+    lo, hi = hood.band
+    params = PartitionParams(min_households=lo, max_households=hi,
+                             target_households=(lo + hi) // 2, seed=seed)
+    total = int(work.blocks["households"].to_numpy()[nodes].sum())
+    if k is None:
+        k = choose_k(total, params)[0]
+        if k < 2:
+            raise refuse(f"网格 {grid} 只有 {total} 户，拆分后达不到 {lo}–{hi}；如仍要拆分请给出 k",
+                         f"grid {grid} has {total} households: split into band-sized grids "
+                         f"of {lo}–{hi} it stays one; give k to split anyway")
+    if k < 2 or k > len(nodes):
+        raise refuse(f"网格 {grid} 有 {len(nodes)} 个地块，不能拆成 {k} 个网格",
+                     f"grid {grid} has {len(nodes)} blocks and cannot be split into {k}")
+    graph = work.graph(nodes)
+    if len(graph.components(np.arange(len(nodes)))) > 1:
+        raise refuse(f"网格 {grid} 本身不连通，不能拆分", f"grid {grid} is in several parts "
+                     "already and cannot be split")
+    part = Partitioner(graph, params, np.random.default_rng(seed))
+    pieces = part.split(np.arange(len(nodes)), k)
+    if len(pieces) < k:
+        raise refuse(f"网格 {grid} 无法拆成 {k} 个连通网格",
+                     f"grid {grid} cannot be split into {k} connected grids")
+    hh = graph.households
+    pieces = sorted(pieces, key=lambda p: -float(hh[p].sum()))
+    centres = shapely.point_on_surface(np.array(
+        [shapely.union_all(work.metric()[nodes[p]]) for p in pieces[1:]], dtype=object))
+    order = codes.reading_order(shapely.get_x(centres), shapely.get_y(centres),
+                                math.sqrt(float(graph.area.sum()) / k))
+    village = str(row["village_code"])
+    used = set(hood.used_codes) | {str(c) for c in work.rows["code"]}
+    fresh = next_codes(village, k - 1, used, hood.dedicated_start)
+    names = dict(zip(hood.villages["code"], hood.villages["name"], strict=True)) \
+        if len(hood.villages) else {}
+    reshaped: dict[str, dict[str, Any]] = {grid: {}}
+    for new_code, p in zip(fresh, [pieces[1:][i] for i in order], strict=True):
+        work.label[nodes[p]] = new_code
+        serial = int(new_code[-3:])
+        reshaped[new_code] = {"name": f"{names.get(village, village)}第{serial}网格",
+                              "village_code": village, "kind": "comprehensive",
+                              "locked": False, "flag_reason": ""}
+    sizes = "、".join(str(int(hh[p].sum())) for p in pieces)
+    summary = (f"网格 {grid} 拆为 {k} 个（{sizes} 户），新网格 {'、'.join(fresh)}; grid {grid} "
+               f"split into {k} ({sizes} households), new grids {', '.join(fresh)}")
+    return _finish(work, "split", reshaped, {}, [], summary)
+
+
+def redraw(hood: Neighbourhood, line: shapely.LineString,
+           grids: Sequence[str] | None = None) -> EditResult:
+    """A new boundary between two grids of one village, drawn as a line.
+
+    The line (in the neighbourhood's CRS) must cut the two grids together into exactly
+    two pieces (draw it across them, from edge to edge, once). Each block of the two
+    grids goes to the piece holding the larger part of its area (so blocks are never
+    cut: the new boundary follows block edges nearest the line), and each piece to the
+    grid that already holds more of it. ``grids`` default to the two grids whose blocks
+    the line crosses (a line inside one grid: that grid and the grid of its village
+    nearest to the line).
+    """
+    work = _Work(hood)
+    geoms = work.blocks.geometry.to_numpy()
+    if grids is None:
+        crossed = np.flatnonzero(shapely.intersects(geoms, line)
+                                 & ~shapely.touches(geoms, line))
+        found = sorted({str(c) for c in work.label[crossed]})
+        if len(found) == 1:
+            # A line inside one grid moves its boundary with the nearest grid of the
+            # same village.
+            village = work.row(found[0])["village_code"]
+            others = [str(c) for c in dict.fromkeys(work.label)
+                      if c != found[0] and work.row(str(c))["village_code"] == village]
+            if others:
+                near = [shapely.distance(line, shapely.union_all(geoms[work.members(c)]))
+                        for c in others]
+                found.append(others[int(np.argmin(near))])
+        if len(found) != 2:
+            raise refuse(f"线穿过 {len(found)} 个网格；重画边界需正好穿过两个相邻网格",
+                         f"the line crosses {len(found)} grids; a redrawn boundary crosses "
+                         "exactly two neighbouring grids (or name them)")
+        grids = found
+    if len(grids) != 2 or grids[0] == grids[1]:
+        raise refuse("重画边界需要两个不同的网格", "a redrawn boundary needs two grids")
+    a, b = str(grids[0]), str(grids[1])
+    ra, rb = work.row(a), work.row(b)
+    if ra["village_code"] != rb["village_code"]:
+        raise refuse(f"网格 {a} 与 {b} 不在同一村（社区），网格不能跨村（社区）",
+                     f"grids {a} and {b} are in different villages; a grid never spans "
+                     "two villages")
+    work.unlocked([a, b])
+    idx = np.concatenate([work.members(a), work.members(b)])
+    union = shapely.union_all(geoms[idx])
+    pieces = shapely.get_parts(shapely.ops.split(union, line))
+    pieces = pieces[shapely.area(pieces) > 0]
+    if len(pieces) != 2:
+        raise refuse(f"线把两个网格分成 {len(pieces)} 块；请画一条从边到边、只穿过一次的线",
+                     f"the line cuts the two grids into {len(pieces)} pieces; draw it "
+                     "across them once, from edge to edge, to make two")
+    share0 = shapely.area(shapely.intersection(geoms[idx], pieces[0]))
+    side0 = share0 * 2 >= shapely.area(geoms[idx])
+    area = shapely.area(geoms[idx])
+    in_a = work.label[idx] == a
+    keep = float(area[in_a & side0].sum() + area[~in_a & ~side0].sum())
+    swap = float(area[~in_a & side0].sum() + area[in_a & ~side0].sum())
+    first, second = (a, b) if keep >= swap else (b, a)
+    work.label[idx] = np.where(side0, first, second)
+    if not (work.label[idx] != work.before[idx]).any():
+        raise refuse("新边界没有改变任何地块的归属", "the line moves no block between the grids")
+    work.check_contiguous([a, b], "重画边界")
+    n = int((work.label[idx] != work.before[idx]).sum())
+    summary = (f"重画 {a} 与 {b} 的边界，{n} 个地块换网格; boundary between {a} and {b} "
+               f"redrawn, {n} blocks change grid")
+    return _finish(work, "redraw", {a: {}, b: {}}, {}, [], summary)
+
+
+def lock(hood: Neighbourhood, grids: Sequence[str], locked: bool = True) -> EditResult:
+    """Lock (or unlock) grids: a locked grid refuses every edit but unlock."""
+    work = _Work(hood)
+    change = [g for g in dict.fromkeys(grids) if bool(work.row(g)["locked"]) != locked]
+    if not change:
+        raise refuse(f"网格已{'锁定' if locked else '解锁'}",
+                     f"the grids are already {'locked' if locked else 'unlocked'}")
+    op = "lock" if locked else "unlock"
+    summary = (f"{'锁定' if locked else '解锁'} {'、'.join(change)}; {op}ed {', '.join(change)}")
+    return _finish(work, op, {}, {g: {"locked": locked} for g in change}, [], summary)
+
+
+def rename(hood: Neighbourhood, grid: str, name: str) -> EditResult:
+    """A grid's name (its code never changes)."""
+    work = _Work(hood)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise refuse("网格名称须为 1–200 个字符", "a grid name has 1 to 200 characters")
+    row = work.row(grid)
+    work.unlocked([grid])
+    if row["name"] == name:
+        raise refuse(f"网格 {grid} 已叫 {name}", f"grid {grid} is already called {name}")
+    summary = f"网格 {grid} 改名为 {name}; grid {grid} renamed {name}"
+    return _finish(work, "rename", {}, {grid: {"name": name}}, [], summary)
+
+
+def apply_edit(hood: Neighbourhood, op: str, params: dict[str, Any]) -> EditResult:
+    """One edit by name, with the parameters of the API's body (see docs/editing.md)."""
+    if op == "move":
+        return move(hood, list(params["blocks"]), str(params["to"]))
+    if op == "merge":
+        a, b = params["grids"]
+        return merge(hood, str(a), str(b))
+    if op == "split":
+        return split(hood, str(params["grid"]), params.get("k"))
+    if op == "redraw":
+        given = params.get("grids")
+        return redraw(hood, shapely.LineString(params["line"]),
+                      None if given is None else [str(g) for g in given])
+    if op in ("lock", "unlock"):
+        return lock(hood, [str(g) for g in params["grids"]], op == "lock")
+    if op == "rename":
+        return rename(hood, str(params["grid"]), str(params["name"]))
+    raise refuse(f"未知的编辑操作 {op}", f"unknown edit operation {op!r}; use one of "
+                 f"{', '.join(OPERATIONS)}")
+
+
+def updated(hood: Neighbourhood, result: EditResult) -> Neighbourhood:
+    """The neighbourhood after ``result`` (what the store holds once the edit is written)."""
+    blocks = hood.blocks.copy()
+    if result.assignment:
+        new = blocks["block_no"].map(result.assignment)
+        blocks["grid_code"] = new.where(new.notna(), blocks["grid_code"])
+    gone = set(result.removed) | set(result.touched)
+    keep = hood.grids[~hood.grids["code"].isin(gone)]
+    fresh = result.grids.drop(columns=["flag_reason", "reshaped"])
+    grids = gpd.GeoDataFrame(pd.concat([keep[list(fresh.columns)], fresh], ignore_index=True),
+                             geometry="geometry", crs=hood.grids.crs)
+    return Neighbourhood(blocks, grids, hood.barriers, hood.villages, hood.metric_crs,
+                         hood.band, hood.dedicated_start,
+                         hood.used_codes | frozenset(result.touched))

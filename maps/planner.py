@@ -132,6 +132,12 @@ def planner_html(page: PlannerPage) -> str:
     assert isinstance(root, Figure)
     # No favicon request (it would be a 404 in the console).
     root.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
-    fmap.add_child(_Start(planner_config(page)))
+    config = planner_config(page)
+    # Ask for the grids first thing, while Leaflet and the page's script load.
+    url = json.dumps(config["gridsUrl"])
+    root.header.add_child(Element(
+        f"<script>window.GRIDMAP_PREFETCH = {{url: {url}, response: fetch({url})}};</script>"),
+        name="prefetch")
+    fmap.add_child(_Start(config))
     html: str = figure.render()
     return html.replace("<html>", '<html lang="zh-CN">', 1)

@@ -107,8 +107,9 @@ def grids(
     if simplify > 0:
         # Simplify the whole coverage, then take the selection, so edges stay shared
         # with grids outside the selection too.
-        whole = simplify_coverage(read_grids(engine, plan_id), simplify,
-                                  metric_epsg(engine, info.territory_id))
+        every = gdf if box is None and not (village or town or flags) \
+            else read_grids(engine, plan_id)
+        whole = simplify_coverage(every, simplify, metric_epsg(engine, info.territory_id))
         gdf = gdf.assign(geometry=whole.set_index("id").geometry.loc[gdf["id"]].to_numpy())
     body = feature_collection(for_basemap(gdf, display), id_column="code",
                               extra={"plan_id": plan_id, "status": info.status})

@@ -31,7 +31,7 @@
   var LABEL_MIN_W = 34, LABEL_MIN_H = 18, LABEL_MAX = 900;
 
   var state = window.gridmap = {
-    ready: false, gridsDrawn: 0, drawnAt: null, labelsShown: 0, counts: {},
+    ready: false, gridsDrawn: 0, drawnAt: null, timings: {}, labelsShown: 0, counts: {},
     layers: {}, errors: [], map: null
   };
 
@@ -399,9 +399,10 @@
     }
     updateLabels();
     notice("");
+    state.timings.added = performance.now();
     requestAnimationFrame(function () {
       requestAnimationFrame(function () {
-        state.drawnAt = performance.now();
+        state.drawnAt = state.timings.drawn = performance.now();
         state.ready = true;
       });
     });
@@ -460,12 +461,25 @@
       }
     });
 
-    fetch(cfg.gridsUrl).then(function (r) {
+    state.timings.start = performance.now();
+    var pre = window.GRIDMAP_PREFETCH;   /* started by the page's head (maps/planner.py) */
+    (pre && pre.url === cfg.gridsUrl ? pre.response : fetch(cfg.gridsUrl)).then(function (r) {
       return r.json().then(function (body) {
         if (!r.ok) { throw new Error(body.detail || ("HTTP " + r.status)); }
         return body;
       });
-    }).then(function (data) { drawGrids(cfg, data); }).catch(function (err) {
+    }).then(function (data) {
+      /* Where the time goes, for bench/page_bench.py (ms since navigation start). */
+      var t = state.timings, entry = performance.getEntriesByType("resource").filter(
+        function (e) { return e.name.indexOf("/grids?") >= 0; })[0];
+      t.parsed = performance.now();
+      if (entry) {
+        t.gridsRequestStart = entry.requestStart;
+        t.gridsResponseStart = entry.responseStart;
+        t.gridsResponseEnd = entry.responseEnd;
+      }
+      drawGrids(cfg, data);
+    }).catch(function (err) {
       state.errors.push(String(err));
       notice("网格加载失败：" + err.message);
       console.error("gridmap: grids could not be loaded", err);

@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from demo_plan import BACKENDS, DEMO_NAME, DemoStore, demo_store  # noqa: E402
+from demo_plan import BACKENDS, DEMO_NAME, DemoStore, demo_store
 
-from api.app import create_app  # noqa: E402
-from gis.crs import gcj02_from_wgs84  # noqa: E402
-from gis.plans import read_blocks  # noqa: E402
-from gis.store import read_layer  # noqa: E402
-from maps.overlays import LAYERS  # noqa: E402
+from api.app import create_app
+from gis.crs import gcj02_from_wgs84
+from gis.plans import read_blocks
+from gis.store import read_layer
+from maps.overlays import LAYERS
 
 PROBLEM = "application/problem+json"
 #: Anything a page could fetch from another host.
@@ -326,6 +326,7 @@ def test_clicking_a_grid_opens_its_popup(browser: Any, server: LiveServer,
         assert not any(f in text for f in flagged["flags"])
         names = page.evaluate("GridmapPlanner.FLAG_NAMES")
         assert all(names[f] in text for f in flagged["flags"])
+        page.wait_for_timeout(400)    # the popup's fade-in
         screenshot(page, "planner_popup")
         assert not errors, errors
     finally:
@@ -360,6 +361,7 @@ def test_search_by_code_zooms_to_the_grid_and_opens_it(browser: Any, server: Liv
         page.wait_for_timeout(200)
         assert options.nth(1).get_attribute("data-code") in \
             page.locator(".leaflet-popup-content").inner_text()
+        page.wait_for_timeout(400)
         screenshot(page, "planner_search")
         box.fill("987654321")
         box.press("Enter")

@@ -155,8 +155,8 @@ def load(browser: Any, url: str, ready: str, drawn: str) -> dict[str, Any]:
                           "document.querySelectorAll('.leaflet-overlay-pane path').length")
     finally:
         context.close()
-    return {"render_ms": round(render_ms), "timings_ms": timings, "responses": rows, "grids_drawn": n,
-            "console_errors": errors}
+    return {"render_ms": round(render_ms), "timings_ms": timings, "responses": rows,
+            "grids_drawn": n, "console_errors": errors}
 
 
 def summary(loads: list[dict[str, Any]]) -> dict[str, Any]:

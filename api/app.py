@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
@@ -164,4 +165,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return problems.catalogue()
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
+    # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     return app

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
+    Select,
     Table,
     delete,
     func,
@@ -411,10 +412,10 @@ def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,
     return new_id
 
 
-def read_plan_blocks(engine: Engine, plan_id: int, *, grid: str | None = None,
-                     village: str | None = None) -> gpd.GeoDataFrame:
-    """A plan's blocks (WGS84) with their numbers, households and grid code; optionally
-    only those of one grid or one village."""
+def plan_blocks_query(plan_id: int, *, grid: str | None = None, village: str | None = None
+                      ) -> Select[Any]:
+    """The select of a plan's blocks (number, village, households, population, grid code,
+    WKB), by number; optionally only those of one grid or one village."""
     blocks, grids = _t(models.Block), _t(models.Grid)
     query = select(blocks.c.block_no, blocks.c.village_code, blocks.c.households,
                    blocks.c.population, grids.c.code.label("grid_code"),
@@ -425,6 +426,14 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, grid: str | None = None,
         query = query.where(grids.c.code == grid)
     if village:
         query = query.where(blocks.c.village_code == village)
+    return query
+
+
+def read_plan_blocks(engine: Engine, plan_id: int, *, grid: str | None = None,
+                     village: str | None = None) -> gpd.GeoDataFrame:
+    """A plan's blocks (WGS84) with their numbers, households and grid code; optionally
+    only those of one grid or one village."""
+    query = plan_blocks_query(plan_id, grid=grid, village=village)
     with engine.connect() as conn:
         if conn.execute(select(models.Plan.id).where(models.Plan.id == plan_id)).first() \
                 is None:

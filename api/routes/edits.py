@@ -1,4 +1,4 @@
-"""Editing draft plans: edits with If-Match versions, undo, redo, history, copy, blocks."""
+"""Editing draft plans: edits with If-Match versions, undo, redo, history, copy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import shapely
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -22,7 +22,6 @@ from gis.edits import (
     copy_plan,
     edit_plan,
     list_edits,
-    read_plan_blocks,
     redo,
     undo,
 )
@@ -302,20 +301,4 @@ def copy(plan_id: Id, body: Annotated[CopyBody | None, Body()] = None,
     return JSONResponse(PlanOut(**info.as_dict()).model_dump(), status_code=201,
                         headers={"ETag": etag(info.edit_version),
                                  "Location": f"/plans/{new_id}"})
-
-
-@router.get("/plans/{plan_id}/blocks", response_class=Response,
-            summary="A plan's blocks as GeoJSON (what edits move), by number",
-            responses={200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"},
-                       404: {"description": "No such plan"}})
-def blocks(plan_id: Id,
-           grid: Annotated[str | None, Query(pattern=r"^\d{15}$",
-                                             description="Only this grid's blocks")] = None,
-           village: Annotated[str | None, Query(pattern=r"^\d{12}$",
-                                                description="Only this village's blocks")]
-           = None,
-           engine: Engine = Depends(get_engine)) -> Response:
-    gdf = read_plan_blocks(engine, plan_id, grid=grid, village=village)
-    return Response(feature_collection(gdf, id_column="block_no",
-                                       extra={"plan_id": plan_id}), media_type=GEOJSON)
 

@@ -1,7 +1,161 @@
-"""The planner's map of a plan (an HTML page)."""
+"""The planner's map of a plan (an HTML page), its overlay layers as GeoJSON, the index page."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import shapely
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import Engine, func, select
+
+from api.deps import Id, get_engine, get_settings
+from api.problems import BadRequest
+from api.routes.plans import GEOJSON, parse_bbox
+from gis import models
+from gis.geometry import feature_collection, for_basemap
+from gis.plans import get_plan, list_plans
+from gis.settings import Settings
+from gis.store import territory_row
+from maps.index import IndexPlan, IndexTerritory, index_html
+from maps.overlays import FEATURE_CAP, LAYERS, bbox_to_wgs84, read_overlay, read_plan_blocks
+from maps.planner import PlannerPage, display_system, planner_html
 
 router = APIRouter(tags=["maps"])
+Display = Literal["wgs84", "gcj02", "bd09"]
+OverlayLayer = StrEnum("OverlayLayer", {k: k for k in LAYERS})  # type: ignore[misc]
+
+BBOX_QUERY = Query(description=(
+    "minlon,minlat,maxlon,maxlat in the display system (as the map shows it); "
+    "without it, the whole layer"))
+DISPLAY_QUERY = Query(description=(
+    "Coordinate system of the answer: wgs84, gcj02 (AMap/Tencent basemaps) or bd09 "
+    "(Baidu). Default: the basemap's system (GRIDMAP_BASEMAP_CRS) when a basemap is "
+    "configured, else wgs84"))
+LIMIT_QUERY = Query(ge=1, le=FEATURE_CAP, description=(
+    "The most features to return; with more in the bbox the answer is a 400 asking to "
+    "zoom in"))
+GEOJSON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {GEOJSON: {}}, "description": "A FeatureCollection"},
+    400: {"description": "Too many features in the bbox (zoom in), or a malformed bbox"}}
+
+
+def _geojson(frame: Any, bbox: str | None, display: Display | None, limit: int,
+             what: str, settings: Settings, extra: dict[str, Any],
+             id_column: str | None = None) -> Response:
+    system = display or display_system(settings)
+    if len(frame) > limit:
+        where = "in this bbox" if bbox else "in the whole layer"
+        raise BadRequest(
+            f"{what} 要素过多（超过 {limit} 个），请放大地图后再加载 / more than {limit} "
+            f"features {where}: zoom in (pass a smaller bbox)")
+    frame = for_basemap(frame, system)
+    return Response(feature_collection(frame, id_column=id_column,
+                                       extra={**extra, "display": system}),
+                    media_type=GEOJSON)
+
+
+def _bbox(text: str | None, display: Display | None, settings: Settings
+          ) -> tuple[float, float, float, float] | None:
+    box = parse_bbox(text)
+    return None if box is None else bbox_to_wgs84(box, display or display_system(settings))
+
+
+@router.get("/territories/{territory_id}/layers/{layer}", response_class=Response,
+            summary="One of a territory's layers as GeoJSON, for the planner map",
+            responses={**GEOJSON_RESPONSES, 404: {"description": "No such territory"}})
+def territory_layer(
+    territory_id: Id, layer: OverlayLayer,
+    bbox: Annotated[str | None, BBOX_QUERY] = None,
+    display: Annotated[Display | None, DISPLAY_QUERY] = None,
+    limit: Annotated[int, LIMIT_QUERY] = FEATURE_CAP,
+    engine: Engine = Depends(get_engine), settings: Settings = Depends(get_settings),
+) -> Response:
+    frame = read_overlay(engine, territory_id, layer.value,
+                         bbox=_bbox(bbox, display, settings), limit=limit)
+    return _geojson(frame, bbox, display, limit, f"图层 {LAYERS[layer.value]}", settings,
+                    {"territory_id": territory_id, "layer": layer.value})
+
+
+@router.get("/plans/{plan_id}/blocks", response_class=Response,
+            summary="A plan's blocks (the units grids are made of) as GeoJSON",
+            responses={**GEOJSON_RESPONSES, 404: {"description": "No such plan"}})
+def plan_blocks(
+    plan_id: Id,
+    bbox: Annotated[str | None, BBOX_QUERY] = None,
+    display: Annotated[Display | None, DISPLAY_QUERY] = None,
+    limit: Annotated[int, LIMIT_QUERY] = FEATURE_CAP,
+    grid: Annotated[str | None, Query(pattern=r"^\d{15}$",
+                                      description="Only this grid's blocks")] = None,
+    village: Annotated[str | None, Query(pattern=r"^\d{12}$",
+                                         description="Only this village's blocks")] = None,
+    engine: Engine = Depends(get_engine), settings: Settings = Depends(get_settings),
+) -> Response:
+    frame = read_plan_blocks(engine, plan_id, bbox=_bbox(bbox, display, settings),
+                             limit=limit, grid=grid, village=village)
+    return _geojson(frame, bbox, display, limit, "地块", settings, {"plan_id": plan_id},
+                    id_column="block_no")
+
+
+def _towns(engine: Engine, territory_id: int) -> list[tuple[str, str]]:
+    table = models.AdminArea.__table__
+    with engine.connect() as conn:
+        return [(str(c), str(n)) for c, n in conn.execute(
+            select(table.c.code, table.c.name).where(
+                table.c.territory_id == territory_id, table.c.level == "town")
+            .order_by(table.c.code))]
+
+
+def _bounds(engine: Engine, territory_id: int, display: str
+            ) -> tuple[float, float, float, float] | None:
+    """The territory's extent (its admin areas), in the display system."""
+    table = models.AdminArea.__table__
+    with engine.connect() as conn:
+        wkb = [bytes(r[0]) for r in conn.execute(
+            select(func.ST_AsBinary(table.c.geom)).where(
+                table.c.territory_id == territory_id))]
+    if not wkb:
+        return None
+    import geopandas as gpd
+
+    x0, y0, x1, y1 = shapely.total_bounds(shapely.from_wkb(wkb))
+    corners = gpd.GeoDataFrame(geometry=[shapely.box(x0, y0, x1, y1)], crs=4326)
+    shifted = for_basemap(corners, display).geometry.to_numpy()
+    b = np.asarray(shapely.total_bounds(shifted), dtype=float)
+    return float(b[0]), float(b[1]), float(b[2]), float(b[3])
+
+
+@router.get("/plans/{plan_id}/map", response_class=HTMLResponse,
+            summary="The planner's map of a plan (HTML; grids and layers fetched by URL)",
+            responses={404: {"description": "No such plan"}})
+def plan_map(plan_id: Id, engine: Engine = Depends(get_engine),
+             settings: Settings = Depends(get_settings)) -> HTMLResponse:
+    info = get_plan(engine, plan_id)
+    territory = territory_row(engine, info.territory_id)
+    params = info.parameters or {}
+    display = display_system(settings)
+    page = PlannerPage(
+        plan_id=plan_id, territory_id=info.territory_id, territory_name=str(territory.name),
+        version=info.version, status=info.status, n_grids=info.n_grids,
+        band=(int(params.get("min_households", settings.min_households)),
+              int(params.get("max_households", settings.max_households))),
+        bounds=_bounds(engine, info.territory_id, display), display=display,
+        basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution)
+    return HTMLResponse(planner_html(page))
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index(engine: Engine = Depends(get_engine)) -> HTMLResponse:
+    plans = list_plans(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(select(models.Territory.id, models.Territory.name)
+                            .order_by(models.Territory.id)).all()
+    territories = [
+        IndexTerritory(id=int(tid), name=str(name), towns=_towns(engine, int(tid)),
+                       plans=[IndexPlan(p.id, p.version, p.status, p.n_grids,
+                                        str(p.created_at or "")[:16]) for p in plans
+                              if p.territory_id == tid])
+        for tid, name in rows]
+    return HTMLResponse(index_html(territories))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from api.deps import Id, IdQuery, get_engine
 from api.problems import BadRequest
-from gis.geometry import feature_collection, simplify_coverage
+from gis.geometry import feature_collection, for_basemap, simplify_coverage
 from gis.plans import get_plan, list_plans, plan_diff, plan_report, publish_plan, read_grids
 from gis.store import territory_row
 
@@ -101,6 +101,9 @@ def grids(
         description="Grids with any of these flags; 'regular' for grids without")] = None,
     simplify: Annotated[float, Query(ge=0, le=1_000, description=(
         "Simplify for display by this many metres; shared edges stay shared"))] = 0.0,
+    display: Annotated[Literal["wgs84", "gcj02", "bd09"], Query(description=(
+        "Shift the answer into a basemap's system for display: gcj02 (AMap/Tencent) or "
+        "bd09 (Baidu); wgs84 (RFC 7946) by default"))] = "wgs84",
     engine: Engine = Depends(get_engine),
 ) -> Response:
     box = parse_bbox(bbox)
@@ -109,10 +112,11 @@ def grids(
     if simplify > 0:
         # Simplify the whole coverage, then take the selection, so edges stay shared
         # with grids outside the selection too.
-        whole = simplify_coverage(read_grids(engine, plan_id), simplify,
-                                  metric_epsg(engine, info.territory_id))
+        every = gdf if box is None and not (village or town or flags) \
+            else read_grids(engine, plan_id)
+        whole = simplify_coverage(every, simplify, metric_epsg(engine, info.territory_id))
         gdf = gdf.assign(geometry=whole.set_index("id").geometry.loc[gdf["id"]].to_numpy())
-    body = feature_collection(gdf, id_column="code",
+    body = feature_collection(for_basemap(gdf, display), id_column="code",
                               extra={"plan_id": plan_id, "status": info.status})
     return Response(body, media_type=GEOJSON)
 

@@ -1,0 +1,109 @@
+"""The planner map's overlay layers: a territory's layers or a plan's blocks in a bbox, capped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import Engine, func, select
+
+from gis import models
+from gis.crs import wgs84_from_bd09, wgs84_from_gcj02
+from gis.edits import plan_blocks_query
+from gis.plans import get_plan
+from gis.store import LAYER_COLUMNS, territory_row
+
+#: The territory layers the map can show, with their Chinese names (the layer control's).
+LAYERS: dict[str, str] = {
+    "admin_areas": "行政区划边界",
+    "roads": "道路",
+    "water": "河流水系",
+    "ridges": "山脊",
+    "railways": "铁路",
+    "buildings": "建筑",
+    "facilities": "公共设施",
+    "dedicated_areas": "专属网格区域",
+}
+#: The most features one overlay request returns; over it the client must zoom in.
+FEATURE_CAP = 20_000
+BLOCK_COLUMNS = ("block_no", "village_code", "households", "population", "grid_code")
+
+BBox = tuple[float, float, float, float]
+
+
+def bbox_to_wgs84(bbox: BBox, display: str) -> BBox:
+    """A bbox drawn in the display system (``wgs84``, ``gcj02``, ``bd09``) as WGS84 bounds.
+
+    The shift is smooth over a few kilometres, so the corners' and edges' midpoints
+    moved back bound the area; a 10 m margin covers the rest.
+    """
+    if display == "wgs84":
+        return bbox
+    inverse = {"gcj02": wgs84_from_gcj02, "bd09": wgs84_from_bd09}[display]
+    x0, y0, x1, y1 = bbox
+    xs = np.array([x0, x1, x0, x1, (x0 + x1) / 2, (x0 + x1) / 2, x0, x1])
+    ys = np.array([y0, y0, y1, y1, y0, y1, (y0 + y1) / 2, (y0 + y1) / 2])
+    lon, lat = inverse(xs, ys)
+    margin = 1e-4
+    return (max(-180.0, float(lon.min()) - margin), max(-90.0, float(lat.min()) - margin),
+            min(180.0, float(lon.max()) + margin), min(90.0, float(lat.max()) + margin))
+
+
+def _frame(rows: Sequence[Any], columns: list[str]) -> gpd.GeoDataFrame:
+    frame = pd.DataFrame(rows, columns=[*columns, "wkb"])
+    geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
+    frame = frame.astype(object).where(frame.notna(), None)
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+
+
+def _in_bbox(column: Any, bbox: BBox | None) -> Any:
+    if bbox is None:
+        return None
+    # ST_GeomFromText and ST_Intersects exist on PostGIS (which uses the GiST index) and
+    # SpatiaLite alike.
+    return func.ST_Intersects(column, func.ST_GeomFromText(shapely.box(*bbox).wkt, models.SRID))
+
+
+def read_overlay(engine: Engine, territory_id: int, layer: str, *, bbox: BBox | None = None,
+                 limit: int = FEATURE_CAP) -> gpd.GeoDataFrame:
+    """Up to ``limit + 1`` features of a territory's layer (WGS84) meeting ``bbox``.
+
+    One more than ``limit`` tells the caller there are too many. Barrier layers carry
+    their ``class`` (roads: motorway … residential) for styling.
+    """
+    if layer not in LAYERS:
+        raise KeyError(layer)
+    territory_row(engine, territory_id)   # NotFound when there is no such territory
+    table = (models.BarrierFeature if layer in models.BARRIER_LAYERS
+             else models.LAYER_MODELS[layer]).__table__
+    columns = LAYER_COLUMNS[layer]
+    query = select(*(table.c[target].label(source) for source, target in columns.items()),
+                   func.ST_AsBinary(table.c.geom).label("wkb")).where(
+        table.c.territory_id == territory_id)
+    if layer in models.BARRIER_LAYERS:
+        query = query.where(table.c.layer == layer)
+    where = _in_bbox(table.c.geom, bbox)
+    if where is not None:
+        query = query.where(where)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(table.c.id).limit(limit + 1)).all()
+    return _frame(rows, list(columns))
+
+
+def read_plan_blocks(engine: Engine, plan_id: int, *, bbox: BBox | None = None,
+                     limit: int = FEATURE_CAP, grid: str | None = None,
+                     village: str | None = None) -> gpd.GeoDataFrame:
+    """Up to ``limit + 1`` blocks of a plan (WGS84) meeting ``bbox`` (and of one grid or
+    village), with their number and grid code."""
+    get_plan(engine, plan_id)              # NotFound when there is no such plan
+    query = plan_blocks_query(plan_id, grid=grid, village=village)
+    where = _in_bbox(models.Block.__table__.c.geom, bbox)
+    if where is not None:
+        query = query.where(where)
+    with engine.connect() as conn:
+        rows = conn.execute(query.limit(limit + 1)).all()
+    return _frame(rows, list(BLOCK_COLUMNS))

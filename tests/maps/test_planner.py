@@ -1,0 +1,462 @@
+"""The planner's map: its layer endpoints on both backends, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import numpy as np
+import pytest
+import shapely
+import shapely.geometry
+from browser import LiveServer, live_server, open_page, screenshot
+from fastapi.testclient import TestClient
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+from demo_plan import BACKENDS, DEMO_NAME, DemoStore, demo_store
+
+from api.app import create_app
+from gis.crs import gcj02_from_wgs84
+from gis.plans import read_blocks
+from gis.store import read_layer
+from maps.overlays import LAYERS
+
+PROBLEM = "application/problem+json"
+#: Anything a page could fetch from another host.
+EXTERNAL = re.compile(r"""(?:https?:)?//(?!127\.0\.0\.1|localhost)[a-z0-9.-]+\.[a-z]{2,}""",
+                      re.IGNORECASE)
+#: The bands of the legend, as the page names them (the demo uses the 300–500 default).
+BANDS = ("低于 300 户", "300–500 户", "超过 500 户")
+#: The browser tests run on PostGIS only; the endpoints on both backends.
+POSTGIS_ONLY = pytest.mark.parametrize("store", ["postgis"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[DemoStore]:
+    with demo_store(request, tmp_path_factory) as built:
+        yield built
+
+
+@pytest.fixture(scope="module")
+def client(store: DemoStore) -> Iterator[TestClient]:
+    with TestClient(create_app(store.settings, store.engine)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(store: DemoStore) -> Iterator[LiveServer]:
+    with live_server(create_app(store.settings, store.engine)) as running:
+        yield running
+
+
+def coords(feature: dict[str, Any]) -> np.ndarray:
+    return shapely.get_coordinates(shapely.geometry.shape(feature["geometry"]))
+
+
+# --- the endpoints (both backends) ------------------------------------------------------------
+
+
+def test_every_territory_layer_is_served_whole_as_stored(client: TestClient,
+                                                         store: DemoStore) -> None:
+    for layer in LAYERS:
+        response = client.get(f"/territories/{store.territory_id}/layers/{layer}")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/geo+json")
+        body = response.json()
+        stored = read_layer(store.engine, store.territory_id, layer)
+        assert len(stored) > 0, layer
+        assert (body["layer"], body["display"]) == (layer, "wgs84")
+        assert len(body["features"]) == len(stored), layer
+        got = shapely.from_geojson([json.dumps(f["geometry"]) for f in body["features"]])
+        assert np.all(shapely.equals_exact(got, stored.geometry.to_numpy(), tolerance=1e-6))
+    roads = client.get(f"/territories/{store.territory_id}/layers/roads").json()
+    assert {f["properties"]["class"] for f in roads["features"]} >= {"primary", "residential"}
+
+
+def test_a_bbox_selects_exactly_the_features_it_touches(client: TestClient,
+                                                        store: DemoStore) -> None:
+    buildings = read_layer(store.engine, store.territory_id, "buildings")
+    box = store.grids.geometry.iloc[len(store.grids) // 2].bounds
+    want = int(shapely.intersects(buildings.geometry.to_numpy(), shapely.box(*box)).sum())
+    assert 0 < want < len(buildings)
+    response = client.get(f"/territories/{store.territory_id}/layers/buildings",
+                          params={"bbox": ",".join(f"{v:.7f}" for v in box)})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["features"]) == want
+
+
+def test_over_the_cap_is_a_clear_400_asking_to_zoom_in(client: TestClient,
+                                                        store: DemoStore) -> None:
+    url = f"/territories/{store.territory_id}/layers/buildings"
+    response = client.get(url, params={"limit": 5})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert "放大地图" in response.json()["detail"] and "zoom in" in response.json()["detail"]
+    blocks = client.get(f"/plans/{store.plan_id}/blocks", params={"limit": 3})
+    assert blocks.status_code == 400 and "zoom in" in blocks.json()["detail"]
+
+
+def test_bad_layer_requests_are_problems(client: TestClient, store: DemoStore) -> None:
+    t = store.territory_id
+    assert client.get(f"/territories/{t}/layers/parcels").status_code == 422
+    assert client.get("/territories/99999/layers/roads").status_code == 404
+    assert client.get("/plans/99999/blocks").status_code == 404
+    bad = client.get(f"/territories/{t}/layers/roads", params={"bbox": "1,2,3"})
+    assert bad.status_code == 400 and bad.headers["content-type"] == PROBLEM
+    assert client.get(f"/territories/{t}/layers/roads",
+                      params={"display": "mercator"}).status_code == 422
+
+
+def test_a_plans_blocks_carry_their_grid(client: TestClient, store: DemoStore) -> None:
+    body = client.get(f"/plans/{store.plan_id}/blocks").json()
+    stored = read_blocks(store.engine, store.plan_id)
+    assert len(body["features"]) == len(stored) > len(store.grids)
+    codes = {f["properties"]["grid_code"] for f in body["features"]}
+    assert codes == set(store.grids["code"])
+    assert sum(f["properties"]["households"] for f in body["features"]) == \
+        int(store.grids["households"].sum())
+
+
+def test_display_gcj02_shifts_every_overlay_as_gis_crs_does(client: TestClient,
+                                                            store: DemoStore) -> None:
+    for url in (f"/territories/{store.territory_id}/layers/facilities",
+                f"/territories/{store.territory_id}/layers/admin_areas",
+                f"/plans/{store.plan_id}/blocks", f"/plans/{store.plan_id}/grids?simplify=2"):
+        plain = client.get(url, params={"display": "wgs84"}).json()["features"]
+        shifted = client.get(url, params={"display": "gcj02"}).json()["features"]
+        assert len(plain) == len(shifted) > 0
+        for a, b in zip(plain[:5], shifted[:5], strict=True):
+            xy = coords(a)
+            lon, lat = gcj02_from_wgs84(xy[:, 0], xy[:, 1])
+            assert np.allclose(coords(b), np.column_stack([lon, lat]), atol=2e-7)
+            assert np.abs(coords(b) - xy).max() > 1e-3   # hundreds of metres in Guangzhou
+    # A bbox drawn on a GCJ-02 map selects what the same place selects in WGS84.
+    buildings = read_layer(store.engine, store.territory_id, "buildings")
+    x0, y0, x1, y1 = buildings.total_bounds
+    box = np.array([x0, y0, (x0 + x1) / 2, (y0 + y1) / 2])
+    gx, gy = gcj02_from_wgs84(box[[0, 2]], box[[1, 3]])
+    url = f"/territories/{store.territory_id}/layers/buildings"
+    plain = client.get(url, params={"bbox": ",".join(map(str, box))}).json()["features"]
+    shifted = client.get(url, params={"display": "gcj02", "bbox": f"{gx[0]},{gy[0]},{gx[1]},"
+                                                                   f"{gy[1]}"}).json()["features"]
+    assert 0 < len(plain) <= len(shifted) <= len(plain) * 1.05
+
+
+def test_the_map_page_is_light_and_local(client: TestClient, store: DemoStore) -> None:
+    response = client.get(f"/plans/{store.plan_id}/map")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert f"<title>{DEMO_NAME} 网格划分方案 第{store.version}版</title>" in html
+    assert not EXTERNAL.findall(html), EXTERNAL.findall(html)
+    assert "/static/vendor/leaflet/leaflet.js" in html and "/static/planner.js" in html
+    assert "jquery" not in html.lower() and "bootstrap" not in html.lower()
+    # No geometry: only URLs to fetch it from, whatever the size of the plan.
+    assert len(response.content) < 12_000
+    assert '"coordinates"' not in html and "Polygon" not in html
+    assert f"/plans/{store.plan_id}/grids?simplify=" in html
+    assert client.get("/plans/99999/map").status_code == 404
+    schema = client.get("/openapi.json").json()["paths"]
+    assert "/plans/{plan_id}/map" in schema and "/" not in schema
+    assert "/territories/{territory_id}/layers/{layer}" in schema
+
+
+def test_the_index_lists_territories_and_plans_with_links(client: TestClient,
+                                                          store: DemoStore) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(
+        "text/html")
+    html = response.text
+    p, t = store.plan_id, store.territory_id
+    assert DEMO_NAME in html and "小区域" in html and "已发布" in html
+    for link in (f"/plans/{p}/map", f"/plans/{p}/grids", f"/plans/{p}/export.xlsx",
+                 f"/plans/{p}/export.gpkg", f"/screen?territory={t}", "/docs"):
+        assert f'href="{link}"' in html, link
+    towns = {c for c, parent in store.area_parents.items() if len(c) == 9}
+    assert towns
+    for code in towns:
+        assert f'href="/plans/{p}/posters/{code}.pdf?size=A3"' in html
+    assert not EXTERNAL.findall(html)
+    # The links the index gives to existing routes work.
+    for link in (f"/plans/{p}/map", f"/plans/{p}/grids", f"/plans/{p}/export.csv", "/docs"):
+        assert client.get(link).status_code == 200, link
+
+
+# --- the page in headless Chromium (PostGIS) --------------------------------------------------
+
+
+def ready(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
+    """The page loaded and its grids drawn; the URLs it requested."""
+    requested: list[str] = []
+    page, errors = open_page(browser, "about:blank")
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(url, wait_until="networkidle")
+    page.wait_for_function("window.gridmap && window.gridmap.ready", timeout=30_000)
+    return page, errors, requested
+
+
+def local_only(urls: list[str]) -> None:
+    hosts = {urlparse(u).hostname for u in urls if urlparse(u).scheme in ("http", "https")}
+    assert hosts <= {"127.0.0.1"}, hosts
+
+
+def set_view(page: Any, lat: float, lon: float, zoom: int) -> None:
+    page.evaluate(f"window.gridmap.map.setView([{lat}, {lon}], {zoom}, {{animate: false}})")
+    page.wait_for_timeout(200)
+
+
+def overlay_box(page: Any, name: str) -> Any:
+    label = page.locator(".leaflet-control-layers-overlays label").filter(
+        has_text=re.compile(rf"^\s*{re.escape(name)}\s*$"))
+    return label.locator("input")
+
+
+@POSTGIS_ONLY
+def test_page_draws_every_grid_with_a_legend_offline(browser: Any, server: LiveServer,
+                                                     store: DemoStore) -> None:
+    page, errors, requested = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
+    try:
+        assert not errors, errors
+        local_only(requested)
+        state = page.evaluate("({n: gridmap.gridsDrawn, counts: gridmap.counts, "
+                              "errors: gridmap.errors})")
+        assert state["n"] == len(store.grids)
+        assert not state["errors"]
+        hh = store.grids["households"]
+        ded = store.grids["kind"] == "dedicated"
+        assert state["counts"] == {"below": int(((hh < 300) & ~ded).sum()),
+                                   "within": int(((hh >= 300) & (hh <= 500) & ~ded).sum()),
+                                   "above": int(((hh > 500) & ~ded).sum()),
+                                   "dedicated": int(ded.sum())}
+        legend = page.locator(".gm-legend").inner_text()
+        for band in (*BANDS, "专属网格"):
+            assert band in legend
+        assert page.title() == f"{DEMO_NAME} 网格划分方案 第{store.version}版"
+        assert f"{int(hh.sum()):,}" in page.locator(".gm-title").inner_text()
+        # The grids came by URL, simplified, and only once; no overlay was fetched.
+        grids = server.paths(rf"^/plans/{store.plan_id}/grids$")
+        assert len(grids) == 1
+        assert not server.paths("/layers/|/blocks")
+        screenshot(page, "planner_overview")
+        # Every grid is drawn on the canvas: with the labels off, the pixel under each
+        # grid's label point is not the map's background.
+        overlay_box(page, "网格编号").uncheck()
+        points = page.evaluate("""Object.keys(gridmap.labelAt).map(c => {
+            const p = gridmap.map.latLngToContainerPoint(gridmap.labelAt[c]);
+            return [Math.round(p.x), Math.round(p.y)]; })""")
+        image = np.asarray(Image.open(io.BytesIO(page.locator(".folium-map").screenshot()))
+                           .convert("RGB")).astype(int)
+        css = page.evaluate("getComputedStyle(gridmap.map.getContainer()).backgroundColor")
+        background = np.array([int(v) for v in re.findall(r"\d+", css)[:3]])
+        assert list(background) == [0xEE, 0xF1, 0xF4]   # planner.css, not Leaflet's grey
+        corner = image[-60, 60]    # outside the grids: the background (bottom left)
+        assert np.abs(corner - background).sum() < 6, corner
+        h, w, _ = image.shape
+        assert all(0 <= x < w and 0 <= y < h for x, y in points)
+        plain = [(x, y) for x, y in points if np.abs(image[y, x] - background).sum() < 6]
+        assert not plain, plain
+    finally:
+        page.close()
+
+
+@POSTGIS_ONLY
+def test_labels_appear_only_once_zoomed_in(browser: Any, server: LiveServer,
+                                           store: DemoStore) -> None:
+    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
+    try:
+        centre = store.grids.geometry.union_all().centroid
+        set_view(page, centre.y, centre.x, 9)
+        assert page.evaluate("gridmap.labelsShown") == 0
+        assert page.locator(".gm-label span").count() == 0
+        set_view(page, centre.y, centre.x, 16)
+        shown = page.evaluate("gridmap.labelsShown")
+        assert shown > 0
+        labels = page.locator(".gm-label span")
+        assert labels.count() == shown
+        texts = set(labels.all_inner_texts())
+        assert texts <= {c[-3:] for c in store.grids["code"]}
+        assert labels.first.is_visible()
+        screenshot(page, "planner_labels")
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def click_grid(page: Any, code: str) -> None:
+    """Frame the grid, then click the map at its label point like a person would."""
+    page.evaluate(f"""() => {{
+        const g = window.gridmap, layer = g.byCode["{code}"];
+        g.map.fitBounds(layer.getBounds(), {{animate: false}});
+    }}""")
+    page.wait_for_timeout(200)
+    point = page.evaluate(f"""() => {{
+        const g = window.gridmap, p = g.map.latLngToContainerPoint(g.labelAt["{code}"]);
+        const r = g.map.getContainer().getBoundingClientRect();
+        return [r.left + p.x, r.top + p.y];
+    }}""")
+    # Under a label point is the grid: the label itself does not take the click.
+    page.mouse.click(point[0], point[1] + 8)
+
+
+@POSTGIS_ONLY
+def test_clicking_a_grid_opens_its_popup(browser: Any, server: LiveServer,
+                                         store: DemoStore) -> None:
+    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
+    try:
+        flagged = store.grids[[len(f) > 0 for f in store.grids["flags"]]].iloc[0]
+        click_grid(page, flagged["code"])
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for(timeout=5_000)
+        text = popup.inner_text()
+        assert flagged["code"] in text
+        assert f"{int(flagged['households']):,}" in text
+        assert flagged["boundary_text"] in text and "四至" in text
+        assert f"{int(flagged['population']):,}" in text
+        assert "紧凑度" in text and f"{flagged['compactness']:.2f}" in text
+        # Flags in Chinese, not their English names.
+        assert not any(f in text for f in flagged["flags"])
+        names = page.evaluate("GridmapPlanner.FLAG_NAMES")
+        assert all(names[f] in text for f in flagged["flags"])
+        page.wait_for_timeout(400)    # the popup's fade-in
+        screenshot(page, "planner_popup")
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+@POSTGIS_ONLY
+def test_search_by_code_zooms_to_the_grid_and_opens_it(browser: Any, server: LiveServer,
+                                                       store: DemoStore) -> None:
+    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
+    try:
+        grid = store.grids.iloc[len(store.grids) // 2]
+        box = page.locator(".gm-search input")
+        box.fill(grid["code"])
+        box.press("Enter")
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for(timeout=5_000)
+        assert grid["code"] in popup.inner_text()
+        view = page.evaluate("(() => { const b = gridmap.map.getBounds(); "
+                             "return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; })()")
+        assert shapely.box(*view).contains(grid.geometry.representative_point())
+        # A partial code matching several grids lists them; choosing one opens it.
+        village = grid["village_code"]
+        matches = [c for c in store.grids["code"] if village[-6:] in c]
+        assert len(matches) > 1
+        page.locator(".leaflet-popup-close-button").click()
+        box.fill(village[-6:])
+        page.locator(".gm-search button[type=submit]").click()
+        options = page.locator(".gm-results button")
+        assert options.count() == min(len(matches), 30)
+        options.nth(1).click()
+        page.wait_for_timeout(200)
+        assert options.nth(1).get_attribute("data-code") in \
+            page.locator(".leaflet-popup-content").inner_text()
+        page.wait_for_timeout(400)
+        screenshot(page, "planner_search")
+        box.fill("987654321")
+        box.press("Enter")
+        assert "未找到" in page.locator(".gm-results").inner_text()
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+@POSTGIS_ONLY
+def test_each_overlay_is_fetched_when_switched_on_and_drawn(browser: Any, server: LiveServer,
+                                                            store: DemoStore) -> None:
+    page, errors, requested = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
+    try:
+        svg_paths = "document.querySelectorAll('.leaflet-gm-overlays-pane path').length"
+        specs = {s["key"]: s for s in page.evaluate("gridmap.config.layers")}
+        assert set(specs) == {"blocks", *LAYERS}
+        assert not server.paths("/layers/|/blocks")     # nothing before it is switched on
+        for key, spec in specs.items():
+            if key == "buildings":
+                continue
+            before = page.evaluate(svg_paths)
+            overlay_box(page, spec["name"]).check()
+            page.wait_for_function(f"gridmap.layers['{key}'].loaded", timeout=15_000)
+            path = urlparse(spec["url"]).path
+            assert len(server.paths(f"^{re.escape(path)}$")) == 1, key
+            n = page.evaluate(f"gridmap.layers['{key}'].features")
+            stored = (len(read_blocks(store.engine, store.plan_id)) if key == "blocks"
+                      else len(read_layer(store.engine, store.territory_id, key)))
+            assert n == stored, key
+            drawn = page.evaluate(svg_paths) - before
+            assert drawn >= (n if key != "water" else 1), key
+        screenshot(page, "planner_overlays")
+        # Buildings: not at this zoom (a notice says to zoom in); by bbox once zoomed in.
+        buildings = urlparse(specs["buildings"]["url"]).path
+        overlay_box(page, specs["buildings"]["name"]).check()
+        page.wait_for_timeout(300)
+        assert not server.paths(f"^{re.escape(buildings)}$")
+        assert "放大" in page.locator(".gm-notice").inner_text()
+        grid = store.grids.iloc[0].geometry.representative_point()
+        set_view(page, grid.y, grid.x, 17)
+        page.wait_for_function("gridmap.layers.buildings.loaded", timeout=15_000)
+        queries = [q for p, q in server.requests if p == buildings]
+        assert len(queries) == 1 and "bbox" in queries[0]
+        x0, y0, x1, y1 = (float(v) for v in queries[0]["bbox"][0].split(","))
+        assert x1 - x0 < 0.05 and y1 - y0 < 0.05
+        assert page.evaluate("gridmap.layers.buildings.features") > 0
+        screenshot(page, "planner_buildings")
+        local_only(requested)
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+@POSTGIS_ONLY
+def test_a_gcj02_basemap_shifts_what_the_page_receives(browser: Any, store: DemoStore) -> None:
+    # A "basemap" served locally (any PNG will do): the page stays offline.
+    settings = store.settings.model_copy(update={
+        "basemap_url": "/static/vendor/leaflet/images/layers.png?z={z}&x={x}&y={y}",
+        "basemap_attribution": "测试底图 GCJ-02", "basemap_crs": "gcj02"})
+    with live_server(create_app(settings, store.engine)) as running:
+        bodies: dict[str, Any] = {}
+        page, errors = open_page(browser, "about:blank")
+        page.on("response", lambda r: bodies.__setitem__(r.url, r) if "/grids" in r.url
+                or "/layers/" in r.url else None)
+        try:
+            page.goto(f"{running.url}/plans/{store.plan_id}/map", wait_until="networkidle")
+            page.wait_for_function("window.gridmap && window.gridmap.ready", timeout=30_000)
+            (url, response), = ((u, r) for u, r in bodies.items() if "/grids" in u)
+            assert parse_qs(urlparse(url).query)["display"] == ["gcj02"]
+            received = response.json()["features"]
+            plain = httpx.get(url.replace("display=gcj02", "display=wgs84")).json()["features"]
+            assert len(received) == len(plain) == len(store.grids)
+            for a, b in zip(plain[::7], received[::7], strict=True):
+                xy = coords(a)
+                lon, lat = gcj02_from_wgs84(xy[:, 0], xy[:, 1])
+                assert np.allclose(coords(b), np.column_stack([lon, lat]), atol=2e-7)
+            # The grid layer sits on the shifted coordinates.
+            code = received[0]["id"]
+            bounds = page.evaluate(f"(() => {{ const b = gridmap.bounds['{code}']; "
+                                   "return [b.getWest(), b.getSouth()]; })()")
+            assert np.allclose(bounds, coords(received[0]).min(axis=0), atol=1e-6)
+            # Overlays come shifted too.
+            overlay_box(page, "公共设施").check()
+            page.wait_for_function("gridmap.layers.facilities.loaded", timeout=15_000)
+            (url, response), = ((u, r) for u, r in bodies.items() if "/layers/" in u)
+            assert parse_qs(urlparse(url).query)["display"] == ["gcj02"]
+            facilities = read_layer(store.engine, store.territory_id, "facilities")
+            lon, lat = gcj02_from_wgs84(facilities.geometry.x.to_numpy(),
+                                        facilities.geometry.y.to_numpy())
+            got = np.array([f["geometry"]["coordinates"] for f in response.json()["features"]])
+            assert np.allclose(got, np.column_stack([lon, lat]), atol=2e-7)
+            assert "测试底图 GCJ-02" in page.locator(".leaflet-control-attribution").inner_text()
+            assert page.locator(".leaflet-tile-pane img").count() > 0
+            screenshot(page, "planner_gcj02")
+            assert not errors, errors
+        finally:
+            page.close()

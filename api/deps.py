@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import threading
 from typing import Annotated
 
 from fastapi import Path, Query, Request
 from sqlalchemy import Engine
 
 from gis.settings import Settings
+from maps.tiles import TileCache
 
 
 # Async (they only read the app's state) so FastAPI calls them on the event loop instead of
@@ -40,3 +42,18 @@ def check_encoding(name: str | None) -> str | None:
 
         raise BadRequest(f"unknown text encoding {name!r}; use e.g. UTF-8 or GBK") from exc
     return name.strip()
+
+
+_cache_lock = threading.Lock()
+
+
+def plan_cache(request: Request) -> TileCache:
+    """The app's cache of bytes made from a plan alone: tiles and the map's simplified grids
+    (made on first use, sized by ``GRIDMAP_TILE_CACHE_MB``)."""
+    state = request.app.state
+    with _cache_lock:
+        cache: TileCache | None = getattr(state, "tile_cache", None)
+        if cache is None:
+            cache = TileCache(state.settings.tile_cache_mb * 2**20)
+            state.tile_cache = cache
+    return cache

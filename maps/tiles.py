@@ -7,7 +7,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,10 +149,11 @@ def from_tile_coords(geoms: np.ndarray, tile: Tile) -> np.ndarray:
 class PlanStamp:
     """A plan as tiles see it: its id and a token of its generation.
 
-    Grids are never changed once a plan is written, and publishing only changes the plan's
-    status, which no tile carries; so a plan's tiles never change. The token (from the
-    territory and the plan's creation time) tells a plan from a later one that reuses its
-    id after a deletion (SQLite may reuse the highest id), so no cached tile outlives it.
+    A plan's grids change only by edits of a draft (each bumps its ``edit_version``), and
+    publishing only changes the plan's status, which no tile carries. The token (from the
+    territory, the plan's creation time and its edit version) tells a plan from an edited
+    one, and from a later one that reuses its id after a deletion (SQLite may reuse the
+    highest id), so no cached tile outlives what it was made from.
     """
 
     plan_id: int
@@ -163,11 +164,11 @@ def plan_stamp(engine: Engine, plan_id: int) -> PlanStamp:
     """The plan's stamp, or :class:`NotFound`."""
     table = models.Plan.__table__
     with engine.connect() as conn:
-        row = conn.execute(select(table.c.territory_id, table.c.created_at).where(
-            table.c.id == plan_id)).first()
+        row = conn.execute(select(table.c.territory_id, table.c.created_at,
+                                  table.c.edit_version).where(table.c.id == plan_id)).first()
     if row is None:
         raise NotFound(f"没有方案 {plan_id}; no plan {plan_id}")
-    seed = f"{plan_id}:{row.territory_id}:{models.iso(row.created_at)}"
+    seed = f"{plan_id}:{row.territory_id}:{models.iso(row.created_at)}:{row.edit_version}"
     return PlanStamp(plan_id, hashlib.sha1(seed.encode()).hexdigest()[:12])
 
 
@@ -330,6 +331,8 @@ def plan_bounds(engine: Engine, plan_id: int) -> tuple[float, float, float, floa
 
 class TileCache:
     """Tiles in memory, least recently used dropped first, bounded in bytes (thread-safe).
+    Keys are a plan's stamp and a tile, or any other hashable name of bytes made from the
+    plan alone (the map's simplified grids are kept here too).
 
     Each entry counts its bytes plus :attr:`OVERHEAD` (the key and bookkeeping), so empty
     tiles are bounded too.
@@ -342,13 +345,13 @@ class TileCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._items: OrderedDict[tuple[PlanStamp, Tile], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[PlanStamp, Hashable], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, stamp: PlanStamp, tile: Tile) -> bytes | None:
+    def get(self, stamp: PlanStamp, tile: Hashable) -> bytes | None:
         with self._lock:
             data = self._items.get((stamp, tile))
             if data is None:
@@ -358,7 +361,7 @@ class TileCache:
             self.hits += 1
             return data
 
-    def put(self, stamp: PlanStamp, tile: Tile, data: bytes) -> None:
+    def put(self, stamp: PlanStamp, tile: Hashable, data: bytes) -> None:
         cost = len(data) + self.OVERHEAD
         if cost > self.max_bytes:
             return

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from api.deps import Id, IdQuery, get_engine
+from api.deps import Id, IdQuery, get_engine, plan_cache
 from api.problems import BadRequest
 from gis.geometry import feature_collection, for_basemap, simplify_coverage
 from gis.plans import get_plan, list_plans, plan_diff, plan_report, publish_plan, read_grids
 from gis.store import territory_row
+from maps.tiles import plan_stamp
 
 router = APIRouter(tags=["plans"])
 GEOJSON = "application/geo+json"
@@ -92,6 +93,7 @@ def plan(plan_id: Id, response: Response, engine: Engine = Depends(get_engine)) 
                        **NOT_FOUND})
 def grids(
     plan_id: Id,
+    request: Request,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")]
     = None,
     village: Annotated[str | None, Query(description="12-digit village/community code")]
@@ -108,6 +110,16 @@ def grids(
 ) -> Response:
     box = parse_bbox(bbox)
     info = get_plan(engine, plan_id)
+    # The planner map and the screen ask for the whole plan simplified: kept in memory by
+    # the plan's stamp (an edit of a draft makes a new one), as tiles are.
+    whole_plan = box is None and not (village or town or flags)
+    key = ("grids", simplify, display, info.status)
+    cache, stamp = (plan_cache(request), plan_stamp(engine, plan_id)) if whole_plan \
+        else (None, None)
+    if cache is not None and stamp is not None:
+        cached = cache.get(stamp, key)
+        if cached is not None:
+            return Response(cached, media_type=GEOJSON)
     gdf = read_grids(engine, plan_id, bbox=box, village=village, town=town, flags=flags)
     if simplify > 0:
         # Simplify the whole coverage, then take the selection, so edges stay shared
@@ -118,6 +130,8 @@ def grids(
         gdf = gdf.assign(geometry=whole.set_index("id").geometry.loc[gdf["id"]].to_numpy())
     body = feature_collection(for_basemap(gdf, display), id_column="code",
                               extra={"plan_id": plan_id, "status": info.status})
+    if cache is not None and stamp is not None:
+        cache.put(stamp, key, body)
     return Response(body, media_type=GEOJSON)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import Engine
 
-from api.deps import Id, get_engine, get_settings
+from api.deps import Id, get_engine, get_settings, plan_cache
 from api.problems import BadRequest
 from gis.errors import NotFound
 from gis.plans import get_plan
@@ -20,7 +19,6 @@ from maps.tiles import (
     MAX_ZOOM,
     PlanStamp,
     Tile,
-    TileCache,
     TileError,
     check_tile,
     etag,
@@ -39,20 +37,8 @@ MIN_ZOOM, SOURCE_MAX_ZOOM = 8, 16
 #: deleted and, on SQLite, its id reused).
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, no-cache"
-_cache_lock = threading.Lock()
 
 TileNumber = Annotated[int, Path(description="Tile number (XYZ scheme, y down from the north)")]
-
-
-def tile_cache(request: Request, settings: Settings) -> TileCache:
-    """The app's tile cache (made on first use, sized by ``GRIDMAP_TILE_CACHE_MB``)."""
-    state = request.app.state
-    with _cache_lock:
-        cache: TileCache | None = getattr(state, "tile_cache", None)
-        if cache is None:
-            cache = TileCache(settings.tile_cache_mb * 2**20)
-            state.tile_cache = cache
-    return cache
 
 
 def _matches(if_none_match: str | None, tag: str) -> bool:
@@ -104,7 +90,7 @@ def tile(plan_id: Id, z: TileNumber, x: TileNumber, y: TileNumber, request: Requ
 
 def _tile_bytes(request: Request, settings: Settings, engine: Engine, stamp: PlanStamp,
                 address: Tile, band: tuple[int, int]) -> tuple[bytes, bool]:
-    cache = tile_cache(request, settings)
+    cache = plan_cache(request)
     data = cache.get(stamp, address)
     if data is not None:
         return data, True

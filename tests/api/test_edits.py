@@ -301,3 +301,51 @@ def test_copy_and_blocks_routes(client: TestClient, store: DemoStore, draft: int
     frame = gpd.GeoDataFrame.from_features(feats)
     assert int(frame["households"].sum()) == int(a[0][0][4])
     assert client.post("/plans/999999/copy").status_code == 404
+
+
+def test_an_edit_refreshes_the_cached_map_grids_and_tiles(
+        client: TestClient, store: DemoStore, draft: int) -> None:
+    """The map's simplified grids and the tiles are cached by the plan's stamp: after an
+    edit (and after its undo) they follow the stored grids, never the cached answer."""
+    import mapbox_vector_tile
+
+    from maps.tiles import tile_at
+
+    def map_grids(**filters: str) -> dict[str, shapely.Geometry]:
+        r = client.get(f"/plans/{draft}/grids", params={"simplify": 2, **filters})
+        assert r.status_code == 200
+        return {f["id"]: shapely.geometry.shape(f["geometry"]) for f in r.json()["features"]}
+
+    def tile_households(point: shapely.Point) -> dict[str, int]:
+        t = tile_at(point.x, point.y, 12)
+        r = client.get(f"/tiles/{draft}/{t.z}/{t.x}/{t.y}.mvt")
+        assert r.status_code == 200
+        return {f["properties"]["code"]: f["properties"]["households"]
+                for f in mapbox_vector_tile.decode(r.content)["grids"]["features"]}
+
+    def stored(code: str) -> int:
+        return int(read_grids(store.engine, draft).set_index("code").loc[code, "households"])
+
+    before = map_grids()
+    assert map_grids() == before                                # served from the cache
+    blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
+    for block, _src, dst in candidates(store, draft):          # a block with households
+        if blocks.loc[block, "households"] == 0:
+            continue
+        inside = blocks.loc[block, "geometry"].representative_point()
+        before_households = stored(dst)
+        assert tile_households(inside)[dst] == before_households   # now in the tile cache
+        r = edit(client, draft, 0, {"op": "move", "blocks": [block], "to": dst})
+        if r.status_code == 200:
+            break
+    assert r.status_code == 200, r.text
+    village = str(blocks.loc[block, "village_code"])
+    after = map_grids()
+    fresh = map_grids(village=village)                          # not cached: made anew
+    assert {c: after[c] for c in fresh} == fresh
+    assert not after[dst].equals(before[dst]) and after[dst].area > before[dst].area
+    assert after[dst].contains(inside) and not before[dst].contains(inside)
+    assert tile_households(inside)[dst] == stored(dst) > before_households
+    undone = client.post(f"/plans/{draft}/undo", headers={"If-Match": '"1"', **USER})
+    assert undone.status_code == 200, undone.text
+    assert map_grids() == before

@@ -28,7 +28,7 @@
   var gridLayers = {};
 
   var map = L.map("map", { zoomControl: false, attributionControl: !!cfg.basemap_url,
-                           preferCanvas: true, zoomSnap: 0.25 });
+                           preferCanvas: true, zoomSnap: 0.25, maxZoom: 19 });
   if (cfg.basemap_url) {
     L.tileLayer(cfg.basemap_url, { attribution: cfg.basemap_attribution || "",
                                    maxZoom: 19 }).addTo(map);
@@ -139,54 +139,63 @@
     return "<td class=\"" + (value ? cls : "zero") + "\">" + fmt(value) + "</td>";
   }
 
-  function showChildren(d) {
-    var table = document.getElementById("children");
-    var head = table.tHead;
-    var body = table.tBodies[0];
-    var more = document.getElementById("more");
-    body.innerHTML = "";
-    more.textContent = "";
-    var rows = [];
-    if (d.children_level) {
-      text("children-title", CHILDREN[d.children_level] || "下级区域");
-      head.innerHTML = "<tr><th>名称</th><th>未办结</th><th>红灯</th><th>黄灯</th>" +
-        "<th>绿灯</th><th>按期率</th></tr>";
-      var sorted = d.children.slice().sort(function (a, b) {
-        return (b.red - a.red) || (b.yellow - a.yellow) || (b.open - a.open) ||
-          String(a.code).localeCompare(String(b.code));
-      });
-      rows = sorted.map(function (c) {
-        var tr = document.createElement("tr");
-        tr.className = "l-" + (c.light || "none");
-        tr.dataset.code = c.code || "";
-        tr.innerHTML = "<td title=\"" + esc(c.code || "") + "\">" + esc(c.name) + "</td>" +
-          cell(c.open, "") + cell(c.red, "c-red") + cell(c.yellow, "c-yellow") +
-          cell(c.green, "c-green") + "<td>" + rate(c.on_time_rate) + "</td>";
-        if (c.code) { tr.addEventListener("click", function () { go(c.code); }); }
-        return tr;
-      });
-    } else {
-      text("children-title", "最紧急的未办结事件");
-      head.innerHTML = "<tr><th>编号</th><th>类别</th><th>灯</th></tr>";
-      rows = d.points.rows.map(function (r) {
-        var tr = document.createElement("tr");
-        tr.className = "l-" + r[3];
-        tr.innerHTML = "<td>#" + r[0] + "</td><td>" + esc(CATEGORIES[r[4]] || r[4]) +
-          "</td><td class=\"c-" + r[3] + "\">" + LIGHT_NAMES[r[3]] + "</td>";
-        tr.addEventListener("click", function () { map.setView([r[2], r[1]], 18); });
-        return tr;
-      });
-      if (!rows.length) { more.textContent = "本网格暂无未办结事件"; }
-    }
-    rows.forEach(function (tr) { body.appendChild(tr); });
-    // A wall has no scrollbars: show what fits, say how many more there are.
+  // A wall has no scrollbars: keep the rows that fit, say how many more there are.
+  function fit(table, more, what) {
     var box = table.parentNode;
+    var body = table.tBodies[0];
     var hidden = 0;
-    while (body.rows.length > 1 && box.scrollHeight > box.clientHeight + 1) {
+    while (body.rows.length > 0 && box.scrollHeight > box.clientHeight + 1) {
       body.deleteRow(body.rows.length - 1);
       hidden += 1;
     }
-    if (hidden) { more.textContent = "另有 " + hidden + " 项未列出（按红灯、黄灯、未办结排序）"; }
+    more.textContent = hidden ? "另有 " + fmt(hidden) + " " + what + "未列出" : "";
+  }
+
+  function showChildren(d) {
+    var table = document.getElementById("children");
+    var body = table.tBodies[0];
+    body.innerHTML = "";
+    document.querySelector(".side").dataset.level = d.area.level;
+    if (!d.children_level) { return; }
+    text("children-title", CHILDREN[d.children_level] || "下级区域");
+    table.tHead.innerHTML = "<tr><th>名称</th><th>未办结</th><th>红灯</th><th>黄灯</th>" +
+      "<th>绿灯</th><th>按期率</th></tr>";
+    var sorted = d.children.slice().sort(function (a, b) {
+      return (b.red - a.red) || (b.yellow - a.yellow) || (b.open - a.open) ||
+        String(a.code).localeCompare(String(b.code));
+    });
+    sorted.forEach(function (c) {
+      var tr = document.createElement("tr");
+      tr.className = "l-" + (c.light || "none");
+      tr.dataset.code = c.code || "";
+      tr.innerHTML = "<td title=\"" + esc(c.code || "") + "\">" + esc(c.name) + "</td>" +
+        cell(c.open, "") + cell(c.red, "c-red") + cell(c.yellow, "c-yellow") +
+        cell(c.green, "c-green") + "<td>" + rate(c.on_time_rate) + "</td>";
+      if (c.code) { tr.addEventListener("click", function () { go(c.code); }); }
+      body.appendChild(tr);
+    });
+    fit(table, document.getElementById("more"), "项（按红灯、黄灯、未办结排序）");
+  }
+
+  function showUrgent(d) {
+    var table = document.getElementById("urgent");
+    var body = table.tBodies[0];
+    body.innerHTML = "";
+    d.points.rows.slice(0, 60).forEach(function (r) {
+      var tr = document.createElement("tr");
+      tr.className = "l-" + r[3];
+      tr.dataset.id = r[0];
+      tr.innerHTML = "<td>#" + r[0] + "</td><td>" + esc(CATEGORIES[r[4]] || r[4]) +
+        "</td><td title=\"" + esc(r[5] || "") + "\">" + esc(r[5] || "—") +
+        "</td><td class=\"c-" + r[3] + "\">" + LIGHT_NAMES[r[3]] + "</td>";
+      tr.addEventListener("click", function () { map.setView([r[2], r[1]], 18); });
+      body.appendChild(tr);
+    });
+    var more = document.getElementById("urgent-more");
+    fit(table, more, "件");
+    var rest = d.points.total_open - body.rows.length;
+    more.textContent = !d.points.total_open ? "暂无未办结事件"
+      : rest > 0 ? "另有 " + fmt(rest) + " 件未列出" : "";
   }
 
   function render(d, fit) {
@@ -204,6 +213,7 @@
     document.title = d.area.name + " · 网格化服务管理指挥中心";
     showCrumbs(d.path);
     showChildren(d);
+    showUrgent(d);
     grids.setStyle(gridStyle);
     showMarkers(d.points);
     var note = document.getElementById("truncated");

@@ -3,6 +3,7 @@ light per grid, and the open events' points, aggregated in SQL in one pass."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -83,11 +84,12 @@ def light_rank(rules: Rules, now: datetime) -> ColumnElement[int]:
     """
     now = _as_utc(now)
     stamp = EVENT.c.deadline_at.type
-    yellow_from = case(*[
-        (and_(EVENT.c.category == c, EVENT.c.level == lv),
-         literal(now + timedelta(hours=h) * rules.yellow_share, stamp))
-        for c, row in rules.limits.items() for lv, h in row.items()],
-        else_=literal(now, stamp))
+    # CASE category WHEN … THEN CASE level WHEN … : a few equality tests per event.
+    yellow_from = case({c: case({lv: literal(now + timedelta(hours=h) * rules.yellow_share,
+                                             stamp) for lv, h in row.items()},
+                                value=EVENT.c.level, else_=literal(now, stamp))
+                        for c, row in rules.limits.items()},
+                       value=EVENT.c.category, else_=literal(now, stamp))
     return case(
         (EVENT.c.status.not_in(sorted(OPEN)), 0),
         (EVENT.c.deadline_at.is_(None), 1),
@@ -114,9 +116,10 @@ def _bbox(conn: Connection, plan_id: int | None, territory_id: int, area: Area,
              else ("MbrMinX", "MbrMinY", "MbrMaxX", "MbrMaxY"))
 
     def extent(table: Any, *where: Any) -> list[float] | None:
+        aggregates: list[Any] = [func.min, func.min, func.max, func.max]
         row = conn.execute(select(
-            *[agg(getattr(func, n)(table.c.geom)) for agg, n in zip(
-                (func.min, func.min, func.max, func.max), names, strict=True)]
+            *[agg(getattr(func, n)(table.c.geom)) for agg, n in zip(aggregates, names,
+                                                                    strict=True)]
         ).where(*where)).first()
         if row is None or row[0] is None:
             return None
@@ -144,7 +147,7 @@ def _bbox(conn: Connection, plan_id: int | None, territory_id: int, area: Area,
 def _shift_bbox(bbox: list[float] | None, basemap_crs: str) -> list[float] | None:
     if bbox is None or basemap_crs == "wgs84":
         return bbox
-    box = gpd.GeoDataFrame(geometry=[shapely.box(*bbox)], crs=4326)
+    box = gpd.GeoDataFrame(geometry=[shapely.box(bbox[0], bbox[1], bbox[2], bbox[3])], crs=4326)
     return [round(float(v), 6) for v in for_basemap(box, basemap_crs).total_bounds]
 
 
@@ -210,8 +213,8 @@ def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
             case((and_(EVENT.c.reported_at >= literal(start, EVENT.c.reported_at.type),
                        EVENT.c.reported_at < literal(end, EVENT.c.reported_at.type)), 1),
                  else_=0).label("today"),
-        ).where(*where).subquery()
-        r = inner.c.rank
+        ).where(*where).offset(0).subquery()   # OFFSET 0: not flattened, so the light is
+        r = inner.c.rank                           # computed once per event, not per SUM
         grouped = conn.execute(select(
             inner.c.child, inner.c.grid,
             func.sum(case((r > 0, 1), else_=0)), func.sum(case((r == 1, 1), else_=0)),
@@ -219,18 +222,27 @@ def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
             func.sum(inner.c.resolved), func.sum(inner.c.on_time), func.sum(inner.c.today),
         ).group_by(inner.c.child, inner.c.grid)).all()
 
+        # The most urgent first: only ids and what orders them go through the sort, the rest
+        # is looked up by id for those kept (carrying coordinates through the sort of every
+        # open event cost three times as much).
+        urgent = (select(EVENT.c.id, rank, EVENT.c.deadline_at)
+                  .where(*where, EVENT.c.status.in_(sorted(OPEN)))
+                  .order_by(rank.desc(), EVENT.c.deadline_at.is_(None), EVENT.c.deadline_at,
+                            EVENT.c.id)
+                  .limit(max_points).subquery())
         points = conn.execute(
-            select(EVENT.c.id, func.ST_X(EVENT.c.geom), func.ST_Y(EVENT.c.geom), rank,
-                   EVENT.c.category, EVENT.c.grid_code)
-            .where(*where, EVENT.c.status.in_(sorted(OPEN)))
-            .order_by(rank.desc(), EVENT.c.deadline_at.is_(None), EVENT.c.deadline_at,
-                      EVENT.c.id)
-            .limit(max_points)).all()
+            select(EVENT.c.id, func.ST_X(EVENT.c.geom), func.ST_Y(EVENT.c.geom),
+                   urgent.c.rank, EVENT.c.category, EVENT.c.grid_code)
+            .join(urgent, urgent.c.id == EVENT.c.id)
+            .order_by(urgent.c.rank.desc(), urgent.c.deadline_at.is_(None),
+                      urgent.c.deadline_at, urgent.c.id)).all()
 
     total = _empty()
     by_child: dict[str | None, dict[str, int]] = {}
     grids: dict[str, dict[str, Any]] = {}
-    for child, grid, *values in grouped:
+    # In code order, so that the same figures always make the same answer (and ETag): the
+    # database returns groups in any order.
+    for child, grid, *values in sorted(grouped, key=lambda g: (str(g[0]), str(g[1]))):
         row = dict(zip(COUNTS, (int(v or 0) for v in values), strict=True))
         into = by_child.setdefault(child, _empty())
         for k in COUNTS:
@@ -323,7 +335,7 @@ def _children(conn: Connection, here: Area, top: Area,
     return [Area(c, areas[c][0], areas[c][1]) for c in codes]
 
 
-def _points(rows: list[Any], open_total: int, max_points: int,
+def _points(rows: Sequence[Any], open_total: int, max_points: int,
             basemap_crs: str) -> dict[str, Any]:
     lon = np.array([float(r[1]) for r in rows], dtype=np.float64)
     lat = np.array([float(r[2]) for r in rows], dtype=np.float64)

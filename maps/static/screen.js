@@ -251,7 +251,7 @@
       .then(function (got) {
         polls += 1;
         if (mine !== seq) { return; }      // an answer for an area left meanwhile
-        if (got) { etag = got.tag; render(got.d, fit); }
+        if (got) { etag = got.tag; render(got.d, fit); markReady(); }
         live(true);
       })
       .catch(function (err) {
@@ -279,6 +279,14 @@
   tick();
   setInterval(tick, 1000);
 
+  // The first full picture (grids drawn, figures shown) is marked for measurement.
+  var gridsLoaded = false;
+  function markReady() {
+    if (gridsLoaded && data && !performance.getEntriesByName("gridmap-screen-ready").length) {
+      performance.mark("gridmap-screen-ready");
+    }
+  }
+
   fetch(cfg.grids_url).then(function (r) {
     if (!r.ok) { throw new Error("grids: HTTP " + r.status); }
     return r.json();
@@ -286,6 +294,8 @@
     grids.addData(geojson);
     if (data) { grids.setStyle(gridStyle); }
     else if (grids.getLayers().length) { map.fitBounds(grids.getBounds()); }
+    gridsLoaded = true;
+    markReady();
   }).catch(function (err) { console.error("could not load the grids", err); });
 
   refresh(true).then(function () {

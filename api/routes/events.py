@@ -73,9 +73,11 @@ class EventIn(BaseModel):
     @field_validator("reported_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        """In UTC: naive times are taken as UTC, others converted (SpatiaLite keeps the
+        wall time it is given, so 08:00+08:00 must arrive as 00:00 UTC)."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class ActionIn(BaseModel):

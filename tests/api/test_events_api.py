@@ -327,3 +327,14 @@ def test_concurrent_requests_build_one_router(setup: Any) -> None:
     assert builds == [tid] and all(g is got[0] for g in got)
     assert cache.fresh(tid) is got[0] and cache.fresh() is None
     assert cache.get() is got[0] and cache.fresh() is got[0]   # the default is cached too
+
+
+def test_a_time_with_an_offset_is_stored_as_the_same_instant(setup: Any) -> None:
+    """08:30 Beijing time is 00:30 UTC on both backends (SpatiaLite keeps wall times)."""
+    client, _, _, _ = setup
+    p = shapely.point_on_surface(grids_of(client).geometry.iloc[1])
+    for sent in ("2026-05-01T08:30:00+08:00", "2026-05-01T00:30:00Z", "2026-05-01T00:30:00"):
+        created = report(client, p.x, p.y, reported_at=sent).json()
+        read = client.get(f"/events/{created['id']}").json()
+        assert datetime.fromisoformat(read["reported_at"]) == datetime(
+            2026, 5, 1, 0, 30, tzinfo=UTC), sent

@@ -9,6 +9,7 @@ import re
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -1039,34 +1040,41 @@ def _all_texts(fig: Figure) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
 
 
-def render_poster(data: PosterData, size: PaperSize | str = PaperSize.A3,
-                  fmt: PosterFormat | str = PosterFormat.pdf) -> bytes:
-    """The poster as PNG bytes (the first page, at :data:`PNG_DPI`) or PDF bytes (every
-    page, vector, Type 42 fonts). GlyphMissing when any text has a character the font lacks
-    (checked against the font's character map, and matplotlib's own warning is an error)."""
-    size, fmt = PaperSize(size), PosterFormat(fmt)
-    fonts = register_fonts()
-    buffer = io.BytesIO()
-    with _RENDER_LOCK, warnings.catch_warnings(), matplotlib.rc_context(RC):
+@contextmanager
+def glyphs_strict(fonts: Fonts) -> Iterator[None]:
+    """Inside, matplotlib's "Glyph … missing from font(s)" warning raises GlyphMissing."""
+    with warnings.catch_warnings():
         warnings.filterwarnings("error", message=r".*[Gg]lyph .* missing from")
-        sheet = _Sheet(data, size, fonts)
         try:
-            if fmt is PosterFormat.png:
-                fig = next(sheet.pages(first_only=True))
-                check_glyphs(_all_texts(fig), fonts)
-                fig.savefig(buffer, format="png", dpi=PNG_DPI[size],
-                            metadata={"Title": data.title, "Software": "gridmap"})
-            else:
-                with PdfPages(buffer, metadata={
-                        "Title": data.title, "Subject": f"{data.title}（方案 {data.plan.id} 第 "
-                                                        f"{data.plan.version} 版）",
-                        "Creator": "gridmap"}) as pdf:
-                    for fig in sheet.pages(first_only=False):
-                        check_glyphs(_all_texts(fig), fonts)
-                        pdf.savefig(fig)
+            yield
         except UserWarning as exc:
             raise GlyphMissing(f"海报中有字体 {fonts.family} 无法显示的字符 / a character has no "
                                f"glyph in {fonts.family}: {exc}") from exc
+
+
+def render_poster(data: PosterData, size: PaperSize | str = PaperSize.A3,
+                  fmt: PosterFormat | str = PosterFormat.pdf) -> bytes:
+    """The poster as PNG bytes (the first page, at :data:`PNG_DPI`) or PDF bytes (every
+    page, vector, Type 42 fonts). GlyphMissing when a text has a character the font lacks:
+    every text is checked against the font's character map first, and matplotlib's own
+    warning is an error (:func:`glyphs_strict`), so nothing is printed as an empty box."""
+    size, fmt = PaperSize(size), PosterFormat(fmt)
+    fonts = register_fonts()
+    buffer = io.BytesIO()
+    with _RENDER_LOCK, glyphs_strict(fonts), matplotlib.rc_context(RC):
+        sheet = _Sheet(data, size, fonts)
+        if fmt is PosterFormat.png:
+            fig = next(sheet.pages(first_only=True))
+            check_glyphs(_all_texts(fig), fonts)
+            fig.savefig(buffer, format="png", dpi=PNG_DPI[size],
+                        metadata={"Title": data.title, "Software": "gridmap"})
+        else:
+            subject = f"{data.title}（方案 {data.plan.id} 第 {data.plan.version} 版）"
+            with PdfPages(buffer, metadata={"Title": data.title, "Subject": subject,
+                                            "Creator": "gridmap"}) as pdf:
+                for fig in sheet.pages(first_only=False):
+                    check_glyphs(_all_texts(fig), fonts)
+                    pdf.savefig(fig)
     return buffer.getvalue()
 
 

@@ -40,8 +40,6 @@ from gis.errors import GridmapError, NotFound
 from gis.plans import PlanInfo, get_plan, read_grids
 from gis.store import read_layer, territory_row
 
-matplotlib.use("Agg")
-
 
 class PaperSize(StrEnum):
     """The paper sizes a poster is made for (ISO 216)."""
@@ -73,8 +71,10 @@ FONT_FILES = ("NotoSansCJK-Regular.ttc", "NotoSansCJK-Bold.ttc")
 FAMILY = "Noto Sans CJK SC"
 
 MM_PER_PT = 25.4 / 72
-#: An area is drawn on portrait paper when its height is more than this times its width.
-PORTRAIT_ASPECT = 1.25
+#: Portrait paper is used when the map's scale on it is this much larger than on landscape.
+PORTRAIT_GAIN = 1.08
+#: Share of the page width the side panel (summary, legend, table) takes: landscape, portrait.
+SIDE_SHARE = {False: 0.335, True: 0.40}
 LEVEL_NAMES = {"town": "街道/镇", "village": "社区/村"}
 STATUS_NAMES = {"draft": "草案", "published": "已发布", "archived": "已归档"}
 #: Soft fills; neighbouring grids never share one (greedy colouring of the adjacency graph).
@@ -348,12 +348,17 @@ def _text_em(text: str) -> float:
     return sum(1.0 if ord(c) >= 0x2E80 else (0.56 if c.isdigit() else 0.62) for c in text)
 
 
+#: Punctuation that never begins a line (it stays at the end of the line before).
+NO_LINE_START = frozenset("，。、；：？！）」』”’%,.;:)")
+
+
 def wrap(text: str, width_em: float) -> list[str]:
-    """``text`` in lines no wider than ``width_em``; runs of digits/Latin stay whole."""
+    """``text`` in lines about ``width_em`` wide; runs of digits/Latin stay whole and
+    punctuation never begins a line."""
     lines: list[str] = []
     line = ""
     for token in re.findall(r"[0-9A-Za-z.\-/]+|.", text or ""):
-        if line and _text_em(line + token) > width_em:
+        if line and _text_em(line + token) > width_em and token not in NO_LINE_START:
             lines.append(line.rstrip())
             line = token.lstrip()
         else:
@@ -425,20 +430,34 @@ class _Sheet:
     def __init__(self, data: PosterData, size: PaperSize, fonts: Fonts) -> None:
         self.data, self.size, self.fonts = data, size, fonts
         long_side, short_side = PAPER_MM[size]
-        x0, y0, x1, y1 = shapely.union_all([data.area, *data.grids.geometry]).bounds
-        self.portrait = (y1 - y0) > PORTRAIT_ASPECT * (x1 - x0)
-        self.page_w, self.page_h = ((short_side, long_side) if self.portrait
-                                    else (long_side, short_side))
         self.s = long_side / 420.0           # lengths scale with the paper
         self.k = self.s ** 0.7               # text grows less, so A0 holds more
         self.margin = 11.0 * self.s
         self.gap = 6.0 * self.s
-        self.side_w = self.page_w * (0.40 if self.portrait else 0.335)
+        x0, y0, x1, y1 = shapely.union_all([data.area, *data.grids.geometry]).bounds
+        width, height = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+        # Portrait when the map comes out larger on it (a tall area), else landscape.
+        scales = {}
+        for portrait in (False, True):
+            page_w = short_side if portrait else long_side
+            page_h = long_side if portrait else short_side
+            map_w = page_w * (1 - SIDE_SHARE[portrait]) - 2 * self.margin - self.gap
+            map_h = page_h - self._chrome_h()
+            scales[portrait] = min(map_w / width, map_h / height)
+        self.portrait = scales[True] > PORTRAIT_GAIN * scales[False]
+        self.page_w, self.page_h = ((short_side, long_side) if self.portrait
+                                    else (long_side, short_side))
+        self.side_w = self.page_w * SIDE_SHARE[self.portrait]
         self.fs_table = 6.4 * self.k
         self.halo = [patheffects.withStroke(linewidth=2.2 * self.k, foreground="white")]
         self.rows = self._table_rows()
 
     # -- helpers
+
+    def _chrome_h(self) -> float:
+        """Height (mm) of the title block and footer: what the map cannot use."""
+        title = self.margin + (24 * 1.3 + 9.5 * 1.6) * self.k * MM_PER_PT + 2.0 * self.s
+        return title + self.margin * 0.7 + 6.5 * 1.8 * self.k * MM_PER_PT
 
     def figure(self) -> Figure:
         fig = Figure(figsize=(self.page_w / 25.4, self.page_h / 25.4), dpi=72,

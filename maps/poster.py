@@ -450,7 +450,13 @@ class _Sheet:
         self.side_w = self.page_w * SIDE_SHARE[self.portrait]
         self.fs_table = 6.4 * self.k
         self.halo = [patheffects.withStroke(linewidth=2.2 * self.k, foreground="white")]
-        self.rows = self._table_rows()
+        self.rows = self._table_rows(self.side_w)
+        # Continuation pages: as many frames as fit at 85% of the side panel's width or more,
+        # spread over the page's width (rows wrapped again for that width).
+        inner = self.page_w - 2 * self.margin
+        self.per_page = max(1, int((inner + self.gap) // (0.85 * self.side_w + self.gap)))
+        self.cont_w = (inner - (self.per_page - 1) * self.gap) / self.per_page
+        self.cont_rows = self._table_rows(self.cont_w)
 
     # -- helpers
 
@@ -518,18 +524,18 @@ class _Sheet:
 
     # -- the table
 
-    def columns(self) -> list[tuple[str, float]]:
-        """(heading, width in mm) of the table's columns, for a frame of ``side_w``."""
+    def columns(self, width: float) -> list[tuple[str, float]]:
+        """(heading, width in mm) of the table's columns in a frame ``width`` mm wide."""
         em = self.pt_mm(self.fs_table)
         pad = 1.6 * em
         code = _text_em("440111001001001") * em + pad
         name = 8.4 * em + pad
         households = 3.2 * em + pad
         return [("网格编码", code), ("网格名称", name), ("户数", households),
-                ("四至", max(self.side_w - code - name - households, 8 * em))]
+                ("四至", max(width - code - name - households, 8 * em))]
 
-    def _table_rows(self) -> list[TableRow]:
-        cols = self.columns()
+    def _table_rows(self, width: float) -> list[TableRow]:
+        cols = self.columns(width)
         em = self.pt_mm(self.fs_table)
         name_em = (cols[1][1] - 1.6 * em) / em
         boundary_em = (cols[3][1] - 1.6 * em) / em
@@ -561,7 +567,7 @@ class _Sheet:
         ax.set_xlim(0, rect.w)
         ax.set_ylim(rect.h, 0)
         ax.set_axis_off()
-        cols = self.columns()
+        cols = self.columns(rect.w)
         em = self.pt_mm(self.fs_table)
         regular = self.fonts.props(self.fs_table)
         bold = self.fonts.props(self.fs_table, bold=True)
@@ -617,23 +623,20 @@ class _Sheet:
             self.header_h() + sum(self.row_h(r) for r in self.rows[:n])), self.rows[:n])
         return fig, n
 
-    def frames_per_page(self) -> int:
-        return max(1, int((self.page_w - 2 * self.margin + self.gap) // (self.side_w + self.gap)))
-
     def continuation_height(self) -> float:
         fig = self.figure()
         return self.header(fig, "") - self.footer(fig)
 
     def plan_pages(self, first: int) -> list[list[list[TableRow]]]:
         """The rest of the table (after ``first`` rows) cut into frames, frames into pages."""
-        rest = self.rows[first:]
+        rest = self.cont_rows[first:]
         height = self.continuation_height()
         frames: list[list[TableRow]] = []
         while rest:
             n = max(1, self.fit(rest, height))
             frames.append(rest[:n])
             rest = rest[n:]
-        per = self.frames_per_page()
+        per = self.per_page
         return [frames[i:i + per] for i in range(0, len(frames), per)]
 
     def continuation(self, frames: list[list[TableRow]], page: int, pages: int) -> Figure:
@@ -644,8 +647,8 @@ class _Sheet:
         x = self.margin
         for rows in frames:
             h = self.header_h() + sum(self.row_h(r) for r in rows)
-            self.table(fig, Rect(x, top - h, self.side_w, h), rows)
-            x += self.side_w + self.gap
+            self.table(fig, Rect(x, top - h, self.cont_w, h), rows)
+            x += self.cont_w + self.gap
         return fig
 
     def pages(self, *, first_only: bool) -> Iterator[Figure]:

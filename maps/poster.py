@@ -102,9 +102,12 @@ GRID_EDGE, VILLAGE_EDGE, AREA_EDGE = "#505050", "#7a2e8e", "#c0392b"
 TEXT_COLOUR, MUTED, ROAD_LABEL_COLOUR = "#1a1a1a", "#555555", "#3d3d3d"
 
 #: matplotlib's settings while a poster is drawn: TrueType (Type 42) fonts in the PDF, so
-#: the text stays text (searchable, extractable) and the glyphs are embedded.
-RC: Any = {"pdf.fonttype": 42, "font.family": FAMILY, "axes.unicode_minus": False,
-      "hatch.linewidth": 0.6, "path.simplify": True, "pdf.compression": 6}
+#: the text stays text (searchable, extractable) and the glyphs are embedded. ``ps.fonttype``
+#: 42 too: matplotlib's PDF backend sizes its font subsets by it (256 characters for Type 3),
+#: and each subset costs a fontTools pass over the 19 MB CJK collection.
+RC: Any = {"pdf.fonttype": 42, "ps.fonttype": 42, "font.family": FAMILY,
+           "axes.unicode_minus": False, "hatch.linewidth": 0.6, "path.simplify": True,
+           "pdf.compression": 6}
 _RENDER_LOCK = threading.Lock()
 
 

@@ -277,6 +277,36 @@ def route(
         console.print(f"  {out}  (took {time.perf_counter() - started:.1f} s)")
 
 
+@app.command()
+def poster(
+    plan_id: Annotated[int, typer.Argument(help="The plan's id.")],
+    area_code: Annotated[str, typer.Argument(
+        help="Code of a town/street (街道/镇) or village/community (社区/村) with grids.")],
+    size: Annotated[str, typer.Option(help="Paper: A3 or A0.")] = "A3",
+    format: Annotated[str, typer.Option(
+        "--format", help="pdf (vector, every page) or png (the first page).")] = "pdf",
+    out: Annotated[Path | None, typer.Option(
+        help="Output file (default: the poster's Chinese name, in this folder).")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Render the partition poster (网格划分图) of a town or community as PDF or PNG."""
+    from gis.database import make_engine
+    from maps.poster import PaperSize, PosterFormat, make_poster
+
+    with user_errors():
+        if size.upper() not in PaperSize.__members__:
+            raise GridmapError(f"unknown paper size {size!r}; use A3 or A0")
+        if format.lower() not in PosterFormat.__members__:
+            raise GridmapError(f"unknown format {format!r}; use pdf or png")
+        started = time.perf_counter()
+        made = make_poster(make_engine(database_url), plan_id, area_code,
+                           PaperSize(size.upper()), PosterFormat(format.lower()))
+        path = out or Path(made.filename)
+        path.write_bytes(made.content)
+        console.print(f"{path}  ({len(made.content) / 1e6:.1f} MB, "
+                      f"took {time.perf_counter() - started:.1f} s)")
+
+
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Create the tables, or bring them up to date (Alembic migrations)."""

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -368,8 +368,11 @@ def demo(
         "--serve/--no-serve", help="Serve the published plan over HTTP afterwards.")] = True,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    events: Annotated[int, typer.Option(
+        help="Events of the last three days for the command centre (0: none).")] = 400,
 ) -> None:
-    """Generate the demo district, import and partition it, publish the plan and serve it."""
+    """Generate the demo district, import and partition it, publish the plan, report some
+    events and serve it."""
     from data.demo import generate
 
     with user_errors():
@@ -408,7 +411,12 @@ def demo(
                  "service_radius_m": p.service_radius_m},
                 note="demo 演示", created_by="gridmap demo")
             publish_plan(engine, plan_id)
-            engine.dispose()
+        if events > 0:
+            with console.status("上报事件 reporting the demo's events ..."):
+                counts_by_status = _demo_events(engine, territory_id, events, seed)
+            console.print(f"事件 {events} events reported over the last 3 days: "
+                          + ", ".join(f"{k} {v}" for k, v in counts_by_status.items()))
+        engine.dispose()
         r = result.report
         console.print(f"划分 partitioned into {r['n_grids']} grids 网格 (plan {plan_id}, "
                       f"published 已发布): {r['in_range_share']:.1%} in "
@@ -425,6 +433,9 @@ def demo(
                       "Layer ▸ Add SpatiaLite layer)")
         base = f"http://{host}:{port}"
         if serve_after:
+            console.print(f"  • {base}/  — 首页 the index: plans, maps, posters, exports")
+            console.print(f"  • {base}/plans/{plan_id}/map  — 网格划分方案 the planner's map")
+            console.print(f"  • {base}/screen  — 指挥中心大屏 the command-centre screen")
             console.print(f"  • {base}/docs  — the API; {base}/plans/{plan_id}/grids — the "
                           f"grids as GeoJSON; {base}/plans/{plan_id}/export.xlsx — the grid "
                           "table")
@@ -433,6 +444,70 @@ def demo(
             _serve(host, port, 1, url)
         else:
             console.print(f"  • gridmap serve --database-url {url}  — serve it over HTTP")
+
+
+def _demo_events(engine: Any, territory_id: int, n: int, seed: int) -> dict[str, int]:
+    """Report ``n`` demo events of the last three days under the published plan and walk
+    the older ones along the closed loop (most resolved in time, some late), so the
+    command centre shows every light; returns the count per state."""
+    from datetime import timedelta
+
+    import numpy as np
+    from sqlalchemy import func, select
+
+    from data.demo import demo_events
+    from events.routing import RouterCache
+    from events.rules import Rules
+    from events.store import create_events_columns, transition
+    from gis import models
+    from gis.models import utcnow
+    from gis.plans import published_plan_id, read_grids
+    from gis.settings import get_settings
+
+    settings = get_settings()
+    rules = Rules.load(settings.event_rules_path or None, settings.yellow_share)
+    plan_id = published_plan_id(engine, territory_id)
+    if plan_id is None:
+        raise GridmapError("the demo's events need a published plan")
+    grids = read_grids(engine, plan_id)
+    made = demo_events(grids, n, seed)
+    now = utcnow()
+    routed = RouterCache(engine, settings.near_boundary_m).get(territory_id).route_columns(
+        made["lon"], made["lat"], "wgs84")
+    columns = {k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
+                                      "village_code", "town_code", "district_code",
+                                      "distance_m", "other_grid_code", "flags")}
+    reported = [now - timedelta(hours=float(h)) for h in made["age_h"]]
+    columns.update(category=made["category"], source=made["source"], coord_sys="wgs84",
+                   x=made["lon"], y=made["lat"], reported_at=reported,
+                   description=made["description"], reporter=made["reporter"])
+    create_events_columns(engine, columns, routed["lon"], routed["lat"], rules)
+    table = models.Event.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(table.c.id, table.c.reported_at, table.c.deadline_at).where(
+            table.c.territory_id == territory_id).order_by(table.c.reported_at)).all()
+    rng = np.random.default_rng(seed)
+    for i, (event_id, at, deadline) in enumerate(rows):
+        share = i / max(len(rows), 1)          # oldest first: the older, the further along
+        if share > 0.8:
+            continue
+        at = at if at.tzinfo else at.replace(tzinfo=now.tzinfo)
+        deadline = deadline if deadline.tzinfo else deadline.replace(tzinfo=now.tzinfo)
+        handler = f"处置员{int(rng.integers(1, 20)):02d}"
+        steps = [("accept", "街道受理员", None), ("dispatch", "街道受理员", handler),
+                 ("start", handler, None), ("resolve", handler, None)]
+        if share > 0.45:
+            steps = steps[:int(rng.integers(1, 4))]
+        # Resolved within the limit nine times in ten, the rest late (when already due).
+        span = (deadline - at) * (rng.uniform(0.1, 0.9) if rng.random() < 0.9 else 1.3)
+        for k, (action, actor, new_handler) in enumerate(steps, 1):
+            moment = min(at + span * k / len(steps), now)
+            transition(engine, int(event_id), action, actor=actor, rules=rules, now=moment,
+                       handler=new_handler)
+    with engine.connect() as conn:
+        return {str(s): int(c) for s, c in conn.execute(
+            select(table.c.status, func.count()).where(table.c.territory_id == territory_id)
+            .group_by(table.c.status).order_by(table.c.status))}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -199,3 +199,28 @@ def write_layers(layers: dict[str, gpd.GeoDataFrame], folder: Path, driver: str)
 @pytest.fixture
 def tiny() -> dict[str, gpd.GeoDataFrame]:
     return tiny_layers()
+
+
+# ------------------------------------------------------------------------------------------
+# The published demo plan (tests/demo_plan.py), for the modules that read it; imported
+# here, below what demo_plan takes from this module.
+
+from demo_plan import BACKENDS, DemoStore, demo_store  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from api.app import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[DemoStore]:
+    """A store of each backend with the published demo plan, built once per module."""
+    with demo_store(request, tmp_path_factory) as built:
+        yield built
+
+
+@pytest.fixture(scope="module")
+def client(store: DemoStore) -> Iterator[TestClient]:
+    """The service over that store."""
+    with TestClient(create_app(store.settings, store.engine)) as c:
+        yield c

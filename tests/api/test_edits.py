@@ -4,7 +4,6 @@ byte-exact undo, redo, history, and two truly concurrent edits against a live se
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import shapely
 from browser import live_server
-from demo_plan import BACKENDS, DemoStore, demo_store
+from demo_plan import DemoStore
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
@@ -24,19 +23,6 @@ from gis.edits import GRID_ROW, read_plan_blocks
 from gis.plans import read_grids
 
 USER = {"X-Gridmap-User": quote("planner-王")}
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def client(store: DemoStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store.settings, store.engine)) as c:
-        yield c
 
 
 @pytest.fixture

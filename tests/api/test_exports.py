@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,10 +14,9 @@ import pandas as pd
 import pyogrio
 import pytest
 import shapely
-from demo_plan import BACKENDS, DEMO_NAME, DemoStore, assert_matches_plan, demo_store
+from demo_plan import DEMO_NAME, DemoStore, assert_matches_plan
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from gis.exports import (
     DBF_TEXT_BYTES,
     SHAPEFILE_FIELDS,
@@ -39,19 +37,6 @@ MEDIA_TYPES = {
 }
 #: The sheet's columns by field: "网格编码 Grid code", ...
 HEADINGS = {field: heading(zh, en) for field, zh, en in SHEET_COLUMNS}
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def client(store: DemoStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store.settings, store.engine)) as c:
-        yield c
 
 
 def download(client: TestClient, store: DemoStore, fmt: str, folder: Path) -> Path:

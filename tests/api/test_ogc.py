@@ -16,27 +16,18 @@ import shapely
 import shapely.geometry
 from browser import LiveServer, live_server
 from demo_plan import (
-    BACKENDS,
     DEMO_NAME,
     LON_LAT,
     PAGE_LIMIT,
     PAGE_LIMIT_MAX,
     DemoStore,
     assert_matches_plan,
-    demo_store,
 )
 
 from api.app import create_app
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
 
 
 class Server(LiveServer):

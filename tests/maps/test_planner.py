@@ -5,9 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -17,11 +15,9 @@ import pytest
 import shapely
 import shapely.geometry
 from browser import LiveServer, live_server, open_page, screenshot
+from demo_plan import DEMO_NAME, DemoStore
 from fastapi.testclient import TestClient
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from demo_plan import BACKENDS, DEMO_NAME, DemoStore, demo_store
 
 from api.app import create_app
 from gis.crs import gcj02_from_wgs84
@@ -37,19 +33,6 @@ EXTERNAL = re.compile(r"""(?:https?:)?//(?!127\.0\.0\.1|localhost)[a-z0-9.-]+\.[
 BANDS = ("低于 300 户", "300–500 户", "超过 500 户")
 #: The browser tests run on PostGIS only; the endpoints on both backends.
 POSTGIS_ONLY = pytest.mark.parametrize("store", ["postgis"], indirect=True)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def client(store: DemoStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store.settings, store.engine)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

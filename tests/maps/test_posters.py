@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import re
-import sys
 import warnings
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ARTIFACTS
+from demo_plan import DemoStore
 from fastapi.testclient import TestClient
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,7 +28,6 @@ from matplotlib.figure import Figure
 from PIL import Image
 from typer.testing import CliRunner
 
-from api.app import create_app
 from api.cli import app as cli_app
 from gis.store import read_layer
 from maps.poster import (
@@ -47,9 +45,6 @@ from maps.poster import (
     register_fonts,
     render_poster,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from demo_plan import BACKENDS, DemoStore, demo_store
 
 MM_PER_PT = 25.4 / 72
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -174,19 +169,6 @@ class PdfDoc:
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def client(store: DemoStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store.settings, store.engine)) as c:
-        yield c
 
 
 def _town_and_community(store: DemoStore) -> tuple[str, str]:

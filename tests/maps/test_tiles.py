@@ -3,7 +3,6 @@ the cache (bytes, ETag, 304, reused plan ids), problems, TileJSON."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,12 @@ import numpy as np
 import pytest
 import shapely
 import shapely.geometry
+from demo_plan import DemoStore
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pyproj import Transformer
 from sqlalchemy import Engine, delete, insert, text
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "api"))  # demo_plan, as tests/api has it
-
-from demo_plan import BACKENDS, DemoStore, demo_store
 
 from api.app import create_app
 from gis import models
@@ -138,19 +134,6 @@ def test_cache_is_bounded_in_bytes_and_drops_the_least_recently_used() -> None:
 
 # ------------------------------------------------------------------------------------------
 # Tiles of the published demo plan, on each backend
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def client(store: DemoStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store.settings, store.engine)) as c:
-        yield c
 
 
 def decode(data: bytes) -> dict[str, dict[str, Any]]:

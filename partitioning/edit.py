@@ -23,7 +23,7 @@ from partitioning.regions import Graph, Partitioner, choose_k
 ROW_FIELDS = ("code", "name", "village_code", "kind", "households", "population", "area_m2",
               "compactness", "barrier_share", "radius_m", "boundary_text", "flags", "locked")
 #: Operations and what each takes (besides the neighbourhood).
-OPERATIONS = ("move", "merge", "split", "redraw", "lock", "unlock", "rename")
+OPERATIONS = ("move", "merge", "split", "redraw", "lock", "unlock", "rename", "rebalance")
 
 
 @dataclass
@@ -544,6 +544,12 @@ def apply_edit(hood: Neighbourhood, op: str, params: dict[str, Any]) -> EditResu
         return lock(hood, [str(g) for g in params["grids"]], op == "lock")
     if op == "rename":
         return rename(hood, str(params["grid"]), str(params["name"]))
+    if op == "rebalance":
+        from partitioning.rebalance import rebalance  # (it builds on this module)
+        given = params.get("grids")
+        return rebalance(hood, params.get("village"),
+                         None if given is None else [str(g) for g in given],
+                         int(params.get("seed", 0)))
     raise refuse(f"未知的编辑操作 {op}", f"unknown edit operation {op!r}; use one of "
                  f"{', '.join(OPERATIONS)}")
 

@@ -11,7 +11,7 @@ import shapely
 import shapely.affinity
 
 #: Share of a changing village's households that change (so ~5% of all takes a few villages).
-VILLAGE_SHARE = 0.15
+VILLAGE_SHARE = 0.10
 #: Share of the changing villages that grow (the others lose households).
 GROWTH_SHARE = 0.6
 

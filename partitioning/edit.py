@@ -15,7 +15,7 @@ import shapely.ops
 
 from gis.errors import EditRefused, GridLocked
 from partitioning import boundaries, codes, quality
-from partitioning.blocks import adjacency
+from partitioning.blocks import PRECISION_M, adjacency
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph, Partitioner, choose_k
 
@@ -101,7 +101,11 @@ class _Work:
 
     def metric(self) -> np.ndarray:
         if self._metric is None:
-            self._metric = self.blocks.geometry.to_crs(self.h.metric_crs).to_numpy()
+            # Snapped back to the engine's 1 mm grid: a round trip through WGS84 moves a
+            # vertex by far less, but enough for two blocks' shared edge to stop being
+            # shared exactly (the adjacency would lose the pair).
+            self._metric = shapely.set_precision(
+                self.blocks.geometry.to_crs(self.h.metric_crs).to_numpy(), PRECISION_M)
         return self._metric
 
     def adjacency(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import shapely
 from gis.errors import GridmapError
 from gis.layers import Territory
 from partitioning import edit
-from partitioning.blocks import barrier_lines
+from partitioning.blocks import PRECISION_M, barrier_lines
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
@@ -39,15 +39,21 @@ class RedrawResult:
     report: dict[str, Any]
 
 
+@dataclass
+class _Buildings:
+    """The new buildings: households, population, a point on each, and its block."""
+
+    hh: np.ndarray
+    pop: np.ndarray
+    points: np.ndarray
+    owner: np.ndarray
+
+
 def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionParams
-             ) -> tuple[gpd.GeoDataFrame, np.ndarray, np.ndarray, dict[str, Any],
-                                                      np.ndarray]:
+             ) -> tuple[gpd.GeoDataFrame, _Buildings, dict[str, Any]]:
     """The plan's blocks with the new buildings' households, blocks now over the maximum
-    cut between their buildings as the engine cuts them; each block's old grid is kept
-    (pieces inherit it). Returns the blocks (in the plan's CRS), and per building its
-    households and block, and the positions of the blocks that were cut."""
+    cut between their buildings as the engine cuts them (pieces keep the block's grid)."""
     layers = territory.to_metric()
-    metric = territory.metric_crs
     villages = layers["admin_areas"]
     known = set(villages.loc[villages["level"] == "village", "code"].astype(str))
     missing = sorted(set(blocks["village_code"].astype(str)) - known)
@@ -59,14 +65,32 @@ def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionPa
     buildings = layers["buildings"]
     hh, pop, _est, counts = building_households(buildings, params)
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
-    blocks_m = blocks.to_crs(metric)
-    owner = assign_to_blocks(buildings, blocks_m)
+    owner = assign_to_blocks(buildings, blocks.to_crs(territory.metric_crs))
+    found = _Buildings(hh, pop, points, owner)
+    out, n_cut = _cut(blocks, found, territory.metric_crs, params)
+    return out, found, {"buildings": counts.buildings, "blocks_cut": n_cut}
+
+
+def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: PartitionParams,
+         threshold: float | None = None, piece: float | None = None,
+         only: np.ndarray | None = None) -> tuple[gpd.GeoDataFrame, int]:
+    """Blocks over ``threshold`` households with several buildings (only among ``only``, a
+    mask) cut between their buildings (:func:`partitioning.oversize.split_oversized`). Old
+    blocks keep their position and number, the first piece of a cut block takes its place,
+    the other pieces come last with new numbers; pieces keep the block's grid. Updates
+    ``found.owner``; returns the blocks (households and population counted) and the number
+    of blocks cut."""
+    blocks_m = blocks.to_crs(metric).reset_index(drop=True)
+    blocks_m = blocks_m.set_geometry(shapely.set_precision(blocks_m.geometry.to_numpy(),
+                                                           PRECISION_M))
+    marks = blocks_m[["geometry"]].assign(village_code=np.where(
+        np.ones(len(blocks_m), dtype=bool) if only is None else only, "x", ""))
     cut_blocks, owner, moved = split_oversized(
-        blocks_m[["village_code", "geometry"]].reset_index(drop=True), points, owner, hh,
-        params)
+        marks, found.points, found.owner, found.hh, params, threshold=threshold, piece=piece,
+        villages={"x"})
     n_old = len(blocks)
     cut = np.flatnonzero(moved < 0)
-    out = blocks.copy()
+    out = blocks.reset_index(drop=True).copy()
     if cut.size:
         pieces = np.setdiff1d(np.arange(len(cut_blocks)), moved[moved >= 0])
         piece_geoms = cut_blocks.geometry.to_numpy()[pieces]
@@ -79,8 +103,6 @@ def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionPa
         lost = parent < 0
         if lost.any():
             parent[lost] = cut[tree.query_nearest(inside[lost], all_matches=False)[1]]
-        # Position of every final block: old blocks in place, the first piece of a cut
-        # block in its place, the other pieces last.
         position = np.full(len(cut_blocks), -1)
         position[moved[moved >= 0]] = np.flatnonzero(moved >= 0)
         first = pd.Series(np.arange(len(pieces))).groupby(parent).first()
@@ -90,20 +112,18 @@ def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionPa
         frame = out.iloc[np.concatenate([np.arange(n_old), parent[np.isin(
             pieces, rest)]])].reset_index(drop=True)
         geoms = frame.geometry.to_numpy().copy()
-        back = gpd.GeoSeries(piece_geoms, crs=metric).to_crs(blocks.crs).to_numpy()
-        geoms[position[pieces]] = back
+        geoms[position[pieces]] = gpd.GeoSeries(piece_geoms, crs=metric).to_crs(
+            blocks.crs).to_numpy()
         out = gpd.GeoDataFrame(frame.drop(columns="geometry"), geometry=geoms, crs=blocks.crs)
-        start = int(blocks["block_no"].max()) + 1
         nos = out["block_no"].to_numpy().copy()
-        nos[n_old:] = start + np.arange(len(rest))
+        nos[n_old:] = int(blocks["block_no"].max()) + 1 + np.arange(len(rest))
         out["block_no"] = nos
         owner = position[owner]
+    found.owner = owner
     n = len(out)
-    out["households"] = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
-    out["population"] = np.bincount(owner, weights=pop, minlength=n).astype(np.int64)
-    info = {"buildings": counts.buildings, "blocks_cut": int(cut.size),
-            "blocks_added": int(n - n_old)}
-    return out, hh, owner, info, cut
+    out["households"] = np.bincount(owner, weights=found.hh, minlength=n).astype(np.int64)
+    out["population"] = np.bincount(owner, weights=found.pop, minlength=n).astype(np.int64)
+    return out, int(cut.size)
 
 
 def _flags_after(row: pd.Series, h: int, band: tuple[int, int]) -> tuple[list[str], str]:
@@ -136,8 +156,8 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     say("households 户数", 0.1)
     blocks = blocks.sort_values("block_no").reset_index(drop=True)
     old_hh = blocks["households"].to_numpy().copy()
-    new_blocks, hh, owner, info, cut = _recount(blocks[[*BLOCK_COLUMNS, "geometry"]], territory,
-                                           params)
+    new_blocks, found, info = _recount(blocks[[*BLOCK_COLUMNS, "geometry"]], territory,
+                                       params)
     rows = grids.copy()
     if "locked" not in rows:
         rows["locked"] = False
@@ -147,36 +167,60 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     admin = layers["admin_areas"]
     villages = admin[admin["level"] == "village"][["code", "name", "geometry"]] \
         .reset_index(drop=True).to_crs(blocks.crs)
-    hood = edit.Neighbourhood(
-        new_blocks, rows[[*edit.ROW_FIELDS, "geometry"]], barrier_lines(layers, params),
-        villages, territory.metric_crs, band, params.dedicated_serial_start, used_codes)
-    say("regions 网格", 0.3)
-    work = edit._Work(hood)
-    old_label = work.label.copy()
-    total = pd.Series(work.blocks["households"].to_numpy()).groupby(old_label).sum()
-    block_count = pd.Series(old_label).value_counts()
-    old_counts = pd.Series(old_hh).groupby(blocks["grid_code"].to_numpy()).sum()
-    cut_codes = {str(c) for c in old_label[cut]}
+    barriers = barrier_lines(layers, params)
     lo, hi = band
     row_of = rows.set_index(rows["code"].astype(str))
-    broken: list[str] = []
-    for code, row in row_of.iterrows():
-        h = int(total.get(code, 0))
-        if bool(row["locked"]) or row["kind"] != "comprehensive":
-            continue
-        whole = code not in cut_codes
-        alone_over = block_count.get(code, 0) == 1 and h > hi
-        if whole and (lo <= h <= hi or h == int(old_counts.get(code, -1)) or alone_over):
-            continue
-        broken.append(str(code))
+    old_counts = pd.Series(old_hh).groupby(blocks["grid_code"].to_numpy()).sum() \
+        .reindex(row_of.index).fillna(-1).astype(int)
+    movable = {str(c) for c, row in row_of.iterrows()
+               if row["kind"] == "comprehensive" and not bool(row["locked"])}
+
+    #: Grids that are a whole (rural or small) village: under the maximum they stay whole.
+    whole = {str(c) for c, f in zip(row_of.index, row_of["flags"], strict=True)
+             if set(f) & {"rural_village", "village_below_min", "radius_split"}}
+
+    def broken_grids(label: np.ndarray, households: np.ndarray) -> list[str]:
+        """Movable grids out of the band whose households changed (a grid of one block
+        over the maximum is a grid of its own whatever its count)."""
+        sums = pd.Series(households).groupby(label).sum()
+        sizes = pd.Series(label).value_counts()
+        return [c for c in sorted(movable & set(sums.index))
+                if not lo <= sums[c] <= hi and sums[c] != old_counts.get(c, -1)
+                and not (sizes[c] == 1 and sums[c] > hi)
+                and not (c in whole and sums[c] < hi)]
+
+    def neighbourhood(frame: gpd.GeoDataFrame) -> edit.Neighbourhood:
+        return edit.Neighbourhood(frame, rows[[*edit.ROW_FIELDS, "geometry"]], barriers,
+                                  villages, territory.metric_crs, band,
+                                  params.dedicated_serial_start, used_codes)
+
+    say("regions 网格", 0.3)
+    work = edit._Work(neighbourhood(new_blocks))
+    # The blocks of the grids that break, and of their neighbours, are cut finer between
+    # buildings (as the engine does where a village misses the band), so that a few
+    # buildings' worth of households can move; the outlines of the grids stay the same.
+    broken = broken_grids(work.label, work.blocks["households"].to_numpy())
+    info["grids_broken"] = len(broken)
+    if broken:
+        a, b, _length, _strength = work.adjacency()
+        near = set(broken) | {str(work.label[y]) for x, y in (*zip(a, b), *zip(b, a))
+                              if work.label[x] in set(broken)}
+        only = np.isin(work.label, sorted(near & movable))
+        new_blocks, n_fine = _cut(new_blocks, found, territory.metric_crs, params,
+                                  threshold=lo / 4, piece=lo / 6, only=only)
+        info["blocks_cut_finer"] = n_fine
+        if n_fine:
+            work = edit._Work(neighbourhood(new_blocks))
+    info["blocks_added"] = int(len(new_blocks) - len(blocks))
+    old_label = work.label.copy()
+
     names = dict(zip(villages["code"], villages["name"], strict=True))
     used = set(used_codes) | {str(c) for c in rows["code"]}
     metric = work.metric()
     a, b, length, _strength = work.adjacency()
     made: dict[str, tuple[Grid, dict[str, Any]]] = {}
     regions: list[dict[str, Any]] = []
-    movable = {str(c) for c, row in row_of.iterrows()
-               if row["kind"] == "comprehensive" and not bool(row["locked"])}
+    broken = broken_grids(work.label, work.blocks["households"].to_numpy())
     done: set[str] = set()
     for i, start in enumerate(broken):
         say("regions 网格", 0.3 + 0.5 * i / max(len(broken), 1))
@@ -239,7 +283,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
                                       ignore_index=True), geometry="geometry", crs=blocks.crs)
     plan = plan.sort_values("code", kind="stable").reset_index(drop=True)
     final_blocks = work.blocks.assign(grid_code=work.label)
-    report = _report(rows, plan, reshaped, removed, old_label, work.label, hh, owner,
+    report = _report(rows, plan, reshaped, removed, old_label, work.label, found.hh, found.owner,
                      regions, info, band)
     report["runtime_s"] = round(time.perf_counter() - started, 3)
     say("done 完成", 1.0)

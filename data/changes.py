@@ -57,7 +57,7 @@ def scripted_changes(layers: dict[str, gpd.GeoDataFrame], share: float = 0.05, s
         if n % 2 == 0 and budget > 20:
             src = int(rng.choice(mine))
             if growth:
-                extra = int(min(rng.integers(20, 81), budget))
+                extra = int(min(int(rng.integers(20, 81)), budget))
                 geom = shapely.affinity.scale(buildings.geometry.iloc[src], 0.5, 0.5)
                 added.append({"households": extra, "population": round(extra * 2.6),
                               "floors": 6, "use": "residential", "geometry": geom})

@@ -203,8 +203,9 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     info["grids_broken"] = len(broken)
     if broken:
         a, b, _length, _strength = work.adjacency()
-        near = set(broken) | {str(work.label[y]) for x, y in (*zip(a, b), *zip(b, a))
-                              if work.label[x] in set(broken)}
+        hit = np.isin(work.label, broken)
+        near = set(broken) | {str(c) for c in work.label[b[hit[a]]]} | \
+            {str(c) for c in work.label[a[hit[b]]]}
         only = np.isin(work.label, sorted(near & movable))
         new_blocks, n_fine = _cut(new_blocks, found, territory.metric_crs, params,
                                   threshold=lo / 4, piece=lo / 6, only=only)

@@ -156,9 +156,15 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     say("households 户数", 0.1)
     blocks = blocks.sort_values("block_no").reset_index(drop=True)
     old_hh = blocks["households"].to_numpy().copy()
-    new_blocks, found, info = _recount(blocks[[*BLOCK_COLUMNS, "geometry"]], territory,
-                                       params)
-    rows = grids.copy()
+    # Everything is done in the metric CRS on the engine's 1 mm grid (outlines of new
+    # grids are unions of blocks there); what is kept keeps its given geometry.
+    metric_crs = territory.metric_crs
+    given = blocks
+    blocks = blocks[[*BLOCK_COLUMNS, "geometry"]].to_crs(metric_crs)
+    blocks = blocks.set_geometry(shapely.set_precision(blocks.geometry.to_numpy(),
+                                                       PRECISION_M))
+    new_blocks, found, info = _recount(blocks, territory, params)
+    rows = grids.to_crs(metric_crs)
     if "locked" not in rows:
         rows["locked"] = False
     rows["flags"] = [list(f) if not isinstance(f, str) else [x for x in f.split(",") if x]
@@ -282,8 +288,20 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     plan = gpd.GeoDataFrame(pd.concat([keep[[*cols, "geometry"]],
                                        out.reset_index(drop=True)[[*cols, "geometry"]]],
                                       ignore_index=True), geometry="geometry", crs=blocks.crs)
-    plan = plan.sort_values("code", kind="stable").reset_index(drop=True)
-    final_blocks = work.blocks.assign(grid_code=work.label)
+    plan = plan.to_crs(given.crs)
+    geoms = plan.geometry.to_numpy().copy()
+    original = dict(zip(grids["code"].astype(str), grids.geometry.to_numpy(), strict=True))
+    for i, code in enumerate(plan["code"]):
+        if code not in reshaped:
+            geoms[i] = original[code]
+    plan = plan.set_geometry(geoms).sort_values("code", kind="stable").reset_index(drop=True)
+    final_blocks = work.blocks.assign(grid_code=work.label).to_crs(given.crs)
+    block_geoms = final_blocks.geometry.to_numpy().copy()
+    uncut = np.flatnonzero(np.arange(len(given)) < len(final_blocks))
+    uncut = uncut[shapely.equals_exact(work.blocks.geometry.to_numpy()[uncut],
+                                       blocks.geometry.to_numpy()[uncut], 0.0)]
+    block_geoms[uncut] = given.geometry.to_numpy()[uncut]
+    final_blocks = final_blocks.set_geometry(block_geoms)
     report = _report(rows, plan, reshaped, removed, old_label, work.label, found.hh, found.owner,
                      regions, info, band)
     report["runtime_s"] = round(time.perf_counter() - started, 3)

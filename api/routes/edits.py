@@ -235,10 +235,10 @@ def _compute(body: Any) -> Any:
             if not codes:
                 codes = reader.grids_on_line(shapely.LineString(params["line"]).wkt)
         if op == "rebalance" and params.get("village"):
-            hood = _hood(reader, {params["village"]}, used=True)
-            if hood.blocks.empty:
+            if reader.around({params["village"]})[0].empty:
                 raise edit.refuse(f"本方案没有村（社区）{params['village']}",
                                   f"the plan has no village {params['village']}")
+            hood = _hood(reader, {params["village"]}, used=True)
             result = edit.apply_edit(hood, op, params)
             return Change(op, params, result.summary, result.grids, result.removed,
                           result.assignment, result.previous)

@@ -160,3 +160,34 @@ def test_redraw_refusals(client: TestClient, store: DemoStore,
         r = client.post(f"/territories/{store.tiny_territory_id}/redraw",
                         files={"files": (path.name, fh)}, data={"plan_id": str(store.plan_id)})
     assert r.status_code == 409
+
+
+def test_cli_redraw(tmp_path: Path, new_data: tuple[Path, dict[str, Any]]) -> None:
+    import json
+
+    import geopandas as gpd
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    path, info = new_data
+    runner = CliRunner()
+    old = _demo().write(tmp_path / "old.gpkg")
+    done = runner.invoke(app, ["partition", str(old), "--out", str(tmp_path / "v1")])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["redraw", str(tmp_path / "v1"), str(path), "--out",
+                               str(tmp_path / "v2")])
+    assert done.exit_code == 0, done.output
+    assert "保留 kept" in done.output
+    report = json.loads((tmp_path / "v2" / "report.json").read_text(encoding="utf-8"))
+    grids = gpd.read_file(tmp_path / "v2" / "grids.gpkg")
+    assert int(grids["households"].sum()) == info["households_after"] == \
+        report["redraw"]["households_total"]
+    v1 = gpd.read_file(tmp_path / "v1" / "grids.gpkg").set_index("code")
+    kept = set(v1.index) - set(report["redraw"]["grids_changed"]) - \
+        set(report["redraw"]["grids_retired"])
+    assert len(kept) == report["redraw"]["grids_kept"] > 0
+    v2 = grids.set_index("code")
+    assert all(v2.loc[c].geometry.equals(v1.loc[c].geometry) for c in kept)
+    missing = runner.invoke(app, ["redraw", str(tmp_path), str(path), "--out",
+                                  str(tmp_path / "v3")])
+    assert missing.exit_code != 0 and "grids.gpkg" in missing.output

@@ -186,6 +186,69 @@ def partition(
 
 
 @app.command()
+def redraw(
+    old: Annotated[Path, typer.Argument(
+        help="The plan to redraw: the folder `gridmap partition --out` wrote (grids.gpkg, "
+             "blocks.gpkg).")],
+    territory: Annotated[Path, typer.Argument(
+        help="The new data: the same territory's layers with the new buildings/households.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the redrawn grids.gpkg, "
+                                                    "blocks.gpkg, report.json.")],
+    field_map: Annotated[list[str] | None, typer.Option(
+        "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
+    crs: Annotated[list[str] | None, typer.Option(
+        "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
+    = None,
+) -> None:
+    """Redraw a plan stably for new household data: keep the grids that still fit, redo
+    only the neighbourhoods that break (files in, files out; no database)."""
+    import json
+
+    import geopandas as gpd
+
+    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from partitioning.output import GRID_COLUMNS
+    from partitioning.redraw import redraw_plan
+
+    with user_errors():
+        for name in ("grids.gpkg", "blocks.gpkg"):
+            if not (old / name).exists():
+                raise GridmapError(f"{old / name} not found: give the folder `gridmap "
+                                   "partition --out` wrote")
+        grids = gpd.read_file(old / "grids.gpkg", engine="pyogrio")
+        blocks = gpd.read_file(old / "blocks.gpkg", engine="pyogrio").rename(
+            columns={"block_id": "block_no"})
+        if "block_no" not in blocks:
+            blocks["block_no"] = range(len(blocks))
+        grids["flags"] = [[f for f in str(v or "").split(",") if f] for v in grids["flags"]]
+        with console.status(f"读取 reading {territory} ..."):
+            terr = read_territory(territory, field_map=parse_field_map(field_map),
+                                  crs=parse_crs_option(crs))
+        with console.status("重划 redrawing ..."):
+            result = redraw_plan(blocks, grids, terr)
+        admin = terr.layers["admin_areas"]
+        names = dict(zip(admin["code"], admin["name"], strict=True))
+        table = result.grids.assign(village_name=result.grids["village_code"].map(names))
+        table["flags"] = [",".join(f) for f in table["flags"]]
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("grids.gpkg", "blocks.gpkg"):
+            (out / name).unlink(missing_ok=True)
+        table[[*GRID_COLUMNS, "geometry"]].to_file(out / "grids.gpkg", layer="grids",
+                                                   driver="GPKG", engine="pyogrio")
+        result.blocks.rename(columns={"block_no": "block_id"}).to_file(
+            out / "blocks.gpkg", layer="blocks", driver="GPKG", engine="pyogrio")
+        (out / "report.json").write_text(json.dumps(result.report, ensure_ascii=False,
+                                                    indent=2), encoding="utf-8")
+        r = result.report["redraw"]
+        console.print(
+            f"网格 grids: {r['grids_before']} → {r['grids_after']}; 保留 kept {r['grids_kept']} "
+            f"({r['kept_share']:.1%}), 改变 changed {len(r['grids_changed'])}, 新增 new "
+            f"{len(r['grids_new'])}, 撤销 retired {len(r['grids_retired'])}; 换网格户数 "
+            f"households moved {r['households_moved']:,}; in range {r['in_range_share']:.1%}")
+        console.print(f"  {out}")
+
+
+@app.command()
 def route(
     events: Annotated[Path, typer.Argument(
         help="Events: a CSV with longitude/latitude columns (every other column is kept), or "

@@ -1,4 +1,4 @@
-"""Partition jobs: run the engine in the background, record state and progress in the store."""
+"""Partition and redraw jobs: run the engine in the background, record state and progress."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
+import shapely
 from sqlalchemy import Engine, insert, select, update
 
 from gis import models
-from gis.errors import GridmapError, NotFound
-from gis.plans import write_plan
+from gis.edits import PlanReader
+from gis.errors import Conflict, GridmapError, NotFound
+from gis.layers import Territory
+from gis.plans import PlanInfo, get_plan, published_plan_id, read_blocks, read_grids, write_plan
 from gis.store import load_territory
+from partitioning import quality
 from partitioning.engine import partition_territory
 from partitioning.output import grid_table
 from partitioning.params import PartitionParams
+from partitioning.redraw import redraw_plan
 
 log = logging.getLogger("gridmap.jobs")
 #: Progress is written at most this often (seconds), plus at every stage change.
@@ -99,6 +105,80 @@ class JobRunner:
         self._pool.submit(self._run, job_id, territory_id, params, parameters, note,
                           created_by)
         return job_id
+
+    def submit_redraw(self, territory_id: int, territory: Territory, plan_id: int | None,
+                      note: str | None = None, created_by: str | None = None,
+                      source: str | None = None) -> str:
+        """Queue a stable redraw of a plan (default: the published one) for new data."""
+        base = plan_id if plan_id is not None else published_plan_id(self.engine,
+                                                                       territory_id)
+        if base is None:
+            raise Conflict(f"区域 {territory_id} 没有已发布的方案（territory {territory_id} has "
+                           "no published plan: publish one, or name the plan with plan_id)")
+        info = get_plan(self.engine, base)
+        if info.territory_id != territory_id:
+            raise Conflict(f"plan {base} belongs to territory {info.territory_id}, not "
+                           f"{territory_id}")
+        job_id = uuid.uuid4().hex
+        now = models.utcnow()
+        parameters = {"plan_id": base, "source": source}
+        with self.engine.begin() as conn:
+            conn.execute(insert(models.Job).values(
+                id=job_id, kind="redraw", territory_id=territory_id, state="queued",
+                progress=0.0, stage="queued 排队中", parameters=parameters, worker=self.worker,
+                created_at=now, heartbeat_at=now))
+        self._pool.submit(self._run_redraw, job_id, territory_id, territory, info, note,
+                          created_by)
+        return job_id
+
+    def _run_redraw(self, job_id: str, territory_id: int, territory: Territory,
+                    base: PlanInfo, note: str | None, created_by: str | None) -> None:
+        try:
+            self._set(job_id, state="running", started_at=models.utcnow(), progress=0.01,
+                      stage="loading 读取方案")
+            known = {f.name for f in fields(PartitionParams)}
+            params = PartitionParams(**{k: v for k, v in base.parameters.items() if k in known})
+            blocks = read_blocks(self.engine, base.id)
+            grids = read_grids(self.engine, base.id)
+            with self.engine.connect() as conn:
+                locked = {str(c) for (c,) in conn.execute(select(models.Grid.code).where(
+                    models.Grid.plan_id == base.id, models.Grid.locked.is_(True)))}
+                used = PlanReader(conn, base.id).used_codes(set(grids["village_code"]))
+            grids["locked"] = grids["code"].isin(locked)
+
+            def progress(stage: str, done: float) -> None:
+                self._set(job_id, stage=stage, progress=round(0.05 + 0.85 * done, 3))
+
+            result = redraw_plan(blocks, grids, territory, params, used, progress)
+            self._set(job_id, stage="saving 保存方案", progress=0.92)
+            plan_grids = result.grids.to_crs(models.SRID)
+            metric = plan_grids.to_crs(territory.metric_crs)
+            admin = territory.layers["admin_areas"].to_crs(territory.metric_crs)
+            village_area = float(admin.loc[admin["level"] == "village"].area.sum())
+            report = quality.plan_report(metric, village_area,
+                                         float(shapely.union_all(metric.geometry.to_numpy())
+                                               .area),
+                                         params.min_households, params.max_households)
+            report.update(result.report, parent_plan_id=base.id)
+            plan_id = write_plan(self.engine, territory_id, plan_grids,
+                                 result.blocks.to_crs(models.SRID), report, base.parameters,
+                                 parent_id=base.id, created_by=created_by,
+                                 note=note or f"稳定重划自方案 {base.id} (stable redraw of plan "
+                                              f"{base.id} v{base.version})")
+            still = sorted(set(plan_grids["code"][plan_grids["locked"]]))
+            if still:
+                with self.engine.begin() as conn:
+                    conn.execute(update(models.Grid).where(
+                        models.Grid.plan_id == plan_id, models.Grid.code.in_(still))
+                        .values(locked=True))
+            self._set(job_id, state="done", progress=1.0, stage="done 完成", plan_id=plan_id,
+                      finished_at=models.utcnow())
+        except GridmapError as exc:
+            self._fail(job_id, exc.message)
+        except Exception as exc:  # a bug: keep the trace in the log, tell the user why
+            log.exception("job %s failed", job_id)
+            self._fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the "
+                               "territory and plans are unchanged")
 
     def _set(self, job_id: str, **values: Any) -> None:
         values.setdefault("heartbeat_at", models.utcnow())

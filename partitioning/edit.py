@@ -15,7 +15,7 @@ import shapely.ops
 
 from gis.errors import EditRefused, GridLocked
 from partitioning import boundaries, codes, quality
-from partitioning.blocks import adjacency
+from partitioning.blocks import PRECISION_M, adjacency
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph, Partitioner, choose_k
 
@@ -23,7 +23,7 @@ from partitioning.regions import Graph, Partitioner, choose_k
 ROW_FIELDS = ("code", "name", "village_code", "kind", "households", "population", "area_m2",
               "compactness", "barrier_share", "radius_m", "boundary_text", "flags", "locked")
 #: Operations and what each takes (besides the neighbourhood).
-OPERATIONS = ("move", "merge", "split", "redraw", "lock", "unlock", "rename")
+OPERATIONS = ("move", "merge", "split", "redraw", "lock", "unlock", "rename", "rebalance")
 
 
 @dataclass
@@ -101,7 +101,11 @@ class _Work:
 
     def metric(self) -> np.ndarray:
         if self._metric is None:
-            self._metric = self.blocks.geometry.to_crs(self.h.metric_crs).to_numpy()
+            # Snapped back to the engine's 1 mm grid: a round trip through WGS84 moves a
+            # vertex by far less, but enough for two blocks' shared edge to stop being
+            # shared exactly (the adjacency would lose the pair).
+            self._metric = shapely.set_precision(
+                self.blocks.geometry.to_crs(self.h.metric_crs).to_numpy(), PRECISION_M)
         return self._metric
 
     def adjacency(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -544,6 +548,12 @@ def apply_edit(hood: Neighbourhood, op: str, params: dict[str, Any]) -> EditResu
         return lock(hood, [str(g) for g in params["grids"]], op == "lock")
     if op == "rename":
         return rename(hood, str(params["grid"]), str(params["name"]))
+    if op == "rebalance":
+        from partitioning.rebalance import rebalance  # (it builds on this module)
+        given = params.get("grids")
+        return rebalance(hood, params.get("village"),
+                         None if given is None else [str(g) for g in given],
+                         int(params.get("seed", 0)))
     raise refuse(f"未知的编辑操作 {op}", f"unknown edit operation {op!r}; use one of "
                  f"{', '.join(OPERATIONS)}")
 

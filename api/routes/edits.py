@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import shapely
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine
 
 from api.deps import Id, get_engine
@@ -93,8 +93,23 @@ class RenameEdit(BaseModel):
     note: Note = None
 
 
-EditBody = Annotated[MoveEdit | MergeEdit | SplitEdit | RedrawEdit | LockEdit | RenameEdit,
-                     Field(discriminator="op")]
+class RebalanceEdit(BaseModel):
+    op: Literal["rebalance"]
+    village: str | None = Field(None, pattern=r"^\d{12}$", description=(
+        "Rebalance every unlocked comprehensive grid of this village/community (12 digits)"))
+    grids: list[Code] | None = Field(None, min_length=1, max_length=200, description=(
+        "Or only these grids (unlocked, comprehensive)"))
+    note: Note = None
+
+    @model_validator(mode="after")
+    def one_region(self) -> RebalanceEdit:
+        if (self.village is None) == (self.grids is None):
+            raise ValueError("give either village or grids")
+        return self
+
+
+EditBody = Annotated[MoveEdit | MergeEdit | SplitEdit | RedrawEdit | LockEdit | RenameEdit
+                     | RebalanceEdit, Field(discriminator="op")]
 
 
 class StepBody(BaseModel):
@@ -219,6 +234,16 @@ def _compute(body: Any) -> Any:
             codes = list(params.get("grids") or [])
             if not codes:
                 codes = reader.grids_on_line(shapely.LineString(params["line"]).wkt)
+        if op == "rebalance" and params.get("village"):
+            if reader.around({params["village"]})[0].empty:
+                raise edit.refuse(f"本方案没有村（社区）{params['village']}",
+                                  f"the plan has no village {params['village']}")
+            hood = _hood(reader, {params["village"]}, used=True)
+            result = edit.apply_edit(hood, op, params)
+            return Change(op, params, result.summary, result.grids, result.removed,
+                          result.assignment, result.previous)
+        if op == "rebalance":
+            codes = list(params["grids"])
         rows = reader.grids(codes)
         missing_codes = sorted(set(codes) - set(rows["code"]))
         if missing_codes:
@@ -226,7 +251,7 @@ def _compute(body: Any) -> Any:
                               f"the plan has no grid {', '.join(missing_codes)}")
         if not codes:
             raise edit.refuse("线没有穿过任何网格", "the line crosses no grid of the plan")
-        hood = _hood(reader, set(rows["village_code"]), used=op == "split")
+        hood = _hood(reader, set(rows["village_code"]), used=op in ("split", "rebalance"))
         result = edit.apply_edit(hood, op, params)
         return Change(op, params, result.summary, result.grids, result.removed,
                       result.assignment, result.previous)
@@ -235,7 +260,8 @@ def _compute(body: Any) -> Any:
 
 
 @router.post("/plans/{plan_id}/edits", response_model=EditOut, responses=PROBLEM_RESPONSES,
-             summary="Edit a draft plan (move, merge, split, redraw, lock, unlock, rename)")
+             summary="Edit a draft plan (move, merge, split, redraw, lock, unlock, rename, "
+                     "rebalance)")
 def make_edit(plan_id: Id, request: Request, body: Annotated[EditBody, Body()],
               if_match: Annotated[str | None, IF_MATCH] = None,
               user: Annotated[str | None, USER] = None,

@@ -18,7 +18,7 @@ from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest
 from gis import models
 from gis.errors import GridmapError, LayerError
-from gis.layers import parse_crs_option, parse_field_map, read_territory
+from gis.layers import Territory, parse_crs_option, parse_field_map, read_territory
 from gis.plans import list_plans, published_plan_id
 from gis.store import (
     delete_territory,
@@ -138,6 +138,16 @@ def upload_territory(
         description="Attribute encoding of Shapefiles without a .cpg, e.g. GBK")] = None,
     engine: Engine = Depends(get_engine),
 ) -> TerritoryOut:
+    territory, names = _read_upload(files, field_map, crs, encoding)
+    label = name or (Path(names[0]).stem if len(names) == 1 else territory.name)
+    territory_id = import_territory(engine, territory, name=label,
+                                    source=", ".join(names)[:1000])
+    return _territory(engine, territory_id, territory.notes, len(territory.repairs))
+
+
+def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None,
+                 encoding: str | None) -> tuple[Territory, list[str]]:
+    """The uploaded layers as a checked territory, and the file names."""
     if not files:
         raise LayerError("no file uploaded: send the territory as the multipart field "
                          "'files'")
@@ -155,10 +165,7 @@ def upload_territory(
         territory = read_territory(path, field_map=_field_map(field_map),
                                    crs=parse_crs_option(_split_option(crs)),
                                    encoding=check_encoding(encoding))
-        label = name or (Path(names[0]).stem if len(names) == 1 else territory.name)
-        territory_id = import_territory(engine, territory, name=label,
-                                        source=", ".join(names)[:1000])
-        return _territory(engine, territory_id, territory.notes, len(territory.repairs))
+        return territory, names
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -213,3 +220,34 @@ def job(job_id: str, engine: Engine = Depends(get_engine)) -> JobOut:
 def jobs(territory: IdQuery = None,
          engine: Engine = Depends(get_engine)) -> list[JobOut]:
     return [JobOut(**j) for j in list_jobs(engine, territory)]
+
+
+@router.post("/territories/{territory_id}/redraw", status_code=202, response_model=JobOut,
+             tags=["jobs"], summary="Start a stable redraw for new household data; returns at once",
+             responses={404: {"description": "No such territory or plan"},
+                        409: {"description": "No published plan (and no plan_id given)"},
+                        422: {"description": "The uploaded layers break the contract"}})
+def start_redraw(
+    territory_id: Id,
+    request: Request,
+    response: Response,
+    files: Annotated[list[UploadFile], File(
+        description="The territory's layers with the new buildings/households, as for "
+                    "POST /territories (a GeoPackage, a zipped folder, or layer files); the "
+                    "same villages/communities and roads")],
+    plan_id: Annotated[int | None, Form(ge=1, le=2**31 - 1, description=(
+        "The plan to redraw (default: the territory's published plan)"))] = None,
+    note: Annotated[str | None, Form(max_length=2_000)] = None,
+    created_by: Annotated[str | None, Form(max_length=100)] = None,
+    field_map: Annotated[str | None, Form(description="As for POST /territories")] = None,
+    crs: Annotated[str | None, Form(description="As for POST /territories")] = None,
+    encoding: Annotated[str | None, Form(description="As for POST /territories")] = None,
+    engine: Engine = Depends(get_engine),
+) -> JobOut:
+    territory_row(engine, territory_id)
+    territory, names = _read_upload(files, field_map, crs, encoding)
+    runner: JobRunner = request.app.state.jobs
+    job_id = runner.submit_redraw(territory_id, territory, plan_id, note, created_by,
+                                  ", ".join(names)[:1000])
+    response.headers["Location"] = f"/jobs/{job_id}"
+    return JobOut(**get_job(engine, job_id))

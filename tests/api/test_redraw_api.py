@@ -4,32 +4,17 @@ end, on PostGIS and SpatiaLite."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from demo_plan import BACKENDS, DemoStore, _demo, demo_store
+from demo_plan import DemoStore, _demo
 from fastapi.testclient import TestClient
 from test_edits import USER, edit, first_move, state, version_of
 
-from api.app import create_app
 from data.changes import scripted_changes
 from data.demo import DemoTerritory
 from gis.plans import read_blocks, read_grids
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
-
-
-@pytest.fixture(scope="module")
-def client(store: DemoStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store.settings, store.engine)) as c:
-        yield c
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 120) -> dict[str, Any]:

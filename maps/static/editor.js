@@ -14,9 +14,10 @@
     ["move", "移到网格", "点击目标网格（相邻、同一村/社区），所选地块移入该网格"],
     ["merge", "合并网格", "点击与当前网格相邻的另一网格，两格合并为一格"],
     ["redraw", "画线重划", "在地图上逐点单击画线，双击结束；线须横穿两个网格（Esc 取消）"]];
-  var BLOCK_STYLE = {color: "#495057", weight: 0.7, opacity: 0.9, fillColor: "#ffffff",
-    fillOpacity: 0.02};
-  var BLOCK_SELECTED = {color: "#0b4fa8", weight: 2.5, opacity: 1, fillColor: "#1c7ed6",
+  /* Blocks light and dashed, grids' outlines strong: the two are told apart at a glance. */
+  var BLOCK_STYLE = {color: "#7b8794", weight: 0.6, opacity: 0.9, dashArray: "3 3",
+    fillColor: "#ffffff", fillOpacity: 0.02};
+  var BLOCK_SELECTED = {color: "#0b4fa8", weight: 2.5, opacity: 1, dashArray: null, fillColor: "#1c7ed6",
     fillOpacity: 0.5};
   var USER_KEY = "gridmap.user";
 
@@ -142,6 +143,7 @@
     var layer = gm.byCode[code];
     if (!layer) { return; }
     var style = P.gridStyle(layer.feature, cfg.band);
+    style.weight = 2; style.color = "#243b53"; style.opacity = 0.9;
     if (ed.locked[code]) {
       style.color = "#111827"; style.weight = 2.5; style.dashArray = "6 4"; style.opacity = 1;
     } else {
@@ -272,12 +274,84 @@
     renderPanel();
   }
 
+  /* Even-odd ray casting over every ring (holes included) of a grid's geometry. */
+  function inGrid(code, ll) {
+    if (!gm.bounds[code].contains(ll)) { return false; }
+    var g = gm.byCode[code].feature.geometry, x = ll.lng, y = ll.lat, hit = false;
+    var polys = g.type === "Polygon" ? [g.coordinates] : g.coordinates;
+    polys.forEach(function (poly) {
+      poly.forEach(function (ring) {
+        for (var i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+          var yi = ring[i][1], yj = ring[j][1];
+          if ((yi > y) !== (yj > y) &&
+              x < (ring[j][0] - ring[i][0]) * (y - yi) / (yj - yi) + ring[i][0]) { hit = !hit; }
+        }
+      });
+    });
+    return hit;
+  }
+
+  /* Distance in metres (locally flat) from a point to a grid: 0 inside. */
+  function distanceTo(code, ll) {
+    if (inGrid(code, ll)) { return 0; }
+    var g = gm.byCode[code].feature.geometry, kx = Math.cos(ll.lat * Math.PI / 180) * 111320;
+    var ky = 111320, best = Infinity, px = ll.lng * kx, py = ll.lat * ky;
+    var polys = g.type === "Polygon" ? [g.coordinates] : g.coordinates;
+    polys.forEach(function (poly) {
+      poly.forEach(function (ring) {
+        for (var i = 0; i + 1 < ring.length; i++) {
+          var ax = ring[i][0] * kx, ay = ring[i][1] * ky, bx = ring[i + 1][0] * kx;
+          var by = ring[i + 1][1] * ky, dx = bx - ax, dy = by - ay, len = dx * dx + dy * dy;
+          var t = len ? Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / len)) : 0;
+          var ex = ax + t * dx - px, ey = ay + t * dy - py;
+          best = Math.min(best, ex * ex + ey * ey);
+        }
+      });
+    });
+    return Math.sqrt(best);
+  }
+
+  /* The two grids a drawn line redraws the boundary of: the one holding most of it (the
+     current grid when the line runs through it), and the grid of the same village nearest
+     to the whole line (a new boundary is drawn inside one grid near the other, or across
+     both; its ends stray into neighbours, as a line is drawn edge to edge). */
+  function lineGrids(line) {
+    var samples = [], share = {};
+    for (var s = 0; s + 1 < line.length; s++) {
+      for (var t = 0.025; t < 1; t += 0.05) {
+        samples.push(L.latLng(line[s].lat + t * (line[s + 1].lat - line[s].lat),
+          line[s].lng + t * (line[s + 1].lng - line[s].lng)));
+      }
+    }
+    var box = L.latLngBounds(line).pad(0.1), code;
+    var near = Object.keys(gm.byCode).filter(function (c) { return gm.bounds[c].intersects(box); });
+    samples.forEach(function (ll) {
+      for (var i = 0; i < near.length; i++) {
+        if (inGrid(near[i], ll)) { share[near[i]] = (share[near[i]] || 0) + 1; break; }
+      }
+    });
+    var first = ed.current && share[ed.current] ? ed.current :
+      Object.keys(share).sort(function (a, b) { return share[b] - share[a]; })[0];
+    if (!first) { return null; }
+    var village = props(first).village_code, second = null, bestMean = Infinity;
+    for (var i = 0; i < near.length; i++) {
+      code = near[i];
+      if (code === first || props(code).village_code !== village) { continue; }
+      var mean = samples.reduce(function (sum, ll) { return sum + distanceTo(code, ll); }, 0) /
+        samples.length;
+      if (mean < bestMean) { bestMean = mean; second = code; }
+    }
+    return second ? [first, second] : null;
+  }
+
   function lineDone(e) {
     if (ed.tool !== "redraw") { return; }
     if (e) { L.DomEvent.stop(e); }
     if (ed.line.length < 2) { say("线至少需要两个点", "warn"); return; }
     var line = ed.line.map(function (ll) { return toWgs84([ll.lng, ll.lat]); });
-    edit({op: "redraw", line: line});
+    var body = {op: "redraw", line: line}, grids = lineGrids(ed.line);
+    if (grids) { body.grids = grids; }
+    edit(body);
   }
 
   function clearLine() {
@@ -442,7 +516,7 @@
     if (!p) { return ""; }
     return "<tr data-code=\"" + P.esc(code) + "\"" + (code === ed.current ? " class=\"gm-cur\"" : "") +
       "><td class=\"code\" title=\"" + P.esc(code) + "\">" + P.esc(code.slice(-6)) + "</td><td>" +
-      P.esc(p.name || "") + (ed.locked[code] ? " 🔒" : "") + "</td><td class=\"gm-hh\">" +
+      P.esc(p.name || "") + (ed.locked[code] ? " <span class=\"gm-locked\">（已锁定）</span>" : "") + "</td><td class=\"gm-hh\">" +
       P.num(p.households) + "</td><td>" + bandText(p) + "</td></tr>";
   }
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 import httpx
+import numpy as np
 import pytest
 import shapely
 from browser import LiveServer, live_server, open_page, screenshot
@@ -374,45 +375,89 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         page.close()
 
 
-def test_a_drawn_line_is_sent_in_wgs84_and_answered(browser: Any, server: LiveServer,
-                                                    store: DemoStore,
-                                                    movable: tuple[int, str, str]) -> None:
+@pytest.fixture(scope="module")
+def redraw_line(server: LiveServer, store: DemoStore, movable: tuple[int, str, str]
+                ) -> tuple[list[tuple[float, float]], str]:
+    """A line of a few points that moves a block from one grid to its neighbour, drawn edge
+    to edge (its ends stray into other grids), accepted by the service on a throwaway
+    draft; the grid that gains the block."""
+    probe = new_draft(server, store)
+    grids = read_grids(store.engine, probe).set_index("code")
+    blocks = read_plan_blocks(store.engine, probe).set_index("block_no")
     block, src, dst = movable
+    union = shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry)
+    tried = []
+    # Around dst and the block, a few metres into src: a line that follows no edge, so a
+    # click a pixel off does not change what it cuts.
+    for offset in (3e-5, 5e-5, 1e-5):
+        side = shapely.union(grids.loc[dst].geometry, blocks.loc[block].geometry).buffer(
+            offset, join_style="mitre")
+        line = shapely.line_merge(shapely.intersection(side.boundary, union))
+        if not isinstance(line, shapely.LineString):
+            continue
+        for tolerance in (0.0, 1e-6, 3e-6):
+            xy = np.asarray(line.simplify(tolerance).coords)
+            if len(xy) > 20:
+                continue
+            ends = [xy[0] + (xy[0] - xy[1]) / np.hypot(*(xy[0] - xy[1])) * 5e-5,
+                    xy[-1] + (xy[-1] - xy[-2]) / np.hypot(*(xy[-1] - xy[-2])) * 5e-5]
+            coords = [tuple(ends[0]), *map(tuple, xy), tuple(ends[1])]
+            r = api_edit(server, probe, {"op": "redraw", "line": [list(c) for c in coords],
+                                         "grids": [src, dst]}, 0)
+            tried.append((offset, tolerance, len(coords), r.status_code))
+            if r.status_code == 200:
+                return [(float(x), float(y)) for x, y in coords], dst
+            assert r.status_code == 422, r.text
+    raise AssertionError(f"no drawn line was accepted: {tried}")
+
+
+def test_a_drawn_line_redraws_the_boundary(browser: Any, server: LiveServer,
+                                           store: DemoStore, movable: tuple[int, str, str],
+                                           redraw_line: tuple[list[tuple[float, float]], str]
+                                           ) -> None:
+    block, src, dst = movable
+    points, gains = redraw_line
     draft = new_draft(server, store)
+    before = api_grids(server, draft)
     page, errors, _ = editor(browser, server, draft)
     sent: list[dict[str, Any]] = []
     page.on("request", lambda r: sent.append(json.loads(r.post_data or "{}"))
             if r.method == "POST" and r.url.endswith("/edits") else None)
     try:
         grids = read_grids(store.engine, draft).set_index("code")
-        a, b = grids.loc[src].geometry, grids.loc[dst].geometry
-        frame(page, shapely.union(a, b))
+        frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry)
+              .buffer(2e-4))
         page.locator(".gm-tool[data-tool=redraw]").click()
-        # Across both grids: from inside src, over their common edge, into dst.
-        points = [inside(a), shapely.LineString([inside(a), inside(b)]).interpolate(0.5,
-                  normalized=True), inside(b)]
-        for p in points[:-1]:
-            click_at(page, p)
-        x, y = screen_xy(page, points[-1])
-        page.mouse.dblclick(x, y)
+        assert page.evaluate("gridmap.map.doubleClickZoom.enabled()") is False
+        for x, y in points[:-1]:
+            click_at(page, shapely.Point(x, y))
+        assert page.evaluate("gridmap.editor.line.length") == len(points) - 1
+        screen = screen_xy(page, shapely.Point(*points[-1]))
+        page.mouse.dblclick(*screen)
         page.wait_for_function("(gridmap.editor.lastEdit || gridmap.editor.lastRefusal) && "
                                "!gridmap.editor.busy", timeout=30_000)
+        assert page.evaluate("gridmap.editor.version") == 1, (
+            page.locator(".gm-ed-msg").inner_text(), sent)
+        wait_version(page, 1)
+        # The line went in WGS84, the points as clicked (to a pixel: well under a metre).
         (body,) = sent
-        assert body["op"] == "redraw" and len(body["line"]) == 3
-        for (lon, lat), p in zip(body["line"], points, strict=True):
-            assert abs(lon - p.x) < 2e-5 and abs(lat - p.y) < 2e-5   # a pixel or two
-        # The page shows the API's answer: the edit applied, or its reason.
-        history = httpx.get(f"{server.url}/plans/{draft}/edits").json()
-        message = page.locator(".gm-ed-msg").inner_text()
-        if history:
-            assert history[-1]["op"] == "redraw" and "已完成" in message
-            assert_page_matches_store(page, server, draft, history[-1]["grids"])
-        else:
-            again = api_edit(server, draft, body)
-            assert again.status_code == 422 and again.json()["detail"] in message
-        assert page.evaluate("gridmap.editor.line.length") == 0 or not history
+        assert body["op"] == "redraw" and len(body["line"]) == len(points)
+        # The page named the two grids the line mostly lies in.
+        assert sorted(body["grids"]) == sorted([src, dst])
+        for (lon, lat), (x, y) in zip(body["line"], points, strict=True):
+            assert abs(lon - x) < 1e-5 and abs(lat - y) < 1e-5
+        assert "已完成" in page.locator(".gm-ed-msg").inner_text()
+        after = assert_page_matches_store(page, server, draft, [src, dst])
+        moved = after[gains]["households"] - before[gains]["households"]
+        assert moved > 0
+        assert after[src]["households"] + after[dst]["households"] == \
+            before[src]["households"] + before[dst]["households"]
+        assert page.evaluate("gridmap.editor.line.length") == 0
+        assert httpx.get(f"{server.url}/plans/{draft}/edits").json()[-1]["op"] == "redraw"
         screenshot(page, "editor_redraw")
-        no_errors(errors, (422,))
+        page.locator(".gm-tool[data-tool=select]").click()
+        assert page.evaluate("gridmap.map.doubleClickZoom.enabled()") is True
+        no_errors(errors)
     finally:
         page.close()
 

@@ -153,6 +153,11 @@ def click_at(page: Any, point: shapely.Point, *, shift: bool = False) -> None:
         page.keyboard.up("Shift")
 
 
+def largest(blocks: Any) -> int:
+    """The block number of the largest of these blocks (indexed by block number)."""
+    return int(blocks.index[int(np.argmax(shapely.area(blocks.geometry.to_numpy())))])
+
+
 def inside(geometry: shapely.Geometry) -> shapely.Point:
     """A point well inside a polygon (its widest part)."""
     polygon = max(getattr(geometry, "geoms", [geometry]), key=lambda g: g.area)
@@ -225,7 +230,7 @@ def test_select_move_see_counts_undo_redo(browser: Any, server: LiveServer, stor
         assert panel_households(page, src) == before[src]["households"]
         # Shift-click adds a block, shift-click again takes it out.
         other = blocks[(blocks["grid_code"] == src) & (blocks.index != block)]
-        other_no = int(other.geometry.area.idxmax())
+        other_no = largest(other)
         click_at(page, inside(other.loc[other_no].geometry), shift=True)
         page.wait_for_function("Object.keys(gridmap.editor.selected).length === 2")
         both = hh + int(blocks.loc[other_no, "households"])
@@ -236,7 +241,7 @@ def test_select_move_see_counts_undo_redo(browser: Any, server: LiveServer, stor
         # Move it: the move tool, then a click in the target grid (on another of its blocks).
         page.locator(".gm-tool[data-tool=move]").click()
         target = blocks[(blocks["grid_code"] == dst)]
-        target_block = target.geometry.area.idxmax()
+        target_block = largest(target)
         click_at(page, inside(target.loc[target_block].geometry))
         wait_version(page, 1)
         assert "已完成" in page.locator(".gm-ed-msg").inner_text()
@@ -335,7 +340,7 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         ded_blocks = blocks[blocks["grid_code"] == dedicated]
         assert len(ded_blocks)
         frame(page, grids.loc[dedicated].geometry)
-        click_at(page, inside(ded_blocks.geometry.iloc[ded_blocks.geometry.area.argmax()]))
+        click_at(page, inside(ded_blocks.loc[largest(ded_blocks)].geometry))
         page.wait_for_function(f"gridmap.editor.current === '{dedicated}'")
         page.locator(".gm-k").fill("2")
         page.locator(".gm-split").click()
@@ -358,7 +363,7 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         assert httpx.get(f"{server.url}/plans/{draft}/locked").json()["locked"] == [src]
         page.locator(".gm-tool[data-tool=move]").click()
         target = blocks[blocks["grid_code"] == dst]
-        click_at(page, inside(target.geometry.iloc[target.geometry.area.argmax()]))
+        click_at(page, inside(target.loc[largest(target)].geometry))
         page.wait_for_function("gridmap.editor.lastRefusal.status === 409 && "
                                "!gridmap.editor.busy")
         assert "锁定" in page.locator(".gm-ed-msg").inner_text()
@@ -415,7 +420,7 @@ def test_a_drawn_line_redraws_the_boundary(browser: Any, server: LiveServer,
                                            store: DemoStore, movable: tuple[int, str, str],
                                            redraw_line: tuple[list[tuple[float, float]], str]
                                            ) -> None:
-    block, src, dst = movable
+    _, src, dst = movable
     points, gains = redraw_line
     draft = new_draft(server, store)
     before = api_grids(server, draft)

@@ -380,6 +380,47 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         page.close()
 
 
+def test_merge_then_split_from_the_toolbar(browser: Any, server: LiveServer,
+                                          store: DemoStore,
+                                          movable: tuple[int, str, str]) -> None:
+    block, src, dst = movable
+    draft = new_draft(server, store)
+    before = api_grids(server, draft)
+    page, errors, _ = editor(browser, server, draft)
+    try:
+        grids = read_grids(store.engine, draft).set_index("code")
+        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
+        frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry))
+        click_at(page, inside(blocks.loc[block].geometry))
+        page.wait_for_function(f"gridmap.editor.current === '{src}'")
+        page.locator(".gm-tool[data-tool=merge]").click()
+        click_at(page, inside(blocks.loc[largest(blocks[blocks["grid_code"] == dst])].geometry))
+        wait_version(page, 1)
+        merged = api_grids(server, draft)
+        (kept,) = {src, dst} & set(merged)
+        assert merged[kept]["households"] == before[src]["households"] + \
+            before[dst]["households"]
+        assert page.evaluate("gridmap.gridsDrawn") == len(before) - 1
+        assert page.evaluate("gridmap.editor.current") == kept
+        assert_page_matches_store(page, server, draft, [kept])
+        # Split the merged grid in two again.
+        page.locator(".gm-tool[data-tool=select]").click()
+        page.locator(".gm-k").fill("2")
+        page.locator(".gm-split").click()
+        wait_version(page, 2)
+        split = api_grids(server, draft)
+        assert len(split) == len(before)
+        new = sorted(set(split) - set(merged))
+        assert len(new) == 1
+        assert split[kept]["households"] + split[new[0]]["households"] == \
+            merged[kept]["households"]
+        assert_page_matches_store(page, server, draft, [kept, new[0]])
+        screenshot(page, "editor_split")
+        no_errors(errors)
+    finally:
+        page.close()
+
+
 @pytest.fixture(scope="module")
 def redraw_line(server: LiveServer, store: DemoStore, movable: tuple[int, str, str]
                 ) -> tuple[list[tuple[float, float]], str]:

@@ -33,6 +33,9 @@ class LocalMap(folium.Map):
 
     default_js = LOCAL_JS
     default_css = LOCAL_CSS
+    #: More of the page's own files, loaded after planner.js/css (the editor's).
+    extra_css: tuple[str, ...] = ()
+    extra_js: tuple[str, ...] = ()
 
     def render(self, **kwargs: Any) -> Any:
         done = super().render(**kwargs)
@@ -40,6 +43,10 @@ class LocalMap(folium.Map):
         header = self.get_root().header  # type: ignore[attr-defined]
         header.add_child(CssLink(PLANNER_CSS), name="planner_css")
         header.add_child(JavascriptLink(PLANNER_JS), name="planner_js")
+        for i, url in enumerate(self.extra_css):
+            header.add_child(CssLink(url), name=f"extra_css_{i}")
+        for i, url in enumerate(self.extra_js):
+            header.add_child(JavascriptLink(url), name=f"extra_js_{i}")
         return done
 
 
@@ -77,6 +84,8 @@ class PlannerPage:
     display: str = "wgs84"
     basemap_url: str = ""
     basemap_attribution: str = ""
+    #: The draft's edit generation (the ETag an edit names in If-Match).
+    edit_version: int = 0
 
     @property
     def title(self) -> str:
@@ -101,26 +110,38 @@ def layer_specs(page: PlannerPage) -> list[dict[str, Any]]:
     return specs
 
 
-def planner_config(page: PlannerPage) -> dict[str, Any]:
+def planner_config(page: PlannerPage, simplify: float = SIMPLIFY_M) -> dict[str, Any]:
     """The JSON the page's script starts from (URLs, band, names; no geometry)."""
+    links = {"geojson": f"/plans/{page.plan_id}/grids",
+             "xlsx": f"/plans/{page.plan_id}/export.xlsx",
+             "index": "/"}
+    # A draft is edited in place; any other plan is copied to a draft first.
+    if page.status == "draft":
+        links["edit"] = f"/plans/{page.plan_id}/edit"
+    else:
+        links["copy"] = f"/plans/{page.plan_id}/copy"
     return {
         "planId": page.plan_id, "territoryId": page.territory_id, "title": page.title,
         "status": STATUS_NAMES.get(page.status, page.status), "nGrids": page.n_grids,
         "band": list(page.band), "display": page.display,
-        "gridsUrl": f"/plans/{page.plan_id}/grids?simplify={SIMPLIFY_M:g}"
+        "gridsUrl": f"/plans/{page.plan_id}/grids?simplify={simplify:g}"
                     f"&display={page.display}",
         "layers": layer_specs(page),
-        "links": {"geojson": f"/plans/{page.plan_id}/grids",
-                  "xlsx": f"/plans/{page.plan_id}/export.xlsx",
-                  "index": "/"},
+        "links": links,
     }
 
 
-def planner_html(page: PlannerPage) -> str:
-    """The planner map's HTML: folium's Leaflet map, local scripts, a small config."""
+def planner_html(page: PlannerPage, *, simplify: float = SIMPLIFY_M,
+                 extra_config: dict[str, Any] | None = None,
+                 extra_js: tuple[str, ...] = (), extra_css: tuple[str, ...] = ()) -> str:
+    """The planner map's HTML: folium's Leaflet map, local scripts, a small config.
+
+    ``extra_config``, ``extra_js`` and ``extra_css`` make the same page the editor's
+    (``maps/editor.py``)."""
     figure = Figure(title=page.title)
     fmap = LocalMap(location=[35.0, 105.0], zoom_start=5, tiles=None, control_scale=True,
                     prefer_canvas=True, max_zoom=20)
+    fmap.extra_js, fmap.extra_css = extra_js, extra_css
     figure.add_child(fmap)
     if page.basemap_url:
         folium.TileLayer(tiles=page.basemap_url, attr=page.basemap_attribution or "底图",
@@ -132,7 +153,7 @@ def planner_html(page: PlannerPage) -> str:
     assert isinstance(root, Figure)
     # No favicon request (it would be a 404 in the console).
     root.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
-    config = planner_config(page)
+    config = {**planner_config(page, simplify), **(extra_config or {})}
     # Ask for the grids first thing, while Leaflet and the page's script load.
     url = json.dumps(config["gridsUrl"])
     root.header.add_child(Element(

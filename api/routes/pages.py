@@ -1,4 +1,5 @@
-"""The planner's map of a plan (an HTML page), its overlay layers as GeoJSON, the index page."""
+"""The planner's map of a plan (an HTML page), its overlay layers as GeoJSON, the index page,
+the editor page of a draft and the compare page of two plans."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import shapely
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine, func, select
 
 from api.deps import Id, get_engine, get_settings
 from api.problems import BadRequest
 from api.routes.plans import GEOJSON, parse_bbox
 from gis import models
+from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
-from gis.plans import get_plan, list_plans
+from gis.plans import PlanInfo, get_plan, list_plans
 from gis.settings import Settings
 from gis.store import territory_row
+from maps.editor import ComparePlan, compare_html, editor_html
 from maps.index import IndexPlan, IndexTerritory, index_html
 from maps.overlays import FEATURE_CAP, LAYERS, bbox_to_wgs84, read_overlay, read_plan_blocks
-from maps.planner import PlannerPage, display_system, planner_html
+from maps.planner import STATUS_NAMES, PlannerPage, display_system, planner_html
 
 router = APIRouter(tags=["maps"])
 Display = Literal["wgs84", "gcj02", "bd09"]
@@ -132,18 +136,80 @@ def _bounds(engine: Engine, territory_id: int, display: str
             responses={404: {"description": "No such plan"}})
 def plan_map(plan_id: Id, engine: Engine = Depends(get_engine),
              settings: Settings = Depends(get_settings)) -> HTMLResponse:
-    info = get_plan(engine, plan_id)
-    territory = territory_row(engine, info.territory_id)
+    return HTMLResponse(planner_html(_planner_page(engine, settings, get_plan(engine, plan_id))))
+
+
+def _band(info: PlanInfo, settings: Settings) -> tuple[int, int]:
     params = info.parameters or {}
+    return (int(params.get("min_households", settings.min_households)),
+            int(params.get("max_households", settings.max_households)))
+
+
+def _planner_page(engine: Engine, settings: Settings, info: PlanInfo) -> PlannerPage:
+    territory = territory_row(engine, info.territory_id)
     display = display_system(settings)
-    page = PlannerPage(
-        plan_id=plan_id, territory_id=info.territory_id, territory_name=str(territory.name),
+    return PlannerPage(
+        plan_id=info.id, territory_id=info.territory_id, territory_name=str(territory.name),
         version=info.version, status=info.status, n_grids=info.n_grids,
-        band=(int(params.get("min_households", settings.min_households)),
-              int(params.get("max_households", settings.max_households))),
+        band=_band(info, settings),
         bounds=_bounds(engine, info.territory_id, display), display=display,
-        basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution)
-    return HTMLResponse(planner_html(page))
+        basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution,
+        edit_version=info.edit_version)
+
+
+@router.get("/plans/{plan_id}/edit", response_class=HTMLResponse,
+            summary="The editor of a draft plan (HTML): the planner map with edit tools",
+            responses={303: {"description": "Not a draft: to its map, which offers a copy"},
+                       404: {"description": "No such plan"}})
+def plan_editor(plan_id: Id, engine: Engine = Depends(get_engine),
+                settings: Settings = Depends(get_settings)) -> Response:
+    info = get_plan(engine, plan_id)
+    if info.status != "draft":
+        return RedirectResponse(f"/plans/{plan_id}/map", status_code=303)
+    return HTMLResponse(editor_html(_planner_page(engine, settings, info), info.parent_id))
+
+
+class LockedOut(BaseModel):
+    plan_id: int
+    edit_version: int = Field(description="The plan's edit version (also the ETag)")
+    locked: list[str] = Field(description="Codes of the locked grids")
+
+
+@router.get("/plans/{plan_id}/locked", response_model=LockedOut,
+            responses={404: {"description": "No such plan"}},
+            summary="The codes of a plan's locked grids (for the editor page)")
+def locked_grids(plan_id: Id, engine: Engine = Depends(get_engine)) -> JSONResponse:
+    info = get_plan(engine, plan_id)
+    table = models.Grid.__table__
+    with engine.connect() as conn:
+        codes = [str(c) for c in conn.execute(
+            select(table.c.code).where(table.c.plan_id == plan_id,
+                                       table.c.locked.is_(True)).order_by(table.c.code))
+                 .scalars()]
+    body = LockedOut(plan_id=plan_id, edit_version=info.edit_version, locked=codes)
+    return JSONResponse(body.model_dump(), headers={"ETag": f'"{info.edit_version}"'})
+
+
+@router.get("/plans/{a}/compare/{b}", response_class=HTMLResponse,
+            summary="Two plans side by side on synced maps, with their diff (HTML)",
+            responses={404: {"description": "No such plan"},
+                       409: {"description": "Plans of different territories"}})
+def plan_compare(a: Id, b: Id, engine: Engine = Depends(get_engine),
+                 settings: Settings = Depends(get_settings)) -> HTMLResponse:
+    pa, pb = get_plan(engine, a), get_plan(engine, b)
+    if pa.territory_id != pb.territory_id:
+        raise Conflict(f"第 {a} 号与第 {b} 号方案属于不同区域，不能对比 (plans {a} and {b} "
+                       f"belong to different territories: {pa.territory_id} and "
+                       f"{pb.territory_id})")
+    name = str(territory_row(engine, pa.territory_id).name)
+    display = display_system(settings)
+
+    def side(p: PlanInfo) -> ComparePlan:
+        return ComparePlan(p.id, f"第 {p.id} 号方案 · {name} 第{p.version}版",
+                           STATUS_NAMES.get(p.status, p.status))
+
+    return HTMLResponse(compare_html(side(pa), side(pb), _band(pb, settings), display,
+                                     _bounds(engine, pa.territory_id, display)))
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

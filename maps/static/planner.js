@@ -134,13 +134,41 @@
         "</span> 个 · 总户数 <span id=\"gm-hh\">…</span></div><div class=\"gm-links\">" +
         "<a href=\"" + esc(cfg.links.index) + "\">首页</a> · <a href=\"" +
         esc(cfg.links.geojson) + "\">GeoJSON</a> · <a href=\"" + esc(cfg.links.xlsx) +
-        "\">导出 Excel</a></div>";
+        "\">导出 Excel</a>" + (cfg.links.edit && !cfg.editor ? " · <a class=\"gm-edit-link\" href=\"" +
+        esc(cfg.links.edit) + "\">编辑此草稿</a>" : "") + "</div>";
+      if (cfg.links.copy) {
+        var copy = el("button", "gm-copy", "复制为草稿并编辑");
+        copy.type = "button";
+        copy.addEventListener("click", function () { copyToDraft(cfg, copy); });
+        box.appendChild(copy);
+      }
       state.noticeBox = el("div", "gm-notice", "正在加载网格…");
       box.appendChild(state.noticeBox);
       L.DomEvent.disableClickPropagation(box);
       return box;
     };
     return c;
+  }
+
+  /* A published or archived plan is never edited: copy it to a draft, open the draft's
+     editor. The user named in the editor (localStorage) is the copy's author. */
+  function copyToDraft(cfg, button) {
+    var user = "";
+    try { user = window.localStorage.getItem("gridmap.user") || ""; } catch (e) { user = ""; }
+    var headers = {"content-type": "application/json"};
+    if (user) { headers["X-Gridmap-User"] = encodeURIComponent(user); }
+    button.disabled = true;
+    notice("正在复制为草稿…");
+    fetch(cfg.links.copy, {method: "POST", headers: headers,
+      body: JSON.stringify({note: "复制自第 " + cfg.planId + " 号方案"})}).then(function (r) {
+      return r.json().then(function (body) {
+        if (!r.ok) { throw new Error(body.detail || body.title || ("HTTP " + r.status)); }
+        window.location.href = "/plans/" + body.id + "/edit";
+      });
+    }).catch(function (err) {
+      button.disabled = false;
+      notice("复制失败：" + err.message);
+    });
   }
 
   function legendControl(cfg) {
@@ -372,28 +400,78 @@
 
   /* ---------------------------------------------------------------- start */
 
+  /* Counts by band, the total and the legend, from the grids drawn now. */
+  function updateTotals(cfg) {
+    var counts = {below: 0, within: 0, above: 0, dedicated: 0}, households = 0, n = 0;
+    for (var code in state.byCode) {
+      var p = state.byCode[code].feature.properties;
+      counts[bandOf(p, cfg.band)]++;
+      households += p.households || 0;
+      n++;
+    }
+    state.counts = counts;
+    state.gridsDrawn = n;
+    state.households = households;
+    document.getElementById("gm-hh").textContent = num(households);
+    document.getElementById("gm-n").textContent = num(n);
+    Array.prototype.forEach.call(document.querySelectorAll(".gm-legend-item"), function (item) {
+      item.querySelector(".gm-count").textContent = "（" + counts[item.getAttribute("data-band")] + "）";
+    });
+  }
+
+  function indexGrid(layer) {
+    var p = layer.feature.properties;
+    state.byCode[p.code] = layer;
+    state.labelAt[p.code] = labelPoint(layer.feature.geometry);
+    state.bounds[p.code] = layer.getBounds();
+  }
+
+  function dropLabel(code) {
+    if (state.labelMarkers[code]) {
+      state.labelLayer.removeLayer(state.labelMarkers[code]);
+      delete state.labelMarkers[code];
+    }
+  }
+
+  /* The editor's answer: the touched grids as now stored replace theirs, removed codes go;
+     nothing else is redrawn. */
+  function updateGrids(features, removed) {
+    var cfg = state.config;
+    (removed || []).concat(features.map(function (f) { return f.properties.code; }))
+      .forEach(function (code) {
+        if (state.byCode[code]) { state.gridLayer.removeLayer(state.byCode[code]); }
+        delete state.byCode[code]; delete state.labelAt[code]; delete state.bounds[code];
+        dropLabel(code);
+      });
+    features.forEach(function (f) {
+      state.gridLayer.addData(f);
+    });
+    state.gridLayer.eachLayer(function (layer) {
+      if (!state.byCode[layer.feature.properties.code]) { indexGrid(layer); }
+    });
+    updateTotals(cfg);
+    updateLabels();
+  }
+
+  /* Every grid again (after another planner's edit), keeping the view. */
+  function replaceGrids(data) {
+    state.gridLayer.clearLayers();
+    Object.keys(state.labelMarkers).forEach(dropLabel);
+    state.byCode = {}; state.labelAt = {}; state.bounds = {};
+    state.gridLayer.addData(data);
+    state.gridLayer.eachLayer(indexGrid);
+    updateTotals(state.config);
+    updateLabels();
+  }
+
   function drawGrids(cfg, data) {
-    var map = state.map, band = cfg.band, counts = {below: 0, within: 0, above: 0, dedicated: 0};
-    var households = 0;
+    var map = state.map;
     state.byCode = {};
     state.labelAt = {};
     state.bounds = {};
     state.gridLayer.addData(data);
-    state.gridLayer.eachLayer(function (layer) {
-      var p = layer.feature.properties;
-      state.byCode[p.code] = layer;
-      state.labelAt[p.code] = labelPoint(layer.feature.geometry);
-      state.bounds[p.code] = layer.getBounds();
-      counts[bandOf(p, band)]++;
-      households += p.households || 0;
-    });
-    state.counts = counts;
-    state.gridsDrawn = data.features.length;
-    document.getElementById("gm-hh").textContent = num(households);
-    document.getElementById("gm-n").textContent = num(data.features.length);
-    Array.prototype.forEach.call(document.querySelectorAll(".gm-legend-item"), function (item) {
-      item.querySelector(".gm-count").textContent = "（" + counts[item.getAttribute("data-band")] + "）";
-    });
+    state.gridLayer.eachLayer(indexGrid);
+    updateTotals(cfg);
     if (data.features.length) {
       map.fitBounds(state.gridLayer.getBounds(), {animate: false});
     }
@@ -422,6 +500,10 @@
       onEachFeature: function (feature, layer) {
         layer.bindPopup(function () { return popupHtml(feature.properties, cfg.band); },
           {maxWidth: 420, minWidth: 280});
+        /* The editor takes the click first (a tool's target); true keeps the popup shut. */
+        layer.on("click", function (e) {
+          if (state.gridClick && state.gridClick(feature, e) === true) { layer.closePopup(); }
+        });
       }
     }).addTo(map);
     state.labelLayer = L.layerGroup([], {pane: "gm-labels"}).addTo(map);
@@ -437,7 +519,7 @@
     });
     titleControl(cfg).addTo(map);
     searchControl().addTo(map);
-    L.control.layers(bases, overlays, {collapsed: false, position: "topright"}).addTo(map);
+    L.control.layers(bases, overlays, {collapsed: !!cfg.editor, position: "topright"}).addTo(map);
     legendControl(cfg).addTo(map);
 
     map.on("overlayadd", function (e) {
@@ -461,6 +543,7 @@
       }
     });
 
+    if (cfg.editor && window.GridmapEditor) { window.GridmapEditor.start(map, cfg, state); }
     state.timings.start = performance.now();
     var pre = window.GRIDMAP_PREFETCH;   /* started by the page's head (maps/planner.py) */
     (pre && pre.url === cfg.gridsUrl ? pre.response : fetch(cfg.gridsUrl)).then(function (r) {
@@ -479,6 +562,7 @@
         t.gridsResponseEnd = entry.responseEnd;
       }
       drawGrids(cfg, data);
+      (state.onDrawn || []).forEach(function (fn) { fn(data); });
     }).catch(function (err) {
       state.errors.push(String(err));
       notice("网格加载失败：" + err.message);
@@ -486,5 +570,8 @@
     });
   }
 
-  window.GridmapPlanner = {start: start, labelPoint: labelPoint, FLAG_NAMES: FLAG_NAMES};
+  window.GridmapPlanner = {start: start, labelPoint: labelPoint, FLAG_NAMES: FLAG_NAMES,
+    KIND_NAMES: KIND_NAMES, COLORS: COLORS, bandOf: bandOf, gridStyle: gridStyle, esc: esc,
+    num: num, notice: notice, popupHtml: popupHtml, updateGrids: updateGrids,
+    replaceGrids: replaceGrids};
 })();

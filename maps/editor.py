@@ -1,0 +1,109 @@
+"""The editor page of a draft plan (the planner map plus edit tools) and the compare page."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from maps.planner import LOCAL_CSS, LOCAL_JS, PLANNER_CSS, PlannerPage, planner_html
+
+EDITOR_JS = "/static/editor.js"
+EDITOR_CSS = "/static/editor.css"
+COMPARE_JS = "/static/compare.js"
+#: The editor draws grids unsimplified: an edit's answer (stored outlines) then meets its
+#: untouched neighbours exactly.
+EDITOR_SIMPLIFY_M = 0.0
+#: The most blocks the editor fetches for one view (more: it asks to zoom in).
+EDITOR_BLOCKS_LIMIT = 4_000
+#: The compare page's grids, simplified as on the planner map.
+COMPARE_SIMPLIFY_M = 2.0
+
+
+def editor_config(page: PlannerPage, parent_id: int | None) -> dict[str, Any]:
+    """What editor.js needs besides the planner map's config: the version and the URLs."""
+    base = f"/plans/{page.plan_id}"
+    return {
+        "title": f"{page.title}（编辑）",
+        "editor": {
+            "version": page.edit_version,
+            "planUrl": base,
+            "editsUrl": f"{base}/edits",
+            "undoUrl": f"{base}/undo",
+            "redoUrl": f"{base}/redo",
+            "lockedUrl": f"{base}/locked",
+            "blocksUrl": f"{base}/blocks?display={page.display}&limit={EDITOR_BLOCKS_LIMIT}",
+            "mapUrl": f"{base}/map",
+            "compareUrl": f"/plans/{parent_id}/compare/{page.plan_id}" if parent_id else None,
+            "parentId": parent_id,
+        },
+    }
+
+
+def editor_html(page: PlannerPage, parent_id: int | None) -> str:
+    """The planner map of a draft with the editor's tools (maps/static/editor.js)."""
+    html = planner_html(page, simplify=EDITOR_SIMPLIFY_M,
+                        extra_config=editor_config(page, parent_id),
+                        extra_js=(EDITOR_JS,), extra_css=(EDITOR_CSS,))
+    return html.replace(f"<title>{escape(page.title)}</title>",
+                        f"<title>{escape(page.title)}（编辑）</title>", 1)
+
+
+@dataclass
+class ComparePlan:
+    """One side of the comparison."""
+
+    plan_id: int
+    title: str
+    status: str
+
+
+def compare_config(a: ComparePlan, b: ComparePlan, band: tuple[int, int], display: str,
+                   bounds: tuple[float, float, float, float] | None) -> dict[str, Any]:
+    def side(p: ComparePlan) -> dict[str, Any]:
+        return {"id": p.plan_id, "title": p.title, "status": p.status,
+                "gridsUrl": f"/plans/{p.plan_id}/grids?simplify={COMPARE_SIMPLIFY_M:g}"
+                            f"&display={display}",
+                "mapUrl": f"/plans/{p.plan_id}/map"}
+
+    return {"a": side(a), "b": side(b), "band": list(band), "display": display,
+            "bounds": list(bounds) if bounds else None,
+            "diffUrl": f"/plans/{a.plan_id}/diff/{b.plan_id}"}
+
+
+def compare_html(a: ComparePlan, b: ComparePlan, band: tuple[int, int], display: str,
+                 bounds: tuple[float, float, float, float] | None) -> str:
+    """Two synced maps side by side (plan a left, plan b right) and the diff between them."""
+    config = json.dumps(compare_config(a, b, band, display, bounds),
+                        ensure_ascii=False).replace("</", "<\\/")
+    css = "".join(f'<link rel="stylesheet" href="{url}">'
+                  for _, url in LOCAL_CSS) + \
+        f'<link rel="stylesheet" href="{PLANNER_CSS}"><link rel="stylesheet" href="{EDITOR_CSS}">'
+    js = "".join(f'<script src="{url}"></script>' for _, url in LOCAL_JS)
+    title = escape(f"方案对比：第 {a.plan_id} 号 → 第 {b.plan_id} 号")
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="icon" href="data:,">
+{css}
+{js}
+<script src="{COMPARE_JS}"></script>
+</head>
+<body class="gm-compare-page">
+<header class="gm-compare-head"><h1>{title}</h1>
+<div class="gm-compare-summary" id="gm-summary">正在比较…</div></header>
+<main class="gm-compare-main">
+<section class="gm-compare-side"><h2>{escape(a.title)}（{escape(a.status)}）</h2>
+<div id="gm-map-a" class="gm-compare-map"></div></section>
+<section class="gm-compare-side"><h2>{escape(b.title)}（{escape(b.status)}）</h2>
+<div id="gm-map-b" class="gm-compare-map"></div></section>
+<aside class="gm-compare-list" id="gm-diff"></aside>
+</main>
+<script>GridmapCompare.start({config});</script>
+</body>
+</html>
+"""

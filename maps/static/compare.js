@@ -1,0 +1,156 @@
+/* Two plans side by side (gridmap): plan a on the left, plan b on the right, on two synced
+   Leaflet maps, with GET /plans/{a}/diff/{b} drawn on them (grids removed red on the left,
+   added blue on the right, changed orange on both) and listed (households that change
+   grid). Started by GridmapCompare.start(config) from the page maps/editor.py builds. */
+(function () {
+  "use strict";
+
+  var COLORS = {below: "#f0b429", within: "#3f9a5b", above: "#d64545", dedicated: "#7c5cc4"};
+  var MARK = {removed: "#c92a2a", added: "#1864ab", changed: "#e8590c"};
+  var state = window.gridcompare = {ready: false, errors: [], maps: {}, layers: {}, byCode: {a: {}, b: {}},
+    marked: {a: {}, b: {}}, diff: null};
+
+  function esc(v) {
+    return String(v === null || v === undefined ? "" : v).replace(/[&<>"']/g, function (c) {
+      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
+    });
+  }
+
+  function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
+
+  function band(p, cfg) {
+    if (p.kind === "dedicated") { return "dedicated"; }
+    if (p.households < cfg.band[0]) { return "below"; }
+    if (p.households > cfg.band[1]) { return "above"; }
+    return "within";
+  }
+
+  function getJson(url) {
+    return fetch(url).then(function (r) {
+      return r.json().then(function (body) {
+        if (!r.ok) { throw new Error(body.detail || body.title || ("HTTP " + r.status)); }
+        return body;
+      });
+    });
+  }
+
+  function makeMap(id, cfg) {
+    var map = L.map(id, {preferCanvas: true, maxZoom: 20, zoomSnap: 0.25});
+    L.control.scale({imperial: false}).addTo(map);
+    if (cfg.bounds) {
+      map.fitBounds([[cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]]);
+    } else {
+      map.setView([35, 105], 5);
+    }
+    return map;
+  }
+
+  /* Moving one map moves the other to the same view. */
+  function sync(a, b) {
+    var busy = false;
+    function follow(src, dst) {
+      src.on("move", function () {
+        if (busy) { return; }
+        busy = true;
+        dst.setView(src.getCenter(), src.getZoom(), {animate: false});
+        busy = false;
+      });
+    }
+    follow(a, b);
+    follow(b, a);
+  }
+
+  function draw(side, data, cfg, marks) {
+    var map = state.maps[side];
+    var layer = L.geoJSON(data, {
+      style: function (f) {
+        var p = f.properties, m = marks[p.code];
+        var s = {color: "#1f2933", weight: 0.6, opacity: 0.7, fillColor: COLORS[band(p, cfg)],
+          fillOpacity: 0.3};
+        if (m) { s.color = MARK[m]; s.weight = 3; s.opacity = 1; s.fillColor = MARK[m]; s.fillOpacity = 0.45; }
+        return s;
+      },
+      onEachFeature: function (f, l) {
+        var p = f.properties, m = marks[p.code];
+        state.byCode[side][p.code] = l;
+        l.bindPopup("<table class=\"grid-popup\"><tr><th>网格编码</th><td class=\"code\">" +
+          esc(p.code) + "</td></tr><tr><th>名称</th><td>" + esc(p.name) + "</td></tr><tr><th>户数</th><td>" +
+          num(p.households) + "</td></tr>" + (m ? "<tr><th>对比</th><td>" +
+          {removed: "已删除", added: "新增", changed: "有变化"}[m] + "</td></tr>" : "") + "</table>");
+      }
+    }).addTo(map);
+    state.layers[side] = layer;
+    state.marked[side] = marks;
+  }
+
+  function zoomTo(code) {
+    var l = state.byCode.b[code] || state.byCode.a[code];
+    if (!l) { return; }
+    state.maps.b.fitBounds(l.getBounds(), {maxZoom: 17, animate: false, padding: [30, 30]});
+    state.focused = code;
+  }
+
+  function listHtml(d) {
+    var changed = d.grids_changed.map(function (g) {
+      var delta = g.households_after - g.households_before;
+      return "<li><button type=\"button\" data-code=\"" + esc(g.code) + "\">" + esc(g.code) +
+        "</button> " + num(g.households_before) + " → <b>" + num(g.households_after) + "</b> 户" +
+        (delta ? "（" + (delta > 0 ? "+" : "") + delta + "）" : "") + "</li>";
+    }).join("");
+    function codes(list) {
+      return list.map(function (c) {
+        return "<li><button type=\"button\" data-code=\"" + esc(c) + "\">" + esc(c) + "</button></li>";
+      }).join("");
+    }
+    var moves = d.moves.map(function (m) {
+      return "<li>" + esc(m.from || "（无）") + " → " + esc(m.to) + "：<b>" + num(m.households) +
+        "</b> 户</li>";
+    }).join("");
+    return "<div class=\"gm-diff-legend\"><i style=\"background:" + MARK.removed + "\"></i>已删除（左）" +
+      "<i style=\"background:" + MARK.added + "\"></i>新增（右）<i style=\"background:" + MARK.changed +
+      "\"></i>有变化</div>" +
+      "<h3>有变化的网格（" + d.grids_changed.length + "）</h3><ul class=\"gm-diff-changed\">" +
+      (changed || "<li>无</li>") + "</ul>" +
+      "<h3>新增网格（" + d.grids_added.length + "）</h3><ul class=\"gm-diff-added\">" +
+      (codes(d.grids_added) || "<li>无</li>") + "</ul>" +
+      "<h3>删除的网格（" + d.grids_removed.length + "）</h3><ul class=\"gm-diff-removed\">" +
+      (codes(d.grids_removed) || "<li>无</li>") + "</ul>" +
+      "<h3>换格的户（共 " + num(d.households_moved) + " 户）</h3><ul class=\"gm-diff-moves\">" +
+      (moves || "<li>无</li>") + "</ul>";
+  }
+
+  function start(cfg) {
+    state.config = cfg;
+    state.maps.a = makeMap("gm-map-a", cfg);
+    state.maps.b = makeMap("gm-map-b", cfg);
+    sync(state.maps.a, state.maps.b);
+    var summary = document.getElementById("gm-summary"), list = document.getElementById("gm-diff");
+    list.addEventListener("click", function (ev) {
+      var code = ev.target.getAttribute && ev.target.getAttribute("data-code");
+      if (code) { zoomTo(code); }
+    });
+    Promise.all([getJson(cfg.a.gridsUrl), getJson(cfg.b.gridsUrl), getJson(cfg.diffUrl)])
+      .then(function (res) {
+        var d = state.diff = res[2], marksA = {}, marksB = {};
+        d.grids_removed.forEach(function (c) { marksA[c] = "removed"; });
+        d.grids_added.forEach(function (c) { marksB[c] = "added"; });
+        d.grids_changed.forEach(function (g) { marksA[g.code] = "changed"; marksB[g.code] = "changed"; });
+        draw("a", res[0], cfg, marksA);
+        draw("b", res[1], cfg, marksB);
+        summary.innerHTML = "新增 <b>" + d.grids_added.length + "</b> 格 · 删除 <b>" +
+          d.grids_removed.length + "</b> 格 · 有变化 <b>" + d.grids_changed.length +
+          "</b> 格 · 未变 <b>" + d.grids_unchanged + "</b> 格 · 换格 <b id=\"gm-moved\">" +
+          num(d.households_moved) + "</b> 户";
+        list.innerHTML = listHtml(d);
+        var first = d.grids_changed[0] || {code: d.grids_added[0] || d.grids_removed[0]};
+        if (first.code) { zoomTo(first.code); }
+        requestAnimationFrame(function () { state.ready = true; });
+      }).catch(function (err) {
+        state.errors.push(String(err));
+        summary.textContent = "对比失败：" + err.message;
+        console.error("gridmap: compare failed", err);
+      });
+  }
+
+  window.GridmapCompare = {start: start};
+})();

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
@@ -17,8 +15,6 @@ import numpy as np
 import pytest
 import shapely
 from browser import LiveServer, live_server, open_page, screenshot
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from demo_plan import DemoStore, demo_store
 
 from api.app import create_app

@@ -34,8 +34,14 @@ def _a(href: str, text: str, cls: str = "") -> str:
     return f'<a href="{escape(href)}"{klass}>{escape(text)}</a>'
 
 
-def _plan_row(plan: IndexPlan, towns: list[tuple[str, str]]) -> str:
+def _plan_row(plan: IndexPlan, towns: list[tuple[str, str]], published: int | None) -> str:
     p = plan.id
+    maps = _a(f"/plans/{p}/map", "规划地图", "map-link")
+    if plan.status == "draft":
+        maps += " · " + _a(f"/plans/{p}/edit", "编辑", "edit-link")
+    if published is not None and published != p:
+        maps += " · " + _a(f"/plans/{published}/compare/{p}", "与已发布方案对比",
+                           "compare-link")
     exports = " · ".join(_a(f"/plans/{p}/export.{fmt}", name) for fmt, name in EXPORTS)
     posters = " · ".join(_a(f"/plans/{p}/posters/{code}.pdf?size=A3", name)
                          for code, name in towns) or "（无街道/乡镇）"
@@ -43,7 +49,7 @@ def _plan_row(plan: IndexPlan, towns: list[tuple[str, str]]) -> str:
     return (
         f'<tr class="plan-{escape(plan.status)}"><td>第{plan.version}版</td>'
         f"<td>{escape(status)}</td><td>{plan.n_grids}</td><td>{escape(plan.created)}</td>"
-        f"<td>{_a(f'/plans/{p}/map', '规划地图', 'map-link')}</td>"
+        f"<td>{maps}</td>"
         f"<td>{_a(f'/plans/{p}/grids', 'GeoJSON')} · {_a(f'/plans/{p}/report', '质量报告')}"
         f"</td><td>{exports}</td>"
         f"<td><details><summary>网格划分图 A3（{len(towns)}）</summary>{posters}</details>"
@@ -57,7 +63,8 @@ def _territory(t: IndexTerritory) -> str:
             f"{_a(f'/territories/{t.id}', '区域信息（JSON）')}</p>")
     if not t.plans:
         return head + "<p>尚无划分方案。</p></section>"
-    rows = "".join(_plan_row(p, t.towns) for p in t.plans)
+    published = next((p.id for p in t.plans if p.status == "published"), None)
+    rows = "".join(_plan_row(p, t.towns, published) for p in t.plans)
     return (head + "<table><thead><tr><th>方案</th><th>状态</th><th>网格数</th>"
             "<th>创建时间</th><th>地图</th><th>数据</th><th>导出</th><th>张贴图</th></tr>"
             f"</thead><tbody>{rows}</tbody></table></section>")

@@ -591,3 +591,13 @@ def test_editor_html_is_light_and_local(server: LiveServer, store: DemoStore) ->
     assert f'"lockedUrl": "/plans/{draft}/locked"' in html
     assert "simplify=0" in html and '"coordinates"' not in html
     assert not re.findall(r"//(?!127\.0\.0\.1)[a-z0-9.-]+\.[a-z]{2,}/", html)
+
+
+def test_the_index_links_a_draft_to_its_editor_and_to_the_comparison(
+        server: LiveServer, store: DemoStore) -> None:
+    draft = new_draft(server, store)
+    html = httpx.get(f"{server.url}/").text
+    for link in (f"/plans/{draft}/edit", f"/plans/{store.plan_id}/compare/{draft}"):
+        assert f'href="{link}"' in html, link
+        assert httpx.get(f"{server.url}{link}").status_code == 200, link
+    assert f'href="/plans/{store.plan_id}/edit"' not in html   # the published plan: no editor

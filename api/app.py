@@ -23,7 +23,7 @@ from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models import utcnow
 from gis.settings import Settings, get_settings
-from maps import STATIC
+from maps.assets import STATIC
 
 log = logging.getLogger("gridmap.api")
 Scope = MutableMapping[str, Any]

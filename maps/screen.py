@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import html
 import json
-from pathlib import Path
 from typing import Any
 
-TEMPLATES = Path(__file__).parent / "templates"
+from maps.assets import TEMPLATES
+
 #: How often the page asks for new figures (seconds); the answer is 304 when nothing changed.
 POLL_SECONDS = 5
 #: Metres the grids are simplified by for the screen (shared edges kept).

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --postgis
-exec .venv/bin/pytest "$@"
+exec .venv/bin/python -m pytest "$@"  # -m: this checkout's packages come first on sys.path

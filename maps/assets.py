@@ -1,0 +1,10 @@
+"""Where the pages' files are: served at ``/static``.
+
+``vendor/`` holds Leaflet 1.9.4 and Leaflet.markercluster 1.5.3 as published on npm, with
+their licences; nothing is fetched from a CDN, so the pages work offline.
+"""
+
+from pathlib import Path
+
+STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"

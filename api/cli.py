@@ -441,6 +441,8 @@ def demo(
     with user_errors():
         if not 1_000 <= households <= 2_000_000:
             raise GridmapError("--households must be between 1,000 and 2,000,000")
+        if not 0 <= events <= 1_000_000:
+            raise GridmapError("--events must be between 0 and 1,000,000")
         out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         territory = generate(households, seed, progress=True)
@@ -474,12 +476,6 @@ def demo(
                  "service_radius_m": p.service_radius_m},
                 note="demo 演示", created_by="gridmap demo")
             publish_plan(engine, plan_id)
-        if events > 0:
-            with console.status("上报事件 reporting the demo's events ..."):
-                counts_by_status = _demo_events(engine, territory_id, events, seed)
-            console.print(f"事件 {events} events reported over the last 3 days: "
-                          + ", ".join(f"{k} {v}" for k, v in counts_by_status.items()))
-        engine.dispose()
         r = result.report
         console.print(f"划分 partitioned into {r['n_grids']} grids 网格 (plan {plan_id}, "
                       f"published 已发布): {r['in_range_share']:.1%} in "
@@ -487,6 +483,12 @@ def demo(
                       f"households (forced excluded: {r['n_forced']}), "
                       f"{r['barrier_boundary_share']:.0%} of boundaries on roads, rivers and "
                       "admin lines")
+        if events > 0:
+            with console.status("上报事件 reporting the demo's events ..."):
+                counts_by_status = _demo_events(engine, territory_id, events, seed)
+            console.print(f"事件 {events} events reported over the last 3 days: "
+                          + ", ".join(f"{k} {v}" for k, v in counts_by_status.items()))
+        engine.dispose()
         console.print(f"took {time.perf_counter() - started:.1f} s\n")
         console.print("[bold]What to open 打开:[/]")
         console.print(f"  • {gpkg}  — the demo district's layers (QGIS: drag the file in)")

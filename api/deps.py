@@ -5,8 +5,9 @@ from __future__ import annotations
 import codecs
 import threading
 from typing import Annotated
+from urllib.parse import unquote
 
-from fastapi import Path, Query, Request
+from fastapi import Header, Path, Query, Request
 from sqlalchemy import Engine
 
 from gis.settings import Settings
@@ -57,3 +58,18 @@ def plan_cache(request: Request) -> TileCache:
             cache = TileCache(state.settings.tile_cache_mb * 2**20)
             state.tile_cache = cache
     return cache
+
+
+#: Who makes a change (until accounts come: issue 8).
+USER = Header(alias="X-Gridmap-User", max_length=100, description=(
+    "Who makes the change (recorded in the history; accounts come later); UTF-8 "
+    "percent-encoded, e.g. %E7%8E%8B for 王"))
+
+
+def author(value: str | None) -> str | None:
+    """The X-Gridmap-User header: HTTP headers are ASCII, so a Chinese name comes
+    percent-encoded as UTF-8 (``%E7%8E%8B`` for 王)."""
+    if value is None:
+        return None
+    value = unquote(value.strip(), errors="strict")[:100]
+    return value or None

@@ -171,6 +171,9 @@ class Plan(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Who published the plan and why (the publish note, 发布说明).
+    published_by: Mapped[str | None] = mapped_column(String(100))
+    publish_note: Mapped[str | None] = mapped_column(Text)
     #: Edit generation of a draft: one more after every edit, undo and redo (the ETag).
     edit_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

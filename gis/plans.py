@@ -38,6 +38,8 @@ class PlanInfo:
     n_grids: int
     #: Edit generation (the ETag of a draft; see gis.edits).
     edit_version: int = 0
+    published_by: str | None = None
+    publish_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (models.iso(v) if k.endswith("_at") else v)
@@ -117,7 +119,8 @@ def _info(conn: Connection, plan: Any) -> PlanInfo:
         models.Grid.__table__.c.plan_id == plan.id)).scalar_one()
     return PlanInfo(plan.id, plan.territory_id, plan.version, plan.status,
                     plan.parameters or {}, plan.parent_id, plan.note, plan.created_by,
-                    plan.created_at, plan.published_at, int(n), int(plan.edit_version or 0))
+                    plan.created_at, plan.published_at, int(n), int(plan.edit_version or 0),
+                    plan.published_by, plan.publish_note)
 
 
 def get_plan(engine: Engine, plan_id: int) -> PlanInfo:
@@ -155,8 +158,10 @@ def published_plan_id(engine: Engine, territory_id: int) -> int | None:
     return None if row is None else int(row[0])
 
 
-def publish_plan(engine: Engine, plan_id: int) -> PlanInfo:
-    """Make a plan its territory's active plan; the one active before is archived (kept)."""
+def publish_plan(engine: Engine, plan_id: int, *, by: str | None = None,
+                 note: str | None = None) -> PlanInfo:
+    """Make a plan its territory's active plan; the one active before is archived (kept).
+    ``by`` and ``note`` record who published it and why."""
     table = models.Plan.__table__
     with engine.begin() as conn:
         plan = conn.execute(select(table).where(table.c.id == plan_id)).first()
@@ -170,7 +175,8 @@ def publish_plan(engine: Engine, plan_id: int) -> PlanInfo:
                                                models.Plan.status == "published")
                      .values(status="archived"))
         conn.execute(update(models.Plan).where(models.Plan.id == plan_id)
-                     .values(status="published", published_at=now))
+                     .values(status="published", published_at=now, published_by=by,
+                             publish_note=note))
         return _info(conn, conn.execute(select(table).where(table.c.id == plan_id)).one())
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
 
 import shapely
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine
 
-from api.deps import Id, get_engine
+from api.deps import USER, Id, author, get_engine
 from api.problems import MEDIA_TYPE, BadRequest
 from api.routes.plans import PlanOut
 from gis.edits import (
@@ -43,9 +42,6 @@ Lat = Annotated[float, Field(ge=-90, le=90)]
 IF_MATCH = Header(alias="If-Match", description=(
     'The plan version the edit was made on, as GET /plans/{id} gives it in its ETag '
     '(e.g. "3"); required'))
-USER = Header(alias="X-Gridmap-User", max_length=100, description=(
-    "Who makes the change (recorded in the history; accounts come later); UTF-8 "
-    "percent-encoded, e.g. %E7%8E%8B for 王"))
 
 
 class MoveEdit(BaseModel):
@@ -173,15 +169,6 @@ def parse_if_match(value: str | None) -> int:
     return int(text)
 
 
-def _author(value: str | None) -> str | None:
-    """The X-Gridmap-User header: HTTP headers are ASCII, so a Chinese name comes
-    percent-encoded as UTF-8 (``%E7%8E%8B`` for 王)."""
-    if value is None:
-        return None
-    value = unquote(value.strip(), errors="strict")[:100]
-    return value or None
-
-
 def _stale(request: Request, exc: StaleVersion) -> JSONResponse:
     body = {"type": f"/problems/{exc.code}", "title": "Stale version 版本已过期",
             "status": 409, "detail": exc.message, "instance": str(request.url.path),
@@ -268,7 +255,7 @@ def make_edit(plan_id: Id, request: Request, body: Annotated[EditBody, Body()],
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
     try:
-        out = edit_plan(engine, plan_id, expected, _compute(body), author=_author(user),
+        out = edit_plan(engine, plan_id, expected, _compute(body), author=author(user),
                         note=body.note)
     except StaleVersion as exc:
         return _stale(request, exc)
@@ -283,7 +270,7 @@ def undo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Bo
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
     try:
-        out = undo(engine, plan_id, expected, author=_author(user),
+        out = undo(engine, plan_id, expected, author=author(user),
                    note=body.note if body else None)
     except StaleVersion as exc:
         return _stale(request, exc)
@@ -298,7 +285,7 @@ def redo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Bo
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
     try:
-        out = redo(engine, plan_id, expected, author=_author(user),
+        out = redo(engine, plan_id, expected, author=author(user),
                    note=body.note if body else None)
     except StaleVersion as exc:
         return _stale(request, exc)
@@ -322,7 +309,7 @@ class CopyBody(BaseModel):
 def copy(plan_id: Id, body: Annotated[CopyBody | None, Body()] = None,
          user: Annotated[str | None, USER] = None,
          engine: Engine = Depends(get_engine)) -> Response:
-    new_id = copy_plan(engine, plan_id, author=_author(user), note=body.note if body else None)
+    new_id = copy_plan(engine, plan_id, author=author(user), note=body.note if body else None)
     info = get_plan(engine, new_id)
     return JSONResponse(PlanOut(**info.as_dict()).model_dump(), status_code=201,
                         headers={"ETag": etag(info.edit_version),

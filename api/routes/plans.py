@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from api.deps import Id, IdQuery, get_engine, plan_cache
+from api.deps import USER, Id, IdQuery, author, get_engine, plan_cache
 from api.problems import BadRequest
 from gis.geometry import feature_collection, for_basemap, simplify_coverage
 from gis.plans import get_plan, list_plans, plan_diff, plan_report, publish_plan, read_grids
@@ -35,6 +35,13 @@ class PlanOut(BaseModel):
     edit_version: int = Field(0, description=(
         "Edit generation: one more after every edit, undo or redo of the draft; sent as "
         "the ETag, and an edit names it in If-Match (see docs/editing.md)"))
+    published_by: str | None = None
+    publish_note: str | None = Field(None, description="Why it was published (发布说明)")
+
+
+class PublishIn(BaseModel):
+    note: str | None = Field(None, max_length=2_000,
+                             description="Why this plan is published (发布说明)")
 
 
 class GridMove(BaseModel):
@@ -144,8 +151,10 @@ def report(plan_id: Id, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
 @router.post("/plans/{plan_id}/publish", response_model=PlanOut,
              responses={**NOT_FOUND, 409: {"description": "Already published"}},
              summary="Make the plan its territory's active plan; the previous one is archived")
-def publish(plan_id: Id, request: Request, engine: Engine = Depends(get_engine)) -> PlanOut:
-    info = publish_plan(engine, plan_id)
+def publish(plan_id: Id, request: Request, body: PublishIn | None = None,
+            user: Annotated[str | None, USER] = None,
+            engine: Engine = Depends(get_engine)) -> PlanOut:
+    info = publish_plan(engine, plan_id, by=author(user), note=body.note if body else None)
     request.app.state.routers.invalidate(info.territory_id)   # route against it at once
     return PlanOut(**info.as_dict())
 

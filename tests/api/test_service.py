@@ -156,7 +156,14 @@ def test_upload_partition_publish_diff(client: TestClient, demo_gpkg: Path) -> N
     assert client.get(f"/territories/{tid}").json()["published_plan_id"] == plan_id
     second = partition(client, tid, seed=2)
     assert client.get(f"/plans/{second}").json()["version"] == 2
-    client.post(f"/plans/{second}/publish")
+    # Who published it and why (发布说明) are kept with the plan; the header is UTF-8,
+    # percent-encoded.
+    published = client.post(f"/plans/{second}/publish", json={"note": "2026年户数更新"},
+                            headers={"X-Gridmap-User": "%E7%8E%8B%E8%8A%B3"})
+    assert published.status_code == 200, published.text
+    again = client.get(f"/plans/{second}").json()
+    assert (again["published_by"], again["publish_note"]) == ("王芳", "2026年户数更新")
+    assert client.get(f"/plans/{plan_id}").json()["published_by"] is None
     statuses = {p["id"]: p["status"] for p in client.get("/plans",
                                                          params={"territory": tid}).json()}
     assert statuses == {plan_id: "archived", second: "published"}

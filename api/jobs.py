@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import timedelta
@@ -133,9 +134,7 @@ class JobRunner:
 
     def _run_redraw(self, job_id: str, territory_id: int, territory: Territory,
                     base: PlanInfo, note: str | None, created_by: str | None) -> None:
-        try:
-            self._set(job_id, state="running", started_at=models.utcnow(), progress=0.01,
-                      stage="loading 读取方案")
+        def work() -> int:
             known = {f.name for f in fields(PartitionParams)}
             params = PartitionParams(**{k: v for k, v in base.parameters.items() if k in known})
             blocks = read_blocks(self.engine, base.id)
@@ -171,14 +170,9 @@ class JobRunner:
                     conn.execute(update(models.Grid).where(
                         models.Grid.plan_id == plan_id, models.Grid.code.in_(still))
                         .values(locked=True))
-            self._set(job_id, state="done", progress=1.0, stage="done 完成", plan_id=plan_id,
-                      finished_at=models.utcnow())
-        except GridmapError as exc:
-            self._fail(job_id, exc.message)
-        except Exception as exc:  # a bug: keep the trace in the log, tell the user why
-            log.exception("job %s failed", job_id)
-            self._fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the "
-                               "territory and plans are unchanged")
+            return plan_id
+
+        self._guarded(job_id, "loading 读取方案", work)
 
     def _set(self, job_id: str, **values: Any) -> None:
         values.setdefault("heartbeat_at", models.utcnow())
@@ -196,9 +190,7 @@ class JobRunner:
                 last_t, last_stage = now, stage
                 self._set(job_id, stage=stage, progress=round(0.05 + 0.85 * done, 3))
 
-        try:
-            self._set(job_id, state="running", started_at=models.utcnow(), progress=0.01,
-                      stage="loading 读取图层")
+        def work() -> int:
             territory = load_territory(self.engine, territory_id)
             result = partition_territory(territory, params, progress)
             self._set(job_id, stage="saving 保存方案", progress=0.92)
@@ -206,6 +198,18 @@ class JobRunner:
                                     "geometry"]].to_crs(models.SRID)
             plan_id = write_plan(self.engine, territory_id, grid_table(result), blocks,
                                  result.report, parameters, note=note, created_by=created_by)
+            return plan_id
+
+        self._guarded(job_id, "loading 读取图层", work)
+
+    def _guarded(self, job_id: str, stage: str, work: Callable[[], int]) -> None:
+        """Run a job's work: ``running``, then ``done`` with the plan it wrote, or ``failed``
+        with a reason a user can act on (nothing is half-written: a plan is written in one
+        transaction at the end)."""
+        try:
+            self._set(job_id, state="running", started_at=models.utcnow(), progress=0.01,
+                      stage=stage)
+            plan_id = work()
             self._set(job_id, state="done", progress=1.0, stage="done 完成", plan_id=plan_id,
                       finished_at=models.utcnow())
         except GridmapError as exc:

@@ -93,6 +93,13 @@ class JobRunner:
                note: str | None = None, created_by: str | None = None) -> str:
         """Queue a partition of a stored territory; returns the job id at once."""
         params = PartitionParams(**parameters)  # validates the band before queueing
+        job_id = self._queue("partition", territory_id, parameters)
+        self._pool.submit(self._run, job_id, territory_id, params, parameters, note,
+                          created_by)
+        return job_id
+
+    def _queue(self, kind: str, territory_id: int, parameters: dict[str, Any]) -> str:
+        """A new ``queued`` job row of a territory that exists; its id."""
         job_id = uuid.uuid4().hex
         now = models.utcnow()
         with self.engine.begin() as conn:
@@ -100,11 +107,9 @@ class JobRunner:
                     models.Territory.id == territory_id)).first() is None:
                 raise NotFound(f"no territory {territory_id}")
             conn.execute(insert(models.Job).values(
-                id=job_id, kind="partition", territory_id=territory_id, state="queued",
+                id=job_id, kind=kind, territory_id=territory_id, state="queued",
                 progress=0.0, stage="queued 排队中", parameters=parameters, worker=self.worker,
                 created_at=now, heartbeat_at=now))
-        self._pool.submit(self._run, job_id, territory_id, params, parameters, note,
-                          created_by)
         return job_id
 
     def submit_redraw(self, territory_id: int, territory: Territory, plan_id: int | None,
@@ -120,14 +125,7 @@ class JobRunner:
         if info.territory_id != territory_id:
             raise Conflict(f"plan {base} belongs to territory {info.territory_id}, not "
                            f"{territory_id}")
-        job_id = uuid.uuid4().hex
-        now = models.utcnow()
-        parameters = {"plan_id": base, "source": source}
-        with self.engine.begin() as conn:
-            conn.execute(insert(models.Job).values(
-                id=job_id, kind="redraw", territory_id=territory_id, state="queued",
-                progress=0.0, stage="queued 排队中", parameters=parameters, worker=self.worker,
-                created_at=now, heartbeat_at=now))
+        job_id = self._queue("redraw", territory_id, {"plan_id": base, "source": source})
         self._pool.submit(self._run_redraw, job_id, territory_id, territory, info, note,
                           created_by)
         return job_id

@@ -31,11 +31,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,37 +64,15 @@ def serve(port: int, gzip_on: bool) -> None:
 
 @contextlib.contextmanager
 def server(url: str, gzip_on: bool, log: Path) -> Iterator[str]:
-    import httpx
-    from service_bench import free_port
+    from service_bench import free_port, serving
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRIDMAP_DATABASE_URL": url,
            "GRIDMAP_ESCALATION_INTERVAL_S": "0"}
     code = f"import sys; sys.path.insert(0, 'bench'); import page_bench; " \
            f"page_bench.serve({port}, {gzip_on})"
-    with open(log, "ab") as sink:
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=sink,
-                                stderr=subprocess.STDOUT)
-    base = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server stopped: see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not become ready: see {log}")
-            time.sleep(0.3)
+    with serving([sys.executable, "-c", code], env, port, log) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager

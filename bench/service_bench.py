@@ -227,18 +227,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(url: str, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRIDMAP_DATABASE_URL": url,
-           "GRIDMAP_ESCALATION_INTERVAL_S": "0", "GRIDMAP_JOB_WORKERS": "1"}
-    cmd = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port),
-           "--workers", str(workers), "--no-access-log"]
+def serving(cmd: list[str], env: dict[str, str], port: int, log: Path
+            ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a server command (logging to ``log``) until it answers /readyz on ``port``;
+    stop it when the block ends."""
+    import httpx
+
     with open(log, "ab") as sink:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://{HOST}:{port}"
     try:
-        import httpx
-
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
@@ -257,6 +255,17 @@ def server(url: str, workers: int, log: Path) -> Iterator[tuple[str, subprocess.
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def server(url: str, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRIDMAP_DATABASE_URL": url,
+           "GRIDMAP_ESCALATION_INTERVAL_S": "0", "GRIDMAP_JOB_WORKERS": "1"}
+    cmd = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port),
+           "--workers", str(workers), "--no-access-log"]
+    with serving(cmd, env, port, log) as running:
+        yield running
 
 
 def warm_up(base: str, paths: list[str], workers: int) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from geoalchemy2 import WKBElement
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Select, delete, func, insert, select
 
 from gis import models
 from gis.errors import GridmapError, NotFound
@@ -53,7 +53,8 @@ LAYER_COLUMNS: dict[str, dict[str, str]] = {
 }
 
 
-def _table(layer: str) -> Any:
+def layer_table(layer: str) -> Any:
+    """The table a layer is stored in (the barrier layers share one, told apart by `layer`)."""
     if layer in models.BARRIER_LAYERS:
         return models.BarrierFeature.__table__
     return models.LAYER_MODELS[layer].__table__
@@ -76,7 +77,7 @@ def write_territory(conn: Connection, territory: Territory, *, name: str | None 
         if layer in models.BARRIER_LAYERS:
             fixed["layer"] = layer
         rows = _records(gdf, LAYER_COLUMNS[layer], **fixed)
-        table = _table(layer)
+        table = layer_table(layer)
         for start in range(0, len(rows), BATCH):
             conn.execute(insert(table), rows[start:start + BATCH])
             if progress is not None:
@@ -109,17 +110,25 @@ def layer_counts(engine: Engine, territory_id: int) -> dict[str, int]:
     return counts
 
 
-def read_layer(engine: Engine, territory_id: int, layer: str) -> gpd.GeoDataFrame:
-    """One stored layer back as a GeoDataFrame in WGS84, in insertion order."""
-    table = _table(layer)
-    columns = LAYER_COLUMNS[layer]
-    query = select(*(table.c[target].label(source) for source, target in columns.items()),
+def layer_query(territory_id: int, layer: str) -> Select[Any]:
+    """The select of one stored layer: its contract columns and ``wkb``, in insertion
+    order (callers may add filters, e.g. a bbox, and a limit)."""
+    table = layer_table(layer)
+    query = select(*(table.c[target].label(source)
+                     for source, target in LAYER_COLUMNS[layer].items()),
                    func.ST_AsBinary(table.c.geom).label("wkb")).where(
         table.c.territory_id == territory_id)
     if layer in models.BARRIER_LAYERS:
         query = query.where(table.c.layer == layer)
+    return query.order_by(table.c.id)
+
+
+def read_layer(engine: Engine, territory_id: int, layer: str) -> gpd.GeoDataFrame:
+    """One stored layer back as a GeoDataFrame in WGS84, in insertion order."""
+    columns = LAYER_COLUMNS[layer]
+    query = layer_query(territory_id, layer)
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query.order_by(table.c.id)).mappings().all(),
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
                              columns=[*columns, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
     frame = frame.astype(object).where(frame.notna(), None)

@@ -9,13 +9,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func
 
 from gis import models
 from gis.crs import wgs84_from_bd09, wgs84_from_gcj02
 from gis.edits import plan_blocks_query
 from gis.plans import get_plan
-from gis.store import LAYER_COLUMNS, territory_row
+from gis.store import LAYER_COLUMNS, layer_query, layer_table, territory_row
 
 #: The territory layers the map can show, with their Chinese names (the layer control's).
 LAYERS: dict[str, str] = {
@@ -78,19 +78,13 @@ def read_overlay(engine: Engine, territory_id: int, layer: str, *, bbox: BBox | 
     if layer not in LAYERS:
         raise KeyError(layer)
     territory_row(engine, territory_id)   # NotFound when there is no such territory
-    table = (models.BarrierFeature if layer in models.BARRIER_LAYERS
-             else models.LAYER_MODELS[layer]).__table__
     columns = LAYER_COLUMNS[layer]
-    query = select(*(table.c[target].label(source) for source, target in columns.items()),
-                   func.ST_AsBinary(table.c.geom).label("wkb")).where(
-        table.c.territory_id == territory_id)
-    if layer in models.BARRIER_LAYERS:
-        query = query.where(table.c.layer == layer)
-    where = _in_bbox(table.c.geom, bbox)
+    query = layer_query(territory_id, layer)
+    where = _in_bbox(layer_table(layer).c.geom, bbox)
     if where is not None:
         query = query.where(where)
     with engine.connect() as conn:
-        rows = conn.execute(query.order_by(table.c.id).limit(limit + 1)).all()
+        rows = conn.execute(query.limit(limit + 1)).all()
     return _frame(rows, list(columns))
 
 

@@ -625,7 +625,8 @@ def main() -> dict[str, Any]:
                 "how": "POST /events/import of a CSV (lon, lat in the coord_sys, category, "
                        "description), points uniform over the grids' bounding box; timed by the "
                        "client from the first byte sent to the answer (upload, parse, check, "
-                       "route, store: COPY of events and history, one durable commit); "
+                       "route, store: COPY of the events, whose report is their own row, no "
+                       "history row; one durable commit); "
                        "imported --bulk-rounds times in a row, so the later imports go into a "
                        "table already holding the earlier ones",
                 "imports": imports}

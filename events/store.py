@@ -59,35 +59,40 @@ def _row(fields: dict[str, Any], lon: float, lat: float, rules: Rules) -> dict[s
 
 def create_event(engine: Engine, fields: dict[str, Any], lon: float, lat: float,
                  rules: Rules) -> Created:
-    """Store one routed event and its first history entry in one transaction.
+    """Store one routed event (its report is its first history entry: :func:`reported_entry`).
 
     With an ``idempotency_key`` already used, nothing is written and the event
     stored under that key is returned (``created`` False), also when two retries
     race: the database's unique index decides, the loser reads the winner.
-    The stored rows come back from the inserts themselves (``RETURNING``): no
-    second read.
+    The stored row comes back from the insert itself (``RETURNING``): no second read.
     """
     key = fields.get("idempotency_key")
     row = _row(fields, lon, lat, rules)
     try:
         if engine.dialect.name == "postgresql":
-            return Created(_insert_one_statement(engine, row), True)
-        with engine.begin() as conn:
-            event = conn.execute(insert(models.Event).values(**row)
-                                 .returning(*_EVENT_COLUMNS)).one()
-            first = conn.execute(insert(models.EventHistory).values(
-                event_id=event.id, from_status=None, to_status="reported", level="grid",
-                actor=row["reporter"] or row["source"], at=row["reported_at"],
-                reason=f"reported via {row['source']}").returning(*HISTORY.c)).one()
+            out = _insert_one_statement(engine, row)
+        else:
+            with engine.begin() as conn:
+                out = _as_dict(conn.execute(insert(models.Event).values(**row)
+                                            .returning(*_EVENT_COLUMNS)).one())
     except IntegrityError:
         if key:
             existing = _by_key(engine, key)
             if existing is not None:
                 return Created(existing, False)
         raise
-    out = _as_dict(event)
-    out["history"] = [_as_dict(first)]
+    out["history"] = [reported_entry(out)]
     return Created(out, True)
+
+
+def reported_entry(event: dict[str, Any]) -> dict[str, Any]:
+    """The first entry of an event's history, its report: who (the reporter, else the
+    source), when and how. It is the event's own row, not a row of ``event_history``, which
+    holds the transitions after it (one row fewer per event: a bulk import of a million
+    events writes a million rows, not two million)."""
+    return {"id": None, "event_id": event["id"], "from_status": None, "to_status": "reported",
+            "level": "grid", "actor": event["reporter"] or event["source"],
+            "at": event["reported_at"], "reason": f"reported via {event['source']}"}
 
 
 _ROW_COLUMNS = (*FIELDS, "status", "level", "level_since", "deadline_at")
@@ -99,35 +104,26 @@ def _one_statement_sql() -> str:
     """The SQL of :func:`_insert_one_statement`, written once (building the SQLAlchemy
     construct for each request cost milliseconds of CPU)."""
     returned = ", ".join(c.name for c in _EVENT_COLUMNS)
-    return (
-        f"WITH new_event AS (INSERT INTO events ({', '.join(_ROW_COLUMNS)}, geom) VALUES ("
-        + ", ".join(f"%({k})s" for k in _ROW_COLUMNS)
-        + f", ST_GeomFromEWKB(%(geom)s)) RETURNING {returned}), "
-        "first_entry AS (INSERT INTO event_history (event_id, from_status, to_status, level, "
-        "actor, at, reason) SELECT id, NULL, 'reported', 'grid', %(h_actor)s, %(h_at)s, "
-        f"%(h_reason)s FROM new_event RETURNING {', '.join(_HISTORY_NAMES)}) "
-        "SELECT * FROM new_event JOIN first_entry ON first_entry.event_id = new_event.id")
+    return (f"INSERT INTO events ({', '.join(_ROW_COLUMNS)}, geom) VALUES ("
+            + ", ".join(f"%({k})s" for k in _ROW_COLUMNS)
+            + f", ST_GeomFromEWKB(%(geom)s)) RETURNING {returned}")
 
 
 def _insert_one_statement(engine: Engine, row: dict[str, Any]) -> dict[str, Any]:
-    """PostgreSQL: the event and its first history row in one statement (two inserts joined
-    by a CTE), committed on its own: one round trip and one durable commit, atomic."""
+    """PostgreSQL: the event in one statement committed on its own: one round trip and one
+    durable commit."""
     params = {k: row[k] for k in _ROW_COLUMNS}
     params["flags"] = json.dumps(list(row["flags"]))
     params["geom"] = bytes(row["geom"].data)
-    params.update(h_actor=row["reporter"] or row["source"], h_at=row["reported_at"],
-                  h_reason=f"reported via {row['source']}")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         got = tuple(conn.exec_driver_sql(_one_statement_sql(), params).one())
-    n = len(_EVENT_COLUMNS)
-    out = _as_dict_of(dict(zip([c.name for c in _EVENT_COLUMNS], got[:n], strict=True)))
-    out["history"] = [_as_dict_of(dict(zip(_HISTORY_NAMES, got[n:], strict=True)))]
-    return out
+    return _as_dict_of(dict(zip([c.name for c in _EVENT_COLUMNS], got, strict=True)))
 
 
 def create_events(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, float]],
                   rules: Rules, batch: int = 20_000) -> int:
-    """Store many routed events (bulk import) in one transaction; returns how many."""
+    """Store many routed events (bulk import) in one transaction; returns how many. Each
+    event's report is its first history entry (:func:`reported_entry`)."""
     n = 0
     with engine.begin() as conn:
         chunk: list[dict[str, Any]] = []
@@ -142,13 +138,7 @@ def create_events(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, fl
 
 
 def _insert_chunk(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    ids = [int(i) for i in conn.execute(
-        insert(models.Event).returning(models.Event.id, sort_by_parameter_order=True),
-        rows).scalars()]
-    conn.execute(insert(models.EventHistory), [
-        {"event_id": i, "from_status": None, "to_status": "reported", "level": "grid",
-         "actor": r["reporter"] or r["source"], "at": r["reported_at"],
-         "reason": f"imported ({r['source']})"} for i, r in zip(ids, rows, strict=True)])
+    conn.execute(insert(models.Event), rows)
     return len(rows)
 
 
@@ -160,8 +150,7 @@ def create_events_columns(engine: Engine, columns: dict[str, Any], lon: ArrayLik
     ``columns`` maps names of :data:`FIELDS` to a sequence (list or array) of one value per
     event, or to a single value shared by all (``flags``, a list per event, is always a
     sequence). ``lon``/``lat`` are the WGS84 points. On PostgreSQL the rows go in with
-    ``COPY`` (ids taken from the sequence first, so the history rows can name them); on
-    SpatiaLite with batched inserts.
+    ``COPY``; on SpatiaLite with batched inserts.
     """
     lon_a = np.asarray(lon, dtype=np.float64).ravel()
     lat_a = np.asarray(lat, dtype=np.float64).ravel()
@@ -244,14 +233,10 @@ def _copy(cur: Any, table: str, columns: dict[str, list[str] | str], n: int) -> 
 
 def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: FloatArray,
                  n: int, rules: Rules) -> None:
-    """COPY n events and their first history rows, on the caller's transaction: the values
-    :func:`_row` gives, row for row."""
+    """COPY n events on the caller's transaction: the values :func:`_row` gives, row for
+    row."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur:
-        cur.execute("SELECT nextval(pg_get_serial_sequence('events', 'id')) "
-                    "FROM generate_series(1, %s)", (n,))
-        ids = [str(r[0]) for r in cur.fetchall()]
     as_json: dict[tuple[str, ...], str] = {}
     flags = [as_json.get(t) or as_json.setdefault(t, json.dumps(list(t)))
              for t in (tuple(f or ()) for f in cols["flags"])]
@@ -268,23 +253,15 @@ def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: F
         deadlines = [limit[c] for c in categories]
         reported = _text(at)
     points = shapely.set_srid(shapely.points(lon, lat), models.SRID)
-    events: dict[str, list[str] | str] = {"id": ids}
+    events: dict[str, list[str] | str] = {}
     for k in FIELDS:
         events[k] = (_text_column(flags, n) if k == "flags" else reported
                      if k == "reported_at" else _text_column(cols[k], n))
     events.update(status="reported", level="grid", level_since=reported,
                   deadline_at=deadlines, geom=np.asarray(shapely.to_wkb(
                       points, hex=True, include_srid=True)).tolist())
-    sources = _column(cols["source"], n)
-    reporters = _column(cols["reporter"], n)
-    history: dict[str, list[str] | str] = {
-        "event_id": ids, "to_status": "reported", "level": "grid",
-        "actor": _text_column([r or s for r, s in zip(reporters, sources, strict=False)], n),
-        "at": reported,
-        "reason": _text_column([f"imported ({s})" for s in _column(cols["source"], n)], n)}
     with raw.cursor() as cur:
         _copy(cur, "events", events, n)
-        _copy(cur, "event_history", history, n)
 
 
 def _by_key(engine: Engine, key: str) -> dict[str, Any] | None:
@@ -313,9 +290,13 @@ def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[
             raise NotFound(f"no event {event_id}")
         out = _as_dict(row)
         if with_history:
-            out["history"] = [_as_dict(h) for h in conn.execute(
+            stored = [_as_dict(h) for h in conn.execute(
                 select(HISTORY).where(HISTORY.c.event_id == event_id)
                 .order_by(HISTORY.c.at, HISTORY.c.id))]
+            # Events stored before 2026-11-22 have their report as a row of its own.
+            reported = [] if stored and stored[0]["from_status"] is None else [
+                reported_entry(out)]
+            out["history"] = reported + stored
     return out
 
 

@@ -136,8 +136,10 @@ def read_layer(engine: Engine, territory_id: int, layer: str) -> gpd.GeoDataFram
 
 
 def delete_territory(engine: Engine, territory_id: int) -> None:
-    """Remove a territory with everything stored under it."""
+    """Remove a territory with everything stored under it (its events explicitly: they hold
+    no foreign key to it, see migration 0006; their history goes with them)."""
     with engine.begin() as conn:
+        conn.execute(delete(models.Event).where(models.Event.territory_id == territory_id))
         deleted = conn.execute(delete(models.Territory).where(models.Territory.id == territory_id))
         if deleted.rowcount == 0:
             raise NotFound(f"no territory {territory_id}")

@@ -207,7 +207,8 @@ def test_idempotency_under_concurrent_retries(engine: Engine) -> None:
     assert len({r.event["id"] for r in results}) == 1
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(models.EventHistory)
-                            ).scalar_one() == 1
+                            ).scalar_one() == 0  # the report is the event's own row
+    assert [h["to_status"] for h in results[0].event["history"]] == ["reported"]
 
 
 def test_reroute_is_explicit_and_audited(engine: Engine) -> None:

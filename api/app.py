@@ -15,6 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api import problems
+from api.audit import AuditLog, RateLimit, audit_requests
+from api.auth import Authenticator, Scopes
 from api.jobs import JobRunner
 from events.routing import RouterCache
 from events.rules import Rules
@@ -100,12 +102,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             runner.recover()
         except Exception as exc:  # the database may be down at start: /readyz says so
             log.warning("could not check for orphaned jobs at start: %s", exc)
+        app.state.audit.start()
         if settings.escalation_interval_s > 0:
             threading.Thread(target=escalate_periodically, args=(app,), daemon=True,
                              name="gridmap-escalation").start()
         yield
         stop.set()
         runner.shutdown()
+        app.state.audit.stop()
 
     app = FastAPI(
         title="gridmap 网格化服务管理",
@@ -122,9 +126,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.routers = RouterCache(engine, settings.near_boundary_m)
     #: The clock events are timed by (tests replace it).
     app.state.clock = utcnow
+    app.state.auth = Authenticator(engine, settings.token_minutes)
+    app.state.scopes = Scopes(engine)
+    app.state.audit = AuditLog(engine)
+    app.state.event_limit = RateLimit(settings.event_rate_per_minute, settings.event_rate_burst)
     problems.install(app)
 
     from api.routes import (
+        accounts,
         areas,
         edits,
         events,
@@ -138,7 +147,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         tiles,
     )
 
-    for module in (territories, plans, edits, areas, events, exports, ogc, tiles, posters,
+    for module in (accounts, territories, plans, edits, areas, events, exports, ogc, tiles, posters,
                    pages, screen):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -164,6 +173,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def problem_types() -> dict[str, dict[str, Any]]:
         return problems.catalogue()
 
+    app.middleware("http")(audit_requests)
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)

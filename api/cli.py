@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database: create or upgrade its schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+user_app = typer.Typer(help="Accounts 账户: add, change password, disable, API keys.",
+                       no_args_is_help=True)
+app.add_typer(user_app, name="user")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -381,6 +386,112 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
         console.print(f"schema up to date: {engine.url.render_as_string(hide_password=True)}")
 
 
+PasswordStdin = Annotated[bool, typer.Option(
+    "--password-stdin", help="Read the password from standard input (for scripts) instead of "
+                             "asking for it.")]
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("密码 password", hide_input=True, confirmation_prompt=True))
+
+
+def _account_engine(database_url: str | None) -> Any:
+    from gis.database import make_engine, upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    return engine
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Sign-in name (letters, digits, . _ @ -).")],
+    role: Annotated[str, typer.Option(help="admin, planner, operator, grid_worker, reporter "
+                                           "or viewer.")],
+    area: Annotated[str, typer.Option(help="Area codes the account is bound to, comma-"
+                                           "separated (e.g. 440111001 for a town, grid codes "
+                                           "for a grid worker), or '*' for every area.")],
+    name: Annotated[str | None, typer.Option(help="Display name, e.g. 王小明.")] = None,
+    password_stdin: PasswordStdin = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an account (the first one: an administrator with --area '*')."""
+    from gis.accounts import add_account
+
+    with user_errors():
+        engine = _account_engine(database_url)
+        account = add_account(engine, username, _password(password_stdin), role,
+                              area, name)
+        console.print(f"账户 account {account.username}: {account.role}, areas "
+                      f"{','.join(account.areas)}")
+
+
+@user_app.command("passwd")
+def user_passwd(username: str, password_stdin: PasswordStdin = False,
+                database_url: DatabaseOption = None) -> None:
+    """Set a new password (tokens issued before stop working)."""
+    from gis.accounts import change_account
+
+    with user_errors():
+        change_account(_account_engine(database_url), username,
+                       password=_password(password_stdin))
+        console.print(f"password changed for {username}")
+
+
+@user_app.command("disable")
+def user_disable(username: str, database_url: DatabaseOption = None) -> None:
+    """Disable an account: its tokens and API keys stop working within seconds."""
+    from gis.accounts import change_account
+
+    with user_errors():
+        change_account(_account_engine(database_url), username, disabled=True)
+        console.print(f"{username} disabled 已停用")
+
+
+@user_app.command("enable")
+def user_enable(username: str, database_url: DatabaseOption = None) -> None:
+    """Enable a disabled account again."""
+    from gis.accounts import change_account
+
+    with user_errors():
+        change_account(_account_engine(database_url), username, disabled=False)
+        console.print(f"{username} enabled 已启用")
+
+
+@user_app.command("list")
+def user_list(database_url: DatabaseOption = None) -> None:
+    """Every account with its role, areas and state."""
+    from gis.accounts import list_accounts
+
+    with user_errors():
+        table = Table("username", "name", "role", "areas", "state")
+        for a in list_accounts(_account_engine(database_url)):
+            table.add_row(a.username, a.display_name or "", a.role, ",".join(a.areas),
+                          "disabled 停用" if a.disabled else "active")
+        console.print(table)
+
+
+@user_app.command("key")
+def user_key(
+    username: str,
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. hotline-integration.")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Revoke the keys of this name "
+                                                           "instead.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Make a long-lived API key (sent as X-API-Key; printed once), or revoke keys."""
+    from gis.accounts import create_api_key, revoke_api_keys
+
+    with user_errors():
+        engine = _account_engine(database_url)
+        if revoke:
+            console.print(f"{revoke_api_keys(engine, username, name)} key(s) revoked")
+        else:
+            typer.echo(create_api_key(engine, username, name))
+
+
 def _serve(host: str, port: int, workers: int, database_url: str | None,
            access_log: bool = True) -> None:
     import os
@@ -488,6 +599,10 @@ def demo(
                 counts_by_status = _demo_events(engine, territory_id, events, seed)
             console.print(f"事件 {events} events reported over the last 3 days: "
                           + ", ".join(f"{k} {v}" for k, v in counts_by_status.items()))
+        from gis.accounts import add_account
+
+        password = secrets.token_urlsafe(9)
+        add_account(engine, "admin", password, "admin", "*", "演示管理员 demo admin")
         engine.dispose()
         console.print(f"took {time.perf_counter() - started:.1f} s\n")
         console.print("[bold]What to open 打开:[/]")
@@ -497,6 +612,8 @@ def demo(
         console.print(f"  • {db_path}  — the embedded SpatiaLite database (QGIS: "
                       "Layer ▸ Add SpatiaLite layer)")
         base = f"http://{host}:{port}"
+        console.print(f"[bold]登录 sign in:[/] user [bold]admin[/], password [bold]{password}[/] "
+                      "(an administrator of every area; make others with `gridmap user add`)")
         if serve_after:
             console.print(f"  • {base}/  — 首页 the index: plans, maps, posters, exports")
             console.print(f"  • {base}/plans/{plan_id}/map  — 网格划分方案 the planner's map")

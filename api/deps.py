@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from fastapi import Header, Path, Query, Request
 from sqlalchemy import Engine
 
+from api.auth import Principal
 from gis.settings import Settings
 from maps.tiles import TileCache
 
@@ -60,16 +61,18 @@ def plan_cache(request: Request) -> TileCache:
     return cache
 
 
-#: Who makes a change (until accounts come: issue 8).
+#: The person at the keyboard when an account is shared (e.g. a station's); the audit log
+#: keeps the account either way.
 USER = Header(alias="X-Gridmap-User", max_length=100, description=(
-    "Who makes the change (recorded in the history; accounts come later); UTF-8 "
-    "percent-encoded, e.g. %E7%8E%8B for 王"))
+    "The person making the change when not the account's own name (recorded in the "
+    "history; the audit log records the account); UTF-8 percent-encoded, e.g. %E7%8E%8B "
+    "for 王"))
 
 
-def author(value: str | None) -> str | None:
-    """The X-Gridmap-User header: HTTP headers are ASCII, so a Chinese name comes
-    percent-encoded as UTF-8 (``%E7%8E%8B`` for 王)."""
-    if value is None:
-        return None
-    value = unquote(value.strip(), errors="strict")[:100]
-    return value or None
+def author(value: str | None, who: Principal) -> str:
+    """Who the history names: the X-Gridmap-User header when given (HTTP headers are
+    ASCII, so a Chinese name comes percent-encoded as UTF-8, ``%E7%8E%8B`` for 王), else
+    the signed-in account's name."""
+    if value is not None:
+        value = unquote(value.strip(), errors="strict")[:100]
+    return value or who.label

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.rules import EventError
+from gis.accounts import AccountError
 from gis.errors import (
     Conflict,
     CoordinateError,
@@ -47,6 +49,28 @@ class NotAcceptable(GridmapError):
     code = "not-acceptable"
 
 
+class Unauthorized(GridmapError):
+    """No valid credentials: sign in (POST /token) or send an API key."""
+
+    code = "unauthorized"
+
+
+class Forbidden(GridmapError):
+    """The account's role or areas do not allow this."""
+
+    code = "forbidden"
+
+
+class TooManyRequests(GridmapError):
+    """Over the account's rate limit: wait and retry (see Retry-After)."""
+
+    code = "too-many-requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class Problem:
     status: int
@@ -56,6 +80,10 @@ class Problem:
 #: Every error the service reports, most specific first: exception → status and title.
 PROBLEMS: dict[type[Exception], Problem] = {
     NotFound: Problem(404, "Not found 未找到"),
+    Unauthorized: Problem(401, "Sign in first 请先登录"),
+    AccountError: Problem(422, "The account cannot be saved 账户信息有误"),
+    Forbidden: Problem(403, "Not allowed 无权访问"),
+    TooManyRequests: Problem(429, "Too many requests 请求过于频繁"),
     EditRefused: Problem(422, "The edit is refused 编辑不被允许"),
     PreconditionRequired: Problem(428, "The plan version is missing 缺少方案版本"),
     Conflict: Problem(409, "Conflict with the stored state 状态冲突"),
@@ -95,14 +123,22 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem details."""
 
     @app.exception_handler(GridmapError)
-    async def gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
+    async def gridmap_error(request: Request, exc: GridmapError) -> Response:
         problem = problem_for(exc)
         extra: dict[str, Any] = {}
         if isinstance(exc, LayerError):
             extra = {k: v for k, v in (("file", exc.file), ("layer", exc.layer),
                                        ("row", exc.row)) if v is not None}
-        return problem_response(problem.status, exc.code, problem.title, exc.message,
-                                request, **extra)
+        response = problem_response(problem.status, exc.code, problem.title, exc.message,
+                                    request, **extra)
+        if isinstance(exc, Unauthorized):
+            if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+                # A page opened in a browser: to the sign-in page, and back after it.
+                return RedirectResponse(f"/login?next={quote(request.url.path)}", 303)
+            response.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

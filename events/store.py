@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from events.rules import LEVELS, Rules
 from events.workflow import DONE, OPEN, apply
 from gis import models
+from gis.accounts import within_areas
 from gis.errors import NotFound
 
 FloatArray = NDArray[np.float64]
@@ -302,10 +303,12 @@ def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[
 
 def list_events(engine: Engine, *, territory_id: int | None = None, status: str | None = None,
                 grid: str | None = None, village: str | None = None, town: str | None = None,
-                open_only: bool = False, limit: int = 100, offset: int = 0
-                ) -> list[dict[str, Any]]:
+                open_only: bool = False, limit: int = 100, offset: int = 0,
+                areas: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Events newest first; ``areas``: only those whose grid lies within these codes."""
     cols = [c for c in EVENT.c if c.name != "geom"]
-    query = select(*cols).order_by(EVENT.c.id.desc()).limit(limit).offset(offset)
+    query = _within(select(*cols).order_by(EVENT.c.id.desc()).limit(limit).offset(offset),
+                    areas)
     for col, value in ((EVENT.c.territory_id, territory_id), (EVENT.c.status, status),
                        (EVENT.c.grid_code, grid), (EVENT.c.village_code, village),
                        (EVENT.c.town_code, town)):
@@ -315,6 +318,11 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
         query = query.where(EVENT.c.status.in_(sorted(OPEN)))
     with engine.connect() as conn:
         return [_as_dict(r) for r in conn.execute(query)]
+
+
+def _within(query: Any, areas: tuple[str, ...] | None) -> Any:
+    clause = within_areas(EVENT.c.grid_code, areas)
+    return query if clause is None else query.where(clause)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -358,9 +366,11 @@ def transition(engine: Engine, event_id: int, action: str, *, actor: str, rules:
 
 
 def escalate_overdue(engine: Engine, rules: Rules, now: datetime,
-                     territory_id: int | None = None) -> list[int]:
-    """Escalate, one level, every open event whose time at its level ran out."""
-    query = select(EVENT.c.id, EVENT.c.level).where(
+                     territory_id: int | None = None,
+                     areas: tuple[str, ...] | None = None) -> list[int]:
+    """Escalate, one level, every open event whose time at its level ran out (``areas``:
+    only within these codes)."""
+    query = _within(select(EVENT.c.id, EVENT.c.level), areas).where(
         EVENT.c.status.in_(sorted(OPEN)), EVENT.c.deadline_at < now,
         EVENT.c.level != LEVELS[-1])
     if territory_id is not None:
@@ -395,14 +405,16 @@ GROUPS = {"grid": EVENT.c.grid_code, "village": EVENT.c.village_code,
 
 
 def light_counts(engine: Engine, rules: Rules, now: datetime, *, by: str = "grid",
-                 territory_id: int | None = None) -> dict[str, dict[str, Any]]:
+                 territory_id: int | None = None, areas: tuple[str, ...] | None = None
+                 ) -> dict[str, dict[str, Any]]:
     """Per grid (or village, town, district): open events by light, and the on-time rate.
 
-    The on-time rate is the share of resolved events resolved by their deadline.
+    The on-time rate is the share of resolved events resolved by their deadline. ``areas``:
+    only events whose grid lies within these codes.
     """
     key = GROUPS[by]
-    query = select(key.label("key"), EVENT.c.status, EVENT.c.category, EVENT.c.level,
-                   EVENT.c.deadline_at, EVENT.c.resolved_at)
+    query = _within(select(key.label("key"), EVENT.c.status, EVENT.c.category, EVENT.c.level,
+                           EVENT.c.deadline_at, EVENT.c.resolved_at), areas)
     if territory_id is not None:
         query = query.where(EVENT.c.territory_id == territory_id)
     out: dict[str, dict[str, Any]] = {}

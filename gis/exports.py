@@ -111,7 +111,8 @@ def grid_workers(engine: Engine, territory_id: int) -> dict[str, str]:
 
 
 def grid_table(engine: Engine, plan_id: int, *,
-               bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
+               bbox: tuple[float, float, float, float] | None = None,
+               areas: tuple[str, ...] | None = None) -> gpd.GeoDataFrame:
     """A plan's grids (WGS84, by code) with the columns of :data:`TABLE_FIELDS`.
 
     The village's town is its parent in ``admin_areas`` (the first nine digits of
@@ -119,7 +120,7 @@ def grid_table(engine: Engine, plan_id: int, *,
     empty for a regular grid; ``grid_worker`` is empty when no one is assigned.
     """
     info = get_plan(engine, plan_id)
-    grids = read_grids(engine, plan_id, bbox=bbox)
+    grids = read_grids(engine, plan_id, bbox=bbox, areas=areas)
     names, parents = _admin_names(engine, info.territory_id)
     workers = grid_workers(engine, info.territory_id)
     villages = grids["village_code"].astype(str)
@@ -356,8 +357,10 @@ class Export:
     media_type: str
 
 
-def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path) -> Export:
-    """Write plan ``plan_id`` into ``folder`` in format ``fmt``; the caller removes it."""
+def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path,
+                areas: tuple[str, ...] | None = None) -> Export:
+    """Write plan ``plan_id`` into ``folder`` in format ``fmt`` (``areas``: only the grids
+    within these codes); the caller removes it."""
     if fmt not in FORMATS:
         raise GridmapError(f"unknown export format {fmt!r}; use one of "
                            f"{', '.join(FORMATS)}")
@@ -365,6 +368,6 @@ def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path) -> Export:
     territory_name = _territory_name(engine, plan.territory_id)
     filename, ascii_filename = export_filename(plan.territory_id, territory_name,
                                                plan.version, fmt)
-    path = write_export(grid_table(engine, plan_id), fmt, folder / ascii_filename,
+    path = write_export(grid_table(engine, plan_id, areas=areas), fmt, folder / ascii_filename,
                         _meta(plan, territory_name))
     return Export(path, filename, ascii_filename, FORMATS[fmt].media_type)

@@ -373,3 +373,62 @@ LAYER_MODELS: dict[str, type[Base]] = {
     "facilities": Facility,
     "dedicated_areas": DedicatedArea,
 }
+
+
+#: Who may do what (api/auth.py gives each role its permissions).
+ROLES = ("admin", "planner", "operator", "grid_worker", "reporter", "viewer")
+
+
+class Account(Base):
+    """A person or an integration that signs in: a role and the areas it is bound to."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(_enum("account_role", ROLES))
+    #: Area codes (district, town, village/community or grid), comma-separated; ``*`` is
+    #: every area. The account sees and acts on what lies under one of them.
+    areas: Mapped[str] = mapped_column(String(400))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: When the password, role, areas or state last changed: tokens issued before are void.
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """A long-lived key of an account for integrations (only its SHA-256 is stored)."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who read personal data or changed something, when, through which request."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    username: Mapped[str | None] = mapped_column(String(60), index=True)
+    role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(400))
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ServiceSecret(Base):
+    """A secret of the service made on first use (the key that signs tokens), shared by
+    every server process through the store."""
+
+    __tablename__ = "service_secrets"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

@@ -12,6 +12,7 @@ import shapely
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from gis import models
+from gis.accounts import within_areas
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.store import _wkb
 
@@ -182,11 +183,13 @@ def publish_plan(engine: Engine, plan_id: int, *, by: str | None = None,
 
 def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float, float] | None
                = None, village: str | None = None, town: str | None = None,
-               flags: list[str] | None = None) -> gpd.GeoDataFrame:
+               flags: list[str] | None = None, areas: tuple[str, ...] | None = None
+               ) -> gpd.GeoDataFrame:
     """A plan's grids (WGS84), optionally only those meeting every filter given.
 
     ``flags``: grids carrying any of these flags; ``["regular"]`` (or an empty
-    string) selects grids without flags.
+    string) selects grids without flags. ``areas``: grids whose code lies within one of
+    these area codes.
     """
     get_plan(engine, plan_id)
     table = models.Grid.__table__
@@ -197,6 +200,9 @@ def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float,
         query = query.where(table.c.village_code == village)
     if town:
         query = query.where(table.c.village_code.startswith(town))
+    scope = within_areas(table.c.code, areas)
+    if scope is not None:
+        query = query.where(scope)
     with engine.connect() as conn:
         frame = pd.DataFrame(conn.execute(query).mappings().all(),
                              columns=["id", *GRID_FIELDS, "wkb"])

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     basemap_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
     #: Vector tiles kept in memory per server process (megabytes; 0 turns the cache off).
     tile_cache_mb: int = 64
+    #: Accounts: how long a token from POST /token lasts (minutes), and events one account
+    #: may create per minute on average (POST /events; bursts of ``event_rate_burst``; 0
+    #: turns the limit off). Each server process counts on its own.
+    token_minutes: int = 480
+    event_rate_per_minute: float = 600.0
+    event_rate_burst: int = 120
+    #: Sign-in cookies only over HTTPS (set it when the service is behind TLS).
+    secure_cookies: bool = False
 
 
 @lru_cache

@@ -145,6 +145,17 @@ def delete_territory(engine: Engine, territory_id: int) -> None:
             raise NotFound(f"no territory {territory_id}")
 
 
+def territory_roots(engine: Engine, territory_id: int) -> tuple[str, ...]:
+    """The codes of a territory's top admin areas (its district, or the towns when no
+    district is stored): every area of it lies under one of them."""
+    table = models.AdminArea.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(table.c.code, table.c.parent_code).where(
+            table.c.territory_id == territory_id)).all()
+    codes = {str(r.code) for r in rows}
+    return tuple(sorted(str(r.code) for r in rows if r.parent_code not in codes))
+
+
 def territory_row(engine: Engine, territory_id: int) -> Any:
     """A territory's row (id, name, metric_epsg, source, created_at), or NotFound."""
     with engine.connect() as conn:

@@ -12,6 +12,7 @@ import shapely
 from sqlalchemy import Engine, func
 
 from gis import models
+from gis.accounts import within_areas
 from gis.crs import wgs84_from_bd09, wgs84_from_gcj02
 from gis.edits import plan_blocks_query
 from gis.plans import get_plan
@@ -90,11 +91,15 @@ def read_overlay(engine: Engine, territory_id: int, layer: str, *, bbox: BBox | 
 
 def read_plan_blocks(engine: Engine, plan_id: int, *, bbox: BBox | None = None,
                      limit: int = FEATURE_CAP, grid: str | None = None,
-                     village: str | None = None) -> gpd.GeoDataFrame:
+                     village: str | None = None, areas: tuple[str, ...] | None = None
+                     ) -> gpd.GeoDataFrame:
     """Up to ``limit + 1`` blocks of a plan (WGS84) meeting ``bbox`` (and of one grid or
-    village), with their number and grid code."""
+    village; of grids within ``areas``), with their number and grid code."""
     get_plan(engine, plan_id)              # NotFound when there is no such plan
     query = plan_blocks_query(plan_id, grid=grid, village=village)
+    scope = within_areas(models.Block.__table__.c.grid_code, areas)
+    if scope is not None:
+        query = query.where(scope)
     where = _in_bbox(models.Block.__table__.c.geom, bbox)
     if where is not None:
         query = query.where(where)

@@ -172,9 +172,12 @@ def plan_stamp(engine: Engine, plan_id: int) -> PlanStamp:
     return PlanStamp(plan_id, hashlib.sha1(seed.encode()).hexdigest()[:12])
 
 
-def etag(stamp: PlanStamp, tile: Tile, band: tuple[int, int], backend: str) -> str:
-    """A strong ETag for a tile: what its bytes are a function of, hashed."""
-    seed = f"{FORMAT_VERSION}:{backend}:{stamp.plan_id}:{stamp.token}:{band[0]}-{band[1]}:{tile}"
+def etag(stamp: PlanStamp, tile: Tile, band: tuple[int, int], backend: str,
+         areas: tuple[str, ...] | None = None) -> str:
+    """A strong ETag for a tile: what its bytes are a function of (the plan, the band and
+    the areas of the account asking), hashed."""
+    seed = (f"{FORMAT_VERSION}:{backend}:{stamp.plan_id}:{stamp.token}:{band[0]}-{band[1]}:"
+            f"{tile}:{','.join(areas or ())}")
     return '"' + hashlib.sha1(seed.encode()).hexdigest()[:24] + '"'
 
 
@@ -201,7 +204,7 @@ WITH env AS (
                     '') AS flags,
            ST_AsMVTGeom(ST_Transform(g.geom, 3857), env.tile, {EXTENT}, {BUFFER}, true) AS geom
     FROM grids AS g, env
-    WHERE g.plan_id = :plan AND g.geom && env.box
+    WHERE g.plan_id = :plan AND g.geom && env.box {{areas}}
     ORDER BY g.code
 )
 SELECT ST_AsMVT(features.*, '{LAYER}', {EXTENT}, 'geom', 'id') FROM features
@@ -209,18 +212,28 @@ WHERE geom IS NOT NULL
 """
 
 
-def render_postgis(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int]) -> bytes:
+def _area_sql(areas: tuple[str, ...] | None) -> tuple[str, dict[str, str]]:
+    """SQL keeping grids whose code lies within the areas (empty for every area)."""
+    if areas is None or "*" in areas:
+        return "", {}
+    params = {f"area{i}": f"{a}%" for i, a in enumerate(areas)}
+    return "AND (" + " OR ".join(f"g.code LIKE :{k}" for k in params) + ")", params
+
+
+def render_postgis(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int],
+                   areas: tuple[str, ...] | None = None) -> bytes:
     """The tile by PostGIS' ST_AsMVT (b'' when no grid meets it)."""
     west, south, east, north = tile_bounds(tile, BUFFER / EXTENT)
+    where, params = _area_sql(areas)
     with engine.connect() as conn:
-        data = conn.execute(text(POSTGIS_SQL), {
+        data = conn.execute(text(POSTGIS_SQL.replace("{areas}", where)), {
             "z": tile.z, "x": tile.x, "y": tile.y, "w": west, "s": south, "e": east,
-            "n": north, "plan": plan_id, "lo": band[0], "hi": band[1]}).scalar_one()
+            "n": north, "plan": plan_id, "lo": band[0], "hi": band[1], **params}).scalar_one()
     return bytes(data or b"")
 
 
-def _read_box(engine: Engine, plan_id: int, box: tuple[float, float, float, float]
-              ) -> list[Any]:
+def _read_box(engine: Engine, plan_id: int, box: tuple[float, float, float, float],
+              areas: tuple[str, ...] | None = None) -> list[Any]:
     """Rows of the plan's grids whose bounding box meets ``box`` (WGS84), by the spatial
     index of either backend."""
     west, south, east, north = box
@@ -231,11 +244,12 @@ def _read_box(engine: Engine, plan_id: int, box: tuple[float, float, float, floa
                  "AND ymin <= :n AND ymax >= :s)")
     else:
         where = "g.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)"
+    scope, params = _area_sql(areas)
     query = text(f"SELECT {columns} FROM grids AS g WHERE g.plan_id = :plan AND {where} "
-                 "ORDER BY g.code")
+                 f"{scope} ORDER BY g.code")
     with engine.connect() as conn:
         return list(conn.execute(query, {"plan": plan_id, "w": west, "s": south, "e": east,
-                                         "n": north}))
+                                         "n": north, **params}))
 
 
 def _flags(value: Any) -> str:
@@ -268,11 +282,12 @@ def status_of(kind: str, households: int, band: tuple[int, int]) -> str:
     return "in_band"
 
 
-def render_python(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int]) -> bytes:
+def render_python(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int],
+                  areas: tuple[str, ...] | None = None) -> bytes:
     """The same tile made in Python: the grids of the buffered tile's box read from the
     store, projected, clipped and snapped with shapely, encoded by mapbox-vector-tile.
     For SpatiaLite, which has no ST_AsMVT (and the benchmark's baseline on PostGIS)."""
-    rows = _read_box(engine, plan_id, tile_bounds(tile, BUFFER / EXTENT))
+    rows = _read_box(engine, plan_id, tile_bounds(tile, BUFFER / EXTENT), areas)
     if not rows:
         return b""
     geoms = to_tile_coords(shapely.from_wkb([bytes(r.wkb) for r in rows]), tile)
@@ -297,16 +312,16 @@ def render_python(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int
 
 
 def render_tile(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int],
-                method: str = "auto") -> bytes:
+                method: str = "auto", areas: tuple[str, ...] | None = None) -> bytes:
     """The grids of ``plan_id`` in ``tile`` as MVT bytes (layer :data:`LAYER`); b'' when the
     tile holds none. ``method``: ``sql`` (PostGIS ST_AsMVT), ``python``, or ``auto`` (SQL on
-    PostGIS, Python on SpatiaLite)."""
+    PostGIS, Python on SpatiaLite). ``areas``: only grids whose code lies within these."""
     if method == "auto":
         method = "python" if engine.dialect.name == "sqlite" else "sql"
     if method == "sql":
-        return render_postgis(engine, plan_id, tile, band)
+        return render_postgis(engine, plan_id, tile, band, areas)
     if method == "python":
-        return render_python(engine, plan_id, tile, band)
+        return render_python(engine, plan_id, tile, band, areas)
     raise ValueError(f"unknown tile method {method!r}")
 
 

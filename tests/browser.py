@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import uvicorn
+from signin import account_key
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -46,15 +47,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: Any) -> Iterator[LiveServer]:
-    """Serve ``app`` on a free local port until the block ends."""
+def live_server(app: Any, sign_in: bool = True) -> Iterator[LiveServer]:
+    """Serve ``app`` on a free local port until the block ends. With ``sign_in``, a request
+    that brings no credentials of its own (bearer token, API key or sign-in cookie) is made
+    as the test administrator: the pages and clients of most tests need no sign-in step,
+    while the service still checks every credential."""
     port = free_port()
     running = LiveServer(f"http://127.0.0.1:{port}")
+    key = account_key(app.state.engine).encode() if sign_in else b""
 
     async def logged(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             running.requests.append((scope["path"],
                                      parse_qs(scope["query_string"].decode())))
+            headers = dict(scope["headers"])
+            if key and not (b"authorization" in headers or b"x-api-key" in headers
+                            or b"gridmap_token=" in headers.get(b"cookie", b"")):
+                scope = {**scope, "headers": [*scope["headers"], (b"x-api-key", key)]}
         await app(scope, receive, send)
 
     uv = uvicorn.Server(uvicorn.Config(logged, host="127.0.0.1", port=port,

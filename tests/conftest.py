@@ -207,6 +207,7 @@ def tiny() -> dict[str, gpd.GeoDataFrame]:
 
 from demo_plan import BACKENDS, DemoStore, demo_store  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from signin import client_for  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 
@@ -222,5 +223,5 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def client(store: DemoStore) -> Iterator[TestClient]:
     """The service over that store."""
-    with TestClient(create_app(store.settings, store.engine)) as c:
+    with client_for(create_app(store.settings, store.engine)) as c:
         yield c

@@ -24,6 +24,7 @@ import pytest
 import shapely
 from conftest import new_postgis_database, tiny_layers, write_layers
 from fastapi.testclient import TestClient
+from signin import client_for
 from sqlalchemy import Engine, insert
 
 from api.app import create_app
@@ -125,7 +126,7 @@ def demo_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     url = _database(request, backend, tmp)
     engine = make_engine(url)
     settings = Settings(database_url=url, page_limit=PAGE_LIMIT, page_limit_max=PAGE_LIMIT_MAX)
-    with TestClient(create_app(settings, engine)) as client:
+    with client_for(create_app(settings, engine)) as client:
         territory_id = _upload(client, _demo().write(tmp / "demo.gpkg"), DEMO_NAME)
         tiny_id = _upload(client, write_layers(tiny_layers(), tmp / "tiny", "GPKG"), "小区域")
         territory = load_territory(engine, territory_id)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, func, select
 
+from api.auth import PlansRead, partial
 from api.deps import IdQuery, get_engine
 from gis import models
 from gis.errors import NotFound
@@ -50,12 +51,15 @@ class AreaOut(BaseModel):
             summary="A district, town or village/community with its parent, children and "
                     "grids")
 def area(
+    who: PlansRead,
     code: str,
     territory: IdQuery = None,
     plan: IdQuery = None,
     geometry: Annotated[bool, Query(description="Include the outline")] = False,
     engine: Engine = Depends(get_engine),
 ) -> AreaOut:
+    if not who.overlaps(code):
+        raise NotFound(f"no admin area with code {code!r}")
     table = models.AdminArea.__table__
     query = select(table.c.territory_id, table.c.code, table.c.name, table.c.level,
                    table.c.kind, table.c.parent_code,
@@ -82,7 +86,8 @@ def area(
             raise NotFound(f"plan {plan_id} is not a plan of territory {tid}")
         grids = read_grids(engine, plan_id,
                            village=code if row.level == "village" else None,
-                           town=code if row.level == "town" else None)
+                           town=code if row.level == "town" else None,
+                           areas=partial(who))
         grid_refs = [GridRef(code=g.code, name=g.name, households=int(g.households),
                              flags=list(g.flags or [])) for g in grids.itertuples()]
     outline = json.loads(shapely.to_geojson(shapely.from_wkb(bytes(row.wkb)))) \
@@ -91,6 +96,7 @@ def area(
         territory_id=tid, code=row.code, name=row.name, level=row.level, kind=row.kind,
         parent=AreaRef(code=parent.code, name=parent.name, level=parent.level)
         if parent else None,
-        children=[AreaRef(code=c.code, name=c.name, level=c.level) for c in children],
+        children=[AreaRef(code=c.code, name=c.name, level=c.level) for c in children
+                  if who.overlaps(c.code)],
         plan_id=plan_id, grids=grid_refs, households=sum(g.households for g in grid_refs),
         geometry=outline)

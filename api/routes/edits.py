@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine
 
+from api.auth import PlansRead, PlansWrite, check_plan
 from api.deps import USER, Id, author, get_engine
 from api.problems import MEDIA_TYPE, BadRequest
 from api.routes.plans import PlanOut
@@ -249,13 +250,15 @@ def _compute(body: Any) -> Any:
 @router.post("/plans/{plan_id}/edits", response_model=EditOut, responses=PROBLEM_RESPONSES,
              summary="Edit a draft plan (move, merge, split, redraw, lock, unlock, rename, "
                      "rebalance)")
-def make_edit(plan_id: Id, request: Request, body: Annotated[EditBody, Body()],
+def make_edit(plan_id: Id, request: Request, who: PlansWrite,
+              body: Annotated[EditBody, Body()],
               if_match: Annotated[str | None, IF_MATCH] = None,
               user: Annotated[str | None, USER] = None,
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
+    check_plan(request, who, plan_id, whole=True)
     try:
-        out = edit_plan(engine, plan_id, expected, _compute(body), author=author(user),
+        out = edit_plan(engine, plan_id, expected, _compute(body), author=author(user, who),
                         note=body.note)
     except StaleVersion as exc:
         return _stale(request, exc)
@@ -264,13 +267,15 @@ def make_edit(plan_id: Id, request: Request, body: Annotated[EditBody, Body()],
 
 @router.post("/plans/{plan_id}/undo", response_model=EditOut, responses=PROBLEM_RESPONSES,
              summary="Undo the latest edit of a draft plan")
-def undo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Body()] = None,
+def undo_edit(plan_id: Id, request: Request, who: PlansWrite,
+              body: Annotated[StepBody | None, Body()] = None,
               if_match: Annotated[str | None, IF_MATCH] = None,
               user: Annotated[str | None, USER] = None,
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
+    check_plan(request, who, plan_id, whole=True)
     try:
-        out = undo(engine, plan_id, expected, author=author(user),
+        out = undo(engine, plan_id, expected, author=author(user, who),
                    note=body.note if body else None)
     except StaleVersion as exc:
         return _stale(request, exc)
@@ -279,13 +284,15 @@ def undo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Bo
 
 @router.post("/plans/{plan_id}/redo", response_model=EditOut, responses=PROBLEM_RESPONSES,
              summary="Redo the earliest undone edit of a draft plan")
-def redo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Body()] = None,
+def redo_edit(plan_id: Id, request: Request, who: PlansWrite,
+              body: Annotated[StepBody | None, Body()] = None,
               if_match: Annotated[str | None, IF_MATCH] = None,
               user: Annotated[str | None, USER] = None,
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
+    check_plan(request, who, plan_id, whole=True)
     try:
-        out = redo(engine, plan_id, expected, author=author(user),
+        out = redo(engine, plan_id, expected, author=author(user, who),
                    note=body.note if body else None)
     except StaleVersion as exc:
         return _stale(request, exc)
@@ -295,7 +302,9 @@ def redo_edit(plan_id: Id, request: Request, body: Annotated[StepBody | None, Bo
 @router.get("/plans/{plan_id}/edits", response_model=list[HistoryEntry],
             responses={404: {"description": "No such plan"}},
             summary="A plan's edit history (who, what, when), oldest first")
-def history(plan_id: Id, engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
+def history(plan_id: Id, request: Request, who: PlansRead,
+            engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
+    check_plan(request, who, plan_id, whole=True)
     return list_edits(engine, plan_id)
 
 
@@ -306,10 +315,12 @@ class CopyBody(BaseModel):
 @router.post("/plans/{plan_id}/copy", response_model=PlanOut, status_code=201,
              responses={404: {"description": "No such plan"}},
              summary="A new draft from any plan (to edit a published or archived one)")
-def copy(plan_id: Id, body: Annotated[CopyBody | None, Body()] = None,
+def copy(plan_id: Id, request: Request, who: PlansWrite,
+         body: Annotated[CopyBody | None, Body()] = None,
          user: Annotated[str | None, USER] = None,
          engine: Engine = Depends(get_engine)) -> Response:
-    new_id = copy_plan(engine, plan_id, author=author(user), note=body.note if body else None)
+    check_plan(request, who, plan_id, whole=True)
+    new_id = copy_plan(engine, plan_id, author=author(user, who), note=body.note if body else None)
     info = get_plan(engine, new_id)
     return JSONResponse(PlanOut(**info.as_dict()).model_dump(), status_code=201,
                         headers={"ETag": etag(info.edit_version),

@@ -16,8 +16,22 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, delete, insert, select
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import (
+    EventsAct,
+    EventsCreate,
+    EventsImport,
+    EventsRead,
+    Principal,
+    StaffWrite,
+    authenticate,
+    check_code,
+    check_territory,
+    outside,
+    partial,
+)
 from api.deps import Id, IdQuery, check_encoding, get_engine
-from api.problems import BadRequest
+from api.problems import BadRequest, Forbidden
+from events.privacy import mask_event, mask_routing
 from events.routing import RouterCache
 from events.rules import SOURCES, Rules, describe
 from events.store import (
@@ -103,8 +117,18 @@ class StaffIn(BaseModel):
     grids: list[str] = Field(default_factory=list, description="Grid codes looked after")
 
 
-def _with_light(event: dict[str, Any], rules: Rules, now: datetime) -> dict[str, Any]:
+def _with_light(event: dict[str, Any], rules: Rules, now: datetime, who: Principal
+                ) -> dict[str, Any]:
+    """The event as the account may see it: its light, names and phones masked unless the
+    role needs them."""
     event["light"] = event_light(event, rules, now)
+    return event if who.can("personal") else mask_event(event)
+
+
+def _visible(engine: Engine, event_id: int, who: Principal) -> dict[str, Any]:
+    """The event, or 404 when it lies outside the account's areas."""
+    event = get_event(engine, event_id)
+    check_code(who, event["grid_code"], f"event {event_id}")
     return event
 
 
@@ -113,6 +137,7 @@ def _with_light(event: dict[str, Any], rules: Rules, now: datetime) -> dict[str,
                        422: {"description": "Bad coordinates or coordinate system"}})
 async def route(
     request: Request,
+    who: EventsCreate,
     x: Annotated[float, Query(description="Longitude or easting")],
     y: Annotated[float, Query(description="Latitude or northing")],
     coord_sys: Annotated[str, Query(min_length=1, max_length=200)],
@@ -124,7 +149,10 @@ async def route(
     published = cache.fresh(territory)
     if published is None:
         published = await run_in_threadpool(cache.get, territory)
-    return JSONResponse(published.route(x, y, coord_sys)[0])
+    answer = published.route(x, y, coord_sys)[0]
+    if not who.covers(answer["grid_code"]):
+        raise outside(who, f"the point (grid {answer['grid_code']})")
+    return JSONResponse(answer if who.can("personal") else mask_routing(answer))
 
 
 @router.post("/events", status_code=201, summary="Report an event: routed and stored",
@@ -133,18 +161,21 @@ async def route(
                         409: {"description": "No published plan to route against"},
                         422: {"description": "Bad coordinates, coordinate system or "
                                              "category; nothing stored"}})
-async def report_event(body: EventIn, request: Request,
+async def report_event(body: EventIn, request: Request, who: EventsCreate,
                        engine: Engine = Depends(get_engine)) -> JSONResponse:
     # Checks and routing on the event loop (microseconds of CPU; one thread keeps one set of
     # pyproj transformers, which pyproj makes per thread), the database work in a thread.
     rules = rules_of(request)
     rules.check_category(body.category)
+    request.app.state.event_limit.take(who.username, "events")
     key = request.headers.get("idempotency-key") or body.idempotency_key
     cache = routers_of(request)
     published = cache.fresh(body.territory_id)
     if published is None:
         published = await run_in_threadpool(cache.get, body.territory_id)
     routed = published.route(body.x, body.y, body.coord_sys)[0]
+    if not who.covers(routed["grid_code"]):
+        raise outside(who, f"the event's place (grid {routed['grid_code']}); nothing stored")
     fields = {**body.model_dump(exclude={"x", "y", "territory_id", "idempotency_key"}),
               "x": body.x, "y": body.y, "idempotency_key": key,
               **{k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
@@ -153,8 +184,8 @@ async def report_event(body: EventIn, request: Request,
     fields["reported_at"] = body.reported_at or now_of(request)
     created = await run_in_threadpool(create_event, engine, fields, routed["lon"],
                                       routed["lat"], rules)
-    event = _with_light(created.event, rules, now_of(request))
-    event["routing"] = routed
+    created.event["routing"] = routed
+    event = _with_light(created.event, rules, now_of(request), who)
     # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
     return JSONResponse(event, status_code=201 if created.created else 200)
 
@@ -190,6 +221,7 @@ def _read_table(data: bytes, filename: str, encoding: str | None) -> pd.DataFram
                         422: {"description": "A bad row (named); nothing stored"}})
 def import_events(
     request: Request,
+    who: EventsImport,
     file: Annotated[UploadFile, File(description="CSV or GeoJSON of points")],
     coord_sys: Annotated[str, Form(min_length=1, max_length=200)],
     territory_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
@@ -231,6 +263,13 @@ def import_events(
     published = routers_of(request).get(territory_id)
     checked = time.perf_counter()
     routed = published.route_columns(x, y, coord_sys)
+    if not who.everywhere:
+        codes = pd.Series(routed["grid_code"], dtype=object).fillna("")
+        out = np.flatnonzero(~codes.str.startswith(tuple(who.areas)).to_numpy(dtype=bool))
+        if out.size:
+            raise Forbidden(f"{name}: {out.size} rows lie outside your areas "
+                            f"({', '.join(who.areas)}), the first row {int(out[0]) + 1} in "
+                            f"grid {codes.iloc[int(out[0])]}; nothing was imported")
     now = now_of(request)
     desc = table["description"].astype(str).to_numpy(dtype=object) if "description" in table \
         else None
@@ -255,24 +294,26 @@ def import_events(
 @router.get("/events", summary="Events, newest first, with their light")
 def events(
     request: Request,
+    who: EventsRead,
     territory: IdQuery = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
     grid: Annotated[str | None, Query(max_length=20)] = None,
     village: Annotated[str | None, Query(max_length=12)] = None,
     town: Annotated[str | None, Query(max_length=9)] = None,
     open_only: Annotated[bool, Query(alias="open")] = False,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     engine: Engine = Depends(get_engine),
 ) -> list[dict[str, Any]]:
     rules, now = rules_of(request), now_of(request)
-    return [_with_light(e, rules, now) for e in list_events(
+    return [_with_light(e, rules, now, who) for e in list_events(
         engine, territory_id=territory, status=status, grid=grid, village=village, town=town,
-        open_only=open_only, limit=limit, offset=offset)]
+        open_only=open_only, limit=limit, offset=offset, areas=partial(who))]
 
 
 @router.get("/events/rules", summary="Categories, sources, levels and time limits")
-def event_rules(request: Request) -> dict[str, Any]:
+async def event_rules(request: Request) -> dict[str, Any]:
+    await authenticate(request)
     rules = rules_of(request)
     return {**describe(), "limits_hours": rules.limits, "yellow_share": rules.yellow_share}
 
@@ -281,12 +322,13 @@ def event_rules(request: Request) -> dict[str, Any]:
                                      "village, town or district")
 def stats(
     request: Request,
+    who: EventsRead,
     by: Annotated[Literal["grid", "village", "town", "district"], Query()] = "grid",
     territory: IdQuery = None,
     engine: Engine = Depends(get_engine),
 ) -> dict[str, Any]:
     groups = light_counts(engine, rules_of(request), now_of(request), by=by,
-                          territory_id=territory)
+                          territory_id=territory, areas=partial(who))
     total = {k: sum(g[k] for g in groups.values())
              for k in ("open", "green", "yellow", "red", "resolved", "resolved_on_time")}
     total["on_time_rate"] = (round(total["resolved_on_time"] / total["resolved"], 4)
@@ -296,55 +338,63 @@ def stats(
 
 @router.get("/events/{event_id}", responses=NOT_FOUND,
             summary="One event with its history and light")
-def event(event_id: Id, request: Request,
+def event(event_id: Id, request: Request, who: EventsRead,
           engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    return _with_light(get_event(engine, event_id), rules_of(request), now_of(request))
+    return _with_light(_visible(engine, event_id, who), rules_of(request), now_of(request),
+                       who)
 
 
 @router.post("/events/{event_id}/actions", responses={
     **NOT_FOUND, 400: {"description": "The step breaks the workflow rules (says which)"}},
     summary="One workflow step: accept, dispatch, start, resolve, verify, close, reopen, "
             "escalate")
-def act(event_id: Id, body: ActionIn, request: Request,
+def act(event_id: Id, body: ActionIn, request: Request, who: EventsAct,
         engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     rules, now = rules_of(request), now_of(request)
-    return _with_light(transition(engine, event_id, body.action, actor=body.actor,
+    _visible(engine, event_id, who)
+    # A grid worker acts as themself; an operator may record the person at the station.
+    actor = who.label if who.role == "grid_worker" else body.actor
+    return _with_light(transition(engine, event_id, body.action, actor=actor,
                                   rules=rules, now=now, reason=body.reason,
                                   handler=body.handler, rating=body.rating,
-                                  feedback=body.feedback), rules, now)
+                                  feedback=body.feedback), rules, now, who)
 
 
 @router.post("/events/{event_id}/reroute", responses={
     **NOT_FOUND, 409: {"description": "No published plan"}},
     summary="Route an event again under the published plan (explicit and audited)")
-def reroute_event(event_id: Id, body: RerouteIn, request: Request,
+def reroute_event(event_id: Id, body: RerouteIn, request: Request, who: EventsAct,
                   engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    current = get_event(engine, event_id, with_history=False)
+    current = _visible(engine, event_id, who)
     published = routers_of(request).get(current["territory_id"])
     with engine.connect() as conn:
         row = conn.execute(select(models.Event.x, models.Event.y, models.Event.coord_sys)
                            .where(models.Event.id == event_id)).one()
     routed = published.route(row.x, row.y, row.coord_sys)[0]
+    if not who.covers(routed["grid_code"]):
+        raise outside(who, f"the grid it would move to ({routed['grid_code']})")
     values = {k: routed[k] for k in ("plan_id", "grid_id", "grid_code", "village_code",
                                      "town_code", "district_code", "distance_m",
                                      "other_grid_code", "flags")}
     return _with_light(reroute(engine, event_id, values, actor=body.actor, reason=body.reason,
-                               now=now_of(request)), rules_of(request), now_of(request))
+                               now=now_of(request)), rules_of(request), now_of(request), who)
 
 
 @router.post("/events/escalate-overdue", summary="Escalate every open event whose time at its "
                                                 "level ran out (also done every minute)")
-def escalate(request: Request, territory: IdQuery = None,
+def escalate(request: Request, who: EventsAct, territory: IdQuery = None,
              engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    ids = escalate_overdue(engine, rules_of(request), now_of(request), territory)
+    ids = escalate_overdue(engine, rules_of(request), now_of(request), territory,
+                           partial(who))
     return {"escalated": ids}
 
 
 @router.put("/territories/{territory_id}/staff", tags=["territories"],
             summary="Replace the territory's staff roster (grid workers and their grids)",
             responses={404: {"description": "No such territory"}})
-def put_staff(territory_id: Id, body: list[StaffIn], request: Request,
+def put_staff(territory_id: Id, body: list[StaffIn], request: Request, who: StaffWrite,
               engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    check_territory(request, who, territory_id, whole=True)
     with engine.begin() as conn:
         if conn.execute(select(models.Territory.id).where(
                 models.Territory.id == territory_id)).first() is None:

@@ -8,11 +8,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 
+from api.auth import PlansRead, check_plan, partial
 from api.deps import Id, get_engine
 from gis.exports import FORMATS, content_disposition, export_plan
 
@@ -45,10 +46,12 @@ assert {f.value for f in ExportFormat} == set(FORMATS), "ExportFormat must list 
     responses={200: {"content": {f.media_type.split(";")[0]: {} for f in FORMATS.values()},
                      "description": "The file, as an attachment"},
                404: {"description": "No such plan"}})
-def export(plan_id: Id, fmt: ExportFormat, engine: Engine = Depends(get_engine)) -> Any:
+def export(plan_id: Id, fmt: ExportFormat, request: Request, who: PlansRead,
+           engine: Engine = Depends(get_engine)) -> Any:
+    check_plan(request, who, plan_id)
     folder = Path(tempfile.mkdtemp(prefix="gridmap-export-"))
     try:
-        done = export_plan(engine, plan_id, fmt.value, folder)
+        done = export_plan(engine, plan_id, fmt.value, folder, partial(who))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine, select
 
+from api.auth import PlansRead, Principal, partial, visible
 from api.deps import get_engine, get_settings
 from api.problems import BadRequest, NotAcceptable
 from api.routes.plans import parse_bbox
@@ -219,14 +220,17 @@ def _collection(engine: Engine, collection_id: str) -> Collection:
                    "/ogc/collections")
 
 
-def _features(engine: Engine, collection: Collection,
+def _features(engine: Engine, collection: Collection, who: Principal,
               bbox: tuple[float, float, float, float] | None = None) -> gpd.GeoDataFrame:
-    """The collection's features (WGS84, in id order), only those meeting ``bbox`` if given."""
+    """The collection's features (WGS84, in id order) the account may see, only those meeting
+    ``bbox`` if given."""
     if collection.kind == "grids":
         assert collection.plan_id is not None
-        return grid_table(engine, collection.plan_id, bbox=bbox)
+        return grid_table(engine, collection.plan_id, bbox=bbox, areas=partial(who))
     areas = read_layer(engine, collection.territory_id, "admin_areas")
     areas = areas.sort_values("code", kind="stable").reset_index(drop=True)
+    if not who.everywhere:
+        areas = areas[np.asarray([who.overlaps(str(c)) for c in areas["code"]], dtype=bool)]
     if bbox is not None:
         areas = areas[shapely.intersects(areas.geometry.to_numpy(), shapely.box(*bbox))]
     return areas.reset_index(drop=True)
@@ -238,8 +242,8 @@ def _extent(features: gpd.GeoDataFrame) -> list[float] | None:
     return [round(float(v), 7) for v in features.total_bounds]
 
 
-def _collection_doc(request: Request, collection: Collection, engine: Engine
-                    ) -> dict[str, Any]:
+def _collection_doc(request: Request, collection: Collection, engine: Engine,
+                    who: Principal) -> dict[str, Any]:
     base = f"/ogc/collections/{collection.id}"
     links = [
         _link(_href(request, base), "self", JSON, "This collection"),
@@ -258,7 +262,7 @@ def _collection_doc(request: Request, collection: Collection, engine: Engine
         "storageCrs": CRS84,
         "links": links,
     }
-    bounds = _extent(_features(engine, collection))
+    bounds = _extent(_features(engine, collection, who))
     if bounds is not None:
         doc["extent"] = {"spatial": {"bbox": [bounds], "crs": CRS84}}
     return doc
@@ -292,7 +296,7 @@ def _page_limit(limit: int | None, settings: Settings) -> int:
 
 @router.get("", summary="Landing page of the OGC API – Features",
             responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
-def landing(request: Request, f: Format = None) -> JSONResponse:
+def landing(request: Request, who: PlansRead, f: Format = None) -> JSONResponse:
     media_type = negotiate(request, f, features=False)
     app = request.app
     links = [
@@ -318,30 +322,39 @@ def landing(request: Request, f: Format = None) -> JSONResponse:
 
 @router.get("/conformance", summary="The conformance classes implemented",
             responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
-def conformance(request: Request, f: Format = None) -> JSONResponse:
+def conformance(request: Request, who: PlansRead, f: Format = None) -> JSONResponse:
     return _json({"conformsTo": CONFORMANCE}, negotiate(request, f, features=False))
 
 
 @router.get("/collections", summary="The collections: published grids and admin areas",
             responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
-def collections(request: Request, f: Format = None,
+def collections(request: Request, who: PlansRead, f: Format = None,
                 engine: Engine = Depends(get_engine)) -> JSONResponse:
     media_type = negotiate(request, f, features=False)
     return _json({
         "links": [_link(_href(request, "/ogc/collections"), "self", JSON,
                         "The collections")],
         "crs": [CRS84],
-        "collections": [_collection_doc(request, c, engine) for c in _collections(engine)],
+        "collections": [_collection_doc(request, c, engine, who) for c in _collections(engine)
+                        if visible(request, who, c.territory_id)],
     }, media_type)
 
 
 @router.get("/collections/{collectionId}", summary="One collection",
             responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
-def collection(request: Request, collection_id: CollectionId, f: Format = None,
-               engine: Engine = Depends(get_engine)) -> JSONResponse:
+def collection(request: Request, who: PlansRead, collection_id: CollectionId,
+               f: Format = None, engine: Engine = Depends(get_engine)) -> JSONResponse:
     media_type = negotiate(request, f, features=False)
-    return _json(_collection_doc(request, _collection(engine, collection_id), engine),
-                 media_type)
+    return _json(_collection_doc(request, _visible(request, who, engine, collection_id),
+                                 engine, who), media_type)
+
+
+def _visible(request: Request, who: Principal, engine: Engine, collection_id: str
+             ) -> Collection:
+    found = _collection(engine, collection_id)
+    if not visible(request, who, found.territory_id):
+        raise NotFound(f"no collection {collection_id!r}")
+    return found
 
 
 @router.get(
@@ -351,6 +364,7 @@ def collection(request: Request, collection_id: CollectionId, f: Format = None,
                **NOT_FOUND})
 def items(
     request: Request,
+    who: PlansRead,
     collection_id: CollectionId,
     bbox: Annotated[str | None, Query(description=(
         "minlon,minlat,maxlon,maxlat (CRS84); features intersecting it"))] = None,
@@ -368,9 +382,9 @@ def items(
 ) -> Response:
     media_type = negotiate(request, f, features=True)
     _check_crs(crs)
-    found = _collection(engine, collection_id)
+    found = _visible(request, who, engine, collection_id)
     size = _page_limit(limit, settings)
-    features = _features(engine, found, _bbox(bbox, bbox_crs))
+    features = _features(engine, found, who, _bbox(bbox, bbox_crs))
     page = features.iloc[offset:offset + size]
     base = f"/ogc/collections/{found.id}"
     links = [_link(str(request.url), "self", GEOJSON, "This page"),
@@ -394,6 +408,7 @@ def items(
     responses={200: {"content": {GEOJSON: {}}, "description": "A Feature"}, **NOT_FOUND})
 def item(
     request: Request,
+    who: PlansRead,
     collection_id: CollectionId,
     feature_id: Annotated[str, Path(alias="featureId", description=(
         "The grid code (grids) or statistical code (areas)"))],
@@ -403,8 +418,8 @@ def item(
 ) -> Response:
     media_type = negotiate(request, f, features=True)
     _check_crs(crs)
-    found = _collection(engine, collection_id)
-    features = _features(engine, found)
+    found = _visible(request, who, engine, collection_id)
+    features = _features(engine, found, who)
     hit = features[np.asarray(features["code"] == feature_id, dtype=bool)]
     if hit.empty:
         raise NotFound(f"no feature {feature_id!r} in collection {found.id!r}")

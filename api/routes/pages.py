@@ -8,11 +8,22 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import shapely
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, func, select
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import (
+    PlansRead,
+    PlansWrite,
+    Principal,
+    authenticate,
+    check_plan,
+    check_territory,
+    partial,
+    visible,
+)
 from api.deps import Id, get_engine, get_settings
 from api.problems import BadRequest
 from api.routes.plans import GEOJSON, parse_bbox
@@ -71,12 +82,14 @@ def _bbox(text: str | None, display: Display | None, settings: Settings
             summary="One of a territory's layers as GeoJSON, for the planner map",
             responses={**GEOJSON_RESPONSES, 404: {"description": "No such territory"}})
 def territory_layer(
-    territory_id: Id, layer: OverlayLayer,
+    territory_id: Id, layer: OverlayLayer, request: Request, who: PlansRead,
     bbox: Annotated[str | None, BBOX_QUERY] = None,
     display: Annotated[Display | None, DISPLAY_QUERY] = None,
     limit: Annotated[int, LIMIT_QUERY] = FEATURE_CAP,
     engine: Engine = Depends(get_engine), settings: Settings = Depends(get_settings),
 ) -> Response:
+    # The layers are not cut by area: an account bound to part of the territory gets 403.
+    check_territory(request, who, territory_id, whole=True)
     frame = read_overlay(engine, territory_id, layer.value,
                          bbox=_bbox(bbox, display, settings), limit=limit)
     return _geojson(frame, bbox, display, limit, f"图层 {LAYERS[layer.value]}", settings,
@@ -88,6 +101,8 @@ def territory_layer(
             responses={**GEOJSON_RESPONSES, 404: {"description": "No such plan"}})
 def plan_blocks(
     plan_id: Id,
+    request: Request,
+    who: PlansRead,
     bbox: Annotated[str | None, BBOX_QUERY] = None,
     display: Annotated[Display | None, DISPLAY_QUERY] = None,
     limit: Annotated[int, LIMIT_QUERY] = FEATURE_CAP,
@@ -97,8 +112,9 @@ def plan_blocks(
                                          description="Only this village's blocks")] = None,
     engine: Engine = Depends(get_engine), settings: Settings = Depends(get_settings),
 ) -> Response:
+    check_plan(request, who, plan_id)
     frame = read_plan_blocks(engine, plan_id, bbox=_bbox(bbox, display, settings),
-                             limit=limit, grid=grid, village=village)
+                             limit=limit, grid=grid, village=village, areas=partial(who))
     return _geojson(frame, bbox, display, limit, "地块", settings, {"plan_id": plan_id},
                     id_column="block_no")
 
@@ -134,8 +150,10 @@ def _bounds(engine: Engine, territory_id: int, display: str
 @router.get("/plans/{plan_id}/map", response_class=HTMLResponse,
             summary="The planner's map of a plan (HTML; grids and layers fetched by URL)",
             responses={404: {"description": "No such plan"}})
-def plan_map(plan_id: Id, engine: Engine = Depends(get_engine),
+def plan_map(plan_id: Id, request: Request, who: PlansRead,
+             engine: Engine = Depends(get_engine),
              settings: Settings = Depends(get_settings)) -> HTMLResponse:
+    check_plan(request, who, plan_id)
     return HTMLResponse(planner_html(_planner_page(engine, settings, get_plan(engine, plan_id))))
 
 
@@ -161,8 +179,10 @@ def _planner_page(engine: Engine, settings: Settings, info: PlanInfo) -> Planner
             summary="The editor of a draft plan (HTML): the planner map with edit tools",
             responses={303: {"description": "Not a draft: to its map, which offers a copy"},
                        404: {"description": "No such plan"}})
-def plan_editor(plan_id: Id, engine: Engine = Depends(get_engine),
+def plan_editor(plan_id: Id, request: Request, who: PlansWrite,
+                engine: Engine = Depends(get_engine),
                 settings: Settings = Depends(get_settings)) -> Response:
+    check_plan(request, who, plan_id, whole=True)
     info = get_plan(engine, plan_id)
     if info.status != "draft":
         return RedirectResponse(f"/plans/{plan_id}/map", status_code=303)
@@ -178,7 +198,9 @@ class LockedOut(BaseModel):
 @router.get("/plans/{plan_id}/locked", response_model=LockedOut,
             responses={404: {"description": "No such plan"}},
             summary="The codes of a plan's locked grids (for the editor page)")
-def locked_grids(plan_id: Id, engine: Engine = Depends(get_engine)) -> JSONResponse:
+def locked_grids(plan_id: Id, request: Request, who: PlansRead,
+                 engine: Engine = Depends(get_engine)) -> JSONResponse:
+    check_plan(request, who, plan_id, whole=True)
     info = get_plan(engine, plan_id)
     table = models.Grid.__table__
     with engine.connect() as conn:
@@ -194,8 +216,11 @@ def locked_grids(plan_id: Id, engine: Engine = Depends(get_engine)) -> JSONRespo
             summary="Two plans side by side on synced maps, with their diff (HTML)",
             responses={404: {"description": "No such plan"},
                        409: {"description": "Plans of different territories"}})
-def plan_compare(a: Id, b: Id, engine: Engine = Depends(get_engine),
+def plan_compare(a: Id, b: Id, request: Request, who: PlansRead,
+                 engine: Engine = Depends(get_engine),
                  settings: Settings = Depends(get_settings)) -> HTMLResponse:
+    check_plan(request, who, a, whole=True)
+    check_plan(request, who, b, whole=True)
     pa, pb = get_plan(engine, a), get_plan(engine, b)
     if pa.territory_id != pb.territory_id:
         raise Conflict(f"第 {a} 号与第 {b} 号方案属于不同区域，不能对比 (plans {a} and {b} "
@@ -213,7 +238,12 @@ def plan_compare(a: Id, b: Id, engine: Engine = Depends(get_engine),
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(engine: Engine = Depends(get_engine)) -> HTMLResponse:
+async def index(request: Request, engine: Engine = Depends(get_engine)) -> HTMLResponse:
+    who = await authenticate(request)
+    return await run_in_threadpool(_index, request, who, engine)
+
+
+def _index(request: Request, who: Principal, engine: Engine) -> HTMLResponse:
     plans = list_plans(engine)
     with engine.connect() as conn:
         rows = conn.execute(select(models.Territory.id, models.Territory.name)
@@ -223,5 +253,5 @@ def index(engine: Engine = Depends(get_engine)) -> HTMLResponse:
                        plans=[IndexPlan(p.id, p.version, p.status, p.n_grids,
                                         str(p.created_at or "")[:16]) for p in plans
                               if p.territory_id == tid])
-        for tid, name in rows]
+        for tid, name in rows if visible(request, who, int(tid))]
     return HTMLResponse(index_html(territories))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
+from api.auth import PlansRead, PlansWrite, check_plan, partial, visible
 from api.deps import USER, Id, IdQuery, author, get_engine, plan_cache
 from api.problems import BadRequest
 from gis.geometry import feature_collection, for_basemap, simplify_coverage
@@ -82,14 +83,19 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
 
 
 @router.get("/plans", response_model=list[PlanOut], summary="Plans, oldest first")
-def plans(territory: IdQuery = None,
+def plans(request: Request, who: PlansRead, territory: IdQuery = None,
+          limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
+          offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
           engine: Engine = Depends(get_engine)) -> list[PlanOut]:
-    return [PlanOut(**p.as_dict()) for p in list_plans(engine, territory)]
+    seen = [p for p in list_plans(engine, territory) if visible(request, who, p.territory_id)]
+    return [PlanOut(**p.as_dict()) for p in seen[offset:offset + limit]]
 
 
 @router.get("/plans/{plan_id}", response_model=PlanOut, responses=NOT_FOUND,
             summary="One plan; its ETag is the edit version an edit names in If-Match")
-def plan(plan_id: Id, response: Response, engine: Engine = Depends(get_engine)) -> PlanOut:
+def plan(plan_id: Id, request: Request, response: Response, who: PlansRead,
+         engine: Engine = Depends(get_engine)) -> PlanOut:
+    check_plan(request, who, plan_id)
     info = get_plan(engine, plan_id)
     response.headers["ETag"] = f'"{info.edit_version}"'
     return PlanOut(**info.as_dict())
@@ -101,6 +107,7 @@ def plan(plan_id: Id, response: Response, engine: Engine = Depends(get_engine)) 
 def grids(
     plan_id: Id,
     request: Request,
+    who: PlansRead,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")]
     = None,
     village: Annotated[str | None, Query(description="12-digit village/community code")]
@@ -116,18 +123,21 @@ def grids(
     engine: Engine = Depends(get_engine),
 ) -> Response:
     box = parse_bbox(bbox)
+    check_plan(request, who, plan_id)
     info = get_plan(engine, plan_id)
+    areas = partial(who)
     # The planner map and the screen ask for the whole plan simplified: kept in memory by
     # the plan's stamp (an edit of a draft makes a new one), as tiles are.
     whole_plan = box is None and not (village or town or flags)
-    key = ("grids", simplify, display, info.status)
+    key = ("grids", simplify, display, info.status, areas)
     cache, stamp = (plan_cache(request), plan_stamp(engine, plan_id)) if whole_plan \
         else (None, None)
     if cache is not None and stamp is not None:
         cached = cache.get(stamp, key)
         if cached is not None:
             return Response(cached, media_type=GEOJSON)
-    gdf = read_grids(engine, plan_id, bbox=box, village=village, town=town, flags=flags)
+    gdf = read_grids(engine, plan_id, bbox=box, village=village, town=town, flags=flags,
+                     areas=areas)
     if simplify > 0:
         # Simplify the whole coverage, then take the selection, so edges stay shared
         # with grids outside the selection too.
@@ -144,17 +154,21 @@ def grids(
 
 @router.get("/plans/{plan_id}/report", responses=NOT_FOUND,
             summary="The plan's quality report (per plan; per grid in the grids)")
-def report(plan_id: Id, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+def report(plan_id: Id, request: Request, who: PlansRead,
+           engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    check_plan(request, who, plan_id, whole=True)
     return plan_report(engine, plan_id)
 
 
 @router.post("/plans/{plan_id}/publish", response_model=PlanOut,
              responses={**NOT_FOUND, 409: {"description": "Already published"}},
              summary="Make the plan its territory's active plan; the previous one is archived")
-def publish(plan_id: Id, request: Request, body: PublishIn | None = None,
+def publish(plan_id: Id, request: Request, who: PlansWrite, body: PublishIn | None = None,
             user: Annotated[str | None, USER] = None,
             engine: Engine = Depends(get_engine)) -> PlanOut:
-    info = publish_plan(engine, plan_id, by=author(user), note=body.note if body else None)
+    check_plan(request, who, plan_id, whole=True)
+    info = publish_plan(engine, plan_id, by=author(user, who),
+                        note=body.note if body else None)
     request.app.state.routers.invalidate(info.territory_id)   # route against it at once
     return PlanOut(**info.as_dict())
 
@@ -162,6 +176,9 @@ def publish(plan_id: Id, request: Request, body: PublishIn | None = None,
 @router.get("/plans/{a}/diff/{b}", response_model=DiffOut, response_model_by_alias=True,
             responses={**NOT_FOUND, 409: {"description": "Plans of different territories"}},
             summary="What changes from plan a to plan b")
-def diff(a: Id, b: Id, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+def diff(a: Id, b: Id, request: Request, who: PlansRead,
+         engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    check_plan(request, who, a, whole=True)
+    check_plan(request, who, b, whole=True)
     info = get_plan(engine, a)
     return plan_diff(engine, a, b, metric_epsg(engine, info.territory_id))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from sqlalchemy import Engine
 
+from api.auth import PlansRead, check_plan
 from api.deps import Id, get_engine
+from gis.errors import NotFound
 from gis.exports import content_disposition
 from maps.poster import FontMissing, GlyphMissing, PaperSize, PosterFormat, make_poster
 
@@ -37,9 +39,13 @@ AreaCode = Annotated[str, PathParam(
                      "description": "The poster, as an attachment"},
                404: {"description": "No such plan, or the area is not a town or "
                                     "village/community of the plan's territory with grids"}})
-def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat,
+def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat, request: Request,
+           who: PlansRead,
            size: Annotated[PaperSize, Query(description="Paper size")] = PaperSize.A3,
            engine: Engine = Depends(get_engine)) -> Any:
+    check_plan(request, who, plan_id)
+    if not who.covers(area_code):
+        raise NotFound(f"no area {area_code} with grids in plan {plan_id}")
     try:
         made = make_poster(engine, plan_id, area_code, size, fmt)
     except FontMissing as exc:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
+from api.auth import EventsRead, Principal, check_code, check_territory
 from api.deps import IdQuery, get_engine
 from events.dashboard import MAX_POINTS, first_published_territory, screen_data
 from gis.errors import NotFound
@@ -31,6 +32,15 @@ def _territory(engine: Engine, territory: int | None) -> int:
     return found
 
 
+def _scoped_area(who: Principal, area: str | None) -> str | None:
+    """The area the screen shows: the one asked for when it lies within the account's areas
+    (else 404); by default the whole territory, or the account's first area."""
+    if area is None:
+        return None if who.everywhere else who.areas[0]
+    check_code(who, area, f"area {area}")
+    return area
+
+
 @router.get("/screen/data", summary="The command-centre screen's figures for one area",
             responses={200: {"description": "Counts for the area and each child area, worst "
                                             "light per grid, the open events' points"},
@@ -38,6 +48,7 @@ def _territory(engine: Engine, territory: int | None) -> int:
                        404: {"description": "No such territory or area"}})
 def data(
     request: Request,
+    who: EventsRead,
     territory: Annotated[IdQuery, Query(description=(
         "Territory id; default: the first with a published plan"))] = None,
     area: Annotated[str | None, Query(min_length=1, max_length=20, description=(
@@ -53,8 +64,11 @@ def data(
     while nothing changed (the screen polls every few seconds).
     """
     settings: Settings = request.app.state.settings
+    tid = _territory(engine, territory)
+    check_territory(request, who, tid)
+    area = _scoped_area(who, area)
     body = screen_data(engine, request.app.state.rules, request.app.state.clock(),
-                       _territory(engine, territory), area, max_points=MAX_POINTS,
+                       tid, area, max_points=MAX_POINTS,
                        basemap_crs=settings.basemap_crs)
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     etag = f'"{hashlib.blake2b(raw, digest_size=12).hexdigest()}"'
@@ -66,13 +80,15 @@ def data(
 
 
 @router.get("/screen", include_in_schema=False, response_class=HTMLResponse)
-def page(request: Request, territory: IdQuery = None,
+def page(request: Request, who: EventsRead, territory: IdQuery = None,
          area: Annotated[str | None, Query(max_length=20)] = None,
          engine: Engine = Depends(get_engine)) -> HTMLResponse:
     tid = territory if territory is not None else first_published_territory(engine)
     if tid is None:
         return HTMLResponse(no_plan_page(None))
     name = str(territory_row(engine, tid).name)   # NotFound for an unknown territory
+    check_territory(request, who, tid)
+    area = _scoped_area(who, area)
     plan_id = published_plan_id(engine, tid)
     if plan_id is None:
         return HTMLResponse(no_plan_page(name))

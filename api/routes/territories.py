@@ -9,15 +9,16 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
+from api.auth import PlansRead, PlansWrite, Principal, check_territory, visible
 from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
-from api.problems import BadRequest
+from api.problems import BadRequest, Forbidden
 from gis import models
-from gis.errors import GridmapError, LayerError
+from gis.errors import GridmapError, LayerError, NotFound
 from gis.layers import Territory, parse_crs_option, parse_field_map, read_territory
 from gis.plans import list_plans, published_plan_id
 from gis.store import (
@@ -123,6 +124,7 @@ def _safe_name(name: str | None, index: int) -> str:
                                              "row and what to fix"}})
 def upload_territory(
     request: Request,
+    who: PlansWrite,
     files: Annotated[list[UploadFile], File(
         description="A GeoPackage, a zipped folder of layer files (Shapefile sets with "
                     ".cpg, GeoJSON, CSV), an .osm.pbf, or several layer files named after "
@@ -139,10 +141,25 @@ def upload_territory(
     engine: Engine = Depends(get_engine),
 ) -> TerritoryOut:
     territory, names = _read_upload(files, field_map, crs, encoding)
+    _check_new(who, territory)
     label = name or (Path(names[0]).stem if len(names) == 1 else territory.name)
     territory_id = import_territory(engine, territory, name=label,
                                     source=", ".join(names)[:1000])
     return _territory(engine, territory_id, territory.notes, len(territory.repairs))
+
+
+def _check_new(who: Principal, territory: Territory) -> None:
+    """403 unless the account's areas cover every top area of an uploaded territory."""
+    if who.everywhere:
+        return
+    admin = territory.layers["admin_areas"]
+    codes = set(admin["code"].astype(str))
+    parents = admin["parent_code"] if "parent_code" in admin else [None] * len(admin)
+    roots = sorted(c for c, p in zip(admin["code"].astype(str), parents, strict=True)
+                   if p is None or str(p) not in codes)
+    if not all(who.covers(r) for r in roots):
+        raise Forbidden(f"the upload holds areas ({', '.join(roots[:5])}) outside your areas "
+                        f"({', '.join(who.areas)}); nothing was stored")
 
 
 def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None,
@@ -171,25 +188,36 @@ def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None
 
 
 @router.get("/territories", response_model=list[TerritoryOut], summary="List territories")
-def territories(engine: Engine = Depends(get_engine)) -> list[TerritoryOut]:
+def territories(request: Request, who: PlansRead,
+                limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
+                offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+                engine: Engine = Depends(get_engine)) -> list[TerritoryOut]:
     with engine.connect() as conn:
         ids = [int(i) for (i,) in conn.execute(
             select(models.Territory.id).order_by(models.Territory.id))]
-    return [_territory(engine, i) for i in ids]
+    seen = [i for i in ids if visible(request, who, i)]
+    return [_territory(engine, i) for i in seen[offset:offset + limit]]
 
 
 @router.get("/territories/{territory_id}", response_model=TerritoryOut,
             summary="A territory with its layer counts, extent and plans",
             responses={404: {"description": "No such territory"}})
-def territory(territory_id: Id, engine: Engine = Depends(get_engine)) -> TerritoryOut:
+def territory(territory_id: Id, request: Request, who: PlansRead,
+              engine: Engine = Depends(get_engine)) -> TerritoryOut:
+    territory_row(engine, territory_id)
+    check_territory(request, who, territory_id)
     return _territory(engine, territory_id)
 
 
 @router.delete("/territories/{territory_id}", status_code=204,
                summary="Delete a territory with its plans and events",
                responses={404: {"description": "No such territory"}})
-def remove_territory(territory_id: Id, engine: Engine = Depends(get_engine)) -> Response:
+def remove_territory(territory_id: Id, request: Request, who: PlansWrite,
+                     engine: Engine = Depends(get_engine)) -> Response:
+    territory_row(engine, territory_id)
+    check_territory(request, who, territory_id, whole=True)
     delete_territory(engine, territory_id)
+    request.app.state.scopes.forget(territory_id)
     return Response(status_code=204)
 
 
@@ -197,11 +225,15 @@ def remove_territory(territory_id: Id, engine: Engine = Depends(get_engine)) -> 
              tags=["jobs"], summary="Start a partition job; returns at once",
              responses={404: {"description": "No such territory"}})
 def start_partition(territory_id: Id, body: PartitionRequest, request: Request,
-                    response: Response, engine: Engine = Depends(get_engine)) -> JobOut:
+                    response: Response, who: PlansWrite,
+                    engine: Engine = Depends(get_engine)) -> JobOut:
+    territory_row(engine, territory_id)
+    check_territory(request, who, territory_id, whole=True)
     parameters = body.model_dump(exclude={"note", "created_by"})
     runner: JobRunner = request.app.state.jobs
     try:
-        job_id = runner.submit(territory_id, parameters, body.note, body.created_by)
+        job_id = runner.submit(territory_id, parameters, body.note,
+                               body.created_by or who.label)
     except ValueError as exc:  # the band: min <= target <= max
         raise GridmapError(str(exc)) from exc
     response.headers["Location"] = f"/jobs/{job_id}"
@@ -211,15 +243,20 @@ def start_partition(territory_id: Id, body: PartitionRequest, request: Request,
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
             summary="A job's state and progress; once done, the plan it made",
             responses={404: {"description": "No such job"}})
-def job(job_id: str, engine: Engine = Depends(get_engine)) -> JobOut:
-    return JobOut(**get_job(engine, job_id))
+def job(job_id: str, request: Request, who: PlansRead,
+        engine: Engine = Depends(get_engine)) -> JobOut:
+    found = get_job(engine, job_id)
+    if not visible(request, who, found["territory_id"]):
+        raise NotFound(f"no job {job_id}")
+    return JobOut(**found)
 
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"],
             summary="Recent jobs (newest first)")
-def jobs(territory: IdQuery = None,
+def jobs(request: Request, who: PlansRead, territory: IdQuery = None,
          engine: Engine = Depends(get_engine)) -> list[JobOut]:
-    return [JobOut(**j) for j in list_jobs(engine, territory)]
+    return [JobOut(**j) for j in list_jobs(engine, territory)
+            if visible(request, who, j["territory_id"])]
 
 
 @router.post("/territories/{territory_id}/redraw", status_code=202, response_model=JobOut,
@@ -230,6 +267,7 @@ def jobs(territory: IdQuery = None,
 def start_redraw(
     territory_id: Id,
     request: Request,
+    who: PlansWrite,
     response: Response,
     files: Annotated[list[UploadFile], File(
         description="The territory's layers with the new buildings/households, as for "
@@ -245,9 +283,11 @@ def start_redraw(
     engine: Engine = Depends(get_engine),
 ) -> JobOut:
     territory_row(engine, territory_id)
+    check_territory(request, who, territory_id, whole=True)
     territory, names = _read_upload(files, field_map, crs, encoding)
     runner: JobRunner = request.app.state.jobs
-    job_id = runner.submit_redraw(territory_id, territory, plan_id, note, created_by,
+    job_id = runner.submit_redraw(territory_id, territory, plan_id, note,
+                                  created_by or who.label,
                                   ", ".join(names)[:1000])
     response.headers["Location"] = f"/jobs/{job_id}"
     return JobOut(**get_job(engine, job_id))

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy import Engine
 
+from api.auth import PlansRead, check_plan, partial
 from api.deps import Id, get_engine, get_settings, plan_cache
 from api.problems import BadRequest
 from gis.errors import NotFound
@@ -66,6 +67,7 @@ def _matches(if_none_match: str | None, tag: str) -> bool:
                404: {"description": "No such plan, or `v` names a plan generation that is "
                                     "gone"}})
 def tile(plan_id: Id, z: TileNumber, x: TileNumber, y: TileNumber, request: Request,
+         who: PlansRead,
          v: Annotated[str | None, Query(max_length=64, description="Generation token")] = None,
          engine: Engine = Depends(get_engine),
          settings: Settings = Depends(get_settings)) -> Response:
@@ -73,29 +75,32 @@ def tile(plan_id: Id, z: TileNumber, x: TileNumber, y: TileNumber, request: Requ
         address = check_tile(z, x, y)
     except TileError as exc:
         raise BadRequest(exc.message) from exc
+    check_plan(request, who, plan_id)
+    areas = partial(who)
     stamp = plan_stamp(engine, plan_id)
     if v is not None and v != stamp.token:
         raise NotFound(f"方案 {plan_id} 已不是签发此瓦片地址时的版本 (v={v}),请重新读取 "
                        f"TileJSON; plan {plan_id} is no longer the generation this tile URL "
                        f"was issued for: reload /tiles/{plan_id}.json")
     band = (settings.min_households, settings.max_households)
-    tag = etag(stamp, address, band, engine.dialect.name)
+    tag = etag(stamp, address, band, engine.dialect.name, areas)
     headers = {"ETag": tag, "Cache-Control": IMMUTABLE if v is not None else REVALIDATE}
     if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
-    data, hit = _tile_bytes(request, settings, engine, stamp, address, band)
+    data, hit = _tile_bytes(request, engine, stamp, address, band, areas)
     headers["X-Tile-Cache"] = "hit" if hit else "miss"
     return Response(content=data, media_type=MVT, headers=headers)
 
 
-def _tile_bytes(request: Request, settings: Settings, engine: Engine, stamp: PlanStamp,
-                address: Tile, band: tuple[int, int]) -> tuple[bytes, bool]:
+def _tile_bytes(request: Request, engine: Engine, stamp: PlanStamp, address: Tile,
+                band: tuple[int, int], areas: tuple[str, ...] | None) -> tuple[bytes, bool]:
     cache = plan_cache(request)
-    data = cache.get(stamp, address)
+    key = address if areas is None else (address, areas)
+    data = cache.get(stamp, key)
     if data is not None:
         return data, True
-    data = render_tile(engine, stamp.plan_id, address, band)
-    cache.put(stamp, address, data)
+    data = render_tile(engine, stamp.plan_id, address, band, areas=areas)
+    cache.put(stamp, key, data)
     return data, False
 
 
@@ -107,8 +112,9 @@ def _tile_bytes(request: Request, settings: Settings, engine: Engine, stamp: Pla
         f"{MIN_ZOOM}–{SOURCE_MAX_ZOOM} (clients over-zoom beyond) and the `{LAYER}` layer "
         "with its fields."),
     responses={404: {"description": "No such plan"}})
-def tilejson(plan_id: Id, request: Request, response: Response,
+def tilejson(plan_id: Id, request: Request, response: Response, who: PlansRead,
              engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    check_plan(request, who, plan_id)
     stamp = plan_stamp(engine, plan_id)
     plan = get_plan(engine, plan_id)
     territory = territory_row(engine, plan.territory_id)

@@ -102,21 +102,27 @@ def test_demo_end_to_end_and_postgis_gets_the_same_counts(tmp_path: Path,
                 pass
             assert time.monotonic() < deadline, "the demo did not start serving"
             time.sleep(0.5)
-        plans = httpx.get(f"{base}/plans").json()
+        # The demo made an administrator; without signing in, nothing is served.
+        assert httpx.get(f"{base}/plans").status_code == 401
+        made = runner.invoke(app, ["user", "key", "admin", "--name", "test", "--database-url",
+                                   f"sqlite:///{out / 'gridmap.sqlite'}"])
+        assert made.exit_code == 0, made.output
+        web = httpx.Client(base_url=base, headers={"X-API-Key": made.output.strip()})
+        plans = web.get("/plans").json()
         assert [p["status"] for p in plans] == ["published"]
-        served = httpx.get(f"{base}/plans/{plans[0]['id']}/grids").json()["features"]
+        served = web.get(f"/plans/{plans[0]['id']}/grids").json()["features"]
         # The command centre has the demo's 400 events to show, in every light, some
         # resolved (most in time), and the pages are there.
-        screen = httpx.get(f"{base}/screen/data", params={"territory": 1}).json()["counts"]
+        screen = web.get("/screen/data", params={"territory": 1}).json()["counts"]
         assert screen["open"] + screen["resolved"] == 400
         assert min(screen["green"], screen["yellow"], screen["red"]) > 0
         assert 0.7 < screen["on_time_rate"] < 1.0
         for page in ("/", f"/plans/{plans[0]['id']}/map", "/screen"):
-            assert httpx.get(f"{base}{page}").headers["content-type"].startswith("text/html")
+            assert web.get(page).headers["content-type"].startswith("text/html")
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
-    assert "What to open" in output and f"{base}/ogc" in output
+    assert "What to open" in output and f"{base}/ogc" in output and "admin" in output
     assert f"{base}/screen" in output and f"{base}/plans/1/map" in output
     grids = pyogrio.read_dataframe(out / "plan" / "grids.gpkg", layer="grids")
     assert len(grids) > 10 and grids["code"].str.len().eq(15).all()

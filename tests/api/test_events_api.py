@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from signin import client_for
 
 from api.app import create_app
 from data.demo import generate
@@ -65,7 +66,7 @@ def setup(db_url: str, demo_gpkg: Path) -> Iterator[tuple[TestClient, Clock, int
     app = create_app(Settings(database_url=db_url, escalation_interval_s=0), engine)
     clock = Clock()
     app.state.clock = clock
-    with TestClient(app) as client:
+    with client_for(app) as client:
         yield client, clock, tid, territory
     engine.dispose()
 

@@ -16,6 +16,7 @@ import geopandas as gpd
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from signin import client_for
 from sqlalchemy import func, insert, select
 
 from api.app import create_app
@@ -37,7 +38,13 @@ def demo_gpkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_client(db_url: str, **settings: Any) -> TestClient:
-    return TestClient(create_app(Settings(database_url=db_url, **settings)))
+    return client_for(create_app(Settings(database_url=db_url, **settings)))
+
+
+def unsigned_client(db_url: str) -> TestClient:
+    """A client with a key no database can confirm (for stores that are away or empty)."""
+    return TestClient(create_app(Settings(database_url=db_url)),
+                      headers={"X-API-Key": "gm_unchecked"})
 
 
 @pytest.fixture
@@ -163,7 +170,8 @@ def test_upload_partition_publish_diff(client: TestClient, demo_gpkg: Path) -> N
     assert published.status_code == 200, published.text
     again = client.get(f"/plans/{second}").json()
     assert (again["published_by"], again["publish_note"]) == ("王芳", "2026年户数更新")
-    assert client.get(f"/plans/{plan_id}").json()["published_by"] is None
+    # Without the header, the signed-in account is who published.
+    assert client.get(f"/plans/{plan_id}").json()["published_by"] == "test-admin"
     statuses = {p["id"]: p["status"] for p in client.get("/plans",
                                                          params={"territory": tid}).json()}
     assert statuses == {plan_id: "archived", second: "published"}
@@ -343,7 +351,7 @@ def test_health_and_unreachable_database() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]   # nothing listens here once closed
     url = f"postgresql+psycopg://nobody@127.0.0.1:{port}/none?connect_timeout=2"
-    with make_client(url) as client:
+    with unsigned_client(url) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         body = assert_problem(client.get("/readyz"), 503)
         assert "unreachable" in body["detail"]
@@ -356,7 +364,7 @@ def test_readyz_on_a_migrated_database(client: TestClient) -> None:
 
 
 def test_unmigrated_database_is_not_ready(tmp_path: Path) -> None:
-    with make_client(f"sqlite:///{tmp_path / 'empty.sqlite'}") as client:
+    with unsigned_client(f"sqlite:///{tmp_path / 'empty.sqlite'}") as client:
         body = assert_problem(client.get("/readyz"), 503, "gridmap db upgrade")
         assert body["title"].startswith("Not ready")
 

@@ -17,6 +17,7 @@ import shapely
 from browser import PageErrors, live_server, open_page, screenshot
 from conftest import new_postgis_database
 from fastapi.testclient import TestClient
+from signin import client_for
 from sqlalchemy import create_engine, text
 
 from api.app import create_app
@@ -117,7 +118,7 @@ def screen(built: Built, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
     app = create_app(settings, engine)
     clock = Clock()
     app.state.clock = clock
-    with TestClient(app) as client:
+    with client_for(app) as client:
         plan = client.get("/plans").json()[-1]
         grids = gpd.GeoDataFrame.from_features(
             client.get(f"/plans/{plan['id']}/grids").json()["features"], crs=4326)
@@ -317,7 +318,7 @@ def test_page_without_a_published_plan_says_to_publish_one(built: Built, tmp_pat
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("UPDATE plans SET status = 'archived'"))
-    with TestClient(create_app(Settings(database_url=url, escalation_interval_s=0),
+    with client_for(create_app(Settings(database_url=url, escalation_interval_s=0),
                                engine)) as client:
         page = client.get("/screen")
         assert page.status_code == 200 and "请先发布" in page.text

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from pyproj import Transformer
+from signin import client_for
 from sqlalchemy import Engine, delete, insert, text
 
 from api.app import create_app
@@ -410,7 +411,7 @@ def test_a_reused_plan_id_never_gets_the_old_tiles(engine: Engine) -> None:
     the highest id; on PostgreSQL the sequence is reset, as after a restore): the cached
     tile and the old ETag are not served for it."""
     settings = Settings(database_url=str(engine.url), escalation_interval_s=0)
-    with TestClient(create_app(settings, engine)) as client:
+    with client_for(create_app(settings, engine)) as client:
         first = write_grids(engine, small_grids(113.30, 350))
         tile = tile_at(113.302, 23.202, 15)
         url = f"/tiles/{first}/{tile}.mvt"

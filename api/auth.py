@@ -1,0 +1,288 @@
+"""Who is asking: tokens, API keys and sign-in cookies; roles, permissions and area scopes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy import ColumnElement, Engine
+from starlette.concurrency import run_in_threadpool
+
+from api.problems import Forbidden, Unauthorized
+from gis import accounts, models
+from gis.accounts import AccountInfo
+from gis.errors import NotFound
+from gis.plans import get_plan
+from gis.store import territory_roots
+
+#: What each role may do. ``personal`` = names and phone numbers in events unmasked.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"plans:read", "plans:write", "events:read", "events:create",
+                        "events:import", "events:act", "staff:write", "personal",
+                        "accounts"}),
+    "planner": frozenset({"plans:read", "plans:write"}),
+    "operator": frozenset({"plans:read", "events:read", "events:create", "events:import",
+                           "events:act", "staff:write", "personal"}),
+    "grid_worker": frozenset({"plans:read", "events:read", "events:create", "events:act",
+                              "personal"}),
+    "reporter": frozenset({"events:create"}),
+    "viewer": frozenset({"plans:read"}),
+}
+ROLE_NAMES = {"admin": "管理员", "planner": "规划员", "operator": "指挥中心操作员",
+              "grid_worker": "网格员", "reporter": "上报员", "viewer": "只读用户"}
+COOKIE = "gridmap_token"
+ALGORITHM = "HS256"
+#: How long a resolved account is trusted before the store is asked again (seconds): a
+#: disabled account or a changed password takes effect within this time.
+ACCOUNT_TTL_S = 5.0
+
+bearer = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False,
+                              description="A token from POST /token (OAuth2 password flow)")
+api_key = APIKeyHeader(name="X-API-Key", auto_error=False,
+                       description="A long-lived key: `gridmap user key USERNAME`")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in account a request acts as."""
+
+    username: str
+    role: str
+    areas: tuple[str, ...]
+    display_name: str | None = None
+
+    @property
+    def everywhere(self) -> bool:
+        return self.areas == ("*",)
+
+    def can(self, permission: str) -> bool:
+        return permission in PERMISSIONS.get(self.role, frozenset())
+
+    def covers(self, code: str | None) -> bool:
+        """The area (or grid) with this code lies within the account's areas."""
+        if self.everywhere:
+            return True
+        return bool(code) and any(str(code).startswith(a) for a in self.areas)
+
+    def overlaps(self, code: str | None) -> bool:
+        """The area with this code contains or lies within one of the account's areas."""
+        if self.everywhere:
+            return True
+        return bool(code) and any(str(code).startswith(a) or a.startswith(str(code))
+                                  for a in self.areas)
+
+    def where(self, column: Any) -> ColumnElement[bool] | None:
+        """A filter keeping rows whose code column lies within the areas (None: all)."""
+        return accounts.within_areas(column, self.areas)
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.username
+
+
+def _principal(account: AccountInfo) -> Principal:
+    return Principal(account.username, account.role, account.areas, account.display_name)
+
+
+class Authenticator:
+    """Checks tokens and keys against the store, with a short cache so a request costs no
+    database round trip when the same account asked a moment ago."""
+
+    def __init__(self, engine: Engine, token_minutes: int) -> None:
+        self.engine = engine
+        self.lifetime = timedelta(minutes=token_minutes)
+        self._secret: str | None = None
+        self._lock = threading.Lock()
+        self._accounts: OrderedDict[str, tuple[float, AccountInfo | None]] = OrderedDict()
+
+    @property
+    def secret(self) -> str:
+        if self._secret is None:
+            self._secret = accounts.service_secret(self.engine, "token-signing-key")
+        return self._secret
+
+    def issue(self, account: AccountInfo) -> tuple[str, int]:
+        """A signed token for the account, and its lifetime in seconds."""
+        now = models.utcnow()
+        claims = {"sub": account.username, "iat": now, "exp": now + self.lifetime,
+                  "ver": account.changed_at.timestamp()}
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM), int(
+            self.lifetime.total_seconds())
+
+    def _cached(self, key: str, load: Any) -> AccountInfo | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._accounts.get(key)
+            if hit is not None and now - hit[0] < ACCOUNT_TTL_S:
+                return hit[1]
+        found = load()
+        with self._lock:
+            self._accounts[key] = (now, found)
+            self._accounts.move_to_end(key)
+            while len(self._accounts) > 10_000:
+                self._accounts.popitem(last=False)
+        return found
+
+    def from_token(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM],
+                                options={"require": ["sub", "exp", "ver"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("the token has expired: sign in again (POST /token)") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized("the token is not valid: sign in again (POST /token)") from exc
+        username = str(claims["sub"])
+
+        def load() -> AccountInfo | None:
+            try:
+                return accounts.get_account(self.engine, username)
+            except NotFound:
+                return None
+
+        account = self._cached("u:" + username, load)
+        if account is None or account.disabled:
+            raise Unauthorized(f"the account {username!r} is disabled or gone")
+        if abs(account.changed_at.timestamp() - float(claims["ver"])) > 1e-3:
+            raise Unauthorized("the account changed since this token was issued (password, "
+                               "role or areas): sign in again")
+        return _principal(account)
+
+    def from_key(self, key: str) -> Principal:
+        account = self._cached("k:" + key, lambda: accounts.account_of_key(self.engine, key))
+        if account is None:
+            raise Unauthorized("the API key is unknown, revoked, or its account disabled")
+        return _principal(account)
+
+
+async def authenticate(request: Request) -> Principal:
+    """The account behind the request's bearer token, API key or sign-in cookie; 401
+    without one. Kept on the request for the audit log."""
+    found: Principal | None = getattr(request.state, "principal", None)
+    if found is not None:
+        return found
+    auth: Authenticator = request.app.state.auth
+    header = request.headers.get("authorization", "")
+    key = request.headers.get("x-api-key")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    if token is None and not key:
+        token = request.cookies.get(COOKIE)
+    if token:
+        found = await run_in_threadpool(auth.from_token, token)
+    elif key:
+        found = await run_in_threadpool(auth.from_key, key)
+    else:
+        raise Unauthorized("sign in first: send Authorization: Bearer <token> (POST /token) "
+                           "or X-API-Key: <key>")
+    request.state.principal = found
+    return found
+
+
+def needs(permission: str) -> Any:
+    """A dependency: the signed-in account, which must hold ``permission`` (403 if not)."""
+
+    async def check(request: Request, _t: Annotated[str | None, Depends(bearer)] = None,
+                    _k: Annotated[str | None, Depends(api_key)] = None) -> Principal:
+        who = await authenticate(request)
+        if not who.can(permission):
+            raise Forbidden(f"a {who.role} ({ROLE_NAMES.get(who.role, who.role)}) account "
+                            f"may not do this (needs {permission})")
+        return who
+
+    return Depends(check)
+
+
+PlansRead = Annotated[Principal, needs("plans:read")]
+PlansWrite = Annotated[Principal, needs("plans:write")]
+EventsRead = Annotated[Principal, needs("events:read")]
+EventsCreate = Annotated[Principal, needs("events:create")]
+EventsImport = Annotated[Principal, needs("events:import")]
+EventsAct = Annotated[Principal, needs("events:act")]
+StaffWrite = Annotated[Principal, needs("staff:write")]
+Admin = Annotated[Principal, needs("accounts")]
+
+
+def outside(who: Principal, what: str) -> Forbidden:
+    """The refusal for something outside the account's areas."""
+    return Forbidden(f"{what} lies outside your areas ({', '.join(who.areas)})")
+
+
+class Scopes:
+    """What territories and plans lie where: a territory's top area codes and a plan's
+    territory, remembered per process (neither changes once stored)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._roots: dict[int, tuple[str, ...]] = {}
+        self._plans: dict[int, int] = {}
+
+    def roots(self, territory_id: int) -> tuple[str, ...]:
+        found = self._roots.get(territory_id)
+        if found is None:
+            found = territory_roots(self.engine, territory_id)
+            self._roots[territory_id] = found
+        return found
+
+    def territory_of_plan(self, plan_id: int) -> int:
+        found = self._plans.get(plan_id)
+        if found is None:
+            found = get_plan(self.engine, plan_id).territory_id
+            self._plans[plan_id] = found
+        return found
+
+    def forget(self, territory_id: int) -> None:
+        self._roots.pop(territory_id, None)
+        for plan, territory in list(self._plans.items()):
+            if territory == territory_id:
+                self._plans.pop(plan, None)
+
+
+def _scopes(request: Request) -> Scopes:
+    scopes: Scopes = request.app.state.scopes
+    return scopes
+
+
+def visible(request: Request, who: Principal, territory_id: int) -> bool:
+    """Whether the account has an area in the territory."""
+    return who.everywhere or any(who.overlaps(r) for r in _scopes(request).roots(territory_id))
+
+
+def check_territory(request: Request, who: Principal, territory_id: int,
+                    whole: bool = False) -> None:
+    """404 for a territory the account has no area in (its existence is not told); with
+    ``whole``, 403 unless the account's areas cover all of it (a partition, a publish)."""
+    if who.everywhere:
+        return
+    if not visible(request, who, territory_id):
+        raise NotFound(f"no territory {territory_id}")
+    roots = _scopes(request).roots(territory_id)
+    if whole and not all(who.covers(r) for r in roots):
+        raise Forbidden(f"this acts on all of territory {territory_id} "
+                        f"({', '.join(roots)}); your areas ({', '.join(who.areas)}) cover "
+                        "only part of it")
+
+
+def check_plan(request: Request, who: Principal, plan_id: int, whole: bool = False) -> int:
+    """:func:`check_territory` for the plan's territory; returns the territory's id."""
+    if who.everywhere:
+        return 0
+    territory_id = _scopes(request).territory_of_plan(plan_id)
+    check_territory(request, who, territory_id, whole)
+    return territory_id
+
+
+def check_code(who: Principal, code: str | None, what: str) -> None:
+    """404 for an area, grid or event outside the account's areas."""
+    if not who.covers(code):
+        raise NotFound(f"no {what}")
+
+
+def partial(who: Principal) -> tuple[str, ...] | None:
+    """The account's areas when they limit what it sees, None for every area."""
+    return None if who.everywhere else who.areas

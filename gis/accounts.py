@@ -1,0 +1,252 @@
+"""Accounts, API keys, the audit log and the service's secrets in the store."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import ColumnElement, Engine, false, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gis import models
+from gis.errors import GridmapError, NotFound
+
+ACCOUNTS = models.Account.__table__
+KEYS = models.ApiKey.__table__
+AUDIT = models.AuditEntry.__table__
+SECRETS = models.ServiceSecret.__table__
+#: Area codes: digits (district 6, town 9, village/community 12, grid 15) or ``*``, every area.
+_AREA = re.compile(r"^(\*|\d{2,15})$")
+_USERNAME = re.compile(r"^[\w.@-]{1,60}$")
+#: argon2id with the library's defaults (RFC 9106's second recommendation: 64 MiB, t=3).
+_HASHER = PasswordHasher()
+#: Shortest password accepted.
+MIN_PASSWORD = 10
+
+
+class AccountError(GridmapError):
+    """An account cannot be made or changed as asked (the message says why)."""
+
+    code = "invalid-account"
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """An account as the service uses it: no password hash."""
+
+    id: int
+    username: str
+    display_name: str | None
+    role: str
+    areas: tuple[str, ...]
+    disabled: bool
+    changed_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {"username": self.username, "display_name": self.display_name,
+                "role": self.role, "areas": list(self.areas), "disabled": self.disabled}
+
+
+def parse_areas(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Area codes from ``440111001,440111002`` (or a list), checked; ``*`` alone is all."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    codes = tuple(dict.fromkeys(c.strip() for c in items if c.strip()))
+    if not codes:
+        raise AccountError("an account needs at least one area code (e.g. 440111 for a "
+                           "district, 440111001 for a town) or * for every area")
+    bad = [c for c in codes if not _AREA.match(c)]
+    if bad:
+        raise AccountError(f"not an area code: {', '.join(bad)}; use the digits of a "
+                           "district, town, village/community or grid code, or *")
+    if "*" in codes and len(codes) > 1:
+        raise AccountError("* already covers every area: give it alone")
+    return codes
+
+
+def within_areas(column: Any, areas: tuple[str, ...] | None) -> ColumnElement[bool] | None:
+    """A filter keeping rows whose code (grid, village, ...) lies within one of the areas;
+    None when there is nothing to filter (no areas given, or ``*``)."""
+    if areas is None or "*" in areas:
+        return None
+    return or_(false(), *[column.like(f"{a}%") for a in areas])
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password needs at least {MIN_PASSWORD} characters")
+
+
+def _info(row: Any) -> AccountInfo:
+    changed = row.changed_at
+    if changed.tzinfo is None:  # SQLite returns naive UTC
+        changed = changed.replace(tzinfo=models.utcnow().tzinfo)
+    return AccountInfo(id=row.id, username=row.username, display_name=row.display_name,
+                       role=row.role, areas=tuple(row.areas.split(",")),
+                       disabled=bool(row.disabled), changed_at=changed)
+
+
+def add_account(engine: Engine, username: str, password: str, role: str,
+                areas: str | list[str] | tuple[str, ...],
+                display_name: str | None = None) -> AccountInfo:
+    """Create an account; its password is stored as an argon2id hash."""
+    if not _USERNAME.match(username):
+        raise AccountError("a username is 1-60 letters, digits, or . _ @ -")
+    if role not in models.ROLES:
+        raise AccountError(f"unknown role {role!r}; use one of {', '.join(models.ROLES)}")
+    codes = parse_areas(areas)
+    _check_password(password)
+    now = models.utcnow()
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(models.Account).values(
+                username=username, display_name=display_name, role=role,
+                areas=",".join(codes), password_hash=_HASHER.hash(password), disabled=False,
+                created_at=now, changed_at=now))
+    except IntegrityError as exc:
+        raise AccountError(f"an account {username!r} exists already") from exc
+    return get_account(engine, username)
+
+
+def get_account(engine: Engine, username: str) -> AccountInfo:
+    with engine.connect() as conn:
+        row = conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.username == username)).first()
+    if row is None:
+        raise NotFound(f"no account {username!r}")
+    return _info(row)
+
+
+def list_accounts(engine: Engine) -> list[AccountInfo]:
+    with engine.connect() as conn:
+        return [_info(r) for r in conn.execute(select(ACCOUNTS).order_by(ACCOUNTS.c.username))]
+
+
+def count_accounts(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(ACCOUNTS)).scalar_one())
+
+
+def change_account(engine: Engine, username: str, *, password: str | None = None,
+                   disabled: bool | None = None, role: str | None = None,
+                   areas: str | list[str] | None = None) -> AccountInfo:
+    """Change a password, the state, the role or the areas. Tokens issued before stop
+    working (``changed_at`` moves)."""
+    values: dict[str, Any] = {"changed_at": models.utcnow()}
+    if password is not None:
+        _check_password(password)
+        values["password_hash"] = _HASHER.hash(password)
+    if disabled is not None:
+        values["disabled"] = disabled
+    if role is not None:
+        if role not in models.ROLES:
+            raise AccountError(f"unknown role {role!r}; use one of {', '.join(models.ROLES)}")
+        values["role"] = role
+    if areas is not None:
+        values["areas"] = ",".join(parse_areas(areas))
+    with engine.begin() as conn:
+        done = conn.execute(update(models.Account).where(ACCOUNTS.c.username == username)
+                            .values(**values))
+        if done.rowcount == 0:
+            raise NotFound(f"no account {username!r}")
+    return get_account(engine, username)
+
+
+def verify_password(engine: Engine, username: str, password: str) -> AccountInfo | None:
+    """The account when the password is right and the account enabled, else None. An unknown
+    user costs the same hashing as a wrong password (no timing hint)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.username == username)).first()
+    stored = row.password_hash if row is not None else _DUMMY_HASH
+    try:
+        _HASHER.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if row is None or row.disabled:
+        return None
+    if _HASHER.check_needs_rehash(stored):
+        with engine.begin() as conn:
+            conn.execute(update(models.Account).where(ACCOUNTS.c.id == row.id)
+                         .values(password_hash=_HASHER.hash(password)))
+    return _info(row)
+
+
+_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(engine: Engine, username: str, name: str) -> str:
+    """A new API key for the account; the key is shown this once (only its hash is kept)."""
+    account = get_account(engine, username)
+    key = "gm_" + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(insert(models.ApiKey).values(account_id=account.id, name=name[:100],
+                                         key_hash=_key_hash(key), created_at=models.utcnow()))
+    return key
+
+
+def revoke_api_keys(engine: Engine, username: str, name: str | None = None) -> int:
+    """Revoke the account's keys (all, or those of one name); returns how many."""
+    account = get_account(engine, username)
+    query = update(models.ApiKey).where(KEYS.c.account_id == account.id,
+                                        KEYS.c.revoked_at.is_(None))
+    if name is not None:
+        query = query.where(KEYS.c.name == name)
+    with engine.begin() as conn:
+        return int(conn.execute(query.values(revoked_at=models.utcnow())).rowcount)
+
+
+def account_of_key(engine: Engine, key: str) -> AccountInfo | None:
+    """The enabled account an unrevoked API key belongs to, else None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(ACCOUNTS).join(KEYS, KEYS.c.account_id == ACCOUNTS.c.id)
+                           .where(KEYS.c.key_hash == _key_hash(key),
+                                  KEYS.c.revoked_at.is_(None))).first()
+    if row is None or row.disabled:
+        return None
+    return _info(row)
+
+
+def service_secret(engine: Engine, name: str) -> str:
+    """A secret of the service, made on first use and the same for every process."""
+    with engine.connect() as conn:
+        found = conn.execute(select(SECRETS.c.value).where(SECRETS.c.name == name)).first()
+    if found is not None:
+        return str(found[0])
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(models.ServiceSecret).values(
+                name=name, value=secrets.token_urlsafe(48)))
+    except IntegrityError:
+        pass  # another process made it first: use theirs
+    with engine.connect() as conn:
+        return str(conn.execute(select(SECRETS.c.value).where(SECRETS.c.name == name))
+                   .scalar_one())
+
+
+def write_audit(engine: Engine, entries: list[dict[str, Any]]) -> None:
+    """Append audit entries (at, username, role, action, method, path, status, detail)."""
+    if entries:
+        with engine.begin() as conn:
+            conn.execute(insert(models.AuditEntry), entries)
+
+
+def read_audit(engine: Engine, *, username: str | None = None, since: datetime | None = None,
+               limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    query = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit).offset(offset)
+    if username is not None:
+        query = query.where(AUDIT.c.username == username)
+    if since is not None:
+        query = query.where(AUDIT.c.at >= since)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for r in rows:
+        r["at"] = models.iso(r["at"])
+    return rows

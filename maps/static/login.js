@@ -1,0 +1,20 @@
+// The sign-in page: POST /token (which sets the HttpOnly cookie), then back to where we were.
+(function () {
+  "use strict";
+  var form = document.getElementById("login");
+  var error = document.getElementById("error");
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    error.textContent = "";
+    fetch("/token", {method: "POST", body: new URLSearchParams(new FormData(form)),
+                     credentials: "same-origin"})
+      .then(function (r) {
+        if (r.ok) { window.location.assign(form.dataset.next || "/"); return null; }
+        return r.json().then(function (p) {
+          error.textContent = r.status === 401 ? "用户名或密码错误，或账户已停用" :
+            (p.detail || ("登录失败 " + r.status));
+        });
+      })
+      .catch(function () { error.textContent = "无法连接服务器，请稍后再试"; });
+  });
+})();

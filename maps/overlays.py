@@ -97,7 +97,7 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, bbox: BBox | None = None,
     village; of grids within ``areas``), with their number and grid code."""
     get_plan(engine, plan_id)              # NotFound when there is no such plan
     query = plan_blocks_query(plan_id, grid=grid, village=village)
-    scope = within_areas(models.Block.__table__.c.grid_code, areas)
+    scope = within_areas(models.Grid.__table__.c.code, areas)
     if scope is not None:
         query = query.where(scope)
     where = _in_bbox(models.Block.__table__.c.geom, bbox)

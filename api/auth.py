@@ -98,6 +98,8 @@ class Authenticator:
     def __init__(self, engine: Engine, token_minutes: int) -> None:
         self.engine = engine
         self.lifetime = timedelta(minutes=token_minutes)
+        #: Seconds an account read from the store is trusted (see ACCOUNT_TTL_S).
+        self.ttl = ACCOUNT_TTL_S
         self._secret: str | None = None
         self._lock = threading.Lock()
         self._accounts: OrderedDict[str, tuple[float, AccountInfo | None]] = OrderedDict()
@@ -120,7 +122,7 @@ class Authenticator:
         now = time.monotonic()
         with self._lock:
             hit = self._accounts.get(key)
-            if hit is not None and now - hit[0] < ACCOUNT_TTL_S:
+            if hit is not None and now - hit[0] < self.ttl:
                 return hit[1]
         found = load()
         with self._lock:

@@ -121,7 +121,7 @@ def login_page(next: str = "/") -> HTMLResponse:
     return HTMLResponse(f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · gridmap</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/static/login.css"></head>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/login.css"></head>
 <body><main><h1>网格化服务管理 · 登录</h1>
 <form id="login" method="post" action="/token" data-next="{target}">
 <label>用户名 <input name="username" autocomplete="username" required></label>

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def main() -> None:
     import shapely
-    from fastapi.testclient import TestClient
     from pgcluster import ThrowawayCluster
+    from signin import client_for
     from sqlalchemy import text
 
     from api.app import create_app
@@ -77,7 +77,7 @@ def main() -> None:
                                 "geometry"]].to_crs(models.SRID)
         plan = write_plan(engine, tid, grid_table(result), blocks, result.report, {})
         metric = territory.metric_crs.to_epsg()
-        with TestClient(create_app(Settings(database_url=url), engine)) as client:
+        with client_for(create_app(Settings(database_url=url), engine)) as client:
             draft = client.post(f"/plans/{plan}/copy").json()["id"]
             grids = read_grids(engine, draft).to_crs(metric).set_index("code")
             blocks_m = read_plan_blocks(engine, draft).to_crs(metric)

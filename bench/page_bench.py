@@ -98,7 +98,10 @@ def static_server(folder: Path) -> Iterator[str]:
 
 def load(browser: Any, url: str, ready: str, drawn: str) -> dict[str, Any]:
     """One cold load: bytes per response (transferred and decoded) and the render time."""
-    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    from service_bench import AUTH
+
+    context = browser.new_context(viewport={"width": 1600, "height": 900},
+                                  extra_http_headers=AUTH)
     page = context.new_page()
     responses: list[Any] = []
     errors: list[str] = []
@@ -192,7 +195,7 @@ def main() -> dict[str, Any]:
     from pgcluster import ThrowawayCluster
     from playwright.sync_api import sync_playwright
     from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED
-    from service_bench import demo_setup, load1
+    from service_bench import demo_setup, load1, sign_in
 
     from gis.database import make_engine
 
@@ -211,6 +214,7 @@ def main() -> dict[str, Any]:
     try:
         url = cluster.url("postgres")
         setup = demo_setup(url, DEMO_HOUSEHOLDS, DEMO_SEED)
+        sign_in(url)
         result["territory"] = {"source": f"data.demo.generate({DEMO_HOUSEHOLDS:,}, "
                                          f"{DEMO_SEED}); its partition published", **setup}
         print(json.dumps(result["territory"], ensure_ascii=False), flush=True)

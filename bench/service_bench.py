@@ -261,11 +261,28 @@ def serving(cmd: list[str], env: dict[str, str], port: int, log: Path
 def server(url: str, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRIDMAP_DATABASE_URL": url,
-           "GRIDMAP_ESCALATION_INTERVAL_S": "0", "GRIDMAP_JOB_WORKERS": "1"}
+           "GRIDMAP_ESCALATION_INTERVAL_S": "0", "GRIDMAP_JOB_WORKERS": "1",
+           # One account posts every event here: the per-account limit would cap the
+           # measurement, so it is off (an integration's account would be given a high one).
+           "GRIDMAP_EVENT_RATE_PER_MINUTE": "0"}
     cmd = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port),
            "--workers", str(workers), "--no-access-log"]
     with serving(cmd, env, port, log) as running:
         yield running
+
+
+#: The bench's credentials (an administrator's API key), sent with every request.
+AUTH: dict[str, str] = {}
+
+
+def sign_in(url: str) -> dict[str, str]:
+    """Make the bench's administrator in the store and keep its API key in :data:`AUTH`."""
+    from signin import account_key
+
+    from gis.database import make_engine
+
+    AUTH["X-API-Key"] = account_key(make_engine(url), "bench", "admin", "*")
+    return AUTH
 
 
 def warm_up(base: str, paths: list[str], workers: int) -> float:
@@ -284,7 +301,7 @@ def warm_up(base: str, paths: list[str], workers: int) -> float:
         # No keep-alive: each request a new connection, so the kernel spreads them over
         # every worker process (a kept connection stays with one).
         limits = httpx.Limits(max_connections=4 * workers, max_keepalive_connections=0)
-        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        async with httpx.AsyncClient(timeout=120, limits=limits, headers=AUTH) as client:
             fast = 0
             i = 0
             while fast < 200:  # 200 answers in a row under 50 ms: every worker is warm
@@ -319,11 +336,12 @@ end
 
 WRK_GET = """
 local paths = {%(paths)s}
+local headers = {["X-API-Key"] = "%(key)s"}
 local i = 0
 request = function()
   i = i + 1
   if i > #paths then i = 1 end
-  return wrk.format("GET", paths[i])
+  return wrk.format("GET", paths[i], headers)
 end
 """
 
@@ -335,7 +353,7 @@ setup = function(thread)
   threads = threads + 1
   thread:set("tid", threads)
 end
-local headers = {["Content-Type"] = "application/json"}
+local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = "%(key)s"}
 request = function()
   counter = counter + 1
   local p = points[(counter %% #points) + 1]
@@ -430,13 +448,16 @@ def run_python(base: str, requests: list[bytes], connections: int, duration: flo
 
 def get_requests(points: np.ndarray) -> tuple[str, list[bytes], list[str]]:
     paths = [f"/route?x={x!r}&y={y!r}&coord_sys=wgs84" for x, y, _ in points.tolist()]
-    script = WRK_GET % {"paths": ",".join(f'"{p}"' for p in paths)}
-    raw = [f"GET {p} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode() for p in paths]
+    key = AUTH.get("X-API-Key", "")
+    script = WRK_GET % {"paths": ",".join(f'"{p}"' for p in paths), "key": key}
+    raw = [f"GET {p} HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {key}\r\n\r\n".encode()
+           for p in paths]
     return script, raw, paths
 
 
 def post_requests(points: np.ndarray, prefix: str, count: int) -> tuple[str, list[bytes]]:
-    script = WRK_POST % {"prefix": prefix, "points": ",".join(
+    key = AUTH.get("X-API-Key", "")
+    script = WRK_POST % {"prefix": prefix, "key": key, "points": ",".join(
         f'{{"{x!r}","{y!r}","{CATEGORIES[int(c)]}"}}' for x, y, c in points.tolist())}
     raw = []
     for i in range(count):  # the python client gets pre-made requests, each with its key
@@ -444,7 +465,8 @@ def post_requests(points: np.ndarray, prefix: str, count: int) -> tuple[str, lis
         body = json.dumps({"x": float(x), "y": float(y), "coord_sys": "wgs84",
                            "category": CATEGORIES[int(c)], "source": "patrol",
                            "reporter": "bench", "idempotency_key": f"{prefix}-py-{i}"})
-        raw.append((f"POST /events HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json"
+        raw.append((f"POST /events HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {key}\r\n"
+                    "Content-Type: application/json"
                     f"\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
     return script, raw
 
@@ -475,7 +497,7 @@ def bulk_import(base: str, csv: Path, coord_sys: str) -> dict[str, Any]:
 
     started = time.perf_counter()
     with open(csv, "rb") as f:
-        r = httpx.post(f"{base}/events/import", data={"coord_sys": coord_sys},
+        r = httpx.post(f"{base}/events/import", data={"coord_sys": coord_sys}, headers=AUTH,
                        files={"file": (csv.name, f, "text/csv")}, timeout=None)
     seconds = time.perf_counter() - started
     r.raise_for_status()
@@ -521,6 +543,7 @@ def main() -> dict[str, Any]:
     try:
         url = cluster.url("postgres")
         setup = demo_setup(url, args.households, args.seed)
+        sign_in(url)
         result["postgres"] = {**pg_settings(url), "cluster": "tests/pgcluster.py "
                               "ThrowawayCluster(durable=True): fsync, synchronous_commit and "
                               "full_page_writes on (PostgreSQL's defaults)",

@@ -166,7 +166,9 @@ def time_route(base: str, plan_id: int, tiles: list[Any]) -> dict[str, Any]:
     states: dict[str, set[str]] = {name: set() for name in passes}
     tags: dict[Any, str] = {}
     nonempty: set[Any] = set()
-    with httpx.Client(base_url=base, timeout=60) as client:
+    from service_bench import AUTH
+
+    with httpx.Client(base_url=base, timeout=60, headers=AUTH) as client:
         client.get(f"/tiles/{plan_id}.json").raise_for_status()
         floor = []
         for _ in range(200):  # what any request costs here: the floor of a cached tile
@@ -197,7 +199,7 @@ def time_route(base: str, plan_id: int, tiles: list[Any]) -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     from pgcluster import ThrowawayCluster
-    from service_bench import server
+    from service_bench import server, sign_in
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=300, help="most tiles per zoom")
@@ -217,6 +219,7 @@ def main() -> dict[str, Any]:
     try:
         url = cluster.url("postgres")
         result["plan"] = setup(url)
+        sign_in(url)
         print(json.dumps(result, ensure_ascii=False, indent=1), flush=True)
         plan_id = result["plan"]["plan_id"]
         zooms = [int(z) for z in args.zooms.split(",")]

@@ -118,6 +118,13 @@ class Authenticator:
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM), int(
             self.lifetime.total_seconds())
 
+    def fresh(self, key: str) -> bool:
+        """Whether the account behind ``key`` is known without asking the store (then a
+        request is answered on the event loop, without a thread hop)."""
+        with self._lock:
+            hit = self._accounts.get(key)
+        return hit is not None and time.monotonic() - hit[0] < self.ttl
+
     def _cached(self, key: str, load: Any) -> AccountInfo | None:
         now = time.monotonic()
         with self._lock:
@@ -132,14 +139,18 @@ class Authenticator:
                 self._accounts.popitem(last=False)
         return found
 
-    def from_token(self, token: str) -> Principal:
+    def claims(self, token: str) -> dict[str, Any]:
+        """The token's claims once its signature and expiry are checked (401 if not)."""
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM],
-                                options={"require": ["sub", "exp", "ver"]})
+            return dict(jwt.decode(token, self.secret, algorithms=[ALGORITHM],
+                                   options={"require": ["sub", "exp", "ver"]}))
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired: sign in again (POST /token)") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized("the token is not valid: sign in again (POST /token)") from exc
+
+    def from_token(self, token: str, claims: dict[str, Any] | None = None) -> Principal:
+        claims = claims or self.claims(token)
         username = str(claims["sub"])
 
         def load() -> AccountInfo | None:
@@ -175,10 +186,17 @@ async def authenticate(request: Request) -> Principal:
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
     if token is None and not key:
         token = request.cookies.get(COOKIE)
+    # An account read a moment ago is answered here; otherwise the store is asked in a
+    # worker thread (the event loop never waits for the database).
     if token:
-        found = await run_in_threadpool(auth.from_token, token)
+        if auth._secret is None:   # read from the store once
+            await run_in_threadpool(lambda: auth.secret)
+        claims = auth.claims(token)
+        found = auth.from_token(token, claims) if auth.fresh(f"u:{claims['sub']}") else \
+            await run_in_threadpool(auth.from_token, token, claims)
     elif key:
-        found = await run_in_threadpool(auth.from_key, key)
+        found = auth.from_key(key) if auth.fresh("k:" + key) else \
+            await run_in_threadpool(auth.from_key, key)
     else:
         raise Unauthorized("sign in first: send Authorization: Bearer <token> (POST /token) "
                            "or X-API-Key: <key>")

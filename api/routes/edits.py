@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import shapely
-from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine
@@ -303,9 +303,11 @@ def redo_edit(plan_id: Id, request: Request, who: PlansWrite,
             responses={404: {"description": "No such plan"}},
             summary="A plan's edit history (who, what, when), oldest first")
 def history(plan_id: Id, request: Request, who: PlansRead,
+            limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
+            offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
             engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
     check_plan(request, who, plan_id, whole=True)
-    return list_edits(engine, plan_id)
+    return list_edits(engine, plan_id)[offset:offset + limit]
 
 
 class CopyBody(BaseModel):

@@ -254,9 +254,11 @@ def job(job_id: str, request: Request, who: PlansRead,
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"],
             summary="Recent jobs (newest first)")
 def jobs(request: Request, who: PlansRead, territory: IdQuery = None,
+         limit: Annotated[int, Query(ge=1, le=500)] = 100,
+         offset: Annotated[int, Query(ge=0, le=500)] = 0,
          engine: Engine = Depends(get_engine)) -> list[JobOut]:
-    return [JobOut(**j) for j in list_jobs(engine, territory)
-            if visible(request, who, j["territory_id"])]
+    seen = [j for j in list_jobs(engine, territory) if visible(request, who, j["territory_id"])]
+    return [JobOut(**j) for j in seen[offset:offset + limit]]
 
 
 @router.post("/territories/{territory_id}/redraw", status_code=202, response_model=JobOut,

@@ -48,7 +48,7 @@ DB_LOST = ("数据库连接中断 the database went away while the job ran (Post
 TIMED_OUT = ("任务超时 timed out after {} s (GRIDMAP_JOB_TIMEOUT_S); its result was discarded "
              "and nothing was stored: submit the job again, or raise the limit")
 #: The longest pause between two attempts to record a job's end while the database is away.
-RETRY_MAX_S = 5.0
+RETRY_MAX_S = 2.0
 
 
 class JobCancelled(Exception):

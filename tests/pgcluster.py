@@ -6,6 +6,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -75,6 +76,18 @@ class ThrowawayCluster:
         every backend is killed, nothing is flushed, the next start replays the WAL; ``fast``
         rolls back open transactions and shuts down cleanly."""
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def pause_server(self) -> None:
+        """Freeze the postmaster (SIGSTOP): the port still takes TCP connections but no new
+        session ever answers (a hung host); open sessions keep working. Undo with
+        :meth:`resume_server`."""
+        os.kill(self._postmaster(), signal.SIGSTOP)
+
+    def resume_server(self) -> None:
+        os.kill(self._postmaster(), signal.SIGCONT)
+
+    def _postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def restart(self, mode: str = "immediate", down_s: float = 0.0) -> None:
         """Stop (``mode``), stay down ``down_s`` seconds, start again."""

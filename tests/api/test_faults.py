@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from api.app import create_app
 from api.problems import PROBLEMS, RETRY_AFTER_S
-from data.demo import generate
+from data.changes import scripted_changes
+from data.demo import DemoTerritory, generate
 from events.rules import DEFAULT_LIMITS
 from gis.database import make_engine, upgrade
 from gis.errors import DatabaseError
@@ -70,7 +71,8 @@ class Service:
     grids: int
     bbox: tuple[float, float, float, float]
     partition_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The demo territory with changed households (a redraw's input).
+    newer: Path
 
     def client(self, base: str | None = None, timeout: float = 60) -> httpx.Client:
         return httpx.Client(base_url=base or self.base, headers=auth_headers(),
@@ -137,6 +139,13 @@ def submit_partition(http: httpx.Client, territory_id: int) -> str:
     return str(r.json()["id"])
 
 
+def submit_redraw(http: httpx.Client, territory_id: int, path: Path) -> str:
+    with path.open("rb") as fh:
+        r = http.post(f"/territories/{territory_id}/redraw", files={"files": (path.name, fh)})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
 def assert_unavailable(r: httpx.Response) -> dict[str, Any]:
     """A 503 problem that says the database is unavailable (and when to try again)."""
     assert r.status_code == 503, r.text
@@ -170,7 +179,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         settings = Settings(database_url=url, escalation_interval_s=0, job_workers=1,
                             db_pool_size=10, db_connect_timeout_s=2, db_pool_timeout_s=5)
         app = create_app(settings)
-        gpkg = generate(10_000, 5).write(tmp_path_factory.mktemp("faults") / "demo.gpkg")
+        folder = tmp_path_factory.mktemp("faults")
+        demo = generate(10_000, 5)
+        gpkg = demo.write(folder / "demo.gpkg")
+        layers, _info = scripted_changes(demo.layers, 0.05, 3)   # new households, for redraws
+        newer = DemoTerritory(layers, demo.seed, _info["households_after"]).write(
+            folder / "demo-2025.gpkg")
         with live_server(app) as live, httpx.Client(base_url=live.url, headers=auth_headers(),
                                                      timeout=120) as http:
             with gpkg.open("rb") as fh:
@@ -191,7 +205,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                     "WHERE plan_id = :p"), {"p": plan_id}).one()
             yield Service(cluster, url, settings, app, live.url, engine, territory_id,
                           plan_id, int(n_grids), (bbox[0], bbox[1], bbox[2], bbox[3]),
-                          partition_s)
+                          partition_s, newer)
         engine.dispose()
     finally:
         cluster.stop()
@@ -536,28 +550,37 @@ def test_a_database_that_does_not_answer_gives_503_within_the_connect_timeout(up
                                  "ok_after_resume_s": round(first_ok, 3)}
 
 
-def test_partition_job_past_its_time_limit_fails_and_stores_nothing(up: Service) -> None:
-    """GRIDMAP_JOB_TIMEOUT_S: a job still running after it is marked failed ("timed out
-    after N s") at that moment, its thread stops at its next progress report and its result
-    is never stored."""
-    limit = 0.5
+def test_jobs_past_their_time_limit_fail_and_store_nothing(up: Service) -> None:
+    """GRIDMAP_JOB_TIMEOUT_S: a partition or redraw job still running after it is marked
+    failed ("timed out after N s") at that moment, its thread stops at its next progress
+    report and its result is never stored."""
+    limit = 0.3
+    with up.client() as http:   # the redraw in full, without a limit: how long it takes
+        started = time.perf_counter()
+        full = wait_job(http, submit_redraw(http, up.territory_id, up.newer))
+        redraw_s = time.perf_counter() - started
+        assert full["state"] == "done", full
     settings = up.settings.model_copy(update={"job_timeout_s": limit})
     app = create_app(settings)
     plans_before = up.one("SELECT count(*) FROM plans")
+    measured: dict[str, Any] = {"limit_s": limit}
     with live_server(app) as live, up.client(live.url) as http:
-        started = time.perf_counter()
-        job_id = submit_partition(http, up.territory_id)
-        job = wait_job(http, job_id)
-        failed_after = time.perf_counter() - started
-        wait_until("the job's thread to stop", lambda: not app.state.jobs.running())
-        stopped_after = time.perf_counter() - started
-        time.sleep(0.5)
-        later = job_state(http, job_id)
-    assert job["state"] == "failed" and job["plan_id"] is None
-    assert f"timed out after {limit:g} s" in job["error"], job["error"]
-    assert later == job
+        for kind, submit, full_s in [
+                ("partition", lambda: submit_partition(http, up.territory_id), up.partition_s),
+                ("redraw", lambda: submit_redraw(http, up.territory_id, up.newer), redraw_s)]:
+            started = time.perf_counter()
+            job_id = submit()
+            job = wait_job(http, job_id)
+            failed_after = time.perf_counter() - started
+            wait_until("the job's thread to stop", lambda: not app.state.jobs.running())
+            stopped_after = time.perf_counter() - started
+            time.sleep(0.5)
+            assert job["state"] == "failed" and job["plan_id"] is None, job
+            assert f"timed out after {limit:g} s" in job["error"], job["error"]
+            assert job_state(http, job_id) == job   # the thread's end changed nothing
+            assert failed_after < full_s, f"the {kind} was not stopped before its end"
+            measured[kind] = {"failed_after_s": round(failed_after, 2),
+                              "thread_stopped_after_s": round(stopped_after, 2),
+                              "without_limit_s": round(full_s, 2)}
     assert up.one("SELECT count(*) FROM plans") == plans_before
-    assert failed_after < up.partition_s, "the job was not stopped before it would have ended"
-    MEASURED["job_timeout"] = {"limit_s": limit, "failed_after_s": round(failed_after, 2),
-                               "thread_stopped_after_s": round(stopped_after, 2),
-                               "full_partition_s": round(up.partition_s, 1)}
+    MEASURED["job_timeout"] = measured

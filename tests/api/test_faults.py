@@ -182,8 +182,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         folder = tmp_path_factory.mktemp("faults")
         demo = generate(10_000, 5)
         gpkg = demo.write(folder / "demo.gpkg")
-        layers, _info = scripted_changes(demo.layers, 0.05, 3)   # new households, for redraws
-        newer = DemoTerritory(layers, demo.seed, _info["households_after"]).write(
+        layers, changed = scripted_changes(demo.layers, 0.05, 3)   # for redraws
+        newer = DemoTerritory(layers, demo.seed, changed["households_after"]).write(
             folder / "demo-2025.gpkg")
         with live_server(app) as live, httpx.Client(base_url=live.url, headers=auth_headers(),
                                                      timeout=120) as http:

@@ -82,10 +82,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or get_settings()
     if engine is None:
         pool = {} if is_sqlite(settings.database_url) else {
-            "pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+            "pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow,
+            "pool_timeout": settings.db_pool_timeout_s,
+            "connect_args": {"connect_timeout": settings.db_connect_timeout_s}}
         engine = make_engine(settings.database_url, **pool)
 
-    runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s)
+    runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s,
+                       settings.job_timeout_s)
     rules = Rules.load(settings.event_rules_path or None, settings.yellow_share)
     stop = threading.Event()
 

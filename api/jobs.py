@@ -1,4 +1,10 @@
-"""Partition and redraw jobs: run the engine in the background, record state and progress."""
+"""Partition and redraw jobs: run the engine in the background, record state and progress.
+
+A job ends ``done`` (its plan written in one transaction) or ``failed`` with a reason: bad
+input, the database going away while it ran, or its time limit (``GRIDMAP_JOB_TIMEOUT_S``)
+running out. Its end is recorded even when the database is briefly away (the write is
+retried until it is back); a job whose process died is marked failed by :meth:`recover`.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,10 @@ from datetime import timedelta
 from typing import Any
 
 import shapely
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from gis import models
+from gis.database import is_unavailable
 from gis.edits import PlanReader
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.layers import Territory
@@ -34,6 +41,34 @@ log = logging.getLogger("gridmap.jobs")
 PROGRESS_EVERY_S = 1.0
 RESTARTED = ("the server stopped before this job finished (it was restarted or crashed); "
              "nothing was stored: submit the job again")
+#: Why a job failed when the database went away under it ({} is the driver's words).
+DB_LOST = ("数据库连接中断 the database went away while the job ran (PostgreSQL restarted or "
+           "became unreachable: {}); nothing was stored: submit the job again")
+#: Why a job failed when its time ran out ({} is GRIDMAP_JOB_TIMEOUT_S).
+TIMED_OUT = ("任务超时 timed out after {} s (GRIDMAP_JOB_TIMEOUT_S); its result was discarded "
+             "and nothing was stored: submit the job again, or raise the limit")
+#: The longest pause between two attempts to record a job's end while the database is away.
+RETRY_MAX_S = 2.0
+
+
+class JobCancelled(Exception):
+    """Raised in a job's thread (at its next progress report) once the job must stop."""
+
+
+class _Control:
+    """What the thread of one running job and its timer share."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        #: Held while the result is stored, and by the timeout: a job's result is either
+        #: stored (and the job done) or discarded (and the job failed), never both.
+        self.lock = threading.Lock()
+        self.stored = False
+        self.timer: threading.Timer | None = None
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,16 +84,30 @@ def _pid_alive(pid: int) -> bool:
 class JobRunner:
     """Runs partition jobs on a small thread pool; the store is the record of each job."""
 
-    def __init__(self, engine: Engine, workers: int = 1, stale_after_s: int = 900) -> None:
+    def __init__(self, engine: Engine, workers: int = 1, stale_after_s: int = 900,
+                 timeout_s: float = 0.0) -> None:
         self.engine = engine
         self.stale_after = timedelta(seconds=stale_after_s)
+        #: A running job is stopped and marked failed after this many seconds (0: never).
+        self.timeout_s = timeout_s
+        #: How long the end of a job is retried while the database is away (seconds).
+        self.record_for_s = float(stale_after_s)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
                                         thread_name_prefix="gridmap-job")
         self._lock = threading.Lock()
+        self._running: dict[str, _Control] = {}
 
     def shutdown(self) -> None:
+        with self._lock:
+            for control in self._running.values():
+                control.cancelled.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def running(self) -> list[str]:
+        """The ids of the jobs whose threads run in this process now."""
+        with self._lock:
+            return list(self._running)
 
     def recover(self) -> int:
         """Mark as failed the jobs whose process is gone; returns how many.
@@ -132,7 +181,7 @@ class JobRunner:
 
     def _run_redraw(self, job_id: str, territory_id: int, territory: Territory,
                     base: PlanInfo, note: str | None, created_by: str | None) -> None:
-        def work() -> int:
+        def work(control: _Control) -> int:
             known = {f.name for f in fields(PartitionParams)}
             params = PartitionParams(**{k: v for k, v in base.parameters.items() if k in known})
             blocks = read_blocks(self.engine, base.id)
@@ -144,9 +193,11 @@ class JobRunner:
             grids["locked"] = grids["code"].isin(locked)
 
             def progress(stage: str, done: float) -> None:
+                control.check()
                 self._set(job_id, stage=stage, progress=round(0.05 + 0.85 * done, 3))
 
             result = redraw_plan(blocks, grids, territory, params, used, progress)
+            control.check()
             self._set(job_id, stage="saving 保存方案", progress=0.92)
             plan_grids = result.grids.to_crs(models.SRID)
             metric = plan_grids.to_crs(territory.metric_crs)
@@ -157,18 +208,26 @@ class JobRunner:
                                                .area),
                                          params.min_households, params.max_households)
             report.update(result.report, parent_plan_id=base.id)
-            plan_id = write_plan(self.engine, territory_id, plan_grids,
-                                 result.blocks.to_crs(models.SRID), report, base.parameters,
-                                 parent_id=base.id, created_by=created_by,
-                                 note=note or f"稳定重划自方案 {base.id} (stable redraw of plan "
-                                              f"{base.id} v{base.version})")
             still = sorted(set(plan_grids["code"][plan_grids["locked"]]))
-            if still:
-                with self.engine.begin() as conn:
-                    conn.execute(update(models.Grid).where(
-                        models.Grid.plan_id == plan_id, models.Grid.code.in_(still))
-                        .values(locked=True))
-            return plan_id
+
+            def store() -> int:
+                plan_id = write_plan(self.engine, territory_id, plan_grids,
+                                     result.blocks.to_crs(models.SRID), report,
+                                     base.parameters, parent_id=base.id, created_by=created_by,
+                                     note=note or f"稳定重划自方案 {base.id} (stable redraw of "
+                                                  f"plan {base.id} v{base.version})")
+                if still:
+                    try:
+                        with self.engine.begin() as conn:
+                            conn.execute(update(models.Grid).where(
+                                models.Grid.plan_id == plan_id, models.Grid.code.in_(still))
+                                .values(locked=True))
+                    except Exception:  # no plan without its locks: take it back
+                        self._discard(plan_id)
+                        raise
+                return plan_id
+
+            return self._store(control, store)
 
         self._guarded(job_id, "loading 读取方案", work)
 
@@ -179,49 +238,120 @@ class JobRunner:
 
     def _run(self, job_id: str, territory_id: int, params: PartitionParams,
              parameters: dict[str, Any], note: str | None, created_by: str | None) -> None:
-        last_t, last_stage = 0.0, ""
+        def work(control: _Control) -> int:
+            last_t, last_stage = 0.0, ""
 
-        def progress(stage: str, done: float) -> None:
-            nonlocal last_t, last_stage
-            now = time.monotonic()
-            if stage != last_stage or now - last_t >= PROGRESS_EVERY_S:
-                last_t, last_stage = now, stage
-                self._set(job_id, stage=stage, progress=round(0.05 + 0.85 * done, 3))
+            def progress(stage: str, done: float) -> None:
+                nonlocal last_t, last_stage
+                control.check()
+                now = time.monotonic()
+                if stage != last_stage or now - last_t >= PROGRESS_EVERY_S:
+                    last_t, last_stage = now, stage
+                    self._set(job_id, stage=stage, progress=round(0.05 + 0.85 * done, 3))
 
-        def work() -> int:
             territory = load_territory(self.engine, territory_id)
             result = partition_territory(territory, params, progress)
+            control.check()
             self._set(job_id, stage="saving 保存方案", progress=0.92)
             blocks = result.blocks[["village_code", "households", "population", "grid_code",
                                     "geometry"]].to_crs(models.SRID)
-            plan_id = write_plan(self.engine, territory_id, grid_table(result), blocks,
-                                 result.report, parameters, note=note, created_by=created_by)
-            return plan_id
+            grids = grid_table(result)
+            return self._store(control, lambda: write_plan(
+                self.engine, territory_id, grids, blocks, result.report, parameters,
+                note=note, created_by=created_by))
 
         self._guarded(job_id, "loading 读取图层", work)
 
-    def _guarded(self, job_id: str, stage: str, work: Callable[[], int]) -> None:
+    def _guarded(self, job_id: str, stage: str, work: Callable[[_Control], int]) -> None:
         """Run a job's work: ``running``, then ``done`` with the plan it wrote, or ``failed``
-        with a reason a user can act on (nothing is half-written: a plan is written in one
-        transaction at the end)."""
+        with a reason a user can act on. Nothing is half-written: a plan is written in one
+        transaction at the end, and only while the job has not timed out."""
+        control = _Control()
+        with self._lock:
+            self._running[job_id] = control
         try:
             self._set(job_id, state="running", started_at=models.utcnow(), progress=0.01,
                       stage=stage)
-            plan_id = work()
-            self._set(job_id, state="done", progress=1.0, stage="done 完成", plan_id=plan_id,
-                      finished_at=models.utcnow())
+            if self.timeout_s > 0:
+                control.timer = threading.Timer(self.timeout_s, self._time_out,
+                                                (job_id, control))
+                control.timer.daemon = True
+                control.timer.start()
+            plan_id = work(control)
+            end = dict(state="done", progress=1.0, stage="done 完成", plan_id=plan_id)
+        except JobCancelled:  # timed out (the timer records it) or the server stops
+            log.warning("job %s stopped", job_id)
+            return
         except GridmapError as exc:
-            self._fail(job_id, exc.message)
-        except Exception as exc:  # a bug: keep the trace in the log, tell the user why
-            log.exception("job %s failed", job_id)
-            self._fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the "
-                               "territory and plans are unchanged")
+            end = dict(state="failed", error=exc.message)
+        except Exception as exc:
+            if is_unavailable(exc):
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                log.warning("job %s: the database went away: %s", job_id, reason)
+                end = dict(state="failed", error=DB_LOST.format(reason))
+            else:  # a bug: keep the trace in the log, tell the user why
+                log.exception("job %s failed", job_id)
+                end = dict(state="failed", error=f"internal error ({type(exc).__name__}: "
+                                                 f"{exc}); the territory and plans are "
+                                                 "unchanged")
+        finally:
+            if control.timer is not None:
+                control.timer.cancel()
+            with self._lock:
+                self._running.pop(job_id, None)
+        self._end(job_id, **end)
 
-    def _fail(self, job_id: str, message: str) -> None:
-        try:
-            self._set(job_id, state="failed", error=message, finished_at=models.utcnow())
-        except Exception:  # the database itself is gone; recover() will mark it later
-            log.exception("could not record the failure of job %s", job_id)
+    def _store(self, control: _Control, write: Callable[[], int]) -> int:
+        """Store a job's result with ``write`` unless the job timed out (then nothing)."""
+        with control.lock:
+            control.check()
+            plan_id = write()
+            control.stored = True
+            return plan_id
+
+    def _time_out(self, job_id: str, control: _Control) -> None:
+        """The timer of a job: stop it (at its next progress report) and mark it failed,
+        unless its result is stored already."""
+        with control.lock:
+            if control.stored:
+                return
+            control.cancelled.set()
+        log.warning("job %s timed out after %g s", job_id, self.timeout_s)
+        self._end(job_id, state="failed", error=TIMED_OUT.format(f"{self.timeout_s:g}"))
+
+    def _end(self, job_id: str, **values: Any) -> None:
+        """Record the end of a running job (``done`` or ``failed``), retried while the
+        database is away (for up to ``record_for_s``); a job that ended already (e.g. it
+        timed out) keeps its end."""
+        values.update(finished_at=models.utcnow(), heartbeat_at=models.utcnow())
+        query = update(models.Job).where(models.Job.id == job_id,
+                                         models.Job.state.in_(("queued", "running")))
+        self._retry(f"record the end of job {job_id}", lambda conn: conn.execute(
+            query.values(**values)))
+
+    def _discard(self, plan_id: int) -> None:
+        """Delete a plan a job wrote but may not keep (its grids and blocks go with it)."""
+        self._retry(f"discard plan {plan_id}", lambda conn: conn.execute(
+            delete(models.Plan).where(models.Plan.id == plan_id)))
+
+    def _retry(self, what: str, step: Callable[[Any], Any]) -> None:
+        """Run ``step`` in a transaction, again and again while the database is away."""
+        give_up = time.monotonic() + self.record_for_s
+        pause = 0.2
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    step(conn)
+                return
+            except Exception as exc:
+                if not is_unavailable(exc) or time.monotonic() > give_up:
+                    # recover() (at the next start) marks a job left running as failed
+                    log.exception("could not %s", what)
+                    return
+                log.warning("could not %s, the database is away; trying again in %.1f s",
+                            what, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
 
 
 def job_dict(row: Any) -> dict[str, Any]:

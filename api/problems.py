@@ -7,14 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.rules import EventError
 from gis.accounts import AccountError
+from gis.database import is_unavailable
 from gis.errors import (
     Conflict,
     CoordinateError,
@@ -29,6 +32,8 @@ from gis.errors import (
 
 log = logging.getLogger("gridmap.api")
 MEDIA_TYPE = "application/problem+json"
+#: Seconds a client is told to wait (``Retry-After``) when the database is unavailable.
+RETRY_AFTER_S = 5
 
 
 class PayloadTooLarge(GridmapError):
@@ -158,13 +163,21 @@ def install(app: FastAPI) -> None:
         return problem_response(exc.status_code, code, title, str(exc.detail), request)
 
     @app.exception_handler(OperationalError)
-    async def database_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database error: %s", exc.orig)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)  # the driver's own (COPY), unwrapped
+    @app.exception_handler(psycopg.InterfaceError)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         problem = PROBLEMS[DatabaseError]
-        return problem_response(problem.status, DatabaseError.code, problem.title,
-                                "the database cannot be reached; try again shortly, and "
-                                "check GRIDMAP_DATABASE_URL and that the server is running",
-                                request)
+        response = problem_response(
+            problem.status, DatabaseError.code, problem.title,
+            "数据库暂时无法连接，请稍后重试 the database cannot be reached (it may be "
+            "restarting): try again shortly (an event report retried with the same "
+            "idempotency key is never stored twice); if this lasts, check "
+            "GRIDMAP_DATABASE_URL and that the database server is running", request)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(DataError)
     async def unstorable_value(request: Request, exc: DataError) -> JSONResponse:
@@ -176,8 +189,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_failed(request: Request, exc: DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated:
-            return await database_down(request, exc)  # type: ignore[arg-type]
+        if is_unavailable(exc):
+            return await database_down(request, exc)
         log.exception("database statement failed", exc_info=exc)
         problem = EXTRA["internal-error"]
         return problem_response(problem.status, "internal-error", problem.title,

@@ -8,12 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from geoalchemy2.admin.dialects.sqlite import load_spatialite
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis.errors import DatabaseError
@@ -29,6 +31,12 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for ``url`` (default ``GRIDMAP_DATABASE_URL``).
 
+    PostgreSQL engines survive the server going away: every pooled connection is pinged
+    when taken (a connection of a server that restarted is replaced, and a disconnect
+    invalidates the whole pool), a connection attempt gives up after
+    ``GRIDMAP_DB_CONNECT_TIMEOUT_S`` and a wait for a pooled connection after
+    ``GRIDMAP_DB_POOL_TIMEOUT_S`` (the API answers 503 instead of hanging).
+
     SQLite URLs get SpatiaLite loaded on every connection (through
     ``pysqlite3``, whose SQLite may load extensions where the interpreter's
     may not), foreign keys on and WAL journalling.
@@ -36,7 +44,13 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     settings = get_settings()
     url = url or settings.database_url
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        connect_args = dict(kwargs.pop("connect_args", None) or {})
+        connect_args.setdefault("connect_timeout", settings.db_connect_timeout_s)
+        if "connect_timeout" in make_url(url).query:  # the URL's own setting wins
+            connect_args.pop("connect_timeout")
+        if "poolclass" not in kwargs:
+            kwargs.setdefault("pool_timeout", settings.db_pool_timeout_s)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
     os.environ.setdefault("SPATIALITE_LIBRARY_PATH", settings.spatialite_library_path)
     try:
@@ -100,6 +114,19 @@ def ping(engine: Engine) -> None:
             f"the database at {engine.url.render_as_string(hide_password=True)} is "
             f"unreachable: {exc.orig}"
         ) from exc
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached or went away (a server restart, a
+    crash, a refused or timed-out connection, a full pool), rather than refused a statement:
+    such an operation may succeed when tried again once the server is back."""
+    if isinstance(exc, SQLAlchemyTimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(exc, DBAPIError):
+        return (isinstance(exc, OperationalError | InterfaceError)
+                or bool(exc.connection_invalidated))
+    # the driver's own errors, from work on its connection (COPY) SQLAlchemy never saw
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 @contextmanager

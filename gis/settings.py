@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     #: pool smaller than the load means connecting anew (a PostgreSQL fork) for many requests.
     db_pool_size: int = 20
     db_max_overflow: int = 0
+    #: While PostgreSQL is away: how long opening a connection may take (seconds) and how
+    #: long a request waits for a free pooled connection; past either it gets a 503.
+    db_connect_timeout_s: int = 5
+    db_pool_timeout_s: float = 10.0
     #: Where ``gridmap demo`` writes its territory and database.
     demo_dir: Path = Path("demo")
     #: Household band of a grid (the urban standard: 300-500 households).
@@ -36,6 +40,9 @@ class Settings(BaseSettings):
     job_workers: int = 1
     #: A job whose process sent no progress for this long is taken as dead (seconds).
     job_stale_after_s: int = 900
+    #: A partition or redraw job still running after this long is marked failed ("timed out")
+    #: and its result discarded (seconds; 0: no limit).
+    job_timeout_s: float = 1800.0
     #: Features per page of the OGC API (the default and the most a client may ask for).
     page_limit: int = 100
     page_limit_max: int = 10_000

@@ -6,9 +6,11 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -52,13 +54,47 @@ class ThrowawayCluster:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
                   "-E", "UTF8", "--no-locale")
+        self.start_server()
+        return self
+
+    def _options(self) -> str:
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                 "-c max_connections=200")
         if not self.durable:
             opts += " -c fsync=off -c full_page_writes=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
-                  "-w", "start")
-        return self
+        return opts
+
+    def start_server(self) -> None:
+        """Start PostgreSQL on the cluster's data directory and port; return once it accepts
+        connections (after crash recovery, when it was stopped in ``immediate`` mode)."""
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._options(), "-l",
+                  str(self.root / "log"), "-w", "-t", "120", "start")
+
+    def stop_server(self, mode: str = "immediate") -> None:
+        """Stop PostgreSQL and keep the cluster (data directory and port) for
+        :meth:`start_server`. ``immediate`` is a crash as far as clients and the data go:
+        every backend is killed, nothing is flushed, the next start replays the WAL; ``fast``
+        rolls back open transactions and shuts down cleanly."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def pause_server(self) -> None:
+        """Freeze the postmaster (SIGSTOP): the port still takes TCP connections but no new
+        session ever answers (a hung host); open sessions keep working. Undo with
+        :meth:`resume_server`."""
+        os.kill(self._postmaster(), signal.SIGSTOP)
+
+    def resume_server(self) -> None:
+        os.kill(self._postmaster(), signal.SIGCONT)
+
+    def _postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def restart(self, mode: str = "immediate", down_s: float = 0.0) -> None:
+        """Stop (``mode``), stay down ``down_s`` seconds, start again."""
+        self.stop_server(mode)
+        if down_s > 0:
+            time.sleep(down_s)
+        self.start_server()
 
     def url(self, database: str = "postgres", driver: str = "postgresql+psycopg") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"

@@ -22,7 +22,14 @@ from numpy.typing import NDArray
 from events.router import GridRouter, Routed
 from gis import crs as crsmod
 from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded
-from gis.layers import LAT_NAMES, LON_NAMES, Budget, ReadLimits, check_geopackage
+from gis.layers import (
+    LAT_NAMES,
+    LON_NAMES,
+    Budget,
+    ReadLimits,
+    check_geopackage,
+    gdal_reason,
+)
 
 __all__ = ["ADDED_COLUMNS", "EventTable", "check_text", "decode_text", "event_frame",
            "read_events", "read_grids", "routed_table", "write_routed"]
@@ -60,7 +67,8 @@ def read_grids(path: Path, *, layer: str | None = None, code_field: str = "code"
     try:
         layers = [str(row[0]) for row in pyogrio.list_layers(path)]
     except Exception as exc:
-        raise LayerError(f"cannot be read: {exc}", file=label) from exc
+        raise LayerError(f"cannot be read: {gdal_reason(exc, path, label)}",
+                         file=label) from exc
     if layer is None:
         if len(layers) == 1:
             layer = layers[0]
@@ -75,7 +83,8 @@ def read_grids(path: Path, *, layer: str | None = None, code_field: str = "code"
     try:
         grids = pyogrio.read_dataframe(path, layer=layer, max_features=budget.rows_left() + 1)
     except Exception as exc:
-        raise LayerError(f"cannot be read: {exc}", file=label, layer=layer) from exc
+        raise LayerError(f"cannot be read: {gdal_reason(exc, path, label)}", file=label,
+                         layer=layer) from exc
     budget.add(grids.geometry.to_numpy(), file=label, layer=layer)
     renames = dict(field_map or {})
     if code_field != "code":
@@ -146,7 +155,8 @@ def read_events(path: Path, *, lon: str | None = None, lat: str | None = None,
     try:
         gdf = pyogrio.read_dataframe(path)
     except Exception as exc:
-        raise LayerError(f"cannot be read: {exc}", file=label) from exc
+        raise LayerError(f"cannot be read: {gdal_reason(exc, path, label)}",
+                         file=label) from exc
     if len(gdf) == 0:
         raise LayerError("holds no events (no features)", file=label)
     geoms = np.asarray(gdf.geometry.to_numpy(), dtype=object)
@@ -264,9 +274,12 @@ def _geojson_frame(text: str, label: str, max_rows: int | None,
         short = " (the file seems cut short)" if exc.pos >= len(text.rstrip()) else ""
         raise LayerError(f"is not valid JSON: {exc.msg} at line {exc.lineno}, column "
                          f"{exc.colno}{short}", file=label) from exc
-    except (ValueError, RecursionError) as exc:  # a 5,000-digit number; nesting 100,000 deep
-        raise LayerError(f"is not JSON that can be read ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})", file=label) from exc
+    except RecursionError as exc:
+        raise LayerError("cannot be read as JSON: it is nested too deeply (GeoJSON needs a "
+                         "few levels)", file=label) from exc
+    except ValueError as exc:  # e.g. a number of 5,000 digits
+        raise LayerError(f"cannot be read as JSON: {str(exc).split(';')[0][:200]}",
+                         file=label) from exc
     if isinstance(doc, dict) and doc.get("type") == "Feature":
         features: Any = [doc]
     elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection":

@@ -430,6 +430,16 @@ def unzip(archive: Path, dest: Path, limits: ReadLimits) -> list[str]:
         return ["/".join(parts) for _, parts in plan]
 
 
+def gdal_reason(exc: Exception, path: str | Path, label: str) -> str:
+    """GDAL's message about a file, with the server's path of it replaced by its label (an
+    upload's temporary folder is nobody's business), on one line."""
+    text = " ".join(str(exc).split()).replace(str(path), label)
+    return _TEMP_PATH.sub("", text)
+
+
+_TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/gridmap-[^/\s']*/")
+
+
 def check_geopackage(path: Path, label: str) -> None:
     """Refuse a .gpkg that is not an SQLite database, or shorter than its header says."""
     try:
@@ -526,7 +536,8 @@ def _discover(root: Path, folder: Path) -> tuple[dict[str, _Source], str | None,
             try:
                 listed = pyogrio.list_layers(gdal_path)
             except Exception as exc:  # not a GeoPackage at all (GDAL says why)
-                raise LayerError(f"cannot be read: {exc}", file=label) from exc
+                raise LayerError(f"cannot be read: {gdal_reason(exc, gdal_path, label)}",
+                                 file=label) from exc
             for layer_name, _ in listed:
                 if str(layer_name) in LAYERS:
                     add(_Source(str(layer_name), gdal_path, f"{label}:{layer_name}",
@@ -570,7 +581,8 @@ def _read_source(src: _Source, encoding: str | None, budget: Budget) -> gpd.GeoD
         try:
             gdf = pyogrio.read_dataframe(src.path, **kwargs)
         except Exception as exc:  # GDAL's own message says what is broken
-            raise LayerError(f"cannot be read: {exc}", file=src.label, layer=src.layer) from exc
+            raise LayerError(f"cannot be read: {gdal_reason(exc, src.path, src.label)}",
+                             file=src.label, layer=src.layer) from exc
         gdf = gdf.reset_index(drop=True)
     budget.add(gdf.geometry.to_numpy(), file=src.label, layer=src.layer)
     return gdf
@@ -623,7 +635,8 @@ def _osm_layer(path: str, layer: str, max_features: int | None = None) -> gpd.Ge
         gdf = pyogrio.read_dataframe(
             path, layer=layer, max_features=None if max_features is None else max_features + 1)
     except Exception as exc:
-        raise LayerError(f"cannot be read as OpenStreetMap data: {exc}",
+        raise LayerError("cannot be read as OpenStreetMap data: "
+                         f"{gdal_reason(exc, path, Path(path).name)}",
                          file=Path(path).name) from exc
     finally:
         pyogrio.set_gdal_config_options({"OSM_CONFIG_FILE": None})
@@ -824,6 +837,15 @@ def _check_geometry(
             f"empty geometry ({int(empty.sum())} features); remove those features or draw them",
             file=file, layer=spec.name, row=row,
         )
+    # GEOS cannot test or repair what has NaN or infinite vertices (it raises): say so first.
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    not_finite = ~np.isfinite(coords).all(axis=1)
+    if not_finite.any():
+        at = int(np.flatnonzero(not_finite)[0])
+        raise LayerError(
+            f"a vertex is not a finite number: ({coords[at, 0]}, {coords[at, 1]}) "
+            f"({int(np.unique(owner[not_finite]).size)} features); fix or remove those "
+            "features", file=file, layer=spec.name, row=int(owner[at]))
     allowed = frozenset().union(*(FAMILIES[f] for f in spec.families))
     type_ids = shapely.get_type_id(geoms)
     wrong = ~np.isin(type_ids, list(allowed))

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.problems import BadRequest
 from events.files import check_text, coordinate_columns, event_frame
+from events.router import points_to_wgs84
 from events.routing import RouterCache
 from events.rules import SOURCES, Rules, describe
 from events.store import (
@@ -164,6 +165,16 @@ async def report_event(body: EventIn, request: Request,
 IMPORT_COLUMNS = ("category", "source", "description", "reporter")
 
 
+def _by_row(x: np.ndarray, y: np.ndarray, coord_sys: str, exc: CoordinateError) -> str:
+    """The reason some imported points cannot be routed, naming rows (1 = the first event)
+    rather than array indexes; worked out again only when the import is refused."""
+    try:
+        points_to_wgs84(x, y, coord_sys, row_numbers=np.arange(1, len(x) + 1))
+    except CoordinateError as named:
+        return named.message
+    return exc.message
+
+
 @router.post("/events/import", summary="Bulk import: a CSV (x/lon, y/lat columns) or GeoJSON "
                                        "of points, routed and stored in one transaction",
              responses={409: {"description": "No published plan"},
@@ -210,7 +221,11 @@ def import_events(
                          f"{', '.join(SOURCES)}; nothing was imported")
     published = routers_of(request).get(territory_id)
     checked = time.perf_counter()
-    routed = published.route_columns(x, y, coord_sys)
+    try:
+        routed = published.route_columns(x, y, coord_sys)
+    except CoordinateError as exc:
+        raise CoordinateError(f"{name}: {_by_row(x, y, coord_sys, exc)}; nothing was "
+                              "imported") from exc
     now = now_of(request)
     desc = table["description"].astype(str).to_numpy(dtype=object) if "description" in table \
         else None

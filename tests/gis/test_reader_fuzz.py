@@ -9,11 +9,14 @@ HTTP) — never another exception, never a 500 — and nothing is stored when re
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
+import os
 import tempfile
 import zipfile
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,13 @@ from sqlalchemy import Engine, func, select
 from events.files import event_frame, read_events
 from gis import models
 from gis.errors import GridmapError
-from gis.layers import ReadLimits, Territory, read_territory
+from gis.layers import ReadLimits, read_territory
 
-FUZZ = settings(max_examples=80, deadline=None, derandomize=True, database=None,
+#: Examples per reader; FUZZ_EXAMPLES=2000 for a longer hunt (random rather than the fixed
+#: sequence the suite runs).
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or 120
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,
+                derandomize="FUZZ_EXAMPLES" not in os.environ, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 #: Small limits, so that a mutation that makes a huge number cannot make a slow test.
@@ -127,7 +134,7 @@ def mutated_json(draw: st.DrawFn, data: bytes) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(doc)
         path = draw(st.sampled_from(paths))
-        new = draw(st.sampled_from(HOSTILE))
+        new = copy.deepcopy(draw(st.sampled_from(HOSTILE)))
         if not path:
             doc = new
             continue
@@ -150,90 +157,128 @@ def hostile(data: bytes) -> st.SearchStrategy[bytes]:
 # The readers, directly
 
 
-def read_or_refuse(path: Path, **kwargs: Any) -> Territory | GridmapError:
+def read_or_refuse(path: Path, outcomes: Counter[str], **kwargs: Any) -> None:
+    """Read a territory: a result or a gridmap error that says something, nothing else."""
     try:
-        return read_territory(path, limits=LIMITS, **kwargs)
+        read_territory(path, limits=LIMITS, **kwargs)
+        outcomes["read"] += 1
     except GridmapError as exc:
         assert exc.message.strip(), "an error must say something"
-        return exc
+        outcomes[type(exc).__name__] += 1
 
 
-@FUZZ
-@given(data=st.data())
-def test_geojson_layers(data: st.DataObject) -> None:
+def assert_both(outcomes: Counter[str]) -> None:
+    """The mutations made files that were read and files that were refused."""
+    assert outcomes["read"] > 0 and sum(outcomes.values()) > outcomes["read"], outcomes
+
+
+def test_geojson_layers() -> None:
     s = seeds()
-    which = data.draw(st.sampled_from(["admin_geojson", "buildings_geojson"]))
-    files = {"admin_areas.geojson": s["admin_geojson"],
-             "buildings.geojson": s["buildings_geojson"]}
-    files[f"{which.split('_')[0].replace('admin', 'admin_areas')}.geojson"] = data.draw(
-        hostile(s[which]))
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, content in files.items():
-            (Path(tmp) / name).write_bytes(content)
-        read_or_refuse(Path(tmp))
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        which = data.draw(st.sampled_from(["admin_areas", "buildings"]))
+        files = {"admin_areas.geojson": s["admin_geojson"],
+                 "buildings.geojson": s["buildings_geojson"]}
+        seed = s["admin_geojson" if which == "admin_areas" else "buildings_geojson"]
+        files[f"{which}.geojson"] = data.draw(hostile(seed))
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                (Path(tmp) / name).write_bytes(content)
+            read_or_refuse(Path(tmp), outcomes)
+
+    run()
+    assert_both(outcomes)
 
 
-@FUZZ
-@given(data=st.data())
-def test_zipped_shapefiles(data: st.DataObject) -> None:
-    files = dict(seeds()["shapefiles"])
-    victim = data.draw(st.sampled_from(sorted(files)))
-    files[victim] = data.draw(mutated_bytes(files[victim]))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, content in files.items():
-            z.writestr(name, content)
-    archive = buf.getvalue()
-    if data.draw(st.booleans()):  # the archive itself damaged
-        archive = data.draw(mutated_bytes(archive))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "territory.zip"
-        path.write_bytes(archive)
-        read_or_refuse(path)
+def test_zipped_shapefiles() -> None:
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        files = dict(seeds()["shapefiles"])
+        victim = data.draw(st.sampled_from(sorted(files)))
+        files[victim] = data.draw(mutated_bytes(files[victim]))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, content in files.items():
+                z.writestr(name, content)
+        archive = buf.getvalue()
+        if data.draw(st.integers(0, 3)) == 0:  # the archive itself damaged
+            archive = data.draw(mutated_bytes(archive))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "territory.zip"
+            path.write_bytes(archive)
+            read_or_refuse(path, outcomes)
+
+    run()
+    assert_both(outcomes)
 
 
-@FUZZ
-@given(data=st.data())
-def test_geopackage(data: st.DataObject) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "territory.gpkg"
-        path.write_bytes(data.draw(mutated_bytes(seeds()["gpkg"])))
-        read_or_refuse(path)
+def test_geopackage() -> None:
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(content=mutated_bytes(seeds()["gpkg"]))
+    def run(content: bytes) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "territory.gpkg"
+            path.write_bytes(content)
+            read_or_refuse(path, outcomes)
+
+    run()
+    assert_both(outcomes)
 
 
-@FUZZ
-@given(data=st.data())
-def test_csv_layer(data: st.DataObject) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "admin_areas.geojson").write_bytes(seeds()["admin_geojson"])
-        (Path(tmp) / "buildings.csv").write_bytes(
-            data.draw(mutated_bytes(seeds()["buildings_csv"])))
-        read_or_refuse(Path(tmp), crs="wgs84")
+def test_csv_layer() -> None:
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(content=mutated_bytes(seeds()["buildings_csv"]))
+    def run(content: bytes) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "admin_areas.geojson").write_bytes(seeds()["admin_geojson"])
+            (Path(tmp) / "buildings.csv").write_bytes(content)
+            read_or_refuse(Path(tmp), outcomes, crs="wgs84")
+
+    run()
+    assert_both(outcomes)
 
 
-@FUZZ
-@given(data=st.data())
-def test_event_files(data: st.DataObject) -> None:
+@pytest.mark.parametrize("kind", ["csv", "geojson"])
+def test_event_files(kind: str) -> None:
     s = seeds()
-    kind = data.draw(st.sampled_from(["csv", "geojson"]))
-    content = data.draw(mutated_bytes(s["events_csv"]) if kind == "csv"
-                        else hostile(s["events_geojson"]))
-    # The HTTP import's reader...
-    try:
-        frame = event_frame(content, f"events.{kind}", max_rows=100,
-                            keep=("category", "description"))
-        assert len(frame) > 0
-    except GridmapError as exc:
-        assert exc.message.strip()
-    # ...and the command line's.
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"events.{kind}"
-        path.write_bytes(content)
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(content=mutated_bytes(s["events_csv"]) if kind == "csv"
+           else hostile(s["events_geojson"]))
+    def run(content: bytes) -> None:
+        # The HTTP import's reader...
         try:
-            table = read_events(path)
-            assert len(table.x) == len(table.y) == len(table.frame) > 0
+            frame = event_frame(content, f"events.{kind}", max_rows=100,
+                                keep=("category", "description"))
+            assert len(frame) > 0 and {"x", "y"} <= set(frame.columns) if kind == "geojson" \
+                else len(frame) > 0
+            outcomes["read"] += 1
         except GridmapError as exc:
             assert exc.message.strip()
+            outcomes[type(exc).__name__] += 1
+        # ...and the command line's.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"events.{kind}"
+            path.write_bytes(content)
+            try:
+                table = read_events(path)
+                assert len(table.x) == len(table.y) == len(table.frame) > 0
+            except GridmapError as exc:
+                assert exc.message.strip()
+
+    run()
+    assert_both(outcomes)
 
 
 # ------------------------------------------------------------------------------------------
@@ -268,8 +313,7 @@ def test_event_import_over_http(client: TestClient, kind: str) -> None:
     seed = event_seeds(inside.x, inside.y)[0 if kind == "csv" else 1]
     seen: dict[int, int] = {}
 
-    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(FUZZ, max_examples=EXAMPLES // 2)
     @given(content=mutated_bytes(seed) if kind == "csv" else hostile(seed))
     def run(content: bytes) -> None:
         before = _counts(engine)["events"]
@@ -288,8 +332,7 @@ def test_event_import_over_http(client: TestClient, kind: str) -> None:
 def test_territory_upload_over_http(client: TestClient) -> None:
     s = seeds()
 
-    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(FUZZ, max_examples=EXAMPLES // 3)
     @given(content=hostile(s["admin_geojson"]))
     def run(content: bytes) -> None:
         status, body = _answer(client, "/territories", [

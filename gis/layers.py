@@ -516,7 +516,7 @@ def _discover(root: Path, folder: Path) -> tuple[dict[str, _Source], str | None,
     if root.is_dir():
         entries = [(p, p.name) for p in sorted(root.iterdir()) if p.is_file()]
     elif is_zip:
-        entries = [(p, f"{root.name}/{p.relative_to(folder).as_posix()}")
+        entries = [(p, p.relative_to(folder).as_posix())
                    for p in sorted(folder.rglob("*")) if p.is_file()]
     else:
         entries = [(root, root.name)]

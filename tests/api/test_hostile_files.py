@@ -372,7 +372,7 @@ def test_a_good_zip_still_reads_after_the_checks(tmp_path: Path) -> None:
                                 for p in sorted(folder.iterdir())}))
     territory = read_territory(archive)
     assert territory.counts()["admin_areas"] == 4
-    assert territory.sources["admin_areas"] == "t.zip/layers/admin_areas.shp"
+    assert territory.sources["admin_areas"] == "layers/admin_areas.shp"
 
 
 # ------------------------------------------------------------------------------------------

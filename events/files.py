@@ -28,6 +28,7 @@ from gis.layers import (
     Budget,
     ReadLimits,
     check_geopackage,
+    decode_text,
     gdal_reason,
 )
 
@@ -172,46 +173,6 @@ def read_events(path: Path, *, lon: str | None = None, lat: str | None = None,
     return EventTable(frame=frame, x=coords[:, 0].copy(), y=coords[:, 1].copy(),
                       row_numbers=np.arange(len(frame), dtype=np.int64),
                       row_label="features (counting from 0)", source=label)
-
-
-def decode_text(raw: bytes, encoding: str | None, label: str,
-                option: str = "--encoding") -> str:
-    """A text file's bytes as text: in ``encoding`` if given, else UTF-8 (with or without a
-    BOM) or GB18030/GBK. A file mixing UTF-8 lines with GBK ones (two files pasted together)
-    is refused with the first line of each, rather than read as mojibake."""
-    if encoding:
-        try:
-            return raw.decode(encoding)
-        except LookupError as exc:
-            raise GridmapError(f"unknown encoding {encoding!r} (e.g. utf-8, gbk)") from exc
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise LayerError(f"is not {encoding} text: byte {exc.start:,} (line {line}) cannot "
-                             f"be decoded; say which encoding the file is in with {option} "
-                             "(utf-8, gbk)", file=label) from exc
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        utf8_error = exc
-    utf8_lines, other_line = 0, 0
-    for number, row in enumerate(raw.splitlines(), start=1):
-        if row.isascii():
-            continue
-        try:
-            row.decode("utf-8")
-            utf8_lines = utf8_lines or number
-        except UnicodeDecodeError:
-            other_line = other_line or number
-        if utf8_lines and other_line:
-            raise LayerError(f"mixes encodings: line {utf8_lines} is UTF-8 but line "
-                             f"{other_line} is not (GBK?); save the whole file in one "
-                             "encoding (UTF-8)", file=label)
-    try:
-        return raw.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise LayerError(f"is neither UTF-8 ({utf8_error.reason} at byte {utf8_error.start:,}) "
-                         f"nor GBK/GB18030 text ({exc.reason} at byte {exc.start:,}); say which "
-                         f"encoding the file is in with {option}", file=label) from exc
 
 
 def _csv_frame(text: str, label: str, max_rows: int | None = None) -> pd.DataFrame:

@@ -430,6 +430,55 @@ def unzip(archive: Path, dest: Path, limits: ReadLimits) -> list[str]:
         return ["/".join(parts) for _, parts in plan]
 
 
+_CJK = re.compile("[^\x00-\x7f\u2000-\u206f\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+
+
+def decode_text(raw: bytes, encoding: str | None, label: str,
+                option: str = "--encoding") -> str:
+    """A text file's bytes as text: in ``encoding`` if given, else UTF-8 (with or without a
+    BOM) or GB18030/GBK. A file of UTF-8 lines with some GBK ones (two files pasted together,
+    a line edited in another editor) is refused naming a line of each rather than read as
+    mojibake: it is taken as mixed when the lines that are UTF-8 Chinese are as many as the
+    others, or at least 3 and 1% of them (GBK text is valid UTF-8 only by rare accident)."""
+    if encoding:
+        try:
+            return raw.decode(encoding)
+        except LookupError as exc:
+            raise GridmapError(f"unknown encoding {encoding!r} (e.g. utf-8, gbk)") from exc
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise LayerError(f"is not {encoding} text: byte {exc.start:,} (line {line}) cannot "
+                             f"be decoded; say which encoding the file is in with {option} "
+                             "(utf-8, gbk)", file=label) from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    utf8_lines: list[int] = []
+    other_lines: list[int] = []
+    for number, row in enumerate(raw.splitlines(), start=1):
+        if row.isascii():
+            continue
+        try:
+            text = row.decode("utf-8")
+        except UnicodeDecodeError:
+            other_lines.append(number)
+            continue
+        if not _CJK.search(text):
+            utf8_lines.append(number)
+    n_utf8, n_other = len(utf8_lines), len(other_lines)
+    if n_utf8 and n_other and (n_utf8 >= n_other or n_utf8 >= max(3, n_other // 100)):
+        raise LayerError(f"mixes encodings: line {utf8_lines[0]} is UTF-8 but line "
+                         f"{other_lines[0]} is not (GBK?), {n_other:,} such lines; save the "
+                         "whole file in one encoding (UTF-8)", file=label)
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise LayerError(f"is neither UTF-8 ({utf8_error.reason} at byte {utf8_error.start:,}) "
+                         f"nor GBK/GB18030 text ({exc.reason} at byte {exc.start:,}); say which "
+                         f"encoding the file is in with {option}", file=label) from exc
+
+
 def gdal_reason(exc: Exception, path: str | Path, label: str) -> str:
     """GDAL's message about a file, with the server's path of it replaced by its label (an
     upload's temporary folder is nobody's business), on one line."""
@@ -597,12 +646,9 @@ def _has_cpg(src: _Source) -> bool:
 
 def _read_csv(src: _Source, max_rows: int) -> gpd.GeoDataFrame:
     """A CSV of points with lon/lat columns; it has no CRS of its own."""
+    text = decode_text(Path(src.path).read_bytes(), None, src.label)
     try:
-        raw = Path(src.path).read_bytes()
-        try:
-            df = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig", nrows=max_rows)
-        except UnicodeDecodeError:
-            df = pd.read_csv(io.BytesIO(raw), encoding="gbk", nrows=max_rows)
+        df = pd.read_csv(io.StringIO(text), nrows=max_rows)
     except Exception as exc:
         raise LayerError(f"cannot be read as CSV: {exc}", file=src.label,
                          layer=src.layer) from exc
@@ -837,15 +883,18 @@ def _check_geometry(
             f"empty geometry ({int(empty.sum())} features); remove those features or draw them",
             file=file, layer=spec.name, row=row,
         )
-    # GEOS cannot test or repair what has NaN or infinite vertices (it raises): say so first.
-    coords, owner = shapely.get_coordinates(geoms, return_index=True)
-    not_finite = ~np.isfinite(coords).all(axis=1)
-    if not_finite.any():
-        at = int(np.flatnonzero(not_finite)[0])
-        raise LayerError(
-            f"a vertex is not a finite number: ({coords[at, 0]}, {coords[at, 1]}) "
-            f"({int(np.unique(owner[not_finite]).size)} features); fix or remove those "
-            "features", file=file, layer=spec.name, row=int(owner[at]))
+    # GEOS cannot test or repair what has NaN or infinite vertices (it raises): say so first
+    # (in slices, so that the vertices are not all copied at once).
+    for start in range(0, len(geoms), 100_000):
+        coords, owner = shapely.get_coordinates(geoms[start:start + 100_000],
+                                                return_index=True)
+        not_finite = ~np.isfinite(coords).all(axis=1)
+        if not_finite.any():
+            at = int(np.flatnonzero(not_finite)[0])
+            raise LayerError(
+                f"a vertex is not a finite number: ({coords[at, 0]}, {coords[at, 1]}); fix "
+                "or remove the feature", file=file, layer=spec.name,
+                row=start + int(owner[at]))
     allowed = frozenset().union(*(FAMILIES[f] for f in spec.families))
     type_ids = shapely.get_type_id(geoms)
     wrong = ~np.isin(type_ids, list(allowed))

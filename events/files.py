@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import math
@@ -175,14 +176,22 @@ def read_events(path: Path, *, lon: str | None = None, lat: str | None = None,
                       row_label="features (counting from 0)", source=label)
 
 
-def _csv_frame(text: str, label: str, max_rows: int | None = None) -> pd.DataFrame:
-    """A CSV's rows, every value as text; an empty file or a header alone is an error."""
-    if not text.strip():
+def _csv_frame(data: bytes, label: str, encoding: str | None, max_rows: int | None = None,
+               option: str = "--encoding") -> pd.DataFrame:
+    """A CSV's rows, every value as text; an empty file or a header alone is an error. The
+    bytes go to pandas as they are (UTF-8, or the encoding given); only a file that does not
+    decode so is decoded here first, which says why (:func:`gis.layers.decode_text`)."""
+    if not data.removeprefix(codecs.BOM_UTF8).strip():
         raise LayerError("is empty: a CSV of events needs a header line (lon,lat,...) and "
                          "one line per event", file=label)
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False,
+                               "nrows": None if max_rows is None else max_rows + 1}
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
-                            nrows=None if max_rows is None else max_rows + 1)
+        try:
+            frame = pd.read_csv(io.BytesIO(data), encoding=encoding or "utf-8-sig", **options)
+        except (UnicodeDecodeError, LookupError):
+            text = decode_text(data, encoding, label, option)
+            frame = pd.read_csv(io.StringIO(text), **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError,
             OverflowError) as exc:
         raise LayerError(f"cannot be read as CSV: {exc}", file=label) from exc
@@ -199,7 +208,7 @@ def _csv_frame(text: str, label: str, max_rows: int | None = None) -> pd.DataFra
 def _read_csv(path: Path, lon: str | None, lat: str | None, encoding: str | None
               ) -> EventTable:
     label = str(path)
-    frame = _csv_frame(decode_text(path.read_bytes(), encoding, label), label)
+    frame = _csv_frame(path.read_bytes(), label, encoding)
     lon_col = _column(frame, lon, LON_NAMES, "--lon", label)
     lat_col = _column(frame, lat, LAT_NAMES, "--lat", label)
     x = pd.to_numeric(frame[lon_col].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
@@ -224,7 +233,7 @@ def event_frame(data: bytes, filename: str, *, encoding: str | None = None,
     if filename.lower().endswith(GEOJSON_SUFFIXES):
         return _geojson_frame(decode_text(data, encoding, label, "encoding"), label,
                               max_rows, keep)
-    return _csv_frame(decode_text(data, encoding, label, "encoding"), label, max_rows)
+    return _csv_frame(data, label, encoding, max_rows, "encoding")
 
 
 def _geojson_frame(text: str, label: str, max_rows: int | None,

@@ -292,7 +292,7 @@ def _counts(engine: Engine) -> dict[str, int]:
 
 
 def _answer(client: TestClient, url: str, files: Any, form: dict[str, str]) -> tuple[int, Any]:
-    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine: Engine = client.app.state.engine
     before = _counts(engine)
     r = client.post(url, files=files, data=form)
     assert r.status_code < 500, r.text
@@ -305,7 +305,7 @@ def _answer(client: TestClient, url: str, files: Any, form: dict[str, str]) -> t
 
 @pytest.mark.parametrize("kind", ["csv", "geojson"])
 def test_event_import_over_http(client: TestClient, kind: str) -> None:
-    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine: Engine = client.app.state.engine
     # Events inside the published demo plan, so that the files as they are import.
     plan = next(p for p in client.get("/plans").json() if p["status"] == "published")
     grid = client.get(f"/plans/{plan['id']}/grids").json()["features"][0]

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -51,12 +52,24 @@ LAYER_LABELS = {
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a GridmapError into a clear message and exit code 2, not a traceback."""
+    """Turn a GridmapError (or a file that cannot be opened) into a clear one-line message and
+    exit code 2, not a traceback."""
     try:
         yield
     except GridmapError as exc:
-        err_console.print(f"[bold red]错误 error:[/] {exc.message}")
+        err_console.print(f"[bold red]错误 error:[/] {escape(_one_line(exc.message))}",
+                          highlight=False)
         raise typer.Exit(2) from exc
+    except OSError as exc:  # a folder where a file belongs, no permission, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        text = _one_line(where + (exc.strerror or str(exc)))
+        err_console.print(f"[bold red]错误 error:[/] {escape(text)}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (GDAL's reasons may span several)."""
+    return " ".join(text.split())
 
 
 def _counts_table(title: str, counts: dict[str, int]) -> Table:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +22,19 @@ from numpy.typing import NDArray
 
 from events.router import GridRouter, Routed
 from gis import crs as crsmod
-from gis.errors import CRSError, GridmapError, LayerError
-from gis.layers import LAT_NAMES, LON_NAMES
+from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded
+from gis.layers import (
+    LAT_NAMES,
+    LON_NAMES,
+    Budget,
+    ReadLimits,
+    check_geopackage,
+    decode_text,
+    gdal_reason,
+)
 
-__all__ = ["ADDED_COLUMNS", "EventTable", "read_events", "read_grids", "routed_table",
-           "write_routed"]
+__all__ = ["ADDED_COLUMNS", "EventTable", "check_text", "decode_text", "event_frame",
+           "read_events", "read_grids", "routed_table", "write_routed"]
 
 #: Columns the router adds to every event, in this order.
 ADDED_COLUMNS = ("grid_code", "grid_name", "village_code", "village_name", "town_code",
@@ -41,21 +52,25 @@ ENCODINGS = ("utf-8-sig", "gb18030")
 
 def read_grids(path: Path, *, layer: str | None = None, code_field: str = "code",
                field_map: Mapping[str, str] | None = None,
-               crs: str | None = None) -> gpd.GeoDataFrame:
+               crs: str | None = None, limits: ReadLimits | None = None) -> gpd.GeoDataFrame:
     """Read a polygon layer of grids and name its code column ``code``.
 
     ``code_field`` names the column holding the grid code (e.g. ``网格编号``); ``field_map``
     renames other columns (``{"所属组织": "name"}``); ``crs`` is the layer's coordinate system
     when the file declares none (or declares it wrongly). A file with several layers needs
-    ``layer`` unless one is called ``grids``.
+    ``layer`` unless one is called ``grids``. ``limits`` bound its features and vertices
+    (default: the ``GRIDMAP_MAX_*`` settings).
     """
     label = str(path)
     if not path.exists():
         raise LayerError("no such file", file=label)
+    if path.suffix.lower() == ".gpkg":
+        check_geopackage(path, label)
     try:
         layers = [str(row[0]) for row in pyogrio.list_layers(path)]
     except Exception as exc:
-        raise LayerError(f"cannot be read: {exc}", file=label) from exc
+        raise LayerError(f"cannot be read: {gdal_reason(exc, path, label)}",
+                         file=label) from exc
     if layer is None:
         if len(layers) == 1:
             layer = layers[0]
@@ -66,10 +81,13 @@ def read_grids(path: Path, *, layer: str | None = None, code_field: str = "code"
                              "the grids with --layer", file=label)
     elif layer not in layers:
         raise LayerError(f"has no layer {layer!r} (layers: {', '.join(layers)})", file=label)
+    budget = Budget(limits or ReadLimits.from_settings())
     try:
-        grids = pyogrio.read_dataframe(path, layer=layer)
+        grids = pyogrio.read_dataframe(path, layer=layer, max_features=budget.rows_left() + 1)
     except Exception as exc:
-        raise LayerError(f"cannot be read: {exc}", file=label, layer=layer) from exc
+        raise LayerError(f"cannot be read: {gdal_reason(exc, path, label)}", file=label,
+                         layer=layer) from exc
+    budget.add(grids.geometry.to_numpy(), file=label, layer=layer)
     renames = dict(field_map or {})
     if code_field != "code":
         renames[code_field] = "code"
@@ -134,10 +152,15 @@ def read_events(path: Path, *, lon: str | None = None, lat: str | None = None,
         return _read_csv(path, lon, lat, encoding)
     if lon or lat:
         raise GridmapError("--lon/--lat name CSV columns; a vector file has point geometries")
+    if path.suffix.lower() == ".gpkg":
+        check_geopackage(path, label)
     try:
         gdf = pyogrio.read_dataframe(path)
     except Exception as exc:
-        raise LayerError(f"cannot be read: {exc}", file=label) from exc
+        raise LayerError(f"cannot be read: {gdal_reason(exc, path, label)}",
+                         file=label) from exc
+    if len(gdf) == 0:
+        raise LayerError("holds no events (no features)", file=label)
     geoms = np.asarray(gdf.geometry.to_numpy(), dtype=object)
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     not_point = ~missing & (shapely.get_type_id(geoms) != 0)
@@ -153,27 +176,39 @@ def read_events(path: Path, *, lon: str | None = None, lat: str | None = None,
                       row_label="features (counting from 0)", source=label)
 
 
+def _csv_frame(data: bytes, label: str, encoding: str | None, max_rows: int | None = None,
+               option: str = "--encoding") -> pd.DataFrame:
+    """A CSV's rows, every value as text; an empty file or a header alone is an error. The
+    bytes go to pandas as they are (UTF-8, or the encoding given); only a file that does not
+    decode so is decoded here first, which says why (:func:`gis.layers.decode_text`)."""
+    if not data.removeprefix(codecs.BOM_UTF8).strip():
+        raise LayerError("is empty: a CSV of events needs a header line (lon,lat,...) and "
+                         "one line per event", file=label)
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False,
+                               "nrows": None if max_rows is None else max_rows + 1}
+    try:
+        try:
+            frame = pd.read_csv(io.BytesIO(data), encoding=encoding or "utf-8-sig", **options)
+        except (UnicodeDecodeError, LookupError):
+            text = decode_text(data, encoding, label, option)
+            frame = pd.read_csv(io.StringIO(text), **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError,
+            OverflowError) as exc:
+        raise LayerError(f"cannot be read as CSV: {exc}", file=label) from exc
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.empty:
+        raise LayerError(f"has a header ({', '.join(frame.columns)}) but no events: one line "
+                         "per event under the header", file=label)
+    if max_rows is not None and len(frame) > max_rows:
+        raise LimitExceeded(f"the file holds more than {max_rows:,} events; split it",
+                            setting="max_features", limit=max_rows, file=label)
+    return frame
+
+
 def _read_csv(path: Path, lon: str | None, lat: str | None, encoding: str | None
               ) -> EventTable:
     label = str(path)
-    raw = path.read_bytes()
-    frame: pd.DataFrame | None = None
-    tried = [encoding] if encoding else list(ENCODINGS)
-    error: Exception | None = None
-    for enc in tried:
-        try:
-            frame = pd.read_csv(io.BytesIO(raw), encoding=enc, dtype=str, keep_default_na=False)
-            break
-        except LookupError as exc:
-            raise GridmapError(f"unknown encoding {encoding!r} (e.g. utf-8, gbk)") from exc
-        except UnicodeDecodeError as exc:
-            error = exc
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise LayerError(f"cannot be read as CSV: {exc}", file=label) from exc
-    if frame is None:
-        raise LayerError(f"cannot be decoded as {' or '.join(tried)} ({error}); say which "
-                         "encoding with --encoding", file=label)
-    frame.columns = [str(c) for c in frame.columns]
+    frame = _csv_frame(path.read_bytes(), label, encoding)
     lon_col = _column(frame, lon, LON_NAMES, "--lon", label)
     lat_col = _column(frame, lat, LAT_NAMES, "--lat", label)
     x = pd.to_numeric(frame[lon_col].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
@@ -181,6 +216,143 @@ def _read_csv(path: Path, lon: str | None, lat: str | None, encoding: str | None
     return EventTable(frame=frame, x=x, y=y,
                       row_numbers=np.arange(2, len(frame) + 2, dtype=np.int64),
                       row_label="lines of the file (the header is line 1)", source=label)
+
+
+def event_frame(data: bytes, filename: str, *, encoding: str | None = None,
+                max_rows: int | None = None, keep: tuple[str, ...] | None = None
+                ) -> pd.DataFrame:
+    """An uploaded event file as a table of text: a CSV (every column), or GeoJSON points
+    (columns ``x``, ``y`` from the geometry and the properties named in ``keep``, or all).
+
+    Broken input is a :class:`LayerError` that says what to fix: not text in one encoding,
+    not CSV, an empty file or a header alone, not JSON, JSON that is not GeoJSON, a feature
+    that is not a Point or has no usable coordinates, properties that are not an object;
+    more than ``max_rows`` events is a :class:`LimitExceeded`.
+    """
+    label = filename
+    if filename.lower().endswith(GEOJSON_SUFFIXES):
+        return _geojson_frame(decode_text(data, encoding, label, "encoding"), label,
+                              max_rows, keep)
+    return _csv_frame(data, label, encoding, max_rows, "encoding")
+
+
+def _geojson_frame(text: str, label: str, max_rows: int | None,
+                   keep: tuple[str, ...] | None) -> pd.DataFrame:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        short = " (the file seems cut short)" if exc.pos >= len(text.rstrip()) else ""
+        raise LayerError(f"is not valid JSON: {exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno}{short}", file=label) from exc
+    except RecursionError as exc:
+        raise LayerError("cannot be read as JSON: it is nested too deeply (GeoJSON needs a "
+                         "few levels)", file=label) from exc
+    except ValueError as exc:  # e.g. a number of 5,000 digits
+        raise LayerError(f"cannot be read as JSON: {str(exc).split(';')[0][:200]}",
+                         file=label) from exc
+    if isinstance(doc, dict) and doc.get("type") == "Feature":
+        features: Any = [doc]
+    elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        features = doc.get("features")
+        if not isinstance(features, list):
+            raise LayerError('is a FeatureCollection without a "features" list', file=label)
+    else:
+        raise LayerError('is JSON but not GeoJSON: expected {"type": "FeatureCollection", '
+                         '"features": [...]} of Point features', file=label)
+    if not features:
+        raise LayerError("holds no events (no features)", file=label)
+    if max_rows is not None and len(features) > max_rows:
+        raise LimitExceeded(f"the file holds {len(features):,} events; split it",
+                            setting="max_features", limit=max_rows, file=label)
+    xs = np.empty(len(features), dtype=np.float64)
+    ys = np.empty(len(features), dtype=np.float64)
+    rows: list[dict[str, str]] = []
+    for i, feature in enumerate(features):
+        def bad(what: str, i: int = i) -> LayerError:
+            return LayerError(f"feature {i} (counting from 0) {what}", file=label)
+        if not isinstance(feature, dict) or feature.get("type") != "Feature":
+            raise bad('is not a GeoJSON Feature ({"type": "Feature", "geometry": ..., '
+                      '"properties": ...})')
+        geom = feature.get("geometry")
+        if geom is None:
+            raise bad("has no geometry (null): every event needs a Point")
+        kind = geom.get("type") if isinstance(geom, dict) else None
+        if kind != "Point":
+            raise bad(f"is a {kind if isinstance(kind, str) else 'malformed geometry'}, "
+                      "not a Point: give each event as one point")
+        coords = geom.get("coordinates")
+        if not isinstance(coords, list) or len(coords) < 2:
+            raise bad("has a Point without coordinates [x, y] (an empty point)")
+        for axis, value, out in (("x", coords[0], xs), ("y", coords[1], ys)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad(f"has {axis} = {json.dumps(value, ensure_ascii=False)[:50]}, not a "
+                          "number")
+            try:
+                out[i] = float(value)
+            except OverflowError:  # an integer with hundreds of digits
+                out[i] = math.inf
+        props = feature.get("properties")
+        if props is None:
+            props = {}
+        elif not isinstance(props, dict):
+            raise bad("has properties that are not an object ({...})")
+        rows.append({str(k): _text(v) for k, v in props.items()
+                     if keep is None or k in keep})
+    frame = pd.DataFrame.from_records(rows, index=range(len(rows))).fillna("").astype(str) \
+        if any(rows) else pd.DataFrame(index=range(len(rows)))
+    frame["x"] = xs
+    frame["y"] = ys
+    return frame
+
+
+def _text(value: Any) -> str:
+    """A GeoJSON property value as the text a CSV would have held."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def check_text(frame: pd.DataFrame, columns: tuple[str, ...], label: str,
+               first_row: int = 1) -> None:
+    """Refuse text that cannot be stored: a NUL character, or half of a UTF-16 surrogate pair
+    (a JSON escape like \\ud800 alone). Names the row (``first_row`` numbers the first)."""
+    for col in columns:
+        if col not in frame.columns:
+            continue
+        values = frame[col].astype(str)
+        joined = "\x1f".join(values.tolist())
+        if "\x00" not in joined:
+            try:
+                joined.encode("utf-8")
+                continue
+            except UnicodeEncodeError:
+                pass
+        bad = values.str.contains(_BAD_TEXT, regex=True).to_numpy(dtype=bool)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise LayerError(f"column {col} holds a character that cannot be stored (a NUL "
+                             "or a broken \\u escape); remove it", file=label,
+                             row=row + first_row)
+
+
+def coordinate_columns(frame: pd.DataFrame, label: str, lon_names: tuple[str, ...],
+                       lat_names: tuple[str, ...]) -> tuple[str, str]:
+    """The columns of longitude/x and latitude/y, found by name (any case, spaces ignored)."""
+    by_name = {str(c).strip().lower(): str(c) for c in frame.columns}
+    found = [next((by_name[n] for n in names if n in by_name), None)
+             for names in (lon_names, lat_names)]
+    if found[0] is None or found[1] is None:
+        raise LayerError(
+            f"has no {'longitude' if found[0] is None else 'latitude'} column (columns: "
+            f"{', '.join(map(str, frame.columns))}); name the coordinate columns "
+            f"{' or '.join(lon_names)} and {' or '.join(lat_names)} in the header line",
+            file=label)
+    return found[0], found[1]
 
 
 def _column(frame: pd.DataFrame, given: str | None, names: tuple[str, ...], option: str,

@@ -103,3 +103,19 @@ class StaleVersion(Conflict):
     def __init__(self, message: str, current: int) -> None:
         super().__init__(message)
         self.current = current
+
+
+class LimitExceeded(LayerError):
+    """An upload or file holds more than a configured limit allows (docs/limits.md).
+
+    Says which limit, its value and the ``GRIDMAP_*`` setting that raises it; nothing is
+    read further and nothing is stored.
+    """
+
+    def __init__(self, message: str, *, setting: str, limit: int, file: str | None = None,
+                 layer: str | None = None, row: int | None = None) -> None:
+        env = f"GRIDMAP_{setting.upper()}"
+        super().__init__(f"{message} (limit {limit:,}; the setting {env} raises it)",
+                         file=file, layer=layer, row=row)
+        self.setting = env
+        self.limit = limit

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import io
+import lzma
 import re
+import stat
+import struct
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,8 @@ from pyproj.exceptions import CRSError as PyprojCRSError
 from pyproj.exceptions import ProjError
 
 from gis import crs as crsmod
-from gis.errors import CoordinateError, CRSError, GridmapError, LayerError
+from gis.errors import CoordinateError, CRSError, GridmapError, LayerError, LimitExceeded
+from gis.settings import Settings, get_settings
 
 #: Shapely geometry type ids by family (0 Point ... 7 GeometryCollection).
 FAMILIES: dict[str, frozenset[int]] = {
@@ -93,6 +100,72 @@ LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
 LAT_NAMES = ("lat", "latitude", "y", "纬度")
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".csv")
 OSM_SUFFIXES = (".pbf", ".osm")
+#: Compression methods Python's zipfile unpacks (stored, deflate, bzip2, LZMA).
+ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                         zipfile.ZIP_LZMA})
+#: A member's unpacked/packed ratio is checked only above this unpacked size (bytes).
+ZIP_RATIO_FROM = 2**20
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one upload or file may hold; the ``GRIDMAP_*`` settings of the same names."""
+
+    max_features: int
+    max_vertices: int
+    max_feature_vertices: int
+    max_unzipped_mb: int
+    max_zip_ratio: int
+    max_zip_members: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> ReadLimits:
+        s = settings or get_settings()
+        return cls(s.max_features, s.max_vertices, s.max_feature_vertices, s.max_unzipped_mb,
+                   s.max_zip_ratio, s.max_zip_members)
+
+
+class Budget:
+    """Features and vertices read so far from one upload, checked against :class:`ReadLimits`."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        self.limits = limits
+        self.features = 0
+        self.vertices = 0
+
+    def rows_left(self) -> int:
+        """How many more features may be read (read one more to tell "over" from "at")."""
+        return max(self.limits.max_features - self.features, 0)
+
+    def add_rows(self, n: int, *, file: str | None = None, layer: str | None = None,
+                 what: str = "features") -> None:
+        self.features += n
+        if self.features > self.limits.max_features:
+            raise LimitExceeded(f"the upload holds more than {self.limits.max_features:,} "
+                                f"{what}; split it or clip the territory",
+                                setting="max_features", limit=self.limits.max_features,
+                                file=file, layer=layer)
+
+    def add(self, geoms: np.ndarray, *, file: str | None = None,
+            layer: str | None = None) -> None:
+        """Count a layer's features and vertices; refuse a feature or an upload over a limit."""
+        self.add_rows(len(geoms), file=file, layer=layer)
+        counts = shapely.get_num_coordinates(np.asarray(geoms, dtype=object))
+        per = self.limits.max_feature_vertices
+        over = np.flatnonzero(counts > per)
+        if over.size:
+            row = int(over[0])
+            raise LimitExceeded(
+                f"a feature has {int(counts[row]):,} vertices, more than the "
+                f"{per:,} one feature may have; simplify it (e.g. QGIS: Vector > Geometry "
+                "Tools > Simplify) or split it", setting="max_feature_vertices", limit=per,
+                file=file, layer=layer, row=row)
+        self.vertices += int(counts.sum())
+        if self.vertices > self.limits.max_vertices:
+            raise LimitExceeded(f"the upload holds more than {self.limits.max_vertices:,} "
+                                "vertices; simplify the geometries or clip the territory",
+                                setting="max_vertices", limit=self.limits.max_vertices,
+                                file=file, layer=layer)
 
 
 @dataclass(frozen=True)
@@ -143,11 +216,9 @@ class Territory:
 @dataclass(frozen=True)
 class _Source:
     layer: str
-    path: str          # what GDAL opens (may be a /vsizip/ path)
+    path: str          # what GDAL opens
     label: str         # what the user sees in messages
     gdal_layer: str | None = None
-    #: (zip file, member) when the file is inside a .zip (for readers other than GDAL)
-    archive: tuple[str, str] | None = None
 
 
 def read_territory(
@@ -156,6 +227,7 @@ def read_territory(
     field_map: Mapping[str, str] | None = None,
     crs: str | int | Mapping[str, str | int] | None = None,
     encoding: str | None = None,
+    limits: ReadLimits | None = None,
 ) -> Territory:
     """Read, check and reproject every layer of a territory.
 
@@ -170,10 +242,12 @@ def read_territory(
     :func:`gis.crs.parse_coord_sys` accepts, e.g. ``"gcj02"``): one for every
     layer, or ``{layer: crs}``. Where given it overrides what a file declares;
     a file that declares nothing needs it. ``encoding`` is the attribute
-    encoding of Shapefiles without a ``.cpg`` (e.g. ``"GBK"``).
+    encoding of Shapefiles without a ``.cpg`` (e.g. ``"GBK"``). ``limits`` bound
+    what the files may hold (default: the ``GRIDMAP_MAX_*`` settings); a .zip is
+    checked against them before anything in it is unpacked.
 
-    Raises :class:`LayerError` (file, layer, row and reason) or
-    :class:`CRSError` / :class:`CoordinateError` on bad input.
+    Raises :class:`LayerError` (file, layer, row and reason; :class:`LimitExceeded`
+    over a limit) or :class:`CRSError` / :class:`CoordinateError` on bad input.
     """
     root = Path(path)
     if not root.exists():
@@ -182,18 +256,27 @@ def read_territory(
     for given in (crs.values() if isinstance(crs, Mapping) else [crs]):
         if given is not None:
             crsmod.parse_coord_sys(given)
-    sources, osm_path, notes = _discover(root)
-    layers: dict[str, gpd.GeoDataFrame] = {}
-    labels: dict[str, str] = {}
-    repairs: list[Repair] = []
-    if osm_path is not None:
-        for name, gdf in read_osm(osm_path, notes).items():
-            if name not in sources:
-                layers[name] = gdf
-                labels[name] = f"{Path(osm_path).name} (OpenStreetMap)"
-    for name, src in sources.items():
-        layers[name] = _read_source(src, encoding)
-        labels[name] = src.label
+    budget = Budget(limits or ReadLimits.from_settings())
+    with ExitStack() as stack:
+        folder = root
+        if root.is_file() and root.suffix.lower() == ".zip":
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="gridmap-unzip-")))
+            unzip(root, folder, budget.limits)
+        sources, osm_path, notes = _discover(root, folder)
+        layers: dict[str, gpd.GeoDataFrame] = {}
+        labels: dict[str, str] = {}
+        repairs: list[Repair] = []
+        if osm_path is not None:
+            osm_label = f"{Path(osm_path).name} (OpenStreetMap)"
+            for name, gdf in read_osm(osm_path, notes, budget.limits.max_features).items():
+                if name not in sources:
+                    budget.add(gdf.geometry.to_numpy(), file=osm_label, layer=name)
+                    layers[name] = gdf
+                    labels[name] = osm_label
+        for name, src in sources.items():
+            layers[name] = _read_source(src, encoding, budget)
+            labels[name] = src.label
     missing = [name for name in REQUIRED_LAYERS if name not in layers]
     if missing:
         found = ", ".join(sorted(layers)) or "none"
@@ -202,7 +285,7 @@ def read_territory(
             "Name the files after their layer (admin_areas.gpkg, buildings.geojson, ...) "
             "or the layers inside a GeoPackage; see docs/data-format.md"
             + "".join(f". Note: {note}" for note in notes),
-            file=str(root),
+            file=root.name,
         )
     checked: dict[str, gpd.GeoDataFrame] = {}
     for name in LAYERS:
@@ -217,8 +300,254 @@ def read_territory(
     return Territory(root.stem.removesuffix(".osm"), checked, labels, repairs, notes)
 
 
-def _discover(root: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
-    """Map layer names to the files holding them; find an OSM extract."""
+# ---------------------------------------------------------------------------
+# Archives and containers, checked before they are opened
+
+
+def _zip_entry_count(path: Path) -> int | None:
+    """The member count an archive's end record declares (read before Python parses the
+    whole central directory, which a hostile archive can make huge); None if not found."""
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(size - (22 + 65_535), 0))
+        tail = fh.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + 22 > len(tail):
+            return None
+        count = int(struct.unpack("<H", tail[at + 10:at + 12])[0])
+        if count != 0xFFFF:
+            return count
+        loc = tail.rfind(b"PK\x06\x07", 0, at)  # ZIP64 end record locator
+        if loc < 0 or loc + 20 > len(tail):
+            return None
+        offset = int(struct.unpack("<Q", tail[loc + 8:loc + 16])[0])
+        if offset + 56 > size:
+            return None
+        fh.seek(offset)
+        record = fh.read(56)
+        if record[:4] != b"PK\x06\x06":
+            return None
+        return int(struct.unpack("<Q", record[32:40])[0])
+
+
+def _member_path(name: str) -> tuple[str, ...] | None:
+    """A member name as path parts inside the archive, or None if it points outside."""
+    clean = name.replace("\\", "/")
+    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
+        return None
+    parts = tuple(p for p in clean.split("/") if p not in ("", "."))
+    if not parts or ".." in parts:
+        return None
+    return parts
+
+
+def unzip(archive: Path, dest: Path, limits: ReadLimits) -> list[str]:
+    """Unpack a .zip into ``dest`` after checking it against ``limits``; the member names.
+
+    Refused before anything is unpacked: more members than ``max_zip_members``, declared
+    unpacked sizes over ``max_unzipped_mb`` in all, a member over 1 MB that unpacks more
+    than ``max_zip_ratio`` times its packed size (a zip bomb), a member named outside the
+    archive (``../``, an absolute path), a symbolic link, an encrypted member, an unknown
+    compression method. While unpacking, no member may give more bytes than it declares.
+    """
+    label = archive.name
+    declared = _zip_entry_count(archive)
+    if declared is not None and declared > limits.max_zip_members:
+        raise LimitExceeded(f"the archive has {declared:,} members", setting="max_zip_members",
+                            limit=limits.max_zip_members, file=label)
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        raise LayerError(f"cannot be read as a .zip archive: {exc}", file=label) from exc
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir() and "__MACOSX" not in i.filename]
+        if len(infos) > limits.max_zip_members:
+            raise LimitExceeded(f"the archive has {len(infos):,} members",
+                                setting="max_zip_members", limit=limits.max_zip_members,
+                                file=label)
+        max_bytes = limits.max_unzipped_mb * 2**20
+        total = 0
+        seen: set[str] = set()
+        plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+        for info in infos:
+            where = f"{label}/{info.filename}"
+            parts = _member_path(info.filename)
+            if parts is None:
+                raise LayerError("a member's name points outside the archive (../ or an "
+                                 "absolute path); nothing was unpacked: make the archive "
+                                 "again from the folder of layer files", file=where)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise LayerError("a member is a symbolic link; archives may hold only plain "
+                                 "files: make the archive again without links", file=where)
+            if info.flag_bits & 0x1:
+                raise LayerError("a member is encrypted; upload the archive without a "
+                                 "password", file=where)
+            if info.compress_type not in ZIP_METHODS:
+                raise LayerError(f"a member is packed with compression method "
+                                 f"{info.compress_type}, which cannot be unpacked; use "
+                                 "deflate (the usual .zip)", file=where)
+            key = "/".join(parts).lower()
+            if key in seen:
+                raise LayerError("the archive holds this member twice; keep one",
+                                 file=where)
+            seen.add(key)
+            total += info.file_size
+            if total > max_bytes:
+                raise LimitExceeded(f"the archive unpacks to more than "
+                                    f"{limits.max_unzipped_mb:,} MB (declared sizes)",
+                                    setting="max_unzipped_mb", limit=limits.max_unzipped_mb,
+                                    file=label)
+            if info.file_size > ZIP_RATIO_FROM and \
+                    info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
+                ratio = info.file_size / max(info.compress_size, 1)
+                raise LimitExceeded(
+                    f"a member unpacks {ratio:,.0f} times its packed size "
+                    f"({info.compress_size:,} to {info.file_size:,} bytes): a zip bomb, or "
+                    "data that is mostly padding", setting="max_zip_ratio",
+                    limit=limits.max_zip_ratio, file=where)
+            plan.append((info, parts))
+        for info, parts in plan:
+            target = dest.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            try:
+                with zf.open(info) as src, target.open("wb") as out:
+                    while chunk := src.read(2**20):
+                        written += len(chunk)
+                        if written > info.file_size:
+                            raise LayerError("a member unpacks to more bytes than the archive "
+                                             "declares; the archive is damaged or forged",
+                                             file=f"{label}/{info.filename}")
+                        out.write(chunk)
+            except LayerError:
+                raise
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+                    RuntimeError, NotImplementedError, struct.error, zlib.error,
+                    lzma.LZMAError) as exc:
+                raise LayerError(f"a member cannot be unpacked ({exc}); the archive is "
+                                 "damaged", file=f"{label}/{info.filename}") from exc
+        return ["/".join(parts) for _, parts in plan]
+
+
+_CJK = re.compile("[^\x00-\x7f\u2000-\u206f\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+
+
+def decode_text(raw: bytes, encoding: str | None, label: str,
+                option: str = "--encoding") -> str:
+    """A text file's bytes as text: in ``encoding`` if given, else UTF-8 (with or without a
+    BOM) or GB18030/GBK. A file of UTF-8 lines with some GBK ones (two files pasted together,
+    a line edited in another editor) is refused naming a line of each rather than read as
+    mojibake: it is taken as mixed when the lines that are UTF-8 Chinese are as many as the
+    others, or at least 3 and 1% of them (GBK text is valid UTF-8 only by rare accident)."""
+    if encoding:
+        try:
+            return raw.decode(encoding)
+        except LookupError as exc:
+            raise GridmapError(f"unknown encoding {encoding!r} (e.g. utf-8, gbk)") from exc
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise LayerError(f"is not {encoding} text: byte {exc.start:,} (line {line}) cannot "
+                             f"be decoded; say which encoding the file is in with {option} "
+                             "(utf-8, gbk)", file=label) from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    utf8_lines: list[int] = []
+    other_lines: list[int] = []
+    for number, row in enumerate(raw.splitlines(), start=1):
+        if row.isascii():
+            continue
+        try:
+            text = row.decode("utf-8")
+        except UnicodeDecodeError:
+            other_lines.append(number)
+            continue
+        if not _CJK.search(text):
+            utf8_lines.append(number)
+    n_utf8, n_other = len(utf8_lines), len(other_lines)
+    if n_utf8 and n_other and (n_utf8 >= n_other or n_utf8 >= max(3, n_other // 100)):
+        raise LayerError(f"mixes encodings: line {utf8_lines[0]} is UTF-8 but line "
+                         f"{other_lines[0]} is not (GBK?), {n_other:,} such lines; save the "
+                         "whole file in one encoding (UTF-8)", file=label)
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise LayerError(f"is neither UTF-8 ({utf8_error.reason} at byte {utf8_error.start:,}) "
+                         f"nor GBK/GB18030 text ({exc.reason} at byte {exc.start:,}); say which "
+                         f"encoding the file is in with {option}", file=label) from exc
+
+
+def gdal_reason(exc: Exception, path: str | Path, label: str) -> str:
+    """GDAL's message about a file, with the server's path of it replaced by its label (an
+    upload's temporary folder is nobody's business), on one line."""
+    text = " ".join(str(exc).split()).replace(str(path), label)
+    return _TEMP_PATH.sub("", text)
+
+
+_TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/gridmap-[^/\s']*/")
+
+
+def check_geopackage(path: Path, label: str) -> None:
+    """Refuse a .gpkg that is not an SQLite database, or shorter than its header says."""
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+            size = fh.seek(0, 2)
+    except OSError as exc:
+        raise LayerError(f"cannot be read: {exc}", file=label) from exc
+    if not header.startswith(b"SQLite format 3\x00"):
+        raise LayerError("is not a GeoPackage: a GeoPackage is an SQLite database file, and "
+                         "this file does not start like one; export the layers again as "
+                         "GeoPackage", file=label)
+    if len(header) < 100:
+        raise LayerError("is cut short: the GeoPackage ends inside its header; upload the "
+                         "whole file", file=label)
+    page_size = int(struct.unpack(">H", header[16:18])[0])
+    page_size = 65_536 if page_size == 1 else page_size
+    pages, changed, valid_for = struct.unpack(">I", header[28:32])[0], \
+        struct.unpack(">I", header[24:28])[0], struct.unpack(">I", header[92:96])[0]
+    if changed == valid_for and pages and size < page_size * pages:
+        raise LayerError(f"is cut short: {size:,} bytes of the {page_size * pages:,} its "
+                         "header declares (an interrupted copy or upload); upload the whole "
+                         "file", file=label)
+
+
+def _check_shapefile(path: Path, label: str) -> None:
+    """A Shapefile needs its .shx (index) and .dbf (attributes) beside the .shp, and the
+    .dbf must hold what its header declares, one record per feature of the .shx: GDAL reads
+    a cut .dbf as missing values, which would lose households without a word."""
+    siblings = {p.name.lower(): p for p in path.parent.iterdir()}
+    stem = path.name[: -len(".shp")].lower()
+    for ext, what in ((".shx", "index"), (".dbf", "attribute table")):
+        if f"{stem}{ext}" not in siblings:
+            raise LayerError(
+                f"the Shapefile has no {ext} file (its {what}); a Shapefile is several files: "
+                "give the .shp, .shx, .dbf, .prj (and .cpg) together, e.g. zipped",
+                file=label)
+    dbf, shx = siblings[f"{stem}.dbf"], siblings[f"{stem}.shx"]
+    with dbf.open("rb") as fh:
+        header = fh.read(12)
+        size = fh.seek(0, 2)
+    if len(header) < 12:
+        raise LayerError(f"the Shapefile's {dbf.name} is cut short ({size} bytes); give the "
+                         "whole .dbf", file=label)
+    records, header_len, record_len = struct.unpack("<IHH", header[4:12])
+    if size < header_len + records * record_len:
+        raise LayerError(f"the Shapefile's {dbf.name} is cut short: {size:,} bytes of the "
+                         f"{header_len + records * record_len:,} its header declares for "
+                         f"{records:,} records; give the whole .dbf", file=label)
+    features = (shx.stat().st_size - 100) // 8
+    if features >= 0 and records != features:
+        raise LayerError(f"the Shapefile's {dbf.name} holds {records:,} records but its "
+                         f"{shx.name} {features:,} features; the files do not belong "
+                         "together or one is damaged: export the layer again", file=label)
+
+
+def _discover(root: Path, folder: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
+    """Map layer names to the files holding them; find an OSM extract. ``folder`` is where
+    a .zip ``root`` was unpacked (else ``root`` itself)."""
     notes: list[str] = []
     sources: dict[str, _Source] = {}
     osm: str | None = None
@@ -232,36 +561,32 @@ def _discover(root: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
             )
         sources[src.layer] = src
 
+    is_zip = folder != root
     if root.is_dir():
-        entries = [(str(p), p.name) for p in sorted(root.iterdir()) if p.is_file()]
-    elif root.suffix.lower() == ".zip":
-        try:
-            with zipfile.ZipFile(root) as zf:
-                entries = [
-                    (f"/vsizip/{root}/{info.filename}", info.filename)
-                    for info in zf.infolist()
-                    if not info.is_dir() and "__MACOSX" not in info.filename
-                ]
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise LayerError(f"cannot be read as a .zip archive: {exc}", file=root.name) from exc
+        entries = [(p, p.name) for p in sorted(root.iterdir()) if p.is_file()]
+    elif is_zip:
+        entries = [(p, p.relative_to(folder).as_posix())
+                   for p in sorted(folder.rglob("*")) if p.is_file()]
     else:
-        entries = [(str(root), root.name)]
-    single = not root.is_dir() and root.suffix.lower() != ".zip"
-    archive = str(root) if root.suffix.lower() == ".zip" and not root.is_dir() else None
+        entries = [(root, root.name)]
+    single = not root.is_dir() and not is_zip
 
-    for gdal_path, label in entries:
-        lower = label.lower()
-        stem = Path(lower).name.split(".")[0]
+    for file_path, label in entries:
+        gdal_path = str(file_path)
+        lower = file_path.name.lower()
+        stem = lower.split(".")[0]
         if lower.endswith(OSM_SUFFIXES):
             if osm is not None:
                 raise LayerError(f"two OpenStreetMap extracts: {osm} and {label}; keep one")
             osm = gdal_path
         elif lower.endswith(".gpkg") and (single or stem not in LAYERS):
             # A GeoPackage given alone is the whole territory, whatever its name.
+            check_geopackage(file_path, label)
             try:
                 listed = pyogrio.list_layers(gdal_path)
             except Exception as exc:  # not a GeoPackage at all (GDAL says why)
-                raise LayerError(f"cannot be read: {exc}", file=label) from exc
+                raise LayerError(f"cannot be read: {gdal_reason(exc, gdal_path, label)}",
+                                 file=label) from exc
             for layer_name, _ in listed:
                 if str(layer_name) in LAYERS:
                     add(_Source(str(layer_name), gdal_path, f"{label}:{layer_name}",
@@ -270,8 +595,11 @@ def _discover(root: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
                     notes.append(f"ignored layer {layer_name} in {label}: not in the contract")
         elif lower.endswith(VECTOR_SUFFIXES):
             if stem in LAYERS and not single:
-                add(_Source(stem, gdal_path, label,
-                            archive=(archive, label) if archive is not None else None))
+                if lower.endswith(".gpkg"):
+                    check_geopackage(file_path, label)
+                elif lower.endswith(".shp"):
+                    _check_shapefile(file_path, label)
+                add(_Source(stem, gdal_path, label))
             elif single:
                 raise LayerError(
                     f"a single {Path(lower).suffix} file is one layer, not a territory: put it "
@@ -290,43 +618,37 @@ def _discover(root: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
     return sources, osm, notes
 
 
-def _read_source(src: _Source, encoding: str | None) -> gpd.GeoDataFrame:
+def _read_source(src: _Source, encoding: str | None, budget: Budget) -> gpd.GeoDataFrame:
     if src.path.lower().endswith(".csv"):
-        return _read_csv(src)
-    kwargs: dict[str, Any] = {}
-    if src.gdal_layer:
-        kwargs["layer"] = src.gdal_layer
-    if encoding and src.path.lower().endswith(".shp") and not _has_cpg(src):
-        kwargs["encoding"] = encoding  # a .cpg says the encoding itself: it wins
-    try:
-        gdf = pyogrio.read_dataframe(src.path, **kwargs)
-    except Exception as exc:  # GDAL's own message says what is broken
-        raise LayerError(f"cannot be read: {exc}", file=src.label, layer=src.layer) from exc
-    return gdf.reset_index(drop=True)
+        gdf = _read_csv(src, budget.rows_left() + 1)
+    else:
+        kwargs: dict[str, Any] = {"max_features": budget.rows_left() + 1}
+        if src.gdal_layer:
+            kwargs["layer"] = src.gdal_layer
+        if encoding and src.path.lower().endswith(".shp") and not _has_cpg(src):
+            kwargs["encoding"] = encoding  # a .cpg says the encoding itself: it wins
+        try:
+            gdf = pyogrio.read_dataframe(src.path, **kwargs)
+        except Exception as exc:  # GDAL's own message says what is broken
+            raise LayerError(f"cannot be read: {gdal_reason(exc, src.path, src.label)}",
+                             file=src.label, layer=src.layer) from exc
+        gdf = gdf.reset_index(drop=True)
+    budget.add(gdf.geometry.to_numpy(), file=src.label, layer=src.layer)
+    return gdf
 
 
 def _has_cpg(src: _Source) -> bool:
     """Whether the Shapefile has a .cpg (code page) file beside it."""
-    if src.archive is not None:
-        stem = src.archive[1].lower().removesuffix(".shp")
-        with zipfile.ZipFile(src.archive[0]) as zf:
-            return any(n.lower() == f"{stem}.cpg" for n in zf.namelist())
     shp = Path(src.path)
-    return any(p.exists() for p in (shp.with_suffix(".cpg"), shp.with_suffix(".CPG")))
+    stem = shp.name[: -len(".shp")].lower()
+    return any(p.name.lower() == f"{stem}.cpg" for p in shp.parent.iterdir())
 
 
-def _read_csv(src: _Source) -> gpd.GeoDataFrame:
+def _read_csv(src: _Source, max_rows: int) -> gpd.GeoDataFrame:
     """A CSV of points with lon/lat columns; it has no CRS of its own."""
+    text = decode_text(Path(src.path).read_bytes(), None, src.label)
     try:
-        if src.archive is not None:  # pandas cannot open GDAL's /vsizip/ paths
-            with zipfile.ZipFile(src.archive[0]) as zf:
-                raw = zf.read(src.archive[1])
-        else:
-            raw = Path(src.path).read_bytes()
-        try:
-            df = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            df = pd.read_csv(io.BytesIO(raw), encoding="gbk")
+        df = pd.read_csv(io.StringIO(text), nrows=max_rows)
     except Exception as exc:
         raise LayerError(f"cannot be read as CSV: {exc}", file=src.label,
                          layer=src.layer) from exc
@@ -352,16 +674,22 @@ def _read_csv(src: _Source) -> gpd.GeoDataFrame:
 # OpenStreetMap
 
 
-def _osm_layer(path: str, layer: str) -> gpd.GeoDataFrame:
+def _osm_layer(path: str, layer: str, max_features: int | None = None) -> gpd.GeoDataFrame:
     conf = str(Path(__file__).with_name("osmconf.ini"))
     pyogrio.set_gdal_config_options({"OSM_CONFIG_FILE": conf})
     try:
-        return pyogrio.read_dataframe(path, layer=layer)
+        gdf = pyogrio.read_dataframe(
+            path, layer=layer, max_features=None if max_features is None else max_features + 1)
     except Exception as exc:
-        raise LayerError(f"cannot be read as OpenStreetMap data: {exc}",
+        raise LayerError("cannot be read as OpenStreetMap data: "
+                         f"{gdal_reason(exc, path, Path(path).name)}",
                          file=Path(path).name) from exc
     finally:
         pyogrio.set_gdal_config_options({"OSM_CONFIG_FILE": None})
+    if max_features is not None and len(gdf) > max_features:
+        raise LimitExceeded(f"the extract holds more than {max_features:,} {layer}",
+                            setting="max_features", limit=max_features, file=Path(path).name)
+    return gdf
 
 
 def _col(gdf: pd.DataFrame, name: str) -> pd.Series:
@@ -394,18 +722,20 @@ OSM_ADMIN_LEVELS = {"6": "district", "7": "district", "8": "town", "9": "village
                     "10": "village"}
 
 
-def read_osm(path: str, notes: list[str] | None = None) -> dict[str, gpd.GeoDataFrame]:
+def read_osm(path: str, notes: list[str] | None = None, max_features: int | None = None
+             ) -> dict[str, gpd.GeoDataFrame]:
     """The contract's layers from an OpenStreetMap extract (GDAL's OSM driver).
 
     Buildings carry their ``building:levels``/``height`` and the household
     count when tagged (``households``); admin areas are kept only when their
-    ``ref`` is a statistical division code.
+    ``ref`` is a statistical division code. ``max_features`` bounds each of GDAL's
+    layers (lines, multipolygons, points) as read.
     """
     notes = notes if notes is not None else []
     out: dict[str, gpd.GeoDataFrame] = {}
-    lines = _osm_layer(path, "lines")
-    polys = _osm_layer(path, "multipolygons")
-    points = _osm_layer(path, "points")
+    lines = _osm_layer(path, "lines", max_features)
+    polys = _osm_layer(path, "multipolygons", max_features)
+    points = _osm_layer(path, "points", max_features)
 
     def frame(src: gpd.GeoDataFrame, mask: pd.Series, **columns: Any) -> gpd.GeoDataFrame:
         sub = src.loc[mask.fillna(False).to_numpy(bool)]
@@ -553,6 +883,18 @@ def _check_geometry(
             f"empty geometry ({int(empty.sum())} features); remove those features or draw them",
             file=file, layer=spec.name, row=row,
         )
+    # GEOS cannot test or repair what has NaN or infinite vertices (it raises): say so first
+    # (in slices, so that the vertices are not all copied at once).
+    for start in range(0, len(geoms), 100_000):
+        coords, owner = shapely.get_coordinates(geoms[start:start + 100_000],
+                                                return_index=True)
+        not_finite = ~np.isfinite(coords).all(axis=1)
+        if not_finite.any():
+            at = int(np.flatnonzero(not_finite)[0])
+            raise LayerError(
+                f"a vertex is not a finite number: ({coords[at, 0]}, {coords[at, 1]}); fix "
+                "or remove the feature", file=file, layer=spec.name,
+                row=start + int(owner[at]))
     allowed = frozenset().union(*(FAMILIES[f] for f in spec.families))
     type_ids = shapely.get_type_id(geoms)
     wrong = ~np.isin(type_ids, list(allowed))

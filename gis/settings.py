@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     target_households: int = 400
     #: The largest upload the service accepts, in megabytes (a request over it gets 413).
     max_upload_mb: int = 512
+    #: What one upload or file may hold (docs/limits.md): features (territory layers together,
+    #: or rows of an event import), vertices in all and per feature, and for a .zip the
+    #: declared unpacked size, the unpacked/packed ratio of any member over 1 MB, and the
+    #: number of members. Over a limit the upload is refused before it is unpacked or checked.
+    max_features: int = 2_000_000
+    max_vertices: int = 20_000_000
+    max_feature_vertices: int = 250_000
+    max_unzipped_mb: int = 2_048
+    max_zip_ratio: int = 500
+    max_zip_members: int = 10_000
     #: Partition jobs run at once per server process (each uses one core).
     job_workers: int = 1
     #: A job whose process sent no progress for this long is taken as dead (seconds).

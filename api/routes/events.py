@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -31,7 +30,9 @@ from api.auth import (
 )
 from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.problems import BadRequest, Forbidden
+from events.files import check_text, coordinate_columns, event_frame
 from events.privacy import mask_event, mask_routing
+from events.router import points_to_wgs84
 from events.routing import RouterCache
 from events.rules import SOURCES, Rules, describe
 from events.store import (
@@ -47,6 +48,7 @@ from events.store import (
 )
 from gis import models
 from gis.errors import CoordinateError, NotFound
+from gis.layers import ReadLimits
 
 router = APIRouter(tags=["events"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such event"}}
@@ -190,29 +192,18 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     return JSONResponse(event, status_code=201 if created.created else 200)
 
 
-def _read_table(data: bytes, filename: str, encoding: str | None) -> pd.DataFrame:
-    if filename.lower().endswith((".geojson", ".json")):
-        try:
-            doc = json.loads(data.decode(encoding or "utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"{filename} is not valid GeoJSON: {exc}") from exc
-        rows = []
-        for i, feature in enumerate(doc.get("features", []) if isinstance(doc, dict) else []):
-            geom = (feature or {}).get("geometry") or {}
-            if geom.get("type") != "Point":
-                raise BadRequest(f"{filename}: feature {i} is not a Point")
-            x, y = geom["coordinates"][:2]
-            rows.append({**(feature.get("properties") or {}), "x": x, "y": y})
-        return pd.DataFrame(rows)
-    for enc in ([encoding] if encoding else ["utf-8-sig", "gb18030"]):
-        try:
-            return pd.read_csv(io.BytesIO(data), encoding=enc, dtype=str,
-                               keep_default_na=False)
-        except UnicodeDecodeError:
-            continue
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise BadRequest(f"{filename} is not a readable CSV: {exc}") from exc
-    raise BadRequest(f"{filename}: unknown text encoding; pass encoding (e.g. GBK)")
+#: The columns an import reads besides the coordinates (other properties are ignored).
+IMPORT_COLUMNS = ("category", "source", "description", "reporter")
+
+
+def _by_row(x: np.ndarray, y: np.ndarray, coord_sys: str, exc: CoordinateError) -> str:
+    """The reason some imported points cannot be routed, naming rows (1 = the first event)
+    rather than array indexes; worked out again only when the import is refused."""
+    try:
+        points_to_wgs84(x, y, coord_sys, row_numbers=np.arange(1, len(x) + 1))
+    except CoordinateError as named:
+        return named.message
+    return exc.message
 
 
 @router.post("/events/import", summary="Bulk import: a CSV (x/lon, y/lat columns) or GeoJSON "
@@ -233,13 +224,13 @@ def import_events(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     rules = rules_of(request)
-    name = file.filename or "events.csv"
-    table = _read_table(file.file.read(), name, check_encoding(encoding))
-    xcol = next((c for c in ("x", "lon", "lng", "longitude", "经度") if c in table), None)
-    ycol = next((c for c in ("y", "lat", "latitude", "纬度") if c in table), None)
-    if xcol is None or ycol is None or table.empty:
-        raise BadRequest(f"{name} needs rows with lon and lat (or x and y) columns; found "
-                         f"columns: {', '.join(map(str, table.columns)) or 'none'}")
+    name = Path(file.filename or "events.csv").name or "events.csv"
+    limits = ReadLimits.from_settings(request.app.state.settings)
+    table = event_frame(file.file.read(), name, encoding=check_encoding(encoding),
+                        max_rows=limits.max_features, keep=IMPORT_COLUMNS)
+    xcol, ycol = coordinate_columns(table, name, ("x", "lon", "lng", "longitude", "经度"),
+                                    ("y", "lat", "latitude", "纬度"))
+    check_text(table, IMPORT_COLUMNS, name)
     x = pd.to_numeric(table[xcol], errors="coerce").to_numpy(dtype=float)
     y = pd.to_numeric(table[ycol], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(~(np.isfinite(x) & np.isfinite(y)))
@@ -262,7 +253,11 @@ def import_events(
                          f"{', '.join(SOURCES)}; nothing was imported")
     published = routers_of(request).get(territory_id)
     checked = time.perf_counter()
-    routed = published.route_columns(x, y, coord_sys)
+    try:
+        routed = published.route_columns(x, y, coord_sys)
+    except CoordinateError as exc:
+        raise CoordinateError(f"{name}: {_by_row(x, y, coord_sys, exc)}; nothing was "
+                              "imported") from exc
     if not who.everywhere:
         codes = pd.Series(routed["grid_code"], dtype=object).fillna("")
         out = np.flatnonzero(~codes.str.startswith(tuple(who.areas)).to_numpy(dtype=bool))

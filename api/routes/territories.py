@@ -19,7 +19,13 @@ from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest, Forbidden
 from gis import models
 from gis.errors import GridmapError, LayerError, NotFound
-from gis.layers import Territory, parse_crs_option, parse_field_map, read_territory
+from gis.layers import (
+    ReadLimits,
+    Territory,
+    parse_crs_option,
+    parse_field_map,
+    read_territory,
+)
 from gis.plans import list_plans, published_plan_id
 from gis.store import (
     delete_territory,
@@ -109,12 +115,23 @@ def _field_map(text: str | None) -> dict[str, str]:
 
 
 def _safe_name(name: str | None, index: int) -> str:
-    base = Path(name or "").name
-    if not base or base.startswith("."):
+    base = Path((name or "").replace("\\", "/")).name
+    if not base or base.startswith(".") or not base.isprintable() \
+            or len(base.encode("utf-8", "replace")) > 200:
         raise LayerError(f"uploaded file #{index + 1} has no usable file name; name files "
                          "after their layer (admin_areas.geojson, buildings.csv, ...) or "
                          "upload a .gpkg, .zip or .osm.pbf")
     return base
+
+
+def _repair_note(territory: Territory) -> list[str]:
+    """Say which invalid geometries were repaired (make_valid), the first few by row."""
+    if not territory.repairs:
+        return []
+    shown = "; ".join(f"{r.layer} row {r.row}: {r.reason}" for r in territory.repairs[:5])
+    more = f" and {len(territory.repairs) - 5} more" if len(territory.repairs) > 5 else ""
+    return [f"repaired {len(territory.repairs)} invalid geometries with make_valid (check "
+            f"them on the map): {shown}{more}"]
 
 
 @router.post("/territories", status_code=201, response_model=TerritoryOut,
@@ -140,12 +157,14 @@ def upload_territory(
         description="Attribute encoding of Shapefiles without a .cpg, e.g. GBK")] = None,
     engine: Engine = Depends(get_engine),
 ) -> TerritoryOut:
-    territory, names = _read_upload(files, field_map, crs, encoding)
+    territory, names = _read_upload(files, field_map, crs, encoding,
+                                    ReadLimits.from_settings(request.app.state.settings))
     _check_new(who, territory)
     label = name or (Path(names[0]).stem if len(names) == 1 else territory.name)
     territory_id = import_territory(engine, territory, name=label,
                                     source=", ".join(names)[:1000])
-    return _territory(engine, territory_id, territory.notes, len(territory.repairs))
+    return _territory(engine, territory_id, territory.notes + _repair_note(territory),
+                      len(territory.repairs))
 
 
 def _check_new(who: Principal, territory: Territory) -> None:
@@ -163,8 +182,9 @@ def _check_new(who: Principal, territory: Territory) -> None:
 
 
 def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None,
-                 encoding: str | None) -> tuple[Territory, list[str]]:
-    """The uploaded layers as a checked territory, and the file names."""
+                 encoding: str | None, limits: ReadLimits) -> tuple[Territory, list[str]]:
+    """The uploaded layers as a checked territory, and the file names; ``limits`` bound
+    what they may hold (a .zip is checked before it is unpacked)."""
     if not files:
         raise LayerError("no file uploaded: send the territory as the multipart field "
                          "'files'")
@@ -181,7 +201,7 @@ def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None
             else tmp
         territory = read_territory(path, field_map=_field_map(field_map),
                                    crs=parse_crs_option(_split_option(crs)),
-                                   encoding=check_encoding(encoding))
+                                   encoding=check_encoding(encoding), limits=limits)
         return territory, names
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -286,7 +306,8 @@ def start_redraw(
 ) -> JobOut:
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id, whole=True)
-    territory, names = _read_upload(files, field_map, crs, encoding)
+    territory, names = _read_upload(files, field_map, crs, encoding,
+                                    ReadLimits.from_settings(request.app.state.settings))
     runner: JobRunner = request.app.state.jobs
     job_id = runner.submit_redraw(territory_id, territory, plan_id, note,
                                   created_by or who.label,

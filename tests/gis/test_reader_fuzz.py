@@ -288,7 +288,8 @@ def test_event_files(kind: str) -> None:
 def _counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                for t in models.Base.metadata.sorted_tables}
+                for t in models.Base.metadata.sorted_tables
+                if t.name != "audit_log"}  # refusals are recorded there, on purpose
 
 
 def _answer(client: TestClient, url: str, files: Any, form: dict[str, str]) -> tuple[int, Any]:

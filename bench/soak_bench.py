@@ -177,8 +177,8 @@ class Request:
 
 
 class Recorder:
-    """Every answer of the measured window (and, apart, of the warm-up): kind, time, latency,
-    status (or the error's name)."""
+    """Every answer to a request sent in the measured window (and, apart, of the warm-up):
+    kind, when sent, latency, status (or the error's name)."""
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
@@ -195,10 +195,10 @@ class Recorder:
         self.measuring = True
 
     def add(self, kind: str, latency: float, status: int | str, path: str = "") -> None:
-        if not self.measuring:
+        at = time.monotonic() - latency - self.t0   # when it was sent
+        if not self.measuring or at < 0:
             self.warmup[kind][status] += 1
             return
-        at = time.monotonic() - self.t0
         self.rows[kind].append((at, latency, status))
         slow = self.slowest[kind]
         if len(slow) < 5 or latency * 1000 > slow[-1][0]:

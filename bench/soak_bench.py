@@ -508,7 +508,7 @@ def _status_kb(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssShmem"):
+        if name in ("VmRSS", "RssAnon", "RssShmem", "Threads"):
             out[name] = int(value.split()[0])
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -549,7 +549,8 @@ def sample(server_pid: int, pg_pid: int, t: float) -> dict[str, Any]:
             kb = _status_kb(pid)
             procs[str(pid)] = {"label": _label(pid, server_pid),
                                "rss_mb": round(kb.get("VmRSS", 0) / 1024, 2),
-                               "anon_mb": round(kb.get("RssAnon", 0) / 1024, 2)}
+                               "anon_mb": round(kb.get("RssAnon", 0) / 1024, 2),
+                               "threads": kb.get("Threads", 0)}
     pg: dict[str, float] = {"rss_mb": 0.0, "anon_mb": 0.0, "pss_mb": 0.0, "shmem_mb": 0.0,
                             "processes": 0}
     for pid in _tree(pg_pid):
@@ -607,6 +608,8 @@ def memory_report(samples: list[dict[str, Any]], threshold: float) -> dict[str, 
     for pid, label in sorted(pids.items(), key=lambda p: (p[1], p[0])):
         seen = [(s["t_s"], s["server"][pid]["rss_mb"]) for s in samples if pid in s["server"]]
         entry = trend([t for t, _ in seen], [m for _, m in seen], threshold)
+        threads = [s["server"][pid]["threads"] for s in samples if pid in s["server"]]
+        entry["threads"] = {"start": threads[0], "end": threads[-1], "max": max(threads)}
         if len(seen) < len(samples):
             entry["note"] = f"present in {len(seen)} of {len(samples)} samples (restarted?)"
         out["server"][f"{label} {pid}"] = entry

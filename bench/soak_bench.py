@@ -849,6 +849,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="memory is flat when its second-half slope is under this")
     p.add_argument("--escalation-interval", type=float, default=60.0,
                    help="the service's automatic escalation (GRIDMAP_ESCALATION_INTERVAL_S)")
+    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment of the server (e.g. MALLOC_ARENA_MAX=2); repeatable")
     p.add_argument("--smoke", action="store_true",
                    help="12 s (after 2 s of warm-up) on the 10,000-household demo (for CI)")
     p.add_argument("--out", type=Path, default=None)
@@ -900,7 +902,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         upgrade(engine)   # first, so the server's and demo_setup's migrations find nothing to do
         engine.dispose()
         phase("migrate")
-        env = {"GRIDMAP_ESCALATION_INTERVAL_S": f"{args.escalation_interval:g}"}
+        env = {"GRIDMAP_ESCALATION_INTERVAL_S": f"{args.escalation_interval:g}",
+               **dict(kv.split("=", 1) for kv in args.server_env)}
         with ThreadPoolExecutor(1) as pool:
             # The district is imported while the server starts (it reads the plan on demand).
             importing = pool.submit(demo_setup, url, args.households, args.seed)

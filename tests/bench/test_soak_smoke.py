@@ -56,6 +56,7 @@ def test_soak_smoke(tmp_path: Path) -> None:
     workers = [k for k in memory["server"] if k.startswith("worker ")]
     assert len(workers) == 2, memory["server"].keys()
     assert any(k.startswith("supervisor ") for k in memory["server"])
+    assert all(memory["server"][k]["threads"]["end"] >= 1 for k in workers)
     for entry in [*memory["server"].values(), memory["postgres"]["rss"],
                   memory["postgres"]["pss"], memory["postgres"]["anon"]]:
         assert {"start_mb", "end_mb", "peak_mb", "slope_mb_per_min_second_half",

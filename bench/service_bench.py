@@ -154,13 +154,14 @@ def _partition(households: int, seed: int) -> tuple[Path, float]:  # pragma: no 
     return demo_grids(households, seed)
 
 
-def in_grids(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Which points lie in a grid of the demo partition."""
+def in_grids(lon: np.ndarray, lat: np.ndarray, grids: Path | None = None) -> np.ndarray:
+    """Which points lie in a grid of the demo partition (or of the grid layer ``grids``)."""
     import pyogrio
     import shapely
     from route_bench import demo_grids
 
-    geoms = pyogrio.read_dataframe(demo_grids()[0]).to_crs(4326).geometry.to_numpy()
+    path = grids if grids is not None else demo_grids()[0]
+    geoms = pyogrio.read_dataframe(path).to_crs(4326).geometry.to_numpy()
     pi, _ = shapely.STRtree(geoms).query(shapely.points(lon, lat), predicate="within")
     mask = np.zeros(len(lon), dtype=bool)
     mask[pi] = True
@@ -258,13 +259,15 @@ def serving(cmd: list[str], env: dict[str, str], port: int, log: Path
 
 
 @contextlib.contextmanager
-def server(url: str, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(url: str, workers: int, log: Path, env_extra: dict[str, str] | None = None
+           ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRIDMAP_DATABASE_URL": url,
            "GRIDMAP_ESCALATION_INTERVAL_S": "0", "GRIDMAP_JOB_WORKERS": "1",
-           # One account posts every event here: the per-account limit would cap the
-           # measurement, so it is off (an integration's account would be given a high one).
-           "GRIDMAP_EVENT_RATE_PER_MINUTE": "0"}
+            # One account posts every event here: the per-account limit would cap the
+            # measurement, so it is off (an integration's account would be given a high one).
+            "GRIDMAP_EVENT_RATE_PER_MINUTE": "0",
+            **(env_extra or {})}
     cmd = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port),
            "--workers", str(workers), "--no-access-log"]
     with serving(cmd, env, port, log) as running:
@@ -285,8 +288,10 @@ def sign_in(url: str) -> dict[str, str]:
     return AUTH
 
 
-def warm_up(base: str, paths: list[str], workers: int) -> float:
-    """Route until every worker has built its router (each builds it on its first request)."""
+def warm_up(base: str, paths: list[str], workers: int, headers: dict[str, str] | None = None,
+            fast_s: float = 0.05, give_up_s: float | None = None) -> float:
+    """Route until every worker has built its router (each builds it on its first request):
+    200 answers in a row under ``fast_s``, or ``give_up_s`` seconds."""
     import httpx
 
     started = time.perf_counter()
@@ -301,14 +306,17 @@ def warm_up(base: str, paths: list[str], workers: int) -> float:
         # No keep-alive: each request a new connection, so the kernel spreads them over
         # every worker process (a kept connection stays with one).
         limits = httpx.Limits(max_connections=4 * workers, max_keepalive_connections=0)
-        async with httpx.AsyncClient(timeout=120, limits=limits, headers=AUTH) as client:
+        async with httpx.AsyncClient(timeout=120, limits=limits,
+                                     headers=AUTH if headers is None else headers) as client:
             fast = 0
             i = 0
             while fast < 200:  # 200 answers in a row under 50 ms: every worker is warm
+                if give_up_s is not None and time.perf_counter() - started > give_up_s:
+                    break
                 batch = [paths[(i + k) % len(paths)] for k in range(4 * workers)]
                 i += len(batch)
                 times = await asyncio.gather(*(one(client, p) for p in batch))
-                fast = fast + len(times) if max(times) < 0.05 else 0
+                fast = fast + len(times) if max(times) < fast_s else 0
 
     asyncio.run(run())
     return round(time.perf_counter() - started, 1)
@@ -390,6 +398,40 @@ def run_wrk(base: str, script: str, connections: int, duration: float, threads: 
                                   - before.ru_stime, 1)}
 
 
+async def read_response(reader: asyncio.StreamReader, with_body: bool = False
+                        ) -> tuple[int, dict[bytes, bytes], bytes]:
+    """Read one HTTP/1.1 answer: status, headers (lower-case names) and the body (read
+    whole — by Content-Length, chunked, or none for 1xx/204/304 — kept when ``with_body``).
+    Raises ``asyncio.IncompleteReadError`` when the connection closes first."""
+    line = await reader.readline()
+    if not line:
+        raise asyncio.IncompleteReadError(b"", None)
+    status = int(line[9:12])
+    headers: dict[bytes, bytes] = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    body = b""
+    if status in (204, 304) or status < 200:
+        return status, headers, body
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        parts = []
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            if with_body:
+                parts.append(chunk[:-2])
+        body = b"".join(parts)
+    else:
+        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+    return status, headers, body if with_body else b""
+
+
 async def _py_load(host: str, port: int, requests: list[bytes], connections: int,
                    duration: float) -> tuple[list[float], int, float]:
     """Closed-loop HTTP/1.1 keep-alive load: ``connections`` connections, each sending its
@@ -407,17 +449,9 @@ async def _py_load(host: str, port: int, requests: list[bytes], connections: int
                 req = requests[next(counter) % len(requests)]
                 t = time.perf_counter()
                 writer.write(req)
-                status = await reader.readline()
-                length = 0
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
+                status, _, _ = await read_response(reader)
                 latencies.append(time.perf_counter() - t)
-                if status[9:10] != b"2":
+                if status // 100 != 2:
                     errors += 1
         finally:
             writer.close()

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api import problems
-from api.audit import AuditLog, RateLimit, audit_requests
+from api.audit import AuditLog, AuditRequests, RateLimit
 from api.auth import Authenticator, Scopes
 from api.jobs import JobRunner
 from events.routing import RouterCache
@@ -176,7 +176,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def problem_types() -> dict[str, dict[str, Any]]:
         return problems.catalogue()
 
-    app.middleware("http")(audit_requests)
+    app.add_middleware(AuditRequests)
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from api import problems
 from api.audit import AuditLog, AuditRequests, RateLimit
-from api.auth import Authenticator, Scopes
+from api.auth import Authenticator, Scopes, api_routes, declare_security
 from api.jobs import JobRunner
 from events.routing import RouterCache
 from events.rules import Rules
@@ -180,4 +180,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
+    declare_security(app, api_routes(app.routes))
     return app

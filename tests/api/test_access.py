@@ -12,13 +12,12 @@ from typing import Any
 
 import mapbox_vector_tile
 import pytest
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from signin import account_key
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.auth import PERMISSIONS
+from api.auth import PERMISSIONS, api_routes
 from gis import models
 from maps.tiles import tile_at
 
@@ -88,19 +87,8 @@ NEEDS: dict[tuple[str, str], str] = {
 }
 
 
-def _api_routes(routes: list[Any]) -> list[APIRoute]:
-    """Every API route, also those of included routers (which FastAPI keeps nested)."""
-    out: list[APIRoute] = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            out.append(route)
-        elif hasattr(route, "original_router"):
-            out += _api_routes(route.original_router.routes)
-    return out
-
-
 def _routes(app: Any) -> list[tuple[str, str]]:
-    return [(m, r.path) for r in _api_routes(app.routes) if r.path not in PUBLIC
+    return [(m, r.path) for r in api_routes(app.routes) if r.path not in PUBLIC
             for m in sorted(r.methods - {"HEAD"})]
 
 

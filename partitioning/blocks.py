@@ -16,6 +16,8 @@ PRECISION_M = 1e-3
 MIN_SHARED_M = 1.0
 #: A barrier counts for a shared boundary when it lies this close (m) to its midpoint.
 SNAP_M = 1.0
+#: Barriers a grid cut out of a village crosses only when forced, and then says so.
+STRONG_KINDS = ("water", "ridge", "railway")
 
 
 def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
@@ -144,8 +146,9 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     block in ``among``, positions, when given).
 
     Columns ``a``, ``b`` (block positions, a < b), ``length`` (m of shared
-    boundary) and ``strength`` (of the strongest barrier along it, 0 where the
-    boundary follows no barrier).
+    boundary), ``strength`` (of the strongest barrier along it, 0 where the
+    boundary follows no barrier) and ``strong`` (the position in ``barriers`` of a
+    strong barrier — river, ridge, railway, see :data:`STRONG_KINDS` — along it, or -1).
     """
     geoms = blocks.geometry.to_numpy()
     if among is None:
@@ -169,12 +172,21 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     ok = length >= MIN_SHARED_M
     a, b, shared, length = a[ok], b[ok], shared[ok], length[ok]
     strength = np.zeros(len(a))
+    strong = np.full(len(a), -1, dtype=np.int64)
     if len(a) and len(barriers):
         mid = shapely.line_interpolate_point(_longest_part(shared), 0.5, normalized=True)
         pi, li = shapely.STRtree(barriers.geometry.to_numpy()).query(
             mid, predicate="dwithin", distance=SNAP_M)
         np.maximum.at(strength, pi, barriers["strength"].to_numpy()[li])
-    return pd.DataFrame({"a": a, "b": b, "length": length, "strength": strength})
+        kinds = barriers["kind"] if "kind" in barriers else pd.Series([""] * len(barriers))
+        is_strong = kinds.isin(STRONG_KINDS).to_numpy()[li]
+        # The first strong barrier along the edge names it (ties: the lower position).
+        order = np.lexsort((li[is_strong], pi[is_strong]))
+        sp, sl = pi[is_strong][order], li[is_strong][order]
+        first = np.unique(sp, return_index=True)[1]
+        strong[sp[first]] = sl[first]
+    return pd.DataFrame({"a": a, "b": b, "length": length, "strength": strength,
+                         "strong": strong})
 
 
 def _longest_part(lines: np.ndarray) -> np.ndarray:

@@ -16,8 +16,9 @@ from gis.errors import GridmapError
 from gis.layers import Territory
 from partitioning import boundaries, codes, quality
 from partitioning.blocks import adjacency, barrier_lines, make_blocks
+from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
-from partitioning.oversize import split_oversized
+from partitioning.oversize import split_oversized, street_frame_union
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph
 from partitioning.villages import (
@@ -28,6 +29,7 @@ from partitioning.villages import (
     default_workers,
     run_villages,
 )
+from partitioning.water import share_water, water_blocks, water_polygons
 
 Progress = Callable[[str, float], None]
 #: Villages run in worker processes only when they hold this many blocks in all
@@ -46,6 +48,8 @@ class PartitionResult:
     blocks: gpd.GeoDataFrame
     report: dict[str, Any]
     params: PartitionParams = field(default_factory=PartitionParams)
+    #: The inferred streets: open corridors between buildings that cuts ran down.
+    streets: gpd.GeoDataFrame | None = None
 
 
 class _Clock:
@@ -81,6 +85,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     clock.lap("reproject_barriers")
     report_progress("blocks 街区", 0.05)
     blocks = make_blocks(villages, barriers, params)
+    water = water_polygons(layers)
     clock.lap("blocks")
 
     report_progress("households 户数", 0.30)
@@ -88,8 +93,13 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     hh, pop, _estimated, hh_counts = building_households(buildings, params)
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks)
+    footprints = Footprints.of(buildings.geometry.to_numpy())
     clock.lap("households")
-    blocks, owner, moved = split_oversized(blocks, points, owner, hh, params)
+    cut = split_oversized(blocks, points, owner, hh, params, footprints=footprints)
+    blocks, owner, moved = cut
+    places = layers.get("facilities")
+    barriers = _with_streets(barriers, cut.streets, params, places)
+    street_frames = [cut.streets]
     n_cut = int((moved < 0).sum())
     clock.lap("oversize")
 
@@ -114,29 +124,49 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         report_progress("regions 网格", min(0.75, 0.40 + 0.1 * level))
         if adj is None:
             adj = adjacency(blocks, barriers)
+        is_water = water_blocks(blocks, water, block_buildings)
         result, relaxed, moved_blocks, missed = _regions(
-            blocks, adj, villages, layers, block_hh, block_buildings, params, todo, final)
+            blocks, adj, villages, layers, block_hh, block_buildings, params, todo, final,
+            is_water, barriers["name"].to_numpy(dtype=object))
         done.update(result)
         fallbacks += relaxed
         repair_moves += moved_blocks
         clock.lap(f"regions_level{level}")
         if not missed or level == len(levels):   # (at the last level all are final)
             break
-        blocks, owner, moved = split_oversized(
+        cut = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],
-            piece=levels[level] / 1.5, villages=missed)
+            piece=levels[level] / 1.5, villages=missed, footprints=footprints)
+        blocks, owner, moved = cut
+        barriers = _with_streets(barriers, cut.streets, params, places)
+        street_frames.append(cut.streets)
         clock.lap("oversize")
         adj = _update_adjacency(adj, moved, blocks, barriers)
         n_cut += int((moved < 0).sum())
         done = {code: [(g, moved[members]) for g, members in grids]
                 for code, grids in done.items() if code not in missed}
         todo = missed
-    block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
     assigner = Assigner(len(blocks), (params.min_households, params.max_households))
     for code in villages["code"]:
         for grid, members in done.get(code, []):
             assigner.add(members, grid.village, grid.kind, grid.flags, grid.name_hint,
                          grid.reason)
+    # Rivers and lakes: shared between the grids of their banks, or grids of their own.
+    report_progress("water 水域", 0.78)
+    shared = share_water(blocks, assigner.label, water_blocks(blocks, water, block_buildings),
+                         [g.kind for g in assigner.grids], water, params)
+    if len(shared.blocks) != len(blocks) or shared.water_grids:
+        blocks, owner = shared.blocks, shared.moved[owner]
+        assigner.label = shared.label
+        for village_code, name, members in shared.water_grids:
+            assigner.add(members, village_code, "dedicated", [], f"{name}水域" if name
+                         else "水域")
+        assigner.compact()
+        barriers = _with_centres(barriers, shared.centres)
+        n = len(blocks)
+        block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
+    clock.lap("water")
+    block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
 
     report_progress("grids 合并", 0.80)
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
@@ -173,14 +203,15 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "params": {k: v for k, v in asdict(params).items() if k != "strengths"},
     })
     report_progress("done 完成", 1.0)
-    return PartitionResult(grids, blocks, report, params)
+    streets = street_frame_union(street_frames, blocks.crs)
+    return PartitionResult(grids, blocks, report, params, streets)
 
 
 def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
              block_buildings: np.ndarray, params: PartitionParams, todo: set[str],
-             final: set[str]) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int,
-                                       set[str]]:
+             final: set[str], is_water: np.ndarray, barrier_names: np.ndarray
+             ) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int, set[str]]:
     """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
     of relaxed cuts and of blocks moved by repairs, and the villages where the engine
     missed the band (to redo with finer blocks). ``adj`` is the blocks' adjacency."""
@@ -224,7 +255,8 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
         ded = np.searchsorted(ded_ids, np.maximum(da[one], db[one]))
         tasks.append(VillageTask(
             index=vi, code=code, kind=str(row.kind or "urban"),
-            graph=_local_graph(rest, eidx, adj, block_hh, block_area),
+            graph=_local_graph(rest, eidx, adj, block_hh, block_area, is_water,
+                               barrier_names),
             buildings=block_buildings[rest], geoms=block_geoms[rest], final=code in final,
             dedicated=ded_grids,
             dedicated_edges=(np.searchsorted(rest, inner), ded, el[one])))
@@ -253,6 +285,51 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
             continue
         out[task.code] = list(zip(res.grids, members, strict=True))
     return out, fallbacks, moves, missed
+
+
+#: An inferred street is named after a named place (a school, a market…) this close (m).
+STREET_NAME_M = 60.0
+
+
+def _with_streets(barriers: gpd.GeoDataFrame, streets: gpd.GeoDataFrame,
+                  params: PartitionParams, places: gpd.GeoDataFrame | None = None
+                  ) -> gpd.GeoDataFrame:
+    """The barriers and the inferred streets (weaker than any given road class but
+    footways, stronger than no line at all), each named for the 四至: "{place}旁巷道"
+    after the nearest named place within STREET_NAME_M, else "无名巷道"."""
+    if streets.empty:
+        return barriers
+    names = np.full(len(streets), "无名巷道", dtype=object)
+    if places is not None and len(places) and "name" in places:
+        named = places[places["name"].notna() & (places["name"].astype(str) != "")]
+        if len(named):
+            mids = shapely.line_interpolate_point(streets.geometry.to_numpy(), 0.5,
+                                                  normalized=True)
+            si, pi = shapely.STRtree(named.geometry.to_numpy()).query_nearest(
+                mids, max_distance=STREET_NAME_M, all_matches=False)
+            names[si] = [f"{n}旁巷道" for n in named["name"].astype(str).to_numpy()[pi]]
+    extra = gpd.GeoDataFrame({
+        "kind": "inferred", "class": "inferred_street", "name": names,
+        "strength": params.inferred_street_strength}, geometry=streets.geometry.to_numpy(),
+        crs=barriers.crs, index=np.arange(len(streets)))
+    return gpd.GeoDataFrame(pd.concat([barriers, extra], ignore_index=True),
+                            geometry="geometry", crs=barriers.crs)
+
+
+def _with_centres(barriers: gpd.GeoDataFrame,
+                  centres: list[tuple[shapely.Geometry, str | None]]
+                  ) -> gpd.GeoDataFrame:
+    """The barriers and the centre lines water was shared along (grid edges in the water
+    follow them, and the 四至 names the water)."""
+    if not centres:
+        return barriers
+    extra = gpd.GeoDataFrame({
+        "kind": "water", "class": "water", "name": [n for _, n in centres],
+        "strength": 0.95}, geometry=[g for g, _ in centres], crs=barriers.crs,
+        index=np.arange(len(centres)))
+    extra = extra[shapely.get_type_id(extra.geometry.to_numpy()) == 1]
+    return gpd.GeoDataFrame(pd.concat([barriers, extra], ignore_index=True),
+                            geometry="geometry", crs=barriers.crs)
 
 
 def _update_adjacency(adj: pd.DataFrame, moved: np.ndarray, blocks: gpd.GeoDataFrame,
@@ -290,7 +367,8 @@ def _dedicated_of(blocks: gpd.GeoDataFrame, dedicated: gpd.GeoDataFrame | None) 
 
 
 def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
-                 households: np.ndarray, area: np.ndarray) -> Graph:
+                 households: np.ndarray, area: np.ndarray, is_water: np.ndarray,
+                 barrier_names: np.ndarray) -> Graph:
     """The graph of ``nodes`` (sorted block positions), renumbered 0..len(nodes)-1."""
     a_glob = adj["a"].to_numpy()[eidx]
     b_glob = adj["b"].to_numpy()[eidx]
@@ -298,9 +376,13 @@ def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
     b = np.searchsorted(nodes, b_glob)
     keep = (nodes[np.minimum(a, len(nodes) - 1)] == a_glob) & \
         (nodes[np.minimum(b, len(nodes) - 1)] == b_glob)
+    strong = adj["strong"].to_numpy()[eidx][keep]
+    names = np.where(strong >= 0, barrier_names[np.maximum(strong, 0)], "")
+    names = np.array([n if isinstance(n, str) else "" for n in names], dtype=object)
     return Graph(households=households[nodes], area=area[nodes], a=a[keep], b=b[keep],
                  length=adj["length"].to_numpy()[eidx][keep],
-                 strength=adj["strength"].to_numpy()[eidx][keep])
+                 strength=adj["strength"].to_numpy()[eidx][keep], strong=strong >= 0,
+                 barrier_name=names, water=is_water[nodes])
 
 
 def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray,

@@ -29,6 +29,18 @@ class PartitionParams:
     service_radius_m: float = 5_000.0
     #: Faces smaller than this (m²) are merged into a neighbour.
     sliver_area_m2: float = 150.0
+    #: Straight cuts between buildings (partitioning/oversize.py): a gap this wide (m)
+    #: scores as a street; gaps at least ``street_min_width_m`` wide are kept as inferred
+    #: streets (a barrier of ``inferred_street_strength``, the 四至's 无名巷道).
+    street_width_m: float = 30.0
+    street_min_width_m: float = 10.0
+    inferred_street_strength: float = 0.3
+    #: Water (partitioning/water.py): a stretch of water of at least this area (m²) in
+    #: a village is a water grid of its own (水域专属网格); smaller water is shared
+    #: between the grids of its banks, unless it would make a grid more than
+    #: ``water_share_max`` water (that water joins the village's water grid).
+    water_grid_m2: float = 200_000.0
+    water_share_max: float = 0.5
     #: Household estimate for a footprint: area × floors ÷ dwelling size.
     dwelling_m2: float = 90.0
     floor_height_m: float = 3.0

@@ -17,7 +17,7 @@ that none exists.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -36,14 +36,31 @@ class Graph:
     b: np.ndarray
     length: np.ndarray          # (m,) shared boundary, m
     strength: np.ndarray        # (m,) 0..1 barrier strength along it
+    #: (m,) a strong barrier (river, ridge, railway) runs along the edge, and its name.
+    strong: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    barrier_name: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    #: (n,) the block is water (it holds no households; it joins the grids of its banks).
+    water: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __post_init__(self) -> None:
+        if len(self.strong) != len(self.a):
+            self.strong = np.zeros(len(self.a), dtype=bool)
+        if len(self.barrier_name) != len(self.a):
+            self.barrier_name = np.full(len(self.a), "", dtype=object)
+        if len(self.water) != len(self.households):
+            self.water = np.zeros(len(self.households), dtype=bool)
 
     @property
     def n(self) -> int:
         return len(self.households)
 
-    def components(self, nodes: np.ndarray) -> list[np.ndarray]:
-        """Connected components of the subgraph induced by ``nodes``."""
-        sub_a, sub_b, _ = self.induced(nodes)
+    def components(self, nodes: np.ndarray, edges: np.ndarray | None = None
+                   ) -> list[np.ndarray]:
+        """Connected components of the subgraph induced by ``nodes`` (using only the
+        edges where the mask ``edges`` is true, when given)."""
+        sub_a, sub_b, eidx = self.induced(nodes)
+        if edges is not None:
+            sub_a, sub_b = sub_a[edges[eidx]], sub_b[edges[eidx]]
         k = len(nodes)
         mat = coo_matrix((np.ones(len(sub_a)), (sub_a, sub_b)), shape=(k, k))
         count, labels = connected_components(mat, directed=False)

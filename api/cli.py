@@ -251,8 +251,8 @@ def redraw(
         out.mkdir(parents=True, exist_ok=True)
         for name in ("grids.gpkg", "blocks.gpkg"):
             (out / name).unlink(missing_ok=True)
-        table[[*GRID_COLUMNS, "geometry"]].to_file(out / "grids.gpkg", layer="grids",
-                                                   driver="GPKG", engine="pyogrio")
+        table = table.reindex(columns=[*GRID_COLUMNS, "geometry"])   # (figures redraw keeps)
+        table.to_file(out / "grids.gpkg", layer="grids", driver="GPKG", engine="pyogrio")
         result.blocks.rename(columns={"block_no": "block_id"}).to_file(
             out / "blocks.gpkg", layer="blocks", driver="GPKG", engine="pyogrio")
         (out / "report.json").write_text(json.dumps(result.report, ensure_ascii=False,

@@ -41,8 +41,11 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
         water = layers["water"]
         geoms = water.geometry.to_numpy()
         polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])
+        # A river drawn as an area: its banks (the river itself is its centre line, which
+        # partitioning/water.py finds when it shares the water between the banks).
+        cls = np.where(polygonal, "riverbank", "water").astype(object)
         geoms = np.where(polygonal, shapely.boundary(geoms), geoms)
-        add(geoms, "water", np.full(len(water), "water", dtype=object), water["name"].to_numpy())
+        add(geoms, "water", cls, water["name"].to_numpy())
     for layer, kind in (("ridges", "ridge"), ("railways", "railway")):
         if layer in layers:
             gdf = layers[layer]
@@ -62,6 +65,51 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
         frame["kind"] != "dedicated", 1.0).to_numpy(dtype=float)
     keep = shapely.get_type_id(frame["geometry"].to_numpy()) == 1
     return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry="geometry", crs=crs)
+
+
+def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
+               params: PartitionParams) -> gpd.GeoDataFrame:
+    """The barriers, and for each line end that stops short of every other line (a stream
+    a few metres from the river it runs into, a road short of the road it meets) a
+    connector to the nearest line or village boundary: up to ``params.gap_strong_m`` for
+    rivers, ridges and railways, ``params.gap_m`` for the rest. Without it the line ends
+    inside a block and divides nothing."""
+    geoms = barriers.geometry.to_numpy()
+    if not len(geoms):
+        return barriers
+    rings = shapely.get_parts(shapely.boundary(villages.geometry.to_numpy()))
+    targets = np.concatenate([geoms, rings])
+    ends = np.concatenate([shapely.get_point(geoms, 0), shapely.get_point(geoms, -1)])
+    owner = np.tile(np.arange(len(geoms)), 2)
+    tree = shapely.STRtree(targets)
+    # Ends touching another line (or a village boundary) are joined already.
+    ti, hit = tree.query(ends, predicate="dwithin", distance=1e-3)
+    joined = np.zeros(len(ends), dtype=bool)
+    joined[ti[hit != owner[ti]]] = True
+    strong = barriers["kind"].isin(STRONG_KINDS).to_numpy()[owner]
+    reach = np.where(strong, params.gap_strong_m, params.gap_m)
+    loose = np.flatnonzero(~joined & (reach > 0))
+    if not len(loose):
+        return barriers
+    li, cand = tree.query(ends[loose], predicate="dwithin", distance=reach[loose])
+    other = cand != owner[loose[li]]
+    li, cand = li[other], cand[other]
+    if not len(li):
+        return barriers
+    dist = shapely.distance(ends[loose[li]], targets[cand])
+    order = np.lexsort((cand, dist, li))
+    first = np.unique(li[order], return_index=True)[1]
+    li, cand = li[order][first], cand[order][first]
+    src = ends[loose[li]]
+    to = shapely.line_interpolate_point(targets[cand], shapely.line_locate_point(
+        targets[cand], src))
+    links = shapely.linestrings(np.stack([shapely.get_coordinates(src),
+                                          shapely.get_coordinates(to)], axis=1))
+    keep = shapely.length(links) > 1e-3
+    rows = barriers.iloc[owner[loose[li]][keep]].copy()
+    rows = rows.set_geometry(np.asarray(links)[keep])
+    return gpd.GeoDataFrame(pd.concat([barriers, rows], ignore_index=True),
+                            geometry="geometry", crs=barriers.crs)
 
 
 def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,

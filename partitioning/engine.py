@@ -15,7 +15,13 @@ import shapely
 from gis.errors import GridmapError
 from gis.layers import Territory
 from partitioning import boundaries, codes, quality
-from partitioning.blocks import adjacency, barrier_lines, make_blocks
+from partitioning.blocks import (
+    STRONG_KINDS,
+    adjacency,
+    barrier_lines,
+    close_gaps,
+    make_blocks,
+)
 from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized, street_frame_union
@@ -81,7 +87,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
             "inside villages and communities, so add them")
 
     report_progress("barriers 障碍线", 0.02)
-    barriers = barrier_lines(layers, params)
+    barriers = close_gaps(barrier_lines(layers, params), villages, params)
     clock.lap("reproject_barriers")
     report_progress("blocks 街区", 0.05)
     blocks = make_blocks(villages, barriers, params)
@@ -172,10 +178,11 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
     clock.lap("dissolve")
     report_progress("codes 编码 四至", 0.88)
-    grids = _describe(grids, barriers, villages, params)
+    grids = _describe(grids, barriers, villages, params, water)
     clock.lap("codes_sides_quality")
     barrier_share = grids.attrs.pop("barrier_boundary_share")
     barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
+    inside_by_kind = grids.attrs.pop("barrier_inside_by_kind")
     blocks = blocks.assign(households=block_hh, population=block_pop,
                            grid_code=grids["code"].to_numpy()[assigner.label])
     grids = grids.sort_values("code", kind="stable").reset_index(drop=True)
@@ -190,6 +197,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "timings_s": clock.laps,
         "barrier_boundary_share": barrier_share,
         "barrier_share_by_kind": barrier_by_kind,
+        **_inside_report(grids, inside_by_kind),
         "n_blocks": int(n),
         "blocks_cut_between_buildings": n_cut,
         "n_villages": len(villages),
@@ -287,6 +295,8 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
     return out, fallbacks, moves, missed
 
 
+#: A grid with more strong barrier than this inside it (m) crosses it.
+CROSSING_M = 5.0
 #: An inferred street is named after a named place (a school, a market…) this close (m).
 STREET_NAME_M = 60.0
 
@@ -324,7 +334,7 @@ def _with_centres(barriers: gpd.GeoDataFrame,
     if not centres:
         return barriers
     extra = gpd.GeoDataFrame({
-        "kind": "water", "class": "water", "name": [n for _, n in centres],
+        "kind": "water", "class": "centreline", "name": [n for _, n in centres],
         "strength": 0.95}, geometry=[g for g, _ in centres], crs=barriers.crs,
         index=np.arange(len(centres)))
     extra = extra[shapely.get_type_id(extra.geometry.to_numpy()) == 1]
@@ -422,8 +432,72 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)
 
 
+def _strong_lines(barriers: gpd.GeoDataFrame, water: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The rivers, ridges and railways grids should not have inside them: given lines (a
+    river line only outside the river's area) and the centre lines of rivers drawn as
+    areas (not their banks)."""
+    cls = barriers["class"].astype(str)
+    kind = barriers["kind"].astype(str)
+    given = barriers[kind.isin(STRONG_KINDS) & ~cls.isin(["riverbank", "centreline"])]
+    geoms = given.geometry.to_numpy()
+    if len(water):
+        wet = (given["kind"] == "water").to_numpy()
+        geoms = geoms.copy()
+        geoms[wet] = shapely.difference(geoms[wet], shapely.union_all(water.geometry.to_numpy()))
+    centres = barriers[cls == "centreline"]
+    return gpd.GeoDataFrame(
+        {"kind": np.concatenate([given["kind"].to_numpy(), centres["kind"].to_numpy()]),
+         "name": np.concatenate([given["name"].to_numpy(dtype=object),
+                                 centres["name"].to_numpy(dtype=object)])},
+        geometry=np.concatenate([geoms, centres.geometry.to_numpy()]), crs=barriers.crs)
+
+
+def _flag_inside(grids: gpd.GeoDataFrame, strong: gpd.GeoDataFrame) -> None:
+    """Grids with a river, ridge or railway inside them that no side explained (the barrier
+    ends inside a block: it does not cut the village in two there) say so."""
+    inside = grids["barrier_inside_m"].to_numpy()
+    todo = [i for i, (m, flags, kind) in enumerate(zip(
+        inside, grids["flags"], grids["kind"], strict=True))
+        if m > CROSSING_M and kind == "comprehensive"
+        and not {"crosses_barrier", "rural_village"} & set(flags)]
+    if not todo:
+        return
+    names = strong["name"].to_numpy(dtype=object) if "name" in strong else \
+        np.full(len(strong), None, dtype=object)
+    lines = strong.geometry.to_numpy()
+    reasons = grids["flag_reason"].to_numpy(dtype=object)
+    for i in todo:
+        geom = grids.geometry.iloc[i]
+        hit = shapely.STRtree(lines).query(geom, predicate="intersects")
+        named = sorted({str(n) for n in names[hit] if isinstance(n, str) and n})
+        what = "、".join(named) if named else "a river, ridge or railway"
+        grids["flags"].iloc[i].append("crosses_barrier")
+        reasons[i] = (reasons[i] + "; " if reasons[i] else "") + (
+            f"crosses {what}: {inside[i]:.0f} m of it inside the grid, where it ends "
+            "inside the village (the land on its two sides is one piece)")
+    grids["flag_reason"] = reasons
+
+
+def _inside_report(grids: gpd.GeoDataFrame, by_kind: dict[str, float]) -> dict[str, Any]:
+    """Strong barrier inside grids, per plan and per grid; crossings no flag explains."""
+    inside = grids["barrier_inside_m"].to_numpy()
+    explained = np.array([bool({"crosses_barrier", "rural_village"} & set(f))
+                          for f in grids["flags"]]) | (grids["kind"] != "comprehensive")
+    crossing = inside > CROSSING_M
+    return {
+        "barrier_inside_m": round(float(inside.sum()), 1),
+        "barrier_inside_by_kind": by_kind,
+        "crossings_flagged": int((crossing & explained).sum()),
+        "crossings_unflagged": int((crossing & ~explained).sum()),
+        "barrier_inside": [
+            {"code": str(c), "m": round(float(m), 1), "flags": list(f)}
+            for c, m, f in zip(grids["code"], inside, grids["flags"], strict=True) if m > 0.5],
+    }
+
+
 def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
-              params: PartitionParams) -> gpd.GeoDataFrame:
+              params: PartitionParams, water: gpd.GeoDataFrame | None = None
+              ) -> gpd.GeoDataFrame:
     """Codes, names, 四至 and the per-grid quality figures."""
     geoms = grids.geometry.to_numpy()
     parts = shapely.get_num_geometries(geoms)
@@ -483,4 +557,10 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     }, geometry=geoms, crs=grids.crs)
     out.attrs["barrier_boundary_share"] = round(on_len / total_len, 4)
     out.attrs["barrier_share_by_kind"] = by_kind
+    strong = _strong_lines(barriers, water if water is not None else barriers.iloc[:0])
+    inside, inside_by_kind = quality.barrier_inside(geoms, strong.geometry.to_numpy(),
+                                                    strong["kind"].to_numpy())
+    out["barrier_inside_m"] = np.round(inside, 1)
+    out.attrs["barrier_inside_by_kind"] = inside_by_kind
+    _flag_inside(out, strong)
     return out

@@ -11,7 +11,7 @@ from partitioning.engine import PartitionResult
 
 GRID_COLUMNS = ["code", "name", "village_code", "village_name", "kind", "households",
                 "population", "area_m2", "compactness", "barrier_share", "radius_m",
-                "boundary_text", "flags", "flag_reason"]
+                "boundary_text", "flags", "flag_reason", "barrier_inside_m"]
 
 
 def grid_table(result: PartitionResult) -> gpd.GeoDataFrame:
@@ -32,6 +32,9 @@ def write_partition(result: PartitionResult, out: Path) -> dict[str, Path]:
     blocks = result.blocks[["block_id", "village_code", "households", "population",
                             "grid_code", "geometry"]].to_crs("EPSG:4326")
     blocks.to_file(paths["blocks"], layer="blocks", driver="GPKG", engine="pyogrio")
+    if result.streets is not None and len(result.streets):
+        result.streets.to_crs("EPSG:4326").to_file(paths["blocks"], layer="inferred_streets",
+                                                   driver="GPKG", engine="pyogrio")
     paths["report"].write_text(json.dumps(result.report, ensure_ascii=False, indent=2),
                                encoding="utf-8")
     return paths

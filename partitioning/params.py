@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 #: boundaries are not in this table: they are never crossed at all.
 DEFAULT_STRENGTHS: dict[str, float] = {
     "motorway": 1.0, "trunk": 1.0, "primary": 0.9, "secondary": 0.8,
-    "railway": 1.0, "river": 0.95, "water": 0.95, "ridge": 0.9,
+    "railway": 1.0, "river": 0.95, "water": 0.95, "riverbank": 0.95, "ridge": 0.9,
     "tertiary": 0.6, "unclassified": 0.5, "residential": 0.45, "living_street": 0.35,
     "service": 0.25, "track": 0.25, "pedestrian": 0.2, "footway": 0.15, "path": 0.15,
     "cycleway": 0.15, "steps": 0.1,
@@ -29,6 +29,10 @@ class PartitionParams:
     service_radius_m: float = 5_000.0
     #: Faces smaller than this (m²) are merged into a neighbour.
     sliver_area_m2: float = 150.0
+    #: A barrier line ending this close (m) to another line or a village boundary is
+    #: joined to it (a river, ridge or railway: ``gap_strong_m``), so that it divides.
+    gap_m: float = 5.0
+    gap_strong_m: float = 25.0
     #: Straight cuts between buildings (partitioning/oversize.py): a gap this wide (m)
     #: scores as a street; gaps at least ``street_min_width_m`` wide are kept as inferred
     #: streets (a barrier of ``inferred_street_strength``, the 四至's 无名巷道).

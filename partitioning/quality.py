@@ -53,6 +53,29 @@ def barrier_shares(segments: pd.DataFrame, kinds: np.ndarray, n_grids: int
     return share, plan
 
 
+#: A strong barrier this close (m) to a grid's boundary runs along it, not inside it.
+INSIDE_TOLERANCE_M = 2.0
+
+
+def barrier_inside(geoms: np.ndarray, lines: np.ndarray, kinds: np.ndarray
+                   ) -> tuple[np.ndarray, dict[str, float]]:
+    """Length (m) of strong barrier (``lines``, of ``kinds``) inside each grid and not along
+    its boundary, and the plan's total by kind."""
+    inside = np.zeros(len(geoms))
+    by_kind: dict[str, float] = {}
+    if not len(lines) or not len(geoms):
+        return inside, by_kind
+    core = shapely.buffer(geoms, -INSIDE_TOLERANCE_M)
+    gi, li = shapely.STRtree(lines).query(core, predicate="intersects")
+    if not len(gi):
+        return inside, by_kind
+    length = shapely.length(shapely.intersection(lines[li], core[gi]))
+    np.add.at(inside, gi, length)
+    for kind, total in pd.Series(length).groupby(kinds[li]).sum().items():
+        by_kind[str(kind)] = round(float(total), 1)
+    return inside, by_kind
+
+
 def plan_report(grids: pd.DataFrame, territory_area: float, union_area: float,
                 lo: int, hi: int) -> dict[str, Any]:
     """Plan-level figures from the grid table (``households``, ``area_m2``, ``flags``…)."""

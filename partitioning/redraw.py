@@ -16,6 +16,7 @@ from gis.errors import GridmapError
 from gis.layers import Territory
 from partitioning import edit
 from partitioning.blocks import PRECISION_M, barrier_lines
+from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
@@ -47,6 +48,7 @@ class _Buildings:
     pop: np.ndarray
     points: np.ndarray
     owner: np.ndarray
+    footprints: Footprints | None = None
 
 
 def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionParams
@@ -66,7 +68,7 @@ def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionPa
     hh, pop, _est, counts = building_households(buildings, params)
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks.to_crs(territory.metric_crs))
-    found = _Buildings(hh, pop, points, owner)
+    found = _Buildings(hh, pop, points, owner, Footprints.of(buildings.geometry.to_numpy()))
     out, n_cut = _cut(blocks, found, territory.metric_crs, params)
     return out, found, {"buildings": counts.buildings, "blocks_cut": n_cut}
 
@@ -87,7 +89,7 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
         np.ones(len(blocks_m), dtype=bool) if only is None else only, "x", ""))
     cut_blocks, owner, moved = split_oversized(
         marks, found.points, found.owner, found.hh, params, threshold=threshold, piece=piece,
-        villages={"x"})
+        villages={"x"}, footprints=found.footprints)
     n_old = len(blocks)
     cut = np.flatnonzero(moved < 0)
     out = blocks.reset_index(drop=True).copy()

@@ -123,21 +123,26 @@ def _contacts(graph: Graph, side: np.ndarray, n_sides: int
     return contact, bridges
 
 
-def crossings(graph: Graph, label: np.ndarray, sides: Sides, grids: np.ndarray
-              ) -> dict[int, tuple[list[str], list[float]]]:
-    """For each of ``grids`` (labels) whose land lies on more than one side: the names of
-    the strong barriers it crosses and the households of the sides it holds land on."""
-    out: dict[int, tuple[list[str], list[float]]] = {}
+def crossings(graph: Graph, label: np.ndarray, sides: Sides, grids: np.ndarray,
+              min_inside: float = 5.0) -> dict[int, tuple[list[str], list[float], float]]:
+    """For each of ``grids`` (labels) that crosses a strong barrier — its land lies on more
+    than one side, or more than ``min_inside`` m of the barrier runs between two of its
+    blocks (a barrier that ends inside the village, so that its sides meet around its
+    end) — the names of the barriers, the households of the sides it holds land on, and
+    the length of barrier between its own blocks."""
+    out: dict[int, tuple[list[str], list[float], float]] = {}
     side = sides.side
+    ea, eb = graph.a, graph.b
+    land = ~graph.water[ea] & ~graph.water[eb]
     for g in grids.tolist():
         mine = (label == g) & (side >= 0)
         on = np.unique(side[mine])
-        if len(on) < 2:
+        inner = graph.strong & land & (label[ea] == g) & (label[eb] == g)
+        inside = float(graph.length[inner].sum())
+        if len(on) < 2 and inside <= min_inside:
             continue
-        ea, eb = graph.a, graph.b
         touching = (label[ea] == g) | (label[eb] == g)
-        across = graph.strong & touching & ((side[ea] != side[eb]) | graph.water[ea]
-                                            | graph.water[eb])
+        across = graph.strong & touching & ((side[ea] != side[eb]) | ~land | inner)
         names = sorted({str(n) for n in graph.barrier_name[across] if n})
-        out[g] = (names, [float(sides.households[s]) for s in on])
+        out[g] = (names, [float(sides.households[s]) for s in on], inside)
     return out

@@ -286,7 +286,7 @@ def _flag_crossings(graph: Graph, assigner: Assigner, sides: Sides, lo: int) -> 
     the barrier's name and why (the other side is too small for a grid of its own)."""
     grids = np.array([i for i, g in enumerate(assigner.grids) if g.kind == "comprehensive"],
                      dtype=np.int64)
-    for g, (names, totals) in crossings(graph, assigner.label, sides, grids).items():
+    for g, (names, totals, inside) in crossings(graph, assigner.label, sides, grids).items():
         grid = assigner.grids[g]
         what = "、".join(names) if names else "a river, ridge or railway"
         minor = sorted(totals)[:-1]
@@ -294,6 +294,9 @@ def _flag_crossings(graph: Graph, assigner: Assigner, sides: Sides, lo: int) -> 
             "empty land (no households) on the other side" if t == 0 else
             f"{t:.0f} households on the other side, too few for a grid of their own "
             f"(minimum {lo})" for t in minor)
+        if not minor:
+            why = (f"{inside:.0f} m of it inside the grid: it ends inside the village, "
+                   "so the land on its two sides is one piece")
         if "crosses_barrier" not in grid.flags:
             grid.flags.append("crosses_barrier")
         grid.reason = (grid.reason + "; " if grid.reason else "") + f"crosses {what}: {why}"

@@ -13,7 +13,14 @@ import pandas as pd
 import shapely
 
 from partitioning.blocks import PRECISION_M
-from partitioning.corridors import Footprints, Line, best_line, half_plane, segments
+from partitioning.corridors import (
+    Footprints,
+    Line,
+    best_line,
+    directions,
+    segments,
+    sides_of,
+)
 from partitioning.params import PartitionParams
 
 #: Pieces of a cut smaller than this (m²) with no building join a neighbouring piece.
@@ -134,12 +141,14 @@ def _cut_block(geom: shapely.Geometry, members: np.ndarray, hh: np.ndarray, fp: 
     done: list[tuple[shapely.Geometry, np.ndarray]] = []
     streets: list[tuple[shapely.Geometry, float]] = []
     todo: list[tuple[shapely.Geometry, np.ndarray]] = [(geom, members)]
+    # The pieces of a block keep its directions (its streets, its buildings' walls).
+    angles = directions(geom, fp, members) if len(members) > 1 else None
     while todo:
         g, m = todo.pop()
-        if float(hh[m].sum()) <= piece or len(m) < 2:
+        if len(m) < 2 or float(hh[m].sum()) <= piece:
             done.append((g, m))
             continue
-        line = best_line(g, fp, m, hh[m], street_width=params.street_width_m)
+        line = best_line(g, fp, m, hh[m], street_width=params.street_width_m, angles=angles)
         if line is None:
             done.append((g, m))
             continue
@@ -160,7 +169,7 @@ def _split(g: shapely.Geometry, line: Line, members: np.ndarray, fp: Footprints,
            points: np.ndarray) -> list[tuple[shapely.Geometry, np.ndarray]]:
     """``g`` cut by ``line`` into its polygons, each with the buildings it holds; buildings
     the line crosses keep whole to their side (the cut steps around them)."""
-    low = shapely.intersection(g, half_plane(line, tuple(shapely.bounds(g)), low=True))
+    low, high = sides_of(line, g)
     if len(line.crossed):
         low_set = set(line.low.tolist())
         zones = shapely.intersection(
@@ -170,8 +179,11 @@ def _split(g: shapely.Geometry, line: Line, members: np.ndarray, fp: Footprints,
             low = shapely.difference(low, shapely.union_all(zones[~to_low]))
         if to_low.any():
             low = shapely.union(low, shapely.union_all(zones[to_low]))
-    low = shapely.set_precision(low, PRECISION_M)
-    high = shapely.set_precision(shapely.difference(g, low), PRECISION_M)
+        low = shapely.set_precision(low, PRECISION_M)
+        high = shapely.difference(g, low)
+    else:
+        low = shapely.set_precision(low, PRECISION_M)
+    high = shapely.set_precision(high, PRECISION_M)
     polys = np.concatenate([_polygons(low), _polygons(high)])
     side = np.concatenate([np.zeros(len(_polygons(low)), dtype=bool),
                            np.ones(len(polys) - len(_polygons(low)), dtype=bool)])

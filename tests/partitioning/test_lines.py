@@ -7,6 +7,8 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gis.layers import Territory
 from partitioning.corridors import Footprints, best_line
@@ -182,3 +184,69 @@ def test_a_large_lake_is_a_water_grid_of_its_own() -> None:
     assert wet.iloc[0]["households"] == 0
     assert "白云湖" in wet.iloc[0]["name"]
     assert shapely.area(shapely.symmetric_difference(wet.geometry.iloc[0], lake)) < 10
+
+
+# --- rivers, ridges and railways: crossed only when forced, and then flagged -------------
+
+@st.composite
+def barrier_villages(draw: st.DrawFn) -> tuple[Territory, shapely.Geometry, str]:
+    """A community of 600 m × 600 m with a river, railway or ridge across it at a random
+    place and angle, and houses on a lattice with random households (some sides too
+    small for a grid)."""
+    kind = draw(st.sampled_from(["river", "railway", "ridge", "river_area"]))
+    angle = draw(st.floats(0, np.pi))
+    offset = draw(st.floats(-200, 200))
+    c, s = np.cos(angle), np.sin(angle)
+    mid = np.array([300.0, 300.0]) + offset * np.array([-s, c])
+    line = shapely.LineString([mid - 900 * np.array([c, s]), mid + 900 * np.array([c, s])])
+    rng = np.random.default_rng(draw(st.integers(0, 10_000)))
+    dense = draw(st.floats(0.2, 1.0))
+    houses: list[tuple[shapely.Geometry, int]] = []
+    for x in range(15, 585, 40):
+        for y in range(15, 585, 40):
+            house = shapely.box(x, y, x + 16, y + 12)
+            if house.distance(line) > 12 and rng.random() < dense:
+                houses.append((house, int(rng.integers(8, 30))))
+    village = ("440111001001", shapely.box(0, 0, 600, 600), "urban")
+    if kind == "river_area":
+        terr = territory([village], houses, water=[(line.buffer(8), "白沙河")])
+    elif kind == "river":
+        terr = territory([village], houses, water=[(line, "白沙河")])
+    elif kind == "railway":
+        terr = territory([village], houses, railways=[(line, "京广铁路")])
+    else:
+        terr = territory([village], houses)
+        terr.layers["ridges"] = gpd.GeoDataFrame(
+            {"name": ["凤凰山脊"]}, geometry=[shapely.transform(
+                line, lambda xy: xy + np.array([X0, Y0]))], crs=CRS).to_crs(4326)
+    return terr, line, kind
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=barrier_villages())
+def test_grids_cross_a_strong_barrier_only_when_forced_and_say_so(
+        case: tuple[Territory, shapely.Geometry, str]) -> None:
+    terr, line, _kind = case
+    result = partition_territory(terr)
+    grids = metric(result)
+    village = shapely.box(0, 0, 600, 600)
+    sides = shapely.get_parts(shapely.polygonize(shapely.get_parts(shapely.union_all(
+        [village.boundary, shapely.intersection(line, village)]))))
+    houses = metric_buildings(terr)
+    side_hh = [int(houses.loc[houses.within(sd), "households"].sum()) for sd in sides]
+    for g, flags, reason in zip(grids.geometry, grids["flags"], grids["flag_reason"],
+                                strict=True):
+        inside = shapely.length(shapely.intersection(line, shapely.buffer(g, -2.0)))
+        if "crosses_barrier" not in flags:
+            assert inside <= 5.0, (inside, flags)
+            continue
+        # Borne out: the grid holds land on a side too small for a grid of its own.
+        held = [h for sd, h in zip(sides, side_hh, strict=True)
+                if shapely.area(shapely.intersection(g, sd)) > 10.0]
+        assert len(held) >= 2 and min(held) < 300, (held, reason)
+
+
+def metric_buildings(terr: Territory) -> gpd.GeoDataFrame:
+    b = terr.layers["buildings"].to_crs(CRS)
+    return b.set_geometry(shapely.transform(b.geometry.to_numpy(),
+                                            lambda xy: xy - np.array([X0, Y0])))

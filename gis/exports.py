@@ -26,7 +26,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from sqlalchemy import Engine, select
 
-from gis import models
+from gis import divisions, models
 from gis.errors import GridmapError
 from gis.geometry import feature_collection
 from gis.plans import PlanInfo, get_plan, read_grids
@@ -124,7 +124,7 @@ def grid_table(engine: Engine, plan_id: int, *,
     names, parents = _admin_names(engine, info.territory_id)
     workers = grid_workers(engine, info.territory_id)
     villages = grids["village_code"].astype(str)
-    towns = [parents.get(v) or v[:9] for v in villages]
+    towns = [parents.get(v) or divisions.ancestor(v, "town") or "" for v in villages]
     table = pd.DataFrame({
         "code": grids["code"].astype(str),
         "name": grids["name"],

@@ -26,6 +26,7 @@ from pyproj.exceptions import CRSError as PyprojCRSError
 from pyproj.exceptions import ProjError
 
 from gis import crs as crsmod
+from gis import divisions
 from gis.errors import CoordinateError, CRSError, GridmapError, LayerError, LimitExceeded
 from gis.settings import Settings, get_settings
 
@@ -85,8 +86,7 @@ LEVELS = {
     "village": "village", "community": "village", "村": "village", "社区": "village",
     "居委会": "village", "村委会": "village", "嘎查": "village",
 }
-CODE_LENGTH = {"district": 6, "town": 9, "village": 12}
-PARENT_LENGTH = {"town": 6, "village": 9}
+CODE_LENGTH = {lv: n for lv, n in divisions.CODE_LENGTH.items() if lv != "grid"}
 KINDS = {"urban": "urban", "rural": "rural", "城镇": "urban", "城市": "urban", "社区": "urban",
          "农村": "rural", "乡村": "rural", "村": "rural"}
 #: Chinese urban road classes (GB 50220) mapped to OSM highway values.
@@ -1019,7 +1019,11 @@ def _check_admin(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
     gdf["code"] = _as_text(gdf["code"])
     gdf["name"] = _as_text(gdf["name"])
     raw_level = _as_text(gdf["level"]).str.lower()
+    # An empty level is the one the code's length says (a 9-digit code is a town).
+    by_length = gdf["code"].map(lambda c: divisions.level_of(c) if isinstance(c, str) else None)
+    by_length = by_length.where(by_length.isin(list(CODE_LENGTH)), None)
     gdf["level"] = raw_level.map(lambda v: LEVELS.get(v) if isinstance(v, str) else None)
+    gdf["level"] = gdf["level"].where(raw_level.notna(), by_length)
     for col, what in (("code", "a code"), ("name", "a name")):
         bad = gdf[col].isna().to_numpy()
         if bad.any():
@@ -1028,6 +1032,10 @@ def _check_admin(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
     bad_level = gdf["level"].isna().to_numpy()
     if bad_level.any():
         row = int(np.flatnonzero(bad_level)[0])
+        if pd.isna(raw_level.iloc[row]):
+            raise LayerError(
+                "every area needs a level (district, town or village), or a 6-, 9- or "
+                "12-digit statistical code that says it", file=file, layer=layer, row=row)
         raise LayerError(
             f"unknown level {raw_level.iloc[row]!r}: use district, town or village "
             "(区/县, 镇/街道/乡, 村/社区)",
@@ -1047,11 +1055,8 @@ def _check_admin(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
         row = int(np.flatnonzero(dup)[0])
         raise LayerError(f"code {gdf['code'].iloc[row]} appears twice", file=file, layer=layer,
                          row=row)
-    derived = pd.Series(
-        [c[: PARENT_LENGTH[lv]] if lv in PARENT_LENGTH else None
-         for c, lv in zip(gdf["code"], gdf["level"], strict=True)],
-        index=gdf.index, dtype="string",
-    )
+    derived = pd.Series([divisions.parent_code(c) for c in gdf["code"]], index=gdf.index,
+                        dtype="string")
     given = _as_text(gdf["parent_code"])
     mismatch = given.notna() & derived.notna() & (given != derived)
     if mismatch.any():

@@ -34,14 +34,16 @@ from gis.store import territory_row
 
 #: The columns of the grid table, in order (the geometry comes last).
 TABLE_FIELDS = ("code", "name", "village_code", "village_name", "town_code", "town_name",
-                "kind", "households", "population", "area_m2", "compactness",
+                "kind", "households", "households_estimated", "population", "area_m2",
+                "compactness",
                 "barrier_share", "radius_m", "boundary_text", "grid_worker", "flags")
 
 #: Shapefile (dBASE) field names are at most 10 characters: table field → Shapefile field.
 SHAPEFILE_FIELDS = {
     "code": "code", "name": "name", "village_code": "vill_code", "village_name": "vill_name",
     "town_code": "town_code", "town_name": "town_name", "kind": "kind",
-    "households": "households", "population": "population", "area_m2": "area_m2",
+    "households": "households", "households_estimated": "hh_estim",
+    "population": "population", "area_m2": "area_m2",
     "compactness": "compact", "barrier_share": "barr_share", "radius_m": "radius_m",
     "boundary_text": "boundary", "grid_worker": "grid_wkr", "flags": "flags",
 }
@@ -58,6 +60,7 @@ SHEET_COLUMNS = (
     ("town_code", "镇/街道代码", "Town code"),
     ("kind", "网格类型", "Kind"),
     ("households", "户数", "Households"),
+    ("households_estimated", "其中估算户数", "Of which estimated"),
     ("population", "人口", "Population"),
     ("area_m2", "面积(平方米)", "Area m²"),
     ("boundary_text", "四至", "Boundaries"),
@@ -134,6 +137,7 @@ def grid_table(engine: Engine, plan_id: int, *,
         "town_name": [names.get(t, "") for t in towns],
         "kind": grids["kind"],
         "households": grids["households"].astype("int64"),
+        "households_estimated": grids["households_estimated"].fillna(0).astype("int64"),
         "population": grids["population"].astype("int64"),
         "area_m2": grids["area_m2"].astype("float64"),
         "compactness": grids["compactness"].astype("float64"),
@@ -219,7 +223,8 @@ def _display_width(value: Any) -> int:
 
 
 #: Number formats of the sheet's numeric columns.
-NUMBER_FORMATS = {"households": "#,##0", "population": "#,##0", "area_m2": "#,##0.0"}
+NUMBER_FORMATS = {"households": "#,##0", "households_estimated": "#,##0", "population": "#,##0",
+                  "area_m2": "#,##0.0"}
 TEXT_COLUMNS = {"code", "village_code", "town_code"}
 
 

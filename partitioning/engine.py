@@ -85,7 +85,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
     report_progress("households 户数", 0.30)
     buildings = layers["buildings"]
-    hh, pop, _estimated, hh_counts = building_households(buildings, params)
+    hh, pop, estimated, hh_counts = building_households(buildings, params,
+                                                         layers.get("landuse"))
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks)
     clock.lap("households")
@@ -132,6 +133,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
                 for code, grids in done.items() if code not in missed}
         todo = missed
     block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
+    block_est = np.bincount(owner, weights=np.where(estimated, hh, 0),
+                            minlength=len(blocks)).astype(np.int64)
     assigner = Assigner(len(blocks), (params.min_households, params.max_households))
     for code in villages["code"]:
         for grid, members in done.get(code, []):
@@ -140,6 +143,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
     report_progress("grids 合并", 0.80)
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
+    grids["households_estimated"] = np.bincount(
+        assigner.label, weights=block_est, minlength=len(grids)).astype(np.int64)
     clock.lap("dissolve")
     report_progress("codes 编码 四至", 0.88)
     grids = _describe(grids, barriers, villages, params)
@@ -147,6 +152,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     barrier_share = grids.attrs.pop("barrier_boundary_share")
     barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
     blocks = blocks.assign(households=block_hh, population=block_pop,
+                           households_estimated=block_est,
                            grid_code=grids["code"].to_numpy()[assigner.label])
     grids = grids.sort_values("code", kind="stable").reset_index(drop=True)
 
@@ -164,9 +170,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "blocks_cut_between_buildings": n_cut,
         "n_villages": len(villages),
         "households_given": hh_counts.given,
-        "households_estimated_buildings": hh_counts.estimated,
-        "buildings": hh_counts.buildings,
-        "buildings_not_residential_without_count": hh_counts.not_residential,
+        **hh_counts.as_report(),
+        "estimate": params.estimate,
         "relaxed_cuts": fallbacks,
         "repair_moves": repair_moves,
         "metric_crs": f"EPSG:{territory.metric_crs.to_epsg()}",
@@ -390,6 +395,7 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         "village_name": grids["village_name"].to_numpy(),
         "kind": grids["kind"].to_numpy(),
         "households": grids["households"].to_numpy(),
+        "households_estimated": grids["households_estimated"].to_numpy(),
         "population": grids["population"].to_numpy(),
         "area_m2": np.round(area, 1),
         "compactness": np.round(quality.polsby_popper(geoms), 4),

@@ -24,7 +24,8 @@ from partitioning.villages import FORCED, Grid
 
 Progress = Callable[[str, float], None]
 #: Columns of the blocks a redraw reads and writes.
-BLOCK_COLUMNS = ["block_no", "village_code", "households", "population", "grid_code"]
+BLOCK_COLUMNS = ["block_no", "village_code", "households", "households_estimated", "population",
+                 "grid_code"]
 
 
 @dataclass
@@ -41,12 +42,14 @@ class RedrawResult:
 
 @dataclass
 class _Buildings:
-    """The new buildings: households, population, a point on each, and its block."""
+    """The new buildings: households, population, a point on each, its block, and the
+    households of each that are an estimate (0 where the count is given)."""
 
     hh: np.ndarray
     pop: np.ndarray
     points: np.ndarray
     owner: np.ndarray
+    est: np.ndarray
 
 
 def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionParams
@@ -63,10 +66,10 @@ def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionPa
             f"village/community {', '.join(missing[:10])} of the plan: a redraw needs the "
             "same villages; partition the new data from scratch instead)")
     buildings = layers["buildings"]
-    hh, pop, _est, counts = building_households(buildings, params)
+    hh, pop, estimated, counts = building_households(buildings, params, layers.get("landuse"))
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks.to_crs(territory.metric_crs))
-    found = _Buildings(hh, pop, points, owner)
+    found = _Buildings(hh, pop, points, owner, np.where(estimated, hh, 0))
     out, n_cut = _cut(blocks, found, territory.metric_crs, params)
     return out, found, {"buildings": counts.buildings, "blocks_cut": n_cut}
 
@@ -123,6 +126,8 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
     n = len(out)
     out["households"] = np.bincount(owner, weights=found.hh, minlength=n).astype(np.int64)
     out["population"] = np.bincount(owner, weights=found.pop, minlength=n).astype(np.int64)
+    out["households_estimated"] = np.bincount(owner, weights=found.est,
+                                              minlength=n).astype(np.int64)
     return out, int(cut.size)
 
 
@@ -155,6 +160,10 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     band = (params.min_households, params.max_households)
     say("households 户数", 0.1)
     blocks = blocks.sort_values("block_no").reset_index(drop=True)
+    if "households_estimated" not in blocks:   # a plan made before estimates were counted
+        blocks = blocks.assign(households_estimated=0)
+    if "households_estimated" not in grids:
+        grids = grids.assign(households_estimated=0)
     old_hh = blocks["households"].to_numpy().copy()
     # Everything is done in the metric CRS on the engine's 1 mm grid (outlines of new
     # grids are unions of blocks there); what is kept keeps its given geometry.
@@ -269,12 +278,16 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     reasons: dict[str, str] = {}
     hh_now = pd.Series(work.blocks["households"].to_numpy()).groupby(work.label).sum()
     pop_now = pd.Series(work.blocks["population"].to_numpy()).groupby(work.label).sum()
+    est_now = pd.Series(work.blocks["households_estimated"].to_numpy()).groupby(
+        work.label).sum()
     for code in sorted(final - set(reshaped)):
         row = row_of.loc[code]
-        h, p = int(hh_now[code]), int(pop_now[code])
-        if h != int(row["households"]) or p != int(row["population"]):
+        h, p, e = int(hh_now[code]), int(pop_now[code]), int(est_now[code])
+        if h != int(row["households"]) or p != int(row["population"]) or \
+                e != int(row["households_estimated"] or 0):
             flags, reason = _flags_after(row, h, band)
-            updated[code] = {"households": h, "population": p, "flags": flags}
+            updated[code] = {"households": h, "population": p, "flags": flags,
+                             "households_estimated": e}
             reasons[code] = reason
     result = edit._finish(work, "redraw", reshaped, updated, removed, "")
     engine_flags(result, {c: g for c, (g, _) in made.items()})

@@ -14,7 +14,7 @@ import shapely
 
 from gis.errors import GridmapError
 from gis.layers import Territory
-from partitioning import boundaries, codes, quality
+from partitioning import boundaries, codes, flags, quality
 from partitioning.blocks import adjacency, barrier_lines, make_blocks
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
@@ -148,6 +148,10 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     clock.lap("dissolve")
     report_progress("codes 编码 四至", 0.88)
     grids = _describe(grids, barriers, villages, params)
+    # Every forced flag checked against the data (partitioning/flags.py).
+    grids = flags.reconcile(grids, pd.DataFrame({
+        "grid_code": grids["code"].to_numpy()[assigner.label], "households": block_hh,
+        "buildings": np.bincount(owner, minlength=len(blocks))}), params)
     clock.lap("codes_sides_quality")
     barrier_share = grids.attrs.pop("barrier_boundary_share")
     barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
@@ -335,11 +339,11 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     # Out of the band and not explained by the data: say so (never silently out of range).
     lo, hi = assigner.band
     reasons = frame["flag_reason"].to_numpy()
-    for i, (flags, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
-                                             frame["households"], strict=True)):
+    for i, (fl, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
+                                          frame["households"], strict=True)):
         if kind == "comprehensive" and not lo <= h <= hi and \
-                not set(flags) & (FORCED | {"below_min", "above_max"}):
-            flags.append("below_min" if h < lo else "above_max")
+                not set(fl) & (FORCED | {"below_min", "above_max"}):
+            fl.append("below_min" if h < lo else "above_max")
             reasons[i] = reasons[i] or f"{h} households, outside {lo}–{hi}"
     frame["flag_reason"] = reasons
     return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)
@@ -351,9 +355,9 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     geoms = grids.geometry.to_numpy()
     parts = shapely.get_num_geometries(geoms)
     reasons = grids["flag_reason"].to_numpy(dtype=object).copy()
-    for i, (flags, p) in enumerate(zip(grids["flags"], parts, strict=True)):
-        if p > 1 and "noncontiguous" not in flags:
-            flags.append("noncontiguous")
+    for i, (fl, p) in enumerate(zip(grids["flags"], parts, strict=True)):
+        if p > 1 and "noncontiguous" not in fl:
+            fl.append("noncontiguous")
             reasons[i] = (reasons[i] + "; " if reasons[i] else "") + \
                 f"in {p} parts (its blocks are not all connected: the village is in " \
                 "pieces, or split by a dedicated area)"

@@ -14,7 +14,7 @@ import shapely
 
 from gis.errors import GridmapError
 from gis.layers import Territory
-from partitioning import edit
+from partitioning import edit, flags
 from partitioning.blocks import PRECISION_M, barrier_lines
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
@@ -134,9 +134,9 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
 def _flags_after(row: pd.Series, h: int, band: tuple[int, int]) -> tuple[list[str], str]:
     """Flags of a kept grid whose households changed: the engine's data reasons stay, the
     band flags are redone."""
-    flags = [f for f in row["flags"] if f in FORCED]
-    if flags:
-        return flags, str(row.get("flag_reason") or "")
+    forced = [f for f in row["flags"] if f in FORCED]
+    if forced:
+        return forced, str(row.get("flag_reason") or "")
     parts = 2 if "noncontiguous" in row["flags"] else 1
     return edit.band_flags(str(row["kind"]), h, parts, band)
 
@@ -190,19 +190,29 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     movable = {str(c) for c, row in row_of.iterrows()
                if row["kind"] == "comprehensive" and not bool(row["locked"])}
 
-    #: Grids that are a whole (rural or small) village: under the maximum they stay whole.
-    whole = {str(c) for c, f in zip(row_of.index, row_of["flags"], strict=True)
-             if set(f) & {"rural_village", "village_below_min", "radius_split"}}
+    def unborne(label: np.ndarray, households: np.ndarray) -> set[str]:
+        """Grids whose forced flags the new counts do not bear out (partitioning/flags.py):
+        they are redone like any grid out of the band."""
+        sums = pd.Series(households).groupby(label).sum()
+        now = rows.assign(households=rows["code"].astype(str).map(sums).fillna(0).to_numpy())
+        bad = flags.check_flags(now, pd.DataFrame({"grid_code": label,
+                                                   "households": households}), params)
+        return {v.code for v in bad}
 
     def broken_grids(label: np.ndarray, households: np.ndarray) -> list[str]:
-        """Movable grids out of the band whose households changed (a grid of one block
-        over the maximum is a grid of its own whatever its count)."""
+        """Movable grids out of the band whose households changed, or whose forced flag
+        the data no longer bears out (a grid of one block over the maximum is a grid of its
+        own whatever its count; a whole small or rural village stays whole while its
+        flag holds)."""
         sums = pd.Series(households).groupby(label).sum()
         sizes = pd.Series(label).value_counts()
+        bad = unborne(label, households)
+        forced = {str(c) for c, f in zip(row_of.index, row_of["flags"], strict=True)
+                  if flags.is_forced(f)} - bad
         return [c for c in sorted(movable & set(sums.index))
-                if not lo <= sums[c] <= hi and sums[c] != old_counts.get(c, -1)
-                and not (sizes[c] == 1 and sums[c] > hi)
-                and not (c in whole and sums[c] < hi)]
+                if c in bad or (not lo <= sums[c] <= hi and sums[c] != old_counts.get(c, -1)
+                                and not (sizes[c] == 1 and sums[c] > hi)
+                                and c not in forced)]
 
     def neighbourhood(frame: gpd.GeoDataFrame) -> edit.Neighbourhood:
         return edit.Neighbourhood(frame, rows[[*edit.ROW_FIELDS, "geometry"]], barriers,
@@ -285,8 +295,8 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
         h, p, e = int(hh_now[code]), int(pop_now[code]), int(est_now[code])
         if h != int(row["households"]) or p != int(row["population"]) or \
                 e != int(row["households_estimated"] or 0):
-            flags, reason = _flags_after(row, h, band)
-            updated[code] = {"households": h, "population": p, "flags": flags,
+            kept_flags, reason = _flags_after(row, h, band)
+            updated[code] = {"households": h, "population": p, "flags": kept_flags,
                              "households_estimated": e}
             reasons[code] = reason
     result = edit._finish(work, "redraw", reshaped, updated, removed, "")
@@ -308,6 +318,11 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
         if code not in reshaped:
             geoms[i] = original[code]
     plan = plan.set_geometry(geoms).sort_values("code", kind="stable").reset_index(drop=True)
+    # Every forced flag checked against the new data; out of the band without one: say so.
+    checked = flags.reconcile(plan.to_crs(metric_crs), pd.DataFrame({
+        "grid_code": work.label, "households": work.blocks["households"].to_numpy()}), params)
+    plan["flags"] = checked["flags"].to_numpy()
+    plan["flag_reason"] = checked["flag_reason"].to_numpy()
     final_blocks = work.blocks.assign(grid_code=work.label).to_crs(given.crs)
     block_geoms = final_blocks.geometry.to_numpy().copy()
     uncut = np.flatnonzero(np.arange(len(given)) < len(final_blocks))

@@ -154,12 +154,12 @@ def boundary_texts(segments: pd.DataFrame, followed: np.ndarray, barriers: gpd.G
             rows = frame.iloc[by_grid.get(g, np.array([], dtype=int))]
             facing = np.cos(np.radians(rows["angle"].to_numpy() - CENTRES[d]))
             rows = rows.assign(weight=rows["length"].to_numpy() * facing)[facing > 1e-9]
-            text = _heaviest(rows[rows["name"].notna() & (rows["name"] != "")], "name")
-            if text is None:
-                other = _heaviest(rows[rows["neighbour"] >= 0], "neighbour")
-                text = None if other is None else f"{codes[int(other)]}网格"
-            if text is not None:
-                by_side[(g, d)] = text
+            name = _heaviest(rows[rows["name"].notna() & (rows["name"] != "")], "name")
+            other = _heaviest(rows[rows["neighbour"] >= 0], "neighbour")
+            if name is not None:
+                by_side[(g, d)] = str(name)
+            elif other is not None:
+                by_side[(g, d)] = f"{codes[int(str(other))]}网格"
     out = np.empty(n_grids, dtype=object)
     for g in range(n_grids):
         sides = [by_side.get((g, d)) or nb_side.get((g, d)) or "辖区边界" for d in range(4)]

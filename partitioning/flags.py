@@ -106,7 +106,7 @@ def check_flags(grids: gpd.GeoDataFrame, blocks: pd.DataFrame, params: Partition
         out.append(Violation(str(codes[i]), flag, why))
 
     infeasible_seen: set[int] = set()
-    for i in np.flatnonzero([is_forced(f) for f in flags]):
+    for i in (int(x) for x in np.flatnonzero([is_forced(f) for f in flags])):
         h, v, fl = hh[i], villages[i], flags[i]
         vt = village_total.get(v, 0.0)
         for flag in sorted(set(fl) & FORCED):
@@ -143,9 +143,8 @@ def check_flags(grids: gpd.GeoDataFrame, blocks: pd.DataFrame, params: Partition
                 nbrs = _touching(i, geoms, villages, comp)
                 if not (h < lo and all(hh[j] + h > hi for j in nbrs)):
                     fail(i, flag, f"{h:.0f} households; a neighbour could take them")
-            elif flag == "infeasible_split":
-                if lo <= h <= hi:
-                    fail(i, flag, f"{h:.0f} households, in the band")
+            elif flag == "infeasible_split" and lo <= h <= hi:
+                fail(i, flag, f"{h:.0f} households, in the band")
     return out
 
 

@@ -194,7 +194,7 @@ def check_touched(result: edit.EditResult, hood: edit.Neighbourhood, label: np.n
     checked = flags.reconcile(both, pd.DataFrame({
         "grid_code": label, "households": hood.blocks["households"].to_numpy()}), params)
     mine = checked.iloc[len(rest):].reset_index(drop=True)
-    changed = [not (list(a) == list(b)) for a, b in zip(mine["flags"], result.grids["flags"],
+    changed = [list(a) != list(b) for a, b in zip(mine["flags"], result.grids["flags"],
                                                         strict=True)]
     if any(changed):
         frame = result.grids

@@ -51,6 +51,7 @@ from real_common import (
     print_table,
     render_png,
     run_engine,
+    territory_edge_sides,
     territory_via_contract,
     timed,
     write_geometry,
@@ -348,7 +349,66 @@ def _match(piece: shapely.Geometry, lu: gpd.GeoDataFrame, real: pd.DataFrame,
 # ---------------------------------------------------------------------------
 
 
-def build(path: Path) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
+def osm_buildings_and_landuse(buildings: gpd.GeoDataFrame, raw_buildings: gpd.GeoDataFrame,
+                              raw_landuse: gpd.GeoDataFrame, metric: Any
+                              ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """The buildings as the OSM reader gives them (``use`` from the building tag as
+    gis.layers maps it, untagged left empty, height as tagged, no floors: the engine
+    decides what to estimate) and a ``landuse`` layer from the land-use polygons (Tilezen
+    kinds are OSM landuse/leisure/amenity values), for ``--osm-use``."""
+    from gis.layers import OSM_AMENITY_LAND, OSM_LANDUSE, OSM_LEISURE_LAND, OSM_USE
+
+    polys = raw_buildings[np.isin(shapely.get_type_id(raw_buildings.geometry.to_numpy()),
+                                  [3, 6])]
+    b = merge_pieces(polys[polys["kind"] == "building"][["id", "kind_detail", "geometry"]])
+    b = b.to_crs(metric)
+    tag = dict(zip(shapely.to_wkb(b.geometry.to_numpy()), b["kind_detail"], strict=True))
+    keys = shapely.to_wkb(buildings.geometry.to_numpy())
+    use = pd.Series([tag.get(k) for k in keys], dtype=object).map(OSM_USE)
+    out = buildings.assign(use=use.where(use.notna(), None).to_numpy(),
+                           floors=pd.array([pd.NA] * len(buildings), dtype="Int64"))
+    classes = {**OSM_LANDUSE, **OSM_AMENITY_LAND, **OSM_LEISURE_LAND}
+    lu = raw_landuse[np.isin(shapely.get_type_id(raw_landuse.geometry.to_numpy()), [3, 6])]
+    lu = lu.assign(use=lu["kind"].map(classes))
+    lu = lu[lu["use"].notna()]
+    landuse = gpd.GeoDataFrame({"use": lu["use"].to_numpy(), "name": lu["name"].to_numpy()},
+                               geometry=shapely.make_valid(lu.geometry.to_numpy()),
+                               crs=lu.crs).to_crs(metric)
+    landuse = landuse[np.isin(shapely.get_type_id(landuse.geometry.to_numpy()), [3, 6])]
+    return out, landuse.reset_index(drop=True)
+
+
+def estimate_figures(result: Any, territory: Any, residential_truth: np.ndarray
+                     ) -> dict[str, Any]:
+    """What the issue measures of household estimates: the largest estimate of one
+    building, and the grids that are (mostly) one building the bench's own rules call not
+    residential (an office, hotel or mall tower)."""
+    layers = territory.to_metric()
+    b = layers["buildings"]
+    hh, _pop, _est, counts = building_households(b, result.params, layers.get("landuse"))
+    pts = shapely.point_on_surface(b.geometry.to_numpy())
+    grids = result.grids
+    gi, bi = shapely.STRtree(pts).query(grids.geometry.to_numpy(), predicate="contains")
+    frame = pd.DataFrame({"grid": gi, "hh": hh[bi], "res": residential_truth[bi]})
+    single_nonres = flagged_nonres = 0
+    for g, part in frame.groupby("grid"):
+        total = float(part["hh"].sum())
+        top = part.loc[part["hh"].idxmax()]
+        if total > 0 and top["hh"] >= 0.5 * total and not top["res"] \
+                and grids["kind"].iloc[int(g)] == "comprehensive":
+            single_nonres += 1
+            flagged_nonres += "single_building" in grids["flags"].iloc[int(g)]
+    return {"estimate": result.params.estimate, "landuse_layer": "landuse" in layers,
+            "largest_estimate": counts.largest_estimate,
+            "households_estimated": counts.households_estimated,
+            "buildings_estimated": counts.estimated,
+            "grids_mostly_one_non_residential_building": single_nonres,
+            "single_building_grids_non_residential": flagged_nonres,
+            "n_grids": len(grids), "estimate_rules": counts.by_rule}
+
+
+def build(path: Path, osm_use: bool = False
+          ) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     raw = {name: read(path, name) for name in ("buildings", "roads", "water", "boundaries",
                                                "landuse")}
     tiles, missing = territory_tiles(list(raw.values()))
@@ -372,8 +432,15 @@ def build(path: Path) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     admin, mapping = admin_layer(path, land, roads, water, buildings, raw["landuse"], metric)
     layers = {"admin_areas": admin, "roads": roads, "water": water,
               "buildings": buildings.drop(columns="rule")}
+    if osm_use:
+        # The same communities (made from the rules above); the engine estimates.
+        osm_b, landuse = osm_buildings_and_landuse(buildings, raw["buildings"],
+                                                   raw["landuse"], metric)
+        layers["buildings"] = osm_b.drop(columns="rule")
+        layers["landuse"] = landuse
     est = building_households(buildings, PartitionParams())[0]
     info = {
+        "_rules": buildings["rule"].to_numpy(),
         "tiles_missing_from_extract": missing,
         "territory_km2": round(float(shapely.area(tiles_m)) / 1e6, 3),
         "land_km2": round(float(shapely.area(all_land)) / 1e6, 3),
@@ -398,15 +465,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--out", type=Path, help="folder for grids.gpkg (not committed)")
     parser.add_argument("--png", type=Path, help="a picture of the grids (needs matplotlib)")
+    parser.add_argument("--osm-use", action="store_true",
+                        help="buildings' use as the OSM reader maps the tags (untagged left "
+                             "empty) and a landuse layer: the engine decides what to "
+                             "estimate (results in real_shanghai_osm_use.json)")
+    parser.add_argument("--estimate", default="residential", help="residential, all, off")
+    parser.add_argument("--no-landuse", action="store_true",
+                        help="with --osm-use: leave the landuse layer out")
     args = parser.parse_args(argv)
     path = args.path.resolve()
     with timed("layers from the Tilezen extract") as t_build:
-        layers, info = build(path)
+        layers, info = build(path, osm_use=args.osm_use)
+        if args.no_landuse:
+            layers.pop("landuse", None)
+    # The bench's own rule per building (a planner's reading of tags, land use and
+    # height): the yardstick of what is residential.
+    truth = np.isin(info.pop("_rules"), list(RESIDENTIAL_RULES))
     with timed("layer contract (read_territory)") as t_read:
         territory = territory_via_contract("shanghai_bund", layers)
     with timed("partition") as t_part:
-        result = run_engine(territory)
+        result = run_engine(territory, PartitionParams(estimate=args.estimate))
     figs = figures(result)
+    metric_grids = result.grids
+    estimates = estimate_figures(result, territory, truth)
+    sides = territory_edge_sides(metric_grids)
+    print_table("household estimates", estimates)
+    print_table("四至 辖区边界", sides)
     checks = geometry_checks(result, PartitionParams().sliver_area_m2)
     print_table("Shanghai Bund (OSM): engine figures", {
         k: v for k, v in figs.items() if k not in ("barrier_share_by_kind",)})
@@ -414,13 +498,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table("data built", {k: v for k, v in info.items() if k != "communities_list"})
     payload = {
         "data": "shanghai_bund (Tilezen/OSM, © OpenStreetMap contributors, ODbL)",
-        "params": "PartitionParams() defaults",
+        "params": f"PartitionParams(estimate={args.estimate!r}), otherwise defaults",
+        "estimates": estimates, "sides": sides,
         "seconds": {"build_layers": t_build.seconds, "contract": t_read.seconds,
                     "partition": t_part.seconds},
         "contract": {"repairs": len(territory.repairs), "notes": territory.notes},
         "figures": figs, "geometry_checks": checks, "data_built": info,
     }
-    write_results("real_shanghai", payload)
+    name = "real_shanghai" + ("_osm_use" if args.osm_use else "") + \
+        ("_no_landuse" if args.no_landuse else "") + \
+        ("" if args.estimate == "residential" else f"_{args.estimate}")
+    write_results(name, payload)
     metric_admin = territory.to_metric()["admin_areas"]
     villages = metric_admin[metric_admin["level"] == "village"]
     if args.out:

@@ -323,6 +323,11 @@ def colour_grids(geoms: np.ndarray, n_colours: int = len(PALETTE)) -> list[int]:
     return colours
 
 
+def _estimated(grid: Any) -> bool:
+    value = getattr(grid, "households_estimated", 0)
+    return bool(value == value and value)   # (NaN: none)
+
+
 def _polygon_path(geom: Any) -> MplPath:
     """A (multi)polygon as one matplotlib path, holes reversed so they stay empty."""
     paths = []
@@ -542,7 +547,9 @@ class _Sheet:
         em = self.pt_mm(self.fs_table)
         name_em = (cols[1][1] - 1.6 * em) / em
         boundary_em = (cols[3][1] - 1.6 * em) / em
-        return [TableRow(str(g.code), wrap(str(g.name or ""), name_em), f"{int(g.households):,}",
+        # A grid holding estimated households is marked * (the summary says how many).
+        return [TableRow(str(g.code), wrap(str(g.name or ""), name_em),
+                         f"{int(g.households):,}" + ("*" if _estimated(g) else ""),
                          wrap(str(g.boundary_text or ""), boundary_em))
                 for g in self.data.grids.itertuples()]
 
@@ -680,6 +687,11 @@ class _Sheet:
         if len(comprehensive):
             lines.append(f"综合网格户数 {int(comprehensive.min())}–{int(comprehensive.max())} 户，"
                          f"平均 {comprehensive.mean():.0f} 户")
+        estimated = int(grids["households_estimated"].fillna(0).sum()) \
+            if "households_estimated" in grids else 0
+        if estimated:
+            lines.append(f"其中估算 {estimated:,} 户（无户数的住宅按建筑面积估算；表中户数带 * "
+                         "的网格含估算）")
         if d.level == "town":
             lines.append(f"下辖社区/村 {len(d.villages)} 个：" + "、".join(d.villages["name"]))
         y = side.top

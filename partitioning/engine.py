@@ -14,7 +14,7 @@ import shapely
 
 from gis.errors import GridmapError
 from gis.layers import Territory
-from partitioning import boundaries, codes, quality
+from partitioning import boundaries, codes, flags, quality
 from partitioning.blocks import (
     STRONG_KINDS,
     adjacency,
@@ -96,7 +96,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
     report_progress("households 户数", 0.30)
     buildings = layers["buildings"]
-    hh, pop, _estimated, hh_counts = building_households(buildings, params)
+    hh, pop, estimated, hh_counts = building_households(buildings, params,
+                                                         layers.get("landuse"))
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks)
     footprints = Footprints.of(buildings.geometry.to_numpy())
@@ -173,17 +174,26 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
     clock.lap("water")
     block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
+    block_est = np.bincount(owner, weights=np.where(estimated, hh, 0),
+                            minlength=len(blocks)).astype(np.int64)
 
     report_progress("grids 合并", 0.80)
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
+    grids["households_estimated"] = np.bincount(
+        assigner.label, weights=block_est, minlength=len(grids)).astype(np.int64)
     clock.lap("dissolve")
     report_progress("codes 编码 四至", 0.88)
     grids = _describe(grids, barriers, villages, params, water)
+    # Every forced flag checked against the data (partitioning/flags.py).
+    grids = flags.reconcile(grids, pd.DataFrame({
+        "grid_code": grids["code"].to_numpy()[assigner.label], "households": block_hh,
+        "buildings": np.bincount(owner, minlength=len(blocks))}), params)
     clock.lap("codes_sides_quality")
     barrier_share = grids.attrs.pop("barrier_boundary_share")
     barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
     inside_by_kind = grids.attrs.pop("barrier_inside_by_kind")
     blocks = blocks.assign(households=block_hh, population=block_pop,
+                           households_estimated=block_est,
                            grid_code=grids["code"].to_numpy()[assigner.label])
     grids = grids.sort_values("code", kind="stable").reset_index(drop=True)
 
@@ -202,9 +212,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "blocks_cut_between_buildings": n_cut,
         "n_villages": len(villages),
         "households_given": hh_counts.given,
-        "households_estimated_buildings": hh_counts.estimated,
-        "buildings": hh_counts.buildings,
-        "buildings_not_residential_without_count": hh_counts.not_residential,
+        **hh_counts.as_report(),
+        "estimate": params.estimate,
         "relaxed_cuts": fallbacks,
         "repair_moves": repair_moves,
         "metric_crs": f"EPSG:{territory.metric_crs.to_epsg()}",
@@ -422,11 +431,11 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     # Out of the band and not explained by the data: say so (never silently out of range).
     lo, hi = assigner.band
     reasons = frame["flag_reason"].to_numpy()
-    for i, (flags, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
-                                             frame["households"], strict=True)):
+    for i, (fl, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
+                                          frame["households"], strict=True)):
         if kind == "comprehensive" and not lo <= h <= hi and \
-                not set(flags) & (FORCED | {"below_min", "above_max"}):
-            flags.append("below_min" if h < lo else "above_max")
+                not set(fl) & (FORCED | {"below_min", "above_max"}):
+            fl.append("below_min" if h < lo else "above_max")
             reasons[i] = reasons[i] or f"{h} households, outside {lo}–{hi}"
     frame["flag_reason"] = reasons
     return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)
@@ -502,9 +511,9 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     geoms = grids.geometry.to_numpy()
     parts = shapely.get_num_geometries(geoms)
     reasons = grids["flag_reason"].to_numpy(dtype=object).copy()
-    for i, (flags, p) in enumerate(zip(grids["flags"], parts, strict=True)):
-        if p > 1 and "noncontiguous" not in flags:
-            flags.append("noncontiguous")
+    for i, (fl, p) in enumerate(zip(grids["flags"], parts, strict=True)):
+        if p > 1 and "noncontiguous" not in fl:
+            fl.append("noncontiguous")
             reasons[i] = (reasons[i] + "; " if reasons[i] else "") + \
                 f"in {p} parts (its blocks are not all connected: the village is in " \
                 "pieces, or split by a dedicated area)"
@@ -546,6 +555,7 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         "village_name": grids["village_name"].to_numpy(),
         "kind": grids["kind"].to_numpy(),
         "households": grids["households"].to_numpy(),
+        "households_estimated": grids["households_estimated"].to_numpy(),
         "population": grids["population"].to_numpy(),
         "area_m2": np.round(area, 1),
         "compactness": np.round(quality.polsby_popper(geoms), 4),

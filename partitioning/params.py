@@ -13,6 +13,10 @@ DEFAULT_STRENGTHS: dict[str, float] = {
     "service": 0.25, "track": 0.25, "pedestrian": 0.2, "footway": 0.15, "path": 0.15,
     "cycleway": 0.15, "steps": 0.1,
 }
+#: How footprints without a household count are estimated (PartitionParams.estimate).
+ESTIMATE_MODES = ("residential", "all", "off")
+#: Land use classes whose untagged buildings are homes (商住 mixed use counts).
+RESIDENTIAL_LAND = frozenset({"residential", "mixed"})
 #: Strength of a road class not in the table.
 UNKNOWN_ROAD_STRENGTH = 0.4
 
@@ -45,9 +49,25 @@ class PartitionParams:
     #: ``water_share_max`` water (that water joins the village's water grid).
     water_grid_m2: float = 200_000.0
     water_share_max: float = 0.5
-    #: Household estimate for a footprint: area × floors ÷ dwelling size.
+    #: Which footprints without a household count are estimated (ESTIMATE_MODES):
+    #: ``residential`` those residential by their tag, their land use or the rule for
+    #: untagged buildings (docs/partitioning.md); ``all`` every footprint not tagged
+    #: otherwise (the old behaviour, bounded); ``off`` none (they hold 0 households).
+    estimate: str = "residential"
+    #: Household estimate for a footprint: floor area (area × floors) ÷ dwelling size,
+    #: never more than floor area ÷ the smallest dwelling.
     dwelling_m2: float = 90.0
+    min_dwelling_m2: float = 50.0
     floor_height_m: float = 3.0
+    #: A building this tall (m), or with this many floors, in non-residential land use
+    #: holds no estimated households (an office or hotel tower).
+    tall_building_m: float = 100.0
+    tall_building_floors: int = 30
+    #: Without land use around it, an untagged footprint counts as residential only when
+    #: lower than this (m; 高层 starts at 24 m) and smaller than this (m²): untagged towers
+    #: and large halls are offices, malls, factories and stations more often than homes.
+    untagged_max_height_m: float = 24.0
+    untagged_max_footprint_m2: float = 3_000.0
     #: Persons per household when population is not given.
     persons_per_household: float = 2.6
     strengths: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STRENGTHS))
@@ -72,6 +92,15 @@ class PartitionParams:
                 "the household band must satisfy 0 < min <= target <= max, got "
                 f"min={self.min_households}, target={self.target_households}, "
                 f"max={self.max_households}")
+        if self.estimate not in ESTIMATE_MODES:
+            raise ValueError(f"estimate must be one of {', '.join(ESTIMATE_MODES)}, got "
+                             f"{self.estimate!r}")
+        if not (self.min_dwelling_m2 > 0 and self.dwelling_m2 > 0):
+            raise ValueError("dwelling sizes must be positive")
+
+    @property
+    def band(self) -> tuple[int, int]:
+        return self.min_households, self.max_households
 
     def strength(self, barrier_class: str) -> float:
         return self.strengths.get(barrier_class, UNKNOWN_ROAD_STRENGTH)

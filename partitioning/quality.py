@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
-#: Flags that mark a grid as forced out of the band by its data, not by the engine.
-FORCED_FLAGS = ("single_building", "village_below_min", "rural_village", "infeasible_band",
-                "infeasible_split", "part_below_min")
+from partitioning.flags import FORCED, classify
+
+#: Flags that mark a grid as forced out of the band by its data (one set:
+#: :data:`partitioning.flags.FORCED`).
+FORCED_FLAGS = tuple(sorted(FORCED))
 
 
 def polsby_popper(geoms: np.ndarray) -> np.ndarray:
@@ -81,10 +83,10 @@ def plan_report(grids: pd.DataFrame, territory_area: float, union_area: float,
     """Plan-level figures from the grid table (``households``, ``area_m2``, ``flags``…)."""
     hh = grids["households"].to_numpy()
     comp = grids["kind"].to_numpy() == "comprehensive"
-    forced = np.array([any(f in FORCED_FLAGS for f in flags) for flags in grids["flags"]],
-                      dtype=bool)
+    forced = np.array([bool(set(flags) & FORCED) for flags in grids["flags"]], dtype=bool)
     regular = comp & ~forced
-    in_range = (hh >= lo) & (hh <= hi)
+    in_range = np.array([classify("comprehensive", h, (lo, hi)) == "in_band" for h in hh],
+                        dtype=bool)
     sum_area = float(grids["area_m2"].sum())
     reasons = grids["flag_reason"] if "flag_reason" in grids else [""] * len(grids)
     flagged = [

@@ -20,6 +20,7 @@ import numpy as np
 import shapely
 
 from partitioning import quality
+from partitioning.flags import FORCED  # (flags that explain a grid out of the band)
 from partitioning.params import PartitionParams
 from partitioning.regions import (
     Graph,
@@ -31,8 +32,6 @@ from partitioning.regions import (
 )
 from partitioning.sides import Sides, crossings, find_sides, land_edges
 
-#: Flags that already explain why a grid is out of the band (the village is not redone).
-FORCED = {*quality.FORCED_FLAGS, "block_over_max", "radius_split"}
 #: A part of a village cut off by oversize buildings with fewer households than this
 #: share of the minimum joins a neighbouring grid; a bigger one is a grid of its own.
 CUT_OFF_JOIN_SHARE = 0.25

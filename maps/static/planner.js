@@ -112,6 +112,9 @@
       ["四至", esc(p.boundary_text)],
       ["标记", flags.length ? esc(flags.join("；")) : "无"]
     ];
+    if (p.households_estimated > 0) {  // households from footprints without a count
+      rows.splice(4, 0, ["其中估算", esc(num(p.households_estimated) + " 户")]);
+    }
     return "<table class=\"grid-popup\">" + rows.map(function (r) {
       return "<tr><th>" + r[0] + "</th><td>" + r[1] + "</td></tr>";
     }).join("") + "</table>";

@@ -18,6 +18,8 @@ MIN_SHARED_M = 1.0
 SNAP_M = 1.0
 #: Barriers a grid cut out of a village crosses only when forced, and then says so.
 STRONG_KINDS = ("water", "ridge", "railway")
+#: Line ends are carried on this far (m) so that T-junctions node (see close_gaps).
+OVERSHOOT_M = 0.05
 
 
 def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
@@ -74,9 +76,13 @@ def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     connector to the nearest line or village boundary: up to ``params.gap_strong_m`` for
     rivers, ridges and railways, ``params.gap_m`` for the rest. Without it the line ends
     inside a block and divides nothing."""
-    geoms = barriers.geometry.to_numpy()
-    if not len(geoms):
+    if not len(barriers):
         return barriers
+    # A line ending on another (a T-junction) ends there only to floating-point precision,
+    # often a hair short: every end is carried on by OVERSHOOT_M so that the noding sees
+    # the crossing (the stub beyond divides nothing and is dropped with the dangles).
+    barriers = barriers.set_geometry(_overshoot(barriers.geometry.to_numpy(), OVERSHOOT_M))
+    geoms = barriers.geometry.to_numpy()
     rings = shapely.get_parts(shapely.boundary(villages.geometry.to_numpy()))
     targets = np.concatenate([geoms, rings])
     ends = np.concatenate([shapely.get_point(geoms, 0), shapely.get_point(geoms, -1)])
@@ -110,6 +116,23 @@ def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     rows = rows.set_geometry(np.asarray(links)[keep])
     return gpd.GeoDataFrame(pd.concat([barriers, rows], ignore_index=True),
                             geometry="geometry", crs=barriers.crs)
+
+
+def _overshoot(lines: np.ndarray, by: float) -> np.ndarray:
+    """Each line with its two ends carried on straight by ``by`` metres."""
+    xy, idx = shapely.get_coordinates(lines, return_index=True)
+    if not len(xy):
+        return lines
+    first = np.searchsorted(idx, np.arange(len(lines)))
+    last = np.searchsorted(idx, np.arange(len(lines)), side="right") - 1
+    ok = last > first
+    xy = xy.copy()
+    for end, nxt in ((first[ok], first[ok] + 1), (last[ok], last[ok] - 1)):
+        d = xy[end] - xy[nxt]
+        norm = np.hypot(d[:, 0], d[:, 1])
+        good = norm > 0
+        xy[end[good]] += d[good] / norm[good, None] * by
+    return np.asarray(shapely.linestrings(xy, indices=idx))
 
 
 def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,

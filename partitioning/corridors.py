@@ -19,8 +19,11 @@ import shapely
 SAME_DIRECTION = np.radians(6.0)
 #: At most this many directions are tried per block (each with its perpendicular).
 MAX_DIRECTIONS = 3
-#: A point building (an address point) blocks this far around it (m).
+#: A point building (an address point) blocks POINT_SHARE of the way to its nearest
+#: neighbour around it, at least POINT_RADIUS_M and at most POINT_MAX_M (m).
 POINT_RADIUS_M = 4.0
+POINT_SHARE = 0.3
+POINT_MAX_M = 12.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Footprints:
     wall_length: np.ndarray     # (e,)
     wall_start: np.ndarray      # (n + 1,) building i owns walls wall_start[i]:wall_start[i+1]
     geoms: np.ndarray           # (n,) the buildings as given
+    main_angle: np.ndarray      # (n,) direction of each building's longest wall, mod π/2
+    area: np.ndarray            # (n,) footprint area (m²; points: 0)
 
     def outline(self, ids: np.ndarray) -> np.ndarray:
         """The outlines of buildings ``ids`` as polygons (points: discs of their radius)."""
@@ -55,13 +60,34 @@ class Footprints:
         d = np.diff(xy, axis=0)
         same = owner[1:] == owner[:-1]
         d, w_owner = d[same], owner[1:][same]
+        point = np.flatnonzero(shapely.get_type_id(geoms) == 0)
+        if len(point) >= 2:
+            # Address points have no walls: the way to each one's nearest neighbour stands
+            # for one (points of a row, or of a column, line up), and a point keeps lines
+            # away by a share of that distance (a building around it, of unknown shape).
+            pts = geoms[point]
+            src, nn = shapely.STRtree(pts).query_nearest(pts, exclusive=True,
+                                                         all_matches=False)
+            step = shapely.get_coordinates(pts[nn]) - shapely.get_coordinates(pts[src])
+            reach = np.hypot(step[:, 0], step[:, 1])
+            radius[point[src]] = np.clip(POINT_SHARE * reach, POINT_RADIUS_M, POINT_MAX_M)
+            d = np.concatenate([d, step])
+            w_owner = np.concatenate([w_owner, point[src]])
+            order = np.argsort(w_owner, kind="stable")
+            d, w_owner = d[order], w_owner[order]
         length = np.hypot(d[:, 0], d[:, 1])
         ok = length > 0.5
         angle = np.mod(np.arctan2(d[ok, 1], d[ok, 0]), np.pi / 2)
         w_owner = w_owner[ok]
+        wall_start = np.searchsorted(w_owner, np.arange(n + 1))
+        main = np.full(n, np.nan)
+        if len(angle):
+            order = np.lexsort((-length[ok], w_owner))
+            first = np.unique(w_owner[order], return_index=True)[1]
+            main[w_owner[order][first]] = angle[order][first]
         return cls(xy=xy, start=start, radius=radius, wall_angle=angle,
-                   wall_length=length[ok], wall_start=np.searchsorted(w_owner, np.arange(n + 1)),
-                   geoms=geoms)
+                   wall_length=length[ok], wall_start=wall_start, geoms=geoms,
+                   main_angle=main, area=shapely.area(geoms))
 
 
 def _dominant(angles: np.ndarray, weights: np.ndarray, k: int) -> list[float]:
@@ -132,6 +158,8 @@ class Line:
     low: np.ndarray             # members (building ids) on the low side
     crossed: np.ndarray         # members the line runs through (they keep to one side)
     score: float
+    #: How much the gap looks like a street (0..1, :func:`street_likeness`).
+    likeness: float = 0.0
 
     def normal(self) -> np.ndarray:
         return np.array([-np.sin(self.angle), np.cos(self.angle)])
@@ -164,16 +192,85 @@ def clear_gaps(fp: Footprints, members: np.ndarray, weights: np.ndarray, angle: 
     return reach[gap], lo[gap + 1], below_w, gap + 1
 
 
+#: Buildings whose edge lies this close (m) to a gap line the gap (its flanks).
+FLANK_M = 4.0
+#: The two flanks of a gap whose buildings' ends are more than ALIGN_SLACK_M apart along
+#: it (fully so at ALIGN_SLACK_M + ALIGN_M), or whose walls turn by more than TURN_SLACK
+#: (fully at TURN_SLACK + TURN), belong to different street blocks: a street. Within one
+#: compound, rows are parallel to a fraction of a degree and start or end together.
+ALIGN_SLACK_M = 6.0
+ALIGN_M = 14.0
+#: Two sides whose buildings' median footprints differ by more than SIZE_SLACK times
+#: (fully at SIZE_SLACK + SIZE) are two compounds.
+SIZE_SLACK = 1.5
+SIZE = 1.0
+TURN_SLACK = np.radians(0.5)
+TURN = np.radians(2.5)
+
+
+def street_likeness(fp: Footprints, members: np.ndarray, angle: float, lo: np.ndarray,
+                    hi: np.ndarray, g_lo: np.ndarray, g_hi: np.ndarray) -> np.ndarray:
+    """How much each gap (between ``g_lo`` and ``g_hi`` on the normal of ``angle``; ``lo``
+    and ``hi`` are the members' projections) looks like a street, 0..1: the buildings on
+    its two sides are laid out differently — their ends do not line up along the gap, or
+    their walls turn — as across a street between two blocks, not between two rows of
+    one compound (which line up: same columns, same direction)."""
+    out = np.zeros(len(g_lo))
+    if not len(g_lo):
+        return out
+    along = np.array([np.cos(angle), np.sin(angle)])
+    u_lo, u_hi = _intervals(fp, members, along)
+    turn = fp.main_angle[members]
+    area = fp.area[members]
+    for k in range(len(g_lo)):
+        below = np.flatnonzero((hi <= g_lo[k] + 1e-6) & (hi >= g_lo[k] - FLANK_M))
+        above = np.flatnonzero((lo >= g_hi[k] - 1e-6) & (lo <= g_hi[k] + FLANK_M))
+        if not len(below) or not len(above):
+            out[k] = 1.0
+            continue
+
+        # Each building against those facing it across the gap (overlapping it along the
+        # gap): in one compound they line up, across a street they mostly do not.
+        facing = (u_lo[below][:, None] < u_hi[above][None, :]) & \
+            (u_hi[below][:, None] > u_lo[above][None, :])
+        d = np.abs(u_lo[below][:, None] - u_lo[above][None, :]) + \
+            np.abs(u_hi[below][:, None] - u_hi[above][None, :])
+        d = np.where(facing, d, np.inf)
+        pairs = np.concatenate([d.min(axis=1), d.min(axis=0)])
+        pairs = pairs[np.isfinite(pairs)]
+        columns = float(np.median(pairs)) if len(pairs) else ALIGN_M
+        # Rows of one compound start (or end) together even when their buildings differ.
+        ends = min(abs(float(u_lo[below].min() - u_lo[above].min())),
+                   abs(float(u_hi[below].max() - u_hi[above].max())))
+        error = min(columns, ends)
+        ta, tb = turn[below], turn[above]
+        ta, tb = ta[np.isfinite(ta)], tb[np.isfinite(tb)]
+        bend = 0.0
+        if len(ta) and len(tb):
+            diff = (np.median(ta) - np.median(tb) + np.pi / 4) % (np.pi / 2) - np.pi / 4
+            bend = abs(float(diff))
+        # Buildings of different kinds or sizes (slabs and towers, shops and homes) on the
+        # two sides: two compounds.
+        size_a, size_b = float(np.median(area[below])), float(np.median(area[above]))
+        ratio = max(size_a, size_b) / max(min(size_a, size_b), 1.0)
+        out[k] = max(float(np.clip((error - ALIGN_SLACK_M) / ALIGN_M, 0.0, 1.0)),
+                     float(np.clip((bend - TURN_SLACK) / TURN, 0.0, 1.0)),
+                     float(np.clip((ratio - SIZE_SLACK) / SIZE, 0.0, 1.0)))
+    return out
+
+
 def best_line(piece: shapely.Geometry, fp: Footprints, members: np.ndarray,
               weights: np.ndarray, *, street_width: float, min_share: float = 0.1,
               angles: np.ndarray | None = None) -> Line | None:
     """The best straight cut of ``piece`` between its ``members`` (building ids).
 
-    Clear lines (crossing no building) come first: the widest gap, up to
-    ``street_width`` (a street), then the most balanced; a gap must leave at least
+    Clear lines (crossing no building) come first: the gap most like a street (the
+    buildings on its two sides laid out differently, :func:`street_likeness`), then the
+    widest, up to ``street_width``, then the most balanced; a gap must leave at least
     ``min_share`` of the weight (households, or buildings when there are none) on each
-    side, unless only two buildings are left. With no clear line, the line crossing the
-    fewest buildings near the middle, which then keep to one side."""
+    side, or else the most balanced gap is taken. With no clear line, the line crossing
+    the fewest buildings near the middle, which then keep to one side. ``angles``: the
+    directions to try (default: :func:`directions` of the piece)."""
     if len(members) < 2:
         return None
     w = weights.astype(float)
@@ -182,21 +279,27 @@ def best_line(piece: shapely.Geometry, fp: Footprints, members: np.ndarray,
     total = float(w.sum())
     if angles is None:
         angles = directions(piece, fp, members)
-    cand: list[tuple[float, float, float, float]] = []   # angle, lo, hi, share
+    cand: list[tuple[float, float, float, float, float]] = []   # angle, lo, hi, share, like
     for angle in angles:
         g_lo, g_hi, below, _ = clear_gaps(fp, members, w, float(angle))
+        if not len(g_lo):
+            continue
         share = np.minimum(below, total - below) / total
+        normal = np.array([-np.sin(angle), np.cos(angle)])
+        lo, hi = _intervals(fp, members, normal)
+        like = street_likeness(fp, members, float(angle), lo, hi, g_lo, g_hi)
         cand.extend(zip(np.full(len(g_lo), float(angle)).tolist(), g_lo.tolist(),
-                        g_hi.tolist(), share.tolist(), strict=True))
+                        g_hi.tolist(), share.tolist(), like.tolist(), strict=True))
     if not cand:
         return _crossing_line(piece, fp, members, w, angles)
     arr = np.array(cand, dtype=float)
-    angle_c, lo_c, hi_c, share_c = arr.T
+    angle_c, lo_c, hi_c, share_c, like_c = arr.T
     width = hi_c - lo_c
+    like_c = like_c * np.clip((width - 4.0) / 8.0, 0.0, 1.0)   # a street is a few m wide
     balanced = share_c >= min_share - 1e-12
     if balanced.any():
-        score = np.where(balanced, np.minimum(width, street_width) / street_width
-                         + share_c / 0.5 * 0.5, -np.inf)
+        score = np.where(balanced, like_c + 0.3 * np.minimum(width, street_width)
+                         / street_width + share_c / 0.5 * 0.5, -np.inf)
     else:
         # Only lopsided gaps: the most balanced one (the rest is cut again).
         score = share_c + 1e-3 * np.minimum(width, street_width)
@@ -206,7 +309,7 @@ def best_line(piece: shapely.Geometry, fp: Footprints, members: np.ndarray,
     lo, _ = _intervals(fp, members, normal)
     offset = float((lo_c[i] + hi_c[i]) / 2)
     return Line(angle, offset, float(width[i]), members[lo < offset],
-                np.array([], dtype=np.int64), float(score[i]))
+                np.array([], dtype=np.int64), float(score[i]), float(like_c[i]))
 
 
 def _crossing_line(piece: shapely.Geometry, fp: Footprints, members: np.ndarray,

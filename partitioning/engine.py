@@ -24,7 +24,7 @@ from partitioning.blocks import (
 )
 from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
-from partitioning.oversize import split_oversized, street_frame_union
+from partitioning.oversize import MIN_STREET_M, split_oversized, street_frame_union
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph
 from partitioning.villages import (
@@ -44,6 +44,15 @@ PARALLEL_MIN_BLOCKS = 3000
 #: Times a village whose grids miss the band has its blocks cut finer between
 #: buildings (blocks over min/2, then min/4, ... households) and is redone.
 REFINE_LEVELS = 5
+#: The first refinement cuts blocks over this share of the minimum (into halves, mostly).
+FIRST_REFINE = 0.8
+
+
+def refine_levels(params: PartitionParams) -> list[float]:
+    """Households over which a block is cut finer at each refinement: 0.8 × the minimum
+    first (a block is halved, most lines stay on the streets), then min/2, min/4, …"""
+    return [FIRST_REFINE * params.min_households] + \
+        [params.min_households / 2 ** (i + 1) for i in range(REFINE_LEVELS)]
 
 
 @dataclass
@@ -56,6 +65,8 @@ class PartitionResult:
     params: PartitionParams = field(default_factory=PartitionParams)
     #: The inferred streets: open corridors between buildings that cuts ran down.
     streets: gpd.GeoDataFrame | None = None
+    #: Every straight cut between buildings (width, likeness), streets or not.
+    cuts: gpd.GeoDataFrame | None = None
 
 
 class _Clock:
@@ -114,7 +125,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     # band, its coarse blocks are cut finer between buildings and it is redone;
     # a village is final when its blocks cannot be cut finer (single buildings,
     # or under the next threshold), or at the last level.
-    levels = [params.min_households / 2 ** (i + 1) for i in range(REFINE_LEVELS)]
+    levels = refine_levels(params)
     done: dict[str, list[tuple[Grid, np.ndarray]]] = {}
     todo = set(villages["code"])
     fallbacks = repair_moves = 0
@@ -132,7 +143,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         if adj is None:
             adj = adjacency(blocks, barriers)
         is_water = water_blocks(blocks, water, block_buildings)
-        result, relaxed, moved_blocks, missed = _regions(
+        result, relaxed, moved_blocks, missed, hot = _regions(
             blocks, adj, villages, layers, block_hh, block_buildings, params, todo, final,
             is_water, barriers["name"].to_numpy(dtype=object))
         done.update(result)
@@ -143,7 +154,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
             break
         cut = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],
-            piece=levels[level] / 1.5, villages=missed, footprints=footprints)
+            piece=levels[level] / 1.5, villages=missed, footprints=footprints, only=hot)
         blocks, owner, moved = cut
         barriers = _with_streets(barriers, cut.streets, params, places)
         street_frames.append(cut.streets)
@@ -220,15 +231,20 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "params": {k: v for k, v in asdict(params).items() if k != "strengths"},
     })
     report_progress("done 完成", 1.0)
-    streets = street_frame_union(street_frames, blocks.crs)
-    return PartitionResult(grids, blocks, report, params, streets)
+    cuts = street_frame_union(street_frames, blocks.crs)
+    streets = cuts[_is_street(cuts, params)].reset_index(drop=True)
+    report["inferred_streets"] = len(streets)
+    report["inferred_streets_km"] = round(float(shapely.length(
+        streets.geometry.to_numpy()).sum()) / 1000, 2)
+    return PartitionResult(grids, blocks, report, params, streets, cuts)
 
 
 def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
              block_buildings: np.ndarray, params: PartitionParams, todo: set[str],
              final: set[str], is_water: np.ndarray, barrier_names: np.ndarray
-             ) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int, set[str]]:
+             ) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int, set[str],
+                        np.ndarray]:
     """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
     of relaxed cuts and of blocks moved by repairs, and the villages where the engine
     missed the band (to redo with finer blocks). ``adj`` is the blocks' adjacency."""
@@ -283,10 +299,12 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
         workers = 1
     fallbacks = moves = 0
     missed: set[str] = set()
+    hot = np.zeros(n, dtype=bool)
     for task, (rest, ded_members), res in zip(tasks, parts, run_villages(tasks, params, workers),
                                               strict=True):
         if res.coarse:
             missed.add(task.code)
+            hot[rest] = True
             continue
         fallbacks += res.fallbacks
         moves += res.moves
@@ -299,9 +317,23 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
                            minlength=len(res.grids))
         if not task.final and _misses(res.grids, sums, band):
             missed.add(task.code)
+            hot[rest[_around_misses(task.graph, res.grids, res.label, sums, band)]] = True
             continue
         out[task.code] = list(zip(res.grids, members, strict=True))
-    return out, fallbacks, moves, missed
+    return out, fallbacks, moves, missed, hot
+
+
+def _around_misses(graph: Graph, grids: list[Grid], label: np.ndarray, sums: np.ndarray,
+                   band: tuple[int, int]) -> np.ndarray:
+    """The blocks (of a village's graph) of its grids out of the band and of the grids next
+    to them: only those are cut finer, so that the rest keeps its lines along streets."""
+    bad = np.array([g.kind == "comprehensive" and not flags.is_forced(g.flags)
+                    and not band[0] <= h <= band[1] for g, h in zip(grids, sums, strict=True)])
+    near = bad.copy()
+    ga, gb = label[graph.a], label[graph.b]
+    near[gb[bad[ga]]] = True
+    near[ga[bad[gb]]] = True
+    return near[label]
 
 
 #: A grid with more strong barrier than this inside it (m) crosses it.
@@ -327,12 +359,22 @@ def _with_streets(barriers: gpd.GeoDataFrame, streets: gpd.GeoDataFrame,
             si, pi = shapely.STRtree(named.geometry.to_numpy()).query_nearest(
                 mids, max_distance=STREET_NAME_M, all_matches=False)
             names[si] = [f"{n}旁巷道" for n in named["name"].astype(str).to_numpy()[pi]]
+    like = streets["likeness"].to_numpy(dtype=float)
+    names[~_is_street(streets, params)] = None
     extra = gpd.GeoDataFrame({
         "kind": "inferred", "class": "inferred_street", "name": names,
-        "strength": params.inferred_street_strength}, geometry=streets.geometry.to_numpy(),
-        crs=barriers.crs, index=np.arange(len(streets)))
+        "strength": params.inferred_street_strength * like},
+        geometry=streets.geometry.to_numpy(), crs=barriers.crs, index=np.arange(len(streets)))
     return gpd.GeoDataFrame(pd.concat([barriers, extra], ignore_index=True),
                             geometry="geometry", crs=barriers.crs)
+
+
+def _is_street(cuts: gpd.GeoDataFrame, params: PartitionParams) -> np.ndarray:
+    """Which cuts ran down a street on the ground (the inferred streets): wide enough, long
+    enough, and looking like one (the buildings on its two sides laid out differently)."""
+    return ((cuts["likeness"].to_numpy(dtype=float) >= 0.5)
+            & (cuts["width_m"].to_numpy(dtype=float) >= params.street_min_width_m)
+            & (shapely.length(cuts.geometry.to_numpy()) >= MIN_STREET_M))
 
 
 def _with_centres(barriers: gpd.GeoDataFrame,

@@ -48,6 +48,7 @@ class Cut:
 
 def empty_streets(crs: object) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"width_m": np.array([], dtype=float),
+                             "likeness": np.array([], dtype=float),
                              "village_code": np.array([], dtype=object)},
                             geometry=np.array([], dtype=object), crs=crs)
 
@@ -56,7 +57,8 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
                     households: np.ndarray, params: PartitionParams, *,
                     threshold: float | None = None, piece: float | None = None,
                     villages: set[str] | None = None,
-                    footprints: Footprints | None = None) -> Cut:
+                    footprints: Footprints | None = None,
+                    only: np.ndarray | None = None) -> Cut:
     """Cut each block over ``threshold`` households (default: the maximum) with several
     buildings into pieces of at most ``piece`` households (default: the target), or
     single buildings, optionally only in ``villages``.
@@ -65,7 +67,7 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     the widest gap between buildings (a street when it is wide), else the line crossing
     the fewest buildings, which then keep whole to one side (the line steps around
     them). ``footprints`` are the buildings' outlines (default: ``points``, as address
-    points of a few metres).
+    points of a few metres); ``only``: a mask of the blocks that may be cut.
     """
     threshold = params.max_households if threshold is None else threshold
     piece = params.target_households if piece is None else piece
@@ -74,6 +76,8 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     chosen = (block_hh > threshold) & (counts > 1)
     if villages is not None:
         chosen &= blocks["village_code"].isin(villages).to_numpy()
+    if only is not None:
+        chosen &= only
     unchanged = np.arange(len(blocks))
     over = np.flatnonzero(chosen)
     if over.size == 0:
@@ -89,6 +93,7 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     new_of: list[int] = []
     street_lines: list[shapely.Geometry] = []
     street_width: list[float] = []
+    street_like: list[float] = []
     street_village: list[str] = []
     cut_blocks: list[int] = []
     for blk in over.tolist():
@@ -101,12 +106,14 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
             new_geoms.append(g)
             new_members.append(m)
             new_of.append(blk)
-        for line, width in streets:
+        for line, width, like in streets:
             street_lines.append(line)
             street_width.append(width)
+            street_like.append(like)
             street_village.append(str(village[blk]))
     streets_frame = gpd.GeoDataFrame(
         {"width_m": np.round(np.asarray(street_width, dtype=float), 1),
+         "likeness": np.round(np.asarray(street_like, dtype=float), 2),
          "village_code": np.asarray(street_village, dtype=object)},
         geometry=np.asarray(street_lines, dtype=object), crs=blocks.crs) \
         if street_lines else empty_streets(blocks.crs)
@@ -134,12 +141,12 @@ Pieces = list[tuple[shapely.Geometry, np.ndarray]]
 
 def _cut_block(geom: shapely.Geometry, members: np.ndarray, hh: np.ndarray, fp: Footprints,
                points: np.ndarray, piece: float, params: PartitionParams
-               ) -> tuple[Pieces, list[tuple[shapely.Geometry, float]]]:
+               ) -> tuple[Pieces, list[tuple[shapely.Geometry, float, float]]]:
     """Recursive straight cuts of one block until every piece holds at most ``piece``
     households or one building; the pieces with their buildings, and the inferred streets
     (cuts down gaps at least ``params.street_min_width_m`` wide)."""
     done: list[tuple[shapely.Geometry, np.ndarray]] = []
-    streets: list[tuple[shapely.Geometry, float]] = []
+    streets: list[tuple[shapely.Geometry, float, float]] = []
     todo: list[tuple[shapely.Geometry, np.ndarray]] = [(geom, members)]
     # The pieces of a block keep its directions (its streets, its buildings' walls).
     angles = directions(geom, fp, members) if len(members) > 1 else None
@@ -156,11 +163,12 @@ def _cut_block(geom: shapely.Geometry, members: np.ndarray, hh: np.ndarray, fp: 
         if len(parts) < 2:
             done.append((g, m))
             continue
-        if line.width >= params.street_min_width_m:
-            seg = segments(line, g)
-            for s in shapely.get_parts(seg):
-                if shapely.length(s) >= MIN_STREET_M:
-                    streets.append((s, line.width))
+        # Every cut is a barrier as strong as it looks like a street; the ones that do
+        # (and are wide enough) are the inferred streets.
+        seg = segments(line, g)
+        for s in shapely.get_parts(seg):
+            if shapely.get_type_id(s) == 1 and shapely.length(s) >= 1.0:
+                streets.append((s, line.width, line.likeness))
         todo.extend(parts)
     return done, streets
 

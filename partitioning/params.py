@@ -42,7 +42,7 @@ class PartitionParams:
     #: streets (a barrier of ``inferred_street_strength``, the 四至's 无名巷道).
     street_width_m: float = 30.0
     street_min_width_m: float = 10.0
-    inferred_street_strength: float = 0.3
+    inferred_street_strength: float = 0.5
     #: Water (partitioning/water.py): a stretch of water of at least this area (m²) in
     #: a village is a water grid of its own (水域专属网格); smaller water is shared
     #: between the grids of its banks, unless it would make a grid more than

@@ -97,6 +97,10 @@ def choose_k(total: float, params: PartitionParams) -> tuple[int, bool]:
     return min(candidates, key=stray), False
 
 
+#: Weight of balance (how far the two sides are from equal shares) against the cut's
+#: length on weak barriers in the score of a cut: any split whose sides can make grids
+#: in the band is valid, so the cut follows streets before it balances.
+BALANCE = 0.25
 #: Graphs up to this many blocks are cut by trying every split (2^(n-1) of them), not
 #: by sampling spanning trees.
 EXHAUSTIVE_NODES = 13
@@ -245,7 +249,7 @@ class Partitioner:
                 v = cand[pick]
                 inside = (tin >= tin[v][:, None]) & (tin < tout[v][:, None])
                 crossing = inside[:, sub_a] != inside[:, sub_b]
-                scores = bal[pick] + 2.0 * (crossing @ cut_cost) / scale
+                scores = BALANCE * bal[pick] + 2.0 * (crossing @ cut_cost) / scale
                 top = int(np.argmin(scores))
                 best = (float(scores[top]), inside[top], int(ka[best_ka[pick[top]]]))
                 key = best[1].tobytes() if best[1][0] else (~best[1]).tobytes()
@@ -323,7 +327,7 @@ class Partitioner:
         feasible = np.flatnonzero(np.isfinite(bal))
         sides = inside(side[feasible])
         crossing = sides[:, sub_a] != sides[:, sub_b]
-        scores = bal[feasible] + 2.0 * (crossing @ cut_cost) / scale
+        scores = BALANCE * bal[feasible] + 2.0 * (crossing @ cut_cost) / scale
         best = np.argsort(scores, kind="stable")[: self.p.backtrack_branch]
         return [(sides[i], int(ka[best_ka[feasible[i]]])) for i in best], None
 

@@ -31,6 +31,7 @@ zone ``gis`` picks for this place) and returned in WGS84.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,7 +299,7 @@ class _Gen:
                 self._street(line, cls, self._name(cls), minor=True, community=c)
             bands.append(shapely.LineString([c01, c11]))
             # Staggered segments between consecutive full-length streets (s = const).
-            for lo, hi in zip(bands[:-1], bands[1:], strict=True):
+            for lo, hi in itertools.pairwise(bands):
                 k_v = max(1, round(width / rng.uniform(*self.spec.block_m)))
                 pos = (np.arange(1, k_v) + rng.uniform(-0.25, 0.25, k_v - 1)) / k_v
                 for s in pos:
@@ -310,7 +311,8 @@ class _Gen:
                     pa, pb = shapely.intersection(probe, lo), shapely.intersection(probe, hi)
                     if pa.geom_type != "Point" or pb.geom_type != "Point":
                         continue
-                    seg = shapely.LineString([pa, pb])
+                    seg = shapely.LineString(np.vstack([shapely.get_coordinates(pa),
+                                                        shapely.get_coordinates(pb)]))
                     cls = str(rng.choice(MINOR, p=MINOR_P))
                     self._street(seg, cls, self._name(cls), minor=True, community=c)
 

@@ -48,7 +48,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import shapely
-from lines_metrics import GIVEN_M, given_lines_of, line_figures
+from lines_metrics import GIVEN_M, classify_boundaries, given_lines_of, line_figures
 from refs import Worker, checkout, describe
 from rich.console import Console
 from rich.table import Table
@@ -141,6 +141,19 @@ def summarise(rows: list[dict[str, Any]], engine: str) -> dict[str, Any]:
     return out
 
 
+def runtime_ratio(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Today's engine time over the baseline's: of the sums (wall and CPU), and the median
+    of the per-fabric wall ratios (each pair ran back to back)."""
+    pairs = [(r["engines"]["current"], r["engines"]["baseline"]) for r in rows]
+    wall = sum(c["engine_s"] for c, _ in pairs) / max(sum(b["engine_s"] for _, b in pairs),
+                                                      1e-9)
+    cpu = sum(c["engine_cpu_s"] for c, _ in pairs) / max(
+        sum(b["engine_cpu_s"] for _, b in pairs), 1e-9)
+    per = [c["engine_s"] / b["engine_s"] for c, b in pairs if b["engine_s"] > 0]
+    return {"wall": round(wall, 3), "cpu": round(cpu, 3),
+            "wall_median_per_fabric": round(float(np.median(per)), 3) if per else 0.0}
+
+
 def run(specs: list[dict[str, Any]], baseline: str | None, png: Path | None
         ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
@@ -185,6 +198,8 @@ def _one(i: int, spec: dict[str, Any], workers: dict[str, Worker], engines: list
         row["engines"][engine] = figures
         if png is not None and i == 0 and engine == "current":
             draw(fabric, part["grids"], png)
+            draw(fabric, part["grids"], png.with_name(f"{png.stem}-community{png.suffix}"),
+                 crop=0)
     cur = row["engines"]["current"]
     console.log(f"{fabric.name}: {fabric.info['buildings']} buildings, free lines "
                 f"{cur['free_km']} km, near withheld {cur['free_near_withheld_share']}, "
@@ -200,8 +215,6 @@ def draw(fabric: Fabric, grids: gpd.GeoDataFrame, path: Path, crop: int | None =
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from lines_metrics import classify_boundaries
 
     m = metric_layers(fabric, grids.crs)
     community = shapely.union_all(shapely.boundary(m["villages"]))
@@ -268,7 +281,8 @@ def print_tables(results: dict[str, Any]) -> None:
         summary.add_row(k, *[json.dumps(results["summary"][e].get(k), ensure_ascii=False)
                              for e in engines])
     if "runtime_ratio" in results:
-        summary.add_row("runtime ratio current / baseline", str(results["runtime_ratio"]))
+        summary.add_row("runtime ratio current / baseline",
+                        json.dumps(results["runtime_ratio"]))
     console.print(summary)
 
 
@@ -322,9 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     results.update(run(specs, baseline, args.png))
     if baseline:
-        cur, base = results["summary"]["current"], results["summary"]["baseline"]
-        results["runtime_ratio"] = round(cur["engine_s"] / base["engine_s"], 3) \
-            if base["engine_s"] else None
+        results["runtime_ratio"] = runtime_ratio(results["fabrics"])
     results["bench_s"] = round(time.perf_counter() - started, 1)
     print_tables(results)
     out = args.out or (None if args.smoke else RESULTS / "lines_bench.json")

@@ -11,7 +11,7 @@ import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from lines_metrics import (  # noqa: E402
+from lines_metrics import (
     best_iou,
     buildings_cut,
     classify_boundaries,

@@ -31,6 +31,16 @@ figures):
   whose residential land use is named like a real 居委会 of the street gets that NBS
   code and name;
   the others get synthetic codes (serial 101 on) marked synthetic.
+
+Two territories are built and partitioned in one run: **rules** (as above; the figures
+at the top level of the results) and **estimate** (``untagged_estimated`` in the
+results): every untagged footprint outside non-residential land use is left without a
+use, so the engine estimates it, towers and large halls included, and the communities
+keep the rivers up to the district lines (as real admin areas do). For each: the
+largest estimated households per building (the top 10 with footprint, floors, height
+and floor area), the grids whose households are all in one building (by the rule that
+made it residential or not) and the grids over 50 % water (area of the water layer's
+polygons).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def count_turns(line: Geom, *, tolerance: float = SIMPLIFY_M, angle_deg: float =
     xy = shapely.get_coordinates(simple)
     if len(xy) < 3:
         return 0
-    closed = bool(np.allclose(xy[0], xy[-1]))
+    closed = bool((xy[0] == xy[-1]).all())
     step = np.diff(xy, axis=0)
     step = step[np.hypot(step[:, 0], step[:, 1]) > 0]
     if closed:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
+import shapely.affinity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -74,6 +75,16 @@ def test_only_bends_over_30_degrees_count() -> None:
 def test_a_closed_line_turns_at_its_closing_vertex_too() -> None:
     ring = shapely.LineString([(0, 0), (100, 0), (100, 100), (0, 100), (0, 0)])
     assert count_turns(ring) == 4
+
+
+def test_turns_do_not_depend_on_where_the_line_lies() -> None:
+    # Gauss–Krüger coordinates are large: a U whose ends are 10 m apart is not closed.
+    far = (500_000.0, 2_500_000.0)
+    u_shape = shapely.LineString([(0, 0), (100, 0), (100, 10), (0, 10)])
+    assert count_turns(u_shape) == 2
+    assert count_turns(shapely.affinity.translate(u_shape, *far)) == 2
+    stairs = staircase(20.0, 20.0, 100.0)
+    assert count_turns(shapely.affinity.translate(stairs, *far)) == 8
 
 
 def test_a_smooth_arc_does_not_turn() -> None:

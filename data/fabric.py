@@ -211,7 +211,8 @@ class _Gen:
         n = max(1, round(self.target / spec.community_hh))
         nx = max(1, math.ceil(math.sqrt(n)))
         ny = max(1, round(n / nx))
-        side = math.sqrt(self.target / (nx * ny) / spec.hh_per_km2 * 1e6)
+        # Below ~320 m the arterials' setbacks leave no room for a block of buildings.
+        side = max(320.0, math.sqrt(self.target / (nx * ny) / spec.hh_per_km2 * 1e6))
         w = rng.uniform(0.8, 1.2, nx)
         h = rng.uniform(0.8, 1.2, ny)
         xs = np.concatenate([[0.0], np.cumsum(w / w.mean() * side)])
@@ -487,6 +488,17 @@ class _Gen:
         natural = sum(b.households for b in self.buildings_)
         if natural == 0:
             raise ValueError("the fabric has no dwellings: ask for more households")
+        # Far more dwellings than asked (a small fabric on a lattice of at least 320 m):
+        # leave some residential buildings out (lots not built), in a random order.
+        res_idx = [i for i, b in enumerate(self.buildings_) if b.households > 0]
+        drop: set[int] = set()
+        total = natural
+        for i in self.rng.permutation(res_idx) if total > 1.15 * self.target else []:
+            if total <= 1.15 * self.target or len(drop) == len(res_idx) - 1:
+                break
+            drop.add(int(i))
+            total -= self.buildings_[int(i)].households
+        self.buildings_ = [b for i, b in enumerate(self.buildings_) if i not in drop]
         tower = np.array([b.kind == "tower" for b in self.buildings_])
         for attempt in range(6):
             hh = np.array([b.households for b in self.buildings_], dtype=np.int64)

@@ -71,6 +71,16 @@ def test_households_sum_as_asked() -> None:
         assert all(1_500 <= c <= 10_000 for c in f.info["community_households"]), f.info
 
 
+def test_small_fabrics_of_every_density() -> None:
+    for density in ("low", "mid", "high"):
+        for seed in (0, 1):
+            f = generate(seed, households=1_000, density=density, river=seed == 1)
+            assert int(f.footprints["households"].sum()) == 1_000
+            assert f.info["communities"] == 1
+    with pytest.raises(ValueError, match="at least 1,000"):
+        generate(1, households=999)
+
+
 def test_households_per_building_are_realistic(fabric: Fabric) -> None:
     fp = fabric.footprints
     towers = fp[fp["kind"] == "tower"]

@@ -129,11 +129,21 @@ def generate(seed: int = 1, *, households: int = 20_000, density: str = "mid",
         raise ValueError(f"withhold is a share in [0, 1], got {withhold}")
     if households < 1_000:
         raise ValueError("households must be at least 1,000")
-    gen = _Gen(np.random.default_rng(seed), DENSITIES[density], households, withhold, river)
-    gen.lattice()
-    gen.minor_streets()
-    gen.buildings()
-    gen.fit_households()
+    # A layout that cannot hold the households (a tiny fabric of a few towers) is laid
+    # out again on a larger lattice, from a seed derived from the first.
+    for attempt in range(4):
+        rng = np.random.default_rng(seed if attempt == 0 else [seed, attempt])
+        gen = _Gen(rng, DENSITIES[density], households, withhold, river,
+                   scale=1.25 ** attempt)
+        gen.lattice()
+        gen.minor_streets()
+        gen.buildings()
+        try:
+            gen.fit_households()
+            break
+        except ValueError:
+            if attempt == 3:
+                raise
     layers, withheld, footprints = gen.assemble(points)
     info = gen.info()
     return Fabric(layers=layers, withheld=withheld, footprints=footprints, seed=seed,
@@ -190,8 +200,8 @@ class _Building:
 
 class _Gen:
     def __init__(self, rng: np.random.Generator, spec: Density, households: int,
-                 withhold: float, river: bool) -> None:
-        self.rng, self.spec, self.target = rng, spec, households
+                 withhold: float, river: bool, scale: float = 1.0) -> None:
+        self.rng, self.spec, self.target, self.scale = rng, spec, households, scale
         self.withhold_share, self.with_river = withhold, river
         self.bank = nm.NameBank(rng)
         self.road_bank = nm.NameBank(rng)
@@ -212,7 +222,8 @@ class _Gen:
         nx = max(1, math.ceil(math.sqrt(n)))
         ny = max(1, round(n / nx))
         # Below ~320 m the arterials' setbacks leave no room for a block of buildings.
-        side = max(320.0, math.sqrt(self.target / (nx * ny) / spec.hh_per_km2 * 1e6))
+        side = self.scale * max(
+            320.0, math.sqrt(self.target / (nx * ny) / spec.hh_per_km2 * 1e6))
         w = rng.uniform(0.8, 1.2, nx)
         h = rng.uniform(0.8, 1.2, ny)
         xs = np.concatenate([[0.0], np.cumsum(w / w.mean() * side)])

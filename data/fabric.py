@@ -129,11 +129,21 @@ def generate(seed: int = 1, *, households: int = 20_000, density: str = "mid",
         raise ValueError(f"withhold is a share in [0, 1], got {withhold}")
     if households < 1_000:
         raise ValueError("households must be at least 1,000")
-    gen = _Gen(np.random.default_rng(seed), DENSITIES[density], households, withhold, river)
-    gen.lattice()
-    gen.minor_streets()
-    gen.buildings()
-    gen.fit_households()
+    # A layout that cannot hold the households (a tiny fabric of a few towers) is laid
+    # out again on a larger lattice, from a seed derived from the first.
+    for attempt in range(4):
+        rng = np.random.default_rng(seed if attempt == 0 else [seed, attempt])
+        gen = _Gen(rng, DENSITIES[density], households, withhold, river,
+                   scale=1.25 ** attempt)
+        gen.lattice()
+        gen.minor_streets()
+        gen.buildings()
+        try:
+            gen.fit_households()
+            break
+        except ValueError:
+            if attempt == 3:
+                raise
     layers, withheld, footprints = gen.assemble(points)
     info = gen.info()
     return Fabric(layers=layers, withheld=withheld, footprints=footprints, seed=seed,
@@ -190,8 +200,8 @@ class _Building:
 
 class _Gen:
     def __init__(self, rng: np.random.Generator, spec: Density, households: int,
-                 withhold: float, river: bool) -> None:
-        self.rng, self.spec, self.target = rng, spec, households
+                 withhold: float, river: bool, scale: float = 1.0) -> None:
+        self.rng, self.spec, self.target, self.scale = rng, spec, households, scale
         self.withhold_share, self.with_river = withhold, river
         self.bank = nm.NameBank(rng)
         self.road_bank = nm.NameBank(rng)
@@ -211,7 +221,9 @@ class _Gen:
         n = max(1, round(self.target / spec.community_hh))
         nx = max(1, math.ceil(math.sqrt(n)))
         ny = max(1, round(n / nx))
-        side = math.sqrt(self.target / (nx * ny) / spec.hh_per_km2 * 1e6)
+        # Below ~320 m the arterials' setbacks leave no room for a block of buildings.
+        side = self.scale * max(
+            320.0, math.sqrt(self.target / (nx * ny) / spec.hh_per_km2 * 1e6))
         w = rng.uniform(0.8, 1.2, nx)
         h = rng.uniform(0.8, 1.2, ny)
         xs = np.concatenate([[0.0], np.cumsum(w / w.mean() * side)])
@@ -487,6 +499,17 @@ class _Gen:
         natural = sum(b.households for b in self.buildings_)
         if natural == 0:
             raise ValueError("the fabric has no dwellings: ask for more households")
+        # Far more dwellings than asked (a small fabric on a lattice of at least 320 m):
+        # leave some residential buildings out (lots not built), in a random order.
+        res_idx = [i for i, b in enumerate(self.buildings_) if b.households > 0]
+        drop: set[int] = set()
+        total = natural
+        for i in self.rng.permutation(res_idx) if total > 1.15 * self.target else []:
+            if total <= 1.15 * self.target or len(drop) == len(res_idx) - 1:
+                break
+            drop.add(int(i))
+            total -= self.buildings_[int(i)].households
+        self.buildings_ = [b for i, b in enumerate(self.buildings_) if i not in drop]
         tower = np.array([b.kind == "tower" for b in self.buildings_])
         for attempt in range(6):
             hh = np.array([b.households for b in self.buildings_], dtype=np.int64)

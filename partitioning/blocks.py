@@ -78,10 +78,6 @@ def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     inside a block and divides nothing."""
     if not len(barriers):
         return barriers
-    # A line ending on another (a T-junction) ends there only to floating-point precision,
-    # often a hair short: every end is carried on by OVERSHOOT_M so that the noding sees
-    # the crossing (the stub beyond divides nothing and is dropped with the dangles).
-    barriers = barriers.set_geometry(_overshoot(barriers.geometry.to_numpy(), OVERSHOOT_M))
     geoms = barriers.geometry.to_numpy()
     rings = shapely.get_parts(shapely.boundary(villages.geometry.to_numpy()))
     targets = np.concatenate([geoms, rings])
@@ -96,12 +92,12 @@ def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     reach = np.where(strong, params.gap_strong_m, params.gap_m)
     loose = np.flatnonzero(~joined & (reach > 0))
     if not len(loose):
-        return barriers
+        return _carried_on(barriers)
     li, cand = tree.query(ends[loose], predicate="dwithin", distance=reach[loose])
     other = cand != owner[loose[li]]
     li, cand = li[other], cand[other]
     if not len(li):
-        return barriers
+        return _carried_on(barriers)
     dist = shapely.distance(ends[loose[li]], targets[cand])
     order = np.lexsort((cand, dist, li))
     first = np.unique(li[order], return_index=True)[1]
@@ -114,8 +110,15 @@ def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
     keep = shapely.length(links) > 1e-3
     rows = barriers.iloc[owner[loose[li]][keep]].copy()
     rows = rows.set_geometry(np.asarray(links)[keep])
-    return gpd.GeoDataFrame(pd.concat([barriers, rows], ignore_index=True),
-                            geometry="geometry", crs=barriers.crs)
+    return _carried_on(gpd.GeoDataFrame(pd.concat([barriers, rows], ignore_index=True),
+                                        geometry="geometry", crs=barriers.crs))
+
+
+def _carried_on(barriers: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A line ending on another (a T-junction) ends there only to floating-point precision,
+    often a hair short: every end is carried on by OVERSHOOT_M so that the noding sees the
+    crossing (the stub beyond divides nothing and is dropped with the dangles)."""
+    return barriers.set_geometry(_overshoot(barriers.geometry.to_numpy(), OVERSHOOT_M))
 
 
 def _overshoot(lines: np.ndarray, by: float) -> np.ndarray:

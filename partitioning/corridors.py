@@ -209,20 +209,22 @@ TURN = np.radians(2.5)
 
 
 def street_likeness(fp: Footprints, members: np.ndarray, angle: float, lo: np.ndarray,
-                    hi: np.ndarray, g_lo: np.ndarray, g_hi: np.ndarray) -> np.ndarray:
+                    hi: np.ndarray, g_lo: np.ndarray, g_hi: np.ndarray,
+                    which: np.ndarray | None = None) -> np.ndarray:
     """How much each gap (between ``g_lo`` and ``g_hi`` on the normal of ``angle``; ``lo``
     and ``hi`` are the members' projections) looks like a street, 0..1: the buildings on
     its two sides are laid out differently — their ends do not line up along the gap, or
     their walls turn — as across a street between two blocks, not between two rows of
     one compound (which line up: same columns, same direction)."""
     out = np.zeros(len(g_lo))
-    if not len(g_lo):
+    todo = np.arange(len(g_lo)) if which is None else np.flatnonzero(which)
+    if not len(todo):
         return out
     along = np.array([np.cos(angle), np.sin(angle)])
     u_lo, u_hi = _intervals(fp, members, along)
     turn = fp.main_angle[members]
     area = fp.area[members]
-    for k in range(len(g_lo)):
+    for k in todo.tolist():
         below = np.flatnonzero((hi <= g_lo[k] + 1e-6) & (hi >= g_lo[k] - FLANK_M))
         above = np.flatnonzero((lo >= g_hi[k] - 1e-6) & (lo <= g_hi[k] + FLANK_M))
         if not len(below) or not len(above):
@@ -238,7 +240,7 @@ def street_likeness(fp: Footprints, members: np.ndarray, angle: float, lo: np.nd
         d = np.where(facing, d, np.inf)
         pairs = np.concatenate([d.min(axis=1), d.min(axis=0)])
         pairs = pairs[np.isfinite(pairs)]
-        columns = float(np.median(pairs)) if len(pairs) else ALIGN_M
+        columns = _middle(pairs) if len(pairs) else ALIGN_M
         # Rows of one compound start (or end) together even when their buildings differ.
         ends = min(abs(float(u_lo[below].min() - u_lo[above].min())),
                    abs(float(u_hi[below].max() - u_hi[above].max())))
@@ -247,16 +249,26 @@ def street_likeness(fp: Footprints, members: np.ndarray, angle: float, lo: np.nd
         ta, tb = ta[np.isfinite(ta)], tb[np.isfinite(tb)]
         bend = 0.0
         if len(ta) and len(tb):
-            diff = (np.median(ta) - np.median(tb) + np.pi / 4) % (np.pi / 2) - np.pi / 4
+            diff = (_middle(ta) - _middle(tb) + np.pi / 4) % (np.pi / 2) - np.pi / 4
             bend = abs(float(diff))
         # Buildings of different kinds or sizes (slabs and towers, shops and homes) on the
         # two sides: two compounds.
-        size_a, size_b = float(np.median(area[below])), float(np.median(area[above]))
+        size_a, size_b = _middle(area[below]), _middle(area[above])
         ratio = max(size_a, size_b) / max(min(size_a, size_b), 1.0)
-        out[k] = max(float(np.clip((error - ALIGN_SLACK_M) / ALIGN_M, 0.0, 1.0)),
-                     float(np.clip((bend - TURN_SLACK) / TURN, 0.0, 1.0)),
-                     float(np.clip((ratio - SIZE_SLACK) / SIZE, 0.0, 1.0)))
+        # The turn is the surest sign (a compound's rows are parallel to a fraction of a
+        # degree; measured on street-first fabrics, 3 in 4 compound gaps turn 0°, 3 in 4
+        # streets more than 3°); ends and sizes count half.
+        out[k] = max(float(np.clip((bend - TURN_SLACK) / TURN, 0.0, 1.0)),
+                     0.5 * float(np.clip((error - ALIGN_SLACK_M) / ALIGN_M, 0.0, 1.0)),
+                     0.5 * float(np.clip((ratio - SIZE_SLACK) / SIZE, 0.0, 1.0)))
     return out
+
+
+def _middle(values: np.ndarray) -> float:
+    """The median of a short array (np.median's overhead dominates at this size)."""
+    ordered = sorted(values.tolist())
+    n = len(ordered)
+    return float(ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2)
 
 
 def best_line(piece: shapely.Geometry, fp: Footprints, members: np.ndarray,
@@ -287,7 +299,9 @@ def best_line(piece: shapely.Geometry, fp: Footprints, members: np.ndarray,
         share = np.minimum(below, total - below) / total
         normal = np.array([-np.sin(angle), np.cos(angle)])
         lo, hi = _intervals(fp, members, normal)
-        like = street_likeness(fp, members, float(angle), lo, hi, g_lo, g_hi)
+        # (Only the gaps that can win: wide enough for a street, with a fair share each side.)
+        like = street_likeness(fp, members, float(angle), lo, hi, g_lo, g_hi,
+                               which=(g_hi - g_lo > 4.0) & (share >= min_share - 1e-12))
         cand.extend(zip(np.full(len(g_lo), float(angle)).tolist(), g_lo.tolist(),
                         g_hi.tolist(), share.tolist(), like.tolist(), strict=True))
     if not cand:

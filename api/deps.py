@@ -8,9 +8,11 @@ from typing import Annotated
 from urllib.parse import unquote
 
 from fastapi import Header, Path, Query, Request
+from pydantic import AfterValidator
 from sqlalchemy import Engine
 
 from api.auth import Principal
+from gis.codes import check_code
 from gis.settings import Settings
 from maps.tiles import TileCache
 
@@ -31,6 +33,27 @@ async def get_settings(request: Request) -> Settings:
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="Id (a positive integer)")]
 #: The same as an optional query parameter.
 IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+
+
+def _code_of(*levels: str) -> AfterValidator:
+    """A query's area code checked for its level(s): digits, of the level's length (a
+    clear 422 otherwise; a prefix filter never sees a LIKE wildcard)."""
+    def check(value: str | None) -> str | None:
+        return None if value is None else check_code(value, *levels)
+
+    return AfterValidator(check)
+
+
+#: Optional area codes in a query, by level (``AreaCodeQuery``: any level).
+TownCode = Annotated[str | None, Query(max_length=40, description=(
+    "9-digit town/street code, e.g. 440111001")), _code_of("town")]
+VillageCode = Annotated[str | None, Query(max_length=40, description=(
+    "12-digit village/community code, e.g. 440111001001")), _code_of("village")]
+GridCode = Annotated[str | None, Query(max_length=40, description=(
+    "15-digit grid code, e.g. 440111001001001")), _code_of("grid")]
+AreaCodeQuery = Annotated[str | None, Query(max_length=40, description=(
+    "District (6 digits), town (9), village/community (12) or grid (15) code")),
+    _code_of()]
 
 
 def check_encoding(name: str | None) -> str | None:

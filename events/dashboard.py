@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from events.rules import Rules
 from events.workflow import DONE, OPEN
 from gis import models
+from gis.codes import starts_with
 from gis.errors import NotFound
 from gis.geometry import for_basemap
 
@@ -133,8 +134,8 @@ def _bbox(conn: Connection, plan_id: int | None, territory_id: int, area: Area,
             where.append(GRID.c.village_code == area.code)
         elif area.level == "town":
             where.append(GRID.c.village_code.in_(children or [""]))
-        elif area.level == "district":
-            where.append(GRID.c.village_code.like(f"{area.code}%"))
+        elif area.level == "district" and area.code is not None:
+            where.append(starts_with(GRID.c.village_code, area.code))
         found = extent(GRID, *where)
         if found is not None:
             return found

@@ -236,7 +236,7 @@ def test_page_draws_every_grid_with_a_legend_offline(browser: Any, server: LiveS
         points = page.evaluate("""Object.keys(gridmap.labelAt).map(c => {
             const p = gridmap.map.latLngToContainerPoint(gridmap.labelAt[c]);
             return [Math.round(p.x), Math.round(p.y)]; })""")
-        image = np.asarray(Image.open(io.BytesIO(page.locator(".folium-map").screenshot()))
+        image = np.asarray(Image.open(io.BytesIO(page.locator("#gm-map").screenshot()))
                            .convert("RGB")).astype(int)
         css = page.evaluate("getComputedStyle(gridmap.map.getContainer()).backgroundColor")
         background = np.array([int(v) for v in re.findall(r"\d+", css)[:3]])

@@ -27,7 +27,7 @@ from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models import utcnow
 from gis.settings import Settings, get_settings
-from maps.apidocs import docs_html, oauth2_redirect_html
+from maps.apidocs import docs_html
 from maps.assets import STATIC
 
 log = logging.getLogger("gridmap.api")
@@ -179,14 +179,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                                              request)
         return {"status": "ready"}
 
+    # No OAuth2 redirect page: the API signs in by the password flow, which needs none.
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     def api_docs() -> HTMLResponse:
-        return HTMLResponse(docs_html(app.title, app.openapi_url or "/openapi.json",
-                                      "/docs/oauth2-redirect"))
-
-    @app.get("/docs/oauth2-redirect", include_in_schema=False, response_class=HTMLResponse)
-    def api_docs_redirect() -> HTMLResponse:
-        return HTMLResponse(oauth2_redirect_html())
+        return HTMLResponse(docs_html(app.title, app.openapi_url or "/openapi.json"))
 
     @app.get("/problems", tags=["health"], summary="Every problem type the API reports")
     def problem_types() -> dict[str, dict[str, Any]]:

@@ -142,7 +142,7 @@ def install(app: FastAPI) -> None:
                 # path with its query: /screen?territory=1 comes back as it was).
                 back = request.url.path + (f"?{request.url.query}" if request.url.query
                                            else "")
-                return RedirectResponse(f"/login?next={quote(back, safe='')}", 303)
+                return RedirectResponse(f"/login?next={quote(back, safe='/')}", 303)
             response.headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -8,15 +8,9 @@ SWAGGER = "/static/vendor/swagger-ui"
 DOCS_JS = "/static/docs.js"
 
 
-def docs_html(title: str, openapi_url: str, oauth2_redirect_url: str) -> str:
+def docs_html(title: str, openapi_url: str) -> str:
     """Swagger UI over ``openapi_url``, started by /static/docs.js."""
     return render("docs.html", title=f"{title} – 接口文档 API",
-                  config={"openapiUrl": openapi_url, "oauth2RedirectUrl": oauth2_redirect_url},
+                  config={"openapiUrl": openapi_url},
                   styles=[f"{SWAGGER}/swagger-ui.css"],
                   scripts=[f"{SWAGGER}/swagger-ui-bundle.js", DOCS_JS])
-
-
-def oauth2_redirect_html() -> str:
-    """Swagger UI's OAuth2 redirect page (its script is the package's own)."""
-    return render("oauth2_redirect.html", title="OAuth2",
-                  scripts=[f"{SWAGGER}/oauth2-redirect.js"])

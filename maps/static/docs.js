@@ -1,6 +1,6 @@
 /* Starts Swagger UI on /docs (api/app.py, maps/templates/docs.html) from the page's config
-   block: the OpenAPI URL and the OAuth2 redirect. Nothing is fetched from another host: the
-   online validator is off. */
+   block (the OpenAPI URL). Nothing is fetched from another host: the online validator is
+   off. Sign-in is the OAuth2 password flow (Authorize), which needs no redirect page. */
 (function () {
   "use strict";
   var cfg = JSON.parse(document.getElementById("gm-config").textContent);
@@ -12,7 +12,6 @@
     showExtensions: true,
     showCommonExtensions: true,
     validatorUrl: null,
-    oauth2RedirectUrl: window.location.origin + cfg.oauth2RedirectUrl,
     presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset]
   });
 })();

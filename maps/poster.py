@@ -40,7 +40,7 @@ from gis import models
 from gis.errors import GridmapError, NotFound
 from gis.plans import PlanInfo, get_plan, read_grids
 from gis.store import read_layer, territory_row
-from maps.times import local_text
+from gis.times import local_text
 
 
 class PaperSize(StrEnum):

@@ -33,11 +33,11 @@ from gis.geometry import feature_collection, for_basemap
 from gis.plans import PlanInfo, get_plan, list_plans
 from gis.settings import Settings
 from gis.store import territory_row
+from gis.times import local_text, page_zone, zone_label
 from maps.editor import ComparePlan, compare_html, editor_html
 from maps.index import IndexPlan, IndexTerritory, index_html
 from maps.overlays import FEATURE_CAP, LAYERS, bbox_to_wgs84, read_overlay, read_plan_blocks
 from maps.planner import STATUS_NAMES, PlannerPage, display_system, planner_html
-from maps.times import local_text, page_zone, zone_label
 
 router = APIRouter(tags=["maps"])
 Display = Literal["wgs84", "gcj02", "bd09"]

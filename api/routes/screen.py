@@ -17,8 +17,8 @@ from gis.errors import NotFound
 from gis.plans import published_plan_id
 from gis.settings import Settings
 from gis.store import territory_row
+from gis.times import page_zone
 from maps.screen import POLL_SECONDS, grids_url, no_plan_page, screen_page
-from maps.times import page_zone
 
 router = APIRouter(tags=["screen"])
 
@@ -56,8 +56,9 @@ def data(
     engine: Engine = Depends(get_engine),
 ) -> Response:
     """Counts for the area (open, green/yellow/red, resolved, on-time rate, reported today in
-    China Standard Time), the same for each child area, the worst light and open count of
-    each grid with open events, and up to 5,000 open events as points, most urgent first.
+    the server's zone, GRIDMAP_TIMEZONE), the same for each child area, the worst light and
+    open count of each grid with open events, and up to 5,000 open events as points, most
+    urgent first.
 
     Answers carry an ETag; a request with ``If-None-Match`` set to it gets 304 and no body
     while nothing changed (the screen polls every few seconds).
@@ -68,7 +69,7 @@ def data(
     area = _scoped_area(who, area)
     body = screen_data(engine, request.app.state.rules, request.app.state.clock(),
                        tid, area, max_points=MAX_POINTS,
-                       basemap_crs=settings.basemap_crs)
+                       basemap_crs=settings.basemap_crs, zone=settings.timezone)
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     etag = f'"{hashlib.blake2b(raw, digest_size=12).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}

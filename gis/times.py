@@ -1,4 +1,4 @@
-"""Times on pages: shown in the server's zone (GRIDMAP_TIMEZONE), with the zone named."""
+"""Times as people read them: in the server's zone (GRIDMAP_TIMEZONE), with the zone named."""
 
 from __future__ import annotations
 

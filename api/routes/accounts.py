@@ -112,17 +112,20 @@ async def me(request: Request, engine: Annotated[Engine, Depends(get_engine)]) -
 #: more): a backslash (browsers read ``/\\host`` as ``//host``) and control characters
 #: (URL parsers drop tabs and newlines: ``/\t/host`` is ``//host``).
 _UNSAFE = re.compile(r"[\\\x00-\x1f\x7f]")
+#: A dot segment (``/../``, ``/./``): a path is given as the pages link it, never with one
+#: (``/..//host`` resolves to ``//host``).
+_DOT_SEGMENT = re.compile(r"/\.{1,2}(?:/|$|\?|#)")
 
 
 def safe_next(target: str) -> str:
     """Where to go after signing in: ``target`` when it is a path of this site (with its
-    query), else ``/``. Refused: schemes, hosts, ``//``, backslashes and control characters,
-    also percent-encoded (once or several times)."""
+    query), else ``/``. Refused: schemes, hosts, ``//``, backslashes, control characters and
+    dot segments, also percent-encoded (once or several times)."""
     decoded, seen = target, set()
     while decoded not in seen:            # every layer of percent-encoding
         seen.add(decoded)
         if (not decoded.startswith("/") or decoded.startswith("//")
-                or _UNSAFE.search(decoded)):
+                or _UNSAFE.search(decoded) or _DOT_SEGMENT.search(decoded)):
             return "/"
         decoded = unquote(decoded)
     parts = urlsplit(target)

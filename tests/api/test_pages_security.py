@@ -98,8 +98,8 @@ def test_sign_in_never_leaves_this_host(browser: Any, signed_out: Any) -> None:
                 page = context.new_page()
                 page.goto(f"{running.url}/login?next={quote(target, safe='')}")
                 _sign_in(page)
+                page.wait_for_url(lambda u: urlsplit(u).path != "/login", timeout=10_000)
                 page.wait_for_load_state("networkidle")
-                wait_for(page, "location.pathname !== '/login'", timeout=10_000)
                 assert urlsplit(page.url).netloc == host, (target, page.url)
                 assert urlsplit(page.url).path == "/", (target, page.url)
                 page.close()
@@ -133,9 +133,14 @@ def test_docs_work_offline(browser: Any, spatialite_url: str) -> None:
             page.goto(f"{running.url}/docs", wait_until="networkidle")
             page.wait_for_selector(".opblock", timeout=30_000)
             spec = TestClient(app).get("/openapi.json").json()
-            operations = sum(len(ops) for ops in spec["paths"].values())
-            wait_for(page, f"document.querySelectorAll('.opblock').length >= {operations}")
-            assert page.locator(".opblock").count() == operations
+            operations = {f"{m.upper()} {path}" for path, ops in spec["paths"].items()
+                          for m in ops}
+            wait_for(page, f"document.querySelectorAll('.opblock').length >= {len(operations)}")
+            shown = set(page.evaluate(
+                "() => Array.from(document.querySelectorAll('.opblock')).map(o => "
+                "o.querySelector('.opblock-summary-method').textContent + ' ' + "
+                "o.querySelector('.opblock-summary-path').getAttribute('data-path'))"))
+            assert shown == operations, shown ^ operations
             assert not elsewhere, elsewhere
             assert not console, console
         finally:

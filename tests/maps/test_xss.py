@@ -496,3 +496,44 @@ def test_every_answer_carries_the_security_headers(world: World, pages: list[str
             r = bare.get(url, headers={"Accept": "text/html"}, follow_redirects=False)
             assert r.status_code in (303, 401), url
             assert r.headers["x-frame-options"] == "DENY", url
+
+
+def test_the_basemaps_host_is_allowed_and_nothing_else(browser: Any, world: World) -> None:
+    """With a basemap on another host (its {s} subdomains), the pages load its tiles under
+    the CSP (img-src names the host), with no violation; a script from that host would
+    still be refused."""
+    png = (Path(__file__).parents[2] / "maps/static/vendor/leaflet/images/layers.png"
+           ).read_bytes()
+    settings = world.settings.model_copy(update={
+        "basemap_url": "https://{s}.tile.example.cn/{z}/{x}/{y}.png",
+        "basemap_attribution": "示例底图"})
+    app = create_app(settings, world.engine)
+    with live_server(app) as running:
+        context = browser.new_context()
+        context.add_init_script(RECORD_CSP)
+        tiles: list[str] = []
+
+        def tile(route: Any) -> None:
+            tiles.append(route.request.url)
+            route.fulfill(status=200, body=png, content_type="image/png")
+
+        context.route(re.compile(r"https://[abc]\.tile\.example\.cn/.*"), tile)
+        try:
+            for url in (f"/plans/{world.published}/map", "/screen"):
+                page, errors = context.new_page(), PageErrors()
+                page.on("console", lambda m, e=errors: e.console.append(m.text)
+                        if m.type == "error" else None)
+                page.goto(running.url + url, wait_until="networkidle")
+                assert page.locator(".leaflet-tile-pane img").count() > 0, url
+                assert page.evaluate("window.__csp") == [], url
+                assert not errors.console, (url, errors.console)
+                blocked = page.evaluate("""() => new Promise(done => {
+                    const s = document.createElement("script");
+                    s.src = "https://a.tile.example.cn/x.js";
+                    s.onerror = () => done("refused"); s.onload = () => done("ran");
+                    document.head.appendChild(s); })""")
+                assert blocked == "refused", url
+                page.close()
+            assert tiles and all(".tile.example.cn/" in t for t in tiles)
+        finally:
+            context.close()

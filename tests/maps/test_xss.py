@@ -97,12 +97,14 @@ class World:
 def _payload_layers() -> dict[str, Any]:
     layers = tiny_layers()
     admin = layers["admin_areas"]
-    admin["name"] = [every_payload(f"区{i}") for i in range(len(admin))]
+    # Names are stored in 200 characters (gis/models.py): each feature starts at another
+    # payload, so that between them every payload is in every layer.
+    admin["name"] = [payload(f"区{i}", 200, 3 * i) for i in range(len(admin))]
     # More households: the villages make grids of their own.
     layers["buildings"]["households"] = [320, 300, 150, 350, 0]
     for key in ("roads", "water", "ridges", "railways", "facilities", "dedicated_areas"):
         frame = layers[key]
-        frame["name"] = [every_payload(f"{key}{i}") for i in range(len(frame))]
+        frame["name"] = [payload(f"{key}{i}", 200, 4 * i + len(key)) for i in range(len(frame))]
     return layers
 
 

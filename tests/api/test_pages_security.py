@@ -289,3 +289,23 @@ def test_description_hides_the_names_of_the_events_people(client: TestClient,
     operator = account_key(store.engine, "mask-operator", "operator", district)
     full = client.get(f"/events/{seen['id']}", headers={"X-API-Key": operator}).json()
     assert full["description"].startswith("欧阳明反映") and "王小红" in full["description"]
+
+
+def test_security_headers_on_errors_too(spatialite_url: str) -> None:
+    """A 500 (answered by Starlette's outermost error middleware), a 404 and a 413 carry
+    the headers as every other answer does."""
+    app = create_app(Settings(database_url=spatialite_url, escalation_interval_s=0,
+                              max_upload_mb=1))
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    client = TestClient(app, raise_server_exceptions=False)
+    for response in (client.get("/boom"), client.get("/nowhere"),
+                     client.post("/events", content=b"x" * (2 * 2**20))):
+        assert response.status_code in (500, 404, 413), response.status_code
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "same-origin"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]

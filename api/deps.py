@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import Header, Path, Query, Request
@@ -12,7 +12,7 @@ from pydantic import AfterValidator
 from sqlalchemy import Engine
 
 from api.auth import Principal
-from gis.codes import check_code
+from gis.codes import LEVEL_DIGITS, check_code
 from gis.settings import Settings
 from maps.tiles import TileCache
 
@@ -44,16 +44,24 @@ def _code_of(*levels: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _code_query(description: str, *levels: str) -> Any:
+    """The query parameter's declaration: the pattern is documented in the schema, and
+    checked by :func:`_code_of` (whose 422 says what a code looks like)."""
+    lengths = [LEVEL_DIGITS[level] for level in levels or LEVEL_DIGITS]
+    pattern = "^(" + "|".join(f"[0-9]{{{n}}}" for n in lengths) + ")$"
+    return Query(max_length=40, description=description,
+                 json_schema_extra={"pattern": pattern})
+
+
 #: Optional area codes in a query, by level (``AreaCodeQuery``: any level).
-TownCode = Annotated[str | None, Query(max_length=40, description=(
-    "9-digit town/street code, e.g. 440111001")), _code_of("town")]
-VillageCode = Annotated[str | None, Query(max_length=40, description=(
-    "12-digit village/community code, e.g. 440111001001")), _code_of("village")]
-GridCode = Annotated[str | None, Query(max_length=40, description=(
-    "15-digit grid code, e.g. 440111001001001")), _code_of("grid")]
-AreaCodeQuery = Annotated[str | None, Query(max_length=40, description=(
-    "District (6 digits), town (9), village/community (12) or grid (15) code")),
-    _code_of()]
+TownCode = Annotated[str | None, _code_query("9-digit town/street code, e.g. 440111001",
+                                             "town"), _code_of("town")]
+VillageCode = Annotated[str | None, _code_query(
+    "12-digit village/community code, e.g. 440111001001", "village"), _code_of("village")]
+GridCode = Annotated[str | None, _code_query("15-digit grid code, e.g. 440111001001001",
+                                             "grid"), _code_of("grid")]
+AreaCodeQuery = Annotated[str | None, _code_query(
+    "District (6 digits), town (9), village/community (12) or grid (15) code"), _code_of()]
 
 
 def check_encoding(name: str | None) -> str | None:

@@ -234,10 +234,13 @@ def test_screen_and_editor_say_their_zone(browser: Any, store: DemoStore) -> Non
     server's zone (Beijing time) and say so."""
     app = create_app(store.settings, store.engine)
     with live_server(app) as running:
-        r = TestClient(app, headers={"X-API-Key": account_key(store.engine)}).post(
-            f"/plans/{store.plan_id}/copy", json={"note": "时区"})
+        api = TestClient(app, headers={"X-API-Key": account_key(store.engine)})
+        r = api.post(f"/plans/{store.plan_id}/copy", json={"note": "时区"})
         assert r.status_code == 201, r.text
         draft = r.json()["id"]
+        locked = api.post(f"/plans/{draft}/edits", headers={"If-Match": '"0"'}, json={
+            "op": "lock", "grids": [str(store.grids["code"].iloc[0])]})
+        assert locked.status_code == 200, locked.text
         context = browser.new_context(timezone_id="America/New_York")
         try:
             page = context.new_page()

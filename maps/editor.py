@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from maps.pages import render
-from maps.planner import LEAFLET_CSS, LEAFLET_JS, PLANNER_CSS, PlannerPage, planner_html
+from maps.planner import (
+    ESCAPE_JS,
+    LEAFLET_CSS,
+    LEAFLET_JS,
+    PLANNER_CSS,
+    PlannerPage,
+    planner_html,
+)
 
 EDITOR_JS = "/static/editor.js"
 EDITOR_CSS = "/static/editor.css"
@@ -77,4 +84,4 @@ def compare_html(a: ComparePlan, b: ComparePlan, band: tuple[int, int], display:
     return render("compare.html", title=f"方案对比：第 {a.plan_id} 号 → 第 {b.plan_id} 号",
                   a=a, b=b, config=compare_config(a, b, band, display, bounds),
                   styles=[LEAFLET_CSS, PLANNER_CSS, EDITOR_CSS],
-                  scripts=[LEAFLET_JS, COMPARE_JS], body_class="gm-compare-page")
+                  scripts=[LEAFLET_JS, ESCAPE_JS, COMPARE_JS], body_class="gm-compare-page")

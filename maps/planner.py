@@ -16,6 +16,8 @@ LEAFLET_CSS = "/static/vendor/leaflet/leaflet.css"
 #: head, before Leaflet loads; planner.js makes the map and draws them.
 PREFETCH_JS = "/static/prefetch.js"
 PLANNER_JS = "/static/planner.js"
+#: The one HTML escape of the pages' scripts (window.gridmapEscape).
+ESCAPE_JS = "/static/escape.js"
 PLANNER_CSS = "/static/planner.css"
 #: Display simplification of the grids (metres): shared edges stay shared, and at the
 #: zoom where one pixel is 2 m nothing visible moves.
@@ -114,10 +116,10 @@ def planner_html(page: PlannerPage, *, simplify: float = SIMPLIFY_M,
 
     ``extra_config``, ``extra_js``, ``extra_css`` and ``title`` make the same page the
     editor's (``maps/editor.py``); ``timezone`` is how the page shows times
-    (:func:`maps.times.page_zone`)."""
+    (:func:`gis.times.page_zone`)."""
     config = {**planner_config(page, simplify), "map": map_config(page),
               **({"timezone": timezone} if timezone else {}), **(extra_config or {})}
     return render("planner.html", title=title or page.title, config=config,
                   styles=[LEAFLET_CSS, PLANNER_CSS, *extra_css],
                   head_scripts=[PREFETCH_JS],
-                  scripts=[LEAFLET_JS, PLANNER_JS, *extra_js])
+                  scripts=[LEAFLET_JS, ESCAPE_JS, PLANNER_JS, *extra_js])

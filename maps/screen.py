@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from maps.pages import render
-from maps.planner import LEAFLET_CSS, LEAFLET_JS
+from maps.planner import ESCAPE_JS, LEAFLET_CSS, LEAFLET_JS
 
 #: How often the page asks for new figures (seconds); the answer is 304 when nothing changed.
 POLL_SECONDS = 5
@@ -30,7 +30,7 @@ def screen_page(title: str, config: dict[str, Any]) -> str:
     return render("screen.html", title=f"{title} · 网格化服务管理指挥中心",
                   territory_name=title, config=config,
                   styles=[LEAFLET_CSS, CLUSTER_CSS, SCREEN_CSS],
-                  scripts=[LEAFLET_JS, CLUSTER_JS, SCREEN_JS], body_class="screen")
+                  scripts=[LEAFLET_JS, CLUSTER_JS, ESCAPE_JS, SCREEN_JS], body_class="screen")
 
 
 def no_plan_page(territory_name: str | None) -> str:

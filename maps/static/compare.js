@@ -11,11 +11,7 @@
   var state = window.gridcompare = {ready: false, errors: [], maps: {}, layers: {}, byCode: {a: {}, b: {}},
     marked: {a: {}, b: {}}, diff: null};
 
-  function esc(v) {
-    return String(v === null || v === undefined ? "" : v).replace(/[&<>"']/g, function (c) {
-      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
-    });
-  }
+  var esc = window.gridmapEscape;   /* escape.js */
 
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
 

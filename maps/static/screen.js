@@ -8,6 +8,7 @@
   "use strict";
 
   var cfg = JSON.parse(document.getElementById("gm-config").textContent);
+  var esc = window.gridmapEscape;   // escape.js
   var zone = cfg.timezone || { name: "Asia/Shanghai", label: "北京时间（UTC+8）" };
   var COLORS = { red: "#ff4d4f", yellow: "#ffd21f", green: "#3ddc84" };
   var NEUTRAL = "#2a4a78";
@@ -109,11 +110,7 @@
   function fmt(n) { return n === null || n === undefined ? "—" : n.toLocaleString("zh-CN"); }
   function rate(r) { return r === null || r === undefined ? "—" : (r * 100).toFixed(1) + "%"; }
   function text(id, value) { document.getElementById(id).textContent = value; }
-  function esc(s) {
-    return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
-    });
-  }
+
 
   function showCrumbs(path) {
     var nav = document.getElementById("crumbs");

@@ -395,6 +395,7 @@ def poster(
 ) -> None:
     """Render the partition poster (网格划分图) of a town or community as PDF or PNG."""
     from gis.database import make_engine
+    from gis.settings import get_settings
     from maps.poster import PaperSize, PosterFormat, make_poster
 
     with user_errors():
@@ -404,7 +405,8 @@ def poster(
             raise GridmapError(f"unknown format {format!r}; use pdf or png")
         started = time.perf_counter()
         made = make_poster(make_engine(database_url), plan_id, area_code,
-                           PaperSize(size.upper()), PosterFormat(format.lower()))
+                           PaperSize(size.upper()), PosterFormat(format.lower()),
+                           zone=get_settings().timezone)
         path = out or Path(made.filename)
         path.write_bytes(made.content)
         console.print(f"{path}  ({len(made.content) / 1e6:.1f} MB, "

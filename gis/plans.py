@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from gis import models
 from gis.accounts import within_areas
+from gis.codes import starts_with
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.store import _wkb
 
@@ -206,7 +207,7 @@ def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float,
     if village:
         query = query.where(table.c.village_code == village)
     if town:
-        query = query.where(table.c.village_code.startswith(town))
+        query = query.where(starts_with(table.c.village_code, town))
     scope = within_areas(table.c.code, areas)
     if scope is not None:
         query = query.where(scope)

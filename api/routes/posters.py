@@ -47,7 +47,8 @@ def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat, request: Request
     if not who.covers(area_code):
         raise NotFound(f"no area {area_code} with grids in plan {plan_id}")
     try:
-        made = make_poster(engine, plan_id, area_code, size, fmt)
+        made = make_poster(engine, plan_id, area_code, size, fmt,
+                           zone=request.app.state.settings.timezone)
     except FontMissing as exc:
         raise HTTPException(503, exc.message) from exc
     except GlyphMissing as exc:

@@ -458,7 +458,7 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     merged = np.empty(n_grids, dtype=object)
     for g in range(n_grids):
         merged[g] = shapely.union_all(geoms[starts[g]:starts[g + 1]])
-    merged = shapely.make_valid(merged)
+    merged = _polygonal(shapely.make_valid(merged))
     vname = dict(zip(villages["code"], villages["name"], strict=True))
     frame = pd.DataFrame({
         "village_code": [g.village for g in assigner.grids],
@@ -546,6 +546,17 @@ def _inside_report(grids: gpd.GeoDataFrame, by_kind: dict[str, float]) -> dict[s
     }
 
 
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Each geometry's polygons only (a union or a repair can leave a stray line or point
+    where two blocks meet at a corner): a grid is a Polygon or a MultiPolygon."""
+    out = np.asarray(geoms, dtype=object).copy()
+    for g in np.flatnonzero(shapely.get_type_id(out) == 7):
+        parts = shapely.get_parts(out[g])
+        parts = parts[shapely.get_type_id(parts) == 3]
+        out[g] = parts[0] if len(parts) == 1 else shapely.multipolygons(parts)
+    return out
+
+
 def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
               params: PartitionParams, water: gpd.GeoDataFrame | None = None
               ) -> gpd.GeoDataFrame:
@@ -583,7 +594,10 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     village_lines = shapely.boundary(villages.geometry.to_numpy())
     admin_lines = gpd.GeoDataFrame({"kind": np.full(len(village_lines), "admin")},
                                    geometry=village_lines, crs=villages.crs)
-    follow_set = pd.concat([barriers[["kind", "geometry"]], admin_lines], ignore_index=True)
+    # A cut between buildings counts as a barrier only where it runs down a street.
+    shown = (barriers["kind"] != "inferred") | barriers["name"].notna()
+    follow_set = pd.concat([barriers.loc[shown, ["kind", "geometry"]], admin_lines],
+                           ignore_index=True)
     followed_any = boundaries.follow(segments, follow_set)
     kinds = np.where(followed_any >= 0,
                      follow_set["kind"].to_numpy(dtype=object)[np.maximum(followed_any, 0)], "")

@@ -4,6 +4,7 @@ grids cross a strong barrier (only those that must, and then they say so)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +29,15 @@ def land_edges(graph: Graph) -> np.ndarray:
     return ~graph.strong & ~graph.water[graph.a] & ~graph.water[graph.b]
 
 
-def find_sides(graph: Graph, nodes: np.ndarray, lo: float) -> Sides:
-    """The sides of ``nodes`` (land blocks) and how they are grouped: a side with fewer
-    than ``lo`` households joins the neighbouring side (across a strong barrier or a
-    stretch of water) it shares most boundary with, preferring a side that can make
-    grids of its own; sides with ``lo`` households or more are never grouped with each
-    other."""
+def find_sides(graph: Graph, nodes: np.ndarray, lo: float, hi: float | None = None
+               ) -> Sides:
+    """The sides of ``nodes`` (land blocks) and how they are grouped. A side that cannot
+    be grids of its own — fewer than ``lo`` households, or (with ``hi``) a total no whole
+    number of grids in [lo, hi] can hold, such as 591 (1×500 < 591 < 2×300) — joins a
+    neighbouring side (across a strong barrier or a stretch of water): one with which it
+    makes such a total first, then one that can be grids of its own, then the one it
+    shares most boundary with. Sides that can be grids of their own are never grouped
+    with each other."""
     side = np.full(graph.n, -1, dtype=np.int64)
     comps = graph.components(nodes, land_edges(graph)) if len(nodes) else []
     for s, comp in enumerate(comps):
@@ -51,10 +55,16 @@ def find_sides(graph: Graph, nodes: np.ndarray, lo: float) -> Sides:
             x = parent[x]
         return x
 
+    def alone(t: float) -> bool:
+        """Whether a total can be grids of its own."""
+        if hi is None:
+            return t >= lo
+        return t >= lo and math.ceil(t / hi) <= math.floor(t / lo)
+
     total = hh.copy()
     while True:
         roots = sorted({find(s) for s in range(n_sides)}, key=lambda r: (total[r], r))
-        small = [r for r in roots if total[r] < lo]
+        small = [r for r in roots if not alone(total[r])]
         merged = False
         for r in small:
             if find(r) != r:
@@ -68,7 +78,8 @@ def find_sides(graph: Graph, nodes: np.ndarray, lo: float) -> Sides:
                     weight[rx] = weight.get(rx, 0.0) + w
             if not weight:
                 continue
-            best = max(weight, key=lambda o: (total[o] >= lo, weight[o], -o))
+            best = max(weight, key=lambda o: (alone(float(total[o] + total[r])),
+                                              alone(float(total[o])), weight[o], -o))
             parent[r] = best
             total[best] += total[r]
             merged = True

@@ -192,7 +192,7 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
     small: list[np.ndarray] = []
     # Rivers, ridges and railways are the first cuts: each side is cut into grids on
     # its own, and only a side too small for a grid joins one across (flagged below).
-    sides = find_sides(graph, free, lo)
+    sides = find_sides(graph, free, lo, hi)
     comps = [c for group in sides.groups for c in graph.components(group)]
     for comp in comps:
         t = int(graph.households[comp].sum())
@@ -254,7 +254,7 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
     if task.final:
         moves = repair(graph, assigner, lo, hi)
         _explain_misses(graph, assigner, lo, hi)
-    _flag_crossings(graph, assigner, sides, lo)
+    _flag_crossings(graph, assigner, sides, lo, hi)
     return part.fallbacks, moves
 
 
@@ -280,7 +280,15 @@ def _label_water(graph: Graph, assigner: Assigner) -> None:
                                                         if assigner.grids else "")
 
 
-def _flag_crossings(graph: Graph, assigner: Assigner, sides: Sides, lo: int) -> None:
+def _odd_sides(totals: list[float], lo: int, hi: int) -> list[float]:
+    """The totals of the sides a crossing grid holds that cannot be grids of their own
+    (the reason it crosses); all but the largest when every side could."""
+    odd = [t for t in totals if t < lo or math.ceil(t / hi) > math.floor(t / lo)]
+    return odd or sorted(totals)[:-1]
+
+
+def _flag_crossings(graph: Graph, assigner: Assigner, sides: Sides, lo: int,
+                    hi: int, rural: bool = False) -> None:
     """Grids whose land lies on both sides of a river, ridge or railway: flagged, with
     the barrier's name and why (the other side is too small for a grid of its own)."""
     grids = np.array([i for i, g in enumerate(assigner.grids) if g.kind == "comprehensive"],
@@ -292,7 +300,13 @@ def _flag_crossings(graph: Graph, assigner: Assigner, sides: Sides, lo: int) -> 
         why = "; ".join(
             "empty land (no households) on the other side" if t == 0 else
             f"{t:.0f} households on the other side, too few for a grid of their own "
-            f"(minimum {lo})" for t in minor)
+            f"(minimum {lo})" if t < lo else
+            f"the {t:.0f} households on one side make no whole number of grids of "
+            f"{lo}–{hi} ({int(t // hi)}×{hi} < {t:.0f} < {int(t // hi) + 1}×{lo})"
+            for t in _odd_sides(totals, lo, hi))
+        if rural and minor:
+            why = ("a piece of the village under a tenth of its area on the other side "
+                   "joins the piece next to it")
         if not minor:
             why = (f"{inside:.0f} m of it inside the grid: it ends inside the village, "
                    "so the land on its two sides is one piece")
@@ -448,7 +462,7 @@ def _rural_village(task: VillageTask, assigner: Assigner, params: PartitionParam
     land_sides = Sides(sides.side, np.array([float(graph.households[sides.side == s].sum())
                                              for s in range(len(sides.households))]),
                        sides.groups)
-    _flag_crossings(graph, assigner, land_sides, lo)
+    _flag_crossings(graph, assigner, land_sides, lo, hi, rural=True)
     return fallbacks
 
 

@@ -64,7 +64,8 @@ DEFAULT_SIZES = [10_000, 30_000, 100_000, 300_000, 1_000_000, 1_400_000]
 SEED = 7
 QUALITY = ("n_grids", "n_forced", "in_range_share", "in_range_share_all",
            "barrier_boundary_share", "compactness_mean", "coverage_share", "overlap_m2",
-           "n_blocks", "relaxed_cuts", "repair_moves")
+           "n_blocks", "relaxed_cuts", "repair_moves", "barrier_inside_m",
+           "crossings_flagged", "crossings_unflagged", "inferred_streets")
 
 
 # --- memory ------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ FIGURES = ("runtime_s", "n_grids", "n_comprehensive", "n_dedicated", "n_forced",
            "compactness_mean", "compactness_median", "coverage_share", "overlap_m2", "gap_m2",
            "noncontiguous", "households", "households_min", "households_max",
            "households_mean", "n_blocks", "blocks_cut_between_buildings", "relaxed_cuts",
-           "n_villages")
+           "n_villages", "barrier_inside_m", "barrier_inside_by_kind", "crossings_flagged",
+           "crossings_unflagged", "inferred_streets", "inferred_streets_km")
 
 
 def territory_via_contract(name: str, layers: dict[str, gpd.GeoDataFrame]) -> Territory:

@@ -14,10 +14,16 @@ from partitioning.params import UNKNOWN_ROAD_STRENGTH, PartitionParams
 PRECISION_M = 1e-3
 #: Shared boundaries shorter than this (m) do not make two blocks neighbours.
 MIN_SHARED_M = 1.0
+#: Edges this close (m) count as shared (pieces cut out of blocks: see adjacency).
+SHARED_TOLERANCE_M = 5 * 1e-3
 #: A barrier counts for a shared boundary when it lies this close (m) to its midpoint.
 SNAP_M = 1.0
 #: Barriers a grid cut out of a village crosses only when forced, and then says so.
 STRONG_KINDS = ("water", "ridge", "railway")
+#: A line lying for DUPLICATE_SHARE of its length within DUPLICATE_M (m) of a longer line
+#: of the same kind (and name, for roads) is a copy of it (see drop_duplicates).
+DUPLICATE_M = 15.0
+DUPLICATE_SHARE = 0.9
 #: Line ends are carried on this far (m) so that T-junctions node (see close_gaps).
 OVERSHOOT_M = 0.05
 
@@ -67,6 +73,36 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
         frame["kind"] != "dedicated", 1.0).to_numpy(dtype=float)
     keep = shapely.get_type_id(frame["geometry"].to_numpy()) == 1
     return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry="geometry", crs=crs)
+
+
+def drop_duplicates(barriers: gpd.GeoDataFrame, within: float = DUPLICATE_M,
+                    share: float = DUPLICATE_SHARE) -> gpd.GeoDataFrame:
+    """The barriers without the copies of a line given twice (a river in both the river and
+    the road file, its two banks drawn as lines, a road digitised twice): a line lying for
+    ``share`` of its length within ``within`` m of a longer line of the same kind — and, for
+    roads, of the same name — is dropped. Two copies a few metres apart would otherwise
+    enclose a long empty strip that some grid must take across the line."""
+    if len(barriers) < 2:
+        return barriers
+    geoms = barriers.geometry.to_numpy()
+    kind = barriers["kind"].astype(str).to_numpy()
+    name = barriers["name"].astype(object).where(barriers["name"].notna(), "").astype(str) \
+        .to_numpy()
+    length = shapely.length(geoms)
+    zone = shapely.buffer(geoms, within, cap_style="flat")
+    a, b = shapely.STRtree(geoms).query(zone, predicate="intersects")
+    same = (a != b) & (kind[a] == kind[b]) & (length[b] > length[a]) & (
+        (kind[a] != "road") | ((name[a] == name[b]) & (name[a] != "")))
+    a, b = a[same], b[same]
+    if not len(a):
+        return barriers
+    covered = shapely.length(shapely.intersection(geoms[a], zone[b]))
+    frame = pd.DataFrame({"a": a, "covered": covered})
+    best = frame.groupby("a")["covered"].sum()
+    drop = best.index[best.to_numpy() >= share * length[best.index.to_numpy()]].to_numpy()
+    keep = np.ones(len(geoms), dtype=bool)
+    keep[drop] = False
+    return barriers[keep].reset_index(drop=True)
 
 
 def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
@@ -226,10 +262,12 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     """
     geoms = blocks.geometry.to_numpy()
     if among is None:
-        a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+        a, b = shapely.STRtree(geoms).query(geoms, predicate="dwithin",
+                                            distance=SHARED_TOLERANCE_M)
         keep = a < b
     else:
-        hit, b = shapely.STRtree(geoms).query(geoms[among], predicate="intersects")
+        hit, b = shapely.STRtree(geoms).query(geoms[among], predicate="dwithin",
+                                              distance=SHARED_TOLERANCE_M)
         a = among[hit]
         both = np.zeros(len(geoms), dtype=bool)
         both[among] = True
@@ -243,6 +281,21 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     a, b = a[order], b[order]
     shared = shapely.intersection(shapely.boundary(geoms[a]), shapely.boundary(geoms[b]))
     length = shapely.length(shared)
+    # A piece cut out of a block has a vertex where the cut meets the block's edge that its
+    # neighbour across that edge lacks (off it by a rounding error): an exact overlay sees
+    # the two edges cross at points instead of running together. Those pairs are measured
+    # with a tolerance of a few precision steps.
+    loose = np.flatnonzero(length < MIN_SHARED_M)
+    if len(loose):
+        near = shapely.intersection(
+            shapely.boundary(geoms[a[loose]]),
+            shapely.buffer(shapely.boundary(geoms[b[loose]]), SHARED_TOLERANCE_M, quad_segs=1))
+        near_len = shapely.length(near)
+        better = near_len > length[loose]
+        shared = shared.copy()
+        shared[loose[better]] = near[better]
+        length = length.copy()
+        length[loose[better]] = near_len[better]
     ok = length >= MIN_SHARED_M
     a, b, shared, length = a[ok], b[ok], shared[ok], length[ok]
     strength = np.zeros(len(a))

@@ -16,10 +16,12 @@ from gis.errors import GridmapError
 from gis.layers import Territory
 from partitioning import boundaries, codes, flags, quality
 from partitioning.blocks import (
+    PRECISION_M,
     STRONG_KINDS,
     adjacency,
     barrier_lines,
     close_gaps,
+    drop_duplicates,
     make_blocks,
 )
 from partitioning.corridors import Footprints
@@ -98,7 +100,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
             "inside villages and communities, so add them")
 
     report_progress("barriers 障碍线", 0.02)
-    barriers = close_gaps(barrier_lines(layers, params), villages, params)
+    barriers = close_gaps(drop_duplicates(barrier_lines(layers, params)), villages, params)
     clock.lap("reproject_barriers")
     report_progress("blocks 街区", 0.05)
     blocks = make_blocks(villages, barriers, params)
@@ -457,7 +459,7 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     geoms = blocks.geometry.to_numpy()[order]
     merged = np.empty(n_grids, dtype=object)
     for g in range(n_grids):
-        merged[g] = shapely.union_all(geoms[starts[g]:starts[g + 1]])
+        merged[g] = shapely.union_all(geoms[starts[g]:starts[g + 1]], grid_size=PRECISION_M)
     merged = _polygonal(shapely.make_valid(merged))
     vname = dict(zip(villages["code"], villages["name"], strict=True))
     frame = pd.DataFrame({

@@ -88,8 +88,6 @@ def share_water(blocks: gpd.GeoDataFrame, label: np.ndarray, is_water: np.ndarra
         land = np.flatnonzero(in_v & ~is_water)
         grids = np.unique(label[land])
         grids = grids[kind[grids] == "comprehensive"]
-        if not len(grids):
-            continue
         shores: dict[int, shapely.Geometry] = {
             int(g): shapely.union_all(geoms[land[label[land] == g]], grid_size=PRECISION_M)
             for g in grids}
@@ -100,7 +98,8 @@ def share_water(blocks: gpd.GeoDataFrame, label: np.ndarray, is_water: np.ndarra
         name = _name(parts[int(np.argmax(shapely.area(parts)))], water, names_tree) \
             if len(parts) else None
         for part in parts:
-            if shapely.area(part) >= params.water_grid_m2:
+            # (A village with no land grid — its part of the river only — is all water grid.)
+            if shapely.area(part) >= params.water_grid_m2 or not shores:
                 pieces.append((part, -1))
                 continue
             halves = _halves(part, centres)

@@ -118,3 +118,16 @@ def test_the_script_smoke_run(tmp_path: Path) -> None:
     assert np.isfinite(summary["free_turns_per_km"]) and summary["engine_s"] > 0
     assert png.stat().st_size > 10_000
     assert (tmp_path / "lines-community.png").stat().st_size > 10_000
+
+
+def test_the_engine_meets_the_line_targets_on_the_smallest_fabric(smoke) -> None:  # type: ignore
+    # Issue 14's targets the engine meets: no building cut but across a given line, lines
+    # that turn only where they meet (at most 10 turns per km), every regular grid in the
+    # band; and more of the lines drawn where no road was given run along a street on the
+    # ground than with cuts between building clusters (23% on the full set).
+    fabric, result = smoke
+    figures = lines_bench.measure(fabric, result.grids, result.report)
+    assert figures["buildings_cut"]["cut_other"] == 0
+    assert figures["free_turns"]["turns_per_km"] <= 10.0
+    assert figures["in_range_share"] == 1.0
+    assert figures["free_near_withheld_share"] >= 0.3

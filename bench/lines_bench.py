@@ -101,6 +101,32 @@ def measure(fabric: Fabric, grids: gpd.GeoDataFrame, report: dict[str, Any]
     return figures
 
 
+def oracle(spec: dict[str, Any], worker: Worker, tmp: Path) -> dict[str, Any]:
+    """The same fabric with every minor street given, partitioned by today's engine: the
+    share of its lines inside communities and away from the arterials that run along a
+    minor street. What the engine reaches when the data is complete: the bound of
+    "near withheld" (the rest of the lines must cut through street blocks that hold more
+    households than a grid)."""
+    fabric = generate(spec["seed"], households=spec["households"], density=spec["density"],
+                      withhold=0.0, points=spec["points"], river=spec["river"])
+    gpkg = fabric.write(tmp / f"{fabric.name}.oracle.gpkg")
+    out = tmp / f"{fabric.name}.oracle.pickle"
+    worker.call("partition_file", gpkg=str(gpkg), out=str(out))
+    with open(out, "rb") as fh:
+        grids = pickle.load(fh)["grids"]
+    layers = {name: gdf.to_crs(grids.crs) for name, gdf in fabric.layers.items()}
+    roads = layers["roads"]
+    minor = roads["class"].isin(["tertiary", "residential", "service"]).to_numpy()
+    arterial_layers = {**layers, "roads": roads[~minor]}
+    admin = layers["admin_areas"]
+    figures = line_figures(grids.geometry.to_numpy(),
+                           admin[admin["level"] == "village"].geometry.to_numpy(),
+                           given_lines_of(arterial_layers),
+                           shapely.union_all(roads[minor].geometry.to_numpy()), None)
+    return {"lines_km": figures["free_km"],
+            "along_minor_streets_share": figures["free_near_withheld_share"]}
+
+
 def summarise(rows: list[dict[str, Any]], engine: str) -> dict[str, Any]:
     """Pooled figures of one engine over the fabrics (length-weighted shares)."""
     runs = [r["engines"][engine] for r in rows if engine in r["engines"]]
@@ -154,8 +180,8 @@ def runtime_ratio(rows: list[dict[str, Any]]) -> dict[str, float]:
             "wall_median_per_fabric": round(float(np.median(per)), 3) if per else 0.0}
 
 
-def run(specs: list[dict[str, Any]], baseline: str | None, png: Path | None
-        ) -> dict[str, Any]:
+def run(specs: list[dict[str, Any]], baseline: str | None, png: Path | None,
+        with_oracle: bool = False) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     engines = ["current"] + (["baseline"] if baseline else [])
     with tempfile.TemporaryDirectory(prefix="gridmap-lines-") as tmp_name:
@@ -169,10 +195,18 @@ def run(specs: list[dict[str, Any]], baseline: str | None, png: Path | None
                     console.log(f"{name} engine from {w.call('where')['partitioning']}")
                 for i, spec in enumerate(specs):
                     rows.append(_one(i, spec, workers, engines, tmp, png))
+                    if with_oracle:
+                        rows[-1]["oracle"] = oracle(spec, workers["current"], tmp)
             finally:
                 for w in workers.values():
                     w.close()
-    return {"fabrics": rows, "summary": {e: summarise(rows, e) for e in engines}}
+    summary = {e: summarise(rows, e) for e in engines}
+    if with_oracle:
+        km = sum(r["oracle"]["lines_km"] for r in rows)
+        summary["current"]["oracle_along_minor_streets_share"] = round(sum(
+            r["oracle"]["lines_km"] * r["oracle"]["along_minor_streets_share"] for r in rows)
+            / km, 4) if km else 0.0
+    return {"fabrics": rows, "summary": summary}
 
 
 def _one(i: int, spec: dict[str, Any], workers: dict[str, Worker], engines: list[str],
@@ -302,6 +336,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, help="results file (default for the full set: "
                                                  "bench/results/lines_bench.json)")
     parser.add_argument("--png", type=Path, help="a picture of the first fabric")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also partition each fabric with every minor street given: "
+                             "the share of lines along streets the data allows")
     args = parser.parse_args(argv)
     if args.smoke:
         specs = [{**SMOKE, "withhold": args.withhold}]
@@ -334,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "/ all)",
         },
     }
-    results.update(run(specs, baseline, args.png))
+    results.update(run(specs, baseline, args.png, args.oracle))
     if baseline:
         results["runtime_ratio"] = runtime_ratio(results["fabrics"])
     results["bench_s"] = round(time.perf_counter() - started, 1)

@@ -212,6 +212,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
 
     territory_area = float(shapely.area(villages.geometry.to_numpy()).sum())
     union_area = float(shapely.area(shapely.union_all(grids.geometry.to_numpy())))
+    splits = _split_buildings(buildings, grids, barriers, villages)
+    _flag_split(grids, splits["buildings_split_by_admin"])
     report = quality.plan_report(grids, territory_area, union_area,
                                  params.min_households, params.max_households)
     clock.lap("report")
@@ -227,6 +229,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "households_given": hh_counts.given,
         **hh_counts.as_report(),
         "estimate": params.estimate,
+        **splits,
         "relaxed_cuts": fallbacks,
         "repair_moves": repair_moves,
         "metric_crs": f"EPSG:{territory.metric_crs.to_epsg()}",
@@ -546,6 +549,74 @@ def _inside_report(grids: gpd.GeoDataFrame, by_kind: dict[str, float]) -> dict[s
             {"code": str(c), "m": round(float(m), 1), "flags": list(f)}
             for c, m, f in zip(grids["code"], inside, grids["flags"], strict=True) if m > 0.5],
     }
+
+
+def _split_buildings(buildings: gpd.GeoDataFrame, grids: gpd.GeoDataFrame,
+                     barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame
+                     ) -> dict[str, Any]:
+    """Footprints lying in two grids (more than 1 m² and 1% of it in each): those that
+    straddle a village or community boundary (the admin line forces the split; listed),
+    those that straddle a given road, river or other line (the building keeps to one
+    grid's households; the line cuts its outline), and any other (none expected: a
+    self-check)."""
+    geoms = buildings.geometry.to_numpy()
+    poly = np.flatnonzero(shapely.get_type_id(geoms) >= 3)
+    out: dict[str, Any] = {"buildings_split_by_admin_lines": 0,
+                           "buildings_split_by_given_lines": 0, "buildings_split_other": 0,
+                           "buildings_split_by_admin": []}
+    if not len(poly) or not len(grids):
+        return out
+    bi, gi = shapely.STRtree(grids.geometry.to_numpy()).query(geoms[poly],
+                                                              predicate="intersects")
+    many = np.bincount(bi, minlength=len(poly)) > 1
+    keep = many[bi]
+    bi, gi = bi[keep], gi[keep]
+    if not len(bi):
+        return out
+    area = shapely.area(shapely.intersection(geoms[poly][bi], grids.geometry.to_numpy()[gi]))
+    whole = shapely.area(geoms[poly][bi])
+    real = area > np.maximum(1.0, 0.01 * whole)
+    counts = np.bincount(bi[real], minlength=len(poly))
+    split = np.flatnonzero(counts > 1)
+    if not len(split):
+        return out
+    admin = shapely.union_all(shapely.boundary(villages.geometry.to_numpy()))
+    shown = (barriers["kind"] != "inferred") | barriers["name"].notna()
+    given = shapely.union_all(barriers.loc[shown].geometry.to_numpy())
+    sg = geoms[poly][split]
+    by_admin = shapely.intersects(sg, admin)
+    by_given = ~by_admin & shapely.intersects(sg, given)
+    codes = grids["code"].to_numpy()
+    out.update({
+        "buildings_split_by_admin_lines": int(by_admin.sum()),
+        "buildings_split_by_given_lines": int(by_given.sum()),
+        "buildings_split_other": int((~by_admin & ~by_given).sum()),
+        "buildings_split_by_admin": [
+            {"building": int(poly[b]), "grids": sorted(str(c) for c in
+                                                       codes[gi[(bi == b) & real]])}
+            for b in split[by_admin][:100]],
+    })
+    return out
+
+
+def _flag_split(grids: gpd.GeoDataFrame, split: list[dict[str, Any]]) -> None:
+    """Grids sharing a building that a village or community boundary cuts say so."""
+    if not split:
+        return
+    count: dict[str, int] = {}
+    for item in split:
+        for code in item["grids"]:
+            count[code] = count.get(code, 0) + 1
+    reasons = grids["flag_reason"].to_numpy(dtype=object)
+    for i, code in enumerate(grids["code"].to_numpy()):
+        n = count.get(str(code))
+        if not n:
+            continue
+        grids["flags"].iloc[i].append("building_split_by_boundary")
+        reasons[i] = (reasons[i] + "; " if reasons[i] else "") + (
+            f"{n} building{'s' if n > 1 else ''} cut by the village/community boundary (a "
+            "building belongs to one grid; the admin line forces the split)")
+    grids["flag_reason"] = reasons
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:

@@ -161,7 +161,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         barriers = _with_streets(barriers, cut.streets, params, places)
         street_frames.append(cut.streets)
         clock.lap("oversize")
-        adj = _update_adjacency(adj, moved, blocks, barriers)
+        adj = _update_adjacency(adj, moved, blocks, barriers, cut.touched)
         n_cut += int((moved < 0).sum())
         done = {code: [(g, moved[members]) for g, members in grids]
                 for code, grids in done.items() if code not in missed}
@@ -341,6 +341,8 @@ def _around_misses(graph: Graph, grids: list[Grid], label: np.ndarray, sums: np.
     return near[label]
 
 
+#: Parts of a grid smaller than this (m²) beside a bigger one are specks, not parts.
+SPECK_M2 = 1.0
 #: A grid with more strong barrier than this inside it (m) crosses it.
 CROSSING_M = 5.0
 #: An inferred street is named after a named place (a school, a market…) this close (m).
@@ -399,15 +401,21 @@ def _with_centres(barriers: gpd.GeoDataFrame,
 
 
 def _update_adjacency(adj: pd.DataFrame, moved: np.ndarray, blocks: gpd.GeoDataFrame,
-                      barriers: gpd.GeoDataFrame) -> pd.DataFrame:
+                      barriers: gpd.GeoDataFrame, touched: np.ndarray | None = None
+                      ) -> pd.DataFrame:
     """The adjacency after some blocks were cut: pairs of kept blocks carry over
-    (renumbered), pairs with a new piece are computed."""
+    (renumbered), pairs with a new piece or a ``touched`` block (a kept block whose outline
+    took a piece's vertex) are measured again."""
     a, b = moved[adj["a"].to_numpy()], moved[adj["b"].to_numpy()]
     keep = (a >= 0) & (b >= 0)
+    changed = touched if touched is not None and len(touched) == len(blocks) \
+        else np.zeros(len(blocks), dtype=bool)
+    keep[keep] &= ~changed[a[keep]] & ~changed[b[keep]]
     if keep.all() and len(blocks) == len(moved):
         return adj
     kept = adj[keep].assign(a=a[keep], b=b[keep])
-    new = np.setdiff1d(np.arange(len(blocks)), moved[moved >= 0])
+    new = np.union1d(np.setdiff1d(np.arange(len(blocks)), moved[moved >= 0]),
+                     np.flatnonzero(changed))
     fresh = adjacency(blocks, barriers, among=new)
     both = pd.concat([kept, fresh], ignore_index=True)
     return both.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
@@ -621,11 +629,17 @@ def _flag_split(grids: gpd.GeoDataFrame, split: list[dict[str, Any]]) -> None:
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
     """Each geometry's polygons only (a union or a repair can leave a stray line or point
-    where two blocks meet at a corner): a grid is a Polygon or a MultiPolygon."""
+    where two blocks meet at a corner), without specks under SPECK_M2 beside a real part
+    (a needle left between two cuts): a grid is a Polygon or a MultiPolygon of parts that
+    matter."""
     out = np.asarray(geoms, dtype=object).copy()
-    for g in np.flatnonzero(shapely.get_type_id(out) == 7):
+    types = shapely.get_type_id(out)
+    for g in np.flatnonzero((types == 7) | (types == 6)):
         parts = shapely.get_parts(out[g])
         parts = parts[shapely.get_type_id(parts) == 3]
+        area = shapely.area(parts)
+        if (area >= SPECK_M2).any():
+            parts = parts[area >= SPECK_M2]
         out[g] = parts[0] if len(parts) == 1 else shapely.multipolygons(parts)
     return out
 

@@ -23,6 +23,8 @@ from partitioning.corridors import (
 )
 from partitioning.params import PartitionParams
 
+#: A vertex of a neighbouring piece this close (m) to an edge is inserted into it.
+SNAP_TOLERANCE_M = 2e-3
 #: Pieces of a cut smaller than this (m²) with no building join a neighbouring piece.
 CRUMB_M2 = 50.0
 #: Around a building a crossing line keeps to one side of, the line stays this far (m).
@@ -40,6 +42,9 @@ class Cut:
     owner: np.ndarray
     moved: np.ndarray
     streets: gpd.GeoDataFrame = field(default_factory=lambda: empty_streets(None))
+    #: Blocks kept whole whose outline got a neighbour's vertex (new numbering): their
+    #: adjacency is measured again.
+    touched: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __iter__(self) -> Iterator[Any]:
         # (blocks, owner, moved) = split_oversized(...), as before streets were kept.
@@ -126,6 +131,9 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     drop = np.zeros(n_old, dtype=bool)
     drop[cut_blocks] = True
     parts = np.asarray(new_geoms, dtype=object)
+    before = geoms
+    parts, geoms = _noded(parts, np.asarray(new_of), geoms, ~drop)
+    snapped = np.array([a is not b for a, b in zip(before, geoms, strict=True)], dtype=bool)
     all_geoms = np.concatenate([geoms, parts])
     all_village = np.concatenate([village, village[np.asarray(new_of)]])
     keep = np.concatenate([~drop, np.ones(len(parts), dtype=bool)])
@@ -133,10 +141,50 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     out = gpd.GeoDataFrame({"village_code": all_village[keep]}, geometry=all_geoms[keep],
                            crs=blocks.crs)
     out.insert(0, "block_id", np.arange(len(out)))
-    return Cut(out, remap[owner], np.where(drop, -1, remap[:n_old]), streets_frame)
+    touched = np.zeros(len(out), dtype=bool)
+    touched[remap[np.flatnonzero(snapped & ~drop)]] = True
+    return Cut(out, remap[owner], np.where(drop, -1, remap[:n_old]), streets_frame, touched)
 
 
 Pieces = list[tuple[shapely.Geometry, np.ndarray]]
+
+
+def _noded(parts: np.ndarray, of: np.ndarray, blocks: np.ndarray, kept: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces and the blocks with every vertex of a neighbouring piece on their edges:
+    a cut ends on the edge of the piece it cuts, at a vertex (rounded to the precision
+    grid) that the piece or block across that edge lacks; snapping inserts it, so that
+    neighbours share their edges exactly (adjacency, dissolving and coverage rely on it)."""
+    xy, owner = shapely.get_coordinates(parts, return_index=True)
+    # Each piece against the vertices of its block's other pieces.
+    block_of_vertex = of[owner]
+    order = np.argsort(block_of_vertex, kind="stable")
+    uniq = np.unique(block_of_vertex)
+    refs = np.asarray(shapely.multipoints(xy[order],
+                                          indices=np.searchsorted(uniq, block_of_vertex[order])))
+    parts = shapely.snap(parts, refs[np.searchsorted(uniq, of)], SNAP_TOLERANCE_M)
+    # Each block kept whole against the vertices of the pieces it touches.
+    kept_idx = np.flatnonzero(kept)
+    ki, pi = shapely.STRtree(parts).query(blocks[kept_idx], predicate="dwithin",
+                                          distance=10 * SNAP_TOLERANCE_M)
+    if len(ki):
+        counts = np.bincount(owner, minlength=len(parts))
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        rows = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in pi])
+        row_owner = np.repeat(ki, counts[pi])
+        touched, idx = np.unique(row_owner, return_inverse=True)
+        refs_k = np.asarray(shapely.multipoints(xy[rows], indices=idx))
+        blocks = blocks.copy()
+        target = kept_idx[touched]
+        blocks[target] = shapely.snap(blocks[target], refs_k, SNAP_TOLERANCE_M)
+        bad = ~shapely.is_valid(blocks[target])
+        if bad.any():
+            blocks[target[bad]] = shapely.make_valid(blocks[target[bad]])
+    bad = ~shapely.is_valid(parts)
+    if bad.any():
+        parts = parts.copy()
+        parts[bad] = shapely.make_valid(parts[bad])
+    return parts, blocks
 
 
 def _cut_block(geom: shapely.Geometry, members: np.ndarray, hh: np.ndarray, fp: Footprints,

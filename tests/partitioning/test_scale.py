@@ -173,10 +173,10 @@ def test_adjacency_carried_over_refinement_equals_a_fresh_one() -> None:
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = shapely.STRtree(blocks.geometry.to_numpy()).query_nearest(points)[1]
     before = adjacency(blocks, bars)
-    blocks2, _, moved = split_oversized(blocks, points, owner, hh, params, threshold=150,
-                                        piece=100)
+    cut = split_oversized(blocks, points, owner, hh, params, threshold=150, piece=100)
+    blocks2, moved = cut.blocks, cut.moved
     assert (moved < 0).any()
-    carried = engine._update_adjacency(before, moved, blocks2, bars)
+    carried = engine._update_adjacency(before, moved, blocks2, bars, cut.touched)
     fresh = adjacency(blocks2, bars)
     assert carried[["a", "b"]].to_numpy().tolist() == fresh[["a", "b"]].to_numpy().tolist()
     assert np.allclose(carried["length"], fresh["length"])

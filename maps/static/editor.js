@@ -577,7 +577,9 @@
   function setTool(tool) {
     ed.tool = tool;
     clearLine();
-    if (tool === "redraw") { map.doubleClickZoom.disable(); } else { map.doubleClickZoom.enable(); }
+    if (tool === "redraw") { map.doubleClickZoom.disable(); map.closePopup(); } else {
+      map.doubleClickZoom.enable();
+    }
     map.getContainer().classList.toggle("gm-drawing", tool === "redraw");
     say("", "");
     renderPanel();
@@ -726,6 +728,10 @@
     editorControl().addTo(map);
     historyControl().addTo(map);
     map.on("click", lineClick);
+    /* While a line is drawn no popup opens: it would lie over the next points' clicks. */
+    map.on("popupopen", function (e) {
+      if (ed.tool === "redraw") { map.closePopup(e.popup); }
+    });
     map.on("dblclick", lineDone);
     map.on("moveend", function () { loadBlocks(false); });
     document.addEventListener("keydown", onKey);

@@ -18,7 +18,9 @@
     rural_village: "农村整村划为一格",
     infeasible_band: "总户数无法分入区间",
     infeasible_split: "无可行的区间内划分",
-    radius_split: "按服务半径切分"
+    radius_split: "按服务半径切分",
+    crosses_barrier: "跨越河流、山脊或铁路",
+    building_split_by_boundary: "建筑被村（社区）界线分割"
   };
   var KIND_NAMES = {comprehensive: "综合网格", dedicated: "专属网格"};
   var COLORS = {below: "#f0b429", within: "#3f9a5b", above: "#d64545", dedicated: "#7c5cc4"};
@@ -502,9 +504,12 @@
       onEachFeature: function (feature, layer) {
         layer.bindPopup(function () { return popupHtml(feature.properties, cfg.band); },
           {maxWidth: 420, minWidth: 280});
-        /* The editor takes the click first (a tool's target); true keeps the popup shut. */
+        /* The popup opens here, not on Leaflet's own click: the editor takes the click
+           first (a tool's target), and true keeps the popup shut. */
+        layer.off("click", layer._openPopup, layer);
         layer.on("click", function (e) {
-          if (state.gridClick && state.gridClick(feature, e) === true) { layer.closePopup(); }
+          if (state.gridClick && state.gridClick(feature, e) === true) { return; }
+          layer.openPopup(e.latlng);
         });
       }
     }).addTo(map);

@@ -439,10 +439,18 @@ def redraw_line(server: LiveServer, store: DemoStore, movable: tuple[int, str, s
             continue
         for tolerance in (0.0, 1e-6, 3e-6):
             xy = np.asarray(line.simplify(tolerance).coords)
-            if len(xy) > 20:
+            # Clicks a few pixels apart would read as a double click (which ends the line).
+            spaced = [xy[0]]
+            for p in xy[1:-1]:
+                if np.hypot(*(p - spaced[-1])) >= 8e-5:
+                    spaced.append(p)
+            xy = np.asarray([*spaced, xy[-1]])
+            if len(xy) > 20 or len(xy) < 2:
                 continue
-            ends = [xy[0] + (xy[0] - xy[1]) / np.hypot(*(xy[0] - xy[1])) * 5e-5,
-                    xy[-1] + (xy[-1] - xy[-2]) / np.hypot(*(xy[-1] - xy[-2])) * 5e-5]
+            # (The ends 10 m beyond: a click a few pixels from the next reads as a
+            # double click, which ends the line.)
+            ends = [xy[0] + (xy[0] - xy[1]) / np.hypot(*(xy[0] - xy[1])) * 1e-4,
+                    xy[-1] + (xy[-1] - xy[-2]) / np.hypot(*(xy[-1] - xy[-2])) * 1e-4]
             coords = [tuple(ends[0]), *map(tuple, xy), tuple(ends[1])]
             r = api_edit(server, probe, {"op": "redraw", "line": [list(c) for c in coords],
                                          "grids": [src, dst]}, 0)

@@ -310,6 +310,10 @@ def best_line(piece: shapely.Geometry, fp: Footprints, members: np.ndarray,
     angle_c, lo_c, hi_c, share_c, like_c = arr.T
     width = hi_c - lo_c
     like_c = like_c * np.clip((width - 4.0) / 8.0, 0.0, 1.0)   # a street is a few m wide
+    if np.all(fp.radius[members] > 0):
+        # Address points show no walls, kinds or sizes: only the gap's width tells (the
+        # wider, the likelier a street between two clusters of doors).
+        like_c = np.clip((width - 4.0) / (2 * street_width), 0.0, 1.0)
     balanced = share_c >= min_share - 1e-12
     if balanced.any():
         score = np.where(balanced, like_c + 0.3 * np.minimum(width, street_width)

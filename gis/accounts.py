@@ -175,9 +175,13 @@ def change_account(engine: Engine, username: str, *, password: str | None = None
 
 def verify_password(engine: Engine, username: str, password: str) -> AccountInfo | None:
     """The account when the password is right and the account enabled, else None. An unknown
-    user costs the same hashing as a wrong password (no timing hint)."""
-    with engine.connect() as conn:
-        row = conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.username == username)).first()
+    user costs the same hashing as a wrong password (no timing hint), and so does a name no
+    account can have (which is not even looked up: it may hold a NUL, refused by PostgreSQL)."""
+    row = None
+    if _USERNAME.match(username):
+        with engine.connect() as conn:
+            row = conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.username == username)
+                               ).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
     try:
         _HASHER.verify(stored, password)

@@ -61,7 +61,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     connect_args = dict(kwargs.pop("connect_args", None) or {})
-    connect_args.setdefault("timeout", settings.sqlite_busy_timeout_s)
+    busy_ms = int(1000 * float(connect_args.pop("timeout", settings.sqlite_busy_timeout_s)))
     engine = create_engine(url, module=sqlite_module, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -76,6 +76,10 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
+        # How long a write waits for another writer (GRIDMAP_SQLITE_BUSY_TIMEOUT_S); set
+        # here, as the driver's own ``timeout`` argument does not reach SQLite through
+        # SpatiaLite's loading.
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
     return engine

@@ -95,9 +95,10 @@ class World:
 
 
 def make_world(backend: str, url: str, parts: Partitioned, **settings: Any) -> World:
-    engine = make_engine(url)
-    tid, plan = store_plan(engine, parts)
     config = Settings(database_url=url, escalation_interval_s=0, **settings)
+    engine = make_engine(url, **({"connect_args": {"timeout": config.sqlite_busy_timeout_s}}
+                                 if backend == "spatialite" else {}))
+    tid, plan = store_plan(engine, parts)
     app = create_app(config, engine)
     grids = parts.grids.sort_values("code").reset_index(drop=True)
     return World(backend, url, engine, app, config, tid, plan, grids)

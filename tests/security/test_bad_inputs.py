@@ -62,7 +62,8 @@ def test_an_undecodable_person_header_is_400(world: World, value: str) -> None:
         for method, path in (("POST", f"/plans/{draft}/publish"),
                              ("POST", f"/plans/{draft}/copy"),
                              ("POST", f"/plans/{draft}/undo")):
-            answer = admin.request(method, path, headers={"X-Gridmap-User": value})
+            answer = admin.request(method, path, headers={"X-Gridmap-User": value,
+                                                          "If-Match": '"0"'})
             assert answer.status_code == 400, (path, answer.text)
             assert "X-Gridmap-User" in answer.json()["detail"]
 

@@ -113,23 +113,33 @@ def test_an_orphaned_import_is_removed_at_start(lite: World) -> None:
             state="running", worker=f"{socket.gethostname()}:{dead}", rows=2,
             started_at=now, heartbeat_at=now).returning(models.EventImport.id)).scalar_one()
     x, y, _ = lite.point()
-    with lite.client() as admin:
-        for _ in range(2):
-            made = admin.post("/events", json={"x": x, "y": y, "coord_sys": "wgs84",
-                                               "category": "sanitation", "source": "patrol"})
-            with lite.engine.begin() as conn:
-                conn.execute(models.Event.__table__.update().where(
-                    models.Event.id == made.json()["id"]).values(import_id=import_id))
-        kept = admin.post("/events", json={"x": x, "y": y, "coord_sys": "wgs84",
+    admin = lite.client()   # not started again: its start would recover the import at once
+    for _ in range(2):
+        made = admin.post("/events", json={"x": x, "y": y, "coord_sys": "wgs84",
                                            "category": "sanitation", "source": "patrol"})
+        with lite.engine.begin() as conn:
+            conn.execute(models.Event.__table__.update().where(
+                models.Event.id == made.json()["id"]).values(import_id=import_id))
+    kept = admin.post("/events", json={"x": x, "y": y, "coord_sys": "wgs84",
+                                       "category": "sanitation", "source": "patrol"})
     assert _count(lite) == 3
     assert recover_imports(lite.engine) == 1
     assert _count(lite) == 1
-    with lite.client() as admin:
-        assert admin.get(f"/events/{kept.json()['id']}").status_code == 200
+    assert admin.get(f"/events/{kept.json()['id']}").status_code == 200
+    # A server start does the same.
+    with lite.engine.begin() as conn:
+        second = conn.execute(insert(models.EventImport).values(
+            state="running", worker=f"{socket.gethostname()}:{dead}", rows=1,
+            started_at=now, heartbeat_at=now).returning(models.EventImport.id)).scalar_one()
+        conn.execute(models.Event.__table__.update().where(
+            models.Event.id == kept.json()["id"]).values(import_id=second))
+    with lite.client():
+        pass
+    assert _count(lite) == 0
 
 
 def test_a_busy_database_says_busy_and_when_to_retry(lite: World) -> None:
+    lite.account("sec-admin")
     holder = sqlite.connect(str(Path(lite.url.removeprefix("sqlite:///"))))
     holder.execute("BEGIN IMMEDIATE")   # another process writing, for longer than the wait
     try:

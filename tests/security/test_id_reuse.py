@@ -22,7 +22,7 @@ def _upload(client: TestClient, folder: Path, district: str) -> int:
     layers = tiny_layers()
     admin = layers["admin_areas"]
     for col in ("code", "parent_code"):
-        admin[col] = admin[col].map(lambda c: None if c is None else district + str(c)[6:])
+        admin[col] = admin[col].map(lambda c: district + c[6:] if isinstance(c, str) else c)
     path = write_layers(layers, folder, "GPKG")
     with path.open("rb") as fh:
         made = client.post("/territories", files={"files": (path.name, fh)},

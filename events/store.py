@@ -20,7 +20,7 @@ import shapely
 from geoalchemy2 import WKBElement
 from numpy.typing import ArrayLike, NDArray
 from psycopg.copy import QueuedLibpqWriter
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from events.rules import LEVELS, Rules
@@ -227,8 +227,8 @@ def discard_import(engine: Engine, import_id: int, chunk: int = STAGED_CHUNK) ->
                 conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
                              .values(state="failed", heartbeat_at=models.utcnow()))
                 return removed
-            conn.execute(HISTORY.delete().where(HISTORY.c.event_id.in_(ids)))
-            conn.execute(EVENT.delete().where(EVENT.c.id.in_(ids)))
+            conn.execute(delete(models.EventHistory).where(HISTORY.c.event_id.in_(ids)))
+            conn.execute(delete(models.Event).where(EVENT.c.id.in_(ids)))
             removed += len(ids)
 
 

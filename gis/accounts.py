@@ -304,7 +304,7 @@ def throttle_hit(engine: Engine, key: str, window_s: float, now: datetime,
 def throttle_clear(engine: Engine, key: str) -> None:
     """Forget a key's hits (and sweep counters idle for a day)."""
     with engine.begin() as conn:
-        conn.execute(delete(THROTTLE).where(or_(
+        conn.execute(delete(models.Throttle).where(or_(
             THROTTLE.c.key == key,
             THROTTLE.c.window_start < models.utcnow() - timedelta(days=1))))
 
@@ -312,7 +312,8 @@ def throttle_clear(engine: Engine, key: str) -> None:
 def revoke_token(engine: Engine, jti: str, expires_at: datetime) -> None:
     """Void a token (by its ``jti``) until it would expire; expired entries are swept."""
     with engine.begin() as conn:
-        conn.execute(delete(REVOKED).where(REVOKED.c.expires_at < models.utcnow()))
+        conn.execute(delete(models.RevokedToken).where(
+            REVOKED.c.expires_at < models.utcnow()))
         conn.execute(_upsert(engine)(REVOKED).values(jti=jti, expires_at=expires_at)
                      .on_conflict_do_nothing(index_elements=[REVOKED.c.jti]))
 

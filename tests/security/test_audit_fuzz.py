@@ -6,7 +6,6 @@ waiting or dropped, and a plain change after all of it is still audited."""
 from __future__ import annotations
 
 # ruff: noqa: F811  (the shared fixtures are imported, then named as arguments)
-
 import itertools
 from urllib.parse import quote_from_bytes
 

@@ -6,7 +6,6 @@ stays open for the client's next request."""
 from __future__ import annotations
 
 # ruff: noqa: F811  (the shared fixtures are imported, then named as arguments)
-
 import socket
 from datetime import timedelta
 from typing import Any

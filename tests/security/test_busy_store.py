@@ -6,7 +6,6 @@ told apart from one that cannot be reached."""
 from __future__ import annotations
 
 # ruff: noqa: F811  (the shared fixtures are imported, then named as arguments)
-
 import io
 import os
 import socket

@@ -8,7 +8,6 @@ is the attack itself, in Chromium: a page on another port of the same host."""
 from __future__ import annotations
 
 # ruff: noqa: F811  (the shared fixtures are imported, then named as arguments)
-
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -102,7 +101,7 @@ def test_a_body_type_the_api_does_not_read_is_415(world: World) -> None:
 class _Attacker(BaseHTTPRequestHandler):
     page = b""
 
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.end_headers()

@@ -4,7 +4,6 @@ whether it came as a bearer token or as the cookie."""
 from __future__ import annotations
 
 # ruff: noqa: F811  (the shared fixtures are imported, then named as arguments)
-
 from fastapi.testclient import TestClient
 from secworld import PASSWORD, World, partitioned, world  # noqa: F401
 

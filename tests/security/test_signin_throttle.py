@@ -6,7 +6,6 @@ account's count; password checks (argon2id, 64 MiB each) run at most N at once."
 from __future__ import annotations
 
 # ruff: noqa: F811  (the shared fixtures are imported, then named as arguments)
-
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor

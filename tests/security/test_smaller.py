@@ -6,7 +6,6 @@ never cached for someone else); posters are kept and made a bounded number at a 
 from __future__ import annotations
 
 # ruff: noqa: F811  (the shared fixtures are imported, then named as arguments)
-
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from browser import free_port  # noqa: E402
+from browser import free_port
 
 
 def _rss_mb(pid: int) -> float:
@@ -65,11 +65,11 @@ def main() -> None:
     gridmap = [sys.executable, "-c", "from api.cli import app; app()"]
     subprocess.run([*gridmap, "user", "add", "victim", "--role", "viewer", "--area", "*",
                     "--password-stdin"], input="right password 123\n", text=True, env=env,
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, cwd=tmp)
     port = free_port()
     server = subprocess.Popen([*gridmap, "serve", "--port", str(port), "--workers",
                                str(args.workers)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, cwd=tmp)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

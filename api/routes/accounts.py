@@ -133,6 +133,12 @@ async def token(request: Request, response: Response,
     refusal = _too_many(settings, (counted[0][0], counted[1][0]),
                         (counted[0][1], counted[1][1]), now)
     if refusal is not None:
+        # A refused try costs nothing: it gives its hits back, so that the counts say how
+        # many passwords were checked (a flood on one account does not also use up the
+        # address's allowance), while the window still ends when it was going to.
+        for k in keys:
+            await run_in_threadpool(accounts.throttle_hit, engine, k,
+                                    settings.signin_window_s, now, -1)
         audit.record(username=form.username[:60], role=None, action="login-throttled",
                      method="POST", path="/token", status=429)
         raise refusal

@@ -16,7 +16,14 @@ from sqlalchemy import Engine
 
 from api import problems
 from api.audit import AuditLog, AuditRequests, RateLimit
-from api.auth import Authenticator, CrossSiteGuard, Scopes, api_routes, declare_security
+from api.auth import (
+    Authenticator,
+    CrossSiteGuard,
+    PrivateAnswers,
+    Scopes,
+    api_routes,
+    declare_security,
+)
 from api.jobs import JobRunner
 from events.routing import RouterCache
 from events.rules import Rules
@@ -187,6 +194,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # connection stays open for the client's next request.
     app.add_middleware(problems.CatchAll)
     app.add_middleware(CrossSiteGuard, trusted=tuple(settings.trusted_origins.split(",")))
+    app.add_middleware(PrivateAnswers)
     app.add_middleware(AuditRequests)
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).

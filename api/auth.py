@@ -466,3 +466,39 @@ class CrossSiteGuard:
         if f"{parts.scheme}://{parts.netloc}".lower() in self.trusted:
             return True
         return bool(host) and parts.netloc.lower() == host.strip().lower()
+
+
+class PrivateAnswers:
+    """ASGI middleware: an answer to a request that carries credentials (a bearer token, an
+    API key or the sign-in cookie) is the account's own, cut to its areas: unless the route
+    said otherwise, ``Cache-Control: private`` keeps shared caches (a proxy) from storing it,
+    and ``Vary`` names what tells accounts apart. Routes that set their own Cache-Control
+    (tiles: private too) keep it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        names = {k.lower() for k, _ in scope.get("headers") or []}
+        credentialed = b"authorization" in names or b"x-api-key" in names or any(
+            k.lower() == b"cookie" and f"{COOKIE}=".encode() in v
+            for k, v in scope.get("headers") or [])
+        if not credentialed:
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {k.lower() for k, _ in headers}
+                if b"cache-control" not in present:
+                    headers.append((b"cache-control", b"private"))
+                if b"vary" not in present:
+                    headers.append((b"vary", b"Authorization, X-API-Key, Cookie"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, marked)

@@ -141,3 +141,20 @@ def test_posters_made_at_once_are_bounded(db_url: str, partitioned: Any) -> None
         assert int(busy.headers["Retry-After"]) > 0
         assert busy.json()["type"] == "/problems/busy"
     small.engine.dispose()
+
+
+def test_every_answer_to_an_account_is_private(world: World) -> None:
+    """Not only tiles: grids, events, exports cut to an account's areas are never stored by
+    a shared cache (private, Vary on what tells accounts apart)."""
+    _, _, code = world.point()
+    with world.client("town-p", "operator", code[:9]) as town:
+        for url in (f"/plans/{world.plan_id}/grids", "/events", f"/plans/{world.plan_id}",
+                    f"/plans/{world.plan_id}/export.geojson", "/screen/data", "/me"):
+            answer = town.get(url)
+            assert answer.status_code == 200, (url, answer.text[:200])
+            assert "private" in answer.headers.get("cache-control", ""), url
+            assert "public" not in answer.headers.get("cache-control", ""), url
+            assert "cookie" in answer.headers.get("vary", "").lower(), url
+    with world.client() as admin:
+        admin.headers.clear()
+        assert "private" not in admin.get("/healthz").headers.get("cache-control", "")

@@ -472,8 +472,8 @@ class PrivateAnswers:
     """ASGI middleware: an answer to a request that carries credentials (a bearer token, an
     API key or the sign-in cookie) is the account's own, cut to its areas: unless the route
     said otherwise, ``Cache-Control: private`` keeps shared caches (a proxy) from storing it,
-    and ``Vary`` names what tells accounts apart. Routes that set their own Cache-Control
-    (tiles: private too) keep it."""
+    and ``Vary`` names what tells accounts apart. A route's own Cache-Control is kept, made
+    private unless it names ``private``, ``public`` or ``no-store`` itself."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -492,8 +492,14 @@ class PrivateAnswers:
 
         async def marked(message: Any) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
+                headers = [(k, v) for k, v in message.get("headers") or []]
                 present = {k.lower() for k, _ in headers}
+                for i, (k, v) in enumerate(headers):
+                    # A route's own policy (no-cache: revalidate with the ETag) made private
+                    # unless it says who may keep it.
+                    if k.lower() == b"cache-control" and not any(
+                            w in v.lower() for w in (b"private", b"public", b"no-store")):
+                        headers[i] = (k, b"private, " + v)
                 if b"cache-control" not in present:
                     headers.append((b"cache-control", b"private"))
                 if b"vary" not in present:

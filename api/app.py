@@ -1,4 +1,5 @@
-"""The FastAPI service: app factory, shared state, size limits, health and readiness."""
+"""The FastAPI service: app factory, shared state, size limits, security headers, the API's
+documentation page, health and readiness."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
@@ -24,6 +25,7 @@ from api.auth import (
     api_routes,
     declare_security,
 )
+from api.headers import SecurityHeaders
 from api.jobs import JobRunner
 from events.routing import RouterCache
 from events.rules import Rules
@@ -32,6 +34,7 @@ from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models import utcnow
 from gis.settings import Settings, get_settings
+from maps.apidocs import docs_html
 from maps.assets import STATIC
 
 log = logging.getLogger("gridmap.api")
@@ -132,7 +135,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                     "OGC API – Features endpoint for grid-based community governance. "
                     "Errors are RFC 9457 problem details (application/problem+json).",
         lifespan=lifespan,
+        # /docs is served below from the vendored Swagger UI (FastAPI's own loads it from a
+        # CDN, with an inline script); ReDoc is not offered.
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,
     )
+    app.docs_url = "/docs"   # read by the OGC landing page's service-doc link
     app.state.engine = engine
     app.state.settings = settings
     app.state.jobs = runner
@@ -186,6 +193,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # and in the log, for whoever watches.
         return {"status": "ready", "audit": audit}
 
+    # No OAuth2 redirect page: the API signs in by the password flow, which needs none.
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def api_docs() -> HTMLResponse:
+        return HTMLResponse(docs_html(app.title, app.openapi_url or "/openapi.json"))
+
     @app.get("/problems", tags=["health"], summary="Every problem type the API reports")
     def problem_types() -> dict[str, dict[str, Any]]:
         return problems.catalogue()
@@ -200,4 +212,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     declare_security(app, api_routes(app.routes))
+    _outermost(app, lambda inner: SecurityHeaders(inner, settings.basemap_url))
     return app
+
+
+def _outermost(app: FastAPI, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+    """Wrap the whole middleware stack, Starlette's error middleware included, so that a 500
+    answer carries the security headers too (``add_middleware`` puts a middleware inside it)."""
+    build = app.build_middleware_stack
+
+    def build_wrapped() -> Any:
+        return wrap(build())
+
+    app.build_middleware_stack = build_wrapped  # type: ignore[method-assign]

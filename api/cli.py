@@ -156,6 +156,14 @@ def partition(
     crs: Annotated[list[str] | None, typer.Option(
         "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
     = None,
+    estimate: Annotated[str, typer.Option(
+        "--estimate", help="Footprints without a household count: residential (estimate "
+                           "those residential by tag, land use or the rule for untagged "
+                           "buildings), all (every one not tagged otherwise), off (count 0).")]
+    = "residential",
+    min_dwelling: Annotated[float, typer.Option(
+        "--min-dwelling", help="Smallest dwelling (m²): an estimate never exceeds floor "
+                               "area ÷ this.")] = 50.0,
 ) -> None:
     """Cut a territory into grids of MIN–MAX households (files in, files out; no database)."""
     from gis.layers import parse_crs_option, parse_field_map, read_territory
@@ -168,7 +176,8 @@ def partition(
             params = PartitionParams(min_households=min_households,
                                      max_households=max_households,
                                      target_households=target, seed=seed,
-                                     workers=workers)
+                                     workers=workers, estimate=estimate,
+                                     min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
         with console.status(f"读取 reading {territory} ..."):
@@ -189,6 +198,7 @@ def partition(
         for label, value in (
             ("grids 网格", f"{r['n_grids']:,} ({r['n_dedicated']} dedicated 专属)"),
             ("households 户数", f"{r['households']:,}"),
+            ("estimated 估算户数", _estimate_line(r)),
             (f"in {min_households}–{max_households} 在范围内",
              f"{r['in_range_share']:.1%} (forced, excluded: {r['n_forced']})"),
             ("boundary on barriers 沿道路河流", f"{r['barrier_boundary_share']:.1%}"),
@@ -201,6 +211,19 @@ def partition(
         console.print(table)
         for key, path in paths.items():
             console.print(f"  {key}: {path}")
+
+
+def _estimate_line(report: dict[str, Any]) -> str:
+    """How many households are estimates, in Chinese and English."""
+    est, total = int(report.get("households_estimated", 0)), int(report["households"])
+    n = int(report.get("households_estimated_buildings", 0))
+    if not est:
+        how = "未估算 (none)" if report.get("estimate") == "off" else "0"
+        return f"{how}: 户数均为数据给出 all households given"
+    return (f"其中 {est:,} 户为估算（{n:,} 栋无户数的建筑，{est / total:.1%}，最大单栋 "
+            f"{int(report.get('largest_estimate', 0)):,} 户）; {est:,} households estimated "
+            f"from {n:,} footprints without a count ({est / total:.1%}; largest "
+            f"{int(report.get('largest_estimate', 0)):,})")
 
 
 @app.command()
@@ -251,8 +274,8 @@ def redraw(
         out.mkdir(parents=True, exist_ok=True)
         for name in ("grids.gpkg", "blocks.gpkg"):
             (out / name).unlink(missing_ok=True)
-        table[[*GRID_COLUMNS, "geometry"]].to_file(out / "grids.gpkg", layer="grids",
-                                                   driver="GPKG", engine="pyogrio")
+        table = table.reindex(columns=[*GRID_COLUMNS, "geometry"])   # (figures redraw keeps)
+        table.to_file(out / "grids.gpkg", layer="grids", driver="GPKG", engine="pyogrio")
         result.blocks.rename(columns={"block_no": "block_id"}).to_file(
             out / "blocks.gpkg", layer="blocks", driver="GPKG", engine="pyogrio")
         (out / "report.json").write_text(json.dumps(result.report, ensure_ascii=False,
@@ -372,6 +395,7 @@ def poster(
 ) -> None:
     """Render the partition poster (网格划分图) of a town or community as PDF or PNG."""
     from gis.database import make_engine
+    from gis.settings import get_settings
     from maps.poster import PaperSize, PosterFormat, make_poster
 
     with user_errors():
@@ -381,7 +405,8 @@ def poster(
             raise GridmapError(f"unknown format {format!r}; use pdf or png")
         started = time.perf_counter()
         made = make_poster(make_engine(database_url), plan_id, area_code,
-                           PaperSize(size.upper()), PosterFormat(format.lower()))
+                           PaperSize(size.upper()), PosterFormat(format.lower()),
+                           zone=get_settings().timezone)
         path = out or Path(made.filename)
         path.write_bytes(made.content)
         console.print(f"{path}  ({len(made.content) / 1e6:.1f} MB, "

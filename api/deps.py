@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import codecs
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import Header, Path, Query, Request
+from pydantic import AfterValidator
 from sqlalchemy import Engine
 
 from api.auth import Principal
+from gis.codes import LEVEL_DIGITS, check_code
 from gis.settings import Settings
 from maps.tiles import TileCache
 
@@ -31,6 +33,35 @@ async def get_settings(request: Request) -> Settings:
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="Id (a positive integer)")]
 #: The same as an optional query parameter.
 IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+
+
+def _code_of(*levels: str) -> AfterValidator:
+    """A query's area code checked for its level(s): digits, of the level's length (a
+    clear 422 otherwise; a prefix filter never sees a LIKE wildcard)."""
+    def check(value: str | None) -> str | None:
+        return None if value is None else check_code(value, *levels)
+
+    return AfterValidator(check)
+
+
+def _code_query(description: str, *levels: str) -> Any:
+    """The query parameter's declaration: the pattern is documented in the schema, and
+    checked by :func:`_code_of` (whose 422 says what a code looks like)."""
+    lengths = [LEVEL_DIGITS[level] for level in levels or LEVEL_DIGITS]
+    pattern = "^(" + "|".join(f"[0-9]{{{n}}}" for n in lengths) + ")$"
+    return Query(max_length=40, description=description,
+                 json_schema_extra={"pattern": pattern})
+
+
+#: Optional area codes in a query, by level (``AreaCodeQuery``: any level).
+TownCode = Annotated[str | None, _code_query("9-digit town/street code, e.g. 440111001",
+                                             "town"), _code_of("town")]
+VillageCode = Annotated[str | None, _code_query(
+    "12-digit village/community code, e.g. 440111001001", "village"), _code_of("village")]
+GridCode = Annotated[str | None, _code_query("15-digit grid code, e.g. 440111001001001",
+                                             "grid"), _code_of("grid")]
+AreaCodeQuery = Annotated[str | None, _code_query(
+    "District (6 digits), town (9), village/community (12) or grid (15) code"), _code_of()]
 
 
 def check_encoding(name: str | None) -> str | None:

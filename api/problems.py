@@ -165,8 +165,11 @@ def install(app: FastAPI) -> None:
                                     request, **extra)
         if isinstance(exc, Unauthorized):
             if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-                # A page opened in a browser: to the sign-in page, and back after it.
-                return RedirectResponse(f"/login?next={quote(request.url.path)}", 303)
+                # A page opened in a browser: to the sign-in page, and back after it (the
+                # path with its query: /screen?territory=1 comes back as it was).
+                back = request.url.path + (f"?{request.url.query}" if request.url.query
+                                           else "")
+                return RedirectResponse(f"/login?next={quote(back, safe='/')}", 303)
             response.headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, TooManyRequests | Busy):
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -98,6 +98,7 @@ def static_server(folder: Path) -> Iterator[str]:
 
 def load(browser: Any, url: str, ready: str, drawn: str) -> dict[str, Any]:
     """One cold load: bytes per response (transferred and decoded) and the render time."""
+    from browser import wait_for
     from service_bench import AUTH
 
     context = browser.new_context(viewport={"width": 1600, "height": 900},
@@ -110,7 +111,7 @@ def load(browser: Any, url: str, ready: str, drawn: str) -> dict[str, Any]:
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         page.goto(url, wait_until="commit", timeout=120_000)
-        page.wait_for_function(ready, timeout=120_000, polling=50)
+        wait_for(page, ready, timeout=120_000, polling=50)
         render_ms = float(page.evaluate(drawn))
         timings = page.evaluate("window.gridmap ? window.gridmap.timings : null")
         if timings:

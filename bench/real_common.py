@@ -35,7 +35,8 @@ FIGURES = ("runtime_s", "n_grids", "n_comprehensive", "n_dedicated", "n_forced",
            "compactness_mean", "compactness_median", "coverage_share", "overlap_m2", "gap_m2",
            "noncontiguous", "households", "households_min", "households_max",
            "households_mean", "n_blocks", "blocks_cut_between_buildings", "relaxed_cuts",
-           "n_villages")
+           "n_villages", "barrier_inside_m", "barrier_inside_by_kind", "crossings_flagged",
+           "crossings_unflagged", "inferred_streets", "inferred_streets_km")
 
 
 def territory_via_contract(name: str, layers: dict[str, gpd.GeoDataFrame]) -> Territory:
@@ -89,6 +90,50 @@ def figures(result: PartitionResult) -> dict[str, Any]:
     flags = pd.Series([f for fl in result.grids["flags"] for f in fl], dtype=object)
     out["flags"] = {str(k): int(v) for k, v in flags.value_counts().items()}
     return out
+
+
+#: How far (m) outward across a side the next grid is looked for (a district strip, a
+#: road gap or a river bank between two grids is narrower than this).
+PROBE_M = (3.0, 15.0)
+
+
+def territory_edge_sides(grids: gpd.GeoDataFrame) -> dict[str, int]:
+    """Sides of the 四至 that say 辖区边界: all, and the inner ones, whose edges (those
+    facing that way; for a grid with none, those facing partly that way) all have another
+    grid within PROBE_M outward: a side wrongly said to be on the territory's edge.
+    Grids in a metric CRS."""
+    from partitioning import boundaries
+
+    geoms = grids.geometry.to_numpy()
+    seg = boundaries.boundary_segments(geoms)
+    outside = np.ones(len(seg), dtype=bool)
+    tree = shapely.STRtree(geoms)
+    owner = seg["grid"].to_numpy()
+    for d in PROBE_M:
+        pts = shapely.points(seg["mx"].to_numpy() + seg["nx"].to_numpy() * d,
+                             seg["my"].to_numpy() + seg["ny"].to_numpy() * d)
+        pi, gi = tree.query(pts, predicate="within")
+        other = gi != owner[pi]
+        outside[pi[other]] = False
+    by_grid = seg.groupby("grid").indices
+    total = inner = 0
+    grids_inner = set()
+    for g, text in enumerate(grids["boundary_text"].to_numpy()):
+        for d, name in enumerate(boundaries.DIRECTIONS):
+            if f"{name}至辖区边界" not in str(text):
+                continue
+            total += 1
+            rows = by_grid.get(g, np.array([], dtype=int))
+            side = rows[seg["direction"].to_numpy()[rows] == d]
+            if not side.size:
+                facing = np.cos(np.radians(seg["angle"].to_numpy()[rows]
+                                           - boundaries.CENTRES[d]))
+                side = rows[facing > 1e-9]
+            if not outside[side].any():
+                inner += 1
+                grids_inner.add(g)
+    return {"sides_territory_edge": total, "sides_territory_edge_inner": inner,
+            "grids_with_an_inner_territory_edge_side": len(grids_inner)}
 
 
 def print_table(title: str, rows: dict[str, Any]) -> None:

@@ -26,6 +26,15 @@ What is built (printed and written with the figures):
   official grid count against ours; the share of our grid boundary (inside
   communities) within 30 m of an official grid boundary, with the share a random line
   would get for comparison.
+
+Against the official grids (``boundary_agreement``): boundary agreement both ways within
+30 m (the share of our grid boundary inside communities within 30 m of an official grid
+boundary, and the share of the official internal boundary within 30 m of ours), the best
+intersection-over-union of each official grid with any of ours (median, quartiles), and
+the turns per km of the internal lines, ours and the official ones, with the metric of
+bench/lines_bench.py (``lines_metrics``: lines merged between junctions, simplified at
+2 m, a vertex turning more than 30°), for all internal lines and for the "free" ones
+(not within 12 m of a given road or river).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from lines_metrics import best_iou, classify_boundaries, given_lines_of, merge_lines, turns_per_km
 from real_common import (
     console,
     figures,
@@ -240,6 +250,29 @@ def boundary_agreement(ours: gpd.GeoDataFrame, official: gpd.GeoDataFrame,
     }
 
 
+def line_shape(ours: gpd.GeoDataFrame, official: gpd.GeoDataFrame,
+               villages: gpd.GeoDataFrame, layers: dict[str, gpd.GeoDataFrame]
+               ) -> dict[str, Any]:
+    """Median best IoU per official grid, and turns per km of both partitions' internal
+    lines (all, and those not within 12 m of a given line)."""
+    iou = best_iou(official.geometry.to_numpy(), ours.geometry.to_numpy())
+    community = shapely.union_all(shapely.boundary(villages.geometry.to_numpy()))
+    given = given_lines_of(layers)
+    out: dict[str, Any] = {
+        "official_grids": len(iou),
+        "best_iou_median": round(float(np.median(iou)), 4),
+        "best_iou_mean": round(float(np.mean(iou)), 4),
+        "best_iou_quartiles": [round(float(q), 4) for q in np.quantile(iou, [0.25, 0.75])],
+        "official_grids_best_iou_over_0_5": round(float((iou > 0.5).mean()), 4),
+    }
+    for who, gdf in (("ours", ours), ("official", official)):
+        parts = classify_boundaries(gdf.geometry.to_numpy(), community, given)
+        internal = shapely.union_all([parts["given"], parts["free"]])
+        out[f"{who}_internal_turns"] = turns_per_km(merge_lines(internal))
+        out[f"{who}_free_turns"] = turns_per_km(merge_lines(parts["free"]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
@@ -248,6 +281,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--png", type=Path, help="a picture of the grids (needs matplotlib)")
     args = parser.parse_args(argv)
     path = args.path.resolve()
+    if not (path / "xiacheng_grid.geojson").is_file():
+        raise SystemExit(f"no Xiacheng data at {path}: give the hangzhou_xiacheng folder "
+                         "(see ../shared/data/real/README.md)")
     with timed("layers from the Xiacheng files") as t_build:
         b = read(path, "district_boundary").total_bounds
         bounds = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
@@ -277,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table, stats = compare_counts(grids, official, mapping)
     with timed("boundary agreement"):
         agreement = boundary_agreement(grids, official, villages.to_crs(metric))
+        agreement.update(line_shape(grids, official, villages.to_crs(metric),
+                                    {k: v.to_crs(metric) for k, v in metric_layers.items()}))
     print_table("Hangzhou Xiacheng: engine figures", {
         k: v for k, v in figs.items() if k != "barrier_share_by_kind"})
     print_table("geometry checks", checks)

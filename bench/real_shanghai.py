@@ -31,6 +31,16 @@ figures):
   whose residential land use is named like a real 居委会 of the street gets that NBS
   code and name;
   the others get synthetic codes (serial 101 on) marked synthetic.
+
+Two territories are built and partitioned in one run: **rules** (as above; the figures
+at the top level of the results) and **estimate** (``untagged_estimated`` in the
+results): every untagged footprint outside non-residential land use is left without a
+use, so the engine estimates it, towers and large halls included, and the communities
+keep the rivers up to the district lines (as real admin areas do). For each: the
+largest estimated households per building (the top 10 with footprint, floors, height
+and floor area), the grids whose households are all in one building (by the rule that
+made it residential or not) and the grids over 50 % water (area of the water layer's
+polygons).
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from real_common import (
+    console,
     figures,
     geometry_checks,
     print_table,
@@ -56,6 +67,7 @@ from real_common import (
     write_geometry,
     write_results,
 )
+from rich.table import Table
 
 from gis import crs as crsmod
 from partitioning.blocks import barrier_lines
@@ -182,8 +194,8 @@ def water_layers(raw: gpd.GeoDataFrame, metric: Any) -> tuple[gpd.GeoDataFrame, 
     return gpd.GeoDataFrame(water, geometry="geometry", crs=metric), rivers
 
 
-def buildings_layer(raw: gpd.GeoDataFrame, landuse: gpd.GeoDataFrame, metric: Any
-                    ) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+def buildings_layer(raw: gpd.GeoDataFrame, landuse: gpd.GeoDataFrame, metric: Any,
+                    untagged_as: str = "rules") -> tuple[gpd.GeoDataFrame, dict[str, int]]:
     polys = raw[np.isin(shapely.get_type_id(raw.geometry.to_numpy()), [3, 6])]
     parts = polys[polys["kind"] == "building_part"]
     part_height = parts.groupby("root_id")["height"].max()
@@ -218,10 +230,17 @@ def buildings_layer(raw: gpd.GeoDataFrame, landuse: gpd.GeoDataFrame, metric: An
     floors = np.where(height.isna() & residential,
                       np.where(land.fillna("") == "residential", FLOORS_ESTATE, FLOORS_OTHER),
                       np.nan)
+    if untagged_as == "estimate":
+        # Untagged footprints outside non-residential land use get no use: the engine
+        # estimates them, towers and large halls included.
+        nonres_land = (untagged & land.notna() & (land != "residential")).fillna(False)
+        use = np.where(untagged.to_numpy(bool) & ~nonres_land.to_numpy(bool), None, use)
     out = gpd.GeoDataFrame({
         "households": pd.array([pd.NA] * len(b), dtype="Int64"),
         "floors": pd.Series(floors).round().astype("Int64").to_numpy(),
         "height": height.to_numpy(), "use": use, "rule": rule,
+        "osm_name": b["name"].astype("string").to_numpy(), "tag": tag.to_numpy(),
+        "landuse": land.to_numpy(),
     }, geometry=b.geometry.to_numpy(), crs=metric)
     return out, {str(k): int(v) for k, v in pd.Series(rule).value_counts().items()}
 
@@ -348,7 +367,12 @@ def _match(piece: shapely.Geometry, lu: gpd.GeoDataFrame, real: pd.DataFrame,
 # ---------------------------------------------------------------------------
 
 
-def build(path: Path) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
+def build(path: Path, untagged_as: str = "rules", rivers_in_communities: bool = False
+          ) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any], gpd.GeoDataFrame]:
+    """The contract's layers, what was built, and the buildings with their rule, tag,
+    land use and name (same rows as the layer). ``untagged_as``: ``rules`` (the module
+    docstring's) or ``estimate`` (every untagged footprint left for the engine to
+    estimate)."""
     raw = {name: read(path, name) for name in ("buildings", "roads", "water", "boundaries",
                                                "landuse")}
     tiles, missing = territory_tiles(list(raw.values()))
@@ -360,18 +384,19 @@ def build(path: Path) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     district_geoms = districts(tiles_m, raw["boundaries"].to_crs(metric))
     land: dict[str, shapely.Geometry] = {}
     for name, geom in district_geoms.items():
-        parts = shapely.get_parts(shapely.difference(geom, rivers))
+        parts = shapely.get_parts(geom if rivers_in_communities
+                                  else shapely.difference(geom, rivers))
         parts = parts[shapely.area(parts) >= 1_000]  # specks between water polygons
         if len(parts):
             land[name] = shapely.union_all(parts)
-    buildings, rules = buildings_layer(raw["buildings"], raw["landuse"], metric)
+    buildings, rules = buildings_layer(raw["buildings"], raw["landuse"], metric, untagged_as)
     all_land = shapely.union_all(list(land.values()))
     inside = shapely.contains(all_land, shapely.point_on_surface(buildings.geometry.to_numpy()))
     outside = int((~inside).sum())
     buildings = buildings[inside].reset_index(drop=True)
     admin, mapping = admin_layer(path, land, roads, water, buildings, raw["landuse"], metric)
     layers = {"admin_areas": admin, "roads": roads, "water": water,
-              "buildings": buildings.drop(columns="rule")}
+              "buildings": buildings.drop(columns=["rule", "osm_name", "tag", "landuse"])}
     est = building_households(buildings, PartitionParams())[0]
     info = {
         "tiles_missing_from_extract": missing,
@@ -390,7 +415,127 @@ def build(path: Path) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
         "communities_with_real_code": sum(m["real_code"] for m in mapping),
         "communities_list": mapping,
     }
-    return layers, info
+    return layers, info, buildings
+
+
+def estimates_and_water(result: Any, metric_layers: dict[str, gpd.GeoDataFrame],
+                        buildings: gpd.GeoDataFrame) -> dict[str, Any]:
+    """The largest estimated households per building (top 10 with floor area, height
+    and floors), grids that are one non-residential building, and grids over 50 % water
+    (by area, the water layer's polygons)."""
+    params = result.params
+    layer = metric_layers["buildings"]
+    hh, _, estimated, _ = building_households(layer, params)
+    geoms = layer.geometry.to_numpy()
+    area = shapely.area(geoms)
+    floors = layer["floors"].to_numpy(dtype=float, na_value=np.nan)
+    height = layer["height"].to_numpy(dtype=float, na_value=np.nan)
+    floors_used = np.where(np.isnan(floors), np.round(height / params.floor_height_m), floors)
+    floors_used = np.where(np.isnan(floors_used) | (floors_used < 1), 1, floors_used)
+    order = np.argsort(-np.where(estimated, hh, -1), kind="stable")[:10]
+    top = [{
+        "households": int(hh[i]), "footprint_m2": round(float(area[i])),
+        "floor_area_m2": round(float(area[i] * floors_used[i])),
+        "height_m": None if np.isnan(height[i]) else round(float(height[i]), 1),
+        "floors": int(floors_used[i]), "floor_area_per_household_m2":
+            round(float(area[i] * floors_used[i] / hh[i]), 1) if hh[i] else None,
+        "name": None if pd.isna(buildings["osm_name"].iloc[i]) else
+            str(buildings["osm_name"].iloc[i]),
+        "tag": None if pd.isna(buildings["tag"].iloc[i]) else str(buildings["tag"].iloc[i]),
+        "landuse": None if pd.isna(buildings["landuse"].iloc[i]) else
+            str(buildings["landuse"].iloc[i]),
+        "rule": str(buildings["rule"].iloc[i]),
+    } for i in order if estimated[i]]
+    # Buildings to grids, as the engine assigns them (a point on the surface).
+    grids = result.grids
+    ggeoms = grids.geometry.to_numpy()
+    pts = shapely.point_on_surface(geoms)
+    owner = np.full(len(pts), -1)
+    bi, gi = shapely.STRtree(ggeoms).query(pts, predicate="within")
+    owner[bi] = gi
+    lost = np.flatnonzero(owner < 0)
+    if lost.size:
+        owner[lost] = shapely.STRtree(ggeoms).nearest(pts[lost])
+    with_hh = hh > 0
+    n_res = np.bincount(owner[with_hh], minlength=len(grids))
+    rule = buildings["rule"].to_numpy()
+    single: dict[str, int] = {}
+    single_list: list[dict[str, Any]] = []
+    for g in np.flatnonzero(n_res == 1):
+        b = int(np.flatnonzero(with_hh & (owner == g))[0])
+        kind = "residential" if rule[b] in RESIDENTIAL_RULES else str(rule[b])
+        single[kind] = single.get(kind, 0) + 1
+        if kind != "residential":
+            single_list.append({"grid": str(grids["code"].iloc[g]),
+                                "households": int(grids["households"].iloc[g]),
+                                "building_households": int(hh[b]), "rule": kind,
+                                "tag": top_str(buildings["tag"].iloc[b]),
+                                "name": top_str(buildings["osm_name"].iloc[b])})
+    water = metric_layers.get("water")
+    polys = water[np.isin(shapely.get_type_id(water.geometry.to_numpy()), [3, 6])] \
+        if water is not None else None
+    share = np.zeros(len(grids))
+    if polys is not None and len(polys):
+        wet = shapely.union_all(shapely.make_valid(polys.geometry.to_numpy()))
+        share = shapely.area(shapely.intersection(ggeoms, wet)) / shapely.area(ggeoms)
+    wet_grids = [{"grid": str(grids["code"].iloc[g]), "kind": str(grids["kind"].iloc[g]),
+                  "area_km2": round(float(shapely.area(ggeoms[g])) / 1e6, 3),
+                  "water_share": round(float(share[g]), 3),
+                  "households": int(grids["households"].iloc[g])}
+                 for g in np.argsort(-share) if share[g] > 0.5]
+    return {
+        "buildings_estimated": int(estimated.sum()),
+        "households_estimated": int(hh[estimated].sum()),
+        "largest_estimated_households": int(hh[estimated].max()) if estimated.any() else 0,
+        "estimated_over_500": int((hh[estimated] > 500).sum()),
+        "top10_estimated": top,
+        "grids": len(grids),
+        "single_building_grids": int((n_res == 1).sum()),
+        "single_building_grids_by_rule": dict(sorted(single.items())),
+        "single_nonresidential_building_grids": int(sum(v for k, v in single.items()
+                                                        if k != "residential")),
+        "single_nonresidential_list": single_list,
+        "grids_over_50pct_water": len(wet_grids),
+        "comprehensive_grids_over_50pct_water": sum(g["kind"] == "comprehensive"
+                                                    for g in wet_grids),
+        "max_water_share": round(float(share.max()), 3) if len(share) else 0.0,
+        "grids_over_50pct_water_list": wet_grids,
+    }
+
+
+def top_str(value: Any) -> str | None:
+    return None if pd.isna(value) else str(value)
+
+
+#: The two territories built: (how untagged footprints are treated, rivers in communities).
+VARIANTS = {"rules": ("rules", False), "estimate": ("estimate", True)}
+VARIANT_TEXT = {
+    "rules": "households estimated for the buildings the module docstring calls "
+             "residential; the Huangpu and Suzhou Creek outside the communities",
+    "estimate": "every untagged footprint outside non-residential land use estimated "
+                "(towers and large halls included), and the communities reaching the "
+                "district lines mid-river, as real admin areas do"}
+
+
+def run_variant(path: Path, variant: str) -> tuple[dict[str, Any], Any, Any]:
+    untagged_as, rivers_in = VARIANTS[variant]
+    with timed(f"[{variant}] layers from the Tilezen extract") as t_build:
+        layers, info, buildings = build(path, untagged_as, rivers_in)
+    with timed(f"[{variant}] layer contract (read_territory)") as t_read:
+        territory = territory_via_contract("shanghai_bund", layers)
+    with timed(f"[{variant}] partition") as t_part:
+        result = run_engine(territory)
+    metric_layers = territory.to_metric()
+    payload = {
+        "seconds": {"build_layers": t_build.seconds, "contract": t_read.seconds,
+                    "partition": t_part.seconds},
+        "contract": {"repairs": len(territory.repairs), "notes": territory.notes},
+        "figures": figures(result),
+        "geometry_checks": geometry_checks(result, PartitionParams().sliver_area_m2),
+        "data_built": info,
+        "estimates_and_water": estimates_and_water(result, metric_layers, buildings),
+    }
+    return payload, result, territory
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -400,25 +545,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--png", type=Path, help="a picture of the grids (needs matplotlib)")
     args = parser.parse_args(argv)
     path = args.path.resolve()
-    with timed("layers from the Tilezen extract") as t_build:
-        layers, info = build(path)
-    with timed("layer contract (read_territory)") as t_read:
-        territory = territory_via_contract("shanghai_bund", layers)
-    with timed("partition") as t_part:
-        result = run_engine(territory)
-    figs = figures(result)
-    checks = geometry_checks(result, PartitionParams().sliver_area_m2)
-    print_table("Shanghai Bund (OSM): engine figures", {
-        k: v for k, v in figs.items() if k not in ("barrier_share_by_kind",)})
-    print_table("geometry checks", checks)
-    print_table("data built", {k: v for k, v in info.items() if k != "communities_list"})
+    if not (path / "buildings.geojson").is_file():
+        raise SystemExit(f"no Shanghai data at {path}: give the shanghai_bund folder "
+                         "(see ../shared/data/real/README.md)")
+    runs = {}
+    for variant in VARIANTS:
+        runs[variant] = run_variant(path, variant)
+    payload_rules, result, territory = runs["rules"]
+    for variant, (payload, _, _) in runs.items():
+        print_table(f"Shanghai Bund (OSM) [{variant}]: engine figures", {
+            k: v for k, v in payload["figures"].items() if k not in ("barrier_share_by_kind",)})
+        extra = payload["estimates_and_water"]
+        print_table(f"[{variant}] estimates and water", {
+            k: v for k, v in extra.items()
+            if k not in ("top10_estimated", "single_nonresidential_list",
+                         "grids_over_50pct_water_list")})
+        top = Table(title=f"[{variant}] largest estimated households per building")
+        for col in ("households", "footprint_m2", "floors", "height_m", "floor_area_m2",
+                    "tag", "landuse", "name"):
+            top.add_column(col, justify="right" if col not in ("tag", "landuse", "name")
+                           else "left")
+        for row in extra["top10_estimated"]:
+            top.add_row(*[str(row[c]) for c in ("households", "footprint_m2", "floors",
+                                                 "height_m", "floor_area_m2", "tag",
+                                                 "landuse", "name")])
+        console.print(top)
+    print_table("geometry checks", payload_rules["geometry_checks"])
+    print_table("data built", {k: v for k, v in payload_rules["data_built"].items()
+                               if k != "communities_list"})
     payload = {
         "data": "shanghai_bund (Tilezen/OSM, © OpenStreetMap contributors, ODbL)",
         "params": "PartitionParams() defaults",
-        "seconds": {"build_layers": t_build.seconds, "contract": t_read.seconds,
-                    "partition": t_part.seconds},
-        "contract": {"repairs": len(territory.repairs), "notes": territory.notes},
-        "figures": figs, "geometry_checks": checks, "data_built": info,
+        "variant": VARIANT_TEXT["rules"],
+        **payload_rules,
+        "untagged_estimated": {"variant": VARIANT_TEXT["estimate"], **{
+            k: v for k, v in runs["estimate"][0].items() if k != "data_built"},
+            "data_built": {k: v for k, v in runs["estimate"][0]["data_built"].items()
+                           if k in ("communities", "communities_with_real_code",
+                                    "households_by_rule", "buildings")}},
     }
     write_results("real_shanghai", payload)
     metric_admin = territory.to_metric()["admin_areas"]

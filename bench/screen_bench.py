@@ -116,7 +116,7 @@ def timed_gets(client: Any, jobs: dict[str, tuple[str, dict[str, Any], dict[str,
 
 
 def first_render(url: str, runs: int = 3) -> dict[str, Any]:
-    from browser import chromium_path
+    from browser import chromium_path, wait_for
     from playwright.sync_api import sync_playwright
 
     out: list[float] = []
@@ -127,9 +127,8 @@ def first_render(url: str, runs: int = 3) -> dict[str, Any]:
         for _ in range(runs):
             page = chromium.new_page(viewport={"width": 1920, "height": 1080})
             page.goto(f"{url}/screen")
-            page.wait_for_function(
-                "performance.getEntriesByName('gridmap-screen-ready').length > 0",
-                timeout=60_000)
+            wait_for(page, "performance.getEntriesByName('gridmap-screen-ready').length > 0",
+                     timeout=60_000)
             out.append(page.evaluate(
                 "performance.getEntriesByName('gridmap-screen-ready')[0].startTime"))
             loaded.append(int(page.evaluate(

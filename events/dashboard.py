@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import numpy as np
@@ -17,8 +18,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from events.rules import Rules
 from events.workflow import DONE, OPEN
 from gis import models
+from gis.codes import starts_with
 from gis.errors import NotFound
 from gis.geometry import for_basemap
+from gis.times import offset_text
 
 EVENT = models.Event.__table__
 AREA = models.AdminArea.__table__
@@ -68,9 +71,11 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def today_window(now: datetime) -> tuple[datetime, datetime, str]:
-    """Start and end (UTC) of the CST day holding ``now``, and that day as YYYY-MM-DD."""
-    local = _as_utc(now).astimezone(CST)
+def today_window(now: datetime, zone: str | None = None
+                 ) -> tuple[datetime, datetime, str]:
+    """Start and end (UTC) of the day holding ``now`` in ``zone`` (an IANA name; CST when
+    none), and that day as YYYY-MM-DD."""
+    local = _as_utc(now).astimezone(ZoneInfo(zone) if zone else CST)
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     return _as_utc(start), _as_utc(start + timedelta(days=1)), start.date().isoformat()
 
@@ -133,8 +138,8 @@ def _bbox(conn: Connection, plan_id: int | None, territory_id: int, area: Area,
             where.append(GRID.c.village_code == area.code)
         elif area.level == "town":
             where.append(GRID.c.village_code.in_(children or [""]))
-        elif area.level == "district":
-            where.append(GRID.c.village_code.like(f"{area.code}%"))
+        elif area.level == "district" and area.code is not None:
+            where.append(starts_with(GRID.c.village_code, area.code))
         found = extent(GRID, *where)
         if found is not None:
             return found
@@ -166,8 +171,9 @@ def _finish(counts: dict[str, Any]) -> dict[str, Any]:
 
 def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
                 area: str | None = None, *, max_points: int = MAX_POINTS,
-                basemap_crs: str = "wgs84") -> dict[str, Any]:
-    """Everything the command-centre screen shows for one area, in one call.
+                basemap_crs: str = "wgs84", zone: str = "Asia/Shanghai") -> dict[str, Any]:
+    """Everything the command-centre screen shows for one area, in one call ("today" is
+    the day in ``zone``, GRIDMAP_TIMEZONE).
 
     ``area`` is a district, town, village/community or grid code (grids of the published
     plan); None is the whole territory. Returns the area and its path from the top, its
@@ -201,7 +207,7 @@ def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
         if here.code is not None and here != top:
             where.append(_KEY[here.level] == here.code)
         rank = light_rank(rules, now).label("rank")
-        start, end, day = today_window(now)
+        start, end, day = today_window(now, zone)
         resolved = and_(EVENT.c.status.in_(sorted(DONE)), EVENT.c.resolved_at.is_not(None))
         child_key = _KEY[child_level] if child_level else null()
         inner = select(
@@ -267,7 +273,7 @@ def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
         "territory": {"id": territory_id, "name": str(territory.name)},
         "plan_id": plan_id,
         "today": day,
-        "timezone": "Asia/Shanghai (UTC+8)",
+        "timezone": f"{zone} ({offset_text(now, zone)})",
         "area": here.ref(),
         "path": [a.ref() for a in path],
         "bbox": _shift_bbox(bbox, basemap_crs),

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from events.router import GridRouter, Routed
 from gis import crs as crsmod
+from gis import divisions
 from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded
 from gis.layers import (
     LAT_NAMES,
@@ -383,8 +384,9 @@ def routed_table(events: EventTable, router: GridRouter, routed: Routed) -> pd.D
     """The events' own columns followed by :data:`ADDED_COLUMNS` (text, '' when unknown).
 
     Village and town come from the grids' ``village_code``/``village_name`` and
-    ``town_code``/``town_name`` columns when they have them; a 12-digit statistical village
-    code (统计用区划代码) also gives the 9-digit code of its town.
+    ``town_code``/``town_name`` columns when they have them; where they are empty, a
+    15-digit statistical grid code (统计用区划代码 + serial) gives its village's 12 digits
+    and a 12-digit village code its town's 9 (:mod:`gis.divisions`).
     """
     grids = router.grids
     idx = routed.index
@@ -397,16 +399,18 @@ def routed_table(events: EventTable, router: GridRouter, routed: Routed) -> pd.D
             out[inside] = values[idx[inside]]
         return out
 
-    village_code = attr("village_code")
-    town_code = attr("town_code")
-    derived = np.array([len(v) == 12 and v.isdigit() for v in village_code], dtype=bool)
-    fill = derived & (town_code == "")
-    town_code[fill] = [v[:9] for v in village_code[fill]]
+    grid_code = np.where(inside, router.codes_at(idx), "")
+    # Parents a file leaves out come from the statistical codes: the first 12 digits of a
+    # 15-digit grid code are its village, the first 9 of a village code its town.
+    village_code = np.array(divisions.fill_parents(grid_code, attr("village_code"), "village"),
+                            dtype=object)
+    town_code = np.array(divisions.fill_parents(village_code, attr("town_code"), "town"),
+                         dtype=object)
     other = np.full(len(idx), "", dtype=object)
     has_other = routed.other >= 0
     other[has_other] = router.codes[routed.other[has_other]]
     added = {
-        "grid_code": np.where(inside, router.codes_at(idx), ""),
+        "grid_code": grid_code,
         "grid_name": attr("name"),
         "village_code": village_code,
         "village_name": attr("village_name"),

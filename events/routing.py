@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from events.router import GridRouter
-from gis import models
+from gis import divisions, models
 from gis.crs import to_wgs84_checked
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.plans import published_plan_id, read_grids
@@ -48,10 +48,10 @@ class Published:
                 "territory_id": self.territory_id, "plan_id": self.plan_id,
                 "grid_id": int(self.grid_ids[g]) if g >= 0 else None,
                 "grid_code": code,
-                "village_code": village, "town_code": village[:9] if village else None,
-                "district_code": village[:6] if village else None,
+                "village_code": village, "town_code": divisions.ancestor(village, "town"),
+                "district_code": divisions.ancestor(village, "district"),
                 "village_name": self.names.get(village or ""),
-                "town_name": self.names.get(village[:9] if village else ""),
+                "town_name": self.names.get(divisions.ancestor(village, "town") or ""),
                 "distance_m": round(float(routed.distance_m[i]), 2),
                 "other_grid_code": str(self.codes[other]) if other >= 0 else None,
                 "grid_worker": self.workers.get(code or ""),
@@ -97,8 +97,9 @@ class Published:
         return {"grid_id": table([int(i) for i in self.grid_ids]),
                 "grid_code": table([str(c) for c in self.codes]),
                 "village_code": table(villages),
-                "town_code": table([v[:9] if v else None for v in villages]),
-                "district_code": table([v[:6] if v else None for v in villages])}
+                "town_code": table([divisions.ancestor(v, "town") for v in villages]),
+                "district_code": table([divisions.ancestor(v, "district")
+                                        for v in villages])}
 
 
 class RouterCache:

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from gis import models
+from gis.codes import starts_with
 from gis.errors import GridmapError, NotFound
 
 ACCOUNTS = models.Account.__table__
@@ -91,7 +92,7 @@ def within_areas(column: Any, areas: tuple[str, ...] | None) -> ColumnElement[bo
     None when there is nothing to filter (no areas given, or ``*``)."""
     if areas is None or "*" in areas:
         return None
-    return or_(false(), *[column.like(f"{a}%") for a in areas])
+    return or_(false(), *[starts_with(column, a) for a in areas])
 
 
 def _check_password(password: str) -> None:

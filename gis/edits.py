@@ -142,12 +142,13 @@ class PlanReader:
         blocks, codes = _t(models.Block), dict(zip(own["id"], own["code"], strict=True))
         rows = self.conn.execute(select(
             blocks.c.block_no, blocks.c.village_code, blocks.c.households,
-            blocks.c.population, blocks.c.grid_id,
+            blocks.c.households_estimated, blocks.c.population, blocks.c.grid_id,
             func.ST_AsBinary(blocks.c.geom).label("wkb")).where(
             blocks.c.plan_id == self.plan_id, blocks.c.grid_id.in_(list(codes))).order_by(
             blocks.c.block_no)).mappings().all()
         frame = pd.DataFrame(rows, columns=["block_no", "village_code", "households",
-                                            "population", "grid_id", "wkb"])
+                                            "households_estimated", "population", "grid_id",
+                                            "wkb"])
         geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
         frame["grid_code"] = frame.pop("grid_id").map(codes)
         return (gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}"),
@@ -229,7 +230,7 @@ def _claim(conn: Connection, plan_id: int, expected: int) -> int:
 def _rows(grids: gpd.GeoDataFrame) -> dict[str, dict[str, Any]]:
     out = {}
     for rec in grids.to_dict("records"):
-        row = {f: _py(rec[f]) for f in GRID_ROW}
+        row = {f: _py(rec[f]) for f in GRID_ROW if f in rec}
         row["flags"] = [str(f) for f in (rec["flags"] or [])]
         row["locked"] = bool(rec["locked"])
         row["wkb"] = rec["wkb"]
@@ -246,7 +247,8 @@ def _apply(conn: Connection, plan_id: int, current: dict[str, Any],
     ids = {str(c): int(i) for i, c in conn.execute(select(table.c.id, table.c.code).where(
         table.c.plan_id == plan_id, table.c.code.in_(sorted(codes))))}
     for code, row in target["grids"].items():
-        values = {f: row[f] for f in GRID_ROW}
+        # (A row recorded before a field existed leaves that field as it is.)
+        values = {f: row[f] for f in GRID_ROW if f in row}
         old = current["grids"].get(code)
         if old is None or old["wkb"] != row["wkb"]:
             values["geom"] = _element(row["wkb"])
@@ -401,11 +403,11 @@ def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,
                    *(grids.c[c] for c in cols)).where(grids.c.plan_id == plan_id)))
         old, fresh = grids.alias("old"), grids.alias("fresh")
         conn.execute(insert(blocks).from_select(
-            ["plan_id", "block_no", "village_code", "households", "population", "grid_id",
-             "geom"],
+            ["plan_id", "block_no", "village_code", "households", "households_estimated",
+             "population", "grid_id", "geom"],
             select(literal(new_id, Integer), blocks.c.block_no,
-                   blocks.c.village_code, blocks.c.households, blocks.c.population,
-                   fresh.c.id, blocks.c.geom).select_from(
+                   blocks.c.village_code, blocks.c.households, blocks.c.households_estimated,
+                   blocks.c.population, fresh.c.id, blocks.c.geom).select_from(
                 blocks.outerjoin(old, blocks.c.grid_id == old.c.id).outerjoin(
                     fresh, (fresh.c.plan_id == new_id) & (fresh.c.code == old.c.code)))
             .where(blocks.c.plan_id == plan_id)))
@@ -418,7 +420,8 @@ def plan_blocks_query(plan_id: int, *, grid: str | None = None, village: str | N
     WKB), by number; optionally only those of one grid or one village."""
     blocks, grids = _t(models.Block), _t(models.Grid)
     query = select(blocks.c.block_no, blocks.c.village_code, blocks.c.households,
-                   blocks.c.population, grids.c.code.label("grid_code"),
+                   blocks.c.households_estimated, blocks.c.population,
+                   grids.c.code.label("grid_code"),
                    func.ST_AsBinary(blocks.c.geom).label("wkb")).select_from(
         blocks.outerjoin(grids, blocks.c.grid_id == grids.c.id)).where(
         blocks.c.plan_id == plan_id).order_by(blocks.c.block_no)
@@ -439,7 +442,8 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, grid: str | None = None,
                 is None:
             raise NotFound(f"no plan {plan_id}")
         frame = pd.DataFrame(conn.execute(query).mappings().all(),
-                             columns=["block_no", "village_code", "households", "population",
-                                      "grid_code", "wkb"])
+                             columns=["block_no", "village_code", "households",
+                                      "households_estimated", "population", "grid_code",
+                                      "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
     return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")

@@ -26,7 +26,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from sqlalchemy import Engine, select
 
-from gis import models
+from gis import divisions, models
 from gis.errors import GridmapError
 from gis.geometry import feature_collection
 from gis.plans import PlanInfo, get_plan, read_grids
@@ -34,14 +34,16 @@ from gis.store import territory_row
 
 #: The columns of the grid table, in order (the geometry comes last).
 TABLE_FIELDS = ("code", "name", "village_code", "village_name", "town_code", "town_name",
-                "kind", "households", "population", "area_m2", "compactness",
+                "kind", "households", "households_estimated", "population", "area_m2",
+                "compactness",
                 "barrier_share", "radius_m", "boundary_text", "grid_worker", "flags")
 
 #: Shapefile (dBASE) field names are at most 10 characters: table field → Shapefile field.
 SHAPEFILE_FIELDS = {
     "code": "code", "name": "name", "village_code": "vill_code", "village_name": "vill_name",
     "town_code": "town_code", "town_name": "town_name", "kind": "kind",
-    "households": "households", "population": "population", "area_m2": "area_m2",
+    "households": "households", "households_estimated": "hh_estim",
+    "population": "population", "area_m2": "area_m2",
     "compactness": "compact", "barrier_share": "barr_share", "radius_m": "radius_m",
     "boundary_text": "boundary", "grid_worker": "grid_wkr", "flags": "flags",
 }
@@ -58,6 +60,7 @@ SHEET_COLUMNS = (
     ("town_code", "镇/街道代码", "Town code"),
     ("kind", "网格类型", "Kind"),
     ("households", "户数", "Households"),
+    ("households_estimated", "其中估算户数", "Of which estimated"),
     ("population", "人口", "Population"),
     ("area_m2", "面积(平方米)", "Area m²"),
     ("boundary_text", "四至", "Boundaries"),
@@ -124,7 +127,7 @@ def grid_table(engine: Engine, plan_id: int, *,
     names, parents = _admin_names(engine, info.territory_id)
     workers = grid_workers(engine, info.territory_id)
     villages = grids["village_code"].astype(str)
-    towns = [parents.get(v) or v[:9] for v in villages]
+    towns = [parents.get(v) or divisions.ancestor(v, "town") or "" for v in villages]
     table = pd.DataFrame({
         "code": grids["code"].astype(str),
         "name": grids["name"],
@@ -134,6 +137,7 @@ def grid_table(engine: Engine, plan_id: int, *,
         "town_name": [names.get(t, "") for t in towns],
         "kind": grids["kind"],
         "households": grids["households"].astype("int64"),
+        "households_estimated": grids["households_estimated"].fillna(0).astype("int64"),
         "population": grids["population"].astype("int64"),
         "area_m2": grids["area_m2"].astype("float64"),
         "compactness": grids["compactness"].astype("float64"),
@@ -219,7 +223,8 @@ def _display_width(value: Any) -> int:
 
 
 #: Number formats of the sheet's numeric columns.
-NUMBER_FORMATS = {"households": "#,##0", "population": "#,##0", "area_m2": "#,##0.0"}
+NUMBER_FORMATS = {"households": "#,##0", "households_estimated": "#,##0", "population": "#,##0",
+                  "area_m2": "#,##0.0"}
 TEXT_COLUMNS = {"code", "village_code", "town_code"}
 
 

@@ -26,6 +26,7 @@ from pyproj.exceptions import CRSError as PyprojCRSError
 from pyproj.exceptions import ProjError
 
 from gis import crs as crsmod
+from gis import divisions
 from gis.errors import CoordinateError, CRSError, GridmapError, LayerError, LimitExceeded
 from gis.settings import Settings, get_settings
 
@@ -72,7 +73,15 @@ LAYERS: dict[str, LayerSpec] = {
                   "schools, hospitals, markets: never a grid of their own"),
         LayerSpec("dedicated_areas", ("polygon",), ("name", "kind"), (),
                   "industrial parks, campuses, scenic areas: dedicated grids"),
+        LayerSpec("landuse", ("polygon",), ("use",), ("name",),
+                  "land use (residential, commercial, industrial, public, …): which "
+                  "footprints without a count hold households"),
     )
+}
+#: Other names of a layer's required column, taken when the column itself is absent
+#: (a land-use file's class is often called ``class``, ``landuse`` or 用地性质).
+COLUMN_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "landuse": {"use": ("landuse", "class", "kind", "type", "用地性质", "用地类型", "用途")},
 }
 REQUIRED_LAYERS = ("admin_areas", "buildings")
 
@@ -85,8 +94,7 @@ LEVELS = {
     "village": "village", "community": "village", "村": "village", "社区": "village",
     "居委会": "village", "村委会": "village", "嘎查": "village",
 }
-CODE_LENGTH = {"district": 6, "town": 9, "village": 12}
-PARENT_LENGTH = {"town": 6, "village": 9}
+CODE_LENGTH = {lv: n for lv, n in divisions.CODE_LENGTH.items() if lv != "grid"}
 KINDS = {"urban": "urban", "rural": "rural", "城镇": "urban", "城市": "urban", "社区": "urban",
          "农村": "rural", "乡村": "rural", "村": "rural"}
 #: Chinese urban road classes (GB 50220) mapped to OSM highway values.
@@ -95,6 +103,20 @@ ROAD_CLASSES_ZH = {"快速路": "trunk", "主干路": "primary", "次干路": "s
                    "巷": "service", "胡同": "service", "步行道": "footway"}
 USES_ZH = {"住宅": "residential", "居住": "residential", "商业": "commercial",
            "工业": "industrial", "公共": "public", "办公": "commercial"}
+#: Land-use classes (GB 50137 names and common OSM values) mapped to the contract's.
+LANDUSE_CLASSES = {
+    **USES_ZH, "居住用地": "residential", "商住": "mixed", "商住混合": "mixed", "混合": "mixed",
+    "商业服务业设施用地": "commercial", "商务": "commercial", "商业用地": "commercial",
+    "retail": "commercial", "office": "commercial", "工业用地": "industrial",
+    "物流仓储用地": "industrial", "仓储": "industrial", "warehouse": "industrial",
+    "port": "industrial", "公共管理与公共服务设施用地": "public", "公共服务": "public",
+    "education": "public", "religious": "public", "military": "public",
+    "绿地": "green", "绿地与广场用地": "green", "公园": "green", "park": "green",
+    "grass": "green", "recreation_ground": "green", "cemetery": "green",
+    "农用地": "agricultural", "耕地": "agricultural", "farmland": "agricultural",
+    "farmyard": "agricultural", "orchard": "agricultural", "forest": "green",
+    "meadow": "green",
+}
 
 LON_NAMES = ("lon", "lng", "longitude", "x", "经度")
 LAT_NAMES = ("lat", "latitude", "y", "纬度")
@@ -708,12 +730,32 @@ OSM_RESIDENTIAL = {"residential", "apartments", "house", "detached", "dormitory"
                    "semidetached_house", "bungalow", "farm"}
 OSM_USE = {
     **dict.fromkeys(OSM_RESIDENTIAL, "residential"),
-    **dict.fromkeys(("commercial", "retail", "office", "hotel", "kiosk", "supermarket"),
-                    "commercial"),
-    **dict.fromkeys(("industrial", "warehouse", "factory"), "industrial"),
+    **dict.fromkeys(("commercial", "retail", "office", "hotel", "kiosk", "supermarket",
+                     "mall", "shop", "bank", "restaurant", "company"), "commercial"),
+    **dict.fromkeys(("industrial", "warehouse", "factory", "manufacture", "parking",
+                     "garage", "garages", "service", "transportation"), "industrial"),
     **dict.fromkeys(("school", "hospital", "university", "public", "government", "civic",
-                     "kindergarten", "train_station", "church", "temple"), "public"),
+                     "kindergarten", "train_station", "church", "temple", "college",
+                     "stadium", "sports_hall", "fire_station", "mosque", "shrine",
+                     "museum"), "public"),
 }
+#: OSM tags of areas mapped into the landuse layer (the household estimate reads it).
+OSM_LANDUSE = {
+    "residential": "residential",
+    **dict.fromkeys(("commercial", "retail"), "commercial"),
+    **dict.fromkeys(("industrial", "port", "depot", "warehouse"), "industrial"),
+    **dict.fromkeys(("education", "religious", "military", "institutional"), "public"),
+    **dict.fromkeys(("grass", "recreation_ground", "cemetery", "forest", "meadow",
+                     "village_green", "park"), "green"),
+    **dict.fromkeys(("farmland", "farmyard", "orchard", "vineyard", "greenhouse_horticulture",
+                     "aquaculture"), "agricultural"),
+}
+OSM_AMENITY_LAND = dict.fromkeys(("school", "university", "college", "kindergarten",
+                                  "hospital", "clinic", "townhall", "courthouse",
+                                  "police", "fire_station", "place_of_worship"), "public")
+OSM_LEISURE_LAND = {**dict.fromkeys(("park", "garden", "nature_reserve", "golf_course"),
+                                    "green"),
+                    **dict.fromkeys(("pitch", "stadium", "sports_centre", "track"), "public")}
 OSM_FACILITY = {"school": "school", "kindergarten": "school", "college": "school",
                 "hospital": "hospital", "clinic": "hospital", "marketplace": "market"}
 OSM_WATERWAY_LINES = {"river", "stream", "canal", "drain", "ditch"}
@@ -781,6 +823,11 @@ def read_osm(path: str, notes: list[str] | None = None, max_features: int | None
     ], ignore_index=True)
 
     landuse = _col(polys, "landuse")
+    land_class = landuse.map(OSM_LANDUSE)
+    for key, table in (("amenity", OSM_AMENITY_LAND), ("leisure", OSM_LEISURE_LAND)):
+        land_class = land_class.fillna(_col(polys, key).map(table))
+    out["landuse"] = frame(polys, land_class.notna() & ~has_building, use=land_class,
+                           name=_col(polys, "name"))
     dedicated_kind = pd.Series(None, index=polys.index, dtype=object)
     dedicated_kind[(_col(polys, "amenity") == "university").to_numpy(bool)] = "campus"
     dedicated_kind[(landuse == "industrial").to_numpy(bool)] = "industrial"
@@ -828,6 +875,10 @@ def check_layer(
                               if len(f) > 10 and f not in gdf.columns and f[:10] in gdf.columns})
     if len(gdf) == 0:
         raise LayerError("the layer is empty", file=file, layer=name)
+    for column, others in COLUMN_ALIASES.get(name, {}).items():
+        alias = next((o for o in others if o in gdf.columns), None)
+        if column not in gdf.columns and alias is not None:
+            gdf = gdf.rename(columns={alias: column})
     missing = [c for c in spec.required if c not in gdf.columns]
     if missing:
         raise LayerError(
@@ -1019,7 +1070,11 @@ def _check_admin(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
     gdf["code"] = _as_text(gdf["code"])
     gdf["name"] = _as_text(gdf["name"])
     raw_level = _as_text(gdf["level"]).str.lower()
+    # An empty level is the one the code's length says (a 9-digit code is a town).
+    by_length = gdf["code"].map(lambda c: divisions.level_of(c) if isinstance(c, str) else None)
+    by_length = by_length.where(by_length.isin(list(CODE_LENGTH)), None)
     gdf["level"] = raw_level.map(lambda v: LEVELS.get(v) if isinstance(v, str) else None)
+    gdf["level"] = gdf["level"].where(raw_level.notna(), by_length)
     for col, what in (("code", "a code"), ("name", "a name")):
         bad = gdf[col].isna().to_numpy()
         if bad.any():
@@ -1028,6 +1083,10 @@ def _check_admin(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
     bad_level = gdf["level"].isna().to_numpy()
     if bad_level.any():
         row = int(np.flatnonzero(bad_level)[0])
+        if pd.isna(raw_level.iloc[row]):
+            raise LayerError(
+                "every area needs a level (district, town or village), or a 6-, 9- or "
+                "12-digit statistical code that says it", file=file, layer=layer, row=row)
         raise LayerError(
             f"unknown level {raw_level.iloc[row]!r}: use district, town or village "
             "(区/县, 镇/街道/乡, 村/社区)",
@@ -1047,11 +1106,8 @@ def _check_admin(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
         row = int(np.flatnonzero(dup)[0])
         raise LayerError(f"code {gdf['code'].iloc[row]} appears twice", file=file, layer=layer,
                          row=row)
-    derived = pd.Series(
-        [c[: PARENT_LENGTH[lv]] if lv in PARENT_LENGTH else None
-         for c, lv in zip(gdf["code"], gdf["level"], strict=True)],
-        index=gdf.index, dtype="string",
-    )
+    derived = pd.Series([divisions.parent_code(c) for c in gdf["code"]], index=gdf.index,
+                        dtype="string")
     given = _as_text(gdf["parent_code"])
     mismatch = given.notna() & derived.notna() & (given != derived)
     if mismatch.any():
@@ -1141,6 +1197,19 @@ def _check_kinded(layer: str) -> Any:
     return check
 
 
+def _check_landuse(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
+    use = _as_text(gdf["use"])
+    if use.isna().any():
+        row = int(np.flatnonzero(use.isna().to_numpy())[0])
+        raise LayerError("every land-use area needs its use (residential, commercial, "
+                         "industrial, public, green, 居住, 商业, …)", file=file,
+                         layer="landuse", row=row)
+    gdf["use"] = use.map(lambda v: LANDUSE_CLASSES.get(v, LANDUSE_CLASSES.get(v.lower(),
+                                                                              v.lower())))
+    gdf["name"] = _as_text(gdf["name"])
+    return gdf
+
+
 _FIELD_CHECKS = {
     "admin_areas": _check_admin,
     "roads": _check_roads,
@@ -1150,6 +1219,7 @@ _FIELD_CHECKS = {
     "buildings": _check_buildings,
     "facilities": _check_kinded("facilities"),
     "dedicated_areas": _check_kinded("dedicated_areas"),
+    "landuse": _check_landuse,
 }
 
 

@@ -67,7 +67,7 @@ def _enum(name: str, values: tuple[str, ...]) -> Enum:
 
 #: SQLite reuses the highest rowid once its row is deleted; with AUTOINCREMENT it never
 #: does. Ids of these tables key per-process caches (scopes, routers) and appear in links,
-#: so a deleted territory's id must never name a new one (migration 0008).
+#: so a deleted territory's id must never name a new one (migration 0009).
 NO_REUSE = {"sqlite_autoincrement": True}
 
 
@@ -162,13 +162,25 @@ class DedicatedArea(Base):
     geom: Mapped[WKBElement] = geometry_column()
 
 
+class LandUse(Base):
+    """A land-use area (residential, commercial, …): which footprints hold households."""
+
+    __tablename__ = "land_use"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True)
+    use: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str | None] = mapped_column(String(200))
+    geom: Mapped[WKBElement] = geometry_column()
+
+
 class Plan(Base):
     """A versioned partition of a territory (a generation, as MapIt calls it)."""
 
     __tablename__ = "plans"
     __table_args__ = (
         UniqueConstraint("territory_id", "version"),
-        # One published plan per territory, whatever races (migration 0008).
+        # One published plan per territory, whatever races (migration 0009).
         Index("uq_plans_one_published", "territory_id", unique=True,
               postgresql_where=text("status = 'published'"),
               sqlite_where=text("status = 'published'")),
@@ -209,6 +221,8 @@ class Grid(Base):
     village_code: Mapped[str] = mapped_column(String(12), index=True)
     kind: Mapped[str] = mapped_column(_enum("grid_kind", GRID_KINDS), default="comprehensive")
     households: Mapped[int] = mapped_column(Integer, default=0)
+    #: Of the households, those that come from estimates (footprints without a count).
+    households_estimated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     population: Mapped[int] = mapped_column(Integer, default=0)
     area_m2: Mapped[float | None] = mapped_column(Float)
     compactness: Mapped[float | None] = mapped_column(Float)
@@ -235,6 +249,7 @@ class Block(Base):
     block_no: Mapped[int] = mapped_column(Integer)
     village_code: Mapped[str] = mapped_column(String(12))
     households: Mapped[int] = mapped_column(Integer, default=0)
+    households_estimated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     population: Mapped[int] = mapped_column(Integer, default=0)
     grid_id: Mapped[int | None] = mapped_column(
         ForeignKey("grids.id", ondelete="SET NULL"), index=True)
@@ -406,6 +421,7 @@ LAYER_MODELS: dict[str, type[Base]] = {
     "buildings": Building,
     "facilities": Facility,
     "dedicated_areas": DedicatedArea,
+    "landuse": LandUse,
 }
 
 

@@ -16,13 +16,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gis import models
 from gis.accounts import within_areas
+from gis.codes import starts_with
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.store import _wkb
 
 #: The attribute columns of a stored grid, in the order exports use.
-GRID_FIELDS = ("code", "name", "village_code", "kind", "households", "population", "area_m2",
-               "compactness", "barrier_share", "radius_m", "boundary_text", "flags")
-BLOCK_FIELDS = ("block_no", "village_code", "households", "population", "grid_code")
+GRID_FIELDS = ("code", "name", "village_code", "kind", "households", "households_estimated",
+               "population", "area_m2", "compactness", "barrier_share", "radius_m",
+               "boundary_text", "flags")
+BLOCK_FIELDS = ("block_no", "village_code", "households", "households_estimated",
+                "population", "grid_code")
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,9 @@ def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
                created_by: str | None = None) -> int:
     """Store a partition (grids and blocks in WGS84) as a new draft plan, in one transaction.
 
-    ``grids`` has the columns of :data:`GRID_FIELDS` (``flags`` a list per grid);
-    ``blocks`` has ``village_code``, ``households``, ``population`` and ``grid_code``.
+    ``grids`` has the columns of :data:`GRID_FIELDS` (``flags`` a list per grid;
+    ``households_estimated`` may be missing: 0); ``blocks`` has ``village_code``,
+    ``households``, ``population``, ``grid_code`` and optionally ``households_estimated``.
     The plan's version is one more than the territory's last.
     """
     if grids.crs is None or grids.crs.to_epsg() != models.SRID:
@@ -89,6 +93,8 @@ def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
 
 def _insert_grids(conn: Connection, plan_id: int, grids: gpd.GeoDataFrame) -> dict[str, int]:
     rows = []
+    if "households_estimated" not in grids:
+        grids = grids.assign(households_estimated=0)
     for rec, geom in zip(grids[list(GRID_FIELDS)].to_dict("records"),
                          _wkb(grids.geometry.to_numpy()), strict=True):
         row = {k: _py(v) for k, v in rec.items()}
@@ -108,12 +114,14 @@ def _insert_blocks(conn: Connection, plan_id: int, blocks: gpd.GeoDataFrame,
                    grid_ids: dict[str, int]) -> None:
     geoms = _wkb(blocks.geometry.to_numpy())
     codes = blocks["grid_code"].to_numpy()
+    est = blocks["households_estimated"].to_numpy() if "households_estimated" in blocks \
+        else np.zeros(len(blocks), dtype=np.int64)
     rows = [{"plan_id": plan_id, "block_no": i, "village_code": str(v),
-             "households": int(h), "population": int(p), "grid_id": grid_ids.get(str(c)),
-             "geom": g}
-            for i, (v, h, p, c, g) in enumerate(zip(
-                blocks["village_code"], blocks["households"], blocks["population"], codes,
-                geoms, strict=True))]
+             "households": int(h), "households_estimated": int(e), "population": int(p),
+             "grid_id": grid_ids.get(str(c)), "geom": g}
+            for i, (v, h, e, p, c, g) in enumerate(zip(
+                blocks["village_code"], blocks["households"], est, blocks["population"],
+                codes, geoms, strict=True))]
     for start in range(0, len(rows), 5_000):
         conn.execute(insert(models.Block), rows[start:start + 5_000])
 
@@ -236,7 +244,7 @@ def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float,
     if village:
         query = query.where(table.c.village_code == village)
     if town:
-        query = query.where(table.c.village_code.startswith(town))
+        query = query.where(starts_with(table.c.village_code, town))
     scope = within_areas(table.c.code, areas)
     if scope is not None:
         query = query.where(scope)
@@ -260,7 +268,8 @@ def read_blocks(engine: Engine, plan_id: int) -> gpd.GeoDataFrame:
     """A plan's blocks (WGS84) with households and the code of their grid."""
     blocks, grids = models.Block.__table__, models.Grid.__table__
     query = select(blocks.c.block_no, blocks.c.village_code, blocks.c.households,
-                   blocks.c.population, grids.c.code.label("grid_code"),
+                   blocks.c.households_estimated, blocks.c.population,
+                   grids.c.code.label("grid_code"),
                    func.ST_AsBinary(blocks.c.geom).label("wkb")).select_from(
         blocks.outerjoin(grids, blocks.c.grid_id == grids.c.id)).where(
         blocks.c.plan_id == plan_id).order_by(blocks.c.block_no)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -108,6 +110,19 @@ class Settings(BaseSettings):
     poster_workers: int = 0
     poster_wait_s: float = 30.0
     poster_cache_mb: int = 128
+    #: The zone pages show times in (an IANA name; the pages say which) and the screen's
+    #: "today" is counted in. The API answers in UTC with its offset whatever this is.
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"GRIDMAP_TIMEZONE: unknown time zone {value!r}; use an IANA "
+                             "name such as Asia/Shanghai or Asia/Urumqi") from exc
+        return value
 
 
 @lru_cache

@@ -46,6 +46,7 @@ LAYER_COLUMNS: dict[str, dict[str, str]] = {
                   "height": "height", "use": "use"},
     "facilities": {"kind": "kind", "name": "name"},
     "dedicated_areas": {"name": "name", "kind": "kind"},
+    "landuse": {"use": "use", "name": "name"},
     "roads": {"class": "class", "name": "name"},
     "water": {"name": "name"},
     "ridges": {"name": "name"},

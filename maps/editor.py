@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
-from maps.planner import LOCAL_CSS, LOCAL_JS, PLANNER_CSS, PlannerPage, planner_html
+from maps.pages import render
+from maps.planner import (
+    ESCAPE_JS,
+    LEAFLET_CSS,
+    LEAFLET_JS,
+    PLANNER_CSS,
+    PlannerPage,
+    planner_html,
+)
 
 EDITOR_JS = "/static/editor.js"
 EDITOR_CSS = "/static/editor.css"
@@ -41,13 +47,13 @@ def editor_config(page: PlannerPage, parent_id: int | None) -> dict[str, Any]:
     }
 
 
-def editor_html(page: PlannerPage, parent_id: int | None) -> str:
+def editor_html(page: PlannerPage, parent_id: int | None,
+                timezone: dict[str, str] | None = None) -> str:
     """The planner map of a draft with the editor's tools (maps/static/editor.js)."""
-    html = planner_html(page, simplify=EDITOR_SIMPLIFY_M,
+    return planner_html(page, simplify=EDITOR_SIMPLIFY_M,
                         extra_config=editor_config(page, parent_id),
-                        extra_js=(EDITOR_JS,), extra_css=(EDITOR_CSS,))
-    return html.replace(f"<title>{escape(page.title)}</title>",
-                        f"<title>{escape(page.title)}（编辑）</title>", 1)
+                        extra_js=(EDITOR_JS,), extra_css=(EDITOR_CSS,),
+                        title=f"{page.title}（编辑）", timezone=timezone)
 
 
 @dataclass
@@ -75,35 +81,7 @@ def compare_config(a: ComparePlan, b: ComparePlan, band: tuple[int, int], displa
 def compare_html(a: ComparePlan, b: ComparePlan, band: tuple[int, int], display: str,
                  bounds: tuple[float, float, float, float] | None) -> str:
     """Two synced maps side by side (plan a left, plan b right) and the diff between them."""
-    config = json.dumps(compare_config(a, b, band, display, bounds),
-                        ensure_ascii=False).replace("</", "<\\/")
-    css = "".join(f'<link rel="stylesheet" href="{url}">'
-                  for _, url in LOCAL_CSS) + \
-        f'<link rel="stylesheet" href="{PLANNER_CSS}"><link rel="stylesheet" href="{EDITOR_CSS}">'
-    js = "".join(f'<script src="{url}"></script>' for _, url in LOCAL_JS)
-    title = escape(f"方案对比：第 {a.plan_id} 号 → 第 {b.plan_id} 号")
-    return f"""<!DOCTYPE html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="icon" href="data:,">
-{css}
-{js}
-<script src="{COMPARE_JS}"></script>
-</head>
-<body class="gm-compare-page">
-<header class="gm-compare-head"><h1>{title}</h1>
-<div class="gm-compare-summary" id="gm-summary">正在比较…</div></header>
-<main class="gm-compare-main">
-<section class="gm-compare-side"><h2>{escape(a.title)}（{escape(a.status)}）</h2>
-<div id="gm-map-a" class="gm-compare-map"></div></section>
-<section class="gm-compare-side"><h2>{escape(b.title)}（{escape(b.status)}）</h2>
-<div id="gm-map-b" class="gm-compare-map"></div></section>
-<aside class="gm-compare-list" id="gm-diff"></aside>
-</main>
-<script>GridmapCompare.start({config});</script>
-</body>
-</html>
-"""
+    return render("compare.html", title=f"方案对比：第 {a.plan_id} 号 → 第 {b.plan_id} 号",
+                  a=a, b=b, config=compare_config(a, b, band, display, bounds),
+                  styles=[LEAFLET_CSS, PLANNER_CSS, EDITOR_CSS],
+                  scripts=[LEAFLET_JS, ESCAPE_JS, COMPARE_JS], body_class="gm-compare-page")

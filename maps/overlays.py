@@ -31,7 +31,8 @@ LAYERS: dict[str, str] = {
 }
 #: The most features one overlay request returns; over it the client must zoom in.
 FEATURE_CAP = 20_000
-BLOCK_COLUMNS = ("block_no", "village_code", "households", "population", "grid_code")
+BLOCK_COLUMNS = ("block_no", "village_code", "households", "households_estimated", "population",
+                 "grid_code")
 
 BBox = tuple[float, float, float, float]
 

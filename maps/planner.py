@@ -1,23 +1,23 @@
-"""The planner's map of a plan: a light folium page whose grids and layers are fetched by URL."""
+"""The planner's map of a plan: a light page whose grids and layers are fetched by URL."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import folium
-from branca.element import CssLink, Element, Figure, JavascriptLink, MacroElement
-from jinja2 import Template
-
 from gis.settings import Settings
 from maps.overlays import LAYERS
+from maps.pages import render
 
 #: Leaflet from /static (vendored), never a CDN: the page works offline.
-LOCAL_JS = [("leaflet", "/static/vendor/leaflet/leaflet.js")]
-LOCAL_CSS = [("leaflet_css", "/static/vendor/leaflet/leaflet.css")]
-#: The page's own script and style.
+LEAFLET_JS = "/static/vendor/leaflet/leaflet.js"
+LEAFLET_CSS = "/static/vendor/leaflet/leaflet.css"
+#: The page's own scripts and style: prefetch.js starts fetching the grids from the page's
+#: head, before Leaflet loads; planner.js makes the map and draws them.
+PREFETCH_JS = "/static/prefetch.js"
 PLANNER_JS = "/static/planner.js"
+#: The one HTML escape of the pages' scripts (window.gridmapEscape).
+ESCAPE_JS = "/static/escape.js"
 PLANNER_CSS = "/static/planner.css"
 #: Display simplification of the grids (metres): shared edges stay shared, and at the
 #: zoom where one pixel is 2 m nothing visible moves.
@@ -25,45 +25,8 @@ SIMPLIFY_M = 2.0
 #: Buildings are fetched (by bbox) only from this zoom on.
 BUILDINGS_MIN_ZOOM = 16
 STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
-
-
-class LocalMap(folium.Map):
-    """A folium map that loads Leaflet from the vendored copy (no jQuery, Bootstrap or
-    awesome-markers: nothing on the page uses them)."""
-
-    default_js = LOCAL_JS
-    default_css = LOCAL_CSS
-    #: More of the page's own files, loaded after planner.js/css (the editor's).
-    extra_css: tuple[str, ...] = ()
-    extra_js: tuple[str, ...] = ()
-
-    def render(self, **kwargs: Any) -> Any:
-        done = super().render(**kwargs)
-        # After Leaflet's, so that the page's own style wins.
-        header = self.get_root().header  # type: ignore[attr-defined]
-        header.add_child(CssLink(PLANNER_CSS), name="planner_css")
-        header.add_child(JavascriptLink(PLANNER_JS), name="planner_js")
-        for i, url in enumerate(self.extra_css):
-            header.add_child(CssLink(url), name=f"extra_css_{i}")
-        for i, url in enumerate(self.extra_js):
-            header.add_child(JavascriptLink(url), name=f"extra_js_{i}")
-        return done
-
-
-class _Start(MacroElement):
-    """``GridmapPlanner.start(map, config)`` once folium has made the map."""
-
-    _template = Template("""
-        {% macro script(this, kwargs) %}
-        GridmapPlanner.start({{ this._parent.get_name() }}, {{ this.config }});
-        {% endmacro %}
-    """)
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__()
-        self._name = "GridmapPlanner"
-        # "</" cannot end the inline script early.
-        self.config = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+#: The Leaflet map before the territory's bounds are known: China, as a whole.
+START_CENTER, START_ZOOM, MAX_ZOOM, BASEMAP_NATIVE_ZOOM = (35.0, 105.0), 5, 20, 18
 
 
 @dataclass
@@ -131,34 +94,32 @@ def planner_config(page: PlannerPage, simplify: float = SIMPLIFY_M) -> dict[str,
     }
 
 
-def planner_html(page: PlannerPage, *, simplify: float = SIMPLIFY_M,
-                 extra_config: dict[str, Any] | None = None,
-                 extra_js: tuple[str, ...] = (), extra_css: tuple[str, ...] = ()) -> str:
-    """The planner map's HTML: folium's Leaflet map, local scripts, a small config.
-
-    ``extra_config``, ``extra_js`` and ``extra_css`` make the same page the editor's
-    (``maps/editor.py``)."""
-    figure = Figure(title=page.title)
-    fmap = LocalMap(location=[35.0, 105.0], zoom_start=5, tiles=None, control_scale=True,
-                    prefer_canvas=True, max_zoom=20)
-    fmap.extra_js, fmap.extra_css = extra_js, extra_css
-    figure.add_child(fmap)
-    if page.basemap_url:
-        folium.TileLayer(tiles=page.basemap_url, attr=page.basemap_attribution or "底图",
-                         name="底图", max_zoom=20, max_native_zoom=18).add_to(fmap)
+def map_config(page: PlannerPage) -> dict[str, Any]:
+    """How planner.js makes the Leaflet map: start view, zoom limit, bounds, basemap."""
+    bounds = None
     if page.bounds is not None:
         x0, y0, x1, y1 = page.bounds
-        fmap.fit_bounds([[y0, x0], [y1, x1]])
-    root = fmap.get_root()
-    assert isinstance(root, Figure)
-    # No favicon request (it would be a 404 in the console).
-    root.header.add_child(Element('<link rel="icon" href="data:,">'), name="favicon")
-    config = {**planner_config(page, simplify), **(extra_config or {})}
-    # Ask for the grids first thing, while Leaflet and the page's script load.
-    url = json.dumps(config["gridsUrl"])
-    root.header.add_child(Element(
-        f"<script>window.GRIDMAP_PREFETCH = {{url: {url}, response: fetch({url})}};</script>"),
-        name="prefetch")
-    fmap.add_child(_Start(config))
-    html: str = figure.render()
-    return html.replace("<html>", '<html lang="zh-CN">', 1)
+        bounds = [[y0, x0], [y1, x1]]
+    basemap = None
+    if page.basemap_url:
+        basemap = {"url": page.basemap_url, "attribution": page.basemap_attribution or "底图",
+                   "maxZoom": MAX_ZOOM, "maxNativeZoom": BASEMAP_NATIVE_ZOOM}
+    return {"center": list(START_CENTER), "zoom": START_ZOOM, "maxZoom": MAX_ZOOM,
+            "bounds": bounds, "basemap": basemap}
+
+
+def planner_html(page: PlannerPage, *, simplify: float = SIMPLIFY_M,
+                 extra_config: dict[str, Any] | None = None,
+                 extra_js: tuple[str, ...] = (), extra_css: tuple[str, ...] = (),
+                 title: str | None = None, timezone: dict[str, str] | None = None) -> str:
+    """The planner map's HTML (templates/planner.html): local scripts and a small config.
+
+    ``extra_config``, ``extra_js``, ``extra_css`` and ``title`` make the same page the
+    editor's (``maps/editor.py``); ``timezone`` is how the page shows times
+    (:func:`gis.times.page_zone`)."""
+    config = {**planner_config(page, simplify), "map": map_config(page),
+              **({"timezone": timezone} if timezone else {}), **(extra_config or {})}
+    return render("planner.html", title=title or page.title, config=config,
+                  styles=[LEAFLET_CSS, PLANNER_CSS, *extra_css],
+                  head_scripts=[PREFETCH_JS],
+                  scripts=[LEAFLET_JS, ESCAPE_JS, PLANNER_JS, *extra_js])

@@ -11,10 +11,11 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import matplotlib
@@ -39,6 +40,7 @@ from gis import models
 from gis.errors import GridmapError, NotFound
 from gis.plans import PlanInfo, get_plan, read_grids
 from gis.store import read_layer, territory_row
+from gis.times import local_text
 
 
 class PaperSize(StrEnum):
@@ -94,6 +96,10 @@ ROAD_STYLES: dict[str, tuple[str, float, str, str | None]] = {
 }
 #: Lines steeper than this (degrees) get their names written upright, one character a line.
 VERTICAL_ANGLE = 60.0
+#: The zone a poster's dates are in unless told (GRIDMAP_TIMEZONE's default).
+DEFAULT_ZONE = "Asia/Shanghai"
+#: The gid of a label's halo copy (white outlines under the label, not text of its own).
+HALO_GID = "halo"
 #: The style of a road whose class is not in :data:`ROAD_STYLES`.
 OTHER_ROAD = "unclassified"
 WATER_LINE, WATER_FILL, WATER_TEXT = "#4a90c8", "#b8daf2", "#1f5f99"
@@ -219,6 +225,8 @@ class PosterData:
     #: Roads, water, railways and ridges near the area (layer, class, name).
     barriers: gpd.GeoDataFrame
     made_on: date
+    #: The zone the dates are written in (GRIDMAP_TIMEZONE).
+    zone: str = "Asia/Shanghai"
 
     @property
     def title(self) -> str:
@@ -242,7 +250,7 @@ def _read_barriers(engine: Engine, territory_id: int, window: Any) -> gpd.GeoDat
 
 
 def load_poster_data(engine: Engine, plan_id: int, area_code: str, *,
-                     made_on: date | None = None) -> PosterData:
+                     made_on: date | None = None, zone: str = DEFAULT_ZONE) -> PosterData:
     """Read what the poster of town or village ``area_code`` under plan ``plan_id`` shows.
 
     NotFound when the plan's territory has no such town or village, or the plan has no
@@ -295,7 +303,8 @@ def load_poster_data(engine: Engine, plan_id: int, area_code: str, *,
         area=gpd.GeoSeries([area.geometry], crs=4326).to_crs(epsg).iloc[0],
         villages=villages[["code", "name", "geometry"]].to_crs(epsg).reset_index(drop=True),
         grids=grids.to_crs(epsg).reset_index(drop=True),
-        barriers=barriers.reset_index(drop=True), made_on=made_on or date.today())
+        barriers=barriers.reset_index(drop=True),
+        made_on=made_on or datetime.now(ZoneInfo(zone)).date(), zone=zone)
 
 
 # --- geometry helpers ---------------------------------------------------------------------
@@ -321,6 +330,11 @@ def colour_grids(geoms: np.ndarray, n_colours: int = len(PALETTE)) -> list[int]:
         colours[i] = pick
         used[pick] += 1
     return colours
+
+
+def _estimated(grid: Any) -> bool:
+    value = getattr(grid, "households_estimated", 0)
+    return bool(value == value and value)   # (NaN: none)
 
 
 def _polygon_path(geom: Any) -> MplPath:
@@ -452,7 +466,7 @@ class _Sheet:
                                     else (long_side, short_side))
         self.side_w = self.page_w * SIDE_SHARE[self.portrait]
         self.fs_table = 6.4 * self.k
-        self.halo = [patheffects.withStroke(linewidth=2.2 * self.k, foreground="white")]
+        self.halo_width = 2.2 * self.k
         self.rows = self._table_rows(self.side_w)
         # Continuation pages: as many frames as fit at 85% of the side panel's width or more,
         # spread over the page's width (rows wrapped again for that width).
@@ -462,6 +476,17 @@ class _Sheet:
         self.cont_rows = self._table_rows(self.cont_w)
 
     # -- helpers
+
+    def _text(self, ax: Axes, x: float, y: float, s: str, *, zorder: float,
+              **kw: Any) -> Text:
+        """A map label with a white halo: the halo is a copy of the text drawn as white
+        outlines just under it, so the label itself stays real text (searchable and copyable
+        in the PDF; a path effect on the label would turn it into outlines too)."""
+        halo = ax.text(x, y, s, zorder=zorder - 0.001, **{**kw, "color": "white"})
+        halo.set_path_effects([patheffects.Stroke(linewidth=self.halo_width,
+                                                  foreground="white")])
+        halo.set_gid(HALO_GID)
+        return ax.text(x, y, s, zorder=zorder, **kw)
 
     def _chrome_h(self) -> float:
         """Height (mm) of the title block and footer: what the map cannot use."""
@@ -498,7 +523,7 @@ class _Sheet:
                   va="top")
         y = top - self.pt_mm(title_fs * 1.3)
         status = STATUS_NAMES.get(d.plan.status, d.plan.status)
-        published = (f"，{d.plan.published_at:%Y-%m-%d} 发布"
+        published = (f"，{local_text(d.plan.published_at, d.zone)[:10]} 发布"
                      if d.plan.published_at is not None else "")
         where = " · ".join([*d.parents, d.name])
         sub = (f"{where}    网格划分方案第 {d.plan.version} 版（{status}{published}，方案编号 "
@@ -542,7 +567,9 @@ class _Sheet:
         em = self.pt_mm(self.fs_table)
         name_em = (cols[1][1] - 1.6 * em) / em
         boundary_em = (cols[3][1] - 1.6 * em) / em
-        return [TableRow(str(g.code), wrap(str(g.name or ""), name_em), f"{int(g.households):,}",
+        # A grid holding estimated households is marked * (the summary says how many).
+        return [TableRow(str(g.code), wrap(str(g.name or ""), name_em),
+                         f"{int(g.households):,}" + ("*" if _estimated(g) else ""),
                          wrap(str(g.boundary_text or ""), boundary_em))
                 for g in self.data.grids.itertuples()]
 
@@ -680,6 +707,11 @@ class _Sheet:
         if len(comprehensive):
             lines.append(f"综合网格户数 {int(comprehensive.min())}–{int(comprehensive.max())} 户，"
                          f"平均 {comprehensive.mean():.0f} 户")
+        estimated = int(grids["households_estimated"].fillna(0).sum()) \
+            if "households_estimated" in grids else 0
+        if estimated:
+            lines.append(f"其中估算 {estimated:,} 户（无户数的住宅按建筑面积估算；表中户数带 * "
+                         "的网格含估算）")
         if d.level == "town":
             lines.append(f"下辖社区/村 {len(d.villages)} 个：" + "、".join(d.villages["name"]))
         y = side.top
@@ -894,13 +926,13 @@ class _Sheet:
             x, y, sb, ss, with_code, box = chosen
             self.placed.append(box)
             offset = (ss * 0.62 * self.m_per_pt) if with_code else 0.0
-            ax.text(x, y + offset, serial, fontproperties=self.fonts.props(sb, bold=True),
-                    ha="center", va="center", color=TEXT_COLOUR, zorder=10,
-                    path_effects=self.halo)
+            self._text(ax, x, y + offset, serial, fontproperties=self.fonts.props(sb, bold=True),
+                       ha="center", va="center", color=TEXT_COLOUR, zorder=10)
             if with_code:
-                ax.text(x, y + offset - sb * 0.62 * self.m_per_pt - ss * 0.55 * self.m_per_pt,
-                        code, fontproperties=self.fonts.props(ss), ha="center", va="center",
-                        color=MUTED, zorder=10, path_effects=self.halo)
+                self._text(ax, x,
+                           y + offset - sb * 0.62 * self.m_per_pt - ss * 0.55 * self.m_per_pt,
+                           code, fontproperties=self.fonts.props(ss), ha="center",
+                           va="center", color=MUTED, zorder=10)
 
     @staticmethod
     def _label_radius(serial: str, code: str, big: float, small: float) -> float:
@@ -918,9 +950,9 @@ class _Sheet:
                     break
                 if self._free(box):
                     self.placed.append(box)
-                    ax.text(x, y, str(v.name), fontproperties=self.fonts.props(fs, bold=True),
-                            ha="center", va="center", color=VILLAGE_EDGE, zorder=9,
-                            path_effects=self.halo)
+                    self._text(ax, x, y, str(v.name),
+                               fontproperties=self.fonts.props(fs, bold=True), ha="center",
+                               va="center", color=VILLAGE_EDGE, zorder=9)
                     break
 
     def label_barriers(self, ax: Axes) -> None:
@@ -959,8 +991,8 @@ class _Sheet:
             box = self._box(x, y, w, h)
             if poly.buffer(h * self.m_per_pt).contains(box) and self._free(box, inside=True):
                 self.placed.append(box)
-                ax.text(x, y, name, fontproperties=self.fonts.props(fs), ha="center",
-                        va="center", color=colour, zorder=9, path_effects=self.halo)
+                self._text(ax, x, y, name, fontproperties=self.fonts.props(fs), ha="center",
+                           va="center", color=colour, zorder=9)
                 return True
         return False
 
@@ -991,10 +1023,10 @@ class _Sheet:
                 box = self._box(c.x, c.y, _text_em(name) * fs * 1.08, fs * 1.25, angle)
             if self._free(box, inside=True):
                 self.placed.append(box)
-                ax.text(c.x, c.y, "\n".join(name) if upright else name,
-                        fontproperties=self.fonts.props(fs), ha="center", va="center",
-                        rotation=0 if upright else angle, rotation_mode="anchor",
-                        linespacing=1.0, color=colour, zorder=9, path_effects=self.halo)
+                self._text(ax, c.x, c.y, "\n".join(name) if upright else name,
+                           fontproperties=self.fonts.props(fs), ha="center", va="center",
+                           rotation=0 if upright else angle, rotation_mode="anchor",
+                           linespacing=1.0, color=colour, zorder=9)
                 return
 
     # -- scale bar, north arrow
@@ -1053,16 +1085,16 @@ class _Sheet:
         ax.add_patch(Polygon([tip, (cx + half, bottom), (cx, notch)], closed=True,
                              facecolor="white", edgecolor="#222222", lw=0.6 * self.k,
                              zorder=12))
-        ax.text(cx, top + 1.0 * self.s * m_per_mm, "北", zorder=12, ha="center", va="bottom",
-                fontproperties=self.fonts.props(11 * self.k, bold=True), color=TEXT_COLOUR,
-                path_effects=self.halo)
+        self._text(ax, cx, top + 1.0 * self.s * m_per_mm, "北", zorder=12, ha="center",
+                   va="bottom", fontproperties=self.fonts.props(11 * self.k, bold=True),
+                   color=TEXT_COLOUR)
 
 
 # --- rendering ----------------------------------------------------------------------------
 
 
 def _all_texts(fig: Figure) -> list[str]:
-    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text() and t.get_gid() != HALO_GID]
 
 
 @contextmanager
@@ -1124,9 +1156,11 @@ def poster_filename(data: PosterData, size: PaperSize | str, fmt: PosterFormat |
 
 def make_poster(engine: Engine, plan_id: int, area_code: str,
                 size: PaperSize | str = PaperSize.A3,
-                fmt: PosterFormat | str = PosterFormat.pdf) -> Poster:
-    """Read and render the poster of ``area_code`` under plan ``plan_id``."""
+                fmt: PosterFormat | str = PosterFormat.pdf, *,
+                zone: str = DEFAULT_ZONE) -> Poster:
+    """Read and render the poster of ``area_code`` under plan ``plan_id``; its dates are
+    days in ``zone`` (GRIDMAP_TIMEZONE)."""
     size, fmt = PaperSize(size), PosterFormat(fmt)
-    data = load_poster_data(engine, plan_id, area_code)
+    data = load_poster_data(engine, plan_id, area_code, zone=zone)
     filename, ascii_filename = poster_filename(data, size, fmt)
     return Poster(render_poster(data, size, fmt), filename, ascii_filename, MEDIA_TYPES[fmt])

@@ -18,6 +18,7 @@ from pyproj import Transformer
 from sqlalchemy import Engine, select, text
 
 from gis import models
+from gis.codes import like_prefix_sql, like_prefix_value
 from gis.errors import GridmapError, NotFound
 
 #: Tile coordinates per side (the MVT ``extent``), the margin kept around a tile in those
@@ -216,8 +217,8 @@ def _area_sql(areas: tuple[str, ...] | None) -> tuple[str, dict[str, str]]:
     """SQL keeping grids whose code lies within the areas (empty for every area)."""
     if areas is None or "*" in areas:
         return "", {}
-    params = {f"area{i}": f"{a}%" for i, a in enumerate(areas)}
-    return "AND (" + " OR ".join(f"g.code LIKE :{k}" for k in params) + ")", params
+    params = {f"area{i}": like_prefix_value(a) for i, a in enumerate(areas)}
+    return "AND (" + " OR ".join(like_prefix_sql("g.code", k) for k in params) + ")", params
 
 
 def render_postgis(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int],

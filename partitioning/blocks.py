@@ -14,8 +14,18 @@ from partitioning.params import UNKNOWN_ROAD_STRENGTH, PartitionParams
 PRECISION_M = 1e-3
 #: Shared boundaries shorter than this (m) do not make two blocks neighbours.
 MIN_SHARED_M = 1.0
+#: Edges this close (m) count as shared (pieces cut out of blocks: see adjacency).
+SHARED_TOLERANCE_M = 5 * 1e-3
 #: A barrier counts for a shared boundary when it lies this close (m) to its midpoint.
 SNAP_M = 1.0
+#: Barriers a grid cut out of a village crosses only when forced, and then says so.
+STRONG_KINDS = ("water", "ridge", "railway")
+#: A line lying for DUPLICATE_SHARE of its length within DUPLICATE_M (m) of a longer line
+#: of the same kind (and name, for roads) is a copy of it (see drop_duplicates).
+DUPLICATE_M = 15.0
+DUPLICATE_SHARE = 0.9
+#: Line ends are carried on this far (m) so that T-junctions node (see close_gaps).
+OVERSHOOT_M = 0.05
 
 
 def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
@@ -39,8 +49,11 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
         water = layers["water"]
         geoms = water.geometry.to_numpy()
         polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])
+        # A river drawn as an area: its banks (the river itself is its centre line, which
+        # partitioning/water.py finds when it shares the water between the banks).
+        cls = np.where(polygonal, "riverbank", "water").astype(object)
         geoms = np.where(polygonal, shapely.boundary(geoms), geoms)
-        add(geoms, "water", np.full(len(water), "water", dtype=object), water["name"].to_numpy())
+        add(geoms, "water", cls, water["name"].to_numpy())
     for layer, kind in (("ridges", "ridge"), ("railways", "railway")):
         if layer in layers:
             gdf = layers[layer]
@@ -60,6 +73,105 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
         frame["kind"] != "dedicated", 1.0).to_numpy(dtype=float)
     keep = shapely.get_type_id(frame["geometry"].to_numpy()) == 1
     return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry="geometry", crs=crs)
+
+
+def drop_duplicates(barriers: gpd.GeoDataFrame, within: float = DUPLICATE_M,
+                    share: float = DUPLICATE_SHARE) -> gpd.GeoDataFrame:
+    """The barriers without the copies of a line given twice (a river in both the river and
+    the road file, its two banks drawn as lines, a road digitised twice): a line lying for
+    ``share`` of its length within ``within`` m of a longer line of the same kind — and, for
+    roads, of the same name — is dropped. Two copies a few metres apart would otherwise
+    enclose a long empty strip that some grid must take across the line."""
+    if len(barriers) < 2:
+        return barriers
+    geoms = barriers.geometry.to_numpy()
+    kind = barriers["kind"].astype(str).to_numpy()
+    name = barriers["name"].astype(object).where(barriers["name"].notna(), "").astype(str) \
+        .to_numpy()
+    length = shapely.length(geoms)
+    zone = shapely.buffer(geoms, within, cap_style="flat")
+    a, b = shapely.STRtree(geoms).query(zone, predicate="intersects")
+    same = (a != b) & (kind[a] == kind[b]) & (length[b] > length[a]) & (
+        (kind[a] != "road") | ((name[a] == name[b]) & (name[a] != "")))
+    a, b = a[same], b[same]
+    if not len(a):
+        return barriers
+    covered = shapely.length(shapely.intersection(geoms[a], zone[b]))
+    frame = pd.DataFrame({"a": a, "covered": covered})
+    best = frame.groupby("a")["covered"].sum()
+    drop = best.index[best.to_numpy() >= share * length[best.index.to_numpy()]].to_numpy()
+    keep = np.ones(len(geoms), dtype=bool)
+    keep[drop] = False
+    return barriers[keep].reset_index(drop=True)
+
+
+def close_gaps(barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
+               params: PartitionParams) -> gpd.GeoDataFrame:
+    """The barriers, and for each line end that stops short of every other line (a stream
+    a few metres from the river it runs into, a road short of the road it meets) a
+    connector to the nearest line or village boundary: up to ``params.gap_strong_m`` for
+    rivers, ridges and railways, ``params.gap_m`` for the rest. Without it the line ends
+    inside a block and divides nothing."""
+    if not len(barriers):
+        return barriers
+    geoms = barriers.geometry.to_numpy()
+    rings = shapely.get_parts(shapely.boundary(villages.geometry.to_numpy()))
+    targets = np.concatenate([geoms, rings])
+    ends = np.concatenate([shapely.get_point(geoms, 0), shapely.get_point(geoms, -1)])
+    owner = np.tile(np.arange(len(geoms)), 2)
+    tree = shapely.STRtree(targets)
+    # Ends touching another line (or a village boundary) are joined already.
+    ti, hit = tree.query(ends, predicate="dwithin", distance=1e-3)
+    joined = np.zeros(len(ends), dtype=bool)
+    joined[ti[hit != owner[ti]]] = True
+    strong = barriers["kind"].isin(STRONG_KINDS).to_numpy()[owner]
+    reach = np.where(strong, params.gap_strong_m, params.gap_m)
+    loose = np.flatnonzero(~joined & (reach > 0))
+    if not len(loose):
+        return _carried_on(barriers)
+    li, cand = tree.query(ends[loose], predicate="dwithin", distance=reach[loose])
+    other = cand != owner[loose[li]]
+    li, cand = li[other], cand[other]
+    if not len(li):
+        return _carried_on(barriers)
+    dist = shapely.distance(ends[loose[li]], targets[cand])
+    order = np.lexsort((cand, dist, li))
+    first = np.unique(li[order], return_index=True)[1]
+    li, cand = li[order][first], cand[order][first]
+    src = ends[loose[li]]
+    to = shapely.line_interpolate_point(targets[cand], shapely.line_locate_point(
+        targets[cand], src))
+    links = shapely.linestrings(np.stack([shapely.get_coordinates(src),
+                                          shapely.get_coordinates(to)], axis=1))
+    keep = shapely.length(links) > 1e-3
+    rows = barriers.iloc[owner[loose[li]][keep]].copy()
+    rows = rows.set_geometry(np.asarray(links)[keep])
+    return _carried_on(gpd.GeoDataFrame(pd.concat([barriers, rows], ignore_index=True),
+                                        geometry="geometry", crs=barriers.crs))
+
+
+def _carried_on(barriers: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A line ending on another (a T-junction) ends there only to floating-point precision,
+    often a hair short: every end is carried on by OVERSHOOT_M so that the noding sees the
+    crossing (the stub beyond divides nothing and is dropped with the dangles)."""
+    return barriers.set_geometry(_overshoot(barriers.geometry.to_numpy(), OVERSHOOT_M))
+
+
+def _overshoot(lines: np.ndarray, by: float) -> np.ndarray:
+    """Each line with its two ends carried on straight by ``by`` metres."""
+    xy, idx = shapely.get_coordinates(lines, return_index=True)
+    if not len(xy):
+        return lines
+    first = np.searchsorted(idx, np.arange(len(lines)))
+    last = np.searchsorted(idx, np.arange(len(lines)), side="right") - 1
+    ok = last > first
+    xy = xy.copy()
+    for end, nxt in ((first[ok], first[ok] + 1), (last[ok], last[ok] - 1)):
+        d = xy[end] - xy[nxt]
+        norm = np.hypot(d[:, 0], d[:, 1])
+        good = norm > 0
+        xy[end[good]] += d[good] / norm[good, None] * by
+    return np.asarray(shapely.linestrings(xy, indices=idx))
 
 
 def make_blocks(villages: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
@@ -144,15 +256,18 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     block in ``among``, positions, when given).
 
     Columns ``a``, ``b`` (block positions, a < b), ``length`` (m of shared
-    boundary) and ``strength`` (of the strongest barrier along it, 0 where the
-    boundary follows no barrier).
+    boundary), ``strength`` (of the strongest barrier along it, 0 where the
+    boundary follows no barrier) and ``strong`` (the position in ``barriers`` of a
+    strong barrier — river, ridge, railway, see :data:`STRONG_KINDS` — along it, or -1).
     """
     geoms = blocks.geometry.to_numpy()
     if among is None:
-        a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+        a, b = shapely.STRtree(geoms).query(geoms, predicate="dwithin",
+                                            distance=SHARED_TOLERANCE_M)
         keep = a < b
     else:
-        hit, b = shapely.STRtree(geoms).query(geoms[among], predicate="intersects")
+        hit, b = shapely.STRtree(geoms).query(geoms[among], predicate="dwithin",
+                                              distance=SHARED_TOLERANCE_M)
         a = among[hit]
         both = np.zeros(len(geoms), dtype=bool)
         both[among] = True
@@ -166,15 +281,39 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     a, b = a[order], b[order]
     shared = shapely.intersection(shapely.boundary(geoms[a]), shapely.boundary(geoms[b]))
     length = shapely.length(shared)
+    # A piece cut out of a block has a vertex where the cut meets the block's edge that its
+    # neighbour across that edge lacks (off it by a rounding error): an exact overlay sees
+    # the two edges cross at points instead of running together. Those pairs are measured
+    # with a tolerance of a few precision steps.
+    loose = np.flatnonzero(length < MIN_SHARED_M)
+    if len(loose):
+        near = shapely.intersection(
+            shapely.boundary(geoms[a[loose]]),
+            shapely.buffer(shapely.boundary(geoms[b[loose]]), SHARED_TOLERANCE_M, quad_segs=1))
+        near_len = shapely.length(near)
+        better = near_len > length[loose]
+        shared = shared.copy()
+        shared[loose[better]] = near[better]
+        length = length.copy()
+        length[loose[better]] = near_len[better]
     ok = length >= MIN_SHARED_M
     a, b, shared, length = a[ok], b[ok], shared[ok], length[ok]
     strength = np.zeros(len(a))
+    strong = np.full(len(a), -1, dtype=np.int64)
     if len(a) and len(barriers):
         mid = shapely.line_interpolate_point(_longest_part(shared), 0.5, normalized=True)
         pi, li = shapely.STRtree(barriers.geometry.to_numpy()).query(
             mid, predicate="dwithin", distance=SNAP_M)
         np.maximum.at(strength, pi, barriers["strength"].to_numpy()[li])
-    return pd.DataFrame({"a": a, "b": b, "length": length, "strength": strength})
+        kinds = barriers["kind"] if "kind" in barriers else pd.Series([""] * len(barriers))
+        is_strong = kinds.isin(STRONG_KINDS).to_numpy()[li]
+        # The first strong barrier along the edge names it (ties: the lower position).
+        order = np.lexsort((li[is_strong], pi[is_strong]))
+        sp, sl = pi[is_strong][order], li[is_strong][order]
+        first = np.unique(sp, return_index=True)[1]
+        strong[sp[first]] = sl[first]
+    return pd.DataFrame({"a": a, "b": b, "length": length, "strength": strength,
+                         "strong": strong})
 
 
 def _longest_part(lines: np.ndarray) -> np.ndarray:

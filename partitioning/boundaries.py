@@ -9,7 +9,12 @@ import shapely
 
 #: A boundary segment follows a barrier lying within this distance (m) of its midpoint.
 FOLLOW_M = 12.0
+#: A segment with no grid on its other side looks this far (m) outward for one across a
+#: gap (a road or strip that no village holds, a district line cut out).
+GAP_M = (1.0, 6.0, FOLLOW_M)
 DIRECTIONS = ("东", "南", "西", "北")
+#: The outward angle (degrees, 0 = east, 90 = north) at the centre of each direction.
+CENTRES = np.array([0.0, -90.0, 180.0, 90.0])
 
 
 def boundary_segments(grids: np.ndarray) -> pd.DataFrame:
@@ -33,9 +38,11 @@ def boundary_segments(grids: np.ndarray) -> pd.DataFrame:
     angle = np.degrees(np.arctan2(ny, nx))   # 0 = east, 90 = north
     direction = np.select([(angle >= -45) & (angle < 45), (angle >= 45) & (angle < 135),
                            (angle >= -135) & (angle < -45)], [0, 3, 1], default=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ux, uy = nx / length, ny / length
     frame = pd.DataFrame({
         "grid": owner_of_ring[ring], "mx": (x0 + x1) / 2, "my": (y0 + y1) / 2,
-        "length": length, "direction": direction})
+        "length": length, "direction": direction, "angle": angle, "nx": ux, "ny": uy})
     return frame[frame["length"] > 0].reset_index(drop=True)
 
 
@@ -78,17 +85,33 @@ def _straight_pieces(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def neighbours(segments: pd.DataFrame, grids: np.ndarray) -> np.ndarray:
-    """The other grid across each segment (just outside its midpoint), or -1."""
+    """The other grid across each segment (just outside its midpoint; failing that, the
+    first one met going outward up to GAP_M, across a gap no grid covers), or -1."""
     out = np.full(len(segments), -1, dtype=np.int64)
     if len(segments) == 0:
         return out
     tree = shapely.STRtree(grids)
+    owner = segments["grid"].to_numpy()
     mids = shapely.points(segments["mx"].to_numpy(), segments["my"].to_numpy())
     si, gi = tree.query(mids, predicate="dwithin", distance=0.5)
-    other = gi != segments["grid"].to_numpy()[si]
+    other = gi != owner[si]
     si, gi = si[other], gi[other]
     first = np.unique(si, return_index=True)[1]
     out[si[first]] = gi[first]
+    if "nx" in segments:
+        for step in GAP_M:
+            lost = np.flatnonzero(out < 0)
+            if not lost.size:
+                break
+            probe = shapely.points(segments["mx"].to_numpy()[lost]
+                                   + segments["nx"].to_numpy()[lost] * step,
+                                   segments["my"].to_numpy()[lost]
+                                   + segments["ny"].to_numpy()[lost] * step)
+            pi, gi = tree.query(probe, predicate="intersects")
+            other = gi != owner[lost[pi]]
+            pi, gi = pi[other], gi[other]
+            first = np.unique(pi, return_index=True)[1]
+            out[lost[pi[first]]] = gi[first]
     return out
 
 
@@ -99,6 +122,11 @@ def boundary_texts(segments: pd.DataFrame, followed: np.ndarray, barriers: gpd.G
     For each side, the named barrier running longest along it; failing
     that, the neighbouring grid with the longest shared edge on that side
     ("…网格"); failing that (the territory's edge), "辖区边界".
+
+    A side is the grid's edges facing that way (outward normal within 45° of it). A grid
+    with no edge facing one way (a triangle, a diamond) takes for that side the edges
+    facing partly that way (within 90°), weighted by how much they face it, so that a
+    side says 辖区边界 only where the edges it stands for lie on the territory's edge.
     """
     names = barriers["name"].to_numpy(dtype=object) if len(barriers) else np.array([])
     seg_name = np.full(len(segments), None, dtype=object)
@@ -118,8 +146,30 @@ def boundary_texts(segments: pd.DataFrame, followed: np.ndarray, barriers: gpd.G
                .drop_duplicates(["grid", "direction"]))
     nb_side = {(int(g), int(d)): f"{codes[int(o)]}网格" for g, d, o in
                zip(best_nb["grid"], best_nb["direction"], best_nb["neighbour"], strict=True)}
+    present = set(zip(frame["grid"].tolist(), frame["direction"].tolist(), strict=True))
+    missing = [(g, d) for g in range(n_grids) for d in range(4) if (g, d) not in present]
+    if missing and "angle" in frame:
+        by_grid = frame.groupby("grid").indices
+        for g, d in missing:
+            rows = frame.iloc[by_grid.get(g, np.array([], dtype=int))]
+            facing = np.cos(np.radians(rows["angle"].to_numpy() - CENTRES[d]))
+            rows = rows.assign(weight=rows["length"].to_numpy() * facing)[facing > 1e-9]
+            name = _heaviest(rows[rows["name"].notna() & (rows["name"] != "")], "name")
+            other = _heaviest(rows[rows["neighbour"] >= 0], "neighbour")
+            if name is not None:
+                by_side[(g, d)] = str(name)
+            elif other is not None:
+                by_side[(g, d)] = f"{codes[int(str(other))]}网格"
     out = np.empty(n_grids, dtype=object)
     for g in range(n_grids):
         sides = [by_side.get((g, d)) or nb_side.get((g, d)) or "辖区边界" for d in range(4)]
         out[g] = "，".join(f"{DIRECTIONS[d]}至{sides[d]}" for d in range(4))
     return out
+
+
+def _heaviest(rows: pd.DataFrame, column: str) -> object | None:
+    """The value of ``column`` with the most ``weight`` (ties: the smallest), or None."""
+    if rows.empty:
+        return None
+    sums = rows.groupby(column)["weight"].sum()
+    return sums.sort_index().idxmax()

@@ -20,8 +20,9 @@ from partitioning.params import PartitionParams
 from partitioning.regions import Graph, Partitioner, choose_k
 
 #: The stored columns of a grid row an edit may change (``gis.plans.GRID_FIELDS`` + locked).
-ROW_FIELDS = ("code", "name", "village_code", "kind", "households", "population", "area_m2",
-              "compactness", "barrier_share", "radius_m", "boundary_text", "flags", "locked")
+ROW_FIELDS = ("code", "name", "village_code", "kind", "households", "households_estimated",
+              "population", "area_m2", "compactness", "barrier_share", "radius_m",
+              "boundary_text", "flags", "locked")
 #: Operations and what each takes (besides the neighbourhood).
 OPERATIONS = ("move", "merge", "split", "redraw", "lock", "unlock", "rename", "rebalance")
 
@@ -49,6 +50,13 @@ class Neighbourhood:
     band: tuple[int, int] = (300, 500)
     dedicated_start: int = 901
     used_codes: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        # A plan made before estimates were counted holds none.
+        for name in ("blocks", "grids"):
+            frame = getattr(self, name)
+            if "households_estimated" not in frame:
+                setattr(self, name, frame.assign(households_estimated=0))
 
 
 @dataclass
@@ -204,6 +212,8 @@ def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
     rows = rows.drop(index=[c for c in removed if c in rows.index])
     hh = work.blocks["households"].to_numpy()
     pop = work.blocks["population"].to_numpy()
+    est = work.blocks["households_estimated"].fillna(0).to_numpy() \
+        if "households_estimated" in work.blocks else np.zeros(len(hh), dtype=np.int64)
     geoms = work.blocks.geometry.to_numpy()
     new_rows: dict[str, dict[str, Any]] = {}
     for code, fixed in reshaped.items():
@@ -212,7 +222,7 @@ def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
         base.update(fixed)
         outline = shapely.make_valid(shapely.union_all(geoms[idx]))
         base.update(code=code, households=int(hh[idx].sum()), population=int(pop[idx].sum()),
-                    geometry=outline, reshaped=True)
+                    households_estimated=int(est[idx].sum()), geometry=outline, reshaped=True)
         new_rows[code] = base
     for code, fields in updated.items():
         if code in new_rows:

@@ -14,10 +14,19 @@ import shapely
 
 from gis.errors import GridmapError
 from gis.layers import Territory
-from partitioning import boundaries, codes, quality
-from partitioning.blocks import adjacency, barrier_lines, make_blocks
+from partitioning import boundaries, codes, flags, quality
+from partitioning.blocks import (
+    PRECISION_M,
+    STRONG_KINDS,
+    adjacency,
+    barrier_lines,
+    close_gaps,
+    drop_duplicates,
+    make_blocks,
+)
+from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
-from partitioning.oversize import split_oversized
+from partitioning.oversize import MIN_STREET_M, split_oversized, street_frame_union
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph
 from partitioning.villages import (
@@ -28,6 +37,7 @@ from partitioning.villages import (
     default_workers,
     run_villages,
 )
+from partitioning.water import share_water, water_blocks, water_polygons
 
 Progress = Callable[[str, float], None]
 #: Villages run in worker processes only when they hold this many blocks in all
@@ -36,6 +46,15 @@ PARALLEL_MIN_BLOCKS = 3000
 #: Times a village whose grids miss the band has its blocks cut finer between
 #: buildings (blocks over min/2, then min/4, ... households) and is redone.
 REFINE_LEVELS = 5
+#: The first refinement cuts blocks over this share of the minimum (into halves, mostly).
+FIRST_REFINE = 0.8
+
+
+def refine_levels(params: PartitionParams) -> list[float]:
+    """Households over which a block is cut finer at each refinement: 0.8 × the minimum
+    first (a block is halved, most lines stay on the streets), then min/2, min/4, …"""
+    return [FIRST_REFINE * params.min_households] + \
+        [params.min_households / 2 ** (i + 1) for i in range(REFINE_LEVELS)]
 
 
 @dataclass
@@ -46,6 +65,10 @@ class PartitionResult:
     blocks: gpd.GeoDataFrame
     report: dict[str, Any]
     params: PartitionParams = field(default_factory=PartitionParams)
+    #: The inferred streets: open corridors between buildings that cuts ran down.
+    streets: gpd.GeoDataFrame | None = None
+    #: Every straight cut between buildings (width, likeness), streets or not.
+    cuts: gpd.GeoDataFrame | None = None
 
 
 class _Clock:
@@ -77,19 +100,26 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
             "inside villages and communities, so add them")
 
     report_progress("barriers 障碍线", 0.02)
-    barriers = barrier_lines(layers, params)
+    barriers = close_gaps(drop_duplicates(barrier_lines(layers, params)), villages, params)
     clock.lap("reproject_barriers")
     report_progress("blocks 街区", 0.05)
     blocks = make_blocks(villages, barriers, params)
+    water = water_polygons(layers)
     clock.lap("blocks")
 
     report_progress("households 户数", 0.30)
     buildings = layers["buildings"]
-    hh, pop, _estimated, hh_counts = building_households(buildings, params)
+    hh, pop, estimated, hh_counts = building_households(buildings, params,
+                                                         layers.get("landuse"))
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks)
+    footprints = Footprints.of(buildings.geometry.to_numpy())
     clock.lap("households")
-    blocks, owner, moved = split_oversized(blocks, points, owner, hh, params)
+    cut = split_oversized(blocks, points, owner, hh, params, footprints=footprints)
+    blocks, owner, moved = cut
+    places = layers.get("facilities")
+    barriers = _with_streets(barriers, cut.streets, params, places)
+    street_frames = [cut.streets]
     n_cut = int((moved < 0).sum())
     clock.lap("oversize")
 
@@ -97,7 +127,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     # band, its coarse blocks are cut finer between buildings and it is redone;
     # a village is final when its blocks cannot be cut finer (single buildings,
     # or under the next threshold), or at the last level.
-    levels = [params.min_households / 2 ** (i + 1) for i in range(REFINE_LEVELS)]
+    levels = refine_levels(params)
     done: dict[str, list[tuple[Grid, np.ndarray]]] = {}
     todo = set(villages["code"])
     fallbacks = repair_moves = 0
@@ -114,39 +144,69 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         report_progress("regions 网格", min(0.75, 0.40 + 0.1 * level))
         if adj is None:
             adj = adjacency(blocks, barriers)
-        result, relaxed, moved_blocks, missed = _regions(
-            blocks, adj, villages, layers, block_hh, block_buildings, params, todo, final)
+        is_water = water_blocks(blocks, water, block_buildings)
+        result, relaxed, moved_blocks, missed, hot = _regions(
+            blocks, adj, villages, layers, block_hh, block_buildings, params, todo, final,
+            is_water, barriers["name"].to_numpy(dtype=object))
         done.update(result)
         fallbacks += relaxed
         repair_moves += moved_blocks
         clock.lap(f"regions_level{level}")
         if not missed or level == len(levels):   # (at the last level all are final)
             break
-        blocks, owner, moved = split_oversized(
+        cut = split_oversized(
             blocks, points, owner, hh, params, threshold=levels[level],
-            piece=levels[level] / 1.5, villages=missed)
+            piece=levels[level] / 1.5, villages=missed, footprints=footprints, only=hot)
+        blocks, owner, moved = cut
+        barriers = _with_streets(barriers, cut.streets, params, places)
+        street_frames.append(cut.streets)
         clock.lap("oversize")
         adj = _update_adjacency(adj, moved, blocks, barriers)
         n_cut += int((moved < 0).sum())
         done = {code: [(g, moved[members]) for g, members in grids]
                 for code, grids in done.items() if code not in missed}
         todo = missed
-    block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
     assigner = Assigner(len(blocks), (params.min_households, params.max_households))
     for code in villages["code"]:
         for grid, members in done.get(code, []):
             assigner.add(members, grid.village, grid.kind, grid.flags, grid.name_hint,
                          grid.reason)
+    # Rivers and lakes: shared between the grids of their banks, or grids of their own.
+    report_progress("water 水域", 0.78)
+    shared = share_water(blocks, assigner.label, water_blocks(blocks, water, block_buildings),
+                         [g.kind for g in assigner.grids], water, params)
+    if len(shared.blocks) != len(blocks) or shared.water_grids:
+        blocks, owner = shared.blocks, shared.moved[owner]
+        assigner.label = shared.label
+        for village_code, name, members in shared.water_grids:
+            assigner.add(members, village_code, "dedicated", [], f"{name}水域" if name
+                         else "水域")
+        assigner.compact()
+        barriers = _with_centres(barriers, shared.centres)
+        n = len(blocks)
+        block_hh = np.bincount(owner, weights=hh, minlength=n).astype(np.int64)
+    clock.lap("water")
+    block_pop = np.bincount(owner, weights=pop, minlength=len(blocks)).astype(np.int64)
+    block_est = np.bincount(owner, weights=np.where(estimated, hh, 0),
+                            minlength=len(blocks)).astype(np.int64)
 
     report_progress("grids 合并", 0.80)
     grids = _dissolve(blocks, assigner, block_hh, block_pop, villages)
+    grids["households_estimated"] = np.bincount(
+        assigner.label, weights=block_est, minlength=len(grids)).astype(np.int64)
     clock.lap("dissolve")
     report_progress("codes 编码 四至", 0.88)
-    grids = _describe(grids, barriers, villages, params)
+    grids = _describe(grids, barriers, villages, params, water)
+    # Every forced flag checked against the data (partitioning/flags.py).
+    grids = flags.reconcile(grids, pd.DataFrame({
+        "grid_code": grids["code"].to_numpy()[assigner.label], "households": block_hh,
+        "buildings": np.bincount(owner, minlength=len(blocks))}), params)
     clock.lap("codes_sides_quality")
     barrier_share = grids.attrs.pop("barrier_boundary_share")
     barrier_by_kind = grids.attrs.pop("barrier_share_by_kind")
+    inside_by_kind = grids.attrs.pop("barrier_inside_by_kind")
     blocks = blocks.assign(households=block_hh, population=block_pop,
+                           households_estimated=block_est,
                            grid_code=grids["code"].to_numpy()[assigner.label])
     grids = grids.sort_values("code", kind="stable").reset_index(drop=True)
 
@@ -160,27 +220,33 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
         "timings_s": clock.laps,
         "barrier_boundary_share": barrier_share,
         "barrier_share_by_kind": barrier_by_kind,
+        **_inside_report(grids, inside_by_kind),
         "n_blocks": int(n),
         "blocks_cut_between_buildings": n_cut,
         "n_villages": len(villages),
         "households_given": hh_counts.given,
-        "households_estimated_buildings": hh_counts.estimated,
-        "buildings": hh_counts.buildings,
-        "buildings_not_residential_without_count": hh_counts.not_residential,
+        **hh_counts.as_report(),
+        "estimate": params.estimate,
         "relaxed_cuts": fallbacks,
         "repair_moves": repair_moves,
         "metric_crs": f"EPSG:{territory.metric_crs.to_epsg()}",
         "params": {k: v for k, v in asdict(params).items() if k != "strengths"},
     })
     report_progress("done 完成", 1.0)
-    return PartitionResult(grids, blocks, report, params)
+    cuts = street_frame_union(street_frames, blocks.crs)
+    streets = cuts[_is_street(cuts, params)].reset_index(drop=True)
+    report["inferred_streets"] = len(streets)
+    report["inferred_streets_km"] = round(float(shapely.length(
+        streets.geometry.to_numpy()).sum()) / 1000, 2)
+    return PartitionResult(grids, blocks, report, params, streets, cuts)
 
 
 def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataFrame,
              layers: dict[str, gpd.GeoDataFrame], block_hh: np.ndarray,
              block_buildings: np.ndarray, params: PartitionParams, todo: set[str],
-             final: set[str]) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int,
-                                       set[str]]:
+             final: set[str], is_water: np.ndarray, barrier_names: np.ndarray
+             ) -> tuple[dict[str, list[tuple[Grid, np.ndarray]]], int, int, set[str],
+                        np.ndarray]:
     """Grids of the villages in ``todo`` (each: its grids with their blocks), the number
     of relaxed cuts and of blocks moved by repairs, and the villages where the engine
     missed the band (to redo with finer blocks). ``adj`` is the blocks' adjacency."""
@@ -224,7 +290,8 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
         ded = np.searchsorted(ded_ids, np.maximum(da[one], db[one]))
         tasks.append(VillageTask(
             index=vi, code=code, kind=str(row.kind or "urban"),
-            graph=_local_graph(rest, eidx, adj, block_hh, block_area),
+            graph=_local_graph(rest, eidx, adj, block_hh, block_area, is_water,
+                               barrier_names),
             buildings=block_buildings[rest], geoms=block_geoms[rest], final=code in final,
             dedicated=ded_grids,
             dedicated_edges=(np.searchsorted(rest, inner), ded, el[one])))
@@ -234,10 +301,12 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
         workers = 1
     fallbacks = moves = 0
     missed: set[str] = set()
+    hot = np.zeros(n, dtype=bool)
     for task, (rest, ded_members), res in zip(tasks, parts, run_villages(tasks, params, workers),
                                               strict=True):
         if res.coarse:
             missed.add(task.code)
+            hot[rest] = True
             continue
         fallbacks += res.fallbacks
         moves += res.moves
@@ -250,9 +319,80 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
                            minlength=len(res.grids))
         if not task.final and _misses(res.grids, sums, band):
             missed.add(task.code)
+            hot[rest[_around_misses(task.graph, res.grids, res.label, sums, band)]] = True
             continue
         out[task.code] = list(zip(res.grids, members, strict=True))
-    return out, fallbacks, moves, missed
+    return out, fallbacks, moves, missed, hot
+
+
+def _around_misses(graph: Graph, grids: list[Grid], label: np.ndarray, sums: np.ndarray,
+                   band: tuple[int, int]) -> np.ndarray:
+    """The blocks (of a village's graph) of its grids out of the band and of the grids next
+    to them: only those are cut finer, so that the rest keeps its lines along streets."""
+    bad = np.array([g.kind == "comprehensive" and not flags.is_forced(g.flags)
+                    and not band[0] <= h <= band[1] for g, h in zip(grids, sums, strict=True)])
+    near = bad.copy()
+    ga, gb = label[graph.a], label[graph.b]
+    near[gb[bad[ga]]] = True
+    near[ga[bad[gb]]] = True
+    return near[label]
+
+
+#: A grid with more strong barrier than this inside it (m) crosses it.
+CROSSING_M = 5.0
+#: An inferred street is named after a named place (a school, a market…) this close (m).
+STREET_NAME_M = 60.0
+
+
+def _with_streets(barriers: gpd.GeoDataFrame, streets: gpd.GeoDataFrame,
+                  params: PartitionParams, places: gpd.GeoDataFrame | None = None
+                  ) -> gpd.GeoDataFrame:
+    """The barriers and the inferred streets (weaker than any given road class but
+    footways, stronger than no line at all), each named for the 四至: "{place}旁巷道"
+    after the nearest named place within STREET_NAME_M, else "无名巷道"."""
+    if streets.empty:
+        return barriers
+    names = np.full(len(streets), "无名巷道", dtype=object)
+    if places is not None and len(places) and "name" in places:
+        named = places[places["name"].notna() & (places["name"].astype(str) != "")]
+        if len(named):
+            mids = shapely.line_interpolate_point(streets.geometry.to_numpy(), 0.5,
+                                                  normalized=True)
+            si, pi = shapely.STRtree(named.geometry.to_numpy()).query_nearest(
+                mids, max_distance=STREET_NAME_M, all_matches=False)
+            names[si] = [f"{n}旁巷道" for n in named["name"].astype(str).to_numpy()[pi]]
+    like = streets["likeness"].to_numpy(dtype=float)
+    names[~_is_street(streets, params)] = None
+    extra = gpd.GeoDataFrame({
+        "kind": "inferred", "class": "inferred_street", "name": names,
+        "strength": params.inferred_street_strength * like},
+        geometry=streets.geometry.to_numpy(), crs=barriers.crs, index=np.arange(len(streets)))
+    return gpd.GeoDataFrame(pd.concat([barriers, extra], ignore_index=True),
+                            geometry="geometry", crs=barriers.crs)
+
+
+def _is_street(cuts: gpd.GeoDataFrame, params: PartitionParams) -> np.ndarray:
+    """Which cuts ran down a street on the ground (the inferred streets): wide enough, long
+    enough, and looking like one (the buildings on its two sides laid out differently)."""
+    return ((cuts["likeness"].to_numpy(dtype=float) >= 0.5)
+            & (cuts["width_m"].to_numpy(dtype=float) >= params.street_min_width_m)
+            & (shapely.length(cuts.geometry.to_numpy()) >= MIN_STREET_M))
+
+
+def _with_centres(barriers: gpd.GeoDataFrame,
+                  centres: list[tuple[shapely.Geometry, str | None]]
+                  ) -> gpd.GeoDataFrame:
+    """The barriers and the centre lines water was shared along (grid edges in the water
+    follow them, and the 四至 names the water)."""
+    if not centres:
+        return barriers
+    extra = gpd.GeoDataFrame({
+        "kind": "water", "class": "centreline", "name": [n for _, n in centres],
+        "strength": 0.95}, geometry=[g for g, _ in centres], crs=barriers.crs,
+        index=np.arange(len(centres)))
+    extra = extra[shapely.get_type_id(extra.geometry.to_numpy()) == 1]
+    return gpd.GeoDataFrame(pd.concat([barriers, extra], ignore_index=True),
+                            geometry="geometry", crs=barriers.crs)
 
 
 def _update_adjacency(adj: pd.DataFrame, moved: np.ndarray, blocks: gpd.GeoDataFrame,
@@ -290,7 +430,8 @@ def _dedicated_of(blocks: gpd.GeoDataFrame, dedicated: gpd.GeoDataFrame | None) 
 
 
 def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
-                 households: np.ndarray, area: np.ndarray) -> Graph:
+                 households: np.ndarray, area: np.ndarray, is_water: np.ndarray,
+                 barrier_names: np.ndarray) -> Graph:
     """The graph of ``nodes`` (sorted block positions), renumbered 0..len(nodes)-1."""
     a_glob = adj["a"].to_numpy()[eidx]
     b_glob = adj["b"].to_numpy()[eidx]
@@ -298,9 +439,13 @@ def _local_graph(nodes: np.ndarray, eidx: np.ndarray, adj: pd.DataFrame,
     b = np.searchsorted(nodes, b_glob)
     keep = (nodes[np.minimum(a, len(nodes) - 1)] == a_glob) & \
         (nodes[np.minimum(b, len(nodes) - 1)] == b_glob)
+    strong = adj["strong"].to_numpy()[eidx][keep]
+    names = np.where(strong >= 0, barrier_names[np.maximum(strong, 0)], "")
+    names = np.array([n if isinstance(n, str) else "" for n in names], dtype=object)
     return Graph(households=households[nodes], area=area[nodes], a=a[keep], b=b[keep],
                  length=adj["length"].to_numpy()[eidx][keep],
-                 strength=adj["strength"].to_numpy()[eidx][keep])
+                 strength=adj["strength"].to_numpy()[eidx][keep], strong=strong >= 0,
+                 barrier_name=names, water=is_water[nodes])
 
 
 def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray,
@@ -314,8 +459,8 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     geoms = blocks.geometry.to_numpy()[order]
     merged = np.empty(n_grids, dtype=object)
     for g in range(n_grids):
-        merged[g] = shapely.union_all(geoms[starts[g]:starts[g + 1]])
-    merged = shapely.make_valid(merged)
+        merged[g] = shapely.union_all(geoms[starts[g]:starts[g + 1]], grid_size=PRECISION_M)
+    merged = _polygonal(shapely.make_valid(merged))
     vname = dict(zip(villages["code"], villages["name"], strict=True))
     frame = pd.DataFrame({
         "village_code": [g.village for g in assigner.grids],
@@ -330,25 +475,100 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     # Out of the band and not explained by the data: say so (never silently out of range).
     lo, hi = assigner.band
     reasons = frame["flag_reason"].to_numpy()
-    for i, (flags, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
-                                             frame["households"], strict=True)):
+    for i, (fl, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
+                                          frame["households"], strict=True)):
         if kind == "comprehensive" and not lo <= h <= hi and \
-                not set(flags) & (FORCED | {"below_min", "above_max"}):
-            flags.append("below_min" if h < lo else "above_max")
+                not set(fl) & (FORCED | {"below_min", "above_max"}):
+            fl.append("below_min" if h < lo else "above_max")
             reasons[i] = reasons[i] or f"{h} households, outside {lo}–{hi}"
     frame["flag_reason"] = reasons
     return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)
 
 
+def _strong_lines(barriers: gpd.GeoDataFrame, water: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The rivers, ridges and railways grids should not have inside them: given lines (a
+    river line only outside the river's area) and the centre lines of rivers drawn as
+    areas (not their banks)."""
+    cls = barriers["class"].astype(str)
+    kind = barriers["kind"].astype(str)
+    given = barriers[kind.isin(STRONG_KINDS) & ~cls.isin(["riverbank", "centreline"])]
+    geoms = given.geometry.to_numpy()
+    if len(water):
+        wet = (given["kind"] == "water").to_numpy()
+        geoms = geoms.copy()
+        geoms[wet] = shapely.difference(geoms[wet], shapely.union_all(water.geometry.to_numpy()))
+    centres = barriers[cls == "centreline"]
+    return gpd.GeoDataFrame(
+        {"kind": np.concatenate([given["kind"].to_numpy(), centres["kind"].to_numpy()]),
+         "name": np.concatenate([given["name"].to_numpy(dtype=object),
+                                 centres["name"].to_numpy(dtype=object)])},
+        geometry=np.concatenate([geoms, centres.geometry.to_numpy()]), crs=barriers.crs)
+
+
+def _flag_inside(grids: gpd.GeoDataFrame, strong: gpd.GeoDataFrame) -> None:
+    """Grids with a river, ridge or railway inside them that no side explained (the barrier
+    ends inside a block: it does not cut the village in two there) say so."""
+    inside = grids["barrier_inside_m"].to_numpy()
+    todo = [i for i, (m, flags, kind) in enumerate(zip(
+        inside, grids["flags"], grids["kind"], strict=True))
+        if m > CROSSING_M and kind == "comprehensive"
+        and not {"crosses_barrier", "rural_village"} & set(flags)]
+    if not todo:
+        return
+    names = strong["name"].to_numpy(dtype=object) if "name" in strong else \
+        np.full(len(strong), None, dtype=object)
+    lines = strong.geometry.to_numpy()
+    reasons = grids["flag_reason"].to_numpy(dtype=object)
+    for i in todo:
+        geom = grids.geometry.iloc[i]
+        hit = shapely.STRtree(lines).query(geom, predicate="intersects")
+        named = sorted({str(n) for n in names[hit] if isinstance(n, str) and n})
+        what = "、".join(named) if named else "a river, ridge or railway"
+        grids["flags"].iloc[i].append("crosses_barrier")
+        reasons[i] = (reasons[i] + "; " if reasons[i] else "") + (
+            f"crosses {what}: {inside[i]:.0f} m of it inside the grid, where it ends "
+            "inside the village (the land on its two sides is one piece)")
+    grids["flag_reason"] = reasons
+
+
+def _inside_report(grids: gpd.GeoDataFrame, by_kind: dict[str, float]) -> dict[str, Any]:
+    """Strong barrier inside grids, per plan and per grid; crossings no flag explains."""
+    inside = grids["barrier_inside_m"].to_numpy()
+    explained = np.array([bool({"crosses_barrier", "rural_village"} & set(f))
+                          for f in grids["flags"]]) | (grids["kind"] != "comprehensive")
+    crossing = inside > CROSSING_M
+    return {
+        "barrier_inside_m": round(float(inside.sum()), 1),
+        "barrier_inside_by_kind": by_kind,
+        "crossings_flagged": int((crossing & explained).sum()),
+        "crossings_unflagged": int((crossing & ~explained).sum()),
+        "barrier_inside": [
+            {"code": str(c), "m": round(float(m), 1), "flags": list(f)}
+            for c, m, f in zip(grids["code"], inside, grids["flags"], strict=True) if m > 0.5],
+    }
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Each geometry's polygons only (a union or a repair can leave a stray line or point
+    where two blocks meet at a corner): a grid is a Polygon or a MultiPolygon."""
+    out = np.asarray(geoms, dtype=object).copy()
+    for g in np.flatnonzero(shapely.get_type_id(out) == 7):
+        parts = shapely.get_parts(out[g])
+        parts = parts[shapely.get_type_id(parts) == 3]
+        out[g] = parts[0] if len(parts) == 1 else shapely.multipolygons(parts)
+    return out
+
+
 def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
-              params: PartitionParams) -> gpd.GeoDataFrame:
+              params: PartitionParams, water: gpd.GeoDataFrame | None = None
+              ) -> gpd.GeoDataFrame:
     """Codes, names, 四至 and the per-grid quality figures."""
     geoms = grids.geometry.to_numpy()
     parts = shapely.get_num_geometries(geoms)
     reasons = grids["flag_reason"].to_numpy(dtype=object).copy()
-    for i, (flags, p) in enumerate(zip(grids["flags"], parts, strict=True)):
-        if p > 1 and "noncontiguous" not in flags:
-            flags.append("noncontiguous")
+    for i, (fl, p) in enumerate(zip(grids["flags"], parts, strict=True)):
+        if p > 1 and "noncontiguous" not in fl:
+            fl.append("noncontiguous")
             reasons[i] = (reasons[i] + "; " if reasons[i] else "") + \
                 f"in {p} parts (its blocks are not all connected: the village is in " \
                 "pieces, or split by a dedicated area)"
@@ -376,7 +596,10 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     village_lines = shapely.boundary(villages.geometry.to_numpy())
     admin_lines = gpd.GeoDataFrame({"kind": np.full(len(village_lines), "admin")},
                                    geometry=village_lines, crs=villages.crs)
-    follow_set = pd.concat([barriers[["kind", "geometry"]], admin_lines], ignore_index=True)
+    # A cut between buildings counts as a barrier only where it runs down a street.
+    shown = (barriers["kind"] != "inferred") | barriers["name"].notna()
+    follow_set = pd.concat([barriers.loc[shown, ["kind", "geometry"]], admin_lines],
+                           ignore_index=True)
     followed_any = boundaries.follow(segments, follow_set)
     kinds = np.where(followed_any >= 0,
                      follow_set["kind"].to_numpy(dtype=object)[np.maximum(followed_any, 0)], "")
@@ -390,6 +613,7 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         "village_name": grids["village_name"].to_numpy(),
         "kind": grids["kind"].to_numpy(),
         "households": grids["households"].to_numpy(),
+        "households_estimated": grids["households_estimated"].to_numpy(),
         "population": grids["population"].to_numpy(),
         "area_m2": np.round(area, 1),
         "compactness": np.round(quality.polsby_popper(geoms), 4),
@@ -401,4 +625,10 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     }, geometry=geoms, crs=grids.crs)
     out.attrs["barrier_boundary_share"] = round(on_len / total_len, 4)
     out.attrs["barrier_share_by_kind"] = by_kind
+    strong = _strong_lines(barriers, water if water is not None else barriers.iloc[:0])
+    inside, inside_by_kind = quality.barrier_inside(geoms, strong.geometry.to_numpy(),
+                                                    strong["kind"].to_numpy())
+    out["barrier_inside_m"] = np.round(inside, 1)
+    out.attrs["barrier_inside_by_kind"] = inside_by_kind
+    _flag_inside(out, strong)
     return out

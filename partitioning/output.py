@@ -10,8 +10,9 @@ import geopandas as gpd
 from partitioning.engine import PartitionResult
 
 GRID_COLUMNS = ["code", "name", "village_code", "village_name", "kind", "households",
-                "population", "area_m2", "compactness", "barrier_share", "radius_m",
-                "boundary_text", "flags", "flag_reason"]
+                "households_estimated", "population", "area_m2", "compactness",
+                "barrier_share", "radius_m", "boundary_text", "flags", "flag_reason",
+                "barrier_inside_m"]
 
 
 def grid_table(result: PartitionResult) -> gpd.GeoDataFrame:
@@ -29,9 +30,12 @@ def write_partition(result: PartitionResult, out: Path) -> dict[str, Path]:
     for key in ("grids", "blocks"):
         paths[key].unlink(missing_ok=True)
     grid_table(result).to_file(paths["grids"], layer="grids", driver="GPKG", engine="pyogrio")
-    blocks = result.blocks[["block_id", "village_code", "households", "population",
-                            "grid_code", "geometry"]].to_crs("EPSG:4326")
+    blocks = result.blocks[["block_id", "village_code", "households", "households_estimated",
+                            "population", "grid_code", "geometry"]].to_crs("EPSG:4326")
     blocks.to_file(paths["blocks"], layer="blocks", driver="GPKG", engine="pyogrio")
+    if result.streets is not None and len(result.streets):
+        result.streets.to_crs("EPSG:4326").to_file(paths["blocks"], layer="inferred_streets",
+                                                   driver="GPKG", engine="pyogrio")
     paths["report"].write_text(json.dumps(result.report, ensure_ascii=False, indent=2),
                                encoding="utf-8")
     return paths

@@ -1,77 +1,73 @@
-"""Stage 4: cut blocks over the maximum between balanced clusters of their buildings."""
+"""Stage 4: cut blocks with too many households along straight lines between their buildings,
+down the open corridors first (the inferred streets), never through a building."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from partitioning.blocks import PRECISION_M
+from partitioning.corridors import (
+    Footprints,
+    Line,
+    best_line,
+    directions,
+    segments,
+    sides_of,
+)
 from partitioning.params import PartitionParams
 
+#: Pieces of a cut smaller than this (m²) with no building join a neighbouring piece.
+CRUMB_M2 = 50.0
+#: Around a building a crossing line keeps to one side of, the line stays this far (m).
+DETOUR_M = 1.0
+#: Inferred streets shorter than this (m) are not kept as a layer (they still cut).
+MIN_STREET_M = 20.0
 
-def balanced_clusters(xy: np.ndarray, w: np.ndarray, k: int, hi: float) -> np.ndarray:
-    """Cluster label per point: ``k`` groups of near-equal weight, by recursive
-    bisection along the longer axis at the weighted quantile. Points heavier
-    than ``hi`` each get a group of their own, and a group over ``hi`` with
-    several points is halved again (only a single point can exceed ``hi``)."""
-    labels = np.zeros(len(w), dtype=np.int64)
-    next_label = 0
 
-    def rec(idx: np.ndarray, parts: int) -> None:
-        nonlocal next_label
-        heavy = idx[w[idx] > hi]
-        if len(heavy) and len(heavy) == len(idx):
-            for h in heavy:       # several oversize buildings never share a group
-                labels[h] = next_label
-                next_label += 1
-            return
-        if len(idx) <= 1 or (parts <= 1 and float(w[idx].sum()) <= hi):
-            labels[idx] = next_label
-            next_label += 1
-            return
-        if len(heavy):
-            # Peel one oversize building off as its own group.
-            h = heavy[:1]
-            labels[h] = next_label
-            next_label += 1
-            rest = np.setdiff1d(idx, h)
-            rec(rest, max(1, parts - max(1, round(float(w[h].sum()) / hi))))
-            return
-        parts = max(parts, 2)
-        span = np.ptp(xy[idx], axis=0)
-        axis = int(np.argmax(span))
-        order = idx[np.argsort(xy[idx, axis], kind="stable")]
-        left_parts = parts // 2
-        share = np.cumsum(w[order]) / max(float(w[order].sum()), 1e-9)
-        goal = left_parts / parts
-        # The cut whose left share is nearest the goal (i points on the left).
-        i = int(np.searchsorted(share, goal))
-        cut = i if i >= 1 and goal - share[i - 1] <= share[min(i, len(share) - 1)] - goal \
-            else i + 1
-        cut = min(max(cut, 1), len(order) - 1)
-        rec(order[:cut], left_parts)
-        rec(order[cut:], parts - left_parts)
+@dataclass
+class Cut:
+    """Blocks after cutting: the new blocks, each building's block, where each old block
+    went (-1: cut; its pieces come last) and the inferred streets found on the way."""
 
-    rec(np.arange(len(w)), k)
-    return labels
+    blocks: gpd.GeoDataFrame
+    owner: np.ndarray
+    moved: np.ndarray
+    streets: gpd.GeoDataFrame = field(default_factory=lambda: empty_streets(None))
+
+    def __iter__(self) -> Iterator[Any]:
+        # (blocks, owner, moved) = split_oversized(...), as before streets were kept.
+        return iter((self.blocks, self.owner, self.moved))
+
+
+def empty_streets(crs: object) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"width_m": np.array([], dtype=float),
+                             "likeness": np.array([], dtype=float),
+                             "village_code": np.array([], dtype=object)},
+                            geometry=np.array([], dtype=object), crs=crs)
 
 
 def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndarray,
                     households: np.ndarray, params: PartitionParams, *,
                     threshold: float | None = None, piece: float | None = None,
-                    villages: set[str] | None = None
-                    ) -> tuple[gpd.GeoDataFrame, np.ndarray, np.ndarray]:
-    """Replace each block over ``threshold`` households (default: the maximum) by
-    Voronoi-cut pieces of balanced building clusters of about ``piece``
-    households (default: the target), optionally only in ``villages``.
+                    villages: set[str] | None = None,
+                    footprints: Footprints | None = None,
+                    only: np.ndarray | None = None) -> Cut:
+    """Cut each block over ``threshold`` households (default: the maximum) with several
+    buildings into pieces of at most ``piece`` households (default: the target), or
+    single buildings, optionally only in ``villages``.
 
-    Returns the new blocks, the new block of every building, and the new
-    position of every old block (-1 where it was cut; pieces come last).
-    Blocks with a single building keep their shape (that building becomes a
-    grid of its own later, and is reported).
+    Each cut is one straight line across the piece being cut (:func:`best_line`): down
+    the widest gap between buildings (a street when it is wide), else the line crossing
+    the fewest buildings, which then keep whole to one side (the line steps around
+    them). ``footprints`` are the buildings' outlines (default: ``points``, as address
+    points of a few metres); ``only``: a mask of the blocks that may be cut.
     """
     threshold = params.max_households if threshold is None else threshold
     piece = params.target_households if piece is None else piece
@@ -80,99 +76,172 @@ def split_oversized(blocks: gpd.GeoDataFrame, points: np.ndarray, owner: np.ndar
     chosen = (block_hh > threshold) & (counts > 1)
     if villages is not None:
         chosen &= blocks["village_code"].isin(villages).to_numpy()
-    over = np.flatnonzero(chosen)
+    if only is not None:
+        chosen &= only
     unchanged = np.arange(len(blocks))
+    over = np.flatnonzero(chosen)
     if over.size == 0:
-        return blocks, owner, unchanged
+        return Cut(blocks, owner, unchanged, empty_streets(blocks.crs))
+    fp = footprints if footprints is not None else Footprints.of(points)
     geoms = blocks.geometry.to_numpy()
     village = blocks["village_code"].to_numpy()
-    owner = owner.copy()
     by_block = np.argsort(owner, kind="stable")
     starts = np.searchsorted(owner[by_block], np.arange(len(blocks) + 1))
-    xy_all = shapely.get_coordinates(points)
-    # The building clusters of each block (plain Python: small recursive bisections).
-    plan: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for blk in over:
+    hh = households.astype(float)
+    new_geoms: list[shapely.Geometry] = []
+    new_members: list[np.ndarray] = []
+    new_of: list[int] = []
+    street_lines: list[shapely.Geometry] = []
+    street_width: list[float] = []
+    street_like: list[float] = []
+    street_village: list[str] = []
+    cut_blocks: list[int] = []
+    for blk in over.tolist():
         members = by_block[starts[blk]:starts[blk + 1]]
-        k = max(2, math.ceil(block_hh[blk] / piece))
-        labels = balanced_clusters(xy_all[members], households[members].astype(float), k,
-                                   params.max_households)
-        if len(np.unique(labels)) >= 2:
-            plan.append((int(blk), members, labels))
-    if not plan:
-        return blocks, owner, unchanged
-    # The geometry for all blocks at once: Voronoi cells of the buildings (identical
-    # points make one cell: duplicates are nudged apart), one union per cluster.
-    size = np.array([len(m) for _, m, _ in plan])
-    blks = np.array([b for b, _, _ in plan])
-    xy = np.concatenate([xy_all[m] + _jitter(xy_all[m]) for _, m, _ in plan])
-    cells_of = shapely.voronoi_polygons(
-        shapely.multipoints(xy, indices=np.repeat(np.arange(len(plan)), size)),
-        extend_to=geoms[blks], ordered=True)
-    cells, cell_plan = shapely.get_parts(cells_of, return_index=True)
-    complete = np.bincount(cell_plan, minlength=len(plan)) == size
-    first_cell = np.concatenate([[0], np.cumsum(np.bincount(cell_plan, minlength=len(plan)))])
-    unions: list[object] = []
-    union_plan: list[int] = []
-    for i, (_, _, labels) in enumerate(plan):
-        if not complete[i]:
+        pieces, streets = _cut_block(geoms[blk], members, hh, fp, points, piece, params)
+        if len(pieces) < 2:
             continue
-        mine = cells[first_cell[i]:first_cell[i + 1]]
-        for lab in np.unique(labels):
-            # Voronoi cells tile the plane edge to edge: a coverage union is exact and fast.
-            unions.append(shapely.coverage_union_all(mine[labels == lab]))
-            union_plan.append(i)
-    plan_of = np.asarray(union_plan, dtype=np.int64)
-    pieces = shapely.intersection(np.asarray(unions, dtype=object), geoms[blks[plan_of]])
-    parts, part_of = shapely.get_parts(pieces, return_index=True)
-    polygonal = shapely.get_dimensions(parts) == 2
-    parts, part_plan = parts[polygonal], plan_of[part_of[polygonal]]
-    parts = shapely.set_precision(parts, PRECISION_M)
-    full = ~shapely.is_empty(parts)
-    parts, part_plan = parts[full], part_plan[full]
-    cut = np.bincount(part_plan, minlength=len(plan)) >= 2
-    if not cut.any():
-        return blocks, owner, unchanged
-    parts, part_plan = parts[cut[part_plan]], part_plan[cut[part_plan]]
-    # Each building goes to the piece of its block holding its point (the first one on
-    # an edge between two), else the nearest piece of its block.
-    moved_pts = np.concatenate([m for (_, m, _), c in zip(plan, cut, strict=True) if c])
-    pt_plan = np.repeat(np.flatnonzero(cut), size[cut])
-    tree = shapely.STRtree(parts)
-    hit_pt, hit_part = tree.query(points[moved_pts], predicate="intersects")
-    same = part_plan[hit_part] == pt_plan[hit_pt]
-    hit_pt, hit_part = hit_pt[same], hit_part[same]
-    order = np.lexsort((hit_part, hit_pt))
-    hit_pt, hit_part = hit_pt[order], hit_part[order]
-    first = np.unique(hit_pt, return_index=True)[1]
-    piece_of = np.full(len(moved_pts), -1, dtype=np.int64)
-    piece_of[hit_pt[first]] = hit_part[first]
-    for lost in np.flatnonzero(piece_of < 0).tolist():
-        own = np.flatnonzero(part_plan == pt_plan[lost])
-        piece_of[lost] = own[int(np.argmin(shapely.distance(parts[own], points[moved_pts[lost]])))]
-    owner[moved_pts] = len(blocks) + piece_of
-    drop = np.zeros(len(blocks), dtype=bool)
-    drop[blks[cut]] = True
+        cut_blocks.append(blk)
+        for g, m in pieces:
+            new_geoms.append(g)
+            new_members.append(m)
+            new_of.append(blk)
+        for line, width, like in streets:
+            street_lines.append(line)
+            street_width.append(width)
+            street_like.append(like)
+            street_village.append(str(village[blk]))
+    streets_frame = gpd.GeoDataFrame(
+        {"width_m": np.round(np.asarray(street_width, dtype=float), 1),
+         "likeness": np.round(np.asarray(street_like, dtype=float), 2),
+         "village_code": np.asarray(street_village, dtype=object)},
+        geometry=np.asarray(street_lines, dtype=object), crs=blocks.crs) \
+        if street_lines else empty_streets(blocks.crs)
+    if not cut_blocks:
+        return Cut(blocks, owner, unchanged, streets_frame)
+    owner = owner.copy()
+    n_old = len(blocks)
+    for i, m in enumerate(new_members):
+        owner[m] = n_old + i
+    drop = np.zeros(n_old, dtype=bool)
+    drop[cut_blocks] = True
+    parts = np.asarray(new_geoms, dtype=object)
     all_geoms = np.concatenate([geoms, parts])
-    all_village = np.concatenate([village, village[blks[part_plan]]])
+    all_village = np.concatenate([village, village[np.asarray(new_of)]])
     keep = np.concatenate([~drop, np.ones(len(parts), dtype=bool)])
     remap = np.cumsum(keep) - 1
     out = gpd.GeoDataFrame({"village_code": all_village[keep]}, geometry=all_geoms[keep],
                            crs=blocks.crs)
     out.insert(0, "block_id", np.arange(len(out)))
-    return out, remap[owner], np.where(drop, -1, remap[: len(blocks)])
+    return Cut(out, remap[owner], np.where(drop, -1, remap[:n_old]), streets_frame)
 
 
-def _jitter(xy: np.ndarray) -> np.ndarray:
-    """A deterministic millimetre offset for repeated points."""
-    order = np.lexsort((xy[:, 1], xy[:, 0]))
-    same = np.all(xy[order][1:] == xy[order][:-1], axis=1)
-    dup_sorted = np.zeros(len(xy), dtype=bool)
-    dup_sorted[1:] |= same
-    dup_sorted[:-1] |= same
-    dup = np.zeros(len(xy), dtype=bool)
-    dup[order] = dup_sorted
-    out = np.zeros_like(xy)
-    out[dup, 0] = (np.arange(dup.sum()) % 97) * 1e-3
-    out[dup, 1] = (np.arange(dup.sum()) // 97) * 1e-3
+Pieces = list[tuple[shapely.Geometry, np.ndarray]]
+
+
+def _cut_block(geom: shapely.Geometry, members: np.ndarray, hh: np.ndarray, fp: Footprints,
+               points: np.ndarray, piece: float, params: PartitionParams
+               ) -> tuple[Pieces, list[tuple[shapely.Geometry, float, float]]]:
+    """Recursive straight cuts of one block until every piece holds at most ``piece``
+    households or one building; the pieces with their buildings, and the inferred streets
+    (cuts down gaps at least ``params.street_min_width_m`` wide)."""
+    done: list[tuple[shapely.Geometry, np.ndarray]] = []
+    streets: list[tuple[shapely.Geometry, float, float]] = []
+    todo: list[tuple[shapely.Geometry, np.ndarray]] = [(geom, members)]
+    # The pieces of a block keep its directions (its streets, its buildings' walls).
+    angles = directions(geom, fp, members) if len(members) > 1 else None
+    while todo:
+        g, m = todo.pop()
+        if len(m) < 2 or float(hh[m].sum()) <= piece:
+            done.append((g, m))
+            continue
+        line = best_line(g, fp, m, hh[m], street_width=params.street_width_m, angles=angles)
+        if line is None:
+            done.append((g, m))
+            continue
+        parts = _split(g, line, m, fp, points)
+        if len(parts) < 2:
+            done.append((g, m))
+            continue
+        # Every cut is a barrier as strong as it looks like a street; the ones that do
+        # (and are wide enough) are the inferred streets.
+        seg = segments(line, g)
+        for s in shapely.get_parts(seg):
+            if shapely.get_type_id(s) == 1 and shapely.length(s) >= 1.0:
+                streets.append((s, line.width, line.likeness))
+        todo.extend(parts)
+    return done, streets
+
+
+def _split(g: shapely.Geometry, line: Line, members: np.ndarray, fp: Footprints,
+           points: np.ndarray) -> list[tuple[shapely.Geometry, np.ndarray]]:
+    """``g`` cut by ``line`` into its polygons, each with the buildings it holds; buildings
+    the line crosses keep whole to their side (the cut steps around them)."""
+    low, high = sides_of(line, g)
+    if len(line.crossed):
+        low_set = set(line.low.tolist())
+        zones = shapely.intersection(
+            shapely.buffer(fp.outline(line.crossed), DETOUR_M, quad_segs=2), g)
+        to_low = np.array([c in low_set for c in line.crossed.tolist()])
+        if (~to_low).any():
+            low = shapely.difference(low, shapely.union_all(zones[~to_low]))
+        if to_low.any():
+            low = shapely.union(low, shapely.union_all(zones[to_low]))
+        low = shapely.set_precision(low, PRECISION_M)
+        high = shapely.difference(g, low)
+    else:
+        low = shapely.set_precision(low, PRECISION_M)
+    high = shapely.set_precision(high, PRECISION_M)
+    polys = np.concatenate([_polygons(low), _polygons(high)])
+    side = np.concatenate([np.zeros(len(_polygons(low)), dtype=bool),
+                           np.ones(len(polys) - len(_polygons(low)), dtype=bool)])
+    if len(polys) < 2 or side.all() or not side.any():
+        return []
+    # Each building to the polygon of its side holding its point (else the nearest).
+    is_low = np.isin(members, line.low)
+    pts = points[members]
+    owner = np.full(len(members), -1)
+    for s in (False, True):
+        cand = np.flatnonzero(side == s)
+        mine = np.flatnonzero(is_low != s)
+        if not len(mine):
+            continue
+        if len(cand) == 1:
+            owner[mine] = cand[0]
+            continue
+        d = shapely.distance(polys[cand][None, :], pts[mine][:, None])
+        owner[mine] = cand[np.argmin(d, axis=1)]
+    holders = np.bincount(owner, minlength=len(polys))
+    area = shapely.area(polys)
+    # Crumbs (small and empty) join the polygon they share most boundary with.
+    crumbs = np.flatnonzero((holders == 0) & (area < CRUMB_M2))
+    target = np.arange(len(polys))
+    if len(crumbs):
+        keep = np.setdiff1d(np.arange(len(polys)), crumbs)
+        if len(keep) == 0:
+            return []
+        shared = shapely.length(shapely.intersection(
+            shapely.boundary(polys[crumbs])[:, None], shapely.boundary(polys[keep])[None, :]))
+        target[crumbs] = keep[np.argmax(shared, axis=1)]
+    out: list[tuple[shapely.Geometry, np.ndarray]] = []
+    for t in np.unique(target):
+        geom = polys[t] if (target == t).sum() == 1 else \
+            shapely.set_precision(shapely.union_all(polys[target == t]), PRECISION_M)
+        out.append((geom, members[owner == t] if holders[t] else members[:0]))
+    if sum(1 for _, m in out if len(m)) < 2:
+        return []
     return out
+
+
+def _polygons(geom: shapely.Geometry) -> np.ndarray:
+    parts = shapely.get_parts(np.asarray([geom], dtype=object))
+    parts = parts[(shapely.get_type_id(parts) == 3) & (shapely.area(parts) > 0)]
+    return parts
+
+
+def street_frame_union(frames: list[gpd.GeoDataFrame], crs: object) -> gpd.GeoDataFrame:
+    """Several cuts' inferred streets as one frame."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty_streets(crs)
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=crs)

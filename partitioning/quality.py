@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
-#: Flags that mark a grid as forced out of the band by its data, not by the engine.
-FORCED_FLAGS = ("single_building", "village_below_min", "rural_village", "infeasible_band",
-                "infeasible_split", "part_below_min")
+from partitioning.flags import FORCED, classify
+
+#: Flags that mark a grid as forced out of the band by its data (one set:
+#: :data:`partitioning.flags.FORCED`).
+FORCED_FLAGS = tuple(sorted(FORCED))
 
 
 def polsby_popper(geoms: np.ndarray) -> np.ndarray:
@@ -53,15 +55,38 @@ def barrier_shares(segments: pd.DataFrame, kinds: np.ndarray, n_grids: int
     return share, plan
 
 
+#: A strong barrier this close (m) to a grid's boundary runs along it, not inside it.
+INSIDE_TOLERANCE_M = 2.0
+
+
+def barrier_inside(geoms: np.ndarray, lines: np.ndarray, kinds: np.ndarray
+                   ) -> tuple[np.ndarray, dict[str, float]]:
+    """Length (m) of strong barrier (``lines``, of ``kinds``) inside each grid and not along
+    its boundary, and the plan's total by kind."""
+    inside = np.zeros(len(geoms))
+    by_kind: dict[str, float] = {}
+    if not len(lines) or not len(geoms):
+        return inside, by_kind
+    core = shapely.buffer(geoms, -INSIDE_TOLERANCE_M)
+    gi, li = shapely.STRtree(lines).query(core, predicate="intersects")
+    if not len(gi):
+        return inside, by_kind
+    length = shapely.length(shapely.intersection(lines[li], core[gi]))
+    np.add.at(inside, gi, length)
+    for kind, total in pd.Series(length).groupby(kinds[li]).sum().items():
+        by_kind[str(kind)] = round(float(total), 1)
+    return inside, by_kind
+
+
 def plan_report(grids: pd.DataFrame, territory_area: float, union_area: float,
                 lo: int, hi: int) -> dict[str, Any]:
     """Plan-level figures from the grid table (``households``, ``area_m2``, ``flags``…)."""
     hh = grids["households"].to_numpy()
     comp = grids["kind"].to_numpy() == "comprehensive"
-    forced = np.array([any(f in FORCED_FLAGS for f in flags) for flags in grids["flags"]],
-                      dtype=bool)
+    forced = np.array([bool(set(flags) & FORCED) for flags in grids["flags"]], dtype=bool)
     regular = comp & ~forced
-    in_range = (hh >= lo) & (hh <= hi)
+    in_range = np.array([classify("comprehensive", h, (lo, hi)) == "in_band" for h in hh],
+                        dtype=bool)
     sum_area = float(grids["area_m2"].sum())
     reasons = grids["flag_reason"] if "flag_reason" in grids else [""] * len(grids)
     flagged = [

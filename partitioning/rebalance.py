@@ -6,16 +6,20 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 
-from partitioning import edit
+from partitioning import edit, flags
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph
 from partitioning.villages import FORCED, Grid, VillageTask, partition_village
 
 #: Flags a region's result may carry that say "a larger region could do better".
+#: (A region is part of a village: "the village is under the minimum" is a miss there too;
+#: a region that is the whole village ends with it anyway, and then the flag holds.)
 MISSES = {"infeasible_band", "infeasible_split", "part_below_min", "below_min", "above_max",
-          "block_over_max"}
+          "block_over_max", "village_below_min"}
 
 
 def village_index(village: str) -> int:
@@ -173,4 +177,29 @@ def rebalance(hood: edit.Neighbourhood, village: str | None = None,
     result = edit._finish(work, "rebalance", {c: made[c][1] for c in changed}, {}, removed,
                           summary)
     engine_flags(result, {c: g for c, (g, _) in made.items()})
+    check_touched(result, hood, work.label, params)
     return result
+
+
+def check_touched(result: edit.EditResult, hood: edit.Neighbourhood, label: np.ndarray,
+                  params: PartitionParams) -> None:
+    """The forced flags of the grids an edit touched checked against the data, with the
+    rest of their villages as context (partitioning/flags.py)."""
+    if result.grids.empty:
+        return
+    rest = hood.grids[~hood.grids["code"].astype(str).isin(
+        set(result.touched) | set(result.removed))]
+    cols = ["code", "village_code", "kind", "households", "flags", "geometry"]
+    both = gpd.GeoDataFrame(pd.concat([rest[cols], result.grids[cols]], ignore_index=True),
+                            geometry="geometry", crs=hood.grids.crs).to_crs(hood.metric_crs)
+    both["flag_reason"] = ""
+    checked = flags.reconcile(both, pd.DataFrame({
+        "grid_code": label, "households": hood.blocks["households"].to_numpy()}), params)
+    mine = checked.iloc[len(rest):].reset_index(drop=True)
+    changed = [list(a) != list(b) for a, b in zip(mine["flags"], result.grids["flags"],
+                                                        strict=True)]
+    if any(changed):
+        frame = result.grids
+        for i in np.flatnonzero(changed):
+            frame.at[frame.index[i], "flags"] = list(mine["flags"].iloc[i])
+            frame.at[frame.index[i], "flag_reason"] = str(mine["flag_reason"].iloc[i])

@@ -14,8 +14,9 @@ import shapely
 
 from gis.errors import GridmapError
 from gis.layers import Territory
-from partitioning import edit
+from partitioning import edit, flags
 from partitioning.blocks import PRECISION_M, barrier_lines
+from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
@@ -23,8 +24,11 @@ from partitioning.rebalance import assign, engine_flags, region_ok, solve_region
 from partitioning.villages import FORCED, Grid
 
 Progress = Callable[[str, float], None]
+#: Neighbours tried, one at a time, when a broken grid cannot be redone alone.
+REGION_TRIES = 4
 #: Columns of the blocks a redraw reads and writes.
-BLOCK_COLUMNS = ["block_no", "village_code", "households", "population", "grid_code"]
+BLOCK_COLUMNS = ["block_no", "village_code", "households", "households_estimated", "population",
+                 "grid_code"]
 
 
 @dataclass
@@ -41,12 +45,15 @@ class RedrawResult:
 
 @dataclass
 class _Buildings:
-    """The new buildings: households, population, a point on each, and its block."""
+    """The new buildings: households, population, a point on each, its block, and the
+    households of each that are an estimate (0 where the count is given)."""
 
     hh: np.ndarray
     pop: np.ndarray
     points: np.ndarray
     owner: np.ndarray
+    est: np.ndarray
+    footprints: Footprints | None = None
 
 
 def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionParams
@@ -63,10 +70,11 @@ def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionPa
             f"village/community {', '.join(missing[:10])} of the plan: a redraw needs the "
             "same villages; partition the new data from scratch instead)")
     buildings = layers["buildings"]
-    hh, pop, _est, counts = building_households(buildings, params)
+    hh, pop, estimated, counts = building_households(buildings, params, layers.get("landuse"))
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
     owner = assign_to_blocks(buildings, blocks.to_crs(territory.metric_crs))
-    found = _Buildings(hh, pop, points, owner)
+    found = _Buildings(hh, pop, points, owner, np.where(estimated, hh, 0),
+                       Footprints.of(buildings.geometry.to_numpy()))
     out, n_cut = _cut(blocks, found, territory.metric_crs, params)
     return out, found, {"buildings": counts.buildings, "blocks_cut": n_cut}
 
@@ -87,7 +95,7 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
         np.ones(len(blocks_m), dtype=bool) if only is None else only, "x", ""))
     cut_blocks, owner, moved = split_oversized(
         marks, found.points, found.owner, found.hh, params, threshold=threshold, piece=piece,
-        villages={"x"})
+        villages={"x"}, footprints=found.footprints)
     n_old = len(blocks)
     cut = np.flatnonzero(moved < 0)
     out = blocks.reset_index(drop=True).copy()
@@ -123,15 +131,17 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
     n = len(out)
     out["households"] = np.bincount(owner, weights=found.hh, minlength=n).astype(np.int64)
     out["population"] = np.bincount(owner, weights=found.pop, minlength=n).astype(np.int64)
+    out["households_estimated"] = np.bincount(owner, weights=found.est,
+                                              minlength=n).astype(np.int64)
     return out, int(cut.size)
 
 
 def _flags_after(row: pd.Series, h: int, band: tuple[int, int]) -> tuple[list[str], str]:
     """Flags of a kept grid whose households changed: the engine's data reasons stay, the
     band flags are redone."""
-    flags = [f for f in row["flags"] if f in FORCED]
-    if flags:
-        return flags, str(row.get("flag_reason") or "")
+    forced = [f for f in row["flags"] if f in FORCED]
+    if forced:
+        return forced, str(row.get("flag_reason") or "")
     parts = 2 if "noncontiguous" in row["flags"] else 1
     return edit.band_flags(str(row["kind"]), h, parts, band)
 
@@ -155,6 +165,10 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     band = (params.min_households, params.max_households)
     say("households 户数", 0.1)
     blocks = blocks.sort_values("block_no").reset_index(drop=True)
+    if "households_estimated" not in blocks:   # a plan made before estimates were counted
+        blocks = blocks.assign(households_estimated=0)
+    if "households_estimated" not in grids:
+        grids = grids.assign(households_estimated=0)
     old_hh = blocks["households"].to_numpy().copy()
     # Everything is done in the metric CRS on the engine's 1 mm grid (outlines of new
     # grids are unions of blocks there); what is kept keeps its given geometry.
@@ -181,19 +195,29 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     movable = {str(c) for c, row in row_of.iterrows()
                if row["kind"] == "comprehensive" and not bool(row["locked"])}
 
-    #: Grids that are a whole (rural or small) village: under the maximum they stay whole.
-    whole = {str(c) for c, f in zip(row_of.index, row_of["flags"], strict=True)
-             if set(f) & {"rural_village", "village_below_min", "radius_split"}}
+    def unborne(label: np.ndarray, households: np.ndarray) -> set[str]:
+        """Grids whose forced flags the new counts do not bear out (partitioning/flags.py):
+        they are redone like any grid out of the band."""
+        sums = pd.Series(households).groupby(label).sum()
+        now = rows.assign(households=rows["code"].astype(str).map(sums).fillna(0).to_numpy())
+        bad = flags.check_flags(now, pd.DataFrame({"grid_code": label,
+                                                   "households": households}), params)
+        return {v.code for v in bad}
 
     def broken_grids(label: np.ndarray, households: np.ndarray) -> list[str]:
-        """Movable grids out of the band whose households changed (a grid of one block
-        over the maximum is a grid of its own whatever its count)."""
+        """Movable grids out of the band whose households changed, or whose forced flag
+        the data no longer bears out (a grid of one block over the maximum is a grid of its
+        own whatever its count; a whole small or rural village stays whole while its
+        flag holds)."""
         sums = pd.Series(households).groupby(label).sum()
         sizes = pd.Series(label).value_counts()
+        bad = unborne(label, households)
+        forced = {str(c) for c, f in zip(row_of.index, row_of["flags"], strict=True)
+                  if flags.is_forced(f)} - bad
         return [c for c in sorted(movable & set(sums.index))
-                if not lo <= sums[c] <= hi and sums[c] != old_counts.get(c, -1)
-                and not (sizes[c] == 1 and sums[c] > hi)
-                and not (c in whole and sums[c] < hi)]
+                if c in bad or (not lo <= sums[c] <= hi and sums[c] != old_counts.get(c, -1)
+                                and not (sizes[c] == 1 and sums[c] > hi)
+                                and c not in forced)]
 
     def neighbourhood(frame: gpd.GeoDataFrame) -> edit.Neighbourhood:
         return edit.Neighbourhood(frame, rows[[*edit.ROW_FIELDS, "geometry"]], barriers,
@@ -235,12 +259,16 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
             continue
         village = str(row_of.loc[start, "village_code"])
         region = {start}
-        while True:
-            nodes = np.flatnonzero(np.isin(work.label, list(region)))
-            pieces = solve_region(work.graph(nodes), metric[nodes], village, params)
-            node_hh = work.blocks["households"].to_numpy()[nodes]
-            if region_ok(pieces, node_hh, band):
-                break
+
+        def attempt(codes: set[str], village: str = village) -> tuple[np.ndarray, Any, bool]:
+            nodes_ = np.flatnonzero(np.isin(work.label, list(codes)))
+            pieces_ = solve_region(work.graph(nodes_), metric[nodes_], village, params)
+            hh_ = work.blocks["households"].to_numpy()[nodes_]
+            return nodes_, pieces_, region_ok(pieces_, hh_, band)
+
+        nodes, pieces, ok = attempt(region)
+        hh_now_all = work.blocks["households"].to_numpy()
+        while not ok:
             inside = np.isin(work.label, list(region))
             cross = inside[a] != inside[b]
             outer = np.where(inside[a[cross]], b[cross], a[cross])
@@ -249,8 +277,22 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
             shared = shared[[c in movable and c not in region for c in shared.index]]
             if shared.empty:
                 break
-            best = shared.sort_values(ascending=False, kind="stable")
-            region.add(str(best.index[0]))
+            order = [str(c) for c in shared.sort_values(ascending=False, kind="stable").index]
+            # The fewest grids redone: the first neighbour with which the region can be
+            # redone within the band (those whose households make a total some count of
+            # grids can hold first, then by shared boundary); else the longest, and on.
+            total = float(hh_now_all[np.isin(work.label, list(region))].sum())
+            order.sort(key=lambda c: not flags.feasible(
+                total + float(hh_now_all[work.label == c].sum()), band))
+            for cand in order[:REGION_TRIES]:
+                tried = attempt(region | {cand})
+                if tried[2]:
+                    region.add(cand)
+                    nodes, pieces, ok = tried
+                    break
+            else:
+                region.add(order[0])
+                nodes, pieces, ok = attempt(region)
         before = set(region)
         for code, (grid, fields) in assign(work, nodes, pieces, village, used, names,
                                            params.dedicated_serial_start).items():
@@ -269,12 +311,16 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     reasons: dict[str, str] = {}
     hh_now = pd.Series(work.blocks["households"].to_numpy()).groupby(work.label).sum()
     pop_now = pd.Series(work.blocks["population"].to_numpy()).groupby(work.label).sum()
+    est_now = pd.Series(work.blocks["households_estimated"].to_numpy()).groupby(
+        work.label).sum()
     for code in sorted(final - set(reshaped)):
         row = row_of.loc[code]
-        h, p = int(hh_now[code]), int(pop_now[code])
-        if h != int(row["households"]) or p != int(row["population"]):
-            flags, reason = _flags_after(row, h, band)
-            updated[code] = {"households": h, "population": p, "flags": flags}
+        h, p, e = int(hh_now[code]), int(pop_now[code]), int(est_now[code])
+        if h != int(row["households"]) or p != int(row["population"]) or \
+                e != int(row["households_estimated"] or 0):
+            kept_flags, reason = _flags_after(row, h, band)
+            updated[code] = {"households": h, "population": p, "flags": kept_flags,
+                             "households_estimated": e}
             reasons[code] = reason
     result = edit._finish(work, "redraw", reshaped, updated, removed, "")
     engine_flags(result, {c: g for c, (g, _) in made.items()})
@@ -295,6 +341,11 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
         if code not in reshaped:
             geoms[i] = original[code]
     plan = plan.set_geometry(geoms).sort_values("code", kind="stable").reset_index(drop=True)
+    # Every forced flag checked against the new data; out of the band without one: say so.
+    checked = flags.reconcile(plan.to_crs(metric_crs), pd.DataFrame({
+        "grid_code": work.label, "households": work.blocks["households"].to_numpy()}), params)
+    plan["flags"] = checked["flags"].to_numpy()
+    plan["flag_reason"] = checked["flag_reason"].to_numpy()
     final_blocks = work.blocks.assign(grid_code=work.label).to_crs(given.crs)
     block_geoms = final_blocks.geometry.to_numpy().copy()
     uncut = np.flatnonzero(np.arange(len(given)) < len(final_blocks))

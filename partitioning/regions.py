@@ -17,7 +17,7 @@ that none exists.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -36,14 +36,31 @@ class Graph:
     b: np.ndarray
     length: np.ndarray          # (m,) shared boundary, m
     strength: np.ndarray        # (m,) 0..1 barrier strength along it
+    #: (m,) a strong barrier (river, ridge, railway) runs along the edge, and its name.
+    strong: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    barrier_name: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    #: (n,) the block is water (it holds no households; it joins the grids of its banks).
+    water: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __post_init__(self) -> None:
+        if len(self.strong) != len(self.a):
+            self.strong = np.zeros(len(self.a), dtype=bool)
+        if len(self.barrier_name) != len(self.a):
+            self.barrier_name = np.full(len(self.a), "", dtype=object)
+        if len(self.water) != len(self.households):
+            self.water = np.zeros(len(self.households), dtype=bool)
 
     @property
     def n(self) -> int:
         return len(self.households)
 
-    def components(self, nodes: np.ndarray) -> list[np.ndarray]:
-        """Connected components of the subgraph induced by ``nodes``."""
-        sub_a, sub_b, _ = self.induced(nodes)
+    def components(self, nodes: np.ndarray, edges: np.ndarray | None = None
+                   ) -> list[np.ndarray]:
+        """Connected components of the subgraph induced by ``nodes`` (using only the
+        edges where the mask ``edges`` is true, when given)."""
+        sub_a, sub_b, eidx = self.induced(nodes)
+        if edges is not None:
+            sub_a, sub_b = sub_a[edges[eidx]], sub_b[edges[eidx]]
         k = len(nodes)
         mat = coo_matrix((np.ones(len(sub_a)), (sub_a, sub_b)), shape=(k, k))
         count, labels = connected_components(mat, directed=False)
@@ -80,6 +97,10 @@ def choose_k(total: float, params: PartitionParams) -> tuple[int, bool]:
     return min(candidates, key=stray), False
 
 
+#: Weight of balance (how far the two sides are from equal shares) against the cut's
+#: length on weak barriers in the score of a cut: any split whose sides can make grids
+#: in the band is valid, so the cut follows streets before it balances.
+BALANCE = 0.25
 #: Graphs up to this many blocks are cut by trying every split (2^(n-1) of them), not
 #: by sampling spanning trees.
 EXHAUSTIVE_NODES = 13
@@ -228,7 +249,7 @@ class Partitioner:
                 v = cand[pick]
                 inside = (tin >= tin[v][:, None]) & (tin < tout[v][:, None])
                 crossing = inside[:, sub_a] != inside[:, sub_b]
-                scores = bal[pick] + 2.0 * (crossing @ cut_cost) / scale
+                scores = BALANCE * bal[pick] + 2.0 * (crossing @ cut_cost) / scale
                 top = int(np.argmin(scores))
                 best = (float(scores[top]), inside[top], int(ka[best_ka[pick[top]]]))
                 key = best[1].tobytes() if best[1][0] else (~best[1]).tobytes()
@@ -306,7 +327,7 @@ class Partitioner:
         feasible = np.flatnonzero(np.isfinite(bal))
         sides = inside(side[feasible])
         crossing = sides[:, sub_a] != sides[:, sub_b]
-        scores = bal[feasible] + 2.0 * (crossing @ cut_cost) / scale
+        scores = BALANCE * bal[feasible] + 2.0 * (crossing @ cut_cost) / scale
         best = np.argsort(scores, kind="stable")[: self.p.backtrack_branch]
         return [(sides[i], int(ka[best_ka[feasible[i]]])) for i in best], None
 

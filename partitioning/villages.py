@@ -20,6 +20,7 @@ import numpy as np
 import shapely
 
 from partitioning import quality
+from partitioning.flags import FORCED  # (flags that explain a grid out of the band)
 from partitioning.params import PartitionParams
 from partitioning.regions import (
     Graph,
@@ -29,15 +30,17 @@ from partitioning.regions import (
     exhaustive_partition,
     feasible_counts,
 )
+from partitioning.sides import Sides, crossings, find_sides, land_edges
 
-#: Flags that already explain why a grid is out of the band (the village is not redone).
-FORCED = {*quality.FORCED_FLAGS, "block_over_max", "radius_split"}
 #: A part of a village cut off by oversize buildings with fewer households than this
 #: share of the minimum joins a neighbouring grid; a bigger one is a grid of its own.
 CUT_OFF_JOIN_SHARE = 0.25
 #: Ejection chains of the repair: longest chain, and partial chains kept per step.
 CHAIN_DEPTH = 4
 CHAIN_BEAM = 8
+#: A side of a rural village's rivers, ridges and railways under this share of its area
+#: joins a neighbouring side when the village is cut to the service radius.
+RURAL_SIDE_SHARE = 0.1
 #: Sets tried by the last-resort exhaustive search of a village (about 0.3 s).
 EXHAUSTIVE_STEPS = 100_000
 
@@ -65,6 +68,16 @@ class Assigner:
         self.band = band
         self.label = np.full(n_blocks, -1, dtype=np.int64)
         self.grids: list[Grid] = []
+
+    def compact(self) -> None:
+        """Drop the grids left without a block (their water went to the grids of its
+        banks), renumbering the others."""
+        used = np.bincount(self.label[self.label >= 0], minlength=len(self.grids)) > 0
+        if used.all():
+            return
+        new = np.cumsum(used) - 1
+        self.label = np.where(self.label >= 0, new[np.maximum(self.label, 0)], -1)
+        self.grids = [g for g, u in zip(self.grids, used, strict=True) if u]
 
     def add(self, blocks: np.ndarray, village: str, kind: str = "comprehensive",
             flags: list[str] | None = None, name_hint: str | None = None,
@@ -162,7 +175,7 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
         return 0, 0
 
     # Blocks over the maximum on their own (one tall building) are grids of their own.
-    heavy = np.flatnonzero(graph.households > hi)
+    heavy = np.flatnonzero((graph.households > hi) & ~graph.water)
     for h in heavy:
         hh = int(graph.households[h])
         if task.buildings[h] == 1:
@@ -173,11 +186,14 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
             assigner.add(local[[h]], code, flags=["block_over_max"],
                          reason=f"a block of {hh} households in {task.buildings[h]} "
                                 "buildings that could not be cut between them")
-    free = np.setdiff1d(local, heavy)
+    free = np.setdiff1d(local[~graph.water], heavy)
     # Where the blocks can still be cut finer, fail fast (a smaller search budget).
     part = Partitioner(graph, params, rng, budget=None if task.final else params.probe_budget)
     small: list[np.ndarray] = []
-    comps = graph.components(free) if free.size else []
+    # Rivers, ridges and railways are the first cuts: each side is cut into grids on
+    # its own, and only a side too small for a grid joins one across (flagged below).
+    sides = find_sides(graph, free, lo, hi)
+    comps = [c for group in sides.groups for c in graph.components(group)]
     for comp in comps:
         t = int(graph.households[comp].sum())
         if t < lo:
@@ -233,11 +249,70 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
             assigner.add(piece, code, flags=flags, reason=reason)
     for comp in small:
         _attach(comp, task, assigner, lo, hi)
+    _label_water(graph, assigner)
     moves = 0
     if task.final:
         moves = repair(graph, assigner, lo, hi)
         _explain_misses(graph, assigner, lo, hi)
+    _flag_crossings(graph, assigner, sides, lo, hi)
     return part.fallbacks, moves
+
+
+def _label_water(graph: Graph, assigner: Assigner) -> None:
+    """Blocks left without a grid (water no side needed to stay whole) take the grid of a
+    neighbour; the engine later shares water out between the grids of its banks."""
+    label = assigner.label
+    for _ in range(graph.n):
+        left = np.flatnonzero(label < 0)
+        if not len(left):
+            return
+        ea, eb = graph.a, graph.b
+        fill = (label[ea] < 0) & (label[eb] >= 0)
+        label[ea[fill]] = label[eb[fill]]
+        fill = (label[eb] < 0) & (label[ea] >= 0)
+        label[eb[fill]] = label[ea[fill]]
+        if np.array_equal(left, np.flatnonzero(label < 0)):
+            break
+    rest = np.flatnonzero(label < 0)
+    if len(rest):
+        mine = [i for i, g in enumerate(assigner.grids) if (label == i).any()]
+        label[rest] = mine[0] if mine else assigner.add(rest, assigner.grids[0].village
+                                                        if assigner.grids else "")
+
+
+def _odd_sides(totals: list[float], lo: int, hi: int) -> list[float]:
+    """The totals of the sides a crossing grid holds that cannot be grids of their own
+    (the reason it crosses); all but the largest when every side could."""
+    odd = [t for t in totals if t < lo or math.ceil(t / hi) > math.floor(t / lo)]
+    return odd or sorted(totals)[:-1]
+
+
+def _flag_crossings(graph: Graph, assigner: Assigner, sides: Sides, lo: int,
+                    hi: int, rural: bool = False) -> None:
+    """Grids whose land lies on both sides of a river, ridge or railway: flagged, with
+    the barrier's name and why (the other side is too small for a grid of its own)."""
+    grids = np.array([i for i, g in enumerate(assigner.grids) if g.kind == "comprehensive"],
+                     dtype=np.int64)
+    for g, (names, totals, inside) in crossings(graph, assigner.label, sides, grids).items():
+        grid = assigner.grids[g]
+        what = "、".join(names) if names else "a river, ridge or railway"
+        minor = sorted(totals)[:-1]
+        why = "; ".join(
+            "empty land (no households) on the other side" if t == 0 else
+            f"{t:.0f} households on the other side, too few for a grid of their own "
+            f"(minimum {lo})" if t < lo else
+            f"the {t:.0f} households on one side make no whole number of grids of "
+            f"{lo}–{hi} ({int(t // hi)}×{hi} < {t:.0f} < {int(t // hi) + 1}×{lo})"
+            for t in _odd_sides(totals, lo, hi))
+        if rural and minor:
+            why = ("a piece of the village under a tenth of its area on the other side "
+                   "joins the piece next to it")
+        if not minor:
+            why = (f"{inside:.0f} m of it inside the grid: it ends inside the village, "
+                   "so the land on its two sides is one piece")
+        if "crosses_barrier" not in grid.flags:
+            grid.flags.append("crosses_barrier")
+        grid.reason = (grid.reason + "; " if grid.reason else "") + f"crosses {what}: {why}"
 
 
 def infeasible_reason(total: int, lo: int, hi: int, whole: bool) -> str:
@@ -328,8 +403,9 @@ def _attach(comp: np.ndarray, task: VillageTask, assigner: Assigner, lo: int, hi
 
 def _rural_village(task: VillageTask, assigner: Assigner, params: PartitionParams,
                    rng: np.random.Generator) -> int:
-    """One grid, unless wider than the service radius: then cut by area along strong
-    barriers into pieces about the service radius wide."""
+    """One grid, unless wider than the service radius: then cut along its rivers, ridges
+    and railways first, and the pieces still too wide by area along other barriers,
+    into pieces about the service radius wide."""
     graph, code, geoms = task.graph, task.code, task.geoms
     lo, hi = params.min_households, params.max_households
     total = int(graph.households.sum())
@@ -346,13 +422,20 @@ def _rural_village(task: VillageTask, assigner: Assigner, params: PartitionParam
     main = max(comps, key=len)
     area = graph.area.astype(float)
     fallbacks = 0
-    # Halve (by area, preferring strong barriers such as ridges and rivers) until
-    # every piece is within the service width.
-    pending, pieces = [main], []
+    # Sides of the strong barriers first (a side under a tenth of the village's area
+    # joins its neighbour across), then halve by area, preferring strong barriers,
+    # until every piece is within the service width.
+    land = main[~graph.water[main]]
+    by_area = Graph(households=np.where(graph.water, 0.0, area), area=area, a=graph.a,
+                    b=graph.b, length=graph.length, strength=graph.strength,
+                    strong=graph.strong, barrier_name=graph.barrier_name, water=graph.water)
+    sides = find_sides(by_area, land, RURAL_SIDE_SHARE * float(area[main].sum()))
+    pending = [c for group in sides.groups for c in graph.components(group)]
+    pieces: list[np.ndarray] = []
     while pending:
         piece = pending.pop()
-        across = float(quality.width(np.array([shapely.union_all(geoms[piece])]))[0])
-        if across <= params.service_radius_m or len(piece) < 2:
+        wide = float(quality.width(np.array([shapely.union_all(geoms[piece])]))[0])
+        if wide <= params.service_radius_m or len(piece) < 2:
             pieces.append(piece)
             continue
         total_area = float(area[piece].sum())
@@ -365,6 +448,8 @@ def _rural_village(task: VillageTask, assigner: Assigner, params: PartitionParam
             continue
         pending.extend(halves)
     for piece in pieces:
+        if graph.water[piece].all():
+            continue        # water alone: it joins the grids of its banks
         h = int(graph.households[piece].sum())
         flags = ["radius_split"] + (["village_below_min"] if h < lo else [])
         reason = (f"a piece of a rural village {across:.0f} m across, cut to the service "
@@ -373,6 +458,11 @@ def _rural_village(task: VillageTask, assigner: Assigner, params: PartitionParam
     for comp in comps:
         if comp is not main:
             _attach(comp, task, assigner, lo, hi)
+    _label_water(graph, assigner)
+    land_sides = Sides(sides.side, np.array([float(graph.households[sides.side == s].sum())
+                                             for s in range(len(sides.households))]),
+                       sides.groups)
+    _flag_crossings(graph, assigner, land_sides, lo, hi, rural=True)
     return fallbacks
 
 
@@ -403,9 +493,15 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
         return 0
     cost = graph.length * (1.05 - graph.strength)
     nbrs: list[list[tuple[int, float]]] = [[] for _ in range(graph.n)]
-    for x, y, c in zip(graph.a.tolist(), graph.b.tolist(), cost.tolist(), strict=True):
+    # A block moves only to a grid it touches without crossing a river, ridge or railway.
+    soft: list[set[int]] = [set() for _ in range(graph.n)]
+    for x, y, c, ok in zip(graph.a.tolist(), graph.b.tolist(), cost.tolist(),
+                           land_edges(graph).tolist(), strict=True):
         nbrs[x].append((y, c))
         nbrs[y].append((x, c))
+        if ok:
+            soft[x].add(y)
+            soft[y].add(x)
     members: list[set[int]] = [set() for _ in range(n_grids)]
     for v, g in enumerate(label.tolist()):
         members[g].add(v)
@@ -435,7 +531,7 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
             src = int(label[v])
             if not movable[src] or w[v] == 0:
                 continue
-            dsts = {int(label[u]) for u, _ in nbrs[v]} - {src}
+            dsts = {int(label[u]) for u in soft[v]} - {src}
             for dst in sorted(dsts):
                 if movable[dst] and (grids is None or src in grids or dst in grids):
                     yield v, src, dst

@@ -122,3 +122,19 @@ def screenshot(page: Any, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 0
     return path
+
+
+def wait_for(page: Any, expression: str, timeout: float = 30_000, polling: float = 50) -> Any:
+    """Wait until the JavaScript ``expression`` is truthy in ``page`` and return its value.
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page,
+    which the pages' Content-Security-Policy (no ``unsafe-eval``) refuses; this asks through
+    ``page.evaluate`` (the DevTools protocol, not subject to the page's CSP) instead."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        value = page.evaluate(f"() => ({expression})")
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression!r} still false after {timeout / 1000:g} s")
+        time.sleep(polling / 1000)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import os
+import re
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -23,6 +23,7 @@ from api.deps import get_engine, get_settings
 from api.problems import Busy, TooManyRequests, Unauthorized
 from gis import accounts, models
 from gis.settings import Settings
+from maps.pages import render
 
 router = APIRouter(tags=["accounts"])
 
@@ -199,27 +200,37 @@ async def me(request: Request, engine: Annotated[Engine, Depends(get_engine)]) -
     return (await run_in_threadpool(accounts.get_account, engine, who.username)).as_json()
 
 
-def _safe_next(target: str) -> str:
-    """Only a path of this site (no open redirect to another host)."""
+#: What may not appear anywhere in a sign-in's return path, even percent-encoded (once or
+#: more): a backslash (browsers read ``/\\host`` as ``//host``) and control characters
+#: (URL parsers drop tabs and newlines: ``/\t/host`` is ``//host``).
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f]")
+#: A dot segment (``/../``, ``/./``): a path is given as the pages link it, never with one
+#: (``/..//host`` resolves to ``//host``).
+_DOT_SEGMENT = re.compile(r"/\.{1,2}(?:/|$|\?|#)")
+
+
+def safe_next(target: str) -> str:
+    """Where to go after signing in: ``target`` when it is a path of this site (with its
+    query), else ``/``. Refused: schemes, hosts, ``//``, backslashes, control characters and
+    dot segments, also percent-encoded (once or several times)."""
+    decoded, seen = target, set()
+    while decoded not in seen:            # every layer of percent-encoding
+        seen.add(decoded)
+        if (not decoded.startswith("/") or decoded.startswith("//")
+                or _UNSAFE.search(decoded) or _DOT_SEGMENT.search(decoded)):
+            return "/"
+        decoded = unquote(decoded)
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if parts.scheme or parts.netloc or urljoin("http://gridmap.invalid/", target) \
+            .split("/", 3)[2] != "gridmap.invalid":
         return "/"
     return target
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
 def login_page(next: str = "/") -> HTMLResponse:
-    target = html.escape(_safe_next(next), quote=True)
-    return HTMLResponse(f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · gridmap</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/login.css"></head>
-<body><main><h1>网格化服务管理 · 登录</h1>
-<form id="login" method="post" action="/token" data-next="{target}">
-<label>用户名 <input name="username" autocomplete="username" required></label>
-<label>密码 <input name="password" type="password" autocomplete="current-password" required>
-</label><button type="submit">登录</button><p id="error" role="alert"></p></form></main>
-<script src="/static/login.js"></script></body></html>""")
+    return HTMLResponse(render("login.html", title="登录 · gridmap", next=safe_next(next),
+                               styles=["/static/login.css"], scripts=["/static/login.js"]))
 
 
 @router.get("/accounts", response_model=list[AccountOut], summary="Every account (admin)")

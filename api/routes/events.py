@@ -28,7 +28,7 @@ from api.auth import (
     outside,
     partial,
 )
-from api.deps import Id, IdQuery, check_encoding, get_engine
+from api.deps import GridCode, Id, IdQuery, TownCode, VillageCode, check_encoding, get_engine
 from api.problems import BadRequest, Forbidden
 from events.files import check_text, coordinate_columns, event_frame
 from events.privacy import mask_event, mask_routing
@@ -48,6 +48,7 @@ from events.store import (
     transition,
 )
 from gis import models
+from gis.codes import check_code as area_code
 from gis.errors import CoordinateError, NotFound
 from gis.layers import ReadLimits
 
@@ -117,8 +118,19 @@ class StaffIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["grid_worker", "grid_head", "station_head"] = "grid_worker"
     phone: str | None = Field(None, max_length=40)
-    area_code: str | None = Field(None, max_length=20)
+    area_code: str | None = Field(None, max_length=20, description=(
+        "The area the person works for: a district, town, village/community or grid code"))
     grids: list[str] = Field(default_factory=list, description="Grid codes looked after")
+
+    @field_validator("area_code")
+    @classmethod
+    def _area(cls, value: str | None) -> str | None:
+        return None if value is None else area_code(value)
+
+    @field_validator("grids")
+    @classmethod
+    def _grids(cls, value: list[str]) -> list[str]:
+        return [area_code(code, "grid") for code in value]
 
 
 def check_reported_at(moment: datetime | None, now: datetime, settings: Any
@@ -321,9 +333,9 @@ def events(
     who: EventsRead,
     territory: IdQuery = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
-    grid: Annotated[str | None, Query(max_length=20)] = None,
-    village: Annotated[str | None, Query(max_length=12)] = None,
-    town: Annotated[str | None, Query(max_length=9)] = None,
+    grid: GridCode = None,
+    village: VillageCode = None,
+    town: TownCode = None,
     open_only: Annotated[bool, Query(alias="open")] = False,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,

@@ -24,7 +24,7 @@ from api.auth import (
     partial,
     visible,
 )
-from api.deps import Id, get_engine, get_settings
+from api.deps import GridCode, Id, VillageCode, get_engine, get_settings
 from api.problems import BadRequest
 from api.routes.plans import GEOJSON, parse_bbox
 from gis import models
@@ -33,6 +33,7 @@ from gis.geometry import feature_collection, for_basemap
 from gis.plans import PlanInfo, get_plan, list_plans
 from gis.settings import Settings
 from gis.store import territory_row
+from gis.times import local_text, page_zone, zone_label
 from maps.editor import ComparePlan, compare_html, editor_html
 from maps.index import IndexPlan, IndexTerritory, index_html
 from maps.overlays import FEATURE_CAP, LAYERS, bbox_to_wgs84, read_overlay, read_plan_blocks
@@ -106,10 +107,8 @@ def plan_blocks(
     bbox: Annotated[str | None, BBOX_QUERY] = None,
     display: Annotated[Display | None, DISPLAY_QUERY] = None,
     limit: Annotated[int, LIMIT_QUERY] = FEATURE_CAP,
-    grid: Annotated[str | None, Query(pattern=r"^\d{15}$",
-                                      description="Only this grid's blocks")] = None,
-    village: Annotated[str | None, Query(pattern=r"^\d{12}$",
-                                         description="Only this village's blocks")] = None,
+    grid: GridCode = None,
+    village: VillageCode = None,
     engine: Engine = Depends(get_engine), settings: Settings = Depends(get_settings),
 ) -> Response:
     check_plan(request, who, plan_id)
@@ -154,7 +153,8 @@ def plan_map(plan_id: Id, request: Request, who: PlansRead,
              engine: Engine = Depends(get_engine),
              settings: Settings = Depends(get_settings)) -> HTMLResponse:
     check_plan(request, who, plan_id)
-    return HTMLResponse(planner_html(_planner_page(engine, settings, get_plan(engine, plan_id))))
+    return HTMLResponse(planner_html(_planner_page(engine, settings, get_plan(engine, plan_id)),
+                                     timezone=page_zone(settings.timezone)))
 
 
 def _band(info: PlanInfo, settings: Settings) -> tuple[int, int]:
@@ -186,7 +186,8 @@ def plan_editor(plan_id: Id, request: Request, who: PlansWrite,
     info = get_plan(engine, plan_id)
     if info.status != "draft":
         return RedirectResponse(f"/plans/{plan_id}/map", status_code=303)
-    return HTMLResponse(editor_html(_planner_page(engine, settings, info), info.parent_id))
+    return HTMLResponse(editor_html(_planner_page(engine, settings, info), info.parent_id,
+                                    timezone=page_zone(settings.timezone)))
 
 
 class LockedOut(BaseModel):
@@ -240,10 +241,11 @@ def plan_compare(a: Id, b: Id, request: Request, who: PlansRead,
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index(request: Request, engine: Engine = Depends(get_engine)) -> HTMLResponse:
     who = await authenticate(request)
-    return await run_in_threadpool(_index, request, who, engine)
+    return await run_in_threadpool(_index, request, who, engine, request.app.state.settings)
 
 
-def _index(request: Request, who: Principal, engine: Engine) -> HTMLResponse:
+def _index(request: Request, who: Principal, engine: Engine, settings: Settings
+           ) -> HTMLResponse:
     plans = list_plans(engine)
     with engine.connect() as conn:
         rows = conn.execute(select(models.Territory.id, models.Territory.name)
@@ -251,7 +253,7 @@ def _index(request: Request, who: Principal, engine: Engine) -> HTMLResponse:
     territories = [
         IndexTerritory(id=int(tid), name=str(name), towns=_towns(engine, int(tid)),
                        plans=[IndexPlan(p.id, p.version, p.status, p.n_grids,
-                                        str(p.created_at or "")[:16]) for p in plans
-                              if p.territory_id == tid])
+                                        local_text(p.created_at, settings.timezone))
+                              for p in plans if p.territory_id == tid])
         for tid, name in rows if visible(request, who, int(tid))]
-    return HTMLResponse(index_html(territories))
+    return HTMLResponse(index_html(territories, zone_label(settings.timezone)))

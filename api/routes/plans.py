@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, check_plan, partial, visible
-from api.deps import USER, Id, IdQuery, author, get_engine, plan_cache
+from api.deps import USER, Id, IdQuery, TownCode, VillageCode, author, get_engine, plan_cache
 from api.problems import BadRequest
 from gis.geometry import feature_collection, for_basemap, simplify_coverage
 from gis.plans import get_plan, list_plans, plan_diff, plan_report, publish_plan, read_grids
@@ -110,9 +110,8 @@ def grids(
     who: PlansRead,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (WGS84)")]
     = None,
-    village: Annotated[str | None, Query(description="12-digit village/community code")]
-    = None,
-    town: Annotated[str | None, Query(description="9-digit town/street code")] = None,
+    village: VillageCode = None,
+    town: TownCode = None,
     flags: Annotated[list[str] | None, Query(
         description="Grids with any of these flags; 'regular' for grids without")] = None,
     simplify: Annotated[float, Query(ge=0, le=1_000, description=(

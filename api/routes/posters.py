@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -133,13 +135,15 @@ def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat, request: Request
     if not who.covers(area_code):
         raise NotFound(f"no area {area_code} with grids in plan {plan_id}")
     # Kept by what the poster shows: the plan's generation (a new plan, or an edit of a
-    # draft, makes a new stamp), its status and publication date, the area, paper and format.
+    # draft, makes a new stamp), its status and publication date, the area, paper and
+    # format, and the day it is made on (printed on it, in the service's zone).
+    zone = request.app.state.settings.timezone
     info = get_plan(engine, plan_id)
     key = (plan_stamp(engine, plan_id), info.status, info.published_at, area_code,
-           PaperSize(size), PosterFormat(fmt))
+           PaperSize(size), PosterFormat(fmt), zone, datetime.now(ZoneInfo(zone)).date())
     try:
         made, kept = poster_cache(request).made(
-            key, lambda: make_poster(engine, plan_id, area_code, size, fmt))
+            key, lambda: make_poster(engine, plan_id, area_code, size, fmt, zone=zone))
     except FontMissing as exc:
         raise HTTPException(503, exc.message) from exc
     except GlyphMissing as exc:

@@ -11,12 +11,13 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
 from api.auth import EventsRead, Principal, check_code, check_territory
-from api.deps import IdQuery, get_engine
+from api.deps import AreaCodeQuery, IdQuery, get_engine
 from events.dashboard import MAX_POINTS, first_published_territory, screen_data
 from gis.errors import NotFound
 from gis.plans import published_plan_id
 from gis.settings import Settings
 from gis.store import territory_row
+from gis.times import page_zone
 from maps.screen import POLL_SECONDS, grids_url, no_plan_page, screen_page
 
 router = APIRouter(tags=["screen"])
@@ -51,14 +52,13 @@ def data(
     who: EventsRead,
     territory: Annotated[IdQuery, Query(description=(
         "Territory id; default: the first with a published plan"))] = None,
-    area: Annotated[str | None, Query(min_length=1, max_length=20, description=(
-        "District, town, village/community or grid code; default: the whole territory"))]
-    = None,
+    area: AreaCodeQuery = None,
     engine: Engine = Depends(get_engine),
 ) -> Response:
     """Counts for the area (open, green/yellow/red, resolved, on-time rate, reported today in
-    China Standard Time), the same for each child area, the worst light and open count of
-    each grid with open events, and up to 5,000 open events as points, most urgent first.
+    the server's zone, GRIDMAP_TIMEZONE), the same for each child area, the worst light and
+    open count of each grid with open events, and up to 5,000 open events as points, most
+    urgent first.
 
     Answers carry an ETag; a request with ``If-None-Match`` set to it gets 304 and no body
     while nothing changed (the screen polls every few seconds).
@@ -69,7 +69,7 @@ def data(
     area = _scoped_area(who, area)
     body = screen_data(engine, request.app.state.rules, request.app.state.clock(),
                        tid, area, max_points=MAX_POINTS,
-                       basemap_crs=settings.basemap_crs)
+                       basemap_crs=settings.basemap_crs, zone=settings.timezone)
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     etag = f'"{hashlib.blake2b(raw, digest_size=12).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -81,7 +81,7 @@ def data(
 
 @router.get("/screen", include_in_schema=False, response_class=HTMLResponse)
 def page(request: Request, who: EventsRead, territory: IdQuery = None,
-         area: Annotated[str | None, Query(max_length=20)] = None,
+         area: AreaCodeQuery = None,
          engine: Engine = Depends(get_engine)) -> HTMLResponse:
     tid = territory if territory is not None else first_published_territory(engine)
     if tid is None:
@@ -98,5 +98,5 @@ def page(request: Request, who: EventsRead, territory: IdQuery = None,
         "data_url": "/screen/data", "grids_url": grids_url(plan_id, settings.basemap_crs),
         "poll_seconds": POLL_SECONDS, "basemap_url": settings.basemap_url,
         "basemap_attribution": settings.basemap_attribution,
-        "basemap_crs": settings.basemap_crs}
+        "basemap_crs": settings.basemap_crs, "timezone": page_zone(settings.timezone)}
     return HTMLResponse(screen_page(name, config))

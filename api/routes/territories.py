@@ -7,7 +7,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
@@ -63,6 +63,12 @@ class PartitionRequest(BaseModel):
     target_households: int = Field(400, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     service_radius_m: float = Field(5_000.0, gt=0, le=100_000)
+    estimate: Literal["residential", "all", "off"] = Field(
+        "residential", description="Which footprints without a household count are "
+        "estimated: residential (by tag, land use or the rule for untagged buildings), "
+        "all (every footprint not tagged otherwise), off (none: they count 0)")
+    min_dwelling_m2: float = Field(50.0, gt=0, le=1_000, description="An estimate never "
+                                   "exceeds floor area ÷ this")
     note: str | None = Field(None, max_length=2_000)
     created_by: str | None = Field(None, max_length=100)
 

@@ -17,7 +17,7 @@ if engine is None:  # plain `alembic` command line: use GRIDMAP_DATABASE_URL
 with engine.connect() as connection:
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
-        # A table rebuild (0008) drops and renames tables others refer to: with foreign
+        # A table rebuild (0009) drops and renames tables others refer to: with foreign
         # keys on, DROP TABLE would delete the rows that refer to it. Outside a transaction,
         # where the pragma takes effect; on again below, before the connection goes back.
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")

@@ -1,7 +1,8 @@
 /* Two plans side by side (gridmap): plan a on the left, plan b on the right, on two synced
    Leaflet maps, with GET /plans/{a}/diff/{b} drawn on them (grids removed red on the left,
    added blue on the right, changed orange on both) and listed (households that change
-   grid). Started by GridmapCompare.start(config) from the page maps/editor.py builds. */
+   grid). Starts itself from the page's config block (maps/templates/compare.html). Every
+   value from the server reaches the page escaped (esc) or as text. */
 (function () {
   "use strict";
 
@@ -10,11 +11,7 @@
   var state = window.gridcompare = {ready: false, errors: [], maps: {}, layers: {}, byCode: {a: {}, b: {}},
     marked: {a: {}, b: {}}, diff: null};
 
-  function esc(v) {
-    return String(v === null || v === undefined ? "" : v).replace(/[&<>"']/g, function (c) {
-      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
-    });
-  }
+  var esc = window.gridmapEscape;   /* escape.js */
 
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
 
@@ -75,8 +72,8 @@
         state.byCode[side][p.code] = l;
         l.bindPopup("<table class=\"grid-popup\"><tr><th>网格编码</th><td class=\"code\">" +
           esc(p.code) + "</td></tr><tr><th>名称</th><td>" + esc(p.name) + "</td></tr><tr><th>户数</th><td>" +
-          num(p.households) + "</td></tr>" + (m ? "<tr><th>对比</th><td>" +
-          {removed: "已删除", added: "新增", changed: "有变化"}[m] + "</td></tr>" : "") + "</table>");
+          esc(num(p.households)) + "</td></tr>" + (m ? "<tr><th>对比</th><td>" +
+          esc({removed: "已删除", added: "新增", changed: "有变化"}[m]) + "</td></tr>" : "") + "</table>");
       }
     }).addTo(map);
     state.layers[side] = layer;
@@ -94,8 +91,8 @@
     var changed = d.grids_changed.map(function (g) {
       var delta = g.households_after - g.households_before;
       return "<li><button type=\"button\" data-code=\"" + esc(g.code) + "\">" + esc(g.code) +
-        "</button> " + num(g.households_before) + " → <b>" + num(g.households_after) + "</b> 户" +
-        (delta ? "（" + (delta > 0 ? "+" : "") + delta + "）" : "") + "</li>";
+        "</button> " + esc(num(g.households_before)) + " → <b>" + esc(num(g.households_after)) +
+        "</b> 户" + (delta ? "（" + (delta > 0 ? "+" : "") + esc(delta) + "）" : "") + "</li>";
     }).join("");
     function codes(list) {
       return list.map(function (c) {
@@ -103,12 +100,12 @@
       }).join("");
     }
     var moves = d.moves.map(function (m) {
-      return "<li>" + esc(m.from || "（无）") + " → " + esc(m.to) + "：<b>" + num(m.households) +
+      return "<li>" + esc(m.from || "（无）") + " → " + esc(m.to) + "：<b>" + esc(num(m.households)) +
         "</b> 户</li>";
     }).join("");
-    return "<div class=\"gm-diff-legend\"><i style=\"background:" + MARK.removed + "\"></i>已删除（左）" +
-      "<i style=\"background:" + MARK.added + "\"></i>新增（右）<i style=\"background:" + MARK.changed +
-      "\"></i>有变化</div>" +
+    /* Swatch colours are classes (editor.css): no style attributes under the CSP. */
+    return "<div class=\"gm-diff-legend\"><i class=\"gm-mark-removed\"></i>已删除（左）" +
+      "<i class=\"gm-mark-added\"></i>新增（右）<i class=\"gm-mark-changed\"></i>有变化</div>" +
       "<h3>有变化的网格（" + d.grids_changed.length + "）</h3><ul class=\"gm-diff-changed\">" +
       (changed || "<li>无</li>") + "</ul>" +
       "<h3>新增网格（" + d.grids_added.length + "）</h3><ul class=\"gm-diff-added\">" +
@@ -137,10 +134,10 @@
         d.grids_changed.forEach(function (g) { marksA[g.code] = "changed"; marksB[g.code] = "changed"; });
         draw("a", res[0], cfg, marksA);
         draw("b", res[1], cfg, marksB);
-        summary.innerHTML = "新增 <b>" + d.grids_added.length + "</b> 格 · 删除 <b>" +
-          d.grids_removed.length + "</b> 格 · 有变化 <b>" + d.grids_changed.length +
-          "</b> 格 · 未变 <b>" + d.grids_unchanged + "</b> 格 · 换格 <b id=\"gm-moved\">" +
-          num(d.households_moved) + "</b> 户";
+        summary.innerHTML = "新增 <b>" + esc(d.grids_added.length) + "</b> 格 · 删除 <b>" +
+          esc(d.grids_removed.length) + "</b> 格 · 有变化 <b>" + esc(d.grids_changed.length) +
+          "</b> 格 · 未变 <b>" + esc(d.grids_unchanged) + "</b> 格 · 换格 <b id=\"gm-moved\">" +
+          esc(num(d.households_moved)) + "</b> 户";
         list.innerHTML = listHtml(d);
         var first = d.grids_changed[0] || {code: d.grids_added[0] || d.grids_removed[0]};
         if (first.code) { zoomTo(first.code); }
@@ -153,4 +150,5 @@
   }
 
   window.GridmapCompare = {start: start};
+  start(JSON.parse(document.getElementById("gm-config").textContent));
 })();

@@ -3,7 +3,8 @@
    boundary with a drawn line, lock/unlock and rename; live household counts from each
    edit's answer, undo/redo (Ctrl+Z / Ctrl+Y), the plan's history. Every edit names the
    version the page holds in If-Match; a 409 for a stale version reloads the current one.
-   Started by planner.js when the config has "editor" (maps/editor.py). Needs Leaflet 1.9. */
+   Started by planner.js when the config has "editor" (maps/editor.py). Needs Leaflet 1.9.
+   Values from the server reach the page through P.esc or textContent only. */
 (function () {
   "use strict";
 
@@ -471,21 +472,25 @@
     });
   }
 
+  /* An edit's time in the server's zone (cfg.timezone, GRIDMAP_TIMEZONE), not the
+     browser's: "05-01 10:59"; the panel's heading says which zone. */
   function when(at) {
     if (!at) { return ""; }
     var d = new Date(at);
     if (isNaN(d.getTime())) { return String(at); }
-    function two(n) { return (n < 10 ? "0" : "") + n; }
-    return (d.getMonth() + 1) + "-" + two(d.getDate()) + " " + two(d.getHours()) + ":" +
-      two(d.getMinutes());
+    var zone = (cfg.timezone && cfg.timezone.name) || undefined, parts = {};
+    new Intl.DateTimeFormat("en-GB", {timeZone: zone, month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23"}).formatToParts(d)
+      .forEach(function (p) { parts[p.type] = p.value; });
+    return parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute;
   }
 
   function renderHistory() {
     var rows = ed.history.slice().reverse();
     ed.ui.history.innerHTML = rows.length ? rows.map(function (h) {
       var summary = String(h.summary || "").split("; ")[0] || OP_NAMES[h.op] || h.op;
-      return "<li class=\"gm-h gm-h-" + P.esc(h.state) + "\" data-seq=\"" + h.seq + "\">" +
-        "<span class=\"gm-h-seq\">#" + h.seq + "</span> <b>" + P.esc(OP_NAMES[h.op] || h.op) +
+      return "<li class=\"gm-h gm-h-" + P.esc(h.state) + "\" data-seq=\"" + P.esc(h.seq) + "\">" +
+        "<span class=\"gm-h-seq\">#" + P.esc(h.seq) + "</span> <b>" + P.esc(OP_NAMES[h.op] || h.op) +
         "</b>" + P.esc(STATE_NAMES[h.state] || "") + " <span class=\"gm-h-who\">" +
         P.esc(h.author || "（未署名）") + " · " + P.esc(when(h.at)) + "</span><div>" +
         P.esc(summary) + "</div></li>";
@@ -506,9 +511,9 @@
 
   function bandText(p) {
     var b = P.bandOf(p, cfg.band);
-    return "<span class=\"band band-" + b + "\">" + {below: "低于 " + cfg.band[0],
+    return "<span class=\"band band-" + b + "\">" + P.esc({below: "低于 " + cfg.band[0],
       within: cfg.band[0] + "–" + cfg.band[1], above: "超过 " + cfg.band[1],
-      dedicated: "专属"}[b] + "</span>";
+      dedicated: "专属"}[b]) + "</span>";
   }
 
   function gridRow(code) {
@@ -517,7 +522,7 @@
     return "<tr data-code=\"" + P.esc(code) + "\"" + (code === ed.current ? " class=\"gm-cur\"" : "") +
       "><td class=\"code\" title=\"" + P.esc(code) + "\">" + P.esc(code.slice(-6)) + "</td><td>" +
       P.esc(p.name || "") + (ed.locked[code] ? " <span class=\"gm-locked\">（已锁定）</span>" : "") + "</td><td class=\"gm-hh\">" +
-      P.num(p.households) + "</td><td>" + bandText(p) + "</td></tr>";
+      P.esc(P.num(p.households)) + "</td><td>" + bandText(p) + "</td></tr>";
   }
 
   function focusCodes() {
@@ -543,12 +548,12 @@
     ui.hint.textContent = hint;
     ui.undo.disabled = ed.busy || !canUndo();
     ui.redo.disabled = ed.busy || !canRedo();
-    ui.sel.innerHTML = "<div class=\"gm-ed-count\">已选地块 <b id=\"gm-sel-n\">" + nos.length +
-      "</b> 块，共 <b id=\"gm-sel-hh\">" + P.num(hh) + "</b> 户</div>" +
+    ui.sel.innerHTML = "<div class=\"gm-ed-count\">已选地块 <b id=\"gm-sel-n\">" + P.esc(nos.length) +
+      "</b> 块，共 <b id=\"gm-sel-hh\">" + P.esc(P.num(hh)) + "</b> 户</div>" +
       (ed.blocksNotice ? "<div class=\"gm-ed-warn-line\">" + P.esc(ed.blocksNotice) + "</div>" : "");
     var codes = focusCodes();
     ui.grids.innerHTML = codes.length ? "<table class=\"gm-ed-grids\"><thead><tr><th>编码</th>" +
-      "<th>名称</th><th>户数</th><th>区间 " + cfg.band[0] + "–" + cfg.band[1] + "</th></tr></thead>" +
+      "<th>名称</th><th>户数</th><th>区间 " + P.esc(cfg.band[0] + "–" + cfg.band[1]) + "</th></tr></thead>" +
       "<tbody>" + codes.map(gridRow).join("") + "</tbody></table>" :
       "<div class=\"gm-ed-empty\">点击地块或网格查看户数</div>";
     var cur = ed.current ? props(ed.current) : null;
@@ -668,6 +673,11 @@
     var c = L.control({position: "bottomleft"});
     c.onAdd = function () {
       var box = el("div", "gm-panel gm-history", "<h2>修改记录</h2>");
+      if (cfg.timezone) {
+        var zone = el("div", "gm-h-zone");
+        zone.textContent = "时间为" + cfg.timezone.label;
+        box.appendChild(zone);
+      }
       ed.ui.history = el("ol", "gm-h-list");
       box.appendChild(ed.ui.history);
       L.DomEvent.disableClickPropagation(box);

@@ -1,7 +1,9 @@
 /* The planner's map of a plan (gridmap): grids fetched by URL and coloured by households
    against the band, code labels where they fit, popups, legend, search by code, and
-   overlay layers fetched only when switched on. Started by GridmapPlanner.start(map, config)
-   from the page folium builds (maps/planner.py). Needs Leaflet 1.9 and nothing else. */
+   overlay layers fetched only when switched on. Makes its Leaflet map from the page's config
+   block (maps/templates/planner.html, maps/planner.py) once the page's scripts are loaded
+   (the editor's too). Needs Leaflet 1.9 and nothing else. Values from the server reach the
+   page through esc() or textContent only. */
 (function () {
   "use strict";
 
@@ -41,11 +43,7 @@
     return e;
   }
 
-  function esc(v) {
-    return String(v === null || v === undefined ? "" : v).replace(/[&<>"']/g, function (c) {
-      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
-    });
-  }
+  var esc = window.gridmapEscape;   /* escape.js */
 
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
 
@@ -103,15 +101,18 @@
       ["网格编码", "<b class=\"code\">" + esc(p.code) + "</b>"],
       ["名称", esc(p.name)],
       ["类型", esc(KIND_NAMES[p.kind] || p.kind)],
-      ["户数", "<b>" + num(p.households) + "</b> <span class=\"band band-" + b + "\">" +
+      ["户数", "<b>" + esc(num(p.households)) + "</b> <span class=\"band band-" + b + "\">" +
         esc(bandText) + "</span>"],
-      ["人口", num(p.population)],
-      ["紧凑度", p.compactness === null ? "—" : Number(p.compactness).toFixed(2)],
+      ["人口", esc(num(p.population))],
+      ["紧凑度", p.compactness === null ? "—" : esc(Number(p.compactness).toFixed(2))],
       ["边界沿道路/河流等比例", p.barrier_share === null ? "—" :
-        (100 * p.barrier_share).toFixed(0) + "%"],
+        esc((100 * p.barrier_share).toFixed(0)) + "%"],
       ["四至", esc(p.boundary_text)],
       ["标记", flags.length ? esc(flags.join("；")) : "无"]
     ];
+    if (p.households_estimated > 0) {  // households from footprints without a count
+      rows.splice(4, 0, ["其中估算", esc(num(p.households_estimated) + " 户")]);
+    }
     return "<table class=\"grid-popup\">" + rows.map(function (r) {
       return "<tr><th>" + r[0] + "</th><td>" + r[1] + "</td></tr>";
     }).join("") + "</table>";
@@ -179,8 +180,9 @@
         ["above", "超过 " + hi + " 户"], ["dedicated", "专属网格"]];
       var box = el("div", "gm-panel gm-legend");
       box.innerHTML = "<h2>网格户数</h2>" + items.map(function (it) {
-        return "<div class=\"gm-legend-item\" data-band=\"" + it[0] + "\"><i style=\"background:" +
-          COLORS[it[0]] + "\"></i>" + esc(it[1]) + " <span class=\"gm-count\"></span></div>";
+        /* The swatch's colour is a class (planner.css): no style attributes under the CSP. */
+        return "<div class=\"gm-legend-item\" data-band=\"" + it[0] + "\"><i class=\"gm-swatch-" +
+          it[0] + "\"></i>" + esc(it[1]) + " <span class=\"gm-count\"></span></div>";
       }).join("");
       return box;
     };
@@ -230,7 +232,7 @@
       select(found[0]);
       return;
     }
-    results.innerHTML = "<div class=\"gm-many\">找到 " + found.length + " 个网格" +
+    results.innerHTML = "<div class=\"gm-many\">找到 " + esc(found.length) + " 个网格" +
       (found.length > 30 ? "，显示前 30 个" : "") + "：</div>" + found.slice(0, 30).map(function (c) {
       var p = state.byCode[c].feature.properties;
       return "<button type=\"button\" data-code=\"" + esc(c) + "\">" + esc(c) + " " +
@@ -272,7 +274,7 @@
     Object.keys(want).forEach(function (code) {
       if (shown[code]) { return; }
       var icon = L.divIcon({className: "gm-label", iconSize: null,
-        html: "<span title=\"" + code + "\">" + code.slice(-3) + "</span>"});
+        html: "<span title=\"" + esc(code) + "\">" + esc(code.slice(-3)) + "</span>"});
       shown[code] = L.marker(state.labelAt[code], {icon: icon, interactive: false, pane: "gm-labels",
         keyboard: false}).addTo(state.labelLayer);
     });
@@ -545,7 +547,7 @@
 
     if (cfg.editor && window.GridmapEditor) { window.GridmapEditor.start(map, cfg, state); }
     state.timings.start = performance.now();
-    var pre = window.GRIDMAP_PREFETCH;   /* started by the page's head (maps/planner.py) */
+    var pre = window.GRIDMAP_PREFETCH;   /* started in the page's head (prefetch.js) */
     (pre && pre.url === cfg.gridsUrl ? pre.response : fetch(cfg.gridsUrl)).then(function (r) {
       return r.json().then(function (body) {
         if (!r.ok) { throw new Error(body.detail || ("HTTP " + r.status)); }
@@ -570,8 +572,35 @@
     });
   }
 
+  /* The Leaflet map as cfg.map describes it (maps/planner.py map_config), in #gm-map. */
+  function makeMap(cfg) {
+    var m = cfg.map;
+    var map = L.map("gm-map", {center: m.center, zoom: m.zoom, maxZoom: m.maxZoom,
+      preferCanvas: true, zoomControl: true});
+    L.control.scale().addTo(map);
+    if (m.basemap) {
+      L.tileLayer(m.basemap.url, {attribution: esc(m.basemap.attribution),
+        maxZoom: m.basemap.maxZoom, maxNativeZoom: m.basemap.maxNativeZoom}).addTo(map);
+    }
+    if (m.bounds) { map.fitBounds(m.bounds); }
+    return map;
+  }
+
+  /* After every script of the page ran (the editor's registers itself first). */
+  function boot() {
+    var block = document.getElementById("gm-config");
+    if (!block || !document.getElementById("gm-map")) { return; }
+    var cfg = JSON.parse(block.textContent);
+    start(makeMap(cfg), cfg);
+  }
+
   window.GridmapPlanner = {start: start, labelPoint: labelPoint, FLAG_NAMES: FLAG_NAMES,
     KIND_NAMES: KIND_NAMES, COLORS: COLORS, bandOf: bandOf, gridStyle: gridStyle, esc: esc,
     num: num, notice: notice, popupHtml: popupHtml, updateGrids: updateGrids,
     replaceGrids: replaceGrids};
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", boot);
+  } else {
+    boot();
+  }
 })();

@@ -1,11 +1,15 @@
 /* The command-centre big screen (一屏观全局): the published plan's grids coloured by their
    open events' worst light, the open events clustered, headline counts and child areas for
    the current area, drill-down by clicking, and the figures polled every few seconds
-   (If-None-Match: nothing is sent while nothing changed). No page reload, no CDN. */
+   (If-None-Match: nothing is sent while nothing changed). No page reload, no CDN. Values
+   from the server reach the page through esc() or textContent only; times are shown in the
+   server's zone (cfg.timezone, GRIDMAP_TIMEZONE). */
 (function () {
   "use strict";
 
-  var cfg = JSON.parse(document.getElementById("screen-config").textContent);
+  var cfg = JSON.parse(document.getElementById("gm-config").textContent);
+  var esc = window.gridmapEscape;   // escape.js
+  var zone = cfg.timezone || { name: "Asia/Shanghai", label: "北京时间（UTC+8）" };
   var COLORS = { red: "#ff4d4f", yellow: "#ffd21f", green: "#3ddc84" };
   var NEUTRAL = "#2a4a78";
   var LIGHT_NAMES = { red: "红灯", yellow: "黄灯", green: "绿灯" };
@@ -30,7 +34,7 @@
   var map = L.map("map", { zoomControl: false, attributionControl: !!cfg.basemap_url,
                            preferCanvas: true, zoomSnap: 0.25, maxZoom: 19 });
   if (cfg.basemap_url) {
-    L.tileLayer(cfg.basemap_url, { attribution: cfg.basemap_attribution || "",
+    L.tileLayer(cfg.basemap_url, { attribution: esc(cfg.basemap_attribution || ""),
                                    maxZoom: 19 }).addTo(map);
   }
   map.setView([23.2, 113.3], 11);
@@ -74,7 +78,7 @@
     }
     var n = cluster.getChildCount();
     var size = Math.round((n < 10 ? 34 : n < 100 ? 42 : n < 1000 ? 50 : 58) * unit);
-    return L.divIcon({ html: "<span>" + n + "</span>", iconSize: [size, size],
+    return L.divIcon({ html: "<span>" + esc(n) + "</span>", iconSize: [size, size],
                        className: "ev-cluster ev-cluster-" + worst });
   }
 
@@ -94,8 +98,8 @@
         icon: L.divIcon({ className: "ev ev-" + r[3], iconSize: [dot, dot] })
       });
       m.bindPopup(function () {
-        return "事件 #" + r[0] + "<br>" + (CATEGORIES[r[4]] || r[4]) + " · " +
-          LIGHT_NAMES[r[3]] + "<br>网格 " + (r[5] || "—");
+        return "事件 #" + esc(r[0]) + "<br>" + esc(CATEGORIES[r[4]] || r[4]) + " · " +
+          esc(LIGHT_NAMES[r[3]] || r[3]) + "<br>网格 " + esc(r[5] || "—");
       });
       return m;
     });
@@ -106,11 +110,7 @@
   function fmt(n) { return n === null || n === undefined ? "—" : n.toLocaleString("zh-CN"); }
   function rate(r) { return r === null || r === undefined ? "—" : (r * 100).toFixed(1) + "%"; }
   function text(id, value) { document.getElementById(id).textContent = value; }
-  function esc(s) {
-    return String(s).replace(/[&<>"]/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c];
-    });
-  }
+
 
   function showCrumbs(path) {
     var nav = document.getElementById("crumbs");
@@ -136,7 +136,7 @@
   }
 
   function cell(value, cls) {
-    return "<td class=\"" + (value ? cls : "zero") + "\">" + fmt(value) + "</td>";
+    return "<td class=\"" + (value ? cls : "zero") + "\">" + esc(fmt(value)) + "</td>";
   }
 
   // A wall has no scrollbars: keep the rows that fit, say how many more there are.
@@ -170,7 +170,7 @@
       tr.dataset.code = c.code || "";
       tr.innerHTML = "<td title=\"" + esc(c.code || "") + "\">" + esc(c.name) + "</td>" +
         cell(c.open, "") + cell(c.red, "c-red") + cell(c.yellow, "c-yellow") +
-        cell(c.green, "c-green") + "<td>" + rate(c.on_time_rate) + "</td>";
+        cell(c.green, "c-green") + "<td>" + esc(rate(c.on_time_rate)) + "</td>";
       if (c.code) { tr.addEventListener("click", function () { go(c.code); }); }
       body.appendChild(tr);
     });
@@ -185,9 +185,9 @@
       var tr = document.createElement("tr");
       tr.className = "l-" + r[3];
       tr.dataset.id = r[0];
-      tr.innerHTML = "<td>#" + r[0] + "</td><td>" + esc(CATEGORIES[r[4]] || r[4]) +
+      tr.innerHTML = "<td>#" + esc(r[0]) + "</td><td>" + esc(CATEGORIES[r[4]] || r[4]) +
         "</td><td title=\"" + esc(r[5] || "") + "\">" + esc(r[5] || "—") +
-        "</td><td class=\"c-" + r[3] + "\">" + LIGHT_NAMES[r[3]] + "</td>";
+        "</td><td class=\"c-" + esc(r[3]) + "\">" + esc(LIGHT_NAMES[r[3]] || r[3]) + "</td>";
       tr.addEventListener("click", function () { map.setView([r[2], r[1]], 18); });
       body.appendChild(tr);
     });
@@ -271,11 +271,11 @@
   }
 
   function clockText() {
-    return new Date().toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false,
+    return new Date().toLocaleString("zh-CN", { timeZone: zone.name, hour12: false,
       year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
       second: "2-digit" });
   }
-  function tick() { text("clock", clockText()); }
+  function tick() { text("clock", clockText() + " " + zone.label); }
   tick();
   setInterval(tick, 1000);
 

@@ -178,6 +178,10 @@ def test_outside_and_near_boundary(setup: Any) -> None:
             break
     assert a is not None and b is not None
     edge = grids.geometry.iloc[a].intersection(grids.geometry.iloc[b])
+    # (Two grids may also touch at a corner: the shared edge is the longest line of it.)
+    lines = [p for p in shapely.get_parts(shapely.line_merge(shapely.union_all(
+        [p for p in shapely.get_parts(edge) if p.geom_type == "LineString"])))]
+    edge = max(lines, key=lambda p: p.length)
     mid = edge.interpolate(0.5, normalized=True)
     inner = grids.geometry.iloc[a].buffer(-2).boundary
     near = inner.interpolate(inner.project(mid))

@@ -72,7 +72,8 @@ class OsmBuilder:
 
 def build_territory(*, with_refs: bool = True) -> OsmBuilder:
     """A town (relation, admin_level 8) with two villages (closed ways, levels 9 and 10),
-    buildings, roads, a river, a railway, a ridge, a school and an industrial area.
+    buildings, roads, a river, a railway, a ridge, a school, an industrial area, residential
+    land use and a park.
 
     Without ``with_refs`` the admin boundaries carry no ``ref`` (no division code).
     """
@@ -111,6 +112,9 @@ def build_territory(*, with_refs: bool = True) -> OsmBuilder:
     # A school (node) and an industrial area (closed way).
     b.node(3, 3, {"amenity": "school", "name": "景泰小学"})
     b.box(11, 6, 14, 8, {"landuse": "industrial", "name": "白云工业园"})
+    # Land use around the untagged building, and a park (the household estimate reads it).
+    b.box(0.5, 5.5, 4, 8, {"landuse": "residential", "name": "景泰小区"})
+    b.box(6, 6, 9, 8, {"leisure": "park", "name": "景泰公园"})
     return b
 
 

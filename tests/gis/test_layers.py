@@ -365,7 +365,7 @@ def test_openstreetmap_pbf(pbf: Path) -> None:
     assert territory.name == "jingtai"
     assert territory.counts() == {
         "admin_areas": 3, "roads": 3, "water": 1, "ridges": 1, "railways": 1,
-        "buildings": 4, "facilities": 1, "dedicated_areas": 1,
+        "buildings": 4, "facilities": 1, "dedicated_areas": 1, "landuse": 3,
     }
     assert all("OpenStreetMap" in label for label in territory.sources.values())
     assert all(gdf.crs == WGS84 for gdf in territory.layers.values())
@@ -404,6 +404,9 @@ def test_openstreetmap_pbf(pbf: Path) -> None:
     assert facilities.geom_type.tolist() == ["Point"]
     assert _rows(territory.layers["dedicated_areas"], "dedicated_areas") == [
         ("白云工业园", "industrial")]
+    # landuse=*, leisure=park mapped into the contract's classes.
+    assert sorted(_rows(territory.layers["landuse"], "landuse")) == [
+        ("green", "景泰公园"), ("industrial", "白云工业园"), ("residential", "景泰小区")]
 
 
 def test_openstreetmap_without_division_codes_has_no_admin_areas(tmp_path: Path) -> None:

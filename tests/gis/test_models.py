@@ -160,7 +160,7 @@ def test_deleting_a_territory_removes_everything_under_it(engine: Engine) -> Non
 
 def test_every_geometry_column_has_a_spatial_index(engine: Engine) -> None:
     geometry_tables = [t.name for t in models.Base.metadata.sorted_tables if "geom" in t.c]
-    assert len(geometry_tables) == 8
+    assert len(geometry_tables) == 9
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             rows = conn.execute(text(

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import shapely
-from browser import LiveServer, live_server, open_page, screenshot
+from browser import LiveServer, live_server, open_page, screenshot, wait_for
 from demo_plan import DemoStore, demo_store
 
 from api.app import create_app
@@ -101,7 +101,7 @@ def editor(browser: Any, server: LiveServer, plan_id: int) -> tuple[Any, Any, li
     page, errors = open_page(browser, "about:blank")
     page.on("request", lambda r: requested.append(r.url))
     page.goto(f"{server.url}/plans/{plan_id}/edit", wait_until="networkidle")
-    page.wait_for_function("window.gridmap && gridmap.editor && gridmap.editor.ready",
+    wait_for(page, "window.gridmap && gridmap.editor && gridmap.editor.ready",
                            timeout=30_000)
     return page, errors, requested
 
@@ -126,10 +126,10 @@ def frame(page: Any, geometry: shapely.Geometry) -> None:
     x0, y0, x1, y1 = geometry.bounds
     loads = page.evaluate("gridmap.editor.blocksLoads")
     page.evaluate(f"gridmap.map.fitBounds([[{y0}, {x0}], [{y1}, {x1}]], {{animate: false}})")
-    page.wait_for_function(f"gridmap.editor.blocksLoads > {loads} || "
+    wait_for(page, f"gridmap.editor.blocksLoads > {loads} || "
                            "gridmap.editor.blocksFetched && gridmap.editor.blocksFetched"
                            ".contains(gridmap.map.getBounds())", timeout=15_000)
-    page.wait_for_function("!gridmap.editor.blocksController", timeout=15_000)
+    wait_for(page, "!gridmap.editor.blocksController", timeout=15_000)
 
 
 def screen_xy(page: Any, point: shapely.Point) -> tuple[float, float]:
@@ -162,9 +162,9 @@ def inside(geometry: shapely.Geometry) -> shapely.Point:
 
 
 def wait_version(page: Any, version: int) -> None:
-    page.wait_for_function(f"gridmap.editor.version === {version} && !gridmap.editor.busy",
+    wait_for(page, f"gridmap.editor.version === {version} && !gridmap.editor.busy",
                            timeout=30_000)
-    page.wait_for_function("!gridmap.editor.blocksController", timeout=15_000)
+    wait_for(page, "!gridmap.editor.blocksController", timeout=15_000)
 
 
 def page_grid(page: Any, code: str) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def test_select_move_see_counts_undo_redo(browser: Any, server: LiveServer, stor
         assert page.evaluate("gridmap.editor.blocks") > 0
         # Select the block: the panel shows it and its grid.
         click_at(page, inside(blocks.loc[block].geometry))
-        page.wait_for_function("Object.keys(gridmap.editor.selected).length === 1")
+        wait_for(page, "Object.keys(gridmap.editor.selected).length === 1")
         assert page.evaluate("Object.keys(gridmap.editor.selected)") == [str(block)]
         hh = int(blocks.loc[block, "households"])
         assert page.locator("#gm-sel-n").inner_text() == "1"
@@ -228,12 +228,12 @@ def test_select_move_see_counts_undo_redo(browser: Any, server: LiveServer, stor
         other = blocks[(blocks["grid_code"] == src) & (blocks.index != block)]
         other_no = largest(other)
         click_at(page, inside(other.loc[other_no].geometry), shift=True)
-        page.wait_for_function("Object.keys(gridmap.editor.selected).length === 2")
+        wait_for(page, "Object.keys(gridmap.editor.selected).length === 2")
         both = hh + int(blocks.loc[other_no, "households"])
         assert page.locator("#gm-sel-hh").inner_text().replace(",", "") == str(both)
         screenshot(page, "editor_selected")
         click_at(page, inside(other.loc[other_no].geometry), shift=True)
-        page.wait_for_function("Object.keys(gridmap.editor.selected).length === 1")
+        wait_for(page, "Object.keys(gridmap.editor.selected).length === 1")
         # Move it: the move tool, then a click in the target grid (on another of its blocks).
         page.locator(".gm-tool[data-tool=move]").click()
         target = blocks[(blocks["grid_code"] == dst)]
@@ -297,13 +297,13 @@ def test_a_stale_version_gives_the_409_message_and_the_page_recovers(
         blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
         frame(page, grids.loc[src].geometry)
         click_at(page, inside(blocks.loc[block].geometry))
-        page.wait_for_function(f"gridmap.editor.current === '{src}'")
+        wait_for(page, f"gridmap.editor.current === '{src}'")
         # Another planner renames dst through the API, behind the page's back.
         r = api_edit(server, draft, {"op": "rename", "grid": dst, "name": "他人改的名"}, 0)
         assert r.status_code == 200, r.text
         page.locator(".gm-name").fill("本页改的名")
         page.locator(".gm-rename").click()
-        page.wait_for_function("gridmap.editor.reloads === 1 && !gridmap.editor.busy",
+        wait_for(page, "gridmap.editor.reloads === 1 && !gridmap.editor.busy",
                                timeout=30_000)
         message = page.locator(".gm-ed-msg").inner_text()
         assert "方案已被他人修改" in message and "当前版本 1" in message
@@ -337,10 +337,10 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         assert len(ded_blocks)
         frame(page, grids.loc[dedicated].geometry)
         click_at(page, inside(ded_blocks.loc[largest(ded_blocks)].geometry))
-        page.wait_for_function(f"gridmap.editor.current === '{dedicated}'")
+        wait_for(page, f"gridmap.editor.current === '{dedicated}'")
         page.locator(".gm-k").fill("2")
         page.locator(".gm-split").click()
-        page.wait_for_function("gridmap.editor.lastRefusal && !gridmap.editor.busy")
+        wait_for(page, "gridmap.editor.lastRefusal && !gridmap.editor.busy")
         refused = api_edit(server, draft, {"op": "split", "grid": dedicated, "k": 2})
         assert refused.status_code == 422
         message = page.locator(".gm-ed-msg").inner_text()
@@ -350,7 +350,7 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         # Lock the source grid: it shows as locked; moving its block out is refused (409).
         frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry))
         click_at(page, inside(blocks.loc[block].geometry))
-        page.wait_for_function(f"gridmap.editor.current === '{src}'")
+        wait_for(page, f"gridmap.editor.current === '{src}'")
         page.locator(".gm-lock").click()
         wait_version(page, 1)
         assert page.evaluate(f"gridmap.editor.locked['{src}']") is True
@@ -360,7 +360,7 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         page.locator(".gm-tool[data-tool=move]").click()
         target = blocks[blocks["grid_code"] == dst]
         click_at(page, inside(target.loc[largest(target)].geometry))
-        page.wait_for_function("gridmap.editor.lastRefusal.status === 409 && "
+        wait_for(page, "gridmap.editor.lastRefusal.status === 409 && "
                                "!gridmap.editor.busy")
         assert "锁定" in page.locator(".gm-ed-msg").inner_text()
         assert page.evaluate("gridmap.editor.version") == 1 == version_of(server, draft)
@@ -388,7 +388,7 @@ def test_merge_then_split_from_the_toolbar(browser: Any, server: LiveServer,
         blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
         frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry))
         click_at(page, inside(blocks.loc[block].geometry))
-        page.wait_for_function(f"gridmap.editor.current === '{src}'")
+        wait_for(page, f"gridmap.editor.current === '{src}'")
         page.locator(".gm-tool[data-tool=merge]").click()
         click_at(page, inside(blocks.loc[largest(blocks[blocks["grid_code"] == dst])].geometry))
         wait_version(page, 1)
@@ -476,7 +476,7 @@ def test_a_drawn_line_redraws_the_boundary(browser: Any, server: LiveServer,
         assert page.evaluate("gridmap.editor.line.length") == len(points) - 1
         screen = screen_xy(page, shapely.Point(*points[-1]))
         page.mouse.dblclick(*screen)
-        page.wait_for_function("(gridmap.editor.lastEdit || gridmap.editor.lastRefusal) && "
+        wait_for(page, "(gridmap.editor.lastEdit || gridmap.editor.lastRefusal) && "
                                "!gridmap.editor.busy", timeout=30_000)
         assert page.evaluate("gridmap.editor.version") == 1, (
             page.locator(".gm-ed-msg").inner_text(), sent)
@@ -510,11 +510,11 @@ def test_a_published_plan_is_copied_to_a_draft_and_edited(browser: Any, server: 
     assert r.status_code == 303 and r.headers["location"] == f"/plans/{store.plan_id}/map"
     page, errors = open_page(browser, f"{server.url}/plans/{store.plan_id}/map")
     try:
-        page.wait_for_function("window.gridmap && gridmap.ready", timeout=30_000)
+        wait_for(page, "window.gridmap && gridmap.ready", timeout=30_000)
         page.evaluate("localStorage.setItem('gridmap.user', '李强')")
         page.locator(".gm-copy").click()
         page.wait_for_url(re.compile(r"/plans/\d+/edit$"), timeout=30_000)
-        page.wait_for_function("window.gridmap && gridmap.editor && gridmap.editor.ready",
+        wait_for(page, "window.gridmap && gridmap.editor && gridmap.editor.ready",
                                timeout=30_000)
         new_id = int(page.url.rstrip("/").split("/")[-2])
         plan = httpx.get(f"{server.url}/plans/{new_id}").json()
@@ -546,7 +546,7 @@ def test_compare_page_shows_the_diff_after_an_edit(browser: Any, server: LiveSer
     try:
         page.goto(f"{server.url}/plans/{store.plan_id}/compare/{draft}",
                   wait_until="networkidle")
-        page.wait_for_function("window.gridcompare && gridcompare.ready", timeout=30_000)
+        wait_for(page, "window.gridcompare && gridcompare.ready", timeout=30_000)
         listed = set(page.locator(".gm-diff-changed button").all_inner_texts())
         assert listed == changed
         assert page.locator("#gm-moved").inner_text().replace(",", "") == \

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import shapely
 import shapely.geometry
-from browser import LiveServer, live_server, open_page, screenshot
+from browser import LiveServer, live_server, open_page, screenshot, wait_for
 from demo_plan import DEMO_NAME, DemoStore
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -183,7 +183,7 @@ def ready(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
     page, errors = open_page(browser, "about:blank")
     page.on("request", lambda r: requested.append(r.url))
     page.goto(url, wait_until="networkidle")
-    page.wait_for_function("window.gridmap && window.gridmap.ready", timeout=30_000)
+    wait_for(page, "window.gridmap && window.gridmap.ready", timeout=30_000)
     return page, errors, requested
 
 
@@ -236,7 +236,7 @@ def test_page_draws_every_grid_with_a_legend_offline(browser: Any, server: LiveS
         points = page.evaluate("""Object.keys(gridmap.labelAt).map(c => {
             const p = gridmap.map.latLngToContainerPoint(gridmap.labelAt[c]);
             return [Math.round(p.x), Math.round(p.y)]; })""")
-        image = np.asarray(Image.open(io.BytesIO(page.locator(".folium-map").screenshot()))
+        image = np.asarray(Image.open(io.BytesIO(page.locator("#gm-map").screenshot()))
                            .convert("RGB")).astype(int)
         css = page.evaluate("getComputedStyle(gridmap.map.getContainer()).backgroundColor")
         background = np.array([int(v) for v in re.findall(r"\d+", css)[:3]])
@@ -368,7 +368,7 @@ def test_each_overlay_is_fetched_when_switched_on_and_drawn(browser: Any, server
                 continue
             before = page.evaluate(svg_paths)
             overlay_box(page, spec["name"]).check()
-            page.wait_for_function(f"gridmap.layers['{key}'].loaded", timeout=15_000)
+            wait_for(page, f"gridmap.layers['{key}'].loaded", timeout=15_000)
             path = urlparse(spec["url"]).path
             assert len(server.paths(f"^{re.escape(path)}$")) == 1, key
             n = page.evaluate(f"gridmap.layers['{key}'].features")
@@ -386,7 +386,7 @@ def test_each_overlay_is_fetched_when_switched_on_and_drawn(browser: Any, server
         assert "放大" in page.locator(".gm-notice").inner_text()
         grid = store.grids.iloc[0].geometry.representative_point()
         set_view(page, grid.y, grid.x, 17)
-        page.wait_for_function("gridmap.layers.buildings.loaded", timeout=15_000)
+        wait_for(page, "gridmap.layers.buildings.loaded", timeout=15_000)
         queries = [q for p, q in server.requests if p == buildings]
         assert len(queries) == 1 and "bbox" in queries[0]
         x0, y0, x1, y1 = (float(v) for v in queries[0]["bbox"][0].split(","))
@@ -412,7 +412,7 @@ def test_a_gcj02_basemap_shifts_what_the_page_receives(browser: Any, store: Demo
                 or "/layers/" in r.url else None)
         try:
             page.goto(f"{running.url}/plans/{store.plan_id}/map", wait_until="networkidle")
-            page.wait_for_function("window.gridmap && window.gridmap.ready", timeout=30_000)
+            wait_for(page, "window.gridmap && window.gridmap.ready", timeout=30_000)
             (url, response), = ((u, r) for u, r in bodies.items() if "/grids" in u)
             assert parse_qs(urlparse(url).query)["display"] == ["gcj02"]
             received = response.json()["features"]
@@ -429,7 +429,7 @@ def test_a_gcj02_basemap_shifts_what_the_page_receives(browser: Any, store: Demo
             assert np.allclose(bounds, coords(received[0]).min(axis=0), atol=1e-6)
             # Overlays come shifted too.
             overlay_box(page, "公共设施").check()
-            page.wait_for_function("gridmap.layers.facilities.loaded", timeout=15_000)
+            wait_for(page, "gridmap.layers.facilities.loaded", timeout=15_000)
             (url, response), = ((u, r) for u, r in bodies.items() if "/layers/" in u)
             assert parse_qs(urlparse(url).query)["display"] == ["gcj02"]
             facilities = read_layer(store.engine, store.territory_id, "facilities")

@@ -362,3 +362,24 @@ def test_cli_writes_the_poster(store: DemoStore, tmp_path: Path) -> None:
         "poster", str(store.plan_id), "999999999", "--out", str(tmp_path / "x.pdf"),
         "--database-url", store.url])
     assert result.exit_code == 2 and not (tmp_path / "x.pdf").exists()
+
+
+@pytest.mark.parametrize("which", ["town", "community"])
+def test_map_labels_are_text_in_the_pdf(store: DemoStore, which: str) -> None:
+    """Grid serials, village names and road/river names on the map are real text in the PDF
+    (searchable, copyable): each once, their white halo drawn under them as outlines."""
+    town, community = _town_and_community(store)
+    code = town if which == "town" else community
+    data = load_poster_data(store.engine, store.plan_id, code)
+    blocks = PdfDoc(_render(store, code, "A3", "pdf")).pages[0][1]
+    serials = [str(c)[-3:] for c in data.grids["code"]]
+    for serial in set(serials):
+        assert blocks.count(serial) == serials.count(serial), (serial, blocks.count(serial))
+    names = {str(n) for n in data.barriers["name"].dropna()} | {
+        str(n) for n in data.villages["name"]}
+    # Upright street names are stacked one character a line: one block per line.
+    labels = [b for b in blocks if b in names or "".join(b.split()) in names]
+    assert labels, "no village, road or river name is text"
+    if which == "town":
+        assert set(labels) & {str(n) for n in data.villages["name"]}, "no village name"
+    assert set(labels) & {str(n) for n in data.barriers["name"].dropna()}, "no road or river"

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import shapely
-from browser import PageErrors, live_server, open_page, screenshot
+from browser import PageErrors, live_server, open_page, screenshot, wait_for
 from conftest import new_postgis_database
 from fastapi.testclient import TestClient
 from signin import client_for
@@ -368,7 +368,7 @@ def test_page_updates_live_without_a_reload(screen: Screen, browser: Any) -> Non
                 else None)
         page.on("pageerror", lambda e: errors.exceptions.append(str(e)))
         page.goto(f"{server.url}/screen?territory={s.territory_id}", wait_until="networkidle")
-        page.wait_for_function("window.gridmapScreen && window.gridmapScreen.data() !== null")
+        wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
         api = httpx.get(f"{server.url}/screen/data", params={"territory": s.territory_id}
                         ).json()["counts"]
         assert _number(page, "n-open") == api["open"] > 0
@@ -395,7 +395,7 @@ def test_page_updates_live_without_a_reload(screen: Screen, browser: Any) -> Non
             "x": p.x, "y": p.y, "coord_sys": "wgs84", "category": "dispute",
             "source": "citizen"})
         assert r.status_code == 201
-        page.wait_for_function(
+        wait_for(page,
             f"document.getElementById('n-open').textContent.replace(/,/g, '') == "
             f"'{api['open'] + 1}'", timeout=12_000)
         assert page.evaluate("window.__notReloaded") == "yes"
@@ -409,7 +409,7 @@ def test_page_updates_live_without_a_reload(screen: Screen, browser: Any) -> Non
         s.clock.now = T0 + timedelta(hours=50)   # reported at T0 + 20 h
         want = httpx.get(f"{server.url}/screen/data").json()["counts"]["red"]
         assert want > red_before
-        page.wait_for_function(
+        wait_for(page,
             f"document.getElementById('n-red').textContent.replace(/,/g, '') == '{want}'",
             timeout=12_000)
         assert page.evaluate("window.__notReloaded") == "yes"
@@ -433,13 +433,13 @@ def test_drill_down_and_back_by_breadcrumb(screen: Screen, browser: Any) -> None
     populate(s)
     with live_server(s.client.app) as server:
         page, errors = open_page(browser, f"{server.url}/screen", viewport=(1920, 1080))
-        page.wait_for_function("window.gridmapScreen && window.gridmapScreen.data() !== null")
+        wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
         page.evaluate("window.__notReloaded = 'yes'")
         top = page.evaluate("window.gridmapScreen.data()")
         zoom0 = page.evaluate("window.gridmapScreen.map.getZoom()")
 
         def drilled(code: str, level: str) -> dict[str, Any]:
-            page.wait_for_function(
+            wait_for(page,
                 f"window.gridmapScreen.data().area.code === '{code}'", timeout=10_000)
             d: dict[str, Any] = page.evaluate("window.gridmapScreen.data()")
             assert d["area"]["level"] == level
@@ -494,7 +494,7 @@ def test_a_4k_wall_reads_alike(screen: Screen, browser: Any) -> None:
     populate(s)
     with live_server(s.client.app) as server:
         page, errors = open_page(browser, f"{server.url}/screen", viewport=(3840, 2160))
-        page.wait_for_function("window.gridmapScreen && window.gridmapScreen.data() !== null")
+        wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth && "
                              "document.documentElement.scrollHeight <= innerHeight")
         size = page.evaluate("parseFloat(getComputedStyle(document.getElementById('n-open'))"

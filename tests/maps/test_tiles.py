@@ -408,7 +408,7 @@ def small_grids(x0: float, households: int) -> gpd.GeoDataFrame:
 
 def test_a_reused_plan_id_never_gets_the_old_tiles(engine: Engine) -> None:
     """Delete a territory with its plan, store another plan under the same id (neither
-    backend reuses an id by itself since migration 0008: the id sequence is reset, as after
+    backend reuses an id by itself since migration 0009: the id sequence is reset, as after
     a restore): the cached tile and the old ETag are not served for it."""
     settings = Settings(database_url=str(engine.url), escalation_interval_s=0)
     with client_for(create_app(settings, engine)) as client:

@@ -18,8 +18,9 @@ from data.demo import generate
 from gis.layers import Territory
 from partitioning import boundaries, codes, quality
 from partitioning.blocks import PRECISION_M, barrier_lines, make_blocks
+from partitioning.corridors import Footprints
 from partitioning.engine import PartitionResult, partition_territory
-from partitioning.oversize import balanced_clusters
+from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
 from partitioning.regions import choose_k, feasible_counts
 
@@ -205,28 +206,37 @@ def test_choose_k_and_feasibility() -> None:
     assert choose_k(450, p) == (1, True)
 
 
-def test_balanced_clusters() -> None:
+def _cut_square(buildings: list[tuple[shapely.Geometry, int]], piece: float
+                ) -> tuple[gpd.GeoDataFrame, np.ndarray, np.ndarray]:
+    blocks = gpd.GeoDataFrame({"block_id": [0], "village_code": ["440111001001"]},
+                              geometry=[shapely.box(0, 0, 400, 400)], crs="EPSG:4547")
+    geoms = np.array([g for g, _ in buildings], dtype=object)
+    hh = np.array([h for _, h in buildings])
+    cut = split_oversized(blocks, shapely.point_on_surface(geoms), np.zeros(len(geoms), int),
+                          hh, PartitionParams(), threshold=piece, piece=piece,
+                          footprints=Footprints.of(geoms))
+    return cut.blocks, cut.owner, hh
+
+
+def test_blocks_are_cut_into_pieces_of_at_most_the_piece_or_one_building() -> None:
     rng = np.random.default_rng(0)
-    xy = rng.random((200, 2)) * 100
-    w = rng.integers(10, 30, 200).astype(float)
-    labels = balanced_clusters(xy, w, 4, 1500)
-    sums = np.bincount(labels, weights=w)
-    assert len(sums) == 4 and sums.max() / sums.min() < 1.2
-    heavy = balanced_clusters(np.array([[0, 0], [1, 1], [2, 2]]), np.array([600., 10, 10]), 2,
-                              500)
-    assert heavy[0] != heavy[1] and heavy[1] == heavy[2]
-    # A group over the maximum with several points is halved again: only a single
-    # point (one tall building) may exceed it.
-    sums = np.bincount(balanced_clusters(xy, w, 4, 500), weights=w)
-    assert sums.max() <= 500
-    # Two oversize buildings never share a group (they did: both got label 1).
-    two = balanced_clusters(np.array([[0, 0], [1, 1]]), np.array([608., 665]), 4, 500)
-    assert two[0] != two[1]
-    # The cut is the one nearest the weighted share, not the first past it: three
-    # towers of 538 households make 196 | 171 + 171, not 196 + 171 | 171.
-    three = balanced_clusters(np.array([[0, 0], [1, 0], [2, 0]]), np.array([196., 171, 171]),
-                              2, 500)
-    assert three[0] != three[1] and three[1] == three[2]
+    spots = [(x, y) for x in range(10, 390, 30) for y in range(10, 390, 30)]
+    buildings = [(shapely.box(x, y, x + 18, y + 12), int(rng.integers(10, 30)))
+                 for x, y in spots]
+    blocks, owner, hh = _cut_square(buildings, 400)
+    sums = np.bincount(owner, weights=hh, minlength=len(blocks))
+    counts = np.bincount(owner, minlength=len(blocks))
+    assert len(blocks) >= 2 and ((sums <= 400) | (counts == 1)).all()
+    # The pieces tile the block, and no building is in two pieces.
+    assert float(blocks.area.sum()) == pytest.approx(160_000)
+    geoms = blocks.geometry.to_numpy()
+    for g, _ in buildings:
+        assert (shapely.area(shapely.intersection(g, geoms)) > 1e-6).sum() == 1
+    # Two buildings over the maximum never share a piece; one over it is a piece alone.
+    blocks, owner, hh = _cut_square([(shapely.box(10, 10, 40, 40), 608),
+                                     (shapely.box(200, 200, 230, 230), 665),
+                                     (shapely.box(300, 20, 320, 40), 20)], 500)
+    assert owner[0] != owner[1]
 
 
 def test_codes_read_west_to_east_then_north_to_south() -> None:

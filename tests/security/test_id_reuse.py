@@ -1,7 +1,7 @@
 """Class 4: ids are never reused, so nothing cached by id outlives what it named. Two server
 processes (two apps over one store): a planner's scope of a deleted territory, cached in one,
 must not let them read, partition or delete the next upload (another district's), made
-through the other; on SQLite the id-keyed tables are AUTOINCREMENT (migration 0008)."""
+through the other; on SQLite the id-keyed tables are AUTOINCREMENT (migration 0009)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Class 2: publishing is exclusive. Concurrent publishes of one territory's plans leave one
 published plan (the others get 409); a publish that finds the territory's plans locked says
 409 at once; the store itself refuses a second published plan (a partial unique index,
-made by migration 0008, which archives the extras an older race left)."""
+made by migration 0009, which archives the extras an older race left)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_the_migration_archives_extra_published_plans(world: World) -> None:
     drafts = _copies(world, 2)
     engine = make_engine(world.url)
     try:
-        command.downgrade(alembic_config(engine), "0007")
+        command.downgrade(alembic_config(engine), "0008")
         with engine.begin() as conn:
             conn.execute(text("UPDATE plans SET status = 'published' WHERE id IN (:a, :b)"),
                          {"a": drafts[0], "b": drafts[1]})

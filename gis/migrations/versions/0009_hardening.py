@@ -15,8 +15,8 @@
   short transactions tagged with its id (other writers get in between), and a failed or
   orphaned import's rows are removed by that tag.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07 05:00:00
 """
 import re
@@ -24,8 +24,8 @@ import re
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0008'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

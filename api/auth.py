@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -51,6 +52,8 @@ class Principal:
     role: str
     areas: tuple[str, ...]
     display_name: str | None = None
+    #: The account's id (never reused): the scope of its idempotency keys.
+    account_id: int = 0
 
     @property
     def everywhere(self) -> bool:
@@ -82,7 +85,8 @@ class Principal:
 
 
 def _principal(account: AccountInfo) -> Principal:
-    return Principal(account.username, account.role, account.areas, account.display_name)
+    return Principal(account.username, account.role, account.areas, account.display_name,
+                     account.id)
 
 
 class Authenticator:
@@ -97,6 +101,8 @@ class Authenticator:
         self._secret: str | None = None
         self._lock = threading.Lock()
         self._accounts: OrderedDict[str, tuple[float, AccountInfo | None]] = OrderedDict()
+        #: Tokens signed out through this process (the store holds every process's).
+        self._revoked: set[str] = set()
 
     @property
     def secret(self) -> str:
@@ -108,7 +114,9 @@ class Authenticator:
         """A signed token for the account, and its lifetime in seconds."""
         now = models.utcnow()
         claims = {"sub": account.username, "iat": now, "exp": now + self.lifetime,
-                  "ver": account.changed_at.timestamp()}
+                  "ver": account.changed_at.timestamp(),
+                  # The token's own id: signing out revokes it (revoked_tokens).
+                  "jti": secrets.token_urlsafe(16)}
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM), int(
             self.lifetime.total_seconds())
 
@@ -137,14 +145,35 @@ class Authenticator:
         """The token's claims once its signature and expiry are checked (401 if not)."""
         try:
             return dict(jwt.decode(token, self.secret, algorithms=[ALGORITHM],
-                                   options={"require": ["sub", "exp", "ver"]}))
+                                   options={"require": ["sub", "exp", "ver", "jti"]}))
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired: sign in again (POST /token)") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized("the token is not valid: sign in again (POST /token)") from exc
 
-    def from_token(self, token: str, claims: dict[str, Any] | None = None) -> Principal:
+    def revoke(self, claims: dict[str, Any]) -> None:
+        """Void the token of these claims for every process (signing out)."""
+        from datetime import UTC, datetime
+
+        jti = str(claims["jti"])
+        with self._lock:
+            self._revoked.add(jti)
+        accounts.revoke_token(self.engine, jti, datetime.fromtimestamp(
+            float(claims["exp"]), UTC))
+
+    def check_revoked(self, claims: dict[str, Any]) -> None:
+        """401 for a token signed out in any process (asked of the store each time: a
+        token must stop at once everywhere, not after a cache's lifetime)."""
+        jti = str(claims["jti"])
+        if jti in self._revoked or accounts.is_revoked(self.engine, jti):
+            raise Unauthorized("the token was signed out (POST /logout): sign in again")
+
+    def from_token(self, token: str, claims: dict[str, Any] | None = None,
+                   checked: bool = False) -> Principal:
+        """The account of a token; ``checked``: its revocation was already asked."""
         claims = claims or self.claims(token)
+        if not checked:
+            self.check_revoked(claims)
         username = str(claims["sub"])
 
         def load() -> AccountInfo | None:
@@ -186,8 +215,12 @@ async def authenticate(request: Request) -> Principal:
         if auth._secret is None:   # read from the store once
             await run_in_threadpool(lambda: auth.secret)
         claims = auth.claims(token)
-        found = auth.from_token(token, claims) if auth.fresh(f"u:{claims['sub']}") else \
-            await run_in_threadpool(auth.from_token, token, claims)
+        # One thread hop: the revocation check (and the account, unless read a moment ago).
+        if auth.fresh(f"u:{claims['sub']}"):
+            await run_in_threadpool(auth.check_revoked, claims)
+            found = auth.from_token(token, claims, checked=True)
+        else:
+            found = await run_in_threadpool(auth.from_token, token, claims)
     elif key:
         found = auth.from_key(key) if auth.fresh("k:" + key) else \
             await run_in_threadpool(auth.from_key, key)
@@ -340,3 +373,138 @@ def check_code(who: Principal, code: str | None, what: str) -> None:
 def partial(who: Principal) -> tuple[str, ...] | None:
     """The account's areas when they limit what it sees, None for every area."""
     return None if who.everywhere else who.areas
+
+
+#: Methods that change nothing (RFC 9110 safe methods): never checked for cross-site use.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+#: Body types the API reads (JSON, uploads, the sign-in form); an unsafe request with any
+#: other Content-Type (text/plain is what a cross-site form can send without asking) is 415.
+BODY_TYPES = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
+#: Routes checked for cross-site use even without a cookie: signing in or out from another
+#: site's page would swap or end the victim's session.
+SIGN_IN_PATHS = frozenset({"/token", "/logout"})
+
+
+class CrossSiteGuard:
+    """ASGI middleware against cross-site request forgery through the sign-in cookie.
+
+    An unsafe request (POST, PUT, PATCH, DELETE, ...) authenticated by the cookie alone (no
+    bearer token, no API key), and any request to ``/token`` or ``/logout``, must come from
+    the service's own pages: ``Sec-Fetch-Site`` (sent by current browsers) must be
+    ``same-origin`` or ``none``; without it, ``Origin`` (or else ``Referer``) must name this
+    host (the ``Host`` header, or one of ``GRIDMAP_TRUSTED_ORIGINS`` behind a proxy that
+    rewrites it). A request with none of these headers comes from no browser and passes.
+    SameSite=Strict alone is not enough: a page on another port of the same host is the
+    same *site*. Bearer and API-key requests are never affected: a browser does not add
+    those headers by itself."""
+
+    def __init__(self, app: Any, trusted: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.trusted = {t.strip().rstrip("/").lower() for t in trusted if t.strip()}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers") or []}
+        refusal = self._media_type(headers) or self._cross_site(scope, headers)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        from api.problems import PROBLEMS, UnsupportedMediaType, problem_response
+
+        status, code, title, detail = refusal
+        if status == 415:
+            title = PROBLEMS[UnsupportedMediaType].title
+        await problem_response(status, code, title, detail, Request(scope))(
+            scope, receive, send)
+
+    @staticmethod
+    def _media_type(headers: dict[str, str]) -> tuple[int, str, str, str] | None:
+        given = headers.get("content-type", "").split(";")[0].strip().lower()
+        if not given or given in BODY_TYPES or given.endswith("+json"):
+            return None
+        return (415, "unsupported-media-type", "",
+                f"a request body of type {given!r} is not read by this API: send "
+                "application/json (uploads: multipart/form-data; POST /token: "
+                "application/x-www-form-urlencoded), or no body")
+
+    def _cross_site(self, scope: Any, headers: dict[str, str]
+                    ) -> tuple[int, str, str, str] | None:
+        by_cookie = ("authorization" not in headers and "x-api-key" not in headers
+                     and f"{COOKIE}=" in headers.get("cookie", ""))
+        if not by_cookie and scope.get("path") not in SIGN_IN_PATHS:
+            return None
+        fetch = headers.get("sec-fetch-site")
+        if fetch is not None:
+            if fetch.strip().lower() in ("same-origin", "none"):
+                return None
+            said = f"Sec-Fetch-Site: {fetch}"
+        else:
+            origin = headers.get("origin") or headers.get("referer")
+            if origin is None:
+                return None  # not sent by a browser
+            if self._ours(origin, headers.get("host", "")):
+                return None
+            said = f"Origin: {origin}"
+        return (403, "cross-site-request", "Cross-site request refused 拒绝跨站请求",
+                f"跨站请求被拒绝 this request came from another site's page ({said}) and "
+                "would act with the sign-in cookie: send it from the service's own pages, "
+                "or authenticate with Authorization: Bearer or X-API-Key (behind a proxy, "
+                "list the public origin in GRIDMAP_TRUSTED_ORIGINS)")
+
+    def _ours(self, origin: str, host: str) -> bool:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(origin.strip())
+        except ValueError:
+            return False
+        if not parts.scheme or not parts.netloc:
+            return False  # "null" (sandboxed or file pages) and the like
+        if f"{parts.scheme}://{parts.netloc}".lower() in self.trusted:
+            return True
+        return bool(host) and parts.netloc.lower() == host.strip().lower()
+
+
+class PrivateAnswers:
+    """ASGI middleware: an answer to a request that carries credentials (a bearer token, an
+    API key or the sign-in cookie) is the account's own, cut to its areas: unless the route
+    said otherwise, ``Cache-Control: private`` keeps shared caches (a proxy) from storing it,
+    and ``Vary`` names what tells accounts apart. A route's own Cache-Control is kept, made
+    private unless it names ``private``, ``public`` or ``no-store`` itself."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        names = {k.lower() for k, _ in scope.get("headers") or []}
+        credentialed = b"authorization" in names or b"x-api-key" in names or any(
+            k.lower() == b"cookie" and f"{COOKIE}=".encode() in v
+            for k, v in scope.get("headers") or [])
+        if not credentialed:
+            await self.app(scope, receive, send)
+            return
+
+        async def marked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers") or []]
+                present = {k.lower() for k, _ in headers}
+                for i, (k, v) in enumerate(headers):
+                    # A route's own policy (no-cache: revalidate with the ETag) made private
+                    # unless it says who may keep it.
+                    if k.lower() == b"cache-control" and not any(
+                            w in v.lower() for w in (b"private", b"public", b"no-store")):
+                        headers[i] = (k, b"private, " + v)
+                if b"cache-control" not in present:
+                    headers.append((b"cache-control", b"private"))
+                if b"vary" not in present:
+                    headers.append((b"vary", b"Authorization, X-API-Key, Cookie"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, marked)

@@ -105,5 +105,13 @@ def author(value: str | None, who: Principal) -> str:
     ASCII, so a Chinese name comes percent-encoded as UTF-8, ``%E7%8E%8B`` for 王), else
     the signed-in account's name."""
     if value is not None:
-        value = unquote(value.strip(), errors="strict")[:100]
+        from api.problems import BadRequest
+
+        try:
+            value = unquote(value.strip(), errors="strict")[:100]
+        except UnicodeDecodeError as exc:
+            raise BadRequest("X-Gridmap-User is not UTF-8 once percent-decoded: send the "
+                             "name as UTF-8 percent-encoded (%E7%8E%8B for 王)") from exc
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise BadRequest("X-Gridmap-User holds control characters: send a plain name")
     return value or who.label

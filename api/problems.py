@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.rules import EventError
 from gis.accounts import AccountError
-from gis.database import is_unavailable
+from gis.database import is_busy, is_unavailable
 from gis.errors import (
     Conflict,
     CoordinateError,
@@ -32,8 +32,10 @@ from gis.errors import (
 
 log = logging.getLogger("gridmap.api")
 MEDIA_TYPE = "application/problem+json"
-#: Seconds a client is told to wait (``Retry-After``) when the database is unavailable.
+#: Seconds a client is told to wait (``Retry-After``) when the database is unavailable,
+#: and when it is there but busy (another writer holds the lock past the wait allowed).
 RETRY_AFTER_S = 5
+BUSY_RETRY_AFTER_S = 2
 
 
 class PayloadTooLarge(GridmapError):
@@ -76,6 +78,28 @@ class TooManyRequests(GridmapError):
         self.retry_after = retry_after
 
 
+class DatabaseBusy(GridmapError):
+    """The database is there but another writer holds it: retry in a few seconds."""
+
+    code = "database-busy"
+
+
+class Busy(GridmapError):
+    """Too much of this work is running at once on the server: retry after Retry-After."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnsupportedMediaType(GridmapError):
+    """The request body's Content-Type is not one the route reads."""
+
+    code = "unsupported-media-type"
+
+
 @dataclass(frozen=True)
 class Problem:
     status: int
@@ -89,6 +113,9 @@ PROBLEMS: dict[type[Exception], Problem] = {
     AccountError: Problem(422, "The account cannot be saved 账户信息有误"),
     Forbidden: Problem(403, "Not allowed 无权访问"),
     TooManyRequests: Problem(429, "Too many requests 请求过于频繁"),
+    Busy: Problem(503, "The server is busy 服务器繁忙"),
+    DatabaseBusy: Problem(503, "The database is busy 数据库繁忙"),
+    UnsupportedMediaType: Problem(415, "Unsupported body type 不支持的请求体类型"),
     EditRefused: Problem(422, "The edit is refused 编辑不被允许"),
     PreconditionRequired: Problem(428, "The plan version is missing 缺少方案版本"),
     Conflict: Problem(409, "Conflict with the stored state 状态冲突"),
@@ -144,7 +171,7 @@ def install(app: FastAPI) -> None:
                                            else "")
                 return RedirectResponse(f"/login?next={quote(back, safe='/')}", 303)
             response.headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, TooManyRequests | Busy):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
@@ -170,6 +197,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(psycopg.OperationalError)  # the driver's own (COPY), unwrapped
     @app.exception_handler(psycopg.InterfaceError)
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        if is_busy(exc):
+            return database_busy(request, exc)
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
                     str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
         problem = PROBLEMS[DatabaseError]
@@ -184,14 +213,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DataError)
     async def unstorable_value(request: Request, exc: DataError) -> JSONResponse:
+        # The driver's own words stay in the server's log: they name internals, and say
+        # nothing a client can act on that the text below does not.
+        log.info("value refused by the database on %s %s: %s", request.method,
+                 request.url.path, str(exc.orig).strip().splitlines()[0][:300])
         problem = EXTRA["invalid-value"]
         return problem_response(problem.status, "invalid-value", problem.title,
-                                "a value cannot be stored (e.g. text with a NUL character, "
-                                "or a number out of range); nothing was changed: "
-                                f"{str(exc.orig).splitlines()[0]}", request)
+                                f"数据值无法保存 {_unstorable(exc)}; nothing was changed",
+                                request)
 
     @app.exception_handler(DBAPIError)
     async def database_failed(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_busy(exc):
+            return database_busy(request, exc)
         if is_unavailable(exc):
             return await database_down(request, exc)
         log.exception("database statement failed", exc_info=exc)
@@ -207,6 +241,71 @@ def install(app: FastAPI) -> None:
         problem = EXTRA["internal-error"]
         return problem_response(problem.status, "internal-error", problem.title,
                                 "an unexpected error occurred; it was logged", request)
+
+
+def _unstorable(exc: DataError) -> str:
+    """What kind of value the database refused, in our words."""
+    said = str(exc.orig).lower()
+    if "nul" in said or "0x00" in said:
+        return ("a text holds a NUL character (\\u0000), which cannot be stored: remove "
+                "control characters from the text fields")
+    if "out of range" in said or "overflow" in said:
+        return "a number or date is out of the range that can be stored"
+    if "too long" in said:
+        return "a text is longer than the field allows"
+    return ("a value cannot be stored (e.g. text with a NUL character, or a number out of "
+            "range)")
+
+
+def database_busy(request: Request, exc: BaseException) -> JSONResponse:
+    """503 for a database that is there but busy (see gis.database.is_busy)."""
+    log.info("database busy on %s %s: %s", request.method, request.url.path,
+             str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200])
+    problem = PROBLEMS[DatabaseBusy]
+    response = problem_response(
+        problem.status, DatabaseBusy.code, problem.title,
+        f"数据库正忙，请 {BUSY_RETRY_AFTER_S} 秒后重试 the database is busy with another "
+        f"write (e.g. a bulk import): retry in {BUSY_RETRY_AFTER_S} s; nothing was changed",
+        request)
+    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    return response
+
+
+def internal_error(request: Request) -> JSONResponse:
+    """The 500 problem for an error nothing else handled."""
+    problem = EXTRA["internal-error"]
+    return problem_response(problem.status, "internal-error", problem.title,
+                            "an unexpected error occurred; it was logged", request)
+
+
+class CatchAll:
+    """ASGI middleware: an error no handler took becomes the 500 problem here, without
+    re-raising. Starlette's own last resort re-raises after answering, and the server then
+    closes the connection: the client's next request on it failed too (keep-alive lost)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def noted(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        except Exception as exc:
+            log.exception("unhandled error on %s %s", scope.get("method"),
+                          ascii(scope.get("path")), exc_info=exc)
+            if started:  # half an answer is out: only closing tells the client
+                raise
+            await internal_error(Request(scope))(scope, receive, send)
 
 
 def catalogue() -> dict[str, dict[str, Any]]:

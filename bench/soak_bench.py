@@ -92,6 +92,8 @@ from service_bench import (  # noqa: E402
     warm_up,
 )
 
+from events.store import client_key  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "soak_bench.json"
 SOURCES = ("patrol", "citizen", "hotline", "sensor")
 KINDS = ("post_event", "get_route", "get_tile", "get_tilejson", "screen_data", "get_grids",
@@ -792,8 +794,9 @@ def events_check(url: str, prefix: str, ledger: Ledger, before: int) -> dict[str
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute("SELECT idempotency_key, id FROM events WHERE idempotency_key "
-                            "LIKE %s", (prefix + "-%",)).fetchall()
-    stored = {k: int(i) for k, i in rows}
+                            "LIKE %s", ("%:" + prefix + "-%",)).fetchall()
+    # Keys are stored scoped to the account (``<account id>:<key>``, events.store).
+    stored = {str(client_key(k)): int(i) for k, i in rows}
     total = count_rows(url)[0]
     lost = [k for k in ledger.answered if k not in stored]
     other_id = [k for k, i in ledger.answered.items() if k in stored and stored[k] != i]

@@ -5,9 +5,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-#: Mainland mobile numbers (1[3-9] + 9 digits) and landlines (0 + 2–3 digit area code +
-#: 7–8 digits, with or without a dash), not inside longer digit runs such as area codes.
-_PHONE = re.compile(r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
+#: Phone numbers as people write them (found on a copy of the text with full-width digits,
+#: plus signs, dashes, spaces and brackets made ASCII, one character for one, so that what is
+#: found maps back onto the original): mainland mobiles, 1[3-9] + 9 digits, whole or as
+#: 3-4-4 with spaces or dashes, after an optional +86 / 0086 / 86; landlines, a 0 + 2–3
+#: digit area code (bracketed or not) and 7–8 digits (whole or as 3/4-4), or after +86 /
+#: 0086 the area code without its 0. Never inside a longer run of digits (grid and area
+#: codes are 6–15 digits).
+_MOBILE = r"1[3-9]\d(?:[ -]?\d{4}){2}"
+_LANDLINE = r"(?:\(0\d{2,3}\)|0\d{2,3})[ -]?\d{3,4}[ -]?\d{4}"
+_FOREIGN_LANDLINE = r"\(?[1-9]\d{1,2}\)?[ -]?\d{3,4}[ -]?\d{4}"
+_PHONE = re.compile(
+    r"(?<![\d+])(?P<cc>(?:(?:\+|00)86|86(?=[ -]?1[3-9]))[ -]?)?"
+    rf"(?P<num>{_MOBILE}|{_LANDLINE}|(?(cc){_FOREIGN_LANDLINE}|(?!)))(?!\d)")
+_ASCII_DIGITS = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)},
+                               "\uff0b": "+", "\uff0d": "-", "\u2010": "-", "\u2011": "-",
+                               "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u3000": " ",
+                               "\u00a0": " ", "\uff08": "(", "\uff09": ")"})
 #: Event fields holding a person's name, and free text that may hold a phone number.
 NAME_FIELDS = ("reporter", "handler")
 TEXT_FIELDS = ("description", "feedback")
@@ -22,14 +36,31 @@ _AFTER_NAME = re.compile(r"电话|手机|联系|反映|投诉|举报|称|说|报
 _NOT_NAMES = frozenset({"patrol", "citizen", "hotline", "sensor"})
 
 
-def mask_phone(match: re.Match[str]) -> str:
-    digits = match.group(0)
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+def phone_spans(text: str) -> list[tuple[int, int]]:
+    """Where the phone numbers in ``text`` are: (start, end) of each number's own digits,
+    without a country prefix (which stays readable)."""
+    plain = text.translate(_ASCII_DIGITS)
+    return [m.span("num") for m in _PHONE.finditer(plain)]
+
+
+def mask_phones(text: str) -> str:
+    """Every phone number in ``text`` masked: its first 3 and last 4 characters kept, the
+    ones between starred (13812345678 → 138****5678, +86 139-1234-5678 → +86 139******5678,
+    021-62345678 → 021*****5678, full-width digits alike)."""
+    out = list(text)
+    for start, end in phone_spans(text):
+        for i in range(start + 3, end - 4):
+            out[i] = "*"
+    return "".join(out)
+
+
+def has_phone(text: str) -> bool:
+    return bool(phone_spans(text))
 
 
 def mask_text(text: str | None) -> str | None:
     """Free text with every phone number masked (138****5678)."""
-    return None if text is None else _PHONE.sub(mask_phone, text)
+    return None if text is None else mask_phones(text)
 
 
 def mask_name(name: str | None) -> str | None:
@@ -39,9 +70,23 @@ def mask_name(name: str | None) -> str | None:
         return name
     if not _is_person(name):
         return name
-    if _PHONE.search(name):
-        return mask_text(name)
+    spans = phone_spans(name)
+    if spans:
+        # A name with a phone number (张三13812345678, 李四 139-1234-5678): the number masked
+        # as a number, the rest as a name.
+        masked = mask_phones(name)
+        out, last = [], 0
+        for start, end in spans:
+            out += [_mask_words(masked[last:start]), masked[start:end]]
+            last = end
+        return "".join([*out, _mask_words(masked[last:])])
     return name[0] + "*" * max(1, len(name) - 1)
+
+
+def _mask_words(text: str) -> str:
+    """Each word of a name part reduced to its first character (separators kept)."""
+    return re.sub(r"[^\W\d_]+", lambda m: m.group(0)[0] + "*" * max(1, len(m.group(0)) - 1),
+                  text)
 
 
 def _is_person(name: str) -> bool:

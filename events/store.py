@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
+import os
+import re
+import socket
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +20,7 @@ import shapely
 from geoalchemy2 import WKBElement
 from numpy.typing import ArrayLike, NDArray
 from psycopg.copy import QueuedLibpqWriter
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from events.rules import LEVELS, Rules
@@ -27,12 +32,42 @@ from gis.errors import NotFound
 FloatArray = NDArray[np.float64]
 EVENT = models.Event.__table__
 HISTORY = models.EventHistory.__table__
-_EVENT_COLUMNS = [c for c in EVENT.c if c.name != "geom"]
+#: What an event reads as (its import tag is bookkeeping of SpatiaLite imports).
+_EVENT_COLUMNS = [c for c in EVENT.c if c.name not in ("geom", "import_id")]
+IMPORTS = models.EventImport.__table__
+#: SpatiaLite bulk imports: rows per transaction, and the pause between two, in which
+#: another writer waiting for the database (SQLite has one writer at a time; a waiting one
+#: polls every ≤ 100 ms) takes its turn.
+STAGED_CHUNK = 5_000
+STAGED_PAUSE_S = 0.1
 #: Columns a caller provides when creating an event (besides the geometry).
 FIELDS = ("territory_id", "plan_id", "grid_id", "grid_code", "village_code", "town_code",
           "district_code", "distance_m", "other_grid_code", "category", "source",
           "description", "reporter", "reported_at", "idempotency_key", "coord_sys", "x", "y",
           "flags")
+
+
+#: The stored form of an idempotency key: ``<scope>:<the client's key>``.
+_SCOPED = re.compile(r"^\d+:")
+_KEY_LENGTH = 100
+
+
+def scoped_key(scope: int, key: str | None) -> str | None:
+    """The stored idempotency key of one account (``scope``: its id): keys are unique per
+    account, so one account's key never returns nor blocks another account's event (hotline
+    ticket numbers are predictable). A key too long for the column with its scope is stored
+    as its SHA-256."""
+    if not key:
+        return None
+    stored = f"{scope}:{key}"
+    if len(stored) > _KEY_LENGTH:
+        stored = f"{scope}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return stored
+
+
+def client_key(stored: str | None) -> str | None:
+    """The key as the client sent it (the stored form without its scope)."""
+    return _SCOPED.sub("", stored, count=1) if stored else stored
 
 
 @dataclass(frozen=True)
@@ -138,6 +173,95 @@ def create_events(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, fl
     return n
 
 
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def create_events_staged(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, float]],
+                         rules: Rules, chunk: int = STAGED_CHUNK,
+                         pause_s: float = STAGED_PAUSE_S) -> int:
+    """Store many events on SpatiaLite without shutting other writers out: the rows of each
+    chunk are made first (outside any transaction), then written in a short transaction of
+    their own, tagged with the import's id (``event_imports``); between two, other writers
+    get the database. If the import fails, its rows are removed again (in short
+    transactions too) and it is marked failed; if its process dies, the next start removes
+    them (:func:`recover_imports`). While it runs, the rows written so far are visible."""
+    now = models.utcnow()
+    with engine.begin() as conn:
+        import_id = int(conn.execute(insert(models.EventImport).values(
+            state="running", worker=_worker(), rows=0, started_at=now, heartbeat_at=now)
+            .returning(IMPORTS.c.id)).scalar_one())
+    n = 0
+    try:
+        made = (_row(fields, lon, lat, rules) for fields, lon, lat in rows)
+        while True:
+            batch = list(itertools.islice(made, chunk))
+            if not batch:
+                break
+            for row in batch:
+                row["import_id"] = import_id
+            if n:
+                time.sleep(pause_s)
+            with engine.begin() as conn:
+                conn.execute(insert(models.Event), batch)
+                n += len(batch)
+                conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
+                             .values(rows=n, heartbeat_at=models.utcnow()))
+        with engine.begin() as conn:
+            conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
+                         .values(state="done", heartbeat_at=models.utcnow()))
+    except BaseException:
+        discard_import(engine, import_id, chunk)
+        raise
+    return n
+
+
+def discard_import(engine: Engine, import_id: int, chunk: int = STAGED_CHUNK) -> int:
+    """Remove a failed import's rows (a chunk per transaction) and mark it failed."""
+    removed = 0
+    while True:
+        with engine.begin() as conn:
+            ids = [i for (i,) in conn.execute(select(EVENT.c.id).where(
+                EVENT.c.import_id == import_id).limit(chunk))]
+            if not ids:
+                conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
+                             .values(state="failed", heartbeat_at=models.utcnow()))
+                return removed
+            conn.execute(delete(models.EventHistory).where(HISTORY.c.event_id.in_(ids)))
+            conn.execute(delete(models.Event).where(EVENT.c.id.in_(ids)))
+            removed += len(ids)
+
+
+def recover_imports(engine: Engine, stale_after_s: float = 900.0) -> int:
+    """Remove the rows of imports whose process is gone (of this host and not running, or
+    silent for ``stale_after_s``); returns how many imports."""
+    host = socket.gethostname()
+    now = models.utcnow()
+    orphans = []
+    with engine.connect() as conn:
+        for row in conn.execute(select(IMPORTS.c.id, IMPORTS.c.worker, IMPORTS.c.heartbeat_at)
+                                .where(IMPORTS.c.state == "running")):
+            w_host, _, w_pid = str(row.worker).partition(":")
+            seen = _aware(row.heartbeat_at) or now
+            dead = w_host == host and w_pid.isdigit() and int(w_pid) != os.getpid() and \
+                not _pid_alive(int(w_pid))
+            if dead or (now - seen).total_seconds() > stale_after_s:
+                orphans.append(int(row.id))
+    for import_id in orphans:
+        discard_import(engine, import_id)
+    return len(orphans)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _insert_chunk(conn: Connection, rows: list[dict[str, Any]]) -> int:
     conn.execute(insert(models.Event), rows)
     return len(rows)
@@ -167,7 +291,7 @@ def create_events_columns(engine: Engine, columns: dict[str, Any], lon: ArrayLik
     if cols["reported_at"] is None:
         cols["reported_at"] = models.utcnow()
     if engine.dialect.name != "postgresql":
-        return create_events(engine, _rows_of(cols, lon_a, lat_a, n), rules)
+        return create_events_staged(engine, _rows_of(cols, lon_a, lat_a, n), rules)
     with engine.begin() as conn:
         _copy_events(conn, cols, lon_a, lat_a, n, rules)
     return n
@@ -277,6 +401,8 @@ def _as_dict(row: Any) -> dict[str, Any]:
 
 def _as_dict_of(mapping: Any) -> dict[str, Any]:
     out = {k: v for k, v in mapping.items() if k != "geom"}
+    if out.get("idempotency_key"):
+        out["idempotency_key"] = client_key(out["idempotency_key"])
     for k, v in list(out.items()):
         if isinstance(v, datetime):
             out[k] = models.iso(v)
@@ -284,7 +410,7 @@ def _as_dict_of(mapping: Any) -> dict[str, Any]:
 
 
 def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[str, Any]:
-    cols = [c for c in EVENT.c if c.name != "geom"]
+    cols = _EVENT_COLUMNS
     with engine.connect() as conn:
         row = conn.execute(select(*cols).where(EVENT.c.id == event_id)).first()
         if row is None:
@@ -306,7 +432,7 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
                 open_only: bool = False, limit: int = 100, offset: int = 0,
                 areas: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Events newest first; ``areas``: only those whose grid lies within these codes."""
-    cols = [c for c in EVENT.c if c.name != "geom"]
+    cols = _EVENT_COLUMNS
     query = _within(select(*cols).order_by(EVENT.c.id.desc()).limit(limit).offset(offset),
                     areas)
     for col, value in ((EVENT.c.territory_id, territory_id), (EVENT.c.status, status),
@@ -455,6 +581,21 @@ def event_light(event: dict[str, Any], rules: Rules, now: datetime) -> str:
                        _aware(finished) if event["status"] in DONE else None)
 
 
-__all__ = ["Created", "count_events", "create_event", "create_events",
-           "create_events_columns", "escalate_overdue",
-           "event_light", "get_event", "light_counts", "list_events", "reroute", "transition"]
+__all__ = [
+    "Created",
+    "client_key",
+    "count_events",
+    "create_event",
+    "create_events",
+    "create_events_columns",
+    "create_events_staged",
+    "escalate_overdue",
+    "event_light",
+    "get_event",
+    "light_counts",
+    "list_events",
+    "recover_imports",
+    "reroute",
+    "scoped_key",
+    "transition",
+]

@@ -6,12 +6,24 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import ColumnElement, Engine, false, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from gis import models
@@ -22,8 +34,12 @@ ACCOUNTS = models.Account.__table__
 KEYS = models.ApiKey.__table__
 AUDIT = models.AuditEntry.__table__
 SECRETS = models.ServiceSecret.__table__
-#: Area codes: digits (district 6, town 9, village/community 12, grid 15) or ``*``, every area.
-_AREA = re.compile(r"^(\*|\d{2,15})$")
+THROTTLE = models.Throttle.__table__
+REVOKED = models.RevokedToken.__table__
+#: Area codes: a district (6 digits), town/street (9), village/community (12) or grid (15),
+#: or ``*``, every area. Other lengths name nothing in the code scheme (and a shorter prefix
+#: would reach into other districts).
+_AREA = re.compile(r"^(\*|\d{6}|\d{9}|\d{12}|\d{15})$")
 _USERNAME = re.compile(r"^[\w.@-]{1,60}$")
 #: argon2id with the library's defaults (RFC 9106's second recommendation: 64 MiB, t=3).
 _HASHER = PasswordHasher()
@@ -63,8 +79,9 @@ def parse_areas(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
                            "district, 440111001 for a town) or * for every area")
     bad = [c for c in codes if not _AREA.match(c)]
     if bad:
-        raise AccountError(f"not an area code: {', '.join(bad)}; use the digits of a "
-                           "district, town, village/community or grid code, or *")
+        raise AccountError(f"not an area code: {', '.join(bad)}; use the 6 digits of a "
+                           "district, 9 of a town/street, 12 of a village/community or 15 "
+                           "of a grid, or *")
     if "*" in codes and len(codes) > 1:
         raise AccountError("* already covers every area: give it alone")
     return codes
@@ -159,9 +176,13 @@ def change_account(engine: Engine, username: str, *, password: str | None = None
 
 def verify_password(engine: Engine, username: str, password: str) -> AccountInfo | None:
     """The account when the password is right and the account enabled, else None. An unknown
-    user costs the same hashing as a wrong password (no timing hint)."""
-    with engine.connect() as conn:
-        row = conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.username == username)).first()
+    user costs the same hashing as a wrong password (no timing hint), and so does a name no
+    account can have (which is not even looked up: it may hold a NUL, refused by PostgreSQL)."""
+    row = None
+    if _USERNAME.match(username):
+        with engine.connect() as conn:
+            row = conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.username == username)
+                               ).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
     try:
         _HASHER.verify(stored, password)
@@ -251,3 +272,54 @@ def read_audit(engine: Engine, *, username: str | None = None, since: datetime |
     for r in rows:
         r["at"] = models.iso(r["at"])
     return rows
+
+
+# ------------------------------------------------------------------------------------------
+# Counters shared by every server process (sign-in throttling) and revoked tokens
+
+
+def _upsert(engine: Engine) -> Any:
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+def throttle_hit(engine: Engine, key: str, window_s: float, now: datetime,
+                 amount: int = 1) -> tuple[int, datetime]:
+    """Count ``amount`` hits on ``key`` in its fixed window of ``window_s`` seconds (a new
+    window starts when the last one is over); returns the hits in the window and when the
+    window started. One statement (an upsert), atomic on both backends."""
+    cutoff = now - timedelta(seconds=window_s)
+    expired = THROTTLE.c.window_start <= cutoff
+    statement = _upsert(engine)(THROTTLE).values(key=key, window_start=now, hits=amount)
+    statement = statement.on_conflict_do_update(
+        index_elements=[THROTTLE.c.key],
+        set_={"hits": case((expired, amount), else_=THROTTLE.c.hits + amount),
+              "window_start": case((expired, now), else_=THROTTLE.c.window_start)},
+    ).returning(THROTTLE.c.hits, THROTTLE.c.window_start)
+    with engine.begin() as conn:
+        hits, start = conn.execute(statement).one()
+    if start.tzinfo is None:  # SQLite returns naive UTC
+        start = start.replace(tzinfo=now.tzinfo)
+    return int(hits), start
+
+
+def throttle_clear(engine: Engine, key: str) -> None:
+    """Forget a key's hits (and sweep counters idle for a day)."""
+    with engine.begin() as conn:
+        conn.execute(delete(models.Throttle).where(or_(
+            THROTTLE.c.key == key,
+            THROTTLE.c.window_start < models.utcnow() - timedelta(days=1))))
+
+
+def revoke_token(engine: Engine, jti: str, expires_at: datetime) -> None:
+    """Void a token (by its ``jti``) until it would expire; expired entries are swept."""
+    with engine.begin() as conn:
+        conn.execute(delete(models.RevokedToken).where(
+            REVOKED.c.expires_at < models.utcnow()))
+        conn.execute(_upsert(engine)(REVOKED).values(jti=jti, expires_at=expires_at)
+                     .on_conflict_do_nothing(index_elements=[REVOKED.c.jti]))
+
+
+def is_revoked(engine: Engine, jti: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(REVOKED.c.jti).where(REVOKED.c.jti == jti)).first() \
+            is not None

@@ -60,7 +60,9 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, module=sqlite_module, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", None) or {})
+    busy_ms = int(1000 * float(connect_args.pop("timeout", settings.sqlite_busy_timeout_s)))
+    engine = create_engine(url, module=sqlite_module, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -74,6 +76,10 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
+        # How long a write waits for another writer (GRIDMAP_SQLITE_BUSY_TIMEOUT_S); set
+        # here, as the driver's own ``timeout`` argument does not reach SQLite through
+        # SpatiaLite's loading.
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
     return engine
@@ -127,6 +133,27 @@ def is_unavailable(exc: BaseException) -> bool:
                 or bool(exc.connection_invalidated))
     # the driver's own errors, from work on its connection (COPY) SQLAlchemy never saw
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+#: SQLite's "busy" and "locked" result codes; PostgreSQL's lock_not_available,
+#: deadlock_detected and serialization_failure: another writer holds what is needed.
+_SQLITE_BUSY = {5, 6}
+_PG_BUSY = {"55P03", "40P01", "40001"}
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is there but busy: another writer holds a lock past
+    the wait allowed (SQLite's one writer at a time, a PostgreSQL lock or deadlock). Trying
+    again shortly succeeds; unlike a server that is away (:func:`is_unavailable`), nothing
+    is down."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in _SQLITE_BUSY
+    if getattr(orig, "sqlstate", None) in _PG_BUSY:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database table is locked" in text
 
 
 @contextmanager

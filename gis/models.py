@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -64,10 +65,17 @@ def _enum(name: str, values: tuple[str, ...]) -> Enum:
     return Enum(*values, name=name, native_enum=False, create_constraint=True, length=16)
 
 
+#: SQLite reuses the highest rowid once its row is deleted; with AUTOINCREMENT it never
+#: does. Ids of these tables key per-process caches (scopes, routers) and appear in links,
+#: so a deleted territory's id must never name a new one (migration 0009).
+NO_REUSE = {"sqlite_autoincrement": True}
+
+
 class Territory(Base):
     """One imported territory (a district or county) and where it came from."""
 
     __tablename__ = "territories"
+    __table_args__ = NO_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     #: The CGCS2000 3° Gauss–Krüger zone used for areas and distances.
@@ -170,7 +178,13 @@ class Plan(Base):
     """A versioned partition of a territory (a generation, as MapIt calls it)."""
 
     __tablename__ = "plans"
-    __table_args__ = (UniqueConstraint("territory_id", "version"),)
+    __table_args__ = (
+        UniqueConstraint("territory_id", "version"),
+        # One published plan per territory, whatever races (migration 0009).
+        Index("uq_plans_one_published", "territory_id", unique=True,
+              postgresql_where=text("status = 'published'"),
+              sqlite_where=text("status = 'published'")),
+        NO_REUSE)
     id: Mapped[int] = mapped_column(primary_key=True)
     territory_id: Mapped[int] = mapped_column(
         ForeignKey("territories.id", ondelete="CASCADE"), index=True)
@@ -317,6 +331,8 @@ class Event(Base):
                                         default="reported")
     level: Mapped[str] = mapped_column(_enum("event_level", EVENT_LEVELS), default="grid")
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: ``<account id>:<the client's key>`` (events.store.scoped_key): a key is unique per
+    #: account, so one account's key never finds or blocks another's event.
     idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     #: The coordinate system the location arrived in, and the raw coordinates.
     coord_sys: Mapped[str] = mapped_column(String(60))
@@ -338,6 +354,24 @@ class Event(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rating: Mapped[int | None] = mapped_column(Integer)
     feedback: Mapped[str | None] = mapped_column(Text)
+    #: The bulk import that stored it on SpatiaLite (``event_imports``), which stores in
+    #: short transactions and removes its rows again when it fails; None otherwise.
+    import_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class EventImport(Base):
+    """A bulk import of events on SpatiaLite, stored in short transactions (other writers get
+    in between): running, done or failed; a failed or orphaned one has its rows removed."""
+
+    __tablename__ = "event_imports"
+    __table_args__ = NO_REUSE
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    #: "host:pid" of the process storing it, to tell orphans after a restart.
+    worker: Mapped[str] = mapped_column(String(100))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class EventHistory(Base):
@@ -399,6 +433,7 @@ class Account(Base):
     """A person or an integration that signs in: a role and the areas it is bound to."""
 
     __tablename__ = "accounts"
+    __table_args__ = NO_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(60), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(100))
@@ -417,6 +452,7 @@ class ApiKey(Base):
     """A long-lived key of an account for integrations (only its SHA-256 is stored)."""
 
     __tablename__ = "api_keys"
+    __table_args__ = NO_REUSE
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
                                             index=True)
@@ -448,3 +484,21 @@ class ServiceSecret(Base):
     __tablename__ = "service_secrets"
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class Throttle(Base):
+    """A fixed-window counter shared by every server process (sign-in failures per account
+    and per client address): how many hits in the window that started at ``window_start``."""
+
+    __tablename__ = "throttle"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    hits: Mapped[int] = mapped_column(Integer)
+
+
+class RevokedToken(Base):
+    """A token voided before its expiry (signed out): its id, kept until it would expire."""
+
+    __tablename__ = "revoked_tokens"
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

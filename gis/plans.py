@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gis import models
 from gis.accounts import within_areas
@@ -167,26 +170,60 @@ def published_plan_id(engine: Engine, territory_id: int) -> int | None:
     return None if row is None else int(row[0])
 
 
+_publishing_lock = threading.Lock()
+_publishing: set[int] = set()
+
+
+def _busy(territory_id: int) -> Conflict:
+    return Conflict(f"另一个方案正在发布 another plan of territory {territory_id} is being "
+                    "published at this moment: only one may be; reload the plans and try "
+                    "again if yours should still be the published one")
+
+
 def publish_plan(engine: Engine, plan_id: int, *, by: str | None = None,
                  note: str | None = None) -> PlanInfo:
     """Make a plan its territory's active plan; the one active before is archived (kept).
-    ``by`` and ``note`` record who published it and why."""
+    ``by`` and ``note`` record who published it and why.
+
+    Exclusive: while one publish of a territory runs, another gets :class:`Conflict` at
+    once (the territory's plans are locked without waiting: ``FOR UPDATE NOWAIT`` on
+    PostgreSQL, a per-process guard on SQLite, whose writers the database serializes), and
+    the partial unique index ``uq_plans_one_published`` refuses a second published plan
+    whatever happens."""
     table = models.Plan.__table__
-    with engine.begin() as conn:
-        plan = conn.execute(select(table).where(table.c.id == plan_id)).first()
-        if plan is None:
-            raise NotFound(f"no plan {plan_id}")
-        if plan.status == "published":
-            raise Conflict(f"plan {plan_id} is already the published plan of territory "
-                           f"{plan.territory_id}")
-        now = models.utcnow()
-        conn.execute(update(models.Plan).where(models.Plan.territory_id == plan.territory_id,
-                                               models.Plan.status == "published")
-                     .values(status="archived"))
-        conn.execute(update(models.Plan).where(models.Plan.id == plan_id)
-                     .values(status="published", published_at=now, published_by=by,
-                             publish_note=note))
-        return _info(conn, conn.execute(select(table).where(table.c.id == plan_id)).one())
+    territory_id = get_plan(engine, plan_id).territory_id
+    with _publishing_lock:
+        if territory_id in _publishing:
+            raise _busy(territory_id)
+        _publishing.add(territory_id)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT id FROM plans WHERE territory_id = :t ORDER BY id "
+                                  "FOR UPDATE NOWAIT"), {"t": territory_id})
+            plan = conn.execute(select(table).where(table.c.id == plan_id)).first()
+            if plan is None:
+                raise NotFound(f"no plan {plan_id}")
+            if plan.status == "published":
+                raise Conflict(f"plan {plan_id} is already the published plan of territory "
+                               f"{plan.territory_id}")
+            now = models.utcnow()
+            conn.execute(update(models.Plan).where(
+                models.Plan.territory_id == plan.territory_id,
+                models.Plan.status == "published").values(status="archived"))
+            conn.execute(update(models.Plan).where(models.Plan.id == plan_id)
+                         .values(status="published", published_at=now, published_by=by,
+                                 publish_note=note))
+            return _info(conn, conn.execute(select(table).where(table.c.id == plan_id)).one())
+    except IntegrityError as exc:  # the index: another publish won the race
+        raise _busy(territory_id) from exc
+    except DBAPIError as exc:
+        if isinstance(exc.orig, LockNotAvailable):
+            raise _busy(territory_id) from exc
+        raise
+    finally:
+        with _publishing_lock:
+            _publishing.discard(territory_id)
 
 
 def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float, float] | None

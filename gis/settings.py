@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     #: long a request waits for a free pooled connection; past either it gets a 503.
     db_connect_timeout_s: int = 5
     db_pool_timeout_s: float = 10.0
+    #: SpatiaLite: how long a write waits for another writer to finish (seconds; SQLite
+    #: has one writer at a time); past it the request gets 503 "busy, retry" (Retry-After).
+    sqlite_busy_timeout_s: float = 5.0
     #: Where ``gridmap demo`` writes its territory and database.
     demo_dir: Path = Path("demo")
     #: Household band of a grid (the urban standard: 300-500 households).
@@ -66,6 +69,10 @@ class Settings(BaseSettings):
     yellow_share: float = 0.2
     near_boundary_m: float = 10.0
     escalation_interval_s: float = 60.0
+    #: How far in the past and in the future an event's ``reported_at`` may lie (days and
+    #: minutes from the server's clock); outside that window a report is refused (400).
+    reported_at_max_age_days: float = 30.0
+    reported_at_max_ahead_minutes: float = 10.0
     #: Maps: the basemap's tile URL template (``{z}/{x}/{y}``; empty = no basemap, the pages
     #: work offline), its attribution, and the coordinate system its tiles are drawn in
     #: (``wgs84``; ``gcj02`` for AMap/Tencent; ``bd09`` for Baidu): overlays are shifted into
@@ -83,6 +90,26 @@ class Settings(BaseSettings):
     event_rate_burst: int = 120
     #: Sign-in cookies only over HTTPS (set it when the service is behind TLS).
     secure_cookies: bool = False
+    #: Origins (``https://grid.example.gov.cn``, comma-separated) whose pages may act with
+    #: the sign-in cookie besides this server's own Host: set it behind a proxy that
+    #: rewrites the Host header (see docs/security.md, CSRF).
+    trusted_origins: str = ""
+    #: Sign-in throttling (docs/security.md): failed sign-ins allowed per account and per
+    #: client address in each window of ``signin_window_s`` seconds; past either, 429 with
+    #: Retry-After until the window ends. Counted in the store, shared by every process.
+    signin_failures_per_account: int = 5
+    signin_failures_per_address: int = 30
+    signin_window_s: int = 900
+    #: Password checks (argon2id, 64 MiB each) running at once per process; 0 = the number
+    #: of cores. Sign-ins beyond wait up to ``signin_wait_s`` seconds, then get 503.
+    password_checks: int = 0
+    signin_wait_s: float = 10.0
+    #: Posters: made at once per process (each is seconds of CPU; 0 = the number of cores),
+    #: how long a request waits for a turn (seconds; then 503 with Retry-After), and the
+    #: memory kept for made posters (megabytes; 0 turns the cache off).
+    poster_workers: int = 0
+    poster_wait_s: float = 30.0
+    poster_cache_mb: int = 128
     #: The zone pages show times in (an IANA name; the pages say which) and the screen's
     #: "today" is counted in. The API answers in UTC with its offset whatever this is.
     timezone: str = "Asia/Shanghai"

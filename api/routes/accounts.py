@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -14,10 +17,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from api.audit import storable
 from api.auth import COOKIE, PERMISSIONS, ROLE_NAMES, Admin, Authenticator, authenticate
 from api.deps import get_engine, get_settings
-from api.problems import Unauthorized
-from gis import accounts
+from api.problems import Busy, TooManyRequests, Unauthorized
+from gis import accounts, models
 from gis.settings import Settings
 from maps.pages import render
 
@@ -71,21 +75,92 @@ def _set_cookie(response: Response, token: str, seconds: int, secure: bool) -> N
                         secure=secure, path="/")
 
 
-@router.post("/token", response_model=TokenOut, responses=UNAUTHORIZED,
+def _password_checks(request: Request) -> asyncio.Semaphore:
+    """The process's bound on argon2id checks running at once (64 MiB each)."""
+    state = request.app.state
+    found: asyncio.Semaphore | None = getattr(state, "password_checks", None)
+    if found is None:
+        settings: Settings = state.settings
+        found = asyncio.Semaphore(settings.password_checks or os.cpu_count() or 2)
+        state.password_checks = found
+    return found
+
+
+def _throttle_keys(request: Request, username: str) -> tuple[str, str]:
+    """The counters of a sign-in: the account named (hashed: any text may be typed) and the
+    client's address (behind a proxy, run uvicorn with --forwarded-allow-ips so that this
+    is the client's and not the proxy's)."""
+    name = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    address = request.client.host if request.client else "unknown"
+    return f"signin:account:{name}", f"signin:address:{storable(address, 100)}"
+
+
+def _too_many(settings: Settings, hits: tuple[int, int], start: tuple[datetime, datetime],
+              now: datetime) -> TooManyRequests | None:
+    """429 when the account's or the address's failures are over their limit."""
+    for n, began, limit, what in ((hits[0], start[0], settings.signin_failures_per_account,
+                                   "for this account"),
+                                  (hits[1], start[1], settings.signin_failures_per_address,
+                                   "from this address")):
+        if limit > 0 and n > limit:
+            wait = max(1, int((began - now).total_seconds() + settings.signin_window_s + 1))
+            return TooManyRequests(
+                f"登录失败次数过多 too many failed sign-ins {what} (more than {limit} in "
+                f"{settings.signin_window_s // 60} min): wait {wait} s before trying again, "
+                "or ask an administrator (GRIDMAP_SIGNIN_FAILURES_PER_ACCOUNT / "
+                "_PER_ADDRESS)", wait)
+    return None
+
+
+@router.post("/token", response_model=TokenOut,
+             responses={**UNAUTHORIZED, 429: {"description": "Too many failed sign-ins (for "
+                                                             "the account or the address)"}},
              summary="Sign in: a token for a username and password (OAuth2 password flow)",
              description="Send the token as `Authorization: Bearer <token>`. The answer also "
-                         "sets an HttpOnly sign-in cookie for the pages.")
+                         "sets an HttpOnly sign-in cookie for the pages. Failed sign-ins are "
+                         "throttled per account and per client address (429 with "
+                         "Retry-After; docs/security.md).")
 async def token(request: Request, response: Response,
                 form: Annotated[OAuth2PasswordRequestForm, Depends()],
                 engine: Annotated[Engine, Depends(get_engine)],
                 settings: Annotated[Settings, Depends(get_settings)]) -> TokenOut:
-    account = await run_in_threadpool(accounts.verify_password, engine, form.username,
-                                      form.password)
     audit = request.app.state.audit
+    keys = _throttle_keys(request, form.username)
+    now = models.utcnow()
+    # Every try is counted before the password is checked (parallel tries cannot all slip
+    # through before the first failure is counted); a success takes its own back.
+    counted = [await run_in_threadpool(accounts.throttle_hit, engine, k,
+                                       settings.signin_window_s, now) for k in keys]
+    refusal = _too_many(settings, (counted[0][0], counted[1][0]),
+                        (counted[0][1], counted[1][1]), now)
+    if refusal is not None:
+        # A refused try costs nothing: it gives its hits back, so that the counts say how
+        # many passwords were checked (a flood on one account does not also use up the
+        # address's allowance), while the window still ends when it was going to.
+        for k in keys:
+            await run_in_threadpool(accounts.throttle_hit, engine, k,
+                                    settings.signin_window_s, now, -1)
+        audit.record(username=form.username[:60], role=None, action="login-throttled",
+                     method="POST", path="/token", status=429)
+        raise refusal
+    checks = _password_checks(request)
+    try:
+        await asyncio.wait_for(checks.acquire(), settings.signin_wait_s)
+    except TimeoutError as exc:
+        raise Busy("登录请求过多 too many sign-ins are being checked at once: retry in a few "
+                   "seconds", 5) from exc
+    try:
+        account = await run_in_threadpool(accounts.verify_password, engine, form.username,
+                                          form.password)
+    finally:
+        checks.release()
     if account is None:
         audit.record(username=form.username[:60], role=None, action="login-failed",
                      method="POST", path="/token", status=401)
         raise Unauthorized("wrong username or password, or the account is disabled")
+    await run_in_threadpool(accounts.throttle_clear, engine, keys[0])
+    await run_in_threadpool(accounts.throttle_hit, engine, keys[1], settings.signin_window_s,
+                            now, -1)
     auth: Authenticator = request.app.state.auth
     issued, seconds = auth.issue(account)
     audit.record(username=account.username, role=account.role, action="login",
@@ -94,11 +169,28 @@ async def token(request: Request, response: Response,
     return TokenOut(access_token=issued, expires_in=seconds)
 
 
-@router.post("/logout", status_code=204, summary="Sign out of the pages (drops the cookie)")
-def logout(response: Response) -> Response:
-    response = Response(status_code=204)
-    response.delete_cookie(COOKIE, path="/")
-    return response
+@router.post("/logout", status_code=204,
+             summary="Sign out: the token (bearer or cookie) is voided and the cookie dropped")
+async def logout(request: Request) -> Response:
+    auth: Authenticator = request.app.state.auth
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else \
+        request.cookies.get(COOKIE)
+    if token:
+        if auth._secret is None:
+            await run_in_threadpool(lambda: auth.secret)
+        try:
+            claims = auth.claims(token)
+        except Unauthorized:
+            claims = None   # expired or not ours: nothing to void
+        if claims is not None:
+            await run_in_threadpool(auth.revoke, claims)
+            request.app.state.audit.record(
+                username=str(claims["sub"])[:60], role=None, action="logout",
+                method="POST", path="/logout", status=204)
+    answer = Response(status_code=204)
+    answer.delete_cookie(COOKIE, path="/")
+    return answer
 
 
 @router.get("/me", response_model=AccountOut, responses=UNAUTHORIZED,

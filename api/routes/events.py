@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,6 +44,7 @@ from events.store import (
     light_counts,
     list_events,
     reroute,
+    scoped_key,
     transition,
 )
 from gis import models
@@ -108,7 +109,8 @@ class ActionIn(BaseModel):
 
 
 class RerouteIn(BaseModel):
-    actor: str = Field(min_length=1, max_length=100)
+    actor: str | None = Field(None, max_length=100, description=(
+        "Ignored: the history names the signed-in account (kept for older clients)"))
     reason: str = Field(min_length=1, max_length=2_000)
 
 
@@ -129,6 +131,26 @@ class StaffIn(BaseModel):
     @classmethod
     def _grids(cls, value: list[str]) -> list[str]:
         return [area_code(code, "grid") for code in value]
+
+
+def check_reported_at(moment: datetime | None, now: datetime, settings: Any
+                      ) -> datetime | None:
+    """``reported_at`` within the window the settings allow around ``now`` (400 if not: a
+    year-9999 report would overflow its deadline, and a report from long ago or the future is
+    a mistake)."""
+    if moment is None:
+        return None
+    earliest = now - timedelta(days=settings.reported_at_max_age_days)
+    latest = now + timedelta(minutes=settings.reported_at_max_ahead_minutes)
+    if not earliest <= moment <= latest:
+        raise BadRequest(
+            f"上报时间超出范围 reported_at {moment.isoformat()} is outside the accepted window "
+            f"{earliest.isoformat(timespec='seconds')} – {latest.isoformat(timespec='seconds')} "
+            f"(GRIDMAP_REPORTED_AT_MAX_AGE_DAYS={settings.reported_at_max_age_days:g}, "
+            f"GRIDMAP_REPORTED_AT_MAX_AHEAD_MINUTES="
+            f"{settings.reported_at_max_ahead_minutes:g}): check the client's clock, or leave "
+            "it out for now")
+    return moment
 
 
 def _with_light(event: dict[str, Any], rules: Rules, now: datetime, who: Principal
@@ -182,7 +204,8 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     rules = rules_of(request)
     rules.check_category(body.category)
     request.app.state.event_limit.take(who.username, "events")
-    key = request.headers.get("idempotency-key") or body.idempotency_key
+    key = scoped_key(who.account_id,
+                     request.headers.get("idempotency-key") or body.idempotency_key)
     cache = routers_of(request)
     published = cache.fresh(body.territory_id)
     if published is None:
@@ -195,9 +218,15 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
               **{k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
                                         "village_code", "town_code", "district_code",
                                         "distance_m", "other_grid_code", "flags")}}
-    fields["reported_at"] = body.reported_at or now_of(request)
+    now = now_of(request)
+    fields["reported_at"] = check_reported_at(body.reported_at, now,
+                                              request.app.state.settings) or now
     created = await run_in_threadpool(create_event, engine, fields, routed["lon"],
                                       routed["lat"], rules)
+    if not created.created:
+        # A replay answers with what is stored under the key: checked again against the
+        # caller's areas now (and masked below as any read is).
+        check_code(who, created.event["grid_code"], "event under this idempotency key")
     created.event["routing"] = routed
     event = _with_light(created.event, rules, now_of(request), who)
     # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
@@ -383,7 +412,9 @@ def reroute_event(event_id: Id, body: RerouteIn, request: Request, who: EventsAc
     values = {k: routed[k] for k in ("plan_id", "grid_id", "grid_code", "village_code",
                                      "town_code", "district_code", "distance_m",
                                      "other_grid_code", "flags")}
-    return _with_light(reroute(engine, event_id, values, actor=body.actor, reason=body.reason,
+    # The signed-in account is the actor: a re-route moves an event between grids, and its
+    # history must name who did it, not a name typed in the request.
+    return _with_light(reroute(engine, event_id, values, actor=who.label, reason=body.reason,
                                now=now_of(request)), rules_of(request), now_of(request), who)
 
 

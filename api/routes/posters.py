@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
+from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -11,9 +16,92 @@ from sqlalchemy import Engine
 
 from api.auth import PlansRead, check_plan
 from api.deps import Id, get_engine
+from api.problems import Busy
 from gis.errors import NotFound
 from gis.exports import content_disposition
-from maps.poster import FontMissing, GlyphMissing, PaperSize, PosterFormat, make_poster
+from gis.plans import get_plan
+from gis.settings import Settings
+from maps.poster import FontMissing, GlyphMissing, PaperSize, Poster, PosterFormat, make_poster
+from maps.tiles import plan_stamp
+
+
+class PosterCache:
+    """Made posters in memory, least recently used dropped first, bounded in bytes; and a
+    bound on posters made at once (each is seconds of CPU and hundreds of MB at A0), with
+    one making per poster (requests for a poster being made wait for it)."""
+
+    def __init__(self, max_bytes: int, workers: int, wait_s: float) -> None:
+        self.max_bytes = max(0, max_bytes)
+        self.wait_s = wait_s
+        self.size = 0
+        self._items: OrderedDict[tuple[Any, ...], Poster] = OrderedDict()
+        self._lock = threading.Lock()
+        self._making: dict[tuple[Any, ...], threading.Lock] = {}
+        self._slots = threading.BoundedSemaphore(max(1, workers))
+
+    def get(self, key: tuple[Any, ...]) -> Poster | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def _put(self, key: tuple[Any, ...], poster: Poster) -> None:
+        cost = len(poster.content)
+        if cost > self.max_bytes:
+            return
+        with self._lock:
+            self._items[key] = poster
+            self.size += cost
+            while self.size > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self.size -= len(dropped.content)
+
+    def made(self, key: tuple[Any, ...], make: Any) -> tuple[Poster, bool]:
+        """The poster under ``key``, made by ``make()`` unless kept; (poster, was kept)."""
+        found = self.get(key)
+        if found is not None:
+            return found, True
+        with self._lock:
+            one = self._making.setdefault(key, threading.Lock())
+        if not one.acquire(timeout=self.wait_s):
+            raise self._busy()
+        try:
+            found = self.get(key)
+            if found is not None:
+                return found, True
+            if not self._slots.acquire(timeout=self.wait_s):
+                raise self._busy()
+            try:
+                poster: Poster = make()
+            finally:
+                self._slots.release()
+            self._put(key, poster)
+            return poster, False
+        finally:
+            one.release()
+            with self._lock:
+                self._making.pop(key, None)
+
+    def _busy(self) -> Busy:
+        return Busy(f"海报生成繁忙 posters are being made at the limit of this server "
+                    f"(GRIDMAP_POSTER_WORKERS) for over {self.wait_s:g} s: retry shortly", 10)
+
+
+_cache_lock = threading.Lock()
+
+
+def poster_cache(request: Request) -> PosterCache:
+    state = request.app.state
+    with _cache_lock:
+        found: PosterCache | None = getattr(state, "poster_cache", None)
+        if found is None:
+            settings: Settings = state.settings
+            found = PosterCache(settings.poster_cache_mb * 2**20,
+                                settings.poster_workers or os.cpu_count() or 2,
+                                settings.poster_wait_s)
+            state.poster_cache = found
+    return found
 
 router = APIRouter(tags=["posters"])
 
@@ -46,12 +134,20 @@ def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat, request: Request
     check_plan(request, who, plan_id)
     if not who.covers(area_code):
         raise NotFound(f"no area {area_code} with grids in plan {plan_id}")
+    # Kept by what the poster shows: the plan's generation (a new plan, or an edit of a
+    # draft, makes a new stamp), its status and publication date, the area, paper and
+    # format, and the day it is made on (printed on it, in the service's zone).
+    zone = request.app.state.settings.timezone
+    info = get_plan(engine, plan_id)
+    key = (plan_stamp(engine, plan_id), info.status, info.published_at, area_code,
+           PaperSize(size), PosterFormat(fmt), zone, datetime.now(ZoneInfo(zone)).date())
     try:
-        made = make_poster(engine, plan_id, area_code, size, fmt,
-                           zone=request.app.state.settings.timezone)
+        made, kept = poster_cache(request).made(
+            key, lambda: make_poster(engine, plan_id, area_code, size, fmt, zone=zone))
     except FontMissing as exc:
         raise HTTPException(503, exc.message) from exc
     except GlyphMissing as exc:
         raise HTTPException(422, exc.message) from exc
     return Response(made.content, media_type=made.media_type, headers={
-        "Content-Disposition": content_disposition(made.filename, made.ascii_filename)})
+        "Content-Disposition": content_disposition(made.filename, made.ascii_filename),
+        "X-Poster-Cache": "hit" if kept else "miss"})

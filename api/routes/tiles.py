@@ -34,10 +34,13 @@ MVT = "application/vnd.mapbox-vector-tile"
 #: hundreds of pixels wide, so clients over-zoom z16 tiles (any z up to 22 is served).
 MIN_ZOOM, SOURCE_MAX_ZOOM = 8, 16
 #: A tile URL with the plan's generation token (``?v=``, as TileJSON hands it out) never
-#: changes; one without it is revalidated each time (a 304 when unchanged: the plan may be
-#: deleted and, on SQLite, its id reused).
-IMMUTABLE = "public, max-age=31536000, immutable"
-REVALIDATE = "public, no-cache"
+#: changes; one without it is revalidated each time (a 304 when unchanged). Always
+#: ``private``: a tile is an answer to a signed-in account, cut to its areas, and a shared
+#: cache (a proxy, a command centre's shared PC profile) must not hand it to anyone else;
+#: ``Vary`` names what tells accounts apart, for caches that ignore ``private``.
+IMMUTABLE = "private, max-age=31536000, immutable"
+REVALIDATE = "private, no-cache"
+VARY = "Authorization, X-API-Key, Cookie"
 
 TileNumber = Annotated[int, Path(description="Tile number (XYZ scheme, y down from the north)")]
 
@@ -84,7 +87,8 @@ def tile(plan_id: Id, z: TileNumber, x: TileNumber, y: TileNumber, request: Requ
                        f"was issued for: reload /tiles/{plan_id}.json")
     band = (settings.min_households, settings.max_households)
     tag = etag(stamp, address, band, engine.dialect.name, areas)
-    headers = {"ETag": tag, "Cache-Control": IMMUTABLE if v is not None else REVALIDATE}
+    headers = {"ETag": tag, "Cache-Control": IMMUTABLE if v is not None else REVALIDATE,
+               "Vary": VARY}
     if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
     data, hit = _tile_bytes(request, engine, stamp, address, band, areas)
@@ -122,7 +126,8 @@ def tilejson(plan_id: Id, request: Request, response: Response, who: PlansRead,
     center = [round((bounds[0] + bounds[2]) / 2, 6), round((bounds[1] + bounds[3]) / 2, 6),
               12]
     base = str(request.base_url).rstrip("/")
-    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Vary"] = VARY
     return {
         "tilejson": "3.0.0",
         "name": f"{territory.name} 网格 v{plan.version} ({plan.status})",

@@ -37,6 +37,7 @@ from api.problems import PROBLEMS, RETRY_AFTER_S
 from data.changes import scripted_changes
 from data.demo import DemoTerritory, generate
 from events.rules import DEFAULT_LIMITS
+from events.store import client_key
 from gis.database import make_engine, upgrade
 from gis.errors import DatabaseError
 from gis.settings import Settings
@@ -438,9 +439,10 @@ def test_event_stream_across_crashes_loses_and_doubles_nothing(up: Service) -> N
         w.join(timeout=120)
     assert not any(w.is_alive() for w in workers) and problems == []
 
-    stored = {str(k): int(i) for k, i in up.sql(
+    # Keys are stored scoped to the account (``<account id>:<key>``, events.store).
+    stored = {str(client_key(k)): int(i) for k, i in up.sql(
         "SELECT idempotency_key, id FROM events WHERE idempotency_key LIKE :p",
-        p=prefix + "%")}
+        p="%:" + prefix + "%")}
     twice = up.sql("SELECT description, count(*) FROM events WHERE description LIKE :p "
                    "GROUP BY description HAVING count(*) > 1", p=prefix + "%")
     lost = [k for k, (i, _s) in accepted.items() if stored.get(k) != i]

@@ -82,7 +82,8 @@ def test_expired_forged_and_garbage_tokens_are_refused(app: Any) -> None:
         account = add_account(app.state.engine, "li", PASSWORD, "viewer", "440111")
         now = models.utcnow()
         claims = {"sub": "li", "iat": now - timedelta(hours=9),
-                  "exp": now - timedelta(hours=1), "ver": account.changed_at.timestamp()}
+                  "exp": now - timedelta(hours=1), "ver": account.changed_at.timestamp(),
+                  "jti": "made-by-hand"}
         expired = jwt.encode(claims, auth.secret, algorithm="HS256")
         answer = client.get("/me", headers={"Authorization": f"Bearer {expired}"})
         assert answer.status_code == 401 and "expired" in answer.json()["detail"]

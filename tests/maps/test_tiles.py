@@ -327,7 +327,7 @@ def test_tile_route_cache_etag_and_304(store: DemoStore, client: TestClient) -> 
     again = client.get(url)
     assert again.headers["x-tile-cache"] == "hit"
     assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
-    assert again.headers["cache-control"] == "public, no-cache"
+    assert again.headers["cache-control"] == "private, no-cache"   # docs/security.md
     for sent in (first.headers["etag"], f'"x", W/{first.headers["etag"]}', "*"):
         unchanged = client.get(url, headers={"If-None-Match": sent})
         assert unchanged.status_code == 304 and unchanged.content == b""
@@ -407,9 +407,9 @@ def small_grids(x0: float, households: int) -> gpd.GeoDataFrame:
 
 
 def test_a_reused_plan_id_never_gets_the_old_tiles(engine: Engine) -> None:
-    """Delete a territory with its plan, store another plan under the same id (SQLite reuses
-    the highest id; on PostgreSQL the sequence is reset, as after a restore): the cached
-    tile and the old ETag are not served for it."""
+    """Delete a territory with its plan, store another plan under the same id (neither
+    backend reuses an id by itself since migration 0009: the id sequence is reset, as after
+    a restore): the cached tile and the old ETag are not served for it."""
     settings = Settings(database_url=str(engine.url), escalation_interval_s=0)
     with client_for(create_app(settings, engine)) as client:
         first = write_grids(engine, small_grids(113.30, 350))
@@ -423,6 +423,8 @@ def test_a_reused_plan_id_never_gets_the_old_tiles(engine: Engine) -> None:
             conn.execute(delete(models.Territory))
             if engine.dialect.name == "postgresql":
                 conn.execute(text("ALTER SEQUENCE plans_id_seq RESTART WITH 1"))
+            else:
+                conn.execute(text("UPDATE sqlite_sequence SET seq = 0 WHERE name = 'plans'"))
         assert client.get(url).status_code == 404
         second = write_grids(engine, small_grids(113.30, 600))
         assert second == first

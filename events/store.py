@@ -283,8 +283,14 @@ def _as_dict_of(mapping: Any) -> dict[str, Any]:
     return out
 
 
+def _columns() -> list[Any]:
+    """Every column but the geometry, and the stored point's WGS84 lon/lat (for maps)."""
+    return [*(c for c in EVENT.c if c.name != "geom"),
+            func.ST_X(EVENT.c.geom).label("lon"), func.ST_Y(EVENT.c.geom).label("lat")]
+
+
 def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[str, Any]:
-    cols = [c for c in EVENT.c if c.name != "geom"]
+    cols = _columns()
     with engine.connect() as conn:
         row = conn.execute(select(*cols).where(EVENT.c.id == event_id)).first()
         if row is None:
@@ -310,7 +316,7 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
     """Events newest first (``order="deadline"``: soonest deadline first); ``areas``: only
     those whose grid lies within these codes; ``since``/``until``: reported in [since,
     until)."""
-    cols = [c for c in EVENT.c if c.name != "geom"]
+    cols = _columns()
     sort = ((EVENT.c.deadline_at.is_(None), EVENT.c.deadline_at, EVENT.c.id)
             if order == "deadline" else (EVENT.c.id.desc(),))
     query = _within(select(*cols).order_by(*sort).limit(limit).offset(offset), areas)

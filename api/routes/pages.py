@@ -26,8 +26,8 @@ from api.auth import (
 )
 from api.deps import GridCode, Id, VillageCode, get_engine, get_settings
 from api.problems import BadRequest
-from api.routes.workspace import me_of
 from api.routes.plans import GEOJSON, parse_bbox
+from api.routes.workspace import me_of
 from gis import models
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap

@@ -32,7 +32,8 @@ def screen_page(title: str, config: dict[str, Any]) -> str:
     return render("screen.html", title=f"{title} · 网格化服务管理指挥中心",
                   territory_name=title, config=config,
                   styles=[LEAFLET_CSS, CLUSTER_CSS, SCREEN_CSS],
-                  scripts=[LEAFLET_JS, CLUSTER_JS, ESCAPE_JS, SCREEN_JS, SCREEN_DESK_JS], body_class="screen")
+                  scripts=[LEAFLET_JS, CLUSTER_JS, ESCAPE_JS, SCREEN_JS, SCREEN_DESK_JS],
+                  body_class="screen")
 
 
 def no_plan_page(territory_name: str | None) -> str:

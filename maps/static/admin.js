@@ -322,7 +322,10 @@
     ["since", "until"].forEach(function (k) {
       if (auditForm[k].value) { q.set(k, zoneToUtc(auditForm[k].value)); }
     });
+    var seq = ad.auditSeq = (ad.auditSeq || 0) + 1;
     return C.api("GET", "/audit?" + q.toString()).then(function (res) {
+      if (seq !== ad.auditSeq) { return; }   // a later query's answer is (or will be) shown
+      ad.auditQuery = q.toString();
       var msg = document.getElementById("audit-msg");
       var body = document.querySelector("#audit tbody");
       C.clear(body);

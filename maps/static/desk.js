@@ -258,7 +258,12 @@
 
   /* ---------------------------------------------------------------- patrols */
   function loadPatrols() {
-    if (!territory()) { return Promise.resolve(); }
+    var t = cfg.territories.filter(function (x) { return String(x.id) === territory(); })[0];
+    if (!t || !t.published) {
+      document.getElementById("patrol-sum").textContent = "（尚无已发布的网格方案）";
+      C.clear(document.querySelector("#patrols tbody"));
+      return Promise.resolve();
+    }
     return C.api("GET", "/patrols/coverage?territory=" + territory()).then(function (res) {
       var body = document.querySelector("#patrols tbody");
       C.clear(body);

@@ -183,7 +183,8 @@ def test_upload_with_a_field_map(browser: Any, server: LiveServer, world: World,
           document.getElementById("drop").dispatchEvent(
             new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
         }""")
-        wait_for(page, "document.getElementById('upload-msg').textContent.includes('buildings.geojson')")
+        wait_for(page, "document.getElementById('upload-msg').textContent"
+                       ".includes('buildings.geojson')")
         assert "msg-error" in page.get_attribute("#upload-msg", "class")
         assert "图层 buildings" in page.inner_text("#upload-msg")
         # The real files: the preview lists the layers and suggests the field map.
@@ -333,7 +334,8 @@ def test_accounts_with_areas_keys_and_audit(browser: Any, server: LiveServer, wo
         page.fill("#audit-form input[name=path]", "/accounts/wang")
         page.select_option("#audit-form select[name=action]", "change")
         page.click("#audit-form button")
-        wait_for(page, "document.querySelectorAll('#audit tbody tr').length >= 2")
+        wait_for(page, "(gridmapAdmin.auditQuery || '').includes('action=change') && "
+                       "document.querySelectorAll('#audit tbody tr').length >= 2")
         rows = page.locator("#audit tbody").inner_text()
         assert "PATCH /accounts/wang" in rows and "GET" not in rows
         axe_check(page, "/admin (audit)")

@@ -35,6 +35,7 @@ from gis.codes import starts_with
 from gis.errors import NotFound
 from gis.plans import published_plan_id
 from gis.settings import Settings
+from gis.store import territory_row
 from gis.times import zone_label
 
 router = APIRouter(tags=["field"])
@@ -99,6 +100,7 @@ def photo(event_id: Id, photo_id: Id, who: EventsRead,
             responses={404: {"description": "No such territory"}})
 def staff(territory_id: Id, request: Request, who: EventsRead, grid: GridCode = None,
           engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
+    territory_row(engine, territory_id)   # 404 for none
     check_territory(request, who, territory_id)
     table, links = models.Staff.__table__, models.StaffGrid.__table__
     with engine.connect() as conn:

@@ -287,7 +287,7 @@
     ev.preventDefault();
     desk.seen = null;
     desk.fitted = false;
-    Promise.all([load(false), loadPatrols()]);
+    Promise.all([drawGrids(), load(false), loadPatrols()]);
   });
 
   /* The big screen asks an open desk to show an event (screen.js, the urgent list). */
@@ -302,10 +302,27 @@
     };
   }
 
+  /* The published plan's grids under the events, for where they are. */
+  var gridLayer = null;
+  function drawGrids() {
+    var t = cfg.territories.filter(function (x) { return String(x.id) === territory(); })[0];
+    if (gridLayer) { map.removeLayer(gridLayer); gridLayer = null; }
+    if (!t || !t.published) { return Promise.resolve(); }
+    var url = "/plans/" + t.published + "/grids?simplify=5" +
+      (cfg.map.display !== "wgs84" ? "&display=" + cfg.map.display : "");
+    return C.api("GET", url).then(function (res) {
+      if (!res.ok) { return; }
+      gridLayer = L.geoJSON(res.body, {interactive: false, style: {color: "#52606d",
+        weight: 1, fillOpacity: 0}}).addTo(map);
+      gridLayer.bringToBack();
+      if (!desk.fitted && gridLayer.getBounds().isValid()) { map.fitBounds(gridLayer.getBounds()); }
+    });
+  }
+
   C.loadLeaflet().then(function (L) {
     map = desk.map = C.baseMap(L, "desk-map", cfg.map, {preferCanvas: true});
     map.setView([35, 105], 4);
-    return Promise.all([load(false), loadPatrols()]);
+    return Promise.all([drawGrids(), load(false), loadPatrols()]);
   }).then(function () {
     if (cfg.event) { return open(cfg.event); }
   }).then(function () {

@@ -200,6 +200,11 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     created = await run_in_threadpool(create_event, engine, fields, routed["lon"],
                                       routed["lat"], rules)
     created.event["routing"] = routed
+    # As GET /events/{id} answers: the stored point, and the photos (none yet when new).
+    created.event.setdefault("lon", routed["lon"])
+    created.event.setdefault("lat", routed["lat"])
+    created.event["photos"] = [] if created.created else await run_in_threadpool(
+        list_photos, engine, int(created.event["id"]))
     event = _with_light(created.event, rules, now_of(request), who)
     # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
     return JSONResponse(event, status_code=201 if created.created else 200)

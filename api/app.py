@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         edits,
         events,
         exports,
+        field,
         ogc,
         pages,
         plans,
@@ -166,10 +167,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         screen,
         territories,
         tiles,
+        workspace,
     )
 
-    for module in (accounts, territories, plans, edits, areas, events, exports, ogc, tiles, posters,
-                   pages, screen):
+    for module in (accounts, territories, plans, edits, areas, events, field, exports, ogc, tiles,
+                   posters, pages, screen, workspace):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)

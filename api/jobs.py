@@ -47,6 +47,8 @@ DB_LOST = ("数据库连接中断 the database went away while the job ran (Post
 #: Why a job failed when its time ran out ({} is GRIDMAP_JOB_TIMEOUT_S).
 TIMED_OUT = ("任务超时 timed out after {} s (GRIDMAP_JOB_TIMEOUT_S); its result was discarded "
              "and nothing was stored: submit the job again, or raise the limit")
+#: Why a job stopped when someone cancelled it (DELETE /jobs/{id}).
+CANCELLED = "已取消 cancelled (DELETE /jobs/{id}); nothing was stored"
 #: The longest pause between two attempts to record a job's end while the database is away.
 RETRY_MAX_S = 2.0
 
@@ -232,9 +234,34 @@ class JobRunner:
         self._guarded(job_id, "loading 读取方案", work)
 
     def _set(self, job_id: str, **values: Any) -> None:
+        """Record a running job's progress; :class:`JobCancelled` once the job has ended
+        meanwhile (cancelled, here or in another process, or timed out)."""
         values.setdefault("heartbeat_at", models.utcnow())
         with self.engine.begin() as conn:
-            conn.execute(update(models.Job).where(models.Job.id == job_id).values(**values))
+            changed = conn.execute(update(models.Job).where(
+                models.Job.id == job_id, models.Job.state.in_(("queued", "running")))
+                .values(**values)).rowcount
+        if not changed:
+            raise JobCancelled
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a queued or running job: it ends ``cancelled`` at once and stores nothing (a
+        thread running it stops at its next progress report). False when the job had ended
+        already, or its plan is being stored."""
+        with self._lock:
+            control = self._running.get(job_id)
+        if control is not None:
+            with control.lock:
+                if control.stored:
+                    return False
+                control.cancelled.set()
+        now = models.utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(models.Job).where(
+                models.Job.id == job_id, models.Job.state.in_(("queued", "running")))
+                .values(state="cancelled", stage="cancelled 已取消", error=CANCELLED,
+                        finished_at=now, heartbeat_at=now)).rowcount
+        return bool(changed)
 
     def _run(self, job_id: str, territory_id: int, params: PartitionParams,
              parameters: dict[str, Any], note: str | None, created_by: str | None) -> None:
@@ -279,7 +306,7 @@ class JobRunner:
                 control.timer.start()
             plan_id = work(control)
             end = dict(state="done", progress=1.0, stage="done 完成", plan_id=plan_id)
-        except JobCancelled:  # timed out (the timer records it) or the server stops
+        except JobCancelled:  # cancelled or timed out (recorded already), or the server stops
             log.warning("job %s stopped", job_id)
             return
         except GridmapError as exc:

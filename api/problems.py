@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from events.photos import PhotoError, PhotoTooLarge
 from events.rules import EventError
 from gis.accounts import AccountError
 from gis.database import is_busy, is_unavailable
@@ -123,6 +124,8 @@ PROBLEMS: dict[type[Exception], Problem] = {
     CRSError: Problem(422, "Coordinate system problem 坐标系错误"),
     CoordinateError: Problem(422, "Coordinates out of place 坐标错误"),
     PayloadTooLarge: Problem(413, "Request too large 请求过大"),
+    PhotoTooLarge: Problem(413, "Photo too large 照片过大"),
+    PhotoError: Problem(415, "Not a photo 不支持的照片格式"),
     EventError: Problem(400, "The event step breaks the rules 事件流程不允许"),
     BadRequest: Problem(400, "Bad request 请求参数错误"),
     NotAcceptable: Problem(406, "Not acceptable 无法提供所请求的格式"),

@@ -409,8 +409,14 @@ def _as_dict_of(mapping: Any) -> dict[str, Any]:
     return out
 
 
+def _columns() -> list[Any]:
+    """Every column but the geometry, and the stored point's WGS84 lon/lat (for maps)."""
+    return [*(c for c in EVENT.c if c.name not in ("geom", "import_id")),
+            func.ST_X(EVENT.c.geom).label("lon"), func.ST_Y(EVENT.c.geom).label("lat")]
+
+
 def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[str, Any]:
-    cols = _EVENT_COLUMNS
+    cols = _columns()
     with engine.connect() as conn:
         row = conn.execute(select(*cols).where(EVENT.c.id == event_id)).first()
         if row is None:
@@ -430,16 +436,25 @@ def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[
 def list_events(engine: Engine, *, territory_id: int | None = None, status: str | None = None,
                 grid: str | None = None, village: str | None = None, town: str | None = None,
                 open_only: bool = False, limit: int = 100, offset: int = 0,
-                areas: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Events newest first; ``areas``: only those whose grid lies within these codes."""
-    cols = _EVENT_COLUMNS
-    query = _within(select(*cols).order_by(EVENT.c.id.desc()).limit(limit).offset(offset),
-                    areas)
+                areas: tuple[str, ...] | None = None, category: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                order: str = "newest") -> list[dict[str, Any]]:
+    """Events newest first (``order="deadline"``: soonest deadline first); ``areas``: only
+    those whose grid lies within these codes; ``since``/``until``: reported in [since,
+    until)."""
+    cols = _columns()
+    sort = ((EVENT.c.deadline_at.is_(None), EVENT.c.deadline_at, EVENT.c.id)
+            if order == "deadline" else (EVENT.c.id.desc(),))
+    query = _within(select(*cols).order_by(*sort).limit(limit).offset(offset), areas)
     for col, value in ((EVENT.c.territory_id, territory_id), (EVENT.c.status, status),
                        (EVENT.c.grid_code, grid), (EVENT.c.village_code, village),
-                       (EVENT.c.town_code, town)):
+                       (EVENT.c.town_code, town), (EVENT.c.category, category)):
         if value is not None:
             query = query.where(col == value)
+    if since is not None:
+        query = query.where(EVENT.c.reported_at >= since)
+    if until is not None:
+        query = query.where(EVENT.c.reported_at < until)
     if open_only:
         query = query.where(EVENT.c.status.in_(sorted(OPEN)))
     with engine.connect() as conn:

@@ -225,6 +225,35 @@ def revoke_api_keys(engine: Engine, username: str, name: str | None = None) -> i
         return int(conn.execute(query.values(revoked_at=models.utcnow())).rowcount)
 
 
+def list_api_keys(engine: Engine, username: str) -> list[dict[str, Any]]:
+    """The account's keys (id, name, made, revoked), newest first; never the keys."""
+    account = get_account(engine, username)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(
+            select(KEYS.c.id, KEYS.c.name, KEYS.c.created_at, KEYS.c.revoked_at)
+            .where(KEYS.c.account_id == account.id).order_by(KEYS.c.id.desc()))]
+    for r in rows:
+        r["created_at"], r["revoked_at"] = models.iso(r["created_at"]), models.iso(
+            r["revoked_at"])
+    return rows
+
+
+def revoke_api_key(engine: Engine, username: str, key_id: int) -> bool:
+    """Revoke one key of the account; False when it was revoked already. NotFound for a
+    key of another account."""
+    account = get_account(engine, username)
+    with engine.begin() as conn:
+        row = conn.execute(select(KEYS.c.revoked_at).where(
+            KEYS.c.id == key_id, KEYS.c.account_id == account.id)).first()
+        if row is None:
+            raise NotFound(f"no key {key_id} of account {username}")
+        if row.revoked_at is not None:
+            return False
+        conn.execute(update(models.ApiKey).where(KEYS.c.id == key_id)
+                     .values(revoked_at=models.utcnow()))
+    return True
+
+
 def account_of_key(engine: Engine, key: str) -> AccountInfo | None:
     """The enabled account an unrevoked API key belongs to, else None."""
     with engine.connect() as conn:
@@ -261,12 +290,24 @@ def write_audit(engine: Engine, entries: list[dict[str, Any]]) -> None:
 
 
 def read_audit(engine: Engine, *, username: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, action: str | None = None,
+               path: str | None = None, status: int | None = None,
                limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Audit entries newest first; filters: account, time range [since, until), action,
+    path prefix, status."""
     query = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit).offset(offset)
     if username is not None:
         query = query.where(AUDIT.c.username == username)
     if since is not None:
         query = query.where(AUDIT.c.at >= since)
+    if until is not None:
+        query = query.where(AUDIT.c.at < until)
+    if action is not None:
+        query = query.where(AUDIT.c.action == action)
+    if path is not None:
+        query = query.where(starts_with(AUDIT.c.path, path))
+    if status is not None:
+        query = query.where(AUDIT.c.status == status)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     for r in rows:

@@ -1251,3 +1251,136 @@ def parse_crs_option(items: list[str] | None) -> str | dict[str, str] | None:
     if overall is not None:
         return {**dict.fromkeys(LAYERS, overall), **per_layer}
     return per_layer
+
+
+# ---------------------------------------------------------------------------
+# Preview: what an upload holds, before it is checked (the workspace's upload form)
+
+#: Column names people give the contract's fields (lower case; Chinese names are matched
+#: when the column contains them), in order of preference: the reader's suggestions.
+FIELD_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "code": ("code", "adcode", "xzqdm", "dm", "区划代码", "行政区划代码", "编码", "代码", "编号"),
+    "name": ("name", "mc", "xzqmc", "名称", "名字", "村名", "社区名"),
+    "level": ("level", "jb", "级别", "层级", "行政级别"),
+    "parent_code": ("parent_code", "parent_cod", "parent", "pcode", "sjdm", "上级编码",
+                    "上级代码", "父级编码", "所属编码"),
+    "kind": ("kind", "type", "lx", "城乡", "类型", "类别", "性质"),
+    "class": ("class", "fclass", "highway", "dj", "道路等级", "等级", "级别"),
+    "households": ("households", "hs", "hh", "户数", "住户数", "户"),
+    "population": ("population", "pop", "rk", "人口", "人数"),
+    "floors": ("floors", "cs", "层数", "楼层"),
+    "height": ("height", "gd", "高度"),
+    "use": ("use", "landuse", "yt", "用途", "用地性质", "用地类型", "性质"),
+}
+#: Values shown per column in a preview.
+SAMPLE_VALUES = 3
+
+
+def _suggest(spec: LayerSpec, columns: list[str]) -> dict[str, str]:
+    """The contract fields missing from ``columns`` -> the column most likely to hold each
+    (each column suggested at most once)."""
+    out: dict[str, str] = {}
+    taken = {c for c in columns if c in spec.fields}
+    for fname in spec.fields:
+        if fname in columns:
+            continue
+        for word in FIELD_SYNONYMS.get(fname, ()):
+            ascii_word = word.isascii()
+            hit = next((c for c in columns if c not in taken and (
+                c.strip().lower() == word if ascii_word else word in c)), None)
+            if hit is not None:
+                out[fname] = hit
+                taken.add(hit)
+                break
+    return out
+
+
+def _samples(frame: pd.DataFrame) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for col in frame.columns:
+        if col == "geometry":
+            continue
+        values = [str(v) for v in frame[col].tolist() if v is not None and str(v) != "nan"]
+        out[str(col)] = [v[:60] for v in values[:SAMPLE_VALUES]]
+    return out
+
+
+def _preview_source(src: _Source, encoding: str | None, max_rows: int) -> dict[str, Any]:
+    """One layer of an upload: its columns with a few values, count, CRS, geometry."""
+    spec = LAYERS[src.layer]
+    if src.path.lower().endswith(".csv"):
+        text = decode_text(Path(src.path).read_bytes(), None, src.label)
+        try:
+            frame = pd.read_csv(io.StringIO(text), nrows=max_rows)
+        except Exception as exc:
+            raise LayerError(f"cannot be read as CSV: {exc}", file=src.label,
+                             layer=src.layer) from exc
+        count, declared, geometry = len(frame), None, "Point (lon/lat)"
+        cpg = True
+    else:
+        kwargs: dict[str, Any] = {}
+        if src.gdal_layer:
+            kwargs["layer"] = src.gdal_layer
+        cpg = not src.path.lower().endswith(".shp") or _has_cpg(src)
+        if encoding and not cpg:
+            kwargs["encoding"] = encoding
+        try:
+            info = pyogrio.read_info(src.path, force_feature_count=True, **kwargs)
+            frame = pyogrio.read_dataframe(src.path, max_features=SAMPLE_VALUES,
+                                           read_geometry=False, **kwargs)
+        except Exception as exc:
+            raise LayerError(f"cannot be read: {gdal_reason(exc, src.path, src.label)}",
+                             file=src.label, layer=src.layer) from exc
+        count, declared, geometry = int(info["features"]), info["crs"], info["geometry_type"]
+    columns = [str(c) for c in frame.columns if c != "geometry"]
+    return {
+        "layer": src.layer, "file": src.label, "features": count, "crs": declared,
+        "geometry": geometry, "columns": columns, "samples": _samples(frame.head(SAMPLE_VALUES)),
+        "required": list(spec.required), "optional": list(spec.optional),
+        "missing": [f for f in spec.required if f not in columns and not any(
+            o in columns for o in COLUMN_ALIASES.get(src.layer, {}).get(f, ()))],
+        "suggested": _suggest(spec, columns),
+        # A Shapefile without a .cpg needs its encoding named (GBK for most Chinese data).
+        "needs_encoding": not cpg,
+        "needs_crs": declared is None,
+    }
+
+
+def preview_territory(path: str | Path, *, encoding: str | None = None,
+                      limits: ReadLimits | None = None) -> dict[str, Any]:
+    """What an upload holds, read before any check: the layers found (file, feature count,
+    declared CRS, geometry type, columns with a few values, the contract's fields missing
+    and the reader's suggested field map), the layers the contract needs and are absent,
+    and what was ignored. The same discovery as :func:`read_territory` (a bad archive or
+    an unreadable file is the same :class:`LayerError`)."""
+    root = Path(path)
+    limits = limits or ReadLimits.from_settings()
+    with ExitStack() as stack:
+        folder = root
+        if root.is_file() and root.suffix.lower() == ".zip":
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="gridmap-unzip-")))
+            unzip(root, folder, limits)
+        sources, osm_path, notes = _discover(root, folder)
+        layers = [_preview_source(src, encoding, limits.max_features)
+                  for name, src in sources.items()]
+        if osm_path is not None:
+            osm_label = f"{Path(osm_path).name} (OpenStreetMap)"
+            for name, gdf in read_osm(osm_path, notes, limits.max_features).items():
+                if name not in sources:
+                    layers.append({
+                        "layer": name, "file": osm_label, "features": len(gdf),
+                        "crs": "EPSG:4326", "geometry": ", ".join(sorted(
+                            set(gdf.geometry.geom_type.dropna()))),
+                        "columns": [c for c in gdf.columns if c != "geometry"],
+                        "samples": _samples(gdf.head(SAMPLE_VALUES)),
+                        "required": list(LAYERS[name].required),
+                        "optional": list(LAYERS[name].optional), "missing": [],
+                        "suggested": {}, "needs_encoding": False, "needs_crs": False})
+    order = list(LAYERS)
+    layers.sort(key=lambda entry: order.index(entry["layer"]))
+    found = {entry["layer"] for entry in layers}
+    return {"layers": layers, "missing_layers": [n for n in REQUIRED_LAYERS if n not in found],
+            "notes": notes,
+            "contract": {n: {"required": list(s.required), "optional": list(s.optional),
+                             "description": s.description} for n, s in LAYERS.items()}}

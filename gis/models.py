@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -58,7 +59,7 @@ STAFF_ROLES = ("grid_worker", "grid_head", "station_head")
 EVENT_STATUSES = ("reported", "accepted", "dispatched", "handling", "resolved", "verified",
                   "closed")
 EVENT_LEVELS = ("grid", "station", "town", "district", "department")
-JOB_STATES = ("queued", "running", "done", "failed")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 
 
 def _enum(name: str, values: tuple[str, ...]) -> Enum:
@@ -413,6 +414,55 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EventPhoto(Base):
+    """A photo of an event (a grid worker's report, a handler's proof), kept in the store so
+    that every server process serves it; its type and size checked on the way in."""
+
+    __tablename__ = "event_photos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"),
+                                          index=True)
+    content_type: Mapped[str] = mapped_column(String(20))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Patrol(Base):
+    """One patrol (巡查) of a grid by a grid worker: started, ended, its track and check-ins
+    in ``patrol_points``. Two ended patrols of a grid in a day are its 日双巡."""
+
+    __tablename__ = "patrols"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(Integer, index=True)
+    grid_code: Mapped[str] = mapped_column(String(20), index=True)
+    username: Mapped[str] = mapped_column(String(60), index=True)
+    walker: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The client's key of the start: a retried start makes no second patrol.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+
+
+class PatrolPoint(Base):
+    """A point of a patrol's track, or a check-in (打卡) with a note; WGS84."""
+
+    __tablename__ = "patrol_points"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patrol_id: Mapped[int] = mapped_column(ForeignKey("patrols.id", ondelete="CASCADE"),
+                                           index=True)
+    kind: Mapped[str] = mapped_column(_enum("patrol_point_kind", ("track", "checkin")))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(String(500))
 
 
 #: The tables holding a territory's layers, by layer name.

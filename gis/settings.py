@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     #: minutes from the server's clock); outside that window a report is refused (400).
     reported_at_max_age_days: float = 30.0
     reported_at_max_ahead_minutes: float = 10.0
+    #: Event photos: the largest photo stored (kilobytes; the phone page resizes to about
+    #: 1600 px and 200–400 kB first), the most pixels one may have, and photos per event.
+    photo_max_kb: int = 4_096
+    photo_max_pixels: int = 40_000_000
+    photos_per_event: int = 9
     #: Maps: the basemap's tile URL template (``{z}/{x}/{y}``; empty = no basemap, the pages
     #: work offline), its attribution, and the coordinate system its tiles are drawn in
     #: (``wgs84``; ``gcj02`` for AMap/Tencent; ``bd09`` for Baidu): overlays are shifted into

@@ -1,10 +1,13 @@
-"""The index page: territories and their plans, with links to maps, exports, posters, screen."""
+"""The workspace (/): territories and their plans with links to maps, exports, posters and the
+screen, and the forms to upload, partition, publish, compare and redraw (workspace.js)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from maps.pages import render
+from maps.workspace import COMMON_SCRIPTS, Me, nav
 
 STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
 #: Export formats as /plans/{id}/export.{fmt} spells them, with their names.
@@ -20,6 +23,8 @@ class IndexPlan:
     n_grids: int
     #: When the plan was made, as the page shows it (in the server's zone).
     created: str
+    #: Its note (the publish note once published).
+    note: str = ""
 
 
 @dataclass
@@ -35,9 +40,13 @@ class IndexTerritory:
         return next((p.id for p in self.plans if p.status == "published"), None)
 
 
-def index_html(territories: list[IndexTerritory], zone_label: str) -> str:
-    """The whole page (no script; local style only); ``zone_label`` names the zone the
-    creation times are in."""
+def index_html(territories: list[IndexTerritory], zone_label: str, me: Me,
+               defaults: dict[str, Any], timezone: dict[str, str]) -> str:
+    """The whole page; ``zone_label`` names the zone the creation times are in, ``defaults``
+    are the partition form's band."""
     return render("index.html", title="gridmap 网格化服务管理", territories=territories,
-                  statuses=STATUS_NAMES, exports=EXPORTS, zone_label=zone_label,
-                  styles=["/static/index.css"])
+                  statuses=STATUS_NAMES, exports=EXPORTS, zone_label=zone_label, me=me,
+                  nav=nav(me), here="/", can_write=me.can("plans:write"), defaults=defaults,
+                  config={"me": me.as_config(), "timezone": timezone},
+                  styles=["/static/index.css", "/static/workspace.css"], body_class="ws",
+                  scripts=[*COMMON_SCRIPTS, "/static/workspace.js"])

@@ -15,6 +15,8 @@ CLUSTER_CSS = "/static/vendor/leaflet.markercluster/MarkerCluster.css"
 CLUSTER_JS = "/static/vendor/leaflet.markercluster/leaflet.markercluster.js"
 SCREEN_CSS = "/static/screen.css"
 SCREEN_JS = "/static/screen.js"
+#: The big screen's links to the event desk, and today's patrols (日双巡).
+SCREEN_DESK_JS = "/static/screen-desk.js"
 
 
 def grids_url(plan_id: int, basemap_crs: str) -> str:
@@ -30,7 +32,8 @@ def screen_page(title: str, config: dict[str, Any]) -> str:
     return render("screen.html", title=f"{title} · 网格化服务管理指挥中心",
                   territory_name=title, config=config,
                   styles=[LEAFLET_CSS, CLUSTER_CSS, SCREEN_CSS],
-                  scripts=[LEAFLET_JS, CLUSTER_JS, ESCAPE_JS, SCREEN_JS], body_class="screen")
+                  scripts=[LEAFLET_JS, CLUSTER_JS, ESCAPE_JS, SCREEN_JS, SCREEN_DESK_JS],
+                  body_class="screen")
 
 
 def no_plan_page(territory_name: str | None) -> str:

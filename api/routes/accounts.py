@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import storable
 from api.auth import COOKIE, PERMISSIONS, ROLE_NAMES, Admin, Authenticator, authenticate
-from api.deps import get_engine, get_settings
+from api.deps import Id, get_engine, get_settings
 from api.problems import Busy, TooManyRequests, Unauthorized
 from gis import accounts, models
 from gis.settings import Settings
@@ -262,14 +262,37 @@ def new_key(username: str, body: KeyIn, who: Admin,
     return {"key": accounts.create_api_key(engine, username, body.name), "name": body.name}
 
 
+@router.get("/accounts/{username}/keys", summary="An account's API keys (admin; never the "
+                                                "keys themselves)")
+def keys(username: str, who: Admin, engine: Annotated[Engine, Depends(get_engine)]) -> Any:
+    return accounts.list_api_keys(engine, username)
+
+
+@router.delete("/accounts/{username}/keys/{key_id}", status_code=204,
+               summary="Revoke one API key (admin)",
+               responses={404: {"description": "No such key of this account"}})
+def revoke_key(username: str, key_id: Id, who: Admin,
+               engine: Annotated[Engine, Depends(get_engine)]) -> Response:
+    # A revoked key stops working within api.auth.ACCOUNT_TTL_S (the accounts' cache).
+    accounts.revoke_api_key(engine, username, key_id)
+    return Response(status_code=204)
+
+
 @router.get("/audit", summary="The audit log, newest first (admin)")
 def audit_log(who: Admin, engine: Annotated[Engine, Depends(get_engine)], request: Request,
               username: Annotated[str | None, Query(max_length=60)] = None,
               since: datetime | None = None,
+              until: datetime | None = None,
+              action: Annotated[str | None, Query(max_length=16, description=(
+                  "read, change, denied, login, login-failed"))] = None,
+              path: Annotated[str | None, Query(max_length=400, description=(
+                  "Requests whose path starts with this"))] = None,
+              status: Annotated[int | None, Query(ge=100, le=599)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
               offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> list[dict[str, Any]]:
     request.app.state.audit.flush()  # what was just done is in the answer
-    return accounts.read_audit(engine, username=username, since=since, limit=limit,
+    return accounts.read_audit(engine, username=username, since=since, until=until,
+                               action=action, path=path, status=status, limit=limit,
                                offset=offset)
 
 

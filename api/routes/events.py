@@ -31,6 +31,7 @@ from api.auth import (
 from api.deps import GridCode, Id, IdQuery, TownCode, VillageCode, check_encoding, get_engine
 from api.problems import BadRequest, Forbidden
 from events.files import check_text, coordinate_columns, event_frame
+from events.photos import list_photos
 from events.privacy import mask_event, mask_routing
 from events.router import points_to_wgs84
 from events.routing import RouterCache
@@ -228,6 +229,11 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
         # caller's areas now (and masked below as any read is).
         check_code(who, created.event["grid_code"], "event under this idempotency key")
     created.event["routing"] = routed
+    # As GET /events/{id} answers: the stored point, and the photos (none yet when new).
+    created.event.setdefault("lon", routed["lon"])
+    created.event.setdefault("lat", routed["lat"])
+    created.event["photos"] = [] if created.created else await run_in_threadpool(
+        list_photos, engine, int(created.event["id"]))
     event = _with_light(created.event, rules, now_of(request), who)
     # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
     return JSONResponse(event, status_code=201 if created.created else 200)
@@ -327,6 +333,12 @@ def import_events(
                         "store": round(done - stored, 2), "total": round(done - started, 2)}}
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 @router.get("/events", summary="Events, newest first, with their light")
 def events(
     request: Request,
@@ -337,14 +349,24 @@ def events(
     village: VillageCode = None,
     town: TownCode = None,
     open_only: Annotated[bool, Query(alias="open")] = False,
+    category: Annotated[str | None, Query(max_length=60)] = None,
+    since: Annotated[datetime | None, Query(description="Reported at or after")] = None,
+    until: Annotated[datetime | None, Query(description="Reported before")] = None,
+    light: Annotated[Literal["green", "yellow", "red"] | None, Query(description=(
+        "Only events of this light (of the page asked for)"))] = None,
+    order: Annotated[Literal["newest", "deadline"], Query(description=(
+        "newest first, or soonest deadline first (the desk's order)"))] = "newest",
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     engine: Engine = Depends(get_engine),
 ) -> list[dict[str, Any]]:
     rules, now = rules_of(request), now_of(request)
-    return [_with_light(e, rules, now, who) for e in list_events(
+    found = [_with_light(e, rules, now, who) for e in list_events(
         engine, territory_id=territory, status=status, grid=grid, village=village, town=town,
-        open_only=open_only, limit=limit, offset=offset, areas=partial(who))]
+        open_only=open_only, limit=limit, offset=offset, areas=partial(who),
+        category=category, since=_utc(since), until=_utc(until),
+        order=order)]
+    return [e for e in found if light is None or e["light"] == light]
 
 
 @router.get("/events/rules", summary="Categories, sources, levels and time limits")
@@ -376,8 +398,10 @@ def stats(
             summary="One event with its history and light")
 def event(event_id: Id, request: Request, who: EventsRead,
           engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    return _with_light(_visible(engine, event_id, who), rules_of(request), now_of(request),
-                       who)
+    found = _with_light(_visible(engine, event_id, who), rules_of(request), now_of(request),
+                        who)
+    found["photos"] = list_photos(engine, event_id)
+    return found
 
 
 @router.post("/events/{event_id}/actions", responses={

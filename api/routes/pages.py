@@ -27,6 +27,7 @@ from api.auth import (
 from api.deps import GridCode, Id, VillageCode, get_engine, get_settings
 from api.problems import BadRequest
 from api.routes.plans import GEOJSON, parse_bbox
+from api.routes.workspace import me_of
 from gis import models
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
@@ -253,7 +254,12 @@ def _index(request: Request, who: Principal, engine: Engine, settings: Settings
     territories = [
         IndexTerritory(id=int(tid), name=str(name), towns=_towns(engine, int(tid)),
                        plans=[IndexPlan(p.id, p.version, p.status, p.n_grids,
-                                        local_text(p.created_at, settings.timezone))
+                                        local_text(p.created_at, settings.timezone),
+                                        p.publish_note or p.note or "")
                               for p in plans if p.territory_id == tid])
         for tid, name in rows if visible(request, who, int(tid))]
-    return HTMLResponse(index_html(territories, zone_label(settings.timezone)))
+    defaults = {"min_households": settings.min_households,
+                "max_households": settings.max_households,
+                "target_households": settings.target_households}
+    return HTMLResponse(index_html(territories, zone_label(settings.timezone), me_of(who),
+                                   defaults, page_zone(settings.timezone)))

@@ -6,6 +6,8 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,12 +20,13 @@ from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest, Forbidden
 from gis import models
-from gis.errors import GridmapError, LayerError, NotFound
+from gis.errors import Conflict, GridmapError, LayerError, NotFound
 from gis.layers import (
     ReadLimits,
     Territory,
     parse_crs_option,
     parse_field_map,
+    preview_territory,
     read_territory,
 )
 from gis.plans import list_plans, published_plan_id
@@ -77,7 +80,7 @@ class JobOut(BaseModel):
     id: str
     kind: str
     territory_id: int
-    state: str = Field(description="queued, running, done or failed")
+    state: str = Field(description="queued, running, done, failed or cancelled")
     progress: float
     stage: str | None
     parameters: dict[str, Any]
@@ -187,10 +190,10 @@ def _check_new(who: Principal, territory: Territory) -> None:
                         f"({', '.join(who.areas)}); nothing was stored")
 
 
-def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None,
-                 encoding: str | None, limits: ReadLimits) -> tuple[Territory, list[str]]:
-    """The uploaded layers as a checked territory, and the file names; ``limits`` bound
-    what they may hold (a .zip is checked before it is unpacked)."""
+@contextmanager
+def _saved(files: list[UploadFile]) -> Iterator[tuple[Path, list[str]]]:
+    """The uploaded files in a temporary folder, removed afterwards: what the reader opens
+    (the one container, or the folder of layer files) and the file names."""
     if not files:
         raise LayerError("no file uploaded: send the territory as the multipart field "
                          "'files'")
@@ -205,12 +208,49 @@ def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None
                 shutil.copyfileobj(upload.file, out, 2**20)
         path = tmp / names[0] if len(names) == 1 and names[0].lower().endswith(CONTAINERS) \
             else tmp
+        yield path, names
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_upload(files: list[UploadFile], field_map: str | None, crs: str | None,
+                 encoding: str | None, limits: ReadLimits) -> tuple[Territory, list[str]]:
+    """The uploaded layers as a checked territory, and the file names; ``limits`` bound
+    what they may hold (a .zip is checked before it is unpacked)."""
+    with _saved(files) as (path, names):
         territory = read_territory(path, field_map=_field_map(field_map),
                                    crs=parse_crs_option(_split_option(crs)),
                                    encoding=check_encoding(encoding), limits=limits)
         return territory, names
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class PreviewOut(BaseModel):
+    files: list[str]
+    layers: list[dict[str, Any]] = Field(description=(
+        "Each layer found: layer, file, features, crs (declared, or null), geometry, "
+        "columns, samples (a few values per column), required/optional fields, missing "
+        "(required fields not found), suggested (field -> column), needs_encoding "
+        "(a Shapefile without .cpg), needs_crs (no declared CRS)"))
+    missing_layers: list[str] = Field(description="Layers the contract needs, not found")
+    notes: list[str] = Field(description="What was ignored, and why")
+    contract: dict[str, Any] = Field(description="Every layer's fields (the contract)")
+
+
+@router.post("/territories/preview", response_model=PreviewOut,
+             summary="What an upload holds, before it is imported (nothing stored)",
+             responses={413: {"description": "Upload over the size limit"},
+                        422: {"description": "An archive or file that cannot be read: "
+                                             "file, layer and why"}})
+def preview_upload(
+    request: Request,
+    who: PlansWrite,
+    files: Annotated[list[UploadFile], File(description="As for POST /territories")],
+    encoding: Annotated[str | None, Form(description="As for POST /territories")] = None,
+) -> PreviewOut:
+    limits = ReadLimits.from_settings(request.app.state.settings)
+    with _saved(files) as (path, names):
+        found = preview_territory(path, encoding=check_encoding(encoding), limits=limits)
+    return PreviewOut(files=names, **found)
 
 
 @router.get("/territories", response_model=list[TerritoryOut], summary="List territories")
@@ -275,6 +315,24 @@ def job(job_id: str, request: Request, who: PlansRead,
     if not visible(request, who, found["territory_id"]):
         raise NotFound(f"no job {job_id}")
     return JobOut(**found)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
+               summary="Cancel a queued or running job: it ends cancelled, nothing stored",
+               responses={404: {"description": "No such job"},
+                          409: {"description": "The job has ended already"}})
+def cancel_job(job_id: str, request: Request, who: PlansWrite,
+               engine: Engine = Depends(get_engine)) -> JobOut:
+    found = get_job(engine, job_id)
+    if not visible(request, who, found["territory_id"]):
+        raise NotFound(f"no job {job_id}")
+    check_territory(request, who, found["territory_id"], whole=True)
+    runner: JobRunner = request.app.state.jobs
+    if not runner.cancel(job_id):
+        state = get_job(engine, job_id)["state"]
+        raise Conflict(f"任务已结束（{state}），无法取消 / job {job_id} has ended already "
+                       f"({state}): nothing to cancel")
+    return JobOut(**get_job(engine, job_id))
 
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"],

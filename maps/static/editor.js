@@ -14,7 +14,8 @@
   var TOOLS = [["select", "选择地块", "点击地块选择，按住 Shift 点击可多选；点击网格设为当前网格"],
     ["move", "移到网格", "点击目标网格（相邻、同一村/社区），所选地块移入该网格"],
     ["merge", "合并网格", "点击与当前网格相邻的另一网格，两格合并为一格"],
-    ["redraw", "画线重划", "在地图上逐点单击画线，双击结束；线须横穿两个网格（Esc 取消）"]];
+    ["redraw", "画线重划", "在地图上逐点单击画线，双击结束；线须横穿两个网格（Esc 取消）"],
+    ["paint", "刷选地块", "按住鼠标拖过地块即加入选择（按住 Shift 拖过则取消选择），松开结束"]];
   /* Blocks light and dashed, grids' outlines strong: the two are told apart at a glance. */
   var BLOCK_STYLE = {color: "#7b8794", weight: 0.6, opacity: 0.9, dashArray: "3 3",
     fillColor: "#ffffff", fillOpacity: 0.02};
@@ -219,6 +220,7 @@
     var p = feature.properties;
     if (ed.tool === "redraw") { return; }          /* the map's click adds a point */
     L.DomEvent.stopPropagation(e);
+    if (ed.tool === "paint") { return; }           /* painted on mousedown/mouseover */
     if (ed.tool === "select") {
       var shift = e.originalEvent && e.originalEvent.shiftKey;
       if (!shift) {
@@ -241,7 +243,7 @@
   /* A click on a grid (where no block is drawn, e.g. zoomed out). */
   function onGrid(feature) {
     var code = feature.properties.code;
-    if (ed.tool === "select") {
+    if (ed.tool === "select" || ed.tool === "paint") {
       setCurrent(code);
       return false;                                 /* and its popup opens */
     }
@@ -559,7 +561,9 @@
     var cur = ed.current ? props(ed.current) : null;
     ui.curName.textContent = cur ? ed.current + " " + (cur.name || "") : "（未选网格）";
     ui.lock.textContent = cur && ed.locked[ed.current] ? "解锁" : "锁定";
-    [ui.split, ui.lock, ui.renameBtn].forEach(function (b) { b.disabled = ed.busy || !cur; });
+    [ui.split, ui.lock, ui.renameBtn, ui.rebalance, ui.rebalanceVillage].forEach(function (b) {
+      b.disabled = ed.busy || !cur;
+    });
     if (cur && document.activeElement !== ui.rename && ui.rename.getAttribute("data-for") !== ed.current) {
       ui.rename.value = cur.name || "";
       ui.rename.setAttribute("data-for", ed.current);
@@ -574,6 +578,24 @@
     return b;
   }
 
+  /* The paint tool: a press on a block starts painting; every block the pointer passes over
+     while the button is held joins the selection (with Shift: leaves it). */
+  function paint(feature, e, start) {
+    if (ed.tool !== "paint") { return; }
+    if (start) {
+      L.DomEvent.stopPropagation(e);
+      ed.painting = true;
+      ed.unpaint = !!(e.originalEvent && e.originalEvent.shiftKey);
+    }
+    if (!ed.painting) { return; }
+    var p = feature.properties;
+    if (ed.unpaint) { delete ed.selected[p.block_no]; } else { ed.selected[p.block_no] = p; }
+    ed.blockLayer.setStyle(blockStyle);
+    ed.focus = [];
+    if (start) { setCurrent(p.grid_code); } else { renderPanel(); }
+  }
+  document.addEventListener("mouseup", function () { ed.painting = false; });
+
   function setTool(tool) {
     ed.tool = tool;
     clearLine();
@@ -581,6 +603,9 @@
       map.doubleClickZoom.enable();
     }
     map.getContainer().classList.toggle("gm-drawing", tool === "redraw");
+    /* Painting drags over blocks, so the map itself does not pan meanwhile. */
+    if (tool === "paint") { map.dragging.disable(); } else { map.dragging.enable(); }
+    ed.painting = false;
     say("", "");
     renderPanel();
   }
@@ -639,6 +664,21 @@
         edit({op: ed.locked[ed.current] ? "unlock" : "lock", grids: [ed.current]});
       });
       cur.appendChild(row1);
+      /* Rebalance: the engine's village stage again, on the current grid and the grids of
+         the selected blocks, or on the whole village/community (locked grids stay). */
+      var rowR = el("div", "gm-ed-row");
+      ui.rebalance = button(rowR, "gm-rebalance", "重新平衡所选网格", function () {
+        var grids = {};
+        grids[ed.current] = true;
+        Object.keys(ed.selected).forEach(function (no) { grids[ed.selected[no].grid_code] = true; });
+        edit({op: "rebalance", grids: Object.keys(grids).sort()});
+      });
+      ui.rebalance.title = "当前网格与所选地块所在网格一起重新划分（锁定的网格不动）";
+      ui.rebalanceVillage = button(rowR, "gm-rebalance-village", "重新平衡本社区", function () {
+        edit({op: "rebalance", village: String(ed.current).slice(0, 12)});
+      });
+      ui.rebalanceVillage.title = "当前网格所在村/社区的全部未锁定网格重新划分";
+      cur.appendChild(rowR);
       var row2 = el("div", "gm-ed-row");
       ui.rename = el("input", "gm-name");
       ui.rename.placeholder = "网格名称";
@@ -720,6 +760,8 @@
       onEachFeature: function (feature, layer) {
         ed.blockByNo[feature.properties.block_no] = layer;
         layer.on("click", function (e) { onBlock(feature, e); });
+        layer.on("mousedown", function (e) { paint(feature, e, true); });
+        layer.on("mouseover", function (e) { paint(feature, e, false); });
       }
     }).addTo(map);
     ed.lineLayer = L.polyline([], {pane: "gm-overlays", renderer: gm.svg, color: "#c2255c",

@@ -185,7 +185,8 @@
       var tr = document.createElement("tr");
       tr.className = "l-" + r[3];
       tr.dataset.id = r[0];
-      tr.innerHTML = "<td>#" + esc(r[0]) + "</td><td>" + esc(CATEGORIES[r[4]] || r[4]) +
+      tr.innerHTML = "<td><a class=\"to-desk\" href=\"/desk?event=" + esc(r[0]) +
+        "\" title=\"在事件处置台打开\">#" + esc(r[0]) + "</a></td><td>" + esc(CATEGORIES[r[4]] || r[4]) +
         "</td><td title=\"" + esc(r[5] || "") + "\">" + esc(r[5] || "—") +
         "</td><td class=\"c-" + esc(r[3]) + "\">" + esc(LIGHT_NAMES[r[3]] || r[3]) + "</td>";
       tr.addEventListener("click", function () { map.setView([r[2], r[1]], 18); });

@@ -84,6 +84,23 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/screen/data"): "events:read",
     ("GET", "/screen"): "events:read",
     ("GET", "/"): "any",
+    ("POST", "/territories/preview"): "plans:write",
+    ("DELETE", "/jobs/{job_id}"): "plans:write",
+    ("GET", "/accounts/{username}/keys"): "accounts",
+    ("DELETE", "/accounts/{username}/keys/{key_id}"): "accounts",
+    ("POST", "/events/{event_id}/photos"): "events:create",
+    ("GET", "/events/{event_id}/photos"): "events:read",
+    ("GET", "/events/{event_id}/photos/{photo_id}"): "events:read",
+    ("GET", "/territories/{territory_id}/staff"): "events:read",
+    ("POST", "/patrols"): "events:act",
+    ("POST", "/patrols/{patrol_id}/points"): "events:act",
+    ("POST", "/patrols/{patrol_id}/end"): "events:act",
+    ("GET", "/patrols"): "events:read",
+    ("GET", "/patrols/coverage"): "events:read",
+    ("GET", "/patrols/{patrol_id}"): "events:read",
+    ("GET", "/admin"): "accounts",
+    ("GET", "/desk"): "events:act",
+    ("GET", "/m"): "events:create",
 }
 
 
@@ -152,7 +169,8 @@ def _path(template: str, world: dict[str, Any]) -> str:
               "layer": "roads",
               "code": world["town_a"], "area_code": world["town_a"],
               "z": 14, "x": 13000, "y": 7000, "collectionId": f"grids-{store.territory_id}",
-              "featureId": world["grid_a"]}
+              "featureId": world["grid_a"], "photo_id": 999_999, "patrol_id": 999_999,
+              "key_id": 999_999}
     fmt = "png" if "posters" in template else "geojson"
     return re.sub(r"\{(\w+)\}", lambda m: str(fmt if m.group(1) == "fmt"
                                               else values[m.group(1)]), template)

@@ -609,3 +609,58 @@ def test_the_index_links_a_draft_to_its_editor_and_to_the_comparison(
         assert f'href="{link}"' in html, link
         assert httpx.get(f"{server.url}{link}").status_code == 200, link
     assert f'href="/plans/{store.plan_id}/edit"' not in html   # the published plan: no editor
+
+
+def test_paint_blocks_by_dragging_then_rebalance(browser: Any, server: LiveServer,
+                                                 store: DemoStore,
+                                                 movable: tuple[int, str, str]) -> None:
+    """The paint tool selects every block the pointer is dragged over (the map does not pan);
+    the rebalance button re-partitions the current grid with the painted blocks' grids."""
+    block, src, dst = movable
+    draft = new_draft(server, store)
+    page, errors, _ = editor(browser, server, draft)
+    try:
+        grids = read_grids(store.engine, draft).set_index("code")
+        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
+        # A hand move first (from another desk): the engine's split is no longer the plan's.
+        assert api_edit(server, draft, {"op": "move", "blocks": [block], "to": dst},
+                        version=0).status_code == 200
+        page.evaluate("gridmap.editor.api.reload()")
+        wait_version(page, 1)
+        frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry))
+        page.locator(".gm-tool[data-tool=paint]").click()
+        start = inside(blocks.loc[block].geometry)
+        target = blocks[blocks["grid_code"] == dst]
+        end = inside(target.loc[largest(target)].geometry)
+        center = page.evaluate("(() => { const c = gridmap.map.getCenter(); "
+                               "return [c.lat, c.lng]; })()")
+        (x0, y0), (x1, y1) = screen_xy(page, start), screen_xy(page, end)
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        for i in range(1, 21):
+            page.mouse.move(x0 + (x1 - x0) * i / 20, y0 + (y1 - y0) * i / 20)
+        page.mouse.up()
+        painted = page.evaluate("Object.values(gridmap.editor.selected).map(p => p.block_no)")
+        painted_grids = set(page.evaluate(
+            "Object.values(gridmap.editor.selected).map(p => p.grid_code)"))
+        assert block in painted and len(painted) >= 2 and {src, dst} <= painted_grids
+        assert page.evaluate("(() => { const c = gridmap.map.getCenter(); "
+                             "return [c.lat, c.lng]; })()") == center   # no pan
+        screenshot(page, "editor_painted")
+        # Rebalance the grids the painted blocks lie in (a click on the button).
+        before = api_grids(server, draft)
+        page.locator(".gm-rebalance").click()
+        wait_for(page, "!gridmap.editor.busy && (gridmap.editor.version === 2 || "
+                       "gridmap.editor.messageKind === 'error')", timeout=60_000)
+        assert page.evaluate("gridmap.editor.version") == 2, page.locator(
+            ".gm-ed-msg").inner_text()
+        last = httpx.get(f"{server.url}/plans/{draft}/edits").json()[-1]
+        assert last["op"] == "rebalance" and set(last["params"]["grids"]) == painted_grids
+        after = api_grids(server, draft)
+        village = src[:12]
+        assert sum(g["households"] for c, g in after.items() if c[:12] == village) == sum(
+            g["households"] for c, g in before.items() if c[:12] == village)
+        assert "已完成" in page.locator(".gm-ed-msg").inner_text()
+        no_errors(errors)
+    finally:
+        page.close()

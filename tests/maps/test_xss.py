@@ -92,6 +92,7 @@ class World:
     grids: list[str]
     events: list[int]
     usernames: list[str] = field(default_factory=list)
+    patrol: int = 0
 
 
 def _payload_layers() -> dict[str, Any]:
@@ -190,8 +191,34 @@ def _build(client: TestClient, engine: Engine, tmp: Path, backend: str,
                 "action": action, "actor": actor, "reason": every_payload(f"原因{action}"),
                 **extra})
             assert r.status_code == 200, r.text
+    # A photo of the first event, and a patrol walked by a grid worker whose name is a
+    # payload (the desk and the phone page show both).
+    r = client.post(f"/events/{events[0]}/photos", files={"photo": ("p.png", _png())})
+    assert r.status_code == 201, r.text
+    walker = "xss-walker"
+    as_walker = {"X-API-Key": account_key(engine, walker, "grid_worker", "*",
+                                          display_name=payload("网格员", 100, 5))}
+    usernames.append(walker)
+    x, y = _inside(client, plan, codes[0])
+    r = client.post("/patrols", json={"lon": x, "lat": y, "territory_id": territory},
+                    headers=as_walker)
+    assert r.status_code == 201, r.text
+    patrol = int(r.json()["id"])
+    r = client.post(f"/patrols/{patrol}/points", headers=as_walker, json={"points": [
+        {"lon": x, "lat": y, "kind": "checkin", "note": every_payload("打卡")[:500]}]})
+    assert r.status_code == 200, r.text
     return World(backend, engine, settings, territory, other, plan, draft, town, village,
-                 codes, events, usernames)
+                 codes, events, usernames, patrol)
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(out, "PNG")
+    return out.getvalue()
 
 
 def _inside(client: TestClient, plan: int, code: str) -> tuple[float, float]:
@@ -240,6 +267,7 @@ def path_values(w: World) -> dict[str, list[str]]:
         "event_id": [str(w.events[0])], "job_id": ["0"], "username": w.usernames,
         "z": ["0"], "x": ["0"], "y": ["0"], "collectionId": ["grids"],
         "featureId": [w.grids[0]], "path": ["planner.js"],
+        "photo_id": ["1"], "patrol_id": [str(w.patrol)], "key_id": ["1"],
     }
 
 
@@ -247,6 +275,7 @@ def query_values(w: World) -> dict[str, list[str]]:
     """Values for query parameters of pages (each is tried alone, besides no query)."""
     return {
         "territory": [str(w.territory_id), str(w.other_territory_id)],
+        "event": [str(w.events[0])],
         "area": [w.town, w.village, w.grids[0]],
         "next": ["/screen?" + urlencode({"territory": w.territory_id}),
                  "/" + every_payload(""), "javascript:alert(10)", "/\\evil.example/",
@@ -319,7 +348,7 @@ def pages(world: World, server: LiveServer) -> list[str]:
 
 def test_the_page_list_is_the_routes_answering_html(pages: list[str], world: World) -> None:
     found = {p.split("?")[0] for p in pages}
-    for page in ("/", "/login", "/docs", "/screen",
+    for page in ("/", "/login", "/docs", "/screen", "/admin", "/desk", "/m",
                  f"/plans/{world.published}/map", f"/plans/{world.draft}/map",
                  f"/plans/{world.draft}/edit", f"/plans/{world.published}/compare/{world.draft}"):
         assert page in found, (page, sorted(found))
@@ -407,6 +436,47 @@ OPEN_COMPARE = """() => {
 }"""
 
 
+OPEN_ADMIN = """async () => {
+  const a = window.gridmapAdmin;
+  let n = 0;
+  for (const row of document.querySelectorAll("#accounts tbody tr")) {
+    row.querySelectorAll("button")[2].click();
+    await new Promise(r => setTimeout(r, 300));
+    row.querySelectorAll("button")[0].click();
+    n++;
+  }
+  for (const node of Array.from(document.querySelectorAll(".area-node")).slice(0, 12)) {
+    node.click();
+  }
+  a.mapLayer.eachLayer(l => l.getTooltip && l.getTooltip() && l.openTooltip());
+  document.getElementById("tab-audit").click();
+  await new Promise(r => setTimeout(r, 700));
+  document.getElementById("tab-accounts").click();   // the names, shown as text
+  return n;
+}"""
+
+OPEN_DESK = """async () => {
+  const d = window.gridmapDesk;
+  document.querySelector("#filters select[name=status]").value = "";   // every event
+  document.getElementById("filters").requestSubmit();
+  await new Promise(r => setTimeout(r, 1500));
+  let n = 0;
+  for (const e of d.events) { await d.open(e.id); n++; }
+  Object.values(d.markers).forEach(m => m.openTooltip());
+  return n;
+}"""
+
+OPEN_PHONE = """async () => {
+  const p = window.gridmapPhone;
+  for (const tab of ["tab-events", "tab-report", "tab-patrol", "tab-map"]) {
+    p.showTab(tab);
+    await new Promise(r => setTimeout(r, 500));
+  }
+  p.map.eachLayer(l => l.getTooltip && l.getTooltip() && l.openTooltip());
+  return document.querySelectorAll("#my-events li, #my-patrols li").length;
+}"""
+
+
 def _check(page: Any, url: str, dialogs: list[str], errors: Any, step: str) -> None:
     found = page.evaluate(INJECTED)
     where = f"{url} ({step})"
@@ -450,6 +520,16 @@ def test_no_script_runs_on_any_page(browser: Any, server: LiveServer, pages: lis
                 wait_for(page, "window.gridcompare && gridcompare.ready",
                                        timeout=30_000)
                 assert page.evaluate(OPEN_COMPARE) >= len(world.grids)
+            elif url.startswith("/admin"):
+                wait_for(page, "window.gridmapAdmin && gridmapAdmin.ready", timeout=30_000)
+                assert page.evaluate(OPEN_ADMIN) >= len(world.usernames)
+            elif url.startswith("/desk"):
+                wait_for(page, "window.gridmapDesk && gridmapDesk.ready", timeout=30_000)
+                other = f"territory={world.other_territory_id}" in url   # no events there
+                assert page.evaluate(OPEN_DESK) >= (0 if other else len(world.events))
+            elif url.startswith("/m"):
+                wait_for(page, "window.gridmapPhone && gridmapPhone.ready", timeout=30_000)
+                assert page.evaluate(OPEN_PHONE) >= 1
             elif url.startswith("/screen") and page.locator("#map").count():
                 wait_for(page, "window.gridmapScreen && gridmapScreen.data()",
                                        timeout=30_000)
@@ -457,7 +537,8 @@ def test_no_script_runs_on_any_page(browser: Any, server: LiveServer, pages: lis
             page.wait_for_timeout(200)
             _check(page, url, dialogs, errors, "after opening its popups and panels")
             # The payloads are shown, as text: the page did get the names.
-            if re.search(r"/plans/\d+/(map|edit)|/compare/|^/$|/screen", url):
+            if re.search(r"/plans/\d+/(map|edit)|/compare/|^/$|/screen|^/(admin|desk|m)\b",
+                         url):
                 assert "<img src=x data-xss" in page.locator("body").inner_text() \
                     or "<script data-xss>" in page.locator("body").inner_text() \
                     or "data-xss" in page.title(), url

@@ -42,8 +42,8 @@ from api.routes.plans import parse_bbox
 from gis import models
 from gis.errors import NotFound
 from gis.exports import FORMATS, grid_table
-from gis.plans import read_lines
 from gis.geometry import feature_collection
+from gis.plans import read_lines
 from gis.settings import Settings
 from gis.store import read_layer
 

@@ -9,7 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, update
 
 from gis import models
 from gis.accounts import within_areas
@@ -309,6 +309,23 @@ def read_blocks(engine: Engine, plan_id: int) -> gpd.GeoDataFrame:
                              columns=[*BLOCK_FIELDS, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
     return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+
+
+def flag_counts(engine: Engine, plan_ids: list[int] | None = None
+                ) -> dict[int, dict[str, int]]:
+    """How many grids of each plan carry each flag (plans without a flagged grid absent)."""
+    table = models.Grid.__table__
+    query = select(table.c.plan_id, table.c.flags).where(
+        cast(table.c.flags, Text).not_in(["[]", "null"]), table.c.flags.is_not(None))
+    if plan_ids is not None:
+        query = query.where(table.c.plan_id.in_(plan_ids))
+    out: dict[int, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for plan_id, flags in conn.execute(query):
+            counts = out.setdefault(int(plan_id), {})
+            for flag in flags or []:
+                counts[str(flag)] = counts.get(str(flag), 0) + 1
+    return out
 
 
 def read_lines(engine: Engine, plan_id: int, *, kind: str | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gis.names import FLAG_NAMES
 from maps.pages import render
 
 STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
@@ -20,6 +21,14 @@ class IndexPlan:
     n_grids: int
     #: When the plan was made, as the page shows it (in the server's zone).
     created: str
+    #: Grids by flag (crosses_barrier: 3, …), shown with the flags' Chinese names.
+    flags: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def flag_summary(self) -> list[tuple[str, int]]:
+        """(Chinese name, grids) of each flag, the most frequent first."""
+        return [(FLAG_NAMES.get(f, f), n) for f, n in sorted(
+            self.flags.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 @dataclass

@@ -30,7 +30,7 @@ from api.routes.plans import GEOJSON, parse_bbox
 from gis import models
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
-from gis.plans import PlanInfo, get_plan, list_plans
+from gis.plans import PlanInfo, flag_counts, get_plan, list_plans
 from gis.settings import Settings
 from gis.store import territory_row
 from gis.times import local_text, page_zone, zone_label
@@ -279,13 +279,15 @@ async def index(request: Request, engine: Engine = Depends(get_engine)) -> HTMLR
 def _index(request: Request, who: Principal, engine: Engine, settings: Settings
            ) -> HTMLResponse:
     plans = list_plans(engine)
+    flagged = flag_counts(engine)
     with engine.connect() as conn:
         rows = conn.execute(select(models.Territory.id, models.Territory.name)
                             .order_by(models.Territory.id)).all()
     territories = [
         IndexTerritory(id=int(tid), name=str(name), towns=_towns(engine, int(tid)),
                        plans=[IndexPlan(p.id, p.version, p.status, p.n_grids,
-                                        local_text(p.created_at, settings.timezone))
+                                        local_text(p.created_at, settings.timezone),
+                                        flagged.get(p.id, {}))
                               for p in plans if p.territory_id == tid])
         for tid, name in rows if visible(request, who, int(tid))]
     return HTMLResponse(index_html(territories, zone_label(settings.timezone)))

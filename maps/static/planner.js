@@ -372,6 +372,14 @@
         if (spec.key !== "admin_areas") {
           layer.bindPopup(function () { return overlayPopup(spec.key, feature.properties); });
         }
+        if (spec.key === "inferred_streets") {
+          /* A thin dashed line is hard to hit: a wide transparent twin takes the click. */
+          var hit = L.polyline(layer.getLatLngs(), {pane: "gm-overlays", renderer: state.svg,
+            weight: 14, opacity: 0, className: "gm-hit"});
+          hit.feature = feature;
+          hit.bindPopup(function () { return overlayPopup(spec.key, feature.properties); });
+          entry.layer.addLayer(hit);
+        }
       }
     });
     state.layers[spec.key] = entry;

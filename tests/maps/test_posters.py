@@ -417,7 +417,7 @@ def test_inferred_streets_are_thin_dashed_lines_under_the_grid_lines(
     assert isinstance(streets, LineCollection)
     assert len(streets.get_segments()) == sum(
         len(shapely.get_parts(g)) for g in data.streets.geometry)
-    offset, dashes = streets.get_linestyle()[0]
+    _offset, dashes = streets.get_linestyle()[0]
     assert dashes is not None and len(dashes) >= 2, "the streets must be dashed"
     assert streets.get_linewidth()[0] < min(w for _, w, _, _ in ROAD_STYLES.values()) * sheet.k
     grid_lines = [c for c in streets.axes.collections

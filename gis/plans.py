@@ -146,6 +146,20 @@ def _line_rows(lines: gpd.GeoDataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def add_lines(engine: Engine, plan_id: int, lines: gpd.GeoDataFrame) -> int:
+    """Add lines to a stored plan (numbered after its last); how many were added."""
+    get_plan(engine, plan_id)
+    table = models.PlanLine.__table__
+    with engine.begin() as conn:
+        last = conn.execute(select(func.max(table.c.line_no)).where(
+            table.c.plan_id == plan_id)).scalar_one()
+        frame = lines_frame(lines.drop(columns="line_no", errors="ignore"))
+        frame["line_no"] = np.arange(len(frame)) + (int(last) + 1 if last is not None else 0)
+        rows = _line_rows(frame)
+        insert_lines(conn, plan_id, rows)
+    return len(rows)
+
+
 def insert_lines(conn: Connection, plan_id: int, rows: list[dict[str, Any]]) -> None:
     """Store a plan's lines (rows of :data:`LINE_FIELDS` and ``geom``)."""
     for start in range(0, len(rows), 2_000):

@@ -554,3 +554,29 @@ def test_a_gcj02_basemap_shifts_what_the_page_receives(browser: Any, store: Demo
             assert not errors, errors
         finally:
             page.close()
+
+
+def test_the_map_names_every_flag_as_the_rest_of_the_product_does() -> None:
+    """planner.js FLAG_NAMES = gis/names.py FLAG_NAMES (posters, exports, index), and every
+    flag the engine and the edits set has a Chinese name."""
+    from pathlib import Path
+
+    from gis.names import FLAG_NAMES
+    from partitioning.flags import FORCED
+
+    script = (Path(__file__).parents[2] / "maps/static/planner.js").read_text(encoding="utf-8")
+    block = re.search(r"var FLAG_NAMES = \{(.*?)\};", script, re.S)
+    assert block is not None
+    in_js = dict(re.findall(r'(\w+): "([^"]+)"', block.group(1)))
+    assert in_js == FLAG_NAMES
+    assert set(FORCED) | {"below_min", "above_max", "noncontiguous", "crosses_barrier"} \
+        <= set(FLAG_NAMES)
+
+
+def test_the_index_counts_flagged_grids_in_chinese(client: TestClient, store: DemoStore
+                                                  ) -> None:
+    html = client.get("/").text
+    row = next(r for r in html.split("<tr")[1:] if f'href="/plans/{store.plan_id}/map"' in r)
+    crossing = sum("crosses_barrier" in f for f in store.grids["flags"])
+    assert crossing > 0 and f"跨越河流/山脊/铁路 {crossing}" in row
+    assert "crosses_barrier" not in html

@@ -174,7 +174,10 @@ def plan_stamp(engine: Engine, plan_id: int) -> PlanStamp:
                                   table.c.edit_version).where(table.c.id == plan_id)).first()
     if row is None:
         raise NotFound(f"没有方案 {plan_id}; no plan {plan_id}")
-    seed = f"{plan_id}:{row.territory_id}:{models.iso(row.created_at)}:{row.edit_version}"
+    # (The tile format is in it too: URLs carrying the token are cached as immutable, so
+    # tiles of another format must come under another token.)
+    seed = (f"{plan_id}:{row.territory_id}:{models.iso(row.created_at)}:{row.edit_version}"
+            f":f{FORMAT_VERSION}")
     return PlanStamp(plan_id, hashlib.sha1(seed.encode()).hexdigest()[:12])
 
 

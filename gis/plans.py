@@ -106,13 +106,12 @@ def lines_frame(lines: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
                            "CRS or WGS84)")
     frame = lines.to_crs(models.SRID) if lines.crs is not None else \
         lines.set_crs(models.SRID, allow_override=True)
-    geoms = frame.geometry.to_numpy()
-    parts = [shapely.get_parts(g) if g is not None else np.array([], dtype=object)
-             for g in geoms]
-    multi = np.array([shapely.multilinestrings([p for p in ps if p.geom_type == "LineString"
-                                                and not p.is_empty])
-                      for ps in parts], dtype=object)
-    keep = shapely.length(multi) > 0
+    multi = np.empty(len(frame), dtype=object)
+    for i, geom in enumerate(frame.geometry.to_numpy()):
+        parts = [p for p in shapely.get_parts(geom) if p is not None
+                 and p.geom_type == "LineString" and p.length > 0] if geom is not None else []
+        multi[i] = shapely.MultiLineString(parts) if parts else None
+    keep = np.array([g is not None for g in multi], dtype=bool)
     out = pd.DataFrame({
         "line_no": frame["line_no"].to_numpy() if "line_no" in frame
         else np.arange(len(frame)),

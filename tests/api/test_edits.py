@@ -352,11 +352,12 @@ def test_an_edit_measures_the_barrier_inside_what_it_reshapes_and_keeps_other_re
     moves = [m for m in candidates(store, draft) if m[1] in crossing or m[2] in crossing]
     assert moves, "some block of a crossing grid must border another grid"
     state_before = state(store.engine, draft)
-    for block, src, dst in moves:
-        r = edit(client, draft, 0, {"op": "move", "blocks": [block], "to": dst})
+    for move in moves:
+        r = edit(client, draft, 0, {"op": "move", "blocks": [move[0]], "to": move[2]})
         if r.status_code == 200:
             break
     assert r.status_code == 200, r.text
+    _block, src, dst = move
     answer = {f["id"]: f["properties"] for f in r.json()["grids"]["features"]}
     after = read_grids(store.engine, draft).set_index("code")
     # The strong lines as an edit sees them: rivers, ridges and railways given as lines.

@@ -246,6 +246,7 @@ def redraw(
     import json
 
     import geopandas as gpd
+    import pyogrio
 
     from gis.layers import parse_crs_option, parse_field_map, read_territory
     from partitioning.output import GRID_COLUMNS
@@ -278,6 +279,12 @@ def redraw(
         table.to_file(out / "grids.gpkg", layer="grids", driver="GPKG", engine="pyogrio")
         result.blocks.rename(columns={"block_no": "block_id"}).to_file(
             out / "blocks.gpkg", layer="blocks", driver="GPKG", engine="pyogrio")
+        # The blocks are the old plan's, so are the streets found between its buildings.
+        if "inferred_streets" in {str(n) for n, _ in pyogrio.list_layers(old / "blocks.gpkg")}:
+            gpd.read_file(old / "blocks.gpkg", layer="inferred_streets",
+                          engine="pyogrio").to_file(out / "blocks.gpkg",
+                                                    layer="inferred_streets", driver="GPKG",
+                                                    engine="pyogrio")
         (out / "report.json").write_text(json.dumps(result.report, ensure_ascii=False,
                                                     indent=2), encoding="utf-8")
         r = result.report["redraw"]
@@ -633,15 +640,15 @@ def demo(
             paths = write_partition(result, out / "plan")
         with console.status("发布 publishing the plan ..."):
             engine = make_engine(url)
-            blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                                    "geometry"]].to_crs(4326)
+            blocks = result.blocks[["village_code", "households", "households_estimated",
+                                    "population", "grid_code", "geometry"]].to_crs(4326)
             p = result.params
             plan_id = write_plan(
                 engine, territory_id, grid_table(result), blocks, result.report,
                 {"min_households": p.min_households, "max_households": p.max_households,
                  "target_households": p.target_households, "seed": p.seed,
                  "service_radius_m": p.service_radius_m},
-                note="demo 演示", created_by="gridmap demo")
+                note="demo 演示", created_by="gridmap demo", lines=result.streets)
             publish_plan(engine, plan_id)
         r = result.report
         console.print(f"划分 partitioned into {r['n_grids']} grids 网格 (plan {plan_id}, "

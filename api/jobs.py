@@ -28,7 +28,15 @@ from gis.database import is_unavailable
 from gis.edits import PlanReader
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.layers import Territory
-from gis.plans import PlanInfo, get_plan, published_plan_id, read_blocks, read_grids, write_plan
+from gis.plans import (
+    PlanInfo,
+    get_plan,
+    published_plan_id,
+    read_blocks,
+    read_grids,
+    read_lines,
+    write_plan,
+)
 from gis.store import load_territory
 from partitioning import quality
 from partitioning.engine import partition_territory
@@ -212,12 +220,16 @@ class JobRunner:
             report.update(result.report, parent_plan_id=base.id)
             still = sorted(set(plan_grids["code"][plan_grids["locked"]]))
 
+            # The blocks are the plan's, so are the streets found between its buildings.
+            lines = read_lines(self.engine, base.id)
+
             def store() -> int:
                 plan_id = write_plan(self.engine, territory_id, plan_grids,
                                      result.blocks.to_crs(models.SRID), report,
                                      base.parameters, parent_id=base.id, created_by=created_by,
                                      note=note or f"稳定重划自方案 {base.id} (stable redraw of "
-                                                  f"plan {base.id} v{base.version})")
+                                                  f"plan {base.id} v{base.version})",
+                                     lines=lines)
                 if still:
                     try:
                         with self.engine.begin() as conn:
@@ -280,12 +292,12 @@ class JobRunner:
             result = partition_territory(territory, params, progress)
             control.check()
             self._set(job_id, stage="saving 保存方案", progress=0.92)
-            blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                                    "geometry"]].to_crs(models.SRID)
+            blocks = result.blocks[["village_code", "households", "households_estimated",
+                                    "population", "grid_code", "geometry"]].to_crs(models.SRID)
             grids = grid_table(result)
             return self._store(control, lambda: write_plan(
                 self.engine, territory_id, grids, blocks, result.report, parameters,
-                note=note, created_by=created_by))
+                note=note, created_by=created_by, lines=result.streets))
 
         self._guarded(job_id, "loading 读取图层", work)
 

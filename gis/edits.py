@@ -310,8 +310,14 @@ def edit_plan(engine: Engine, plan_id: int, expected: int, compute: Callable[[Pl
             version_before=expected, version_after=version,
             grids=sorted({*touched, *change.removed}), before=before, after=after))
         out = reader.grids(touched)
-    reasons = dict(zip(change.grids["code"], change.grids["flag_reason"], strict=True))
-    out["flag_reason"] = out["code"].map(reasons).fillna("")
+    # What this edit did to a grid it reshaped (out of the band, in parts), for the editor
+    # to say; a grid it did not reshape keeps its flags and reason, and warns of nothing.
+    shaped = change.grids["reshaped"].fillna(False).astype(bool) if "reshaped" in change.grids \
+        else pd.Series(True, index=change.grids.index)
+    warnings = dict(zip(change.grids["code"], change.grids["flag_reason"].where(shaped, ""),
+                        strict=True))
+    out["warning"] = out["code"].map(warnings).fillna("")
+    out["flag_reason"] = out["flag_reason"].fillna("")
     return EditOutcome(plan_id, version, seq, change.op, change.summary, out,
                        list(change.removed))
 
@@ -345,7 +351,8 @@ def _step(engine: Engine, plan_id: int, expected: int, which: str, author: str |
             at=models.utcnow(), note=note, summary=summary, version_before=expected,
             version_after=version, grids=target.grids, before=None, after=None))
         out = PlanReader(conn, plan_id).grids(list(dst["grids"]))
-    out["flag_reason"] = ""
+    out["warning"] = ""
+    out["flag_reason"] = out["flag_reason"].fillna("")
     return EditOutcome(plan_id, version, seq, which, summary, out,
                        sorted(set(src["grids"]) - set(dst["grids"])), int(target.seq))
 
@@ -380,8 +387,8 @@ def list_edits(engine: Engine, plan_id: int) -> list[dict[str, Any]]:
 
 def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,
               note: str | None = None) -> int:
-    """A new draft with the grids (locks included) and blocks of any plan, its parent; the
-    territory's next version. Its edit history starts empty."""
+    """A new draft with the grids (locks included), blocks and lines (inferred streets) of
+    any plan, its parent; the territory's next version. Its edit history starts empty."""
     plans, grids, blocks = (_t(models.Plan), _t(models.Grid),
                             _t(models.Block))
     with engine.begin() as conn:
@@ -411,7 +418,18 @@ def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,
                 blocks.outerjoin(old, blocks.c.grid_id == old.c.id).outerjoin(
                     fresh, (fresh.c.plan_id == new_id) & (fresh.c.code == old.c.code)))
             .where(blocks.c.plan_id == plan_id)))
+        copy_lines(conn, plan_id, new_id)
     return new_id
+
+
+def copy_lines(conn: Connection, from_plan: int, to_plan: int) -> None:
+    """Give plan ``to_plan`` the lines (inferred streets) of ``from_plan``, numbers kept."""
+    lines = _t(models.PlanLine)
+    cols = ["line_no", "kind", "name", "village_code", "width_m", "likeness", "geom"]
+    conn.execute(insert(lines).from_select(
+        ["plan_id", *cols],
+        select(literal(to_plan, Integer).label("plan_id"), *(lines.c[c] for c in cols))
+        .where(lines.c.plan_id == from_plan)))
 
 
 def plan_blocks_query(plan_id: int, *, grid: str | None = None, village: str | None = None

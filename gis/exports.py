@@ -29,6 +29,7 @@ from sqlalchemy import Engine, select
 from gis import divisions, models
 from gis.errors import GridmapError
 from gis.geometry import feature_collection
+from gis.names import KIND_NAMES, flag_text
 from gis.plans import PlanInfo, get_plan, read_grids
 from gis.store import territory_row
 
@@ -36,7 +37,8 @@ from gis.store import territory_row
 TABLE_FIELDS = ("code", "name", "village_code", "village_name", "town_code", "town_name",
                 "kind", "households", "households_estimated", "population", "area_m2",
                 "compactness",
-                "barrier_share", "radius_m", "boundary_text", "grid_worker", "flags")
+                "barrier_share", "radius_m", "boundary_text", "grid_worker", "flags",
+                "flag_reason", "barrier_inside_m")
 
 #: Shapefile (dBASE) field names are at most 10 characters: table field → Shapefile field.
 SHAPEFILE_FIELDS = {
@@ -46,6 +48,7 @@ SHAPEFILE_FIELDS = {
     "population": "population", "area_m2": "area_m2",
     "compactness": "compact", "barrier_share": "barr_share", "radius_m": "radius_m",
     "boundary_text": "boundary", "grid_worker": "grid_wkr", "flags": "flags",
+    "flag_reason": "flag_rsn", "barrier_inside_m": "barr_in_m",
 }
 #: The most bytes a dBASE text field holds; longer UTF-8 text is cut (with "…") there.
 DBF_TEXT_BYTES = 254
@@ -66,9 +69,11 @@ SHEET_COLUMNS = (
     ("boundary_text", "四至", "Boundaries"),
     ("grid_worker", "网格员", "Grid worker"),
     ("flags", "标记", "Flags"),
+    ("flag_text", "标记说明", "Flags explained"),
+    ("barrier_inside_m", "网格内河流/山脊/铁路(米)", "River, ridge or railway inside (m)"),
 )
 #: Grid kinds as the sheet shows them.
-KIND_LABELS = {"comprehensive": "综合网格", "dedicated": "专属网格"}
+KIND_LABELS = KIND_NAMES
 #: Separator between several grid workers of one grid.
 WORKER_SEPARATOR = "、"
 
@@ -146,6 +151,10 @@ def grid_table(engine: Engine, plan_id: int, *,
         "boundary_text": grids["boundary_text"],
         "grid_worker": [workers.get(c, "") for c in grids["code"]],
         "flags": [",".join(f or []) for f in grids["flags"]],
+        "flag_reason": [str(r or "") if f else "" for f, r in zip(
+            grids["flags"], grids["flag_reason"], strict=True)],
+        "barrier_inside_m": pd.to_numeric(grids["barrier_inside_m"], errors="coerce")
+        .astype("float64"),
     })
     return gpd.GeoDataFrame(table, geometry=grids.geometry.to_numpy(), crs=grids.crs)
 
@@ -194,7 +203,12 @@ def write_geojson(table: gpd.GeoDataFrame, path: Path, meta: dict[str, Any]) -> 
 
 
 def _sheet_frame(table: gpd.GeoDataFrame) -> pd.DataFrame:
-    frame = pd.DataFrame({field: table[field] for field, _, _ in SHEET_COLUMNS})
+    frame = pd.DataFrame({field: table[field] for field, _, _ in SHEET_COLUMNS
+                          if field in table})
+    # The flags in Chinese with their reason (跨越河流/山脊/铁路（crosses 白沙河: …）).
+    frame.insert(list(frame.columns).index("flags") + 1, "flag_text", [
+        flag_text([f for f in str(fl or "").split(",") if f], reason)
+        for fl, reason in zip(table["flags"], table["flag_reason"], strict=True)])
     frame["kind"] = frame["kind"].map(lambda k: KIND_LABELS.get(k, k))
     frame["area_m2"] = frame["area_m2"].round(1)
     return frame
@@ -224,7 +238,7 @@ def _display_width(value: Any) -> int:
 
 #: Number formats of the sheet's numeric columns.
 NUMBER_FORMATS = {"households": "#,##0", "households_estimated": "#,##0", "population": "#,##0",
-                  "area_m2": "#,##0.0"}
+                  "area_m2": "#,##0.0", "barrier_inside_m": "#,##0.0"}
 TEXT_COLUMNS = {"code", "village_code", "town_code"}
 
 
@@ -347,7 +361,11 @@ def _meta(plan: PlanInfo, territory_name: str) -> dict[str, Any]:
             "导出时间 exported": exported,
             "网格数 grids": str(plan.n_grids),
             "标记 flags": "why a grid is outside the household band or otherwise special; "
-                          "comma-separated, empty for a regular grid",
+                          "comma-separated, empty for a regular grid; 标记说明 names them in "
+                          "Chinese with their reason (crosses_barrier 跨越河流/山脊/铁路: which "
+                          "one, and why)",
+            "网格内河流/山脊/铁路 barrier inside": "metres of river, ridge or railway inside "
+                                             "the grid, not along its boundary",
         },
     }
 

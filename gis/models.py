@@ -233,6 +233,10 @@ class Grid(Base):
     boundary_text: Mapped[str | None] = mapped_column(Text)
     #: Why the grid is irregular (e.g. "below_min", "single_building"); empty when regular.
     flags: Mapped[list[Any]] = mapped_column(default=list)
+    #: The flags' reason in words (which river a grid crosses and why); empty when regular.
+    flag_reason: Mapped[str | None] = mapped_column(Text)
+    #: Metres of river, ridge or railway inside the grid (not along its boundary).
+    barrier_inside_m: Mapped[float | None] = mapped_column(Float)
     #: A locked grid refuses every edit but unlock.
     locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     geom: Mapped[WKBElement] = geometry_column()
@@ -255,6 +259,31 @@ class Block(Base):
     grid_id: Mapped[int | None] = mapped_column(
         ForeignKey("grids.id", ondelete="SET NULL"), index=True)
     geom: Mapped[WKBElement] = geometry_column()
+
+
+#: What a plan's line is: ``inferred_street``, a cut between buildings down a gap that
+#: looks like a street on the ground but is not in the roads layer (推测巷道).
+LINE_KINDS = ("inferred_street",)
+
+
+class PlanLine(Base):
+    """A line that belongs to a plan (it comes from its partition): an inferred street."""
+
+    __tablename__ = "plan_lines"
+    __table_args__ = (UniqueConstraint("plan_id", "line_no"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    #: Its number within the plan (kept by copies and redraws; the OGC feature id).
+    line_no: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(_enum("line_kind", LINE_KINDS), default="inferred_street")
+    #: As the 四至 names it: "…旁巷道" after a named place nearby, else "无名巷道".
+    name: Mapped[str | None] = mapped_column(String(200))
+    village_code: Mapped[str | None] = mapped_column(String(12))
+    #: Width of the open corridor between the buildings (m).
+    width_m: Mapped[float | None] = mapped_column(Float)
+    #: How much the gap looks like a street (0–1: the buildings on its sides laid out apart).
+    likeness: Mapped[float | None] = mapped_column(Float)
+    geom: Mapped[WKBElement] = geometry_column("MULTILINESTRING")
 
 
 EDIT_STATES = ("applied", "undone", "discarded")

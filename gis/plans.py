@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from psycopg.errors import LockNotAvailable
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gis import models
@@ -23,7 +23,11 @@ from gis.store import _wkb
 #: The attribute columns of a stored grid, in the order exports use.
 GRID_FIELDS = ("code", "name", "village_code", "kind", "households", "households_estimated",
                "population", "area_m2", "compactness", "barrier_share", "radius_m",
-               "boundary_text", "flags")
+               "boundary_text", "flags", "flag_reason", "barrier_inside_m")
+#: Grid fields a partition may lack (a plan made before they existed): their stored value.
+OPTIONAL_GRID_FIELDS = {"households_estimated": 0, "flag_reason": "", "barrier_inside_m": None}
+#: The attribute columns of a plan's stored line (an inferred street), in order.
+LINE_FIELDS = ("line_no", "kind", "name", "village_code", "width_m", "likeness")
 BLOCK_FIELDS = ("block_no", "village_code", "households", "households_estimated",
                 "population", "grid_code")
 
@@ -65,16 +69,20 @@ def _py(value: Any) -> Any:
 def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
                blocks: gpd.GeoDataFrame, report: dict[str, Any], parameters: dict[str, Any],
                *, parent_id: int | None = None, note: str | None = None,
-               created_by: str | None = None) -> int:
+               created_by: str | None = None, lines: gpd.GeoDataFrame | None = None) -> int:
     """Store a partition (grids and blocks in WGS84) as a new draft plan, in one transaction.
 
-    ``grids`` has the columns of :data:`GRID_FIELDS` (``flags`` a list per grid;
-    ``households_estimated`` may be missing: 0); ``blocks`` has ``village_code``,
+    ``grids`` has the columns of :data:`GRID_FIELDS` (``flags`` a list per grid; those of
+    :data:`OPTIONAL_GRID_FIELDS` may be missing); ``blocks`` has ``village_code``,
     ``households``, ``population``, ``grid_code`` and optionally ``households_estimated``.
+    ``lines``: the partition's inferred streets (any CRS; ``width_m``, ``likeness``,
+    ``village_code``, ``name``; ``kind`` defaults to ``inferred_street``; ``line_no`` to
+    their order), stored with the plan (see :func:`lines_frame`).
     The plan's version is one more than the territory's last.
     """
     if grids.crs is None or grids.crs.to_epsg() != models.SRID:
         raise GridmapError("a plan's grids must be in WGS84 (EPSG:4326)")
+    line_rows = _line_rows(lines_frame(lines)) if lines is not None else []
     with engine.begin() as conn:
         if conn.execute(select(models.Territory.id).where(
                 models.Territory.id == territory_id)).first() is None:
@@ -88,19 +96,92 @@ def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
         ).returning(models.Plan.id)).scalar_one())
         grid_ids = _insert_grids(conn, plan_id, grids)
         _insert_blocks(conn, plan_id, blocks, grid_ids)
+        insert_lines(conn, plan_id, line_rows)
     return plan_id
+
+
+def lines_frame(lines: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A plan's lines as stored: :data:`LINE_FIELDS` and line geometries as MultiLineStrings
+    in WGS84 (what is not a line with length is dropped; ``line_no`` numbers them in order
+    when not given)."""
+    if lines.crs is None and len(lines):
+        raise GridmapError("a plan's lines need a coordinate system (the engine's metric "
+                           "CRS or WGS84)")
+    frame = lines.to_crs(models.SRID) if lines.crs is not None else \
+        lines.set_crs(models.SRID, allow_override=True)
+    multi = np.empty(len(frame), dtype=object)
+    for i, geom in enumerate(frame.geometry.to_numpy()):
+        parts = [p for p in shapely.get_parts(geom) if p is not None
+                 and p.geom_type == "LineString" and p.length > 0] if geom is not None else []
+        multi[i] = shapely.MultiLineString(parts) if parts else None
+    keep = np.array([g is not None for g in multi], dtype=bool)
+    out = pd.DataFrame({
+        "line_no": frame["line_no"].to_numpy() if "line_no" in frame
+        else np.arange(len(frame)),
+        "kind": frame["kind"].to_numpy() if "kind" in frame
+        else np.full(len(frame), "inferred_street", dtype=object),
+        "name": frame["name"].to_numpy(dtype=object) if "name" in frame
+        else np.full(len(frame), None, dtype=object),
+        "village_code": frame["village_code"].to_numpy(dtype=object) if "village_code" in frame
+        else np.full(len(frame), None, dtype=object),
+        "width_m": frame["width_m"].to_numpy(dtype=float) if "width_m" in frame
+        else np.full(len(frame), np.nan),
+        "likeness": frame["likeness"].to_numpy(dtype=float) if "likeness" in frame
+        else np.full(len(frame), np.nan),
+    })[keep]
+    return gpd.GeoDataFrame(out.reset_index(drop=True), geometry=multi[keep],
+                            crs=f"EPSG:{models.SRID}")
+
+
+def _line_rows(lines: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for rec, geom in zip(lines[list(LINE_FIELDS)].to_dict("records"),
+                         _wkb(lines.geometry.to_numpy()), strict=True):
+        row = {k: _py(v) for k, v in rec.items()}
+        for key in ("width_m", "likeness"):
+            if row[key] is not None:
+                row[key] = round(float(row[key]), 2)
+        if row["village_code"] is not None:
+            row["village_code"] = str(row["village_code"])
+        row.update(geom=geom)
+        rows.append(row)
+    return rows
+
+
+def add_lines(engine: Engine, plan_id: int, lines: gpd.GeoDataFrame) -> int:
+    """Add lines to a stored plan (numbered after its last); how many were added."""
+    get_plan(engine, plan_id)
+    table = models.PlanLine.__table__
+    with engine.begin() as conn:
+        last = conn.execute(select(func.max(table.c.line_no)).where(
+            table.c.plan_id == plan_id)).scalar_one()
+        frame = lines_frame(lines.drop(columns="line_no", errors="ignore"))
+        frame["line_no"] = np.arange(len(frame)) + (int(last) + 1 if last is not None else 0)
+        rows = _line_rows(frame)
+        insert_lines(conn, plan_id, rows)
+    return len(rows)
+
+
+def insert_lines(conn: Connection, plan_id: int, rows: list[dict[str, Any]]) -> None:
+    """Store a plan's lines (rows of :data:`LINE_FIELDS` and ``geom``)."""
+    for start in range(0, len(rows), 2_000):
+        conn.execute(insert(models.PlanLine), [{**r, "plan_id": plan_id}
+                                               for r in rows[start:start + 2_000]])
 
 
 def _insert_grids(conn: Connection, plan_id: int, grids: gpd.GeoDataFrame) -> dict[str, int]:
     rows = []
-    if "households_estimated" not in grids:
-        grids = grids.assign(households_estimated=0)
+    missing = {k: v for k, v in OPTIONAL_GRID_FIELDS.items() if k not in grids}
+    if missing:
+        grids = grids.assign(**missing)
     for rec, geom in zip(grids[list(GRID_FIELDS)].to_dict("records"),
                          _wkb(grids.geometry.to_numpy()), strict=True):
         row = {k: _py(v) for k, v in rec.items()}
         flags = rec["flags"]
         row["flags"] = [f for f in flags.split(",") if f] if isinstance(flags, str) \
             else list(flags or [])
+        if row["flag_reason"] is None:
+            row["flag_reason"] = ""
         row.update(plan_id=plan_id, geom=geom)
         rows.append(row)
     table = models.Grid.__table__
@@ -277,6 +358,53 @@ def read_blocks(engine: Engine, plan_id: int) -> gpd.GeoDataFrame:
         frame = pd.DataFrame(conn.execute(query).mappings().all(),
                              columns=[*BLOCK_FIELDS, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+
+
+def flag_counts(engine: Engine, plan_ids: list[int] | None = None
+                ) -> dict[int, dict[str, int]]:
+    """How many grids of each plan carry each flag (plans without a flagged grid absent)."""
+    table = models.Grid.__table__
+    query = select(table.c.plan_id, table.c.flags).where(
+        cast(table.c.flags, Text).not_in(["[]", "null"]), table.c.flags.is_not(None))
+    if plan_ids is not None:
+        query = query.where(table.c.plan_id.in_(plan_ids))
+    out: dict[int, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for plan_id, flags in conn.execute(query):
+            counts = out.setdefault(int(plan_id), {})
+            for flag in flags or []:
+                counts[str(flag)] = counts.get(str(flag), 0) + 1
+    return out
+
+
+def read_lines(engine: Engine, plan_id: int, *, kind: str | None = None,
+               bbox: tuple[float, float, float, float] | None = None,
+               areas: tuple[str, ...] | None = None, limit: int | None = None
+               ) -> gpd.GeoDataFrame:
+    """A plan's lines (WGS84, by number): :data:`LINE_FIELDS`; only those of ``kind``,
+    meeting ``bbox`` (by the spatial index), in a village within ``areas``; at most
+    ``limit`` (the caller asks for one more than it serves to tell there are too many)."""
+    get_plan(engine, plan_id)
+    table = models.PlanLine.__table__
+    query = select(*(table.c[f] for f in LINE_FIELDS),
+                   func.ST_AsBinary(table.c.geom).label("wkb")).where(
+        table.c.plan_id == plan_id).order_by(table.c.line_no)
+    if kind:
+        query = query.where(table.c.kind == kind)
+    scope = within_areas(table.c.village_code, areas)
+    if scope is not None:
+        query = query.where(scope)
+    if bbox is not None:
+        query = query.where(func.ST_Intersects(
+            table.c.geom, func.ST_GeomFromText(shapely.box(*bbox).wkt, models.SRID)))
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+                             columns=[*LINE_FIELDS, "wkb"])
+    geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
+    frame = frame.astype(object).where(frame.notna(), None)
     return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gis.names import FLAG_NAMES
 from maps.pages import render
 from maps.workspace import COMMON_SCRIPTS, Me, nav
 
@@ -25,6 +26,14 @@ class IndexPlan:
     created: str
     #: Its note (the publish note once published).
     note: str = ""
+    #: Grids by flag (crosses_barrier: 3, …), shown with the flags' Chinese names.
+    flags: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def flag_summary(self) -> list[tuple[str, int]]:
+        """(Chinese name, grids) of each flag, the most frequent first."""
+        return [(FLAG_NAMES.get(f, f), n) for f, n in sorted(
+            self.flags.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 @dataclass

@@ -15,7 +15,8 @@ from gis import models
 from gis.accounts import within_areas
 from gis.crs import wgs84_from_bd09, wgs84_from_gcj02
 from gis.edits import plan_blocks_query
-from gis.plans import get_plan
+from gis.names import LINE_KIND_NAMES
+from gis.plans import get_plan, read_lines
 from gis.store import LAYER_COLUMNS, layer_query, layer_table, territory_row
 
 #: The territory layers the map can show, with their Chinese names (the layer control's).
@@ -31,6 +32,8 @@ LAYERS: dict[str, str] = {
 }
 #: The most features one overlay request returns; over it the client must zoom in.
 FEATURE_CAP = 20_000
+#: A plan's line layers the map can show (``GET /plans/{id}/lines?kind=…``), by kind.
+LINE_LAYERS: dict[str, str] = dict(LINE_KIND_NAMES)
 BLOCK_COLUMNS = ("block_no", "village_code", "households", "households_estimated", "population",
                  "grid_code")
 
@@ -107,3 +110,11 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, bbox: BBox | None = None,
     with engine.connect() as conn:
         rows = conn.execute(query.limit(limit + 1)).all()
     return _frame(rows, list(BLOCK_COLUMNS))
+
+
+def read_plan_lines(engine: Engine, plan_id: int, *, kind: str | None = None,
+                    bbox: BBox | None = None, limit: int = FEATURE_CAP,
+                    areas: tuple[str, ...] | None = None) -> gpd.GeoDataFrame:
+    """Up to ``limit + 1`` lines of a plan (WGS84) meeting ``bbox``, of one ``kind`` (the
+    inferred streets), in villages within ``areas``."""
+    return read_lines(engine, plan_id, kind=kind, bbox=bbox, areas=areas, limit=limit + 1)

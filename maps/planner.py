@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gis.settings import Settings
-from maps.overlays import LAYERS
+from maps.overlays import LAYERS, LINE_LAYERS
 from maps.pages import render
 
 #: Leaflet from /static (vendored), never a CDN: the page works offline.
@@ -66,6 +66,11 @@ def layer_specs(page: PlannerPage) -> list[dict[str, Any]]:
     specs: list[dict[str, Any]] = [
         {"key": "blocks", "name": "地块", "url": f"/plans/{page.plan_id}/blocks?{query}",
          "minZoom": 0}]
+    # The plan's own lines (the streets its partition found between buildings).
+    for kind, name in LINE_LAYERS.items():
+        specs.append({"key": f"{kind}s", "name": name,
+                      "url": f"/plans/{page.plan_id}/lines?kind={kind}&{query}",
+                      "minZoom": 0})
     for key, name in LAYERS.items():
         specs.append({"key": key, "name": name,
                       "url": f"/territories/{page.territory_id}/layers/{key}?{query}",

@@ -38,7 +38,8 @@ from sqlalchemy import Engine, func, select
 
 from gis import models
 from gis.errors import GridmapError, NotFound
-from gis.plans import PlanInfo, get_plan, read_grids
+from gis.names import INFERRED_STREET_LABEL, flag_text, is_water_grid
+from gis.plans import PlanInfo, get_plan, read_grids, read_lines
 from gis.store import read_layer, territory_row
 from gis.times import local_text
 
@@ -105,6 +106,9 @@ OTHER_ROAD = "unclassified"
 WATER_LINE, WATER_FILL, WATER_TEXT = "#4a90c8", "#b8daf2", "#1f5f99"
 RAIL_COLOUR, RIDGE_COLOUR = "#3a3a3a", "#8b5a2b"
 GRID_EDGE, VILLAGE_EDGE, AREA_EDGE = "#505050", "#7a2e8e", "#c0392b"
+#: The inferred streets (推测巷道): thin, dashed, under the grid lines, never labelled (they
+#: are not in the roads layer: a planner checks them on the ground).
+STREET_COLOUR, STREET_WIDTH, STREET_DASH = "#8c6d8c", 0.45, (0, (2.4, 1.6))
 TEXT_COLOUR, MUTED, ROAD_LABEL_COLOUR = "#1a1a1a", "#555555", "#3d3d3d"
 
 #: matplotlib's settings while a poster is drawn: TrueType (Type 42) fonts in the PDF, so
@@ -227,6 +231,8 @@ class PosterData:
     made_on: date
     #: The zone the dates are written in (GRIDMAP_TIMEZONE).
     zone: str = "Asia/Shanghai"
+    #: The plan's inferred streets near the area (name, width_m), clipped to the map.
+    streets: gpd.GeoDataFrame | None = None
 
     @property
     def title(self) -> str:
@@ -297,6 +303,10 @@ def load_poster_data(engine: Engine, plan_id: int, area_code: str, *,
     barriers = _read_barriers(engine, plan.territory_id, window).to_crs(epsg)
     barriers["geometry"] = shapely.clip_by_rect(barriers.geometry.to_numpy(), *window_m.bounds)
     barriers = barriers[~barriers.geometry.is_empty]
+    streets = read_lines(engine, plan_id, kind="inferred_street",
+                         bbox=tuple(shapely.bounds(window))).to_crs(epsg)
+    streets["geometry"] = shapely.clip_by_rect(streets.geometry.to_numpy(), *window_m.bounds)
+    streets = streets[~streets.geometry.is_empty]
     return PosterData(
         plan=plan, territory_name=str(territory.name), metric_epsg=epsg, code=area_code,
         name=str(area["name"]), level=level, parents=parents,
@@ -304,7 +314,8 @@ def load_poster_data(engine: Engine, plan_id: int, area_code: str, *,
         villages=villages[["code", "name", "geometry"]].to_crs(epsg).reset_index(drop=True),
         grids=grids.to_crs(epsg).reset_index(drop=True),
         barriers=barriers.reset_index(drop=True),
-        made_on=made_on or datetime.now(ZoneInfo(zone)).date(), zone=zone)
+        made_on=made_on or datetime.now(ZoneInfo(zone)).date(), zone=zone,
+        streets=streets.reset_index(drop=True))
 
 
 # --- geometry helpers ---------------------------------------------------------------------
@@ -335,6 +346,15 @@ def colour_grids(geoms: np.ndarray, n_colours: int = len(PALETTE)) -> list[int]:
 def _estimated(grid: Any) -> bool:
     value = getattr(grid, "households_estimated", 0)
     return bool(value == value and value)   # (NaN: none)
+
+
+def _flags_note(grid: Any) -> str:
+    """A grid's flags in Chinese with their reason, for the table (empty when regular)."""
+    flags = getattr(grid, "flags", None)
+    if flags is None or (isinstance(flags, float) and flags != flags):
+        return ""
+    reason = getattr(grid, "flag_reason", "")
+    return flag_text(list(flags), reason if isinstance(reason, str) else "")
 
 
 def _polygon_path(geom: Any) -> MplPath:
@@ -567,10 +587,12 @@ class _Sheet:
         em = self.pt_mm(self.fs_table)
         name_em = (cols[1][1] - 1.6 * em) / em
         boundary_em = (cols[3][1] - 1.6 * em) / em
-        # A grid holding estimated households is marked * (the summary says how many).
+        # A grid holding estimated households is marked * (the summary says how many); a
+        # flagged grid says why under its 四至 (跨越河流/山脊/铁路: which one, and why).
         return [TableRow(str(g.code), wrap(str(g.name or ""), name_em),
                          f"{int(g.households):,}" + ("*" if _estimated(g) else ""),
-                         wrap(str(g.boundary_text or ""), boundary_em))
+                         wrap(str(g.boundary_text or ""), boundary_em)
+                         + (wrap("※" + _flags_note(g), boundary_em) if _flags_note(g) else []))
                 for g in self.data.grids.itertuples()]
 
     def line_h(self) -> float:
@@ -772,19 +794,28 @@ class _Sheet:
 
         colours = colour_grids(geoms)
         kinds = d.grids["kind"].to_numpy()
-        for geom, colour, kind in zip(geoms, colours, kinds, strict=True):
+        wet = np.array([is_water_grid(k, n) for k, n in zip(kinds, d.grids["name"],
+                                                             strict=True)], dtype=bool)
+        for geom, colour, kind, water in zip(geoms, colours, kinds, wet, strict=True):
             dedicated = kind == "dedicated"
-            ax.add_patch(PathPatch(_polygon_path(geom), facecolor=PALETTE[colour],
+            # A river or lake made a grid of its own is drawn as water, hatched.
+            ax.add_patch(PathPatch(_polygon_path(geom),
+                                   facecolor=WATER_FILL if water else PALETTE[colour],
                                    edgecolor="none", lw=0, zorder=1,
                                    hatch="///" if dedicated else None,
-                                   hatchcolor="#9a8f80" if dedicated else None))
+                                   hatchcolor=(WATER_LINE if water else "#9a8f80")
+                                   if dedicated else None))
         handles.append(Patch(facecolor=PALETTE[0], edgecolor=GRID_EDGE, lw=0.5 * k,
                              label="综合网格（相邻网格不同色）"))
-        if (kinds == "dedicated").any():
+        if ((kinds == "dedicated") & ~wet).any():
             handles.append(Patch(facecolor=PALETTE[1], edgecolor=GRID_EDGE, lw=0.5 * k,
                                  hatch="///", hatchcolor="#9a8f80", label="专属网格"))
+        if wet.any():
+            handles.append(Patch(facecolor=WATER_FILL, edgecolor=GRID_EDGE, lw=0.5 * k,
+                                 hatch="///", hatchcolor=WATER_LINE, label="水域专属网格"))
 
         handles += self.draw_barriers(ax)
+        handles += self.draw_streets(ax)
 
         outside = self.window.difference(d.area)
         if not outside.is_empty:
@@ -813,6 +844,19 @@ class _Sheet:
             self.label_villages(ax)
         self.label_barriers(ax)
         return handles
+
+    def draw_streets(self, ax: Axes) -> list[Any]:
+        """The plan's inferred streets: thin dashed lines above the roads and under the grid
+        lines and the mask outside the area; no labels."""
+        streets = self.data.streets
+        if streets is None or streets.empty:
+            return []
+        k = self.k
+        ax.add_collection(LineCollection(_line_parts(streets.geometry), colors=STREET_COLOUR,
+                                         lw=STREET_WIDTH * k, linestyles=STREET_DASH,
+                                         zorder=3.8, gid="inferred-streets"))
+        return [Line2D([], [], color=STREET_COLOUR, lw=STREET_WIDTH * k * 1.6, ls=STREET_DASH,
+                       label=INFERRED_STREET_LABEL)]
 
     def draw_barriers(self, ax: Axes) -> list[Any]:
         b = self.data.barriers

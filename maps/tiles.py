@@ -28,7 +28,7 @@ BUFFER = 64
 LAYER = "grids"
 MAX_ZOOM = 22
 #: Bumped whenever what a tile holds changes (it is part of every ETag).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Half the side of the Web-Mercator square (EPSG:3857), metres.
 HALF_WORLD = 20037508.342789244
 #: Properties of each feature (the feature id is the grid's database id), as TileJSON
@@ -39,8 +39,13 @@ FIELDS: dict[str, str] = {
     "village_code": "String: 12-digit village/community code 村/社区编码",
     "kind": "String: comprehensive 综合网格 or dedicated 专属网格",
     "households": "Number: households 户数",
+    "households_estimated": "Number: of the households, those estimated from footprints "
+                            "without a count 其中估算户数",
+    "barrier_inside_m": "Number: metres of river, ridge or railway inside the grid, not along "
+                        "its boundary 网格内河流/山脊/铁路长度 (absent when not known)",
     "status": "String: below / in_band / above the household band, or dedicated",
-    "flags": "String: comma-separated irregularity flags, empty when regular",
+    "flags": "String: comma-separated irregularity flags (crosses_barrier: the grid crosses "
+             "a river, ridge or railway), empty when regular",
 }
 STATUSES = ("below", "in_band", "above", "dedicated")
 
@@ -169,7 +174,10 @@ def plan_stamp(engine: Engine, plan_id: int) -> PlanStamp:
                                   table.c.edit_version).where(table.c.id == plan_id)).first()
     if row is None:
         raise NotFound(f"没有方案 {plan_id}; no plan {plan_id}")
-    seed = f"{plan_id}:{row.territory_id}:{models.iso(row.created_at)}:{row.edit_version}"
+    # (The tile format is in it too: URLs carrying the token are cached as immutable, so
+    # tiles of another format must come under another token.)
+    seed = (f"{plan_id}:{row.territory_id}:{models.iso(row.created_at)}:{row.edit_version}"
+            f":f{FORMAT_VERSION}")
     return PlanStamp(plan_id, hashlib.sha1(seed.encode()).hexdigest()[:12])
 
 
@@ -200,6 +208,7 @@ WITH env AS (
     SELECT ST_TileEnvelope(:z, :x, :y) AS tile, ST_MakeEnvelope(:w, :s, :e, :n, 4326) AS box
 ), features AS (
     SELECT g.id, g.code, g.name, g.village_code, g.kind, g.households,
+           g.households_estimated, g.barrier_inside_m,
            {_status_sql()} AS status,
            COALESCE((SELECT string_agg(f, ',') FROM json_array_elements_text(g.flags) AS f),
                     '') AS flags,
@@ -238,8 +247,8 @@ def _read_box(engine: Engine, plan_id: int, box: tuple[float, float, float, floa
     """Rows of the plan's grids whose bounding box meets ``box`` (WGS84), by the spatial
     index of either backend."""
     west, south, east, north = box
-    columns = "g.id, g.code, g.name, g.village_code, g.kind, g.households, g.flags, " \
-              "ST_AsBinary(g.geom) AS wkb"
+    columns = "g.id, g.code, g.name, g.village_code, g.kind, g.households, " \
+              "g.households_estimated, g.barrier_inside_m, g.flags, ST_AsBinary(g.geom) AS wkb"
     if engine.dialect.name == "sqlite":  # SpatiaLite's R*Tree beside the table
         where = ("g.id IN (SELECT pkid FROM idx_grids_geom WHERE xmin <= :e AND xmax >= :w "
                  "AND ymin <= :n AND ymax >= :s)")
@@ -299,8 +308,11 @@ def render_python(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int
         shape = _polygons(geom)
         if shape is None:
             continue
+        inside = row.barrier_inside_m
         properties = {"code": row.code, "name": row.name, "village_code": row.village_code,
                       "kind": row.kind, "households": int(row.households),
+                      "households_estimated": int(row.households_estimated or 0),
+                      "barrier_inside_m": None if inside is None else float(inside),
                       "status": status_of(row.kind, int(row.households), band),
                       "flags": _flags(row.flags)}
         features.append({"id": int(row.id), "geometry": shape,

@@ -15,7 +15,7 @@ import shapely.ops
 
 from gis.errors import EditRefused, GridLocked
 from partitioning import boundaries, codes, quality
-from partitioning.blocks import PRECISION_M, adjacency
+from partitioning.blocks import PRECISION_M, STRONG_KINDS, adjacency
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph, Partitioner, choose_k
 
@@ -63,7 +63,9 @@ class Neighbourhood:
 class EditResult:
     """An edit's outcome: blocks that change grid, the touched grids' new rows, and what
     disappeared. ``grids`` (in the neighbourhood's CRS) has :data:`ROW_FIELDS`,
-    ``flag_reason`` and ``reshaped`` (its blocks, hence its outline, changed)."""
+    ``flag_reason`` (a reshaped grid's new one; the others keep theirs), ``barrier_inside_m``
+    (recomputed for reshaped grids; kept, or None when the neighbourhood did not carry it)
+    and ``reshaped`` (its blocks, hence its outline, changed)."""
 
     op: str
     assignment: dict[int, str]
@@ -230,7 +232,7 @@ def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
             continue
         base = dict(rows.loc[code])
         base.update(fields, reshaped=False)
-        base["flag_reason"] = ""
+        base["flag_reason"] = _reason(base)
         new_rows[code] = base
     # Every grid of the neighbourhood as it is after the edit.
     shapes: dict[str, Any] = dict(zip(rows.index, rows.geometry.to_numpy(), strict=True))
@@ -250,6 +252,8 @@ def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
                                        h.band)
             row.update(area_m2=round(float(area), 1), compactness=round(float(comp), 4),
                        radius_m=round(float(radius), 1), flags=flags, flag_reason=reason)
+        for code, metres in zip(reshaped, strong_inside(g, h), strict=True):
+            new_rows[code]["barrier_inside_m"] = round(float(metres), 1)
         # 四至 and barrier share of the reshaped grids and the 四至 of their neighbours.
         neighbours_of = _touching(all_geoms, shaped)
         redo = np.unique(np.concatenate([shaped, neighbours_of])).astype(np.int64)
@@ -263,17 +267,43 @@ def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
             if bool(row["locked"]) or texts[i] == row["boundary_text"] or code in new_rows:
                 continue
             base = dict(row)
-            base.update(boundary_text=texts[i], reshaped=False, flag_reason="")
+            base.update(boundary_text=texts[i], reshaped=False)
+            base["flag_reason"] = _reason(base)
             new_rows[code] = base
-    frame = pd.DataFrame([{k: r.get(k) for k in (*ROW_FIELDS, "flag_reason", "reshaped")}
-                          for r in new_rows.values()],
-                         columns=[*ROW_FIELDS, "flag_reason", "reshaped"])
+    extra = ("flag_reason", "barrier_inside_m", "reshaped")
+    frame = pd.DataFrame([{k: r.get(k) for k in (*ROW_FIELDS, *extra)}
+                          for r in new_rows.values()], columns=[*ROW_FIELDS, *extra])
     frame["flags"] = [list(f) if f is not None else [] for f in frame["flags"]]
     frame["flag_reason"] = frame["flag_reason"].fillna("")
     frame["locked"] = frame["locked"].fillna(False).astype(bool)
     out = gpd.GeoDataFrame(frame, geometry=[r["geometry"] for r in new_rows.values()],
                            crs=h.blocks.crs)
     return EditResult(op, work.changed(), work.previous(), out, list(removed), summary)
+
+
+def _reason(row: dict[str, Any]) -> str:
+    """The stored reason of a grid an edit did not reshape (its flags are unchanged)."""
+    reason = row.get("flag_reason")
+    return reason if isinstance(reason, str) else ""
+
+
+def strong_inside(geoms: np.ndarray, h: Neighbourhood) -> np.ndarray:
+    """Metres of river, ridge or railway inside each of ``geoms`` (metric) and not along its
+    boundary, from the given lines around (rivers drawn only as areas count none: the
+    engine's centre lines are not kept)."""
+    barriers = h.barriers
+    if not len(barriers) or not len(geoms) or "kind" not in barriers:
+        return np.zeros(len(geoms))
+    cls = barriers["class"].astype(str) if "class" in barriers else \
+        pd.Series("", index=barriers.index)
+    strong = barriers[barriers["kind"].isin(STRONG_KINDS).to_numpy()
+                      & ~cls.isin(["riverbank", "centreline"]).to_numpy()]
+    if strong.empty:
+        return np.zeros(len(geoms))
+    strong = strong.to_crs(h.metric_crs)
+    inside, _ = quality.barrier_inside(geoms, strong.geometry.to_numpy(),
+                                       strong["kind"].to_numpy())
+    return inside
 
 
 def _touching(geoms: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -576,7 +606,8 @@ def updated(hood: Neighbourhood, result: EditResult) -> Neighbourhood:
         blocks["grid_code"] = new.where(new.notna(), blocks["grid_code"])
     gone = set(result.removed) | set(result.touched)
     keep = hood.grids[~hood.grids["code"].isin(gone)]
-    fresh = result.grids.drop(columns=["flag_reason", "reshaped"])
+    fresh = result.grids.drop(columns=["reshaped"])
+    fresh = fresh[[c for c in fresh.columns if c in hood.grids.columns]]
     grids = gpd.GeoDataFrame(pd.concat([keep[list(fresh.columns)], fresh], ignore_index=True),
                              geometry="geometry", crs=hood.grids.crs)
     return Neighbourhood(blocks, grids, hood.barriers, hood.villages, hood.metric_crs,

@@ -238,6 +238,8 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     report_progress("done 完成", 1.0)
     cuts = street_frame_union(street_frames, blocks.crs)
     streets = cuts[_is_street(cuts, params)].reset_index(drop=True)
+    # (Named as the 四至 names them, for the plan's stored lines and blocks.gpkg.)
+    streets["name"] = street_names(streets, places)
     report["inferred_streets"] = len(streets)
     report["inferred_streets_km"] = round(float(shapely.length(
         streets.geometry.to_numpy()).sum()) / 1000, 2)
@@ -357,15 +359,7 @@ def _with_streets(barriers: gpd.GeoDataFrame, streets: gpd.GeoDataFrame,
     after the nearest named place within STREET_NAME_M, else "无名巷道"."""
     if streets.empty:
         return barriers
-    names = np.full(len(streets), "无名巷道", dtype=object)
-    if places is not None and len(places) and "name" in places:
-        named = places[places["name"].notna() & (places["name"].astype(str) != "")]
-        if len(named):
-            mids = shapely.line_interpolate_point(streets.geometry.to_numpy(), 0.5,
-                                                  normalized=True)
-            si, pi = shapely.STRtree(named.geometry.to_numpy()).query_nearest(
-                mids, max_distance=STREET_NAME_M, all_matches=False)
-            names[si] = [f"{n}旁巷道" for n in named["name"].astype(str).to_numpy()[pi]]
+    names = street_names(streets, places)
     like = streets["likeness"].to_numpy(dtype=float)
     names[~_is_street(streets, params)] = None
     extra = gpd.GeoDataFrame({
@@ -374,6 +368,22 @@ def _with_streets(barriers: gpd.GeoDataFrame, streets: gpd.GeoDataFrame,
         geometry=streets.geometry.to_numpy(), crs=barriers.crs, index=np.arange(len(streets)))
     return gpd.GeoDataFrame(pd.concat([barriers, extra], ignore_index=True),
                             geometry="geometry", crs=barriers.crs)
+
+
+def street_names(streets: gpd.GeoDataFrame, places: gpd.GeoDataFrame | None = None
+                 ) -> np.ndarray:
+    """The name of each inferred street as the 四至 says it: "{place}旁巷道" after the
+    nearest named place within STREET_NAME_M, else "无名巷道"."""
+    names = np.full(len(streets), "无名巷道", dtype=object)
+    if len(streets) and places is not None and len(places) and "name" in places:
+        named = places[places["name"].notna() & (places["name"].astype(str) != "")]
+        if len(named):
+            mids = shapely.line_interpolate_point(streets.geometry.to_numpy(), 0.5,
+                                                  normalized=True)
+            si, pi = shapely.STRtree(named.geometry.to_numpy()).query_nearest(
+                mids, max_distance=STREET_NAME_M, all_matches=False)
+            names[si] = [f"{n}旁巷道" for n in named["name"].astype(str).to_numpy()[pi]]
+    return names
 
 
 def _is_street(cuts: gpd.GeoDataFrame, params: PartitionParams) -> np.ndarray:

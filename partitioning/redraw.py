@@ -341,6 +341,12 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
         if code not in reshaped:
             geoms[i] = original[code]
     plan = plan.set_geometry(geoms).sort_values("code", kind="stable").reset_index(drop=True)
+    # Strong barrier inside: recomputed for the grids redone, as it was for those kept.
+    inside_before = dict(zip(rows["code"].astype(str), rows["barrier_inside_m"], strict=True)) \
+        if "barrier_inside_m" in rows else {}
+    redone = dict(zip(out.index, out["barrier_inside_m"], strict=True))
+    plan["barrier_inside_m"] = [redone.get(c) if c in reshaped else inside_before.get(c)
+                                for c in plan["code"]]
     # Every forced flag checked against the new data; out of the band without one: say so.
     checked = flags.reconcile(plan.to_crs(metric_crs), pd.DataFrame({
         "grid_code": work.label, "households": work.blocks["households"].to_numpy()}), params)

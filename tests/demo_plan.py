@@ -134,7 +134,7 @@ def demo_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         blocks = result.blocks[["village_code", "households", "population", "grid_code",
                                 "geometry"]].to_crs(models.SRID)
         plan_id = write_plan(engine, territory_id, grid_table(result), blocks, result.report,
-                             {"seed": 0}, note="test plan")
+                             {"seed": 0}, note="test plan", lines=result.streets)
         published = client.post(f"/plans/{plan_id}/publish")
         assert published.status_code == 200, published.text
         metric_epsg = int(client.get(f"/territories/{territory_id}").json()["metric_epsg"])
@@ -142,6 +142,8 @@ def demo_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     assert len(grids) > PAGE_LIMIT_MAX * 2, "the demo must need several pages"
     assert any(len(f) > 1 for f in grids["flags"]), "some grid must carry several flags"
     assert set(grids["kind"]) == {"comprehensive", "dedicated"}
+    assert any("crosses_barrier" in f for f in grids["flags"]), "some grid must cross a river"
+    assert (grids["barrier_inside_m"] > 0).any()
     admin = read_layer(engine, territory_id, "admin_areas")
     try:
         yield DemoStore(
@@ -185,6 +187,13 @@ def assert_matches_plan(frame: gpd.GeoDataFrame, store: DemoStore, *,
     assert (got["boundary_text"] == want["boundary_text"]).all()
     assert got["boundary_text"].str.contains("东至").all()
     assert [_text(v) for v in got["flags"]] == [",".join(f) for f in want["flags"]]
+    if "flag_reason" in got:     # (the sheets say it in 标记说明, with the flags in Chinese)
+        assert [_text(v) for v in got["flag_reason"]] == [
+            (r or "") if f else "" for f, r in zip(want["flags"], want["flag_reason"],
+                                                   strict=True)]
+    if "barrier_inside_m" in got:
+        have = pd.to_numeric(got["barrier_inside_m"], errors="coerce").fillna(-1).to_numpy()
+        assert np.allclose(have, want["barrier_inside_m"].astype(float).fillna(-1).to_numpy())
     for code in got.index:
         village, village_code, town, town_code = store.village_of(code)
         row = got.loc[code]

@@ -123,7 +123,8 @@ class EditOut(BaseModel):
     removed: list[str] = Field(description="Codes of grids that no longer exist")
     grids: dict[str, Any] = Field(description=(
         "The touched grids as now stored: a GeoJSON FeatureCollection with households, "
-        "quality, 四至, flags, flag_reason and locked"))
+        "quality, 四至, flags, flag_reason, barrier_inside_m and locked, and `warning`: "
+        "why a grid this edit reshaped is out of the band or in parts (empty otherwise)"))
 
 
 class HistoryEntry(BaseModel):
@@ -196,7 +197,8 @@ def _hood(reader: PlanReader, villages: set[str], *, used: bool) -> edit.Neighbo
                                          "target_households", "dedicated_serial_start")})
     barriers = barrier_lines(layers, params)
     return edit.Neighbourhood(
-        blocks, grids[[*edit.ROW_FIELDS, "geometry"]], barriers, village_areas,
+        blocks, grids[[*edit.ROW_FIELDS, "flag_reason", "barrier_inside_m", "geometry"]],
+        barriers, village_areas,
         f"EPSG:{reader.metric_epsg}", (params.min_households, params.max_households),
         params.dedicated_serial_start, reader.used_codes(villages) if used else frozenset())
 

@@ -5,6 +5,10 @@ Collections, one pair per territory:
 - ``grids-<territory id>``: the grids of the territory's *published* plan (the
   collection exists only while the territory has one); feature id = the 15-digit
   grid code; properties as in the exports (:data:`gis.exports.TABLE_FIELDS`).
+- ``streets-<territory id>``: the inferred streets of the published plan (推测巷道: the
+  straight cuts its partition ran down gaps between buildings that look like streets, where
+  the roads layer has none); feature id = the line's number in the plan; properties
+  ``line_no``, ``kind``, ``name``, ``village_code``, ``width_m``, ``likeness``.
 - ``areas-<territory id>``: the territory's district, towns/streets and
   villages/communities; feature id = the statistical code.
 
@@ -39,6 +43,7 @@ from gis import models
 from gis.errors import NotFound
 from gis.exports import FORMATS, grid_table
 from gis.geometry import feature_collection
+from gis.plans import read_lines
 from gis.settings import Settings
 from gis.store import read_layer
 
@@ -53,7 +58,9 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
 ]
-COLLECTION_ID = re.compile(r"^(grids|areas)-([0-9]{1,18})$")
+COLLECTION_ID = re.compile(r"^(grids|streets|areas)-([0-9]{1,18})$")
+#: The collections of a territory's published plan.
+PLAN_KINDS = ("grids", "streets")
 #: Exports linked from a grids collection as ``enclosure`` (the whole collection as a file).
 ENCLOSURES = ("gpkg", "geojson", "shp.zip")
 
@@ -81,7 +88,8 @@ router = APIRouter(prefix="/ogc", tags=["OGC API – Features"], route_class=Ogc
 Format = Annotated[str | None, Query(
     description="The encoding: `json` (GeoJSON for features). The Accept header works too.")]
 CollectionId = Annotated[str, Path(
-    alias="collectionId", description="`grids-<territory id>` or `areas-<territory id>`")]
+    alias="collectionId", description=(
+        "`grids-<territory id>`, `streets-<territory id>` or `areas-<territory id>`"))]
 Crs = Annotated[str | None, Query(description=f"The CRS of the geometries: only {CRS84}")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such collection or feature"},
@@ -160,7 +168,7 @@ class Collection:
     """One collection: what it holds and where its features come from."""
 
     id: str
-    kind: str              # "grids" or "areas"
+    kind: str              # "grids", "streets" or "areas"
     territory_id: int
     territory_name: str
     plan_id: int | None = None
@@ -168,13 +176,28 @@ class Collection:
     published_at: Any = None
 
     @property
+    def id_column(self) -> str:
+        """The property that is each feature's id."""
+        return "line_no" if self.kind == "streets" else "code"
+
+    @property
     def title(self) -> str:
         if self.kind == "grids":
             return f"网格 Grids — {self.territory_name} (v{self.plan_version})"
+        if self.kind == "streets":
+            return f"推测巷道 Inferred streets — {self.territory_name} (v{self.plan_version})"
         return f"行政区划 Admin areas — {self.territory_name}"
 
     @property
     def description(self) -> str:
+        if self.kind == "streets":
+            return (f"The inferred streets of the published plan of territory "
+                    f"{self.territory_id} ({self.territory_name}), plan {self.plan_id} "
+                    f"v{self.plan_version}: straight lines down gaps between buildings that "
+                    "look like streets, where the roads layer has none (not surveyed roads). "
+                    "Feature id: the line's number in the plan. width_m: the gap's width; "
+                    "likeness: 0–1, how much it looks like a street; name: as the 四至 "
+                    "names it (…旁巷道 or 无名巷道).")
         if self.kind == "grids":
             when = self.published_at.date().isoformat() if self.published_at else "?"
             return (f"The grids of the published plan of territory {self.territory_id} "
@@ -199,8 +222,8 @@ def _collections(engine: Engine, territory_id: int | None = None) -> list[Collec
     with engine.connect() as conn:
         for row in conn.execute(query):
             if row.plan_id is not None:
-                out.append(Collection(f"grids-{row.id}", "grids", row.id, row.name,
-                                      row.plan_id, row.version, row.published_at))
+                out += [Collection(f"{kind}-{row.id}", kind, row.id, row.name, row.plan_id,
+                                   row.version, row.published_at) for kind in PLAN_KINDS]
             out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name))
     return out
 
@@ -212,7 +235,7 @@ def _collection(engine: Engine, collection_id: str) -> Collection:
     for collection in found:
         if collection.id == collection_id:
             return collection
-    if match and match.group(1) == "grids" and found:
+    if match and match.group(1) in PLAN_KINDS and found:
         raise NotFound(f"territory {match.group(2)} has no published plan, so there is no "
                        f"collection {collection_id!r}; publish a plan with "
                        "POST /plans/{id}/publish")
@@ -227,6 +250,10 @@ def _features(engine: Engine, collection: Collection, who: Principal,
     if collection.kind == "grids":
         assert collection.plan_id is not None
         return grid_table(engine, collection.plan_id, bbox=bbox, areas=partial(who))
+    if collection.kind == "streets":
+        assert collection.plan_id is not None
+        return read_lines(engine, collection.plan_id, kind="inferred_street", bbox=bbox,
+                          areas=partial(who))
     areas = read_layer(engine, collection.territory_id, "admin_areas")
     areas = areas.sort_values("code", kind="stable").reset_index(drop=True)
     if not who.everywhere:
@@ -326,7 +353,7 @@ def conformance(request: Request, who: PlansRead, f: Format = None) -> JSONRespo
     return _json({"conformsTo": CONFORMANCE}, negotiate(request, f, features=False))
 
 
-@router.get("/collections", summary="The collections: published grids and admin areas",
+@router.get("/collections", summary="The collections: published grids and streets, admin areas",
             responses={200: {"content": {JSON: {}}}, **NOT_FOUND})
 def collections(request: Request, who: PlansRead, f: Format = None,
                 engine: Engine = Depends(get_engine)) -> JSONResponse:
@@ -396,7 +423,7 @@ def items(
         links.append(_link(str(request.url.include_query_params(
             limit=size, offset=max(0, offset - size))), "prev", GEOJSON,
             "The previous page"))
-    body = feature_collection(page, id_column="code", extra={
+    body = feature_collection(page, id_column=found.id_column, extra={
         "numberMatched": len(features), "numberReturned": len(page), "timeStamp": _now(),
         "links": links})
     return Response(body, media_type=media_type, headers=CONTENT_CRS)
@@ -411,7 +438,7 @@ def item(
     who: PlansRead,
     collection_id: CollectionId,
     feature_id: Annotated[str, Path(alias="featureId", description=(
-        "The grid code (grids) or statistical code (areas)"))],
+        "The grid code (grids), the line number (streets) or statistical code (areas)"))],
     crs: Crs = None,
     f: Format = None,
     engine: Engine = Depends(get_engine),
@@ -420,10 +447,11 @@ def item(
     _check_crs(crs)
     found = _visible(request, who, engine, collection_id)
     features = _features(engine, found, who)
-    hit = features[np.asarray(features["code"] == feature_id, dtype=bool)]
+    ids = features[found.id_column].astype(str) if len(features) else features.index
+    hit = features[np.asarray(ids == feature_id, dtype=bool)]
     if hit.empty:
         raise NotFound(f"no feature {feature_id!r} in collection {found.id!r}")
-    feature = json.loads(feature_collection(hit, id_column="code"))["features"][0]
+    feature = json.loads(feature_collection(hit, id_column=found.id_column))["features"][0]
     base = f"/ogc/collections/{found.id}"
     feature["links"] = [
         _link(_href(request, f"{base}/items/{feature_id}"), "self", GEOJSON, "This feature"),

@@ -31,18 +31,27 @@ from api.routes.workspace import me_of
 from gis import models
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
-from gis.plans import PlanInfo, get_plan, list_plans
+from gis.plans import PlanInfo, flag_counts, get_plan, list_plans
 from gis.settings import Settings
 from gis.store import territory_row
 from gis.times import local_text, page_zone, zone_label
 from maps.editor import ComparePlan, compare_html, editor_html
 from maps.index import IndexPlan, IndexTerritory, index_html
-from maps.overlays import FEATURE_CAP, LAYERS, bbox_to_wgs84, read_overlay, read_plan_blocks
+from maps.overlays import (
+    FEATURE_CAP,
+    LAYERS,
+    LINE_LAYERS,
+    bbox_to_wgs84,
+    read_overlay,
+    read_plan_blocks,
+    read_plan_lines,
+)
 from maps.planner import STATUS_NAMES, PlannerPage, display_system, planner_html
 
 router = APIRouter(tags=["maps"])
 Display = Literal["wgs84", "gcj02", "bd09"]
 OverlayLayer = StrEnum("OverlayLayer", {k: k for k in LAYERS})  # type: ignore[misc]
+LineKind = StrEnum("LineKind", {k: k for k in LINE_LAYERS})  # type: ignore[misc]
 
 BBOX_QUERY = Query(description=(
     "minlon,minlat,maxlon,maxlat in the display system (as the map shows it); "
@@ -117,6 +126,29 @@ def plan_blocks(
                              limit=limit, grid=grid, village=village, areas=partial(who))
     return _geojson(frame, bbox, display, limit, "地块", settings, {"plan_id": plan_id},
                     id_column="block_no")
+
+
+@router.get("/plans/{plan_id}/lines", response_class=Response,
+            summary="A plan's lines as GeoJSON: the inferred streets (推测巷道)",
+            responses={**GEOJSON_RESPONSES, 404: {"description": "No such plan"}})
+def plan_lines(
+    plan_id: Id,
+    request: Request,
+    who: PlansRead,
+    kind: Annotated[LineKind | None, Query(description=(
+        "Only lines of this kind: inferred_street (streets found between buildings where "
+        "the roads layer has none); without it, every line of the plan"))] = None,
+    bbox: Annotated[str | None, BBOX_QUERY] = None,
+    display: Annotated[Display | None, DISPLAY_QUERY] = None,
+    limit: Annotated[int, LIMIT_QUERY] = FEATURE_CAP,
+    engine: Engine = Depends(get_engine), settings: Settings = Depends(get_settings),
+) -> Response:
+    check_plan(request, who, plan_id)
+    frame = read_plan_lines(engine, plan_id, kind=kind.value if kind else None,
+                            bbox=_bbox(bbox, display, settings), limit=limit,
+                            areas=partial(who))
+    return _geojson(frame, bbox, display, limit, LINE_LAYERS.get(
+        kind.value if kind else "", "线"), settings, {"plan_id": plan_id}, id_column="line_no")
 
 
 def _towns(engine: Engine, territory_id: int) -> list[tuple[str, str]]:
@@ -248,6 +280,7 @@ async def index(request: Request, engine: Engine = Depends(get_engine)) -> HTMLR
 def _index(request: Request, who: Principal, engine: Engine, settings: Settings
            ) -> HTMLResponse:
     plans = list_plans(engine)
+    flagged = flag_counts(engine)
     with engine.connect() as conn:
         rows = conn.execute(select(models.Territory.id, models.Territory.name)
                             .order_by(models.Territory.id)).all()
@@ -255,7 +288,8 @@ def _index(request: Request, who: Principal, engine: Engine, settings: Settings
         IndexTerritory(id=int(tid), name=str(name), towns=_towns(engine, int(tid)),
                        plans=[IndexPlan(p.id, p.version, p.status, p.n_grids,
                                         local_text(p.created_at, settings.timezone),
-                                        p.publish_note or p.note or "")
+                                        p.publish_note or p.note or "",
+                                        flagged.get(p.id, {}))
                               for p in plans if p.territory_id == tid])
         for tid, name in rows if visible(request, who, int(tid))]
     defaults = {"min_households": settings.min_households,

@@ -6,7 +6,8 @@
 (function () {
   "use strict";
 
-  var COLORS = {below: "#f0b429", within: "#3f9a5b", above: "#d64545", dedicated: "#7c5cc4"};
+  var COLORS = {below: "#f0b429", within: "#3f9a5b", above: "#d64545", dedicated: "#7c5cc4",
+    water: "#4dabf7"};
   var MARK = {removed: "#c92a2a", added: "#1864ab", changed: "#e8590c"};
   var state = window.gridcompare = {ready: false, errors: [], maps: {}, layers: {}, byCode: {a: {}, b: {}},
     marked: {a: {}, b: {}}, diff: null};
@@ -16,6 +17,8 @@
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
 
   function band(p, cfg) {
+    /* A river or lake made a grid of its own ("…水域专属网格"), as on the planner map. */
+    if (p.kind === "dedicated" && /水域专属网格$/.test(String(p.name || ""))) { return "water"; }
     if (p.kind === "dedicated") { return "dedicated"; }
     if (p.households < cfg.band[0]) { return "below"; }
     if (p.households > cfg.band[1]) { return "above"; }

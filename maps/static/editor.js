@@ -419,7 +419,7 @@
     ed.focus = codes;
     ed.lastEdit = {op: body.op, seq: body.seq, version: body.version, grids: codes,
       removed: body.removed};
-    var warnings = features.map(function (f) { return f.properties.flag_reason; })
+    var warnings = features.map(function (f) { return f.properties.warning; })
       .filter(function (r) { return r; });
     say("已完成：" + body.summary + (warnings.length ? "。注意：" + warnings.join("；") : ""),
       warnings.length ? "warn" : "ok");
@@ -518,12 +518,23 @@
       dedicated: "专属"}[b]) + "</span>";
   }
 
+  /* A grid's flags in Chinese under its name (跨越河流/山脊/铁路 …), the reason as a tooltip,
+     and the river, ridge or railway inside it. */
+  function flagsLine(p) {
+    var f = P.flagText(p), inside = Number(p.barrier_inside_m || 0);
+    if (!f.names && !(inside > 0)) { return ""; }
+    return "<div class=\"gm-ed-flags\" title=\"" + P.esc(f.reason) + "\">" + P.esc(f.names) +
+      (inside > 0 ? (f.names ? " · " : "") + "内含河流/山脊/铁路 " + P.esc(inside.toFixed(0)) +
+        " 米" : "") + "</div>";
+  }
+
   function gridRow(code) {
     var p = props(code);
     if (!p) { return ""; }
     return "<tr data-code=\"" + P.esc(code) + "\"" + (code === ed.current ? " class=\"gm-cur\"" : "") +
       "><td class=\"code\" title=\"" + P.esc(code) + "\">" + P.esc(code.slice(-6)) + "</td><td>" +
-      P.esc(p.name || "") + (ed.locked[code] ? " <span class=\"gm-locked\">（已锁定）</span>" : "") + "</td><td class=\"gm-hh\">" +
+      P.esc(p.name || "") + (ed.locked[code] ? " <span class=\"gm-locked\">（已锁定）</span>" : "") +
+      flagsLine(p) + "</td><td class=\"gm-hh\">" +
       P.esc(P.num(p.households)) + "</td><td>" + bandText(p) + "</td></tr>";
   }
 

@@ -19,11 +19,16 @@
     infeasible_band: "总户数无法分入区间",
     infeasible_split: "无可行的区间内划分",
     radius_split: "按服务半径切分",
-    crosses_barrier: "跨越河流、山脊或铁路",
+    crosses_barrier: "跨越河流/山脊/铁路",
     building_split_by_boundary: "建筑被村（社区）界线分割"
   };
   var KIND_NAMES = {comprehensive: "综合网格", dedicated: "专属网格"};
-  var COLORS = {below: "#f0b429", within: "#3f9a5b", above: "#d64545", dedicated: "#7c5cc4"};
+  var COLORS = {below: "#f0b429", within: "#3f9a5b", above: "#d64545", dedicated: "#7c5cc4",
+    water: "#4dabf7"};
+  /* A river or lake made a grid of its own (gis/names.py WATER_GRID_SUFFIX). */
+  var WATER_GRID = /水域专属网格$/;
+  /* The inferred streets: thin and dashed, unlike any given road. */
+  var STREET_COLOR = "#d6336c";
   var ROAD_STYLE = {
     motorway: ["#c2410c", 5], trunk: ["#c2410c", 4.5], primary: ["#ea7a0c", 4],
     secondary: ["#f0a30a", 3], tertiary: ["#d9a400", 2.5], residential: ["#7a7f87", 1.6],
@@ -48,6 +53,14 @@
   var esc = window.gridmapEscape;   /* escape.js */
 
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
+
+  function isWater(p) { return p.kind === "dedicated" && WATER_GRID.test(String(p.name || "")); }
+
+  /* The flags in Chinese, and their reason. */
+  function flagText(p) {
+    var names = (p.flags || []).map(function (f) { return FLAG_NAMES[f] || f; });
+    return {names: names.join("；"), reason: names.length ? String(p.flag_reason || "") : ""};
+  }
 
   function bandOf(p, band) {
     if (p.kind === "dedicated") { return "dedicated"; }
@@ -95,10 +108,10 @@
   }
 
   function popupHtml(p, band) {
-    var flags = (p.flags || []).map(function (f) { return FLAG_NAMES[f] || f; });
+    var flags = flagText(p);
     var b = bandOf(p, band);
     var bandText = {below: "低于 " + band[0] + " 户", within: band[0] + "–" + band[1] + " 户之间",
-      above: "超过 " + band[1] + " 户", dedicated: "专属网格"}[b];
+      above: "超过 " + band[1] + " 户", dedicated: isWater(p) ? "水域专属网格" : "专属网格"}[b];
     var rows = [
       ["网格编码", "<b class=\"code\">" + esc(p.code) + "</b>"],
       ["名称", esc(p.name)],
@@ -110,8 +123,14 @@
       ["边界沿道路/河流等比例", p.barrier_share === null ? "—" :
         esc((100 * p.barrier_share).toFixed(0)) + "%"],
       ["四至", esc(p.boundary_text)],
-      ["标记", flags.length ? esc(flags.join("；")) : "无"]
+      ["标记", flags.names ? "<span class=\"gm-flags\">" + esc(flags.names) + "</span>" +
+        (flags.reason ? "<div class=\"gm-reason\">" + esc(flags.reason) + "</div>" : "") : "无"]
     ];
+    if (p.barrier_inside_m > 0) {  // river, ridge or railway inside the grid
+      rows.splice(rows.length - 2, 0, ["网格内河流/山脊/铁路",
+        esc(Number(p.barrier_inside_m).toLocaleString("zh-CN", {maximumFractionDigits: 0}) +
+          " 米")]);
+    }
     if (p.households_estimated > 0) {  // households from footprints without a count
       rows.splice(4, 0, ["其中估算", esc(num(p.households_estimated) + " 户")]);
     }
@@ -121,9 +140,9 @@
   }
 
   function gridStyle(feature, band) {
-    var b = bandOf(feature.properties, band);
-    return {color: "#1f2933", weight: 0.8, opacity: 0.8, fillColor: COLORS[b],
-      fillOpacity: 0.45};
+    var p = feature.properties, b = bandOf(p, band);
+    return {color: "#1f2933", weight: 0.8, opacity: 0.8,
+      fillColor: isWater(p) ? COLORS.water : COLORS[b], fillOpacity: 0.45};
   }
 
   /* ---------------------------------------------------------------- controls */
@@ -179,7 +198,7 @@
     c.onAdd = function () {
       var lo = cfg.band[0], hi = cfg.band[1];
       var items = [["below", "低于 " + lo + " 户"], ["within", lo + "–" + hi + " 户"],
-        ["above", "超过 " + hi + " 户"], ["dedicated", "专属网格"]];
+        ["above", "超过 " + hi + " 户"], ["dedicated", "专属网格"], ["water", "水域专属网格"]];
       var box = el("div", "gm-panel gm-legend");
       box.innerHTML = "<h2>网格户数</h2>" + items.map(function (it) {
         /* The swatch's colour is a class (planner.css): no style attributes under the CSP. */
@@ -295,6 +314,8 @@
           return {color: s[0], weight: s[1], opacity: 0.9};
         case "water": return {color: "#1c7ed6", weight: 2, fillColor: "#74c0fc", fillOpacity: 0.6};
         case "ridges": return {color: "#8d6e63", weight: 2, dashArray: "6 4"};
+        case "inferred_streets": return {color: STREET_COLOR, weight: 1.6, opacity: 0.95,
+          dashArray: "5 4", lineCap: "butt"};
         case "railways": return {color: "#212529", weight: 2.5, dashArray: "8 5"};
         case "buildings": return {color: "#5c636a", weight: 0.5, fillColor: "#adb5bd",
           fillOpacity: 0.7};
@@ -315,6 +336,12 @@
       case "blocks": rows = [["地块", p.block_no], ["户数", num(p.households)],
         ["人口", num(p.population)], ["所属网格", p.grid_code || "—"]]; break;
       case "roads": rows = [["道路", p.name || "（无名）"], ["等级", p["class"]]]; break;
+      case "inferred_streets": rows = [["推测巷道", p.name || "无名巷道"],
+        ["宽度", p.width_m === null || p.width_m === undefined ? "—" :
+          Number(p.width_m).toFixed(1) + " 米"],
+        ["像街道程度", p.likeness === null || p.likeness === undefined ? "—" :
+          Number(p.likeness).toFixed(2)],
+        ["说明", "由建筑间的空隙推测，道路数据中无此路"]]; break;
       case "buildings": rows = [["建筑户数", num(p.households)], ["人口", num(p.population)],
         ["层数", num(p.floors)], ["用途", p.use || "—"]]; break;
       case "facilities": rows = [["设施", p.name || "—"], ["类型", p.kind]]; break;
@@ -345,6 +372,14 @@
       onEachFeature: function (feature, layer) {
         if (spec.key !== "admin_areas") {
           layer.bindPopup(function () { return overlayPopup(spec.key, feature.properties); });
+        }
+        if (spec.key === "inferred_streets") {
+          /* A thin dashed line is hard to hit: a wide transparent twin takes the click. */
+          var hit = L.polyline(layer.getLatLngs(), {pane: "gm-overlays", renderer: state.svg,
+            weight: 14, opacity: 0, className: "gm-hit"});
+          hit.feature = feature;
+          hit.bindPopup(function () { return overlayPopup(spec.key, feature.properties); });
+          entry.layer.addLayer(hit);
         }
       }
     });
@@ -406,10 +441,11 @@
 
   /* Counts by band, the total and the legend, from the grids drawn now. */
   function updateTotals(cfg) {
-    var counts = {below: 0, within: 0, above: 0, dedicated: 0}, households = 0, n = 0;
+    var counts = {below: 0, within: 0, above: 0, dedicated: 0}, water = 0, households = 0, n = 0;
     for (var code in state.byCode) {
       var p = state.byCode[code].feature.properties;
       counts[bandOf(p, cfg.band)]++;
+      if (isWater(p)) { water++; }
       households += p.households || 0;
       n++;
     }
@@ -418,8 +454,12 @@
     state.households = households;
     document.getElementById("gm-hh").textContent = num(households);
     document.getElementById("gm-n").textContent = num(n);
+    state.waterGrids = water;
     Array.prototype.forEach.call(document.querySelectorAll(".gm-legend-item"), function (item) {
-      item.querySelector(".gm-count").textContent = "（" + counts[item.getAttribute("data-band")] + "）";
+      var key = item.getAttribute("data-band");
+      /* Water grids are dedicated grids too (counted there), shown apart. */
+      item.querySelector(".gm-count").textContent = "（" + (key === "water" ? water :
+        key === "dedicated" ? counts.dedicated - water : counts[key]) + "）";
     });
   }
 
@@ -601,6 +641,7 @@
 
   window.GridmapPlanner = {start: start, labelPoint: labelPoint, FLAG_NAMES: FLAG_NAMES,
     KIND_NAMES: KIND_NAMES, COLORS: COLORS, bandOf: bandOf, gridStyle: gridStyle, esc: esc,
+    isWater: isWater, flagText: flagText,
     num: num, notice: notice, popupHtml: popupHtml, updateGrids: updateGrids,
     replaceGrids: replaceGrids};
   if (document.readyState === "loading") {

@@ -56,6 +56,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/plans/{plan_id}/edits"): "plans:read",
     ("POST", "/plans/{plan_id}/copy"): "plans:write",
     ("GET", "/plans/{plan_id}/blocks"): "plans:read",
+    ("GET", "/plans/{plan_id}/lines"): "plans:read",
     ("GET", "/plans/{plan_id}/map"): "plans:read",
     ("GET", "/plans/{plan_id}/edit"): "plans:write",
     ("GET", "/plans/{plan_id}/locked"): "plans:read",

@@ -335,3 +335,52 @@ def test_an_edit_refreshes_the_cached_map_grids_and_tiles(
     undone = client.post(f"/plans/{draft}/undo", headers={"If-Match": '"1"', **USER})
     assert undone.status_code == 200, undone.text
     assert map_grids() == before
+
+
+def test_an_edit_measures_the_barrier_inside_what_it_reshapes_and_keeps_other_reasons(
+        client: TestClient, store: DemoStore, draft: int) -> None:
+    """A reshaped grid gets its metres of river, ridge or railway measured again and band
+    flags; a grid whose 四至 alone changed keeps its flags, reason and metres; the answer
+    warns only of what the edit reshaped; undo restores every field exactly."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from gis.store import read_layer
+
+    before = read_grids(store.engine, draft).set_index("code")
+    crossing = set(before.index[before["flags"].map(lambda f: "crosses_barrier" in f)])
+    moves = [m for m in candidates(store, draft) if m[1] in crossing or m[2] in crossing]
+    assert moves, "some block of a crossing grid must border another grid"
+    state_before = state(store.engine, draft)
+    for move in moves:
+        r = edit(client, draft, 0, {"op": "move", "blocks": [move[0]], "to": move[2]})
+        if r.status_code == 200:
+            break
+    assert r.status_code == 200, r.text
+    _block, src, dst = move
+    answer = {f["id"]: f["properties"] for f in r.json()["grids"]["features"]}
+    after = read_grids(store.engine, draft).set_index("code")
+    # The strong lines as an edit sees them: rivers, ridges and railways given as lines.
+    lines = [read_layer(store.engine, store.territory_id, layer)
+             for layer in ("water", "ridges", "railways")]
+    strong = gpd.GeoDataFrame(pd.concat(lines, ignore_index=True), crs=4326)
+    strong = strong[strong.geom_type.isin(["LineString", "MultiLineString"])].to_crs(
+        store.metric_epsg)
+    for code in (src, dst):
+        shape = gpd.GeoSeries([after.loc[code].geometry], crs=4326).to_crs(
+            store.metric_epsg).iloc[0]
+        want = float(shapely.length(shapely.intersection(
+            strong.geometry.to_numpy(), shapely.buffer(shape, -2.0))).sum())
+        assert after.loc[code, "barrier_inside_m"] == pytest.approx(want, abs=0.2), code
+        assert answer[code]["warning"] == (after.loc[code, "flag_reason"] or "")
+        assert "crosses_barrier" not in after.loc[code, "flags"]   # band flags only
+    others = set(answer) - {src, dst}
+    for code in others:
+        assert answer[code]["warning"] == ""
+        for field in ("flags", "flag_reason", "barrier_inside_m"):
+            assert after.loc[code, field] == before.loc[code, field] or (
+                pd.isna(after.loc[code, field]) and pd.isna(before.loc[code, field])), field
+    undone = client.post(f"/plans/{draft}/undo", headers={"If-Match": '"1"'})
+    assert undone.status_code == 200, undone.text
+    assert all(f["properties"]["warning"] == "" for f in undone.json()["grids"]["features"])
+    assert state(store.engine, draft) == state_before

@@ -57,8 +57,40 @@ def test_gdal_lists_grids_for_published_territories_and_areas_for_all(
         server: Server, store: DemoStore, gdal: ProcessPoolExecutor) -> None:
     layers = dict(gdal.submit(oapif_reader.list_layers, oapif(server)).result(timeout=120))
     t, tiny = store.territory_id, store.tiny_territory_id
-    assert set(layers) == {f"grids-{t}", f"areas-{t}", f"areas-{tiny}"}
-    assert "Polygon" in layers[f"grids-{t}"]
+    assert set(layers) == {f"grids-{t}", f"streets-{t}", f"areas-{t}", f"areas-{tiny}"}
+    # (GDAL says Unknown when the first page mixes Polygon and MultiPolygon: a grid in
+    # parts; the geometries read are checked below.)
+    assert layers[f"grids-{t}"] in ("Polygon", "MultiPolygon", "Unknown"), layers
+    assert "LineString" in layers[f"streets-{t}"], layers
+
+
+def test_gdal_reads_the_inferred_streets_of_the_published_plan(
+        server: Server, store: DemoStore, gdal: ProcessPoolExecutor) -> None:
+    from gis.plans import read_lines
+
+    want = read_lines(store.engine, store.plan_id)
+    assert len(want) > 0, "the demo plan must have inferred streets"
+    frame = gdal.submit(oapif_reader.read, oapif(server),
+                        f"streets-{store.territory_id}").result(timeout=120)
+    assert frame.crs.to_string() in LON_LAT
+    assert sorted(frame["line_no"].astype(int)) == sorted(want["line_no"].astype(int))
+    got = frame.set_index(frame["line_no"].astype(int)).sort_index()
+    want = want.set_index(want["line_no"].astype(int)).sort_index()
+    assert (got["kind"] == "inferred_street").all()
+    assert list(got["name"]) == list(want["name"])
+    assert got["width_m"].astype(float).round(2).tolist() == \
+        want["width_m"].astype(float).round(2).tolist()
+    # (7 decimals in GeoJSON: about 1 cm)
+    apart = shapely.hausdorff_distance(got.geometry.to_numpy(), want.geometry.to_numpy())
+    assert float(apart.max()) < 1e-6
+    one = int(want.index[0])
+    item = httpx.get(f"{server.url}/ogc/collections/streets-{store.territory_id}/items/{one}")
+    assert item.status_code == 200 and item.json()["id"] == one
+    assert item.json()["properties"]["width_m"] == round(float(want.loc[one, "width_m"]), 2)
+    doc = httpx.get(f"{server.url}/ogc/collections/streets-{store.territory_id}").json()
+    assert doc["title"].startswith("推测巷道") and "extent" in doc
+    missing = httpx.get(f"{server.url}/ogc/collections/streets-{store.tiny_territory_id}")
+    assert missing.status_code == 404 and "no published plan" in missing.json()["detail"]
 
 
 def test_gdal_reads_every_grid_following_the_next_links(
@@ -68,6 +100,7 @@ def test_gdal_reads_every_grid_following_the_next_links(
     frame = gdal.submit(oapif_reader.read, oapif(server), collection).result(timeout=120)
     assert_matches_plan(frame, store, tolerance=1e-3)
     assert list(frame["id"]) == list(frame["code"])  # the feature id is the grid code
+    assert set(frame.geom_type) <= {"Polygon", "MultiPolygon"}
     offsets = sorted(int(q["offset"][0]) for q in server.items_requests(collection)
                      if "offset" in q)
     n = len(store.grids)

@@ -14,7 +14,7 @@ from test_edits import USER, edit, first_move, state, version_of
 
 from data.changes import scripted_changes
 from data.demo import DemoTerritory
-from gis.plans import read_blocks, read_grids
+from gis.plans import read_blocks, read_grids, read_lines
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 120) -> dict[str, Any]:
@@ -121,6 +121,17 @@ def test_redraw_job_makes_a_draft_from_the_published_plan(
     for code in kept:
         assert new.loc[code].geometry.equals_exact(old.loc[code].geometry, 1e-9)
         assert new.loc[code, "name"] == old.loc[code, "name"]
+        # A kept grid keeps its strong barrier inside and, unflagged anew, its reason.
+        assert new.loc[code, "barrier_inside_m"] == old.loc[code, "barrier_inside_m"]
+        if list(new.loc[code, "flags"]) == list(old.loc[code, "flags"]):
+            assert new.loc[code, "flag_reason"] == old.loc[code, "flag_reason"]
+    assert new["barrier_inside_m"].notna().all()
+    # The blocks are the parent's, so are the streets found between its buildings.
+    parent_lines = read_lines(store.engine, store.plan_id)
+    lines = read_lines(store.engine, job["plan_id"])
+    assert len(lines) == len(parent_lines) > 0
+    assert lines.drop(columns="geometry").equals(parent_lines.drop(columns="geometry"))
+    assert all(a.equals(b) for a, b in zip(lines.geometry, parent_lines.geometry, strict=True))
     assert not set(redraw["grids_new"]) & set(old.index)
     blocks = read_blocks(store.engine, job["plan_id"])
     assert blocks["grid_code"].notna().all()

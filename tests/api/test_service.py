@@ -127,6 +127,17 @@ def test_upload_partition_publish_diff(client: TestClient, demo_gpkg: Path) -> N
     assert all(len(c) == 15 and c.isdigit() for c in grids["code"])
     assert {f["id"] for f in fc["features"]} == set(grids["code"])
     assert report["n_grids"] == len(grids) and report["coverage_share"] > 0.9999
+    # The inferred streets the partition found are stored with the plan, and served.
+    lines = client.get(f"/plans/{plan_id}/lines", params={"kind": "inferred_street"}).json()
+    assert len(lines["features"]) == report["inferred_streets"] > 0
+    assert sum(shapely.length(gpd.GeoDataFrame.from_features(
+        lines["features"], crs=4326).to_crs(4547).geometry.to_numpy())) / 1000 == \
+        pytest.approx(report["inferred_streets_km"], abs=0.01)
+    assert all(f["properties"]["width_m"] >= 10 and f["properties"]["kind"] ==
+               "inferred_street" for f in lines["features"])
+    # Every grid says how much river, ridge or railway runs inside it, as the report does.
+    assert sum(grids["barrier_inside_m"]) == pytest.approx(report["barrier_inside_m"],
+                                                           abs=0.1 * len(grids))
 
     # Filters: village, town, flags, bbox.
     village = grids["village_code"].iloc[0]
@@ -201,10 +212,18 @@ def test_upload_partition_publish_diff(client: TestClient, demo_gpkg: Path) -> N
                                      for f in second_grids["features"])
     assert_problem(client.get("/areas/999999999999"), 404, "999999999999")
 
-    # Delete the territory: everything under it goes.
+    # A copy takes the plan's lines with it.
+    copied = client.post(f"/plans/{plan_id}/copy").json()["id"]
+    assert client.get(f"/plans/{copied}/lines").json()["features"] == lines["features"]
+
+    # Delete the territory: everything under it goes, the plans' lines too.
     assert client.delete(f"/territories/{tid}").status_code == 204
     assert_problem(client.get(f"/territories/{tid}"), 404)
     assert_problem(client.get(f"/plans/{plan_id}"), 404)
+    assert_problem(client.get(f"/plans/{copied}/lines"), 404)
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(models.PlanLine)).scalar_one() == 0
 
 
 @pytest.mark.postgis

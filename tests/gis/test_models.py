@@ -57,11 +57,15 @@ def _populate(engine: Engine) -> dict[str, int]:
                            village_code="440111001001", households=412, population=1050,
                            area_m2=51_600.0, compactness=0.71, barrier_share=0.83,
                            radius_m=210.0, boundary_text="东至机场路，南至白云大道，西至…，北至…",
-                           flags=["near_target"], geom=geom(POLY))
+                           flags=["near_target"], flag_reason="crosses 白沙河: 282 households",
+                           barrier_inside_m=12.5, geom=geom(POLY))
         s.add_all([child, grid])
         s.flush()
         s.add(models.Block(plan_id=plan.id, block_no=1, village_code="440111001001",
                            households=412, population=1050, grid_id=grid.id, geom=geom(POLY)))
+        s.add(models.PlanLine(plan_id=plan.id, line_no=0, kind="inferred_street",
+                              name="景泰小学旁巷道", village_code="440111001001", width_m=14.5,
+                              likeness=0.72, geom=geom(shapely.MultiLineString([LINE]))))
         staff = models.Staff(territory_id=terr.id, name="李网格", role="grid_worker",
                              phone="13800000000", area_code="440111001001")
         s.add(staff)
@@ -110,8 +114,14 @@ def test_every_model_round_trips(engine: Engine) -> None:
         assert grid.code == "440111001001001" and grid.kind == "comprehensive"
         assert grid.flags == ["near_target"] and grid.boundary_text.startswith("东至机场路")
         assert (grid.households, grid.area_m2, grid.compactness) == (412, 51_600.0, 0.71)
+        assert (grid.flag_reason, grid.barrier_inside_m) == ("crosses 白沙河: 282 households",
+                                                             12.5)
         block = s.scalars(select(models.Block)).one()
         assert block.grid_id == grid.id and block.households == 412
+        line = s.scalars(select(models.PlanLine)).one()
+        assert (line.plan_id, line.line_no, line.kind, line.name, line.width_m,
+                line.likeness) == (plan.id, 0, "inferred_street", "景泰小学旁巷道", 14.5, 0.72)
+        assert to_shape(line.geom).equals(shapely.MultiLineString([LINE]))
         staff = s.scalars(select(models.Staff)).one()
         assert staff.role == "grid_worker"
         assert s.scalars(select(models.StaffGrid.grid_code)).one() == grid.code
@@ -154,13 +164,13 @@ def test_deleting_a_territory_removes_everything_under_it(engine: Engine) -> Non
     delete_territory(engine, ids["territory"])  # events hold no foreign key (migration 0006)
     with engine.connect() as conn:
         for model in (models.AdminArea, models.Building, models.Plan, models.Grid,
-                      models.Block, models.Event, models.EventHistory):
+                      models.Block, models.PlanLine, models.Event, models.EventHistory):
             assert conn.execute(select(func.count()).select_from(model)).scalar_one() == 0
 
 
 def test_every_geometry_column_has_a_spatial_index(engine: Engine) -> None:
     geometry_tables = [t.name for t in models.Base.metadata.sorted_tables if "geom" in t.c]
-    assert len(geometry_tables) == 9
+    assert len(geometry_tables) == 10
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             rows = conn.execute(text(

@@ -664,3 +664,38 @@ def test_paint_blocks_by_dragging_then_rebalance(browser: Any, server: LiveServe
         no_errors(errors)
     finally:
         page.close()
+
+
+def test_the_editor_shows_crossings_and_the_inferred_streets(browser: Any, server: LiveServer,
+                                                             store: DemoStore) -> None:
+    """The editor is the planner map: a grid crossing a river says so in its panel row (in
+    Chinese, the metres inside it, the reason on hover), and the 推测巷道 layer is there."""
+    from gis.plans import read_lines
+
+    draft = new_draft(server, store)
+    page, errors, _ = editor(browser, server, draft)
+    try:
+        grids = read_grids(store.engine, draft).set_index("code")
+        crossing = grids[grids["flags"].map(lambda f: "crosses_barrier" in f)]
+        code = str(crossing["barrier_inside_m"].idxmax())
+        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
+        mine = blocks[blocks["grid_code"] == code]
+        frame(page, grids.loc[code].geometry)
+        click_at(page, inside(mine.loc[largest(mine)].geometry))
+        wait_for(page, f"gridmap.editor.current === '{code}'")
+        row = page.locator(f'.gm-ed-grids tr[data-code="{code}"] .gm-ed-flags')
+        assert "跨越河流/山脊/铁路" in row.inner_text()
+        assert f"内含河流/山脊/铁路 {grids.loc[code, 'barrier_inside_m']:.0f} 米" in \
+            row.inner_text()
+        assert row.get_attribute("title") == grids.loc[code, "flag_reason"]
+        screenshot(page, "editor_crossing")
+        page.locator(".leaflet-control-layers").hover()
+        label = page.locator(".leaflet-control-layers-overlays label").filter(
+            has_text=re.compile(r"^\s*推测巷道\s*$"))
+        label.locator("input").check()
+        wait_for(page, "gridmap.layers.inferred_streets.loaded", timeout=10_000)
+        assert page.evaluate("gridmap.layers.inferred_streets.features") == \
+            len(read_lines(store.engine, draft)) > 0
+        no_errors(errors)
+    finally:
+        page.close()

@@ -21,7 +21,7 @@ from PIL import Image
 
 from api.app import create_app
 from gis.crs import gcj02_from_wgs84
-from gis.plans import read_blocks
+from gis.plans import read_blocks, read_lines
 from gis.store import read_layer
 from maps.overlays import LAYERS
 
@@ -109,11 +109,47 @@ def test_a_plans_blocks_carry_their_grid(client: TestClient, store: DemoStore) -
         int(store.grids["households"].sum())
 
 
+def test_a_plans_inferred_streets_are_served_with_their_width(client: TestClient,
+                                                              store: DemoStore) -> None:
+    stored = read_lines(store.engine, store.plan_id, kind="inferred_street")
+    assert len(stored) > 1
+    url = f"/plans/{store.plan_id}/lines"
+    response = client.get(url, params={"kind": "inferred_street"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/geo+json")
+    body = response.json()
+    assert (body["plan_id"], body["display"]) == (store.plan_id, "wgs84")
+    assert [f["id"] for f in body["features"]] == [int(n) for n in stored["line_no"]]
+    assert [f["properties"]["width_m"] for f in body["features"]] == \
+        [float(w) for w in stored["width_m"]]
+    assert [f["properties"]["name"] for f in body["features"]] == list(stored["name"])
+    assert {f["geometry"]["type"] for f in body["features"]} == {"MultiLineString"}
+    got = shapely.from_geojson([json.dumps(f["geometry"]) for f in body["features"]])
+    assert np.all(shapely.equals_exact(got, stored.geometry.to_numpy(), tolerance=1e-6))
+    assert client.get(url).json()["features"] == body["features"]   # every kind: the same
+    # A bbox around one street selects it and not the streets far away.
+    one = stored.geometry.iloc[0]
+    box = one.buffer(1e-4).bounds
+    near = client.get(url, params={"bbox": ",".join(f"{v:.7f}" for v in box)}).json()
+    want = stored["line_no"][shapely.intersects(stored.geometry.to_numpy(), shapely.box(*box))]
+    assert sorted(f["id"] for f in near["features"]) == sorted(int(n) for n in want)
+    assert 0 < len(near["features"]) < len(stored)
+    # Too many for the limit: 400 asking to zoom in; bad requests are problems.
+    capped = client.get(url, params={"limit": 1})
+    assert capped.status_code == 400 and "zoom in" in capped.json()["detail"]
+    assert "推测巷道" in client.get(url, params={"limit": 1, "kind": "inferred_street"}
+                                 ).json()["detail"]
+    assert client.get(url, params={"kind": "river"}).status_code == 422
+    assert client.get(url, params={"bbox": "1,2,3"}).status_code == 400
+    assert client.get("/plans/99999/lines").status_code == 404
+
+
 def test_display_gcj02_shifts_every_overlay_as_gis_crs_does(client: TestClient,
                                                             store: DemoStore) -> None:
     for url in (f"/territories/{store.territory_id}/layers/facilities",
                 f"/territories/{store.territory_id}/layers/admin_areas",
-                f"/plans/{store.plan_id}/blocks", f"/plans/{store.plan_id}/grids?simplify=2"):
+                f"/plans/{store.plan_id}/blocks", f"/plans/{store.plan_id}/grids?simplify=2",
+                f"/plans/{store.plan_id}/lines"):
         plain = client.get(url, params={"display": "wgs84"}).json()["features"]
         shifted = client.get(url, params={"display": "gcj02"}).json()["features"]
         assert len(plain) == len(shifted) > 0
@@ -317,6 +353,81 @@ def test_clicking_a_grid_opens_its_popup(browser: Any, server: LiveServer,
 
 
 @POSTGIS_ONLY
+def test_a_grid_crossing_a_river_says_so_in_chinese_with_its_reason(
+        browser: Any, server: LiveServer, store: DemoStore) -> None:
+    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
+    try:
+        crossing = store.grids[store.grids["flags"].map(lambda f: "crosses_barrier" in f)]
+        grid = crossing.sort_values("barrier_inside_m").iloc[-1]
+        assert grid["barrier_inside_m"] > 0 and grid["flag_reason"]
+        click_grid(page, grid["code"])
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for(timeout=5_000)
+        text = popup.inner_text()
+        assert grid["code"] in text and "跨越河流/山脊/铁路" in text
+        assert "crosses_barrier" not in text
+        assert page.locator(".leaflet-popup-content .gm-reason").inner_text() == \
+            grid["flag_reason"]
+        assert "网格内河流/山脊/铁路" in text
+        assert f"{grid['barrier_inside_m']:,.0f} 米" in text
+        page.wait_for_timeout(400)
+        screenshot(page, "planner_crossing_popup")
+        # A river or lake made a grid of its own is coloured as water, not as a dedicated
+        # grid; the legend has it.
+        fill = page.evaluate("""[GridmapPlanner.gridStyle({properties: {kind: "dedicated",
+            name: "白云湖水域专属网格", households: 0}}, [300, 500]).fillColor,
+            GridmapPlanner.gridStyle({properties: {kind: "dedicated", name: "白云工业园专属网格",
+            households: 0}}, [300, 500]).fillColor, GridmapPlanner.COLORS]""")
+        assert fill[0] == fill[2]["water"] != fill[1] == fill[2]["dedicated"]
+        assert "水域专属网格" in page.locator(".gm-legend").inner_text()
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+@POSTGIS_ONLY
+def test_the_inferred_streets_layer_shows_each_streets_width(
+        browser: Any, server: LiveServer, store: DemoStore) -> None:
+    stored = read_lines(store.engine, store.plan_id, kind="inferred_street")
+    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
+    try:
+        assert not server.paths("/lines")     # fetched only once switched on
+        overlay_box(page, "推测巷道").check()
+        wait_for(page, "gridmap.layers.inferred_streets.loaded", timeout=10_000)
+        assert server.paths(rf"^/plans/{store.plan_id}/lines$")
+        assert page.evaluate("gridmap.layers.inferred_streets.features") == len(stored)
+        # Thin and dashed, unlike the given roads.
+        style = page.evaluate("""gridmap.layers.inferred_streets.layer.getLayers()
+            .filter(l => l.options.opacity > 0).map(l => [l.options.dashArray,
+            l.options.weight])""")
+        assert len(style) == len(stored) and all(dash and weight < 2 for dash, weight in style)
+        street = stored.sort_values("width_m").iloc[-1]
+        xy = shapely.get_coordinates(street.geometry)
+        lon, lat = xy[len(xy) // 2]
+        x0, y0, x1, y1 = street.geometry.bounds
+        page.evaluate(f"gridmap.map.fitBounds([[{y0}, {x0}], [{y1}, {x1}]], "
+                      "{animate: false, maxZoom: 17})")
+        page.wait_for_timeout(300)
+        point = page.evaluate(f"""() => {{
+            const m = gridmap.map, p = m.latLngToContainerPoint([{lat}, {lon}]).round();
+            const r = m.getContainer().getBoundingClientRect();
+            return [r.left + p.x, r.top + p.y];
+        }}""")
+        page.mouse.click(point[0], point[1])
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for(timeout=5_000)
+        text = popup.inner_text()
+        assert "推测巷道" in text and str(street["name"]) in text
+        assert f"宽度\t{street['width_m']:.1f} 米" in text
+        assert "道路数据中无此路" in text
+        page.wait_for_timeout(400)
+        screenshot(page, "planner_inferred_street")
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+@POSTGIS_ONLY
 def test_search_by_code_zooms_to_the_grid_and_opens_it(browser: Any, server: LiveServer,
                                                        store: DemoStore) -> None:
     page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
@@ -443,3 +554,29 @@ def test_a_gcj02_basemap_shifts_what_the_page_receives(browser: Any, store: Demo
             assert not errors, errors
         finally:
             page.close()
+
+
+def test_the_map_names_every_flag_as_the_rest_of_the_product_does() -> None:
+    """planner.js FLAG_NAMES = gis/names.py FLAG_NAMES (posters, exports, index), and every
+    flag the engine and the edits set has a Chinese name."""
+    from pathlib import Path
+
+    from gis.names import FLAG_NAMES
+    from partitioning.flags import FORCED
+
+    script = (Path(__file__).parents[2] / "maps/static/planner.js").read_text(encoding="utf-8")
+    block = re.search(r"var FLAG_NAMES = \{(.*?)\};", script, re.S)
+    assert block is not None
+    in_js = dict(re.findall(r'(\w+): "([^"]+)"', block.group(1)))
+    assert in_js == FLAG_NAMES
+    assert set(FORCED) | {"below_min", "above_max", "noncontiguous", "crosses_barrier"} \
+        <= set(FLAG_NAMES)
+
+
+def test_the_index_counts_flagged_grids_in_chinese(client: TestClient, store: DemoStore
+                                                  ) -> None:
+    html = client.get("/").text
+    row = next(r for r in html.split("<tr")[1:] if f'href="/plans/{store.plan_id}/map"' in r)
+    crossing = sum("crosses_barrier" in f for f in store.grids["flags"])
+    assert crossing > 0 and f"跨越河流/山脊/铁路 {crossing}" in row
+    assert "crosses_barrier" not in html

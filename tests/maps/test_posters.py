@@ -19,6 +19,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 from conftest import ARTIFACTS
 from demo_plan import DemoStore
 from fastapi.testclient import TestClient
@@ -383,3 +384,49 @@ def test_map_labels_are_text_in_the_pdf(store: DemoStore, which: str) -> None:
     if which == "town":
         assert set(labels) & {str(n) for n in data.villages["name"]}, "no village name"
     assert set(labels) & {str(n) for n in data.barriers["name"].dropna()}, "no road or river"
+
+
+def _street_area(store: DemoStore) -> str:
+    """The town holding the most inferred streets and a grid crossing a river."""
+    from gis.plans import read_lines
+
+    lines = read_lines(store.engine, store.plan_id, kind="inferred_street")
+    crossing = {store.area_parents[v] for v, f in zip(
+        store.grids["village_code"], store.grids["flags"], strict=True)
+        if "crosses_barrier" in f}
+    towns = lines["village_code"].map(store.area_parents).value_counts()
+    return str(next(t for t in towns.index if t in crossing))
+
+
+def test_inferred_streets_are_thin_dashed_lines_under_the_grid_lines(
+        store: DemoStore) -> None:
+    """The plan's inferred streets are drawn (dashed, thinner than any road, under the grid
+    lines, unlabelled) and in the legend; a grid crossing a river says so in the table."""
+    from matplotlib.collections import LineCollection
+
+    from maps.poster import ROAD_STYLES, _Sheet
+
+    town = _street_area(store)
+    data = load_poster_data(store.engine, store.plan_id, town)
+    assert len(data.streets) > 0
+    sheet = _Sheet(data, PaperSize.A3, register_fonts())
+    fig, _ = sheet.page_one()
+    drawn = [c for ax in fig.axes for c in ax.collections if c.get_gid() == "inferred-streets"]
+    assert len(drawn) == 1
+    streets = drawn[0]
+    assert isinstance(streets, LineCollection)
+    assert len(streets.get_segments()) == sum(
+        len(shapely.get_parts(g)) for g in data.streets.geometry)
+    _offset, dashes = streets.get_linestyle()[0]
+    assert dashes is not None and len(dashes) >= 2, "the streets must be dashed"
+    assert streets.get_linewidth()[0] < min(w for _, w, _, _ in ROAD_STYLES.values()) * sheet.k
+    grid_lines = [c for c in streets.axes.collections
+                  if isinstance(c, LineCollection) and c.get_zorder() == 5]
+    assert grid_lines and streets.get_zorder() < grid_lines[0].get_zorder()
+    map_texts = " ".join(t.get_text() for t in streets.axes.texts)
+    assert "巷道" not in map_texts, "inferred streets are never labelled"
+    pdf = PdfDoc(_render(store, town, "A3", "pdf"))
+    text = pdf.text()
+    assert "推测巷道（数据中无此路）" in text          # the legend
+    assert "跨越河流/山脊/铁路" in text               # the crossing grid's note in the table
+    _check_png(_render(store, town, "A3", "png"), PaperSize.A3)

@@ -186,6 +186,8 @@ def test_tiles_hold_exactly_the_grids_they_meet(store: DemoStore, z: int) -> Non
             assert props["village_code"] == row["village_code"]
             assert props.get("name") == row["name"]
             assert props["flags"] == ",".join(row["flags"])
+            assert props["households_estimated"] == int(row["households_estimated"])
+            assert props["barrier_inside_m"] == pytest.approx(float(row["barrier_inside_m"]))
             shape = shapely.geometry.shape(feature["geometry"])
             assert shape.is_valid and shape.geom_type in ("Polygon", "MultiPolygon")
             back = mercator(from_tile_coords(np.array([shape]), tile))[0]
@@ -204,13 +206,22 @@ def test_statuses_and_flags_appear(store: DemoStore) -> None:
     """The demo has in-band, dedicated and flagged grids: the tiles show them all."""
     statuses: set[str] = set()
     flagged = 0
+    crossing: dict[str, float] = {}
     for tile in plan_tiles(store, 12):
         for feature in decode(render_tile(store.engine, store.plan_id, tile, BAND)).values():
-            statuses.add(feature["properties"]["status"])
-            flagged += bool(feature["properties"]["flags"])
+            props = feature["properties"]
+            statuses.add(props["status"])
+            flagged += bool(props["flags"])
+            if "crosses_barrier" in props["flags"].split(","):
+                crossing[props["code"]] = props["barrier_inside_m"]
     assert {"in_band", "dedicated"} <= statuses <= set(("below", "in_band", "above",
                                                         "dedicated"))
     assert flagged > 0
+    # The grids that cross a river, ridge or railway say so, with the metres inside them.
+    want = store.grids[store.grids["flags"].map(lambda f: "crosses_barrier" in f)]
+    assert set(crossing) == set(want["code"]) and len(crossing) > 0
+    assert crossing == pytest.approx(dict(zip(want["code"], want["barrier_inside_m"],
+                                              strict=True)))
 
 
 def test_a_tile_away_from_the_plan_is_empty(store: DemoStore) -> None:

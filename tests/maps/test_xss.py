@@ -139,6 +139,9 @@ def _build(client: TestClient, engine: Engine, tmp: Path, backend: str,
     r = client.post(f"/plans/{plan}/publish", json={"note": every_payload("发布说明")})
     assert r.status_code == 200, r.text
     grids = [f["properties"] for f in client.get(f"/plans/{plan}/grids").json()["features"]]
+    # Inferred streets are named after a place nearby (a facility's name: a payload), so
+    # the plan (and the copy below) holds streets named with every payload.
+    _payload_streets(engine, plan, grids)
     codes = [g["code"] for g in grids]
     town, village = codes[0][:9], codes[0][:12]
     # A planner whose display name is a payload copies and edits (the history's author).
@@ -219,6 +222,24 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (40, 30), (10, 200, 10)).save(out, "PNG")
     return out.getvalue()
+
+
+def _payload_streets(engine: Engine, plan: int, grids: list[dict[str, Any]]) -> None:
+    import geopandas as gpd
+    import shapely
+
+    from gis.plans import add_lines, read_grids
+
+    stored = read_grids(engine, plan)
+    lines = [shapely.LineString(shapely.get_coordinates(g.exterior if g.geom_type == "Polygon"
+                                                        else g.geoms[0].exterior)[:2])
+             for g in stored.geometry]
+    names = [payload(f"巷道{i}", 200, i) + "旁巷道" for i in range(len(lines))]
+    added = add_lines(engine, plan, gpd.GeoDataFrame(
+        {"name": names, "width_m": [12.5] * len(lines), "likeness": [0.8] * len(lines),
+         "village_code": [g["village_code"] for g in grids][:len(lines)]},
+        geometry=lines, crs=4326))
+    assert added == len(lines) > 0
 
 
 def _inside(client: TestClient, plan: int, code: str) -> tuple[float, float]:
@@ -514,6 +535,9 @@ def test_no_script_runs_on_any_page(browser: Any, server: LiveServer, pages: lis
                     history = page.locator(".gm-h-list").inner_text()
                     assert "编" in history and "规划员" in history, history
                 assert page.evaluate(OPEN_PLANNER_POPUPS) >= len(world.grids)
+                # The inferred streets (named with payloads) were drawn and opened too.
+                assert page.evaluate("gridmap.layers.inferred_streets.features") == \
+                    len(world.grids)
                 text = page.locator(".leaflet-popup-content").last.inner_text()
                 assert text, url
             elif "/compare/" in url:

@@ -149,8 +149,12 @@ def partition(
     seed: Annotated[int, typer.Option(help="Random seed: same input and seed, same grids.")]
     = 0,
     workers: Annotated[int, typer.Option(
-        help="Processes for the villages (0: the CPUs available, at most 2); the grids do "
-             "not depend on it.")] = 1,
+        help="Worker processes of the LocalCluster started for the run (0: one per CPU); "
+             "the grids do not depend on it.")] = 0,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", envvar="GRIDMAP_DASK_SCHEDULER",
+        help="Address of a running Dask scheduler (tcp://host:8786) to compute on, instead "
+             "of a LocalCluster on this machine (docs/scale.md).")] = None,
     field_map: Annotated[list[str] | None, typer.Option(
         "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
     crs: Annotated[list[str] | None, typer.Option(
@@ -165,31 +169,60 @@ def partition(
         "--min-dwelling", help="Smallest dwelling (m²): an estimate never exceeds floor "
                                "area ÷ this.")] = 50.0,
 ) -> None:
-    """Cut a territory into grids of MIN–MAX households (files in, files out; no database)."""
+    """Cut a territory into grids of MIN–MAX households (files in, files out; no database).
+
+    The territory is cut into towns (a big town into groups of its villages), partitioned
+    side by side on a Dask cluster (a LocalCluster of worker processes on this machine, or
+    the one at --scheduler), and joined."""
+    import threading
+
     from gis.layers import parse_crs_option, parse_field_map, read_territory
-    from partitioning.engine import partition_territory
+    from partitioning.cluster import partition_on_cluster, shared_compute
     from partitioning.output import write_partition
     from partitioning.params import PartitionParams
+    from partitioning.towns import split_territory
 
     with user_errors():
+        if workers < 0:
+            raise GridmapError("--workers must be 0 (one per CPU) or more")
         try:
             params = PartitionParams(min_households=min_households,
                                      max_households=max_households,
                                      target_households=target, seed=seed,
-                                     workers=workers, estimate=estimate,
-                                     min_dwelling_m2=min_dwelling)
+                                     estimate=estimate, min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
+        compute = shared_compute(scheduler or "", workers)
+        # The cluster starts (or is reached) while the territory is read.
+        reached: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                compute.client()
+            except Exception as exc:
+                reached.append(exc)
+
+        starter = threading.Thread(target=start, daemon=True)
+        starter.start()
         with console.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task("划分 partitioning", total=1.0)
-            result = partition_territory(
-                terr, params,
-                progress=lambda stage, done: bar.update(task, completed=done,
-                                                        description=f"划分 {stage}"))
+            split = split_territory(terr)
+        starter.join()
+        if reached:
+            raise GridmapError(f"计算集群不可用 the Dask cluster "
+                               f"({scheduler or 'LocalCluster'}) could not be reached: "
+                               f"{_one_line(str(reached[0]) or type(reached[0]).__name__)}")
+        client = compute.client()
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"划分 partitioning on {n_workers} workers",
+                                total=len(split.pieces))
+            result = partition_on_cluster(
+                client, split, params,
+                progress=lambda key, _share, done, _total: bar.update(
+                    task, completed=done, description=f"划分 town {key}"))
         paths = write_partition(result, out)
         r = result.report
         table = Table(title="网格划分 partition")
@@ -205,6 +238,8 @@ def partition(
             ("compactness (Polsby–Popper)", f"{r['compactness_mean']:.2f}"),
             ("coverage 覆盖", f"{r['coverage_share']:.4%}, overlap {r['overlap_m2']} m²"),
             ("flagged 标记", f"{len(r['flagged'])}"),
+            ("towns 街道/镇", f"{len(split.pieces)} pieces on {n_workers} workers "
+                              f"(longest {max(p['seconds'] for p in r['pieces']):.1f} s)"),
             ("runtime", f"{r['runtime_s']:.1f} s"),
         ):
             table.add_row(label, value)

@@ -76,6 +76,13 @@ class TooManyRequests(GridmapError):
         self.retry_after = retry_after
 
 
+class TooManyJobs(TooManyRequests):
+    """Over the limit of queued or running jobs of an account or a territory: wait for
+    one to end (see Retry-After), or cancel one."""
+
+    code = "too-many-jobs"
+
+
 @dataclass(frozen=True)
 class Problem:
     status: int
@@ -88,6 +95,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
     Unauthorized: Problem(401, "Sign in first 请先登录"),
     AccountError: Problem(422, "The account cannot be saved 账户信息有误"),
     Forbidden: Problem(403, "Not allowed 无权访问"),
+    TooManyJobs: Problem(429, "Too many jobs 任务过多"),
     TooManyRequests: Problem(429, "Too many requests 请求过于频繁"),
     EditRefused: Problem(422, "The edit is refused 编辑不被允许"),
     PreconditionRequired: Problem(428, "The plan version is missing 缺少方案版本"),

@@ -583,19 +583,34 @@ def _fewer_malloc_arenas() -> None:
 
 
 def _serve(host: str, port: int, workers: int, database_url: str | None,
-           access_log: bool = True) -> None:
+           access_log: bool = True, scheduler: str | None = None) -> None:
     import os
 
     import uvicorn
 
     from gis.database import make_engine, upgrade
     from gis.settings import get_settings
+    from partitioning.cluster import shared_compute
 
     if database_url:
         os.environ["GRIDMAP_DATABASE_URL"] = database_url   # seen by worker processes too
-        get_settings.cache_clear()
+    if scheduler:
+        os.environ["GRIDMAP_DASK_SCHEDULER"] = scheduler
+    get_settings.cache_clear()
     _fewer_malloc_arenas()
     upgrade(make_engine(database_url))
+    settings = get_settings()
+    if not settings.dask_scheduler:
+        # One LocalCluster for every server process: started here, its address handed to
+        # them (they only enqueue jobs and read; the workers compute).
+        compute = shared_compute("", settings.dask_workers)
+        os.environ["GRIDMAP_DASK_SCHEDULER"] = compute.scheduler
+        get_settings.cache_clear()
+        n = len(compute.client().scheduler_info().get("workers", {}))
+        console.print(f"计算 compute: a LocalCluster of {n} worker processes at "
+                      f"{compute.scheduler} (GRIDMAP_DASK_SCHEDULER to use another)")
+    else:
+        console.print(f"计算 compute: the Dask cluster at {settings.dask_scheduler}")
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"serving 服务地址 http://{shown}:{port}/docs  (API documentation), "
                   f"OGC API – Features for QGIS: http://{shown}:{port}/ogc  — Ctrl+C to stop")
@@ -609,18 +624,23 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Server processes (each runs its own jobs).")]
-    = 1,
+    workers: Annotated[int, typer.Option(
+        help="Server processes (each drives its own jobs; the cluster computes them).")] = 1,
     database_url: DatabaseOption = None,
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log",
         help="Log every request (off: less CPU per request under heavy load).")] = True,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", envvar="GRIDMAP_DASK_SCHEDULER",
+        help="Address of a running Dask scheduler (tcp://host:8786) the jobs compute on; "
+             "default: a LocalCluster of worker processes sized to this machine "
+             "(GRIDMAP_DASK_WORKERS).")] = None,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn); the schema is migrated first."""
     with user_errors():
         if not 1 <= workers <= 64:
             raise GridmapError("--workers must be between 1 and 64")
-        _serve(host, port, workers, database_url, access_log)
+        _serve(host, port, workers, database_url, access_log, scheduler)
 
 
 @app.command()
@@ -635,36 +655,54 @@ def demo(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     events: Annotated[int, typer.Option(
         help="Events of the last three days for the command centre (0: none).")] = 400,
+    districts: Annotated[int, typer.Option(
+        help="Districts in the territory: more than 1 makes a multi-district territory "
+             "(a city or province), each district of --households households, partitioned "
+             "as one territory.")] = 1,
 ) -> None:
     """Generate the demo district, import and partition it, publish the plan, report some
     events and serve it."""
-    from data.demo import generate
+    from data.demo import generate, generate_province
 
     with user_errors():
         if not 1_000 <= households <= 2_000_000:
             raise GridmapError("--households must be between 1,000 and 2,000,000")
         if not 0 <= events <= 1_000_000:
             raise GridmapError("--events must be between 0 and 1,000,000")
+        if not 1 <= districts <= 88:
+            raise GridmapError("--districts must be between 1 and 88")
+        if districts > 1 and households < 5_000:
+            raise GridmapError("--households must be at least 5,000 per district")
         out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        territory = generate(households, seed, progress=True)
+        territory = generate(households, seed, progress=True) if districts == 1 else \
+            generate_province(districts, households, seed, progress=True)
         gpkg = territory.write(out / "territory.gpkg")
         console.print(f"生成 generated {territory.households:,} households → {gpkg}")
         db_path = out / "gridmap.sqlite"
         for stale in out.glob("gridmap.sqlite*"):
             stale.unlink()
         url = f"sqlite:///{db_path}"
-        territory_id, counts = _import(gpkg, url, name="白云示范区 demo", field_map=None,
-                                       crs=None, encoding=None)
+        territory_id, counts = _import(
+            gpkg, url, name="白云示范区 demo" if districts == 1 else
+            f"示范市 demo city of {districts} districts", field_map=None, crs=None,
+            encoding=None)
         console.print(_counts_table(f"territory {territory_id} in {db_path}", counts))
         from gis.database import make_engine
         from gis.layers import read_territory
         from gis.plans import publish_plan, write_plan
-        from partitioning.engine import partition_territory
+        from gis.settings import get_settings
+        from partitioning.cluster import partition_on_cluster, shared_compute
         from partitioning.output import grid_table, write_partition
+        from partitioning.params import PartitionParams
+        from partitioning.towns import split_territory
 
-        with console.status("划分网格 partitioning ..."):
-            result = partition_territory(read_territory(gpkg))
+        with console.status("划分网格 partitioning (on a Dask cluster) ..."):
+            settings = get_settings()
+            compute = shared_compute(settings.dask_scheduler, settings.dask_workers)
+            result = partition_on_cluster(compute.client(),
+                                          split_territory(read_territory(gpkg)),
+                                          PartitionParams())
             paths = write_partition(result, out / "plan")
         with console.status("发布 publishing the plan ..."):
             engine = make_engine(url)

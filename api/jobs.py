@@ -35,6 +35,7 @@ import shapely
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from api.problems import TooManyJobs
+from events.routing import concat_columns, route_chunk
 from gis import models
 from gis.database import is_unavailable, make_engine
 from gis.edits import PlanReader
@@ -82,6 +83,8 @@ NO_CLUSTER = ("计算集群不可用 the Dask cluster ({}) could not be reached 
               "job ran: {}; nothing was stored: start the scheduler and workers (docs/scale.md) "
               "and submit the job again")
 CANCELLED = "已取消 cancelled by {} before it finished; nothing was stored"
+#: Points routed by one task of a bulk import.
+ROUTE_CHUNK = 250_000
 #: The longest pause between two attempts to record a job's end while the database is away.
 RETRY_MAX_S = 2.0
 ACTIVE = ("queued", "running")
@@ -432,6 +435,27 @@ class JobRunner:
             if control.run is not None:
                 control.run.cancel()
         return get_job(self.engine, job_id)
+
+    # --- work that answers a request ---------------------------------------------------------
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a worker of the cluster, its result here (its error raised here):
+        a request's heavy step (a rebalance) off the web process."""
+        return self.compute.run(fn, *args)
+
+    def route_columns(self, territory_id: int, x: Any, y: Any, coord_sys: str | int,
+                      near_m: float) -> dict[str, Any]:
+        """A bulk import's points routed on the cluster, in chunks of ROUTE_CHUNK side by
+        side (each worker keeps the territory's router): :func:`route_chunk`'s columns."""
+        client = self.compute.client()
+        futures = [client.submit(route_chunk, self.url, near_m, territory_id,
+                                 x[i:i + ROUTE_CHUNK], y[i:i + ROUTE_CHUNK], coord_sys,
+                                 pure=False)
+                   for i in range(0, max(len(x), 1), ROUTE_CHUNK)]
+        try:
+            return concat_columns(client.gather(futures))
+        finally:
+            client.cancel(futures)
 
     # --- driving ----------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ class Compute:
     @property
     def scheduler(self) -> str:
         """The scheduler's address (starting the LocalCluster if it is the one)."""
-        return str(self.client().scheduler.address)
+        return str(self.client().scheduler_info()["address"])
 
     def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None,
             **kwargs: Any) -> Any:

@@ -73,7 +73,7 @@ def start_local_cluster(workers: int = 0, memory_limit: str | float = "auto"
 
     n = workers if workers > 0 else machine_workers()
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                        memory_limit=memory_limit, dashboard_address=None,
+                        memory_limit=memory_limit, dashboard_address=":0",
                         scheduler_port=0, silence_logs=logging.WARNING)
 
 

@@ -484,6 +484,16 @@ class JobRunner:
                 last = time.monotonic()
                 self._set(job_id)
 
+    def _wait_done(self, control: _Control, job_id: str, futures: list[Any]) -> None:
+        """Until every future is done (its data left where it is), as :meth:`_wait`."""
+        last = time.monotonic()
+        while not all(f.done() for f in futures):
+            control.check()
+            time.sleep(TICK_S / 5)
+            if time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self._set(job_id)
+
     def _partition(self, control: _Control, job_id: str, territory_id: int,
                    params: PartitionParams, parameters: dict[str, Any], note: str | None,
                    created_by: str | None) -> int:
@@ -502,6 +512,12 @@ class JobRunner:
         pieces = [client.submit(piece_of, loaded, i, key=f"gridmap-{run.name}-get-{i}")
                   for i in range(total)]
         run.futures += pieces
+        # The whole territory is not kept once its pieces are cut out (a piece lost with
+        # its worker is cut again: the scheduler still knows how).
+        self._wait_done(control, job_id, pieces)
+        for held in (loaded, sizes_f, crs_f):
+            run.futures.remove(held)
+            held.release()
         self._set(job_id, stage=f"towns 分街道计算 0/{total}", progress=0.1, towns_done=0,
                   towns_total=total)
         last = [time.monotonic()]

@@ -19,6 +19,7 @@ from events.rules import EventError
 from gis.accounts import AccountError
 from gis.database import is_unavailable
 from gis.errors import (
+    ComputeUnavailable,
     Conflict,
     CoordinateError,
     CRSError,
@@ -108,6 +109,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
     BadRequest: Problem(400, "Bad request 请求参数错误"),
     NotAcceptable: Problem(406, "Not acceptable 无法提供所请求的格式"),
     DatabaseError: Problem(503, "The database is unavailable 数据库不可用"),
+    ComputeUnavailable: Problem(503, "The compute cluster is unavailable 计算集群不可用"),
     GridmapError: Problem(400, "Bad input 输入有误"),
 }
 #: Problem types that are not exceptions of ours.
@@ -154,6 +156,8 @@ def install(app: FastAPI) -> None:
             response.headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, ComputeUnavailable):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 
     @app.exception_handler(RequestValidationError)

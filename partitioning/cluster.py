@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gis.errors import ComputeUnavailable
 from partitioning.engine import PartitionResult
 from partitioning.params import PartitionParams
 from partitioning.towns import Piece, PieceResult, Split, join, partition_piece
@@ -89,16 +90,25 @@ class Compute:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> Client:
+        """The client (connecting, or starting the LocalCluster, on first use);
+        :class:`ComputeUnavailable` when the scheduler cannot be reached."""
         with self._lock:
             if self._client is None or self._client.status in ("closed", "closing"):
                 from distributed import Client
 
-                if self.address:
-                    self._client = Client(self.address, timeout="10s",
-                                          set_as_default=False)
-                else:
-                    self._cluster = start_local_cluster(self.workers)
-                    self._client = Client(self._cluster, set_as_default=False)
+                try:
+                    if self.address:
+                        self._client = Client(self.address, timeout="10s",
+                                              set_as_default=False)
+                    else:
+                        self._cluster = start_local_cluster(self.workers)
+                        self._client = Client(self._cluster, set_as_default=False)
+                except (OSError, TimeoutError) as exc:
+                    where = self.address or "a new LocalCluster"
+                    raise ComputeUnavailable(
+                        f"计算集群不可用 the Dask scheduler at {where} could not be reached "
+                        f"({exc}): start it (docs/scale.md) or set GRIDMAP_DASK_SCHEDULER"
+                    ) from exc
             return self._client
 
     @property

@@ -43,6 +43,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/territories/{territory_id}/layers/{layer}"): "plans:read",
     ("PUT", "/territories/{territory_id}/staff"): "staff:write",
     ("GET", "/jobs/{job_id}"): "plans:read",
+    ("DELETE", "/jobs/{job_id}"): "plans:write",
     ("GET", "/jobs"): "plans:read",
     ("GET", "/plans"): "plans:read",
     ("GET", "/plans/{plan_id}"): "plans:read",

@@ -91,6 +91,7 @@ class PieceResult:
     seconds: float             # wall time of the task
     cpu_seconds: float
     worker: str = ""
+    started: float = 0.0       # when the task started (epoch seconds)
 
 
 @dataclass
@@ -251,7 +252,7 @@ def partition_piece(piece: Piece, params: PartitionParams,
                     check: Callable[[], None] | None = None) -> PieceResult:
     """The engine on one piece, in one process (the cluster runs pieces side by side);
     ``check()`` is called at each stage of the engine (it raises to stop the piece)."""
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, epoch = time.perf_counter(), time.process_time(), time.time()
     run = PartitionParams(**{**params.__dict__, "workers": 1})
     result = partition_territory(piece.territory, run,
                                  None if check is None else lambda _stage, _done: check())
@@ -262,7 +263,7 @@ def partition_piece(piece: Piece, params: PartitionParams,
         village_area=float(shapely.area(villages.geometry.to_numpy()).sum()),
         perimeter=float(shapely.length(result.grids.geometry.to_numpy()).sum()),
         seconds=round(time.perf_counter() - started, 3),
-        cpu_seconds=round(time.process_time() - cpu, 3))
+        cpu_seconds=round(time.process_time() - cpu, 3), started=epoch)
 
 
 def partition_pieces(territory: Territory, params: PartitionParams | None = None
@@ -320,9 +321,11 @@ def join(results: Sequence[PieceResult], crs: CRS, params: PartitionParams, *,
         report["inferred_streets_km"] = round(float(shapely.length(
             streets.geometry.to_numpy()).sum()) / 1000, 2)
     report["metric_crs"] = f"EPSG:{crs.to_epsg()}"
+    first = min(r.started for r in results)
     report["pieces"] = [{"key": r.key, "town": r.town, "households": r.households,
                          "grids": len(r.grids), "seconds": r.seconds,
-                         "cpu_seconds": r.cpu_seconds, "worker": r.worker}
+                         "cpu_seconds": r.cpu_seconds, "worker": r.worker,
+                         "started_s": round(r.started - first, 3)}
                         for r in sorted(results, key=lambda r: -r.seconds)]
     report["pieces_seconds"] = round(sum(r.seconds for r in results), 3)
     report["timings_s"] = {**report.get("timings_s", {}), "split": round(split_s, 3),

@@ -36,6 +36,7 @@ from gis.models import utcnow
 from gis.settings import Settings, get_settings
 from maps.apidocs import docs_html
 from maps.assets import STATIC
+from partitioning.cluster import shared_compute
 
 log = logging.getLogger("gridmap.api")
 Scope = MutableMapping[str, Any]
@@ -100,7 +101,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         engine = make_engine(settings.database_url, **pool)
 
     runner = JobRunner(engine, settings.job_workers, settings.job_stale_after_s,
-                       settings.job_timeout_s)
+                       settings.job_timeout_s,
+                       shared_compute(settings.dask_scheduler, settings.dask_workers),
+                       nice=settings.dask_nice,
+                       limit_per_account=settings.job_limit_per_account,
+                       limit_per_territory=settings.job_limit_per_territory,
+                       retry_after_s=settings.job_retry_after_s)
     rules = Rules.load(settings.event_rules_path or None, settings.yellow_share)
     stop = threading.Event()
 

@@ -149,8 +149,12 @@ def partition(
     seed: Annotated[int, typer.Option(help="Random seed: same input and seed, same grids.")]
     = 0,
     workers: Annotated[int, typer.Option(
-        help="Processes for the villages (0: the CPUs available, at most 2); the grids do "
-             "not depend on it.")] = 1,
+        help="Worker processes of the LocalCluster started for the run (0: one per CPU); "
+             "the grids do not depend on it.")] = 0,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", envvar="GRIDMAP_DASK_SCHEDULER",
+        help="Address of a running Dask scheduler (tcp://host:8786) to compute on, instead "
+             "of a LocalCluster on this machine (docs/scale.md).")] = None,
     field_map: Annotated[list[str] | None, typer.Option(
         "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
     crs: Annotated[list[str] | None, typer.Option(
@@ -165,31 +169,60 @@ def partition(
         "--min-dwelling", help="Smallest dwelling (m²): an estimate never exceeds floor "
                                "area ÷ this.")] = 50.0,
 ) -> None:
-    """Cut a territory into grids of MIN–MAX households (files in, files out; no database)."""
+    """Cut a territory into grids of MIN–MAX households (files in, files out; no database).
+
+    The territory is cut into towns (a big town into groups of its villages), partitioned
+    side by side on a Dask cluster (a LocalCluster of worker processes on this machine, or
+    the one at --scheduler), and joined."""
+    import threading
+
     from gis.layers import parse_crs_option, parse_field_map, read_territory
-    from partitioning.engine import partition_territory
+    from partitioning.cluster import partition_on_cluster, shared_compute
     from partitioning.output import write_partition
     from partitioning.params import PartitionParams
+    from partitioning.towns import split_territory
 
     with user_errors():
+        if workers < 0:
+            raise GridmapError("--workers must be 0 (one per CPU) or more")
         try:
             params = PartitionParams(min_households=min_households,
                                      max_households=max_households,
                                      target_households=target, seed=seed,
-                                     workers=workers, estimate=estimate,
-                                     min_dwelling_m2=min_dwelling)
+                                     estimate=estimate, min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
+        compute = shared_compute(scheduler or "", workers)
+        # The cluster starts (or is reached) while the territory is read.
+        reached: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                compute.client()
+            except Exception as exc:
+                reached.append(exc)
+
+        starter = threading.Thread(target=start, daemon=True)
+        starter.start()
         with console.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task("划分 partitioning", total=1.0)
-            result = partition_territory(
-                terr, params,
-                progress=lambda stage, done: bar.update(task, completed=done,
-                                                        description=f"划分 {stage}"))
+            split = split_territory(terr)
+        starter.join()
+        if reached:
+            raise GridmapError(f"计算集群不可用 the Dask cluster "
+                               f"({scheduler or 'LocalCluster'}) could not be reached: "
+                               f"{_one_line(str(reached[0]) or type(reached[0]).__name__)}")
+        client = compute.client()
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"划分 partitioning on {n_workers} workers",
+                                total=len(split.pieces))
+            result = partition_on_cluster(
+                client, split, params,
+                progress=lambda key, _share, done, _total: bar.update(
+                    task, completed=done, description=f"划分 town {key}"))
         paths = write_partition(result, out)
         r = result.report
         table = Table(title="网格划分 partition")
@@ -205,6 +238,8 @@ def partition(
             ("compactness (Polsby–Popper)", f"{r['compactness_mean']:.2f}"),
             ("coverage 覆盖", f"{r['coverage_share']:.4%}, overlap {r['overlap_m2']} m²"),
             ("flagged 标记", f"{len(r['flagged'])}"),
+            ("towns 街道/镇", f"{len(split.pieces)} pieces on {n_workers} workers "
+                              f"(longest {max(p['seconds'] for p in r['pieces']):.1f} s)"),
             ("runtime", f"{r['runtime_s']:.1f} s"),
         ):
             table.add_row(label, value)
@@ -555,19 +590,34 @@ def _fewer_malloc_arenas() -> None:
 
 
 def _serve(host: str, port: int, workers: int, database_url: str | None,
-           access_log: bool = True) -> None:
+           access_log: bool = True, scheduler: str | None = None) -> None:
     import os
 
     import uvicorn
 
     from gis.database import make_engine, upgrade
     from gis.settings import get_settings
+    from partitioning.cluster import shared_compute
 
     if database_url:
         os.environ["GRIDMAP_DATABASE_URL"] = database_url   # seen by worker processes too
-        get_settings.cache_clear()
+    if scheduler:
+        os.environ["GRIDMAP_DASK_SCHEDULER"] = scheduler
+    get_settings.cache_clear()
     _fewer_malloc_arenas()
     upgrade(make_engine(database_url))
+    settings = get_settings()
+    if not settings.dask_scheduler:
+        # One LocalCluster for every server process: started here, its address handed to
+        # them (they only enqueue jobs and read; the workers compute).
+        compute = shared_compute("", settings.dask_workers)
+        os.environ["GRIDMAP_DASK_SCHEDULER"] = compute.scheduler
+        get_settings.cache_clear()
+        n = len(compute.client().scheduler_info().get("workers", {}))
+        console.print(f"计算 compute: a LocalCluster of {n} worker processes at "
+                      f"{compute.scheduler} (GRIDMAP_DASK_SCHEDULER to use another)")
+    else:
+        console.print(f"计算 compute: the Dask cluster at {settings.dask_scheduler}")
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"serving 服务地址 http://{shown}:{port}/docs  (API documentation), "
                   f"OGC API – Features for QGIS: http://{shown}:{port}/ogc  — Ctrl+C to stop")
@@ -581,18 +631,23 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Server processes (each runs its own jobs).")]
-    = 1,
+    workers: Annotated[int, typer.Option(
+        help="Server processes (each drives its own jobs; the cluster computes them).")] = 1,
     database_url: DatabaseOption = None,
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log",
         help="Log every request (off: less CPU per request under heavy load).")] = True,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", envvar="GRIDMAP_DASK_SCHEDULER",
+        help="Address of a running Dask scheduler (tcp://host:8786) the jobs compute on; "
+             "default: a LocalCluster of worker processes sized to this machine "
+             "(GRIDMAP_DASK_WORKERS).")] = None,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn); the schema is migrated first."""
     with user_errors():
         if not 1 <= workers <= 64:
             raise GridmapError("--workers must be between 1 and 64")
-        _serve(host, port, workers, database_url, access_log)
+        _serve(host, port, workers, database_url, access_log, scheduler)
 
 
 @app.command()
@@ -607,36 +662,54 @@ def demo(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     events: Annotated[int, typer.Option(
         help="Events of the last three days for the command centre (0: none).")] = 400,
+    districts: Annotated[int, typer.Option(
+        help="Districts in the territory: more than 1 makes a multi-district territory "
+             "(a city or province), each district of --households households, partitioned "
+             "as one territory.")] = 1,
 ) -> None:
     """Generate the demo district, import and partition it, publish the plan, report some
     events and serve it."""
-    from data.demo import generate
+    from data.demo import generate, generate_province
 
     with user_errors():
         if not 1_000 <= households <= 2_000_000:
             raise GridmapError("--households must be between 1,000 and 2,000,000")
         if not 0 <= events <= 1_000_000:
             raise GridmapError("--events must be between 0 and 1,000,000")
+        if not 1 <= districts <= 88:
+            raise GridmapError("--districts must be between 1 and 88")
+        if districts > 1 and households < 5_000:
+            raise GridmapError("--households must be at least 5,000 per district")
         out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        territory = generate(households, seed, progress=True)
+        territory = generate(households, seed, progress=True) if districts == 1 else \
+            generate_province(districts, households, seed, progress=True)
         gpkg = territory.write(out / "territory.gpkg")
         console.print(f"生成 generated {territory.households:,} households → {gpkg}")
         db_path = out / "gridmap.sqlite"
         for stale in out.glob("gridmap.sqlite*"):
             stale.unlink()
         url = f"sqlite:///{db_path}"
-        territory_id, counts = _import(gpkg, url, name="白云示范区 demo", field_map=None,
-                                       crs=None, encoding=None)
+        territory_id, counts = _import(
+            gpkg, url, name="白云示范区 demo" if districts == 1 else
+            f"示范市 demo city of {districts} districts", field_map=None, crs=None,
+            encoding=None)
         console.print(_counts_table(f"territory {territory_id} in {db_path}", counts))
         from gis.database import make_engine
         from gis.layers import read_territory
         from gis.plans import publish_plan, write_plan
-        from partitioning.engine import partition_territory
+        from gis.settings import get_settings
+        from partitioning.cluster import partition_on_cluster, shared_compute
         from partitioning.output import grid_table, write_partition
+        from partitioning.params import PartitionParams
+        from partitioning.towns import split_territory
 
-        with console.status("划分网格 partitioning ..."):
-            result = partition_territory(read_territory(gpkg))
+        with console.status("划分网格 partitioning (on a Dask cluster) ..."):
+            settings = get_settings()
+            compute = shared_compute(settings.dask_scheduler, settings.dask_workers)
+            result = partition_on_cluster(compute.client(),
+                                          split_territory(read_territory(gpkg)),
+                                          PartitionParams())
             paths = write_partition(result, out / "plan")
         with console.status("发布 publishing the plan ..."):
             engine = make_engine(url)

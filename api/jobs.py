@@ -1,9 +1,20 @@
-"""Partition and redraw jobs: run the engine in the background, record state and progress.
+"""Partition and redraw jobs: computed on the Dask cluster, state and progress in the store.
 
-A job ends ``done`` (its plan written in one transaction) or ``failed`` with a reason: bad
-input, the database going away while it ran, or its time limit (``GRIDMAP_JOB_TIMEOUT_S``)
-running out. Its end is recorded even when the database is briefly away (the write is
-retried until it is back); a job whose process died is marked failed by :meth:`recover`.
+The web process never runs the engine: it queues a job (within the per-account and
+per-territory limits), and a driver thread of the process sends its tasks to the cluster
+(partitioning/cluster.py) and records what they report. A partition is a task that reads the
+territory from the store and cuts it into towns on a worker, a task per town, and a task
+that joins them and writes the plan; a redraw is one task. The plan is written in one
+transaction that also records the job ``done``, and only while the job is still running:
+a job cancelled (``DELETE /jobs/{id}``), timed out (``GRIDMAP_JOB_TIMEOUT_S``) or given up
+for dead stores nothing, and a stored plan's job is never marked failed.
+
+A job ends ``done``, ``cancelled``, or ``failed`` with a reason: bad input, the database
+going away while it ran, its time limit, its workers dying (Dask retries a town whose
+worker dies on another; a town that keeps killing workers fails the job), or the cluster
+going away. Its end is recorded even when the database is briefly away (the write is
+retried until it is back); a job whose server process died is marked failed by
+:meth:`JobRunner.recover`.
 """
 
 from __future__ import annotations
@@ -21,10 +32,12 @@ from datetime import timedelta
 from typing import Any
 
 import shapely
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
+from api.problems import TooManyJobs
+from events.routing import concat_columns, route_chunk
 from gis import models
-from gis.database import is_unavailable
+from gis.database import is_unavailable, make_engine
 from gis.edits import PlanReader
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.layers import Territory
@@ -39,14 +52,29 @@ from gis.plans import (
 )
 from gis.store import load_territory
 from partitioning import quality
-from partitioning.engine import partition_territory
+from partitioning.cluster import (
+    Cancelled,
+    Compute,
+    Run,
+    WorkerLost,
+    lower_priority,
+    new_run,
+    piece_of,
+    run_pieces,
+    split_crs,
+    split_keys,
+)
 from partitioning.output import grid_table
 from partitioning.params import PartitionParams
 from partitioning.redraw import redraw_plan
+from partitioning.towns import PieceResult, join, split_territory
 
 log = logging.getLogger("gridmap.jobs")
-#: Progress is written at most this often (seconds), plus at every stage change.
+#: Progress is written at most this often (seconds), plus at every stage change; a driver
+#: waiting on the cluster writes its heartbeat as often.
 PROGRESS_EVERY_S = 1.0
+#: How often (s) a driver waiting on the cluster wakes to check for a cancel or a deadline.
+TICK_S = 0.25
 RESTARTED = ("the server stopped before this job finished (it was restarted or crashed); "
              "nothing was stored: submit the job again")
 #: Why a job failed when the database went away under it ({} is the driver's words).
@@ -55,26 +83,190 @@ DB_LOST = ("数据库连接中断 the database went away while the job ran (Post
 #: Why a job failed when its time ran out ({} is GRIDMAP_JOB_TIMEOUT_S).
 TIMED_OUT = ("任务超时 timed out after {} s (GRIDMAP_JOB_TIMEOUT_S); its result was discarded "
              "and nothing was stored: submit the job again, or raise the limit")
-#: Why a job stopped when someone cancelled it (DELETE /jobs/{id}).
-CANCELLED = "已取消 cancelled (DELETE /jobs/{id}); nothing was stored"
+#: Why a job failed when the workers computing it died (and their retries too).
+WORKERS_DIED = ("计算节点中断 {}; nothing was stored: submit the job again (and see the "
+                "workers' memory: docs/scale.md)")
+#: Why a job failed when the cluster could not be reached ({} is the address).
+NO_CLUSTER = ("计算集群不可用 the Dask cluster ({}) could not be reached or went away while the "
+              "job ran: {}; nothing was stored: start the scheduler and workers (docs/scale.md) "
+              "and submit the job again")
+CANCELLED = "已取消 cancelled by {} before it finished; nothing was stored"
+#: Points routed by one task of a bulk import.
+ROUTE_CHUNK = 250_000
 #: The longest pause between two attempts to record a job's end while the database is away.
 RETRY_MAX_S = 2.0
+ACTIVE = ("queued", "running")
 
 
 class JobCancelled(Exception):
-    """Raised in a job's thread (at its next progress report) once the job must stop."""
+    """Raised in a job's driver thread once the job must stop (cancelled, timed out, ended
+    by another process, or the server stops)."""
+
+
+# --- what runs on the workers ----------------------------------------------------------------
+
+
+class DatabaseGone(Exception):
+    """A worker's task lost the database (the reason in the driver's words)."""
+
+
+class TaskRefused(Exception):
+    """A worker's task refused its input (a GridmapError's message: what to fix)."""
+
+
+class JobGone(Exception):
+    """The job was no longer running when its result was to be stored: nothing stored."""
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _worker_engine(url: str) -> Engine:
+    """One engine per database per worker process (its pool reused by the tasks)."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = make_engine(url)
+        return engine
+
+
+def _task(work: Callable[[], Any]) -> Any:
+    """Run a task's work, its errors as exceptions that travel back to the driver whole."""
+    try:
+        return work()
+    except GridmapError as exc:
+        raise TaskRefused(exc.message) from None
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise DatabaseGone(_reason(exc)) from None
+        raise
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] \
+        if str(exc).strip() else type(exc).__name__
+
+
+def task_load(url: str, territory_id: int) -> Any:
+    """A worker reads a stored territory and cuts it into towns (the pieces stay there and
+    go to the workers that partition them)."""
+    return _task(lambda: split_territory(load_territory(_worker_engine(url), territory_id)))
+
+
+def _finish(job_id: str, extra: Callable[[Connection, int], None] | None = None
+            ) -> Callable[[Connection, int], None]:
+    """The last step of a plan's transaction: the job ``done`` with its plan, only if it is
+    still running (else nothing is stored)."""
+    def finish(conn: Connection, plan_id: int) -> None:
+        if extra is not None:
+            extra(conn, plan_id)
+        now = models.utcnow()
+        n = conn.execute(update(models.Job).where(
+            models.Job.id == job_id, models.Job.state == "running").values(
+            state="done", progress=1.0, stage="done 完成", plan_id=plan_id, finished_at=now,
+            heartbeat_at=now)).rowcount
+        if n != 1:
+            raise JobGone(f"job {job_id} is no longer running")
+    return finish
+
+
+def task_store_partition(url: str, job_id: str, territory_id: int, crs: Any,
+                         params: PartitionParams, parameters: dict[str, Any],
+                         note: str | None, created_by: str | None, started: float,
+                         nice: int, *results: PieceResult) -> int:
+    """A worker joins the towns and writes the plan (and the job's end) in one
+    transaction; the plan's id. ``started``: when the job started (epoch seconds)."""
+    def work() -> int:
+        lower_priority(nice)
+        result = join(list(results), crs, params)
+        result.report["runtime_s"] = round(time.time() - started, 3)
+        blocks = result.blocks[["village_code", "households", "households_estimated",
+                                "population", "grid_code", "geometry"]].to_crs(models.SRID)
+        return write_plan(_worker_engine(url), territory_id, grid_table(result), blocks,
+                          result.report, parameters, note=note, created_by=created_by,
+                          lines=result.streets, finish=_finish(job_id))
+    return int(_task(work))
+
+
+def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
+                base_id: int, note: str | None, created_by: str | None, nice: int) -> int:
+    """A worker redraws a plan for new data and writes the new draft (and the job's end)
+    in one transaction; reports its progress to the job's row itself."""
+    def work() -> int:
+        lower_priority(nice)
+        engine = _worker_engine(url)
+        base = get_plan(engine, base_id)
+        known = {f.name for f in fields(PartitionParams)}
+        params = PartitionParams(**{k: v for k, v in base.parameters.items() if k in known})
+        blocks = read_blocks(engine, base.id)
+        grids = read_grids(engine, base.id)
+        with engine.connect() as conn:
+            locked = {str(c) for (c,) in conn.execute(select(models.Grid.code).where(
+                models.Grid.plan_id == base.id, models.Grid.locked.is_(True)))}
+            used = PlanReader(conn, base.id).used_codes(set(grids["village_code"]))
+        grids["locked"] = grids["code"].isin(locked)
+        # The blocks are the plan's, so are the streets found between its buildings.
+        lines = read_lines(engine, base.id)
+        last = [0.0]
+
+        def progress(stage: str, done: float) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_EVERY_S:
+                return
+            last[0] = now
+            with engine.begin() as conn:
+                if not conn.execute(update(models.Job).where(
+                        models.Job.id == job_id, models.Job.state == "running").values(
+                        stage=stage, progress=round(0.05 + 0.85 * done, 3),
+                        heartbeat_at=models.utcnow())).rowcount:
+                    raise JobGone(f"job {job_id} is no longer running")
+
+        result = redraw_plan(blocks, grids, territory, params, used, progress)
+        plan_grids = result.grids.to_crs(models.SRID)
+        metric = plan_grids.to_crs(territory.metric_crs)
+        admin = territory.layers["admin_areas"].to_crs(territory.metric_crs)
+        village_area = float(admin.loc[admin["level"] == "village"].area.sum())
+        report = quality.plan_report(metric, village_area,
+                                     float(shapely.union_all(metric.geometry.to_numpy()).area),
+                                     params.min_households, params.max_households)
+        report.update(result.report, parent_plan_id=base.id)
+        still = sorted(set(plan_grids["code"][plan_grids["locked"]]))
+
+        def locks(conn: Connection, plan_id: int) -> None:
+            if still:
+                conn.execute(update(models.Grid).where(
+                    models.Grid.plan_id == plan_id, models.Grid.code.in_(still))
+                    .values(locked=True))
+
+        return write_plan(engine, territory_id, plan_grids, result.blocks.to_crs(models.SRID),
+                          report, base.parameters, parent_id=base.id, created_by=created_by,
+                          note=note or f"稳定重划自方案 {base.id} (stable redraw of plan "
+                                       f"{base.id} v{base.version})",
+                          lines=lines, finish=_finish(job_id, locks))
+    return int(_task(work))
+
+
+def _database_url(engine: Engine) -> str:
+    """The URL the workers open the same database with (a relative SQLite path made
+    absolute: a LocalCluster's workers share this machine, not necessarily its folder)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not os.path.isabs(url.database):
+        url = url.set(database=os.path.abspath(url.database))
+    return url.render_as_string(hide_password=False)
+
+
+# --- the driver, in the web process ----------------------------------------------------------
 
 
 class _Control:
-    """What the thread of one running job and its timer share."""
+    """What the driver thread of one job and its timer share."""
 
     def __init__(self) -> None:
         self.cancelled = threading.Event()
-        #: Held while the result is stored, and by the timeout: a job's result is either
-        #: stored (and the job done) or discarded (and the job failed), never both.
-        self.lock = threading.Lock()
-        self.stored = False
         self.timer: threading.Timer | None = None
+        self.run: Run | None = None
 
     def check(self) -> None:
         if self.cancelled.is_set():
@@ -92,38 +284,52 @@ def _pid_alive(pid: int) -> bool:
 
 
 class JobRunner:
-    """Runs partition jobs on a small thread pool; the store is the record of each job."""
+    """Queues jobs and drives them on the cluster from a few threads; the store is the
+    record of each job."""
 
-    def __init__(self, engine: Engine, workers: int = 1, stale_after_s: int = 900,
-                 timeout_s: float = 0.0) -> None:
+    def __init__(self, engine: Engine, workers: int = 2, stale_after_s: int = 900,
+                 timeout_s: float = 0.0, compute: Compute | None = None, nice: int = 0,
+                 limit_per_account: int = 0, limit_per_territory: int = 0,
+                 retry_after_s: int = 30) -> None:
         self.engine = engine
+        self.url = _database_url(engine)
         self.stale_after = timedelta(seconds=stale_after_s)
         #: A running job is stopped and marked failed after this many seconds (0: never).
         self.timeout_s = timeout_s
         #: How long the end of a job is retried while the database is away (seconds).
         self.record_for_s = float(stale_after_s)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.compute = compute or Compute()
+        self.nice = nice
+        self.limit_per_account = limit_per_account
+        self.limit_per_territory = limit_per_territory
+        self.retry_after_s = retry_after_s
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
                                         thread_name_prefix="gridmap-job")
         self._lock = threading.Lock()
         self._running: dict[str, _Control] = {}
+        self._submit_lock = threading.Lock()
 
     def shutdown(self) -> None:
         with self._lock:
             for control in self._running.values():
                 control.cancelled.set()
+                if control.run is not None:
+                    control.run.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def running(self) -> list[str]:
-        """The ids of the jobs whose threads run in this process now."""
+        """The ids of the jobs whose driver threads run in this process now."""
         with self._lock:
             return list(self._running)
 
     def recover(self) -> int:
         """Mark as failed the jobs whose process is gone; returns how many.
 
-        A job is orphaned when it was run by a process of this host that no longer
-        exists, or when it has not reported progress for ``stale_after``.
+        A job is orphaned when it was driven by a process of this host that no longer
+        exists, or when it has not reported progress for ``stale_after``. (Its tasks on the
+        cluster were released with that process's connection; a plan they might still
+        store is refused, the job being no longer running.)
         """
         host = socket.gethostname()
         now = models.utcnow()
@@ -132,7 +338,7 @@ class JobRunner:
         with self.engine.connect() as conn:
             for row in conn.execute(select(table.c.id, table.c.worker, table.c.heartbeat_at,
                                            table.c.created_at).where(
-                    table.c.state.in_(("queued", "running")))):
+                    table.c.state.in_(ACTIVE))):
                 w_host, _, w_pid = (row.worker or ":").partition(":")
                 seen = row.heartbeat_at or row.created_at
                 if seen is not None and seen.tzinfo is None:
@@ -143,37 +349,27 @@ class JobRunner:
                     orphans.append(row.id)
         if orphans:
             with self.engine.begin() as conn:
-                conn.execute(update(models.Job).where(models.Job.id.in_(orphans)).values(
+                conn.execute(update(models.Job).where(
+                    models.Job.id.in_(orphans), models.Job.state.in_(ACTIVE)).values(
                     state="failed", error=RESTARTED, finished_at=now))
             log.warning("marked %d orphaned job(s) as failed", len(orphans))
         return len(orphans)
 
+    # --- queueing ---------------------------------------------------------------------------
+
     def submit(self, territory_id: int, parameters: dict[str, Any],
-               note: str | None = None, created_by: str | None = None) -> str:
+               note: str | None = None, created_by: str | None = None,
+               account: str | None = None) -> str:
         """Queue a partition of a stored territory; returns the job id at once."""
         params = PartitionParams(**parameters)  # validates the band before queueing
-        job_id = self._queue("partition", territory_id, parameters)
-        self._pool.submit(self._run, job_id, territory_id, params, parameters, note,
-                          created_by)
-        return job_id
-
-    def _queue(self, kind: str, territory_id: int, parameters: dict[str, Any]) -> str:
-        """A new ``queued`` job row of a territory that exists; its id."""
-        job_id = uuid.uuid4().hex
-        now = models.utcnow()
-        with self.engine.begin() as conn:
-            if conn.execute(select(models.Territory.id).where(
-                    models.Territory.id == territory_id)).first() is None:
-                raise NotFound(f"no territory {territory_id}")
-            conn.execute(insert(models.Job).values(
-                id=job_id, kind=kind, territory_id=territory_id, state="queued",
-                progress=0.0, stage="queued 排队中", parameters=parameters, worker=self.worker,
-                created_at=now, heartbeat_at=now))
+        job_id = self._queue("partition", territory_id, parameters, account)
+        self._pool.submit(self._drive, job_id, "loading 读取图层", lambda control: self._partition(
+            control, job_id, territory_id, params, parameters, note, created_by))
         return job_id
 
     def submit_redraw(self, territory_id: int, territory: Territory, plan_id: int | None,
                       note: str | None = None, created_by: str | None = None,
-                      source: str | None = None) -> str:
+                      source: str | None = None, account: str | None = None) -> str:
         """Queue a stable redraw of a plan (default: the published one) for new data."""
         base = plan_id if plan_id is not None else published_plan_id(self.engine,
                                                                        territory_id)
@@ -184,150 +380,239 @@ class JobRunner:
         if info.territory_id != territory_id:
             raise Conflict(f"plan {base} belongs to territory {info.territory_id}, not "
                            f"{territory_id}")
-        job_id = self._queue("redraw", territory_id, {"plan_id": base, "source": source})
-        self._pool.submit(self._run_redraw, job_id, territory_id, territory, info, note,
-                          created_by)
+        job_id = self._queue("redraw", territory_id, {"plan_id": base, "source": source},
+                             account)
+        self._pool.submit(self._drive, job_id, "loading 读取方案", lambda control: self._redraw(
+            control, job_id, territory_id, territory, info, note, created_by))
         return job_id
 
-    def _run_redraw(self, job_id: str, territory_id: int, territory: Territory,
-                    base: PlanInfo, note: str | None, created_by: str | None) -> None:
-        def work(control: _Control) -> int:
-            known = {f.name for f in fields(PartitionParams)}
-            params = PartitionParams(**{k: v for k, v in base.parameters.items() if k in known})
-            blocks = read_blocks(self.engine, base.id)
-            grids = read_grids(self.engine, base.id)
-            with self.engine.connect() as conn:
-                locked = {str(c) for (c,) in conn.execute(select(models.Grid.code).where(
-                    models.Grid.plan_id == base.id, models.Grid.locked.is_(True)))}
-                used = PlanReader(conn, base.id).used_codes(set(grids["village_code"]))
-            grids["locked"] = grids["code"].isin(locked)
+    def _queue(self, kind: str, territory_id: int, parameters: dict[str, Any],
+               account: str | None) -> str:
+        """A new ``queued`` job row of a territory that exists, within the limits; its id."""
+        job_id = uuid.uuid4().hex
+        now = models.utcnow()
+        jobs = models.Job.__table__
+        with self._submit_lock, self.engine.begin() as conn:
+            # One submission at a time, across server processes: an advisory lock on
+            # PostgreSQL; on SQLite a write first, which takes the database's one write lock.
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7301017)"))
+            else:
+                conn.execute(update(models.Job).where(models.Job.id == job_id).values(
+                    stage=None))
+            if conn.execute(select(models.Territory.id).where(
+                    models.Territory.id == territory_id)).first() is None:
+                raise NotFound(f"no territory {territory_id}")
+            active = jobs.c.state.in_(ACTIVE)
+            for limit, column, value, what, setting in (
+                    (self.limit_per_territory, jobs.c.territory_id, territory_id,
+                     f"区域 {territory_id} territory {territory_id}", "TERRITORY"),
+                    (self.limit_per_account, jobs.c.account, account,
+                     f"账户 {account} account {account}", "ACCOUNT")):
+                if limit <= 0 or value is None:
+                    continue
+                n = conn.execute(select(func.count()).select_from(jobs).where(
+                    active, column == value)).scalar_one()
+                if n >= limit:
+                    raise TooManyJobs(
+                        f"任务过多 {what} has {n} jobs queued or running, the most allowed "
+                        f"(GRIDMAP_JOB_LIMIT_PER_{setting} = {limit}): wait for one to end, "
+                        "or cancel one (DELETE /jobs/{id})", self.retry_after_s)
+            conn.execute(insert(models.Job).values(
+                id=job_id, kind=kind, territory_id=territory_id, state="queued",
+                progress=0.0, stage="queued 排队中", parameters=parameters, worker=self.worker,
+                account=account, created_at=now, heartbeat_at=now))
+        return job_id
 
-            def progress(stage: str, done: float) -> None:
-                control.check()
-                self._set(job_id, stage=stage, progress=round(0.05 + 0.85 * done, 3))
-
-            result = redraw_plan(blocks, grids, territory, params, used, progress)
-            control.check()
-            self._set(job_id, stage="saving 保存方案", progress=0.92)
-            plan_grids = result.grids.to_crs(models.SRID)
-            metric = plan_grids.to_crs(territory.metric_crs)
-            admin = territory.layers["admin_areas"].to_crs(territory.metric_crs)
-            village_area = float(admin.loc[admin["level"] == "village"].area.sum())
-            report = quality.plan_report(metric, village_area,
-                                         float(shapely.union_all(metric.geometry.to_numpy())
-                                               .area),
-                                         params.min_households, params.max_households)
-            report.update(result.report, parent_plan_id=base.id)
-            still = sorted(set(plan_grids["code"][plan_grids["locked"]]))
-
-            # The blocks are the plan's, so are the streets found between its buildings.
-            lines = read_lines(self.engine, base.id)
-
-            def store() -> int:
-                plan_id = write_plan(self.engine, territory_id, plan_grids,
-                                     result.blocks.to_crs(models.SRID), report,
-                                     base.parameters, parent_id=base.id, created_by=created_by,
-                                     note=note or f"稳定重划自方案 {base.id} (stable redraw of "
-                                                  f"plan {base.id} v{base.version})",
-                                     lines=lines)
-                if still:
-                    try:
-                        with self.engine.begin() as conn:
-                            conn.execute(update(models.Grid).where(
-                                models.Grid.plan_id == plan_id, models.Grid.code.in_(still))
-                                .values(locked=True))
-                    except Exception:  # no plan without its locks: take it back
-                        self._discard(plan_id)
-                        raise
-                return plan_id
-
-            return self._store(control, store)
-
-        self._guarded(job_id, "loading 读取方案", work)
-
-    def _set(self, job_id: str, **values: Any) -> None:
-        """Record a running job's progress; :class:`JobCancelled` once the job has ended
-        meanwhile (cancelled, here or in another process, or timed out)."""
-        values.setdefault("heartbeat_at", models.utcnow())
+    def cancel(self, job_id: str, by: str | None = None) -> dict[str, Any]:
+        """Cancel a queued or running job: its row ``cancelled`` at once, its tasks on the
+        cluster cancelled (by its driver, in whichever process it runs); nothing it computed
+        is stored. A job that ended already is a Conflict."""
+        now = models.utcnow()
         with self.engine.begin() as conn:
-            changed = conn.execute(update(models.Job).where(
-                models.Job.id == job_id, models.Job.state.in_(("queued", "running")))
-                .values(**values)).rowcount
-        if not changed:
-            raise JobCancelled
-
-    def cancel(self, job_id: str) -> bool:
-        """Stop a queued or running job: it ends ``cancelled`` at once and stores nothing (a
-        thread running it stops at its next progress report). False when the job had ended
-        already, or its plan is being stored."""
+            n = conn.execute(update(models.Job).where(
+                models.Job.id == job_id, models.Job.state.in_(ACTIVE)).values(
+                state="cancelled", stage="cancelled 已取消", finished_at=now, heartbeat_at=now,
+                error=CANCELLED.format(by or "a user"))).rowcount
+        if not n:
+            state = get_job(self.engine, job_id)["state"]   # (404 when there is none)
+            raise Conflict(f"任务已结束 job {job_id} has ended already ({state}): only a "
+                           "queued or running job can be cancelled")
         with self._lock:
             control = self._running.get(job_id)
         if control is not None:
-            with control.lock:
-                if control.stored:
-                    return False
-                control.cancelled.set()
-        now = models.utcnow()
+            control.cancelled.set()
+            if control.run is not None:
+                control.run.cancel()
+        return get_job(self.engine, job_id)
+
+    # --- work that answers a request ---------------------------------------------------------
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a worker of the cluster, its result here (its error raised here):
+        a request's heavy step (a rebalance) off the web process."""
+        return self.compute.run(fn, *args)
+
+    def route_columns(self, territory_id: int, x: Any, y: Any, coord_sys: str | int,
+                      near_m: float) -> dict[str, Any]:
+        """A bulk import's points routed on the cluster, in chunks of ROUTE_CHUNK side by
+        side (each worker keeps the territory's router): :func:`route_chunk`'s columns."""
+        client = self.compute.client()
+        futures = [client.submit(route_chunk, self.url, near_m, territory_id,
+                                 x[i:i + ROUTE_CHUNK], y[i:i + ROUTE_CHUNK], coord_sys,
+                                 pure=False)
+                   for i in range(0, max(len(x), 1), ROUTE_CHUNK)]
+        try:
+            return concat_columns(client.gather(futures))
+        finally:
+            client.cancel(futures)
+
+    # --- driving ----------------------------------------------------------------------------
+
+    def _set(self, job_id: str, **values: Any) -> None:
+        """Record progress of a running job; JobCancelled when it is no longer running (it
+        was cancelled, timed out, or given up for dead)."""
+        values.setdefault("heartbeat_at", models.utcnow())
         with self.engine.begin() as conn:
-            changed = conn.execute(update(models.Job).where(
-                models.Job.id == job_id, models.Job.state.in_(("queued", "running")))
-                .values(state="cancelled", stage="cancelled 已取消", error=CANCELLED,
-                        finished_at=now, heartbeat_at=now)).rowcount
-        return bool(changed)
+            n = conn.execute(update(models.Job).where(
+                models.Job.id == job_id, models.Job.state == "running").values(**values)
+            ).rowcount
+        if not n:
+            raise JobCancelled
 
-    def _run(self, job_id: str, territory_id: int, params: PartitionParams,
-             parameters: dict[str, Any], note: str | None, created_by: str | None) -> None:
-        def work(control: _Control) -> int:
-            last_t, last_stage = 0.0, ""
-
-            def progress(stage: str, done: float) -> None:
-                nonlocal last_t, last_stage
-                control.check()
-                now = time.monotonic()
-                if stage != last_stage or now - last_t >= PROGRESS_EVERY_S:
-                    last_t, last_stage = now, stage
-                    self._set(job_id, stage=stage, progress=round(0.05 + 0.85 * done, 3))
-
-            territory = load_territory(self.engine, territory_id)
-            result = partition_territory(territory, params, progress)
+    def _wait(self, control: _Control, job_id: str, future: Any) -> Any:
+        """A future's result, writing the job's heartbeat while waiting and stopping when
+        the job must stop."""
+        last = time.monotonic()
+        while True:
             control.check()
-            self._set(job_id, stage="saving 保存方案", progress=0.92)
-            blocks = result.blocks[["village_code", "households", "households_estimated",
-                                    "population", "grid_code", "geometry"]].to_crs(models.SRID)
-            grids = grid_table(result)
-            return self._store(control, lambda: write_plan(
-                self.engine, territory_id, grids, blocks, result.report, parameters,
-                note=note, created_by=created_by, lines=result.streets))
+            try:
+                return future.result(timeout=TICK_S)
+            except TimeoutError:
+                pass
+            if time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self._set(job_id)
 
-        self._guarded(job_id, "loading 读取图层", work)
+    def _wait_done(self, control: _Control, job_id: str, futures: list[Any]) -> None:
+        """Until every future is done (its data left where it is), as :meth:`_wait`."""
+        last = time.monotonic()
+        while not all(f.done() for f in futures):
+            control.check()
+            time.sleep(TICK_S / 5)
+            if time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self._set(job_id)
 
-    def _guarded(self, job_id: str, stage: str, work: Callable[[_Control], int]) -> None:
-        """Run a job's work: ``running``, then ``done`` with the plan it wrote, or ``failed``
-        with a reason a user can act on. Nothing is half-written: a plan is written in one
-        transaction at the end, and only while the job has not timed out."""
+    def _partition(self, control: _Control, job_id: str, territory_id: int,
+                   params: PartitionParams, parameters: dict[str, Any], note: str | None,
+                   created_by: str | None) -> int:
+        started = time.time()
+        client = self.compute.client()
+        run = control.run = new_run(client, job_id[:16])
+        loaded = client.submit(task_load, self.url, territory_id,
+                               key=f"gridmap-{run.name}-load", pure=False)
+        run.futures.append(loaded)
+        sizes_f = client.submit(split_keys, loaded, key=f"gridmap-{run.name}-keys")
+        crs_f = client.submit(split_crs, loaded, key=f"gridmap-{run.name}-crs")
+        run.futures += [sizes_f, crs_f]
+        sizes = self._wait(control, job_id, sizes_f)
+        crs = self._wait(control, job_id, crs_f)
+        total = len(sizes)
+        pieces = [client.submit(piece_of, loaded, i, key=f"gridmap-{run.name}-get-{i}")
+                  for i in range(total)]
+        run.futures += pieces
+        # The whole territory is not kept once its pieces are cut out (a piece lost with
+        # its worker is cut again: the scheduler still knows how).
+        self._wait_done(control, job_id, pieces)
+        for held in (loaded, sizes_f, crs_f):
+            run.futures.remove(held)
+            held.release()
+        self._set(job_id, stage=f"towns 分街道计算 0/{total}", progress=0.1, towns_done=0,
+                  towns_total=total)
+        last = [time.monotonic()]
+
+        def progress(_key: str, _share: float, done: int, total: int) -> None:
+            now = time.monotonic()
+            if done == total or now - last[0] >= PROGRESS_EVERY_S / 4:
+                last[0] = now
+                self._set(job_id, stage=f"towns 分街道计算 {done}/{total}",
+                          progress=round(0.1 + 0.8 * done / total, 3), towns_done=done)
+
+        def stop() -> bool:
+            if control.cancelled.is_set():
+                return True
+            if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+                last[0] = time.monotonic()
+                self._set(job_id)    # heartbeat; raises JobCancelled once it ended
+            return False
+
+        results = run_pieces(run, pieces, sizes, params, progress=progress, stop=stop,
+                             nice=self.nice)
+        self._set(job_id, stage="saving 合并并保存方案", progress=0.92)
+        stored = client.submit(task_store_partition, self.url, job_id, territory_id, crs,
+                               params, parameters, note, created_by, started, self.nice, *results,
+                               key=f"gridmap-{run.name}-store", pure=False)
+        run.futures.append(stored)
+        return int(self._wait(control, job_id, stored))
+
+    def _redraw(self, control: _Control, job_id: str, territory_id: int,
+                territory: Territory, base: PlanInfo, note: str | None,
+                created_by: str | None) -> int:
+        client = self.compute.client()
+        run = control.run = new_run(client, job_id[:16])
+        data = client.scatter(territory, hash=False)
+        run.futures.append(data)
+        self._set(job_id, stage="redrawing 重划", progress=0.05)
+        future = client.submit(task_redraw, self.url, job_id, territory_id, data, base.id,
+                               note, created_by, self.nice, key=f"gridmap-{run.name}-redraw",
+                               pure=False)
+        run.futures.append(future)
+        return int(self._wait(control, job_id, future))
+
+    def _drive(self, job_id: str, stage: str, work: Callable[[_Control], int]) -> None:
+        """Run a job: ``running``, then ``done`` with the plan it wrote (recorded by the
+        task that wrote it, in the same transaction), or ``failed`` with a reason a user
+        can act on, or nothing more when it was cancelled or timed out."""
         control = _Control()
         with self._lock:
             self._running[job_id] = control
+        end: dict[str, Any] | None = None
         try:
-            self._set(job_id, state="running", started_at=models.utcnow(), progress=0.01,
-                      stage=stage)
+            with self.engine.begin() as conn:
+                started = conn.execute(update(models.Job).where(
+                    models.Job.id == job_id, models.Job.state == "queued").values(
+                    state="running", started_at=models.utcnow(), progress=0.01, stage=stage,
+                    heartbeat_at=models.utcnow())).rowcount
+            if not started:   # cancelled while it waited
+                return
             if self.timeout_s > 0:
                 control.timer = threading.Timer(self.timeout_s, self._time_out,
                                                 (job_id, control))
                 control.timer.daemon = True
                 control.timer.start()
-            plan_id = work(control)
-            end = dict(state="done", progress=1.0, stage="done 完成", plan_id=plan_id)
-        except JobCancelled:  # cancelled or timed out (recorded already), or the server stops
+            work(control)
+        except (JobCancelled, JobGone, Cancelled):
             log.warning("job %s stopped", job_id)
-            return
-        except GridmapError as exc:
-            end = dict(state="failed", error=exc.message)
+        except (TaskRefused, GridmapError) as exc:
+            end = dict(state="failed", error=str(exc.message if isinstance(exc, GridmapError)
+                                                 else exc))
+        except DatabaseGone as exc:
+            log.warning("job %s: the database went away: %s", job_id, exc)
+            end = dict(state="failed", error=DB_LOST.format(exc))
+        except WorkerLost as exc:
+            end = dict(state="failed", error=WORKERS_DIED.format(exc))
         except Exception as exc:
             if is_unavailable(exc):
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                reason = _reason(exc)
                 log.warning("job %s: the database went away: %s", job_id, reason)
                 end = dict(state="failed", error=DB_LOST.format(reason))
+            elif _cluster_error(exc):
+                end = dict(state="failed", error=NO_CLUSTER.format(
+                    self.compute.address or "LocalCluster", _reason(exc)))
+            elif type(exc).__name__ == "KilledWorker":
+                end = dict(state="failed", error=WORKERS_DIED.format(
+                    f"the workers running it died (killed, or out of memory): {exc}"))
             else:  # a bug: keep the trace in the log, tell the user why
                 log.exception("job %s failed", job_id)
                 end = dict(state="failed", error=f"internal error ({type(exc).__name__}: "
@@ -336,42 +621,33 @@ class JobRunner:
         finally:
             if control.timer is not None:
                 control.timer.cancel()
+            if control.run is not None:
+                if end is not None or control.cancelled.is_set():
+                    control.run.cancel()
+                control.run.release()
             with self._lock:
                 self._running.pop(job_id, None)
-        self._end(job_id, **end)
-
-    def _store(self, control: _Control, write: Callable[[], int]) -> int:
-        """Store a job's result with ``write`` unless the job timed out (then nothing)."""
-        with control.lock:
-            control.check()
-            plan_id = write()
-            control.stored = True
-            return plan_id
+        if end is not None:
+            self._end(job_id, **end)
 
     def _time_out(self, job_id: str, control: _Control) -> None:
-        """The timer of a job: stop it (at its next progress report) and mark it failed,
-        unless its result is stored already."""
-        with control.lock:
-            if control.stored:
-                return
-            control.cancelled.set()
+        """The timer of a job: mark it failed (unless it ended already: its plan stored)
+        and stop its driver and tasks."""
         log.warning("job %s timed out after %g s", job_id, self.timeout_s)
         self._end(job_id, state="failed", error=TIMED_OUT.format(f"{self.timeout_s:g}"))
+        control.cancelled.set()
+        if control.run is not None:
+            control.run.cancel()
 
     def _end(self, job_id: str, **values: Any) -> None:
-        """Record the end of a running job (``done`` or ``failed``), retried while the
-        database is away (for up to ``record_for_s``); a job that ended already (e.g. it
-        timed out) keeps its end."""
+        """Record the end of a job that has not ended (``failed``), retried while the
+        database is away (for up to ``record_for_s``); a job that ended already keeps its
+        end."""
         values.update(finished_at=models.utcnow(), heartbeat_at=models.utcnow())
         query = update(models.Job).where(models.Job.id == job_id,
-                                         models.Job.state.in_(("queued", "running")))
+                                         models.Job.state.in_(ACTIVE))
         self._retry(f"record the end of job {job_id}", lambda conn: conn.execute(
             query.values(**values)))
-
-    def _discard(self, plan_id: int) -> None:
-        """Delete a plan a job wrote but may not keep (its grids and blocks go with it)."""
-        self._retry(f"discard plan {plan_id}", lambda conn: conn.execute(
-            delete(models.Plan).where(models.Plan.id == plan_id)))
 
     def _retry(self, what: str, step: Callable[[Any], Any]) -> None:
         """Run ``step`` in a transaction, again and again while the database is away."""
@@ -393,10 +669,30 @@ class JobRunner:
             pause = min(pause * 2, RETRY_MAX_S)
 
 
+def _cluster_error(exc: BaseException) -> bool:
+    """The scheduler could not be reached or the connection to it was lost."""
+    names = {type(e).__name__ for e in _chain(exc)}
+    return bool(names & {"CommClosedError", "StreamClosedError", "FutureCancelledError",
+                         "CancelledError", "OSError", "ConnectionRefusedError"}) \
+        and not is_unavailable(exc)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in out:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+JOB_FIELDS = ("id", "kind", "territory_id", "state", "progress", "stage", "parameters",
+              "plan_id", "error", "created_at", "started_at", "finished_at", "towns_done",
+              "towns_total")
+
+
 def job_dict(row: Any) -> dict[str, Any]:
-    out = {k: getattr(row, k) for k in ("id", "kind", "territory_id", "state", "progress",
-                                         "stage", "parameters", "plan_id", "error",
-                                         "created_at", "started_at", "finished_at")}
+    out = {k: getattr(row, k) for k in JOB_FIELDS}
     for k in ("created_at", "started_at", "finished_at"):
         out[k] = models.iso(out[k])
     return out
@@ -418,3 +714,4 @@ def list_jobs(engine: Engine, territory_id: int | None = None) -> list[dict[str,
         query = query.where(table.c.territory_id == territory_id)
     with engine.connect() as conn:
         return [job_dict(r) for r in conn.execute(query.limit(500))]
+

@@ -20,6 +20,7 @@ from events.rules import EventError
 from gis.accounts import AccountError
 from gis.database import is_busy, is_unavailable
 from gis.errors import (
+    ComputeUnavailable,
     Conflict,
     CoordinateError,
     CRSError,
@@ -101,6 +102,13 @@ class UnsupportedMediaType(GridmapError):
     code = "unsupported-media-type"
 
 
+class TooManyJobs(TooManyRequests):
+    """Over the limit of queued or running jobs of an account or a territory: wait for
+    one to end (see Retry-After), or cancel one."""
+
+    code = "too-many-jobs"
+
+
 @dataclass(frozen=True)
 class Problem:
     status: int
@@ -113,6 +121,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
     Unauthorized: Problem(401, "Sign in first 请先登录"),
     AccountError: Problem(422, "The account cannot be saved 账户信息有误"),
     Forbidden: Problem(403, "Not allowed 无权访问"),
+    TooManyJobs: Problem(429, "Too many jobs 任务过多"),
     TooManyRequests: Problem(429, "Too many requests 请求过于频繁"),
     Busy: Problem(503, "The server is busy 服务器繁忙"),
     DatabaseBusy: Problem(503, "The database is busy 数据库繁忙"),
@@ -130,6 +139,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
     BadRequest: Problem(400, "Bad request 请求参数错误"),
     NotAcceptable: Problem(406, "Not acceptable 无法提供所请求的格式"),
     DatabaseError: Problem(503, "The database is unavailable 数据库不可用"),
+    ComputeUnavailable: Problem(503, "The compute cluster is unavailable 计算集群不可用"),
     GridmapError: Problem(400, "Bad input 输入有误"),
 }
 #: Problem types that are not exceptions of ours.
@@ -176,6 +186,8 @@ def install(app: FastAPI) -> None:
             response.headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, TooManyRequests | Busy):
             response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, ComputeUnavailable):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -33,6 +33,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import pyogrio
 import shapely
 import shapely.affinity
@@ -42,7 +43,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from data import names as nm
 
-__all__ = ["LAYERS", "DemoTerritory", "generate"]
+__all__ = ["LAYERS", "DemoTerritory", "generate", "generate_province"]
 
 LAYERS = (
     "admin_areas",
@@ -133,11 +134,59 @@ class DemoTerritory:
         return path
 
 
+#: The districts of a multi-district demo territory: codes 4401xx and short names (a
+#: district past the list is called 示范N).
+PROVINCE_DISTRICTS = ("白云", "天河", "海珠", "荔湾", "越秀", "番禺", "花都", "南沙", "从化",
+                      "增城", "黄埔", "萝岗")
+#: Where a multi-district territory is centred (the central meridian of its Gauss–Krüger
+#: zone, so that each district alone falls in the same zone as the whole), and the gap
+#: between two of its districts (m).
+PROVINCE_CENTER = (114.0, 23.25)
+PROVINCE_GAP_M = 3_000.0
+
+
+def generate_province(districts: int, households: int = 60_000, seed: int = 7, *,
+                      progress: bool = False) -> DemoTerritory:
+    """A territory of ``districts`` demo districts of about ``households`` households each
+    (district k: seed ``seed + k``, code ``4401{11 + k}``), side by side on a lattice with
+    :data:`PROVINCE_GAP_M` between them; deterministic by seed. Each district is what
+    :func:`generate` makes, under its own code and names."""
+    if not 1 <= districts <= 99 - 11:
+        raise ValueError("districts must be between 1 and 88")
+    gens = []
+    for k in range(districts):
+        short = PROVINCE_DISTRICTS[k] if k < len(PROVINCE_DISTRICTS) else f"示范{k + 1}"
+        gens.append(_build(households, seed + k, (f"4401{11 + k:02d}", short), progress))
+    cols = math.ceil(math.sqrt(districts))
+    rows = math.ceil(districts / cols)
+    width = max(g.district.bounds[2] - g.district.bounds[0] for g in gens) + PROVINCE_GAP_M
+    height = max(g.district.bounds[3] - g.district.bounds[1] for g in gens) + PROVINCE_GAP_M
+    layers: dict[str, list[gpd.GeoDataFrame]] = {}
+    for k, gen in enumerate(gens):
+        gen.center = PROVINCE_CENTER
+        gen.offset = ((k % cols - (cols - 1) / 2) * width, ((rows - 1) / 2 - k // cols) * height)
+        for name, gdf in gen.assemble().items():
+            layers.setdefault(name, []).append(gdf)
+    merged = {name: gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
+                                     crs=frames[0].crs) for name, frames in layers.items()}
+    total = int(merged["buildings"]["households"].sum())
+    return DemoTerritory(layers=merged, seed=int(seed), households=total)
+
+
 def generate(households: int = 60_000, seed: int = 7, *, progress: bool = False) -> DemoTerritory:
     """Generate a demo district of about ``households`` households (±5%), deterministic by seed."""
+    gen = _build(households, seed, None, progress)
+    layers = gen.assemble()
+    total = int(layers["buildings"]["households"].sum())
+    return DemoTerritory(layers=layers, seed=int(seed), households=total)
+
+
+def _build(households: int, seed: int, district: tuple[str, str] | None,
+           progress: bool) -> _Gen:
+    """A district generated stage by stage (its layers made by ``assemble()``)."""
     if households < 5_000:
         raise ValueError("households must be at least 5,000")
-    gen = _Gen(int(households), int(seed))
+    gen = _Gen(int(households), int(seed), district)
     stages: list[tuple[str, Callable[[], None]]] = [
         ("urban street lattice", gen.urban_lattice),
         ("urban streets", gen.urban_streets),
@@ -156,16 +205,12 @@ def generate(households: int = 60_000, seed: int = 7, *, progress: bool = False)
         disable=not progress,
         transient=False,
     ) as bar:
-        task = bar.add_task("demo territory", total=len(stages) + 1)
+        task = bar.add_task("demo territory", total=len(stages))
         for label, stage in stages:
-            bar.update(task, description=label)
+            bar.update(task, description=f"{gen.short} {label}")
             stage()
             bar.advance(task)
-        bar.update(task, description="layers in WGS84")
-        layers = gen.assemble()
-        bar.advance(task)
-    total = int(layers["buildings"]["households"].sum())
-    return DemoTerritory(layers=layers, seed=int(seed), households=total)
+    return gen
 
 
 # ---------------------------------------------------------------------------
@@ -608,13 +653,20 @@ def _layout_block(
 class _Gen:
     """Builds the territory stage by stage in local metric coordinates (EPSG:4547 - offset)."""
 
-    def __init__(self, households: int, seed: int) -> None:
+    def __init__(self, households: int, seed: int, district: tuple[str, str] | None = None
+                 ) -> None:
         self.rng = np.random.default_rng(seed)
         self.households = households
+        #: The district's code and short name (区 follows it), and where its centre goes
+        #: (lon/lat, and an offset in metres from it).
+        self.code, self.short = district or (DISTRICT_CODE, DISTRICT_SHORT)
+        self.name = DISTRICT_NAME if district is None else f"{self.short}示范区"
+        self.center: tuple[float, float] = CENTER_LONLAT
+        self.offset = (0.0, 0.0)
         rng = self.rng
         self.bank = nm.NameBank(rng)  # admin areas, hamlets
         self.road_bank = nm.NameBank(rng)  # roads
-        self.bank.reserve(DISTRICT_SHORT)
+        self.bank.reserve(self.short)
         self.rural_hh = round(households * rng.uniform(0.12, 0.18))
         self.urban_hh = households - self.rural_hh
         # outputs, in local coordinates
@@ -1211,7 +1263,7 @@ class _Gen:
             elif fkind == "hospital":
                 hosp_n += 1
                 name = (
-                    f"{DISTRICT_SHORT}区人民医院"
+                    f"{self.short}区人民医院"
                     if hosp_n == 1
                     else f"{base}社区卫生服务中心"
                     if hosp_n % 2
@@ -2015,7 +2067,7 @@ class _Gen:
         for k, cell in enumerate(self.industrial_cells):
             ind = sb[self.block_cell[sb] == cell]
             poly = shapely.union_all(self._quads(ind), grid_size=GRID)
-            name = f"{DISTRICT_SHORT}工业园" if k == 0 else f"{self.bank.stem()}工业园"
+            name = f"{self.short}工业园" if k == 0 else f"{self.bank.stem()}工业园"
             self.dedicated_rows.append((poly, name, "industrial"))
         if self.campus_cell >= 0:
             cam = sb[self.block_cell[sb] == self.campus_cell]
@@ -2037,10 +2089,10 @@ class _Gen:
 
     def assemble(self) -> dict[str, gpd.GeoDataFrame]:
         tr = Transformer.from_crs(WGS84, METRIC_CRS, always_xy=True)
-        ox, oy = tr.transform(*CENTER_LONLAT)
-        # Centre the district on the target point.
+        ox, oy = tr.transform(*self.center)
+        # Centre the district on the target point (and its offset from it).
         c = self.district.centroid
-        dx, dy = ox - c.x, oy - c.y
+        dx, dy = ox - c.x + self.offset[0], oy - c.y + self.offset[1]
 
         def frame(geoms: Iterable[Geom], cols: dict[str, Any]) -> gpd.GeoDataFrame:
             arr = np.array(list(geoms), dtype=object)
@@ -2066,8 +2118,8 @@ class _Gen:
         rows: list[tuple[Geom, str, str, str, str | None, str | None]] = [
             (
                 shapely.coverage_union_all(clean),
-                DISTRICT_CODE,
-                DISTRICT_NAME,
+                self.code,
+                self.name,
                 "district",
                 None,
                 None,
@@ -2076,11 +2128,11 @@ class _Gen:
         for ti, tname in enumerate(town_names):
             urban = ti < n_st
             tcode = (
-                f"{DISTRICT_CODE}{ti + 1:03d}" if urban else f"{DISTRICT_CODE}{100 + ti - n_st:03d}"
+                f"{self.code}{ti + 1:03d}" if urban else f"{self.code}{100 + ti - n_st:03d}"
             )
             idx = np.flatnonzero(low_town == ti).tolist()
             rows.append(
-                (shapely.coverage_union_all(clean[idx]), tcode, tname, "town", DISTRICT_CODE, None)
+                (shapely.coverage_union_all(clean[idx]), tcode, tname, "town", self.code, None)
             )
             if not urban:
                 cen = shapely.centroid(clean[idx])

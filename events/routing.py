@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from events.router import GridRouter
 from gis import divisions, models
 from gis.crs import to_wgs84_checked
+from gis.database import make_engine
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.plans import published_plan_id, read_grids
 
@@ -212,3 +213,39 @@ class RouterCache:
         return Published(territory_id, plan_id, router, grids["id"].to_numpy(),
                          grids["code"].to_numpy(), grids["village_code"].to_numpy(), workers,
                          names)
+
+
+# --- bulk routing on a cluster's workers -------------------------------------------------------
+
+_worker_caches: dict[tuple[str, float], RouterCache] = {}
+_worker_lock = threading.Lock()
+
+
+def route_chunk(url: str, near_m: float, territory_id: int, x: np.ndarray, y: np.ndarray,
+                coord_sys: str | int) -> dict[str, Any]:
+    """A chunk of a bulk import routed on a cluster worker (:meth:`Published.route_columns`):
+    each worker process keeps the routers it built (per database), rebuilt when the
+    territory's published plan changes, so a plan's router is built once per worker."""
+    with _worker_lock:
+        cache = _worker_caches.get((url, near_m))
+        if cache is None:
+            cache = _worker_caches[(url, near_m)] = RouterCache(make_engine(url), near_m)
+    return cache.get(territory_id).route_columns(x, y, coord_sys)
+
+
+def concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The columns of routed chunks (:func:`route_chunk`, in order) as one; the chunks must
+    agree on the plan (a publish between two chunks: routed again by the caller)."""
+    first = parts[0]
+    if any(p["plan_id"] != first["plan_id"] for p in parts):
+        raise Conflict("the territory's published plan changed while the import was routed: "
+                       "send it again")
+    out: dict[str, Any] = {"territory_id": first["territory_id"], "plan_id": first["plan_id"]}
+    for key, value in first.items():
+        if key in out:
+            continue
+        if isinstance(value, list):
+            out[key] = [v for p in parts for v in p[key]]
+        else:
+            out[key] = np.concatenate([p[key] for p in parts])
+    return out

@@ -65,6 +65,12 @@ class DatabaseError(GridmapError):
     code = "database-error"
 
 
+class ComputeUnavailable(GridmapError):
+    """The Dask cluster that computes partitions cannot be reached (docs/scale.md)."""
+
+    code = "compute-unavailable"
+
+
 class NotFound(GridmapError):
     """Something asked for by id or code does not exist."""
 

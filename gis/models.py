@@ -420,7 +420,8 @@ class EventHistory(Base):
 
 
 class Job(Base):
-    """A long-running piece of work (a partition) with its state and progress."""
+    """A long-running piece of work (a partition, a redraw) with its state and progress:
+    queued → running → done | failed | cancelled."""
 
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -439,6 +440,11 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     #: "host:pid" of the process running it, to tell orphans after a restart.
     worker: Mapped[str | None] = mapped_column(String(100))
+    #: The account that submitted it (the per-account job limit counts by it).
+    account: Mapped[str | None] = mapped_column(String(60), index=True)
+    #: Towns (pieces of work: a town, or a group of a big town's villages) done and in all.
+    towns_done: Mapped[int | None] = mapped_column(Integer)
+    towns_total: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

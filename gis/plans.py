@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +70,11 @@ def _py(value: Any) -> Any:
 def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
                blocks: gpd.GeoDataFrame, report: dict[str, Any], parameters: dict[str, Any],
                *, parent_id: int | None = None, note: str | None = None,
-               created_by: str | None = None, lines: gpd.GeoDataFrame | None = None) -> int:
+               created_by: str | None = None, lines: gpd.GeoDataFrame | None = None,
+               finish: Callable[[Connection, int], None] | None = None) -> int:
     """Store a partition (grids and blocks in WGS84) as a new draft plan, in one transaction.
+    ``finish(conn, plan_id)`` runs last in that transaction (a job records its end there:
+    if it raises, nothing is stored).
 
     ``grids`` has the columns of :data:`GRID_FIELDS` (``flags`` a list per grid; those of
     :data:`OPTIONAL_GRID_FIELDS` may be missing); ``blocks`` has ``village_code``,
@@ -97,6 +101,8 @@ def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
         grid_ids = _insert_grids(conn, plan_id, grids)
         _insert_blocks(conn, plan_id, blocks, grid_ids)
         insert_lines(conn, plan_id, line_rows)
+        if finish is not None:
+            finish(conn, plan_id)
     return plan_id
 
 

@@ -51,8 +51,25 @@ class Settings(BaseSettings):
     max_unzipped_mb: int = 2_048
     max_zip_ratio: int = 500
     max_zip_members: int = 10_000
-    #: Partition jobs run at once per server process (each uses one core).
-    job_workers: int = 1
+    #: Partition, redraw and rebalance work and the routing of bulk event imports run on a
+    #: Dask cluster, never in the web process (docs/scale.md): the address of its scheduler
+    #: (``tcp://host:8786``: a cluster started the ordinary way, ``dask scheduler`` and
+    #: ``dask worker``, on this machine or many), or empty for a ``LocalCluster`` of worker
+    #: processes on this machine (``gridmap serve`` starts one for all its processes).
+    dask_scheduler: str = ""
+    #: Worker processes of that LocalCluster (0: one per CPU the server may use).
+    dask_workers: int = 0
+    #: Nice value of the service's engine tasks on the workers, so that a web server sharing
+    #: the machine with them stays responsive (0: leave them alone).
+    dask_nice: int = 10
+    #: Jobs a server process drives at once (the others wait, queued); the cluster computes
+    #: them, the server process only waits and records their progress.
+    job_workers: int = 2
+    #: At most this many queued or running jobs per account and per territory (0: no
+    #: limit); one more is refused with 429 and Retry-After ``job_retry_after_s``.
+    job_limit_per_account: int = 3
+    job_limit_per_territory: int = 2
+    job_retry_after_s: int = 30
     #: A job whose process sent no progress for this long is taken as dead (seconds).
     job_stale_after_s: int = 900
     #: A partition or redraw job still running after this long is marked failed ("timed out")

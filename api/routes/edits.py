@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import shapely
@@ -203,7 +204,9 @@ def _hood(reader: PlanReader, villages: set[str], *, used: bool) -> edit.Neighbo
         params.dedicated_serial_start, reader.used_codes(villages) if used else frozenset())
 
 
-def _compute(body: Any) -> Any:
+def _compute(body: Any, run: Callable[..., Any]) -> Any:
+    """The edit's computation; ``run(fn, *args)`` runs the engine's part of a rebalance on
+    the cluster (the other edits are quick and run here)."""
     params = body.model_dump(exclude={"op", "note"}, exclude_none=True)
     op = str(body.op)
 
@@ -229,7 +232,7 @@ def _compute(body: Any) -> Any:
                 raise edit.refuse(f"本方案没有村（社区）{params['village']}",
                                   f"the plan has no village {params['village']}")
             hood = _hood(reader, {params["village"]}, used=True)
-            result = edit.apply_edit(hood, op, params)
+            result = run(edit.apply_edit, hood, op, params)
             return Change(op, params, result.summary, result.grids, result.removed,
                           result.assignment, result.previous)
         if op == "rebalance":
@@ -242,7 +245,8 @@ def _compute(body: Any) -> Any:
         if not codes:
             raise edit.refuse("线没有穿过任何网格", "the line crosses no grid of the plan")
         hood = _hood(reader, set(rows["village_code"]), used=op in ("split", "rebalance"))
-        result = edit.apply_edit(hood, op, params)
+        result = run(edit.apply_edit, hood, op, params) if op == "rebalance" else \
+            edit.apply_edit(hood, op, params)
         return Change(op, params, result.summary, result.grids, result.removed,
                       result.assignment, result.previous)
 
@@ -260,8 +264,8 @@ def make_edit(plan_id: Id, request: Request, who: PlansWrite,
     expected = parse_if_match(if_match)
     check_plan(request, who, plan_id, whole=True)
     try:
-        out = edit_plan(engine, plan_id, expected, _compute(body), author=author(user, who),
-                        note=body.note)
+        out = edit_plan(engine, plan_id, expected, _compute(body, request.app.state.jobs.run),
+                        author=author(user, who), note=body.note)
     except StaleVersion as exc:
         return _stale(request, exc)
     return _answer(out)

@@ -298,10 +298,12 @@ def import_events(
         i = int(bad[0])
         raise BadRequest(f"{name}: row {i + 1} has source {srcs[i]!r}, not one of "
                          f"{', '.join(SOURCES)}; nothing was imported")
-    published = routers_of(request).get(territory_id)
+    tid = territory_id if territory_id is not None else \
+        routers_of(request).default_territory()
     checked = time.perf_counter()
-    try:
-        routed = published.route_columns(x, y, coord_sys)
+    try:   # on the cluster's workers (which keep the territory's router), not here
+        routed = request.app.state.jobs.route_columns(
+            tid, x, y, coord_sys, request.app.state.settings.near_boundary_m)
     except CoordinateError as exc:
         raise CoordinateError(f"{name}: {_by_row(x, y, coord_sys, exc)}; nothing was "
                               "imported") from exc
@@ -326,7 +328,7 @@ def import_events(
     n = create_events_columns(engine, columns, routed["lon"], routed["lat"], rules)
     done = time.perf_counter()
     flags = routed["flags"]
-    return {"imported": n, "plan_id": published.plan_id,
+    return {"imported": n, "plan_id": routed["plan_id"],
             "outside": sum("outside" in f for f in flags),
             "near_boundary": sum("near_boundary" in f for f in flags),
             "seconds": {"read": round(checked - started, 2), "route": round(stored - checked, 2),

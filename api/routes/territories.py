@@ -20,7 +20,7 @@ from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest, Forbidden
 from gis import models
-from gis.errors import Conflict, GridmapError, LayerError, NotFound
+from gis.errors import GridmapError, LayerError, NotFound
 from gis.layers import (
     ReadLimits,
     Territory,
@@ -81,14 +81,19 @@ class JobOut(BaseModel):
     kind: str
     territory_id: int
     state: str = Field(description="queued, running, done, failed or cancelled")
-    progress: float
-    stage: str | None
+    progress: float = Field(description="0 to 1")
+    stage: str | None = Field(description="What the job is doing, e.g. \"towns 分街道计算 "
+                                          "12/53\"")
     parameters: dict[str, Any]
     plan_id: int | None = Field(description="The draft plan made, once done")
     error: str | None = Field(description="Why the job failed")
     created_at: str
     started_at: str | None
     finished_at: str | None
+    towns_done: int | None = Field(None, description="Towns (or groups of a big town's "
+                                   "villages) partitioned so far, of towns_total")
+    towns_total: int | None = Field(None, description="Towns the territory was cut into "
+                                    "(null until it is read)")
 
 
 def _territory(engine: Engine, territory_id: int, notes: list[str] | None = None,
@@ -289,7 +294,9 @@ def remove_territory(territory_id: Id, request: Request, who: PlansWrite,
 
 @router.post("/territories/{territory_id}/plans", status_code=202, response_model=JobOut,
              tags=["jobs"], summary="Start a partition job; returns at once",
-             responses={404: {"description": "No such territory"}})
+             responses={404: {"description": "No such territory"},
+                        429: {"description": "Too many queued or running jobs (of the "
+                                             "account or the territory): see Retry-After"}})
 def start_partition(territory_id: Id, body: PartitionRequest, request: Request,
                     response: Response, who: PlansWrite,
                     engine: Engine = Depends(get_engine)) -> JobOut:
@@ -299,7 +306,7 @@ def start_partition(territory_id: Id, body: PartitionRequest, request: Request,
     runner: JobRunner = request.app.state.jobs
     try:
         job_id = runner.submit(territory_id, parameters, body.note,
-                               body.created_by or who.label)
+                               body.created_by or who.label, account=who.username)
     except ValueError as exc:  # the band: min <= target <= max
         raise GridmapError(str(exc)) from exc
     response.headers["Location"] = f"/jobs/{job_id}"
@@ -318,9 +325,11 @@ def job(job_id: str, request: Request, who: PlansRead,
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, tags=["jobs"],
-               summary="Cancel a queued or running job: it ends cancelled, nothing stored",
+               summary="Cancel a queued or running job: its tasks on the cluster are "
+                       "cancelled and nothing is stored",
                responses={404: {"description": "No such job"},
-                          409: {"description": "The job has ended already"}})
+                          409: {"description": "The job has ended already (done, failed or "
+                                               "cancelled)"}})
 def cancel_job(job_id: str, request: Request, who: PlansWrite,
                engine: Engine = Depends(get_engine)) -> JobOut:
     found = get_job(engine, job_id)
@@ -328,11 +337,7 @@ def cancel_job(job_id: str, request: Request, who: PlansWrite,
         raise NotFound(f"no job {job_id}")
     check_territory(request, who, found["territory_id"], whole=True)
     runner: JobRunner = request.app.state.jobs
-    if not runner.cancel(job_id):
-        state = get_job(engine, job_id)["state"]
-        raise Conflict(f"任务已结束（{state}），无法取消 / job {job_id} has ended already "
-                       f"({state}): nothing to cancel")
-    return JobOut(**get_job(engine, job_id))
+    return JobOut(**runner.cancel(job_id, who.label))
 
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"],
@@ -375,6 +380,6 @@ def start_redraw(
     runner: JobRunner = request.app.state.jobs
     job_id = runner.submit_redraw(territory_id, territory, plan_id, note,
                                   created_by or who.label,
-                                  ", ".join(names)[:1000])
+                                  ", ".join(names)[:1000], account=who.username)
     response.headers["Location"] = f"/jobs/{job_id}"
     return JobOut(**get_job(engine, job_id))

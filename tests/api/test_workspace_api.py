@@ -1,5 +1,5 @@
 """The API pieces the workspace pages stand on, on both backends: the upload preview and its
-suggested field map, cancelling a job, event photos (type, size, pixels, count), patrols and
+suggested field map, event photos (type, size, pixels, count), patrols and
 the 日双巡 coverage, the roster, API keys, audit and event filters."""
 
 from __future__ import annotations
@@ -123,36 +123,6 @@ def test_preview_suggests_a_field_map_and_asks_for_the_encoding(site: Any) -> No
     # Nothing readable: the problem names the file and layer; nothing stored.
     r = client.post("/territories/preview", files={"files": ("roads.geojson", b"{oops")})
     assert r.status_code == 422 and r.json()["file"] == "roads.geojson"
-
-
-def test_a_job_is_cancelled_queued_or_running_and_stores_nothing(site: Any) -> None:
-    client, w = site
-    app = client.app
-    plans_before = len(client.get(f"/plans?territory={w['territory']}").json())
-    app.state.jobs._pool.submit(time.sleep, 2)        # the one worker is busy
-    job = client.post(f"/territories/{w['territory']}/plans", json={"seed": 3}).json()
-    assert job["state"] == "queued"
-    r = client.delete(f"/jobs/{job['id']}")
-    assert r.status_code == 200 and r.json()["state"] == "cancelled"
-    time.sleep(2.5)                                   # it would have run by now
-    assert client.get(f"/jobs/{job['id']}").json()["state"] == "cancelled"
-    assert client.delete(f"/jobs/{job['id']}").status_code == 409
-    # A running job stops at its next progress report.
-    job = client.post(f"/territories/{w['territory']}/plans", json={"seed": 4}).json()
-    deadline = time.monotonic() + 30
-    while client.get(f"/jobs/{job['id']}").json()["state"] == "queued":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    r = client.delete(f"/jobs/{job['id']}")
-    end = _done(client, job["id"])
-    if r.status_code == 200:
-        assert end["state"] == "cancelled" and end["plan_id"] is None
-        assert len(client.get(f"/plans?territory={w['territory']}").json()) == plans_before
-    else:   # it had finished already: the plan stands
-        assert r.status_code == 409 and end["state"] == "done"
-    assert client.delete("/jobs/nosuchjob").status_code == 404
-    viewer = {"X-API-Key": account_key(w["engine"], "ws-viewer", "viewer", "*")}
-    assert client.delete(f"/jobs/{job['id']}", headers=viewer).status_code == 403
 
 
 def test_photos_are_checked_stored_and_listed(site: Any) -> None:

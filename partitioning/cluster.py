@@ -1,0 +1,363 @@
+"""Partitions on a Dask cluster: a territory's pieces (partitioning/towns.py) as tasks, the
+join at the end; and where the cluster comes from (a ``LocalCluster`` of worker processes
+sized to the machine, or the scheduler at an address).
+
+The engine never runs in the calling process: a piece is one task (``partition_piece``),
+placed by the scheduler on any worker, retried on another when its worker dies (Dask's own
+rule: ``distributed.scheduler.allowed-failures``), and a task that keeps killing workers
+fails the partition with :class:`WorkerLost`. A piece's data reaches a worker once: the
+caller scatters the pieces it cut (the CLI), or a task cuts them where the territory is read
+(the service's jobs read the store on a worker); a piece lost with its worker is sent
+again. The grids never depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gis.errors import ComputeUnavailable
+from partitioning.engine import PartitionResult
+from partitioning.params import PartitionParams
+from partitioning.towns import Piece, PieceResult, Split, join, partition_piece
+
+if TYPE_CHECKING:
+    from distributed import Client, Future, LocalCluster
+
+log = logging.getLogger("gridmap.cluster")
+#: Times a piece whose scattered data was lost with its worker is sent again.
+RESEND = 3
+#: Nice value of the threads that run the service's engine tasks (the web server stays
+#: responsive on a machine shared with its workers; GRIDMAP_DASK_NICE); the CLI's run at 0.
+SERVICE_NICE = 10
+#: How often (s) a driver waiting for the pieces looks at them (and checks for a stop).
+POLL_S = 0.05
+
+Progress = Callable[[str, float, int, int], None]
+
+
+class Cancelled(Exception):
+    """The partition was stopped (cancelled, timed out, or its server is stopping)."""
+
+
+class WorkerLost(Exception):
+    """A piece's task could not finish: the workers running it died (each retry too)."""
+
+
+class ClusterLost(Exception):
+    """The scheduler is unreachable (it stopped, or the network is down)."""
+
+
+def machine_workers() -> int:
+    """Worker processes for a LocalCluster sized to the machine: the CPUs this process may
+    use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def start_local_cluster(workers: int = 0, memory_limit: str | float = "auto"
+                        ) -> LocalCluster:
+    """A scheduler in this process and ``workers`` worker processes (0: one per CPU), one
+    thread each: the engine holds the GIL, so processes, not threads, run pieces side by
+    side."""
+    from distributed import LocalCluster
+
+    n = workers if workers > 0 else machine_workers()
+    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                        memory_limit=memory_limit, dashboard_address=":0",
+                        scheduler_port=0, silence_logs=logging.WARNING)
+
+
+@dataclass
+class Compute:
+    """The cluster a process sends its work to: an existing scheduler (``address``) or a
+    LocalCluster started on first use (and closed with :meth:`close`)."""
+
+    address: str = ""
+    workers: int = 0
+    _client: Client | None = None
+    _cluster: LocalCluster | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self) -> Client:
+        """The client (connecting, or starting the LocalCluster, on first use);
+        :class:`ComputeUnavailable` when the scheduler cannot be reached."""
+        with self._lock:
+            if self._client is None or self._client.status in ("closed", "closing"):
+                from distributed import Client
+
+                try:
+                    if self.address:
+                        self._client = Client(self.address, timeout="10s",
+                                              set_as_default=False)
+                    else:
+                        self._cluster = start_local_cluster(self.workers)
+                        self._client = Client(self._cluster, set_as_default=False)
+                except (OSError, TimeoutError) as exc:
+                    where = self.address or "a new LocalCluster"
+                    raise ComputeUnavailable(
+                        f"计算集群不可用 the Dask scheduler at {where} could not be reached "
+                        f"({exc}): start it (docs/scale.md) or set GRIDMAP_DASK_SCHEDULER"
+                    ) from exc
+            return self._client
+
+    @property
+    def scheduler(self) -> str:
+        """The scheduler's address (starting the LocalCluster if it is the one)."""
+        return str(self.client().scheduler_info()["address"])
+
+    def run(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None,
+            **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on a worker; its result (its exception raised here)."""
+        future = self.client().submit(fn, *args, pure=False, **kwargs)
+        try:
+            return future.result(timeout=timeout)
+        finally:
+            future.release()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):
+                    self._cluster.close()
+            self._client = self._cluster = None
+
+
+_shared: dict[tuple[str, int], Compute] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_compute(address: str = "", workers: int = 0) -> Compute:
+    """The one :class:`Compute` of this process for a scheduler address (or for a
+    LocalCluster of ``workers``): every app and command of the process shares it, and it
+    is closed when the process exits."""
+    with _shared_lock:
+        compute = _shared.get((address, workers))
+        if compute is None:
+            compute = _shared[(address, workers)] = Compute(address, workers)
+            if len(_shared) == 1:
+                atexit.register(_close_shared)
+        return compute
+
+
+def _close_shared() -> None:
+    with _shared_lock:
+        for compute in _shared.values():
+            compute.close()
+        _shared.clear()
+
+
+def lower_priority(nice: int) -> None:
+    """Run this thread (a worker's task thread) at least at ``nice``."""
+    if nice <= 0 or getattr(_niced, "value", 0) >= nice:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        # Linux applies a nice value per thread: this thread, not the worker's others.
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), nice))
+    _niced.value = nice
+
+
+_niced = threading.local()
+
+
+def run_piece(piece: Piece, params: PartitionParams, stop: str | None = None,
+              nice: int = 0) -> PieceResult:
+    """A piece's task: the engine on it (its thread at ``nice``), stopped early when the
+    event ``stop`` is set."""
+    lower_priority(nice)
+    worker = ""
+    check: Callable[[], None] | None = None
+    with contextlib.suppress(ValueError, ImportError):
+        from distributed import Event, get_worker
+
+        worker = str(get_worker().address)
+        if stop:
+            event = Event(stop)
+
+            def check() -> None:
+                if event.is_set():
+                    raise Cancelled(f"stopped ({stop})")
+    result = partition_piece(piece, params, check)
+    result.worker = worker
+    return result
+
+
+def split_keys(split: Split) -> list[tuple[str, int]]:
+    """(key, households) of each piece, in order (small: sent back to the driver)."""
+    return [(p.key, p.households) for p in split.pieces]
+
+
+def split_crs(split: Split) -> Any:
+    return split.crs
+
+
+def piece_of(split: Split, i: int) -> Piece:
+    return split.pieces[i]
+
+
+@dataclass
+class Run:
+    """The futures of one partition on the cluster, and how it went."""
+
+    client: Client
+    name: str
+    futures: list[Future] = field(default_factory=list)
+    stop_event: str = ""
+    resent: int = 0
+
+    def cancel(self) -> None:
+        """Cancel every task of the run still pending; running pieces stop at their next
+        progress report."""
+        with contextlib.suppress(Exception):
+            from distributed import Event
+
+            Event(self.stop_event, client=self.client).set()
+        with contextlib.suppress(Exception):
+            self.client.cancel(self.futures, force=True)
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            from distributed import Event
+
+            Event(self.stop_event, client=self.client).clear()
+        with contextlib.suppress(Exception):
+            self.client.cancel(self.futures, force=True)
+        self.futures.clear()
+
+
+def new_run(client: Client, name: str | None = None) -> Run:
+    name = name or uuid.uuid4().hex[:12]
+    return Run(client, name, stop_event=f"gridmap-stop-{name}")
+
+
+def run_pieces(run: Run, pieces: Sequence[Future], sizes: Sequence[tuple[str, int]],
+               params: PartitionParams, *, progress: Progress | None = None,
+               stop: Callable[[], bool] | None = None, deadline: float | None = None,
+               resend: Callable[[int], Future] | None = None, nice: int = 0
+               ) -> list[Future]:
+    """Submit a task per piece (the biggest first) and wait for all of them; the futures of
+    their results (kept on the workers). ``stop()`` is polled while waiting (True:
+    :class:`Cancelled`), ``deadline`` is a ``time.monotonic()`` limit (:class:`TimeoutError`),
+    ``resend(i)`` scatters piece ``i`` again when its data was lost with a worker."""
+    from distributed.client import FutureCancelledError
+
+    client = run.client
+
+    def submit(i: int, source: Future) -> Future:
+        key, households = sizes[i]
+        fut = client.submit(run_piece, source, params, run.stop_event, nice,
+                            key=f"gridmap-{run.name}-piece-{key}-{run.resent}",
+                            priority=int(households), pure=False)
+        run.futures.append(fut)
+        return fut
+
+    pending = {submit(i, source): i for i, source in enumerate(pieces)}
+    done: dict[int, Future] = {}
+    total = len(pieces)
+    sends = [0] * total
+    while pending:
+        if stop is not None and stop():
+            raise Cancelled("stopped")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("the partition ran out of time")
+        ready = [f for f in pending if f.done()]
+        if not ready:
+            time.sleep(POLL_S)
+            continue
+        for fut in ready:
+            i = pending.pop(fut)
+            if fut.status == "finished":
+                done[i] = fut
+                if progress is not None:
+                    progress(sizes[i][0], len(done) / total, len(done), total)
+                continue
+            exc = _exception(fut)
+            lost = fut.status == "cancelled" or isinstance(exc, FutureCancelledError | KeyError)
+            if lost and resend is not None and sends[i] < RESEND:
+                sends[i] += 1
+                run.resent += 1
+                log.warning("piece %s lost with its worker: sending it again", sizes[i][0])
+                pending[submit(i, resend(i))] = i
+                continue
+            if _is_killed(exc):
+                raise WorkerLost(
+                    f"the workers computing town {sizes[i][0]} died while they ran it "
+                    f"(killed, or out of memory), also when it was retried: {exc}") from exc
+            if exc is not None:
+                raise exc
+            raise WorkerLost(f"the task of town {sizes[i][0]} was lost ({fut.status})")
+    return [done[i] for i in range(total)]
+
+
+def _exception(fut: Future) -> BaseException | None:
+    try:
+        return fut.exception(timeout=5)
+    except BaseException as exc:  # (a cancelled future raises here)
+        return exc
+
+
+def _is_killed(exc: BaseException | None) -> bool:
+    return exc is not None and type(exc).__name__ == "KilledWorker"
+
+
+def join_results(crs: Any, params: PartitionParams, split_s: float,
+                 *results: PieceResult) -> PartitionResult:
+    """The join as a task: the pieces' results as one partition."""
+    return join(list(results), crs, params, split_s=split_s)
+
+
+def partition_on_cluster(client: Client, split: Split, params: PartitionParams, *,
+                         progress: Progress | None = None,
+                         stop: Callable[[], bool] | None = None,
+                         timeout_s: float = 0.0, nice: int = 0) -> PartitionResult:
+    """The pieces of ``split`` (cut in this process) partitioned on the cluster and joined
+    here: the CLI's and the benchmark's way. Each piece is scattered to a worker once."""
+    started = time.perf_counter()
+    run = new_run(client)
+    try:
+        sources = client.scatter(split.pieces, hash=False)
+        sizes = [(p.key, p.households) for p in split.pieces]
+
+        def resend(i: int) -> Future:
+            return client.scatter(split.pieces[i], hash=False)
+
+        deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+        futures = run_pieces(run, sources, sizes, params, progress=progress, stop=stop,
+                             deadline=deadline, resend=resend, nice=nice)
+        results = client.gather(futures)
+        result = join(results, split.crs, params, started=started, split_s=split.seconds)
+        result.report["resent_pieces"] = run.resent
+        return result
+    except BaseException:
+        run.cancel()
+        raise
+    finally:
+        run.release()
+
+
+def worker_memory(client: Client) -> dict[str, int]:
+    """Each worker's proportional set size now (bytes; Linux), by address."""
+    def pss() -> int:
+        try:
+            with open("/proc/self/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    return {str(k): int(v) for k, v in client.run(pss).items()}

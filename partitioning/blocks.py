@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -248,6 +250,27 @@ def _merge_slivers(polys: np.ndarray, min_area: float) -> np.ndarray:
         members = polys[inverse == r]
         out[r] = members[0] if len(members) == 1 else shapely.union_all(members)
     return out
+
+
+def dissolve(geoms: np.ndarray) -> Any:
+    """The union of blocks (a grid's outline) on the precision grid. Blocks the adjacency
+    finds sharing an edge within :data:`SHARED_TOLERANCE_M` but not exactly (a cut piece's
+    edge off its neighbour's by a rounding error) would stay apart in a plain union: where
+    the union falls in parts, those seams are closed (grown and shrunk back by the
+    tolerance, mitred, so outer edges and corners stay where they were)."""
+    union = shapely.union_all(geoms, grid_size=PRECISION_M)
+    if shapely.get_num_geometries(union) < 2:
+        return union
+    step = 2 * SHARED_TOLERANCE_M
+    closed = shapely.buffer(shapely.buffer(shapely.union_all(geoms), step, join_style="mitre",
+                                           mitre_limit=10.0),
+                            -step, join_style="mitre", mitre_limit=10.0)
+    closed = shapely.set_precision(shapely.make_valid(closed), PRECISION_M)
+    parts = shapely.get_parts(closed)
+    parts = parts[shapely.get_type_id(parts) == 3]
+    if len(parts) and len(parts) < shapely.get_num_geometries(union):
+        return parts[0] if len(parts) == 1 else shapely.multipolygons(parts)
+    return union
 
 
 def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,

@@ -15,7 +15,7 @@ import shapely.ops
 
 from gis.errors import EditRefused, GridLocked
 from partitioning import boundaries, codes, quality
-from partitioning.blocks import PRECISION_M, STRONG_KINDS, adjacency
+from partitioning.blocks import PRECISION_M, STRONG_KINDS, adjacency, dissolve
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph, Partitioner, choose_k
 
@@ -222,7 +222,7 @@ def _finish(work: _Work, op: str, reshaped: dict[str, dict[str, Any]],
         idx = work.members(code)
         base = dict(rows.loc[code]) if code in rows.index else {}
         base.update(fixed)
-        outline = shapely.make_valid(shapely.union_all(geoms[idx]))
+        outline = shapely.make_valid(dissolve(geoms[idx]))
         base.update(code=code, households=int(hh[idx].sum()), population=int(pop[idx].sum()),
                     households_estimated=int(est[idx].sum()), geometry=outline, reshaped=True)
         new_rows[code] = base

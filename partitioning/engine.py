@@ -16,11 +16,11 @@ from gis.errors import GridmapError
 from gis.layers import Territory
 from partitioning import boundaries, codes, flags, quality
 from partitioning.blocks import (
-    PRECISION_M,
     STRONG_KINDS,
     adjacency,
     barrier_lines,
     close_gaps,
+    dissolve,
     drop_duplicates,
     make_blocks,
 )
@@ -480,7 +480,7 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     geoms = blocks.geometry.to_numpy()[order]
     merged = np.empty(n_grids, dtype=object)
     for g in range(n_grids):
-        merged[g] = shapely.union_all(geoms[starts[g]:starts[g + 1]], grid_size=PRECISION_M)
+        merged[g] = dissolve(geoms[starts[g]:starts[g + 1]])
     merged = _polygonal(shapely.make_valid(merged))
     vname = dict(zip(villages["code"], villages["name"], strict=True))
     frame = pd.DataFrame({
@@ -598,12 +598,19 @@ def _split_buildings(buildings: gpd.GeoDataFrame, grids: gpd.GeoDataFrame,
     split = np.flatnonzero(counts > 1)
     if not len(split):
         return out
-    admin = shapely.union_all(shapely.boundary(villages.geometry.to_numpy()))
-    shown = (barriers["kind"] != "inferred") | barriers["name"].notna()
-    given = shapely.union_all(barriers.loc[shown].geometry.to_numpy())
     sg = geoms[poly][split]
-    by_admin = shapely.intersects(sg, admin)
-    by_given = ~by_admin & shapely.intersects(sg, given)
+
+    def crossing(lines: np.ndarray) -> np.ndarray:
+        # Each footprint against the lines near it (a tree), not against one union of
+        # them all: the union is a district's worth of vertices for every test.
+        hit = np.zeros(len(sg), dtype=bool)
+        if len(lines):
+            hit[shapely.STRtree(lines).query(sg, predicate="intersects")[0]] = True
+        return hit
+
+    shown = ((barriers["kind"] != "inferred") | barriers["name"].notna()).to_numpy()
+    by_admin = crossing(shapely.boundary(villages.geometry.to_numpy()))
+    by_given = ~by_admin & crossing(barriers.geometry.to_numpy()[shown])
     codes = grids["code"].to_numpy()
     out.update({
         "buildings_split_by_admin_lines": int(by_admin.sum()),

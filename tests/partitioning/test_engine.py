@@ -63,7 +63,8 @@ def check_invariants(terr: Territory, result: PartitionResult) -> None:
     assert all(int(c[-3:]) < 901 for c in grids.loc[~ded, "code"])
     # Contiguous, or flagged as not; and in parts only where the data puts its village in
     # parts (a village of several pieces, a rural village kept whole, a dedicated area
-    # between its blocks, a side joined across a river whose water is not the grid's),
+    # between its blocks, a side joined across a river whose water is not the grid's, the
+    # nearest split of a village that has no connected one),
     # never because blocks meet along an edge off by a rounding error.
     parts = shapely.get_num_geometries(geoms)
     with_dedicated = set(grids.loc[grids["kind"] == "dedicated", "village_code"])
@@ -71,7 +72,7 @@ def check_invariants(terr: Territory, result: PartitionResult) -> None:
                                      grids["flags"], strict=True):
         assert p == 1 or "noncontiguous" in flags
         assert p == 1 or shapely.get_num_geometries(vgeom[vcode]) > 1 or \
-            "rural_village" in flags or "crosses_barrier" in flags or \
+            {"rural_village", "crosses_barrier", "infeasible_split"} & set(flags) or \
             vcode in with_dedicated, (code, p, flags)
     # Households conserved: every household is in exactly one grid.
     buildings = terr.layers["buildings"]["households"].fillna(0).sum()

@@ -382,4 +382,5 @@ def test_write_round_trip(small: DemoTerritory, tmp_path: Path) -> None:
 def test_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
     t = generate(SMALL, seed=3, progress=True)
     assert t.households > 0
-    assert "layers in WGS84" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "dedicated areas" in out and "8/8" in out   # the last stage, all stages done

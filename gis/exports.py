@@ -10,7 +10,9 @@ stored plan and names the file.
 
 from __future__ import annotations
 
+import codecs
 import re
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from sqlalchemy import Engine, select
 
 from gis import divisions, models
 from gis.crs import WGS84_OUTPUT, OutputCrs, metric_crs_for, output_crs
-from gis.errors import GridmapError
+from gis.errors import CRSError, GridmapError
 from gis.geometry import feature_collection
 from gis.names import KIND_NAMES, flag_text
 from gis.plans import PlanInfo, get_plan, read_grids
@@ -143,6 +145,8 @@ class Format:
     suffix: str
     media_type: str
     write: Callable[[gpd.GeoDataFrame, Path, dict[str, Any], Options], None]
+    #: The ``crs`` of a request that names none (DXF: metres, what CAD draws in).
+    default_crs: str = "wgs84"
 
 
 def heading(chinese: str, english: str) -> str:
@@ -490,6 +494,113 @@ def write_xlsx(table: gpd.GeoDataFrame, path: Path, meta: dict[str, Any],
     book.save(path)
 
 
+# --- CAD and Google Earth ------------------------------------------------------------------
+
+#: Characters AutoCAD does not allow in a layer name.
+_CAD_LAYER_BAD = re.compile(r'[<>/\\":;?*|=`,\x00-\x1f]+')
+
+
+def cad_layer(village_code: str, village_name: str) -> str:
+    """The DXF layer of a village's grids: ``<village code>_<village name>``."""
+    return _CAD_LAYER_BAD.sub("_", f"{village_code}_{village_name}".strip("_ ")) or "grids"
+
+
+#: The suffix of the layer that holds a village's code labels.
+LABEL_LAYER_SUFFIX = "_编码"
+
+
+def _dxf_escape(error: UnicodeError) -> tuple[str, int]:
+    """A character GBK lacks, as AutoCAD's ``\\U+XXXX`` escape."""
+    assert isinstance(error, UnicodeEncodeError)
+    bad = error.object[error.start:error.end]
+    return "".join(f"\\U+{ord(ch):04X}" for ch in bad), error.end
+
+
+codecs.register_error("gridmap-dxf", _dxf_escape)
+
+
+def write_dxf(table: gpd.GeoDataFrame, path: Path, meta: dict[str, Any],
+              options: Options) -> None:
+    """AutoCAD DXF (R2000, through GDAL): each grid's rings as closed polylines on a layer
+    per village (:func:`cad_layer`), its code as a text label (GDAL's LABEL style, an
+    MTEXT centred inside the grid) on the village's ``_编码`` layer. Text is GBK (code page
+    ANSI_936, what AutoCAD in China reads); a character GBK lacks is a ``\\U+XXXX`` escape."""
+    frame = _projected(table, options.crs)
+    geoms = frame.geometry.to_numpy()
+    layers = [cad_layer(str(v), str(n or "")) for v, n in zip(
+        frame["village_code"], frame["village_name"], strict=True)]
+    heights = np.clip(np.sqrt(shapely.area(geoms)) / 12.0,
+                      *((1e-5, 2e-4) if options.crs.is_geographic else (1.0, 20.0)))
+    anchors = shapely.point_on_surface(geoms)
+    styles = [f'LABEL(f:"Arial",t:"{code}",s:{h:.6g}g,p:5,c:#000000)'
+              for code, h in zip(frame["code"], heights, strict=True)]
+    cad = gpd.GeoDataFrame({
+        "Layer": layers + [layer + LABEL_LAYER_SUFFIX for layer in layers],
+        "OGR_STYLE": [None] * len(layers) + styles,
+    }, geometry=[*geoms, *anchors], crs=frame.crs)
+    pyogrio.set_gdal_config_options({"DXF_WRITE_HATCH": "NO"})  # polygons as polylines
+    plain = path.with_suffix(".utf8.dxf")
+    pyogrio.write_dataframe(cad, plain, driver="DXF")
+    text = plain.read_text(encoding="utf-8").replace(
+        "$DWGCODEPAGE\n  3\nANSI_1252", "$DWGCODEPAGE\n  3\nANSI_936", 1)
+    path.write_bytes(text.encode("gbk", errors="gridmap-dxf"))
+    plain.unlink()
+
+
+def write_kml(table: gpd.GeoDataFrame, path: Path, meta: dict[str, Any],
+              options: Options) -> None:
+    """KML 2.2 for Google Earth and 奥维 (always WGS84, as KML is): a folder per village, a
+    placemark per grid (id = code, ``<name>`` = the grid's name), the other fields as
+    ExtendedData, 8 decimals."""
+    if not options.crs.is_wgs84:
+        raise CRSError(f"crs={options.crs.label}: KML is WGS84 longitude/latitude by its "
+                       "standard; leave crs out (or use wgs84) KML 只能是 WGS84")
+    ns = "http://www.opengis.net/kml/2.2"
+    root = ET.Element("kml", xmlns=ns)
+    doc = ET.SubElement(root, "Document")
+    ET.SubElement(doc, "name").text = str(meta.get("title", "网格 grids"))
+    style = ET.SubElement(doc, "Style", id="grid")
+    line = ET.SubElement(style, "LineStyle")
+    ET.SubElement(line, "color").text = "ff7f00e4"
+    ET.SubElement(line, "width").text = "2"
+    ET.SubElement(ET.SubElement(style, "PolyStyle"), "color").text = "227f00e4"
+    fields = [f for f in TABLE_FIELDS if f in table]
+    folders: dict[str, ET.Element] = {}
+
+    def ring(parent: ET.Element, tag: str, coords: Any) -> None:
+        box = ET.SubElement(ET.SubElement(parent, tag), "LinearRing")
+        ET.SubElement(box, "coordinates").text = " ".join(
+            f"{x:.8f},{y:.8f}" for x, y in np.asarray(coords)[:, :2])
+
+    for record, geom in zip(table[fields].to_dict("records"), table.geometry, strict=True):
+        village = f"{record.get('village_name') or ''} {record.get('village_code')}".strip()
+        if village not in folders:
+            folders[village] = ET.SubElement(doc, "Folder")
+            ET.SubElement(folders[village], "name").text = village
+        mark = ET.SubElement(folders[village], "Placemark", id=str(record["code"]))
+        ET.SubElement(mark, "name").text = str(record.get("name") or record["code"])
+        ET.SubElement(mark, "description").text = (
+            f"{record['code']} · {record.get('households')} 户 · "
+            f"{record.get('boundary_text') or ''}")
+        ET.SubElement(mark, "styleUrl").text = "#grid"
+        data = ET.SubElement(mark, "ExtendedData")
+        for field in fields:
+            if field == "name":  # the placemark's <name> (readers fold the two together)
+                continue
+            value = record[field]
+            if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                value = ""
+            ET.SubElement(ET.SubElement(data, "Data", name=field), "value").text = str(value)
+        polygons = list(geom.geoms) if isinstance(geom, shapely.MultiPolygon) else [geom]
+        parent = ET.SubElement(mark, "MultiGeometry") if len(polygons) > 1 else mark
+        for polygon in polygons:
+            shape = ET.SubElement(parent, "Polygon")
+            ring(shape, "outerBoundaryIs", polygon.exterior.coords)
+            for hole in polygon.interiors:
+                ring(shape, "innerBoundaryIs", hole.coords)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
 FORMATS: dict[str, Format] = {
     "gpkg": Format(".gpkg", "application/geopackage+sqlite3", write_gpkg),
     "shp.zip": Format(".shp.zip", "application/zip", write_shapefile_zip),
@@ -498,6 +609,8 @@ FORMATS: dict[str, Format] = {
     "xlsx": Format(".xlsx",
                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                    write_xlsx),
+    "dxf": Format(".dxf", "image/vnd.dxf", write_dxf, default_crs="auto"),
+    "kml": Format(".kml", "application/vnd.google-earth.kml+xml", write_kml),
 }
 
 
@@ -610,7 +723,8 @@ def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path,
                            f"{', '.join(FORMATS)}")
     plan = get_plan(engine, plan_id)
     table = grid_table(engine, plan_id, areas=areas)
-    options = Options(plan_output_crs(engine, plan_id, crs, table), encoding)
+    options = Options(plan_output_crs(
+        engine, plan_id, FORMATS[fmt].default_crs if crs is None else crs, table), encoding)
     territory_name = _territory_name(engine, plan.territory_id)
     filename, ascii_filename = export_filename(plan.territory_id, territory_name,
                                                plan.version, fmt, options.crs.tag)

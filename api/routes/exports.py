@@ -1,4 +1,4 @@
-"""Plan exports as files: GeoPackage, zipped Shapefile, GeoJSON, CSV and XLSX downloads."""
+"""Plan exports as downloads: GeoPackage, Shapefile, GeoJSON, CSV, XLSX, DXF and KML."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ class ExportFormat(StrEnum):
     geojson = "geojson"
     csv = "csv"
     xlsx = "xlsx"
+    dxf = "dxf"
+    kml = "kml"
 
 
 assert {f.value for f in ExportFormat} == set(FORMATS), "ExportFormat must list FORMATS"
@@ -52,8 +54,10 @@ assert {f.value for f in ExportFormat} == set(FORMATS), "ExportFormat must list 
         "`.cpg` = UTF-8 and `.prj`; field names cut to 10 characters, see docs/api.md). "
         "`geojson`: RFC 7946, feature id = grid code. `csv`: UTF-8 with BOM, Chinese + "
         "English headings, centroid and WKT outline. `xlsx`: the same table as a formatted "
-        "sheet. Geometries are WGS84 unless `crs` says otherwise; flags are comma-separated "
-        "text."),
+        "sheet. `dxf`: AutoCAD DXF, grids as closed polylines on a layer per village, codes "
+        "as text, in the territory's Gauss–Krüger zone unless `crs` says otherwise. `kml`: "
+        "KML 2.2 (Google Earth, 奥维), a folder per village, WGS84 only. Geometries are WGS84 "
+        "unless `crs` says otherwise; flags are comma-separated text."),
     responses={200: {"content": {f.media_type.split(";")[0]: {} for f in FORMATS.values()},
                      "description": "The file, as an attachment"},
                404: {"description": "No such plan"},

@@ -156,7 +156,7 @@ def test_missing_plan_and_unknown_format_are_problems_and_leave_no_files(
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.json()["detail"] == f"no plan {store.plan_id + 100}"
-    unknown = client.get(f"/plans/{store.plan_id}/export.kml")
+    unknown = client.get(f"/plans/{store.plan_id}/export.kmz")
     assert unknown.status_code == 422 and "shp.zip" in unknown.json()["detail"]
     ok = client.get(f"/plans/{store.plan_id}/export.xlsx")
     assert ok.status_code == 200 and ok.content.startswith(b"PK")

@@ -93,7 +93,7 @@ def test_shapefile_in_each_crs_declares_it_in_esri_wkt(client: TestClient, store
     expected = _crs_of(store, crs)
     assert prj == expected.to_wkt("WKT1_ESRI")
     if crs == "auto":
-        cm = 3 * round((store.metric_epsg - 4534)) + 75
+        cm = 3 * round(store.metric_epsg - 4534) + 75
         assert prj.startswith(f'PROJCS["CGCS2000_3_Degree_GK_CM_{cm}E"')
     frame = pyogrio.read_dataframe(f"/vsizip/{path}/grids.shp")
     assert pyproj.CRS(frame.crs).equals(expected, ignore_axis_order=True)

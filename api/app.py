@@ -220,7 +220,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     declare_security(app, api_routes(app.routes))
-    _outermost(app, lambda inner: SecurityHeaders(inner, settings.basemap_url))
+    _outermost(app, lambda inner: SecurityHeaders(inner, settings.basemap_url,
+                                                    settings.basemap_labels_url))
     return app
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -18,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from events.photos import PhotoError, PhotoTooLarge
 from events.rules import EventError
 from gis.accounts import AccountError
-from gis.database import is_busy, is_unavailable
+from gis.database import PgInterfaceError, PgOperationalError, is_busy, is_unavailable
 from gis.errors import (
     ComputeUnavailable,
     Conflict,
@@ -209,8 +208,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
-    @app.exception_handler(psycopg.OperationalError)  # the driver's own (COPY), unwrapped
-    @app.exception_handler(psycopg.InterfaceError)
+    @app.exception_handler(PgOperationalError)  # the driver's own (COPY), unwrapped
+    @app.exception_handler(PgInterfaceError)
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         if is_busy(exc):
             return database_busy(request, exc)

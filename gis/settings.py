@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///gridmap.sqlite"
     #: Path of the SpatiaLite extension (GeoAlchemy2 reads ``SPATIALITE_LIBRARY_PATH``).
     spatialite_library_path: str = "mod_spatialite"
+    #: The SQLite driver: ``auto`` (pysqlite3 where its wheel is installed, else the
+    #: interpreter's sqlite3), ``pysqlite3`` or ``sqlite3`` (gis.database.sqlite_driver).
+    sqlite_driver: Literal["auto", "pysqlite3", "sqlite3"] = "auto"
     #: PostgreSQL connections each server process keeps open, and how many more it may open
     #: under load (closed again when returned). Requests waiting for a connection queue; a
     #: pool smaller than the load means connecting anew (a PostgreSQL fork) for many requests.

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
@@ -86,6 +87,13 @@ class BodyLimit:
              "status": 413, "detail": self._message(), "instance": scope.get("path", "")},
             status_code=413, media_type=problems.MEDIA_TYPE)
         await response(scope, receive, send)
+
+
+def operation_id(route: APIRoute) -> str:
+    """``<module>_<function>`` (``accounts_create``, ``exports_export``, ``ogc_items``): what a
+    generated client names the call, readable and unique."""
+    module = route.endpoint.__module__.rsplit(".", 1)[-1]
+    return f"{'service' if module == 'app' else module}_{route.name}"
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -220,7 +228,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Compress answers over 1 kB for clients that accept it (GeoJSON shrinks ~7x).
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     declare_security(app, api_routes(app.routes))
-    _outermost(app, lambda inner: SecurityHeaders(inner, settings.basemap_url))
+    problems.declare_problems(app, {(m.lower(), r.path): operation_id(r)
+                                    for r in api_routes(app.routes) if r.include_in_schema
+                                    for m in (r.methods or ())})
+    _outermost(app, lambda inner: SecurityHeaders(inner, settings.basemap_url,
+                                                    settings.basemap_labels_url))
     return app
 
 

@@ -7,7 +7,7 @@ import threading
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import Header, Path, Query, Request
+from fastapi import Header, Path, Query, Request, Response
 from pydantic import AfterValidator
 from sqlalchemy import Engine
 
@@ -27,6 +27,26 @@ async def get_engine(request: Request) -> Engine:
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def page_links(request: Request, response: Response, *, offset: int, limit: int, more: bool,
+               total: int | None = None) -> None:
+    """A list's paging as RFC 8288 ``Link`` header: ``next`` when more may follow (a full
+    page, or fewer than ``total`` so far), ``prev`` and ``first`` after the first page; the
+    total in ``X-Total-Count`` where it is known without another query."""
+    url = request.url
+    links = []
+    if more if total is None else offset + limit < total:
+        links.append(f'<{url.include_query_params(offset=offset + limit, limit=limit)}>; '
+                     'rel="next"')
+    if offset > 0:
+        links.append(f'<{url.include_query_params(offset=max(0, offset - limit), limit=limit)}>'
+                     '; rel="prev"')
+        links.append(f'<{url.include_query_params(offset=0, limit=limit)}>; rel="first"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    if total is not None:
+        response.headers["X-Total-Count"] = str(total)
 
 
 #: A database id in a path: a positive 32-bit integer (larger ones cannot exist).

@@ -49,14 +49,16 @@ def basemap_source(url: str) -> str | None:
     return f"{scheme}{'.'.join(labels)}" + (f":{port}" if port else "")
 
 
-def page_policy(basemap_url: str = "") -> str:
+def page_policy(basemap_url: str = "", labels_url: str = "") -> str:
     """The pages' Content-Security-Policy: scripts and styles from this site only (no inline
-    script, no eval, no inline style), images also from data:/blob: and the basemap's host,
+    script, no eval, no inline style), images also from data:/blob: and the hosts of the
+    basemap and its label layer (天地图's ``*.tianditu.gov.cn`` only when it is configured),
     nothing embedded, no framing, forms and <base> to this site only."""
     images = ["'self'", "data:", "blob:"]
-    source = basemap_source(basemap_url)
-    if source:
-        images.append(source)
+    for url in (basemap_url, labels_url):
+        source = basemap_source(url)
+        if source and source not in images:
+            images.append(source)
     return "; ".join((
         "default-src 'self'",
         "script-src 'self'",
@@ -75,9 +77,9 @@ class SecurityHeaders:
     """Adds :data:`COMMON` to every answer, and the page policy to every HTML answer (the
     strict :data:`NOT_A_PAGE` to the others); headers a route set itself are kept."""
 
-    def __init__(self, app: ASGIApp, basemap_url: str = "") -> None:
+    def __init__(self, app: ASGIApp, basemap_url: str = "", labels_url: str = "") -> None:
         self.app = app
-        self.page = page_policy(basemap_url).encode()
+        self.page = page_policy(basemap_url, labels_url).encode()
         self.other = NOT_A_PAGE.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

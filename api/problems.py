@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -18,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from events.photos import PhotoError, PhotoTooLarge
 from events.rules import EventError
 from gis.accounts import AccountError
-from gis.database import is_busy, is_unavailable
+from gis.database import PgInterfaceError, PgOperationalError, is_busy, is_unavailable
 from gis.errors import (
     ComputeUnavailable,
     Conflict,
@@ -164,6 +163,59 @@ def problem_response(status: int, code: str, title: str, detail: str, request: R
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
 
 
+#: The problem details body (RFC 9457) as the OpenAPI document declares it.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object",
+    "description": "RFC 9457 problem details; the title in English and 中文, the detail says "
+                   "what to fix. /problems lists every type.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "/problems/<code>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "the request's path"},
+        "errors": {"type": "array", "description": "validation errors: where and what",
+                   "items": {"type": "object", "properties": {
+                       "where": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+    "additionalProperties": True,
+}
+
+
+def declare_problems(app: FastAPI, names: dict[tuple[str, str], str]) -> None:
+    """Make the OpenAPI document say what the API does: every 4xx/5xx response is
+    ``application/problem+json`` with the :data:`PROBLEM_SCHEMA` (FastAPI's
+    ``HTTPValidationError`` is never sent, so it goes), and each operation's id is its
+    function's name (``names``: (method, path) → name; unique, checked here)."""
+    generate = app.openapi
+    if len(set(names.values())) != len(names):
+        raise RuntimeError("two API routes share a function name: operationIds must differ")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Problem"] = PROBLEM_SCHEMA
+        problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if (method, path) in names:
+                    operation["operationId"] = names[(method, path)]
+                for status, response in operation.get("responses", {}).items():
+                    if status[:1] in ("4", "5"):
+                        response["content"] = problem
+                        if response.get("description") == "Validation Error":
+                            response["description"] = EXTRA["validation-error"].title
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem details."""
 
@@ -209,8 +261,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
-    @app.exception_handler(psycopg.OperationalError)  # the driver's own (COPY), unwrapped
-    @app.exception_handler(psycopg.InterfaceError)
+    @app.exception_handler(PgOperationalError)  # the driver's own (COPY), unwrapped
+    @app.exception_handler(PgInterfaceError)
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         if is_busy(exc):
             return database_busy(request, exc)

@@ -19,7 +19,6 @@ import numpy as np
 import shapely
 from geoalchemy2 import WKBElement
 from numpy.typing import ArrayLike, NDArray
-from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -343,6 +342,8 @@ def _text_column(value: Any, n: int) -> list[str] | str:
 
 def _copy(cur: Any, table: str, columns: dict[str, list[str] | str], n: int) -> None:
     """COPY n rows into ``table``; per-row columns first, the shared ones appended to each."""
+    from psycopg.copy import QueuedLibpqWriter  # PostGIS only: psycopg may be absent
+
     varying = [k for k, v in columns.items() if isinstance(v, list)]
     shared = [k for k in columns if k not in varying]
     tail = "".join("\t" + str(columns[k]) for k in shared) + "\n"

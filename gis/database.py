@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from alembic import command
 from alembic.config import Config
 from geoalchemy2.admin.dialects.sqlite import load_spatialite
@@ -21,11 +20,69 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis.errors import DatabaseError
 from gis.settings import get_settings
 
+try:  # PostgreSQL's driver: only PostGIS needs it (pip install 'gridmap[postgis]')
+    from psycopg import InterfaceError as PgInterfaceError
+    from psycopg import OperationalError as PgOperationalError
+    from psycopg.errors import LockNotAvailable as PgLockNotAvailable
+    HAS_PSYCOPG = True
+except ImportError:  # pragma: no cover - a SpatiaLite-only install
+    HAS_PSYCOPG = False
+
+    class PgOperationalError(Exception):  # type: ignore[no-redef]
+        """Stands in for psycopg's: never raised where psycopg is not installed."""
+
+    class PgInterfaceError(Exception):  # type: ignore[no-redef]
+        """Stands in for psycopg's: never raised where psycopg is not installed."""
+
+    class PgLockNotAvailable(Exception):  # type: ignore[no-redef]
+        """Stands in for psycopg's: never raised where psycopg is not installed."""
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def _loads_extensions(module: Any) -> bool:
+    return hasattr(module.Connection, "enable_load_extension")
+
+
+def sqlite_driver(choice: str = "auto") -> Any:
+    """The DB-API module SQLite is reached through (``GRIDMAP_SQLITE_DRIVER``).
+
+    ``auto``: ``pysqlite3`` where its wheel is installed (x86_64 Linux: a SQLite that loads
+    extensions whatever the interpreter was built with), else the interpreter's ``sqlite3``
+    (aarch64: Debian's and Ubuntu's python3 load extensions). ``pysqlite3`` or ``sqlite3``
+    insists on one. A driver that cannot load SpatiaLite is a :class:`DatabaseError` that
+    says what to install.
+    """
+    module: Any = None
+    if choice in ("auto", "pysqlite3"):
+        try:
+            from pysqlite3 import dbapi2
+
+            module = dbapi2
+        except ImportError as exc:
+            if choice == "pysqlite3":
+                raise DatabaseError(
+                    "GRIDMAP_SQLITE_DRIVER=pysqlite3 but pysqlite3 is not installed: pip "
+                    "install pysqlite3-binary (x86_64 Linux), or use GRIDMAP_SQLITE_DRIVER="
+                    "sqlite3 with a Python whose sqlite3 loads extensions") from exc
+    if module is None:
+        if choice not in ("auto", "sqlite3"):
+            raise DatabaseError(f"GRIDMAP_SQLITE_DRIVER={choice!r}: use auto, pysqlite3 or "
+                                "sqlite3")
+        import sqlite3
+
+        module = sqlite3
+    if not _loads_extensions(module):
+        raise DatabaseError(
+            f"this Python's {module.__name__} cannot load SQLite extensions, so SpatiaLite "
+            "cannot be used: on x86_64 pip install pysqlite3-binary; elsewhere (aarch64) make "
+            "the virtual environment with the system's python3 (Debian/Ubuntu build it with "
+            "loadable extensions: /usr/bin/python3 -m venv .venv), or use PostGIS")
+    return module
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
@@ -37,13 +94,15 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     ``GRIDMAP_DB_CONNECT_TIMEOUT_S`` and a wait for a pooled connection after
     ``GRIDMAP_DB_POOL_TIMEOUT_S`` (the API answers 503 instead of hanging).
 
-    SQLite URLs get SpatiaLite loaded on every connection (through
-    ``pysqlite3``, whose SQLite may load extensions where the interpreter's
-    may not), foreign keys on and WAL journalling.
+    SQLite URLs get SpatiaLite loaded on every connection (through the driver
+    :func:`sqlite_driver` picks), foreign keys on and WAL journalling.
     """
     settings = get_settings()
     url = url or settings.database_url
     if not is_sqlite(url):
+        if not HAS_PSYCOPG and make_url(url).get_backend_name() == "postgresql":
+            raise DatabaseError("a PostgreSQL/PostGIS database needs the psycopg driver: "
+                                "pip install 'gridmap[postgis]' (or psycopg[binary])")
         connect_args = dict(kwargs.pop("connect_args", None) or {})
         connect_args.setdefault("connect_timeout", settings.db_connect_timeout_s)
         if "connect_timeout" in make_url(url).query:  # the URL's own setting wins
@@ -53,10 +112,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
     os.environ.setdefault("SPATIALITE_LIBRARY_PATH", settings.spatialite_library_path)
-    try:
-        from pysqlite3 import dbapi2 as sqlite_module
-    except ImportError:  # pragma: no cover - platforms without the wheel
-        import sqlite3 as sqlite_module
+    sqlite_module = sqlite_driver(settings.sqlite_driver)
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +188,7 @@ def is_unavailable(exc: BaseException) -> bool:
         return (isinstance(exc, OperationalError | InterfaceError)
                 or bool(exc.connection_invalidated))
     # the driver's own errors, from work on its connection (COPY) SQLAlchemy never saw
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(exc, PgOperationalError | PgInterfaceError)
 
 
 #: SQLite's "busy" and "locked" result codes; PostgreSQL's lock_not_available,

@@ -11,13 +11,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from psycopg.errors import LockNotAvailable
 from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gis import models
 from gis.accounts import within_areas
 from gis.codes import starts_with
+from gis.database import PgLockNotAvailable
 from gis.errors import Conflict, GridmapError, NotFound
 from gis.store import _wkb
 
@@ -305,7 +305,7 @@ def publish_plan(engine: Engine, plan_id: int, *, by: str | None = None,
     except IntegrityError as exc:  # the index: another publish won the race
         raise _busy(territory_id) from exc
     except DBAPIError as exc:
-        if isinstance(exc.orig, LockNotAvailable):
+        if isinstance(exc.orig, PgLockNotAvailable):
             raise _busy(territory_id) from exc
         raise
     finally:

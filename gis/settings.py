@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: 天地图's Web Mercator (``_w``) WMTS layers: the map and its annotation layer.
+TIANDITU_LAYERS = {"vec": ("vec", "cva"), "img": ("img", "cia")}
+TIANDITU_ATTRIBUTION = "天地图 © 国家地理信息公共服务平台"
+
+
+def tianditu_url(layer: str, key: str) -> str:
+    """The Leaflet tile template of 天地图 layer ``layer`` (``vec``, ``cva``, ``img``,
+    ``cia``) in Web Mercator, through its WMTS KVP interface on hosts t0–t7."""
+    return (f"https://t{{s}}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile"
+            f"&VERSION=1.0.0&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles"
+            f"&TILEMATRIX={{z}}&TILEROW={{y}}&TILECOL={{x}}&tk={key}")
 
 
 class Settings(BaseSettings):
@@ -21,6 +34,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///gridmap.sqlite"
     #: Path of the SpatiaLite extension (GeoAlchemy2 reads ``SPATIALITE_LIBRARY_PATH``).
     spatialite_library_path: str = "mod_spatialite"
+    #: The SQLite driver: ``auto`` (pysqlite3 where its wheel is installed, else the
+    #: interpreter's sqlite3), ``pysqlite3`` or ``sqlite3`` (gis.database.sqlite_driver).
+    sqlite_driver: Literal["auto", "pysqlite3", "sqlite3"] = "auto"
     #: PostgreSQL connections each server process keeps open, and how many more it may open
     #: under load (closed again when returned). Requests waiting for a connection queue; a
     #: pool smaller than the load means connecting anew (a PostgreSQL fork) for many requests.
@@ -102,6 +118,18 @@ class Settings(BaseSettings):
     basemap_url: str = ""
     basemap_attribution: str = ""
     basemap_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
+    #: A second tile layer drawn over the basemap (its labels: 天地图's cva_w/cia_w), and the
+    #: values of ``{s}`` in both templates.
+    basemap_labels_url: str = ""
+    basemap_subdomains: str = "abc"
+    #: A named basemap that fills the four settings above: ``tianditu`` (天地图, the
+    #: official basemap; needs ``tianditu_key``, a 天地图 browser key from
+    #: console.tianditu.gov.cn). ``tianditu_layers``: ``vec`` (streets: vec_w + cva_w) or
+    #: ``img`` (imagery: img_w + cia_w). Its Web Mercator tiles are drawn in CGCS2000,
+    #: which is WGS84 to within a few centimetres: nothing is shifted.
+    basemap: Literal["", "tianditu"] = ""
+    tianditu_key: str = ""
+    tianditu_layers: Literal["vec", "img"] = "vec"
     #: Vector tiles kept in memory per server process (megabytes; 0 turns the cache off).
     tile_cache_mb: int = 64
     #: Accounts: how long a token from POST /token lasts (minutes), and events one account
@@ -135,6 +163,24 @@ class Settings(BaseSettings):
     #: The zone pages show times in (an IANA name; the pages say which) and the screen's
     #: "today" is counted in. The API answers in UTC with its offset whatever this is.
     timezone: str = "Asia/Shanghai"
+
+    @model_validator(mode="after")
+    def _named_basemap(self) -> Settings:
+        if self.basemap != "tianditu":
+            return self
+        if not re.fullmatch(r"[A-Za-z0-9]{16,64}", self.tianditu_key):
+            raise ValueError("GRIDMAP_BASEMAP=tianditu needs GRIDMAP_TIANDITU_KEY, the 32 "
+                             "letters and digits of a 天地图 browser key (申请: "
+                             "https://console.tianditu.gov.cn)")
+        if self.basemap_url or self.basemap_crs != "wgs84":
+            raise ValueError("GRIDMAP_BASEMAP=tianditu sets the basemap itself: leave "
+                             "GRIDMAP_BASEMAP_URL and GRIDMAP_BASEMAP_CRS unset")
+        base, labels = TIANDITU_LAYERS[self.tianditu_layers]
+        self.basemap_url = tianditu_url(base, self.tianditu_key)
+        self.basemap_labels_url = tianditu_url(labels, self.tianditu_key)
+        self.basemap_subdomains = "01234567"
+        self.basemap_attribution = self.basemap_attribution or TIANDITU_ATTRIBUTION
+        return self
 
     @field_validator("timezone")
     @classmethod

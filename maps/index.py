@@ -12,8 +12,12 @@ from maps.workspace import COMMON_SCRIPTS, Me, nav
 
 STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
 #: Export formats as /plans/{id}/export.{fmt} spells them, with their names.
-EXPORTS = (("gpkg", "GeoPackage"), ("shp.zip", "Shapefile"), ("geojson", "GeoJSON"),
-           ("csv", "CSV"), ("xlsx", "Excel"))
+#: The GBK Shapefile in CGCS2000 and the DXF (in the territory's Gauss–Krüger zone) are what
+#: municipal offices' ArcGIS and AutoCAD take (docs/offices.md).
+EXPORTS = (("gpkg", "GeoPackage"), ("shp.zip", "Shapefile"),
+           ("shp.zip?encoding=gbk&crs=cgcs2000", "Shapefile (GBK·CGCS2000)"),
+           ("geojson", "GeoJSON"), ("csv", "CSV"), ("xlsx", "Excel"), ("dxf", "CAD (DXF)"),
+           ("kml", "KML"))
 
 
 @dataclass

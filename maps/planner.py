@@ -47,6 +47,9 @@ class PlannerPage:
     display: str = "wgs84"
     basemap_url: str = ""
     basemap_attribution: str = ""
+    #: The basemap's label layer (天地图 cva_w/cia_w) and its ``{s}`` values.
+    basemap_labels_url: str = ""
+    basemap_subdomains: str = "abc"
     #: The draft's edit generation (the ETag an edit names in If-Match).
     edit_version: int = 0
 
@@ -108,7 +111,9 @@ def map_config(page: PlannerPage) -> dict[str, Any]:
     basemap = None
     if page.basemap_url:
         basemap = {"url": page.basemap_url, "attribution": page.basemap_attribution or "底图",
-                   "maxZoom": MAX_ZOOM, "maxNativeZoom": BASEMAP_NATIVE_ZOOM}
+                   "maxZoom": MAX_ZOOM, "maxNativeZoom": BASEMAP_NATIVE_ZOOM,
+                   "labels": page.basemap_labels_url or None,
+                   "subdomains": page.basemap_subdomains}
     return {"center": list(START_CENTER), "zoom": START_ZOOM, "maxZoom": MAX_ZOOM,
             "bounds": bounds, "basemap": basemap}
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import storable
 from api.auth import COOKIE, PERMISSIONS, ROLE_NAMES, Admin, Authenticator, authenticate
-from api.deps import Id, get_engine, get_settings
+from api.deps import Id, get_engine, get_settings, page_links
 from api.problems import Busy, TooManyRequests, Unauthorized
 from gis import accounts, models
 from gis.settings import Settings
@@ -280,6 +280,7 @@ def revoke_key(username: str, key_id: Id, who: Admin,
 
 @router.get("/audit", summary="The audit log, newest first (admin)")
 def audit_log(who: Admin, engine: Annotated[Engine, Depends(get_engine)], request: Request,
+              response: Response,
               username: Annotated[str | None, Query(max_length=60)] = None,
               since: datetime | None = None,
               until: datetime | None = None,
@@ -291,9 +292,11 @@ def audit_log(who: Admin, engine: Annotated[Engine, Depends(get_engine)], reques
               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
               offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> list[dict[str, Any]]:
     request.app.state.audit.flush()  # what was just done is in the answer
-    return accounts.read_audit(engine, username=username, since=since, until=until,
+    rows = accounts.read_audit(engine, username=username, since=since, until=until,
                                action=action, path=path, status=status, limit=limit,
                                offset=offset)
+    page_links(request, response, offset=offset, limit=limit, more=len(rows) == limit)
+    return rows
 
 
 def role_table() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, check_plan
-from api.deps import USER, Id, author, get_engine
+from api.deps import USER, Id, author, get_engine, page_links
 from api.problems import MEDIA_TYPE, BadRequest
 from api.routes.plans import PlanOut
 from gis.edits import (
@@ -308,12 +308,14 @@ def redo_edit(plan_id: Id, request: Request, who: PlansWrite,
 @router.get("/plans/{plan_id}/edits", response_model=list[HistoryEntry],
             responses={404: {"description": "No such plan"}},
             summary="A plan's edit history (who, what, when), oldest first")
-def history(plan_id: Id, request: Request, who: PlansRead,
+def history(plan_id: Id, request: Request, response: Response, who: PlansRead,
             limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
             offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
             engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
     check_plan(request, who, plan_id, whole=True)
-    return list_edits(engine, plan_id)[offset:offset + limit]
+    every = list_edits(engine, plan_id)
+    page_links(request, response, offset=offset, limit=limit, more=False, total=len(every))
+    return every[offset:offset + limit]
 
 
 class CopyBody(BaseModel):

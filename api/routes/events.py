@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Engine, delete, insert, select
@@ -28,7 +28,16 @@ from api.auth import (
     outside,
     partial,
 )
-from api.deps import GridCode, Id, IdQuery, TownCode, VillageCode, check_encoding, get_engine
+from api.deps import (
+    GridCode,
+    Id,
+    IdQuery,
+    TownCode,
+    VillageCode,
+    check_encoding,
+    get_engine,
+    page_links,
+)
 from api.problems import BadRequest, Forbidden
 from events.files import check_text, coordinate_columns, event_frame
 from events.photos import list_photos
@@ -344,6 +353,7 @@ def _utc(value: datetime | None) -> datetime | None:
 @router.get("/events", summary="Events, newest first, with their light")
 def events(
     request: Request,
+    response: Response,
     who: EventsRead,
     territory: IdQuery = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
@@ -368,6 +378,8 @@ def events(
         open_only=open_only, limit=limit, offset=offset, areas=partial(who),
         category=category, since=_utc(since), until=_utc(until),
         order=order)]
+    # "next" follows a full page of the store's, whatever the light filter left of it
+    page_links(request, response, offset=offset, limit=limit, more=len(found) == limit)
     return [e for e in found if light is None or e["light"] == light]
 
 

@@ -12,9 +12,11 @@ Collections, one pair per territory:
 - ``areas-<territory id>``: the territory's district, towns/streets and
   villages/communities; feature id = the statistical code.
 
-Everything is WGS84 longitude/latitude (CRS84), encoded as JSON / GeoJSON.
-Query parameters the API cannot use are 400 problem details, as the standard
-asks, and unknown collections or features are 404 problem details.
+Features are stored and served in WGS84 longitude/latitude (CRS84); with OGC API – Features
+Part 2 a client may ask (``crs``) for CGCS2000 (EPSG:4490) or the territory's 3° Gauss–Krüger
+zone instead, in that system's axis order, and give ``bbox`` in any of them (``bbox-crs``).
+Encoded as JSON / GeoJSON. Query parameters the API cannot use are 400 problem details, as
+the standard asks, and unknown collections or features are 404 problem details.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Annotated, Any
 
 import geopandas as gpd
 import numpy as np
+import pyproj
 import shapely
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -51,12 +54,14 @@ JSON = "application/json"
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.1"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-#: Said on every features response (OGC API – Features Part 2).
-CONTENT_CRS = {"Content-Crs": f"<{CRS84}>"}
+EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/"
+#: CGCS2000 longitude/latitude, offered by every collection besides CRS84.
+CGCS2000_URI = EPSG_URI + "4490"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
 COLLECTION_ID = re.compile(r"^(grids|streets|areas)-([0-9]{1,18})$")
 #: The collections of a territory's published plan.
@@ -90,7 +95,11 @@ Format = Annotated[str | None, Query(
 CollectionId = Annotated[str, Path(
     alias="collectionId", description=(
         "`grids-<territory id>`, `streets-<territory id>` or `areas-<territory id>`"))]
-Crs = Annotated[str | None, Query(description=f"The CRS of the geometries: only {CRS84}")]
+Crs = Annotated[str | None, Query(description=(
+    f"The CRS of the geometries (OGC API – Features Part 2): {CRS84} (the default), "
+    f"{CGCS2000_URI} (CGCS2000, latitude first) or the territory's 3° Gauss–Krüger zone "
+    f"({EPSG_URI}<4534–4554>, northing first) as the collection's `crs` lists them; "
+    "`[EPSG:4490]` works too"))]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such collection or feature"},
     400: {"description": "A query parameter is malformed"},
@@ -171,6 +180,8 @@ class Collection:
     kind: str              # "grids", "streets" or "areas"
     territory_id: int
     territory_name: str
+    #: The territory's 3° Gauss–Krüger zone (EPSG code).
+    zone_epsg: int
     plan_id: int | None = None
     plan_version: int | None = None
     published_at: Any = None
@@ -179,6 +190,11 @@ class Collection:
     def id_column(self) -> str:
         """The property that is each feature's id."""
         return "line_no" if self.kind == "streets" else "code"
+
+    @property
+    def crs(self) -> list[str]:
+        """The CRSs the features can be asked for in (the first is the default)."""
+        return [CRS84, CGCS2000_URI, f"{EPSG_URI}{self.zone_epsg}"]
 
     @property
     def title(self) -> str:
@@ -212,7 +228,8 @@ class Collection:
 
 def _collections(engine: Engine, territory_id: int | None = None) -> list[Collection]:
     territories, plans = models.Territory.__table__, models.Plan.__table__
-    query = select(territories.c.id, territories.c.name, plans.c.id.label("plan_id"),
+    query = select(territories.c.id, territories.c.name, territories.c.metric_epsg,
+                   plans.c.id.label("plan_id"),
                    plans.c.version, plans.c.published_at).select_from(
         territories.outerjoin(plans, (plans.c.territory_id == territories.c.id)
                               & (plans.c.status == "published"))).order_by(territories.c.id)
@@ -222,9 +239,11 @@ def _collections(engine: Engine, territory_id: int | None = None) -> list[Collec
     with engine.connect() as conn:
         for row in conn.execute(query):
             if row.plan_id is not None:
-                out += [Collection(f"{kind}-{row.id}", kind, row.id, row.name, row.plan_id,
-                                   row.version, row.published_at) for kind in PLAN_KINDS]
-            out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name))
+                out += [Collection(f"{kind}-{row.id}", kind, row.id, row.name,
+                                   int(row.metric_epsg), row.plan_id, row.version,
+                                   row.published_at) for kind in PLAN_KINDS]
+            out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name,
+                                  int(row.metric_epsg)))
     return out
 
 
@@ -285,7 +304,7 @@ def _collection_doc(request: Request, collection: Collection, engine: Engine,
         "title": collection.title,
         "description": collection.description,
         "itemType": "feature",
-        "crs": [CRS84],
+        "crs": collection.crs,
         "storageCrs": CRS84,
         "links": links,
     }
@@ -298,19 +317,81 @@ def _collection_doc(request: Request, collection: Collection, engine: Engine,
 # --- paging and bbox ------------------------------------------------------------------------
 
 
-def _bbox(text: str | None, bbox_crs: str | None) -> tuple[float, float, float, float] | None:
-    if bbox_crs is not None and bbox_crs.strip() not in (CRS84, "CRS84"):
-        raise BadRequest(f"bbox-crs {bbox_crs!r} is not supported; bbox is in {CRS84} "
-                         "(longitude, latitude)")
+_SAFE_CURIE = re.compile(r"^\[?EPSG:([0-9]{4,6})\]?$", re.IGNORECASE)
+
+
+def _crs_uri(text: str) -> str:
+    """A CRS as the request names it, as a URI (``CRS84``, ``[EPSG:4490]``, ``EPSG:4490`` and
+    the https form are read as their ``http://www.opengis.net/def/crs/…`` URIs)."""
+    text = text.strip()
+    if text.upper() in ("CRS84", "OGC:CRS84", "[OGC:CRS84]"):
+        return CRS84
+    if (curie := _SAFE_CURIE.match(text)) is not None:
+        return EPSG_URI + curie.group(1)
+    return re.sub(r"^https://", "http://", text)
+
+
+def _chosen_crs(collection: Collection, text: str | None, what: str) -> str:
+    """The URI of the collection's CRS ``text`` names (CRS84 when None); 400 otherwise."""
+    if text is None:
+        return CRS84
+    uri = _crs_uri(text)
+    if uri not in collection.crs:
+        raise BadRequest(f"{what} {text!r} is not offered by collection {collection.id!r}; "
+                         f"use one of {', '.join(collection.crs)}")
+    return uri
+
+
+def _transformer(source: str, target: str) -> pyproj.Transformer:
+    """Between two of the offered CRSs, each in its own axis order (CRS84: lon, lat;
+    EPSG:4490: lat, lon; a Gauss–Krüger zone: northing, easting)."""
+    def crs(uri: str) -> pyproj.CRS:
+        return pyproj.CRS.from_user_input("OGC:CRS84" if uri == CRS84 else
+                                          "EPSG:" + uri.rsplit("/", 1)[1])
+    return pyproj.Transformer.from_crs(crs(source), crs(target), always_xy=False)
+
+
+def _bbox(text: str | None, bbox_crs: str) -> tuple[float, float, float, float] | None:
+    """``bbox`` (in ``bbox_crs``'s axis order) as a CRS84 box around it."""
     if text is not None and len(parts := text.split(",")) == 6:  # 3D: drop the heights
         text = ",".join(parts[i] for i in (0, 1, 3, 4))
-    return parse_bbox(text)
+    if bbox_crs == CRS84 or text is None:
+        return parse_bbox(text)
+    try:
+        a0, a1, a2, a3 = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise BadRequest(f"bbox {text!r} must be four numbers in {bbox_crs}'s axis order "
+                         "(min, min, max, max)") from exc
+    if not all(np.isfinite((a0, a1, a2, a3))) or a0 > a2 or a1 > a3:
+        raise BadRequest(f"bbox {text!r} must be finite with each minimum below its maximum")
+    try:
+        box = _transformer(bbox_crs, CRS84).transform_bounds(a0, a1, a2, a3, densify_pts=21)
+    except pyproj.exceptions.ProjError as exc:
+        raise BadRequest(f"bbox {text!r} cannot be read in {bbox_crs}") from exc
+    if not all(np.isfinite(box)):
+        raise BadRequest(f"bbox {text!r} lies outside where {bbox_crs} is defined")
+    return parse_bbox(",".join(repr(float(v)) for v in box))
 
 
-def _check_crs(crs: str | None) -> None:
-    if crs is not None and crs.strip() not in (CRS84, "CRS84"):
-        raise BadRequest(f"crs {crs!r} is not supported; features are served in {CRS84} "
-                         "(longitude, latitude) only")
+def _in_crs(features: gpd.GeoDataFrame, uri: str) -> gpd.GeoDataFrame:
+    """The features with their geometries in ``uri``'s axis order (the frame still says
+    WGS84: it is only written as GeoJSON)."""
+    if uri == CRS84 or features.empty:
+        return features
+    transformer = _transformer(CRS84, uri)
+
+    def move(xy: np.ndarray) -> np.ndarray:
+        a, b = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([a, b])
+
+    out = features.copy()
+    out.geometry = shapely.transform(features.geometry.to_numpy(), move)
+    return out
+
+
+def _precision(uri: str) -> int:
+    """Decimals of the coordinates: 7 in CRS84 (RFC 7946), 8 in EPSG:4490, 3 in metres."""
+    return 7 if uri == CRS84 else 8 if uri == CGCS2000_URI else 3
 
 
 def _page_limit(limit: int | None, settings: Settings) -> int:
@@ -341,8 +422,9 @@ def landing(request: Request, who: PlansRead, f: Format = None) -> JSONResponse:
     return _json({
         "title": "gridmap 网格化服务管理",
         "description": "Published grids and admin areas of every territory, as OGC API – "
-                       "Features collections (WGS84). In QGIS: Layer ▸ Add Layer ▸ Add WFS / "
-                       "OGC API – Features Layer, with this URL.",
+                       "Features collections (CRS84; CGCS2000 and the territory's "
+                       "Gauss–Krüger zone on request, Part 2). In QGIS: Layer ▸ Add Layer "
+                       "▸ Add WFS / OGC API – Features Layer, with this URL.",
         "links": links,
     }, media_type)
 
@@ -361,7 +443,7 @@ def collections(request: Request, who: PlansRead, f: Format = None,
     return _json({
         "links": [_link(_href(request, "/ogc/collections"), "self", JSON,
                         "The collections")],
-        "crs": [CRS84],
+        "crs": [CRS84, CGCS2000_URI],
         "collections": [_collection_doc(request, c, engine, who) for c in _collections(engine)
                         if visible(request, who, c.territory_id)],
     }, media_type)
@@ -394,9 +476,11 @@ def items(
     who: PlansRead,
     collection_id: CollectionId,
     bbox: Annotated[str | None, Query(description=(
-        "minlon,minlat,maxlon,maxlat (CRS84); features intersecting it"))] = None,
+        "minlon,minlat,maxlon,maxlat (CRS84, or in bbox-crs); features intersecting it"))
+        ] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description=(
-        f"Only {CRS84}"))] = None,
+        f"The CRS of bbox (default {CRS84}): one the collection's `crs` lists; the four "
+        "numbers in its axis order"))] = None,
     limit: Annotated[int | None, Query(ge=1, description=(
         "Features per page (default and maximum: the server's GRIDMAP_PAGE_LIMIT and "
         "GRIDMAP_PAGE_LIMIT_MAX; more is cut to the maximum)"))] = None,
@@ -408,10 +492,11 @@ def items(
     settings: Settings = Depends(get_settings),
 ) -> Response:
     media_type = negotiate(request, f, features=True)
-    _check_crs(crs)
     found = _visible(request, who, engine, collection_id)
+    out_crs = _chosen_crs(found, crs, "crs")
+    box = _bbox(bbox, _chosen_crs(found, bbox_crs, "bbox-crs"))
     size = _page_limit(limit, settings)
-    features = _features(engine, found, who, _bbox(bbox, bbox_crs))
+    features = _features(engine, found, who, box)
     page = features.iloc[offset:offset + size]
     base = f"/ogc/collections/{found.id}"
     links = [_link(str(request.url), "self", GEOJSON, "This page"),
@@ -423,10 +508,11 @@ def items(
         links.append(_link(str(request.url.include_query_params(
             limit=size, offset=max(0, offset - size))), "prev", GEOJSON,
             "The previous page"))
-    body = feature_collection(page, id_column=found.id_column, extra={
+    body = feature_collection(_in_crs(page, out_crs), id_column=found.id_column,
+                              precision=_precision(out_crs), extra={
         "numberMatched": len(features), "numberReturned": len(page), "timeStamp": _now(),
         "links": links})
-    return Response(body, media_type=media_type, headers=CONTENT_CRS)
+    return Response(body, media_type=media_type, headers={"Content-Crs": f"<{out_crs}>"})
 
 
 @router.get(
@@ -444,20 +530,21 @@ def item(
     engine: Engine = Depends(get_engine),
 ) -> Response:
     media_type = negotiate(request, f, features=True)
-    _check_crs(crs)
     found = _visible(request, who, engine, collection_id)
+    out_crs = _chosen_crs(found, crs, "crs")
     features = _features(engine, found, who)
     ids = features[found.id_column].astype(str) if len(features) else features.index
     hit = features[np.asarray(ids == feature_id, dtype=bool)]
     if hit.empty:
         raise NotFound(f"no feature {feature_id!r} in collection {found.id!r}")
-    feature = json.loads(feature_collection(hit, id_column=found.id_column))["features"][0]
+    feature = json.loads(feature_collection(_in_crs(hit, out_crs), id_column=found.id_column,
+                                            precision=_precision(out_crs)))["features"][0]
     base = f"/ogc/collections/{found.id}"
     feature["links"] = [
         _link(_href(request, f"{base}/items/{feature_id}"), "self", GEOJSON, "This feature"),
         _link(_href(request, base), "collection", JSON, found.title)]
     return Response(json.dumps(feature, ensure_ascii=False).encode("utf-8"),
-                    media_type=media_type, headers=CONTENT_CRS)
+                    media_type=media_type, headers={"Content-Crs": f"<{out_crs}>"})
 
 
 # --- the API definition ---------------------------------------------------------------------

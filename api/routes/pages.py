@@ -205,7 +205,8 @@ def _planner_page(engine: Engine, settings: Settings, info: PlanInfo) -> Planner
         band=_band(info, settings),
         bounds=_bounds(engine, info.territory_id, display), display=display,
         basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution,
-        edit_version=info.edit_version)
+        basemap_labels_url=settings.basemap_labels_url,
+        basemap_subdomains=settings.basemap_subdomains, edit_version=info.edit_version)
 
 
 @router.get("/plans/{plan_id}/edit", response_class=HTMLResponse,

@@ -98,5 +98,7 @@ def page(request: Request, who: EventsRead, territory: IdQuery = None,
         "data_url": "/screen/data", "grids_url": grids_url(plan_id, settings.basemap_crs),
         "poll_seconds": POLL_SECONDS, "basemap_url": settings.basemap_url,
         "basemap_attribution": settings.basemap_attribution,
+        "basemap_labels_url": settings.basemap_labels_url,
+        "basemap_subdomains": settings.basemap_subdomains,
         "basemap_crs": settings.basemap_crs, "timezone": page_zone(settings.timezone)}
     return HTMLResponse(screen_page(name, config))

@@ -41,7 +41,8 @@ def _territories(request: Request, who: Principal, engine: Engine) -> list[dict[
 
 def _map(settings: Settings) -> dict[str, Any]:
     return {"display": display_system(settings), "basemap": settings.basemap_url,
-            "attribution": settings.basemap_attribution}
+            "attribution": settings.basemap_attribution,
+            "labels": settings.basemap_labels_url, "subdomains": settings.basemap_subdomains}
 
 
 @router.get("/admin", response_class=HTMLResponse, include_in_schema=False)

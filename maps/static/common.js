@@ -174,8 +174,12 @@
   function baseMap(L, node, mapCfg, options) {
     var map = L.map(node, options || {});
     if (mapCfg && mapCfg.basemap) {
-      L.tileLayer(mapCfg.basemap, {maxZoom: 19, subdomains: "abc",
+      L.tileLayer(mapCfg.basemap, {maxZoom: 19, subdomains: mapCfg.subdomains || "abc",
         attribution: C.esc(mapCfg.attribution || "")}).addTo(map);
+      if (mapCfg.labels) {   /* 天地图's annotation layer over its map */
+        L.tileLayer(mapCfg.labels, {maxZoom: 19, subdomains: mapCfg.subdomains || "abc"})
+          .addTo(map);
+      }
     }
     return map;
   }

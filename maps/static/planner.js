@@ -625,7 +625,13 @@
     L.control.scale().addTo(map);
     if (m.basemap) {
       L.tileLayer(m.basemap.url, {attribution: esc(m.basemap.attribution),
-        maxZoom: m.basemap.maxZoom, maxNativeZoom: m.basemap.maxNativeZoom}).addTo(map);
+        maxZoom: m.basemap.maxZoom, maxNativeZoom: m.basemap.maxNativeZoom,
+        subdomains: m.basemap.subdomains || "abc"}).addTo(map);
+      if (m.basemap.labels) {   /* 天地图's annotation layer over its map */
+        L.tileLayer(m.basemap.labels, {maxZoom: m.basemap.maxZoom,
+          maxNativeZoom: m.basemap.maxNativeZoom,
+          subdomains: m.basemap.subdomains || "abc"}).addTo(map);
+      }
     }
     if (m.bounds) { map.fitBounds(m.bounds); }
     return map;

@@ -35,7 +35,13 @@
                            preferCanvas: true, zoomSnap: 0.25, maxZoom: 19 });
   if (cfg.basemap_url) {
     L.tileLayer(cfg.basemap_url, { attribution: esc(cfg.basemap_attribution || ""),
-                                   maxZoom: 19 }).addTo(map);
+                                   maxZoom: 19,
+                                   subdomains: cfg.basemap_subdomains || "abc" }).addTo(map);
+    if (cfg.basemap_labels_url) {   /* 天地图's annotation layer over its map */
+      L.tileLayer(cfg.basemap_labels_url, { maxZoom: 19,
+                                            subdomains: cfg.basemap_subdomains || "abc" })
+        .addTo(map);
+    }
   }
   map.setView([23.2, 113.3], 11);
 

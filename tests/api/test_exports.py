@@ -67,7 +67,8 @@ def test_shapefile_zip_has_utf8_cpg_prj_and_short_field_names(
     path = download(client, store, "shp.zip", tmp_path)
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == [f"grids.{ext}" for ext in
-                                         ("cpg", "dbf", "prj", "shp", "shx")]
+                                         ("cpg", "dbf", "prj", "shp", "shx")] + [
+                                             "grids_fields.txt"]
         assert zf.read("grids.cpg").decode("ascii").strip().upper() == "UTF-8"
         assert "WGS" in zf.read("grids.prj").decode("ascii")
     shp = f"/vsizip/{path}/grids.shp"
@@ -108,8 +109,9 @@ def test_csv_opens_in_excel_with_chinese_intact(client: TestClient, store: DemoS
     assert path.read_bytes().startswith(BOM)
     codes = {HEADINGS[f]: str for f in ("code", "village_code", "town_code")}
     frame = pd.read_csv(path, encoding="utf-8-sig", dtype=codes, keep_default_na=False)
-    assert list(frame.columns) == list(HEADINGS.values())
+    assert list(frame.columns) == [*HEADINGS.values(), "WKT"]
     frame = frame.rename(columns={v: k for k, v in HEADINGS.items()})
+    assert set(frame["crs"]) == {"EPSG:4326"}
     frame = gpd.GeoDataFrame(frame, geometry=store.grids.set_index("code").geometry.loc[
         frame["code"]].to_numpy(), crs=4326)
     assert_matches_plan(frame, store)
@@ -154,7 +156,7 @@ def test_missing_plan_and_unknown_format_are_problems_and_leave_no_files(
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.json()["detail"] == f"no plan {store.plan_id + 100}"
-    unknown = client.get(f"/plans/{store.plan_id}/export.kml")
+    unknown = client.get(f"/plans/{store.plan_id}/export.kmz")
     assert unknown.status_code == 422 and "shp.zip" in unknown.json()["detail"]
     ok = client.get(f"/plans/{store.plan_id}/export.xlsx")
     assert ok.status_code == 200 and ok.content.startswith(b"PK")

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import oapif_reader
+import pyproj
 import pytest
 import shapely
 import shapely.geometry
@@ -27,6 +28,7 @@ from demo_plan import (
 from api.app import create_app
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
 PROBLEM = "application/problem+json"
 
 
@@ -176,13 +178,14 @@ def test_landing_page_conformance_and_collection(server: Server, store: DemoStor
     assert {"$ref": "#/components/parameters/limit"} in \
         api["paths"]["/ogc/collections/{collectionId}/items"]["get"]["parameters"]
     conforms = httpx.get(links["conformance"]["href"]).json()["conformsTo"]
-    assert {c.rsplit("/", 1)[1] for c in conforms} == {"core", "geojson", "oas30"}
+    assert {c.rsplit("/", 1)[1] for c in conforms} == {"core", "geojson", "oas30", "crs"}
 
     listed = httpx.get(links["data"]["href"]).json()["collections"]
     grids = next(c for c in listed if c["id"] == f"grids-{store.territory_id}")
     assert grids == httpx.get(f"{server.url}/ogc/collections/{grids['id']}").json()
     assert DEMO_NAME in grids["title"] and f"v{store.version}" in grids["title"]
-    assert grids["crs"] == [CRS84] and grids["extent"]["spatial"]["crs"] == CRS84
+    assert grids["crs"] == [CRS84, f"{EPSG}4490", f"{EPSG}{store.metric_epsg}"]
+    assert grids["storageCrs"] == CRS84 and grids["extent"]["spatial"]["crs"] == CRS84
     assert grids["extent"]["spatial"]["bbox"][0] == pytest.approx(
         list(store.grids.total_bounds), abs=1e-7)
     rels = {link["rel"]: link for link in grids["links"]}
@@ -221,6 +224,12 @@ def test_one_feature_by_its_code(server: Server, store: DemoStore) -> None:
      400, "bbox-crs"),
     ("/ogc/collections/grids-{t}/items",
      {"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"}, {}, 400, "crs"),
+    ("/ogc/collections/grids-{t}/items", {"crs": "EPSG:4546"}, {}, 400, "EPSG/0/4490"),
+    ("/ogc/collections/grids-{t}/items/000", {"crs": "EPSG:3857"}, {}, 400, "crs"),
+    ("/ogc/collections/grids-{t}/items", {"bbox": "23,113,22,114", "bbox-crs": "EPSG:4490"},
+     {}, 400, "bbox"),
+    ("/ogc/collections/grids-{t}/items", {"bbox": "a,b,c,d", "bbox-crs": "[EPSG:4490]"},
+     {}, 400, "bbox"),
     ("/ogc", {"f": "html"}, {}, 400, "f=json"),
     ("/ogc/collections", {}, {"Accept": "text/html"}, 406, "application/json"),
     ("/ogc/collections/areas-{t}/items", {}, {"Accept": "application/xml"}, 406,
@@ -252,3 +261,78 @@ def test_items_media_type_follows_f_and_accept(server: Server, store: DemoStore,
     assert response.status_code == 200
     assert response.headers["content-type"] == media_type
     assert response.json()["numberMatched"] == len(store.area_names)
+
+
+# --- Part 2: coordinate reference systems by reference -------------------------------------
+
+
+def _zone(store: DemoStore) -> str:
+    return f"EPSG:{store.metric_epsg}"
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4490", "zone"])
+def test_gdal_reads_the_grids_in_cgcs2000_and_the_zone(
+        server: Server, store: DemoStore, gdal: ProcessPoolExecutor, crs: str) -> None:
+    crs = _zone(store) if crs == "zone" else crs
+    collection = f"grids-{store.territory_id}"
+    server.requests.clear()
+    frame = gdal.submit(oapif_reader.read, oapif(server), collection,
+                        CRS=crs).result(timeout=120)
+    assert frame.crs.to_epsg() == int(crs.split(":")[1])
+    asked = {q["crs"][0] for q in server.items_requests(collection) if "crs" in q}
+    assert asked == {EPSG + crs.split(":")[1]}
+    want = store.grids.set_index("code").geometry.to_crs(store.metric_epsg)
+    got = frame.set_index("code").geometry.to_crs(store.metric_epsg).loc[want.index]
+    gap = shapely.hausdorff_distance(got.to_numpy(), want.to_numpy())
+    assert float(gap.max()) < 0.01  # 1 cm
+    assert_matches_plan(frame.to_crs(4326), store, tolerance=1e-3)
+
+
+def test_items_in_a_crs_are_in_its_axis_order_and_say_so(server: Server,
+                                                          store: DemoStore) -> None:
+    url = f"{server.url}/ogc/collections/grids-{store.territory_id}/items"
+    first = store.grids.sort_values("code").iloc[0]
+    lon, lat = shapely.get_coordinates(first.geometry)[0]
+    answers = {}
+    for crs in (None, f"{EPSG}4490", "[EPSG:4490]", f"{EPSG}{store.metric_epsg}"):
+        response = httpx.get(url, params={"crs": crs} if crs else {})
+        assert response.status_code == 200, response.text
+        want = crs if crs is None or crs.startswith("http") else f"{EPSG}4490"
+        assert response.headers["content-crs"] == f"<{want or CRS84}>"
+        answers[crs] = response.json()["features"][0]["geometry"]["coordinates"][0][0]
+        if response.json()["features"][0]["geometry"]["type"] == "MultiPolygon":
+            answers[crs] = answers[crs][0]
+    assert answers[None] == pytest.approx([lon, lat], abs=1e-7)
+    assert answers[f"{EPSG}4490"] == pytest.approx([lat, lon], abs=1e-8)  # latitude first
+    assert answers["[EPSG:4490]"] == answers[f"{EPSG}4490"]
+    north, east = answers[f"{EPSG}{store.metric_epsg}"]             # northing first
+    e, n = pyproj.Transformer.from_crs(4326, store.metric_epsg, always_xy=True).transform(
+        lon, lat)
+    assert (north, east) == pytest.approx((n, e), abs=0.002)
+    one = httpx.get(f"{url}/{first['code']}", params={"crs": f"{EPSG}{store.metric_epsg}"})
+    assert one.headers["content-crs"] == f"<{EPSG}{store.metric_epsg}>"
+
+
+@pytest.mark.parametrize("bbox_crs", ["EPSG:4490", "zone"])
+def test_bbox_in_another_crs_selects_the_same_grids(server: Server, store: DemoStore,
+                                                    bbox_crs: str) -> None:
+    x0, y0, x1, y1 = store.grids.total_bounds
+    box = (x0 + (x1 - x0) * 0.3, y0 + (y1 - y0) * 0.3, x0 + (x1 - x0) * 0.6,
+           y0 + (y1 - y0) * 0.6)
+    url = f"{server.url}/ogc/collections/grids-{store.territory_id}/items"
+    plain = httpx.get(url, params={"bbox": ",".join(map(str, box)), "limit": 1000}).json()
+    if bbox_crs == "EPSG:4490":
+        text = ",".join(map(str, (box[1], box[0], box[3], box[2])))  # latitude first
+        crs = f"{EPSG}4490"
+    else:
+        forward = pyproj.Transformer.from_crs(4326, store.metric_epsg, always_xy=True)
+        e0, n0 = forward.transform(box[0], box[1])
+        e1, n1 = forward.transform(box[2], box[3])
+        # a box drawn in the zone: a little larger than the lon/lat box's corners
+        text = ",".join(map(str, (min(n0, n1) - 1, min(e0, e1) - 1, max(n0, n1) + 1,
+                                  max(e0, e1) + 1)))
+        crs = f"{EPSG}{store.metric_epsg}"
+    got = httpx.get(url, params={"bbox": text, "bbox-crs": crs, "limit": 1000}).json()
+    codes = {f["id"] for f in got["features"]}
+    assert {f["id"] for f in plain["features"]} <= codes
+    assert 0 < len(codes) < len(store.grids)

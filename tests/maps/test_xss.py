@@ -14,6 +14,7 @@ fill makes it fail (add the parameter to ``PATH_VALUES``).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -644,3 +645,66 @@ def test_the_basemaps_host_is_allowed_and_nothing_else(browser: Any, world: Worl
             assert tiles and all(".tile.example.cn/" in t for t in tiles)
         finally:
             context.close()
+
+
+TIANDITU_KEY = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("layers", ["vec", "img"])
+def test_tianditu_basemap_and_its_labels_load_under_the_csp(browser: Any, world: World,
+                                                            layers: str) -> None:
+    """GRIDMAP_BASEMAP=tianditu: the page config carries the 天地图 map and annotation layers
+    with the key, the CSP allows *.tianditu.gov.cn (and only then), and the pages fetch
+    both layers' tiles from t0–t7 (answered here: no network), with the attribution shown."""
+    png = (Path(__file__).parents[2] / "maps/static/vendor/leaflet/images/layers.png"
+           ).read_bytes()
+    plain = create_app(world.settings, world.engine)
+    with TestClient(plain) as bare:
+        assert "tianditu" not in bare.get("/login").headers["content-security-policy"]
+    settings = Settings(**{**world.settings.model_dump(), "basemap": "tianditu",
+                           "tianditu_key": TIANDITU_KEY, "tianditu_layers": layers})
+    base, labels = {"vec": ("vec", "cva"), "img": ("img", "cia")}[layers]
+    app = create_app(settings, world.engine)
+    with live_server(app) as running:
+        context = browser.new_context()
+        context.add_init_script(RECORD_CSP)
+        tiles: list[str] = []
+
+        def tile(route: Any) -> None:
+            tiles.append(route.request.url)
+            route.fulfill(status=200, body=png, content_type="image/png")
+
+        context.route(re.compile(r"https://t[0-7]\.tianditu\.gov\.cn/.*"), tile)
+        try:
+            for url in (f"/plans/{world.published}/map", "/screen"):
+                page, errors = context.new_page(), PageErrors()
+                page.on("console", lambda m, e=errors: e.console.append(m.text)
+                        if m.type == "error" else None)
+                response = page.goto(running.url + url, wait_until="networkidle")
+                assert response is not None
+                csp = response.headers["content-security-policy"]
+                assert "img-src 'self' data: blob: https://*.tianditu.gov.cn;" in csp, url
+                config = json.loads(page.locator(
+                    "script[type='application/json']").first.text_content() or "{}")
+                text = json.dumps(config, ensure_ascii=False)
+                assert f"/{base}_w/wmts?" in text and f"/{labels}_w/wmts?" in text, url
+                assert f"tk={TIANDITU_KEY}" in text and "天地图" in text, url
+                assert page.locator(".leaflet-tile-pane img").count() > 0, url
+                assert "天地图" in page.locator(".leaflet-control-attribution").inner_text()
+                assert page.evaluate("window.__csp") == [], url
+                assert not errors.console, (url, errors.console)
+                page.close()
+            assert {t.split("/")[3] for t in tiles} == {f"{base}_w", f"{labels}_w"}
+            assert all(f"tk={TIANDITU_KEY}" in t for t in tiles)
+        finally:
+            context.close()
+
+
+def test_tianditu_needs_a_key_and_keeps_its_own_url() -> None:
+    with pytest.raises(ValueError, match="GRIDMAP_TIANDITU_KEY"):
+        Settings(basemap="tianditu")
+    with pytest.raises(ValueError, match="GRIDMAP_BASEMAP_URL"):
+        Settings(basemap="tianditu", tianditu_key=TIANDITU_KEY,
+                 basemap_url="https://{s}.tile.example.cn/{z}/{x}/{y}.png")
+    with pytest.raises(ValueError, match="GRIDMAP_TIANDITU_KEY"):
+        Settings(basemap="tianditu", tianditu_key="abc&evil=1")

@@ -262,11 +262,10 @@ def dissolve(geoms: np.ndarray) -> Any:
     if shapely.get_num_geometries(union) < 2:
         return union
     step = 2 * SHARED_TOLERANCE_M
-    closed = shapely.buffer(shapely.buffer(shapely.union_all(geoms), step, join_style="mitre",
-                                           mitre_limit=10.0),
-                            -step, join_style="mitre", mitre_limit=10.0)
-    closed = shapely.set_precision(shapely.make_valid(closed), PRECISION_M)
-    parts = shapely.get_parts(closed)
+    grown = shapely.buffer(shapely.buffer(shapely.union_all(geoms), step, join_style="mitre",
+                                          mitre_limit=10.0),
+                           -step, join_style="mitre", mitre_limit=10.0)
+    parts = shapely.get_parts(shapely.set_precision(shapely.make_valid(grown), PRECISION_M))
     parts = parts[shapely.get_type_id(parts) == 3]
     if len(parts) and len(parts) < shapely.get_num_geometries(union):
         return parts[0] if len(parts) == 1 else shapely.multipolygons(parts)

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 from gis.errors import GridmapError
 
 app = typer.Typer(
@@ -142,10 +143,11 @@ def partition(
     out: Annotated[Path, typer.Option("--out", help="Folder for grids.gpkg, blocks.gpkg, "
                                                     "report.json.")],
     min_households: Annotated[int, typer.Option("--min", help="Fewest households per grid.")]
-    = 300,
+    = MIN_HOUSEHOLDS,
     max_households: Annotated[int, typer.Option("--max", help="Most households per grid.")]
-    = 500,
-    target: Annotated[int, typer.Option(help="Households a grid should have.")] = 400,
+    = MAX_HOUSEHOLDS,
+    target: Annotated[int, typer.Option(help="Households a grid should have.")]
+    = TARGET_HOUSEHOLDS,
     seed: Annotated[int, typer.Option(help="Random seed: same input and seed, same grids.")]
     = 0,
     workers: Annotated[int, typer.Option(

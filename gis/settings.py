@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
+
 
 class Settings(BaseSettings):
     """Every tunable of gridmap; set ``GRIDMAP_<NAME>`` to change one."""
@@ -35,10 +37,10 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = 5.0
     #: Where ``gridmap demo`` writes its territory and database.
     demo_dir: Path = Path("demo")
-    #: Household band of a grid (the urban standard: 300-500 households).
-    min_households: int = 300
-    max_households: int = 500
-    target_households: int = 400
+    #: Household band of a grid (the urban standard, gis/band.py: 300-500 households).
+    min_households: int = MIN_HOUSEHOLDS
+    max_households: int = MAX_HOUSEHOLDS
+    target_households: int = TARGET_HOUSEHOLDS
     #: The largest upload the service accepts, in megabytes (a request over it gets 413).
     max_upload_mb: int = 512
     #: What one upload or file may hold (docs/limits.md): features (territory layers together,

@@ -13,9 +13,11 @@ import pandas as pd
 import shapely
 import shapely.ops
 
+from gis.band import DEFAULT_BAND
 from gis.errors import EditRefused, GridLocked
 from partitioning import boundaries, codes, quality
 from partitioning.blocks import PRECISION_M, STRONG_KINDS, adjacency
+from partitioning.flags import band_flag
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph, Partitioner, choose_k
 
@@ -47,7 +49,7 @@ class Neighbourhood:
     barriers: gpd.GeoDataFrame
     villages: gpd.GeoDataFrame
     metric_crs: Any
-    band: tuple[int, int] = (300, 500)
+    band: tuple[int, int] = DEFAULT_BAND
     dedicated_start: int = 901
     used_codes: frozenset[str] = frozenset()
 
@@ -189,12 +191,13 @@ def band_flags(kind: str, households: int, n_parts: int, band: tuple[int, int]
     lo, hi = band
     flags: list[str] = []
     reasons: list[str] = []
-    if kind == "comprehensive" and households < lo:
-        flags.append("below_min")
+    flag = band_flag(kind, households, band)
+    if flag == "below_min":
+        flags.append(flag)
         reasons.append(f"户数 {households}，低于下限 {lo} ({households} households, under "
                        f"the minimum {lo})")
-    elif kind == "comprehensive" and households > hi:
-        flags.append("above_max")
+    elif flag == "above_max":
+        flags.append(flag)
         reasons.append(f"户数 {households}，高于上限 {hi} ({households} households, over "
                        f"the maximum {hi})")
     if n_parts > 1:

@@ -30,7 +30,6 @@ from partitioning.oversize import MIN_STREET_M, split_oversized, street_frame_un
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph
 from partitioning.villages import (
-    FORCED,
     Assigner,
     Grid,
     VillageTask,
@@ -334,8 +333,8 @@ def _around_misses(graph: Graph, grids: list[Grid], label: np.ndarray, sums: np.
                    band: tuple[int, int]) -> np.ndarray:
     """The blocks (of a village's graph) of its grids out of the band and of the grids next
     to them: only those are cut finer, so that the rest keeps its lines along streets."""
-    bad = np.array([g.kind == "comprehensive" and not flags.is_forced(g.flags)
-                    and not band[0] <= h <= band[1] for g, h in zip(grids, sums, strict=True)])
+    bad = np.array([flags.misses_band(g.kind, h, g.flags, band)
+                    for g, h in zip(grids, sums, strict=True)])
     near = bad.copy()
     ga, gb = label[graph.a], label[graph.b]
     near[gb[bad[ga]]] = True
@@ -433,10 +432,8 @@ def _update_adjacency(adj: pd.DataFrame, moved: np.ndarray, blocks: gpd.GeoDataF
 
 def _misses(grids: list[Grid], sums: np.ndarray, band: tuple[int, int]) -> bool:
     """Whether a comprehensive grid is out of the band for no reason in its data."""
-    return any(
-        grid.kind == "comprehensive" and not set(grid.flags) & FORCED
-        and not band[0] <= h <= band[1]
-        for grid, h in zip(grids, sums, strict=True))
+    return any(flags.misses_band(grid.kind, h, grid.flags, band)
+               for grid, h in zip(grids, sums, strict=True))
 
 
 def _dedicated_of(blocks: gpd.GeoDataFrame, dedicated: gpd.GeoDataFrame | None) -> np.ndarray:
@@ -498,9 +495,9 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     reasons = frame["flag_reason"].to_numpy()
     for i, (fl, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
                                           frame["households"], strict=True)):
-        if kind == "comprehensive" and not lo <= h <= hi and \
-                not set(fl) & (FORCED | {"below_min", "above_max"}):
-            fl.append("below_min" if h < lo else "above_max")
+        flag = flags.band_flag(kind, h, assigner.band)
+        if flag and not flags.is_forced(fl) and not set(fl) & flags.BAND_FLAGS:
+            fl.append(flag)
             reasons[i] = reasons[i] or f"{h} households, outside {lo}–{hi}"
     frame["flag_reason"] = reasons
     return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)

@@ -10,10 +10,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from gis.band import in_band
 from partitioning import edit, flags
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph
-from partitioning.villages import FORCED, Grid, VillageTask, partition_village
+from partitioning.villages import Grid, VillageTask, partition_village
 
 #: Flags a region's result may carry that say "a larger region could do better".
 #: (A region is part of a village: "the village is under the minimum" is a miss there too;
@@ -47,12 +48,11 @@ def region_ok(pieces: Sequence[tuple[Grid, np.ndarray]], households: np.ndarray,
               band: tuple[int, int]) -> bool:
     """Whether every grid of a region's result is in the band (or out of it only for a
     reason in its data that a bigger region would not change: one building over the max)."""
-    lo, hi = band
     for grid, members in pieces:
         h = float(households[members].sum())
         if set(grid.flags) & MISSES:
             return False
-        if not set(grid.flags) & FORCED and not lo <= h <= hi:
+        if not flags.is_forced(grid.flags) and not in_band(h, band):
             return False
     return True
 
@@ -114,7 +114,7 @@ def engine_flags(result: edit.EditResult, grids: dict[str, Grid]) -> None:
     frame = result.grids
     for i, code in enumerate(frame["code"]):
         grid = grids.get(str(code))
-        if grid is None or not set(grid.flags) & FORCED:
+        if grid is None or not flags.is_forced(grid.flags):
             continue
         extra = [f for f in frame["flags"].iloc[i] if f == "noncontiguous"]
         frame.at[frame.index[i], "flags"] = [*grid.flags, *extra]

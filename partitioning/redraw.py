@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from gis.band import in_band
 from gis.errors import GridmapError
 from gis.layers import Territory
 from partitioning import edit, flags
@@ -21,7 +22,7 @@ from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
 from partitioning.rebalance import assign, engine_flags, region_ok, solve_region
-from partitioning.villages import FORCED, Grid
+from partitioning.villages import Grid
 
 Progress = Callable[[str, float], None]
 #: Neighbours tried, one at a time, when a broken grid cannot be redone alone.
@@ -139,7 +140,7 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
 def _flags_after(row: pd.Series, h: int, band: tuple[int, int]) -> tuple[list[str], str]:
     """Flags of a kept grid whose households changed: the engine's data reasons stay, the
     band flags are redone."""
-    forced = [f for f in row["flags"] if f in FORCED]
+    forced = [f for f in row["flags"] if f in flags.FORCED]
     if forced:
         return forced, str(row.get("flag_reason") or "")
     parts = 2 if "noncontiguous" in row["flags"] else 1
@@ -215,7 +216,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
         forced = {str(c) for c, f in zip(row_of.index, row_of["flags"], strict=True)
                   if flags.is_forced(f)} - bad
         return [c for c in sorted(movable & set(sums.index))
-                if c in bad or (not lo <= sums[c] <= hi and sums[c] != old_counts.get(c, -1)
+                if c in bad or (not in_band(sums[c], band) and sums[c] != old_counts.get(c, -1)
                                 and not (sizes[c] == 1 and sums[c] > hi)
                                 and c not in forced)]
 
@@ -379,12 +380,8 @@ def _report(old: gpd.GeoDataFrame, plan: gpd.GeoDataFrame, reshaped: dict[str, A
     moves = pd.DataFrame({"from": old_label[owner], "to": label[owner], "hh": hh})
     moves = moves[(moves["from"] != moves["to"]) & (moves["hh"] > 0)]
     pairs = moves.groupby(["from", "to"])["hh"].sum().sort_values(ascending=False)
-    lo, hi = band
-    forced = np.array([bool(set(f) & FORCED) for f in plan["flags"]])
-    comp = (plan["kind"] == "comprehensive").to_numpy()
-    h = plan["households"].to_numpy()
-    in_band = (h >= lo) & (h <= hi)
-    regular = comp & ~forced
+    regular, within = flags.regular_in_band(plan["kind"], plan["households"], plan["flags"],
+                                             band)
     return {"redraw": {
         "grids_before": len(old_codes), "grids_after": len(plan),
         "grids_kept": len(kept), "kept_share": round(len(kept) / max(len(old_codes), 1), 4),
@@ -393,7 +390,7 @@ def _report(old: gpd.GeoDataFrame, plan: gpd.GeoDataFrame, reshaped: dict[str, A
         "households_moved": int(moves["hh"].sum()),
         "moves": [{"from": f, "to": t, "households": int(v)} for (f, t), v in pairs.items()],
         "regions": regions,
-        "in_range_share": round(float(in_band[regular].mean()) if regular.any() else 1.0, 4),
-        "out_of_range": sorted(str(c) for c in plan["code"].to_numpy()[regular & ~in_band]),
+        "in_range_share": round(float(within[regular].mean()) if regular.any() else 1.0, 4),
+        "out_of_range": sorted(str(c) for c in plan["code"].to_numpy()[regular & ~within]),
         **info,
     }}

@@ -31,6 +31,7 @@ from api.routes.workspace import me_of
 from gis import models
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
+from gis.names import plan_status_name
 from gis.plans import PlanInfo, flag_counts, get_plan, list_plans
 from gis.settings import Settings
 from gis.store import territory_row
@@ -46,7 +47,7 @@ from maps.overlays import (
     read_plan_blocks,
     read_plan_lines,
 )
-from maps.planner import STATUS_NAMES, PlannerPage, display_system, planner_html
+from maps.planner import PlannerPage, display_system, planner_html
 
 router = APIRouter(tags=["maps"])
 Display = Literal["wgs84", "gcj02", "bd09"]
@@ -265,7 +266,7 @@ def plan_compare(a: Id, b: Id, request: Request, who: PlansRead,
 
     def side(p: PlanInfo) -> ComparePlan:
         return ComparePlan(p.id, f"第 {p.id} 号方案 · {name} 第{p.version}版",
-                           STATUS_NAMES.get(p.status, p.status))
+                           plan_status_name(p.status))
 
     return HTMLResponse(compare_html(side(pa), side(pb), _band(pb, settings), display,
                                      _bounds(engine, pa.territory_id, display)))

@@ -20,6 +20,7 @@ from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest, Forbidden
 from gis import models
+from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 from gis.errors import GridmapError, LayerError, NotFound
 from gis.layers import (
     ReadLimits,
@@ -61,9 +62,9 @@ class TerritoryOut(BaseModel):
 class PartitionRequest(BaseModel):
     """The engine's parameters; every field has the urban standard as default."""
 
-    min_households: int = Field(300, ge=1, le=100_000)
-    max_households: int = Field(500, ge=1, le=100_000)
-    target_households: int = Field(400, ge=1, le=100_000)
+    min_households: int = Field(MIN_HOUSEHOLDS, ge=1, le=100_000)
+    max_households: int = Field(MAX_HOUSEHOLDS, ge=1, le=100_000)
+    target_households: int = Field(TARGET_HOUSEHOLDS, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     service_radius_m: float = Field(5_000.0, gt=0, le=100_000)
     estimate: Literal["residential", "all", "off"] = Field(

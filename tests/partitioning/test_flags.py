@@ -17,7 +17,6 @@ from partitioning.blocks import barrier_lines
 from partitioning.engine import partition_territory
 from partitioning.params import PartitionParams
 from partitioning.redraw import redraw_plan
-from partitioning.villages import FORCED
 
 ORIGIN = (113.30, 23.20)
 U = 1e-3          # one block is 1e-3 degree (about 100 m) on a side
@@ -206,7 +205,6 @@ def test_infeasible_band_arithmetic() -> None:
     assert not flags.feasible(550, band)       # 1 grid: over 500; 2 grids: under 600
     assert flags.feasible(600, band) and flags.feasible(1080, band)
     assert not flags.feasible(1050 - 510, band)
-    assert sorted(FORCED) == sorted(quality.FORCED_FLAGS)
 
 
 @pytest.mark.parametrize("h, cls", [(299, "below"), (300, "in_band"), (500, "in_band"),

@@ -678,23 +678,12 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         for vn, kind, hint, s in zip(grids["village_name"], grids["kind"], grids["name_hint"],
                                      serial, strict=True)
     ]
-    segments = boundaries.boundary_segments(geoms)
-    named = barriers[barriers["name"].notna() & (barriers["name"].astype(str) != "")]
-    named = named.reset_index(drop=True)
-    followed_named = boundaries.follow(segments, named)
-    neighbour = boundaries.neighbours(segments, geoms)
-    texts = boundaries.boundary_texts(segments, followed_named, named, neighbour, grid_codes,
-                                      len(grids))
-    village_lines = shapely.boundary(villages.geometry.to_numpy())
-    admin_lines = gpd.GeoDataFrame({"kind": np.full(len(village_lines), "admin")},
-                                   geometry=village_lines, crs=villages.crs)
+    segments, texts = boundaries.sides(geoms, grid_codes, barriers)
     # A cut between buildings counts as a barrier only where it runs down a street.
     shown = (barriers["kind"] != "inferred") | barriers["name"].notna()
-    follow_set = pd.concat([barriers.loc[shown, ["kind", "geometry"]], admin_lines],
-                           ignore_index=True)
-    followed_any = boundaries.follow(segments, follow_set)
-    kinds = np.where(followed_any >= 0,
-                     follow_set["kind"].to_numpy(dtype=object)[np.maximum(followed_any, 0)], "")
+    kinds = boundaries.followed_kinds(segments, barriers.loc[shown],
+                                      shapely.boundary(villages.geometry.to_numpy()),
+                                      villages.crs)
     share, by_kind = quality.barrier_shares(segments, kinds.astype(str), len(grids))
     total_len = float(segments["length"].sum()) or 1.0
     on_len = float(segments["length"].to_numpy()[kinds != ""].sum())

@@ -15,12 +15,13 @@ import shapely
 from gis.band import in_band
 from gis.errors import GridmapError
 from gis.layers import Territory
-from partitioning import edit, flags
+from partitioning import flags
 from partitioning.blocks import PRECISION_M, barrier_lines
 from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
+from partitioning.plan import ROW_FIELDS, Neighbourhood, Plan, band_flags, finish
 from partitioning.rebalance import assign, engine_flags, region_ok, solve_region
 from partitioning.villages import Grid
 
@@ -34,7 +35,7 @@ BLOCK_COLUMNS = ["block_no", "village_code", "households", "households_estimated
 
 @dataclass
 class RedrawResult:
-    """The redrawn plan: every grid (:data:`partitioning.edit.ROW_FIELDS`, ``flag_reason``,
+    """The redrawn plan: every grid (:data:`partitioning.plan.ROW_FIELDS`, ``flag_reason``,
     in the CRS of the blocks given), every block (by ``block_no``: the old blocks keep
     their number and geometry, blocks cut apart give their number to their first piece,
     the other pieces come last) and the ``redraw`` report."""
@@ -144,7 +145,7 @@ def _flags_after(row: pd.Series, h: int, band: tuple[int, int]) -> tuple[list[st
     if forced:
         return forced, str(row.get("flag_reason") or "")
     parts = 2 if "noncontiguous" in row["flags"] else 1
-    return edit.band_flags(str(row["kind"]), h, parts, band)
+    return band_flags(str(row["kind"]), h, parts, band)
 
 
 def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Territory,
@@ -220,13 +221,13 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
                                 and not (sizes[c] == 1 and sums[c] > hi)
                                 and c not in forced)]
 
-    def neighbourhood(frame: gpd.GeoDataFrame) -> edit.Neighbourhood:
-        return edit.Neighbourhood(frame, rows[[*edit.ROW_FIELDS, "geometry"]], barriers,
+    def neighbourhood(frame: gpd.GeoDataFrame) -> Neighbourhood:
+        return Neighbourhood(frame, rows[[*ROW_FIELDS, "geometry"]], barriers,
                                   villages, territory.metric_crs, band,
                                   params.dedicated_serial_start, used_codes)
 
     say("regions 网格", 0.3)
-    work = edit._Work(neighbourhood(new_blocks))
+    work = Plan(neighbourhood(new_blocks))
     # The blocks of the grids that break, and of their neighbours, are cut finer between
     # buildings (as the engine does where a village misses the band), so that a few
     # buildings' worth of households can move; the outlines of the grids stay the same.
@@ -242,7 +243,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
                                   threshold=lo / 4, piece=lo / 6, only=only)
         info["blocks_cut_finer"] = n_fine
         if n_fine:
-            work = edit._Work(neighbourhood(new_blocks))
+            work = Plan(neighbourhood(new_blocks))
     info["blocks_added"] = int(len(new_blocks) - len(blocks))
     old_label = work.label.copy()
 
@@ -323,7 +324,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
             updated[code] = {"households": h, "population": p, "flags": kept_flags,
                              "households_estimated": e}
             reasons[code] = reason
-    result = edit._finish(work, "redraw", reshaped, updated, removed, "")
+    result = finish(work, "redraw", reshaped, updated, removed, "")
     engine_flags(result, {c: g for c, (g, _) in made.items()})
     out = result.grids.set_index("code", drop=False)
     for code, reason in reasons.items():
@@ -331,7 +332,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     # The whole plan: rows not touched as they were.
     keep = rows[~rows["code"].astype(str).isin(set(out.index) | set(removed))].copy()
     keep["flag_reason"] = keep.get("flag_reason", pd.Series("", index=keep.index)).fillna("")
-    cols = [*edit.ROW_FIELDS, "flag_reason"]
+    cols = [*ROW_FIELDS, "flag_reason"]
     plan = gpd.GeoDataFrame(pd.concat([keep[[*cols, "geometry"]],
                                        out.reset_index(drop=True)[[*cols, "geometry"]]],
                                       ignore_index=True), geometry="geometry", crs=blocks.crs)

@@ -15,8 +15,8 @@ from gis.settings import Settings
 from maps.planner import PlannerPage
 from maps.tiles import status_of
 from partitioning import flags, quality
-from partitioning.edit import Neighbourhood
 from partitioning.params import PartitionParams
+from partitioning.plan import Neighbourhood
 
 
 def test_every_default_of_the_band_is_the_one_in_gis_band() -> None:

@@ -16,6 +16,7 @@ from partitioning import edit, flags, quality
 from partitioning.blocks import barrier_lines
 from partitioning.engine import partition_territory
 from partitioning.params import PartitionParams
+from partitioning.plan import ROW_FIELDS, Neighbourhood, updated
 from partitioning.redraw import redraw_plan
 
 ORIGIN = (113.30, 23.20)
@@ -128,8 +129,8 @@ def test_forced_flags_are_borne_out_after_engine_redraw_and_rebalance(
     # Rebalance of each village of the redrawn plan.
     admin = terr.layers["admin_areas"]
     village_areas = admin[admin["level"] == "village"][["code", "name", "geometry"]]
-    hood = edit.Neighbourhood(
-        result.blocks.to_crs(4326), result.grids.to_crs(4326)[[*edit.ROW_FIELDS, "geometry"]],
+    hood = Neighbourhood(
+        result.blocks.to_crs(4326), result.grids.to_crs(4326)[[*ROW_FIELDS, "geometry"]],
         barrier_lines(terr.to_metric(), params).to_crs(4326), village_areas.to_crs(4326),
         metric, params.band)
     for code in village_areas["code"]:
@@ -137,7 +138,7 @@ def test_forced_flags_are_borne_out_after_engine_redraw_and_rebalance(
             done = edit.apply_edit(hood, "rebalance", {"village": str(code)})
         except EditRefused:
             continue
-        hood = edit.updated(hood, done)
+        hood = updated(hood, done)
     after = hood.grids.to_crs(metric)
     assert_borne_out(after, pd.DataFrame({"grid_code": hood.blocks["grid_code"].astype(str),
                                           "households": hood.blocks["households"]}),

@@ -102,3 +102,21 @@ def test_packages_depend_one_way() -> None:
         if dep.split(".")[0] != name.split(".")[0]
         and dep.split(".")[0] not in ALLOWED[name.split(".")[0]])
     assert wrong == []
+
+
+def test_the_http_layer_runs_no_sql() -> None:
+    """Route modules call readers and writers of gis/ and events/; they build no statement
+    and open no connection (only the Engine type comes from SQLAlchemy)."""
+    found = []
+    for path in sorted((ROOT / "api" / "routes").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+                found += [f"{path.name}: {a.name}" for a in node.names if a.name != "Engine"]
+            elif isinstance(node, ast.Import):
+                found += [f"{path.name}: {a.name}" for a in node.names
+                          if a.name.startswith("sqlalchemy")]
+            elif isinstance(node, ast.Attribute) and node.attr in ("connect", "begin") and \
+                    isinstance(node.value, ast.Name) and node.value.id == "engine":
+                found.append(f"{path.name}:{node.lineno}: engine.{node.attr}")
+    assert found == []

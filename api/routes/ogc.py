@@ -33,17 +33,16 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from api.auth import PlansRead, Principal, partial, visible
 from api.deps import get_engine, get_settings
 from api.problems import BadRequest, NotAcceptable
 from api.routes.plans import parse_bbox
-from gis import models
 from gis.errors import NotFound
 from gis.exports import FORMATS, grid_table
 from gis.geometry import feature_collection
-from gis.plans import read_lines
+from gis.plans import published_plans, read_lines
 from gis.settings import Settings
 from gis.store import read_layer
 
@@ -211,20 +210,12 @@ class Collection:
 
 
 def _collections(engine: Engine, territory_id: int | None = None) -> list[Collection]:
-    territories, plans = models.Territory.__table__, models.Plan.__table__
-    query = select(territories.c.id, territories.c.name, plans.c.id.label("plan_id"),
-                   plans.c.version, plans.c.published_at).select_from(
-        territories.outerjoin(plans, (plans.c.territory_id == territories.c.id)
-                              & (plans.c.status == "published"))).order_by(territories.c.id)
-    if territory_id is not None:
-        query = query.where(territories.c.id == territory_id)
     out = []
-    with engine.connect() as conn:
-        for row in conn.execute(query):
-            if row.plan_id is not None:
-                out += [Collection(f"{kind}-{row.id}", kind, row.id, row.name, row.plan_id,
-                                   row.version, row.published_at) for kind in PLAN_KINDS]
-            out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name))
+    for row in published_plans(engine, territory_id):
+        if row.plan_id is not None:
+            out += [Collection(f"{kind}-{row.id}", kind, row.id, row.name, row.plan_id,
+                               row.version, row.published_at) for kind in PLAN_KINDS]
+        out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name))
     return out
 
 

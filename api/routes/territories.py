@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, Principal, check_territory, visible
 from api.deps import Id, IdQuery, check_encoding, get_engine
@@ -35,6 +35,7 @@ from gis.store import (
     delete_territory,
     import_territory,
     layer_counts,
+    list_territories,
     read_layer,
     territory_row,
 )
@@ -264,10 +265,7 @@ def territories(request: Request, who: PlansRead,
                 limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
                 offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
                 engine: Engine = Depends(get_engine)) -> list[TerritoryOut]:
-    with engine.connect() as conn:
-        ids = [int(i) for (i,) in conn.execute(
-            select(models.Territory.id).order_by(models.Territory.id))]
-    seen = [i for i in ids if visible(request, who, i)]
+    seen = [i for i, _ in list_territories(engine) if visible(request, who, i)]
     return [_territory(engine, i) for i in seen[offset:offset + limit]]
 
 

@@ -12,8 +12,8 @@ ALLOWED = {
     "gis": set(),
     "events": {"gis"},
     "partitioning": {"gis"},
-    "maps": {"gis", "events"},
-    "data": {"gis"},
+    "maps": {"gis"},
+    "data": set(),
     "api": {"gis", "maps", "partitioning", "events", "data"},
 }
 

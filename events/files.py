@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from events.router import GridRouter, Routed
 from gis import crs as crsmod
 from gis import divisions
-from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded
+from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded, gdal_reason
 from gis.layers import (
     LAT_NAMES,
     LON_NAMES,
@@ -31,7 +31,6 @@ from gis.layers import (
     ReadLimits,
     check_geopackage,
     decode_text,
-    gdal_reason,
 )
 
 __all__ = ["ADDED_COLUMNS", "EventTable", "check_text", "decode_text", "event_frame",

@@ -41,9 +41,6 @@ ADDED_COLUMNS = ("grid_code", "grid_name", "village_code", "village_name", "town
                  "town_name", "distance_m", "flags", "other_grid")
 CSV_SUFFIXES = (".csv", ".txt")
 GEOJSON_SUFFIXES = (".geojson", ".json")
-#: Encodings tried in turn when none is given: UTF-8 (with or without a BOM), then GB18030
-#: (a superset of GBK and GB2312, what Excel on a Chinese Windows writes).
-ENCODINGS = ("utf-8-sig", "gb18030")
 
 
 # ================================================================================================

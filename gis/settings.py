@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,8 +34,6 @@ class Settings(BaseSettings):
     #: SpatiaLite: how long a write waits for another writer to finish (seconds; SQLite
     #: has one writer at a time); past it the request gets 503 "busy, retry" (Retry-After).
     sqlite_busy_timeout_s: float = 5.0
-    #: Where ``gridmap demo`` writes its territory and database.
-    demo_dir: Path = Path("demo")
     #: Household band of a grid (the urban standard, gis/band.py: 300-500 households).
     min_households: int = MIN_HOUSEHOLDS
     max_households: int = MAX_HOUSEHOLDS

@@ -146,7 +146,7 @@ def read_events(path: Path, *, lon: str | None = None, lat: str | None = None,
     if not path.exists():
         raise LayerError("no such file", file=label)
     if path.suffix.lower() in CSV_SUFFIXES:
-        return _read_csv(path, lon, lat, encoding)
+        return _read_events_csv(path, lon, lat, encoding)
     if lon or lat:
         raise GridmapError("--lon/--lat name CSV columns; a vector file has point geometries")
     if path.suffix.lower() == ".gpkg":
@@ -202,7 +202,7 @@ def _csv_frame(data: bytes, label: str, encoding: str | None, max_rows: int | No
     return frame
 
 
-def _read_csv(path: Path, lon: str | None, lat: str | None, encoding: str | None
+def _read_events_csv(path: Path, lon: str | None, lat: str | None, encoding: str | None
               ) -> EventTable:
     label = str(path)
     frame = _csv_frame(path.read_bytes(), label, encoding)

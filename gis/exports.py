@@ -1,6 +1,6 @@
 """Export a plan's grids as files: GeoPackage, zipped Shapefile, GeoJSON, CSV and XLSX.
 
-:func:`grid_table` builds the table every export (and the OGC API) serves: the
+:func:`export_table` builds the table every export (and the OGC API) serves: the
 stored grid fields plus the names and codes of the grid's village/community and
 town/street (from ``admin_areas``) and its grid workers (from ``staff`` and
 ``staff_grids``). :func:`write_export` writes it in one format;
@@ -118,7 +118,7 @@ def grid_workers(engine: Engine, territory_id: int) -> dict[str, str]:
     return {code: WORKER_SEPARATOR.join(names) for code, names in out.items()}
 
 
-def grid_table(engine: Engine, plan_id: int, *,
+def export_table(engine: Engine, plan_id: int, *,
                bbox: tuple[float, float, float, float] | None = None,
                areas: tuple[str, ...] | None = None) -> gpd.GeoDataFrame:
     """A plan's grids (WGS84, by code) with the columns of :data:`TABLE_FIELDS`.
@@ -391,6 +391,6 @@ def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path,
     territory_name = _territory_name(engine, plan.territory_id)
     filename, ascii_filename = export_filename(plan.territory_id, territory_name,
                                                plan.version, fmt)
-    path = write_export(grid_table(engine, plan_id, areas=areas), fmt, folder / ascii_filename,
+    path = write_export(export_table(engine, plan_id, areas=areas), fmt, folder / ascii_filename,
                         _meta(plan, territory_name))
     return Export(path, filename, ascii_filename, FORMATS[fmt].media_type)

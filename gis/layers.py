@@ -640,7 +640,7 @@ def _discover(root: Path, folder: Path) -> tuple[dict[str, _Source], str | None,
 
 def _read_source(src: _Source, encoding: str | None, budget: Budget) -> gpd.GeoDataFrame:
     if src.path.lower().endswith(".csv"):
-        gdf = _read_csv(src, budget.rows_left() + 1)
+        gdf = _read_layer_csv(src, budget.rows_left() + 1)
     else:
         kwargs: dict[str, Any] = {"max_features": budget.rows_left() + 1}
         if src.gdal_layer:
@@ -664,7 +664,7 @@ def _has_cpg(src: _Source) -> bool:
     return any(p.name.lower() == f"{stem}.cpg" for p in shp.parent.iterdir())
 
 
-def _read_csv(src: _Source, max_rows: int) -> gpd.GeoDataFrame:
+def _read_layer_csv(src: _Source, max_rows: int) -> gpd.GeoDataFrame:
     """A CSV of points with lon/lat columns; it has no CRS of its own."""
     text = decode_text(Path(src.path).read_bytes(), None, src.label)
     try:

@@ -231,7 +231,7 @@ def get_plan(engine: Engine, plan_id: int) -> PlanInfo:
         return _info(conn, plan)
 
 
-def plan_report(engine: Engine, plan_id: int) -> dict[str, Any]:
+def stored_report(engine: Engine, plan_id: int) -> dict[str, Any]:
     with engine.connect() as conn:
         report = conn.execute(select(models.Plan.report).where(
             models.Plan.id == plan_id)).first()

@@ -40,7 +40,7 @@ from api.deps import get_engine, get_settings
 from api.problems import BadRequest, NotAcceptable
 from api.routes.plans import parse_bbox
 from gis.errors import NotFound
-from gis.exports import FORMATS, grid_table
+from gis.exports import FORMATS, export_table
 from gis.geometry import feature_collection
 from gis.plans import published_plans, read_lines
 from gis.settings import Settings
@@ -240,7 +240,7 @@ def _features(engine: Engine, collection: Collection, who: Principal,
     ``bbox`` if given."""
     if collection.kind == "grids":
         assert collection.plan_id is not None
-        return grid_table(engine, collection.plan_id, bbox=bbox, areas=partial(who))
+        return export_table(engine, collection.plan_id, bbox=bbox, areas=partial(who))
     if collection.kind == "streets":
         assert collection.plan_id is not None
         return read_lines(engine, collection.plan_id, kind="inferred_street", bbox=bbox,

@@ -1,1 +1,1 @@
-"""The faces of gridmap: the command line (and, later, the HTTP service)."""
+"""The faces of gridmap: the command line and the HTTP service (routes, auth, jobs)."""

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 from gis.errors import GridmapError
 
 app = typer.Typer(
@@ -142,10 +143,11 @@ def partition(
     out: Annotated[Path, typer.Option("--out", help="Folder for grids.gpkg, blocks.gpkg, "
                                                     "report.json.")],
     min_households: Annotated[int, typer.Option("--min", help="Fewest households per grid.")]
-    = 300,
+    = MIN_HOUSEHOLDS,
     max_households: Annotated[int, typer.Option("--max", help="Most households per grid.")]
-    = 500,
-    target: Annotated[int, typer.Option(help="Households a grid should have.")] = 400,
+    = MAX_HOUSEHOLDS,
+    target: Annotated[int, typer.Option(help="Households a grid should have.")]
+    = TARGET_HOUSEHOLDS,
     seed: Annotated[int, typer.Option(help="Random seed: same input and seed, same grids.")]
     = 0,
     workers: Annotated[int, typer.Option(
@@ -653,7 +655,8 @@ def serve(
 @app.command()
 def demo(
     households: Annotated[int, typer.Option(
-        help="Households in the demo district (10,000 to 1,500,000).")] = 60_000,
+        help="Households in the demo district (5,000 to 2,000,000; per district with "
+             "--districts).")] = 60_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same district.")] = 7,
     out: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("demo"),
     serve_after: Annotated[bool, typer.Option(
@@ -672,14 +675,13 @@ def demo(
     from data.demo import generate, generate_province
 
     with user_errors():
-        if not 1_000 <= households <= 2_000_000:
-            raise GridmapError("--households must be between 1,000 and 2,000,000")
+        # (the generator needs 5,000 households for a district's towns and villages)
+        if not 5_000 <= households <= 2_000_000:
+            raise GridmapError("--households must be between 5,000 and 2,000,000")
         if not 0 <= events <= 1_000_000:
             raise GridmapError("--events must be between 0 and 1,000,000")
         if not 1 <= districts <= 88:
             raise GridmapError("--districts must be between 1 and 88")
-        if districts > 1 and households < 5_000:
-            raise GridmapError("--households must be at least 5,000 per district")
         out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         territory = generate(households, seed, progress=True) if districts == 1 else \

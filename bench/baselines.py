@@ -380,7 +380,7 @@ def labels_metrics(graph: BlockGraph, labels: np.ndarray) -> dict[str, Any]:
 
 def engine_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """All grids as regions, plus the engine's own view (forced grids counted apart)."""
-    from partitioning.quality import FORCED_FLAGS
+    from partitioning.flags import FORCED as FORCED_FLAGS
 
     out = region_metrics(shapely.from_wkb(result["geoms"]), result["households"])
     report = result["report"]

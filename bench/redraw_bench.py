@@ -81,7 +81,7 @@ def run_size(households: int, seed: int, change_seed: int, share: float) -> dict
     from data.demo import generate
     from gis.layers import Territory
     from partitioning.engine import partition_territory
-    from partitioning.quality import FORCED_FLAGS
+    from partitioning.flags import FORCED as FORCED_FLAGS
     from partitioning.redraw import redraw_plan
 
     demo = generate(households, seed)

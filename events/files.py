@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from events.router import GridRouter, Routed
 from gis import crs as crsmod
 from gis import divisions
-from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded
+from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded, gdal_reason
 from gis.layers import (
     LAT_NAMES,
     LON_NAMES,
@@ -31,7 +31,6 @@ from gis.layers import (
     ReadLimits,
     check_geopackage,
     decode_text,
-    gdal_reason,
 )
 
 __all__ = ["ADDED_COLUMNS", "EventTable", "check_text", "decode_text", "event_frame",
@@ -42,9 +41,6 @@ ADDED_COLUMNS = ("grid_code", "grid_name", "village_code", "village_name", "town
                  "town_name", "distance_m", "flags", "other_grid")
 CSV_SUFFIXES = (".csv", ".txt")
 GEOJSON_SUFFIXES = (".geojson", ".json")
-#: Encodings tried in turn when none is given: UTF-8 (with or without a BOM), then GB18030
-#: (a superset of GBK and GB2312, what Excel on a Chinese Windows writes).
-ENCODINGS = ("utf-8-sig", "gb18030")
 
 
 # ================================================================================================
@@ -150,7 +146,7 @@ def read_events(path: Path, *, lon: str | None = None, lat: str | None = None,
     if not path.exists():
         raise LayerError("no such file", file=label)
     if path.suffix.lower() in CSV_SUFFIXES:
-        return _read_csv(path, lon, lat, encoding)
+        return _read_events_csv(path, lon, lat, encoding)
     if lon or lat:
         raise GridmapError("--lon/--lat name CSV columns; a vector file has point geometries")
     if path.suffix.lower() == ".gpkg":
@@ -206,7 +202,7 @@ def _csv_frame(data: bytes, label: str, encoding: str | None, max_rows: int | No
     return frame
 
 
-def _read_csv(path: Path, lon: str | None, lat: str | None, encoding: str | None
+def _read_events_csv(path: Path, lon: str | None, lat: str | None, encoding: str | None
               ) -> EventTable:
     label = str(path)
     frame = _csv_frame(path.read_bytes(), label, encoding)

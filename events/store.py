@@ -434,6 +434,13 @@ def get_event(engine: Engine, event_id: int, with_history: bool = True) -> dict[
     return out
 
 
+def event_location(engine: Engine, event_id: int) -> Any:
+    """Where an event was reported: its ``x``, ``y`` and ``coord_sys`` as given."""
+    with engine.connect() as conn:
+        return conn.execute(select(EVENT.c.x, EVENT.c.y, EVENT.c.coord_sys)
+                            .where(EVENT.c.id == event_id)).one()
+
+
 def list_events(engine: Engine, *, territory_id: int | None = None, status: str | None = None,
                 grid: str | None = None, village: str | None = None, town: str | None = None,
                 open_only: bool = False, limit: int = 100, offset: int = 0,

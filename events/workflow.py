@@ -22,9 +22,6 @@ ACTIONS: dict[str, tuple[frozenset[str], str]] = {
     # Reopened work goes back to be dispatched again at the level it is at.
     "reopen": (frozenset({"resolved", "verified", "closed"}), "accepted"),
 }
-ACTION_NAMES = {"accept": "受理", "dispatch": "派遣", "start": "处置", "resolve": "办结",
-                "verify": "核查", "close": "结案", "reopen": "重新办理", "escalate": "上报",
-                "reroute": "重新定位"}
 
 
 @dataclass(frozen=True)

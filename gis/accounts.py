@@ -17,7 +17,6 @@ from sqlalchemy import (
     case,
     delete,
     false,
-    func,
     insert,
     or_,
     select,
@@ -142,11 +141,6 @@ def get_account(engine: Engine, username: str) -> AccountInfo:
 def list_accounts(engine: Engine) -> list[AccountInfo]:
     with engine.connect() as conn:
         return [_info(r) for r in conn.execute(select(ACCOUNTS).order_by(ACCOUNTS.c.username))]
-
-
-def count_accounts(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(ACCOUNTS)).scalar_one())
 
 
 def change_account(engine: Engine, username: str, *, password: str | None = None,

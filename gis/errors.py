@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+
 
 class GridmapError(Exception):
     """Base of every error gridmap reports to a user (never a bare stack trace)."""
@@ -125,3 +129,13 @@ class LimitExceeded(LayerError):
                          file=file, layer=layer, row=row)
         self.setting = env
         self.limit = limit
+
+
+def gdal_reason(exc: Exception, path: str | Path, label: str) -> str:
+    """GDAL's message about a file, with the server's path of it replaced by its label (an
+    upload's temporary folder is nobody's business), on one line."""
+    text = " ".join(str(exc).split()).replace(str(path), label)
+    return _TEMP_PATH.sub("", text)
+
+
+_TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/gridmap-[^/\s']*/")

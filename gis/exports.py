@@ -1,6 +1,6 @@
 """Export a plan's grids as files (GeoPackage, Shapefile, GeoJSON, CSV, XLSX, DXF, KML) in a CRS.
 
-:func:`grid_table` builds the table every export (and the OGC API) serves: the
+:func:`export_table` builds the table every export (and the OGC API) serves: the
 stored grid fields plus the names and codes of the grid's village/community and
 town/street (from ``admin_areas``) and its grid workers (from ``staff`` and
 ``staff_grids``). :func:`write_export` writes it in one format, in the coordinate system
@@ -180,7 +180,7 @@ def grid_workers(engine: Engine, territory_id: int) -> dict[str, str]:
     return {code: WORKER_SEPARATOR.join(names) for code, names in out.items()}
 
 
-def grid_table(engine: Engine, plan_id: int, *,
+def export_table(engine: Engine, plan_id: int, *,
                bbox: tuple[float, float, float, float] | None = None,
                areas: tuple[str, ...] | None = None) -> gpd.GeoDataFrame:
     """A plan's grids (WGS84, by code) with the columns of :data:`TABLE_FIELDS`.
@@ -722,7 +722,7 @@ def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path,
         raise GridmapError(f"unknown export format {fmt!r}; use one of "
                            f"{', '.join(FORMATS)}")
     plan = get_plan(engine, plan_id)
-    table = grid_table(engine, plan_id, areas=areas)
+    table = export_table(engine, plan_id, areas=areas)
     options = Options(plan_output_crs(
         engine, plan_id, FORMATS[fmt].default_crs if crs is None else crs, table), encoding)
     territory_name = _territory_name(engine, plan.territory_id)

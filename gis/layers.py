@@ -27,7 +27,15 @@ from pyproj.exceptions import ProjError
 
 from gis import crs as crsmod
 from gis import divisions
-from gis.errors import CoordinateError, CRSError, GridmapError, LayerError, LimitExceeded
+from gis.errors import (
+    CoordinateError,
+    CRSError,
+    GridmapError,
+    LayerError,
+    LimitExceeded,
+    gdal_reason,
+)
+from gis.osm import read_osm
 from gis.settings import Settings, get_settings
 
 #: Shapely geometry type ids by family (0 Point ... 7 GeometryCollection).
@@ -501,16 +509,6 @@ def decode_text(raw: bytes, encoding: str | None, label: str,
                          f"encoding the file is in with {option}", file=label) from exc
 
 
-def gdal_reason(exc: Exception, path: str | Path, label: str) -> str:
-    """GDAL's message about a file, with the server's path of it replaced by its label (an
-    upload's temporary folder is nobody's business), on one line."""
-    text = " ".join(str(exc).split()).replace(str(path), label)
-    return _TEMP_PATH.sub("", text)
-
-
-_TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/gridmap-[^/\s']*/")
-
-
 def check_geopackage(path: Path, label: str) -> None:
     """Refuse a .gpkg that is not an SQLite database, or shorter than its header says."""
     try:
@@ -642,7 +640,7 @@ def _discover(root: Path, folder: Path) -> tuple[dict[str, _Source], str | None,
 
 def _read_source(src: _Source, encoding: str | None, budget: Budget) -> gpd.GeoDataFrame:
     if src.path.lower().endswith(".csv"):
-        gdf = _read_csv(src, budget.rows_left() + 1)
+        gdf = _read_layer_csv(src, budget.rows_left() + 1)
     else:
         kwargs: dict[str, Any] = {"max_features": budget.rows_left() + 1}
         if src.gdal_layer:
@@ -666,7 +664,7 @@ def _has_cpg(src: _Source) -> bool:
     return any(p.name.lower() == f"{stem}.cpg" for p in shp.parent.iterdir())
 
 
-def _read_csv(src: _Source, max_rows: int) -> gpd.GeoDataFrame:
+def _read_layer_csv(src: _Source, max_rows: int) -> gpd.GeoDataFrame:
     """A CSV of points with lon/lat columns; it has no CRS of its own."""
     text = decode_text(Path(src.path).read_bytes(), None, src.label)
     try:
@@ -690,163 +688,6 @@ def _read_csv(src: _Source, max_rows: int) -> gpd.GeoDataFrame:
                          file=src.label, layer=src.layer, row=int(bad[0]))
     geometry = shapely.points(x, y)
     return gpd.GeoDataFrame(df.drop(columns=[lon, lat]), geometry=geometry, crs=None)
-
-
-# ---------------------------------------------------------------------------
-# OpenStreetMap
-
-
-def _osm_layer(path: str, layer: str, max_features: int | None = None) -> gpd.GeoDataFrame:
-    conf = str(Path(__file__).with_name("osmconf.ini"))
-    pyogrio.set_gdal_config_options({"OSM_CONFIG_FILE": conf})
-    try:
-        gdf = pyogrio.read_dataframe(
-            path, layer=layer, max_features=None if max_features is None else max_features + 1)
-    except Exception as exc:
-        raise LayerError("cannot be read as OpenStreetMap data: "
-                         f"{gdal_reason(exc, path, Path(path).name)}",
-                         file=Path(path).name) from exc
-    finally:
-        pyogrio.set_gdal_config_options({"OSM_CONFIG_FILE": None})
-    if max_features is not None and len(gdf) > max_features:
-        raise LimitExceeded(f"the extract holds more than {max_features:,} {layer}",
-                            setting="max_features", limit=max_features, file=Path(path).name)
-    return gdf
-
-
-def _col(gdf: pd.DataFrame, name: str) -> pd.Series:
-    if name in gdf.columns:
-        return gdf[name]
-    return pd.Series([None] * len(gdf), index=gdf.index, dtype=object)
-
-
-def _number(series: pd.Series) -> pd.Series:
-    """Leading number of an OSM tag value ("12", "12.5 m", "3;4")."""
-    text = series.astype("string").str.extract(r"^\s*([0-9]+(?:\.[0-9]+)?)")[0]
-    return pd.to_numeric(text, errors="coerce")
-
-
-OSM_RESIDENTIAL = {"residential", "apartments", "house", "detached", "dormitory", "terrace",
-                   "semidetached_house", "bungalow", "farm"}
-OSM_USE = {
-    **dict.fromkeys(OSM_RESIDENTIAL, "residential"),
-    **dict.fromkeys(("commercial", "retail", "office", "hotel", "kiosk", "supermarket",
-                     "mall", "shop", "bank", "restaurant", "company"), "commercial"),
-    **dict.fromkeys(("industrial", "warehouse", "factory", "manufacture", "parking",
-                     "garage", "garages", "service", "transportation"), "industrial"),
-    **dict.fromkeys(("school", "hospital", "university", "public", "government", "civic",
-                     "kindergarten", "train_station", "church", "temple", "college",
-                     "stadium", "sports_hall", "fire_station", "mosque", "shrine",
-                     "museum"), "public"),
-}
-#: OSM tags of areas mapped into the landuse layer (the household estimate reads it).
-OSM_LANDUSE = {
-    "residential": "residential",
-    **dict.fromkeys(("commercial", "retail"), "commercial"),
-    **dict.fromkeys(("industrial", "port", "depot", "warehouse"), "industrial"),
-    **dict.fromkeys(("education", "religious", "military", "institutional"), "public"),
-    **dict.fromkeys(("grass", "recreation_ground", "cemetery", "forest", "meadow",
-                     "village_green", "park"), "green"),
-    **dict.fromkeys(("farmland", "farmyard", "orchard", "vineyard", "greenhouse_horticulture",
-                     "aquaculture"), "agricultural"),
-}
-OSM_AMENITY_LAND = dict.fromkeys(("school", "university", "college", "kindergarten",
-                                  "hospital", "clinic", "townhall", "courthouse",
-                                  "police", "fire_station", "place_of_worship"), "public")
-OSM_LEISURE_LAND = {**dict.fromkeys(("park", "garden", "nature_reserve", "golf_course"),
-                                    "green"),
-                    **dict.fromkeys(("pitch", "stadium", "sports_centre", "track"), "public")}
-OSM_FACILITY = {"school": "school", "kindergarten": "school", "college": "school",
-                "hospital": "hospital", "clinic": "hospital", "marketplace": "market"}
-OSM_WATERWAY_LINES = {"river", "stream", "canal", "drain", "ditch"}
-OSM_RAILWAYS = {"rail", "light_rail", "narrow_gauge", "monorail"}
-OSM_ADMIN_LEVELS = {"6": "district", "7": "district", "8": "town", "9": "village",
-                    "10": "village"}
-
-
-def read_osm(path: str, notes: list[str] | None = None, max_features: int | None = None
-             ) -> dict[str, gpd.GeoDataFrame]:
-    """The contract's layers from an OpenStreetMap extract (GDAL's OSM driver).
-
-    Buildings carry their ``building:levels``/``height`` and the household
-    count when tagged (``households``); admin areas are kept only when their
-    ``ref`` is a statistical division code. ``max_features`` bounds each of GDAL's
-    layers (lines, multipolygons, points) as read.
-    """
-    notes = notes if notes is not None else []
-    out: dict[str, gpd.GeoDataFrame] = {}
-    lines = _osm_layer(path, "lines", max_features)
-    polys = _osm_layer(path, "multipolygons", max_features)
-    points = _osm_layer(path, "points", max_features)
-
-    def frame(src: gpd.GeoDataFrame, mask: pd.Series, **columns: Any) -> gpd.GeoDataFrame:
-        sub = src.loc[mask.fillna(False).to_numpy(bool)]
-        data = {k: (v.loc[sub.index] if isinstance(v, pd.Series) else v)
-                for k, v in columns.items()}
-        return gpd.GeoDataFrame(data, geometry=sub.geometry.to_numpy(), crs=src.crs)
-
-    highway = _col(lines, "highway")
-    out["roads"] = frame(lines, highway.notna(), **{"class": highway, "name": _col(lines, "name")})
-    waterway = _col(lines, "waterway")
-    water_lines = frame(lines, waterway.isin(OSM_WATERWAY_LINES), name=_col(lines, "name"))
-    water_polys = frame(
-        polys,
-        (_col(polys, "natural") == "water") | (_col(polys, "waterway") == "riverbank")
-        | _col(polys, "landuse").isin({"reservoir", "basin"}),
-        name=_col(polys, "name"),
-    )
-    out["water"] = pd.concat([water_lines, water_polys], ignore_index=True)
-    out["railways"] = frame(lines, _col(lines, "railway").isin(OSM_RAILWAYS),
-                            name=_col(lines, "name"))
-    out["ridges"] = frame(lines, _col(lines, "natural").isin({"ridge", "arete"}),
-                          name=_col(lines, "name"))
-
-    building = _col(polys, "building")
-    has_building = building.notna() & (building != "no")
-    # GDAL launders "building:levels" into "building_levels".
-    levels_col = "building:levels" if "building:levels" in polys.columns else "building_levels"
-    floors = _number(_col(polys, levels_col))
-    out["buildings"] = frame(
-        polys, has_building,
-        households=_number(_col(polys, "households")),
-        floors=floors,
-        height=_number(_col(polys, "height")),
-        use=building.map(OSM_USE),
-    )
-
-    amenity_pt = _col(points, "amenity").map(OSM_FACILITY)
-    amenity_poly = _col(polys, "amenity").map(OSM_FACILITY)
-    out["facilities"] = pd.concat([
-        frame(points, amenity_pt.notna(), kind=amenity_pt, name=_col(points, "name")),
-        frame(polys, amenity_poly.notna() & ~has_building, kind=amenity_poly,
-              name=_col(polys, "name")),
-    ], ignore_index=True)
-
-    landuse = _col(polys, "landuse")
-    land_class = landuse.map(OSM_LANDUSE)
-    for key, table in (("amenity", OSM_AMENITY_LAND), ("leisure", OSM_LEISURE_LAND)):
-        land_class = land_class.fillna(_col(polys, key).map(table))
-    out["landuse"] = frame(polys, land_class.notna() & ~has_building, use=land_class,
-                           name=_col(polys, "name"))
-    dedicated_kind = pd.Series(None, index=polys.index, dtype=object)
-    dedicated_kind[(_col(polys, "amenity") == "university").to_numpy(bool)] = "campus"
-    dedicated_kind[(landuse == "industrial").to_numpy(bool)] = "industrial"
-    out["dedicated_areas"] = frame(polys, dedicated_kind.notna(), name=_col(polys, "name"),
-                                   kind=dedicated_kind)
-
-    level = _col(polys, "admin_level").astype("string").map(OSM_ADMIN_LEVELS)
-    admin_mask = (_col(polys, "boundary") == "administrative") & level.notna()
-    ref = _col(polys, "ref").astype("string")
-    coded = admin_mask & ref.str.fullmatch(r"\d{6}|\d{9}|\d{12}").fillna(False)
-    if coded.any():
-        out["admin_areas"] = frame(polys, coded, code=ref, name=_col(polys, "name"),
-                                   level=level)
-    elif admin_mask.any():
-        notes.append(
-            f"the OpenStreetMap extract has {int(admin_mask.sum())} administrative boundaries "
-            "but none carries a statistical division code in ref; give admin_areas as a file"
-        )
-    return {name: gdf for name, gdf in out.items() if len(gdf)}
 
 
 # ---------------------------------------------------------------------------

@@ -286,9 +286,6 @@ class PlanLine(Base):
     geom: Mapped[WKBElement] = geometry_column("MULTILINESTRING")
 
 
-EDIT_STATES = ("applied", "undone", "discarded")
-
-
 class PlanEdit(Base):
     """One edit of a draft plan (or an undo/redo of one), with what undo and redo need.
 

@@ -1,9 +1,12 @@
-"""Chinese names of the stored words people read: grid kinds, flags, plan line kinds."""
+"""Chinese names of the stored words people read: plan statuses, grid kinds, flags, line kinds."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+#: Plan statuses (gis.models.PLAN_STATUSES), as the pages, the planner map and the posters
+#: name them.
+PLAN_STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
 #: Grid kinds.
 KIND_NAMES = {"comprehensive": "综合网格", "dedicated": "专属网格"}
 #: Every flag a grid may carry (partitioning/flags.py FORCED, the band flags, the rest), as
@@ -50,3 +53,8 @@ def flag_text(flags: Iterable[str], reason: str | None = None) -> str:
 def is_water_grid(kind: str | None, name: str | None) -> bool:
     """A dedicated grid of a river or lake (named "…水域专属网格" by the engine)."""
     return kind == "dedicated" and str(name or "").endswith(WATER_GRID_SUFFIX)
+
+
+def plan_status_name(status: str) -> str:
+    """A plan's status in Chinese (an unknown status as it is)."""
+    return PLAN_STATUS_NAMES.get(status, status)

@@ -231,7 +231,7 @@ def get_plan(engine: Engine, plan_id: int) -> PlanInfo:
         return _info(conn, plan)
 
 
-def plan_report(engine: Engine, plan_id: int) -> dict[str, Any]:
+def stored_report(engine: Engine, plan_id: int) -> dict[str, Any]:
     with engine.connect() as conn:
         report = conn.execute(select(models.Plan.report).where(
             models.Plan.id == plan_id)).first()
@@ -265,6 +265,47 @@ def _busy(territory_id: int) -> Conflict:
     return Conflict(f"另一个方案正在发布 another plan of territory {territory_id} is being "
                     "published at this moment: only one may be; reload the plans and try "
                     "again if yours should still be the published one")
+
+
+def locked_codes(engine: Engine, plan_id: int) -> list[str]:
+    """The codes of a plan's locked grids, in order."""
+    table = models.Grid.__table__
+    with engine.connect() as conn:
+        return [str(c) for c in conn.execute(
+            select(table.c.code).where(table.c.plan_id == plan_id,
+                                       table.c.locked.is_(True)).order_by(table.c.code))
+                .scalars()]
+
+
+def grid_names(engine: Engine, plan_id: int, *, area: str | None = None,
+               areas: tuple[str, ...] | None = None) -> dict[str, str | None]:
+    """Code → name of a plan's grids, those under the area code ``area`` and within
+    ``areas`` (an account's areas; None or ``*``: every one)."""
+    table = models.Grid.__table__
+    query = select(table.c.code, table.c.name).where(table.c.plan_id == plan_id)
+    if area is not None:
+        query = query.where(starts_with(table.c.code, area))
+    clause = within_areas(table.c.code, areas)
+    if clause is not None:
+        query = query.where(clause)
+    with engine.connect() as conn:
+        return {str(c): n for c, n in conn.execute(query)}
+
+
+def published_plans(engine: Engine, territory_id: int | None = None) -> list[Any]:
+    """Every territory (or the one given), by id, with its published plan when it has one:
+    id, name, metric_epsg, plan_id, version, published_at (the plan's None when none is
+    published)."""
+    territories, plans = models.Territory.__table__, models.Plan.__table__
+    query = select(territories.c.id, territories.c.name, territories.c.metric_epsg,
+                   plans.c.id.label("plan_id"),
+                   plans.c.version, plans.c.published_at).select_from(
+        territories.outerjoin(plans, (plans.c.territory_id == territories.c.id)
+                              & (plans.c.status == "published"))).order_by(territories.c.id)
+    if territory_id is not None:
+        query = query.where(territories.c.id == territory_id)
+    with engine.connect() as conn:
+        return list(conn.execute(query))
 
 
 def publish_plan(engine: Engine, plan_id: int, *, by: str | None = None,

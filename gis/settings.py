@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 
 #: 天地图's Web Mercator (``_w``) WMTS layers: the map and its annotation layer.
 TIANDITU_LAYERS = {"vec": ("vec", "cva"), "img": ("img", "cia")}
@@ -49,12 +50,10 @@ class Settings(BaseSettings):
     #: SpatiaLite: how long a write waits for another writer to finish (seconds; SQLite
     #: has one writer at a time); past it the request gets 503 "busy, retry" (Retry-After).
     sqlite_busy_timeout_s: float = 5.0
-    #: Where ``gridmap demo`` writes its territory and database.
-    demo_dir: Path = Path("demo")
-    #: Household band of a grid (the urban standard: 300-500 households).
-    min_households: int = 300
-    max_households: int = 500
-    target_households: int = 400
+    #: Household band of a grid (the urban standard, gis/band.py: 300-500 households).
+    min_households: int = MIN_HOUSEHOLDS
+    max_households: int = MAX_HOUSEHOLDS
+    target_households: int = TARGET_HOUSEHOLDS
     #: The largest upload the service accepts, in megabytes (a request over it gets 413).
     max_upload_mb: int = 512
     #: What one upload or file may hold (docs/limits.md): features (territory layers together,

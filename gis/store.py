@@ -157,6 +157,59 @@ def territory_roots(engine: Engine, territory_id: int) -> tuple[str, ...]:
     return tuple(sorted(str(r.code) for r in rows if r.parent_code not in codes))
 
 
+def list_territories(engine: Engine) -> list[tuple[int, str]]:
+    """Every territory's id and name, by id."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(models.Territory.id, models.Territory.name)
+                            .order_by(models.Territory.id)).all()
+    return [(int(tid), str(name)) for tid, name in rows]
+
+
+def town_names(engine: Engine, territory_id: int) -> list[tuple[str, str]]:
+    """The codes and names of a territory's towns (streets), by code."""
+    table = models.AdminArea.__table__
+    with engine.connect() as conn:
+        return [(str(c), str(n)) for c, n in conn.execute(
+            select(table.c.code, table.c.name).where(
+                table.c.territory_id == territory_id, table.c.level == "town")
+            .order_by(table.c.code))]
+
+
+def area_outlines(engine: Engine, territory_id: int) -> list[bytes]:
+    """The outlines (WKB, WGS84) of a territory's admin areas."""
+    table = models.AdminArea.__table__
+    with engine.connect() as conn:
+        return [bytes(r[0]) for r in conn.execute(
+            select(func.ST_AsBinary(table.c.geom)).where(
+                table.c.territory_id == territory_id))]
+
+
+def read_area(engine: Engine, code: str, territory_id: int | None = None
+              ) -> tuple[Any, Any, list[Any]] | None:
+    """The admin area with ``code`` (in ``territory_id``, else the newest territory holding
+    it: territory_id, code, name, level, kind, parent_code, wkb), its parent and its
+    children (code, name, level; children by code); None when there is none."""
+    table = models.AdminArea.__table__
+    query = select(table.c.territory_id, table.c.code, table.c.name, table.c.level,
+                   table.c.kind, table.c.parent_code,
+                   func.ST_AsBinary(table.c.geom).label("wkb")).where(table.c.code == code)
+    if territory_id is not None:
+        query = query.where(table.c.territory_id == territory_id)
+    with engine.connect() as conn:
+        row = conn.execute(query.order_by(table.c.territory_id.desc())).first()
+        if row is None:
+            return None
+        tid = int(row.territory_id)
+        ref = (table.c.code, table.c.name, table.c.level)
+        parent = conn.execute(select(*ref).where(
+            table.c.territory_id == tid, table.c.code == row.parent_code)).first() \
+            if row.parent_code else None
+        children = conn.execute(select(*ref).where(
+            table.c.territory_id == tid, table.c.parent_code == code)
+            .order_by(table.c.code)).all()
+    return row, parent, list(children)
+
+
 def territory_row(engine: Engine, territory_id: int) -> Any:
     """A territory's row (id, name, metric_epsg, source, created_at), or NotFound."""
     with engine.connect() as conn:

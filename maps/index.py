@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gis.names import FLAG_NAMES
+from gis.names import FLAG_NAMES, PLAN_STATUS_NAMES
 from maps.pages import render
 from maps.workspace import COMMON_SCRIPTS, Me, nav
 
-STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
 #: Export formats as /plans/{id}/export.{fmt} spells them, with their names.
 #: The GBK Shapefile in CGCS2000 and the DXF (in the territory's Gauss–Krüger zone) are what
 #: municipal offices' ArcGIS and AutoCAD take (docs/offices.md).
@@ -58,7 +57,7 @@ def index_html(territories: list[IndexTerritory], zone_label: str, me: Me,
     """The whole page; ``zone_label`` names the zone the creation times are in, ``defaults``
     are the partition form's band."""
     return render("index.html", title="gridmap 网格化服务管理", territories=territories,
-                  statuses=STATUS_NAMES, exports=EXPORTS, zone_label=zone_label, me=me,
+                  statuses=PLAN_STATUS_NAMES, exports=EXPORTS, zone_label=zone_label, me=me,
                   nav=nav(me), here="/", can_write=me.can("plans:write"), defaults=defaults,
                   config={"me": me.as_config(), "timezone": timezone},
                   styles=["/static/index.css", "/static/workspace.css"], body_class="ws",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gis.band import DEFAULT_BAND
+from gis.names import plan_status_name
 from gis.settings import Settings
 from maps.overlays import LAYERS, LINE_LAYERS
 from maps.pages import render
@@ -24,7 +26,6 @@ PLANNER_CSS = "/static/planner.css"
 SIMPLIFY_M = 2.0
 #: Buildings are fetched (by bbox) only from this zoom on.
 BUILDINGS_MIN_ZOOM = 16
-STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
 #: The Leaflet map before the territory's bounds are known: China, as a whole.
 START_CENTER, START_ZOOM, MAX_ZOOM, BASEMAP_NATIVE_ZOOM = (35.0, 105.0), 5, 20, 18
 
@@ -40,7 +41,7 @@ class PlannerPage:
     status: str
     n_grids: int
     #: The household band (grids below, within, above it are coloured apart).
-    band: tuple[int, int] = (300, 500)
+    band: tuple[int, int] = DEFAULT_BAND
     #: Where to look first: (min lon, min lat, max lon, max lat), in the display system.
     bounds: tuple[float, float, float, float] | None = None
     #: The system the overlays are drawn in: ``wgs84``, ``gcj02`` or ``bd09``.
@@ -93,7 +94,7 @@ def planner_config(page: PlannerPage, simplify: float = SIMPLIFY_M) -> dict[str,
         links["copy"] = f"/plans/{page.plan_id}/copy"
     return {
         "planId": page.plan_id, "territoryId": page.territory_id, "title": page.title,
-        "status": STATUS_NAMES.get(page.status, page.status), "nGrids": page.n_grids,
+        "status": plan_status_name(page.status), "nGrids": page.n_grids,
         "band": list(page.band), "display": page.display,
         "gridsUrl": f"/plans/{page.plan_id}/grids?simplify={simplify:g}"
                     f"&display={page.display}",

@@ -38,7 +38,7 @@ from sqlalchemy import Engine, func, select
 
 from gis import models
 from gis.errors import GridmapError, NotFound
-from gis.names import INFERRED_STREET_LABEL, flag_text, is_water_grid
+from gis.names import INFERRED_STREET_LABEL, flag_text, is_water_grid, plan_status_name
 from gis.plans import PlanInfo, get_plan, read_grids, read_lines
 from gis.store import read_layer, territory_row
 from gis.times import local_text
@@ -79,7 +79,6 @@ PORTRAIT_GAIN = 1.08
 #: Share of the page width the side panel (summary, legend, table) takes: landscape, portrait.
 SIDE_SHARE = {False: 0.335, True: 0.40}
 LEVEL_NAMES = {"town": "街道/镇", "village": "社区/村"}
-STATUS_NAMES = {"draft": "草案", "published": "已发布", "archived": "已归档"}
 #: Soft fills; neighbouring grids never share one (greedy colouring of the adjacency graph).
 PALETTE = ("#f6c9c4", "#c5daea", "#cfe8c6", "#e2d3e8", "#fde0b6", "#fbf5bf", "#e8dcc6",
            "#f9d9e8", "#c9ece6", "#dfe6c2", "#d6d0ef", "#f2e3d3")
@@ -542,7 +541,7 @@ class _Sheet:
         self.text(fig, self.page_w / 2, top, title, title_fs, bold=True, ha="center",
                   va="top")
         y = top - self.pt_mm(title_fs * 1.3)
-        status = STATUS_NAMES.get(d.plan.status, d.plan.status)
+        status = plan_status_name(d.plan.status)
         published = (f"，{local_text(d.plan.published_at, d.zone)[:10]} 发布"
                      if d.plan.published_at is not None else "")
         where = " · ".join([*d.parents, d.name])

@@ -18,6 +18,7 @@ from pyproj import Transformer
 from sqlalchemy import Engine, select, text
 
 from gis import models
+from gis.band import classify, classify_sql
 from gis.codes import like_prefix_sql, like_prefix_value
 from gis.errors import GridmapError, NotFound
 
@@ -47,7 +48,6 @@ FIELDS: dict[str, str] = {
     "flags": "String: comma-separated irregularity flags (crosses_barrier: the grid crosses "
              "a river, ridge or railway), empty when regular",
 }
-STATUSES = ("below", "in_band", "above", "dedicated")
 
 _TO_MERCATOR = Transformer.from_crs(4326, 3857, always_xy=True)
 _TO_LONLAT = Transformer.from_crs(3857, 4326, always_xy=True)
@@ -194,11 +194,6 @@ def etag(stamp: PlanStamp, tile: Tile, band: tuple[int, int], backend: str,
 # Rendering
 
 
-def _status_sql() -> str:
-    return ("CASE WHEN g.kind = 'dedicated' THEN 'dedicated' WHEN g.households < :lo "
-            "THEN 'below' WHEN g.households > :hi THEN 'above' ELSE 'in_band' END")
-
-
 #: One statement: grids whose box meets the buffered tile (the GiST index on the 4326
 #: geometry; the box is the buffered ``ST_TileEnvelope`` in WGS84, as :func:`tile_bounds`
 #: gives it, kept inside the world so that it never wraps round at 180°), clipped,
@@ -209,7 +204,7 @@ WITH env AS (
 ), features AS (
     SELECT g.id, g.code, g.name, g.village_code, g.kind, g.households,
            g.households_estimated, g.barrier_inside_m,
-           {_status_sql()} AS status,
+           {classify_sql("g.kind", "g.households")} AS status,
            COALESCE((SELECT string_agg(f, ',') FROM json_array_elements_text(g.flags) AS f),
                     '') AS flags,
            ST_AsMVTGeom(ST_Transform(g.geom, 3857), env.tile, {EXTENT}, {BUFFER}, true) AS geom
@@ -282,14 +277,9 @@ def _polygons(geom: Any) -> Any:
 
 
 def status_of(kind: str, households: int, band: tuple[int, int]) -> str:
-    """The status a tile gives a grid."""
-    if kind == "dedicated":
-        return "dedicated"
-    if households < band[0]:
-        return "below"
-    if households > band[1]:
-        return "above"
-    return "in_band"
+    """The status a tile gives a grid: its class against the band (:func:`gis.band.classify`,
+    which the PostGIS statement runs as SQL)."""
+    return classify(kind, households, band)
 
 
 def render_python(engine: Engine, plan_id: int, tile: Tile, band: tuple[int, int],

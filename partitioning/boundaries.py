@@ -173,3 +173,40 @@ def _heaviest(rows: pd.DataFrame, column: str) -> object | None:
         return None
     sums = rows.groupby(column)["weight"].sum()
     return sums.sort_index().idxmax()
+
+
+def named_lines(barriers: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The barriers with a name (what a 四至 text can say a boundary follows)."""
+    if len(barriers):
+        barriers = barriers[barriers["name"].notna() & (barriers["name"].astype(str) != "")]
+    return barriers.reset_index(drop=True)
+
+
+def sides(geoms: np.ndarray, grid_codes: np.ndarray, barriers: gpd.GeoDataFrame,
+          which: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The boundary segments of the grids ``which`` (positions in ``geoms``, metric; every
+    grid by default) and the 四至 texts of all grids (those of the others empty): what each
+    side follows among the named ``barriers``, else the grids across it. The engine and the
+    edits describe grids with this one function."""
+    segments = boundary_segments(geoms if which is None else geoms[which])
+    if which is not None:
+        segments["grid"] = which[segments["grid"].to_numpy()]
+    named = named_lines(barriers)
+    followed = follow(segments, named)
+    across = neighbours(segments, geoms)
+    texts = boundary_texts(segments, followed, named, across, grid_codes, len(geoms))
+    return segments, texts
+
+
+def followed_kinds(segments: pd.DataFrame, barriers: gpd.GeoDataFrame,
+                   village_lines: np.ndarray, crs: object) -> np.ndarray:
+    """The kind of barrier each segment follows (``admin`` for a village boundary, "" for
+    none): what the barrier share counts. ``barriers`` and ``village_lines`` in ``crs``."""
+    admin = gpd.GeoDataFrame({"kind": np.full(len(village_lines), "admin", dtype=object)},
+                             geometry=village_lines, crs=crs)
+    kinds_frame = barriers[["kind", "geometry"]] if len(barriers) else \
+        gpd.GeoDataFrame({"kind": []}, geometry=[], crs=crs)
+    follow_set = pd.concat([kinds_frame, admin], ignore_index=True)
+    followed_any = follow(segments, follow_set)
+    return np.where(followed_any >= 0, follow_set["kind"].to_numpy(dtype=object)[
+        np.maximum(followed_any, 0)], "")

@@ -30,7 +30,6 @@ from partitioning.oversize import MIN_STREET_M, split_oversized, street_frame_un
 from partitioning.params import PartitionParams
 from partitioning.regions import Graph
 from partitioning.villages import (
-    FORCED,
     Assigner,
     Grid,
     VillageTask,
@@ -334,8 +333,8 @@ def _around_misses(graph: Graph, grids: list[Grid], label: np.ndarray, sums: np.
                    band: tuple[int, int]) -> np.ndarray:
     """The blocks (of a village's graph) of its grids out of the band and of the grids next
     to them: only those are cut finer, so that the rest keeps its lines along streets."""
-    bad = np.array([g.kind == "comprehensive" and not flags.is_forced(g.flags)
-                    and not band[0] <= h <= band[1] for g, h in zip(grids, sums, strict=True)])
+    bad = np.array([flags.misses_band(g.kind, h, g.flags, band)
+                    for g, h in zip(grids, sums, strict=True)])
     near = bad.copy()
     ga, gb = label[graph.a], label[graph.b]
     near[gb[bad[ga]]] = True
@@ -433,10 +432,8 @@ def _update_adjacency(adj: pd.DataFrame, moved: np.ndarray, blocks: gpd.GeoDataF
 
 def _misses(grids: list[Grid], sums: np.ndarray, band: tuple[int, int]) -> bool:
     """Whether a comprehensive grid is out of the band for no reason in its data."""
-    return any(
-        grid.kind == "comprehensive" and not set(grid.flags) & FORCED
-        and not band[0] <= h <= band[1]
-        for grid, h in zip(grids, sums, strict=True))
+    return any(flags.misses_band(grid.kind, h, grid.flags, band)
+               for grid, h in zip(grids, sums, strict=True))
 
 
 def _dedicated_of(blocks: gpd.GeoDataFrame, dedicated: gpd.GeoDataFrame | None) -> np.ndarray:
@@ -498,9 +495,9 @@ def _dissolve(blocks: gpd.GeoDataFrame, assigner: Assigner, block_hh: np.ndarray
     reasons = frame["flag_reason"].to_numpy()
     for i, (fl, kind, h) in enumerate(zip(frame["flags"], frame["kind"],
                                           frame["households"], strict=True)):
-        if kind == "comprehensive" and not lo <= h <= hi and \
-                not set(fl) & (FORCED | {"below_min", "above_max"}):
-            fl.append("below_min" if h < lo else "above_max")
+        flag = flags.band_flag(kind, h, assigner.band)
+        if flag and not flags.is_forced(fl) and not set(fl) & flags.BAND_FLAGS:
+            fl.append(flag)
             reasons[i] = reasons[i] or f"{h} households, outside {lo}–{hi}"
     frame["flag_reason"] = reasons
     return gpd.GeoDataFrame(frame, geometry=merged, crs=blocks.crs)
@@ -688,23 +685,12 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         for vn, kind, hint, s in zip(grids["village_name"], grids["kind"], grids["name_hint"],
                                      serial, strict=True)
     ]
-    segments = boundaries.boundary_segments(geoms)
-    named = barriers[barriers["name"].notna() & (barriers["name"].astype(str) != "")]
-    named = named.reset_index(drop=True)
-    followed_named = boundaries.follow(segments, named)
-    neighbour = boundaries.neighbours(segments, geoms)
-    texts = boundaries.boundary_texts(segments, followed_named, named, neighbour, grid_codes,
-                                      len(grids))
-    village_lines = shapely.boundary(villages.geometry.to_numpy())
-    admin_lines = gpd.GeoDataFrame({"kind": np.full(len(village_lines), "admin")},
-                                   geometry=village_lines, crs=villages.crs)
+    segments, texts = boundaries.sides(geoms, grid_codes, barriers)
     # A cut between buildings counts as a barrier only where it runs down a street.
     shown = (barriers["kind"] != "inferred") | barriers["name"].notna()
-    follow_set = pd.concat([barriers.loc[shown, ["kind", "geometry"]], admin_lines],
-                           ignore_index=True)
-    followed_any = boundaries.follow(segments, follow_set)
-    kinds = np.where(followed_any >= 0,
-                     follow_set["kind"].to_numpy(dtype=object)[np.maximum(followed_any, 0)], "")
+    kinds = boundaries.followed_kinds(segments, barriers.loc[shown],
+                                      shapely.boundary(villages.geometry.to_numpy()),
+                                      villages.crs)
     share, by_kind = quality.barrier_shares(segments, kinds.astype(str), len(grids))
     total_len = float(segments["length"].sum()) or 1.0
     on_len = float(segments["length"].to_numpy()[kinds != ""].sum())

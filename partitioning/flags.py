@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from gis.band import classify, in_band
 from partitioning.params import PartitionParams
 
 #: Flags that mark a grid as out of the band (or kept whole) because of its data, not the
@@ -24,25 +25,32 @@ BAND_FLAGS = frozenset({"below_min", "above_max"})
 TOUCH_M = 1.0
 
 
-def classify(kind: str, households: float, band: tuple[int, int]) -> str:
-    """``dedicated``, ``below``, ``in_band`` or ``above``: the one band rule."""
-    if kind == "dedicated":
-        return "dedicated"
-    if households < band[0]:
-        return "below"
-    if households > band[1]:
-        return "above"
-    return "in_band"
-
-
 def is_forced(flags: Any) -> bool:
     return bool(set(flags or ()) & FORCED)
 
 
 def band_flag(kind: str, households: float, band: tuple[int, int]) -> str | None:
-    """``below_min`` / ``above_max`` for a comprehensive grid out of the band, else None."""
-    cls = classify(kind, households, band)
-    return {"below": "below_min", "above": "above_max"}.get(cls)
+    """``below_min`` / ``above_max`` for a comprehensive grid out of the band (the band
+    rule, :func:`gis.band.classify`), else None."""
+    return {"below": "below_min", "above": "above_max"}.get(classify(kind, households, band))
+
+
+def misses_band(kind: str, households: float, grid_flags: Any, band: tuple[int, int]
+                ) -> bool:
+    """Whether a grid is out of the band for no reason in its data: comprehensive, no
+    forced flag, and not within the band."""
+    return band_flag(kind, households, band) is not None and not is_forced(grid_flags)
+
+
+def regular_in_band(kinds: Any, households: Any, grid_flags: Any, band: tuple[int, int]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid: whether it is regular (comprehensive, no forced flag: the grids the
+    in-range share counts) and whether its households lie within the band. The plan
+    report and the stable redraw's report both count from these."""
+    comp = np.asarray(kinds, dtype=object) == "comprehensive"
+    forced = np.array([is_forced(f) for f in grid_flags], dtype=bool)
+    within = np.asarray(in_band(np.asarray(households, dtype=float), band), dtype=bool)
+    return comp & ~forced, within
 
 
 def feasible(total: float, band: tuple[int, int]) -> bool:

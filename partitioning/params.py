@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
+
 #: Barrier strength by class, 0 (no barrier) .. 1 (never crossed). Admin
 #: boundaries are not in this table: they are never crossed at all.
 DEFAULT_STRENGTHS: dict[str, float] = {
@@ -25,9 +27,9 @@ UNKNOWN_ROAD_STRENGTH = 0.4
 class PartitionParams:
     """Everything the engine can be told; defaults are the urban standard."""
 
-    min_households: int = 300
-    max_households: int = 500
-    target_households: int = 400
+    min_households: int = MIN_HOUSEHOLDS
+    max_households: int = MAX_HOUSEHOLDS
+    target_households: int = TARGET_HOUSEHOLDS
     seed: int = 0
     #: A rural village wider than this (m) is split into pieces about this wide.
     service_radius_m: float = 5_000.0

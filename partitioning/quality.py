@@ -8,11 +8,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from partitioning.flags import FORCED, classify
-
-#: Flags that mark a grid as forced out of the band by its data (one set:
-#: :data:`partitioning.flags.FORCED`).
-FORCED_FLAGS = tuple(sorted(FORCED))
+from partitioning.flags import regular_in_band
 
 
 def polsby_popper(geoms: np.ndarray) -> np.ndarray:
@@ -83,10 +79,7 @@ def plan_report(grids: pd.DataFrame, territory_area: float, union_area: float,
     """Plan-level figures from the grid table (``households``, ``area_m2``, ``flags``…)."""
     hh = grids["households"].to_numpy()
     comp = grids["kind"].to_numpy() == "comprehensive"
-    forced = np.array([bool(set(flags) & FORCED) for flags in grids["flags"]], dtype=bool)
-    regular = comp & ~forced
-    in_range = np.array([classify("comprehensive", h, (lo, hi)) == "in_band" for h in hh],
-                        dtype=bool)
+    regular, in_range = regular_in_band(grids["kind"], hh, grids["flags"], (lo, hi))
     sum_area = float(grids["area_m2"].sum())
     reasons = grids["flag_reason"] if "flag_reason" in grids else [""] * len(grids)
     flagged = [
@@ -97,7 +90,7 @@ def plan_report(grids: pd.DataFrame, territory_area: float, union_area: float,
         "n_grids": len(grids),
         "n_comprehensive": int(comp.sum()),
         "n_dedicated": int((~comp).sum()),
-        "n_forced": int((comp & forced).sum()),
+        "n_forced": int((comp & ~regular).sum()),
         "in_range_share": round(float(in_range[regular].mean()) if regular.any() else 1.0, 4),
         "in_range_share_all": round(float(in_range[comp].mean()) if comp.any() else 1.0, 4),
         "households": int(hh.sum()),

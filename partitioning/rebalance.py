@@ -10,10 +10,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from partitioning import edit, flags
+from gis.band import in_band
+from partitioning import flags
 from partitioning.params import PartitionParams
+from partitioning.plan import EditResult, Neighbourhood, Plan, finish, next_codes, refuse
 from partitioning.regions import Graph
-from partitioning.villages import FORCED, Grid, VillageTask, partition_village
+from partitioning.villages import Grid, VillageTask, partition_village
 
 #: Flags a region's result may carry that say "a larger region could do better".
 #: (A region is part of a village: "the village is under the minimum" is a miss there too;
@@ -47,12 +49,11 @@ def region_ok(pieces: Sequence[tuple[Grid, np.ndarray]], households: np.ndarray,
               band: tuple[int, int]) -> bool:
     """Whether every grid of a region's result is in the band (or out of it only for a
     reason in its data that a bigger region would not change: one building over the max)."""
-    lo, hi = band
     for grid, members in pieces:
         h = float(households[members].sum())
         if set(grid.flags) & MISSES:
             return False
-        if not set(grid.flags) & FORCED and not lo <= h <= hi:
+        if not flags.is_forced(grid.flags) and not in_band(h, band):
             return False
     return True
 
@@ -82,7 +83,7 @@ def match_codes(pieces: Sequence[np.ndarray], old: np.ndarray, households: np.nd
     return out
 
 
-def assign(work: Any, nodes: np.ndarray, pieces: Sequence[tuple[Grid, np.ndarray]],
+def assign(work: Plan, nodes: np.ndarray, pieces: Sequence[tuple[Grid, np.ndarray]],
            village: str, used: set[str], names: dict[str, str], dedicated_start: int
            ) -> dict[str, tuple[Grid, dict[str, Any]]]:
     """Label ``nodes`` (positions in ``work``) with the pieces: matched pieces keep their
@@ -91,7 +92,7 @@ def assign(work: Any, nodes: np.ndarray, pieces: Sequence[tuple[Grid, np.ndarray
     before = work.label[nodes].copy()
     hh = work.blocks["households"].to_numpy()[nodes]
     kept = match_codes([m for _, m in pieces], before, hh)
-    fresh = edit.next_codes(village, sum(c is None for c in kept), used, dedicated_start) \
+    fresh = next_codes(village, sum(c is None for c in kept), used, dedicated_start) \
         if any(c is None for c in kept) else []
     used.update(fresh)
     out: dict[str, tuple[Grid, dict[str, Any]]] = {}
@@ -108,35 +109,35 @@ def assign(work: Any, nodes: np.ndarray, pieces: Sequence[tuple[Grid, np.ndarray
     return out
 
 
-def engine_flags(result: edit.EditResult, grids: dict[str, Grid]) -> None:
+def engine_flags(result: EditResult, grids: dict[str, Grid]) -> None:
     """Keep the engine's flags and reasons on grids it made out of the band for a reason in
     their data (one building over the maximum, an infeasible total, …)."""
     frame = result.grids
     for i, code in enumerate(frame["code"]):
         grid = grids.get(str(code))
-        if grid is None or not set(grid.flags) & FORCED:
+        if grid is None or not flags.is_forced(grid.flags):
             continue
         extra = [f for f in frame["flags"].iloc[i] if f == "noncontiguous"]
         frame.at[frame.index[i], "flags"] = [*grid.flags, *extra]
         frame.at[frame.index[i], "flag_reason"] = grid.reason
 
 
-def rebalance(hood: edit.Neighbourhood, village: str | None = None,
-              grids: Sequence[str] | None = None, seed: int = 0) -> edit.EditResult:
+def rebalance(hood: Neighbourhood, village: str | None = None,
+              grids: Sequence[str] | None = None, seed: int = 0) -> EditResult:
     """Re-partition the unlocked comprehensive grids of a village (or the named grids) with
     the engine's region stage; locked and dedicated grids stay exactly as they are, and no
     grid crosses a village. Pieces that keep most of an old grid keep its code; the others
     get new serials (never a code used before)."""
-    work = edit._Work(hood)
+    work = Plan(hood)
     if (village is None) == (grids is None):
-        raise edit.refuse("重新平衡需给出村（社区）编码或网格编码之一",
+        raise refuse("重新平衡需给出村（社区）编码或网格编码之一",
                           "a rebalance names either a village or grids")
     rows = work.rows
     if grids is not None:
         codes = list(dict.fromkeys(str(g) for g in grids))
         for code in codes:
             if work.row(code)["kind"] != "comprehensive":
-                raise edit.refuse(f"专属网格 {code} 不参与重新平衡",
+                raise refuse(f"专属网格 {code} 不参与重新平衡",
                                   f"dedicated grid {code} is not rebalanced")
         work.unlocked(codes)
     else:
@@ -145,7 +146,7 @@ def rebalance(hood: edit.Neighbourhood, village: str | None = None,
         codes = [str(c) for c, locked in zip(mine["code"], mine["locked"], strict=True)
                  if not locked and str(c) in present]
         if not codes:
-            raise edit.refuse(f"村（社区）{village} 没有未锁定的综合网格",
+            raise refuse(f"村（社区）{village} 没有未锁定的综合网格",
                               f"village {village} has no unlocked comprehensive grid")
     lo, hi = hood.band
     params = PartitionParams(min_households=lo, max_households=hi,
@@ -166,7 +167,7 @@ def rebalance(hood: edit.Neighbourhood, village: str | None = None,
     changed = [c for c in made if not np.array_equal(work.members(c), work.members(c, work.before))]
     removed = sorted(set(codes) - set(made))
     if not changed and not removed:
-        raise edit.refuse("重新平衡没有改变任何网格（已是引擎的划分）",
+        raise refuse("重新平衡没有改变任何网格（已是引擎的划分）",
                           "the rebalance changes no grid: the engine's split is the current one")
     sizes = "、".join(f"{c}:{int(work.blocks['households'].to_numpy()[work.members(c)].sum())}"
                      for c in sorted(made))
@@ -174,14 +175,14 @@ def rebalance(hood: edit.Neighbourhood, village: str | None = None,
     summary = (f"重新平衡 {what}：{len(codes)} 个网格重划为 {len(made)} 个（{sizes}）; "
                f"rebalanced {village or ', '.join(codes)}: {len(codes)} grids redrawn as "
                f"{len(made)} ({sizes})")
-    result = edit._finish(work, "rebalance", {c: made[c][1] for c in changed}, {}, removed,
+    result = finish(work, "rebalance", {c: made[c][1] for c in changed}, {}, removed,
                           summary)
     engine_flags(result, {c: g for c, (g, _) in made.items()})
     check_touched(result, hood, work.label, params)
     return result
 
 
-def check_touched(result: edit.EditResult, hood: edit.Neighbourhood, label: np.ndarray,
+def check_touched(result: EditResult, hood: Neighbourhood, label: np.ndarray,
                   params: PartitionParams) -> None:
     """The forced flags of the grids an edit touched checked against the data, with the
     rest of their villages as context (partitioning/flags.py)."""

@@ -12,16 +12,18 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from gis.band import in_band
 from gis.errors import GridmapError
 from gis.layers import Territory
-from partitioning import edit, flags
+from partitioning import flags
 from partitioning.blocks import PRECISION_M, barrier_lines
 from partitioning.corridors import Footprints
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import split_oversized
 from partitioning.params import PartitionParams
+from partitioning.plan import ROW_FIELDS, Neighbourhood, Plan, band_flags, finish
 from partitioning.rebalance import assign, engine_flags, region_ok, solve_region
-from partitioning.villages import FORCED, Grid
+from partitioning.villages import Grid
 
 Progress = Callable[[str, float], None]
 #: Neighbours tried, one at a time, when a broken grid cannot be redone alone.
@@ -33,7 +35,7 @@ BLOCK_COLUMNS = ["block_no", "village_code", "households", "households_estimated
 
 @dataclass
 class RedrawResult:
-    """The redrawn plan: every grid (:data:`partitioning.edit.ROW_FIELDS`, ``flag_reason``,
+    """The redrawn plan: every grid (:data:`partitioning.plan.ROW_FIELDS`, ``flag_reason``,
     in the CRS of the blocks given), every block (by ``block_no``: the old blocks keep
     their number and geometry, blocks cut apart give their number to their first piece,
     the other pieces come last) and the ``redraw`` report."""
@@ -139,11 +141,11 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
 def _flags_after(row: pd.Series, h: int, band: tuple[int, int]) -> tuple[list[str], str]:
     """Flags of a kept grid whose households changed: the engine's data reasons stay, the
     band flags are redone."""
-    forced = [f for f in row["flags"] if f in FORCED]
+    forced = [f for f in row["flags"] if f in flags.FORCED]
     if forced:
         return forced, str(row.get("flag_reason") or "")
     parts = 2 if "noncontiguous" in row["flags"] else 1
-    return edit.band_flags(str(row["kind"]), h, parts, band)
+    return band_flags(str(row["kind"]), h, parts, band)
 
 
 def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Territory,
@@ -215,17 +217,17 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
         forced = {str(c) for c, f in zip(row_of.index, row_of["flags"], strict=True)
                   if flags.is_forced(f)} - bad
         return [c for c in sorted(movable & set(sums.index))
-                if c in bad or (not lo <= sums[c] <= hi and sums[c] != old_counts.get(c, -1)
+                if c in bad or (not in_band(sums[c], band) and sums[c] != old_counts.get(c, -1)
                                 and not (sizes[c] == 1 and sums[c] > hi)
                                 and c not in forced)]
 
-    def neighbourhood(frame: gpd.GeoDataFrame) -> edit.Neighbourhood:
-        return edit.Neighbourhood(frame, rows[[*edit.ROW_FIELDS, "geometry"]], barriers,
+    def neighbourhood(frame: gpd.GeoDataFrame) -> Neighbourhood:
+        return Neighbourhood(frame, rows[[*ROW_FIELDS, "geometry"]], barriers,
                                   villages, territory.metric_crs, band,
                                   params.dedicated_serial_start, used_codes)
 
     say("regions 网格", 0.3)
-    work = edit._Work(neighbourhood(new_blocks))
+    work = Plan(neighbourhood(new_blocks))
     # The blocks of the grids that break, and of their neighbours, are cut finer between
     # buildings (as the engine does where a village misses the band), so that a few
     # buildings' worth of households can move; the outlines of the grids stay the same.
@@ -241,7 +243,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
                                   threshold=lo / 4, piece=lo / 6, only=only)
         info["blocks_cut_finer"] = n_fine
         if n_fine:
-            work = edit._Work(neighbourhood(new_blocks))
+            work = Plan(neighbourhood(new_blocks))
     info["blocks_added"] = int(len(new_blocks) - len(blocks))
     old_label = work.label.copy()
 
@@ -322,7 +324,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
             updated[code] = {"households": h, "population": p, "flags": kept_flags,
                              "households_estimated": e}
             reasons[code] = reason
-    result = edit._finish(work, "redraw", reshaped, updated, removed, "")
+    result = finish(work, "redraw", reshaped, updated, removed, "")
     engine_flags(result, {c: g for c, (g, _) in made.items()})
     out = result.grids.set_index("code", drop=False)
     for code, reason in reasons.items():
@@ -330,7 +332,7 @@ def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Te
     # The whole plan: rows not touched as they were.
     keep = rows[~rows["code"].astype(str).isin(set(out.index) | set(removed))].copy()
     keep["flag_reason"] = keep.get("flag_reason", pd.Series("", index=keep.index)).fillna("")
-    cols = [*edit.ROW_FIELDS, "flag_reason"]
+    cols = [*ROW_FIELDS, "flag_reason"]
     plan = gpd.GeoDataFrame(pd.concat([keep[[*cols, "geometry"]],
                                        out.reset_index(drop=True)[[*cols, "geometry"]]],
                                       ignore_index=True), geometry="geometry", crs=blocks.crs)
@@ -379,12 +381,8 @@ def _report(old: gpd.GeoDataFrame, plan: gpd.GeoDataFrame, reshaped: dict[str, A
     moves = pd.DataFrame({"from": old_label[owner], "to": label[owner], "hh": hh})
     moves = moves[(moves["from"] != moves["to"]) & (moves["hh"] > 0)]
     pairs = moves.groupby(["from", "to"])["hh"].sum().sort_values(ascending=False)
-    lo, hi = band
-    forced = np.array([bool(set(f) & FORCED) for f in plan["flags"]])
-    comp = (plan["kind"] == "comprehensive").to_numpy()
-    h = plan["households"].to_numpy()
-    in_band = (h >= lo) & (h <= hi)
-    regular = comp & ~forced
+    regular, within = flags.regular_in_band(plan["kind"], plan["households"], plan["flags"],
+                                             band)
     return {"redraw": {
         "grids_before": len(old_codes), "grids_after": len(plan),
         "grids_kept": len(kept), "kept_share": round(len(kept) / max(len(old_codes), 1), 4),
@@ -393,7 +391,7 @@ def _report(old: gpd.GeoDataFrame, plan: gpd.GeoDataFrame, reshaped: dict[str, A
         "households_moved": int(moves["hh"].sum()),
         "moves": [{"from": f, "to": t, "households": int(v)} for (f, t), v in pairs.items()],
         "regions": regions,
-        "in_range_share": round(float(in_band[regular].mean()) if regular.any() else 1.0, 4),
-        "out_of_range": sorted(str(c) for c in plan["code"].to_numpy()[regular & ~in_band]),
+        "in_range_share": round(float(within[regular].mean()) if regular.any() else 1.0, 4),
+        "out_of_range": sorted(str(c) for c in plan["code"].to_numpy()[regular & ~within]),
         **info,
     }}

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
+from gis.band import in_band
 from partitioning import quality
-from partitioning.flags import FORCED  # (flags that explain a grid out of the band)
+from partitioning.flags import band_flag, is_forced
 from partitioning.params import PartitionParams
 from partitioning.regions import (
     Graph,
@@ -467,7 +468,7 @@ def _rural_village(task: VillageTask, assigner: Assigner, params: PartitionParam
 
 
 def _movable(assigner: Assigner) -> np.ndarray:
-    return np.array([g.kind == "comprehensive" and not set(g.flags) & FORCED
+    return np.array([g.kind == "comprehensive" and not is_forced(g.flags)
                      and "part_below_min" not in g.flags for g in assigner.grids], dtype=bool)
 
 
@@ -615,17 +616,18 @@ def _explain_misses(graph: Graph, assigner: Assigner, lo: int, hi: int) -> None:
     movable = _movable(assigner)
     for g, grid in enumerate(assigner.grids):
         h = int(sums[g])
-        if "infeasible_split" in grid.flags and lo <= h <= hi:
+        if "infeasible_split" in grid.flags and in_band(h, (lo, hi)):
             grid.flags.remove("infeasible_split")     # the proof is about the others
             grid.reason = ""
         if not movable[g]:
             continue
-        if lo <= h <= hi:
+        flag = band_flag(grid.kind, h, (lo, hi))
+        if flag is None:
             grid.reason = ""
             continue
         blocks = np.flatnonzero(assigner.label == g)
         largest = int(graph.households[blocks].max()) if blocks.size else 0
-        grid.flags.append("below_min" if h < lo else "above_max")
+        grid.flags.append(flag)
         grid.reason = f"{h} households: " + (grid.reason or (
             f"no split of the village's {int(sums[movable].sum())} households into "
             f"connected grids of {lo}–{hi} was found, nor a move of boundary blocks that "

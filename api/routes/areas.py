@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import shapely
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from api.auth import PlansRead, partial
 from api.deps import IdQuery, get_engine
-from gis import models
 from gis.errors import NotFound
 from gis.plans import get_plan, published_plan_id, read_grids
+from gis.store import read_area
 
 router = APIRouter(tags=["areas"])
 
@@ -60,25 +60,12 @@ def area(
 ) -> AreaOut:
     if not who.overlaps(code):
         raise NotFound(f"no admin area with code {code!r}")
-    table = models.AdminArea.__table__
-    query = select(table.c.territory_id, table.c.code, table.c.name, table.c.level,
-                   table.c.kind, table.c.parent_code,
-                   func.ST_AsBinary(table.c.geom).label("wkb")).where(table.c.code == code)
-    if territory is not None:
-        query = query.where(table.c.territory_id == territory)
-    with engine.connect() as conn:
-        row = conn.execute(query.order_by(table.c.territory_id.desc())).first()
-        if row is None:
-            where = f" in territory {territory}" if territory is not None else ""
-            raise NotFound(f"no admin area with code {code!r}{where}")
-        tid = int(row.territory_id)
-        ref = (table.c.code, table.c.name, table.c.level)
-        parent = conn.execute(select(*ref).where(
-            table.c.territory_id == tid, table.c.code == row.parent_code)).first() \
-            if row.parent_code else None
-        children = conn.execute(select(*ref).where(
-            table.c.territory_id == tid, table.c.parent_code == code)
-            .order_by(table.c.code)).all()
+    found = read_area(engine, code, territory)
+    if found is None:
+        where = f" in territory {territory}" if territory is not None else ""
+        raise NotFound(f"no admin area with code {code!r}{where}")
+    row, parent, children = found
+    tid = int(row.territory_id)
     plan_id = plan if plan is not None else published_plan_id(engine, tid)
     grid_refs: list[GridRef] = []
     if plan_id is not None:

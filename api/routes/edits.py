@@ -32,6 +32,7 @@ from gis.plans import get_plan
 from partitioning import edit
 from partitioning.blocks import barrier_lines
 from partitioning.params import PartitionParams
+from partitioning.plan import ROW_FIELDS, Neighbourhood, refuse
 
 router = APIRouter(tags=["editing"])
 GEOJSON = "application/geo+json"
@@ -188,7 +189,7 @@ def _answer(out: EditOutcome) -> JSONResponse:
     return JSONResponse(body.model_dump(), headers={"ETag": etag(out.version)})
 
 
-def _hood(reader: PlanReader, villages: set[str], *, used: bool) -> edit.Neighbourhood:
+def _hood(reader: PlanReader, villages: set[str], *, used: bool) -> Neighbourhood:
     blocks, grids = reader.around(villages)
     bounds = grids.total_bounds if len(grids) else blocks.total_bounds
     layers = reader.layers_near(bounds)
@@ -197,8 +198,8 @@ def _hood(reader: PlanReader, villages: set[str], *, used: bool) -> edit.Neighbo
                                 if k in ("min_households", "max_households",
                                          "target_households", "dedicated_serial_start")})
     barriers = barrier_lines(layers, params)
-    return edit.Neighbourhood(
-        blocks, grids[[*edit.ROW_FIELDS, "flag_reason", "barrier_inside_m", "geometry"]],
+    return Neighbourhood(
+        blocks, grids[[*ROW_FIELDS, "flag_reason", "barrier_inside_m", "geometry"]],
         barriers, village_areas,
         f"EPSG:{reader.metric_epsg}", (params.min_households, params.max_households),
         params.dedicated_serial_start, reader.used_codes(villages) if used else frozenset())
@@ -221,7 +222,7 @@ def _compute(body: Any, run: Callable[..., Any]) -> Any:
             found = reader.block_villages(params["blocks"])
             missing = sorted(set(params["blocks"]) - set(found))
             if missing:
-                raise edit.refuse(f"方案没有地块 {missing[:10]}",
+                raise refuse(f"方案没有地块 {missing[:10]}",
                                   f"the plan has no blocks {missing[:10]}")
         elif op == "redraw":
             codes = list(params.get("grids") or [])
@@ -229,7 +230,7 @@ def _compute(body: Any, run: Callable[..., Any]) -> Any:
                 codes = reader.grids_on_line(shapely.LineString(params["line"]).wkt)
         if op == "rebalance" and params.get("village"):
             if reader.around({params["village"]})[0].empty:
-                raise edit.refuse(f"本方案没有村（社区）{params['village']}",
+                raise refuse(f"本方案没有村（社区）{params['village']}",
                                   f"the plan has no village {params['village']}")
             hood = _hood(reader, {params["village"]}, used=True)
             result = run(edit.apply_edit, hood, op, params)
@@ -240,10 +241,10 @@ def _compute(body: Any, run: Callable[..., Any]) -> Any:
         rows = reader.grids(codes)
         missing_codes = sorted(set(codes) - set(rows["code"]))
         if missing_codes:
-            raise edit.refuse(f"本方案没有网格 {'、'.join(missing_codes)}",
+            raise refuse(f"本方案没有网格 {'、'.join(missing_codes)}",
                               f"the plan has no grid {', '.join(missing_codes)}")
         if not codes:
-            raise edit.refuse("线没有穿过任何网格", "the line crosses no grid of the plan")
+            raise refuse("线没有穿过任何网格", "the line crosses no grid of the plan")
         hood = _hood(reader, set(rows["village_code"]), used=op in ("split", "rebalance"))
         result = run(edit.apply_edit, hood, op, params) if op == "rebalance" else \
             edit.apply_edit(hood, op, params)

@@ -12,7 +12,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import (
@@ -42,6 +42,7 @@ from api.problems import BadRequest, Forbidden
 from events.files import check_text, coordinate_columns, event_frame
 from events.photos import list_photos
 from events.privacy import mask_event, mask_routing
+from events.roster import Member, replace_roster
 from events.router import points_to_wgs84
 from events.routing import RouterCache
 from events.rules import SOURCES, Rules, describe
@@ -50,6 +51,7 @@ from events.store import (
     create_events_columns,
     escalate_overdue,
     event_light,
+    event_location,
     get_event,
     light_counts,
     list_events,
@@ -57,9 +59,8 @@ from events.store import (
     scoped_key,
     transition,
 )
-from gis import models
 from gis.codes import check_code as area_code
-from gis.errors import CoordinateError, NotFound
+from gis.errors import CoordinateError
 from gis.layers import ReadLimits
 
 router = APIRouter(tags=["events"])
@@ -441,9 +442,7 @@ def reroute_event(event_id: Id, body: RerouteIn, request: Request, who: EventsAc
                   engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     current = _visible(engine, event_id, who)
     published = routers_of(request).get(current["territory_id"])
-    with engine.connect() as conn:
-        row = conn.execute(select(models.Event.x, models.Event.y, models.Event.coord_sys)
-                           .where(models.Event.id == event_id)).one()
+    row = event_location(engine, event_id)
     routed = published.route(row.x, row.y, row.coord_sys)[0]
     if not who.covers(routed["grid_code"]):
         raise outside(who, f"the grid it would move to ({routed['grid_code']})")
@@ -471,19 +470,7 @@ def escalate(request: Request, who: EventsAct, territory: IdQuery = None,
 def put_staff(territory_id: Id, body: list[StaffIn], request: Request, who: StaffWrite,
               engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     check_territory(request, who, territory_id, whole=True)
-    with engine.begin() as conn:
-        if conn.execute(select(models.Territory.id).where(
-                models.Territory.id == territory_id)).first() is None:
-            raise NotFound(f"no territory {territory_id}")
-        conn.execute(delete(models.Staff).where(models.Staff.territory_id == territory_id))
-        for member in body:
-            staff_id = conn.execute(insert(models.Staff).values(
-                territory_id=territory_id, name=member.name, role=member.role,
-                phone=member.phone, area_code=member.area_code)
-                .returning(models.Staff.id)).scalar_one()
-            codes = sorted(set(member.grids))
-            if codes:
-                conn.execute(insert(models.StaffGrid),
-                             [{"staff_id": staff_id, "grid_code": c} for c in codes])
+    replace_roster(engine, territory_id, [
+        Member(m.name, m.role, m.phone, m.area_code, tuple(m.grids)) for m in body])
     routers_of(request).invalidate(territory_id)
     return {"staff": len(body), "grids": sum(len(set(m.grids)) for m in body)}

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, Field, field_validator
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import EventsAct, EventsCreate, EventsRead, check_code, check_territory, outside
@@ -28,12 +28,11 @@ from events.patrols import (
     start_patrol,
 )
 from events.photos import add_photo, list_photos, read_photo
+from events.roster import read_roster
 from events.store import get_event
-from gis import models
 from gis.codes import check_code as area_code
-from gis.codes import starts_with
 from gis.errors import NotFound
-from gis.plans import published_plan_id
+from gis.plans import grid_names, published_plan_id
 from gis.settings import Settings
 from gis.store import territory_row
 from gis.times import zone_label
@@ -102,19 +101,9 @@ def staff(territory_id: Id, request: Request, who: EventsRead, grid: GridCode = 
           engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
     territory_row(engine, territory_id)   # 404 for none
     check_territory(request, who, territory_id)
-    table, links = models.Staff.__table__, models.StaffGrid.__table__
-    with engine.connect() as conn:
-        rows = conn.execute(select(table.c.id, table.c.name, table.c.role, table.c.phone,
-                                   table.c.area_code)
-                            .where(table.c.territory_id == territory_id)
-                            .order_by(table.c.name, table.c.id)).all()
-        grids: dict[int, list[str]] = {}
-        for staff_id, code in conn.execute(select(links.c.staff_id, links.c.grid_code).where(
-                links.c.staff_id.in_([r.id for r in rows])).order_by(links.c.grid_code)):
-            grids.setdefault(int(staff_id), []).append(str(code))
     out = []
-    for r in rows:
-        mine = [g for g in grids.get(int(r.id), []) if who.covers(g)]
+    for r in read_roster(engine, territory_id):
+        mine = [g for g in r.grids if who.covers(g)]
         if grid is not None and grid not in mine:
             continue
         if not mine and not who.covers(r.area_code):
@@ -248,15 +237,7 @@ def patrol_coverage(request: Request, who: EventsRead, territory: IdQuery = None
     plan_id = published_plan_id(engine, tid)
     if plan_id is None:
         raise NotFound(f"territory {tid} has no published plan")
-    table = models.Grid.__table__
-    query = select(table.c.code, table.c.name).where(table.c.plan_id == plan_id)
-    if area is not None:
-        query = query.where(starts_with(table.c.code, area))
-    clause = who.where(table.c.code)
-    if clause is not None:
-        query = query.where(clause)
-    with engine.connect() as conn:
-        grids = {str(c): n for c, n in conn.execute(query)}
+    grids = grid_names(engine, plan_id, area=area, areas=who.areas)
     the_day, window = _day(request, day)
     rows = coverage(engine, grids, window, territory_id=tid)
     zone = _settings(request).timezone

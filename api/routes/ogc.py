@@ -36,17 +36,16 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from api.auth import PlansRead, Principal, partial, visible
 from api.deps import get_engine, get_settings
 from api.problems import BadRequest, NotAcceptable
 from api.routes.plans import parse_bbox
-from gis import models
 from gis.errors import NotFound
-from gis.exports import FORMATS, grid_table
+from gis.exports import FORMATS, export_table
 from gis.geometry import feature_collection
-from gis.plans import read_lines
+from gis.plans import published_plans, read_lines
 from gis.settings import Settings
 from gis.store import read_layer
 
@@ -227,23 +226,14 @@ class Collection:
 
 
 def _collections(engine: Engine, territory_id: int | None = None) -> list[Collection]:
-    territories, plans = models.Territory.__table__, models.Plan.__table__
-    query = select(territories.c.id, territories.c.name, territories.c.metric_epsg,
-                   plans.c.id.label("plan_id"),
-                   plans.c.version, plans.c.published_at).select_from(
-        territories.outerjoin(plans, (plans.c.territory_id == territories.c.id)
-                              & (plans.c.status == "published"))).order_by(territories.c.id)
-    if territory_id is not None:
-        query = query.where(territories.c.id == territory_id)
     out = []
-    with engine.connect() as conn:
-        for row in conn.execute(query):
-            if row.plan_id is not None:
-                out += [Collection(f"{kind}-{row.id}", kind, row.id, row.name,
-                                   int(row.metric_epsg), row.plan_id, row.version,
-                                   row.published_at) for kind in PLAN_KINDS]
-            out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name,
-                                  int(row.metric_epsg)))
+    for row in published_plans(engine, territory_id):
+        if row.plan_id is not None:
+            out += [Collection(f"{kind}-{row.id}", kind, row.id, row.name,
+                               int(row.metric_epsg), row.plan_id, row.version,
+                               row.published_at) for kind in PLAN_KINDS]
+        out.append(Collection(f"areas-{row.id}", "areas", row.id, row.name,
+                              int(row.metric_epsg)))
     return out
 
 
@@ -268,7 +258,7 @@ def _features(engine: Engine, collection: Collection, who: Principal,
     ``bbox`` if given."""
     if collection.kind == "grids":
         assert collection.plan_id is not None
-        return grid_table(engine, collection.plan_id, bbox=bbox, areas=partial(who))
+        return export_table(engine, collection.plan_id, bbox=bbox, areas=partial(who))
     if collection.kind == "streets":
         assert collection.plan_id is not None
         return read_lines(engine, collection.plan_id, kind="inferred_street", bbox=bbox,

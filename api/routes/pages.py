@@ -11,7 +11,7 @@ import shapely
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import (
@@ -28,12 +28,12 @@ from api.deps import GridCode, Id, VillageCode, get_engine, get_settings
 from api.problems import BadRequest
 from api.routes.plans import GEOJSON, parse_bbox
 from api.routes.workspace import me_of
-from gis import models
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
-from gis.plans import PlanInfo, flag_counts, get_plan, list_plans
+from gis.names import plan_status_name
+from gis.plans import PlanInfo, flag_counts, get_plan, list_plans, locked_codes
 from gis.settings import Settings
-from gis.store import territory_row
+from gis.store import area_outlines, list_territories, territory_row, town_names
 from gis.times import local_text, page_zone, zone_label
 from maps.editor import ComparePlan, compare_html, editor_html
 from maps.index import IndexPlan, IndexTerritory, index_html
@@ -46,7 +46,7 @@ from maps.overlays import (
     read_plan_blocks,
     read_plan_lines,
 )
-from maps.planner import STATUS_NAMES, PlannerPage, display_system, planner_html
+from maps.planner import PlannerPage, display_system, planner_html
 
 router = APIRouter(tags=["maps"])
 Display = Literal["wgs84", "gcj02", "bd09"]
@@ -151,23 +151,10 @@ def plan_lines(
         kind.value if kind else "", "线"), settings, {"plan_id": plan_id}, id_column="line_no")
 
 
-def _towns(engine: Engine, territory_id: int) -> list[tuple[str, str]]:
-    table = models.AdminArea.__table__
-    with engine.connect() as conn:
-        return [(str(c), str(n)) for c, n in conn.execute(
-            select(table.c.code, table.c.name).where(
-                table.c.territory_id == territory_id, table.c.level == "town")
-            .order_by(table.c.code))]
-
-
 def _bounds(engine: Engine, territory_id: int, display: str
             ) -> tuple[float, float, float, float] | None:
     """The territory's extent (its admin areas), in the display system."""
-    table = models.AdminArea.__table__
-    with engine.connect() as conn:
-        wkb = [bytes(r[0]) for r in conn.execute(
-            select(func.ST_AsBinary(table.c.geom)).where(
-                table.c.territory_id == territory_id))]
+    wkb = area_outlines(engine, territory_id)
     if not wkb:
         return None
     import geopandas as gpd
@@ -237,12 +224,7 @@ def locked_grids(plan_id: Id, request: Request, who: PlansRead,
                  engine: Engine = Depends(get_engine)) -> JSONResponse:
     check_plan(request, who, plan_id, whole=True)
     info = get_plan(engine, plan_id)
-    table = models.Grid.__table__
-    with engine.connect() as conn:
-        codes = [str(c) for c in conn.execute(
-            select(table.c.code).where(table.c.plan_id == plan_id,
-                                       table.c.locked.is_(True)).order_by(table.c.code))
-                 .scalars()]
+    codes = locked_codes(engine, plan_id)
     body = LockedOut(plan_id=plan_id, edit_version=info.edit_version, locked=codes)
     return JSONResponse(body.model_dump(), headers={"ETag": f'"{info.edit_version}"'})
 
@@ -266,7 +248,7 @@ def plan_compare(a: Id, b: Id, request: Request, who: PlansRead,
 
     def side(p: PlanInfo) -> ComparePlan:
         return ComparePlan(p.id, f"第 {p.id} 号方案 · {name} 第{p.version}版",
-                           STATUS_NAMES.get(p.status, p.status))
+                           plan_status_name(p.status))
 
     return HTMLResponse(compare_html(side(pa), side(pb), _band(pb, settings), display,
                                      _bounds(engine, pa.territory_id, display)))
@@ -282,11 +264,9 @@ def _index(request: Request, who: Principal, engine: Engine, settings: Settings
            ) -> HTMLResponse:
     plans = list_plans(engine)
     flagged = flag_counts(engine)
-    with engine.connect() as conn:
-        rows = conn.execute(select(models.Territory.id, models.Territory.name)
-                            .order_by(models.Territory.id)).all()
+    rows = list_territories(engine)
     territories = [
-        IndexTerritory(id=int(tid), name=str(name), towns=_towns(engine, int(tid)),
+        IndexTerritory(id=int(tid), name=str(name), towns=town_names(engine, int(tid)),
                        plans=[IndexPlan(p.id, p.version, p.status, p.n_grids,
                                         local_text(p.created_at, settings.timezone),
                                         p.publish_note or p.note or "",

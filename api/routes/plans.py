@@ -12,7 +12,7 @@ from api.auth import PlansRead, PlansWrite, check_plan, partial, visible
 from api.deps import USER, Id, IdQuery, TownCode, VillageCode, author, get_engine, plan_cache
 from api.problems import BadRequest
 from gis.geometry import feature_collection, for_basemap, simplify_coverage
-from gis.plans import get_plan, list_plans, plan_diff, plan_report, publish_plan, read_grids
+from gis.plans import get_plan, list_plans, plan_diff, publish_plan, read_grids, stored_report
 from gis.store import territory_row
 from maps.tiles import plan_stamp
 
@@ -156,7 +156,7 @@ def grids(
 def report(plan_id: Id, request: Request, who: PlansRead,
            engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     check_plan(request, who, plan_id, whole=True)
-    return plan_report(engine, plan_id)
+    return stored_report(engine, plan_id)
 
 
 @router.post("/plans/{plan_id}/publish", response_model=PlanOut,

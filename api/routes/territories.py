@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, Principal, check_territory, visible
 from api.deps import Id, IdQuery, check_encoding, get_engine
 from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest, Forbidden
 from gis import models
+from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 from gis.errors import GridmapError, LayerError, NotFound
 from gis.layers import (
     ReadLimits,
@@ -34,6 +35,7 @@ from gis.store import (
     delete_territory,
     import_territory,
     layer_counts,
+    list_territories,
     read_layer,
     territory_row,
 )
@@ -61,9 +63,9 @@ class TerritoryOut(BaseModel):
 class PartitionRequest(BaseModel):
     """The engine's parameters; every field has the urban standard as default."""
 
-    min_households: int = Field(300, ge=1, le=100_000)
-    max_households: int = Field(500, ge=1, le=100_000)
-    target_households: int = Field(400, ge=1, le=100_000)
+    min_households: int = Field(MIN_HOUSEHOLDS, ge=1, le=100_000)
+    max_households: int = Field(MAX_HOUSEHOLDS, ge=1, le=100_000)
+    target_households: int = Field(TARGET_HOUSEHOLDS, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     service_radius_m: float = Field(5_000.0, gt=0, le=100_000)
     estimate: Literal["residential", "all", "off"] = Field(
@@ -263,10 +265,7 @@ def territories(request: Request, who: PlansRead,
                 limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
                 offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
                 engine: Engine = Depends(get_engine)) -> list[TerritoryOut]:
-    with engine.connect() as conn:
-        ids = [int(i) for (i,) in conn.execute(
-            select(models.Territory.id).order_by(models.Territory.id))]
-    seen = [i for i in ids if visible(request, who, i)]
+    seen = [i for i, _ in list_territories(engine) if visible(request, who, i)]
     return [_territory(engine, i) for i in seen[offset:offset + limit]]
 
 

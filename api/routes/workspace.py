@@ -8,15 +8,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from api.auth import PERMISSIONS, ROLE_NAMES, Admin, EventsAct, EventsCreate, Principal, visible
 from api.deps import IdQuery, get_engine, get_settings
 from api.routes.accounts import role_table
 from events.rules import CATEGORY_NAMES
-from gis import models
 from gis.plans import published_plan_id
 from gis.settings import Settings
+from gis.store import list_territories
 from gis.times import page_zone
 from maps.planner import display_system
 from maps.workspace import Me, admin_html, desk_html, phone_html
@@ -31,12 +31,8 @@ def me_of(who: Principal) -> Me:
 
 def _territories(request: Request, who: Principal, engine: Engine) -> list[dict[str, Any]]:
     """The territories the account has an area in, with their published plan."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(models.Territory.id, models.Territory.name)
-                            .order_by(models.Territory.id)).all()
-    return [{"id": int(tid), "name": str(name),
-             "published": published_plan_id(engine, int(tid))}
-            for tid, name in rows if visible(request, who, int(tid))]
+    return [{"id": tid, "name": name, "published": published_plan_id(engine, tid)}
+            for tid, name in list_territories(engine) if visible(request, who, tid)]
 
 
 def _map(settings: Settings) -> dict[str, Any]:

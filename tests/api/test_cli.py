@@ -142,3 +142,17 @@ def test_demo_end_to_end_and_postgis_gets_the_same_counts(tmp_path: Path,
     pg = make_engine(postgis_url)
     assert layer_counts(pg, 1) == lite_counts
     pg.dispose()
+
+
+def test_demo_households_out_of_range_is_a_clear_error(tmp_path: Path) -> None:
+    # Below what the generator can lay out as towns and villages: a message, no traceback,
+    # nothing written; the help says the same range.
+    for households in ("4999", "2000001"):
+        result = runner.invoke(app, ["demo", "--households", households, "--no-serve",
+                                     "--out", str(tmp_path / "demo")])
+        assert result.exit_code == 2, result.output
+        assert "between 5,000 and 2,000,000" in result.output
+        assert "Traceback" not in result.output
+        assert not (tmp_path / "demo").exists()
+    text = runner.invoke(app, ["demo", "--help"], terminal_width=200).output
+    assert "5,000 to 2,000,000" in " ".join(text.replace("│", " ").split())

@@ -14,6 +14,7 @@ from gis.errors import EditRefused, GridLocked
 from partitioning import edit
 from partitioning.blocks import barrier_lines
 from partitioning.params import PartitionParams
+from partitioning.plan import EditResult, Neighbourhood, next_codes, updated
 
 CRS = "EPSG:4547"           # CGCS2000 / 3-degree Gauss-Kruger CM 114E (metres)
 X0, Y0 = 500_000.0, 2_560_000.0
@@ -26,7 +27,7 @@ def block_no(col: int, row: int) -> int:
     return col * 4 + row
 
 
-def _hood(used: frozenset[str] = frozenset()) -> edit.Neighbourhood:
+def _hood(used: frozenset[str] = frozenset()) -> Neighbourhood:
     """8 × 4 blocks of 100 m, 50 households each; village V1 = columns 0–5 (grids G1, G2,
     G3 of two columns each), V2 = columns 6–7 (G4). A primary road 白云大道 runs across the
     middle (y = 200), 北环路 along the top."""
@@ -57,15 +58,15 @@ def _hood(used: frozenset[str] = frozenset()) -> edit.Neighbourhood:
         {"code": [V1, V2], "name": ["景泰社区", "三元里村"]},
         geometry=[shapely.box(X0, Y0, X0 + 600, Y0 + 400),
                   shapely.box(X0 + 600, Y0, X0 + 800, Y0 + 400)], crs=CRS)
-    return edit.Neighbourhood(blocks, grids, barrier_lines({"roads": roads}, PartitionParams()),
+    return Neighbourhood(blocks, grids, barrier_lines({"roads": roads}, PartitionParams()),
                               villages, CRS, used_codes=used)
 
 
-def _by_code(result: edit.EditResult) -> pd.DataFrame:
+def _by_code(result: EditResult) -> pd.DataFrame:
     return result.grids.set_index("code")
 
 
-def _check_plan(hood: edit.Neighbourhood) -> None:
+def _check_plan(hood: Neighbourhood) -> None:
     """Coverage, no overlap, nesting, contiguity and counts of a whole neighbourhood."""
     blocks, grids = hood.blocks, hood.grids.set_index("code")
     assert set(blocks["grid_code"]) == set(grids.index)            # no empty grid, no orphan
@@ -90,9 +91,9 @@ def test_move_recounts_the_touched_grids_and_flags_out_of_band() -> None:
     assert rows.loc[G1, "flags"] == [] and rows.loc[G1, "area_m2"] == 90_000.0
     assert rows.loc[G1, "boundary_text"].startswith("东至440111001001002网格")
     assert "北至北环路" in rows.loc[G1, "boundary_text"]
-    _check_plan(edit.updated(hood, result))
+    _check_plan(updated(hood, result))
     # Three more blocks: G1 over the band, G2 under it; allowed and flagged with a reason.
-    more = edit.move(edit.updated(hood, result), [block_no(2, 1), block_no(2, 2),
+    more = edit.move(updated(hood, result), [block_no(2, 1), block_no(2, 2),
                                                    block_no(2, 3)], G1)
     rows = _by_code(more)
     assert rows.loc[G1, "households"] == 600 and rows.loc[G1, "flags"] == ["above_max"]
@@ -116,7 +117,7 @@ def test_move_refuses_a_break_in_contiguity_and_across_villages() -> None:
 
 def test_merge_keeps_the_larger_code_and_refreshes_neighbours() -> None:
     hood = _hood()
-    first = edit.updated(hood, edit.move(hood, [block_no(2, 0)], G1))
+    first = updated(hood, edit.move(hood, [block_no(2, 0)], G1))
     result = edit.merge(first, G2, G1)                   # G1 has 450, G2 350
     rows = _by_code(result)
     assert result.removed == [G2]
@@ -124,7 +125,7 @@ def test_merge_keeps_the_larger_code_and_refreshes_neighbours() -> None:
     # G3's west side was G2, now the merged grid.
     assert "西至440111001001001网格" in rows.loc[G3, "boundary_text"]
     assert not rows.loc[G3, "reshaped"] and rows.loc[G1, "reshaped"]
-    _check_plan(edit.updated(first, result))
+    _check_plan(updated(first, result))
     with pytest.raises(EditRefused, match="不相邻"):
         edit.merge(hood, G1, G3)
     with pytest.raises(EditRefused, match="different villages"):
@@ -133,7 +134,7 @@ def test_merge_keeps_the_larger_code_and_refreshes_neighbours() -> None:
 
 def test_split_cuts_along_the_road_with_new_serials() -> None:
     hood = _hood(used=frozenset({f"{V1}007", f"{V1}901"}))      # 007 was used by an old plan
-    merged = edit.updated(hood, edit.merge(hood, G1, G2))
+    merged = updated(hood, edit.merge(hood, G1, G2))
     result = edit.split(merged, G1)
     rows = _by_code(result)
     shaped = rows[rows["reshaped"]]
@@ -145,7 +146,7 @@ def test_split_cuts_along_the_road_with_new_serials() -> None:
     low = {block_no(c, r) for c in range(4) for r in (0, 1)}
     moved = set(result.assignment)
     assert moved in (low, {block_no(c, r) for c in range(4) for r in (2, 3)})
-    after = edit.updated(merged, result)
+    after = updated(merged, result)
     _check_plan(after)
     with pytest.raises(EditRefused, match="stays one"):
         edit.split(after, G1)
@@ -159,7 +160,7 @@ def test_redraw_assigns_blocks_by_the_larger_side() -> None:
     # Column 1 lies 30 % west of the line, 70 % east: it goes to G2.
     assert result.assignment == {block_no(1, r): G2 for r in range(4)}
     assert (rows.loc[G1, "households"], rows.loc[G2, "households"]) == (200, 600)
-    _check_plan(edit.updated(hood, result))
+    _check_plan(updated(hood, result))
     across = shapely.LineString([(X0 + 130, Y0 + 50), (X0 + 450, Y0 + 50)])
     with pytest.raises(EditRefused, match="crosses 3 grids"):
         edit.redraw(hood, across)
@@ -170,24 +171,24 @@ def test_redraw_assigns_blocks_by_the_larger_side() -> None:
 
 def test_locked_grids_refuse_edits_until_unlocked() -> None:
     hood = _hood()
-    locked = edit.updated(hood, edit.lock(hood, [G1]))
+    locked = updated(hood, edit.lock(hood, [G1]))
     assert bool(locked.grids.set_index("code").loc[G1, "locked"])
     for attempt in (lambda h: edit.move(h, [block_no(2, 0)], G1),
                     lambda h: edit.merge(h, G1, G2), lambda h: edit.split(h, G1, 2),
                     lambda h: edit.rename(h, G1, "新名")):
         with pytest.raises(GridLocked, match="已锁定"):
             attempt(locked)
-    free = edit.updated(locked, edit.lock(locked, [G1], locked=False))
+    free = updated(locked, edit.lock(locked, [G1], locked=False))
     renamed = edit.rename(free, G1, "景泰一格")
     assert _by_code(renamed).loc[G1, "name"] == "景泰一格"
     assert renamed.assignment == {}
 
 
 def test_next_codes_never_reuse_a_retired_serial() -> None:
-    assert edit.next_codes(V1, 2, [f"{V1}001", f"{V1}004", f"{V1}902"]) == \
+    assert next_codes(V1, 2, [f"{V1}001", f"{V1}004", f"{V1}902"]) == \
         [f"{V1}005", f"{V1}006"]
     with pytest.raises(EditRefused, match="no new"):
-        edit.next_codes(V1, 2, [f"{V1}899"])
+        next_codes(V1, 2, [f"{V1}899"])
 
 
 @st.composite
@@ -209,7 +210,7 @@ def test_random_moves_keep_the_plan_whole(moves: list[tuple[int, int]]) -> None:
             result = edit.move(hood, [block], target)
         except EditRefused:
             continue
-        hood = edit.updated(hood, result)
+        hood = updated(hood, result)
         _check_plan(hood)
         parts = shapely.get_num_geometries(hood.grids.geometry.to_numpy())
         assert (np.asarray(parts) == 1).all()

@@ -17,6 +17,7 @@ from gis.errors import EditRefused
 from gis.layers import Territory
 from partitioning import edit
 from partitioning.engine import partition_territory
+from partitioning.plan import updated
 from partitioning.redraw import RedrawResult, redraw_plan
 
 HOUSEHOLDS, SEED = 30_000, 7
@@ -132,12 +133,12 @@ def test_rebalance_keeps_locked_grids_and_balances_the_rest() -> None:
     hood = _hood(frozenset({f"{V1}009"}))
     # Unbalance G1/G2 (G1 takes a column of G2: 600 and 200 households), lock G3.
     moved = edit.move(hood, [8, 9, 10, 11], G1)
-    hood = edit.updated(hood, moved)
-    hood = edit.updated(hood, edit.lock(hood, [G3]))
+    hood = updated(hood, moved)
+    hood = updated(hood, edit.lock(hood, [G3]))
     g3_before = hood.grids.set_index("code").loc[G3].copy()
     result = edit.apply_edit(hood, "rebalance", {"village": V1})
     assert G3 not in result.touched                      # not even rewritten
-    after = edit.updated(hood, result)
+    after = updated(hood, result)
     rows = after.grids.set_index("code")
     assert shapely.to_wkb(rows.loc[G3].geometry) == shapely.to_wkb(g3_before.geometry)
     assert rows.loc[G3].drop("geometry").equals(g3_before.drop("geometry"))

@@ -1,0 +1,58 @@
+"""The staff roster in the store: who looks after which grids of a territory (read, replaced)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, delete, insert, select
+
+from gis import models
+from gis.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Member:
+    """One person of a roster: their role, phone, the area they work for and their grids."""
+
+    name: str
+    role: str = "grid_worker"
+    phone: str | None = None
+    area_code: str | None = None
+    grids: tuple[str, ...] = field(default_factory=tuple)
+    id: int | None = None
+
+
+def read_roster(engine: Engine, territory_id: int) -> list[Member]:
+    """A territory's staff by name (then id), each with their grid codes in order."""
+    table, links = models.Staff.__table__, models.StaffGrid.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(table.c.id, table.c.name, table.c.role, table.c.phone,
+                                   table.c.area_code)
+                            .where(table.c.territory_id == territory_id)
+                            .order_by(table.c.name, table.c.id)).all()
+        grids: dict[int, list[str]] = {}
+        for staff_id, code in conn.execute(select(links.c.staff_id, links.c.grid_code).where(
+                links.c.staff_id.in_([r.id for r in rows])).order_by(links.c.grid_code)):
+            grids.setdefault(int(staff_id), []).append(str(code))
+    return [Member(r.name, r.role, r.phone, r.area_code, tuple(grids.get(int(r.id), [])),
+                   int(r.id)) for r in rows]
+
+
+def replace_roster(engine: Engine, territory_id: int, members: Iterable[Member]) -> None:
+    """The territory's roster replaced by ``members`` in one transaction (NotFound for no
+    such territory; nothing changes then)."""
+    with engine.begin() as conn:
+        if conn.execute(select(models.Territory.id).where(
+                models.Territory.id == territory_id)).first() is None:
+            raise NotFound(f"no territory {territory_id}")
+        conn.execute(delete(models.Staff).where(models.Staff.territory_id == territory_id))
+        for member in members:
+            staff_id = conn.execute(insert(models.Staff).values(
+                territory_id=territory_id, name=member.name, role=member.role,
+                phone=member.phone, area_code=member.area_code)
+                .returning(models.Staff.id)).scalar_one()
+            codes = sorted(set(member.grids))
+            if codes:
+                conn.execute(insert(models.StaffGrid),
+                             [{"staff_id": staff_id, "grid_code": c} for c in codes])

@@ -324,16 +324,17 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
         return None
 
     repair()
-    # No unit vanishes: a unit holding part of some grid but left without one takes the grid
-    # it holds most of: from a unit that stays connected without it if it can, else from one
+    # No unit vanishes: a unit holding part of some grid but left without one takes one of
+    # those grids, the one whose move costs the fewest households: from a unit that stays connected without it if it can, else from one
     # that keeps another grid (whose cut-off parts the repair then gives away).
     for u in range(n_u):
         if (assigned == u).any():
             continue
+        # The cheapest first: the fewest households leaving the unit the grid is in.
         options = sorted((g for g in range(n_g) if held[g].get(u, 0) > 0
                           or held_area[g].get(u, 0) > 0),
-                         key=lambda g: (held[g].get(u, 0.0), held_area[g].get(u, 0.0)),
-                         reverse=True)
+                         key=lambda g: (held[g].get(int(assigned[g]), 0.0)
+                                        - held[g].get(u, 0.0), -held_area[g].get(u, 0.0)))
         fallback = None
         for g in options:
             donor = int(assigned[g])

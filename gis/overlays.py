@@ -214,7 +214,6 @@ def store_overlay(engine: Engine, territory_id: int, department: str, layer: Ove
     """Store a department's layer in one transaction; 409 when the territory already has
     one of that department (unless ``replace``). Returns the overlay's id."""
     table = models.Overlay.__table__
-    units = models.OverlayUnit.__table__
     with engine.begin() as conn:
         exists = conn.execute(select(table.c.id).where(
             table.c.territory_id == territory_id,
@@ -224,17 +223,17 @@ def store_overlay(engine: Engine, territory_id: int, department: str, layer: Ove
                 raise Conflict(f"territory {territory_id} already has the {department} "
                                f"overlay ({exists}); delete it first or replace it — "
                                "该部门图层已存在")
-            conn.execute(delete(table).where(table.c.id == exists))
-        overlay_id = int(conn.execute(insert(table).values(
+            conn.execute(delete(models.Overlay).where(models.Overlay.id == exists))
+        overlay_id = int(conn.execute(insert(models.Overlay).values(
             territory_id=territory_id, department=department, name=name, source=source,
             source_crs=layer.source_crs, field_map=layer.field_map, created_by=created_by,
-            created_at=models.utcnow()).returning(table.c.id)).scalar_one())
+            created_at=models.utcnow()).returning(models.Overlay.id)).scalar_one())
         rows = [{"overlay_id": overlay_id, "code": c, "name": n, "source_wkb": w, "geom": g}
                 for c, n, w, g in zip(layer.units["code"], layer.units["name"],
                                       shapely.to_wkb(layer.source_geoms),
                                       _wkb(layer.units.geometry.to_numpy()), strict=True)]
         for start in range(0, len(rows), 2_000):
-            conn.execute(insert(units), rows[start:start + 2_000])
+            conn.execute(insert(models.OverlayUnit), rows[start:start + 2_000])
     return overlay_id
 
 
@@ -252,7 +251,7 @@ def list_overlays(engine: Engine, territory_id: int) -> list[dict[str, Any]]:
     units = models.OverlayUnit.__table__
 
     with engine.connect() as conn:
-        counts = dict(conn.execute(
+        counts: dict[int, int] = dict(conn.execute(
             select(units.c.overlay_id, func.count()).join(
                 table, table.c.id == units.c.overlay_id).where(
                 table.c.territory_id == territory_id).group_by(units.c.overlay_id)).all())
@@ -291,10 +290,9 @@ def read_units(engine: Engine, overlay_id: int, *, source: bool = False) -> gpd.
 
 def delete_overlay(engine: Engine, territory_id: int, department: str) -> None:
     """Remove an overlay with its units and alignments."""
-    table = models.Overlay.__table__
     with engine.begin() as conn:
-        done = conn.execute(delete(table).where(table.c.territory_id == territory_id,
-                                                table.c.department == department))
+        done = conn.execute(delete(models.Overlay).where(
+            models.Overlay.territory_id == territory_id, models.Overlay.department == department))
         if done.rowcount == 0:
             raise NotFound(f"territory {territory_id} has no {department!r} overlay — "
                            "无该部门图层")
@@ -304,16 +302,16 @@ def store_alignment(engine: Engine, overlay_id: int, plan_id: int,
                     assignment: Mapping[str, str]) -> int:
     """Adopt an aligned cross-walk: each grid code of the plan to its unit code (replaces
     one stored before for the same overlay and plan). Returns the grids stored."""
-    table = models.OverlayAlignment.__table__
     rows = [{"overlay_id": overlay_id, "plan_id": plan_id, "grid_code": g, "unit_code": u}
             for g, u in sorted(assignment.items())]
     if not rows:
         raise GridmapError("the alignment assigns no grid: nothing to store")
     with engine.begin() as conn:
-        conn.execute(delete(table).where(table.c.overlay_id == overlay_id,
-                                         table.c.plan_id == plan_id))
+        conn.execute(delete(models.OverlayAlignment).where(
+            models.OverlayAlignment.overlay_id == overlay_id,
+            models.OverlayAlignment.plan_id == plan_id))
         for start in range(0, len(rows), 5_000):
-            conn.execute(insert(table), rows[start:start + 5_000])
+            conn.execute(insert(models.OverlayAlignment), rows[start:start + 5_000])
     return len(rows)
 
 

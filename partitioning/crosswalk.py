@@ -325,8 +325,9 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
 
     repair()
     # No unit vanishes: a unit holding part of some grid but left without one takes one of
-    # those grids, the one whose move costs the fewest households: from a unit that stays connected without it if it can, else from one
-    # that keeps another grid (whose cut-off parts the repair then gives away).
+    # those grids, the one whose move costs the fewest households: from a unit that stays
+    # connected without it if it can, else from one that keeps another grid (whose cut-off
+    # parts the repair then gives away), else (its only grid) with that unit taking another.
     for u in range(n_u):
         if (assigned == u).any():
             continue

@@ -30,6 +30,7 @@ from api.auth import (
 )
 from api.deps import GridCode, Id, IdQuery, TownCode, VillageCode, check_encoding, get_engine
 from api.problems import BadRequest, Forbidden
+from events.departments import department_unit
 from events.files import check_text, coordinate_columns, event_frame
 from events.photos import list_photos
 from events.privacy import mask_event, mask_routing
@@ -403,6 +404,8 @@ def event(event_id: Id, request: Request, who: EventsRead,
     found = _with_light(_visible(engine, event_id, who), rules_of(request), now_of(request),
                         who)
     found["photos"] = list_photos(engine, event_id)
+    found["department_unit"] = department_unit(
+        engine, found, request.app.state.settings.event_departments)
     return found
 
 

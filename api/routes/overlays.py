@@ -290,7 +290,7 @@ def proposal_route(plan_id: Id, department: str, request: Request, who: PlansRea
                    engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
     found = load(engine, plan_id, department)
-    proposal = proposal_of_store(found, of_store(found), by.value)  # type: ignore[arg-type]
+    proposal = proposal_of_store(found, of_store(found), by.value)
     if format == "json":
         return JSONResponse(_proposal_json(proposal))
     layer = proposal.geometry
@@ -327,7 +327,7 @@ def adopt(plan_id: Id, department: str, request: Request, who: PlansWrite,
     check_plan(request, who, plan_id, whole=True)
     found = load(engine, plan_id, department)
     proposal = proposal_of_store(found, of_store(found),
-                                 (body or AlignIn()).by.value)  # type: ignore[arg-type]
+                                 (body or AlignIn(by=Strategy.households)).by.value)
     stored = store_alignment(engine, int(found.overlay["id"]), plan_id, proposal.assignment)
     return {"plan_id": plan_id, "department": found.overlay["department"],
             "grids": stored, "summary": proposal.summary}

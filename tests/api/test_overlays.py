@@ -50,7 +50,7 @@ def coarse_units(store: DemoStore) -> gpd.GeoDataFrame:
     """A coarser lattice (about four grids a unit), rotated so that no edge follows a grid."""
     grids = _metric(store)
     x0, y0, x1, y1 = grids.total_bounds
-    n = max(2, int(round(np.sqrt(len(grids) / 4))))
+    n = max(2, round(np.sqrt(len(grids) / 4)))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     size = max(x1 - x0, y1 - y0) * 1.5 / n
     cells = [shapely.box(cx - n * size / 2 + i * size, cy - n * size / 2 + j * size,

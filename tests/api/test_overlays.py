@@ -324,3 +324,61 @@ def test_cli_overlay_add(store: DemoStore, uploaded: dict[str, Any]) -> None:
                                 str(folder / "jingge.shp"), "--department", "cli公安",
                                 "--database-url", store.url])
     assert wrong.exit_code == 2  # already there: a one-line error, not a traceback
+
+
+def test_events_routed_to_department_units(store: DemoStore, client: TestClient,
+                                           uploaded: dict[str, Any]) -> None:
+    """An event of a category the settings give to 城管 gets the 城管 unit: the one drawn
+    around its point until an alignment is adopted, then the unit its grid is aligned to."""
+    folder = uploaded["shifted"]["path"]
+    added = _upload(client, store.territory_id, folder, "城管", encoding="GBK",
+                    field_map="JGBH=code, JGMC=name")
+    assert added.status_code == 201, added.text
+    assert store.settings.event_departments["sanitation"] == "城管"
+    proposal = _proposal(client, store, "城管", "households")["assignment"]
+    units = read_units(store.engine, added.json()["id"])
+    grids = store.grids.set_index("code")
+    # A point of a grid that lies in another unit than the one the grid is aligned to.
+    found = None
+    for code, geom in zip(units["code"], units.geometry, strict=True):
+        for grid_code, grid in grids.geometry.items():
+            if proposal[grid_code] == code:
+                continue
+            piece = grid.buffer(-2e-5).intersection(geom.buffer(-2e-5))
+            if piece.area > 1e-8:
+                found = (piece.representative_point(), code, grid_code)
+                break
+        if found:
+            break
+    assert found is not None, "the shifted units must split some grid"
+    point, drawn_unit, in_grid = found
+    made = client.post("/events", json={"x": point.x, "y": point.y, "coord_sys": "wgs84",
+                                        "category": "sanitation", "source": "citizen",
+                                        "description": "垃圾堆放"})
+    assert made.status_code == 201, made.text
+    event = made.json()
+    got = client.get(f"/events/{event['id']}").json()["department_unit"]
+    names = dict(zip(units["code"], units["name"], strict=True))
+    assert got == {"department": "城管", "unit_code": drawn_unit,
+                   "unit_name": names[drawn_unit], "via": "overlay"}
+    adopted = client.post(f"/plans/{store.plan_id}/overlays/城管/alignment", json={})
+    assert adopted.status_code == 200, adopted.text
+    assert adopted.json()["grids"] == len(store.grids)
+    got = client.get(f"/events/{event['id']}").json()["department_unit"]
+    aligned = proposal[event["grid_code"]]
+    assert got == {"department": "城管", "unit_code": aligned, "unit_name": names[aligned],
+                   "via": "aligned"}
+    assert event["grid_code"] == in_grid and aligned != drawn_unit
+    # A category no department is mapped to: no unit.
+    other = client.post("/events", json={"x": point.x, "y": point.y, "coord_sys": "wgs84",
+                                         "category": "other", "source": "citizen"})
+    assert other.status_code == 201
+    assert client.get(f"/events/{other.json()['id']}").json()["department_unit"] is None
+    # A department without an overlay: named, no unit.
+    hazard = client.post("/events", json={"x": point.x, "y": point.y, "coord_sys": "wgs84",
+                                          "category": "safety_hazard", "source": "citizen"})
+    assert client.get(f"/events/{hazard.json()['id']}").json()["department_unit"] == {
+        "department": "应急", "unit_code": None, "unit_name": None, "via": None}
+    # Deleting the overlay deletes the alignment with it.
+    assert client.delete(f"/territories/{store.territory_id}/overlays/城管").status_code == 204
+    assert client.get(f"/events/{event['id']}").json()["department_unit"]["unit_code"] is None

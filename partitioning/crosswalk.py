@@ -441,3 +441,29 @@ def proposal_of_store(found: PlanOverlay, cw: Crosswalk, by: Strategy = "househo
                       ) -> Proposal:
     """The aligned proposal of what :func:`load` read."""
     return propose(cw, found.grids, found.units, found.metric_epsg, by=by)
+
+
+def map_layer(found: PlanOverlay, cw: Crosswalk) -> gpd.GeoDataFrame:
+    """For the planner map (WGS84): each unit's outline (``kind`` unit, with whole/partial
+    grids and slivers) and each sliver's shape (``kind`` sliver: grid, unit, area)."""
+    units = found.units.reset_index(drop=True)
+    facts = cw.units.set_index("code")
+    rows: list[dict[str, Any]] = [
+        {"kind": "unit", "code": str(c), "name": n, "whole": bool(facts.loc[c, "whole"]),
+         "whole_grids": int(facts.loc[c, "whole_grids"]),
+         "partial_grids": int(facts.loc[c, "partial_grids"]),
+         "slivers": int(facts.loc[c, "slivers"])}
+        for c, n in zip(units["code"], units["name"], strict=True)]
+    geoms = list(units.geometry.to_numpy())
+    slivers = cw.pieces[cw.pieces["sliver"]]
+    if len(slivers):
+        g = found.grids.geometry.to_numpy()[slivers["g"].to_numpy()]
+        u = units.geometry.to_numpy()[slivers["u"].to_numpy()]
+        shapes = shapely.intersection(shapely.make_valid(g), shapely.make_valid(u))
+        for piece, shape in zip(slivers.itertuples(), shapes, strict=True):
+            rows.append({"kind": "sliver", "code": f"{piece.grid_code}/{piece.unit_code}",
+                         "grid_code": piece.grid_code, "unit_code": piece.unit_code,
+                         "area_m2": round(float(piece.area_m2), 1),
+                         "area_share": round(float(piece.area_share), 4)})
+            geoms.append(shape)
+    return gpd.GeoDataFrame(pd.DataFrame(rows), geometry=geoms, crs="EPSG:4326")

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pyogrio
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -21,7 +21,7 @@ from api.deps import Id, check_encoding, get_engine
 from api.routes.territories import _field_map, _saved
 from gis.crs import parse_coord_sys
 from gis.exports import SHEET_TYPES, content_disposition, write_sheet
-from gis.geometry import feature_collection
+from gis.geometry import feature_collection, for_basemap
 from gis.layers import ReadLimits
 from gis.overlays import (
     check_department,
@@ -34,11 +34,13 @@ from gis.overlays import (
     store_overlay,
 )
 from gis.store import territory_row
+from maps.planner import display_system
 from partitioning.crosswalk import (
     SLIVER_SHARE,
     Crosswalk,
     Proposal,
     load,
+    map_layer,
     of_store,
     proposal_of_store,
 )
@@ -312,6 +314,26 @@ def proposal_route(plan_id: Id, department: str, request: Request, who: PlansRea
     return _file(folder / ascii_name, folder,
                  f"对齐_{found.overlay['department']}_方案{plan_id}.gpkg", ascii_name,
                  "application/geopackage+sqlite3")
+
+
+@router.get("/plans/{plan_id}/overlays/{department}/map",
+            summary="An overlay against a plan, for the planner map: units and slivers",
+            description=(
+                "GeoJSON: each unit's outline (`kind` unit: `whole`, whole and partial grids, "
+                "slivers) and each sliver's shape (`kind` sliver: grid, unit, area). "
+                "`display`: as for the other layers of the map."),
+            responses={200: {"content": {"application/geo+json": {}}},
+                       404: {"description": "No such plan or overlay"}})
+def overlay_map(plan_id: Id, department: str, request: Request, who: PlansRead,
+                display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query()] = None,
+                engine: Engine = Depends(get_engine)) -> Response:
+    check_plan(request, who, plan_id, whole=True)
+    found = load(engine, plan_id, department)
+    layer = map_layer(found, of_store(found))
+    system = display or display_system(request.app.state.settings)
+    body = feature_collection(for_basemap(layer, system), id_column="code", extra={
+        "plan_id": plan_id, "department": found.overlay["department"], "display": system})
+    return Response(body, media_type="application/geo+json")
 
 
 class AlignIn(BaseModel):

@@ -31,6 +31,7 @@ from api.routes.workspace import me_of
 from gis import models
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
+from gis.overlays import list_overlays
 from gis.plans import PlanInfo, flag_counts, get_plan, list_plans
 from gis.settings import Settings
 from gis.store import territory_row
@@ -205,7 +206,8 @@ def _planner_page(engine: Engine, settings: Settings, info: PlanInfo) -> Planner
         band=_band(info, settings),
         bounds=_bounds(engine, info.territory_id, display), display=display,
         basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution,
-        edit_version=info.edit_version)
+        edit_version=info.edit_version,
+        overlays=tuple(o["department"] for o in list_overlays(engine, info.territory_id)))
 
 
 @router.get("/plans/{plan_id}/edit", response_class=HTMLResponse,

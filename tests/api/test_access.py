@@ -48,6 +48,7 @@ NEEDS: dict[tuple[str, str], str] = {
     ("DELETE", "/territories/{territory_id}/overlays/{department}"): "plans:write",
     ("GET", "/plans/{plan_id}/overlays/{department}/crosswalk"): "plans:read",
     ("GET", "/plans/{plan_id}/overlays/{department}/proposal"): "plans:read",
+    ("GET", "/plans/{plan_id}/overlays/{department}/map"): "plans:read",
     ("POST", "/plans/{plan_id}/overlays/{department}/alignment"): "plans:write",
     ("GET", "/jobs/{job_id}"): "plans:read",
     ("DELETE", "/jobs/{job_id}"): "plans:write",

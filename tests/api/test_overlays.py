@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import httpx
 import numpy as np
 import openpyxl
 import pandas as pd
 import pyogrio
 import pytest
 import shapely
+from browser import live_server, open_page, screenshot, wait_for
 from demo_plan import DemoStore
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from api.app import create_app
 from api.cli import app as cli
 from gis.overlays import read_units
 
@@ -382,3 +385,57 @@ def test_events_routed_to_department_units(store: DemoStore, client: TestClient,
     # Deleting the overlay deletes the alignment with it.
     assert client.delete(f"/territories/{store.territory_id}/overlays/城管").status_code == 204
     assert client.get(f"/events/{event['id']}").json()["department_unit"]["unit_code"] is None
+
+
+# --- the planner map (Chromium, PostGIS) ----------------------------------------------------
+
+
+def test_overlay_map_layer_counts_units_and_slivers(store: DemoStore, client: TestClient,
+                                                    uploaded: dict[str, Any]) -> None:
+    cw = _crosswalk(client, store, "shifted")
+    answer = client.get(f"/plans/{store.plan_id}/overlays/shifted/map")
+    assert answer.status_code == 200
+    features = answer.json()["features"]
+    kinds = [f["properties"]["kind"] for f in features]
+    assert kinds.count("unit") == len(cw["units"])
+    assert kinds.count("sliver") == cw["summary"]["slivers"] > 0
+    sliver_area = sum(f["properties"]["area_m2"] for f in features
+                      if f["properties"]["kind"] == "sliver")
+    assert sliver_area == pytest.approx(cw["summary"]["sliver_area_m2"], abs=1.0)
+
+
+@pytest.mark.parametrize("store", ["postgis"], indirect=True)
+def test_overlays_switch_on_the_planner_map(browser: Any, store: DemoStore,
+                                            uploaded: dict[str, Any]) -> None:
+    with live_server(create_app(store.settings, store.engine)) as server:
+        page, errors = open_page(browser, "about:blank")
+        try:
+            page.goto(f"{server.url}/plans/{store.plan_id}/map", wait_until="networkidle")
+            wait_for(page, "window.gridmap && window.gridmap.ready", timeout=30_000)
+            specs = {s["key"]: s for s in page.evaluate("gridmap.config.layers")}
+            assert {f"overlay:{c}" for c in CASES} <= set(specs)
+            assert not server.paths("/overlays/")  # nothing before it is switched on
+            key = "overlay:shifted"
+            label = page.locator(".leaflet-control-layers-overlays label").filter(
+                has_text="部门网格 · shifted")
+            label.locator("input").check()
+            wait_for(page, f"gridmap.layers['{key}'].loaded", timeout=15_000)
+            want = len(client_features(server.url, specs[key]["url"]))
+            assert page.evaluate(f"gridmap.layers['{key}'].features") == want
+            # Slivers are drawn filled red, units dashed.
+            fills = page.evaluate(f"""gridmap.layers['{key}'].layer.getLayers()
+                .filter(function (l) {{ return l.feature.properties.kind === 'sliver'; }})
+                .map(function (l) {{ return l.options.fillColor; }})""")
+            assert fills and set(fills) == {"#ff6b6b"}
+            assert want > len(fills)
+            screenshot(page, "planner_overlay_slivers")
+            assert not errors, errors
+        finally:
+            page.close()
+
+
+def client_features(url: str, path: str) -> list[Any]:
+    """The features the page's layer URL answers (the live server signs the request in)."""
+    answer = httpx.get(url + path, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["features"])

@@ -19,6 +19,9 @@ from gis.store import territory_row
 #: A piece of a grid inside a unit smaller than this share of the grid's area (and of its
 #: households) is a sliver: boundary noise between two drawings, not a real split.
 SLIVER_SHARE = 0.05
+#: A piece below this share of its grid's area and households is rounding where two
+#: drawings of one line meet (reprojection, coordinate precision), not an overlap.
+NOISE_SHARE = 1e-6
 #: Two grids are neighbours when their boundaries share at least this much (metres).
 MIN_SHARED_M = 0.5
 Strategy = Literal["households", "area", "centroid"]
@@ -107,6 +110,9 @@ def crosswalk(grids: gpd.GeoDataFrame, blocks: gpd.GeoDataFrame, units: gpd.GeoD
                                         pieces["area_m2"] / g_area[pieces["g"]], 0.0)
         pieces["household_share"] = np.where(grid_hh[pieces["g"]] > 0,
                                              pieces["households"] / grid_hh[pieces["g"]], 0.0)
+    # Touching along an edge, as two drawings of the same line reprojected: not a piece.
+    pieces = pieces[(pieces["area_share"] >= NOISE_SHARE)
+                    | (pieces["household_share"] >= NOISE_SHARE)]
     pieces["sliver"] = (pieces["area_share"] < tolerance) & \
         (pieces["household_share"] < tolerance)
     pieces = pieces.sort_values(["g", "area_share"], ascending=[True, False]).reset_index(

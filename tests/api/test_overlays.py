@@ -439,3 +439,35 @@ def client_features(url: str, path: str) -> list[Any]:
     answer = httpx.get(url + path, timeout=30)
     assert answer.status_code == 200, answer.text
     return list(answer.json()["features"])
+
+
+@pytest.mark.parametrize("store", ["postgis"], indirect=True)
+def test_the_desk_shows_the_department_unit(browser: Any, store: DemoStore,
+                                            client: TestClient,
+                                            uploaded: dict[str, Any]) -> None:
+    added = _upload(client, store.territory_id, uploaded["exact"]["path"], "城管")
+    assert added.status_code == 201, added.text
+    try:
+        units = read_units(store.engine, added.json()["id"])
+        point = units.geometry.iloc[0].representative_point()
+        made = client.post("/events", json={"x": point.x, "y": point.y, "coord_sys": "wgs84",
+                                            "category": "municipal", "source": "citizen"})
+        assert made.status_code == 201, made.text
+        event = made.json()["id"]
+        want = f"城管：{units['name'].iloc[0]}（{units['code'].iloc[0]}）"
+        with live_server(create_app(store.settings, store.engine)) as server:
+            page, errors = open_page(browser, "about:blank")
+            try:
+                page.goto(f"{server.url}/desk?territory={store.territory_id}&event={event}",
+                          wait_until="networkidle")
+                wait_for(page, f"window.gridmapDesk && gridmapDesk.event && "
+                               f"gridmapDesk.event.id === {event}", timeout=60_000)
+                fields = page.locator("#detail-fields").inner_text()
+                assert "职能部门" in fields and want in fields, fields
+                screenshot(page, "desk_department_unit")
+                assert not errors, errors
+            finally:
+                page.close()
+    finally:
+        assert client.delete(
+            f"/territories/{store.territory_id}/overlays/城管").status_code == 204

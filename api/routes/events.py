@@ -235,6 +235,8 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     created.event.setdefault("lat", routed["lat"])
     created.event["photos"] = [] if created.created else await run_in_threadpool(
         list_photos, engine, int(created.event["id"]))
+    created.event["department_unit"] = await run_in_threadpool(
+        department_unit, engine, created.event, request.app.state.settings.event_departments)
     event = _with_light(created.event, rules, now_of(request), who)
     # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
     return JSONResponse(event, status_code=201 if created.created else 200)

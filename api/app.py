@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         exports,
         field,
         ogc,
+        overlays,
         pages,
         plans,
         posters,
@@ -184,8 +185,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         workspace,
     )
 
-    for module in (accounts, territories, plans, edits, areas, events, field, exports, ogc, tiles,
-                   posters, pages, screen, workspace):
+    for module in (accounts, territories, overlays, plans, edits, areas, events, field, exports,
+                   ogc, tiles, posters, pages, screen, workspace):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)

@@ -29,6 +29,9 @@ app.add_typer(db_app, name="db")
 user_app = typer.Typer(help="Accounts 账户: add, change password, disable, API keys.",
                        no_args_is_help=True)
 app.add_typer(user_app, name="user")
+overlay_app = typer.Typer(help="Department grids 部门网格 (警格, 城管网格, …) as overlays.",
+                          no_args_is_help=True)
+app.add_typer(overlay_app, name="overlay")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -134,6 +137,62 @@ def import_command(
                                        crs=crs, encoding=encoding)
         console.print(_counts_table(f"territory {territory_id} imported 导入完成", counts))
         console.print(f"took {time.perf_counter() - started:.1f} s")
+
+
+@overlay_app.command("add")
+def overlay_add(
+    territory_id: Annotated[int, typer.Argument(help="The territory's id.")],
+    path: Annotated[Path, typer.Argument(
+        help="One polygon layer: GeoPackage, GeoJSON, Shapefile, or a .zip of one.")],
+    department: Annotated[str, typer.Option(help="公安, 城管, 应急, …")],
+    database_url: DatabaseOption = None,
+    field_map: Annotated[list[str] | None, typer.Option(
+        "--field-map", help="Which column holds the unit code and name: 警格编号=code, "
+                            "警格名称=name. Repeatable.")] = None,
+    crs: Annotated[str | None, typer.Option(
+        help="Coordinate system where the file declares none (or wrongly): EPSG:4490, "
+             "EPSG:4547, gcj02, …")] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="Attribute encoding of a Shapefile without .cpg, e.g. GBK.")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the overlay.")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace this department's overlay.")] = False,
+) -> None:
+    """Import a department's own grid units into a territory as an overlay."""
+    from gis.database import make_engine, upgrade
+    from gis.layers import parse_field_map
+    from gis.overlays import check_department, read_overlay, store_overlay
+    from gis.store import territory_row
+
+    with user_errors():
+        engine = make_engine(database_url)
+        upgrade(engine)
+        territory_row(engine, territory_id)
+        dept = check_department(department)
+        layer = read_overlay(path, field_map=parse_field_map(field_map), crs=crs,
+                             encoding=encoding)
+        overlay_id = store_overlay(engine, territory_id, dept, layer, name=name,
+                                   source=str(path), replace=replace)
+        console.print(f"overlay {overlay_id} ({dept}): {len(layer.units):,} units 单元, "
+                      f"drawn in {layer.source_crs}; code from {layer.field_map['code']}")
+
+
+@overlay_app.command("list")
+def overlay_list(territory_id: Annotated[int, typer.Argument(help="The territory's id.")],
+                 database_url: DatabaseOption = None) -> None:
+    """A territory's overlays."""
+    from gis.database import make_engine
+    from gis.overlays import list_overlays
+    from gis.store import territory_row
+
+    with user_errors():
+        engine = make_engine(database_url)
+        territory_row(engine, territory_id)
+        table = Table(title=f"territory {territory_id} overlays 部门图层")
+        for column in ("id", "department 部门", "units 单元", "source CRS"):
+            table.add_column(column)
+        for o in list_overlays(engine, territory_id):
+            table.add_row(str(o["id"]), o["department"], f"{o['units']:,}", o["source_crs"])
+        console.print(table)
 
 
 @app.command()

@@ -731,3 +731,55 @@ def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path,
     path = write_export(table, fmt, folder / ascii_filename, _meta(plan, territory_name),
                         options)
     return Export(path, filename, ascii_filename, FORMATS[fmt].media_type)
+
+
+# --- any table as a sheet (the cross-walk of a plan with a department's units) ---------------
+
+SHEET_TYPES = {"csv": "text/csv; charset=utf-8",
+               "xlsx": FORMATS["xlsx"].media_type}
+
+
+def write_sheet(frame: pd.DataFrame, columns: tuple[tuple[str, str, str], ...], path: Path,
+                fmt: str, *, title: str, about: dict[str, str] | None = None) -> Path:
+    """``frame``'s ``columns`` (field, Chinese, English heading) as CSV (UTF-8 with BOM) or
+    XLSX (header frozen, filters, widths; a 说明 sheet of ``about``); text never a formula."""
+    table = pd.DataFrame({field: frame[field] for field, _, _ in columns})
+    headings = [heading(zh, en) for _, zh, en in columns]
+    if fmt == "csv":
+        for column in table.columns:
+            if not pd.api.types.is_numeric_dtype(table[column].dtype):
+                table[column] = table[column].map(_no_formula)
+        table.columns = headings
+        table.to_csv(path, index=False, encoding="utf-8-sig")
+        return path
+    if fmt != "xlsx":
+        raise GridmapError(f"unknown sheet format {fmt!r}; use csv or xlsx")
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = title[:31]
+    for col, text in enumerate(headings, start=1):
+        cell = sheet.cell(row=1, column=col, value=text)
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDEBF7")
+    for row, record in enumerate(table.itertuples(index=False), start=2):
+        for col, value in enumerate(record, start=1):
+            if value is None or (isinstance(value, float) and pd.isna(value)):
+                value = None
+            elif hasattr(value, "item"):
+                value = value.item()
+            cell = sheet.cell(row=row, column=col, value=value)
+            if isinstance(value, str):
+                cell.data_type = "s"
+    for col, text in enumerate(headings, start=1):
+        widest = max([_display_width(text) // 2 + 2,
+                      *(_display_width(v) for v in table.iloc[:, col - 1])])
+        sheet.column_dimensions[get_column_letter(col)].width = min(60, widest + 2)
+    sheet.freeze_panes = "B2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(table) + 1}"
+    notes = book.create_sheet("说明 about")
+    for row, (key, value) in enumerate((about or {}).items(), start=1):
+        notes.cell(row=row, column=1, value=key).font = Font(bold=True)
+        notes.cell(row=row, column=2, value=value).data_type = "s"
+    book.save(path)
+    return path

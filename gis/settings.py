@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     #: a point near a grid edge is flagged, and how often overdue events are escalated
     #: (seconds; 0 turns the automatic escalation off).
     event_rules_path: str = ""
+    #: Which department handles each event category (多网融合): a JSON object
+    #: ``{"category": "department"}`` (GRIDMAP_EVENT_DEPARTMENTS); an event routed to a grid
+    #: also gets the unit of that department's overlay (docs/overlays.md).
+    event_departments: dict[str, str] = {
+        "safety_hazard": "应急", "dispute": "公安", "sanitation": "城管", "municipal": "城管",
+        "livelihood": "民政"}
     yellow_share: float = 0.2
     near_boundary_m: float = 10.0
     escalation_interval_s: float = 60.0

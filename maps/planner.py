@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from gis.band import DEFAULT_BAND
 from gis.names import plan_status_name
@@ -53,6 +54,8 @@ class PlannerPage:
     basemap_subdomains: str = "abc"
     #: The draft's edit generation (the ETag an edit names in If-Match).
     edit_version: int = 0
+    #: The departments whose grids the territory holds as overlays (多网融合).
+    overlays: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -79,6 +82,11 @@ def layer_specs(page: PlannerPage) -> list[dict[str, Any]]:
         specs.append({"key": key, "name": name,
                       "url": f"/territories/{page.territory_id}/layers/{key}?{query}",
                       "minZoom": BUILDINGS_MIN_ZOOM if key == "buildings" else 0})
+    # Department grids: their units with the slivers against this plan's grids.
+    for department in page.overlays:
+        specs.append({"key": f"overlay:{department}", "name": f"部门网格 · {department}",
+                      "url": f"/plans/{page.plan_id}/overlays/{quote(department, safe='')}"
+                             f"/map?{query}", "minZoom": 0})
     return specs
 
 

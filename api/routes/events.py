@@ -39,6 +39,7 @@ from api.deps import (
     page_links,
 )
 from api.problems import BadRequest, Forbidden
+from events.departments import department_unit
 from events.files import check_text, coordinate_columns, event_frame
 from events.photos import list_photos
 from events.privacy import mask_event, mask_routing
@@ -244,6 +245,8 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     created.event.setdefault("lat", routed["lat"])
     created.event["photos"] = [] if created.created else await run_in_threadpool(
         list_photos, engine, int(created.event["id"]))
+    created.event["department_unit"] = await run_in_threadpool(
+        department_unit, engine, created.event, request.app.state.settings.event_departments)
     event = _with_light(created.event, rules, now_of(request), who)
     # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
     return JSONResponse(event, status_code=201 if created.created else 200)
@@ -416,6 +419,8 @@ def event(event_id: Id, request: Request, who: EventsRead,
     found = _with_light(_visible(engine, event_id, who), rules_of(request), now_of(request),
                         who)
     found["photos"] = list_photos(engine, event_id)
+    found["department_unit"] = department_unit(
+        engine, found, request.app.state.settings.event_departments)
     return found
 
 

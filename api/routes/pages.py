@@ -31,6 +31,7 @@ from api.routes.workspace import me_of
 from gis.errors import Conflict
 from gis.geometry import feature_collection, for_basemap
 from gis.names import plan_status_name
+from gis.overlays import list_overlays
 from gis.plans import PlanInfo, flag_counts, get_plan, list_plans, locked_codes
 from gis.settings import Settings
 from gis.store import area_outlines, list_territories, territory_row, town_names
@@ -193,7 +194,8 @@ def _planner_page(engine: Engine, settings: Settings, info: PlanInfo) -> Planner
         bounds=_bounds(engine, info.territory_id, display), display=display,
         basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution,
         basemap_labels_url=settings.basemap_labels_url,
-        basemap_subdomains=settings.basemap_subdomains, edit_version=info.edit_version)
+        basemap_subdomains=settings.basemap_subdomains, edit_version=info.edit_version,
+        overlays=tuple(o["department"] for o in list_overlays(engine, info.territory_id)))
 
 
 @router.get("/plans/{plan_id}/edit", response_class=HTMLResponse,

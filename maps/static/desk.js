@@ -149,6 +149,12 @@
       field(dl, "灯", C.LIGHT_NAMES[e.light] || e.light);
       field(dl, "办理期限", C.fmtTime(e.deadline_at, zone));
       field(dl, "网格", e.grid_code);
+      if (e.department_unit) {
+        /* 多网融合: the department its category goes to, and that department's unit. */
+        var du = e.department_unit;
+        field(dl, "职能部门", du.department + "：" + (du.unit_code ?
+          (du.unit_name || du.unit_code) + "（" + du.unit_code + "）" : "无该部门网格"));
+      }
       field(dl, "上报人", e.reporter);
       field(dl, "上报时间", C.fmtTime(e.reported_at, zone));
       field(dl, "来源", e.source);

@@ -307,6 +307,13 @@
   function overlayStyle(key) {
     return function (feature) {
       var p = feature.properties || {};
+      if (key.indexOf("overlay:") === 0) {
+        /* A department's units dashed; the slivers between them and the grids filled red. */
+        return p.kind === "sliver" ?
+          {color: "#c92a2a", weight: 1, fillColor: "#ff6b6b", fillOpacity: 0.65} :
+          {color: p.whole ? "#2b8a3e" : "#e8590c", weight: 2.2, dashArray: "7 4",
+            fill: false};
+      }
       switch (key) {
         case "blocks": return {color: "#495057", weight: 0.7, opacity: 0.9, fill: false};
         case "roads":
@@ -332,6 +339,24 @@
 
   function overlayPopup(key, p) {
     var rows;
+    if (key.indexOf("overlay:") === 0) {
+      rows = p.kind === "sliver" ?
+        [["碎片", "网格与部门单元边界不一致"], ["网格", p.grid_code], ["部门单元", p.unit_code],
+          ["面积", num(Math.round(p.area_m2)) + " 平方米"],
+          ["占网格面积", (100 * p.area_share).toFixed(1) + "%"]] :
+        [["部门单元", p.name || "—"], ["编码", p.code],
+          ["由整网格组成", p.whole ? "是" : "否"], ["完整网格", num(p.whole_grids)],
+          ["部分网格", num(p.partial_grids)], ["碎片", num(p.slivers)]];
+    } else {
+      rows = plainPopupRows(key, p);
+    }
+    return "<table class=\"grid-popup\">" + rows.map(function (r) {
+      return "<tr><th>" + esc(r[0]) + "</th><td>" + esc(r[1]) + "</td></tr>";
+    }).join("") + "</table>";
+  }
+
+  function plainPopupRows(key, p) {
+    var rows;
     switch (key) {
       case "blocks": rows = [["地块", p.block_no], ["户数", num(p.households)],
         ["人口", num(p.population)], ["所属网格", p.grid_code || "—"]]; break;
@@ -351,9 +376,7 @@
         break;
       default: rows = [["名称", p.name || "—"]];
     }
-    return "<table class=\"grid-popup\">" + rows.map(function (r) {
-      return "<tr><th>" + esc(r[0]) + "</th><td>" + esc(r[1]) + "</td></tr>";
-    }).join("") + "</table>";
+    return rows;
   }
 
   function makeOverlay(spec) {
@@ -562,7 +585,8 @@
       if (layer instanceof L.TileLayer) { bases["底图"] = layer; }
     });
     cfg.layers.forEach(function (spec) {
-      overlays[spec.name] = makeOverlay(spec).layer;
+      /* The layer control writes names as HTML: a department's name is user text. */
+      overlays[esc(spec.name)] = makeOverlay(spec).layer;
     });
     titleControl(cfg).addTo(map);
     searchControl().addTo(map);

@@ -80,6 +80,15 @@ def _populate(engine: Engine) -> dict[str, int]:
         s.flush()
         s.add(models.EventHistory(event_id=ev.id, from_status=None, to_status="reported",
                                   level="grid", actor="张三", at=T0, reason="上报"))
+        overlay = models.Overlay(territory_id=terr.id, department="公安", name="警格",
+                                 source="jingge.shp", source_crs="EPSG:4490",
+                                 field_map={"code": "JGBM", "name": "JGMC"}, created_by="planner")
+        s.add(overlay)
+        s.flush()
+        s.add(models.OverlayUnit(overlay_id=overlay.id, code="JG01", name="景泰第一警格",
+                                 source_wkb=shapely.to_wkb(POLY), geom=geom(POLY)))
+        s.add(models.OverlayAlignment(overlay_id=overlay.id, plan_id=plan.id,
+                                      grid_code=grid.code, unit_code="JG01"))
         return {"territory": terr.id, "plan": plan.id, "grid": grid.id, "event": ev.id}
 
 
@@ -122,6 +131,15 @@ def test_every_model_round_trips(engine: Engine) -> None:
         assert (line.plan_id, line.line_no, line.kind, line.name, line.width_m,
                 line.likeness) == (plan.id, 0, "inferred_street", "景泰小学旁巷道", 14.5, 0.72)
         assert to_shape(line.geom).equals(shapely.MultiLineString([LINE]))
+        overlay = s.scalars(select(models.Overlay)).one()
+        assert (overlay.department, overlay.source_crs, overlay.field_map) == (
+            "公安", "EPSG:4490", {"code": "JGBM", "name": "JGMC"})
+        unit = s.scalars(select(models.OverlayUnit)).one()
+        assert unit.name == "景泰第一警格" and shapely.from_wkb(unit.source_wkb).equals(POLY)
+        assert to_shape(unit.geom).equals(POLY)
+        aligned = s.scalars(select(models.OverlayAlignment)).one()
+        assert (aligned.plan_id, aligned.grid_code, aligned.unit_code) == (
+            plan.id, grid.code, "JG01")
         staff = s.scalars(select(models.Staff)).one()
         assert staff.role == "grid_worker"
         assert s.scalars(select(models.StaffGrid.grid_code)).one() == grid.code
@@ -170,7 +188,7 @@ def test_deleting_a_territory_removes_everything_under_it(engine: Engine) -> Non
 
 def test_every_geometry_column_has_a_spatial_index(engine: Engine) -> None:
     geometry_tables = [t.name for t in models.Base.metadata.sorted_tables if "geom" in t.c]
-    assert len(geometry_tables) == 10
+    assert len(geometry_tables) == 11
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             rows = conn.execute(text(

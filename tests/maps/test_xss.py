@@ -175,6 +175,9 @@ def _build(client: TestClient, engine: Engine, tmp: Path, backend: str,
               "area_code": village, "grids": codes} for i in range(3)]
     r = client.put(f"/territories/{territory}/staff", json=staff)
     assert r.status_code == 200, r.text
+    # Department overlays (多网融合) whose unit names, and one's department, are payloads:
+    # the planner map lists them as layers, the desk names an event's unit.
+    _payload_overlays(client, plan, territory, tmp)
     events = []
     for i, g in enumerate(grids):
         x, y = _inside(client, plan, g["code"])
@@ -213,6 +216,26 @@ def _build(client: TestClient, engine: Engine, tmp: Path, backend: str,
     assert r.status_code == 200, r.text
     return World(backend, engine, settings, territory, other, plan, draft, town, village,
                  codes, events, usernames, patrol)
+
+
+#: A payload without "/" (a department name may not hold one: it is a path segment).
+DEPARTMENT_PAYLOAD = "<img src=x data-xss onerror=alert(2)>"
+
+
+def _payload_overlays(client: TestClient, plan: int, territory: int, tmp: Path) -> None:
+    import json
+
+    body = client.get(f"/plans/{plan}/grids").json()
+    features = [{"type": "Feature", "geometry": f["geometry"],
+                 "properties": {"code": f"U{i}", "name": payload(f"单元{i}", 200, i)}}
+                for i, f in enumerate(body["features"])]
+    path = tmp / "units.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    for department in ("城管", DEPARTMENT_PAYLOAD):
+        r = client.post(f"/territories/{territory}/overlays",
+                        files={"files": (path.name, path.read_bytes())},
+                        data={"department": department, "name": every_payload("图层")[:200]})
+        assert r.status_code == 201, r.text
 
 
 def _png() -> bytes:
@@ -290,6 +313,7 @@ def path_values(w: World) -> dict[str, list[str]]:
         "z": ["0"], "x": ["0"], "y": ["0"], "collectionId": ["grids"],
         "featureId": [w.grids[0]], "path": ["planner.js"],
         "photo_id": ["1"], "patrol_id": [str(w.patrol)], "key_id": ["1"],
+        "department": ["城管", DEPARTMENT_PAYLOAD],
     }
 
 

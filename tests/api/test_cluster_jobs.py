@@ -248,7 +248,12 @@ def test_the_job_limits_answer_429(postgis_url: str, cluster: DaskCluster,
         r = client.post(f"/territories/{third}/plans", json={"seed": 1}, headers=planner)
         assert r.status_code == 202, r.text
         for job_id in (first, second, r.json()["id"]):
-            assert client.delete(f"/jobs/{job_id}").status_code == 200
+            # Cancelled, or (a small territory on an idle cluster) ended before the cancel.
+            cancel = client.delete(f"/jobs/{job_id}")
+            assert cancel.status_code == 200 or (
+                cancel.status_code == 409
+                and client.get(f"/jobs/{job_id}").json()["state"] in ("done", "failed")), \
+                cancel.text
         assert client.post(f"/territories/{tid}/plans", json={"seed": 1}).status_code == 202
 
 

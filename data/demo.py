@@ -1142,7 +1142,7 @@ class _Gen:
         rng = np.random.default_rng(self.households * 7919 + len(villages))
         bank = nm.NameBank(rng)
         n = len(bld)
-        cen = shapely.centroid(bld)
+        cen: GArr = shapely.centroid(bld)
         road: list[str | None] = [None] * n
         number: list[int | None] = [None] * n
         named = [(g, nm_) for g, nm_ in zip(self.road_geoms, self.road_names, strict=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,12 +12,12 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 import shapely.ops
 from rapidfuzz import fuzz, process
 
 from gis import crs as crsmod
-from gis.errors import CoordinateError
 
 #: How precisely an address was placed, best first: a door plate (门牌; with its building
 #: when one is named), a building found by compound and number, a compound (小区), a point
@@ -203,8 +204,8 @@ class AddressIndex:
                 door.by_building.setdefault(bno, i)
             if road:
                 self.numbers.setdefault((road, number % 2), []).append((number, i))
-        for key, items in self.numbers.items():
-            self.numbers[key] = sorted(set(items))
+        for side, items in self.numbers.items():
+            self.numbers[side] = sorted(set(items))
         self.road_keys = sorted(set(self.road_geom) | {k[0] for k in self.numbers})
         self.compound_keys = sorted(self.compounds)
         self._road_first = _by_first(self.road_keys)
@@ -260,8 +261,10 @@ class AddressIndex:
             key = self._admin_at(rest)
             if key is None or self._named_at(rest, len(key)):
                 break
-            codes = self.admin_names[key]
-            p.areas.append(self._pick_area(codes, p.areas))
+            code = self._pick_area(self.admin_names[key], p.areas)
+            if code in p.areas:
+                break  # 湾滘村湾滘巷: the second 湾滘 belongs to the road
+            p.areas.append(code)
             rest = rest[len(key):]
             # The level word left after a short name (白云 + 区).
             for suffix in _ADMIN_SUFFIX:
@@ -284,6 +287,7 @@ class AddressIndex:
             p.number = int(num.group(1))
             p.sub_number = int(num.group(2)) if num.group(2) else None
             head, tail = rest[: num.start()], rest[num.end():]
+            p.rest = head
             road, extra = _split_road(head)
             p.road = road
             if extra and not road:
@@ -310,7 +314,8 @@ class AddressIndex:
                 p.road, p.compound = road, extra or None
             else:
                 p.compound = rest or None
-        p.rest = rest
+        if p.number is None:
+            p.rest = rest
         return p
 
     def _road_prefix(self, text: str) -> str | None:
@@ -350,10 +355,14 @@ class AddressIndex:
             return None, 0.0
         if name in self.road_geom or any(k[0] == name for k in self.numbers):
             return name, 1.0
-        found = process.extractOne(name, self.road_keys, scorer=fuzz.ratio, score_cutoff=66)
-        if found is None:
+        found = process.extract(name, self.road_keys, scorer=fuzz.ratio, score_cutoff=66,
+                                limit=2)
+        if not found:
             return None, 0.0
-        return str(found[0]), float(found[1]) / 100.0
+        score = float(found[0][1]) / 100.0
+        if len(found) > 1 and found[1][1] >= found[0][1] - 1e-9:
+            score *= 0.8  # two roads as close (湾滘巷: 湾滘一巷 or 湾滘二巷?)
+        return str(found[0][0]), score
 
     def _compound(self, name: str | None) -> tuple[str | None, float]:
         if not name:
@@ -416,12 +425,12 @@ class AddressIndex:
         road, road_score = self._road(p.road)
         if road is None and p.road and p.compound is None and p.number is not None:
             # A "road" that is not one: a compound or place named before the number.
-            comp, cs = self._compound(p.road)
+            comp, _ = self._compound(p.road)
             if comp:
                 p.compound, road = p.road, None
         if p.number is not None:
             scope = road
-            if scope is None and not p.road and p.areas:
+            if scope is None and not p.rest and p.areas:
                 scope = f"@{p.areas[-1]}"
             if scope is not None:
                 door = self.doors.get((scope, p.number, p.sub_number)) or (
@@ -533,8 +542,8 @@ class AddressIndex:
                                       np.array([c["y"] for _, _, c in cand_pts]),
                                       f"EPSG:{self.metric.to_epsg()}", coord_sys)
         placed: dict[int, list[dict[str, Any]]] = {}
-        for k, (i, _, c) in enumerate(cand_pts):
-            placed.setdefault(i, []).append({**c, "x": float(cx[k]), "y": float(cy[k])})
+        for n, (i, _, c) in enumerate(cand_pts):
+            placed.setdefault(i, []).append({**c, "x": float(cx[n]), "y": float(cy[n])})
         out: list[dict[str, Any]] = []
         for i, a in enumerate(answers):
             k = where.get(i)
@@ -577,12 +586,43 @@ def road_score_or(score: float) -> float:
     return 1.0 if score == 0.0 else score
 
 
+class IndexCache:
+    """Address indexes of stored territories, built on first use (a stored territory's layers
+    never change: a new upload is a new territory with a new id)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._cache: dict[int, AddressIndex] = {}
+        self._lock = threading.Lock()
+        self._building: dict[int, threading.Lock] = {}
+
+    def fresh(self, territory_id: int) -> AddressIndex | None:
+        return self._cache.get(territory_id)
+
+    def get(self, territory_id: int) -> AddressIndex:
+        found = self._cache.get(territory_id)
+        if found is not None:
+            return found
+        with self._lock:
+            lock = self._building.setdefault(territory_id, threading.Lock())
+        with lock:  # one build per territory at a time; the others wait for it
+            found = self._cache.get(territory_id)
+            if found is None:
+                found = self._build(territory_id)
+                self._cache[territory_id] = found
+        return found
+
+    def _build(self, territory_id: int) -> AddressIndex:
+        from gis.store import read_layer, territory_row
+
+        row = territory_row(self.engine, territory_id)  # NotFound for no such territory
+        layers = {name: read_layer(self.engine, territory_id, name)
+                  for name in ("admin_areas", "roads", "buildings")}
+        return AddressIndex(layers, pyproj.CRS.from_epsg(int(row.metric_epsg)))
+
+
 def at_least(level: str, minimum: str) -> bool:
     """Whether ``level`` is as precise as ``minimum`` or more."""
     return RANK[level] <= RANK[minimum]
 
 
-def check_level(value: str) -> str:
-    if value not in RANK:
-        raise CoordinateError(f"unknown geocode level {value!r}: one of {', '.join(LEVELS)}")
-    return value

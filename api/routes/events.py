@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Engine, delete, insert, select
 from starlette.concurrency import run_in_threadpool
 
@@ -30,7 +30,9 @@ from api.auth import (
 )
 from api.deps import GridCode, Id, IdQuery, TownCode, VillageCode, check_encoding, get_engine
 from api.problems import BadRequest, Forbidden
+from api.routes.geocode import index_for
 from events.files import check_text, coordinate_columns, event_frame
+from events.geocode import at_least
 from events.photos import list_photos
 from events.privacy import mask_event, mask_routing
 from events.router import points_to_wgs84
@@ -48,6 +50,7 @@ from events.store import (
     scoped_key,
     transition,
 )
+from events.unlocated import claim, create_unlocated, get_unlocated, list_unlocated, placed
 from gis import models
 from gis.codes import check_code as area_code
 from gis.errors import CoordinateError, NotFound
@@ -73,12 +76,17 @@ def now_of(request: Request) -> datetime:
 
 
 class EventIn(BaseModel):
-    """A located event. ``coord_sys`` is required: there is no silent default."""
+    """An event located by x/y (``coord_sys`` required with them: there is no silent
+    default) or by an ``address``, which the territory's own address points place."""
 
-    x: float = Field(description="Longitude, or easting in a projected system")
-    y: float = Field(description="Latitude, or northing in a projected system")
-    coord_sys: str = Field(min_length=1, max_length=200, description=(
+    x: float | None = Field(None, description="Longitude, or easting in a projected system")
+    y: float | None = Field(None, description="Latitude, or northing in a projected system")
+    coord_sys: str | None = Field(None, min_length=1, max_length=200, description=(
         "wgs84, cgcs2000, gcj02 (AMap, Tencent), bd09 (Baidu), 2000sz, or EPSG:xxxx"))
+    address: str | None = Field(None, min_length=1, max_length=300, description=(
+        "Instead of x/y: the address as written (白云区鹤龙社区同和路88号3栋). Routed when the "
+        "geocoder places it at GRIDMAP_GEOCODE_MIN_LEVEL or better; else kept as "
+        "needs_location (202) for an operator to place"))
     category: str = Field(min_length=1, max_length=60)
     source: Literal["patrol", "citizen", "hotline", "sensor"]
     territory_id: int | None = Field(None, ge=1, le=2**31 - 1, description=(
@@ -88,6 +96,17 @@ class EventIn(BaseModel):
     reported_at: datetime | None = Field(None, description="Default: now")
     idempotency_key: str | None = Field(None, min_length=1, max_length=100, description=(
         "The client's key: a retried request with the same key never makes a second event"))
+
+    @model_validator(mode="after")
+    def _located(self) -> EventIn:
+        if self.x is None and self.y is None:
+            if not self.address or not self.address.strip():
+                raise ValueError("give x, y and coord_sys, or an address (地址或坐标必填)")
+            return self
+        if self.x is None or self.y is None or not self.coord_sys:
+            raise ValueError("x, y and coord_sys go together: give all three (or an address "
+                             "instead)")
+        return self
 
     @field_validator("reported_at")
     @classmethod
@@ -211,11 +230,19 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     published = cache.fresh(body.territory_id)
     if published is None:
         published = await run_in_threadpool(cache.get, body.territory_id)
-    routed = published.route(body.x, body.y, body.coord_sys)[0]
+    x, y, coord_sys, level = body.x, body.y, body.coord_sys, None
+    if x is None or y is None or coord_sys is None:
+        geocoded = await _geocode_event(request, who, published.territory_id, body, key)
+        if isinstance(geocoded, JSONResponse):
+            return geocoded
+        x, y, coord_sys, level = geocoded
+    routed = published.route(x, y, coord_sys)[0]
     if not who.covers(routed["grid_code"]):
         raise outside(who, f"the event's place (grid {routed['grid_code']}); nothing stored")
-    fields = {**body.model_dump(exclude={"x", "y", "territory_id", "idempotency_key"}),
-              "x": body.x, "y": body.y, "idempotency_key": key,
+    fields = {**body.model_dump(exclude={"x", "y", "coord_sys", "territory_id",
+                                         "idempotency_key"}),
+              "x": x, "y": y, "coord_sys": coord_sys, "idempotency_key": key,
+              "geocode_level": level,
               **{k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
                                         "village_code", "town_code", "district_code",
                                         "distance_m", "other_grid_code", "flags")}}
@@ -237,6 +264,89 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     event = _with_light(created.event, rules, now_of(request), who)
     # Plain JSON values already (times as ISO text): rendered directly, as FastAPI would.
     return JSONResponse(event, status_code=201 if created.created else 200)
+
+
+async def _geocode_event(request: Request, who: Principal, territory_id: int, body: EventIn,
+                         key: str | None) -> tuple[float, float, str, str] | JSONResponse:
+    """Place an event reported by address: (lon, lat, "wgs84", level) when the geocoder
+    reaches GRIDMAP_GEOCODE_MIN_LEVEL; else it is stored as ``needs_location`` and the 202
+    answer (or, for a replayed key, the stored one with 200) is returned."""
+    assert body.address is not None
+    index = await index_for(request, who, territory_id)
+    answer = index.to([index.geocode(body.address)], "wgs84")[0]
+    minimum = request.app.state.settings.geocode_min_level
+    if answer["level"] != "none" and at_least(answer["level"], minimum):
+        return float(answer["lon"]), float(answer["lat"]), "wgs84", str(answer["level"])
+    if answer["area_code"] and not who.overlaps(answer["area_code"]):
+        raise outside(who, f"the address's area ({answer['area_code']}); nothing stored")
+    now = now_of(request)
+    fields = {"territory_id": territory_id, "category": body.category, "source": body.source,
+              "address": body.address, "description": body.description,
+              "reporter": body.reporter,
+              "reported_at": check_reported_at(body.reported_at, now,
+                                               request.app.state.settings) or now,
+              "geocode": answer, "idempotency_key": key, "created_by": who.username}
+    stored, created = await run_in_threadpool(create_unlocated, request.app.state.engine,
+                                              fields)
+    if not who.can("personal"):
+        stored = {**stored, "reporter": None if stored.get("reporter") is None else "***"}
+    return JSONResponse(stored, status_code=202 if created else 200)
+
+
+class PlaceIn(BaseModel):
+    x: float = Field(description="Longitude, or easting in a projected system")
+    y: float = Field(description="Latitude, or northing in a projected system")
+    coord_sys: str = Field(min_length=1, max_length=200)
+
+
+@router.get("/events/unlocated", summary="Events waiting for a location (needs_location): "
+                                         "reported by an address the geocoder could not place")
+def unlocated_events(who: EventsRead, territory: IdQuery = None,
+                     engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    rows = list_unlocated(engine, territory)
+    rows = [r for r in rows if who.everywhere or who.overlaps(r["area_code"])]
+    if not who.can("personal"):
+        rows = [{**r, "reporter": None if r["reporter"] is None else "***"} for r in rows]
+    return {"count": len(rows), "events": rows}
+
+
+@router.post("/events/unlocated/{unlocated_id}/place", status_code=201,
+             summary="Place an event that needs a location: routed and stored as an event",
+             responses={404: {"description": "No such event waiting"},
+                        409: {"description": "Placed already"}})
+async def place_event(unlocated_id: Id, body: PlaceIn, request: Request, who: EventsAct,
+                      engine: Engine = Depends(get_engine)) -> JSONResponse:
+    waiting = await run_in_threadpool(get_unlocated, engine, unlocated_id)
+    if not (who.everywhere or who.overlaps(waiting["area_code"])):
+        raise NotFound(f"no event {unlocated_id} waiting for a location")
+    rules = rules_of(request)
+    cache = routers_of(request)
+    published = await run_in_threadpool(cache.get, int(waiting["territory_id"]))
+    routed = published.route(body.x, body.y, body.coord_sys)[0]
+    if not who.covers(routed["grid_code"]):
+        raise outside(who, f"the event's place (grid {routed['grid_code']}); nothing stored")
+    await run_in_threadpool(claim, engine, unlocated_id)
+    fields = {"category": waiting["category"], "source": waiting["source"],
+              "description": waiting["description"], "reporter": waiting["reporter"],
+              "reported_at": datetime.fromisoformat(waiting["reported_at"]),
+              "address": waiting["address"], "geocode_level": "placed", "x": body.x,
+              "y": body.y, "coord_sys": body.coord_sys, "idempotency_key": None,
+              **{k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
+                                        "village_code", "town_code", "district_code",
+                                        "distance_m", "other_grid_code", "flags")}}
+    try:
+        created = await run_in_threadpool(create_event, engine, fields, routed["lon"],
+                                          routed["lat"], rules)
+    except BaseException:
+        await run_in_threadpool(placed, engine, unlocated_id, None)
+        raise
+    await run_in_threadpool(placed, engine, unlocated_id, int(created.event["id"]))
+    created.event["routing"] = routed
+    created.event.setdefault("lon", routed["lon"])
+    created.event.setdefault("lat", routed["lat"])
+    created.event["photos"] = []
+    return JSONResponse(_with_light(created.event, rules, now_of(request), who),
+                        status_code=201)
 
 
 #: The columns an import reads besides the coordinates (other properties are ignored).

@@ -76,6 +76,10 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/route"): "events:create",
     ("POST", "/events"): "events:create",
     ("POST", "/events/import"): "events:import",
+    ("GET", "/geocode"): "events:create",
+    ("POST", "/geocode"): "events:create",
+    ("GET", "/events/unlocated"): "events:read",
+    ("POST", "/events/unlocated/{unlocated_id}/place"): "events:act",
     ("GET", "/events"): "events:read",
     ("GET", "/events/rules"): "any",
     ("GET", "/events/stats"): "events:read",
@@ -171,7 +175,7 @@ def _path(template: str, world: dict[str, Any]) -> str:
               "code": world["town_a"], "area_code": world["town_a"],
               "z": 14, "x": 13000, "y": 7000, "collectionId": f"grids-{store.territory_id}",
               "featureId": world["grid_a"], "photo_id": 999_999, "patrol_id": 999_999,
-              "key_id": 999_999}
+              "key_id": 999_999, "unlocated_id": 999_999}
     fmt = "png" if "posters" in template else "geojson"
     return re.sub(r"\{(\w+)\}", lambda m: str(fmt if m.group(1) == "fmt"
                                               else values[m.group(1)]), template)

@@ -47,7 +47,9 @@ _BUILDING = re.compile(r"(\d+)栋")
 _UNIT = re.compile(r"(\d+)单元")
 _ROAD_END = ("大道", "大街", "横路", "直街", "横街", "胡同", "公路", "路", "街", "巷", "里", "道",
              "弄", "坊", "围", "约")
-_CROSS = re.compile(r"^(.+?)(?:与|和|及|同|跟|/|&|\+|、|交)(.+?)(?:交叉口|口)$")
+#: "A路与B路交叉口", "A路和B路路口", "A路B路交界": two roads (the first ends at a road word).
+_CROSS = re.compile(r"^(.+?(?:路|街|巷|道|里|弄|胡同))(.+?)(?:交叉口|口)$")
+_JOIN = ("与", "和", "及", "同", "跟", "/", "&", "+", "、", "交")
 _ADMIN_SUFFIX = ("特别行政区", "自治区", "街道", "社区", "示范区", "新区", "省", "市", "区", "县",
                  "镇", "乡", "村")
 
@@ -274,8 +276,10 @@ class AddressIndex:
         m = _CROSS.match(rest)
         if m and not _NUMBER.search(rest):
             a, b = m.group(1), m.group(2)
+            if b.startswith(_JOIN) and not self._road_prefix(b):
+                b = b[1:]  # the joining word (but 同和路 is a road)
             a = a if a.endswith(_ROAD_END) else self._road_prefix(a) or a
-            b = b[:-1] if b.endswith("路交叉") else b
+            b = re.sub(r"(路|街|巷|道)\1$", r"\1", b)  # 同和路路口 -> 同和路
             p.cross = (a, b)
             return p
         num = _NUMBER.search(rest)
@@ -428,6 +432,12 @@ class AddressIndex:
             comp, _ = self._compound(p.road)
             if comp:
                 p.compound, road = p.road, None
+        if road is None and p.number is not None and not p.road and p.compound \
+                and p.compound not in self.compounds and p.rest == p.compound:
+            # A road whose road word is mistyped (同和露5号): the text before the number.
+            guess, gscore = self._road(p.compound)
+            if guess is not None:
+                road, road_score, p.road, p.compound = guess, gscore, p.compound, None
         if p.number is not None:
             scope = road
             if scope is None and not p.rest and p.areas:

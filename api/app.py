@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         field,
         geocode,
         ogc,
+        open311,
         pages,
         plans,
         posters,
@@ -179,8 +180,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         workspace,
     )
 
-    for module in (accounts, territories, plans, edits, areas, events, geocode, field, exports,
-                   ogc, tiles, posters, pages, screen, workspace):
+    for module in (accounts, territories, plans, edits, areas, events, geocode, open311, field,
+                   exports, ogc, tiles, posters, pages, screen, workspace):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)

@@ -19,7 +19,7 @@ def _as_dict(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
     for key, value in out.items():
         if isinstance(value, datetime):
-            out[key] = value.isoformat()
+            out[key] = models.iso(value)
     out["status"] = "placed" if out.get("event_id") else STATUS
     out["area_code"] = (out.get("geocode") or {}).get("area_code")
     return out

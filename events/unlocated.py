@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gis import models
@@ -39,6 +39,22 @@ def create_unlocated(engine: Engine, fields: dict[str, Any]) -> tuple[dict[str, 
             if found is not None:
                 return _as_dict(found), False
         raise
+
+
+def create_unlocated_many(engine: Engine, rows: list[dict[str, Any]]) -> list[int]:
+    """Store many (an import's rows too vague to route) in one transaction; their ids."""
+    if not rows:
+        return []
+    with engine.begin() as conn:
+        return [int(conn.execute(insert(TABLE).values(**r).returning(TABLE.c.id)).scalar_one())
+                for r in rows]
+
+
+def forget_unlocated(engine: Engine, ids: list[int]) -> None:
+    """Remove rows stored by an import that then failed."""
+    if ids:
+        with engine.begin() as conn:
+            conn.execute(delete(TABLE).where(TABLE.c.id.in_(ids)))
 
 
 def get_unlocated(engine: Engine, unlocated_id: int) -> dict[str, Any]:

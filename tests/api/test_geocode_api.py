@@ -139,3 +139,49 @@ def test_min_level_setting_keeps_coarse_answers_waiting(env: dict[str, Any]) -> 
         fine = c.post("/events", json={"address": row["address"], "category": "sanitation",
                                        "source": "hotline"})
         assert fine.status_code == 201 and fine.json()["geocode_level"] == "door"
+
+
+def _counts(store: Any) -> tuple[int, int]:
+    with store.engine.connect() as conn:
+        return (conn.execute(select(func.count()).select_from(models.Event)).scalar_one(),
+                conn.execute(select(func.count()).select_from(models.UnlocatedEvent))
+                .scalar_one())
+
+
+def test_import_with_an_address_column(env: dict[str, Any]) -> None:
+    client, store, b = env["client"], env["store"], env["buildings"]
+    rows = b[b["road"].notna()]
+    a, c = rows.iloc[5], rows.iloc[40]
+    events0, waiting0 = _counts(store)
+    csv = (f"地址,category,description\n{a['address']},sanitation,甲\n"
+           f"查无此地,dispute,乙\n{c['road']}{c['house_number']}号,municipal,丙\n")
+    r = client.post("/events/import", files={"file": ("hotline.csv", csv.encode("gbk"))},
+                    data={"source": "hotline"})
+    assert r.status_code == 200, r.text
+    assert r.json()["imported"] == 2 and r.json()["needs_location"] == 1
+    events1, waiting1 = _counts(store)
+    assert (events1, waiting1) == (events0 + 2, waiting0 + 1)
+    stored = client.get("/events", params={"limit": 2}).json()
+    stored = stored["events"] if isinstance(stored, dict) else stored
+    assert {e["address"] for e in stored} == {a["address"], f"{c['road']}{c['house_number']}号"}
+    assert {e["geocode_level"] for e in stored} == {"door"}
+    assert all(e["coord_sys"] == "wgs84" for e in stored)
+    waiting = client.get("/events/unlocated").json()["events"]
+    assert any(w["address"] == "查无此地" and w["category"] == "dispute" for w in waiting)
+    # Mixed: coordinates where known, the address where not; in the file's system.
+    p = store.grids.iloc[2].geometry.representative_point()
+    mixed = f"lon,lat,address,category\n{p.x},{p.y},,sanitation\n,,{a['address']},sanitation\n"
+    r = client.post("/events/import", files={"file": ("m.csv", mixed.encode())},
+                    data={"coord_sys": "gcj02", "source": "hotline"})
+    assert r.status_code == 200 and r.json()["imported"] == 2, r.text
+    # A row with neither: refused, naming it; nothing stored.
+    before = _counts(store)
+    broken = f"lon,lat,address,category\n{p.x},{p.y},,sanitation\n,,,sanitation\n"
+    r = client.post("/events/import", files={"file": ("b.csv", broken.encode())},
+                    data={"coord_sys": "wgs84"})
+    assert r.status_code == 422 and "row 2" in r.text
+    coords_no_sys = client.post("/events/import",
+                                files={"file": ("c.csv", f"lon,lat,category\n{p.x},{p.y},"
+                                                         "sanitation\n".encode())})
+    assert coords_no_sys.status_code == 422 and "coord_sys" in coords_no_sys.text
+    assert _counts(store) == before

@@ -162,6 +162,7 @@ class AddressIndex:
                 if len(key) >= 2:
                     self.admin_names.setdefault(key, []).append(code)
         self.admin_keys = sorted(self.admin_names, key=len, reverse=True)
+        self._full_admin = {normalise(n) for n in self.area_name.values()}
         self._admin_first: dict[str, list[str]] = {}
         for key in self.admin_keys:
             self._admin_first.setdefault(key[0], []).append(key)
@@ -263,6 +264,8 @@ class AddressIndex:
             key = self._admin_at(rest)
             if key is None or self._named_at(rest, len(key)):
                 break
+            if rest[len(key):].startswith(_ROAD_END) and key not in self._full_admin:
+                break  # 安塘巷: a road named after the village 安塘村, not 安塘 + 巷
             code = self._pick_area(self.admin_names[key], p.areas)
             if code in p.areas:
                 break  # 湾滘村湾滘巷: the second 湾滘 belongs to the road
@@ -353,20 +356,28 @@ class AddressIndex:
 
     # -- matching --------------------------------------------------------
 
-    def _road(self, name: str | None) -> tuple[str | None, float]:
-        """The territory's road of that name: exact, else the closest spelling."""
+    def _road(self, name: str | None, number: int | None = None) -> tuple[str | None, float]:
+        """The territory's road of that name: exact, else the closest spelling; among roads
+        spelt as close, the one with a door of that ``number`` (湾滘巷8号: 湾滘一巷 has an 8,
+        湾滘二巷 not). Two roads as close and both (or neither) with the number cost 20%."""
         if not name:
             return None, 0.0
         if name in self.road_geom or any(k[0] == name for k in self.numbers):
             return name, 1.0
         found = process.extract(name, self.road_keys, scorer=fuzz.ratio, score_cutoff=66,
-                                limit=2)
+                                limit=8)
         if not found:
             return None, 0.0
-        score = float(found[0][1]) / 100.0
-        if len(found) > 1 and found[1][1] >= found[0][1] - 1e-9:
-            score *= 0.8  # two roads as close (湾滘巷: 湾滘一巷 or 湾滘二巷?)
-        return str(found[0][0]), score
+        best = float(found[0][1])
+        tied = [str(f[0]) for f in found if float(f[1]) >= best - 1e-9]
+        score = best / 100.0
+        if len(tied) > 1:
+            having = [r for r in tied if number is not None
+                      and (r, number, None) in self.doors] if number is not None else []
+            if len(having) == 1:
+                return having[0], score * 0.95
+            return (having or tied)[0], score * 0.8
+        return tied[0], score
 
     def _compound(self, name: str | None) -> tuple[str | None, float]:
         if not name:
@@ -426,7 +437,7 @@ class AddressIndex:
             if hit is not None:
                 xy, score = hit
                 return self._answer(q, p, "intersection", 0.8 * score, xy, "intersection")
-        road, road_score = self._road(p.road)
+        road, road_score = self._road(p.road, p.number)
         if road is None and p.road and p.compound is None and p.number is not None:
             # A "road" that is not one: a compound or place named before the number.
             comp, _ = self._compound(p.road)
@@ -435,7 +446,7 @@ class AddressIndex:
         if road is None and p.number is not None and not p.road and p.compound \
                 and p.compound not in self.compounds and p.rest == p.compound:
             # A road whose road word is mistyped (同和露5号): the text before the number.
-            guess, gscore = self._road(p.compound)
+            guess, gscore = self._road(p.compound, p.number)
             if guess is not None:
                 road, road_score, p.road, p.compound = guess, gscore, p.compound, None
         if p.number is not None:

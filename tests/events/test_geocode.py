@@ -67,6 +67,9 @@ def _territory() -> dict[str, gpd.GeoDataFrame]:
         rows.append(("同和路", "88", "云景花园", str(b), x0 + (380 + 20 * b) * m, y0 - 60 * m))
     for n in range(1, 4):
         rows.append((None, str(n), None, None, x0 + (700 + 30 * n) * m, y0 + 200 * m))
+    # Lanes named after the village: 永泰一巷 (1, 3) and 永泰二巷 (5).
+    for road, n, dx in (("永泰一巷", "1", 600), ("永泰一巷", "3", 620), ("永泰二巷", "5", 800)):
+        rows.append((road, n, None, None, x0 + dx * m, y0 - 300 * m))
     buildings = gpd.GeoDataFrame(
         {"households": [1] * len(rows), "road": [r[0] for r in rows],
          "house_number": [r[1] for r in rows], "compound": [r[2] for r in rows],
@@ -153,6 +156,19 @@ def test_address_column_alone_is_parsed() -> None:
     layers["buildings"] = b
     index = AddressIndex(layers, Territory("t", layers).metric_crs)
     assert index.geocode("同和路3号").level == "door"
+
+
+def test_a_lane_named_after_its_village_with_a_typo() -> None:
+    """永泰巷5号: not the village 永泰 + 巷, but a lane of that name with a character lost;
+    of the two lanes spelt as close, the one that has a 5."""
+    index = _index()
+    assert index.parse("永泰巷5号").road == "永泰巷"
+    a = index.geocode("永泰巷5号")
+    assert a.level == "door" and 0.5 < a.confidence < 0.9
+    out = index.to([a], "wgs84")[0]
+    assert abs((out["lon"] - 113.30) * 111_000 - 800) < 5
+    both = index.geocode("永泰巷1号")   # only 永泰一巷 has a 1 as well
+    assert both.level == "door" and both.confidence < 0.9
 
 
 def test_levels_order() -> None:

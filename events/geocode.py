@@ -42,13 +42,13 @@ _REPLACE = (
 _DROP = re.compile(r"[\s,，。.、;；:：()（）\[\]【】\"“”'‘’<>《》]+")
 _PROVINCE = re.compile(r"^(?:[^省市区]{2,7}?(?:省|自治区|特别行政区))")
 _CITY = re.compile(r"^(?:[^省市区县]{2,6}?(?:市|自治州|地区|盟))")
-_NUMBER = re.compile(r"(\d+)(?:[-之](\d+))?号(?:院)?")
+_NUMBER = re.compile(r"(\d+)(?:[-之](\d+))?号(?:院)?(?:(?:之|附|-)(\d+)(?![\d栋单号]))?")
 _BUILDING = re.compile(r"(\d+)栋")
 _UNIT = re.compile(r"(\d+)单元")
 _ROAD_END = ("大道", "大街", "横路", "直街", "横街", "胡同", "公路", "路", "街", "巷", "里", "道",
              "弄", "坊", "围", "约")
 #: "A路与B路交叉口", "A路和B路路口", "A路B路交界": two roads (the first ends at a road word).
-_CROSS = re.compile(r"^(.+?(?:路|街|巷|道|里|弄|胡同))(.+?)(?:交叉口|口)$")
+_CROSS = re.compile(r"^(.+?(?:路|街|巷|道|里|弄|胡同))(.+?)交叉口")  # 路口/交界 normalised
 _JOIN = ("与", "和", "及", "同", "跟", "/", "&", "+", "、", "交")
 _ADMIN_SUFFIX = ("特别行政区", "自治区", "街道", "社区", "示范区", "新区", "省", "市", "区", "县",
                  "镇", "乡", "村")
@@ -102,6 +102,8 @@ class Parsed:
     unit: int | None = None
     cross: tuple[str, str] | None = None
     rest: str = ""
+    #: A short admin name before a road word was kept in the road (see AddressIndex.parse).
+    ambiguous: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"areas": self.areas, "road": self.road, "house_number": self.number,
@@ -252,9 +254,11 @@ class AddressIndex:
 
     # -- parsing ---------------------------------------------------------
 
-    def parse(self, address: str) -> Parsed:
+    def parse(self, address: str, *, split_short: bool = False) -> Parsed:
         """The parts of an address: admin areas (by the territory's own names), road, house
-        number, compound, building; or an intersection of two roads."""
+        number, compound, building; or an intersection of two roads. A short admin name
+        before a road word (安塘巷, 永泰街) is kept in the road unless ``split_short`` (the
+        parse marks itself ``ambiguous``: the caller may try the other reading)."""
         text = normalise(address)
         p = Parsed(text)
         rest = text
@@ -264,15 +268,18 @@ class AddressIndex:
             key = self._admin_at(rest)
             if key is None or self._named_at(rest, len(key)):
                 break
-            if rest[len(key):].startswith(_ROAD_END) and key not in self._full_admin:
+            if rest[len(key):].startswith(_ROAD_END) and key not in self._full_admin \
+                    and not split_short:
+                p.ambiguous = True
                 break  # 安塘巷: a road named after the village 安塘村, not 安塘 + 巷
             code = self._pick_area(self.admin_names[key], p.areas)
             if code in p.areas:
                 break  # 湾滘村湾滘巷: the second 湾滘 belongs to the road
             p.areas.append(code)
             rest = rest[len(key):]
-            # The level word left after a short name (白云 + 区).
-            for suffix in _ADMIN_SUFFIX:
+            # The level word left after a short name (白云 + 区; 永泰 + 街, 街道 cut short).
+            extra = ("街",) if split_short and self.area_level.get(code) == "town" else ()
+            for suffix in (*_ADMIN_SUFFIX, *extra):
                 if rest.startswith(suffix):
                     rest = rest[len(suffix):]
                     break
@@ -292,7 +299,8 @@ class AddressIndex:
             p.unit = int(unit.group(1))
         if num:
             p.number = int(num.group(1))
-            p.sub_number = int(num.group(2)) if num.group(2) else None
+            sub = num.group(2) or num.group(3)
+            p.sub_number = int(sub) if sub else None
             head, tail = rest[: num.start()], rest[num.end():]
             p.rest = head
             road, extra = _split_road(head)
@@ -431,6 +439,15 @@ class AddressIndex:
 
     def _geocode(self, q: str) -> Answer:
         p = self.parse(q)
+        answer = self._match(q, p)
+        if p.ambiguous and answer.confidence < 0.9:
+            # 永泰街同和路5号: 永泰街(道) + 同和路 rather than a road 永泰街同和路.
+            other = self._match(q, self.parse(q, split_short=True))
+            if other.confidence > answer.confidence:
+                return other
+        return answer
+
+    def _match(self, q: str, p: Parsed) -> Answer:
         cands: list[dict[str, Any]] = []
         if p.cross:
             hit = self._intersection(p.cross)

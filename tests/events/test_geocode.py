@@ -93,9 +93,13 @@ def _index() -> AddressIndex:
     ("同和路88-2号", {"road": "同和路", "house_number": 88, "sub_number": 2}),
     ("鹤龙二横路与同和路交叉口", {"intersection": ["鹤龙2横路", "同和路"]}),
     ("鹤龙2横路同和路路口", {"intersection": ["鹤龙2横路", "同和路"]}),
+    ("同和路和鹤龙二横路交汇处往东50米", {"intersection": ["同和路", "鹤龙2横路"]}),
     ("永泰村3号", {"areas": ["440111001201"], "house_number": 3, "road": None}),
     ("白云永泰鹤龙同和路5号", {"areas": ["440111", "440111001", "440111001001"],
                        "road": "同和路", "house_number": 5}),
+    ("同和路88号之2", {"road": "同和路", "house_number": 88, "sub_number": 2}),
+    ("广州市白云区同和路88号云景花园3栋1单元", {"areas": ["440111"], "road": "同和路",
+                                    "compound": "云景花园", "building_no": 3, "unit": 1}),
 ])
 def test_parse(text: str, parts: dict[str, object]) -> None:
     got = _index().parse(text).as_dict()
@@ -116,6 +120,11 @@ def test_parse(text: str, parts: dict[str, object]) -> None:
     ("同和路11号", "road", 0.5, (90, 15)),                    # beyond the last odd door
     ("鹤龙二横路与同和路交叉口", "intersection", 0.7, (250, 0)),
     ("永泰村2号", "door", 0.95, (760, 200)),
+    ("永泰街同和路5号", "door", 0.9, (50, 15)),                # 街道 written 街
+    ("同和路五号", "door", 0.95, (50, 15)),
+    ("同和路5号附近的垃圾桶", "door", 0.95, (50, 15)),
+    ("云景花园北门", "compound", 0.5, (420, -60)),
+    ("同和路88号云景花园9栋", "door", 0.75, (420, -60)),      # no such building: the door
     ("鹤龙社区", "community", 0.1, None),
     ("月球基地", "none", 0.0, None),
 ])

@@ -278,8 +278,8 @@ class AddressIndex:
             p.areas.append(code)
             rest = rest[len(key):]
             # The level word left after a short name (白云 + 区; 永泰 + 街, 街道 cut short).
-            extra = ("街",) if split_short and self.area_level.get(code) == "town" else ()
-            for suffix in (*_ADMIN_SUFFIX, *extra):
+            cut_short = ("街",) if split_short and self.area_level.get(code) == "town" else ()
+            for suffix in (*_ADMIN_SUFFIX, *cut_short):
                 if rest.startswith(suffix):
                     rest = rest[len(suffix):]
                     break

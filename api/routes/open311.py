@@ -148,7 +148,7 @@ def _one(request: Request, engine: Engine, who: Principal, request_id: str
     """One request by its id: an event (``123``) or one waiting for a location (``u45``,
     answered as the event it became once placed)."""
     text = request_id.strip()
-    if text.startswith("u") and text[1:].isdigit():
+    if text.startswith("u") and text[1:].isdigit() and len(text) <= 10:
         waiting = get_unlocated(engine, int(text[1:]))
         if waiting.get("event_id"):
             text = str(waiting["event_id"])
@@ -162,7 +162,7 @@ def _one(request: Request, engine: Engine, who: Principal, request_id: str
                     "deadline_at": None, "category": waiting["category"],
                     "status": "reported", "level": "grid"})["description"]}
             return out
-    if not text.isdigit() or len(text) > 10:
+    if not text.isdigit() or len(text) > 10 or int(text) > 2**31 - 1:
         raise NotFound(f"no service request {request_id}")
     event = get_event(engine, int(text), with_history=False)
     check_code(who, event["grid_code"], f"service request {request_id}")

@@ -163,3 +163,21 @@ def test_round_trip_with_a_plain_http_client(env: dict[str, Any]) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{server.url}/open311/v2/services.json", timeout=30)
         assert refused.value.code == 401
+
+
+def test_reads_are_audited_without_the_key(env: dict[str, Any]) -> None:
+    """Reading requests (personal data) is in the audit log; the api_key in the URL is not."""
+    from sqlalchemy import select
+
+    from gis import models
+
+    key = env["keys"]["operator"]
+    r = env["client"].get("/open311/v2/requests.json", params={"api_key": key,
+                                                                "status": "open"})
+    assert r.status_code == 200
+    env["app"].state.audit.flush()
+    with env["store"].engine.connect() as conn:
+        paths = [p for (p,) in conn.execute(select(models.AuditEntry.path).where(
+            models.AuditEntry.path.like("/open311/v2/requests.json%")))]
+    assert paths and all(key not in p for p in paths)
+    assert any("api_key=***" in p and "status=open" in p for p in paths)

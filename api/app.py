@@ -28,6 +28,7 @@ from api.auth import (
 )
 from api.headers import SecurityHeaders
 from api.jobs import JobRunner
+from events.geocode import IndexCache
 from events.routing import RouterCache
 from events.rules import Rules
 from events.store import escalate_overdue, recover_imports
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.jobs = runner
     app.state.rules = rules
     app.state.routers = RouterCache(engine, settings.near_boundary_m)
+    app.state.geocoders = IndexCache(engine)
     #: The clock events are timed by (tests replace it).
     app.state.clock = utcnow
     app.state.auth = Authenticator(engine, settings.token_minutes)
@@ -174,7 +176,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         events,
         exports,
         field,
+        geocode,
         ogc,
+        open311,
         overlays,
         pages,
         plans,
@@ -185,8 +189,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         workspace,
     )
 
-    for module in (accounts, territories, overlays, plans, edits, areas, events, field, exports,
-                   ogc, tiles, posters, pages, screen, workspace):
+    for module in (accounts, territories, overlays, plans, edits, areas, events, geocode, open311,
+                   field, exports, ogc, tiles, posters, pages, screen, workspace):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)

@@ -17,7 +17,9 @@ from gis.database import is_unavailable
 log = logging.getLogger("gridmap.audit")
 #: Reads that show personal data or whole datasets; every other GET is not logged.
 AUDITED_READS = re.compile(r"^/(events(/|$)|screen/data|accounts|audit|plans/\d+/export|"
-                           r"territories/\d+/staff)")
+                           r"territories/\d+/staff|open311/v2/requests)")
+#: A credential in a query (Open311's ``api_key``): never written to the log.
+_KEY_IN_QUERY = re.compile(r"(^|&)(api_key|token|access_token)=[^&]*", re.IGNORECASE)
 #: Entries kept in memory while the database is away (the oldest are dropped past this).
 BACKLOG = 100_000
 
@@ -216,7 +218,8 @@ class AuditRequests:
         who = (scope.get("state") or {}).get("principal")
         if who is None and status not in (401, 403):
             return  # unauthenticated public routes (sign-in records itself)
-        query = scope.get("query_string", b"").decode("latin-1")
+        query = _KEY_IN_QUERY.sub(r"\1\2=***",
+                                  scope.get("query_string", b"").decode("latin-1"))
         scope["app"].state.audit.record(
             username=who.username if who else None, role=who.role if who else None,
             action=_action(method, status), method=method,

@@ -37,6 +37,8 @@ MEDIA_TYPE = "application/problem+json"
 #: and when it is there but busy (another writer holds the lock past the wait allowed).
 RETRY_AFTER_S = 5
 BUSY_RETRY_AFTER_S = 2
+#: Routes whose errors take the Open311 GeoReport v2 form instead of problem details.
+OPEN311 = "/open311/"
 
 
 class PayloadTooLarge(GridmapError):
@@ -158,6 +160,10 @@ def problem_for(exc: GridmapError) -> Problem:
 
 def problem_response(status: int, code: str, title: str, detail: str, request: Request,
                      **extra: Any) -> JSONResponse:
+    if str(request.url.path).startswith(OPEN311):
+        # GeoReport v2 clients read errors as the spec writes them: [{code, description}].
+        return JSONResponse([{"code": status, "description": f"{title}: {detail}"}],
+                            status_code=status)
     body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail,
             "instance": str(request.url.path), **extra}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)

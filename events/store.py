@@ -43,7 +43,7 @@ STAGED_PAUSE_S = 0.1
 FIELDS = ("territory_id", "plan_id", "grid_id", "grid_code", "village_code", "town_code",
           "district_code", "distance_m", "other_grid_code", "category", "source",
           "description", "reporter", "reported_at", "idempotency_key", "coord_sys", "x", "y",
-          "flags")
+          "flags", "address", "geocode_level")
 
 
 #: The stored form of an idempotency key: ``<scope>:<the client's key>``.

@@ -50,6 +50,12 @@ TYPE_NAMES = {
 }
 
 
+#: The optional address of a building or address point (docs/data-format.md, "Addresses"):
+#: the whole address as written, and/or its parts — road, house number (门牌号), compound
+#: (小区), building number (栋). The geocoder (events.geocode) indexes them.
+ADDRESS_FIELDS = ("address", "road", "house_number", "compound", "building_no")
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One row of the layer contract (docs/data-format.md)."""
@@ -75,8 +81,8 @@ LAYERS: dict[str, LayerSpec] = {
         LayerSpec("ridges", ("line",), (), ("name",), "ridge lines"),
         LayerSpec("railways", ("line",), (), ("name",), "railway lines"),
         LayerSpec("buildings", ("polygon", "point"), (),
-                  ("households", "population", "floors", "height", "use"),
-                  "buildings or address points with household counts"),
+                  ("households", "population", "floors", "height", "use", *ADDRESS_FIELDS),
+                  "buildings or address points with household counts (and their address)"),
         LayerSpec("facilities", ("point", "polygon"), ("kind",), ("name",),
                   "schools, hospitals, markets: never a grid of their own"),
         LayerSpec("dedicated_areas", ("polygon",), ("name", "kind"), (),
@@ -1023,7 +1029,22 @@ def _check_buildings(gdf: gpd.GeoDataFrame, file: str) -> gpd.GeoDataFrame:
     gdf["height"] = height.where(height > 0)
     use = _as_text(gdf["use"])
     gdf["use"] = use.map(lambda v: USES_ZH.get(v, v.lower()) if isinstance(v, str) else None)
+    for col in ADDRESS_FIELDS:
+        gdf[col] = _address_text(gdf[col])
     return gdf
+
+
+def _address_text(values: pd.Series) -> pd.Series:
+    """An address column as stripped text, numbers (a house number read as 88.0) as integers,
+    blanks as missing."""
+    def one(v: Any) -> str | None:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return None
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        text = str(v).strip()
+        return text[:200] or None
+    return values.astype(object).map(one)
 
 
 def _check_kinded(layer: str) -> Any:
@@ -1112,6 +1133,12 @@ FIELD_SYNONYMS: dict[str, tuple[str, ...]] = {
     "floors": ("floors", "cs", "层数", "楼层"),
     "height": ("height", "gd", "高度"),
     "use": ("use", "landuse", "yt", "用途", "用地性质", "用地类型", "性质"),
+    "address": ("address", "addr", "dz", "地址", "门牌地址", "标准地址"),
+    "road": ("road", "street", "addr:street", "jlx", "街路巷", "道路名称", "路名"),
+    "house_number": ("house_number", "housenumber", "addr:housenumber", "mph", "门牌号",
+                     "门牌"),
+    "compound": ("compound", "xq", "小区", "小区名称"),
+    "building_no": ("building_no", "ldh", "楼栋号", "栋号", "楼号"),
 }
 #: Values shown per column in a preview.
 SAMPLE_VALUES = 3

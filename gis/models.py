@@ -136,6 +136,12 @@ class Building(Base):
     floors: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[float | None] = mapped_column(Float)
     use: Mapped[str | None] = mapped_column(String(40))
+    #: Its address as written and its parts (gis.layers.ADDRESS_FIELDS; migration 0013).
+    address: Mapped[str | None] = mapped_column(String(200))
+    road: Mapped[str | None] = mapped_column(String(200))
+    house_number: Mapped[str | None] = mapped_column(String(200))
+    compound: Mapped[str | None] = mapped_column(String(200))
+    building_no: Mapped[str | None] = mapped_column(String(200))
     geom: Mapped[WKBElement] = geometry_column()
 
 
@@ -363,6 +369,10 @@ class Event(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     #: The coordinate system the location arrived in, and the raw coordinates.
     coord_sys: Mapped[str] = mapped_column(String(60))
+    #: The address it was reported with, and how precisely the geocoder placed it
+    #: (events.geocode.LEVELS), when it came without x/y (migration 0013).
+    address: Mapped[str | None] = mapped_column(String(300))
+    geocode_level: Mapped[str | None] = mapped_column(String(16))
     x: Mapped[float] = mapped_column(Float)
     y: Mapped[float] = mapped_column(Float)
     flags: Mapped[list[Any]] = mapped_column(default=list)
@@ -399,6 +409,28 @@ class EventImport(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UnlocatedEvent(Base):
+    """An event reported with an address the geocoder could not place precisely enough
+    (status ``needs_location``): kept here, without a point, until an operator places it
+    on the desk's map — then it becomes an ordinary, routed event (migration 0013)."""
+
+    __tablename__ = "unlocated_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(Integer, index=True)
+    category: Mapped[str] = mapped_column(String(60))
+    source: Mapped[str] = mapped_column(String(40))
+    address: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text)
+    reporter: Mapped[str | None] = mapped_column(String(100))
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The geocoder's best answer (level, confidence, point, candidates) as JSON.
+    geocode: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    created_by: Mapped[str | None] = mapped_column(String(60))
+    #: Set when placed: the event it became.
+    event_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class EventHistory(Base):

@@ -36,6 +36,11 @@ def _col(gdf: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series([None] * len(gdf), index=gdf.index, dtype=object)
 
 
+def _osm_key(frame: gpd.GeoDataFrame, key: str) -> str:
+    """An OSM tag's column as GDAL names it (``addr:street`` or, laundered, ``addr_street``)."""
+    return key if key in frame.columns else key.replace(":", "_")
+
+
 def _number(series: pd.Series) -> pd.Series:
     """Leading number of an OSM tag value ("12", "12.5 m", "3;4")."""
     text = series.astype("string").str.extract(r"^\s*([0-9]+(?:\.[0-9]+)?)")[0]
@@ -128,6 +133,10 @@ def read_osm(path: str, notes: list[str] | None = None, max_features: int | None
         floors=floors,
         height=_number(_col(polys, "height")),
         use=building.map(OSM_USE),
+        # GDAL launders "addr:street" into "addr_street" unless told otherwise.
+        address=_col(polys, _osm_key(polys, "addr:full")),
+        road=_col(polys, _osm_key(polys, "addr:street")),
+        house_number=_col(polys, _osm_key(polys, "addr:housenumber")),
     )
 
     amenity_pt = _col(points, "amenity").map(OSM_FACILITY)

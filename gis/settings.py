@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         "livelihood": "民政"}
     yellow_share: float = 0.2
     near_boundary_m: float = 10.0
+    #: An event reported with an address (no x/y) is routed when the geocoder places it at
+    #: this level or a more precise one (events.geocode.LEVELS); else it is kept as
+    #: ``needs_location`` for an operator to place on the desk's map.
+    geocode_min_level: Literal["door", "building", "compound", "road", "intersection",
+                               "community"] = "road"
+    #: Addresses one POST /geocode may carry.
+    geocode_batch_max: int = 10_000
     escalation_interval_s: float = 60.0
     #: How far in the past and in the future an event's ``reported_at`` may lie (days and
     #: minutes from the server's clock); outside that window a report is refused (400).

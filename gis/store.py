@@ -30,7 +30,10 @@ def _wkb(geoms: np.ndarray) -> list[WKBElement]:
 def _records(gdf: gpd.GeoDataFrame, columns: dict[str, str], **fixed: Any
              ) -> list[dict[str, Any]]:
     """Rows as dicts with Python scalars (None for missing), geometry as EWKB."""
-    frame = pd.DataFrame({target: gdf[source] for source, target in columns.items()})
+    # A column the layer lacks (an optional one, e.g. the address fields of layers made
+    # before they existed) is stored empty.
+    frame = pd.DataFrame({target: gdf[source] if source in gdf.columns else None
+                          for source, target in columns.items()}, index=gdf.index)
     frame = frame.astype(object).where(frame.notna(), None)
     rows: list[dict[str, Any]] = frame.to_dict("records")
     for row, geom in zip(rows, _wkb(gdf.geometry.to_numpy()), strict=True):
@@ -43,7 +46,9 @@ LAYER_COLUMNS: dict[str, dict[str, str]] = {
     "admin_areas": {"code": "code", "name": "name", "level": "level",
                     "parent_code": "parent_code", "kind": "kind"},
     "buildings": {"households": "households", "population": "population", "floors": "floors",
-                  "height": "height", "use": "use"},
+                  "height": "height", "use": "use", "address": "address", "road": "road",
+                  "house_number": "house_number", "compound": "compound",
+                  "building_no": "building_no"},
     "facilities": {"kind": "kind", "name": "name"},
     "dedicated_areas": {"name": "name", "kind": "kind"},
     "landuse": {"use": "use", "name": "name"},

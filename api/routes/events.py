@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -39,8 +39,10 @@ from api.deps import (
     page_links,
 )
 from api.problems import BadRequest, Forbidden
+from api.routes.geocode import index_for
 from events.departments import department_unit
 from events.files import check_text, coordinate_columns, event_frame
+from events.geocode import at_least
 from events.photos import list_photos
 from events.privacy import mask_event, mask_routing
 from events.roster import Member, replace_roster
@@ -60,8 +62,17 @@ from events.store import (
     scoped_key,
     transition,
 )
+from events.unlocated import (
+    claim,
+    create_unlocated,
+    create_unlocated_many,
+    forget_unlocated,
+    get_unlocated,
+    list_unlocated,
+    placed,
+)
 from gis.codes import check_code as area_code
-from gis.errors import CoordinateError
+from gis.errors import CoordinateError, LayerError, NotFound
 from gis.layers import ReadLimits
 
 router = APIRouter(tags=["events"])
@@ -84,12 +95,17 @@ def now_of(request: Request) -> datetime:
 
 
 class EventIn(BaseModel):
-    """A located event. ``coord_sys`` is required: there is no silent default."""
+    """An event located by x/y (``coord_sys`` required with them: there is no silent
+    default) or by an ``address``, which the territory's own address points place."""
 
-    x: float = Field(description="Longitude, or easting in a projected system")
-    y: float = Field(description="Latitude, or northing in a projected system")
-    coord_sys: str = Field(min_length=1, max_length=200, description=(
+    x: float | None = Field(None, description="Longitude, or easting in a projected system")
+    y: float | None = Field(None, description="Latitude, or northing in a projected system")
+    coord_sys: str | None = Field(None, min_length=1, max_length=200, description=(
         "wgs84, cgcs2000, gcj02 (AMap, Tencent), bd09 (Baidu), 2000sz, or EPSG:xxxx"))
+    address: str | None = Field(None, min_length=1, max_length=300, description=(
+        "Instead of x/y: the address as written (白云区鹤龙社区同和路88号3栋). Routed when the "
+        "geocoder places it at GRIDMAP_GEOCODE_MIN_LEVEL or better; else kept as "
+        "needs_location (202) for an operator to place"))
     category: str = Field(min_length=1, max_length=60)
     source: Literal["patrol", "citizen", "hotline", "sensor"]
     territory_id: int | None = Field(None, ge=1, le=2**31 - 1, description=(
@@ -99,6 +115,17 @@ class EventIn(BaseModel):
     reported_at: datetime | None = Field(None, description="Default: now")
     idempotency_key: str | None = Field(None, min_length=1, max_length=100, description=(
         "The client's key: a retried request with the same key never makes a second event"))
+
+    @model_validator(mode="after")
+    def _located(self) -> EventIn:
+        if self.x is None and self.y is None:
+            if not self.address or not self.address.strip():
+                raise ValueError("give x, y and coord_sys, or an address (地址或坐标必填)")
+            return self
+        if self.x is None or self.y is None or not self.coord_sys:
+            raise ValueError("x, y and coord_sys go together: give all three (or an address "
+                             "instead)")
+        return self
 
     @field_validator("reported_at")
     @classmethod
@@ -222,11 +249,19 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     published = cache.fresh(body.territory_id)
     if published is None:
         published = await run_in_threadpool(cache.get, body.territory_id)
-    routed = published.route(body.x, body.y, body.coord_sys)[0]
+    x, y, coord_sys, level = body.x, body.y, body.coord_sys, None
+    if x is None or y is None or coord_sys is None:
+        geocoded = await _geocode_event(request, who, published.territory_id, body, key)
+        if isinstance(geocoded, JSONResponse):
+            return geocoded
+        x, y, coord_sys, level = geocoded
+    routed = published.route(x, y, coord_sys)[0]
     if not who.covers(routed["grid_code"]):
         raise outside(who, f"the event's place (grid {routed['grid_code']}); nothing stored")
-    fields = {**body.model_dump(exclude={"x", "y", "territory_id", "idempotency_key"}),
-              "x": body.x, "y": body.y, "idempotency_key": key,
+    fields = {**body.model_dump(exclude={"x", "y", "coord_sys", "territory_id",
+                                         "idempotency_key"}),
+              "x": x, "y": y, "coord_sys": coord_sys, "idempotency_key": key,
+              "geocode_level": level,
               **{k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
                                         "village_code", "town_code", "district_code",
                                         "distance_m", "other_grid_code", "flags")}}
@@ -252,8 +287,93 @@ async def report_event(body: EventIn, request: Request, who: EventsCreate,
     return JSONResponse(event, status_code=201 if created.created else 200)
 
 
+async def _geocode_event(request: Request, who: Principal, territory_id: int, body: EventIn,
+                         key: str | None) -> tuple[float, float, str, str] | JSONResponse:
+    """Place an event reported by address: (lon, lat, "wgs84", level) when the geocoder
+    reaches GRIDMAP_GEOCODE_MIN_LEVEL; else it is stored as ``needs_location`` and the 202
+    answer (or, for a replayed key, the stored one with 200) is returned."""
+    assert body.address is not None
+    index = await index_for(request, who, territory_id)
+    answer = index.to([index.geocode(body.address)], "wgs84")[0]
+    minimum = request.app.state.settings.geocode_min_level
+    if answer["level"] != "none" and at_least(answer["level"], minimum):
+        return float(answer["lon"]), float(answer["lat"]), "wgs84", str(answer["level"])
+    if answer["area_code"] and not who.overlaps(answer["area_code"]):
+        raise outside(who, f"the address's area ({answer['area_code']}); nothing stored")
+    now = now_of(request)
+    fields = {"territory_id": territory_id, "category": body.category, "source": body.source,
+              "address": body.address, "description": body.description,
+              "reporter": body.reporter,
+              "reported_at": check_reported_at(body.reported_at, now,
+                                               request.app.state.settings) or now,
+              "geocode": answer, "idempotency_key": key, "created_by": who.username}
+    stored, created = await run_in_threadpool(create_unlocated, request.app.state.engine,
+                                              fields)
+    if not who.can("personal"):
+        stored = {**stored, "reporter": None if stored.get("reporter") is None else "***"}
+    return JSONResponse(stored, status_code=202 if created else 200)
+
+
+class PlaceIn(BaseModel):
+    x: float = Field(description="Longitude, or easting in a projected system")
+    y: float = Field(description="Latitude, or northing in a projected system")
+    coord_sys: str = Field(min_length=1, max_length=200)
+
+
+@router.get("/events/unlocated", summary="Events waiting for a location (needs_location): "
+                                         "reported by an address the geocoder could not place")
+def unlocated_events(who: EventsRead, territory: IdQuery = None,
+                     engine: Engine = Depends(get_engine)) -> dict[str, Any]:
+    rows = list_unlocated(engine, territory)
+    rows = [r for r in rows if who.everywhere or who.overlaps(r["area_code"])]
+    if not who.can("personal"):
+        rows = [{**r, "reporter": None if r["reporter"] is None else "***"} for r in rows]
+    return {"count": len(rows), "events": rows}
+
+
+@router.post("/events/unlocated/{unlocated_id}/place", status_code=201,
+             summary="Place an event that needs a location: routed and stored as an event",
+             responses={404: {"description": "No such event waiting"},
+                        409: {"description": "Placed already"}})
+async def place_event(unlocated_id: Id, body: PlaceIn, request: Request, who: EventsAct,
+                      engine: Engine = Depends(get_engine)) -> JSONResponse:
+    waiting = await run_in_threadpool(get_unlocated, engine, unlocated_id)
+    if not (who.everywhere or who.overlaps(waiting["area_code"])):
+        raise NotFound(f"no event {unlocated_id} waiting for a location")
+    rules = rules_of(request)
+    cache = routers_of(request)
+    published = await run_in_threadpool(cache.get, int(waiting["territory_id"]))
+    routed = published.route(body.x, body.y, body.coord_sys)[0]
+    if not who.covers(routed["grid_code"]):
+        raise outside(who, f"the event's place (grid {routed['grid_code']}); nothing stored")
+    await run_in_threadpool(claim, engine, unlocated_id)
+    fields = {"category": waiting["category"], "source": waiting["source"],
+              "description": waiting["description"], "reporter": waiting["reporter"],
+              "reported_at": datetime.fromisoformat(waiting["reported_at"]),
+              "address": waiting["address"], "geocode_level": "placed", "x": body.x,
+              "y": body.y, "coord_sys": body.coord_sys, "idempotency_key": None,
+              **{k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
+                                        "village_code", "town_code", "district_code",
+                                        "distance_m", "other_grid_code", "flags")}}
+    try:
+        created = await run_in_threadpool(create_event, engine, fields, routed["lon"],
+                                          routed["lat"], rules)
+    except BaseException:
+        await run_in_threadpool(placed, engine, unlocated_id, None)
+        raise
+    await run_in_threadpool(placed, engine, unlocated_id, int(created.event["id"]))
+    created.event["routing"] = routed
+    created.event.setdefault("lon", routed["lon"])
+    created.event.setdefault("lat", routed["lat"])
+    created.event["photos"] = []
+    return JSONResponse(_with_light(created.event, rules, now_of(request), who),
+                        status_code=201)
+
+
 #: The columns an import reads besides the coordinates (other properties are ignored).
-IMPORT_COLUMNS = ("category", "source", "description", "reporter")
+IMPORT_COLUMNS = ("category", "source", "description", "reporter", "address", "地址")
+#: Names of an import's address column (rows without coordinates are geocoded from it).
+ADDRESS_COLUMNS = ("address", "地址", "详细地址", "事发地址")
 
 
 def _by_row(x: np.ndarray, y: np.ndarray, coord_sys: str, exc: CoordinateError) -> str:
@@ -266,15 +386,53 @@ def _by_row(x: np.ndarray, y: np.ndarray, coord_sys: str, exc: CoordinateError) 
     return exc.message
 
 
-@router.post("/events/import", summary="Bulk import: a CSV (x/lon, y/lat columns) or GeoJSON "
-                                       "of points, routed and stored in one transaction",
+def _geocode_rows(request: Request, who: Principal, tid: int, name: str, table: pd.DataFrame,
+                  x: np.ndarray, y: np.ndarray, coord_sys: str
+                  ) -> tuple[np.ndarray, list[int], list[dict[str, Any]]]:
+    """Rows without coordinates placed by their address (in place, in ``coord_sys``):
+    (each row's geocode level or None, the rows left waiting for a location, their
+    geocoder answers). A row with neither is refused, naming it."""
+    level = np.full(len(table), None, dtype=object)
+    need = np.flatnonzero(~(np.isfinite(x) & np.isfinite(y)))
+    if not need.size:
+        return level, [], []
+    by_name = {str(c).strip().lower(): c for c in table.columns}
+    col = next((by_name[n] for n in ADDRESS_COLUMNS if n in by_name), None)
+    texts = (table[col].fillna("").astype(str).str.strip().to_numpy(dtype=object)
+             if col is not None else np.full(len(table), "", dtype=object))
+    empty = need[texts[need] == ""]
+    if empty.size:
+        raise CoordinateError(f"{name}: row {int(empty[0]) + 1} has neither valid coordinates "
+                              f"nor an address ({empty.size} such rows); nothing was "
+                              "imported")
+    index = request.app.state.geocoders.get(tid)
+    answers = index.to(index.geocode_many(texts[need].tolist()), coord_sys)
+    minimum = request.app.state.settings.geocode_min_level
+    waiting: list[int] = []
+    kept: list[dict[str, Any]] = []
+    for row, answer in zip(need.tolist(), answers, strict=True):
+        if answer["level"] != "none" and at_least(answer["level"], minimum):
+            x[row], y[row], level[row] = answer["x"], answer["y"], answer["level"]
+        else:
+            if answer["area_code"] and not who.overlaps(answer["area_code"]):
+                raise Forbidden(f"{name}: row {row + 1}'s address lies outside your areas "
+                                f"({', '.join(who.areas)}); nothing was imported")
+            waiting.append(row)
+            kept.append(answer)
+    return level, waiting, kept
+
+
+@router.post("/events/import", summary="Bulk import: a CSV (x/lon, y/lat columns, or an address "
+                                       "column) or GeoJSON of points, routed and stored in one "
+                                       "transaction",
              responses={409: {"description": "No published plan"},
                         422: {"description": "A bad row (named); nothing stored"}})
 def import_events(
     request: Request,
     who: EventsImport,
     file: Annotated[UploadFile, File(description="CSV or GeoJSON of points")],
-    coord_sys: Annotated[str, Form(min_length=1, max_length=200)],
+    coord_sys: Annotated[str | None, Form(min_length=1, max_length=200, description=(
+        "The coordinates' system (required when the file has coordinates)"))] = None,
     territory_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
     category: Annotated[str | None, Form(max_length=60, description=(
         "For rows without a category column"))] = None,
@@ -288,13 +446,31 @@ def import_events(
     limits = ReadLimits.from_settings(request.app.state.settings)
     table = event_frame(file.file.read(), name, encoding=check_encoding(encoding),
                         max_rows=limits.max_features, keep=IMPORT_COLUMNS)
-    xcol, ycol = coordinate_columns(table, name, ("x", "lon", "lng", "longitude", "经度"),
-                                    ("y", "lat", "latitude", "纬度"))
+    with_address = any(str(c).strip().lower() in ADDRESS_COLUMNS for c in table.columns)
+    xcol: str | None
+    ycol: str | None
+    try:
+        xcol, ycol = coordinate_columns(table, name, ("x", "lon", "lng", "longitude", "经度"),
+                                        ("y", "lat", "latitude", "纬度"))
+    except LayerError:
+        if not with_address:
+            raise
+        xcol = ycol = None  # an address column alone: every row geocoded
     check_text(table, IMPORT_COLUMNS, name)
-    x = pd.to_numeric(table[xcol], errors="coerce").to_numpy(dtype=float)
-    y = pd.to_numeric(table[ycol], errors="coerce").to_numpy(dtype=float)
+    if xcol is not None and ycol is not None:
+        if coord_sys is None:
+            raise CoordinateError(f"{name}: coord_sys is required for the file's coordinates "
+                                  "(wgs84, cgcs2000, gcj02, bd09, 2000sz, EPSG:xxxx): there "
+                                  "is no default; nothing was imported")
+        # Copies: rows without coordinates get their geocoded point written in.
+        x = pd.to_numeric(table[xcol], errors="coerce").to_numpy(dtype=float, copy=True)
+        y = pd.to_numeric(table[ycol], errors="coerce").to_numpy(dtype=float, copy=True)
+    else:
+        x = np.full(len(table), np.nan)
+        y = np.full(len(table), np.nan)
+    coord_sys = coord_sys or "wgs84"
     bad = np.flatnonzero(~(np.isfinite(x) & np.isfinite(y)))
-    if bad.size:
+    if bad.size and not with_address:
         raise CoordinateError(f"{name}: row {int(bad[0]) + 1} has no valid {xcol}/{ycol} "
                               f"({bad.size} such rows); nothing was imported")
     cats = table["category"].astype(str).to_numpy(dtype=object) if "category" in table \
@@ -313,6 +489,16 @@ def import_events(
                          f"{', '.join(SOURCES)}; nothing was imported")
     tid = territory_id if territory_id is not None else \
         routers_of(request).default_territory()
+    if with_address:
+        check_territory(request, who, tid)
+    level, waiting, answers = _geocode_rows(request, who, tid, name, table, x, y, coord_sys) \
+        if with_address else (np.full(len(table), None, dtype=object), [], [])
+    keep = np.ones(len(table), dtype=bool)
+    keep[waiting] = False
+    located = table[keep].reset_index(drop=True)
+    x, y = x[keep], y[keep]
+    cats_all, srcs_all = cats, srcs
+    cats, srcs, level = cats[keep], srcs[keep], level[keep]
     checked = time.perf_counter()
     try:   # on the cluster's workers (which keep the territory's router), not here
         routed = request.app.state.jobs.route_columns(
@@ -328,24 +514,60 @@ def import_events(
                             f"({', '.join(who.areas)}), the first row {int(out[0]) + 1} in "
                             f"grid {codes.iloc[int(out[0])]}; nothing was imported")
     now = now_of(request)
-    desc = table["description"].astype(str).to_numpy(dtype=object) if "description" in table \
-        else None
-    reporter = table["reporter"].astype(str).to_numpy(dtype=object) if "reporter" in table \
-        else None
+
+    def text(frame: pd.DataFrame, col: str) -> np.ndarray | None:
+        return frame[col].astype(str).to_numpy(dtype=object) if col in frame else None
+
+    by_name = {str(c).strip().lower(): c for c in located.columns}
+    addr_col = next((by_name[n] for n in ADDRESS_COLUMNS if n in by_name), None)
     columns = {k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
                                       "village_code", "town_code", "district_code",
                                       "distance_m", "other_grid_code", "flags")}
     columns.update(category=cats, source=srcs, coord_sys=coord_sys, x=x, y=y, reported_at=now,
-                   description=desc, reporter=reporter)
+                   description=text(located, "description"),
+                   reporter=text(located, "reporter"), geocode_level=level,
+                   address=(located[addr_col].fillna("").astype(str).str.slice(0, 300)
+                            .replace("", None).to_numpy(dtype=object)
+                            if addr_col is not None else None))
     stored = time.perf_counter()
-    n = create_events_columns(engine, columns, routed["lon"], routed["lat"], rules)
+    # The rows waiting for a location first (one transaction), removed again if the
+    # events cannot be stored: nothing of a refused import stays.
+    waited = _store_waiting(engine, who, tid, table, waiting, answers, now, cats_all,
+                            srcs_all)
+    try:
+        n = create_events_columns(engine, columns, routed["lon"], routed["lat"], rules) \
+            if len(x) else 0
+    except BaseException:
+        forget_unlocated(engine, waited)
+        raise
     done = time.perf_counter()
     flags = routed["flags"]
-    return {"imported": n, "plan_id": routed["plan_id"],
+    return {"imported": n, "needs_location": len(waited), "plan_id": routed["plan_id"],
             "outside": sum("outside" in f for f in flags),
             "near_boundary": sum("near_boundary" in f for f in flags),
             "seconds": {"read": round(checked - started, 2), "route": round(stored - checked, 2),
                         "store": round(done - stored, 2), "total": round(done - started, 2)}}
+
+
+def _store_waiting(engine: Engine, who: Principal, tid: int, table: pd.DataFrame,
+                   rows: list[int], answers: list[dict[str, Any]], now: datetime,
+                   cats: np.ndarray, srcs: np.ndarray) -> list[int]:
+    """An import's rows too vague to route, kept as ``needs_location``; their ids."""
+    if not rows:
+        return []
+    by_name = {str(c).strip().lower(): c for c in table.columns}
+    col = next(by_name[n] for n in ADDRESS_COLUMNS if n in by_name)
+
+    def cell(name: str, row: int) -> str | None:
+        return str(table[name].iloc[row]) if name in table and str(table[name].iloc[row]) \
+            else None
+
+    fields = [{"territory_id": tid, "category": str(cats[r]), "source": str(srcs[r]),
+               "address": str(table[col].iloc[r])[:300], "description": cell("description", r),
+               "reporter": cell("reporter", r), "reported_at": now, "geocode": a,
+               "idempotency_key": None, "created_by": who.username}
+              for r, a in zip(rows, answers, strict=True)]
+    return create_unlocated_many(engine, fields)
 
 
 def _utc(value: datetime | None) -> datetime | None:

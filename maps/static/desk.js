@@ -2,7 +2,9 @@
    areas as a list (soonest deadline first) and on a map, filtered by light, status,
    category, area and time; an event's detail with its photos and history; the closed
    loop's actions (the API applies the rules: 采办分离, one level at a time); new events
-   appear without a reload; /desk?event=ID (or a click on the big screen) opens one. */
+   appear without a reload; /desk?event=ID (or a click on the big screen) opens one.
+   Events reported by an address the geocoder could not place (needs_location) are listed
+   apart: pick one, click where it happened on the map, and it becomes a routed event. */
 (function () {
   "use strict";
   var C = window.gridmapCommon, el = C.el, cfg = C.config();
@@ -10,7 +12,9 @@
   var POLL_MS = 5000;
   var COLORS = {red: "#d64545", yellow: "#f0b429", green: "#3f9142"};
   var desk = window.gridmapDesk = {ready: false, events: [], seen: null, current: null,
-    markers: {}, polls: 0, newIds: []};
+    markers: {}, polls: 0, newIds: [], unlocated: [], placing: null};
+  var LEVEL_WORDS = {door: "门牌", building: "楼栋", compound: "小区", road: "道路",
+    intersection: "路口", community: "社区/村", none: "未匹配"};
   var form = document.getElementById("filters");
   var map = null, layer = null;
 
@@ -293,7 +297,7 @@
     ev.preventDefault();
     desk.seen = null;
     desk.fitted = false;
-    Promise.all([drawGrids(), load(false), loadPatrols()]);
+    Promise.all([drawGrids(), load(false), loadPatrols(), loadUnlocated()]);
   });
 
   /* The big screen asks an open desk to show an event (screen.js, the urgent list). */
@@ -306,6 +310,66 @@
         open(m.data.event);
       }
     };
+  }
+
+  /* ------------------------------------------------- events that need a location */
+  function loadUnlocated() {
+    var q = territory() ? "?territory=" + encodeURIComponent(territory()) : "";
+    return C.api("GET", "/events/unlocated" + q).then(function (res) {
+      if (!res.ok) { return; }
+      desk.unlocated = res.body.events;
+      renderUnlocated();
+    }).catch(function () { /* the poll tries again */ });
+  }
+
+  function renderUnlocated() {
+    var body = document.querySelector("#unlocated tbody");
+    C.clear(body);
+    desk.unlocated.forEach(function (u) {
+      var tr = body.insertRow();
+      tr.dataset.id = u.id;
+      tr.tabIndex = 0;
+      if (desk.placing === u.id) { tr.className = "current"; }
+      var g = u.geocode || {};
+      tr.appendChild(el("td", "", "#" + u.id));
+      tr.appendChild(el("td", "", cfg.categories[u.category] || u.category));
+      tr.appendChild(el("td", "", u.address));
+      tr.appendChild(el("td", "", (LEVEL_WORDS[g.level] || g.level || "—") +
+        (g.area_name ? " · " + g.area_name : "")));
+      tr.addEventListener("click", function () { pick(u); });
+      tr.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { pick(u); } });
+    });
+    document.getElementById("unlocated-count").textContent = "（" + desk.unlocated.length + "）";
+  }
+
+  function pick(u) {
+    desk.placing = u.id;
+    renderUnlocated();
+    document.querySelector(".desk-map").classList.add("placing");
+    C.say(document.getElementById("place-msg"), "在地图上点击 #" + u.id + " 的事发位置：" +
+      u.address, "warn");
+    var g = u.geocode || {};
+    if (map && g.lon !== null && g.lon !== undefined) {   // the geocoder's best guess
+      var p = C.toDisplay(g.lon, g.lat, cfg.map.display);
+      map.setView([p[1], p[0]], Math.max(map.getZoom(), 16));
+    }
+  }
+
+  function place(latlng) {
+    var id = desk.placing, msg = document.getElementById("place-msg");
+    if (id === null) { return; }
+    desk.placing = null;
+    document.querySelector(".desk-map").classList.remove("placing");
+    // The map shows the display system (cfg.map.display): the API takes it as it is.
+    return C.api("POST", "/events/unlocated/" + id + "/place",
+      {x: latlng.lng, y: latlng.lat, coord_sys: cfg.map.display}).then(function (res) {
+      if (!res.ok) { C.say(msg, res.error, "error"); renderUnlocated(); return; }
+      C.say(msg, "已定位：#" + id + " → 事件 #" + res.body.id + "（网格 " +
+        res.body.grid_code + "）", "ok");
+      return Promise.all([loadUnlocated(), load(false)]).then(function () {
+        return open(res.body.id);
+      });
+    });
   }
 
   /* The published plan's grids under the events, for where they are. */
@@ -328,12 +392,14 @@
   C.loadLeaflet().then(function (L) {
     map = desk.map = C.baseMap(L, "desk-map", cfg.map, {preferCanvas: true});
     map.setView([35, 105], 4);
-    return Promise.all([drawGrids(), load(false), loadPatrols()]);
+    map.on("click", function (ev) { place(ev.latlng); });
+    return Promise.all([drawGrids(), load(false), loadPatrols(), loadUnlocated()]);
   }).then(function () {
     if (cfg.event) { return open(cfg.event); }
   }).then(function () {
     desk.ready = true;
     window.setInterval(function () { load(true); }, POLL_MS);
     window.setInterval(loadPatrols, POLL_MS * 12);
+    window.setInterval(loadUnlocated, POLL_MS * 2);
   });
 })();

@@ -602,7 +602,10 @@ EVENT_CASES: dict[str, tuple[bytes, str, dict[str, str], str]] = {
     "empty file": (b"", "events.csv", {}, "empty"),
     "blank lines": (b"\n\n  \n", "events.csv", {}, "empty"),
     "header only": (b"lon,lat,category\n", "events.csv", {}, "no events"),
-    "one column": (b"address\n1 Main St\n2 Main St\n", "events.csv", {}, "longitude"),
+    # (An address column alone is a file to geocode: tests/api/test_geocode_api.py.)
+    "one column": (b"note\n1 Main St\n2 Main St\n", "events.csv", {}, "longitude"),
+    "addresses, one missing": (b"address,category\n1 Main St,sanitation\n,sanitation\n",
+                               "events.csv", {}, "row 2 has neither valid coordinates"),
     "no latitude": (b"lon,category\n113.3,sanitation\n", "events.csv", {}, "latitude"),
     "gbk given as utf-8": ("lon,lat,category,description\n113.3,23.2,sanitation,井盖缺失\n"
                            .encode("gbk"), "events.csv", {"encoding": "utf-8"},

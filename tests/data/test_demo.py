@@ -29,7 +29,9 @@ FIELDS: dict[str, dict[str, str]] = {
     "water": {"name": "str"},
     "ridges": {"name": "str"},
     "railways": {"name": "str"},
-    "buildings": {"households": "int", "population": "int", "floors": "int", "use": "str"},
+    "buildings": {"households": "int", "population": "int", "floors": "int", "use": "str",
+                  "address": "str", "road": "str", "house_number": "str", "compound": "str",
+                  "building_no": "str"},
     "facilities": {"kind": "str", "name": "str"},
     "dedicated_areas": {"name": "str", "kind": "str"},
 }

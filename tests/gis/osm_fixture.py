@@ -97,7 +97,9 @@ def build_territory(*, with_refs: bool = True) -> OsmBuilder:
     # Buildings.
     b.box(1, 1, 2, 2, {"building": "residential", "building:levels": "18", "households": "120",
                        "name": "1号楼"})
-    b.box(6, 1, 7, 2, {"building": "apartments", "building:levels": "11"})
+    b.box(6, 1, 7, 2, {"building": "apartments", "building:levels": "11",
+                       "addr:street": "景泰路", "addr:housenumber": "12",
+                       "addr:full": "景泰街道景泰路12号"})
     b.box(1, 6, 2, 7, {"building": "yes", "height": "12.5 m"})
     b.box(13, 1, 14, 2, {"building": "residential", "building:levels": "2"})
 

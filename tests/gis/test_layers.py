@@ -144,12 +144,13 @@ def test_geopackage_reads_every_layer_with_its_values(reference: Territory) -> N
         ("440111001201", "石马村", "village", "440111001", "rural"),
     ]
     buildings = reference.layers["buildings"]
+    no_address = (None,) * 5   # address, road, house_number, compound, building_no
     assert _rows(buildings, "buildings") == [
-        (120, 300, 18, None, "residential"),
-        (80, 200, 11, None, "residential"),   # 住宅 -> residential
-        (None, None, 6, None, "residential"),
-        (1, 3, 2, None, "residential"),
-        (0, 0, 3, None, "commercial"),
+        (120, 300, 18, None, "residential", *no_address),
+        (80, 200, 11, None, "residential", *no_address),   # 住宅 -> residential
+        (None, None, 6, None, "residential", *no_address),
+        (1, 3, 2, None, "residential", *no_address),
+        (0, 0, 3, None, "commercial", *no_address),
     ]
     assert str(buildings["households"].dtype) == "Int64"
     assert _rows(reference.layers["roads"], "roads") == [
@@ -390,11 +391,13 @@ def test_openstreetmap_pbf(pbf: Path) -> None:
     assert set(territory.layers["water"].geom_type) == {"LineString"}
 
     buildings = territory.layers["buildings"]
+    none = (None,) * 5
     assert _rows(buildings, "buildings") == [
-        (120, None, 18, None, "residential"),
-        (None, None, 11, None, "residential"),  # apartments
-        (None, None, None, 12.5, None),          # building=yes, height "12.5 m"
-        (None, None, 2, None, "residential"),
+        (120, None, 18, None, "residential", *none),
+        # apartments; addr:street / addr:housenumber / addr:full -> road, house_number, address
+        (None, None, 11, None, "residential", "景泰街道景泰路12号", "景泰路", "12", None, None),
+        (None, None, None, 12.5, None, *none),          # building=yes, height "12.5 m"
+        (None, None, 2, None, "residential", *none),
     ]
     assert _same_geometry(shapely.get_parts(buildings.geometry.to_numpy())[:1],
                           [_osm_box(1, 1, 2, 2)])

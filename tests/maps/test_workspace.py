@@ -412,6 +412,42 @@ def test_desk_dispatches_and_closes_an_event(browser: Any, server: LiveServer, w
         ctx.close()
 
 
+def test_desk_places_an_event_that_needs_a_location(browser: Any, server: LiveServer,
+                                                   world: World, client: Any) -> None:
+    """An event reported by an address the territory's data cannot place waits in the desk's
+    list; the operator picks it and clicks the map: it becomes a routed event there."""
+    r = client.post("/events", json={"address": "城隍庙后街拐角的<b>小卖部</b>",
+                                     "category": "sanitation", "source": "hotline",
+                                     "territory_id": world.territory_id})
+    assert r.status_code == 202, r.text
+    uid = int(r.json()["id"])
+    ctx, page, errors = new_page(browser, f"{server.url}/desk?territory={world.territory_id}")
+    try:
+        wait_for(page, "window.gridmapDesk && gridmapDesk.ready", timeout=60_000)
+        row = f"#unlocated tbody tr[data-id='{uid}']"
+        wait_for(page, f"document.querySelector(\"{row}\") !== null")
+        assert "<b>小卖部</b>" in page.inner_text(row)      # text, never markup
+        axe_check(page, "/desk (needs location)")
+        page.click(row)
+        assert "placing" in page.get_attribute(".desk-map", "class")
+        grid = world.grids[1]
+        # Away from the other tests' events (at the grids' representative points).
+        x, y = grid["point"].x + 0.0002, grid["point"].y
+        page.evaluate(f"gridmapDesk.map.setView([{y}, {x}], 18, {{animate: false}})")
+        box = page.locator("#desk-map").bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        wait_for(page, "gridmapDesk.event && gridmapDesk.event.geocode_level === 'placed'",
+                 timeout=20_000)
+        event = page.evaluate("gridmapDesk.event")
+        assert event["address"] == "城隍庙后街拐角的<b>小卖部</b>"
+        assert abs(event["lon"] - x) < 2e-5 and abs(event["lat"] - y) < 2e-5
+        wait_for(page, f"document.querySelector(\"{row}\") === null")
+        assert client.get("/events/unlocated").json()["count"] == 0
+        no_errors(errors, "desk placing")
+    finally:
+        ctx.close()
+
+
 def test_a_click_on_the_big_screen_opens_the_event_on_the_desk(
         browser: Any, server: LiveServer, world: World, client: Any) -> None:
     event = _event(client, world, 1)

@@ -198,6 +198,12 @@ def _build(client: TestClient, engine: Engine, tmp: Path, backend: str,
                 "action": action, "actor": actor, "reason": every_payload(f"原因{action}"),
                 **extra})
             assert r.status_code == 200, r.text
+    # An event whose address cannot be placed: the desk lists it (needs_location).
+    r = client.post("/events", json={
+        "address": payload("地址", 300, 3), "category": "sanitation", "source": "hotline",
+        "territory_id": territory, "reporter": payload("来电人", 100, 4),
+        "description": every_payload("待定位")})
+    assert r.status_code == 202, r.text
     # A photo of the first event, and a patrol walked by a grid worker whose name is a
     # payload (the desk and the phone page show both).
     r = client.post(f"/events/{events[0]}/photos", files={"photo": ("p.png", _png())})
@@ -314,6 +320,7 @@ def path_values(w: World) -> dict[str, list[str]]:
         "featureId": [w.grids[0]], "path": ["planner.js"],
         "photo_id": ["1"], "patrol_id": [str(w.patrol)], "key_id": ["1"],
         "department": ["城管", DEPARTMENT_PAYLOAD],
+        "request_id": [str(w.events[0])],
     }
 
 

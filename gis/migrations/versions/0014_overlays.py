@@ -2,7 +2,7 @@
 adopted alignments of a plan's grids to the units
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07 11:00:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ from geoalchemy2 import Geometry
 
 revision = '0014'
 # 0013 is another branch's number: the lead re-points this when merging after it.
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

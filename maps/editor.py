@@ -16,6 +16,8 @@ from maps.planner import (
 )
 
 EDITOR_JS = "/static/editor.js"
+#: The coordinate systems of the basemap (GCJ-02, BD-09), shared with the workspace pages.
+COMMON_JS = "/static/common.js"
 EDITOR_CSS = "/static/editor.css"
 COMPARE_JS = "/static/compare.js"
 #: The editor draws grids unsimplified: an edit's answer (stored outlines) then meets its
@@ -52,7 +54,7 @@ def editor_html(page: PlannerPage, parent_id: int | None,
     """The planner map of a draft with the editor's tools (maps/static/editor.js)."""
     return planner_html(page, simplify=EDITOR_SIMPLIFY_M,
                         extra_config=editor_config(page, parent_id),
-                        extra_js=(EDITOR_JS,), extra_css=(EDITOR_CSS,),
+                        extra_js=(COMMON_JS, EDITOR_JS), extra_css=(EDITOR_CSS,),
                         title=f"{page.title}（编辑）", timezone=timezone)
 
 

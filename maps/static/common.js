@@ -1,4 +1,4 @@
-/* What the workspace pages (workspace.js, admin.js, desk.js, m.js) share: the config block,
+/* What the workspace pages (workspace.js, admin.js, desk.js, m.js) and the editor share: the config block,
    one fetch wrapper that turns problem details (RFC 9457) into Chinese text with the file,
    layer and row, times in the server's zone, and DOM helpers that only ever set text.
    Loaded after escape.js. */

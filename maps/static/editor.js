@@ -32,59 +32,13 @@
 
   /* ---------------------------------------------------------------- coordinates */
 
-  /* GCJ-02 and BD-09 as gis/crs.py computes them: the page draws in the display system,
-     edits are sent and answered in WGS84. */
-  var KA = 6378245.0, KEE = 0.00669342162296594323, XPI = Math.PI * 3000.0 / 180.0;
+  /* GCJ-02 and BD-09 as gis/crs.py computes them (common.js): the page draws in the display
+     system, edits are sent and answered in WGS84. */
+  var common = window.gridmapCommon;
 
-  function outOfChina(lon, lat) { return lon < 72.004 || lon > 137.8347 || lat < 0.8293 || lat > 55.8271; }
+  function toDisplay(p) { return common.toDisplay(p[0], p[1], cfg.display); }
 
-  function gcjOffset(lon, lat) {
-    var x = lon - 105.0, y = lat - 35.0, pi = Math.PI, sx = Math.sqrt(Math.abs(x));
-    var common = (20 * Math.sin(6 * pi * x) + 20 * Math.sin(2 * pi * x)) * 2 / 3;
-    var dLat = -100 + 2 * x + 3 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * sx + common +
-      (20 * Math.sin(pi * y) + 40 * Math.sin(pi * y / 3)) * 2 / 3 +
-      (160 * Math.sin(pi * y / 12) + 320 * Math.sin(pi * y / 30)) * 2 / 3;
-    var dLon = 300 + x + 2 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * sx + common +
-      (20 * Math.sin(pi * x) + 40 * Math.sin(pi * x / 3)) * 2 / 3 +
-      (150 * Math.sin(pi * x / 12) + 300 * Math.sin(pi * x / 30)) * 2 / 3;
-    var rad = lat * pi / 180, magic = 1 - KEE * Math.sin(rad) * Math.sin(rad), sm = Math.sqrt(magic);
-    return [dLon * 180 / (KA / sm * Math.cos(rad) * pi),
-      dLat * 180 / ((KA * (1 - KEE)) / (magic * sm) * pi)];
-  }
-
-  function gcjForward(p) {
-    if (outOfChina(p[0], p[1])) { return [p[0], p[1]]; }
-    var d = gcjOffset(p[0], p[1]);
-    return [p[0] + d[0], p[1] + d[1]];
-  }
-
-  function bdForward(p) {
-    var z = Math.sqrt(p[0] * p[0] + p[1] * p[1]) + 0.00002 * Math.sin(p[1] * XPI);
-    var t = Math.atan2(p[1], p[0]) + 0.000003 * Math.cos(p[0] * XPI);
-    return [z * Math.cos(t) + 0.0065, z * Math.sin(t) + 0.006];
-  }
-
-  function invert(forward, target) {
-    var p = [target[0], target[1]];
-    for (var i = 0; i < 30; i++) {
-      var f = forward(p), r0 = f[0] - target[0], r1 = f[1] - target[1];
-      p = [p[0] - r0, p[1] - r1];
-      if (Math.abs(r0) < 1e-9 && Math.abs(r1) < 1e-9) { break; }
-    }
-    return p;
-  }
-
-  function toDisplay(p) {
-    if (cfg.display === "gcj02") { return gcjForward(p); }
-    if (cfg.display === "bd09") { return bdForward(gcjForward(p)); }
-    return p;
-  }
-
-  function toWgs84(p) {
-    if (cfg.display === "gcj02") { return invert(gcjForward, p); }
-    if (cfg.display === "bd09") { return invert(function (q) { return bdForward(gcjForward(q)); }, p); }
-    return p;
-  }
+  function toWgs84(p) { return common.toWgs84(p[0], p[1], cfg.display); }
 
   function shiftCoords(c) {
     return typeof c[0] === "number" ? toDisplay(c) : c.map(shiftCoords);

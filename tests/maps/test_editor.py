@@ -699,3 +699,26 @@ def test_the_editor_shows_crossings_and_the_inferred_streets(browser: Any, serve
         no_errors(errors)
     finally:
         page.close()
+
+
+def test_the_editor_shares_the_basemap_coordinate_systems(browser: Any, server: LiveServer,
+                                                          store: DemoStore) -> None:
+    """The editor draws in the basemap's system with common.js's GCJ-02/BD-09 (one copy for
+    every page): a point there and back is the same WGS84 point, shifted on the way."""
+    from gis.crs import gcj02_from_wgs84
+
+    draft = new_draft(server, store)
+    page, errors, _ = editor(browser, server, draft)
+    try:
+        lon, lat = 113.30, 23.20
+        there = page.evaluate(f"gridmapCommon.toDisplay({lon}, {lat}, 'gcj02')")
+        ex, ey = (float(v[0]) for v in gcj02_from_wgs84([lon], [lat]))
+        assert abs(there[0] - ex) < 1e-7 and abs(there[1] - ey) < 1e-7
+        back = page.evaluate(f"gridmapCommon.toWgs84({there[0]}, {there[1]}, 'gcj02')")
+        assert abs(back[0] - lon) < 1e-8 and abs(back[1] - lat) < 1e-8
+        bd = page.evaluate(f"gridmapCommon.toWgs84(...gridmapCommon.toDisplay({lon}, {lat}, "
+                           "'bd09'), 'bd09')")
+        assert abs(bd[0] - lon) < 1e-8 and abs(bd[1] - lat) < 1e-8
+        no_errors(errors)
+    finally:
+        page.close()

@@ -32,6 +32,7 @@ from partitioning.regions import (
     feasible_counts,
 )
 from partitioning.sides import Sides, crossings, find_sides, land_edges
+from partitioning.smooth import smooth
 
 #: A part of a village cut off by oversize buildings with fewer households than this
 #: share of the minimum joins a neighbouring grid; a bigger one is a grid of its own.
@@ -255,6 +256,7 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
     if task.final:
         moves = repair(graph, assigner, lo, hi)
         _explain_misses(graph, assigner, lo, hi)
+    moves += smooth(graph, assigner.label, _movable(assigner), lo, hi)
     _flag_crossings(graph, assigner, sides, lo, hi)
     return part.fallbacks, moves
 

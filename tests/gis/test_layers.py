@@ -1,5 +1,5 @@
-"""Reading a territory (gis.layers): every format, OpenStreetMap, field maps, bad input,
-repairs, coordinate systems and the derived admin fields."""
+"""Reading a territory (gis.io, gis.contract): every format, OpenStreetMap, field maps, bad
+input, repairs, coordinate systems and the derived admin fields."""
 
 from __future__ import annotations
 
@@ -21,15 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from osm_fixture import ORIGIN, UNIT, write_pbf  # tests/gis is on sys.path (rootdir mode)
 
+from gis.contract import LAYERS, Territory
 from gis.crs import SZ2000, WGS84, gcj02_from_wgs84, metric_crs_for, transform_geometries
 from gis.errors import CoordinateError, CRSError, GridmapError, LayerError
-from gis.layers import (
-    LAYERS,
-    Territory,
-    parse_crs_option,
-    parse_field_map,
-    read_territory,
-)
+from gis.io.options import parse_crs_option, parse_field_map
+from gis.io.territory import read_territory
 
 Layers = dict[str, gpd.GeoDataFrame]
 

@@ -113,7 +113,6 @@ LANDUSE_CLASSES = {
 }
 
 
-
 @dataclass(frozen=True)
 class Repair:
     """An invalid geometry that was repaired with ``make_valid``."""

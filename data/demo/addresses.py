@@ -134,4 +134,3 @@ class Addresses(RuralFabric):
             address.append(text)
         return {"address": address, "road": road, "house_number": house_number,
                 "compound": compound, "building_no": building_no}
-

@@ -80,4 +80,3 @@ class Start:
         self.road_geoms.append(geom)
         self.road_cls.append(cls)
         self.road_names.append(name)
-

@@ -70,4 +70,3 @@ RURAL_DENSITY = 350.0  # households per km2 over the whole rural area
 MIN_RURAL_AREA = 36e6  # m2: room for a mountain village wider than 5 km
 MEGA_PER_100K = 2.4
 GRID = 0.01  # rural admin polygons are snapped to 1 cm before the coverage is cleaned
-

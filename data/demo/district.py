@@ -120,8 +120,6 @@ def _build(households: int, seed: int, district: tuple[str, str] | None,
     return gen
 
 
-
-
 class _Gen(Addresses):
     """Every stage of a demo district, and its layers assembled in EPSG:4326."""
 
@@ -236,4 +234,3 @@ class _Gen(Addresses):
             },
         )
         return layers
-

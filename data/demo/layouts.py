@@ -290,4 +290,3 @@ def _layout_block(
             u = (us[0] + fw + us[1]) / 2
             lay.line(u, 0.0, u, H, FOOTWAY)
     return lay
-

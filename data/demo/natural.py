@@ -164,4 +164,3 @@ class NaturalFeatures(UrbanLattice):
             for ln in _lines_of(clipped_line, 50.0):
                 self.water.append((ln, name))
                 self.tribs.append(ln)
-

@@ -23,7 +23,6 @@ def _extent(geom: Geom) -> float:
     return float(d.max())
 
 
-
 class RuralAdmin(UrbanBuildings):
     """Stage 5: rural households in hamlets, grouped into villages and towns."""
 
@@ -341,4 +340,3 @@ class RuralAdmin(UrbanBuildings):
             del ext[j]
             town = np.delete(town, j)
         return geoms, town
-

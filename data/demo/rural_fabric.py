@@ -60,7 +60,6 @@ def _distribute(values: IArr, group: IArr, deficit: IArr, key: FArr, cap: int) -
     return values, deficit
 
 
-
 class RuralFabric(RuralAdmin):
     """Stages 6-8: country roads and facilities, rural houses, dedicated areas."""
 
@@ -402,4 +401,3 @@ class RuralFabric(RuralAdmin):
         poly = _longest_poly(inter[ti])
         if not poly.is_empty:
             self.dedicated_rows.append((poly, str(rng.choice(nm.SCENIC)), "scenic"))
-

@@ -68,7 +68,6 @@ def _bilinear(c00: FArr, c10: FArr, c11: FArr, c01: FArr, s: FArr, t: FArr) -> F
     return out
 
 
-
 class UrbanBuildings(NaturalFeatures):
     """Stage 4: the urban blocks laid out, communities drawn, urban roads named."""
 
@@ -361,4 +360,3 @@ class UrbanBuildings(NaturalFeatures):
                     pts = self.nodes[i, j : k + 2] if axis == 0 else self.nodes[j : k + 2, i]
                     self._add_road(shapely.LineString(pts), c, name_for(key, c))
                     j = k + 1
-

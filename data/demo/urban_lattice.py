@@ -76,7 +76,6 @@ def _axis(rng: np.random.Generator, span: float) -> tuple[FArr, IArr, IArr, IArr
     )
 
 
-
 class UrbanLattice(Start):
     """Stages 1-2: the warped street lattice, its blocks, and streets (街道) of them."""
 
@@ -363,4 +362,3 @@ class UrbanLattice(Start):
         ring = np.stack([c00, c10, c11, c01, c00], axis=1)
         out: GArr = shapely.polygons(ring)
         return out
-

@@ -20,7 +20,6 @@ ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_B
 ZIP_RATIO_FROM = 2**20
 
 
-
 def _zip_entry_count(path: Path) -> int | None:
     """The member count an archive's end record declares (read before Python parses the
     whole central directory, which a hostile archive can make huge); None if not found."""

@@ -118,7 +118,6 @@ def read_territory(
     return Territory(root.stem.removesuffix(".osm"), checked, labels, repairs, notes)
 
 
-
 def _discover(root: Path, folder: Path) -> tuple[dict[str, _Source], str | None, list[str]]:
     """Map layer names to the files holding them; find an OSM extract. ``folder`` is where
     a .zip ``root`` was unpacked (else ``root`` itself)."""

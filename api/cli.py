@@ -90,7 +90,8 @@ def _import(path: Path, database_url: str | None, *, name: str | None,
             field_map: list[str] | None, crs: list[str] | None,
             encoding: str | None) -> tuple[int, dict[str, int]]:
     from gis.database import make_engine, upgrade
-    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.io.options import parse_crs_option, parse_field_map
+    from gis.io.territory import read_territory
     from gis.store import import_territory, layer_counts
 
     with console.status(f"读取 reading {path} ..."):
@@ -159,7 +160,7 @@ def overlay_add(
 ) -> None:
     """Import a department's own grid units into a territory as an overlay."""
     from gis.database import make_engine, upgrade
-    from gis.layers import parse_field_map
+    from gis.io.options import parse_field_map
     from gis.overlays import check_department, read_overlay, store_overlay
     from gis.store import territory_row
 
@@ -237,7 +238,8 @@ def partition(
     the one at --scheduler), and joined."""
     import threading
 
-    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.io.options import parse_crs_option, parse_field_map
+    from gis.io.territory import read_territory
     from partitioning.cluster import partition_on_cluster, shared_compute
     from partitioning.output import write_partition
     from partitioning.params import PartitionParams
@@ -344,7 +346,8 @@ def redraw(
     import geopandas as gpd
     import pyogrio
 
-    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.io.options import parse_crs_option, parse_field_map
+    from gis.io.territory import read_territory
     from partitioning.output import GRID_COLUMNS
     from partitioning.redraw import redraw_plan
 
@@ -432,7 +435,7 @@ def route(
     from events.files import output_kind, read_events, read_grids, routed_table, write_routed
     from events.router import GridRouter, Routed, points_to_wgs84
     from gis.errors import CoordinateError
-    from gis.layers import parse_field_map
+    from gis.io.options import parse_field_map
 
     with user_errors():
         if coord_sys is None:
@@ -513,7 +516,8 @@ def geocode(
     from events.files import event_frame
     from events.geocode import LEVELS, AddressIndex
     from gis import crs as crsmod
-    from gis.layers import parse_crs_option, read_territory
+    from gis.io.options import parse_crs_option
+    from gis.io.territory import read_territory
 
     with user_errors():
         if not out.name.lower().endswith(".csv"):
@@ -824,7 +828,7 @@ def demo(
             encoding=None)
         console.print(_counts_table(f"territory {territory_id} in {db_path}", counts))
         from gis.database import make_engine
-        from gis.layers import read_territory
+        from gis.io.territory import read_territory
         from gis.plans import publish_plan, write_plan
         from gis.settings import get_settings
         from partitioning.cluster import partition_on_cluster, shared_compute

@@ -37,10 +37,10 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from api.problems import TooManyJobs
 from events.routing import concat_columns, route_chunk
 from gis import models
+from gis.contract import Territory
 from gis.database import is_unavailable, make_engine
 from gis.edits import PlanReader
 from gis.errors import Conflict, GridmapError, NotFound
-from gis.layers import Territory
 from gis.plans import (
     PlanInfo,
     get_plan,

@@ -17,24 +17,12 @@ import shapely
 from sqlalchemy import Engine, delete, func, insert, select
 
 from gis import models
+from gis.contract import LayerSpec, Repair, _as_text, _check_geometry, _to_wgs84
 from gis.crs import parse_coord_sys
-from gis.errors import Conflict, GridmapError, LayerError, NotFound
-from gis.layers import (
-    VECTOR_SUFFIXES,
-    Budget,
-    LayerSpec,
-    ReadLimits,
-    Repair,
-    _as_text,
-    _check_geometry,
-    _check_shapefile,
-    _read_source,
-    _Source,
-    _to_wgs84,
-    check_geopackage,
-    gdal_reason,
-    unzip,
-)
+from gis.errors import Conflict, GridmapError, LayerError, NotFound, gdal_reason
+from gis.io.archive import unzip
+from gis.io.limits import Budget, ReadLimits
+from gis.io.vector import VECTOR_SUFFIXES, _check_shapefile, _read_source, _Source, check_geopackage
 from gis.store import _wkb
 
 #: The contract of an overlay: polygons with a unit code and (optionally) a name.

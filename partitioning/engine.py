@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from gis.contract import Territory
 from gis.errors import GridmapError
-from gis.layers import Territory
 from partitioning import boundaries, codes, flags, quality
 from partitioning.blocks import (
     STRONG_KINDS,

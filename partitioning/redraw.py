@@ -13,8 +13,8 @@ import pandas as pd
 import shapely
 
 from gis.band import in_band
+from gis.contract import Territory
 from gis.errors import GridmapError
-from gis.layers import Territory
 from partitioning import flags
 from partitioning.blocks import PRECISION_M, barrier_lines
 from partitioning.corridors import Footprints

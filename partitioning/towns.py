@@ -31,9 +31,9 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from gis.contract import Territory
 from gis.divisions import ancestor
 from gis.errors import GridmapError
-from gis.layers import Territory
 from partitioning import boundaries, quality
 from partitioning.engine import PartitionResult, partition_territory
 from partitioning.params import PartitionParams

@@ -73,7 +73,7 @@ from events.unlocated import (
 )
 from gis.codes import check_code as area_code
 from gis.errors import CoordinateError, LayerError, NotFound
-from gis.layers import ReadLimits
+from gis.io.limits import ReadLimits
 
 router = APIRouter(tags=["events"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such event"}}

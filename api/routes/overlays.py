@@ -22,7 +22,7 @@ from api.routes.territories import _field_map, _saved
 from gis.crs import parse_coord_sys
 from gis.exports import SHEET_TYPES, content_disposition, write_sheet
 from gis.geometry import feature_collection, for_basemap
-from gis.layers import ReadLimits
+from gis.io.limits import ReadLimits
 from gis.overlays import (
     check_department,
     delete_overlay,

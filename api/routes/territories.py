@@ -21,15 +21,11 @@ from api.jobs import JobRunner, get_job, list_jobs
 from api.problems import BadRequest, Forbidden
 from gis import models
 from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
+from gis.contract import Territory
 from gis.errors import GridmapError, LayerError, NotFound
-from gis.layers import (
-    ReadLimits,
-    Territory,
-    parse_crs_option,
-    parse_field_map,
-    preview_territory,
-    read_territory,
-)
+from gis.io.limits import ReadLimits
+from gis.io.options import parse_crs_option, parse_field_map
+from gis.io.territory import preview_territory, read_territory
 from gis.plans import list_plans, published_plan_id
 from gis.store import (
     delete_territory,

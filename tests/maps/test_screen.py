@@ -25,7 +25,7 @@ from data.demo import generate
 from events.dashboard import screen_data
 from gis.crs import gcj02_from_wgs84
 from gis.database import make_engine
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory

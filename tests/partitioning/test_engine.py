@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from data.demo import generate
-from gis.layers import Territory
+from gis.contract import Territory
 from partitioning import boundaries, codes, quality
 from partitioning.blocks import PRECISION_M, barrier_lines, dissolve, make_blocks
 from partitioning.corridors import Footprints

@@ -19,7 +19,6 @@ OVER = frozenset({
     "events/geocode.py", "events/router.py", "events/store.py",
     "gis/crs.py", "gis/exports.py", "gis/models.py",
     "maps/poster.py",
-    "partitioning/engine.py", "partitioning/villages.py",
 })
 
 

@@ -498,7 +498,11 @@ def _address_text(values: pd.Series) -> pd.Series:
             v = int(v)
         text = str(v).strip()
         return text[:200] or None
-    return values.astype(object).map(one)
+    out = np.full(len(values), None, dtype=object)
+    given = values.notna().to_numpy()
+    if given.any():                     # (a layer without addresses: no call per row)
+        out[given] = [one(v) for v in values.to_numpy(dtype=object)[given]]
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 def _check_kinded(layer: str) -> Any:

@@ -244,14 +244,14 @@ def finish(work: Plan, op: str, reshaped: dict[str, dict[str, Any]],
     shaped = np.array([pos[c] for c in reshaped], dtype=np.int64)
     if len(shaped):
         g = all_geoms[shaped]
-        for code, area, comp, radius, parts in zip(
-                reshaped, shapely.area(g), quality.polsby_popper(g),
-                quality.service_radius(g), shapely.get_num_geometries(g), strict=True):
+        shape = quality.shape_figures(g)
+        for i, (code, parts) in enumerate(zip(reshaped, shapely.get_num_geometries(g),
+                                              strict=True)):
             row = new_rows[code]
             flags, reason = band_flags(str(row["kind"]), int(row["households"]), int(parts),
                                        h.band)
-            row.update(area_m2=round(float(area), 1), compactness=round(float(comp), 4),
-                       radius_m=round(float(radius), 1), flags=flags, flag_reason=reason)
+            row.update({k: float(v[i]) for k, v in shape.items()}, flags=flags,
+                       flag_reason=reason)
         for code, metres in zip(reshaped, strong_inside(g, h), strict=True):
             new_rows[code]["barrier_inside_m"] = round(float(metres), 1)
         # 四至 and barrier share of the reshaped grids and the 四至 of their neighbours.

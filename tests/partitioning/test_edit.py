@@ -126,6 +126,11 @@ def test_merge_keeps_the_larger_code_and_refreshes_neighbours() -> None:
     assert "西至440111001001001网格" in rows.loc[G3, "boundary_text"]
     assert not rows.loc[G3, "reshaped"] and rows.loc[G1, "reshaped"]
     _check_plan(updated(first, result))
+    # The merged grid is a 400 m square: the engine's figures for that outline (its
+    # point on surface lies at (200, 150) between the blocks' vertices: 250 m to a corner
+    # up and 200 m across).
+    assert rows.loc[G1, ["area_m2", "compactness", "radius_m"]].tolist() == \
+        [160_000.0, 0.7854, 320.2]
     with pytest.raises(EditRefused, match="不相邻"):
         edit.merge(hood, G1, G3)
     with pytest.raises(EditRefused, match="different villages"):

@@ -39,7 +39,7 @@ from events.routing import concat_columns, route_chunk
 from gis import models
 from gis.database import is_unavailable, make_engine
 from gis.edits import PlanReader
-from gis.errors import Conflict, GridmapError, NotFound
+from gis.errors import Conflict, GridmapError, NotFound, msg
 from gis.layers import Territory
 from gis.plans import (
     PlanInfo,
@@ -374,8 +374,9 @@ class JobRunner:
         base = plan_id if plan_id is not None else published_plan_id(self.engine,
                                                                        territory_id)
         if base is None:
-            raise Conflict(f"区域 {territory_id} 没有已发布的方案（territory {territory_id} has "
-                           "no published plan: publish one, or name the plan with plan_id)")
+            raise Conflict(msg(f"区域 {territory_id} 没有已发布的方案",
+                               f"territory {territory_id} has no published plan: publish one, "
+                               "or name the plan with plan_id"))
         info = get_plan(self.engine, base)
         if info.territory_id != territory_id:
             raise Conflict(f"plan {base} belongs to territory {info.territory_id}, not "

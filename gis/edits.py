@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 from gis import models
-from gis.errors import Conflict, NotFound, StaleVersion
+from gis.errors import Conflict, NotFound, StaleVersion, msg
 from gis.plans import GRID_FIELDS, _py
 
 #: A grid row as edits store and restore it (geometry aside).
@@ -218,13 +218,15 @@ def _claim(conn: Connection, plan_id: int, expected: int) -> int:
     if row is None:
         raise NotFound(f"no plan {plan_id}")
     if row.status != "draft":
-        raise Conflict(f"方案 {plan_id} 已{'发布' if row.status == 'published' else '归档'}，"
-                       f"只能编辑草稿；请先复制（plan {plan_id} is {row.status}: only drafts "
-                       f"are edited; copy it with POST /plans/{plan_id}/copy and edit the copy)")
-    raise StaleVersion(
-        f"方案 {plan_id} 已被他人修改，当前版本 {row.edit_version}；请刷新后重做（the edit was "
-        f"made on version {expected} of plan {plan_id}, which is now at version "
-        f"{row.edit_version}: reload it and redo the edit)", int(row.edit_version))
+        raise Conflict(msg(
+            f"方案 {plan_id} 已{'发布' if row.status == 'published' else '归档'}，只能编辑草稿；"
+            "请先复制",
+            f"plan {plan_id} is {row.status}: only drafts are edited; copy it with POST "
+            f"/plans/{plan_id}/copy and edit the copy"))
+    raise StaleVersion(msg(
+        f"方案 {plan_id} 已被他人修改，当前版本 {row.edit_version}；请刷新后重做",
+        f"the edit was made on version {expected} of plan {plan_id}, which is now at version "
+        f"{row.edit_version}: reload it and redo the edit"), int(row.edit_version))
 
 
 def _rows(grids: gpd.GeoDataFrame) -> dict[str, dict[str, Any]]:
@@ -336,8 +338,8 @@ def _step(engine: Engine, plan_id: int, expected: int, which: str, author: str |
             target = conn.execute(stack.where(edits.c.state == "undone")
                                   .order_by(edits.c.seq).limit(1)).first()
         if target is None:
-            raise Conflict(f"没有可{'撤销' if which == 'undo' else '重做'}的编辑（plan "
-                           f"{plan_id} has no edit to {which}）")
+            raise Conflict(msg(f"没有可{'撤销' if which == 'undo' else '重做'}的编辑",
+                               f"plan {plan_id} has no edit to {which}"))
         src, dst = (target.after, target.before) if which == "undo" else \
             (target.before, target.after)
         _apply(conn, plan_id, src, dst)

@@ -57,6 +57,12 @@ class PlanInfo:
         return {k: (models.iso(v) if k.endswith("_at") else v)
                 for k, v in self.__dict__.items()}
 
+    def band(self, default: tuple[int, int]) -> tuple[int, int]:
+        """The household band the plan was made for (its parameters), else ``default``."""
+        params = self.parameters or {}
+        return (int(params.get("min_households", default[0])),
+                int(params.get("max_households", default[1])))
+
 
 def _py(value: Any) -> Any:
     """A numpy scalar as the Python scalar the database driver expects (NaN → None)."""

@@ -12,7 +12,7 @@ import pandas as pd
 import shapely
 
 from gis.band import DEFAULT_BAND
-from gis.errors import EditRefused, GridLocked
+from gis.errors import EditRefused, GridLocked, msg
 from partitioning import boundaries, quality
 from partitioning.blocks import PRECISION_M, STRONG_KINDS, adjacency, dissolve
 from partitioning.flags import band_flag
@@ -76,7 +76,7 @@ class EditResult:
 
 
 def refuse(zh: str, en: str) -> EditRefused:
-    return EditRefused(f"{zh}（{en}）")
+    return EditRefused(msg(zh, en))
 
 
 class Plan:
@@ -105,8 +105,9 @@ class Plan:
     def unlocked(self, codes: Iterable[str]) -> None:
         locked = [c for c in codes if bool(self.row(c)["locked"])]
         if locked:
-            raise GridLocked(f"网格 {'、'.join(sorted(locked))} 已锁定，先解锁再修改（grid "
-                             f"{', '.join(sorted(locked))} is locked: unlock it before editing)")
+            raise GridLocked(msg(f"网格 {'、'.join(sorted(locked))} 已锁定，先解锁再修改",
+                                 f"grid {', '.join(sorted(locked))} is locked: unlock it "
+                                 "before editing"))
 
     def metric(self) -> np.ndarray:
         if self._metric is None:

@@ -98,7 +98,7 @@
   function restyle(code) {
     var layer = gm.byCode[code];
     if (!layer) { return; }
-    var style = P.gridStyle(layer.feature, cfg.band);
+    var style = P.gridStyle(layer.feature);
     style.weight = 2; style.color = "#243b53"; style.opacity = 0.9;
     if (ed.locked[code]) {
       style.color = "#111827"; style.weight = 2.5; style.dashArray = "6 4"; style.opacity = 1;
@@ -466,7 +466,7 @@
   /* ---------------------------------------------------------------- panel */
 
   function bandText(p) {
-    var b = P.bandOf(p, cfg.band);
+    var b = P.bandOf(p);
     return "<span class=\"band band-" + b + "\">" + P.esc({below: "低于 " + cfg.band[0],
       within: cfg.band[0] + "–" + cfg.band[1], above: "超过 " + cfg.band[1],
       dedicated: "专属"}[b]) + "</span>";

@@ -15,10 +15,11 @@ import shapely
 from browser import live_server
 from demo_plan import DemoStore
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from api.app import create_app
 from gis import models
+from gis.band import DEFAULT_BAND, classify
 from gis.edits import GRID_ROW, read_plan_blocks
 from gis.plans import read_grids
 
@@ -171,6 +172,29 @@ def test_refusals(client: TestClient, store: DemoStore, draft: int) -> None:
     assert version_of(client, draft) == 1          # nothing refused was written
     r = client.post(f"/plans/{draft}/redo", headers={"If-Match": '"1"'})
     assert r.status_code == 409 and "redo" in r.json()["detail"]
+
+
+def test_grids_and_edit_answers_carry_each_grids_class_against_the_plans_own_band(
+        client: TestClient, store: DemoStore, draft: int) -> None:
+    # The pages colour grids by band_class: the server's one rule, with the band the plan
+    # was made for (here narrowed to 380–420, so that many grids change class).
+    band = (380, 420)
+    with store.engine.begin() as conn:
+        params = conn.execute(select(models.Plan.parameters).where(
+            models.Plan.id == draft)).scalar_one()
+        conn.execute(update(models.Plan).where(models.Plan.id == draft).values(
+            parameters={**params, "min_households": band[0], "max_households": band[1]}))
+    features = client.get(f"/plans/{draft}/grids").json()["features"]
+    got = [f["properties"]["band_class"] for f in features]
+    assert got == [classify(f["properties"]["kind"], f["properties"]["households"], band)
+                   for f in features]
+    assert {"below", "in_band", "above"} <= set(got)
+    assert any(c != classify(f["properties"]["kind"], f["properties"]["households"],
+                             DEFAULT_BAND) for c, f in zip(got, features, strict=True))
+    r, _ = first_move(client, store, draft, 0)
+    answered = [f["properties"] for f in r.json()["grids"]["features"]]
+    assert [p["band_class"] for p in answered] == \
+        [classify(p["kind"], p["households"], band) for p in answered]
 
 
 def test_undo_restores_byte_identical_grids_and_redo_reapplies(

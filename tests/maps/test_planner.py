@@ -576,6 +576,20 @@ def test_the_map_names_every_flag_as_the_rest_of_the_product_does() -> None:
         <= set(FLAG_NAMES)
 
 
+def test_no_page_script_holds_a_copy_of_the_band_rule() -> None:
+    """The pages colour grids by the band_class the server sends (gis.band.classify):
+    no script compares households with the band's ends itself."""
+    from pathlib import Path
+
+    static = Path(__file__).parents[2] / "maps/static"
+    rule = re.compile(r"households\s*[<>]|[<>]=?\s*\w*band\[[01]\]|band\[[01]\]\s*[<>]")
+    copies = [f"{path.name}: {line.strip()}" for path in sorted(static.glob("*.js"))
+              for line in path.read_text(encoding="utf-8").splitlines() if rule.search(line)]
+    assert not copies, copies
+    assert "band_class" in (static / "planner.js").read_text(encoding="utf-8")
+    assert "band_class" in (static / "compare.js").read_text(encoding="utf-8")
+
+
 def test_the_index_counts_flagged_grids_in_chinese(client: TestClient, store: DemoStore
                                                   ) -> None:
     html = client.get("/").text

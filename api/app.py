@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api import problems
-from api.audit import AuditLog, AuditRequests, RateLimit
+from api.audit import AuditLog, AuditRequests
 from api.auth import (
     Authenticator,
     CrossSiteGuard,
@@ -28,6 +28,7 @@ from api.auth import (
 )
 from api.headers import SecurityHeaders
 from api.jobs import JobRunner
+from api.ratelimit import RateLimit
 from events.geocode import IndexCache
 from events.routing import RouterCache
 from events.rules import Rules

@@ -371,6 +371,12 @@ def redo(engine: Engine, plan_id: int, expected: int, *, author: str | None = No
     return _step(engine, plan_id, expected, "redo", author, note)
 
 
+#: Edit operations stored under an older name: a line edit was "redraw" until it became
+#: "reshape" (redraw is the stable re-partition of a whole plan). History rows keep what was
+#: written; they are read under today's name.
+RENAMED_OPS = {"redraw": "reshape"}
+
+
 def list_edits(engine: Engine, plan_id: int) -> list[dict[str, Any]]:
     """A plan's history, oldest first: who did what, when, and whether it still holds."""
     edits = _t(models.PlanEdit)
@@ -383,8 +389,8 @@ def list_edits(engine: Engine, plan_id: int) -> list[dict[str, Any]]:
             edits.c.author, edits.c.at, edits.c.note, edits.c.summary, edits.c.version_before,
             edits.c.version_after, edits.c.grids).where(edits.c.plan_id == plan_id)
             .order_by(edits.c.seq)).mappings().all()
-    return [{**dict(r), "at": models.iso(r["at"]), "grids": list(r["grids"] or [])}
-            for r in rows]
+    return [{**dict(r), "op": RENAMED_OPS.get(r["op"], r["op"]), "at": models.iso(r["at"]),
+             "grids": list(r["grids"] or [])} for r in rows]
 
 
 def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,

@@ -176,7 +176,7 @@ class Plan:
         return {int(nos[i]): str(self.before[i]) for i in moved}
 
 
-_VERBS = {"移动": "move", "合并": "merge", "拆分": "split", "重画边界": "redraw"}
+_VERBS = {"移动": "move", "合并": "merge", "拆分": "split", "重画边界": "reshape"}
 
 
 def verb_en(verb: str) -> str:

@@ -71,8 +71,8 @@ class SplitEdit(BaseModel):
     note: Note = None
 
 
-class RedrawEdit(BaseModel):
-    op: Literal["redraw"]
+class ReshapeEdit(BaseModel):
+    op: Literal["reshape"]
     line: list[tuple[Lon, Lat]] = Field(min_length=2, max_length=2_000, description=(
         "The new boundary, WGS84 lon/lat points, drawn across the two grids"))
     grids: list[Code] | None = Field(None, min_length=2, max_length=2, description=(
@@ -108,7 +108,7 @@ class RebalanceEdit(BaseModel):
         return self
 
 
-EditBody = Annotated[MoveEdit | MergeEdit | SplitEdit | RedrawEdit | LockEdit | RenameEdit
+EditBody = Annotated[MoveEdit | MergeEdit | SplitEdit | ReshapeEdit | LockEdit | RenameEdit
                      | RebalanceEdit, Field(discriminator="op")]
 
 
@@ -179,7 +179,7 @@ def _answer(out: EditOutcome, request: Request, engine: Engine) -> JSONResponse:
     band = get_plan(engine, out.plan_id).band((settings.min_households,
                                                settings.max_households))
     grids = out.grids.drop(columns=["id", "wkb"], errors="ignore")
-    # The editor colours the grids it redraws by this class (gis.band's one rule).
+    # The editor colours the grids it draws anew by this class (gis.band's one rule).
     grids = grids.assign(band_class=classify_all(grids["kind"], grids["households"], band))
     body = EditOut(plan_id=out.plan_id, version=out.version, seq=out.seq, op=out.op,
                    summary=out.summary, target_seq=out.target_seq, removed=out.removed,
@@ -222,7 +222,7 @@ def _compute(body: Any, run: Callable[..., Any]) -> Any:
             if missing:
                 raise refuse(f"方案没有地块 {missing[:10]}",
                                   f"the plan has no blocks {missing[:10]}")
-        elif op == "redraw":
+        elif op == "reshape":
             codes = list(params.get("grids") or [])
             if not codes:
                 codes = reader.grids_on_line(shapely.LineString(params["line"]).wkt)
@@ -253,7 +253,7 @@ def _compute(body: Any, run: Callable[..., Any]) -> Any:
 
 
 @router.post("/plans/{plan_id}/edits", response_model=EditOut, responses=PROBLEM_RESPONSES,
-             summary="Edit a draft plan (move, merge, split, redraw, lock, unlock, rename, "
+             summary="Edit a draft plan (move, merge, split, reshape, lock, unlock, rename, "
                      "rebalance)")
 def make_edit(plan_id: Id, request: Request, who: PlansWrite,
               body: Annotated[EditBody, Body()],

@@ -240,7 +240,7 @@ def test_undo_restores_byte_identical_grids_and_redo_reapplies(
     assert states[4] == "discarded"
 
 
-def test_redraw_moves_the_blocks_beyond_the_line(client: TestClient, store: DemoStore,
+def test_reshape_moves_the_blocks_beyond_the_line(client: TestClient, store: DemoStore,
                                                  draft: int) -> None:
     grids = read_grids(store.engine, draft).set_index("code")
     blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
@@ -256,7 +256,7 @@ def test_redraw_moves_the_blocks_beyond_the_line(client: TestClient, store: Demo
         ends = [xy[0] + (xy[0] - xy[1]) / np.hypot(*(xy[0] - xy[1])) * 1e-4,
                 xy[-1] + (xy[-1] - xy[-2]) / np.hypot(*(xy[-1] - xy[-2])) * 1e-4]
         coords = [list(ends[0]), *xy.tolist(), list(ends[1])]
-        r = edit(client, draft, 0, {"op": "redraw", "line": coords, "grids": [src, dst]})
+        r = edit(client, draft, 0, {"op": "reshape", "line": coords, "grids": [src, dst]})
         if r.status_code == 422:
             continue
         assert r.status_code == 200, r.text
@@ -266,8 +266,17 @@ def test_redraw_moves_the_blocks_beyond_the_line(client: TestClient, store: Demo
         assert households(store.engine, draft) == total
         assert read_plan_blocks(store.engine, draft).set_index("block_no").loc[
             block, "grid_code"] == dst
+        # "redraw" is the stable re-partition only: the old name of the line edit is
+        # refused, and history written under it reads as today's name.
+        old = edit(client, draft, 1, {"op": "redraw", "line": coords, "grids": [src, dst]})
+        assert old.status_code == 422 and version_of(client, draft) == 1
+        assert client.get(f"/plans/{draft}/edits").json()[-1]["op"] == "reshape"
+        with store.engine.begin() as conn:
+            conn.execute(update(models.PlanEdit).where(models.PlanEdit.plan_id == draft)
+                         .values(op="redraw"))
+        assert [h["op"] for h in client.get(f"/plans/{draft}/edits").json()] == ["reshape"]
         return
-    raise AssertionError("no redraw was accepted")
+    raise AssertionError("no reshape was accepted")
 
 
 @pytest.mark.parametrize("store", ["postgis"], indirect=True)

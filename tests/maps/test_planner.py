@@ -374,10 +374,11 @@ def test_a_grid_crossing_a_river_says_so_in_chinese_with_its_reason(
         screenshot(page, "planner_crossing_popup")
         # A river or lake made a grid of its own is coloured as water, not as a dedicated
         # grid; the legend has it.
+        # (band_class as the server classes a grid: gis.band.classify.)
         fill = page.evaluate("""[GridmapPlanner.gridStyle({properties: {kind: "dedicated",
-            name: "白云湖水域专属网格", households: 0}}, [300, 500]).fillColor,
+            name: "白云湖水域专属网格", households: 0, band_class: "dedicated"}}).fillColor,
             GridmapPlanner.gridStyle({properties: {kind: "dedicated", name: "白云工业园专属网格",
-            households: 0}}, [300, 500]).fillColor, GridmapPlanner.COLORS]""")
+            households: 0, band_class: "dedicated"}}).fillColor, GridmapPlanner.COLORS]""")
         assert fill[0] == fill[2]["water"] != fill[1] == fill[2]["dedicated"]
         assert "水域专属网格" in page.locator(".gm-legend").inner_text()
         assert not errors, errors

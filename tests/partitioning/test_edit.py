@@ -157,10 +157,10 @@ def test_split_cuts_along_the_road_with_new_serials() -> None:
         edit.split(after, G1)
 
 
-def test_redraw_assigns_blocks_by_the_larger_side() -> None:
+def test_reshape_assigns_blocks_by_the_larger_side() -> None:
     hood = _hood()
     line = shapely.LineString([(X0 + 130, Y0 - 10), (X0 + 130, Y0 + 410)])
-    result = edit.redraw(hood, line)
+    result = edit.reshape(hood, line)
     rows = _by_code(result)
     # Column 1 lies 30 % west of the line, 70 % east: it goes to G2.
     assert result.assignment == {block_no(1, r): G2 for r in range(4)}
@@ -168,10 +168,10 @@ def test_redraw_assigns_blocks_by_the_larger_side() -> None:
     _check_plan(updated(hood, result))
     across = shapely.LineString([(X0 + 130, Y0 + 50), (X0 + 450, Y0 + 50)])
     with pytest.raises(EditRefused, match="crosses 3 grids"):
-        edit.redraw(hood, across)
+        edit.reshape(hood, across)
     short = shapely.LineString([(X0 + 130, Y0 + 50), (X0 + 130, Y0 + 150)])
     with pytest.raises(EditRefused, match="into 1 pieces"):
-        edit.redraw(hood, short, [G1, G2])
+        edit.reshape(hood, short, [G1, G2])
 
 
 def test_locked_grids_refuse_edits_until_unlocked() -> None:

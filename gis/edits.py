@@ -204,6 +204,12 @@ class PlanReader:
         return frozenset(used)
 
 
+def used_codes(engine: Engine, plan_id: int, villages: Iterable[str]) -> frozenset[str]:
+    """:meth:`PlanReader.used_codes` outside an edit (a stable redraw's new serials)."""
+    with engine.connect() as conn:
+        return PlanReader(conn, plan_id).used_codes(villages)
+
+
 def _claim(conn: Connection, plan_id: int, expected: int) -> int:
     """Take the next version of a draft made on ``expected`` (the row stays locked until
     the transaction ends), or say why not."""

@@ -17,11 +17,12 @@ from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, Principal, check_territory, visible
 from api.deps import Id, IdQuery, check_encoding, get_engine
-from api.jobs import JobRunner, get_job, list_jobs
+from api.jobs import JobRunner
 from api.problems import BadRequest, Forbidden
 from gis import models
 from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 from gis.errors import GridmapError, LayerError, NotFound
+from gis.jobs import get_job, list_jobs
 from gis.layers import (
     ReadLimits,
     Territory,

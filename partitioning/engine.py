@@ -694,6 +694,7 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     share, by_kind = quality.barrier_shares(segments, kinds.astype(str), len(grids))
     total_len = float(segments["length"].sum()) or 1.0
     on_len = float(segments["length"].to_numpy()[kinds != ""].sum())
+    shape = quality.shape_figures(geoms)
     out = gpd.GeoDataFrame({
         "code": grid_codes,
         "name": names,
@@ -703,10 +704,10 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         "households": grids["households"].to_numpy(),
         "households_estimated": grids["households_estimated"].to_numpy(),
         "population": grids["population"].to_numpy(),
-        "area_m2": np.round(area, 1),
-        "compactness": np.round(quality.polsby_popper(geoms), 4),
+        "area_m2": shape["area_m2"],
+        "compactness": shape["compactness"],
         "barrier_share": np.round(share, 4),
-        "radius_m": np.round(quality.service_radius(geoms), 1),
+        "radius_m": shape["radius_m"],
         "boundary_text": texts,
         "flags": grids["flags"].to_numpy(),
         "flag_reason": reasons,

@@ -179,9 +179,7 @@ def plan_map(plan_id: Id, request: Request, who: PlansRead,
 
 
 def _band(info: PlanInfo, settings: Settings) -> tuple[int, int]:
-    params = info.parameters or {}
-    return (int(params.get("min_households", settings.min_households)),
-            int(params.get("max_households", settings.max_households)))
+    return info.band((settings.min_households, settings.max_households))
 
 
 def _planner_page(engine: Engine, settings: Settings, info: PlanInfo) -> PlannerPage:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from sqlalchemy import Engine
@@ -21,7 +21,7 @@ from gis.errors import NotFound
 from gis.exports import content_disposition
 from gis.plans import get_plan
 from gis.settings import Settings
-from maps.poster import FontMissing, GlyphMissing, PaperSize, Poster, PosterFormat, make_poster
+from maps.poster import PaperSize, Poster, PosterFormat, make_poster
 from maps.tiles import plan_stamp
 
 
@@ -141,13 +141,9 @@ def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat, request: Request
     info = get_plan(engine, plan_id)
     key = (plan_stamp(engine, plan_id), info.status, info.published_at, area_code,
            PaperSize(size), PosterFormat(fmt), zone, datetime.now(ZoneInfo(zone)).date())
-    try:
-        made, kept = poster_cache(request).made(
-            key, lambda: make_poster(engine, plan_id, area_code, size, fmt, zone=zone))
-    except FontMissing as exc:
-        raise HTTPException(503, exc.message) from exc
-    except GlyphMissing as exc:
-        raise HTTPException(422, exc.message) from exc
+    # A missing font (503) or glyph (422) is answered from the problem table.
+    made, kept = poster_cache(request).made(
+        key, lambda: make_poster(engine, plan_id, area_code, size, fmt, zone=zone))
     return Response(made.content, media_type=made.media_type, headers={
         "Content-Disposition": content_disposition(made.filename, made.ascii_filename),
         "X-Poster-Cache": "hit" if kept else "miss"})

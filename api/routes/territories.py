@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, Principal, check_territory, visible
 from api.deps import Id, IdQuery, check_encoding, get_engine
-from api.jobs import JobRunner, get_job, list_jobs
+from api.jobs import JobRunner
 from api.problems import BadRequest, Forbidden
 from gis import models
 from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
@@ -26,6 +26,7 @@ from gis.errors import GridmapError, LayerError, NotFound
 from gis.io.limits import ReadLimits
 from gis.io.options import parse_crs_option, parse_field_map
 from gis.io.territory import preview_territory, read_territory
+from gis.jobs import get_job, list_jobs
 from gis.plans import list_plans, published_plan_id
 from gis.store import (
     delete_territory,

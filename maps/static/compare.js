@@ -16,13 +16,12 @@
 
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
 
-  function band(p, cfg) {
+  /* The colour key of a grid: its class against its plan's band as the server classed it
+     (band_class, gis/band.py's one rule), or water. */
+  function band(p) {
     /* A river or lake made a grid of its own ("…水域专属网格"), as on the planner map. */
     if (p.kind === "dedicated" && /水域专属网格$/.test(String(p.name || ""))) { return "water"; }
-    if (p.kind === "dedicated") { return "dedicated"; }
-    if (p.households < cfg.band[0]) { return "below"; }
-    if (p.households > cfg.band[1]) { return "above"; }
-    return "within";
+    return p.band_class === "in_band" ? "within" : p.band_class;
   }
 
   function getJson(url) {
@@ -65,7 +64,7 @@
     var layer = L.geoJSON(data, {
       style: function (f) {
         var p = f.properties, m = marks[p.code];
-        var s = {color: "#1f2933", weight: 0.6, opacity: 0.7, fillColor: COLORS[band(p, cfg)],
+        var s = {color: "#1f2933", weight: 0.6, opacity: 0.7, fillColor: COLORS[band(p)],
           fillOpacity: 0.3};
         if (m) { s.color = MARK[m]; s.weight = 3; s.opacity = 1; s.fillColor = MARK[m]; s.fillOpacity = 0.45; }
         return s;

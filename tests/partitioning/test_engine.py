@@ -289,6 +289,25 @@ def test_four_sides_name_the_roads() -> None:
     assert text[0] == "东至东路，南至南路，西至西河，北至北街"
 
 
+def test_shape_figures_are_the_stored_rounding_of_area_compactness_and_radius() -> None:
+    # A 400 m square: the service radius runs from its centre to a corner.
+    got = quality.shape_figures(np.array([shapely.box(0, 0, 400, 400),
+                                          shapely.box(0, 0, 100, 400)]))
+    assert got["area_m2"].tolist() == [160_000.0, 40_000.0]
+    assert got["compactness"].tolist() == [0.7854, 0.5027]
+    assert got["radius_m"].tolist() == [282.8, 206.2]
+
+
+def test_the_engine_describes_its_grids_with_the_shared_shape_figures() -> None:
+    # The same outline gives the same figures whether the engine or an edit describes it.
+    terr, result = run(20_000, 3)
+    metric = result.grids.to_crs(terr.metric_crs) if result.grids.crs != terr.metric_crs \
+        else result.grids
+    figures = quality.shape_figures(metric.geometry.to_numpy())
+    for column, values in figures.items():
+        np.testing.assert_array_equal(result.grids[column].to_numpy(dtype=float), values)
+
+
 def test_polsby_popper() -> None:
     assert quality.polsby_popper(np.array([shapely.box(0, 0, 10, 10)]))[0] == \
         pytest.approx(np.pi / 4)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +24,8 @@ SLIVER_SHARE = 0.05
 NOISE_SHARE = 1e-6
 #: Two grids are neighbours when their boundaries share at least this much (metres).
 MIN_SHARED_M = 0.5
+#: The longest chain of units passing a grid on so that an empty unit gets one (see propose).
+MAX_CHAIN = 8
 Strategy = Literal["households", "area", "centroid"]
 STRATEGIES: tuple[Strategy, ...] = ("households", "area", "centroid")
 
@@ -249,7 +251,8 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
     its households (``by="households"``, area where it has none; ``"area"``: most of its
     area; ``"centroid"``: the unit its inner point falls in), then contiguity repaired
     (a unit's cut-off grids go to the neighbouring unit holding most of their households)
-    and no unit that holds any part of a grid left without one."""
+    and no unit left without a grid whenever there are at least as many grids as units
+    (a unit holding no part of any grid takes the nearest grid some unit can spare)."""
     if by not in STRATEGIES:
         raise ValueError(f"unknown strategy {by!r}; use one of {', '.join(STRATEGIES)}")
     g_geom = shapely.make_valid(_metric(grids, metric_epsg))
@@ -317,51 +320,79 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
             if not moved:
                 break
 
-    def _spare(unit: int, keep: int) -> int | None:
-        """A grid other than ``keep`` that ``unit`` holds part of and may take: its unit
-        keeps another grid and stays connected without it."""
-        for g in sorted((g for g in range(n_g) if g != keep and (
-                held[g].get(unit, 0) > 0 or held_area[g].get(unit, 0) > 0)),
-                key=lambda g: (held[g].get(unit, 0.0), held_area[g].get(unit, 0.0)),
-                reverse=True):
-            rest = [int(i) for i in np.flatnonzero(assigned == assigned[g]) if i != g]
-            if rest and len(_components(rest, neighbours)) == 1:
-                return g
+    repair()
+    # No unit vanishes (whenever there are at least as many grids as units): each unit left
+    # without a grid takes one, by the first of these that works —
+    #  1. a grid it holds part of, from a unit that stays non-empty and connected without it
+    #     (the cheapest: the fewest households leaving that unit);
+    #  2. a chain: it takes a grid it holds part of from a unit with no other grid, which in
+    #     turn takes a grid it holds part of (or a neighbour of the one it lost) from a unit
+    #     that can spare it, and so on (breadth first, so the shortest chain);
+    #  3. a grid it holds part of from a unit that keeps another grid but falls apart without
+    #     it (the repair then gives the cut-off part to a neighbour);
+    #  4. the grid nearest to it that some unit can spare (a unit with two grids or more can:
+    #     the leaf of a spanning tree; one exists whenever there are more grids than non-empty
+    #     units). A unit with one grid is contiguous; the repair never empties a unit.
+    members_of = [set(np.flatnonzero(assigned == u).tolist()) for u in range(n_u)]
+
+    def move(g: int, to: int) -> None:
+        members_of[int(assigned[g])].discard(g)
+        assigned[g] = to
+        members_of[to].add(g)
+
+    def spares(g: int, connected: bool) -> bool:
+        rest = [i for i in members_of[int(assigned[g])] if i != g]
+        return bool(rest) and (not connected or len(_components(rest, neighbours)) == 1)
+
+    def own(v: int) -> list[int]:
+        """The grids ``v`` holds part of, cheapest first."""
+        return sorted((g for g in range(n_g) if held[g].get(v, 0) > 0
+                       or held_area[g].get(v, 0) > 0),
+                      key=lambda g: (held[g].get(int(assigned[g]), 0.0) - held[g].get(v, 0.0),
+                                     -held_area[g].get(v, 0.0), g))
+
+    def chain(u: int) -> list[tuple[int, int]] | None:
+        queue: deque[tuple[int, list[tuple[int, int]], int]] = deque([(u, [], -1)])
+        seen = {u}
+        while queue:
+            v, moves, lost = queue.popleft()
+            taken = {g for g, _ in moves}
+            around = sorted(neighbours[lost], key=lambda j: -neighbours[lost][j]) \
+                if lost >= 0 else []
+            for g in dict.fromkeys(own(v) + around):
+                if g in taken or assigned[g] < 0:
+                    continue
+                if spares(g, connected=True):
+                    return [*moves, (g, v)]
+                donor = int(assigned[g])
+                if len(members_of[donor]) == 1 and donor not in seen \
+                        and len(moves) < MAX_CHAIN:
+                    seen.add(donor)
+                    queue.append((donor, [*moves, (g, v)], g))
         return None
 
-    repair()
-    # No unit vanishes: a unit holding part of some grid but left without one takes one of
-    # those grids, the one whose move costs the fewest households: from a unit that stays
-    # connected without it if it can, else from one that keeps another grid (whose cut-off
-    # parts the repair then gives away), else (its only grid) with that unit taking another.
-    for u in range(n_u):
-        if (assigned == u).any():
-            continue
-        # The cheapest first: the fewest households leaving the unit the grid is in.
-        options = sorted((g for g in range(n_g) if held[g].get(u, 0) > 0
-                          or held_area[g].get(u, 0) > 0),
-                         key=lambda g: (held[g].get(int(assigned[g]), 0.0)
-                                        - held[g].get(u, 0.0), -held_area[g].get(u, 0.0)))
-        fallback = None
-        for g in options:
-            donor = int(assigned[g])
-            rest = [int(i) for i in np.flatnonzero(assigned == donor) if i != g]
-            if not rest:
-                # The donor has no other grid: it may take another grid it holds part of,
-                # from a unit that keeps one (a chain of two).
-                swap = _spare(donor, g)
-                if swap is not None:
-                    assigned[swap] = donor
-                    assigned[g] = u
-                    break
-                continue
-            if len(_components(rest, neighbours)) == 1:
-                assigned[g] = u
-                break
-            fallback = g if fallback is None else fallback
-        else:
-            if fallback is not None:
-                assigned[fallback] = u
+    def take(u: int) -> bool:
+        found = chain(u)
+        if found is None:
+            found = next(([(g, u)] for g in own(u) if spares(g, connected=False)), None)
+        if found is None:
+            near = np.argsort(shapely.distance(g_geom, u_geom[u]), kind="stable")
+            pick = next((int(g) for g in near if spares(int(g), connected=True)), None)
+            if pick is None:
+                pick = next((int(g) for g in near if spares(int(g), connected=False)), None)
+            found = None if pick is None else [(pick, u)]
+        if found is None:
+            return False
+        for g, to in found:
+            move(g, to)
+        return True
+
+    # The units holding the most first: they have the strongest claim on the grids around.
+    empty = sorted((u for u in range(n_u) if not members_of[u]),
+                   key=lambda u: (-sum(held[g].get(u, 0.0) for g in range(n_g)), u))
+    for u in empty:
+        if not members_of[u]:
+            take(u)
     repair()
 
     assignment = {str(g_codes[g]): str(u_codes[assigned[g]]) for g in range(n_g)
@@ -392,12 +423,14 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
     layer = gpd.GeoDataFrame(units_out.copy(), geometry=geoms, crs=grids.crs)
     layer = layer[layer["grids"] > 0].reset_index(drop=True)
     total = float(grid_hh.sum())
+    touched = {u for g in range(n_g) for u in (*held[g], *held_area[g])}
     summary = {
         "strategy": by, "grids": n_g, "units": n_u,
         "grids_assigned": len(assignment),
         "units_kept": int((units_out["grids"] > 0).sum()) if n_u else 0,
         "units_vanished": [str(c) for c in units_out.loc[units_out["grids"] == 0, "code"]]
         if n_u else [],
+        "units_outside_plan": [str(u_codes[u]) for u in range(n_u) if u not in touched],
         "units_not_contiguous": [str(c) for c in units_out.loc[units_out["parts"] > 1,
                                                                "code"]] if n_u else [],
         "households": round(total, 3),

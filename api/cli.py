@@ -229,6 +229,10 @@ def partition(
     min_dwelling: Annotated[float, typer.Option(
         "--min-dwelling", help="Smallest dwelling (m²): an estimate never exceeds floor "
                                "area ÷ this.")] = 50.0,
+    barrier_overlay: Annotated[list[str] | None, typer.Option(
+        "--barrier-overlay", help="DEPARTMENT=FILE: a department's units (a polygon layer "
+                                  "as `gridmap overlay add` takes) whose boundaries grids "
+                                  "must not cross, like a river. Repeatable.")] = None,
 ) -> None:
     """Cut a territory into grids of MIN–MAX households (files in, files out; no database).
 
@@ -238,6 +242,7 @@ def partition(
     import threading
 
     from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.overlays import BARRIER_LAYER
     from partitioning.cluster import partition_on_cluster, shared_compute
     from partitioning.output import write_partition
     from partitioning.params import PartitionParams
@@ -268,6 +273,8 @@ def partition(
         with console.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
+            if barrier_overlay:
+                terr.layers[BARRIER_LAYER] = _barrier_lines(barrier_overlay)
             split = split_territory(terr)
         starter.join()
         if reached:
@@ -307,6 +314,25 @@ def partition(
         console.print(table)
         for key, path in paths.items():
             console.print(f"  {key}: {path}")
+
+
+def _barrier_lines(options: list[str]) -> Any:
+    """The unit boundaries of each DEPARTMENT=FILE of --barrier-overlay, as one layer."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from gis.overlays import boundary_lines, check_department, read_overlay
+
+    frames = []
+    for option in options:
+        department, sep, path = option.partition("=")
+        if not sep or not path.strip():
+            raise GridmapError(f"--barrier-overlay takes DEPARTMENT=FILE (公安=jingge.shp), "
+                               f"got {option!r}")
+        units = read_overlay(Path(path.strip())).units
+        frames.append(boundary_lines(units, check_department(department)))
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
+                            crs=4326)
 
 
 def _estimate_line(report: dict[str, Any]) -> str:

@@ -268,132 +268,151 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
                           strict=True):
         held[g][u] += h
         held_area[g][u] += a
-    assigned = _initial(cw, g_geom, u_geom, by)
+    def assign(strategy: Strategy) -> np.ndarray:
+        """Each grid's unit (position) by ``strategy``, contiguity repaired, no unit
+        empty."""
+        assigned = _initial(cw, g_geom, u_geom, strategy)
 
-    # Grids no unit touches take the unit their longest shared boundary leads to.
-    for _ in range(n_g):
-        empty = np.flatnonzero(assigned < 0)
-        if not empty.size:
-            break
-        changed = False
-        for g in empty:
-            votes: dict[int, float] = defaultdict(float)
-            for j, length in neighbours[g].items():
-                if assigned[j] >= 0:
-                    votes[int(assigned[j])] += length
-            if votes:
-                assigned[g] = max(votes, key=lambda u: (votes[u], -u))
-                changed = True
-        if not changed:
-            break
-    lonely = np.flatnonzero(assigned < 0)
-    if lonely.size and n_u:  # islands touching nothing assigned: the nearest unit
-        tree = shapely.STRtree(u_geom)
-        assigned[lonely] = tree.nearest(g_geom[lonely])
-
-    def score(members: list[int], u: int) -> tuple[float, float]:
-        return (sum(held[g].get(u, 0.0) for g in members),
-                sum(held_area[g].get(u, 0.0) for g in members))
-
-    def repair() -> None:
-        """Keep each unit's main part; its cut-off parts go to a neighbouring unit (never
-        empties a unit: the main part stays)."""
-        for _ in range(4 * n_u + 10):
-            moved = False
-            for u in range(n_u):
-                members = [int(g) for g in np.flatnonzero(assigned == u)]
-                if len(members) < 2:
-                    continue
-                parts = _components(members, neighbours)
-                if len(parts) < 2:
-                    continue
-                parts.sort(key=lambda p: (*score(p, u), len(p)), reverse=True)
-                for part in parts[1:]:
-                    around = {int(assigned[j]) for g in part for j in neighbours[g]} - {u, -1}
-                    if not around:
-                        continue  # an island: no neighbour to join
-                    target = max(around, key=lambda v: (*score(part, v), sum(
-                        length for g in part for j, length in neighbours[g].items()
-                        if assigned[j] == v), -v))
-                    assigned[part] = target
-                    moved = True
-            if not moved:
+        # Grids no unit touches take the unit their longest shared boundary leads to.
+        for _ in range(n_g):
+            empty = np.flatnonzero(assigned < 0)
+            if not empty.size:
                 break
+            changed = False
+            for g in empty:
+                votes: dict[int, float] = defaultdict(float)
+                for j, length in neighbours[g].items():
+                    if assigned[j] >= 0:
+                        votes[int(assigned[j])] += length
+                if votes:
+                    assigned[g] = max(votes, key=lambda u: (votes[u], -u))
+                    changed = True
+            if not changed:
+                break
+        lonely = np.flatnonzero(assigned < 0)
+        if lonely.size and n_u:  # islands touching nothing assigned: the nearest unit
+            tree = shapely.STRtree(u_geom)
+            assigned[lonely] = tree.nearest(g_geom[lonely])
 
-    repair()
-    # No unit vanishes (whenever there are at least as many grids as units): each unit left
-    # without a grid takes one, by the first of these that works —
-    #  1. a grid it holds part of, from a unit that stays non-empty and connected without it
-    #     (the cheapest: the fewest households leaving that unit);
-    #  2. a chain: it takes a grid it holds part of from a unit with no other grid, which in
-    #     turn takes a grid it holds part of (or a neighbour of the one it lost) from a unit
-    #     that can spare it, and so on (breadth first, so the shortest chain);
-    #  3. a grid it holds part of from a unit that keeps another grid but falls apart without
-    #     it (the repair then gives the cut-off part to a neighbour);
-    #  4. the grid nearest to it that some unit can spare (a unit with two grids or more can:
-    #     the leaf of a spanning tree; one exists whenever there are more grids than non-empty
-    #     units). A unit with one grid is contiguous; the repair never empties a unit.
-    members_of = [set(np.flatnonzero(assigned == u).tolist()) for u in range(n_u)]
+        def score(members: list[int], u: int) -> tuple[float, float]:
+            return (sum(held[g].get(u, 0.0) for g in members),
+                    sum(held_area[g].get(u, 0.0) for g in members))
 
-    def move(g: int, to: int) -> None:
-        members_of[int(assigned[g])].discard(g)
-        assigned[g] = to
-        members_of[to].add(g)
+        def repair() -> None:
+            """Keep each unit's main part; its cut-off parts go to a neighbouring unit (never
+            empties a unit: the main part stays)."""
+            for _ in range(4 * n_u + 10):
+                moved = False
+                for u in range(n_u):
+                    members = [int(g) for g in np.flatnonzero(assigned == u)]
+                    if len(members) < 2:
+                        continue
+                    parts = _components(members, neighbours)
+                    if len(parts) < 2:
+                        continue
+                    parts.sort(key=lambda p: (*score(p, u), len(p)), reverse=True)
+                    for part in parts[1:]:
+                        around = {int(assigned[j]) for g in part for j in neighbours[g]} - {u, -1}
+                        if not around:
+                            continue  # an island: no neighbour to join
+                        target = max(around, key=lambda v: (*score(part, v), sum(
+                            length for g in part for j, length in neighbours[g].items()
+                            if assigned[j] == v), -v))
+                        assigned[part] = target
+                        moved = True
+                if not moved:
+                    break
 
-    def spares(g: int, connected: bool) -> bool:
-        rest = [i for i in members_of[int(assigned[g])] if i != g]
-        return bool(rest) and (not connected or len(_components(rest, neighbours)) == 1)
+        repair()
+        # No unit vanishes (whenever there are at least as many grids as units): each unit left
+        # without a grid takes one, by the first of these that works —
+        #  1. a grid it holds part of, from a unit that stays non-empty and connected without it
+        #     (the cheapest: the fewest households leaving that unit);
+        #  2. a chain: it takes a grid it holds part of from a unit with no other grid, which in
+        #     turn takes a grid it holds part of (or a neighbour of the one it lost) from a unit
+        #     that can spare it, and so on (breadth first, so the shortest chain);
+        #  3. a grid it holds part of from a unit that keeps another grid but falls apart without
+        #     it (the repair then gives the cut-off part to a neighbour);
+        #  4. the grid nearest to it that some unit can spare (a unit with two grids or more can:
+        #     the leaf of a spanning tree; one exists whenever there are more grids than non-empty
+        #     units). A unit with one grid is contiguous; the repair never empties a unit.
+        members_of = [set(np.flatnonzero(assigned == u).tolist()) for u in range(n_u)]
 
-    def own(v: int) -> list[int]:
-        """The grids ``v`` holds part of, cheapest first."""
-        return sorted((g for g in range(n_g) if held[g].get(v, 0) > 0
-                       or held_area[g].get(v, 0) > 0),
-                      key=lambda g: (held[g].get(int(assigned[g]), 0.0) - held[g].get(v, 0.0),
-                                     -held_area[g].get(v, 0.0), g))
+        def move(g: int, to: int) -> None:
+            members_of[int(assigned[g])].discard(g)
+            assigned[g] = to
+            members_of[to].add(g)
 
-    def chain(u: int) -> list[tuple[int, int]] | None:
-        queue: deque[tuple[int, list[tuple[int, int]], int]] = deque([(u, [], -1)])
-        seen = {u}
-        while queue:
-            v, moves, lost = queue.popleft()
-            taken = {g for g, _ in moves}
-            around = sorted(neighbours[lost], key=lambda j: -neighbours[lost][j]) \
-                if lost >= 0 else []
-            for g in dict.fromkeys(own(v) + around):
-                if g in taken or assigned[g] < 0:
-                    continue
-                if spares(g, connected=True):
-                    return [*moves, (g, v)]
-                donor = int(assigned[g])
-                if len(members_of[donor]) == 1 and donor not in seen \
-                        and len(moves) < MAX_CHAIN:
-                    seen.add(donor)
-                    queue.append((donor, [*moves, (g, v)], g))
-        return None
+        def spares(g: int, connected: bool) -> bool:
+            rest = [i for i in members_of[int(assigned[g])] if i != g]
+            return bool(rest) and (not connected or len(_components(rest, neighbours)) == 1)
 
-    def take(u: int) -> bool:
-        found = chain(u)
-        if found is None:
-            found = next(([(g, u)] for g in own(u) if spares(g, connected=False)), None)
-        if found is None:
-            near = np.argsort(shapely.distance(g_geom, u_geom[u]), kind="stable")
-            pick = next((int(g) for g in near if spares(int(g), connected=True)), None)
-            if pick is None:
-                pick = next((int(g) for g in near if spares(int(g), connected=False)), None)
-            found = None if pick is None else [(pick, u)]
-        if found is None:
-            return False
-        for g, to in found:
-            move(g, to)
-        return True
+        def own(v: int) -> list[int]:
+            """The grids ``v`` holds part of, cheapest first."""
+            return sorted((g for g in range(n_g) if held[g].get(v, 0) > 0
+                           or held_area[g].get(v, 0) > 0),
+                          key=lambda g: (held[g].get(int(assigned[g]), 0.0) - held[g].get(v, 0.0),
+                                         -held_area[g].get(v, 0.0), g))
 
-    # The units holding the most first: they have the strongest claim on the grids around.
-    empty = sorted((u for u in range(n_u) if not members_of[u]),
-                   key=lambda u: (-sum(held[g].get(u, 0.0) for g in range(n_g)), u))
-    for u in empty:
-        if not members_of[u]:
-            take(u)
-    repair()
+        def chain(u: int) -> list[tuple[int, int]] | None:
+            queue: deque[tuple[int, list[tuple[int, int]], int]] = deque([(u, [], -1)])
+            seen = {u}
+            while queue:
+                v, moves, lost = queue.popleft()
+                taken = {g for g, _ in moves}
+                around = sorted(neighbours[lost], key=lambda j: -neighbours[lost][j]) \
+                    if lost >= 0 else []
+                for g in dict.fromkeys(own(v) + around):
+                    if g in taken or assigned[g] < 0:
+                        continue
+                    if spares(g, connected=True):
+                        return [*moves, (g, v)]
+                    donor = int(assigned[g])
+                    if len(members_of[donor]) == 1 and donor not in seen \
+                            and len(moves) < MAX_CHAIN:
+                        seen.add(donor)
+                        queue.append((donor, [*moves, (g, v)], g))
+            return None
+
+        def take(u: int) -> bool:
+            found = chain(u)
+            if found is None:
+                found = next(([(g, u)] for g in own(u) if spares(g, connected=False)), None)
+            if found is None:
+                near = np.argsort(shapely.distance(g_geom, u_geom[u]), kind="stable")
+                pick = next((int(g) for g in near if spares(int(g), connected=True)), None)
+                if pick is None:
+                    pick = next((int(g) for g in near if spares(int(g), connected=False)), None)
+                found = None if pick is None else [(pick, u)]
+            if found is None:
+                return False
+            for g, to in found:
+                move(g, to)
+            return True
+
+        # The units holding the most first: they have the strongest claim on the grids around.
+        empty = sorted((u for u in range(n_u) if not members_of[u]),
+                       key=lambda u: (-sum(held[g].get(u, 0.0) for g in range(n_g)), u))
+        for u in empty:
+            if not members_of[u]:
+                take(u)
+        repair()
+        return assigned
+
+    def moved_by(assigned: np.ndarray) -> float:
+        return float(sum(sum(held[g].values()) - held[g].get(int(assigned[g]), 0.0)
+                         for g in range(n_g)))
+
+    def kept_by(assigned: np.ndarray) -> int:
+        return len(set(assigned[assigned >= 0].tolist()))
+
+    if by == "households":
+        # Ours: a local search for the fewest households moved, started from each simple
+        # assignment (ours, area, centroid): the most units kept, then the fewest moved.
+        tries = [_improve(assign(s), held, held_area, neighbours) for s in STRATEGIES]
+        assigned = min(tries, key=lambda a: (-kept_by(a), moved_by(a)))
+    else:
+        assigned = assign(by)
 
     assignment = {str(g_codes[g]): str(u_codes[assigned[g]]) for g in range(n_g)
                   if assigned[g] >= 0}
@@ -443,6 +462,43 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
                                       != cw.grids["main_unit"].iloc[g])),
     }
     return Proposal(assignment, units_out, summary, layer)
+
+
+def _improve(assigned: np.ndarray, held: list[dict[int, float]],
+             held_area: list[dict[int, float]], neighbours: list[dict[int, float]]
+             ) -> np.ndarray:
+    """``assigned`` with grids moved, one at a time, to a neighbouring unit that holds more
+    of their households (then of their area) than the unit they are in, while that unit
+    keeps another grid and stays connected: never fewer units, never more households
+    moved, never a unit in pieces that was whole."""
+    assigned = assigned.copy()
+    members: dict[int, set[int]] = defaultdict(set)
+    for g, u in enumerate(assigned.tolist()):
+        if u >= 0:
+            members[u].add(g)
+    for _ in range(20):
+        moved = False
+        for g in range(len(assigned)):
+            here = int(assigned[g])
+            if here < 0 or len(members[here]) < 2:
+                continue
+            now = (held[g].get(here, 0.0), held_area[g].get(here, 0.0))
+            better = [v for v in {int(assigned[j]) for j in neighbours[g]} - {here, -1}
+                      if (held[g].get(v, 0.0), held_area[g].get(v, 0.0)) > now
+                      and held[g].get(v, 0.0) >= now[0]]
+            if not better:
+                continue
+            rest = [i for i in members[here] if i != g]
+            if len(_components(rest, neighbours)) != 1:
+                continue
+            v = max(better, key=lambda u: (held[g].get(u, 0.0), held_area[g].get(u, 0.0), -u))
+            members[here].discard(g)
+            members[v].add(g)
+            assigned[g] = v
+            moved = True
+        if not moved:
+            break
+    return assigned
 
 
 # --- from the store -----------------------------------------------------------------------------

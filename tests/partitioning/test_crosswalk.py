@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from partitioning.crosswalk import (
     STRATEGIES,
     Proposal,
-    Strategy,
     crosswalk,
     grid_adjacency,
     propose,
@@ -204,15 +203,24 @@ def assert_aligned(p: Proposal, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame
         < 1e-6 * total.area
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(2, 6), size=st.floats(0.45, 3.0), ox=st.floats(0, 1), oy=st.floats(0, 1),
-       angle=st.floats(0, 90), hh=st.lists(st.integers(0, 500), min_size=36, max_size=36),
-       by=st.sampled_from(STRATEGIES))
+       angle=st.floats(0, 90), hh=st.lists(st.integers(0, 500), min_size=36, max_size=36))
 def test_random_misaligned_overlays_align(n: int, size: float, ox: float, oy: float,
-                                          angle: float, hh: list[int], by: Strategy) -> None:
+                                          angle: float, hh: list[int]) -> None:
+    """Every strategy aligns (see assert_aligned); ours keeps at least the units each simple
+    alternative keeps and, keeping as many, moves no more households."""
     grids, blocks = lattice(n, hh[:n * n])
     units = rotated_units(n, size, (-ox * size, -oy * size), angle)
     cw = crosswalk(grids, blocks, units, EPSG)
-    p = propose(cw, grids, units, EPSG, by=by)
-    assert_aligned(p, grids, units)
+    got: dict[str, Proposal] = {}
+    for by in STRATEGIES:
+        got[by] = propose(cw, grids, units, EPSG, by=by)
+        assert_aligned(got[by], grids, units)
+    ours = got["households"].summary
+    for other in ("area", "centroid"):
+        theirs = got[other].summary
+        assert ours["units_kept"] >= theirs["units_kept"]
+        if ours["units_kept"] == theirs["units_kept"]:
+            assert ours["households_moved"] <= theirs["households_moved"] + 1e-6

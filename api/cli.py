@@ -258,6 +258,7 @@ def partition(
                                      estimate=estimate, min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
+        barriers = _barrier_lines(barrier_overlay) if barrier_overlay else None
         compute = shared_compute(scheduler or "", workers)
         # The cluster starts (or is reached) while the territory is read.
         reached: list[BaseException] = []
@@ -273,8 +274,8 @@ def partition(
         with console.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
-            if barrier_overlay:
-                terr.layers[BARRIER_LAYER] = _barrier_lines(barrier_overlay)
+            if barriers is not None:
+                terr.layers[BARRIER_LAYER] = barriers
             split = split_territory(terr)
         starter.join()
         if reached:

@@ -303,7 +303,7 @@ def _barrier_overlays(engine: Engine, territory_id: int, departments: list[str])
     missing = [d for d in named
                if d not in {o["department"] for o in list_overlays(engine, territory_id)}]
     if missing:
-        raise GridmapError(f"区域 {territory_id} 没有部门图层 {'、'.join(missing)}（territory "
+        raise LayerError(f"区域 {territory_id} 没有部门图层 {'、'.join(missing)}（territory "
                          f"{territory_id} has no overlay of {', '.join(missing)}: import it "
                          "first with POST /territories/{id}/overlays, or name one of "
                          "GET /territories/{id}/overlays)")

@@ -588,6 +588,8 @@ def poster(
         "--format", help="pdf (vector, every page) or png (the first page).")] = "pdf",
     out: Annotated[Path | None, typer.Option(
         help="Output file (default: the poster's Chinese name, in this folder).")] = None,
+    overlay: Annotated[str | None, typer.Option(
+        "--overlay", help="Draw this department's units too (公安, 城管, …).")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Render the partition poster (网格划分图) of a town or community as PDF or PNG."""
@@ -603,7 +605,7 @@ def poster(
         started = time.perf_counter()
         made = make_poster(make_engine(database_url), plan_id, area_code,
                            PaperSize(size.upper()), PosterFormat(format.lower()),
-                           zone=get_settings().timezone)
+                           zone=get_settings().timezone, overlay=overlay)
         path = out or Path(made.filename)
         path.write_bytes(made.content)
         console.print(f"{path}  ({len(made.content) / 1e6:.1f} MB, "

@@ -1,16 +1,15 @@
 """Printable partition posters (网格划分图) of a town or a village/community: A3/A0, PNG and PDF."""
 
 from maps.poster.data import PosterData, load_poster_data
-from maps.poster.draw import (
+from maps.poster.draw import _Sheet, colour_grids
+from maps.poster.layout import Rect, TableRow, wrap
+from maps.poster.render import (
     Poster,
-    _Sheet,
-    colour_grids,
     glyphs_strict,
     make_poster,
     poster_filename,
     render_poster,
 )
-from maps.poster.layout import Rect, TableRow, wrap
 from maps.poster.style import (
     DEFAULT_ZONE,
     FAMILY,

@@ -1,4 +1,5 @@
-"""What a poster shows: its plan, area, grids, barriers and streets read from the store."""
+"""What a poster shows: its plan, area, grids, barriers, streets (and a department's units),
+read from the store."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from gis import models
 from gis.errors import NotFound
+from gis.overlays import get_overlay, read_units
 from gis.plans import PlanInfo, get_plan, read_grids, read_lines
 from gis.store import read_layer, territory_row
 from maps.poster.style import (
@@ -50,6 +52,11 @@ class PosterData:
     zone: str = "Asia/Shanghai"
     #: The plan's inferred streets near the area (name, width_m), clipped to the map.
     streets: gpd.GeoDataFrame | None = None
+    #: A department's overlay drawn on request: its units meeting the map (code, name),
+    #: the department and the overlay's id.
+    overlay: gpd.GeoDataFrame | None = None
+    overlay_department: str | None = None
+    overlay_id: int | None = None
 
     @property
     def title(self) -> str:
@@ -73,11 +80,13 @@ def _read_barriers(engine: Engine, territory_id: int, window: Any) -> gpd.GeoDat
 
 
 def load_poster_data(engine: Engine, plan_id: int, area_code: str, *,
-                     made_on: date | None = None, zone: str = DEFAULT_ZONE) -> PosterData:
-    """Read what the poster of town or village ``area_code`` under plan ``plan_id`` shows.
+                     made_on: date | None = None, zone: str = DEFAULT_ZONE,
+                     overlay: str | None = None) -> PosterData:
+    """Read what the poster of town or village ``area_code`` under plan ``plan_id`` shows;
+    with ``overlay`` (a department), that overlay's units too.
 
     NotFound when the plan's territory has no such town or village, or the plan has no
-    grids in it.
+    grids in it, or no such overlay.
     """
     plan = get_plan(engine, plan_id)
     territory = territory_row(engine, plan.territory_id)
@@ -132,7 +141,19 @@ def load_poster_data(engine: Engine, plan_id: int, area_code: str, *,
         grids=grids.to_crs(epsg).reset_index(drop=True),
         barriers=barriers.reset_index(drop=True),
         made_on=made_on or datetime.now(ZoneInfo(zone)).date(), zone=zone,
-        streets=streets.reset_index(drop=True))
+        streets=streets.reset_index(drop=True),
+        **_overlay(engine, plan.territory_id, overlay, window, window_m, epsg))
 
 
-# --- geometry helpers ---------------------------------------------------------------------
+def _overlay(engine: Engine, territory_id: int, department: str | None, window: Any,
+             window_m: Any, epsg: int) -> dict[str, Any]:
+    """The ``overlay*`` fields of PosterData: the department's units meeting the map."""
+    if department is None:
+        return {}
+    info = get_overlay(engine, territory_id, department)
+    units = read_units(engine, int(info["id"]))
+    units = units[units.intersects(window)].to_crs(epsg)
+    units["geometry"] = shapely.clip_by_rect(units.geometry.to_numpy(), *window_m.bounds)
+    units = units[~units.geometry.is_empty].reset_index(drop=True)
+    return {"overlay": units[["code", "name", "geometry"]], "overlay_department":
+            str(info["department"]), "overlay_id": int(info["id"])}

@@ -1,55 +1,38 @@
-"""How a poster is drawn: the map (grids, barriers, labels, scale bar, north arrow) and the
-rendering to PNG or PDF."""
+"""How a poster's map is drawn: grids, barriers, overlay units, labels, scale bar, north arrow."""
 
 from __future__ import annotations
 
-import io
 import math
-import re
-import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import matplotlib
 import numpy as np
 import shapely
 from matplotlib import patheffects
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, PathPatch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
-from matplotlib.text import Text
-from sqlalchemy import Engine
 
 from gis.names import INFERRED_STREET_LABEL, is_water_grid
-from maps.poster.data import (
-    PosterData,
-    load_poster_data,
-)
 from maps.poster.layout import (
     Rect,
     _Layout,
     _text_em,
 )
 from maps.poster.style import (
-    _RENDER_LOCK,
     AREA_EDGE,
-    DEFAULT_ZONE,
     GRID_EDGE,
-    HALO_GID,
-    MEDIA_TYPES,
     MM_PER_PT,
     MUTED,
     OTHER_ROAD,
+    OVERLAY_DASH,
+    OVERLAY_EDGE,
+    OVERLAY_WIDTH,
     PALETTE,
-    PNG_DPI,
     RAIL_COLOUR,
-    RC,
     RIDGE_COLOUR,
     ROAD_LABEL_COLOUR,
     ROAD_STYLES,
@@ -62,12 +45,6 @@ from maps.poster.style import (
     WATER_FILL,
     WATER_LINE,
     WATER_TEXT,
-    Fonts,
-    GlyphMissing,
-    PaperSize,
-    PosterFormat,
-    check_glyphs,
-    register_fonts,
 )
 
 # --- geometry helpers ---------------------------------------------------------------------
@@ -217,6 +194,7 @@ class _Sheet(_Layout):
                 linestyles=(0, (5, 2.5)), zorder=6))
             handles.append(Line2D([], [], color=VILLAGE_EDGE, lw=1.5 * k, ls=(0, (5, 2.5)),
                                   label="社区/村界"))
+        handles += self.draw_overlay(ax)
         ax.add_collection(LineCollection(_line_parts([d.area]), colors=AREA_EDGE,
                                          lw=6.0 * k, alpha=0.22, zorder=7))
         ax.add_collection(LineCollection(_line_parts([d.area]), colors=AREA_EDGE, lw=2.2 * k,
@@ -230,7 +208,33 @@ class _Sheet(_Layout):
         if d.level == "town":
             self.label_villages(ax)
         self.label_barriers(ax)
+        self.label_overlay(ax)
         return handles
+
+    def draw_overlay(self, ax: Axes) -> list[Any]:
+        """A department's unit boundaries (on request): dash-dotted, above the village
+        boundaries and under the area's edge."""
+        units, dept = self.data.overlay, self.data.overlay_department
+        if units is None or dept is None:
+            return []
+        k = self.k
+        ax.add_collection(LineCollection(_line_parts(units.geometry), colors=OVERLAY_EDGE,
+                                         lw=OVERLAY_WIDTH * k, linestyles=OVERLAY_DASH,
+                                         zorder=6.5, gid="overlay-units"))
+        return [Line2D([], [], color=OVERLAY_EDGE, lw=OVERLAY_WIDTH * k, ls=OVERLAY_DASH,
+                       label=f"{dept}单元界")]
+
+    def label_overlay(self, ax: Axes) -> None:
+        """Each department unit's name where room is left (after grids, villages, lines)."""
+        units = self.data.overlay
+        if units is None:
+            return
+        area = self.data.area
+        for name, code, geom in zip(units["name"], units["code"], units.geometry, strict=True):
+            piece = geom.intersection(area)
+            if piece.is_empty or piece.geom_type not in ("Polygon", "MultiPolygon"):
+                continue
+            self._label_area(ax, piece, str(name or code), 6.4 * self.k, OVERLAY_EDGE)
 
     def draw_streets(self, ax: Axes) -> list[Any]:
         """The plan's inferred streets: thin dashed lines above the roads and under the grid
@@ -519,79 +523,3 @@ class _Sheet(_Layout):
         self._text(ax, cx, top + 1.0 * self.s * m_per_mm, "北", zorder=12, ha="center",
                    va="bottom", fontproperties=self.fonts.props(11 * self.k, bold=True),
                    color=TEXT_COLOUR)
-
-
-# --- rendering ----------------------------------------------------------------------------
-
-
-def _all_texts(fig: Figure) -> list[str]:
-    return [t.get_text() for t in fig.findobj(Text) if t.get_text() and t.get_gid() != HALO_GID]
-
-
-@contextmanager
-def glyphs_strict(fonts: Fonts) -> Iterator[None]:
-    """Inside, matplotlib's "Glyph … missing from font(s)" warning raises GlyphMissing."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=r".*[Gg]lyph .* missing from")
-        try:
-            yield
-        except UserWarning as exc:
-            raise GlyphMissing(f"海报中有字体 {fonts.family} 无法显示的字符 / a character has no "
-                               f"glyph in {fonts.family}: {exc}") from exc
-
-
-def render_poster(data: PosterData, size: PaperSize | str = PaperSize.A3,
-                  fmt: PosterFormat | str = PosterFormat.pdf) -> bytes:
-    """The poster as PNG bytes (the first page, at :data:`PNG_DPI`) or PDF bytes (every
-    page, vector, Type 42 fonts). GlyphMissing when a text has a character the font lacks:
-    every text is checked against the font's character map first, and matplotlib's own
-    warning is an error (:func:`glyphs_strict`), so nothing is printed as an empty box."""
-    size, fmt = PaperSize(size), PosterFormat(fmt)
-    fonts = register_fonts()
-    buffer = io.BytesIO()
-    with _RENDER_LOCK, glyphs_strict(fonts), matplotlib.rc_context(RC):
-        sheet = _Sheet(data, size, fonts)
-        if fmt is PosterFormat.png:
-            fig = next(sheet.pages(first_only=True))
-            check_glyphs(_all_texts(fig), fonts)
-            fig.savefig(buffer, format="png", dpi=PNG_DPI[size],
-                        metadata={"Title": data.title, "Software": "gridmap"})
-        else:
-            subject = f"{data.title}（方案 {data.plan.id} 第 {data.plan.version} 版）"
-            with PdfPages(buffer, metadata={"Title": data.title, "Subject": subject,
-                                            "Creator": "gridmap"}) as pdf:
-                for fig in sheet.pages(first_only=False):
-                    check_glyphs(_all_texts(fig), fonts)
-                    pdf.savefig(fig)
-    return buffer.getvalue()
-
-
-@dataclass(frozen=True)
-class Poster:
-    """A rendered poster and what to call it."""
-
-    content: bytes
-    filename: str
-    ascii_filename: str
-    media_type: str
-
-
-def poster_filename(data: PosterData, size: PaperSize | str, fmt: PosterFormat | str
-                    ) -> tuple[str, str]:
-    """(Chinese file name, ASCII fallback) of a poster."""
-    size, fmt = PaperSize(size), PosterFormat(fmt)
-    name = re.sub(r'[\\/:*?"<>|\s]+', "_", data.name)
-    return (f"{name}网格划分图_{size.value}_第{data.plan.version}版.{fmt.value}",
-            f"poster_plan{data.plan.id}_{data.code}_{size.value}.{fmt.value}")
-
-
-def make_poster(engine: Engine, plan_id: int, area_code: str,
-                size: PaperSize | str = PaperSize.A3,
-                fmt: PosterFormat | str = PosterFormat.pdf, *,
-                zone: str = DEFAULT_ZONE) -> Poster:
-    """Read and render the poster of ``area_code`` under plan ``plan_id``; its dates are
-    days in ``zone`` (GRIDMAP_TIMEZONE)."""
-    size, fmt = PaperSize(size), PosterFormat(fmt)
-    data = load_poster_data(engine, plan_id, area_code, zone=zone)
-    filename, ascii_filename = poster_filename(data, size, fmt)
-    return Poster(render_poster(data, size, fmt), filename, ascii_filename, MEDIA_TYPES[fmt])

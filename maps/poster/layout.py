@@ -382,6 +382,9 @@ class _Layout:
                          "的网格含估算）")
         if d.level == "town":
             lines.append(f"下辖社区/村 {len(d.villages)} 个：" + "、".join(d.villages["name"]))
+        if d.overlay is not None and d.overlay_department is not None:
+            lines.append(f"{d.overlay_department}部门网格 {len(d.overlay)} 个单元（蓝色点划线，"
+                         "单元名称标在其内）")
         y = side.top
         self.text(fig, side.x, y, "概况", 9.5 * self.k, bold=True, va="top")
         y -= self.pt_mm(9.5 * self.k * 1.6)

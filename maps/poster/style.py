@@ -77,6 +77,8 @@ OTHER_ROAD = "unclassified"
 WATER_LINE, WATER_FILL, WATER_TEXT = "#4a90c8", "#b8daf2", "#1f5f99"
 RAIL_COLOUR, RIDGE_COLOUR = "#3a3a3a", "#8b5a2b"
 GRID_EDGE, VILLAGE_EDGE, AREA_EDGE = "#505050", "#7a2e8e", "#c0392b"
+#: A department's unit boundaries drawn on request (gridmap poster --overlay).
+OVERLAY_EDGE, OVERLAY_WIDTH, OVERLAY_DASH = "#1565c0", 1.6, (0, (6, 2, 1.5, 2))
 #: The inferred streets (推测巷道): thin, dashed, under the grid lines, never labelled (they
 #: are not in the roads layer: a planner checks them on the ground).
 STREET_COLOUR, STREET_WIDTH, STREET_DASH = "#8c6d8c", 0.45, (0, (2.4, 1.6))

@@ -146,11 +146,16 @@ def overlays(territory_id: Id, request: Request, who: PlansRead,
             responses={200: {"content": {"application/geo+json": {}}},
                        404: {"description": "No such territory or overlay"}})
 def overlay(territory_id: Id, department: str, request: Request, who: PlansRead,
+            display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query(
+                description="Shift the units into this basemap's system (the screen's); "
+                            "default WGS84")] = None,
             engine: Engine = Depends(get_engine)) -> Response:
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id)
     info = get_overlay(engine, territory_id, department)
     units = read_units(engine, int(info["id"]))
+    if display is not None:
+        units = for_basemap(units, display)
     body = feature_collection(units, id_column="code", extra={
         "name": f"overlay {info['department']}", "overlay": {
             k: info[k] for k in ("id", "territory_id", "department", "name", "source_crs")}})

@@ -294,6 +294,9 @@ def _proposal_json(p: Proposal) -> dict[str, Any]:
 def proposal_route(plan_id: Id, department: str, request: Request, who: PlansRead,
                    format: Annotated[str, Query(pattern="^(json|geojson|gpkg)$")] = "json",
                    by: Strategy = Strategy.households,
+                   display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query(
+                       description="geojson: shifted into this basemap's system (the "
+                                   "compare page's); default WGS84")] = None,
                    engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
     found = load(engine, plan_id, department)
@@ -302,7 +305,8 @@ def proposal_route(plan_id: Id, department: str, request: Request, who: PlansRea
         return JSONResponse(_proposal_json(proposal))
     layer = proposal.geometry
     if format == "geojson":
-        body = feature_collection(layer, id_column="code", extra={
+        shown = layer if display is None else for_basemap(layer, display)
+        body = feature_collection(shown, id_column="code", extra={
             "name": f"aligned {found.overlay['department']}", "summary": proposal.summary})
         return Response(body, media_type="application/geo+json", headers={
             "Content-Disposition": content_disposition(

@@ -471,3 +471,51 @@ def test_the_desk_shows_the_department_unit(browser: Any, store: DemoStore,
     finally:
         assert client.delete(
             f"/territories/{store.territory_id}/overlays/城管").status_code == 204
+
+
+@pytest.mark.parametrize("store", ["postgis"], indirect=True)
+def test_the_compare_page_shows_the_aligned_proposal(browser: Any, store: DemoStore,
+                                                     client: TestClient,
+                                                     uploaded: dict[str, Any]) -> None:
+    """On the compare page each overlay's aligned proposal switches on over both maps, its
+    units drawn and the households that change unit under either plan written out."""
+    copied = client.post(f"/plans/{store.plan_id}/copy", json={"note": "对比"})
+    assert copied.status_code == 201, copied.text
+    other = int(copied.json()["id"])
+    a_summary = _proposal(client, store, "shifted", "households")["summary"]
+    b_summary = client.get(f"/plans/{other}/overlays/shifted/proposal").json()["summary"]
+    layer = client.get(f"/plans/{store.plan_id}/overlays/shifted/proposal",
+                       params={"format": "geojson"}).json()
+    with live_server(create_app(store.settings, store.engine)) as server:
+        page, errors = open_page(browser, "about:blank")
+        try:
+            page.goto(f"{server.url}/plans/{store.plan_id}/compare/{other}",
+                      wait_until="networkidle")
+            wait_for(page, "window.gridcompare && gridcompare.ready", timeout=30_000)
+            boxes = page.locator(".gm-align input")
+            assert boxes.count() == len(
+                client.get(f"/territories/{store.territory_id}/overlays").json())
+            assert not server.paths("/proposal")   # nothing before it is switched on
+            label = page.locator(".gm-align label").filter(has_text="shifted")
+            label.locator("input").check()
+            wait_for(page, "gridcompare.align['shifted'] && gridcompare.align['shifted'].loaded"
+                           " && gridcompare.align['shifted'].shown", timeout=60_000)
+            align = page.evaluate("""(() => { const e = gridcompare.align['shifted'];
+                return {moved: e.moved, features: e.features,
+                        onA: gridcompare.maps.a.hasLayer(e.layers.a),
+                        onB: gridcompare.maps.b.hasLayer(e.layers.b)}; })()""")
+            assert align["moved"]["a"] == pytest.approx(a_summary["households_moved"])
+            assert align["moved"]["b"] == pytest.approx(b_summary["households_moved"])
+            assert align["features"]["a"] == len(layer["features"]) > 0
+            assert align["onA"] and align["onB"]
+            text = page.locator(".gm-align").inner_text()
+            shown = f"{round(a_summary['households_moved']):,}"
+            assert "换单元" in text and shown in text, (text, shown)
+            screenshot(page, "compare_aligned_proposal")
+            label.locator("input").uncheck()
+            wait_for(page, "!gridcompare.align['shifted'].shown")
+            assert not page.evaluate("gridcompare.maps.b.hasLayer("
+                                     "gridcompare.align['shifted'].layers.b)")
+            assert not errors, errors
+        finally:
+            page.close()

@@ -519,3 +519,42 @@ def test_the_compare_page_shows_the_aligned_proposal(browser: Any, store: DemoSt
             assert not errors, errors
         finally:
             page.close()
+
+
+def test_crosswalks_are_kept_until_the_plan_or_the_overlay_changes(
+        store: DemoStore, client: TestClient, uploaded: dict[str, Any]) -> None:
+    """The cross-walk and the proposal are computed once per plan generation and overlay
+    (X-Crosswalk-Cache: miss, then hit, the same answer); a replaced overlay, another
+    tolerance or another plan is computed anew, and a deleted overlay is forgotten."""
+    header = "x-crosswalk-cache"
+    assert _upload(client, store.territory_id, uploaded["exact"]["path"], "缓存"
+                   ).status_code == 201
+    url = f"/plans/{store.plan_id}/overlays/缓存/crosswalk"
+    first, again = client.get(url), client.get(url)
+    assert (first.headers[header], again.headers[header]) == ("miss", "hit")
+    assert first.json() == again.json() and first.json()["summary"]["share_units_whole"] == 1.0
+    assert client.get(url, params={"tolerance": 0.1}).headers[header] == "miss"
+    proposal = f"/plans/{store.plan_id}/overlays/缓存/proposal"
+    made, kept = client.get(proposal), client.get(proposal)
+    assert (made.headers[header], kept.headers[header]) == ("miss", "hit")
+    assert made.json() == kept.json()
+    # Replaced by the shifted units: a new overlay, a new cross-walk.
+    folder = uploaded["shifted"]["path"]
+    replaced = _upload(client, store.territory_id, folder, "缓存", encoding="GBK",
+                       field_map="JGBH=code, JGMC=name", replace="true")
+    assert replaced.status_code == 201, replaced.text
+    after = client.get(url)
+    assert after.headers[header] == "miss"
+    assert after.json()["summary"]["share_units_whole"] < 1.0
+    assert after.json()["summary"] == _crosswalk(client, store, "shifted")["summary"]
+    copied = client.post(f"/plans/{store.plan_id}/copy", json={})
+    assert copied.status_code == 201
+    other = client.get(f"/plans/{copied.json()['id']}/overlays/缓存/crosswalk")
+    assert other.headers[header] == "miss"
+    assert other.json()["summary"] == after.json()["summary"]
+    overlay_id = replaced.json()["id"]
+    cache = client.app.state.crosswalk_cache  # type: ignore[attr-defined]
+    assert any(k[3] == overlay_id for k in cache._items)
+    assert client.delete(f"/territories/{store.territory_id}/overlays/缓存").status_code == 204
+    assert not any(k[3] == overlay_id for k in cache._items)
+    assert client.get(url).status_code == 404

@@ -269,6 +269,7 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
                           strict=True):
         held[g][u] += h
         held_area[g][u] += a
+
     def assign(strategy: Strategy) -> np.ndarray:
         """Each grid's unit (position) by ``strategy``, contiguity repaired, no unit
         empty."""

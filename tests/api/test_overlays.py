@@ -223,10 +223,11 @@ def test_proposal_contiguous_covering_and_fewest_moved(
         moved[by] = recount
         units_kept[by] = len(set(assignment.values()))
         assert p["summary"]["units_kept"] == units_kept[by]
-        kept = {u["code"] for u in cw["units"] if u["whole_grids"] + u["partial_grids"]}
-        if by == "households" and len(kept) <= len(store.grids) // 2:
-            # No unit that holds a real part of some grid vanishes.
-            assert kept <= set(assignment.values()), kept - set(assignment.values())
+        # No unit vanishes: with no more units than grids, every unit gets a grid.
+        every = {u["code"] for u in cw["units"]}
+        if len(every) <= len(store.grids):
+            assert set(assignment.values()) == every, every - set(assignment.values())
+            assert p["summary"]["units_vanished"] == []
     # Ours keeps at least the units each simple alternative keeps, and among those that
     # keep as many, moves the fewest households.
     for other in ("area", "centroid"):

@@ -230,6 +230,10 @@ def partition(
     min_dwelling: Annotated[float, typer.Option(
         "--min-dwelling", help="Smallest dwelling (m²): an estimate never exceeds floor "
                                "area ÷ this.")] = 50.0,
+    barrier_overlay: Annotated[list[str] | None, typer.Option(
+        "--barrier-overlay", help="DEPARTMENT=FILE: a department's units (a polygon layer "
+                                  "as `gridmap overlay add` takes) whose boundaries grids "
+                                  "must not cross, like a river. Repeatable.")] = None,
 ) -> None:
     """Cut a territory into grids of MIN–MAX households (files in, files out; no database).
 
@@ -240,6 +244,7 @@ def partition(
 
     from gis.io.options import parse_crs_option, parse_field_map
     from gis.io.territory import read_territory
+    from gis.overlays import BARRIER_LAYER
     from partitioning.cluster import partition_on_cluster, shared_compute
     from partitioning.output import write_partition
     from partitioning.params import PartitionParams
@@ -255,6 +260,7 @@ def partition(
                                      estimate=estimate, min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
+        barriers = _barrier_lines(barrier_overlay) if barrier_overlay else None
         compute = shared_compute(scheduler or "", workers)
         # The cluster starts (or is reached) while the territory is read.
         reached: list[BaseException] = []
@@ -270,6 +276,8 @@ def partition(
         with console.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
+            if barriers is not None:
+                terr.layers[BARRIER_LAYER] = barriers
             split = split_territory(terr)
         starter.join()
         if reached:
@@ -309,6 +317,25 @@ def partition(
         console.print(table)
         for key, path in paths.items():
             console.print(f"  {key}: {path}")
+
+
+def _barrier_lines(options: list[str]) -> Any:
+    """The unit boundaries of each DEPARTMENT=FILE of --barrier-overlay, as one layer."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from gis.overlays import boundary_lines, check_department, read_overlay
+
+    frames = []
+    for option in options:
+        department, sep, path = option.partition("=")
+        if not sep or not path.strip():
+            raise GridmapError(f"--barrier-overlay takes DEPARTMENT=FILE (公安=jingge.shp), "
+                               f"got {option!r}")
+        units = read_overlay(Path(path.strip())).units
+        frames.append(boundary_lines(units, check_department(department)))
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
+                            crs=4326)
 
 
 def _estimate_line(report: dict[str, Any]) -> str:
@@ -565,6 +592,8 @@ def poster(
         "--format", help="pdf (vector, every page) or png (the first page).")] = "pdf",
     out: Annotated[Path | None, typer.Option(
         help="Output file (default: the poster's Chinese name, in this folder).")] = None,
+    overlay: Annotated[str | None, typer.Option(
+        "--overlay", help="Draw this department's units too (公安, 城管, …).")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Render the partition poster (网格划分图) of a town or community as PDF or PNG."""
@@ -580,7 +609,7 @@ def poster(
         started = time.perf_counter()
         made = make_poster(make_engine(database_url), plan_id, area_code,
                            PaperSize(size.upper()), PosterFormat(format.lower()),
-                           zone=get_settings().timezone)
+                           zone=get_settings().timezone, overlay=overlay)
         path = out or Path(made.filename)
         path.write_bytes(made.content)
         console.print(f"{path}  ({len(made.content) / 1e6:.1f} MB, "

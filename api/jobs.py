@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import timedelta
@@ -52,6 +52,7 @@ from gis.jobs import (
     start_job,
     update_running,
 )
+from gis.overlays import BARRIER_LAYER, barrier_layer
 from gis.plans import (
     PlanInfo,
     get_plan,
@@ -160,10 +161,18 @@ def _reason(exc: BaseException) -> str:
         if str(exc).strip() else type(exc).__name__
 
 
-def task_load(url: str, territory_id: int) -> Any:
+def task_load(url: str, territory_id: int, barrier_overlays: Sequence[str] = ()) -> Any:
     """A worker reads a stored territory and cuts it into towns (the pieces stay there and
-    go to the workers that partition them)."""
-    return _task(lambda: split_territory(load_territory(_worker_engine(url), territory_id)))
+    go to the workers that partition them); the unit boundaries of ``barrier_overlays``
+    (departments) join its layers as a barrier class."""
+    def work() -> Any:
+        engine = _worker_engine(url)
+        territory = load_territory(engine, territory_id)
+        if barrier_overlays:
+            territory.layers[BARRIER_LAYER] = barrier_layer(engine, territory_id,
+                                                            list(barrier_overlays))
+        return split_territory(territory)
+    return _task(work)
 
 
 def _finish(job_id: str, extra: Callable[[Connection, int], None] | None = None
@@ -353,10 +362,13 @@ class JobRunner:
                note: str | None = None, created_by: str | None = None,
                account: str | None = None) -> str:
         """Queue a partition of a stored territory; returns the job id at once."""
-        params = PartitionParams(**parameters)  # validates the band before queueing
+        # Validates the band before queueing; the overlays are the load's, not the engine's.
+        params = PartitionParams(**{k: v for k, v in parameters.items()
+                                    if k != "barrier_overlays"})
+        overlays = tuple(parameters.get("barrier_overlays") or ())
         job_id = self._queue("partition", territory_id, parameters, account)
         self._pool.submit(self._drive, job_id, "loading 读取图层", lambda control: self._partition(
-            control, job_id, territory_id, params, parameters, note, created_by))
+            control, job_id, territory_id, params, parameters, note, created_by, overlays))
         return job_id
 
     def submit_redraw(self, territory_id: int, territory: Territory, plan_id: int | None,
@@ -468,11 +480,11 @@ class JobRunner:
 
     def _partition(self, control: _Control, job_id: str, territory_id: int,
                    params: PartitionParams, parameters: dict[str, Any], note: str | None,
-                   created_by: str | None) -> int:
+                   created_by: str | None, overlays: tuple[str, ...] = ()) -> int:
         started = time.time()
         client = self.compute.client()
         run = control.run = new_run(client, job_id[:16])
-        loaded = client.submit(task_load, self.url, territory_id,
+        loaded = client.submit(task_load, self.url, territory_id, overlays,
                                key=f"gridmap-{run.name}-load", pure=False)
         run.futures.append(loaded)
         sizes_f = client.submit(split_keys, loaded, key=f"gridmap-{run.name}-keys")

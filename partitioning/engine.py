@@ -549,6 +549,31 @@ def _flag_inside(grids: gpd.GeoDataFrame, strong: gpd.GeoDataFrame) -> None:
     grids["flag_reason"] = reasons
 
 
+def _flag_overlay(grids: gpd.GeoDataFrame, strong: gpd.GeoDataFrame) -> None:
+    """Grids of any kind (a rural village kept whole, a water grid) that a department
+    unit's boundary named as a barrier runs through say so, as a river crossing does: a
+    plan made with an overlay as barrier reports every grid not whole in one unit."""
+    is_overlay = (strong["kind"].astype(str) == "overlay").to_numpy()
+    if not is_overlay.any() or not len(grids):
+        return
+    lines = strong.geometry.to_numpy()[is_overlay]
+    names = strong["name"].to_numpy(dtype=object)[is_overlay]
+    geoms = grids.geometry.to_numpy()
+    inside, _ = quality.barrier_inside(geoms, lines, np.full(len(lines), "overlay"))
+    reasons = grids["flag_reason"].to_numpy(dtype=object)
+    tree = shapely.STRtree(lines)
+    for i in np.flatnonzero(inside > CROSSING_M).tolist():
+        hit = tree.query(shapely.buffer(geoms[i], -quality.INSIDE_TOLERANCE_M),
+                         predicate="intersects")
+        named = sorted({str(n) for n in names[hit] if isinstance(n, str) and n})
+        what = "、".join(named) if named else "a department unit's boundary"
+        if "crosses_barrier" not in grids["flags"].iloc[i]:
+            grids["flags"].iloc[i].append("crosses_barrier")
+        reasons[i] = (reasons[i] + "; " if reasons[i] else "") + (
+            f"crosses {what}: {inside[i]:.0f} m of it inside the grid")
+    grids["flag_reason"] = reasons
+
+
 def _inside_report(grids: gpd.GeoDataFrame, by_kind: dict[str, float]) -> dict[str, Any]:
     """Strong barrier inside grids, per plan and per grid; crossings no flag explains."""
     inside = grids["barrier_inside_m"].to_numpy()
@@ -720,4 +745,5 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     out["barrier_inside_m"] = np.round(inside, 1)
     out.attrs["barrier_inside_by_kind"] = inside_by_kind
     _flag_inside(out, strong)
+    _flag_overlay(out, strong)
     return out

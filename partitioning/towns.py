@@ -47,7 +47,8 @@ MARGIN_M = 100.0
 #: a city's work. A constant: the pieces, hence the grids, never depend on the cluster.
 GROUP_HOUSEHOLDS = 60_000
 #: Layers every piece takes whole-feature (not clipped) when they come near it.
-CONTEXT = ("roads", "water", "ridges", "railways", "facilities", "dedicated_areas", "landuse")
+CONTEXT = ("roads", "water", "ridges", "railways", "facilities", "dedicated_areas", "landuse",
+           "overlay_lines")
 
 
 @dataclass

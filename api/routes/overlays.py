@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,11 +39,9 @@ from maps.planner import display_system
 from partitioning.crosswalk import (
     SLIVER_SHARE,
     Crosswalk,
+    CrosswalkCache,
     Proposal,
-    load,
     map_layer,
-    of_store,
-    proposal_of_store,
 )
 
 router = APIRouter(tags=["overlays"])
@@ -146,11 +145,16 @@ def overlays(territory_id: Id, request: Request, who: PlansRead,
             responses={200: {"content": {"application/geo+json": {}}},
                        404: {"description": "No such territory or overlay"}})
 def overlay(territory_id: Id, department: str, request: Request, who: PlansRead,
+            display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query(
+                description="Shift the units into this basemap's system (the screen's); "
+                            "default WGS84")] = None,
             engine: Engine = Depends(get_engine)) -> Response:
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id)
     info = get_overlay(engine, territory_id, department)
     units = read_units(engine, int(info["id"]))
+    if display is not None:
+        units = for_basemap(units, display)
     body = feature_collection(units, id_column="code", extra={
         "name": f"overlay {info['department']}", "overlay": {
             k: info[k] for k in ("id", "territory_id", "department", "name", "source_crs")}})
@@ -164,11 +168,27 @@ def remove_overlay(territory_id: Id, department: str, request: Request, who: Pla
                    engine: Engine = Depends(get_engine)) -> Response:
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id, whole=True)
+    gone = int(get_overlay(engine, territory_id, department)["id"])
     delete_overlay(engine, territory_id, department)
+    crosswalk_cache(request).forget(gone)
     return Response(status_code=204)
 
 
 # --- a plan with an overlay ---------------------------------------------------------------
+
+#: Says whether a cross-walk or proposal answered was kept from an earlier request.
+CACHE_HEADER = "X-Crosswalk-Cache"
+_cache_lock = threading.Lock()
+
+
+def crosswalk_cache(request: Request) -> CrosswalkCache:
+    """The app's cache of cross-walks and proposals (made on first use)."""
+    state = request.app.state
+    with _cache_lock:
+        found: CrosswalkCache | None = getattr(state, "crosswalk_cache", None)
+        if found is None:
+            found = state.crosswalk_cache = CrosswalkCache()
+    return found
 
 
 #: The cross-walk sheet: one row per (grid, unit) piece.
@@ -241,10 +261,10 @@ def crosswalk_route(plan_id: Id, department: str, request: Request, who: PlansRe
                     tolerance: Tolerance = SLIVER_SHARE,
                     engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    cw = of_store(found, tolerance)
+    found, cw, kept = crosswalk_cache(request).crosswalk(engine, plan_id, department, tolerance)
     if format is SheetFormat.json:
-        return JSONResponse(_crosswalk_json(cw, found.overlay, plan_id))
+        return JSONResponse(_crosswalk_json(cw, found.overlay, plan_id),
+                            headers={CACHE_HEADER: "hit" if kept else "miss"})
     names = dict(zip(cw.units["code"], cw.units["name"], strict=True))
     split = dict(zip(cw.grids["code"], cw.grids["split"], strict=True))
     frame = cw.pieces.assign(
@@ -289,15 +309,20 @@ def _proposal_json(p: Proposal) -> dict[str, Any]:
 def proposal_route(plan_id: Id, department: str, request: Request, who: PlansRead,
                    format: Annotated[str, Query(pattern="^(json|geojson|gpkg)$")] = "json",
                    by: Strategy = Strategy.households,
+                   display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query(
+                       description="geojson: shifted into this basemap's system (the "
+                                   "compare page's); default WGS84")] = None,
                    engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    proposal = proposal_of_store(found, of_store(found), by.value)
+    found, proposal, kept = crosswalk_cache(request).proposal(engine, plan_id, department,
+                                                              by.value)
     if format == "json":
-        return JSONResponse(_proposal_json(proposal))
+        return JSONResponse(_proposal_json(proposal),
+                            headers={CACHE_HEADER: "hit" if kept else "miss"})
     layer = proposal.geometry
     if format == "geojson":
-        body = feature_collection(layer, id_column="code", extra={
+        shown = layer if display is None else for_basemap(layer, display)
+        body = feature_collection(shown, id_column="code", extra={
             "name": f"aligned {found.overlay['department']}", "summary": proposal.summary})
         return Response(body, media_type="application/geo+json", headers={
             "Content-Disposition": content_disposition(
@@ -328,8 +353,8 @@ def overlay_map(plan_id: Id, department: str, request: Request, who: PlansRead,
                 display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query()] = None,
                 engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    layer = map_layer(found, of_store(found))
+    found, cw, _ = crosswalk_cache(request).crosswalk(engine, plan_id, department)
+    layer = map_layer(found, cw)
     system = display or display_system(request.app.state.settings)
     body = feature_collection(for_basemap(layer, system), id_column="code", extra={
         "plan_id": plan_id, "department": found.overlay["department"], "display": system})
@@ -347,9 +372,8 @@ class AlignIn(BaseModel):
 def adopt(plan_id: Id, department: str, request: Request, who: PlansWrite,
           body: AlignIn | None = None, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    proposal = proposal_of_store(found, of_store(found),
-                                 (body or AlignIn(by=Strategy.households)).by.value)
+    found, proposal, _ = crosswalk_cache(request).proposal(
+        engine, plan_id, department, (body or AlignIn(by=Strategy.households)).by.value)
     stored = store_alignment(engine, int(found.overlay["id"]), plan_id, proposal.assignment)
     return {"plan_id": plan_id, "department": found.overlay["department"],
             "grids": stored, "summary": proposal.summary}

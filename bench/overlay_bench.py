@@ -49,7 +49,8 @@ from gis.database import make_engine, upgrade  # noqa: E402
 from gis.overlays import OverlayLayer, store_overlay  # noqa: E402
 from gis.plans import write_plan  # noqa: E402
 from gis.store import LAYER_COLUMNS, import_territory  # noqa: E402
-from partitioning.crosswalk import STRATEGIES, crosswalk, load, of_store, propose  # noqa: E402
+from partitioning.crosswalk import STRATEGIES, crosswalk, propose  # noqa: E402
+from partitioning.crosswalk_store import load, of_store  # noqa: E402
 from partitioning.engine import partition_territory  # noqa: E402
 from partitioning.output import grid_table  # noqa: E402
 

@@ -18,7 +18,7 @@ OVER = frozenset({
     "data/fabric.py",
     "events/geocode.py", "events/router.py", "events/store.py",
     "gis/crs.py", "gis/exports.py", "gis/models.py",
-    "maps/poster.py", "partitioning/engine.py",
+    "partitioning/engine.py",
 })
 
 

@@ -36,13 +36,8 @@ from gis.overlays import (
 )
 from gis.store import territory_row
 from maps.planner import display_system
-from partitioning.crosswalk import (
-    SLIVER_SHARE,
-    Crosswalk,
-    CrosswalkCache,
-    Proposal,
-    map_layer,
-)
+from partitioning.crosswalk import SLIVER_SHARE, Crosswalk, Proposal
+from partitioning.crosswalk_store import CrosswalkCache, map_layer
 
 router = APIRouter(tags=["overlays"])
 

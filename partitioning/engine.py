@@ -276,7 +276,12 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
         nodes = np.asarray(by_village.get(code, np.array([], dtype=int)))
         if code not in todo or nodes.size == 0:
             continue
-        own = dedicated[nodes]
+        own = dedicated[nodes].copy()
+        # A dedicated area reaching into the village by a scrap (under the sliver area)
+        # makes no grid of its own there: the scrap joins the village's grids.
+        for d in np.unique(own[own >= 0]):
+            if block_area[nodes[own == d]].sum() < params.sliver_area_m2:
+                own[own == d] = -1
         ded_ids = np.unique(own[own >= 0])
         ded_grids = [Grid(code, "dedicated", [], str(ded_names[d]) if len(ded_names) else None)
                      for d in ded_ids]

@@ -379,3 +379,40 @@ def test_zero_width_faces_make_no_empty_blocks_or_grids() -> None:
     assert not result.grids.geometry.is_empty.any()
     assert not result.blocks.geometry.is_empty.any()
     assert result.report["coverage_share"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_dedicated_area_reaching_into_a_village_by_a_scrap_makes_no_grid_there() -> None:
+    """A school's outline drawn a few centimetres over the village line leaves a scrap of
+    block inside the school's area in the next village (cuts can leave one under the
+    sliver area): the scrap joins that village's grid, no dedicated grid of no area."""
+    from partitioning.blocks import adjacency
+    from partitioning.engine import _regions
+
+    crs = "EPSG:4547"
+    village = shapely.box(0, 0, 100, 100)
+    scrap = shapely.Polygon([(0, 0), (0.02, 0), (0, 0.02)])
+    blocks = gpd.GeoDataFrame({"block_id": [0, 1], "village_code": ["440111001001"] * 2},
+                              geometry=[village.difference(scrap), scrap], crs=crs)
+    villages = gpd.GeoDataFrame({"code": ["440111001001"], "name": ["测试社区"],
+                                 "level": ["village"], "kind": ["urban"]},
+                                geometry=[village], crs=crs)
+    school = gpd.GeoDataFrame({"name": ["第一中学"], "kind": ["school"]},
+                              geometry=[shapely.box(-200, -200, 0.05, 0.05)], crs=crs)
+    no_barriers = gpd.GeoDataFrame({"strength": [], "kind": [], "name": []},
+                                   geometry=[], crs=crs)
+    params = PartitionParams()
+    done, *_ = _regions(blocks, adjacency(blocks, no_barriers), villages,
+                        {"dedicated_areas": school}, np.array([400, 0]), np.array([2, 0]),
+                        params, {"440111001001"}, {"440111001001"}, np.zeros(2, dtype=bool),
+                        np.array([], dtype=object))
+    grids = done["440111001001"]
+    assert [g.kind for g, _ in grids] == ["comprehensive"]
+    assert sorted(grids[0][1].tolist()) == [0, 1]
+    # A dedicated area that really lies in the village is still a grid of its own.
+    done, *_ = _regions(blocks.set_geometry([village.difference(shapely.box(0, 0, 20, 20)),
+                                             shapely.box(0, 0, 20, 20)]),
+                        adjacency(blocks, no_barriers), villages,
+                        {"dedicated_areas": school.set_geometry([shapely.box(-1, -1, 21, 21)])},
+                        np.array([400, 0]), np.array([2, 0]), params, {"440111001001"},
+                        {"440111001001"}, np.zeros(2, dtype=bool), np.array([], dtype=object))
+    assert sorted(g.kind for g, _ in done["440111001001"]) == ["comprehensive", "dedicated"]

@@ -215,6 +215,10 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
         base = get_plan(engine, base_id)
         known = {f.name for f in fields(PartitionParams)}
         params = PartitionParams(**{k: v for k, v in base.parameters.items() if k in known})
+        overlays = list(base.parameters.get("barrier_overlays") or [])
+        if overlays:
+            # The plan was cut along these departments' unit boundaries: so is its redraw.
+            territory.layers[BARRIER_LAYER] = barrier_layer(engine, territory_id, overlays)
         blocks = read_blocks(engine, base.id)
         grids = read_grids(engine, base.id)
         locked = set(locked_codes(engine, base.id))

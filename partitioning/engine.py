@@ -25,6 +25,7 @@ from partitioning.blocks import (
     make_blocks,
 )
 from partitioning.corridors import Footprints
+from partitioning.flags import CROSSING_M
 from partitioning.households import assign_to_blocks, building_households
 from partitioning.oversize import MIN_STREET_M, split_oversized, street_frame_union
 from partitioning.params import PartitionParams
@@ -349,8 +350,6 @@ def _around_misses(graph: Graph, grids: list[Grid], label: np.ndarray, sums: np.
 
 #: Parts of a grid smaller than this (m²) beside a bigger one are specks, not parts.
 SPECK_M2 = 1.0
-#: A grid with more strong barrier than this inside it (m) crosses it.
-CROSSING_M = 5.0
 #: An inferred street is named after a named place (a school, a market…) this close (m).
 STREET_NAME_M = 60.0
 

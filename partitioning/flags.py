@@ -14,6 +14,8 @@ import shapely
 from gis.band import classify, in_band
 from partitioning.params import PartitionParams
 
+#: A grid with more strong barrier than this inside it (m) crosses it.
+CROSSING_M = 5.0
 #: Flags that mark a grid as out of the band (or kept whole) because of its data, not the
 #: engine: such a grid is not counted in the in-range share and is never regrown. Each is
 #: checked against the data by :func:`check_flags` (docs/partitioning.md, "Flags").

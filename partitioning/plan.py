@@ -15,7 +15,7 @@ from gis.band import DEFAULT_BAND
 from gis.errors import EditRefused, GridLocked, msg
 from partitioning import boundaries, quality
 from partitioning.blocks import PRECISION_M, STRONG_KINDS, adjacency, dissolve
-from partitioning.flags import band_flag
+from partitioning.flags import CROSSING_M, band_flag
 from partitioning.regions import Graph
 
 #: The stored columns of a grid row an edit may change (``gis.plans.GRID_FIELDS`` + locked).
@@ -253,8 +253,18 @@ def finish(work: Plan, op: str, reshaped: dict[str, dict[str, Any]],
                                        h.band)
             row.update({k: float(v[i]) for k, v in shape.items()}, flags=flags,
                        flag_reason=reason)
-        for code, metres in zip(reshaped, strong_inside(g, h), strict=True):
-            new_rows[code]["barrier_inside_m"] = round(float(metres), 1)
+        inside, crossed = strong_crossings(g, h)
+        for code, metres, names in zip(reshaped, inside, crossed, strict=True):
+            row = new_rows[code]
+            row["barrier_inside_m"] = round(float(metres), 1)
+            # A river, ridge, railway or a department's unit boundary named as a barrier
+            # running through the reshaped grid: it says so, as the engine's grids do.
+            if metres > CROSSING_M and "rural_village" not in row["flags"]:
+                what = "、".join(names) if names else "a river, ridge or railway"
+                row["flags"] = [*row["flags"], "crosses_barrier"]
+                row["flag_reason"] = "; ".join(
+                    r for r in (row["flag_reason"],
+                                f"crosses {what}: {metres:.0f} m of it inside the grid") if r)
         # 四至 and barrier share of the reshaped grids and the 四至 of their neighbours.
         neighbours_of = touching(all_geoms, shaped)
         redo = np.unique(np.concatenate([shaped, neighbours_of])).astype(np.int64)
@@ -288,23 +298,34 @@ def _reason(row: dict[str, Any]) -> str:
     return reason if isinstance(reason, str) else ""
 
 
-def strong_inside(geoms: np.ndarray, h: Neighbourhood) -> np.ndarray:
-    """Metres of river, ridge or railway inside each of ``geoms`` (metric) and not along its
-    boundary, from the given lines around (rivers drawn only as areas count none: the
-    engine's centre lines are not kept)."""
+def strong_crossings(geoms: np.ndarray, h: Neighbourhood
+                     ) -> tuple[np.ndarray, list[list[str]]]:
+    """Metres of river, ridge, railway or named overlay boundary inside each of ``geoms``
+    (metric) and not along its boundary, from the given lines around (rivers drawn only as
+    areas count none: the engine's centre lines are not kept), and the names of those
+    lines running through each."""
+    none: tuple[np.ndarray, list[list[str]]] = (np.zeros(len(geoms)), [[] for _ in geoms])
     barriers = h.barriers
     if not len(barriers) or not len(geoms) or "kind" not in barriers:
-        return np.zeros(len(geoms))
+        return none
     cls = barriers["class"].astype(str) if "class" in barriers else \
         pd.Series("", index=barriers.index)
     strong = barriers[barriers["kind"].isin(STRONG_KINDS).to_numpy()
                       & ~cls.isin(["riverbank", "centreline"]).to_numpy()]
     if strong.empty:
-        return np.zeros(len(geoms))
+        return none
     strong = strong.to_crs(h.metric_crs)
-    inside, _ = quality.barrier_inside(geoms, strong.geometry.to_numpy(),
-                                       strong["kind"].to_numpy())
-    return inside
+    lines = strong.geometry.to_numpy()
+    inside, _ = quality.barrier_inside(geoms, lines, strong["kind"].to_numpy())
+    names = strong["name"].to_numpy(dtype=object) if "name" in strong else \
+        np.full(len(strong), None, dtype=object)
+    gi, li = shapely.STRtree(lines).query(
+        shapely.buffer(geoms, -quality.INSIDE_TOLERANCE_M), predicate="intersects")
+    crossed: list[set[str]] = [set() for _ in geoms]
+    for g, n in zip(gi.tolist(), names[li].tolist(), strict=True):
+        if isinstance(n, str) and n:
+            crossed[g].add(n)
+    return inside, [sorted(c) for c in crossed]
 
 
 def touching(geoms: np.ndarray, which: np.ndarray) -> np.ndarray:

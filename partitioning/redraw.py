@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,14 +139,27 @@ def _cut(blocks: gpd.GeoDataFrame, found: _Buildings, metric: Any, params: Parti
     return out, int(cut.size)
 
 
+#: The band's own reasons (``flags.reconcile``'s), redone when the households change.
+_BAND_REASON = re.compile(r"^\d+ households, outside|not borne out by the data")
+
+
 def _flags_after(row: pd.Series, h: int, band: tuple[int, int]) -> tuple[list[str], str]:
     """Flags of a kept grid whose households changed: the engine's data reasons stay, the
     band flags are redone."""
+    reason = str(row.get("flag_reason") or "")
+    crosses = ["crosses_barrier"] if "crosses_barrier" in row["flags"] else []
     forced = [f for f in row["flags"] if f in flags.FORCED]
     if forced:
-        return forced, str(row.get("flag_reason") or "")
+        return forced + crosses, reason
     parts = 2 if "noncontiguous" in row["flags"] else 1
-    return band_flags(str(row["kind"]), h, parts, band)
+    fl, why = band_flags(str(row["kind"]), h, parts, band)
+    if not crosses:
+        return fl, why
+    # The same outline crosses the same river (or unit boundary) as before: its
+    # explanation stays, the band's is redone.
+    kept = [p for p in reason.split("; ") if p and not p.startswith(("户数", "分成"))
+            and not _BAND_REASON.match(p)]
+    return fl + crosses, "; ".join([*([why] if why else []), *kept])
 
 
 def redraw_plan(blocks: gpd.GeoDataFrame, grids: gpd.GeoDataFrame, territory: Territory,

@@ -22,6 +22,7 @@ from gis import models
 from gis.band import DEFAULT_BAND, classify
 from gis.edits import GRID_ROW, read_plan_blocks
 from gis.plans import read_grids
+from partitioning.flags import CROSSING_M
 
 USER = {"X-Gridmap-User": quote("planner-王")}
 
@@ -372,9 +373,10 @@ def test_an_edit_refreshes_the_cached_map_grids_and_tiles(
 
 def test_an_edit_measures_the_barrier_inside_what_it_reshapes_and_keeps_other_reasons(
         client: TestClient, store: DemoStore, draft: int) -> None:
-    """A reshaped grid gets its metres of river, ridge or railway measured again and band
-    flags; a grid whose 四至 alone changed keeps its flags, reason and metres; the answer
-    warns only of what the edit reshaped; undo restores every field exactly."""
+    """A reshaped grid gets its metres of river, ridge or railway measured again, band
+    flags, and the crossing flag when one runs through it; a grid whose 四至 alone changed
+    keeps its flags, reason and metres; the answer warns only of what the edit reshaped;
+    undo restores every field exactly."""
     import geopandas as gpd
     import pandas as pd
 
@@ -406,7 +408,12 @@ def test_an_edit_measures_the_barrier_inside_what_it_reshapes_and_keeps_other_re
             strong.geometry.to_numpy(), shapely.buffer(shape, -2.0))).sum())
         assert after.loc[code, "barrier_inside_m"] == pytest.approx(want, abs=0.2), code
         assert answer[code]["warning"] == (after.loc[code, "flag_reason"] or "")
-        assert "crosses_barrier" not in after.loc[code, "flags"]   # band flags only
+        # Band flags, and a crossing where a river, ridge or railway runs through it.
+        crosses = after.loc[code, "barrier_inside_m"] > CROSSING_M
+        assert ("crosses_barrier" in after.loc[code, "flags"]) == crosses, code
+        if crosses:
+            assert f"{after.loc[code, 'barrier_inside_m']:.0f} m of it inside the grid" in \
+                after.loc[code, "flag_reason"]
     others = set(answer) - {src, dst}
     for code in others:
         assert answer[code]["warning"] == ""

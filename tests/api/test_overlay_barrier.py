@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.cli import app as cli
+from data.changes import scripted_changes
+from data.demo import DemoTerritory
 from gis.plans import read_blocks, read_grids
 from gis.settings import Settings
 from gis.store import load_territory
@@ -86,8 +88,8 @@ def _wait(client: TestClient, job_id: str, timeout: float = 300) -> dict[str, An
 
 
 @pytest.mark.parametrize("store", ["postgis"], indirect=True)
-def test_a_partition_job_takes_an_overlay_as_barrier(store: DemoStore, beats_file: Path
-                                                     ) -> None:
+def test_a_partition_job_takes_an_overlay_as_barrier(store: DemoStore, beats_file: Path,
+                                                     tmp_path: Path) -> None:
     settings = Settings(database_url=store.url, dask_workers=1)
     with client_for(create_app(settings, store.engine)) as client:
         answer = client.post(f"/territories/{store.territory_id}/plans",
@@ -100,7 +102,23 @@ def test_a_partition_job_takes_an_overlay_as_barrier(store: DemoStore, beats_fil
         ours = client.get(f"/plans/{plan_id}/overlays/{DEPARTMENT}/crosswalk").json()
         before = client.get(f"/plans/{store.plan_id}/overlays/{DEPARTMENT}/crosswalk").json()
         report = client.get(f"/plans/{plan_id}/report").json()
+        # A stable redraw of that plan for new data keeps to the same unit boundaries.
+        demo = _demo()
+        layers, info = scripted_changes(demo.layers, 0.05, 3)
+        path = DemoTerritory(layers, demo.seed, info["households_after"]).write(
+            tmp_path / "demo-2025.gpkg")
+        with path.open("rb") as fh:
+            answer = client.post(f"/territories/{store.territory_id}/redraw",
+                                 files={"files": (path.name, fh)},
+                                 data={"plan_id": str(plan_id)})
+        assert answer.status_code == 202, answer.text
+        redrawn = _wait(client, answer.json()["id"])
+        assert redrawn["state"] == "done", redrawn
     units = _beats_wgs84(beats_file)
+    again = read_grids(store.engine, int(redrawn["plan_id"]))
+    assert int(again["households"].sum()) == info["households_after"]
+    assert_respects(again, crosswalk(again, read_blocks(store.engine, int(redrawn["plan_id"])),
+                                     units, store.metric_epsg))
     grids = read_grids(store.engine, plan_id)
     cw = crosswalk(grids, read_blocks(store.engine, plan_id), units, store.metric_epsg)
     assert cw.summary["share_units_whole"] == ours["summary"]["share_units_whole"]

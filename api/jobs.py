@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -65,6 +64,7 @@ from gis.plans import (
     write_plan,
 )
 from gis.store import load_territory
+from gis.workers import this_worker, worker_gone
 from partitioning import quality
 from partitioning.cluster import (
     Cancelled,
@@ -285,16 +285,6 @@ class _Control:
             raise JobCancelled
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class JobRunner:
     """Queues jobs and drives them on the cluster from a few threads; the store is the
     record of each job."""
@@ -310,7 +300,7 @@ class JobRunner:
         self.timeout_s = timeout_s
         #: How long the end of a job is retried while the database is away (seconds).
         self.record_for_s = float(stale_after_s)
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = this_worker()
         self.compute = compute or Compute()
         self.nice = nice
         self.limit_per_account = limit_per_account
@@ -343,17 +333,13 @@ class JobRunner:
         cluster were released with that process's connection; a plan they might still
         store is refused, the job being no longer running.)
         """
-        host = socket.gethostname()
         now = models.utcnow()
         orphans = []
         for row in active_jobs(self.engine):
-            w_host, _, w_pid = (row.worker or ":").partition(":")
             seen = row.heartbeat_at or row.created_at
             if seen is not None and seen.tzinfo is None:
                 seen = seen.replace(tzinfo=now.tzinfo)
-            dead = (w_host == host and w_pid.isdigit() and int(w_pid) != os.getpid()
-                    and not _pid_alive(int(w_pid)))
-            if dead or seen is None or now - seen > self.stale_after:
+            if worker_gone(row.worker) or seen is None or now - seen > self.stale_after:
                 orphans.append(row.id)
         if orphans:
             fail_jobs(self.engine, orphans, RESTARTED)

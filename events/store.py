@@ -6,9 +6,7 @@ import functools
 import hashlib
 import itertools
 import json
-import os
 import re
-import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from events.workflow import DONE, OPEN, apply
 from gis import models
 from gis.accounts import within_areas
 from gis.errors import NotFound
+from gis.workers import this_worker, worker_gone
 
 FloatArray = NDArray[np.float64]
 EVENT = models.Event.__table__
@@ -172,10 +171,6 @@ def create_events(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, fl
     return n
 
 
-def _worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def create_events_staged(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, float]],
                          rules: Rules, chunk: int = STAGED_CHUNK,
                          pause_s: float = STAGED_PAUSE_S) -> int:
@@ -188,7 +183,7 @@ def create_events_staged(engine: Engine, rows: Iterable[tuple[dict[str, Any], fl
     now = models.utcnow()
     with engine.begin() as conn:
         import_id = int(conn.execute(insert(models.EventImport).values(
-            state="running", worker=_worker(), rows=0, started_at=now, heartbeat_at=now)
+            state="running", worker=this_worker(), rows=0, started_at=now, heartbeat_at=now)
             .returning(IMPORTS.c.id)).scalar_one())
     n = 0
     try:
@@ -234,31 +229,19 @@ def discard_import(engine: Engine, import_id: int, chunk: int = STAGED_CHUNK) ->
 def recover_imports(engine: Engine, stale_after_s: float = 900.0) -> int:
     """Remove the rows of imports whose process is gone (of this host and not running, or
     silent for ``stale_after_s``); returns how many imports."""
-    host = socket.gethostname()
     now = models.utcnow()
     orphans = []
     with engine.connect() as conn:
         for row in conn.execute(select(IMPORTS.c.id, IMPORTS.c.worker, IMPORTS.c.heartbeat_at)
                                 .where(IMPORTS.c.state == "running")):
-            w_host, _, w_pid = str(row.worker).partition(":")
             seen = _aware(row.heartbeat_at) or now
-            dead = w_host == host and w_pid.isdigit() and int(w_pid) != os.getpid() and \
-                not _pid_alive(int(w_pid))
-            if dead or (now - seen).total_seconds() > stale_after_s:
+            if worker_gone(row.worker) or (now - seen).total_seconds() > stale_after_s:
                 orphans.append(int(row.id))
     for import_id in orphans:
         discard_import(engine, import_id)
     return len(orphans)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _insert_chunk(conn: Connection, rows: list[dict[str, Any]]) -> int:

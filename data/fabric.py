@@ -45,6 +45,7 @@ import shapely
 from pyproj import Transformer
 
 from data import names as nm
+from data.demo.common import fit_total
 
 __all__ = ["DENSITIES", "LAYERS", "Fabric", "generate"]
 
@@ -528,7 +529,7 @@ class _Gen:
             hi = np.where(res, np.floor(1.25 * hh), 0).astype(np.int64)
             lo = np.where(tower, np.clip(lo, 100, 300), lo)
             hi = np.where(tower, np.clip(hi, 100, 300), hi)
-            out = _fit_total(self.rng, hh, lo, hi, self.target)
+            out = fit_total(self.rng, hh, lo, hi, self.target)
             if int(out.sum()) == self.target:
                 for b, h in zip(self.buildings_, out, strict=True):
                     b.households = int(h)
@@ -638,18 +639,3 @@ class _Gen:
         }
 
 
-def _fit_total(rng: np.random.Generator, values: Any, lo: Any, hi: Any, target: int) -> Any:
-    """Integer values scaled to sum to ``target``, each within [lo, hi] (when possible)."""
-    total = int(values.sum())
-    out = np.clip(np.round(values * (target / total)), lo, hi).astype(np.int64)
-    diff = target - int(out.sum())
-    while diff != 0:
-        elig = np.flatnonzero(out < hi) if diff > 0 else np.flatnonzero(out > lo)
-        if len(elig) == 0:
-            break
-        k = min(abs(diff), len(elig))
-        pick = rng.choice(elig, size=k, replace=False)
-        step = 1 if diff > 0 else -1
-        out[pick] += step
-        diff -= step * k
-    return out

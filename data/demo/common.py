@@ -70,3 +70,27 @@ RURAL_DENSITY = 350.0  # households per km2 over the whole rural area
 MIN_RURAL_AREA = 36e6  # m2: room for a mountain village wider than 5 km
 MEGA_PER_100K = 2.4
 GRID = 0.01  # rural admin polygons are snapped to 1 cm before the coverage is cleaned
+
+
+def fit_total(rng: np.random.Generator, values: IArr, lo: Any, hi: Any, target: int,
+              rounds: int | None = None) -> IArr:
+    """Integer ``values`` scaled to sum exactly to ``target``, each within [lo, hi] (when
+    possible): rounded, then the rest added or taken one by one at random (at most
+    ``rounds`` rounds when given)."""
+    total = int(values.sum())
+    if total == 0 or len(values) == 0:
+        return values.copy()
+    out = np.clip(np.round(values * (target / total)), lo, hi).astype(np.int64)
+    diff = target - int(out.sum())
+    done = 0
+    while diff != 0 and (rounds is None or done < rounds):
+        done += 1
+        elig = np.flatnonzero(out < hi) if diff > 0 else np.flatnonzero(out > lo)
+        if len(elig) == 0:
+            break
+        k = min(abs(diff), len(elig))
+        pick = rng.choice(elig, size=k, replace=False)
+        step = 1 if diff > 0 else -1
+        out[pick] += step
+        diff -= step * k
+    return out

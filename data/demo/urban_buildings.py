@@ -33,30 +33,10 @@ from data.demo.common import (
     GArr,
     Geom,
     IArr,
+    fit_total,
 )
 from data.demo.layouts import _layout_block
 from data.demo.natural import NaturalFeatures
-
-
-def _fit_total(rng: np.random.Generator, values: IArr, lo: IArr, hi: IArr, target: int) -> IArr:
-    """Scale integer values to sum exactly to ``target`` within per-item bounds (when possible)."""
-    total = int(values.sum())
-    if total == 0 or len(values) == 0:
-        return values.copy()
-    out = np.clip(np.round(values * (target / total)), lo, hi).astype(np.int64)
-    diff = target - int(out.sum())
-    for _ in range(200):
-        if diff == 0:
-            break
-        elig = np.flatnonzero(out < hi) if diff > 0 else np.flatnonzero(out > lo)
-        if len(elig) == 0:
-            break
-        k = min(abs(diff), len(elig))
-        pick = rng.choice(elig, size=k, replace=False)
-        step = 1 if diff > 0 else -1
-        out[pick] += step
-        diff -= step * k
-    return out
 
 
 def _bilinear(c00: FArr, c10: FArr, c11: FArr, c01: FArr, s: FArr, t: FArr) -> FArr:
@@ -166,7 +146,7 @@ class UrbanBuildings(NaturalFeatures):
         # Households: exactly the urban share.
         res: IArr = hh > 0
         lo, hi = _HH_BOUNDS[kind[res], 0], _HH_BOUNDS[kind[res], 1]
-        hh[res] = _fit_total(rng, hh[res], lo, hi, self.urban_hh)
+        hh[res] = fit_total(rng, hh[res], lo, hi, self.urban_hh, rounds=200)
         fb = _FLOOR_BOUNDS[kind[res]]
         floors[res] = np.clip(np.round(hh[res] / np.maximum(units[res], 1)), fb[:, 0], fb[:, 1])
         pop = np.round(hh * rng.uniform(2.3, 3.2, len(hh))).astype(np.int64)

@@ -469,6 +469,23 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
         return [_as_dict(r) for r in conn.execute(query)]
 
 
+def event_clocks(engine: Engine, territory_id: int) -> list[tuple[int, datetime, datetime]]:
+    """A territory's events as (id, reported, deadline), oldest report first."""
+    with engine.connect() as conn:
+        return [(int(i), at, due) for i, at, due in conn.execute(
+            select(EVENT.c.id, EVENT.c.reported_at, EVENT.c.deadline_at)
+            .where(EVENT.c.territory_id == territory_id)
+            .order_by(EVENT.c.reported_at, EVENT.c.id))]
+
+
+def status_counts(engine: Engine, territory_id: int) -> dict[str, int]:
+    """How many of a territory's events are in each state (the states present, by name)."""
+    with engine.connect() as conn:
+        return {str(s): int(c) for s, c in conn.execute(
+            select(EVENT.c.status, func.count()).where(EVENT.c.territory_id == territory_id)
+            .group_by(EVENT.c.status).order_by(EVENT.c.status))}
+
+
 def _within(query: Any, areas: tuple[str, ...] | None) -> Any:
     clause = within_areas(EVENT.c.grid_code, areas)
     return query if clause is None else query.where(clause)

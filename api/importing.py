@@ -1,0 +1,39 @@
+"""Import a territory's file into the store with its progress shown (`gridmap import`, the demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api.console import Output
+
+
+def import_file(out: Output, path: Path, database_url: str | None, *, name: str | None = None,
+                field_map: list[str] | None = None, crs: list[str] | None = None,
+                encoding: str | None = None) -> tuple[int, dict[str, int]]:
+    """Read and check ``path``, migrate the store, write the territory in one transaction;
+    its id and the features stored per layer."""
+    from gis.database import make_engine, upgrade
+    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.store import import_territory, layer_counts
+
+    with out.status(f"读取 reading {path} ..."):
+        territory = read_territory(path, field_map=parse_field_map(field_map),
+                                   crs=parse_crs_option(crs), encoding=encoding)
+    for note in territory.notes:
+        out.say(f"[yellow]note:[/] {note}")
+    if territory.repairs:
+        out.say(f"[yellow]repaired {len(territory.repairs)} invalid geometries[/] "
+                "(make_valid), e.g. " + "; ".join(
+                    f"{r.layer} row {r.row}: {r.reason}" for r in territory.repairs[:3]))
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        counts = territory.counts()
+        with out.bar() as bar:
+            task = bar.add_task("写入 writing", total=sum(counts.values()))
+            territory_id = import_territory(
+                engine, territory, name=name, source=str(path),
+                progress=lambda _layer, n: bar.advance(task, n))
+        return territory_id, layer_counts(engine, territory_id)
+    finally:
+        engine.dispose()

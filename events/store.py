@@ -27,6 +27,7 @@ from events.workflow import DONE, OPEN, apply
 from gis import models
 from gis.accounts import within_areas
 from gis.errors import NotFound
+from gis.paging import Page, Paged, read_page
 
 FloatArray = NDArray[np.float64]
 EVENT = models.Event.__table__
@@ -450,10 +451,24 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
     """Events newest first (``order="deadline"``: soonest deadline first); ``areas``: only
     those whose grid lies within these codes; ``since``/``until``: reported in [since,
     until)."""
+    return events_page(engine, Page(limit, offset), territory_id=territory_id, status=status,
+                       grid=grid, village=village, town=town, open_only=open_only,
+                       areas=areas, category=category, since=since, until=until,
+                       order=order).items
+
+
+def events_page(engine: Engine, page: Page | None, *, territory_id: int | None = None,
+                status: str | None = None, grid: str | None = None,
+                village: str | None = None, town: str | None = None,
+                open_only: bool = False, areas: tuple[str, ...] | None = None,
+                category: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, order: str = "newest"
+                ) -> Paged[dict[str, Any]]:
+    """A page of :func:`list_events` (no total: the events grow without bound)."""
     cols = _columns()
     sort = ((EVENT.c.deadline_at.is_(None), EVENT.c.deadline_at, EVENT.c.id)
             if order == "deadline" else (EVENT.c.id.desc(),))
-    query = _within(select(*cols).order_by(*sort).limit(limit).offset(offset), areas)
+    query = _within(select(*cols).order_by(*sort), areas)
     for col, value in ((EVENT.c.territory_id, territory_id), (EVENT.c.status, status),
                        (EVENT.c.grid_code, grid), (EVENT.c.village_code, village),
                        (EVENT.c.town_code, town), (EVENT.c.category, category)):
@@ -466,7 +481,7 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
     if open_only:
         query = query.where(EVENT.c.status.in_(sorted(OPEN)))
     with engine.connect() as conn:
-        return [_as_dict(r) for r in conn.execute(query)]
+        return read_page(conn, query, page, count=False).map(_as_dict)
 
 
 def event_clocks(engine: Engine, territory_id: int) -> list[tuple[int, datetime, datetime]]:

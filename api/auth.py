@@ -279,6 +279,12 @@ def declare_security(app: Any, routes: list[APIRoute]) -> None:
                 if (method, path) in guarded:
                     operation["security"] = [{"OAuth2PasswordBearer": []},
                                              {"APIKeyHeader": []}]
+                    # what every guarded call may answer (a generated client parses them)
+                    answers = operation.setdefault("responses", {})
+                    answers.setdefault("401", {"description": "Not signed in, or the token "
+                                                              "or key no longer works"})
+                    answers.setdefault("403", {"description": "The account's role or areas "
+                                                              "do not allow this"})
         app.openapi_schema = schema
         return schema
 

@@ -171,6 +171,7 @@ def test_help_documents_exit_codes_and_completion() -> None:
         assert said in text, said
     script = gridmap("--show-completion", "bash")
     assert script.returncode == 0 and "_GRIDMAP_COMPLETE" in script.stdout
-    for command in ("partition", "redraw", "route", "geocode", "import", "demo"):
-        helped = gridmap(command, "--help").stdout
+    for command in (["partition"], ["redraw"], ["route"], ["geocode"], ["import"], ["demo"],
+                    ["overlay", "add"], ["overlay", "list"], ["user", "list"]):
+        helped = gridmap(*command, "--help").stdout
         assert "--json" in helped and "--quiet" in helped, command

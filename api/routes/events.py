@@ -71,8 +71,8 @@ from events.unlocated import (
     create_unlocated_many,
     forget_unlocated,
     get_unlocated,
-    list_unlocated,
     placed,
+    unlocated_page,
 )
 from gis.codes import check_code as area_code
 from gis.errors import CoordinateError, LayerError, NotFound
@@ -325,14 +325,19 @@ class PlaceIn(BaseModel):
 
 
 @router.get("/events/unlocated", summary="Events waiting for a location (needs_location): "
-                                         "reported by an address the geocoder could not place")
-def unlocated_events(who: EventsRead, territory: IdQuery = None,
+                                         "reported by an address the geocoder could not place",
+            responses=PAGE_HEADERS)
+def unlocated_events(request: Request, response: Response, who: EventsRead,
+                     territory: IdQuery = None, limit: Limit = 500, offset: Offset = 0,
                      engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    rows = list_unlocated(engine, territory)
-    rows = [r for r in rows if who.everywhere or who.overlaps(r["area_code"])]
+    page = Page(limit, offset)
+    found = unlocated_page(engine, page, territory,
+                           areas=None if who.everywhere else who.areas)
+    rows = paged(request, response, page, found)
     if not who.can("personal"):
         rows = [{**r, "reporter": None if r["reporter"] is None else "***"} for r in rows]
-    return {"count": len(rows), "events": rows}
+    # count: all that wait (the page holds at most ``limit`` of them)
+    return {"count": found.total if found.total is not None else len(rows), "events": rows}
 
 
 @router.post("/events/unlocated/{unlocated_id}/place", status_code=201,

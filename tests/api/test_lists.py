@@ -77,6 +77,10 @@ def _fill(engine: Engine, client: TestClient, tmp: Path) -> dict[str, Any]:
                                             "territory_id": territory})
         assert made.status_code == 201, made.text
         events.append(made.json()["id"])
+    for i in range(MADE):       # addresses the territory cannot place: they wait
+        waiting = client.post("/events", json={"address": f"无此路{i}号", "category": "sanitation",
+                                               "source": "hotline", "territory_id": territory})
+        assert waiting.status_code == 202, waiting.text
     for _ in range(MADE):
         shot = client.post(f"/events/{events[0]}/photos",
                            files={"photo": ("p.png", _png(), "image/png")})
@@ -141,3 +145,9 @@ def test_every_list_links_its_pages(engine: Engine, db_url: str, tmp_path: Path)
                 assert int(first.headers["x-total-count"]) == len(every.json()), path
             else:                                           # uncounted: the log, events
                 assert path in ("/audit", "/events"), path
+        # the events waiting for a location: a list inside an envelope, paged the same way
+        first = client.get("/events/unlocated", params={"limit": 2})
+        assert first.json()["count"] == MADE and len(first.json()["events"]) == 2
+        assert set(_links(first.headers["link"])) == {"next"}
+        second = client.get(_links(first.headers["link"])["next"]).json()["events"]
+        assert len(second) == 1 and second[0] not in first.json()["events"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from api.cli_accounts import DatabaseOption, db_app, messages, user_app
 from api.console import EXIT_CODES_HELP, JsonOption, Output, QuietOption, one_line, user_errors
 from api.demo_setup import MAX_HOUSEHOLDS as DEMO_MAX
 from api.demo_setup import MIN_HOUSEHOLDS as DEMO_MIN
@@ -22,23 +22,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="The database: create or upgrade its schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-user_app = typer.Typer(help="Accounts 账户: add, change password, disable, API keys.",
-                       no_args_is_help=True)
 app.add_typer(user_app, name="user")
 overlay_app = typer.Typer(help="Department grids 部门网格 (警格, 城管网格, …) as overlays.",
                           no_args_is_help=True)
 app.add_typer(overlay_app, name="overlay")
-#: Messages of the commands that report no figures (stderr: stdout is for results).
-messages = Output()
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="GRIDMAP_DATABASE_URL",
-                 help="SQLAlchemy URL: sqlite:///file.sqlite (SpatiaLite) or "
-                      "postgresql+psycopg://user@host/db (PostGIS)."),
-]
 
 LAYER_LABELS = {
     "admin_areas": "行政区划 admin areas",
@@ -579,182 +567,6 @@ def poster(
                             f"took {time.perf_counter() - started:.1f} s)")
 
 
-@db_app.command("upgrade")
-def db_upgrade(database_url: DatabaseOption = None) -> None:
-    """Create the tables, or bring them up to date (Alembic migrations)."""
-    from gis.database import make_engine, upgrade
-
-    with user_errors():
-        engine = make_engine(database_url)
-        upgrade(engine)
-        messages.say(f"schema up to date: {engine.url.render_as_string(hide_password=True)}")
-
-
-PasswordStdin = Annotated[bool, typer.Option(
-    "--password-stdin", help="Read the password from standard input (for scripts) instead of "
-                             "asking for it.")]
-
-
-def _password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    return str(typer.prompt("密码 password", hide_input=True, confirmation_prompt=True))
-
-
-def _account_engine(database_url: str | None) -> Any:
-    from gis.database import make_engine, upgrade
-
-    engine = make_engine(database_url)
-    upgrade(engine)
-    return engine
-
-
-@user_app.command("add")
-def user_add(
-    username: Annotated[str, typer.Argument(help="Sign-in name (letters, digits, . _ @ -).")],
-    role: Annotated[str, typer.Option(help="admin, planner, operator, grid_worker, reporter "
-                                           "or viewer.")],
-    area: Annotated[str, typer.Option(help="Area codes the account is bound to, comma-"
-                                           "separated (e.g. 440111001 for a town, grid codes "
-                                           "for a grid worker), or '*' for every area.")],
-    name: Annotated[str | None, typer.Option(help="Display name, e.g. 王小明.")] = None,
-    password_stdin: PasswordStdin = False,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Create an account (the first one: an administrator with --area '*')."""
-    from gis.accounts import add_account
-
-    with user_errors():
-        engine = _account_engine(database_url)
-        account = add_account(engine, username, _password(password_stdin), role,
-                              area, name)
-        messages.say(f"账户 account {account.username}: {account.role}, areas "
-                     f"{','.join(account.areas)}")
-
-
-@user_app.command("passwd")
-def user_passwd(username: str, password_stdin: PasswordStdin = False,
-                database_url: DatabaseOption = None) -> None:
-    """Set a new password (tokens issued before stop working)."""
-    from gis.accounts import change_account
-
-    with user_errors():
-        change_account(_account_engine(database_url), username,
-                       password=_password(password_stdin))
-        messages.say(f"password changed for {username}")
-
-
-@user_app.command("disable")
-def user_disable(username: str, database_url: DatabaseOption = None) -> None:
-    """Disable an account: its tokens and API keys stop working within seconds."""
-    from gis.accounts import change_account
-
-    with user_errors():
-        change_account(_account_engine(database_url), username, disabled=True)
-        messages.say(f"{username} disabled 已停用")
-
-
-@user_app.command("enable")
-def user_enable(username: str, database_url: DatabaseOption = None) -> None:
-    """Enable a disabled account again."""
-    from gis.accounts import change_account
-
-    with user_errors():
-        change_account(_account_engine(database_url), username, disabled=False)
-        messages.say(f"{username} enabled 已启用")
-
-
-@user_app.command("list")
-def user_list(database_url: DatabaseOption = None, quiet: QuietOption = False,
-              as_json: JsonOption = False) -> None:
-    """Every account with its role, areas and state."""
-    from gis.accounts import list_accounts
-
-    with user_errors():
-        table = Table("username", "name", "role", "areas", "state")
-        accounts = list_accounts(_account_engine(database_url))
-        for a in accounts:
-            table.add_row(a.username, a.display_name or "", a.role, ",".join(a.areas),
-                          "disabled 停用" if a.disabled else "active")
-        Output(quiet=quiet, as_json=as_json).result(
-            {"accounts": [{"username": a.username, "name": a.display_name, "role": a.role,
-                           "areas": list(a.areas), "disabled": a.disabled}
-                          for a in accounts]}, table)
-
-
-@user_app.command("key")
-def user_key(
-    username: str,
-    name: Annotated[str, typer.Option(help="What the key is for, e.g. hotline-integration.")],
-    revoke: Annotated[bool, typer.Option("--revoke", help="Revoke the keys of this name "
-                                                           "instead.")] = False,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Make a long-lived API key (sent as X-API-Key; printed once), or revoke keys."""
-    from gis.accounts import create_api_key, revoke_api_keys
-
-    with user_errors():
-        engine = _account_engine(database_url)
-        if revoke:
-            messages.say(f"{revoke_api_keys(engine, username, name)} key(s) revoked")
-        else:
-            typer.echo(create_api_key(engine, username, name))
-
-
-def _fewer_malloc_arenas() -> None:
-    """Two glibc malloc arenas instead of 8 per core: with many worker threads, freed memory
-    stayed in per-thread arenas and the server's RSS grew 5–20 MB/min under the soak
-    benchmark; with 2 it stayed level (bench/results/soak_bench*.json). Set for this process
-    (mallopt) and, through the environment, for uvicorn's worker processes; an explicit
-    MALLOC_ARENA_MAX wins."""
-    import contextlib
-    import ctypes
-    import os
-
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    os.environ["MALLOC_ARENA_MAX"] = "2"
-    with contextlib.suppress(OSError):   # not glibc: nothing to tune
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)   # M_ARENA_MAX
-
-
-def _serve(host: str, port: int, workers: int, database_url: str | None,
-           access_log: bool = True, scheduler: str | None = None) -> None:
-    import os
-
-    import uvicorn
-
-    from gis.database import make_engine, upgrade
-    from gis.settings import get_settings
-    from partitioning.cluster import shared_compute
-
-    if database_url:
-        os.environ["GRIDMAP_DATABASE_URL"] = database_url   # seen by worker processes too
-    if scheduler:
-        os.environ["GRIDMAP_DASK_SCHEDULER"] = scheduler
-    get_settings.cache_clear()
-    _fewer_malloc_arenas()
-    upgrade(make_engine(database_url))
-    settings = get_settings()
-    if not settings.dask_scheduler:
-        # One LocalCluster for every server process: started here, its address handed to
-        # them (they only enqueue jobs and read; the workers compute).
-        compute = shared_compute("", settings.dask_workers)
-        os.environ["GRIDMAP_DASK_SCHEDULER"] = compute.scheduler
-        get_settings.cache_clear()
-        n = len(compute.client().scheduler_info().get("workers", {}))
-        messages.say(f"计算 compute: a LocalCluster of {n} worker processes at "
-                     f"{compute.scheduler} (GRIDMAP_DASK_SCHEDULER to use another)")
-    else:
-        messages.say(f"计算 compute: the Dask cluster at {settings.dask_scheduler}")
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    messages.say(f"serving 服务地址 http://{shown}:{port}/docs  (API documentation), "
-                 f"OGC API – Features for QGIS: http://{shown}:{port}/ogc  — Ctrl+C to stop")
-    # uvicorn picks uvloop and httptools when installed (uvicorn[standard] brings both).
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=access_log)
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all).")]
@@ -773,10 +585,12 @@ def serve(
              "(GRIDMAP_DASK_WORKERS).")] = None,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn); the schema is migrated first."""
+    from api.serving import serve_http
+
     with user_errors():
         if not 1 <= workers <= 64:
             raise GridmapError("--workers must be between 1 and 64")
-        _serve(host, port, workers, database_url, access_log, scheduler)
+        serve_http(messages, host, port, workers, database_url, access_log, scheduler)
 
 
 @app.command()
@@ -802,6 +616,7 @@ def demo(
     """Generate the demo district, import and partition it, publish the plan, report some
     events and serve it."""
     from api.demo_setup import make_demo
+    from api.serving import serve_http
 
     view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
@@ -841,7 +656,7 @@ def demo(
     view.result({**made.figures(), "url": base if serve_after else None}, *lines)
     if serve_after:
         with user_errors():
-            _serve(host, port, 1, made.database_url)
+            serve_http(view, host, port, 1, made.database_url)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -235,6 +235,8 @@ def partition(
                                   crs=parse_crs_option(crs))
             split = split_territory(terr)
         starter.join()
+        if reached and isinstance(reached[0], GridmapError):
+            raise reached[0]            # already says which cluster and what to do
         if reached:
             raise ComputeUnavailable(
                 f"计算集群不可用 the Dask cluster ({scheduler or 'LocalCluster'}) could not be "

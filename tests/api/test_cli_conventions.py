@@ -83,6 +83,8 @@ def test_exit_codes_per_class(spatialite_url: str, tmp_path: Path) -> None:
         (("import", good, "--database-url", UNREACHABLE), 3, "cannot be reached"),
         (("overlay", "list", "1", "--database-url", UNREACHABLE), 3, "cannot be reached"),
         (("user", "list", "--database-url", UNREACHABLE, "--json"), 3, "cannot be reached"),
+        (("partition", good, "--out", tmp_path / "p", "--scheduler", "tcp://127.0.0.1:1"), 3,
+         "could not be reached"),
     ]
     for args, code, said in cases:
         done = gridmap(*args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -375,7 +376,9 @@ def route(
     grids: Annotated[Path, typer.Option(
         "--grids", help="The grids: grids.gpkg from `gridmap partition`, or any polygon layer "
                         "with a grid code (GeoPackage, GeoJSON, Shapefile).")],
-    out: Annotated[Path, typer.Option("--out", help="Output: .csv or .geojson.")],
+    out: Annotated[Path, typer.Option("--out", help="Output: .csv or .geojson, or - for CSV "
+                                                    "on stdout (the summary then goes to "
+                                                    "stderr).")],
     coord_sys: Annotated[str | None, typer.Option(
         "--coord-sys", help="Coordinate system of the events (required): wgs84, cgcs2000, "
                             "gcj02 (AMap/Tencent), bd09 (Baidu), 2000sz, EPSG:4547, ...")]
@@ -421,7 +424,11 @@ def route(
                 "GCJ-02 point lies about 500 m off, in the wrong grid.")
         if not near_m >= 0:
             raise GridmapError("--near-m must be 0 or more metres")
-        output_kind(out)
+        to_stdout = str(out) == "-"
+        if to_stdout and as_json:
+            raise GridmapError("--out - and --json both write to stdout: choose one")
+        if not to_stdout:
+            output_kind(out)
         started = time.perf_counter()
         with view.status(f"读取 reading {events} and {grids} ..."):
             table = read_events(events, lon=lon, lat=lat, encoding=encoding)
@@ -444,8 +451,12 @@ def route(
                 parts.append(router.route(x[start:start + step], y[start:start + step]))
                 bar.advance(task, min(step, n - start))
         routed = Routed.concat(parts) if parts else router.route([], [])
-        with view.status(f"写入 writing {out} ..."):
-            write_routed(routed_table(table, router, routed), x, y, out)
+        if to_stdout:     # UTF-8 without a BOM: the next command of the pipe reads it
+            routed_table(table, router, routed).to_csv(sys.stdout, index=False)
+            sys.stdout.flush()
+        else:
+            with view.status(f"写入 writing {out} ..."):
+                write_routed(routed_table(table, router, routed), x, y, out)
         outside = int((routed.index < 0).sum())
         near = int((routed.other >= 0).sum())
         on_edge = sum(1 for f in routed.flags if "on_edge" in f)
@@ -458,6 +469,10 @@ def route(
                              ("total 合计", n)):
             summary.add_row(label, f"{count:,}", f"{count / n:.1%}" if n else "–")
         seconds = time.perf_counter() - started
+        if to_stdout:     # stdout holds the events: the summary is a message
+            view.say(summary)
+            view.say(f"took {seconds:.1f} s")
+            return
         view.result({"events": n, "routed": n - outside, "outside": outside,
                      "near_boundary": near, "on_edge": on_edge, "grids": len(grid_frame),
                      "out": str(out), "seconds": round(seconds, 1)},

@@ -46,8 +46,8 @@ class Output:
         self.out = Console(quiet=quiet and not as_json)
         self.err = Console(stderr=True, soft_wrap=True, quiet=quiet)
 
-    def say(self, text: str) -> None:
-        """A message for the person at the terminal (stderr)."""
+    def say(self, text: Any) -> None:
+        """A message (text, a table) for the person at the terminal (stderr)."""
         self.err.print(text, highlight=False)
 
     def status(self, text: str) -> AbstractContextManager[Any]:

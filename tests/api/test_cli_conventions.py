@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -142,6 +143,15 @@ def test_files_commands_report_figures_as_json(tmp_path: Path) -> None:
     plain = gridmap("route", tmp_path / "e.csv", "--grids", plan / "grids.gpkg",
                     "--coord-sys", "wgs84", "--out", tmp_path / "r.csv")
     assert "routed 已落格" in plain.stdout and "routed 已落格" not in plain.stderr
+    piped = gridmap("route", tmp_path / "e.csv", "--grids", plan / "grids.gpkg",
+                    "--coord-sys", "wgs84", "--out", "-")      # `… --out - > routed.csv`
+    assert piped.returncode == 0 and "routed 已落格" in piped.stderr
+    back = pd.read_csv(io.StringIO(piped.stdout), dtype=str, keep_default_na=False)
+    assert list(back["id"]) == [str(i) for i in events["id"]]
+    assert (back["grid_code"] != "").sum() == len(points) and back["grid_code"].iloc[-1] == ""
+    both = gridmap("route", tmp_path / "e.csv", "--grids", plan / "grids.gpkg",
+                   "--coord-sys", "wgs84", "--out", "-", "--json")
+    assert both.returncode == 1 and both.stdout == "" and "choose one" in both.stderr
 
     (tmp_path / "a.csv").write_text("id,地址\n1,景泰街道\n2,无此地\n", encoding="utf-8")
     coded = ok_json("geocode", tmp_path / "a.csv", "--territory", territory, "--out",

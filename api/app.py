@@ -11,13 +11,13 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from api import problems
-from api.audit import AuditLog, AuditRequests, RateLimit
+from api.audit import AuditLog, AuditRequests
 from api.auth import (
     Authenticator,
     CrossSiteGuard,
@@ -28,6 +28,7 @@ from api.auth import (
 )
 from api.headers import SecurityHeaders
 from api.jobs import JobRunner
+from api.ratelimit import RateLimit
 from events.geocode import IndexCache
 from events.routing import RouterCache
 from events.rules import Rules
@@ -71,7 +72,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    # An HTTPException passes FastAPI's body parsing untouched.
+                    # An HTTPException passes FastAPI's body parsing untouched (ours would
+                    # become its 400); problems.install answers it as PayloadTooLarge.
                     raise HTTPException(413, self._message())
             return message
 
@@ -83,11 +85,10 @@ class BodyLimit:
                 "or raise GRIDMAP_MAX_UPLOAD_MB on the server")
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {"type": "/problems/payload-too-large", "title": "Request too large 请求过大",
-             "status": 413, "detail": self._message(), "instance": scope.get("path", "")},
-            status_code=413, media_type=problems.MEDIA_TYPE)
-        await response(scope, receive, send)
+        # Answered before the app sees the request (its handlers are not reached from
+        # here), from the same table.
+        await problems.answer(problems.PayloadTooLarge(self._message()), Request(scope))(
+            scope, receive, send)
 
 
 def operation_id(route: APIRoute) -> str:

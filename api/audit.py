@@ -1,16 +1,14 @@
-"""The audit log (who read personal data or changed what) and per-account rate limits."""
+"""The audit log: who read personal data or changed what."""
 
 from __future__ import annotations
 
 import logging
 import re
 import threading
-import time
 from typing import Any
 
 from sqlalchemy import Engine
 
-from api.problems import TooManyRequests
 from gis import accounts, models
 from gis.database import is_unavailable
 
@@ -224,30 +222,3 @@ class AuditRequests:
             username=who.username if who else None, role=who.role if who else None,
             action=_action(method, status), method=method,
             path=path + (f"?{query}" if query else ""), status=status)
-
-
-class RateLimit:
-    """A token bucket per account: ``per_minute`` on average, bursts of ``burst``."""
-
-    def __init__(self, per_minute: float, burst: int) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(max(1, burst))
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, username: str, what: str = "requests") -> None:
-        """Spend one token of the account, or raise 429 with when to retry."""
-        if self.rate <= 0:
-            return
-        now = time.monotonic()
-        with self._lock:
-            tokens, then = self._buckets.get(username, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - then) * self.rate)
-            if tokens < 1.0:
-                wait = max(1, int((1.0 - tokens) / self.rate + 0.999))
-                self._buckets[username] = (tokens, now)
-                raise TooManyRequests(
-                    f"more {what} than the {self.rate * 60:g} per minute allowed to one "
-                    f"account (bursts of {self.burst:g}); retry in {wait} s, or ask an "
-                    "administrator to raise GRIDMAP_EVENT_RATE_PER_MINUTE", wait)
-            self._buckets[username] = (tokens - 1.0, now)

@@ -115,7 +115,7 @@ def overlay_add(
 ) -> None:
     """Import a department's own grid units into a territory as an overlay."""
     from gis.database import make_engine, upgrade
-    from gis.layers import parse_field_map
+    from gis.io.options import parse_field_map
     from gis.overlays import check_department, read_overlay, store_overlay
     from gis.store import territory_row
 
@@ -192,6 +192,10 @@ def partition(
     min_dwelling: Annotated[float, typer.Option(
         "--min-dwelling", help="Smallest dwelling (m²): an estimate never exceeds floor "
                                "area ÷ this.")] = 50.0,
+    barrier_overlay: Annotated[list[str] | None, typer.Option(
+        "--barrier-overlay", help="DEPARTMENT=FILE: a department's units (a polygon layer "
+                                  "as `gridmap overlay add` takes) whose boundaries grids "
+                                  "must not cross, like a river. Repeatable.")] = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -202,7 +206,9 @@ def partition(
     the one at --scheduler), and joined."""
     import threading
 
-    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.io.options import parse_crs_option, parse_field_map
+    from gis.io.territory import read_territory
+    from gis.overlays import BARRIER_LAYER
     from partitioning.cluster import partition_on_cluster, shared_compute
     from partitioning.output import write_partition
     from partitioning.params import PartitionParams
@@ -219,6 +225,7 @@ def partition(
                                      estimate=estimate, min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
+        barriers = _barrier_lines(barrier_overlay) if barrier_overlay else None
         compute = shared_compute(scheduler or "", workers)
         # The cluster starts (or is reached) while the territory is read.
         reached: list[BaseException] = []
@@ -234,6 +241,8 @@ def partition(
         with view.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
+            if barriers is not None:
+                terr.layers[BARRIER_LAYER] = barriers
             split = split_territory(terr)
         starter.join()
         if reached and isinstance(reached[0], GridmapError):
@@ -278,6 +287,25 @@ def partition(
                     *(f"  {key}: {path}" for key, path in paths.items()))
 
 
+def _barrier_lines(options: list[str]) -> Any:
+    """The unit boundaries of each DEPARTMENT=FILE of --barrier-overlay, as one layer."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from gis.overlays import boundary_lines, check_department, read_overlay
+
+    frames = []
+    for option in options:
+        department, sep, path = option.partition("=")
+        if not sep or not path.strip():
+            raise GridmapError(f"--barrier-overlay takes DEPARTMENT=FILE (公安=jingge.shp), "
+                               f"got {option!r}")
+        units = read_overlay(Path(path.strip())).units
+        frames.append(boundary_lines(units, check_department(department)))
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
+                            crs=4326)
+
+
 def _estimate_line(report: dict[str, Any]) -> str:
     """How many households are estimates, in Chinese and English."""
     est, total = int(report.get("households_estimated", 0)), int(report["households"])
@@ -315,7 +343,8 @@ def redraw(
     import geopandas as gpd
     import pyogrio
 
-    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.io.options import parse_crs_option, parse_field_map
+    from gis.io.territory import read_territory
     from partitioning.output import GRID_COLUMNS
     from partitioning.redraw import redraw_plan
 
@@ -412,7 +441,7 @@ def route(
     from events.files import output_kind, read_events, read_grids, routed_table, write_routed
     from events.router import GridRouter, Routed, points_to_wgs84
     from gis.errors import CoordinateError
-    from gis.layers import parse_field_map
+    from gis.io.options import parse_field_map
 
     view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
@@ -510,7 +539,8 @@ def geocode(
     from events.files import event_frame
     from events.geocode import LEVELS, AddressIndex
     from gis import crs as crsmod
-    from gis.layers import parse_crs_option, read_territory
+    from gis.io.options import parse_crs_option
+    from gis.io.territory import read_territory
 
     view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
@@ -562,6 +592,8 @@ def poster(
         "--format", help="pdf (vector, every page) or png (the first page).")] = "pdf",
     out: Annotated[Path | None, typer.Option(
         help="Output file (default: the poster's Chinese name, in this folder).")] = None,
+    overlay: Annotated[str | None, typer.Option(
+        "--overlay", help="Draw this department's units too (公安, 城管, …).")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Render the partition poster (网格划分图) of a town or community as PDF or PNG."""
@@ -577,7 +609,7 @@ def poster(
         started = time.perf_counter()
         made = make_poster(make_engine(database_url), plan_id, area_code,
                            PaperSize(size.upper()), PosterFormat(format.lower()),
-                           zone=get_settings().timezone)
+                           zone=get_settings().timezone, overlay=overlay)
         path = out or Path(made.filename)
         path.write_bytes(made.content)
         messages.result({}, f"{path}  ({len(made.content) / 1e6:.1f} MB, "

@@ -117,7 +117,7 @@ def make_demo(out: Output, folder: Path, *, households: int, seed: int, events: 
 
 
 def _partition(gpkg: Path, folder: Path) -> tuple[Any, dict[str, Path]]:
-    from gis.layers import read_territory
+    from gis.io.territory import read_territory
     from gis.settings import get_settings
     from partitioning.cluster import partition_on_cluster, shared_compute
     from partitioning.output import write_partition

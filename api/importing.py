@@ -13,7 +13,8 @@ def import_file(out: Output, path: Path, database_url: str | None, *, name: str 
     """Read and check ``path``, migrate the store, write the territory in one transaction;
     its id and the features stored per layer."""
     from gis.database import make_engine, upgrade
-    from gis.layers import parse_crs_option, parse_field_map, read_territory
+    from gis.io.options import parse_crs_option, parse_field_map
+    from gis.io.territory import read_territory
     from gis.store import import_territory, layer_counts
 
     with out.status(f"读取 reading {path} ..."):

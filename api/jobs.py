@@ -25,25 +25,39 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
 import shapely
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine
 
 from api.problems import TooManyJobs
 from events.routing import concat_columns, route_chunk
 from gis import models
+from gis.contract import Territory
 from gis.database import is_unavailable, make_engine
-from gis.edits import PlanReader
-from gis.errors import Conflict, GridmapError, NotFound
-from gis.layers import Territory
+from gis.edits import used_codes
+from gis.errors import Conflict, GridmapError, msg
+from gis.jobs import (
+    active_jobs,
+    cancel_job,
+    end_job,
+    fail_jobs,
+    finish_job,
+    get_job,
+    queue_job,
+    start_job,
+    update_running,
+)
+from gis.overlays import BARRIER_LAYER, barrier_layer
 from gis.plans import (
     PlanInfo,
     get_plan,
+    lock_grids,
+    locked_codes,
     published_plan_id,
     read_blocks,
     read_grids,
@@ -95,7 +109,6 @@ CANCELLED = "已取消 cancelled by {} before it finished; nothing was stored"
 ROUTE_CHUNK = 250_000
 #: The longest pause between two attempts to record a job's end while the database is away.
 RETRY_MAX_S = 2.0
-ACTIVE = ("queued", "running")
 
 
 class JobCancelled(Exception):
@@ -148,10 +161,18 @@ def _reason(exc: BaseException) -> str:
         if str(exc).strip() else type(exc).__name__
 
 
-def task_load(url: str, territory_id: int) -> Any:
+def task_load(url: str, territory_id: int, barrier_overlays: Sequence[str] = ()) -> Any:
     """A worker reads a stored territory and cuts it into towns (the pieces stay there and
-    go to the workers that partition them)."""
-    return _task(lambda: split_territory(load_territory(_worker_engine(url), territory_id)))
+    go to the workers that partition them); the unit boundaries of ``barrier_overlays``
+    (departments) join its layers as a barrier class."""
+    def work() -> Any:
+        engine = _worker_engine(url)
+        territory = load_territory(engine, territory_id)
+        if barrier_overlays:
+            territory.layers[BARRIER_LAYER] = barrier_layer(engine, territory_id,
+                                                            list(barrier_overlays))
+        return split_territory(territory)
+    return _task(work)
 
 
 def _finish(job_id: str, extra: Callable[[Connection, int], None] | None = None
@@ -161,12 +182,7 @@ def _finish(job_id: str, extra: Callable[[Connection, int], None] | None = None
     def finish(conn: Connection, plan_id: int) -> None:
         if extra is not None:
             extra(conn, plan_id)
-        now = models.utcnow()
-        n = conn.execute(update(models.Job).where(
-            models.Job.id == job_id, models.Job.state == "running").values(
-            state="done", progress=1.0, stage="done 完成", plan_id=plan_id, finished_at=now,
-            heartbeat_at=now)).rowcount
-        if n != 1:
+        if not finish_job(conn, job_id, plan_id):
             raise JobGone(f"job {job_id} is no longer running")
     return finish
 
@@ -201,10 +217,8 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
         params = PartitionParams(**{k: v for k, v in base.parameters.items() if k in known})
         blocks = read_blocks(engine, base.id)
         grids = read_grids(engine, base.id)
-        with engine.connect() as conn:
-            locked = {str(c) for (c,) in conn.execute(select(models.Grid.code).where(
-                models.Grid.plan_id == base.id, models.Grid.locked.is_(True)))}
-            used = PlanReader(conn, base.id).used_codes(set(grids["village_code"]))
+        locked = set(locked_codes(engine, base.id))
+        used = used_codes(engine, base.id, set(grids["village_code"]))
         grids["locked"] = grids["code"].isin(locked)
         # The blocks are the plan's, so are the streets found between its buildings.
         lines = read_lines(engine, base.id)
@@ -215,12 +229,9 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
             if now - last[0] < PROGRESS_EVERY_S:
                 return
             last[0] = now
-            with engine.begin() as conn:
-                if not conn.execute(update(models.Job).where(
-                        models.Job.id == job_id, models.Job.state == "running").values(
-                        stage=stage, progress=round(0.05 + 0.85 * done, 3),
-                        heartbeat_at=models.utcnow())).rowcount:
-                    raise JobGone(f"job {job_id} is no longer running")
+            if not update_running(engine, job_id, stage=stage,
+                                  progress=round(0.05 + 0.85 * done, 3)):
+                raise JobGone(f"job {job_id} is no longer running")
 
         result = redraw_plan(blocks, grids, territory, params, used, progress)
         plan_grids = result.grids.to_crs(models.SRID)
@@ -234,10 +245,7 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
         still = sorted(set(plan_grids["code"][plan_grids["locked"]]))
 
         def locks(conn: Connection, plan_id: int) -> None:
-            if still:
-                conn.execute(update(models.Grid).where(
-                    models.Grid.plan_id == plan_id, models.Grid.code.in_(still))
-                    .values(locked=True))
+            lock_grids(conn, plan_id, still)
 
         return write_plan(engine, territory_id, plan_grids, result.blocks.to_crs(models.SRID),
                           report, base.parameters, parent_id=base.id, created_by=created_by,
@@ -333,25 +341,18 @@ class JobRunner:
         """
         host = socket.gethostname()
         now = models.utcnow()
-        table = models.Job.__table__
         orphans = []
-        with self.engine.connect() as conn:
-            for row in conn.execute(select(table.c.id, table.c.worker, table.c.heartbeat_at,
-                                           table.c.created_at).where(
-                    table.c.state.in_(ACTIVE))):
-                w_host, _, w_pid = (row.worker or ":").partition(":")
-                seen = row.heartbeat_at or row.created_at
-                if seen is not None and seen.tzinfo is None:
-                    seen = seen.replace(tzinfo=now.tzinfo)
-                dead = (w_host == host and w_pid.isdigit() and int(w_pid) != os.getpid()
-                        and not _pid_alive(int(w_pid)))
-                if dead or seen is None or now - seen > self.stale_after:
-                    orphans.append(row.id)
+        for row in active_jobs(self.engine):
+            w_host, _, w_pid = (row.worker or ":").partition(":")
+            seen = row.heartbeat_at or row.created_at
+            if seen is not None and seen.tzinfo is None:
+                seen = seen.replace(tzinfo=now.tzinfo)
+            dead = (w_host == host and w_pid.isdigit() and int(w_pid) != os.getpid()
+                    and not _pid_alive(int(w_pid)))
+            if dead or seen is None or now - seen > self.stale_after:
+                orphans.append(row.id)
         if orphans:
-            with self.engine.begin() as conn:
-                conn.execute(update(models.Job).where(
-                    models.Job.id.in_(orphans), models.Job.state.in_(ACTIVE)).values(
-                    state="failed", error=RESTARTED, finished_at=now))
+            fail_jobs(self.engine, orphans, RESTARTED)
             log.warning("marked %d orphaned job(s) as failed", len(orphans))
         return len(orphans)
 
@@ -361,10 +362,13 @@ class JobRunner:
                note: str | None = None, created_by: str | None = None,
                account: str | None = None) -> str:
         """Queue a partition of a stored territory; returns the job id at once."""
-        params = PartitionParams(**parameters)  # validates the band before queueing
+        # Validates the band before queueing; the overlays are the load's, not the engine's.
+        params = PartitionParams(**{k: v for k, v in parameters.items()
+                                    if k != "barrier_overlays"})
+        overlays = tuple(parameters.get("barrier_overlays") or ())
         job_id = self._queue("partition", territory_id, parameters, account)
         self._pool.submit(self._drive, job_id, "loading 读取图层", lambda control: self._partition(
-            control, job_id, territory_id, params, parameters, note, created_by))
+            control, job_id, territory_id, params, parameters, note, created_by, overlays))
         return job_id
 
     def submit_redraw(self, territory_id: int, territory: Territory, plan_id: int | None,
@@ -374,8 +378,9 @@ class JobRunner:
         base = plan_id if plan_id is not None else published_plan_id(self.engine,
                                                                        territory_id)
         if base is None:
-            raise Conflict(f"区域 {territory_id} 没有已发布的方案（territory {territory_id} has "
-                           "no published plan: publish one, or name the plan with plan_id)")
+            raise Conflict(msg(f"区域 {territory_id} 没有已发布的方案",
+                               f"territory {territory_id} has no published plan: publish one, "
+                               "or name the plan with plan_id"))
         info = get_plan(self.engine, base)
         if info.territory_id != territory_id:
             raise Conflict(f"plan {base} belongs to territory {info.territory_id}, not "
@@ -390,51 +395,25 @@ class JobRunner:
                account: str | None) -> str:
         """A new ``queued`` job row of a territory that exists, within the limits; its id."""
         job_id = uuid.uuid4().hex
-        now = models.utcnow()
-        jobs = models.Job.__table__
-        with self._submit_lock, self.engine.begin() as conn:
-            # One submission at a time, across server processes: an advisory lock on
-            # PostgreSQL; on SQLite a write first, which takes the database's one write lock.
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(7301017)"))
-            else:
-                conn.execute(update(models.Job).where(models.Job.id == job_id).values(
-                    stage=None))
-            if conn.execute(select(models.Territory.id).where(
-                    models.Territory.id == territory_id)).first() is None:
-                raise NotFound(f"no territory {territory_id}")
-            active = jobs.c.state.in_(ACTIVE)
-            for limit, column, value, what, setting in (
-                    (self.limit_per_territory, jobs.c.territory_id, territory_id,
-                     f"区域 {territory_id} territory {territory_id}", "TERRITORY"),
-                    (self.limit_per_account, jobs.c.account, account,
-                     f"账户 {account} account {account}", "ACCOUNT")):
-                if limit <= 0 or value is None:
-                    continue
-                n = conn.execute(select(func.count()).select_from(jobs).where(
-                    active, column == value)).scalar_one()
-                if n >= limit:
-                    raise TooManyJobs(
-                        f"任务过多 {what} has {n} jobs queued or running, the most allowed "
-                        f"(GRIDMAP_JOB_LIMIT_PER_{setting} = {limit}): wait for one to end, "
-                        "or cancel one (DELETE /jobs/{id})", self.retry_after_s)
-            conn.execute(insert(models.Job).values(
-                id=job_id, kind=kind, territory_id=territory_id, state="queued",
-                progress=0.0, stage="queued 排队中", parameters=parameters, worker=self.worker,
-                account=account, created_at=now, heartbeat_at=now))
+        with self._submit_lock:
+            crowded = queue_job(self.engine, job_id, kind=kind, territory_id=territory_id,
+                                parameters=parameters, worker=self.worker, account=account,
+                                limit_per_territory=self.limit_per_territory,
+                                limit_per_account=self.limit_per_account)
+        if crowded is not None:
+            what = {"territory": "区域 {0} territory {0}",
+                    "account": "账户 {0} account {0}"}[crowded.which].format(crowded.value)
+            raise TooManyJobs(
+                f"任务过多 {what} has {crowded.count} jobs queued or running, the most "
+                f"allowed (GRIDMAP_JOB_LIMIT_PER_{crowded.which.upper()} = {crowded.limit}): "
+                "wait for one to end, or cancel one (DELETE /jobs/{id})", self.retry_after_s)
         return job_id
 
     def cancel(self, job_id: str, by: str | None = None) -> dict[str, Any]:
         """Cancel a queued or running job: its row ``cancelled`` at once, its tasks on the
         cluster cancelled (by its driver, in whichever process it runs); nothing it computed
         is stored. A job that ended already is a Conflict."""
-        now = models.utcnow()
-        with self.engine.begin() as conn:
-            n = conn.execute(update(models.Job).where(
-                models.Job.id == job_id, models.Job.state.in_(ACTIVE)).values(
-                state="cancelled", stage="cancelled 已取消", finished_at=now, heartbeat_at=now,
-                error=CANCELLED.format(by or "a user"))).rowcount
-        if not n:
+        if not cancel_job(self.engine, job_id, CANCELLED.format(by or "a user")):
             state = get_job(self.engine, job_id)["state"]   # (404 when there is none)
             raise Conflict(f"任务已结束 job {job_id} has ended already ({state}): only a "
                            "queued or running job can be cancelled")
@@ -472,12 +451,7 @@ class JobRunner:
     def _set(self, job_id: str, **values: Any) -> None:
         """Record progress of a running job; JobCancelled when it is no longer running (it
         was cancelled, timed out, or given up for dead)."""
-        values.setdefault("heartbeat_at", models.utcnow())
-        with self.engine.begin() as conn:
-            n = conn.execute(update(models.Job).where(
-                models.Job.id == job_id, models.Job.state == "running").values(**values)
-            ).rowcount
-        if not n:
+        if not update_running(self.engine, job_id, **values):
             raise JobCancelled
 
     def _wait(self, control: _Control, job_id: str, future: Any) -> Any:
@@ -506,11 +480,11 @@ class JobRunner:
 
     def _partition(self, control: _Control, job_id: str, territory_id: int,
                    params: PartitionParams, parameters: dict[str, Any], note: str | None,
-                   created_by: str | None) -> int:
+                   created_by: str | None, overlays: tuple[str, ...] = ()) -> int:
         started = time.time()
         client = self.compute.client()
         run = control.run = new_run(client, job_id[:16])
-        loaded = client.submit(task_load, self.url, territory_id,
+        loaded = client.submit(task_load, self.url, territory_id, overlays,
                                key=f"gridmap-{run.name}-load", pure=False)
         run.futures.append(loaded)
         sizes_f = client.submit(split_keys, loaded, key=f"gridmap-{run.name}-keys")
@@ -579,12 +553,7 @@ class JobRunner:
             self._running[job_id] = control
         end: dict[str, Any] | None = None
         try:
-            with self.engine.begin() as conn:
-                started = conn.execute(update(models.Job).where(
-                    models.Job.id == job_id, models.Job.state == "queued").values(
-                    state="running", started_at=models.utcnow(), progress=0.01, stage=stage,
-                    heartbeat_at=models.utcnow())).rowcount
-            if not started:   # cancelled while it waited
+            if not start_job(self.engine, job_id, stage):   # cancelled while it waited
                 return
             if self.timeout_s > 0:
                 control.timer = threading.Timer(self.timeout_s, self._time_out,
@@ -644,19 +613,17 @@ class JobRunner:
         database is away (for up to ``record_for_s``); a job that ended already keeps its
         end."""
         values.update(finished_at=models.utcnow(), heartbeat_at=models.utcnow())
-        query = update(models.Job).where(models.Job.id == job_id,
-                                         models.Job.state.in_(ACTIVE))
-        self._retry(f"record the end of job {job_id}", lambda conn: conn.execute(
-            query.values(**values)))
+        self._retry(f"record the end of job {job_id}",
+                    lambda: end_job(self.engine, job_id, **values))
 
-    def _retry(self, what: str, step: Callable[[Any], Any]) -> None:
-        """Run ``step`` in a transaction, again and again while the database is away."""
+    def _retry(self, what: str, step: Callable[[], Any]) -> None:
+        """Run ``step`` (a write in a transaction of its own), again and again while the
+        database is away."""
         give_up = time.monotonic() + self.record_for_s
         pause = 0.2
         while True:
             try:
-                with self.engine.begin() as conn:
-                    step(conn)
+                step()
                 return
             except Exception as exc:
                 if not is_unavailable(exc) or time.monotonic() > give_up:
@@ -684,34 +651,3 @@ def _chain(exc: BaseException) -> list[BaseException]:
         out.append(seen)
         seen = seen.__cause__ or seen.__context__
     return out
-
-
-JOB_FIELDS = ("id", "kind", "territory_id", "state", "progress", "stage", "parameters",
-              "plan_id", "error", "created_at", "started_at", "finished_at", "towns_done",
-              "towns_total")
-
-
-def job_dict(row: Any) -> dict[str, Any]:
-    out = {k: getattr(row, k) for k in JOB_FIELDS}
-    for k in ("created_at", "started_at", "finished_at"):
-        out[k] = models.iso(out[k])
-    return out
-
-
-def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(select(models.Job.__table__).where(
-            models.Job.__table__.c.id == job_id)).first()
-    if row is None:
-        raise NotFound(f"no job {job_id}")
-    return job_dict(row)
-
-
-def list_jobs(engine: Engine, territory_id: int | None = None) -> list[dict[str, Any]]:
-    table = models.Job.__table__
-    query = select(table).order_by(table.c.created_at.desc())
-    if territory_id is not None:
-        query = query.where(table.c.territory_id == territory_id)
-    with engine.connect() as conn:
-        return [job_dict(r) for r in conn.execute(query.limit(500))]
-

@@ -29,7 +29,9 @@ from gis.errors import (
     LayerError,
     NotFound,
     PreconditionRequired,
+    StaleVersion,
 )
+from maps.poster import FontMissing, GlyphMissing
 
 log = logging.getLogger("gridmap.api")
 MEDIA_TYPE = "application/problem+json"
@@ -129,6 +131,7 @@ PROBLEMS: dict[type[Exception], Problem] = {
     UnsupportedMediaType: Problem(415, "Unsupported body type 不支持的请求体类型"),
     EditRefused: Problem(422, "The edit is refused 编辑不被允许"),
     PreconditionRequired: Problem(428, "The plan version is missing 缺少方案版本"),
+    StaleVersion: Problem(409, "Stale version 版本已过期"),
     Conflict: Problem(409, "Conflict with the stored state 状态冲突"),
     LayerError: Problem(422, "The territory breaks the layer contract 图层不符合数据规范"),
     CRSError: Problem(422, "Coordinate system problem 坐标系错误"),
@@ -141,6 +144,8 @@ PROBLEMS: dict[type[Exception], Problem] = {
     NotAcceptable: Problem(406, "Not acceptable 无法提供所请求的格式"),
     DatabaseError: Problem(503, "The database is unavailable 数据库不可用"),
     ComputeUnavailable: Problem(503, "The compute cluster is unavailable 计算集群不可用"),
+    FontMissing: Problem(503, "A font the poster needs is missing 缺少海报字体"),
+    GlyphMissing: Problem(422, "A name cannot be printed 名称含无法打印的字符"),
     GridmapError: Problem(400, "Bad input 输入有误"),
 }
 #: Problem types that are not exceptions of ours.
@@ -156,6 +161,13 @@ def problem_for(exc: GridmapError) -> Problem:
         if cls in PROBLEMS:
             return PROBLEMS[cls]
     return PROBLEMS[GridmapError]
+
+
+def answer(exc: GridmapError, request: Request) -> JSONResponse:
+    """The problem answer of one of our exceptions, from :data:`PROBLEMS` (what the app's
+    handler sends; also for middleware that answers before the app is reached)."""
+    problem = problem_for(exc)
+    return problem_response(problem.status, exc.code, problem.title, exc.message, request)
 
 
 def problem_response(status: int, code: str, title: str, detail: str, request: Request,
@@ -232,8 +244,13 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, LayerError):
             extra = {k: v for k, v in (("file", exc.file), ("layer", exc.layer),
                                        ("row", exc.row)) if v is not None}
+        if isinstance(exc, StaleVersion):
+            extra = {"current_version": exc.current}
         response = problem_response(problem.status, exc.code, problem.title, exc.message,
                                     request, **extra)
+        if isinstance(exc, StaleVersion):
+            # The version to redo the edit on, as GET /plans/{id} gives it.
+            response.headers["ETag"] = f'"{exc.current}"'
         if isinstance(exc, Unauthorized):
             if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
                 # A page opened in a browser: to the sign-in page, and back after it (the
@@ -259,11 +276,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
-            exc.status_code, f"http-{exc.status_code}")
-        title = {404: "Not found 未找到", 413: PROBLEMS[PayloadTooLarge].title}.get(
-            exc.status_code, str(exc.detail))
-        return problem_response(exc.status_code, code, title, str(exc.detail), request)
+        if exc.status_code == PROBLEMS[PayloadTooLarge].status:
+            # The body limit's streamed refusal (api.app.BodyLimit).
+            return answer(PayloadTooLarge(str(exc.detail)), request)
+        if exc.status_code == PROBLEMS[NotFound].status:   # no such route
+            return answer(NotFound(str(exc.detail)), request)
+        code = {405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
+        return problem_response(exc.status_code, code, str(exc.detail), str(exc.detail),
+                                request)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

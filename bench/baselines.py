@@ -117,7 +117,7 @@ class BlockGraph:
 
 def block_graph(layers: Layers, name: str) -> BlockGraph:
     """The whole territory's block graph from our blocks stage (village lines ignored)."""
-    from gis.layers import Territory
+    from gis.contract import Territory
     from partitioning.blocks import adjacency, barrier_lines, make_blocks
     from partitioning.households import assign_to_blocks, building_households
     from partitioning.params import PartitionParams
@@ -189,7 +189,7 @@ def _join_components(geoms: np.ndarray, a: np.ndarray, b: np.ndarray
 
 
 def _run_engine(job: dict[str, Any]) -> dict[str, Any]:
-    from gis.layers import Territory
+    from gis.contract import Territory
     from partitioning.engine import partition_territory
     from partitioning.params import PartitionParams
 

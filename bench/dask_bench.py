@@ -168,7 +168,7 @@ def _grids_key(result: Any) -> list[tuple[str, int, str]]:
 def speedup(path: Path, repeats: int) -> dict[str, Any]:
     from distributed import Client
 
-    from gis.layers import read_territory
+    from gis.io.territory import read_territory
     from partitioning.cluster import partition_on_cluster, start_local_cluster, worker_memory
     from partitioning.params import PartitionParams
     from partitioning.towns import split_territory

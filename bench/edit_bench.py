@@ -41,7 +41,7 @@ def main() -> None:
     from gis import models
     from gis.database import make_engine, upgrade
     from gis.edits import read_plan_blocks
-    from gis.layers import read_territory
+    from gis.io.territory import read_territory
     from gis.plans import read_grids, write_plan
     from gis.settings import Settings
     from gis.store import import_territory

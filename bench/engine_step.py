@@ -1,8 +1,9 @@
 """The engine on a territory file, as a step any commit can run (served by refs.Worker).
 
-It imports only what every compared commit has (``gis.layers.read_territory``,
-``partitioning.engine.partition_territory``) and answers with files and plain figures,
-so that the benchmark's own code (fabrics, metrics) stays today's on both sides.
+It imports only what every compared commit has (``read_territory``: ``gis.io.territory``'s,
+or ``gis.layers``' before the reader was split; ``partitioning.engine.partition_territory``)
+and answers with files and plain figures, so that the benchmark's own code (fabrics, metrics)
+stays today's on both sides.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ def partition_file(gpkg: str, out: str) -> dict[str, Any]:
     """Read ``gpkg`` through the layer contract and partition it with the default
     parameters; pickle the grids (metric CRS) and the report to ``out``; answer the
     timings and the report's figures."""
-    from gis.layers import read_territory
+    try:
+        from gis.io.territory import read_territory
+    except ModuleNotFoundError:  # a commit from before gis/layers.py was split
+        from gis.layers import read_territory
     from partitioning.engine import partition_territory
 
     started = time.perf_counter()

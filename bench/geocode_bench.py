@@ -41,7 +41,7 @@ import shapely
 from data.demo import generate
 from events.geocode import AddressIndex, Answer
 from events.router import GridRouter
-from gis.layers import Territory
+from gis.contract import Territory
 from partitioning.engine import partition_territory
 
 OUT = Path(__file__).parent / "results" / "geocode_bench.json"

@@ -6,7 +6,7 @@ WGS84), 243,000 households, heavy-tailed per block so that 22 blocks hold over
 500 on their own, 3–12 building footprints per block whose ``households`` sum to
 the block's, every 5th street primary (the rest residential), one district, one
 town and communities of ``community`` × ``community`` blocks bounded by primary
-streets. The layers pass the layer contract's checks (``gis.layers.check_layer``).
+streets. The layers pass the layer contract's checks (``gis.contract.check_layer``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from gis.layers import check_layer
+from gis.contract import check_layer
 
 METRIC_CRS = "EPSG:4547"  # CGCS2000 3° Gauss–Krüger, central meridian 114°E
 ORIGIN_LONLAT = (113.30, 23.20)

@@ -5,7 +5,8 @@ Run from the repository root (a few minutes on 2 cores, most of it the partition
     .venv/bin/python bench/overlay_bench.py                  # 1.4 M households
     .venv/bin/python bench/overlay_bench.py --households 300000 --out /tmp/o.json
 
-1. The demo district: ``/work/proto/demo_1400000.pkl`` (a pickled ``gis.layers.Territory``)
+1. The demo district: ``/work/proto/demo_1400000.pkl`` (a pickled ``gis.contract.Territory``,
+   or ``gis.layers.Territory`` as it was called when the pickle was made)
    when it is there and the size is 1.4 M, else ``data.demo.generate(households, seed=7)``;
    partitioned by ``partition_territory`` (timed, but not the subject).
 2. Two department layers of about ``--units`` units each, with known misalignment:
@@ -43,25 +44,33 @@ sys.path.insert(0, str(ROOT))
 
 from data.demo import generate  # noqa: E402
 from gis import models  # noqa: E402
+from gis.contract import Territory  # noqa: E402
 from gis.database import make_engine, upgrade  # noqa: E402
-from gis.layers import Territory  # noqa: E402
 from gis.overlays import OverlayLayer, store_overlay  # noqa: E402
 from gis.plans import write_plan  # noqa: E402
 from gis.store import LAYER_COLUMNS, import_territory  # noqa: E402
-from partitioning.crosswalk import STRATEGIES, crosswalk, load, of_store, propose  # noqa: E402
+from partitioning.crosswalk import STRATEGIES, crosswalk, propose  # noqa: E402
+from partitioning.crosswalk_store import load, of_store  # noqa: E402
 from partitioning.engine import partition_territory  # noqa: E402
 from partitioning.output import grid_table  # noqa: E402
 
 PICKLE = Path("/work/proto/demo_1400000.pkl")
 
 
+class _Unpickler(pickle.Unpickler):
+    """Reads a pickle made before gis/layers.py was split (its classes are in gis.contract)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class("gis.contract" if module == "gis.layers" else module, name)
+
+
 def _territory(households: int) -> Territory:
     if households == 1_400_000 and PICKLE.exists():
         with PICKLE.open("rb") as fh:
-            territory: Territory = pickle.load(fh)
+            territory: Territory = _Unpickler(fh).load()
         return territory
     with tempfile.TemporaryDirectory() as tmp:
-        from gis.layers import read_territory
+        from gis.io.territory import read_territory
         path = generate(households, 7).write(Path(tmp) / "demo.gpkg")
         return read_territory(path)
 

@@ -137,7 +137,10 @@ def step_generate(households: int, gpkg: Path) -> dict[str, Any]:
 
 
 def step_engine(gpkg: Path, workers: int) -> dict[str, Any]:
-    from gis.layers import read_territory
+    try:
+        from gis.io.territory import read_territory
+    except ModuleNotFoundError:  # a --baseline commit from before gis/layers.py was split
+        from gis.layers import read_territory
     from partitioning.engine import partition_territory
     from partitioning.params import PartitionParams
 

@@ -40,9 +40,10 @@ sys.path.insert(0, {root!r})
 case, path = sys.argv[1], sys.argv[2]
 import numpy as np, pandas as pd, io
 from gis.errors import GridmapError
-from gis.layers import ReadLimits, read_territory
+from gis.io.limits import ReadLimits
+from gis.io.territory import read_territory
 from events.files import event_frame, check_text
-import gis.layers as layers
+import gis.io.limits as limits
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -73,11 +74,11 @@ try:
         extra["rows"] = len(frame)
     elif case == "demo_read":
         spent = {{"budget": 0.0, "finite": 0.0}}
-        add = layers.Budget.add
+        add = limits.Budget.add
         def timed_add(self, geoms, **kw):
             t = time.perf_counter(); add(self, geoms, **kw)
             spent["budget"] += time.perf_counter() - t
-        layers.Budget.add = timed_add
+        limits.Budget.add = timed_add
         import shapely
         get_coordinates = shapely.get_coordinates
         def timed_coordinates(*a, **kw):

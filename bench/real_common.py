@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gis.layers import Territory, read_territory
+from gis.contract import Territory
+from gis.io.territory import read_territory
 from partitioning.engine import PartitionResult, partition_territory
 from partitioning.params import PartitionParams
 

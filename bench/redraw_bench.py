@@ -79,7 +79,7 @@ def run_size(households: int, seed: int, change_seed: int, share: float) -> dict
 
     from data.changes import scripted_changes
     from data.demo import generate
-    from gis.layers import Territory
+    from gis.contract import Territory
     from partitioning.engine import partition_territory
     from partitioning.flags import FORCED as FORCED_FLAGS
     from partitioning.redraw import redraw_plan

@@ -58,7 +58,7 @@ def demo_grids(households: int = DEMO_HOUSEHOLDS, seed: int = DEMO_SEED) -> tupl
     if path.exists():
         return path, 0.0
     from data.demo import generate
-    from gis.layers import Territory
+    from gis.contract import Territory
     from partitioning.engine import partition_territory
     from partitioning.output import grid_table
     from partitioning.params import PartitionParams

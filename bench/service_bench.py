@@ -110,7 +110,7 @@ def demo_setup(url: str, households: int, seed: int) -> dict[str, Any]:
 
     from data.demo import generate
     from gis.database import make_engine, upgrade
-    from gis.layers import read_territory
+    from gis.io.territory import read_territory
     from gis.plans import publish_plan, write_plan
     from gis.store import import_territory
 

@@ -24,14 +24,10 @@ from events.router import GridRouter, Routed
 from gis import crs as crsmod
 from gis import divisions
 from gis.errors import CRSError, GridmapError, LayerError, LimitExceeded, gdal_reason
-from gis.layers import (
-    LAT_NAMES,
-    LON_NAMES,
-    Budget,
-    ReadLimits,
-    check_geopackage,
-    decode_text,
-)
+from gis.io.csv import LAT_NAMES, LON_NAMES
+from gis.io.encoding import decode_text
+from gis.io.limits import Budget, ReadLimits
+from gis.io.vector import check_geopackage
 
 __all__ = ["ADDED_COLUMNS", "EventTable", "check_text", "decode_text", "event_frame",
            "read_events", "read_grids", "routed_table", "write_routed"]
@@ -177,7 +173,7 @@ def _csv_frame(data: bytes, label: str, encoding: str | None, max_rows: int | No
                option: str = "--encoding") -> pd.DataFrame:
     """A CSV's rows, every value as text; an empty file or a header alone is an error. The
     bytes go to pandas as they are (UTF-8, or the encoding given); only a file that does not
-    decode so is decoded here first, which says why (:func:`gis.layers.decode_text`)."""
+    decode so is decoded here first, which says why (:func:`gis.io.encoding.decode_text`)."""
     if not data.removeprefix(codecs.BOM_UTF8).strip():
         raise LayerError("is empty: a CSV of events needs a header line (lon,lat,...) and "
                          "one line per event", file=label)

@@ -1,1 +1,1 @@
-"""Geometry foundations: coordinate systems, reading layers, the database."""
+"""The store and its I/O: settings, CRS, the layer contract, reading files (io), the database."""

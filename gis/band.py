@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 #: The urban standard: a comprehensive grid holds 300–500 households, 400 aimed at. Every
@@ -27,6 +28,13 @@ def classify(kind: str, households: float, band: tuple[int, int]) -> str:
     if households > band[1]:
         return ABOVE
     return IN_BAND
+
+
+def classify_all(kinds: Iterable[str], households: Iterable[float], band: tuple[int, int]
+                 ) -> list[str]:
+    """:func:`classify` of each grid: what the pages colour a grid by (the GeoJSON's
+    ``band_class``), so that no page carries a copy of the rule."""
+    return [classify(str(k), float(h), band) for k, h in zip(kinds, households, strict=True)]
 
 
 def in_band(households: Any, band: tuple[int, int]) -> Any:

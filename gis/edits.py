@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 from gis import models
-from gis.errors import Conflict, NotFound, StaleVersion
+from gis.errors import Conflict, NotFound, StaleVersion, msg
 from gis.paging import Page, Paged, read_page
 from gis.plans import GRID_FIELDS, _py
 
@@ -205,6 +205,12 @@ class PlanReader:
         return frozenset(used)
 
 
+def used_codes(engine: Engine, plan_id: int, villages: Iterable[str]) -> frozenset[str]:
+    """:meth:`PlanReader.used_codes` outside an edit (a stable redraw's new serials)."""
+    with engine.connect() as conn:
+        return PlanReader(conn, plan_id).used_codes(villages)
+
+
 def _claim(conn: Connection, plan_id: int, expected: int) -> int:
     """Take the next version of a draft made on ``expected`` (the row stays locked until
     the transaction ends), or say why not."""
@@ -219,13 +225,15 @@ def _claim(conn: Connection, plan_id: int, expected: int) -> int:
     if row is None:
         raise NotFound(f"no plan {plan_id}")
     if row.status != "draft":
-        raise Conflict(f"方案 {plan_id} 已{'发布' if row.status == 'published' else '归档'}，"
-                       f"只能编辑草稿；请先复制（plan {plan_id} is {row.status}: only drafts "
-                       f"are edited; copy it with POST /plans/{plan_id}/copy and edit the copy)")
-    raise StaleVersion(
-        f"方案 {plan_id} 已被他人修改，当前版本 {row.edit_version}；请刷新后重做（the edit was "
-        f"made on version {expected} of plan {plan_id}, which is now at version "
-        f"{row.edit_version}: reload it and redo the edit)", int(row.edit_version))
+        raise Conflict(msg(
+            f"方案 {plan_id} 已{'发布' if row.status == 'published' else '归档'}，只能编辑草稿；"
+            "请先复制",
+            f"plan {plan_id} is {row.status}: only drafts are edited; copy it with POST "
+            f"/plans/{plan_id}/copy and edit the copy"))
+    raise StaleVersion(msg(
+        f"方案 {plan_id} 已被他人修改，当前版本 {row.edit_version}；请刷新后重做",
+        f"the edit was made on version {expected} of plan {plan_id}, which is now at version "
+        f"{row.edit_version}: reload it and redo the edit"), int(row.edit_version))
 
 
 def _rows(grids: gpd.GeoDataFrame) -> dict[str, dict[str, Any]]:
@@ -337,8 +345,8 @@ def _step(engine: Engine, plan_id: int, expected: int, which: str, author: str |
             target = conn.execute(stack.where(edits.c.state == "undone")
                                   .order_by(edits.c.seq).limit(1)).first()
         if target is None:
-            raise Conflict(f"没有可{'撤销' if which == 'undo' else '重做'}的编辑（plan "
-                           f"{plan_id} has no edit to {which}）")
+            raise Conflict(msg(f"没有可{'撤销' if which == 'undo' else '重做'}的编辑",
+                               f"plan {plan_id} has no edit to {which}"))
         src, dst = (target.after, target.before) if which == "undo" else \
             (target.before, target.after)
         _apply(conn, plan_id, src, dst)
@@ -370,6 +378,12 @@ def redo(engine: Engine, plan_id: int, expected: int, *, author: str | None = No
     return _step(engine, plan_id, expected, "redo", author, note)
 
 
+#: Edit operations stored under an older name: a line edit was "redraw" until it became
+#: "reshape" (redraw is the stable re-partition of a whole plan). History rows keep what was
+#: written; they are read under today's name.
+RENAMED_OPS = {"redraw": "reshape"}
+
+
 def list_edits(engine: Engine, plan_id: int) -> list[dict[str, Any]]:
     """A plan's history, oldest first: who did what, when, and whether it still holds."""
     return edits_page(engine, plan_id, None).items
@@ -387,8 +401,8 @@ def edits_page(engine: Engine, plan_id: int, page: Page | None) -> Paged[dict[st
             edits.c.author, edits.c.at, edits.c.note, edits.c.summary, edits.c.version_before,
             edits.c.version_after, edits.c.grids).where(edits.c.plan_id == plan_id)
             .order_by(edits.c.seq), page)
-    return found.map(lambda r: {**r._mapping, "at": models.iso(r.at),
-                                "grids": list(r.grids or [])})
+    return found.map(lambda r: {**r._mapping, "op": RENAMED_OPS.get(r.op, r.op),
+                                "at": models.iso(r.at), "grids": list(r.grids or [])})
 
 
 def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,

@@ -7,6 +7,12 @@ import tempfile
 from pathlib import Path
 
 
+def msg(zh: str, en: str) -> str:
+    """A message people read, in Chinese with the English after it: ``中文（English）``. Every
+    bilingual message assembled from its two halves is made here."""
+    return f"{zh}（{en}）"
+
+
 class GridmapError(Exception):
     """Base of every error gridmap reports to a user (never a bare stack trace)."""
 

@@ -136,7 +136,7 @@ class Building(Base):
     floors: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[float | None] = mapped_column(Float)
     use: Mapped[str | None] = mapped_column(String(40))
-    #: Its address as written and its parts (gis.layers.ADDRESS_FIELDS; migration 0013).
+    #: Its address as written and its parts (gis.contract.ADDRESS_FIELDS; migration 0013).
     address: Mapped[str | None] = mapped_column(String(200))
     road: Mapped[str | None] = mapped_column(String(200))
     house_number: Mapped[str | None] = mapped_column(String(200))

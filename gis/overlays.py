@@ -17,24 +17,12 @@ import shapely
 from sqlalchemy import Engine, delete, func, insert, select
 
 from gis import models
+from gis.contract import LayerSpec, Repair, _as_text, _check_geometry, _to_wgs84
 from gis.crs import parse_coord_sys
-from gis.errors import Conflict, GridmapError, LayerError, NotFound
-from gis.layers import (
-    VECTOR_SUFFIXES,
-    Budget,
-    LayerSpec,
-    ReadLimits,
-    Repair,
-    _as_text,
-    _check_geometry,
-    _check_shapefile,
-    _read_source,
-    _Source,
-    _to_wgs84,
-    check_geopackage,
-    gdal_reason,
-    unzip,
-)
+from gis.errors import Conflict, GridmapError, LayerError, NotFound, gdal_reason
+from gis.io.archive import unzip
+from gis.io.limits import Budget, ReadLimits
+from gis.io.vector import VECTOR_SUFFIXES, _check_shapefile, _read_source, _Source, check_geopackage
 from gis.paging import Page, Paged, read_page
 from gis.store import _wkb
 
@@ -60,6 +48,42 @@ class OverlayLayer:
     field_map: dict[str, str]
     repairs: list[Repair] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+#: The territory layer under which a partition takes overlays' unit boundaries as a strong
+#: barrier class (partitioning/blocks.py, kind ``overlay``).
+BARRIER_LAYER = "overlay_lines"
+
+
+def boundary_lines(units: gpd.GeoDataFrame, department: str) -> gpd.GeoDataFrame:
+    """The unit boundaries of a department's overlay as lines in the units' CRS, each edge
+    once (an edge two units share is one line, not two copies), named
+    ``{department}单元界`` (what a grid crossing one is flagged with)."""
+    crs = units.crs
+    polygons = shapely.get_parts(shapely.make_valid(units.geometry.to_numpy()))
+    polygons = polygons[shapely.get_type_id(polygons) == 3]
+    if not len(polygons):
+        return gpd.GeoDataFrame({"name": [], "department": []}, geometry=[], crs=crs)
+    # Noded and merged between junctions: every shared edge once.
+    merged = shapely.line_merge(shapely.union_all(shapely.boundary(polygons)))
+    parts = shapely.get_parts(merged)
+    parts = parts[(shapely.get_type_id(parts) == 1) & (shapely.length(parts) > 0)]
+    return gpd.GeoDataFrame({"name": np.full(len(parts), f"{department}单元界", dtype=object),
+                             "department": np.full(len(parts), department, dtype=object)},
+                            geometry=parts, crs=crs)
+
+
+def barrier_layer(engine: Engine, territory_id: int, departments: list[str]
+                  ) -> gpd.GeoDataFrame:
+    """The unit boundaries of the territory's overlays of ``departments`` (WGS84), for a
+    partition to take as barriers; NotFound when one is not there."""
+    frames = [boundary_lines(read_units(engine, int(get_overlay(engine, territory_id,
+                                                                 d)["id"])), d)
+              for d in departments]
+    if not frames:
+        return gpd.GeoDataFrame({"name": [], "department": []}, geometry=[], crs=4326)
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
+                            crs=4326)
 
 
 def check_department(department: str) -> str:

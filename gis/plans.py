@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,12 @@ class PlanInfo:
     def as_dict(self) -> dict[str, Any]:
         return {k: (models.iso(v) if k.endswith("_at") else v)
                 for k, v in self.__dict__.items()}
+
+    def band(self, default: tuple[int, int]) -> tuple[int, int]:
+        """The household band the plan was made for (its parameters), else ``default``."""
+        params = self.parameters or {}
+        return (int(params.get("min_households", default[0])),
+                int(params.get("max_households", default[1])))
 
 
 def _py(value: Any) -> Any:
@@ -284,6 +290,14 @@ def locked_codes(engine: Engine, plan_id: int) -> list[str]:
             select(table.c.code).where(table.c.plan_id == plan_id,
                                        table.c.locked.is_(True)).order_by(table.c.code))
                 .scalars()]
+
+
+def lock_grids(conn: Connection, plan_id: int, codes: Sequence[str]) -> None:
+    """Lock these grids of a plan (inside the transaction that writes it)."""
+    if codes:
+        conn.execute(update(models.Grid).where(models.Grid.plan_id == plan_id,
+                                               models.Grid.code.in_(list(codes)))
+                     .values(locked=True))
 
 
 def grid_names(engine: Engine, plan_id: int, *, area: str | None = None,

@@ -13,8 +13,8 @@ from geoalchemy2 import WKBElement
 from sqlalchemy import Connection, Engine, Select, delete, func, insert, select
 
 from gis import models
+from gis.contract import Territory
 from gis.errors import GridmapError, NotFound
-from gis.layers import Territory
 from gis.models import SRID
 from gis.paging import Page, Paged, read_page
 

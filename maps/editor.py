@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from maps.pages import render
 from maps.planner import (
@@ -68,22 +69,32 @@ class ComparePlan:
 
 
 def compare_config(a: ComparePlan, b: ComparePlan, band: tuple[int, int], display: str,
-                   bounds: tuple[float, float, float, float] | None) -> dict[str, Any]:
+                   bounds: tuple[float, float, float, float] | None,
+                   overlays: tuple[str, ...] = ()) -> dict[str, Any]:
     def side(p: ComparePlan) -> dict[str, Any]:
         return {"id": p.plan_id, "title": p.title, "status": p.status,
                 "gridsUrl": f"/plans/{p.plan_id}/grids?simplify={COMPARE_SIMPLIFY_M:g}"
                             f"&display={display}",
                 "mapUrl": f"/plans/{p.plan_id}/map"}
 
+    def aligned(p: ComparePlan, department: str) -> str:
+        return (f"/plans/{p.plan_id}/overlays/{quote(department, safe='')}/proposal"
+                f"?format=geojson&display={display}")
+
+    # Department grids (多网融合): each one's aligned proposal against either plan, fetched
+    # when switched on, with the households that change unit.
     return {"a": side(a), "b": side(b), "band": list(band), "display": display,
             "bounds": list(bounds) if bounds else None,
-            "diffUrl": f"/plans/{a.plan_id}/diff/{b.plan_id}"}
+            "diffUrl": f"/plans/{a.plan_id}/diff/{b.plan_id}",
+            "overlays": [{"department": d, "a": aligned(a, d), "b": aligned(b, d)}
+                         for d in overlays]}
 
 
 def compare_html(a: ComparePlan, b: ComparePlan, band: tuple[int, int], display: str,
-                 bounds: tuple[float, float, float, float] | None) -> str:
+                 bounds: tuple[float, float, float, float] | None,
+                 overlays: tuple[str, ...] = ()) -> str:
     """Two synced maps side by side (plan a left, plan b right) and the diff between them."""
     return render("compare.html", title=f"方案对比：第 {a.plan_id} 号 → 第 {b.plan_id} 号",
-                  a=a, b=b, config=compare_config(a, b, band, display, bounds),
+                  a=a, b=b, config=compare_config(a, b, band, display, bounds, overlays),
                   styles=[LEAFLET_CSS, PLANNER_CSS, EDITOR_CSS],
                   scripts=[LEAFLET_JS, ESCAPE_JS, COMPARE_JS], body_class="gm-compare-page")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from maps.pages import render
 from maps.planner import ESCAPE_JS, LEAFLET_CSS, LEAFLET_JS
@@ -24,6 +25,15 @@ def grids_url(plan_id: int, basemap_crs: str) -> str:
     system when it is not WGS84 (``display=``, served by /plans/{id}/grids)."""
     url = f"/plans/{plan_id}/grids?simplify={SIMPLIFY_M}"
     return url if basemap_crs == "wgs84" else f"{url}&display={basemap_crs}"
+
+
+def overlay_specs(territory_id: int, departments: list[str], basemap_crs: str
+                  ) -> list[dict[str, str]]:
+    """The department grids the screen can switch on (多网融合): key, Chinese name, URL of the
+    units (in the basemap's system), fetched only when switched on."""
+    return [{"key": d, "name": f"部门网格 · {d}",
+             "url": f"/territories/{territory_id}/overlays/{quote(d, safe='')}"
+                    f"?display={basemap_crs}"} for d in departments]
 
 
 def screen_page(title: str, config: dict[str, Any]) -> str:

@@ -20,8 +20,9 @@ MIN_SHARED_M = 1.0
 SHARED_TOLERANCE_M = 5 * 1e-3
 #: A barrier counts for a shared boundary when it lies this close (m) to its midpoint.
 SNAP_M = 1.0
-#: Barriers a grid cut out of a village crosses only when forced, and then says so.
-STRONG_KINDS = ("water", "ridge", "railway")
+#: Barriers a grid cut out of a village crosses only when forced, and then says so
+#: (``overlay``: the unit boundaries of a department's grid named as a barrier class).
+STRONG_KINDS = ("water", "ridge", "railway", "overlay")
 #: A line lying for DUPLICATE_SHARE of its length within DUPLICATE_M (m) of a longer line
 #: of the same kind (and name, for roads) is a copy of it (see drop_duplicates).
 DUPLICATE_M = 15.0
@@ -61,6 +62,10 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
             gdf = layers[layer]
             add(gdf.geometry.to_numpy(), kind, np.full(len(gdf), kind, dtype=object),
                 gdf["name"].to_numpy())
+    if "overlay_lines" in layers:
+        lines = layers["overlay_lines"]
+        add(lines.geometry.to_numpy(), "overlay", np.full(len(lines), "overlay", dtype=object),
+            lines["name"].to_numpy())
     if "dedicated_areas" in layers:
         ded = layers["dedicated_areas"]
         add(shapely.boundary(ded.geometry.to_numpy()), "dedicated",
@@ -72,7 +77,7 @@ def barrier_lines(layers: dict[str, gpd.GeoDataFrame], params: PartitionParams
     frame = pd.concat(parts, ignore_index=True)
     strength = frame["class"].astype(str).map(params.strengths)
     frame["strength"] = strength.fillna(UNKNOWN_ROAD_STRENGTH).where(
-        frame["kind"] != "dedicated", 1.0).to_numpy(dtype=float)
+        ~frame["kind"].isin(["dedicated", "overlay"]), 1.0).to_numpy(dtype=float)
     keep = shapely.get_type_id(frame["geometry"].to_numpy()) == 1
     return gpd.GeoDataFrame(frame[keep].reset_index(drop=True), geometry="geometry", crs=crs)
 

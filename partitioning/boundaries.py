@@ -176,9 +176,12 @@ def _heaviest(rows: pd.DataFrame, column: str) -> object | None:
 
 
 def named_lines(barriers: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """The barriers with a name (what a 四至 text can say a boundary follows)."""
+    """The barriers with a name (what a 四至 text can say a boundary follows; a department
+    unit's boundary taken as a barrier is no place name)."""
     if len(barriers):
         barriers = barriers[barriers["name"].notna() & (barriers["name"].astype(str) != "")]
+        if "kind" in barriers:
+            barriers = barriers[barriers["kind"] != "overlay"]
     return barriers.reset_index(drop=True)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -10,11 +10,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Engine
-
-from gis.overlays import get_overlay, read_units
-from gis.plans import get_plan, read_blocks, read_grids
-from gis.store import territory_row
 
 #: A piece of a grid inside a unit smaller than this share of the grid's area (and of its
 #: households) is a sliver: boundary noise between two drawings, not a real split.
@@ -24,6 +19,8 @@ SLIVER_SHARE = 0.05
 NOISE_SHARE = 1e-6
 #: Two grids are neighbours when their boundaries share at least this much (metres).
 MIN_SHARED_M = 0.5
+#: The longest chain of units passing a grid on so that an empty unit gets one (see propose).
+MAX_CHAIN = 8
 Strategy = Literal["households", "area", "centroid"]
 STRATEGIES: tuple[Strategy, ...] = ("households", "area", "centroid")
 
@@ -249,7 +246,8 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
     its households (``by="households"``, area where it has none; ``"area"``: most of its
     area; ``"centroid"``: the unit its inner point falls in), then contiguity repaired
     (a unit's cut-off grids go to the neighbouring unit holding most of their households)
-    and no unit that holds any part of a grid left without one."""
+    and no unit left without a grid whenever there are at least as many grids as units
+    (a unit holding no part of any grid takes the nearest grid some unit can spare)."""
     if by not in STRATEGIES:
         raise ValueError(f"unknown strategy {by!r}; use one of {', '.join(STRATEGIES)}")
     g_geom = shapely.make_valid(_metric(grids, metric_epsg))
@@ -265,104 +263,152 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
                           strict=True):
         held[g][u] += h
         held_area[g][u] += a
-    assigned = _initial(cw, g_geom, u_geom, by)
 
-    # Grids no unit touches take the unit their longest shared boundary leads to.
-    for _ in range(n_g):
-        empty = np.flatnonzero(assigned < 0)
-        if not empty.size:
-            break
-        changed = False
-        for g in empty:
-            votes: dict[int, float] = defaultdict(float)
-            for j, length in neighbours[g].items():
-                if assigned[j] >= 0:
-                    votes[int(assigned[j])] += length
-            if votes:
-                assigned[g] = max(votes, key=lambda u: (votes[u], -u))
-                changed = True
-        if not changed:
-            break
-    lonely = np.flatnonzero(assigned < 0)
-    if lonely.size and n_u:  # islands touching nothing assigned: the nearest unit
-        tree = shapely.STRtree(u_geom)
-        assigned[lonely] = tree.nearest(g_geom[lonely])
+    def assign(strategy: Strategy) -> np.ndarray:
+        """Each grid's unit (position) by ``strategy``, contiguity repaired, no unit
+        empty."""
+        assigned = _initial(cw, g_geom, u_geom, strategy)
 
-    def score(members: list[int], u: int) -> tuple[float, float]:
-        return (sum(held[g].get(u, 0.0) for g in members),
-                sum(held_area[g].get(u, 0.0) for g in members))
-
-    def repair() -> None:
-        """Keep each unit's main part; its cut-off parts go to a neighbouring unit (never
-        empties a unit: the main part stays)."""
-        for _ in range(4 * n_u + 10):
-            moved = False
-            for u in range(n_u):
-                members = [int(g) for g in np.flatnonzero(assigned == u)]
-                if len(members) < 2:
-                    continue
-                parts = _components(members, neighbours)
-                if len(parts) < 2:
-                    continue
-                parts.sort(key=lambda p: (*score(p, u), len(p)), reverse=True)
-                for part in parts[1:]:
-                    around = {int(assigned[j]) for g in part for j in neighbours[g]} - {u, -1}
-                    if not around:
-                        continue  # an island: no neighbour to join
-                    target = max(around, key=lambda v: (*score(part, v), sum(
-                        length for g in part for j, length in neighbours[g].items()
-                        if assigned[j] == v), -v))
-                    assigned[part] = target
-                    moved = True
-            if not moved:
+        # Grids no unit touches take the unit their longest shared boundary leads to.
+        for _ in range(n_g):
+            empty = np.flatnonzero(assigned < 0)
+            if not empty.size:
                 break
+            changed = False
+            for g in empty:
+                votes: dict[int, float] = defaultdict(float)
+                for j, length in neighbours[g].items():
+                    if assigned[j] >= 0:
+                        votes[int(assigned[j])] += length
+                if votes:
+                    assigned[g] = max(votes, key=lambda u: (votes[u], -u))
+                    changed = True
+            if not changed:
+                break
+        lonely = np.flatnonzero(assigned < 0)
+        if lonely.size and n_u:  # islands touching nothing assigned: the nearest unit
+            tree = shapely.STRtree(u_geom)
+            assigned[lonely] = tree.nearest(g_geom[lonely])
 
-    def _spare(unit: int, keep: int) -> int | None:
-        """A grid other than ``keep`` that ``unit`` holds part of and may take: its unit
-        keeps another grid and stays connected without it."""
-        for g in sorted((g for g in range(n_g) if g != keep and (
-                held[g].get(unit, 0) > 0 or held_area[g].get(unit, 0) > 0)),
-                key=lambda g: (held[g].get(unit, 0.0), held_area[g].get(unit, 0.0)),
-                reverse=True):
-            rest = [int(i) for i in np.flatnonzero(assigned == assigned[g]) if i != g]
-            if rest and len(_components(rest, neighbours)) == 1:
-                return g
-        return None
+        def score(members: list[int], u: int) -> tuple[float, float]:
+            return (sum(held[g].get(u, 0.0) for g in members),
+                    sum(held_area[g].get(u, 0.0) for g in members))
 
-    repair()
-    # No unit vanishes: a unit holding part of some grid but left without one takes one of
-    # those grids, the one whose move costs the fewest households: from a unit that stays
-    # connected without it if it can, else from one that keeps another grid (whose cut-off
-    # parts the repair then gives away), else (its only grid) with that unit taking another.
-    for u in range(n_u):
-        if (assigned == u).any():
-            continue
-        # The cheapest first: the fewest households leaving the unit the grid is in.
-        options = sorted((g for g in range(n_g) if held[g].get(u, 0) > 0
-                          or held_area[g].get(u, 0) > 0),
-                         key=lambda g: (held[g].get(int(assigned[g]), 0.0)
-                                        - held[g].get(u, 0.0), -held_area[g].get(u, 0.0)))
-        fallback = None
-        for g in options:
-            donor = int(assigned[g])
-            rest = [int(i) for i in np.flatnonzero(assigned == donor) if i != g]
-            if not rest:
-                # The donor has no other grid: it may take another grid it holds part of,
-                # from a unit that keeps one (a chain of two).
-                swap = _spare(donor, g)
-                if swap is not None:
-                    assigned[swap] = donor
-                    assigned[g] = u
+        def repair() -> None:
+            """Keep each unit's main part; its cut-off parts go to a neighbouring unit (never
+            empties a unit: the main part stays)."""
+            for _ in range(4 * n_u + 10):
+                moved = False
+                for u in range(n_u):
+                    members = [int(g) for g in np.flatnonzero(assigned == u)]
+                    if len(members) < 2:
+                        continue
+                    parts = _components(members, neighbours)
+                    if len(parts) < 2:
+                        continue
+                    parts.sort(key=lambda p: (*score(p, u), len(p)), reverse=True)
+                    for part in parts[1:]:
+                        around = {int(assigned[j]) for g in part for j in neighbours[g]} - {u, -1}
+                        if not around:
+                            continue  # an island: no neighbour to join
+                        target = max(around, key=lambda v: (*score(part, v), sum(
+                            length for g in part for j, length in neighbours[g].items()
+                            if assigned[j] == v), -v))
+                        assigned[part] = target
+                        moved = True
+                if not moved:
                     break
-                continue
-            if len(_components(rest, neighbours)) == 1:
-                assigned[g] = u
-                break
-            fallback = g if fallback is None else fallback
-        else:
-            if fallback is not None:
-                assigned[fallback] = u
-    repair()
+
+        repair()
+        # No unit vanishes (whenever there are at least as many grids as units): each unit left
+        # without a grid takes one, by the first of these that works —
+        #  1. a grid it holds part of, from a unit that stays non-empty and connected without it
+        #     (the cheapest: the fewest households leaving that unit);
+        #  2. a chain: it takes a grid it holds part of from a unit with no other grid, which in
+        #     turn takes a grid it holds part of (or a neighbour of the one it lost) from a unit
+        #     that can spare it, and so on (breadth first, so the shortest chain);
+        #  3. a grid it holds part of from a unit that keeps another grid but falls apart without
+        #     it (the repair then gives the cut-off part to a neighbour);
+        #  4. the grid nearest to it that some unit can spare (a unit with two grids or more can:
+        #     the leaf of a spanning tree; one exists whenever there are more grids than non-empty
+        #     units). A unit with one grid is contiguous; the repair never empties a unit.
+        members_of = [set(np.flatnonzero(assigned == u).tolist()) for u in range(n_u)]
+
+        def move(g: int, to: int) -> None:
+            members_of[int(assigned[g])].discard(g)
+            assigned[g] = to
+            members_of[to].add(g)
+
+        def spares(g: int, connected: bool) -> bool:
+            rest = [i for i in members_of[int(assigned[g])] if i != g]
+            return bool(rest) and (not connected or len(_components(rest, neighbours)) == 1)
+
+        def own(v: int) -> list[int]:
+            """The grids ``v`` holds part of, cheapest first."""
+            return sorted((g for g in range(n_g) if held[g].get(v, 0) > 0
+                           or held_area[g].get(v, 0) > 0),
+                          key=lambda g: (held[g].get(int(assigned[g]), 0.0) - held[g].get(v, 0.0),
+                                         -held_area[g].get(v, 0.0), g))
+
+        def chain(u: int) -> list[tuple[int, int]] | None:
+            queue: deque[tuple[int, list[tuple[int, int]], int]] = deque([(u, [], -1)])
+            seen = {u}
+            while queue:
+                v, moves, lost = queue.popleft()
+                taken = {g for g, _ in moves}
+                around = sorted(neighbours[lost], key=lambda j: -neighbours[lost][j]) \
+                    if lost >= 0 else []
+                for g in dict.fromkeys(own(v) + around):
+                    if g in taken or assigned[g] < 0:
+                        continue
+                    if spares(g, connected=True):
+                        return [*moves, (g, v)]
+                    donor = int(assigned[g])
+                    if len(members_of[donor]) == 1 and donor not in seen \
+                            and len(moves) < MAX_CHAIN:
+                        seen.add(donor)
+                        queue.append((donor, [*moves, (g, v)], g))
+            return None
+
+        def take(u: int) -> bool:
+            found = chain(u)
+            if found is None:
+                found = next(([(g, u)] for g in own(u) if spares(g, connected=False)), None)
+            if found is None:
+                near = np.argsort(shapely.distance(g_geom, u_geom[u]), kind="stable")
+                pick = next((int(g) for g in near if spares(int(g), connected=True)), None)
+                if pick is None:
+                    pick = next((int(g) for g in near if spares(int(g), connected=False)), None)
+                found = None if pick is None else [(pick, u)]
+            if found is None:
+                return False
+            for g, to in found:
+                move(g, to)
+            return True
+
+        # The units holding the most first: they have the strongest claim on the grids around.
+        lacking = sorted((v for v in range(n_u) if not members_of[v]),
+                         key=lambda v: (-sum(held[g].get(v, 0.0) for g in range(n_g)), v))
+        for v in lacking:
+            if not members_of[v]:
+                take(v)
+        repair()
+        return assigned
+
+    def moved_by(assigned: np.ndarray) -> float:
+        return float(sum(sum(held[g].values()) - held[g].get(int(assigned[g]), 0.0)
+                         for g in range(n_g)))
+
+    def kept_by(assigned: np.ndarray) -> int:
+        return len(set(assigned[assigned >= 0].tolist()))
+
+    if by == "households":
+        # Ours: a local search for the fewest households moved, started from each simple
+        # assignment (ours, area, centroid): the most units kept, then the fewest moved.
+        tries = [_improve(assign(s), held, held_area, neighbours) for s in STRATEGIES]
+        assigned = min(tries, key=lambda a: (-kept_by(a), moved_by(a)))
+    else:
+        assigned = assign(by)
 
     assignment = {str(g_codes[g]): str(u_codes[assigned[g]]) for g in range(n_g)
                   if assigned[g] >= 0}
@@ -392,12 +438,14 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
     layer = gpd.GeoDataFrame(units_out.copy(), geometry=geoms, crs=grids.crs)
     layer = layer[layer["grids"] > 0].reset_index(drop=True)
     total = float(grid_hh.sum())
+    touched = {u for g in range(n_g) for u in (*held[g], *held_area[g])}
     summary = {
         "strategy": by, "grids": n_g, "units": n_u,
         "grids_assigned": len(assignment),
         "units_kept": int((units_out["grids"] > 0).sum()) if n_u else 0,
         "units_vanished": [str(c) for c in units_out.loc[units_out["grids"] == 0, "code"]]
         if n_u else [],
+        "units_outside_plan": [str(u_codes[u]) for u in range(n_u) if u not in touched],
         "units_not_contiguous": [str(c) for c in units_out.loc[units_out["parts"] > 1,
                                                                "code"]] if n_u else [],
         "households": round(total, 3),
@@ -412,64 +460,38 @@ def propose(cw: Crosswalk, grids: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
     return Proposal(assignment, units_out, summary, layer)
 
 
-# --- from the store -----------------------------------------------------------------------------
-
-
-@dataclass
-class PlanOverlay:
-    """A stored plan and a stored overlay of its territory, read for a cross-walk."""
-
-    plan_id: int
-    overlay: dict[str, Any]
-    metric_epsg: int
-    grids: gpd.GeoDataFrame
-    blocks: gpd.GeoDataFrame
-    units: gpd.GeoDataFrame
-
-
-def load(engine: Engine, plan_id: int, department: str) -> PlanOverlay:
-    """The plan's grids and blocks and the territory's ``department`` overlay (NotFound
-    when the plan or the overlay is not there)."""
-    plan = get_plan(engine, plan_id)
-    overlay = get_overlay(engine, plan.territory_id, department)
-    epsg = int(territory_row(engine, plan.territory_id).metric_epsg)
-    return PlanOverlay(plan_id, overlay, epsg, read_grids(engine, plan_id),
-                       read_blocks(engine, plan_id), read_units(engine, int(overlay["id"])))
-
-
-def of_store(found: PlanOverlay, tolerance: float = SLIVER_SHARE) -> Crosswalk:
-    """The cross-walk of what :func:`load` read."""
-    return crosswalk(found.grids, found.blocks, found.units, found.metric_epsg,
-                     tolerance=tolerance)
-
-
-def proposal_of_store(found: PlanOverlay, cw: Crosswalk, by: Strategy = "households"
-                      ) -> Proposal:
-    """The aligned proposal of what :func:`load` read."""
-    return propose(cw, found.grids, found.units, found.metric_epsg, by=by)
-
-
-def map_layer(found: PlanOverlay, cw: Crosswalk) -> gpd.GeoDataFrame:
-    """For the planner map (WGS84): each unit's outline (``kind`` unit, with whole/partial
-    grids and slivers) and each sliver's shape (``kind`` sliver: grid, unit, area)."""
-    units = found.units.reset_index(drop=True)
-    facts = cw.units.set_index("code")
-    rows: list[dict[str, Any]] = [
-        {"kind": "unit", "code": str(c), "name": n, "whole": bool(facts.loc[c, "whole"]),
-         "whole_grids": int(facts.loc[c, "whole_grids"]),
-         "partial_grids": int(facts.loc[c, "partial_grids"]),
-         "slivers": int(facts.loc[c, "slivers"])}
-        for c, n in zip(units["code"], units["name"], strict=True)]
-    geoms = list(units.geometry.to_numpy())
-    slivers = cw.pieces[cw.pieces["sliver"]]
-    if len(slivers):
-        g = found.grids.geometry.to_numpy()[slivers["g"].to_numpy()]
-        u = units.geometry.to_numpy()[slivers["u"].to_numpy()]
-        shapes = shapely.intersection(shapely.make_valid(g), shapely.make_valid(u))
-        for piece, shape in zip(slivers.itertuples(), shapes, strict=True):
-            rows.append({"kind": "sliver", "code": f"{piece.grid_code}/{piece.unit_code}",
-                         "grid_code": piece.grid_code, "unit_code": piece.unit_code,
-                         "area_m2": round(float(piece.area_m2), 1),
-                         "area_share": round(float(piece.area_share), 4)})
-            geoms.append(shape)
-    return gpd.GeoDataFrame(pd.DataFrame(rows), geometry=geoms, crs="EPSG:4326")
+def _improve(assigned: np.ndarray, held: list[dict[int, float]],
+             held_area: list[dict[int, float]], neighbours: list[dict[int, float]]
+             ) -> np.ndarray:
+    """``assigned`` with grids moved, one at a time, to a neighbouring unit that holds more
+    of their households (then of their area) than the unit they are in, while that unit
+    keeps another grid and stays connected: never fewer units, never more households
+    moved, never a unit in pieces that was whole."""
+    assigned = assigned.copy()
+    members: dict[int, set[int]] = defaultdict(set)
+    for g, u in enumerate(assigned.tolist()):
+        if u >= 0:
+            members[u].add(g)
+    for _ in range(20):
+        moved = False
+        for g in range(len(assigned)):
+            here = int(assigned[g])
+            if here < 0 or len(members[here]) < 2:
+                continue
+            now = (held[g].get(here, 0.0), held_area[g].get(here, 0.0))
+            better = [v for v in {int(assigned[j]) for j in neighbours[g]} - {here, -1}
+                      if (held[g].get(v, 0.0), held_area[g].get(v, 0.0)) > now
+                      and held[g].get(v, 0.0) >= now[0]]
+            if not better:
+                continue
+            rest = [i for i in members[here] if i != g]
+            if len(_components(rest, neighbours)) != 1:
+                continue
+            v = max(better, key=lambda u: (held[g].get(u, 0.0), held_area[g].get(u, 0.0), -u))
+            members[here].discard(g)
+            members[v].add(g)
+            assigned[g] = v
+            moved = True
+        if not moved:
+            break
+    return assigned

@@ -1,4 +1,4 @@
-"""Planner edits of grids (move, merge, split, redraw, lock, rename), validated on a plan value."""
+"""Planner edits of grids (move, merge, split, reshape, lock, rename), validated on a plan value."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from partitioning.rebalance import rebalance
 from partitioning.regions import Partitioner, choose_k
 
 #: Operations and what each takes (besides the neighbourhood).
-OPERATIONS = ("move", "merge", "split", "redraw", "lock", "unlock", "rename", "rebalance")
+OPERATIONS = ("move", "merge", "split", "reshape", "lock", "unlock", "rename", "rebalance")
 
 
 # --- the operations --------------------------------------------------------------------
@@ -139,9 +139,10 @@ def split(hood: Neighbourhood, grid: str, k: int | None = None, seed: int = 0) -
     return finish(work, "split", reshaped, {}, [], summary)
 
 
-def redraw(hood: Neighbourhood, line: shapely.LineString,
-           grids: Sequence[str] | None = None) -> EditResult:
-    """A new boundary between two grids of one village, drawn as a line.
+def reshape(hood: Neighbourhood, line: shapely.LineString,
+            grids: Sequence[str] | None = None) -> EditResult:
+    """A new boundary between two grids of one village, drawn as a line (not to be
+    confused with the stable redraw of a whole plan, partitioning.redraw).
 
     The line (in the neighbourhood's CRS) must cut the two grids together into exactly
     two pieces (draw it across them, from edge to edge, once). Each block of the two
@@ -169,11 +170,11 @@ def redraw(hood: Neighbourhood, line: shapely.LineString,
                 found.append(others[int(np.argmin(near))])
         if len(found) != 2:
             raise refuse(f"线穿过 {len(found)} 个网格；重画边界需正好穿过两个相邻网格",
-                         f"the line crosses {len(found)} grids; a redrawn boundary crosses "
+                         f"the line crosses {len(found)} grids; a reshaped boundary crosses "
                          "exactly two neighbouring grids (or name them)")
         grids = found
     if len(grids) != 2 or grids[0] == grids[1]:
-        raise refuse("重画边界需要两个不同的网格", "a redrawn boundary needs two grids")
+        raise refuse("重画边界需要两个不同的网格", "a reshaped boundary needs two grids")
     a, b = str(grids[0]), str(grids[1])
     ra, rb = work.row(a), work.row(b)
     if ra["village_code"] != rb["village_code"]:
@@ -202,8 +203,8 @@ def redraw(hood: Neighbourhood, line: shapely.LineString,
     work.check_contiguous([a, b], "重画边界")
     n = int((work.label[idx] != work.before[idx]).sum())
     summary = (f"重画 {a} 与 {b} 的边界，{n} 个地块换网格; boundary between {a} and {b} "
-               f"redrawn, {n} blocks change grid")
-    return finish(work, "redraw", {a: {}, b: {}}, {}, [], summary)
+               f"reshaped, {n} blocks change grid")
+    return finish(work, "reshape", {a: {}, b: {}}, {}, [], summary)
 
 
 def lock(hood: Neighbourhood, grids: Sequence[str], locked: bool = True) -> EditResult:
@@ -241,10 +242,10 @@ def apply_edit(hood: Neighbourhood, op: str, params: dict[str, Any]) -> EditResu
         return merge(hood, str(a), str(b))
     if op == "split":
         return split(hood, str(params["grid"]), params.get("k"))
-    if op == "redraw":
+    if op == "reshape":
         given = params.get("grids")
-        return redraw(hood, shapely.LineString(params["line"]),
-                      None if given is None else [str(g) for g in given])
+        return reshape(hood, shapely.LineString(params["line"]),
+                       None if given is None else [str(g) for g in given])
     if op in ("lock", "unlock"):
         return lock(hood, [str(g) for g in params["grids"]], op == "lock")
     if op == "rename":

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from gis.contract import Territory
 from gis.errors import GridmapError
-from gis.layers import Territory
 from partitioning import boundaries, codes, flags, quality
 from partitioning.blocks import (
     STRONG_KINDS,
@@ -276,7 +276,12 @@ def _regions(blocks: gpd.GeoDataFrame, adj: pd.DataFrame, villages: gpd.GeoDataF
         nodes = np.asarray(by_village.get(code, np.array([], dtype=int)))
         if code not in todo or nodes.size == 0:
             continue
-        own = dedicated[nodes]
+        own = dedicated[nodes].copy()
+        # A dedicated area reaching into the village by a scrap (under the sliver area)
+        # makes no grid of its own there: the scrap joins the village's grids.
+        for d in np.unique(own[own >= 0]):
+            if block_area[nodes[own == d]].sum() < params.sliver_area_m2:
+                own[own == d] = -1
         ded_ids = np.unique(own[own >= 0])
         ded_grids = [Grid(code, "dedicated", [], str(ded_names[d]) if len(ded_names) else None)
                      for d in ded_ids]
@@ -549,6 +554,31 @@ def _flag_inside(grids: gpd.GeoDataFrame, strong: gpd.GeoDataFrame) -> None:
     grids["flag_reason"] = reasons
 
 
+def _flag_overlay(grids: gpd.GeoDataFrame, strong: gpd.GeoDataFrame) -> None:
+    """Grids of any kind (a rural village kept whole, a water grid) that a department
+    unit's boundary named as a barrier runs through say so, as a river crossing does: a
+    plan made with an overlay as barrier reports every grid not whole in one unit."""
+    is_overlay = (strong["kind"].astype(str) == "overlay").to_numpy()
+    if not is_overlay.any() or not len(grids):
+        return
+    lines = strong.geometry.to_numpy()[is_overlay]
+    names = strong["name"].to_numpy(dtype=object)[is_overlay]
+    geoms = grids.geometry.to_numpy()
+    inside, _ = quality.barrier_inside(geoms, lines, np.full(len(lines), "overlay"))
+    reasons = grids["flag_reason"].to_numpy(dtype=object)
+    tree = shapely.STRtree(lines)
+    for i in np.flatnonzero(inside > CROSSING_M).tolist():
+        hit = tree.query(shapely.buffer(geoms[i], -quality.INSIDE_TOLERANCE_M),
+                         predicate="intersects")
+        named = sorted({str(n) for n in names[hit] if isinstance(n, str) and n})
+        what = "、".join(named) if named else "a department unit's boundary"
+        if "crosses_barrier" not in grids["flags"].iloc[i]:
+            grids["flags"].iloc[i].append("crosses_barrier")
+        reasons[i] = (reasons[i] + "; " if reasons[i] else "") + (
+            f"crosses {what}: {inside[i]:.0f} m of it inside the grid")
+    grids["flag_reason"] = reasons
+
+
 def _inside_report(grids: gpd.GeoDataFrame, by_kind: dict[str, float]) -> dict[str, Any]:
     """Strong barrier inside grids, per plan and per grid; crossings no flag explains."""
     inside = grids["barrier_inside_m"].to_numpy()
@@ -694,6 +724,7 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     share, by_kind = quality.barrier_shares(segments, kinds.astype(str), len(grids))
     total_len = float(segments["length"].sum()) or 1.0
     on_len = float(segments["length"].to_numpy()[kinds != ""].sum())
+    shape = quality.shape_figures(geoms)
     out = gpd.GeoDataFrame({
         "code": grid_codes,
         "name": names,
@@ -703,10 +734,10 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
         "households": grids["households"].to_numpy(),
         "households_estimated": grids["households_estimated"].to_numpy(),
         "population": grids["population"].to_numpy(),
-        "area_m2": np.round(area, 1),
-        "compactness": np.round(quality.polsby_popper(geoms), 4),
+        "area_m2": shape["area_m2"],
+        "compactness": shape["compactness"],
         "barrier_share": np.round(share, 4),
-        "radius_m": np.round(quality.service_radius(geoms), 1),
+        "radius_m": shape["radius_m"],
         "boundary_text": texts,
         "flags": grids["flags"].to_numpy(),
         "flag_reason": reasons,
@@ -719,4 +750,5 @@ def _describe(grids: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame, villages: gpd
     out["barrier_inside_m"] = np.round(inside, 1)
     out.attrs["barrier_inside_by_kind"] = inside_by_kind
     _flag_inside(out, strong)
+    _flag_overlay(out, strong)
     return out

@@ -12,7 +12,7 @@ import pandas as pd
 import shapely
 
 from gis.band import DEFAULT_BAND
-from gis.errors import EditRefused, GridLocked
+from gis.errors import EditRefused, GridLocked, msg
 from partitioning import boundaries, quality
 from partitioning.blocks import PRECISION_M, STRONG_KINDS, adjacency, dissolve
 from partitioning.flags import band_flag
@@ -76,7 +76,7 @@ class EditResult:
 
 
 def refuse(zh: str, en: str) -> EditRefused:
-    return EditRefused(f"{zh}（{en}）")
+    return EditRefused(msg(zh, en))
 
 
 class Plan:
@@ -105,8 +105,9 @@ class Plan:
     def unlocked(self, codes: Iterable[str]) -> None:
         locked = [c for c in codes if bool(self.row(c)["locked"])]
         if locked:
-            raise GridLocked(f"网格 {'、'.join(sorted(locked))} 已锁定，先解锁再修改（grid "
-                             f"{', '.join(sorted(locked))} is locked: unlock it before editing)")
+            raise GridLocked(msg(f"网格 {'、'.join(sorted(locked))} 已锁定，先解锁再修改",
+                                 f"grid {', '.join(sorted(locked))} is locked: unlock it "
+                                 "before editing"))
 
     def metric(self) -> np.ndarray:
         if self._metric is None:
@@ -175,7 +176,7 @@ class Plan:
         return {int(nos[i]): str(self.before[i]) for i in moved}
 
 
-_VERBS = {"移动": "move", "合并": "merge", "拆分": "split", "重画边界": "redraw"}
+_VERBS = {"移动": "move", "合并": "merge", "拆分": "split", "重画边界": "reshape"}
 
 
 def verb_en(verb: str) -> str:
@@ -244,14 +245,14 @@ def finish(work: Plan, op: str, reshaped: dict[str, dict[str, Any]],
     shaped = np.array([pos[c] for c in reshaped], dtype=np.int64)
     if len(shaped):
         g = all_geoms[shaped]
-        for code, area, comp, radius, parts in zip(
-                reshaped, shapely.area(g), quality.polsby_popper(g),
-                quality.service_radius(g), shapely.get_num_geometries(g), strict=True):
+        shape = quality.shape_figures(g)
+        for i, (code, parts) in enumerate(zip(reshaped, shapely.get_num_geometries(g),
+                                              strict=True)):
             row = new_rows[code]
             flags, reason = band_flags(str(row["kind"]), int(row["households"]), int(parts),
                                        h.band)
-            row.update(area_m2=round(float(area), 1), compactness=round(float(comp), 4),
-                       radius_m=round(float(radius), 1), flags=flags, flag_reason=reason)
+            row.update({k: float(v[i]) for k, v in shape.items()}, flags=flags,
+                       flag_reason=reason)
         for code, metres in zip(reshaped, strong_inside(g, h), strict=True):
             new_rows[code]["barrier_inside_m"] = round(float(metres), 1)
         # 四至 and barrier share of the reshaped grids and the 四至 of their neighbours.

@@ -23,6 +23,19 @@ def service_radius(geoms: np.ndarray) -> np.ndarray:
     return shapely.hausdorff_distance(centre, shapely.boundary(geoms))
 
 
+#: How each stored shape figure is rounded (the engine's grid table, the edits' rows).
+SHAPE_DECIMALS = {"area_m2": 1, "compactness": 4, "radius_m": 1}
+
+
+def shape_figures(geoms: np.ndarray) -> dict[str, np.ndarray]:
+    """A grid's figures that depend on its outline alone (``geoms`` in a metric CRS), as
+    stored: area (m²), Polsby–Popper compactness and service radius (m). The engine's
+    description of its grids and an edit's reshaped grids both take them from here."""
+    raw = {"area_m2": shapely.area(geoms), "compactness": polsby_popper(geoms),
+           "radius_m": service_radius(geoms)}
+    return {k: np.round(v, SHAPE_DECIMALS[k]) for k, v in raw.items()}
+
+
 def width(geoms: np.ndarray) -> np.ndarray:
     """Extent across (m): the longer side of the minimum rotated rectangle."""
     rect = shapely.oriented_envelope(geoms)

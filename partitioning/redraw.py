@@ -13,8 +13,8 @@ import pandas as pd
 import shapely
 
 from gis.band import in_band
-from gis.errors import GridmapError
-from gis.layers import Territory
+from gis.contract import Territory
+from gis.errors import GridmapError, msg
 from partitioning import flags
 from partitioning.blocks import PRECISION_M, barrier_lines
 from partitioning.corridors import Footprints
@@ -67,10 +67,10 @@ def _recount(blocks: gpd.GeoDataFrame, territory: Territory, params: PartitionPa
     known = set(villages.loc[villages["level"] == "village", "code"].astype(str))
     missing = sorted(set(blocks["village_code"].astype(str)) - known)
     if missing:
-        raise GridmapError(
-            f"新数据缺少方案中的村（社区）{'、'.join(missing[:10])}（the new data has no "
-            f"village/community {', '.join(missing[:10])} of the plan: a redraw needs the "
-            "same villages; partition the new data from scratch instead)")
+        raise GridmapError(msg(
+            f"新数据缺少方案中的村（社区）{'、'.join(missing[:10])}",
+            f"the new data has no village/community {', '.join(missing[:10])} of the plan: a "
+            "redraw needs the same villages; partition the new data from scratch instead"))
     buildings = layers["buildings"]
     hh, pop, estimated, counts = building_households(buildings, params, layers.get("landuse"))
     points = shapely.point_on_surface(buildings.geometry.to_numpy())

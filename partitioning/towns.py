@@ -31,9 +31,9 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from gis.contract import Territory
 from gis.divisions import ancestor
 from gis.errors import GridmapError
-from gis.layers import Territory
 from partitioning import boundaries, quality
 from partitioning.engine import PartitionResult, partition_territory
 from partitioning.params import PartitionParams
@@ -47,7 +47,8 @@ MARGIN_M = 100.0
 #: a city's work. A constant: the pieces, hence the grids, never depend on the cluster.
 GROUP_HOUSEHOLDS = 60_000
 #: Layers every piece takes whole-feature (not clipped) when they come near it.
-CONTEXT = ("roads", "water", "ridges", "railways", "facilities", "dedicated_areas", "landuse")
+CONTEXT = ("roads", "water", "ridges", "railways", "facilities", "dedicated_areas", "landuse",
+           "overlay_lines")
 
 
 @dataclass

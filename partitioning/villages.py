@@ -22,6 +22,8 @@ import shapely
 from gis.band import in_band
 from partitioning import quality
 from partitioning.flags import band_flag, is_forced
+from partitioning.moves import Moves
+from partitioning.moves import stray as _stray
 from partitioning.params import PartitionParams
 from partitioning.regions import (
     Graph,
@@ -31,7 +33,8 @@ from partitioning.regions import (
     exhaustive_partition,
     feasible_counts,
 )
-from partitioning.sides import Sides, crossings, find_sides, land_edges
+from partitioning.sides import Sides, crossings, find_sides
+from partitioning.smooth import smooth
 
 #: A part of a village cut off by oversize buildings with fewer households than this
 #: share of the minimum joins a neighbouring grid; a bigger one is a grid of its own.
@@ -255,6 +258,7 @@ def _partition(task: VillageTask, assigner: Assigner, params: PartitionParams,
     if task.final:
         moves = repair(graph, assigner, lo, hi)
         _explain_misses(graph, assigner, lo, hi)
+    moves += smooth(graph, assigner.label, _movable(assigner), lo, hi)
     _flag_crossings(graph, assigner, sides, lo, hi)
     return part.fallbacks, moves
 
@@ -324,10 +328,6 @@ def infeasible_reason(total: int, lo: int, hi: int, whole: bool) -> str:
     return (f"{what} has {total} households: {k} grid{'s' if k > 1 else ''} would hold "
             f"{total / k:.0f} each (over {hi}), {k + 1} grids {total / (k + 1):.0f} each "
             f"(under {lo}); no count fits, since {k}×{hi} < {total} < {k + 1}×{lo}")
-
-
-def _stray(h: float, lo: float, hi: float) -> float:
-    return max(0.0, lo - h) + max(0.0, h - hi)
 
 
 def _attach(comp: np.ndarray, task: VillageTask, assigner: Assigner, lo: int, hi: int) -> None:
@@ -487,44 +487,18 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
     if n_grids < 2:
         return 0
     label = assigner.label
-    w = graph.households.astype(float)
     movable = _movable(assigner)
-    sums = np.bincount(label, weights=w, minlength=n_grids)
+    sums = np.bincount(label, weights=graph.households.astype(float), minlength=n_grids)
     if not any(movable[g] and _stray(sums[g], lo, hi) > 0 for g in range(n_grids)):
         return 0
-    cost = graph.length * (1.05 - graph.strength)
-    nbrs: list[list[tuple[int, float]]] = [[] for _ in range(graph.n)]
-    # A block moves only to a grid it touches without crossing a river, ridge or railway.
-    soft: list[set[int]] = [set() for _ in range(graph.n)]
-    for x, y, c, ok in zip(graph.a.tolist(), graph.b.tolist(), cost.tolist(),
-                           land_edges(graph).tolist(), strict=True):
-        nbrs[x].append((y, c))
-        nbrs[y].append((x, c))
-        if ok:
-            soft[x].add(y)
-            soft[y].add(x)
-    members: list[set[int]] = [set() for _ in range(n_grids)]
-    for v, g in enumerate(label.tolist()):
-        members[g].add(v)
-    sums_l = sums.tolist()
+    m = Moves(graph, label, n_grids)
+    w, members, sums_l, apply = m.w, m.members, m.sums, m.apply
 
     def stray(g: int, h: float) -> float:
         return _stray(h, lo, hi)
 
     def connected_without(g: int, v: int) -> bool:
-        rest = members[g] - {v}
-        if not rest:
-            return False
-        start = next(iter(rest))
-        seen = {start}
-        stack = [start]
-        while stack:
-            x = stack.pop()
-            for y, _ in nbrs[x]:
-                if y in rest and y not in seen:
-                    seen.add(y)
-                    stack.append(y)
-        return len(seen) == len(rest)
+        return m.connected(members[g] - {v})
 
     def moves_touching(grids: set[int] | None) -> Iterator[tuple[int, int, int]]:
         """(block, from, to) for boundary blocks of movable grids (touching ``grids``)."""
@@ -532,8 +506,7 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
             src = int(label[v])
             if not movable[src] or w[v] == 0:
                 continue
-            dsts = {int(label[u]) for u in soft[v]} - {src}
-            for dst in sorted(dsts):
+            for dst in m.grids_beside(v):
                 if movable[dst] and (grids is None or src in grids or dst in grids):
                     yield v, src, dst
 
@@ -542,16 +515,7 @@ def repair(graph: Graph, assigner: Assigner, lo: int, hi: int, max_moves: int = 
         after = stray(src, sums_l[src] - w[v]) + stray(dst, sums_l[dst] + w[v])
         return before - after
 
-    def cut_change(v: int, src: int, dst: int) -> float:
-        return sum(c if label[u] == src else -c if label[u] == dst else 0.0
-                   for u, c in nbrs[v])
-
-    def apply(v: int, src: int, dst: int) -> None:
-        label[v] = dst
-        members[src].discard(v)
-        members[dst].add(v)
-        sums_l[src] -= w[v]
-        sums_l[dst] += w[v]
+    cut_change = m.cut_change
 
     Move = tuple[int, int, int]
 

@@ -14,8 +14,9 @@ from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, check_plan
 from api.deps import PAGE_HEADERS, USER, Id, Limit, Offset, author, get_engine, paged
-from api.problems import MEDIA_TYPE, BadRequest
+from api.problems import BadRequest
 from api.routes.plans import PlanOut
+from gis.band import classify_all
 from gis.edits import (
     Change,
     EditOutcome,
@@ -26,7 +27,7 @@ from gis.edits import (
     redo,
     undo,
 )
-from gis.errors import PreconditionRequired, StaleVersion
+from gis.errors import PreconditionRequired, msg
 from gis.geometry import feature_collection
 from gis.paging import Page
 from gis.plans import get_plan
@@ -71,8 +72,8 @@ class SplitEdit(BaseModel):
     note: Note = None
 
 
-class RedrawEdit(BaseModel):
-    op: Literal["redraw"]
+class ReshapeEdit(BaseModel):
+    op: Literal["reshape"]
     line: list[tuple[Lon, Lat]] = Field(min_length=2, max_length=2_000, description=(
         "The new boundary, WGS84 lon/lat points, drawn across the two grids"))
     grids: list[Code] | None = Field(None, min_length=2, max_length=2, description=(
@@ -108,7 +109,7 @@ class RebalanceEdit(BaseModel):
         return self
 
 
-EditBody = Annotated[MoveEdit | MergeEdit | SplitEdit | RedrawEdit | LockEdit | RenameEdit
+EditBody = Annotated[MoveEdit | MergeEdit | SplitEdit | ReshapeEdit | LockEdit | RenameEdit
                      | RebalanceEdit, Field(discriminator="op")]
 
 
@@ -161,10 +162,10 @@ def etag(version: int) -> str:
 
 def parse_if_match(value: str | None) -> int:
     if value is None or not value.strip():
-        raise PreconditionRequired(
-            '编辑须带 If-Match 头，写明所基于的方案版本（an edit must name the plan version it '
-            'was made on in an If-Match header, e.g. If-Match: "3", the ETag of GET '
-            '/plans/{id})')
+        raise PreconditionRequired(msg(
+            "编辑须带 If-Match 头，写明所基于的方案版本",
+            'an edit must name the plan version it was made on in an If-Match header, e.g. '
+            'If-Match: "3", the ETag of GET /plans/{id}'))
     text = value.strip()
     if text.startswith("W/"):
         text = text[2:]
@@ -174,16 +175,13 @@ def parse_if_match(value: str | None) -> int:
     return int(text)
 
 
-def _stale(request: Request, exc: StaleVersion) -> JSONResponse:
-    body = {"type": f"/problems/{exc.code}", "title": "Stale version 版本已过期",
-            "status": 409, "detail": exc.message, "instance": str(request.url.path),
-            "current_version": exc.current}
-    return JSONResponse(body, status_code=409, media_type=MEDIA_TYPE,
-                        headers={"ETag": etag(exc.current)})
-
-
-def _answer(out: EditOutcome) -> JSONResponse:
+def _answer(out: EditOutcome, request: Request, engine: Engine) -> JSONResponse:
+    settings = request.app.state.settings
+    band = get_plan(engine, out.plan_id).band((settings.min_households,
+                                               settings.max_households))
     grids = out.grids.drop(columns=["id", "wkb"], errors="ignore")
+    # The editor colours the grids it draws anew by this class (gis.band's one rule).
+    grids = grids.assign(band_class=classify_all(grids["kind"], grids["households"], band))
     body = EditOut(plan_id=out.plan_id, version=out.version, seq=out.seq, op=out.op,
                    summary=out.summary, target_seq=out.target_seq, removed=out.removed,
                    grids=json.loads(feature_collection(grids, id_column="code")))
@@ -225,7 +223,7 @@ def _compute(body: Any, run: Callable[..., Any]) -> Any:
             if missing:
                 raise refuse(f"方案没有地块 {missing[:10]}",
                                   f"the plan has no blocks {missing[:10]}")
-        elif op == "redraw":
+        elif op == "reshape":
             codes = list(params.get("grids") or [])
             if not codes:
                 codes = reader.grids_on_line(shapely.LineString(params["line"]).wkt)
@@ -256,7 +254,7 @@ def _compute(body: Any, run: Callable[..., Any]) -> Any:
 
 
 @router.post("/plans/{plan_id}/edits", response_model=EditOut, responses=PROBLEM_RESPONSES,
-             summary="Edit a draft plan (move, merge, split, redraw, lock, unlock, rename, "
+             summary="Edit a draft plan (move, merge, split, reshape, lock, unlock, rename, "
                      "rebalance)")
 def make_edit(plan_id: Id, request: Request, who: PlansWrite,
               body: Annotated[EditBody, Body()],
@@ -265,12 +263,11 @@ def make_edit(plan_id: Id, request: Request, who: PlansWrite,
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
     check_plan(request, who, plan_id, whole=True)
-    try:
-        out = edit_plan(engine, plan_id, expected, _compute(body, request.app.state.jobs.run),
-                        author=author(user, who), note=body.note)
-    except StaleVersion as exc:
-        return _stale(request, exc)
-    return _answer(out)
+    # A stale version is StaleVersion: a 409 from the problem table, with current_version
+    # and the ETag to redo the edit on.
+    out = edit_plan(engine, plan_id, expected, _compute(body, request.app.state.jobs.run),
+                    author=author(user, who), note=body.note)
+    return _answer(out, request, engine)
 
 
 @router.post("/plans/{plan_id}/undo", response_model=EditOut, responses=PROBLEM_RESPONSES,
@@ -282,12 +279,9 @@ def undo_edit(plan_id: Id, request: Request, who: PlansWrite,
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
     check_plan(request, who, plan_id, whole=True)
-    try:
-        out = undo(engine, plan_id, expected, author=author(user, who),
-                   note=body.note if body else None)
-    except StaleVersion as exc:
-        return _stale(request, exc)
-    return _answer(out)
+    out = undo(engine, plan_id, expected, author=author(user, who),
+               note=body.note if body else None)
+    return _answer(out, request, engine)
 
 
 @router.post("/plans/{plan_id}/redo", response_model=EditOut, responses=PROBLEM_RESPONSES,
@@ -299,12 +293,9 @@ def redo_edit(plan_id: Id, request: Request, who: PlansWrite,
               engine: Engine = Depends(get_engine)) -> Response:
     expected = parse_if_match(if_match)
     check_plan(request, who, plan_id, whole=True)
-    try:
-        out = redo(engine, plan_id, expected, author=author(user, who),
-                   note=body.note if body else None)
-    except StaleVersion as exc:
-        return _stale(request, exc)
-    return _answer(out)
+    out = redo(engine, plan_id, expected, author=author(user, who),
+               note=body.note if body else None)
+    return _answer(out, request, engine)
 
 
 @router.get("/plans/{plan_id}/edits", response_model=list[HistoryEntry],

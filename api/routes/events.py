@@ -76,7 +76,7 @@ from events.unlocated import (
 )
 from gis.codes import check_code as area_code
 from gis.errors import CoordinateError, LayerError, NotFound
-from gis.layers import ReadLimits
+from gis.io.limits import ReadLimits
 from gis.paging import Page
 
 router = APIRouter(tags=["events"])

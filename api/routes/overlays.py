@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,7 +23,7 @@ from api.routes.territories import _field_map, _saved
 from gis.crs import parse_coord_sys
 from gis.exports import SHEET_TYPES, content_disposition, write_sheet
 from gis.geometry import feature_collection, for_basemap
-from gis.layers import ReadLimits
+from gis.io.limits import ReadLimits
 from gis.overlays import (
     check_department,
     delete_overlay,
@@ -36,15 +37,8 @@ from gis.overlays import (
 from gis.paging import Page
 from gis.store import territory_row
 from maps.planner import display_system
-from partitioning.crosswalk import (
-    SLIVER_SHARE,
-    Crosswalk,
-    Proposal,
-    load,
-    map_layer,
-    of_store,
-    proposal_of_store,
-)
+from partitioning.crosswalk import SLIVER_SHARE, Crosswalk, Proposal
+from partitioning.crosswalk_store import CrosswalkCache, map_layer
 
 router = APIRouter(tags=["overlays"])
 
@@ -150,11 +144,16 @@ def overlays(territory_id: Id, request: Request, response: Response, who: PlansR
             responses={200: {"content": {"application/geo+json": {}}},
                        404: {"description": "No such territory or overlay"}})
 def overlay(territory_id: Id, department: str, request: Request, who: PlansRead,
+            display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query(
+                description="Shift the units into this basemap's system (the screen's); "
+                            "default WGS84")] = None,
             engine: Engine = Depends(get_engine)) -> Response:
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id)
     info = get_overlay(engine, territory_id, department)
     units = read_units(engine, int(info["id"]))
+    if display is not None:
+        units = for_basemap(units, display)
     body = feature_collection(units, id_column="code", extra={
         "name": f"overlay {info['department']}", "overlay": {
             k: info[k] for k in ("id", "territory_id", "department", "name", "source_crs")}})
@@ -168,11 +167,27 @@ def remove_overlay(territory_id: Id, department: str, request: Request, who: Pla
                    engine: Engine = Depends(get_engine)) -> Response:
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id, whole=True)
+    gone = int(get_overlay(engine, territory_id, department)["id"])
     delete_overlay(engine, territory_id, department)
+    crosswalk_cache(request).forget(gone)
     return Response(status_code=204)
 
 
 # --- a plan with an overlay ---------------------------------------------------------------
+
+#: Says whether a cross-walk or proposal answered was kept from an earlier request.
+CACHE_HEADER = "X-Crosswalk-Cache"
+_cache_lock = threading.Lock()
+
+
+def crosswalk_cache(request: Request) -> CrosswalkCache:
+    """The app's cache of cross-walks and proposals (made on first use)."""
+    state = request.app.state
+    with _cache_lock:
+        found: CrosswalkCache | None = getattr(state, "crosswalk_cache", None)
+        if found is None:
+            found = state.crosswalk_cache = CrosswalkCache()
+    return found
 
 
 #: The cross-walk sheet: one row per (grid, unit) piece.
@@ -245,10 +260,10 @@ def crosswalk_route(plan_id: Id, department: str, request: Request, who: PlansRe
                     tolerance: Tolerance = SLIVER_SHARE,
                     engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    cw = of_store(found, tolerance)
+    found, cw, kept = crosswalk_cache(request).crosswalk(engine, plan_id, department, tolerance)
     if format is SheetFormat.json:
-        return JSONResponse(_crosswalk_json(cw, found.overlay, plan_id))
+        return JSONResponse(_crosswalk_json(cw, found.overlay, plan_id),
+                            headers={CACHE_HEADER: "hit" if kept else "miss"})
     names = dict(zip(cw.units["code"], cw.units["name"], strict=True))
     split = dict(zip(cw.grids["code"], cw.grids["split"], strict=True))
     frame = cw.pieces.assign(
@@ -293,15 +308,20 @@ def _proposal_json(p: Proposal) -> dict[str, Any]:
 def proposal_route(plan_id: Id, department: str, request: Request, who: PlansRead,
                    format: Annotated[str, Query(pattern="^(json|geojson|gpkg)$")] = "json",
                    by: Strategy = Strategy.households,
+                   display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query(
+                       description="geojson: shifted into this basemap's system (the "
+                                   "compare page's); default WGS84")] = None,
                    engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    proposal = proposal_of_store(found, of_store(found), by.value)
+    found, proposal, kept = crosswalk_cache(request).proposal(engine, plan_id, department,
+                                                              by.value)
     if format == "json":
-        return JSONResponse(_proposal_json(proposal))
+        return JSONResponse(_proposal_json(proposal),
+                            headers={CACHE_HEADER: "hit" if kept else "miss"})
     layer = proposal.geometry
     if format == "geojson":
-        body = feature_collection(layer, id_column="code", extra={
+        shown = layer if display is None else for_basemap(layer, display)
+        body = feature_collection(shown, id_column="code", extra={
             "name": f"aligned {found.overlay['department']}", "summary": proposal.summary})
         return Response(body, media_type="application/geo+json", headers={
             "Content-Disposition": content_disposition(
@@ -332,8 +352,8 @@ def overlay_map(plan_id: Id, department: str, request: Request, who: PlansRead,
                 display: Annotated[Literal["wgs84", "gcj02", "bd09"] | None, Query()] = None,
                 engine: Engine = Depends(get_engine)) -> Response:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    layer = map_layer(found, of_store(found))
+    found, cw, _ = crosswalk_cache(request).crosswalk(engine, plan_id, department)
+    layer = map_layer(found, cw)
     system = display or display_system(request.app.state.settings)
     body = feature_collection(for_basemap(layer, system), id_column="code", extra={
         "plan_id": plan_id, "department": found.overlay["department"], "display": system})
@@ -351,9 +371,8 @@ class AlignIn(BaseModel):
 def adopt(plan_id: Id, department: str, request: Request, who: PlansWrite,
           body: AlignIn | None = None, engine: Engine = Depends(get_engine)) -> dict[str, Any]:
     check_plan(request, who, plan_id, whole=True)
-    found = load(engine, plan_id, department)
-    proposal = proposal_of_store(found, of_store(found),
-                                 (body or AlignIn(by=Strategy.households)).by.value)
+    found, proposal, _ = crosswalk_cache(request).proposal(
+        engine, plan_id, department, (body or AlignIn(by=Strategy.households)).by.value)
     stored = store_alignment(engine, int(found.overlay["id"]), plan_id, proposal.assignment)
     return {"plan_id": plan_id, "department": found.overlay["department"],
             "grids": stored, "summary": proposal.summary}

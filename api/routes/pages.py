@@ -179,9 +179,7 @@ def plan_map(plan_id: Id, request: Request, who: PlansRead,
 
 
 def _band(info: PlanInfo, settings: Settings) -> tuple[int, int]:
-    params = info.parameters or {}
-    return (int(params.get("min_households", settings.min_households)),
-            int(params.get("max_households", settings.max_households)))
+    return info.band((settings.min_households, settings.max_households))
 
 
 def _planner_page(engine: Engine, settings: Settings, info: PlanInfo) -> PlannerPage:
@@ -252,8 +250,10 @@ def plan_compare(a: Id, b: Id, request: Request, who: PlansRead,
         return ComparePlan(p.id, f"第 {p.id} 号方案 · {name} 第{p.version}版",
                            plan_status_name(p.status))
 
-    return HTMLResponse(compare_html(side(pa), side(pb), _band(pb, settings), display,
-                                     _bounds(engine, pa.territory_id, display)))
+    return HTMLResponse(compare_html(
+        side(pa), side(pb), _band(pb, settings), display,
+        _bounds(engine, pa.territory_id, display),
+        tuple(o["department"] for o in list_overlays(engine, pa.territory_id))))
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -20,13 +20,16 @@ from api.deps import (
     VillageCode,
     author,
     get_engine,
+    get_settings,
     paged,
     plan_cache,
 )
 from api.problems import BadRequest
+from gis.band import classify_all
 from gis.geometry import feature_collection, for_basemap, simplify_coverage
 from gis.paging import Page
 from gis.plans import get_plan, plan_diff, plans_page, publish_plan, read_grids, stored_report
+from gis.settings import Settings
 from gis.store import territory_row
 from maps.tiles import plan_stamp
 
@@ -136,6 +139,7 @@ def grids(
         "Shift the answer into a basemap's system for display: gcj02 (AMap/Tencent) or "
         "bd09 (Baidu); wgs84 (RFC 7946) by default"))] = "wgs84",
     engine: Engine = Depends(get_engine),
+    settings: Settings = Depends(get_settings),
 ) -> Response:
     box = parse_bbox(bbox)
     check_plan(request, who, plan_id)
@@ -160,6 +164,11 @@ def grids(
             else read_grids(engine, plan_id)
         whole = simplify_coverage(every, simplify, metric_epsg(engine, info.territory_id))
         gdf = gdf.assign(geometry=whole.set_index("id").geometry.loc[gdf["id"]].to_numpy())
+    # The pages colour a grid by its class against the plan's band, computed here by the
+    # one rule (gis.band), not in the browser.
+    gdf = gdf.assign(band_class=classify_all(
+        gdf["kind"], gdf["households"],
+        info.band((settings.min_households, settings.max_households))))
     body = feature_collection(for_basemap(gdf, display), id_column="code",
                               extra={"plan_id": plan_id, "status": info.status})
     if cache is not None and stamp is not None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 from sqlalchemy import Engine
@@ -19,9 +19,10 @@ from api.deps import Id, get_engine
 from api.problems import Busy
 from gis.errors import NotFound
 from gis.exports import content_disposition
+from gis.overlays import get_overlay
 from gis.plans import get_plan
 from gis.settings import Settings
-from maps.poster import FontMissing, GlyphMissing, PaperSize, Poster, PosterFormat, make_poster
+from maps.poster import PaperSize, Poster, PosterFormat, make_poster
 from maps.tiles import plan_stamp
 
 
@@ -126,10 +127,14 @@ AreaCode = Annotated[str, PathParam(
     responses={200: {"content": {"application/pdf": {}, "image/png": {}},
                      "description": "The poster, as an attachment"},
                404: {"description": "No such plan, or the area is not a town or "
-                                    "village/community of the plan's territory with grids"}})
+                                    "village/community of the plan's territory with grids, "
+                                    "or no such overlay"}})
 def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat, request: Request,
            who: PlansRead,
            size: Annotated[PaperSize, Query(description="Paper size")] = PaperSize.A3,
+           overlay: Annotated[str | None, Query(
+               min_length=1, max_length=40, description="A department whose overlay's unit "
+               "boundaries (and names) are drawn too, e.g. 公安")] = None,
            engine: Engine = Depends(get_engine)) -> Any:
     check_plan(request, who, plan_id)
     if not who.covers(area_code):
@@ -139,15 +144,15 @@ def poster(plan_id: Id, area_code: AreaCode, fmt: PosterFormat, request: Request
     # format, and the day it is made on (printed on it, in the service's zone).
     zone = request.app.state.settings.timezone
     info = get_plan(engine, plan_id)
+    # An overlay replaced is a new overlay (id): its poster is a new one too.
+    drawn = None if overlay is None else get_overlay(engine, info.territory_id, overlay)
     key = (plan_stamp(engine, plan_id), info.status, info.published_at, area_code,
-           PaperSize(size), PosterFormat(fmt), zone, datetime.now(ZoneInfo(zone)).date())
-    try:
-        made, kept = poster_cache(request).made(
-            key, lambda: make_poster(engine, plan_id, area_code, size, fmt, zone=zone))
-    except FontMissing as exc:
-        raise HTTPException(503, exc.message) from exc
-    except GlyphMissing as exc:
-        raise HTTPException(422, exc.message) from exc
+           PaperSize(size), PosterFormat(fmt), zone, datetime.now(ZoneInfo(zone)).date(),
+           None if drawn is None else (drawn["id"], drawn["created_at"]))
+    # A missing font (503) or glyph (422) is answered from the problem table.
+    made, kept = poster_cache(request).made(
+        key, lambda: make_poster(engine, plan_id, area_code, size, fmt, zone=zone,
+                                 overlay=overlay))
     return Response(made.content, media_type=made.media_type, headers={
         "Content-Disposition": content_disposition(made.filename, made.ascii_filename),
         "X-Poster-Cache": "hit" if kept else "miss"})

@@ -14,11 +14,12 @@ from api.auth import EventsRead, Principal, check_code, check_territory
 from api.deps import AreaCodeQuery, IdQuery, get_engine
 from events.dashboard import MAX_POINTS, first_published_territory, screen_data
 from gis.errors import NotFound
+from gis.overlays import list_overlays
 from gis.plans import published_plan_id
 from gis.settings import Settings
 from gis.store import territory_row
 from gis.times import page_zone
-from maps.screen import POLL_SECONDS, grids_url, no_plan_page, screen_page
+from maps.screen import POLL_SECONDS, grids_url, no_plan_page, overlay_specs, screen_page
 
 router = APIRouter(tags=["screen"])
 
@@ -100,5 +101,7 @@ def page(request: Request, who: EventsRead, territory: IdQuery = None,
         "basemap_attribution": settings.basemap_attribution,
         "basemap_labels_url": settings.basemap_labels_url,
         "basemap_subdomains": settings.basemap_subdomains,
-        "basemap_crs": settings.basemap_crs, "timezone": page_zone(settings.timezone)}
+        "basemap_crs": settings.basemap_crs, "timezone": page_zone(settings.timezone),
+        "overlays": overlay_specs(tid, [o["department"] for o in list_overlays(engine, tid)],
+                                  settings.basemap_crs)}
     return HTMLResponse(screen_page(name, config))

@@ -24,20 +24,17 @@ from api.auth import (
     visible_territories,
 )
 from api.deps import PAGE_HEADERS, Id, IdQuery, Limit, Offset, check_encoding, get_engine, paged
-from api.jobs import JobRunner, get_job, job_dict
+from api.jobs import JobRunner
 from api.problems import BadRequest, Forbidden
 from gis import models
 from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
+from gis.contract import Territory
 from gis.errors import GridmapError, LayerError, NotFound
-from gis.jobs import jobs_page
-from gis.layers import (
-    ReadLimits,
-    Territory,
-    parse_crs_option,
-    parse_field_map,
-    preview_territory,
-    read_territory,
-)
+from gis.io.limits import ReadLimits
+from gis.io.options import parse_crs_option, parse_field_map
+from gis.io.territory import preview_territory, read_territory
+from gis.jobs import get_job, jobs_page
+from gis.overlays import check_department, list_overlays
 from gis.paging import Page
 from gis.plans import list_plans, published_plan_id
 from gis.store import (
@@ -83,6 +80,11 @@ class PartitionRequest(BaseModel):
         "all (every footprint not tagged otherwise), off (none: they count 0)")
     min_dwelling_m2: float = Field(50.0, gt=0, le=1_000, description="An estimate never "
                                    "exceeds floor area ÷ this")
+    barrier_overlays: list[str] = Field(
+        default_factory=list, max_length=10,
+        description="Departments whose overlay's unit boundaries grids must not cross (a "
+                    "barrier class like rivers: crossed only when forced, and then flagged), "
+                    "e.g. [\"公安\"] so that no grid straddles two police beats")
     note: str | None = Field(None, max_length=2_000)
     created_by: str | None = Field(None, max_length=100)
 
@@ -301,6 +303,19 @@ def remove_territory(territory_id: Id, request: Request, who: PlansWrite,
     return Response(status_code=204)
 
 
+def _barrier_overlays(engine: Engine, territory_id: int, departments: list[str]) -> list[str]:
+    """The departments named, each once, every one an overlay of the territory."""
+    named = list(dict.fromkeys(check_department(d) for d in departments))
+    missing = [d for d in named
+               if d not in {o["department"] for o in list_overlays(engine, territory_id)}]
+    if missing:
+        raise LayerError(f"区域 {territory_id} 没有部门图层 {'、'.join(missing)}（territory "
+                         f"{territory_id} has no overlay of {', '.join(missing)}: import it "
+                         "first with POST /territories/{id}/overlays, or name one of "
+                         "GET /territories/{id}/overlays)")
+    return named
+
+
 @router.post("/territories/{territory_id}/plans", status_code=202, response_model=JobOut,
              tags=["jobs"], summary="Start a partition job; returns at once",
              responses={404: {"description": "No such territory"},
@@ -312,6 +327,8 @@ def start_partition(territory_id: Id, body: PartitionRequest, request: Request,
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id, whole=True)
     parameters = body.model_dump(exclude={"note", "created_by"})
+    parameters["barrier_overlays"] = _barrier_overlays(engine, territory_id,
+                                                       body.barrier_overlays)
     runner: JobRunner = request.app.state.jobs
     try:
         job_id = runner.submit(territory_id, parameters, body.note,
@@ -357,7 +374,7 @@ def jobs(request: Request, response: Response, who: PlansRead, territory: IdQuer
     page = Page(limit, offset)
     found = jobs_page(engine, page, territory_id=territory,
                       territory_ids=visible_territories(request, who, engine))
-    return paged(request, response, page, found.map(lambda r: JobOut(**job_dict(r))))
+    return paged(request, response, page, found.map(lambda j: JobOut(**j)))
 
 
 @router.post("/territories/{territory_id}/redraw", status_code=202, response_model=JobOut,

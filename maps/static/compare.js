@@ -16,13 +16,12 @@
 
   function num(v) { return v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"); }
 
-  function band(p, cfg) {
+  /* The colour key of a grid: its class against its plan's band as the server classed it
+     (band_class, gis/band.py's one rule), or water. */
+  function band(p) {
     /* A river or lake made a grid of its own ("…水域专属网格"), as on the planner map. */
     if (p.kind === "dedicated" && /水域专属网格$/.test(String(p.name || ""))) { return "water"; }
-    if (p.kind === "dedicated") { return "dedicated"; }
-    if (p.households < cfg.band[0]) { return "below"; }
-    if (p.households > cfg.band[1]) { return "above"; }
-    return "within";
+    return p.band_class === "in_band" ? "within" : p.band_class;
   }
 
   function getJson(url) {
@@ -65,7 +64,7 @@
     var layer = L.geoJSON(data, {
       style: function (f) {
         var p = f.properties, m = marks[p.code];
-        var s = {color: "#1f2933", weight: 0.6, opacity: 0.7, fillColor: COLORS[band(p, cfg)],
+        var s = {color: "#1f2933", weight: 0.6, opacity: 0.7, fillColor: COLORS[band(p)],
           fillOpacity: 0.3};
         if (m) { s.color = MARK[m]; s.weight = 3; s.opacity = 1; s.fillColor = MARK[m]; s.fillOpacity = 0.45; }
         return s;
@@ -119,6 +118,67 @@
       (moves || "<li>无</li>") + "</ul>";
   }
 
+  /* Department grids (多网融合): each overlay's aligned proposal (its units redrawn as whole
+     grids of the plan) on both maps when switched on, and how many households change unit
+     under either plan. Fetched once, the first time it is switched on. */
+  state.align = {};
+
+  function alignHtml(cfg) {
+    if (!cfg.overlays || !cfg.overlays.length) { return ""; }
+    return "<h3>部门网格对齐方案</h3><ul class=\"gm-align\">" + cfg.overlays.map(function (o, i) {
+      return "<li><label><input type=\"checkbox\" data-align=\"" + i + "\"> " +
+        esc(o.department) + "</label> <span class=\"gm-align-moved\" id=\"gm-align-" + i +
+        "\"></span></li>";
+    }).join("") + "</ul>";
+  }
+
+  function unitPopup(department, p) {
+    return "<table class=\"grid-popup\"><tr><th>" + esc(department) + "单元</th><td>" +
+      esc(p.name || "") + "（" + esc(p.code) + "）</td></tr><tr><th>网格</th><td>" +
+      esc(num(p.grids)) + " 个</td></tr><tr><th>户数</th><td>" + esc(num(p.households)) +
+      "</td></tr><tr><th>迁入/迁出</th><td>" + esc(num(p.households_in)) + " / " +
+      esc(num(p.households_out)) + " 户</td></tr></table>";
+  }
+
+  function toggleAlign(cfg, i, on) {
+    var o = cfg.overlays[i], entry = state.align[o.department];
+    if (!entry) {
+      entry = state.align[o.department] = {loaded: false, layers: {}, moved: {}, features: {}};
+      var out = document.getElementById("gm-align-" + i);
+      out.textContent = "计算中…";
+      entry.promise = Promise.all([getJson(o.a), getJson(o.b)]).then(function (res) {
+        ["a", "b"].forEach(function (side, k) {
+          var body = res[k];
+          entry.moved[side] = body.summary.households_moved;
+          entry.features[side] = (body.features || []).length;
+          entry.layers[side] = L.geoJSON(body, {
+            interactive: true,
+            style: function () {
+              return {color: "#0b7285", weight: 2.5, dashArray: "8 4", fill: false, opacity: 0.95};
+            },
+            onEachFeature: function (f, l) {
+              l.bindPopup(function () { return unitPopup(o.department, f.properties || {}); });
+            }
+          });
+        });
+        out.textContent = "换单元：左 " + num(Math.round(entry.moved.a)) + " 户 · 右 " +
+          num(Math.round(entry.moved.b)) + " 户";
+        entry.loaded = true;
+      }).catch(function (err) {
+        out.textContent = "无法计算：" + err.message;
+        state.errors.push(String(err));
+      });
+    }
+    entry.promise.then(function () {
+      ["a", "b"].forEach(function (side) {
+        var layer = entry.layers[side];
+        if (!layer) { return; }
+        if (on) { layer.addTo(state.maps[side]); } else { state.maps[side].removeLayer(layer); }
+      });
+      entry.shown = on;
+    });
+  }
+
   function start(cfg) {
     state.config = cfg;
     state.maps.a = makeMap("gm-map-a", cfg);
@@ -128,6 +188,10 @@
     list.addEventListener("click", function (ev) {
       var code = ev.target.getAttribute && ev.target.getAttribute("data-code");
       if (code) { zoomTo(code); }
+    });
+    list.addEventListener("change", function (ev) {
+      var i = ev.target.getAttribute && ev.target.getAttribute("data-align");
+      if (i !== null && i !== undefined) { toggleAlign(cfg, Number(i), ev.target.checked); }
     });
     Promise.all([getJson(cfg.a.gridsUrl), getJson(cfg.b.gridsUrl), getJson(cfg.diffUrl)])
       .then(function (res) {
@@ -141,7 +205,7 @@
           esc(d.grids_removed.length) + "</b> 格 · 有变化 <b>" + esc(d.grids_changed.length) +
           "</b> 格 · 未变 <b>" + esc(d.grids_unchanged) + "</b> 格 · 换格 <b id=\"gm-moved\">" +
           esc(num(d.households_moved)) + "</b> 户";
-        list.innerHTML = listHtml(d);
+        list.innerHTML = alignHtml(cfg) + listHtml(d);
         var first = d.grids_changed[0] || {code: d.grids_added[0] || d.grids_removed[0]};
         if (first.code) { zoomTo(first.code); }
         requestAnimationFrame(function () { state.ready = true; });

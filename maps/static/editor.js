@@ -1,5 +1,5 @@
 /* The editor of a draft plan (gridmap): the planner map (planner.js) plus tools to select
-   blocks and move them to a neighbouring grid, merge two grids, split one into k, redraw a
+   blocks and move them to a neighbouring grid, merge two grids, split one into k, reshape a
    boundary with a drawn line, lock/unlock and rename; live household counts from each
    edit's answer, undo/redo (Ctrl+Z / Ctrl+Y), the plan's history. Every edit names the
    version the page holds in If-Match; a 409 for a stale version reloads the current one.
@@ -8,13 +8,13 @@
 (function () {
   "use strict";
 
-  var OP_NAMES = {move: "移动地块", merge: "合并网格", split: "拆分网格", redraw: "画线重划",
+  var OP_NAMES = {move: "移动地块", merge: "合并网格", split: "拆分网格", reshape: "画线重划",
     lock: "锁定", unlock: "解锁", rename: "重命名", undo: "撤销", redo: "重做"};
   var STATE_NAMES = {applied: "", undone: "（已撤销）", discarded: "（已作废）"};
   var TOOLS = [["select", "选择地块", "点击地块选择，按住 Shift 点击可多选；点击网格设为当前网格"],
     ["move", "移到网格", "点击目标网格（相邻、同一村/社区），所选地块移入该网格"],
     ["merge", "合并网格", "点击与当前网格相邻的另一网格，两格合并为一格"],
-    ["redraw", "画线重划", "在地图上逐点单击画线，双击结束；线须横穿两个网格（Esc 取消）"],
+    ["reshape", "画线重划", "在地图上逐点单击画线，双击结束；线须横穿两个网格（Esc 取消）"],
     ["paint", "刷选地块", "按住鼠标拖过地块即加入选择（按住 Shift 拖过则取消选择），松开结束"]];
   /* Blocks light and dashed, grids' outlines strong: the two are told apart at a glance. */
   var BLOCK_STYLE = {color: "#7b8794", weight: 0.6, opacity: 0.9, dashArray: "3 3",
@@ -98,7 +98,7 @@
   function restyle(code) {
     var layer = gm.byCode[code];
     if (!layer) { return; }
-    var style = P.gridStyle(layer.feature, cfg.band);
+    var style = P.gridStyle(layer.feature);
     style.weight = 2; style.color = "#243b53"; style.opacity = 0.9;
     if (ed.locked[code]) {
       style.color = "#111827"; style.weight = 2.5; style.dashArray = "6 4"; style.opacity = 1;
@@ -172,7 +172,7 @@
 
   function onBlock(feature, e) {
     var p = feature.properties;
-    if (ed.tool === "redraw") { return; }          /* the map's click adds a point */
+    if (ed.tool === "reshape") { return; }          /* the map's click adds a point */
     L.DomEvent.stopPropagation(e);
     if (ed.tool === "paint") { return; }           /* painted on mousedown/mouseover */
     if (ed.tool === "select") {
@@ -201,7 +201,7 @@
       setCurrent(code);
       return false;                                 /* and its popup opens */
     }
-    if (ed.tool === "redraw") { return true; }
+    if (ed.tool === "reshape") { return true; }
     onTarget(code);
     return true;
   }
@@ -221,7 +221,7 @@
   /* ---------------------------------------------------------------- drawing a line */
 
   function lineClick(e) {
-    if (ed.tool !== "redraw" || ed.busy) { return; }
+    if (ed.tool !== "reshape" || ed.busy) { return; }
     var last = ed.line[ed.line.length - 1], ll = e.latlng;
     if (last && map.latLngToContainerPoint(last).distanceTo(map.latLngToContainerPoint(ll)) < 3) {
       return;                                       /* the double click's second click */
@@ -268,7 +268,7 @@
     return Math.sqrt(best);
   }
 
-  /* The two grids a drawn line redraws the boundary of: the one holding most of it (the
+  /* The two grids a drawn line reshapes the boundary of: the one holding most of it (the
      current grid when the line runs through it), and the grid of the same village nearest
      to the whole line (a new boundary is drawn inside one grid near the other, or across
      both; its ends stray into neighbours, as a line is drawn edge to edge). */
@@ -302,11 +302,11 @@
   }
 
   function lineDone(e) {
-    if (ed.tool !== "redraw") { return; }
+    if (ed.tool !== "reshape") { return; }
     if (e) { L.DomEvent.stop(e); }
     if (ed.line.length < 2) { say("线至少需要两个点", "warn"); return; }
     var line = ed.line.map(function (ll) { return toWgs84([ll.lng, ll.lat]); });
-    var body = {op: "redraw", line: line}, grids = lineGrids(ed.line);
+    var body = {op: "reshape", line: line}, grids = lineGrids(ed.line);
     if (grids) { body.grids = grids; }
     edit(body);
   }
@@ -466,7 +466,7 @@
   /* ---------------------------------------------------------------- panel */
 
   function bandText(p) {
-    var b = P.bandOf(p, cfg.band);
+    var b = P.bandOf(p);
     return "<span class=\"band band-" + b + "\">" + P.esc({below: "低于 " + cfg.band[0],
       within: cfg.band[0] + "–" + cfg.band[1], above: "超过 " + cfg.band[1],
       dedicated: "专属"}[b]) + "</span>";
@@ -511,7 +511,7 @@
       b.disabled = ed.busy;
     });
     var hint = TOOLS.filter(function (t) { return t[0] === ed.tool; })[0][2];
-    if (ed.tool === "redraw" && ed.line.length) { hint += "（已画 " + ed.line.length + " 点）"; }
+    if (ed.tool === "reshape" && ed.line.length) { hint += "（已画 " + ed.line.length + " 点）"; }
     ui.hint.textContent = hint;
     ui.undo.disabled = ed.busy || !canUndo();
     ui.redo.disabled = ed.busy || !canRedo();
@@ -564,10 +564,10 @@
   function setTool(tool) {
     ed.tool = tool;
     clearLine();
-    if (tool === "redraw") { map.doubleClickZoom.disable(); map.closePopup(); } else {
+    if (tool === "reshape") { map.doubleClickZoom.disable(); map.closePopup(); } else {
       map.doubleClickZoom.enable();
     }
-    map.getContainer().classList.toggle("gm-drawing", tool === "redraw");
+    map.getContainer().classList.toggle("gm-drawing", tool === "reshape");
     /* Painting drags over blocks, so the map itself does not pan meanwhile. */
     if (tool === "paint") { map.dragging.disable(); } else { map.dragging.enable(); }
     ed.painting = false;
@@ -737,7 +737,7 @@
     map.on("click", lineClick);
     /* While a line is drawn no popup opens: it would lie over the next points' clicks. */
     map.on("popupopen", function (e) {
-      if (ed.tool === "redraw") { map.closePopup(e.popup); }
+      if (ed.tool === "reshape") { map.closePopup(e.popup); }
     });
     map.on("dblclick", lineDone);
     map.on("moveend", function () { loadBlocks(false); });

@@ -62,12 +62,9 @@
     return {names: names.join("；"), reason: names.length ? String(p.flag_reason || "") : ""};
   }
 
-  function bandOf(p, band) {
-    if (p.kind === "dedicated") { return "dedicated"; }
-    if (p.households < band[0]) { return "below"; }
-    if (p.households > band[1]) { return "above"; }
-    return "within";
-  }
+  /* A grid's class against its plan's band, as the server classed it (band_class, by
+     gis/band.py's one rule): below, within (in_band), above or dedicated. */
+  function bandOf(p) { return p.band_class === "in_band" ? "within" : p.band_class; }
 
   function notice(text) {
     var box = state.noticeBox;
@@ -109,7 +106,7 @@
 
   function popupHtml(p, band) {
     var flags = flagText(p);
-    var b = bandOf(p, band);
+    var b = bandOf(p);
     var bandText = {below: "低于 " + band[0] + " 户", within: band[0] + "–" + band[1] + " 户之间",
       above: "超过 " + band[1] + " 户", dedicated: isWater(p) ? "水域专属网格" : "专属网格"}[b];
     var rows = [
@@ -139,8 +136,8 @@
     }).join("") + "</table>";
   }
 
-  function gridStyle(feature, band) {
-    var p = feature.properties, b = bandOf(p, band);
+  function gridStyle(feature) {
+    var p = feature.properties, b = bandOf(p);
     return {color: "#1f2933", weight: 0.8, opacity: 0.8,
       fillColor: isWater(p) ? COLORS.water : COLORS[b], fillOpacity: 0.45};
   }
@@ -467,7 +464,7 @@
     var counts = {below: 0, within: 0, above: 0, dedicated: 0}, water = 0, households = 0, n = 0;
     for (var code in state.byCode) {
       var p = state.byCode[code].feature.properties;
-      counts[bandOf(p, cfg.band)]++;
+      counts[bandOf(p)]++;
       if (isWater(p)) { water++; }
       households += p.households || 0;
       n++;
@@ -563,7 +560,7 @@
     var canvas = L.canvas({padding: 0.3});
     state.gridLayer = L.geoJSON(null, {
       renderer: canvas,
-      style: function (f) { return gridStyle(f, cfg.band); },
+      style: function (f) { return gridStyle(f); },
       onEachFeature: function (feature, layer) {
         layer.bindPopup(function () { return popupHtml(feature.properties, cfg.band); },
           {maxWidth: 420, minWidth: 280});

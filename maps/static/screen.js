@@ -305,6 +305,48 @@
     markReady();
   }).catch(function (err) { console.error("could not load the grids", err); });
 
+  /* Department grids (多网融合): switchable outlines over the grids, each fetched the first
+     time it is switched on; names reach the page through esc() only. */
+  var overlays = {};
+  var OVERLAY_COLORS = ["#00e5ff", "#ff9f1a", "#d97cff", "#9cff57"];
+  if (cfg.overlays && cfg.overlays.length) {
+    var switchable = {};
+    cfg.overlays.forEach(function (spec, i) {
+      var entry = { loaded: false, features: 0, layer: null };
+      entry.layer = L.geoJSON(null, {
+        interactive: true,
+        style: function () {
+          return { color: OVERLAY_COLORS[i % OVERLAY_COLORS.length], weight: 2 * unit,
+                   dashArray: (6 * unit) + " " + (4 * unit), fill: false, opacity: 0.95 };
+        },
+        onEachFeature: function (feature, layer) {
+          var p = feature.properties || {};
+          layer.bindPopup(function () {
+            return esc(spec.key) + " · " + esc(p.name || "") + "<br>" + esc(p.code || "");
+          });
+        }
+      });
+      overlays[spec.key] = entry;
+      switchable[esc(spec.name)] = entry.layer;
+      entry.layer.on("add", function () {
+        if (entry.loaded || entry.loading) { return; }
+        entry.loading = true;
+        fetch(spec.url, { credentials: "same-origin" }).then(function (r) {
+          if (!r.ok) { throw new Error("HTTP " + r.status); }
+          return r.json();
+        }).then(function (geojson) {
+          entry.layer.addData(geojson);
+          entry.features = (geojson.features || []).length;
+          entry.loaded = true;
+        }).catch(function (err) {
+          entry.loading = false;
+          console.error("could not load the overlay", err);
+        });
+      });
+    });
+    L.control.layers(null, switchable, { collapsed: false, position: "topright" }).addTo(map);
+  }
+
   refresh(true).then(function () {
     setInterval(function () { refresh(false); }, cfg.poll_seconds * 1000);
   });
@@ -321,6 +363,7 @@
       return layer ? { fillColor: layer.options.fillColor,
                        fillOpacity: layer.options.fillOpacity } : null;
     },
-    go: go
+    go: go,
+    overlays: overlays
   };
 })();

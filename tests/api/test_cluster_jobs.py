@@ -27,8 +27,9 @@ from sqlalchemy import func, select
 from api.app import create_app
 from data.demo import generate_province
 from gis import models
+from gis.contract import Territory
 from gis.database import make_engine
-from gis.layers import Territory, read_territory
+from gis.io.territory import read_territory
 from gis.settings import Settings
 from partitioning.cluster import partition_on_cluster
 from partitioning.params import PartitionParams

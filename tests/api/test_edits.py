@@ -15,10 +15,11 @@ import shapely
 from browser import live_server
 from demo_plan import DemoStore
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from api.app import create_app
 from gis import models
+from gis.band import DEFAULT_BAND, classify
 from gis.edits import GRID_ROW, read_plan_blocks
 from gis.plans import read_grids
 
@@ -173,6 +174,29 @@ def test_refusals(client: TestClient, store: DemoStore, draft: int) -> None:
     assert r.status_code == 409 and "redo" in r.json()["detail"]
 
 
+def test_grids_and_edit_answers_carry_each_grids_class_against_the_plans_own_band(
+        client: TestClient, store: DemoStore, draft: int) -> None:
+    # The pages colour grids by band_class: the server's one rule, with the band the plan
+    # was made for (here narrowed to 380–420, so that many grids change class).
+    band = (380, 420)
+    with store.engine.begin() as conn:
+        params = conn.execute(select(models.Plan.parameters).where(
+            models.Plan.id == draft)).scalar_one()
+        conn.execute(update(models.Plan).where(models.Plan.id == draft).values(
+            parameters={**params, "min_households": band[0], "max_households": band[1]}))
+    features = client.get(f"/plans/{draft}/grids").json()["features"]
+    got = [f["properties"]["band_class"] for f in features]
+    assert got == [classify(f["properties"]["kind"], f["properties"]["households"], band)
+                   for f in features]
+    assert {"below", "in_band", "above"} <= set(got)
+    assert any(c != classify(f["properties"]["kind"], f["properties"]["households"],
+                             DEFAULT_BAND) for c, f in zip(got, features, strict=True))
+    r, _ = first_move(client, store, draft, 0)
+    answered = [f["properties"] for f in r.json()["grids"]["features"]]
+    assert [p["band_class"] for p in answered] == \
+        [classify(p["kind"], p["households"], band) for p in answered]
+
+
 def test_undo_restores_byte_identical_grids_and_redo_reapplies(
         client: TestClient, store: DemoStore, draft: int) -> None:
     start = state(store.engine, draft)
@@ -216,7 +240,7 @@ def test_undo_restores_byte_identical_grids_and_redo_reapplies(
     assert states[4] == "discarded"
 
 
-def test_redraw_moves_the_blocks_beyond_the_line(client: TestClient, store: DemoStore,
+def test_reshape_moves_the_blocks_beyond_the_line(client: TestClient, store: DemoStore,
                                                  draft: int) -> None:
     grids = read_grids(store.engine, draft).set_index("code")
     blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
@@ -232,7 +256,7 @@ def test_redraw_moves_the_blocks_beyond_the_line(client: TestClient, store: Demo
         ends = [xy[0] + (xy[0] - xy[1]) / np.hypot(*(xy[0] - xy[1])) * 1e-4,
                 xy[-1] + (xy[-1] - xy[-2]) / np.hypot(*(xy[-1] - xy[-2])) * 1e-4]
         coords = [list(ends[0]), *xy.tolist(), list(ends[1])]
-        r = edit(client, draft, 0, {"op": "redraw", "line": coords, "grids": [src, dst]})
+        r = edit(client, draft, 0, {"op": "reshape", "line": coords, "grids": [src, dst]})
         if r.status_code == 422:
             continue
         assert r.status_code == 200, r.text
@@ -242,8 +266,17 @@ def test_redraw_moves_the_blocks_beyond_the_line(client: TestClient, store: Demo
         assert households(store.engine, draft) == total
         assert read_plan_blocks(store.engine, draft).set_index("block_no").loc[
             block, "grid_code"] == dst
+        # "redraw" is the stable re-partition only: the old name of the line edit is
+        # refused, and history written under it reads as today's name.
+        old = edit(client, draft, 1, {"op": "redraw", "line": coords, "grids": [src, dst]})
+        assert old.status_code == 422 and version_of(client, draft) == 1
+        assert client.get(f"/plans/{draft}/edits").json()[-1]["op"] == "reshape"
+        with store.engine.begin() as conn:
+            conn.execute(update(models.PlanEdit).where(models.PlanEdit.plan_id == draft)
+                         .values(op="redraw"))
+        assert [h["op"] for h in client.get(f"/plans/{draft}/edits").json()] == ["reshape"]
         return
-    raise AssertionError("no redraw was accepted")
+    raise AssertionError("no reshape was accepted")
 
 
 @pytest.mark.parametrize("store", ["postgis"], indirect=True)

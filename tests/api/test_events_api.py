@@ -20,7 +20,7 @@ from api.app import create_app
 from data.demo import generate
 from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
 from gis.database import make_engine
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory

@@ -13,7 +13,7 @@ from api.problems import MEDIA_TYPE as PROBLEM
 from api.problems import OPEN311
 from data.demo import generate
 from gis.database import make_engine
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory

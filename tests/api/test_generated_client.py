@@ -18,7 +18,7 @@ from api.app import create_app
 from gis import models
 from gis.accounts import add_account
 from gis.database import make_engine
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory, load_territory

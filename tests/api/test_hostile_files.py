@@ -37,7 +37,9 @@ from api.cli import app as cli_app
 from gis import models
 from gis.database import make_engine
 from gis.errors import LayerError, LimitExceeded
-from gis.layers import ReadLimits, read_territory, unzip
+from gis.io.archive import unzip
+from gis.io.limits import ReadLimits
+from gis.io.territory import read_territory
 from gis.store import read_layer
 
 runner = CliRunner()

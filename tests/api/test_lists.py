@@ -20,7 +20,7 @@ from api.app import create_app
 from events.roster import Member, replace_roster
 from gis import models
 from gis.accounts import add_account, create_api_key
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from gis.overlays import read_overlay, store_overlay
 from gis.plans import publish_plan, read_grids, write_plan
 from gis.settings import Settings

@@ -223,10 +223,11 @@ def test_proposal_contiguous_covering_and_fewest_moved(
         moved[by] = recount
         units_kept[by] = len(set(assignment.values()))
         assert p["summary"]["units_kept"] == units_kept[by]
-        kept = {u["code"] for u in cw["units"] if u["whole_grids"] + u["partial_grids"]}
-        if by == "households" and len(kept) <= len(store.grids) // 2:
-            # No unit that holds a real part of some grid vanishes.
-            assert kept <= set(assignment.values()), kept - set(assignment.values())
+        # No unit vanishes: with no more units than grids, every unit gets a grid.
+        every = {u["code"] for u in cw["units"]}
+        if len(every) <= len(store.grids):
+            assert set(assignment.values()) == every, every - set(assignment.values())
+            assert p["summary"]["units_vanished"] == []
     # Ours keeps at least the units each simple alternative keeps, and among those that
     # keep as many, moves the fewest households.
     for other in ("area", "centroid"):
@@ -471,3 +472,90 @@ def test_the_desk_shows_the_department_unit(browser: Any, store: DemoStore,
     finally:
         assert client.delete(
             f"/territories/{store.territory_id}/overlays/城管").status_code == 204
+
+
+@pytest.mark.parametrize("store", ["postgis"], indirect=True)
+def test_the_compare_page_shows_the_aligned_proposal(browser: Any, store: DemoStore,
+                                                     client: TestClient,
+                                                     uploaded: dict[str, Any]) -> None:
+    """On the compare page each overlay's aligned proposal switches on over both maps, its
+    units drawn and the households that change unit under either plan written out."""
+    copied = client.post(f"/plans/{store.plan_id}/copy", json={"note": "对比"})
+    assert copied.status_code == 201, copied.text
+    other = int(copied.json()["id"])
+    a_summary = _proposal(client, store, "shifted", "households")["summary"]
+    b_summary = client.get(f"/plans/{other}/overlays/shifted/proposal").json()["summary"]
+    layer = client.get(f"/plans/{store.plan_id}/overlays/shifted/proposal",
+                       params={"format": "geojson"}).json()
+    with live_server(create_app(store.settings, store.engine)) as server:
+        page, errors = open_page(browser, "about:blank")
+        try:
+            page.goto(f"{server.url}/plans/{store.plan_id}/compare/{other}",
+                      wait_until="networkidle")
+            wait_for(page, "window.gridcompare && gridcompare.ready", timeout=30_000)
+            boxes = page.locator(".gm-align input")
+            assert boxes.count() == len(
+                client.get(f"/territories/{store.territory_id}/overlays").json())
+            assert not server.paths("/proposal")   # nothing before it is switched on
+            label = page.locator(".gm-align label").filter(has_text="shifted")
+            label.locator("input").check()
+            wait_for(page, "gridcompare.align['shifted'] && gridcompare.align['shifted'].loaded"
+                           " && gridcompare.align['shifted'].shown", timeout=60_000)
+            align = page.evaluate("""(() => { const e = gridcompare.align['shifted'];
+                return {moved: e.moved, features: e.features,
+                        onA: gridcompare.maps.a.hasLayer(e.layers.a),
+                        onB: gridcompare.maps.b.hasLayer(e.layers.b)}; })()""")
+            assert align["moved"]["a"] == pytest.approx(a_summary["households_moved"])
+            assert align["moved"]["b"] == pytest.approx(b_summary["households_moved"])
+            assert align["features"]["a"] == len(layer["features"]) > 0
+            assert align["onA"] and align["onB"]
+            text = page.locator(".gm-align").inner_text()
+            shown = f"{round(a_summary['households_moved']):,}"
+            assert "换单元" in text and shown in text, (text, shown)
+            screenshot(page, "compare_aligned_proposal")
+            label.locator("input").uncheck()
+            wait_for(page, "!gridcompare.align['shifted'].shown")
+            assert not page.evaluate("gridcompare.maps.b.hasLayer("
+                                     "gridcompare.align['shifted'].layers.b)")
+            assert not errors, errors
+        finally:
+            page.close()
+
+
+def test_crosswalks_are_kept_until_the_plan_or_the_overlay_changes(
+        store: DemoStore, client: TestClient, uploaded: dict[str, Any]) -> None:
+    """The cross-walk and the proposal are computed once per plan generation and overlay
+    (X-Crosswalk-Cache: miss, then hit, the same answer); a replaced overlay, another
+    tolerance or another plan is computed anew, and a deleted overlay is forgotten."""
+    header = "x-crosswalk-cache"
+    assert _upload(client, store.territory_id, uploaded["exact"]["path"], "缓存"
+                   ).status_code == 201
+    url = f"/plans/{store.plan_id}/overlays/缓存/crosswalk"
+    first, again = client.get(url), client.get(url)
+    assert (first.headers[header], again.headers[header]) == ("miss", "hit")
+    assert first.json() == again.json() and first.json()["summary"]["share_units_whole"] == 1.0
+    assert client.get(url, params={"tolerance": 0.1}).headers[header] == "miss"
+    proposal = f"/plans/{store.plan_id}/overlays/缓存/proposal"
+    made, kept = client.get(proposal), client.get(proposal)
+    assert (made.headers[header], kept.headers[header]) == ("miss", "hit")
+    assert made.json() == kept.json()
+    # Replaced by the shifted units: a new overlay, a new cross-walk.
+    folder = uploaded["shifted"]["path"]
+    replaced = _upload(client, store.territory_id, folder, "缓存", encoding="GBK",
+                       field_map="JGBH=code, JGMC=name", replace="true")
+    assert replaced.status_code == 201, replaced.text
+    after = client.get(url)
+    assert after.headers[header] == "miss"
+    assert after.json()["summary"]["share_units_whole"] < 1.0
+    assert after.json()["summary"] == _crosswalk(client, store, "shifted")["summary"]
+    copied = client.post(f"/plans/{store.plan_id}/copy", json={})
+    assert copied.status_code == 201
+    other = client.get(f"/plans/{copied.json()['id']}/overlays/缓存/crosswalk")
+    assert other.headers[header] == "miss"
+    assert other.json()["summary"] == after.json()["summary"]
+    overlay_id = replaced.json()["id"]
+    cache = client.app.state.crosswalk_cache  # type: ignore[attr-defined]
+    assert any(k[3] == overlay_id for k in cache._items)
+    assert client.delete(f"/territories/{store.territory_id}/overlays/缓存").status_code == 204
+    assert not any(k[3] == overlay_id for k in cache._items)
+    assert client.get(url).status_code == 404

@@ -25,7 +25,7 @@ import lines_bench  # noqa: E402
 from lines_metrics import GIVEN_M, SNAP_M, classify_boundaries  # noqa: E402
 
 from data.fabric import generate  # noqa: E402
-from gis.layers import read_territory  # noqa: E402
+from gis.io.territory import read_territory  # noqa: E402
 from partitioning.engine import partition_territory  # noqa: E402
 
 

@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 from data.fabric import Fabric, generate
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 
 METRIC = "EPSG:4547"
 

@@ -15,7 +15,7 @@ import shapely
 
 from data.demo import generate
 from events.geocode import AddressIndex, at_least, cn_to_int, normalise
-from gis.layers import Territory
+from gis.contract import Territory
 
 ROOT = Path(__file__).resolve().parents[2]
 

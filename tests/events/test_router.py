@@ -20,9 +20,9 @@ from api.cli import app
 from data.demo import generate
 from events.files import ADDED_COLUMNS
 from events.router import GridRouter, Routed
+from gis.contract import Territory
 from gis.crs import SZ2000, WGS84, transform
 from gis.errors import CoordinateError, CRSError, LayerError
-from gis.layers import Territory
 from partitioning.engine import partition_territory
 from partitioning.output import write_partition
 

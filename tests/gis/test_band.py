@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from api.routes.territories import PartitionRequest
 from gis import band, models
 from gis.names import PLAN_STATUS_NAMES, plan_status_name
+from gis.plans import PlanInfo
 from gis.settings import Settings
 from maps.planner import PlannerPage
 from maps.tiles import status_of
@@ -52,6 +54,19 @@ def test_classify_in_python_and_sql_agree(kind: str, households: int, expected: 
     assert got == expected
     assert bool(band.in_band(households, (lo, hi))) == (expected == "in_band" or (
         kind == "dedicated" and lo <= households <= hi))
+
+
+def test_the_pages_class_is_classify_with_the_plans_own_band() -> None:
+    kinds = ["comprehensive"] * 4 + ["dedicated"]
+    households = [349, 350, 450, 451, 400]
+    assert band.classify_all(kinds, households, (350, 450)) == \
+        ["below", "in_band", "in_band", "above", "dedicated"]
+    info = PlanInfo(id=1, territory_id=1, version=1, status="draft", note=None,
+                    parameters={"min_households": 350, "max_households": 450},
+                    parent_id=None, created_by=None, created_at=None, published_at=None,
+                    n_grids=0)
+    assert info.band(band.DEFAULT_BAND) == (350, 450)
+    assert replace(info, parameters={}).band((280, 520)) == (280, 520)
 
 
 def test_band_flags_follow_the_class() -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from gis import divisions
-from gis.layers import check_layer
+from gis.contract import check_layer
 
 
 def test_levels_by_length() -> None:

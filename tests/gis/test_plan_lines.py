@@ -16,9 +16,10 @@ from sqlalchemy import Engine, delete, func, select
 
 from data.fabric import generate
 from gis import models
+from gis.contract import Territory
 from gis.edits import copy_plan
 from gis.errors import GridmapError
-from gis.layers import Territory, read_territory
+from gis.io.territory import read_territory
 from gis.plans import add_lines, lines_frame, read_grids, read_lines, write_plan
 from gis.store import delete_territory, import_territory
 from partitioning.engine import PartitionResult, partition_territory

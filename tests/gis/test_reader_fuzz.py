@@ -33,7 +33,8 @@ from sqlalchemy import Engine, func, select
 from events.files import event_frame, read_events
 from gis import models
 from gis.errors import GridmapError
-from gis.layers import ReadLimits, read_territory
+from gis.io.limits import ReadLimits
+from gis.io.territory import read_territory
 
 #: Examples per reader; FUZZ_EXAMPLES=2000 for a longer hunt (random rather than the fixed
 #: sequence the suite runs).

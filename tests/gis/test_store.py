@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from gis import models
 from gis.errors import GridmapError
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from gis.store import delete_territory, import_territory, layer_counts, read_layer
 
 

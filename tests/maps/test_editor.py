@@ -418,7 +418,7 @@ def test_merge_then_split_from_the_toolbar(browser: Any, server: LiveServer,
 
 
 @pytest.fixture(scope="module")
-def redraw_line(server: LiveServer, store: DemoStore, movable: tuple[int, str, str]
+def reshape_line(server: LiveServer, store: DemoStore, movable: tuple[int, str, str]
                 ) -> tuple[list[tuple[float, float]], str]:
     """A line of a few points that moves a block from one grid to its neighbour, drawn edge
     to edge (its ends stray into other grids), accepted by the service on a throwaway
@@ -452,7 +452,7 @@ def redraw_line(server: LiveServer, store: DemoStore, movable: tuple[int, str, s
             ends = [xy[0] + (xy[0] - xy[1]) / np.hypot(*(xy[0] - xy[1])) * 1e-4,
                     xy[-1] + (xy[-1] - xy[-2]) / np.hypot(*(xy[-1] - xy[-2])) * 1e-4]
             coords = [tuple(ends[0]), *map(tuple, xy), tuple(ends[1])]
-            r = api_edit(server, probe, {"op": "redraw", "line": [list(c) for c in coords],
+            r = api_edit(server, probe, {"op": "reshape", "line": [list(c) for c in coords],
                                          "grids": [src, dst]}, 0)
             tried.append((offset, tolerance, len(coords), r.status_code))
             if r.status_code == 200:
@@ -461,12 +461,12 @@ def redraw_line(server: LiveServer, store: DemoStore, movable: tuple[int, str, s
     raise AssertionError(f"no drawn line was accepted: {tried}")
 
 
-def test_a_drawn_line_redraws_the_boundary(browser: Any, server: LiveServer,
+def test_a_drawn_line_reshapes_the_boundary(browser: Any, server: LiveServer,
                                            store: DemoStore, movable: tuple[int, str, str],
-                                           redraw_line: tuple[list[tuple[float, float]], str]
+                                           reshape_line: tuple[list[tuple[float, float]], str]
                                            ) -> None:
     _, src, dst = movable
-    points, gains = redraw_line
+    points, gains = reshape_line
     draft = new_draft(server, store)
     before = api_grids(server, draft)
     page, errors, _ = editor(browser, server, draft)
@@ -477,7 +477,7 @@ def test_a_drawn_line_redraws_the_boundary(browser: Any, server: LiveServer,
         grids = read_grids(store.engine, draft).set_index("code")
         frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry)
               .buffer(2e-4))
-        page.locator(".gm-tool[data-tool=redraw]").click()
+        page.locator(".gm-tool[data-tool=reshape]").click()
         assert page.evaluate("gridmap.map.doubleClickZoom.enabled()") is False
         for x, y in points[:-1]:
             click_at(page, shapely.Point(x, y))
@@ -491,7 +491,7 @@ def test_a_drawn_line_redraws_the_boundary(browser: Any, server: LiveServer,
         wait_version(page, 1)
         # The line went in WGS84, the points as clicked (to a pixel: well under a metre).
         (body,) = sent
-        assert body["op"] == "redraw" and len(body["line"]) == len(points)
+        assert body["op"] == "reshape" and len(body["line"]) == len(points)
         # The page named the two grids the line mostly lies in.
         assert sorted(body["grids"]) == sorted([src, dst])
         for (lon, lat), (x, y) in zip(body["line"], points, strict=True):
@@ -503,8 +503,8 @@ def test_a_drawn_line_redraws_the_boundary(browser: Any, server: LiveServer,
         assert after[src]["households"] + after[dst]["households"] == \
             before[src]["households"] + before[dst]["households"]
         assert page.evaluate("gridmap.editor.line.length") == 0
-        assert httpx.get(f"{server.url}/plans/{draft}/edits").json()[-1]["op"] == "redraw"
-        screenshot(page, "editor_redraw")
+        assert httpx.get(f"{server.url}/plans/{draft}/edits").json()[-1]["op"] == "reshape"
+        screenshot(page, "editor_reshape")
         page.locator(".gm-tool[data-tool=select]").click()
         assert page.evaluate("gridmap.map.doubleClickZoom.enabled()") is True
         no_errors(errors)

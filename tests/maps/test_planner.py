@@ -374,10 +374,11 @@ def test_a_grid_crossing_a_river_says_so_in_chinese_with_its_reason(
         screenshot(page, "planner_crossing_popup")
         # A river or lake made a grid of its own is coloured as water, not as a dedicated
         # grid; the legend has it.
+        # (band_class as the server classes a grid: gis.band.classify.)
         fill = page.evaluate("""[GridmapPlanner.gridStyle({properties: {kind: "dedicated",
-            name: "白云湖水域专属网格", households: 0}}, [300, 500]).fillColor,
+            name: "白云湖水域专属网格", households: 0, band_class: "dedicated"}}).fillColor,
             GridmapPlanner.gridStyle({properties: {kind: "dedicated", name: "白云工业园专属网格",
-            households: 0}}, [300, 500]).fillColor, GridmapPlanner.COLORS]""")
+            households: 0, band_class: "dedicated"}}).fillColor, GridmapPlanner.COLORS]""")
         assert fill[0] == fill[2]["water"] != fill[1] == fill[2]["dedicated"]
         assert "水域专属网格" in page.locator(".gm-legend").inner_text()
         assert not errors, errors
@@ -574,6 +575,20 @@ def test_the_map_names_every_flag_as_the_rest_of_the_product_does() -> None:
     assert in_js == FLAG_NAMES
     assert set(FORCED) | {"below_min", "above_max", "noncontiguous", "crosses_barrier"} \
         <= set(FLAG_NAMES)
+
+
+def test_no_page_script_holds_a_copy_of_the_band_rule() -> None:
+    """The pages colour grids by the band_class the server sends (gis.band.classify):
+    no script compares households with the band's ends itself."""
+    from pathlib import Path
+
+    static = Path(__file__).parents[2] / "maps/static"
+    rule = re.compile(r"households\s*[<>]|[<>]=?\s*\w*band\[[01]\]|band\[[01]\]\s*[<>]")
+    copies = [f"{path.name}: {line.strip()}" for path in sorted(static.glob("*.js"))
+              for line in path.read_text(encoding="utf-8").splitlines() if rule.search(line)]
+    assert not copies, copies
+    assert "band_class" in (static / "planner.js").read_text(encoding="utf-8")
+    assert "band_class" in (static / "compare.js").read_text(encoding="utf-8")
 
 
 def test_the_index_counts_flagged_grids_in_chinese(client: TestClient, store: DemoStore

@@ -430,3 +430,69 @@ def test_inferred_streets_are_thin_dashed_lines_under_the_grid_lines(
     assert "推测巷道（数据中无此路）" in text          # the legend
     assert "跨越河流/山脊/铁路" in text               # the crossing grid's note in the table
     _check_png(_render(store, town, "A3", "png"), PaperSize.A3)
+
+
+# --- a department's overlay on request ----------------------------------------------------
+
+
+def _upload_beats(client: TestClient, store: DemoStore, tmp_path: Path) -> gpd.GeoDataFrame:
+    """The villages' grids, shifted 120 m east, as the 公安 overlay (WGS84 GeoJSON)."""
+    metric = store.grids.to_crs(store.metric_epsg).dissolve("village_code").reset_index()
+    units = gpd.GeoDataFrame({"code": "JW" + metric["village_code"],
+                              "name": [f"第{i + 1}警务区" for i in range(len(metric))]},
+                             geometry=metric.geometry.translate(120, 0),
+                             crs=store.metric_epsg).to_crs(4326)
+    path = tmp_path / "beats.geojson"
+    units.to_file(path, driver="GeoJSON", engine="pyogrio")
+    answer = client.post(f"/territories/{store.territory_id}/overlays",
+                         files=[("files", (path.name, path.read_bytes()))],
+                         data={"department": "公安", "replace": "true"})
+    assert answer.status_code == 201, answer.text
+    return units
+
+
+def test_posters_draw_an_overlay_on_request(client: TestClient, store: DemoStore,
+                                           tmp_path: Path) -> None:
+    """overlay=公安 (route) and --overlay 公安 (CLI): the department's unit boundaries drawn
+    dash-dotted, in the legend and the summary, the units named; an unknown one is a 404."""
+    from matplotlib.collections import LineCollection
+
+    from maps.poster import _Sheet
+
+    units = _upload_beats(client, store, tmp_path)
+    try:
+        town, community = _town_and_community(store)
+        data = load_poster_data(store.engine, store.plan_id, town, overlay="公安")
+        assert data.overlay is not None and data.overlay_department == "公安"
+        assert set(data.overlay["code"]) <= set(units["code"]) and len(data.overlay) > 0
+        fig, _ = _Sheet(data, PaperSize.A3, register_fonts()).page_one()
+        drawn = [c for ax in fig.axes for c in ax.collections if c.get_gid() == "overlay-units"]
+        assert len(drawn) == 1 and isinstance(drawn[0], LineCollection)
+        assert len(drawn[0].get_segments()) == sum(
+            len(shapely.get_parts(shapely.boundary(g))) for g in data.overlay.geometry)
+        plain = client.get(f"/plans/{store.plan_id}/posters/{town}.pdf")
+        answer = client.get(f"/plans/{store.plan_id}/posters/{town}.pdf",
+                            params={"overlay": "公安"})
+        assert answer.status_code == 200, answer.text
+        assert quote("网格划分图_公安_A3", safe="") in answer.headers["content-disposition"]
+        text, before = PdfDoc(answer.content).text(0), PdfDoc(plain.content).text(0)
+        assert "公安单元界" in text and "公安部门网格" in text
+        assert "公安单元界" not in before
+        assert any(str(n) in text for n in data.overlay["name"]), "no unit is named"
+        png = client.get(f"/plans/{store.plan_id}/posters/{community}.png",
+                         params={"overlay": "公安"})
+        assert png.status_code == 200 and png.content.startswith(PNG_SIGNATURE)
+        assert png.content != client.get(
+            f"/plans/{store.plan_id}/posters/{community}.png").content
+        missing = client.get(f"/plans/{store.plan_id}/posters/{town}.png",
+                             params={"overlay": "没有的部门"})
+        assert missing.status_code == 404 and "没有的部门" in missing.json()["detail"]
+        out = tmp_path / "p.png"
+        result = CliRunner().invoke(cli_app, [
+            "poster", str(store.plan_id), community, "--format", "png", "--out", str(out),
+            "--overlay", "公安", "--database-url", store.url])
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes() == png.content
+    finally:
+        assert client.delete(
+            f"/territories/{store.territory_id}/overlays/公安").status_code == 204

@@ -25,7 +25,7 @@ from data.demo import generate
 from events.dashboard import screen_data
 from gis.crs import gcj02_from_wgs84
 from gis.database import make_engine
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory
@@ -503,3 +503,46 @@ def test_a_4k_wall_reads_alike(screen: Screen, browser: Any) -> None:
         screenshot(page, "screen_3840x2160")
         assert not errors, errors
         page.close()
+
+
+@pytest.mark.parametrize("built", ["postgis"], indirect=True)
+def test_department_grids_switch_on_the_screen(screen: Screen, browser: Any,
+                                               tmp_path: Path) -> None:
+    """Each overlay of the territory is a switchable layer of the screen (多网融合), fetched
+    only when switched on, drawn in the basemap's system; the units' popups say their name."""
+    s = screen
+    metric = s.grids.to_crs(4547).dissolve("village_code").reset_index()
+    units = gpd.GeoDataFrame({"code": "JW" + metric["village_code"],
+                              "name": [f"第{i + 1}警务区" for i in range(len(metric))]},
+                             geometry=metric.geometry.translate(90, -60), crs=4547).to_crs(4326)
+    path = tmp_path / "jingwu.geojson"
+    units.to_file(path, driver="GeoJSON", engine="pyogrio")
+    for department in ("公安", "城管"):
+        r = s.client.post(f"/territories/{s.territory_id}/overlays",
+                          files=[("files", (path.name, path.read_bytes()))],
+                          data={"department": department})
+        assert r.status_code == 201, r.text
+    app: Any = s.client.app
+    with live_server(app) as server:
+        page, errors = open_page(browser, f"{server.url}/screen?territory={s.territory_id}")
+        try:
+            wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
+            labels = page.locator(".leaflet-control-layers-overlays label")
+            assert sorted(t.strip() for t in labels.all_inner_texts()) == sorted(
+                ["部门网格 · 公安", "部门网格 · 城管"])
+            assert not server.paths("/overlays/")   # nothing before it is switched on
+            labels.filter(has_text="公安").locator("input").check()
+            wait_for(page, "window.gridmapScreen.overlays['公安'].loaded", timeout=15_000)
+            assert page.evaluate("window.gridmapScreen.overlays['公安'].features") == len(units)
+            assert not page.evaluate("window.gridmapScreen.overlays['城管'].loaded")
+            asked = [(p, q) for p, q in server.requests if "/overlays/" in p]
+            assert len(asked) == 1 and asked[0][1].get("display") == ["wgs84"], asked
+            first = page.evaluate("""() => {
+                const l = window.gridmapScreen.overlays['公安'].layer.getLayers()[0];
+                l.openPopup(); return document.querySelector('.leaflet-popup-content')
+                    .textContent; }""")
+            assert "公安" in first and "警务区" in first
+            screenshot(page, "screen_overlay")
+            assert not errors, errors
+        finally:
+            page.close()

@@ -126,6 +126,11 @@ def test_merge_keeps_the_larger_code_and_refreshes_neighbours() -> None:
     assert "西至440111001001001网格" in rows.loc[G3, "boundary_text"]
     assert not rows.loc[G3, "reshaped"] and rows.loc[G1, "reshaped"]
     _check_plan(updated(first, result))
+    # The merged grid is a 400 m square: the engine's figures for that outline (its
+    # point on surface lies at (200, 150) between the blocks' vertices: 250 m to a corner
+    # up and 200 m across).
+    assert rows.loc[G1, ["area_m2", "compactness", "radius_m"]].tolist() == \
+        [160_000.0, 0.7854, 320.2]
     with pytest.raises(EditRefused, match="不相邻"):
         edit.merge(hood, G1, G3)
     with pytest.raises(EditRefused, match="different villages"):
@@ -152,10 +157,10 @@ def test_split_cuts_along_the_road_with_new_serials() -> None:
         edit.split(after, G1)
 
 
-def test_redraw_assigns_blocks_by_the_larger_side() -> None:
+def test_reshape_assigns_blocks_by_the_larger_side() -> None:
     hood = _hood()
     line = shapely.LineString([(X0 + 130, Y0 - 10), (X0 + 130, Y0 + 410)])
-    result = edit.redraw(hood, line)
+    result = edit.reshape(hood, line)
     rows = _by_code(result)
     # Column 1 lies 30 % west of the line, 70 % east: it goes to G2.
     assert result.assignment == {block_no(1, r): G2 for r in range(4)}
@@ -163,10 +168,10 @@ def test_redraw_assigns_blocks_by_the_larger_side() -> None:
     _check_plan(updated(hood, result))
     across = shapely.LineString([(X0 + 130, Y0 + 50), (X0 + 450, Y0 + 50)])
     with pytest.raises(EditRefused, match="crosses 3 grids"):
-        edit.redraw(hood, across)
+        edit.reshape(hood, across)
     short = shapely.LineString([(X0 + 130, Y0 + 50), (X0 + 130, Y0 + 150)])
     with pytest.raises(EditRefused, match="into 1 pieces"):
-        edit.redraw(hood, short, [G1, G2])
+        edit.reshape(hood, short, [G1, G2])
 
 
 def test_locked_grids_refuse_edits_until_unlocked() -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from api.cli import app
 from data.demo import generate
-from gis.layers import Territory
+from gis.contract import Territory
 from partitioning import boundaries, codes, quality
 from partitioning.blocks import PRECISION_M, barrier_lines, dissolve, make_blocks
 from partitioning.corridors import Footprints
@@ -289,6 +289,25 @@ def test_four_sides_name_the_roads() -> None:
     assert text[0] == "东至东路，南至南路，西至西河，北至北街"
 
 
+def test_shape_figures_are_the_stored_rounding_of_area_compactness_and_radius() -> None:
+    # A 400 m square: the service radius runs from its centre to a corner.
+    got = quality.shape_figures(np.array([shapely.box(0, 0, 400, 400),
+                                          shapely.box(0, 0, 100, 400)]))
+    assert got["area_m2"].tolist() == [160_000.0, 40_000.0]
+    assert got["compactness"].tolist() == [0.7854, 0.5027]
+    assert got["radius_m"].tolist() == [282.8, 206.2]
+
+
+def test_the_engine_describes_its_grids_with_the_shared_shape_figures() -> None:
+    # The same outline gives the same figures whether the engine or an edit describes it.
+    terr, result = run(20_000, 3)
+    metric = result.grids.to_crs(terr.metric_crs) if result.grids.crs != terr.metric_crs \
+        else result.grids
+    figures = quality.shape_figures(metric.geometry.to_numpy())
+    for column, values in figures.items():
+        np.testing.assert_array_equal(result.grids[column].to_numpy(dtype=float), values)
+
+
 def test_polsby_popper() -> None:
     assert quality.polsby_popper(np.array([shapely.box(0, 0, 10, 10)]))[0] == \
         pytest.approx(np.pi / 4)
@@ -360,3 +379,40 @@ def test_zero_width_faces_make_no_empty_blocks_or_grids() -> None:
     assert not result.grids.geometry.is_empty.any()
     assert not result.blocks.geometry.is_empty.any()
     assert result.report["coverage_share"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_dedicated_area_reaching_into_a_village_by_a_scrap_makes_no_grid_there() -> None:
+    """A school's outline drawn a few centimetres over the village line leaves a scrap of
+    block inside the school's area in the next village (cuts can leave one under the
+    sliver area): the scrap joins that village's grid, no dedicated grid of no area."""
+    from partitioning.blocks import adjacency
+    from partitioning.engine import _regions
+
+    crs = "EPSG:4547"
+    village = shapely.box(0, 0, 100, 100)
+    scrap = shapely.Polygon([(0, 0), (0.02, 0), (0, 0.02)])
+    blocks = gpd.GeoDataFrame({"block_id": [0, 1], "village_code": ["440111001001"] * 2},
+                              geometry=[village.difference(scrap), scrap], crs=crs)
+    villages = gpd.GeoDataFrame({"code": ["440111001001"], "name": ["测试社区"],
+                                 "level": ["village"], "kind": ["urban"]},
+                                geometry=[village], crs=crs)
+    school = gpd.GeoDataFrame({"name": ["第一中学"], "kind": ["school"]},
+                              geometry=[shapely.box(-200, -200, 0.05, 0.05)], crs=crs)
+    no_barriers = gpd.GeoDataFrame({"strength": [], "kind": [], "name": []},
+                                   geometry=[], crs=crs)
+    params = PartitionParams()
+    done, *_ = _regions(blocks, adjacency(blocks, no_barriers), villages,
+                        {"dedicated_areas": school}, np.array([400, 0]), np.array([2, 0]),
+                        params, {"440111001001"}, {"440111001001"}, np.zeros(2, dtype=bool),
+                        np.array([], dtype=object))
+    grids = done["440111001001"]
+    assert [g.kind for g, _ in grids] == ["comprehensive"]
+    assert sorted(grids[0][1].tolist()) == [0, 1]
+    # A dedicated area that really lies in the village is still a grid of its own.
+    done, *_ = _regions(blocks.set_geometry([village.difference(shapely.box(0, 0, 20, 20)),
+                                             shapely.box(0, 0, 20, 20)]),
+                        adjacency(blocks, no_barriers), villages,
+                        {"dedicated_areas": school.set_geometry([shapely.box(-1, -1, 21, 21)])},
+                        np.array([400, 0]), np.array([2, 0]), params, {"440111001001"},
+                        {"440111001001"}, np.zeros(2, dtype=bool), np.array([], dtype=object))
+    assert sorted(g.kind for g, _ in done["440111001001"]) == ["comprehensive", "dedicated"]

@@ -10,8 +10,8 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gis.contract import Territory
 from gis.errors import EditRefused
-from gis.layers import Territory
 from partitioning import edit, flags, quality
 from partitioning.blocks import barrier_lines
 from partitioning.engine import partition_territory

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from api.cli import app
-from gis.layers import read_territory
+from gis.io.territory import read_territory
 from partitioning.engine import partition_territory
 from partitioning.households import building_households, land_use_at
 from partitioning.params import PartitionParams

@@ -10,7 +10,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gis.layers import Territory
+from gis.contract import Territory
 from partitioning.corridors import Footprints, best_line
 from partitioning.engine import PartitionResult, partition_territory
 from partitioning.params import PartitionParams

@@ -13,8 +13,8 @@ from test_edit import G1, G2, G3, V1, _hood
 
 from data.changes import scripted_changes
 from data.demo import generate
+from gis.contract import Territory
 from gis.errors import EditRefused
-from gis.layers import Territory
 from partitioning import edit
 from partitioning.engine import partition_territory
 from partitioning.plan import updated

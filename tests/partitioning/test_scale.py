@@ -10,7 +10,7 @@ import shapely
 
 import partitioning.engine as engine
 from data.demo import generate
-from gis.layers import Territory
+from gis.contract import Territory
 from partitioning import boundaries
 from partitioning.blocks import adjacency, barrier_lines, make_blocks
 from partitioning.oversize import split_oversized

@@ -10,7 +10,7 @@ import numpy as np
 import shapely
 
 from data.demo import generate
-from gis.layers import Territory
+from gis.contract import Territory
 from partitioning import boundaries
 from partitioning.engine import partition_territory
 from partitioning.params import PartitionParams

@@ -13,7 +13,7 @@ import pytest
 import shapely
 
 from data.demo import generate, generate_province
-from gis.layers import Territory
+from gis.contract import Territory
 from partitioning.boundaries import DIRECTIONS
 from partitioning.params import PartitionParams
 from partitioning.towns import EDGE, join, partition_piece, partition_pieces, split_territory

@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 from api.app import create_app
 from data.demo import generate
 from gis.accounts import add_account, create_api_key
+from gis.contract import Territory
 from gis.database import make_engine
-from gis.layers import Territory, read_territory
+from gis.io.territory import read_territory
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory

@@ -11,6 +11,9 @@ import pyogrio
 
 from gis.errors import LayerError, LimitExceeded, gdal_reason
 
+#: File names of an OpenStreetMap extract (PBF or XML).
+OSM_SUFFIXES = (".pbf", ".osm")
+
 
 def _osm_layer(path: str, layer: str, max_features: int | None = None) -> gpd.GeoDataFrame:
     conf = str(Path(__file__).with_name("osmconf.ini"))

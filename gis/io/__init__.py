@@ -1,0 +1,1 @@
+"""Reading files into layers: archives, encodings, formats (vector, CSV, OSM), whole territories."""

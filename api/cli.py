@@ -11,9 +11,11 @@ import typer
 from rich.table import Table
 
 from api.cli_accounts import DatabaseOption, db_app, messages, user_app
+from api.cli_overlays import barrier_lines, overlay_app
 from api.console import EXIT_CODES_HELP, JsonOption, Output, QuietOption, one_line, user_errors
 from api.demo_setup import MAX_HOUSEHOLDS as DEMO_MAX
 from api.demo_setup import MIN_HOUSEHOLDS as DEMO_MIN
+from api.importing import counts_table
 from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 from gis.errors import ComputeUnavailable, GridmapError
 
@@ -25,31 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
-overlay_app = typer.Typer(help="Department grids 部门网格 (警格, 城管网格, …) as overlays.",
-                          no_args_is_help=True)
 app.add_typer(overlay_app, name="overlay")
-
-LAYER_LABELS = {
-    "admin_areas": "行政区划 admin areas",
-    "roads": "道路 roads",
-    "water": "水系 water",
-    "ridges": "山脊 ridges",
-    "railways": "铁路 railways",
-    "buildings": "建筑/地址 buildings",
-    "facilities": "设施 facilities",
-    "dedicated_areas": "专属区域 dedicated areas",
-}
-
-
-def _counts_table(title: str, counts: dict[str, int]) -> Table:
-    table = Table(title=title)
-    table.add_column("layer 图层")
-    table.add_column("features 要素数", justify="right")
-    for layer, label in LAYER_LABELS.items():
-        if layer in counts:
-            table.add_row(label, f"{counts[layer]:,}")
-    return table
-
 
 def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title)
@@ -89,73 +67,8 @@ def import_command(
         seconds = time.perf_counter() - started
         out.result({"territory_id": territory_id, "layers": counts,
                     "seconds": round(seconds, 1)},
-                   _counts_table(f"territory {territory_id} imported 导入完成", counts))
+                   counts_table(f"territory {territory_id} imported 导入完成", counts))
         out.say(f"took {seconds:.1f} s")
-
-
-@overlay_app.command("add")
-def overlay_add(
-    territory_id: Annotated[int, typer.Argument(help="The territory's id.")],
-    path: Annotated[Path, typer.Argument(
-        help="One polygon layer: GeoPackage, GeoJSON, Shapefile, or a .zip of one.")],
-    department: Annotated[str, typer.Option(help="公安, 城管, 应急, …")],
-    database_url: DatabaseOption = None,
-    field_map: Annotated[list[str] | None, typer.Option(
-        "--field-map", help="Which column holds the unit code and name: 警格编号=code, "
-                            "警格名称=name. Repeatable.")] = None,
-    crs: Annotated[str | None, typer.Option(
-        help="Coordinate system where the file declares none (or wrongly): EPSG:4490, "
-             "EPSG:4547, gcj02, …")] = None,
-    encoding: Annotated[str | None, typer.Option(
-        help="Attribute encoding of a Shapefile without .cpg, e.g. GBK.")] = None,
-    name: Annotated[str | None, typer.Option(help="Name of the overlay.")] = None,
-    replace: Annotated[bool, typer.Option(help="Replace this department's overlay.")] = False,
-    quiet: QuietOption = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Import a department's own grid units into a territory as an overlay."""
-    from gis.database import make_engine, upgrade
-    from gis.io.options import parse_field_map
-    from gis.overlays import check_department, read_overlay, store_overlay
-    from gis.store import territory_row
-
-    out = Output(quiet=quiet, as_json=as_json)
-    with user_errors():
-        engine = make_engine(database_url)
-        upgrade(engine)
-        territory_row(engine, territory_id)
-        dept = check_department(department)
-        layer = read_overlay(path, field_map=parse_field_map(field_map), crs=crs,
-                             encoding=encoding)
-        overlay_id = store_overlay(engine, territory_id, dept, layer, name=name,
-                                   source=str(path), replace=replace)
-        out.result({"overlay_id": overlay_id, "territory_id": territory_id,
-                    "department": dept, "units": len(layer.units),
-                    "source_crs": str(layer.source_crs), "code_field": layer.field_map["code"]},
-                   f"overlay {overlay_id} ({dept}): {len(layer.units):,} units 单元, drawn in "
-                   f"{layer.source_crs}; code from {layer.field_map['code']}")
-
-
-@overlay_app.command("list")
-def overlay_list(territory_id: Annotated[int, typer.Argument(help="The territory's id.")],
-                 database_url: DatabaseOption = None, quiet: QuietOption = False,
-                 as_json: JsonOption = False) -> None:
-    """A territory's overlays."""
-    from gis.database import make_engine
-    from gis.overlays import list_overlays
-    from gis.store import territory_row
-
-    with user_errors():
-        engine = make_engine(database_url)
-        territory_row(engine, territory_id)
-        table = Table(title=f"territory {territory_id} overlays 部门图层")
-        for column in ("id", "department 部门", "units 单元", "source CRS"):
-            table.add_column(column)
-        overlays = list_overlays(engine, territory_id)
-        for o in overlays:
-            table.add_row(str(o["id"]), o["department"], f"{o['units']:,}", o["source_crs"])
-        Output(quiet=quiet, as_json=as_json).result(
-            {"territory_id": territory_id, "overlays": overlays}, table)
 
 
 @app.command()
@@ -225,7 +138,7 @@ def partition(
                                      estimate=estimate, min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
-        barriers = _barrier_lines(barrier_overlay) if barrier_overlay else None
+        barriers = barrier_lines(barrier_overlay) if barrier_overlay else None
         compute = shared_compute(scheduler or "", workers)
         # The cluster starts (or is reached) while the territory is read.
         reached: list[BaseException] = []
@@ -285,25 +198,6 @@ def partition(
                        files={k: str(v) for k, v in paths.items()})
         view.result(figures, _figures_table("网格划分 partition", rows),
                     *(f"  {key}: {path}" for key, path in paths.items()))
-
-
-def _barrier_lines(options: list[str]) -> Any:
-    """The unit boundaries of each DEPARTMENT=FILE of --barrier-overlay, as one layer."""
-    import geopandas as gpd
-    import pandas as pd
-
-    from gis.overlays import boundary_lines, check_department, read_overlay
-
-    frames = []
-    for option in options:
-        department, sep, path = option.partition("=")
-        if not sep or not path.strip():
-            raise GridmapError(f"--barrier-overlay takes DEPARTMENT=FILE (公安=jingge.shp), "
-                               f"got {option!r}")
-        units = read_overlay(Path(path.strip())).units
-        frames.append(boundary_lines(units, check_department(department)))
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
-                            crs=4326)
 
 
 def _estimate_line(report: dict[str, Any]) -> str:
@@ -671,37 +565,8 @@ def demo(
     with user_errors():
         made = make_demo(view, out, households=households, seed=seed, events=events,
                          districts=districts)
-    r, plan_id, base = made.report, made.plan_id, f"http://{host}:{port}"
-    lines = [
-        _counts_table(f"territory {made.territory_id} in {made.db_path}", made.layer_counts),
-        f"划分 partitioned into {r['n_grids']} grids 网格 (plan {plan_id}, published 已发布): "
-        f"{r['in_range_share']:.1%} in {r['params']['min_households']}–"
-        f"{r['params']['max_households']} households (forced excluded: {r['n_forced']}), "
-        f"{r['barrier_boundary_share']:.0%} of boundaries on roads, rivers and admin lines"]
-    if made.events:
-        lines.append(f"事件 {events} events reported over the last 3 days: "
-                     + ", ".join(f"{k} {v}" for k, v in made.events.items()))
-    lines += [
-        f"took {made.seconds:.1f} s\n", "[bold]What to open 打开:[/]",
-        f"  • {made.gpkg}  — the demo district's layers (QGIS: drag the file in)",
-        f"  • {made.paths['grids']}  — the grids with codes and 四至; {made.paths['report']} — "
-        "the quality report",
-        f"  • {made.db_path}  — the embedded SpatiaLite database (QGIS: Layer ▸ Add SpatiaLite "
-        "layer)",
-        f"[bold]登录 sign in:[/] user [bold]admin[/], password [bold]{made.admin_password}[/] "
-        "(an administrator of every area; make others with `gridmap user add`)"]
-    if serve_after:
-        lines += [
-            f"  • {base}/  — 首页 the index: plans, maps, posters, exports",
-            f"  • {base}/plans/{plan_id}/map  — 网格划分方案 the planner's map",
-            f"  • {base}/screen  — 指挥中心大屏 the command-centre screen",
-            f"  • {base}/docs  — the API; {base}/plans/{plan_id}/grids — the grids as GeoJSON; "
-            f"{base}/plans/{plan_id}/export.xlsx — the grid table",
-            f"  • {base}/ogc  — OGC API – Features: in QGIS, Layer ▸ Add Layer ▸ Add WFS / OGC "
-            "API – Features Layer, new connection with this URL"]
-    else:
-        lines.append(f"  • gridmap serve --database-url {made.database_url}  — serve it over "
-                     "HTTP")
+    base = f"http://{host}:{port}"
+    lines = made.lines(base if serve_after else None)
     view.result({**made.figures(), "url": base if serve_after else None}, *lines)
     if serve_after:
         with user_errors():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from api.console import Output
-from api.importing import import_file
+from api.importing import counts_table, import_file
 from gis.errors import GridmapError
 
 #: What the generator can lay out: below 5,000 households a district has too few for its
@@ -58,6 +58,42 @@ class Demo:
                       **{k: str(v) for k, v in self.paths.items()}},
             "seconds": round(self.seconds, 1),
         }
+
+
+    def lines(self, base: str | None) -> list[Any]:
+        """What the demo shows when done: the layers, the plan's figures, what to open and how
+        to sign in; ``base``: the address it will be served at (None: not served)."""
+        r, plan_id = self.report, self.plan_id
+        out: list[Any] = [
+            counts_table(f"territory {self.territory_id} in {self.db_path}", self.layer_counts),
+            f"划分 partitioned into {r['n_grids']} grids 网格 (plan {plan_id}, published 已发布): "
+            f"{r['in_range_share']:.1%} in {r['params']['min_households']}–"
+            f"{r['params']['max_households']} households (forced excluded: {r['n_forced']}), "
+            f"{r['barrier_boundary_share']:.0%} of boundaries on roads, rivers and admin lines"]
+        if self.events:
+            out.append(f"事件 {sum(self.events.values())} events reported over the last 3 days: "
+                       + ", ".join(f"{k} {v}" for k, v in self.events.items()))
+        out += [
+            f"took {self.seconds:.1f} s\n", "[bold]What to open 打开:[/]",
+            f"  • {self.gpkg}  — the demo district's layers (QGIS: drag the file in)",
+            f"  • {self.paths['grids']}  — the grids with codes and 四至; "
+            f"{self.paths['report']} — the quality report",
+            f"  • {self.db_path}  — the embedded SpatiaLite database (QGIS: Layer ▸ Add "
+            "SpatiaLite layer)",
+            f"[bold]登录 sign in:[/] user [bold]admin[/], password [bold]{self.admin_password}[/] "
+            "(an administrator of every area; make others with `gridmap user add`)"]
+        if base is None:
+            return [*out, f"  • gridmap serve --database-url {self.database_url}  — serve it "
+                          "over HTTP"]
+        return [
+            *out,
+            f"  • {base}/  — 首页 the index: plans, maps, posters, exports",
+            f"  • {base}/plans/{plan_id}/map  — 网格划分方案 the planner's map",
+            f"  • {base}/screen  — 指挥中心大屏 the command-centre screen",
+            f"  • {base}/docs  — the API; {base}/plans/{plan_id}/grids — the grids as GeoJSON; "
+            f"{base}/plans/{plan_id}/export.xlsx — the grid table",
+            f"  • {base}/ogc  — OGC API – Features: in QGIS, Layer ▸ Add Layer ▸ Add WFS / OGC "
+            "API – Features Layer, new connection with this URL"]
 
 
 def check_options(households: int, events: int, districts: int) -> None:

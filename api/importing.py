@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.table import Table
+
 from api.console import Output
+
+LAYER_LABELS = {
+    "admin_areas": "行政区划 admin areas",
+    "roads": "道路 roads",
+    "water": "水系 water",
+    "ridges": "山脊 ridges",
+    "railways": "铁路 railways",
+    "buildings": "建筑/地址 buildings",
+    "facilities": "设施 facilities",
+    "dedicated_areas": "专属区域 dedicated areas",
+}
+
+
+def counts_table(title: str, counts: dict[str, int]) -> Table:
+    table = Table(title=title)
+    table.add_column("layer 图层")
+    table.add_column("features 要素数", justify="right")
+    for layer, label in LAYER_LABELS.items():
+        if layer in counts:
+            table.add_row(label, f"{counts[layer]:,}")
+    return table
 
 
 def import_file(out: Output, path: Path, database_url: str | None, *, name: str | None = None,

@@ -41,10 +41,6 @@ def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
     return job_dict(row)
 
 
-def list_jobs(engine: Engine, territory_id: int | None = None) -> list[dict[str, Any]]:
-    return jobs_page(engine, Page(500), territory_id=territory_id).items
-
-
 def jobs_page(engine: Engine, page: Page | None, *, territory_id: int | None = None,
               territory_ids: Collection[int] | None = None) -> Paged[dict[str, Any]]:
     """A page of the jobs, newest first; ``territory_ids``: only theirs."""

@@ -154,6 +154,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # /docs is served below from the vendored Swagger UI (FastAPI's own loads it from a
         # CDN, with an inline script); ReDoc is not offered.
         docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,
+        # Names the request bodies and answers after the operation (Body_accounts_token),
+        # not after the function, path and method (Body_token_token_post).
+        generate_unique_id_function=operation_id,
     )
     app.docs_url = "/docs"   # read by the OGC landing page's service-doc link
     app.state.engine = engine

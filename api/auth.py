@@ -21,7 +21,7 @@ from gis import accounts, models
 from gis.accounts import AccountInfo
 from gis.errors import NotFound
 from gis.plans import get_plan
-from gis.store import territory_roots
+from gis.store import list_territories, territory_roots
 
 #: What each role may do. ``personal`` = names and phone numbers in events unmasked.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -279,6 +279,12 @@ def declare_security(app: Any, routes: list[APIRoute]) -> None:
                 if (method, path) in guarded:
                     operation["security"] = [{"OAuth2PasswordBearer": []},
                                              {"APIKeyHeader": []}]
+                    # what every guarded call may answer (a generated client parses them)
+                    answers = operation.setdefault("responses", {})
+                    answers.setdefault("401", {"description": "Not signed in, or the token "
+                                                              "or key no longer works"})
+                    answers.setdefault("403", {"description": "The account's role or areas "
+                                                              "do not allow this"})
         app.openapi_schema = schema
         return schema
 
@@ -338,6 +344,14 @@ def _scopes(request: Request) -> Scopes:
 def visible(request: Request, who: Principal, territory_id: int) -> bool:
     """Whether the account has an area in the territory."""
     return who.everywhere or any(who.overlaps(r) for r in _scopes(request).roots(territory_id))
+
+
+def visible_territories(request: Request, who: Principal, engine: Engine) -> list[int] | None:
+    """The territories the account has an area in (None: every one), for a list's reader
+    to filter on in SQL."""
+    if who.everywhere:
+        return None
+    return [i for i, _ in list_territories(engine) if visible(request, who, i)]
 
 
 def check_territory(request: Request, who: Principal, territory_id: int,

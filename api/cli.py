@@ -2,117 +2,40 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.cli_accounts import DatabaseOption, db_app, messages, user_app
+from api.cli_overlays import barrier_lines, overlay_app
+from api.console import EXIT_CODES_HELP, JsonOption, Output, QuietOption, one_line, user_errors
+from api.demo_setup import MAX_HOUSEHOLDS as DEMO_MAX
+from api.demo_setup import MIN_HOUSEHOLDS as DEMO_MIN
+from api.importing import counts_table
 from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
-from gis.errors import GridmapError
+from gis.errors import ComputeUnavailable, GridmapError
 
 app = typer.Typer(
     help="gridmap: 网格化服务管理 — partition territory into grids, store plans, route events.",
+    epilog=EXIT_CODES_HELP + " Shell completion: gridmap --install-completion.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="The database: create or upgrade its schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-user_app = typer.Typer(help="Accounts 账户: add, change password, disable, API keys.",
-                       no_args_is_help=True)
 app.add_typer(user_app, name="user")
-overlay_app = typer.Typer(help="Department grids 部门网格 (警格, 城管网格, …) as overlays.",
-                          no_args_is_help=True)
 app.add_typer(overlay_app, name="overlay")
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", envvar="GRIDMAP_DATABASE_URL",
-                 help="SQLAlchemy URL: sqlite:///file.sqlite (SpatiaLite) or "
-                      "postgresql+psycopg://user@host/db (PostGIS)."),
-]
-
-LAYER_LABELS = {
-    "admin_areas": "行政区划 admin areas",
-    "roads": "道路 roads",
-    "water": "水系 water",
-    "ridges": "山脊 ridges",
-    "railways": "铁路 railways",
-    "buildings": "建筑/地址 buildings",
-    "facilities": "设施 facilities",
-    "dedicated_areas": "专属区域 dedicated areas",
-}
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a GridmapError (or a file that cannot be opened) into a clear one-line message and
-    exit code 2, not a traceback."""
-    try:
-        yield
-    except GridmapError as exc:
-        err_console.print(f"[bold red]错误 error:[/] {escape(_one_line(exc.message))}",
-                          highlight=False)
-        raise typer.Exit(2) from exc
-    except OSError as exc:  # a folder where a file belongs, no permission, a full disk
-        where = f"{exc.filename}: " if exc.filename else ""
-        text = _one_line(where + (exc.strerror or str(exc)))
-        err_console.print(f"[bold red]错误 error:[/] {escape(text)}", highlight=False)
-        raise typer.Exit(2) from exc
-
-
-def _one_line(text: str) -> str:
-    """A message on one line (GDAL's reasons may span several)."""
-    return " ".join(text.split())
-
-
-def _counts_table(title: str, counts: dict[str, int]) -> Table:
+def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title)
-    table.add_column("layer 图层")
-    table.add_column("features 要素数", justify="right")
-    for layer, label in LAYER_LABELS.items():
-        if layer in counts:
-            table.add_row(label, f"{counts[layer]:,}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for label, value in rows:
+        table.add_row(label, value)
     return table
-
-
-def _import(path: Path, database_url: str | None, *, name: str | None,
-            field_map: list[str] | None, crs: list[str] | None,
-            encoding: str | None) -> tuple[int, dict[str, int]]:
-    from gis.database import make_engine, upgrade
-    from gis.io.options import parse_crs_option, parse_field_map
-    from gis.io.territory import read_territory
-    from gis.store import import_territory, layer_counts
-
-    with console.status(f"读取 reading {path} ..."):
-        territory = read_territory(path, field_map=parse_field_map(field_map),
-                                   crs=parse_crs_option(crs), encoding=encoding)
-    for note in territory.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    if territory.repairs:
-        console.print(f"[yellow]repaired {len(territory.repairs)} invalid geometries[/] "
-                      "(make_valid), e.g. " + "; ".join(
-                          f"{r.layer} row {r.row}: {r.reason}" for r in territory.repairs[:3]))
-    engine = make_engine(database_url)
-    upgrade(engine)
-    counts = territory.counts()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("写入 writing", total=sum(counts.values()))
-        territory_id = import_territory(
-            engine, territory, name=name, source=str(path),
-            progress=lambda _layer, n: bar.advance(task, n))
-    return territory_id, layer_counts(engine, territory_id)
 
 
 @app.command("import")
@@ -130,70 +53,22 @@ def import_command(
                       "or LAYER=CRS for one layer. Repeatable.")] = None,
     encoding: Annotated[str | None, typer.Option(
         help="Attribute encoding of Shapefiles without a .cpg, e.g. GBK.")] = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Import a territory's layers into the database in one transaction."""
+    from api.importing import import_file
+
+    out = Output(quiet=quiet, as_json=as_json)
     with user_errors():
         started = time.perf_counter()
-        territory_id, counts = _import(territory, database_url, name=name, field_map=field_map,
-                                       crs=crs, encoding=encoding)
-        console.print(_counts_table(f"territory {territory_id} imported 导入完成", counts))
-        console.print(f"took {time.perf_counter() - started:.1f} s")
-
-
-@overlay_app.command("add")
-def overlay_add(
-    territory_id: Annotated[int, typer.Argument(help="The territory's id.")],
-    path: Annotated[Path, typer.Argument(
-        help="One polygon layer: GeoPackage, GeoJSON, Shapefile, or a .zip of one.")],
-    department: Annotated[str, typer.Option(help="公安, 城管, 应急, …")],
-    database_url: DatabaseOption = None,
-    field_map: Annotated[list[str] | None, typer.Option(
-        "--field-map", help="Which column holds the unit code and name: 警格编号=code, "
-                            "警格名称=name. Repeatable.")] = None,
-    crs: Annotated[str | None, typer.Option(
-        help="Coordinate system where the file declares none (or wrongly): EPSG:4490, "
-             "EPSG:4547, gcj02, …")] = None,
-    encoding: Annotated[str | None, typer.Option(
-        help="Attribute encoding of a Shapefile without .cpg, e.g. GBK.")] = None,
-    name: Annotated[str | None, typer.Option(help="Name of the overlay.")] = None,
-    replace: Annotated[bool, typer.Option(help="Replace this department's overlay.")] = False,
-) -> None:
-    """Import a department's own grid units into a territory as an overlay."""
-    from gis.database import make_engine, upgrade
-    from gis.io.options import parse_field_map
-    from gis.overlays import check_department, read_overlay, store_overlay
-    from gis.store import territory_row
-
-    with user_errors():
-        engine = make_engine(database_url)
-        upgrade(engine)
-        territory_row(engine, territory_id)
-        dept = check_department(department)
-        layer = read_overlay(path, field_map=parse_field_map(field_map), crs=crs,
-                             encoding=encoding)
-        overlay_id = store_overlay(engine, territory_id, dept, layer, name=name,
-                                   source=str(path), replace=replace)
-        console.print(f"overlay {overlay_id} ({dept}): {len(layer.units):,} units 单元, "
-                      f"drawn in {layer.source_crs}; code from {layer.field_map['code']}")
-
-
-@overlay_app.command("list")
-def overlay_list(territory_id: Annotated[int, typer.Argument(help="The territory's id.")],
-                 database_url: DatabaseOption = None) -> None:
-    """A territory's overlays."""
-    from gis.database import make_engine
-    from gis.overlays import list_overlays
-    from gis.store import territory_row
-
-    with user_errors():
-        engine = make_engine(database_url)
-        territory_row(engine, territory_id)
-        table = Table(title=f"territory {territory_id} overlays 部门图层")
-        for column in ("id", "department 部门", "units 单元", "source CRS"):
-            table.add_column(column)
-        for o in list_overlays(engine, territory_id):
-            table.add_row(str(o["id"]), o["department"], f"{o['units']:,}", o["source_crs"])
-        console.print(table)
+        territory_id, counts = import_file(out, territory, database_url, name=name,
+                                           field_map=field_map, crs=crs, encoding=encoding)
+        seconds = time.perf_counter() - started
+        out.result({"territory_id": territory_id, "layers": counts,
+                    "seconds": round(seconds, 1)},
+                   counts_table(f"territory {territory_id} imported 导入完成", counts))
+        out.say(f"took {seconds:.1f} s")
 
 
 @app.command()
@@ -234,6 +109,8 @@ def partition(
         "--barrier-overlay", help="DEPARTMENT=FILE: a department's units (a polygon layer "
                                   "as `gridmap overlay add` takes) whose boundaries grids "
                                   "must not cross, like a river. Repeatable.")] = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Cut a territory into grids of MIN–MAX households (files in, files out; no database).
 
@@ -250,6 +127,7 @@ def partition(
     from partitioning.params import PartitionParams
     from partitioning.towns import split_territory
 
+    view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
         if workers < 0:
             raise GridmapError("--workers must be 0 (one per CPU) or more")
@@ -260,7 +138,7 @@ def partition(
                                      estimate=estimate, min_dwelling_m2=min_dwelling)
         except ValueError as exc:
             raise GridmapError(str(exc)) from exc
-        barriers = _barrier_lines(barrier_overlay) if barrier_overlay else None
+        barriers = barrier_lines(barrier_overlay) if barrier_overlay else None
         compute = shared_compute(scheduler or "", workers)
         # The cluster starts (or is reached) while the territory is read.
         reached: list[BaseException] = []
@@ -273,21 +151,22 @@ def partition(
 
         starter = threading.Thread(target=start, daemon=True)
         starter.start()
-        with console.status(f"读取 reading {territory} ..."):
+        with view.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
             if barriers is not None:
                 terr.layers[BARRIER_LAYER] = barriers
             split = split_territory(terr)
         starter.join()
+        if reached and isinstance(reached[0], GridmapError):
+            raise reached[0]            # already says which cluster and what to do
         if reached:
-            raise GridmapError(f"计算集群不可用 the Dask cluster "
-                               f"({scheduler or 'LocalCluster'}) could not be reached: "
-                               f"{_one_line(str(reached[0]) or type(reached[0]).__name__)}")
+            raise ComputeUnavailable(
+                f"计算集群不可用 the Dask cluster ({scheduler or 'LocalCluster'}) could not be "
+                f"reached: {one_line(str(reached[0]) or type(reached[0]).__name__)}")
         client = compute.client()
         n_workers = len(client.scheduler_info().get("workers", {}))
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with view.bar() as bar:
             task = bar.add_task(f"划分 partitioning on {n_workers} workers",
                                 total=len(split.pieces))
             result = partition_on_cluster(
@@ -296,10 +175,7 @@ def partition(
                     task, completed=done, description=f"划分 town {key}"))
         paths = write_partition(result, out)
         r = result.report
-        table = Table(title="网格划分 partition")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for label, value in (
+        rows = [
             ("grids 网格", f"{r['n_grids']:,} ({r['n_dedicated']} dedicated 专属)"),
             ("households 户数", f"{r['households']:,}"),
             ("estimated 估算户数", _estimate_line(r)),
@@ -312,30 +188,16 @@ def partition(
             ("towns 街道/镇", f"{len(split.pieces)} pieces on {n_workers} workers "
                               f"(longest {max(p['seconds'] for p in r['pieces']):.1f} s)"),
             ("runtime", f"{r['runtime_s']:.1f} s"),
-        ):
-            table.add_row(label, value)
-        console.print(table)
-        for key, path in paths.items():
-            console.print(f"  {key}: {path}")
-
-
-def _barrier_lines(options: list[str]) -> Any:
-    """The unit boundaries of each DEPARTMENT=FILE of --barrier-overlay, as one layer."""
-    import geopandas as gpd
-    import pandas as pd
-
-    from gis.overlays import boundary_lines, check_department, read_overlay
-
-    frames = []
-    for option in options:
-        department, sep, path = option.partition("=")
-        if not sep or not path.strip():
-            raise GridmapError(f"--barrier-overlay takes DEPARTMENT=FILE (公安=jingge.shp), "
-                               f"got {option!r}")
-        units = read_overlay(Path(path.strip())).units
-        frames.append(boundary_lines(units, check_department(department)))
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry",
-                            crs=4326)
+        ]
+        figures: dict[str, Any] = {k: r[k] for k in (
+            "n_grids", "n_dedicated", "households", "households_estimated", "in_range_share",
+            "n_forced", "barrier_boundary_share", "compactness_mean", "coverage_share",
+            "overlap_m2", "runtime_s") if k in r}
+        figures.update(flagged=len(r["flagged"]), towns=len(split.pieces), workers=n_workers,
+                       min_households=min_households, max_households=max_households,
+                       files={k: str(v) for k, v in paths.items()})
+        view.result(figures, _figures_table("网格划分 partition", rows),
+                    *(f"  {key}: {path}" for key, path in paths.items()))
 
 
 def _estimate_line(report: dict[str, Any]) -> str:
@@ -365,6 +227,8 @@ def redraw(
     crs: Annotated[list[str] | None, typer.Option(
         "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
     = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Redraw a plan stably for new household data: keep the grids that still fit, redo
     only the neighbourhoods that break (files in, files out; no database)."""
@@ -378,6 +242,7 @@ def redraw(
     from partitioning.output import GRID_COLUMNS
     from partitioning.redraw import redraw_plan
 
+    view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
         for name in ("grids.gpkg", "blocks.gpkg"):
             if not (old / name).exists():
@@ -389,10 +254,10 @@ def redraw(
         if "block_no" not in blocks:
             blocks["block_no"] = range(len(blocks))
         grids["flags"] = [[f for f in str(v or "").split(",") if f] for v in grids["flags"]]
-        with console.status(f"读取 reading {territory} ..."):
+        with view.status(f"读取 reading {territory} ..."):
             terr = read_territory(territory, field_map=parse_field_map(field_map),
                                   crs=parse_crs_option(crs))
-        with console.status("重划 redrawing ..."):
+        with view.status("重划 redrawing ..."):
             result = redraw_plan(blocks, grids, terr)
         admin = terr.layers["admin_areas"]
         names = dict(zip(admin["code"], admin["name"], strict=True))
@@ -414,12 +279,16 @@ def redraw(
         (out / "report.json").write_text(json.dumps(result.report, ensure_ascii=False,
                                                     indent=2), encoding="utf-8")
         r = result.report["redraw"]
-        console.print(
+        view.result(
+            {**{k: r[k] for k in ("grids_before", "grids_after", "grids_kept", "kept_share",
+                                  "households_moved", "in_range_share")},
+             **{k: len(r[k]) for k in ("grids_changed", "grids_new", "grids_retired")},
+             "out": str(out)},
             f"网格 grids: {r['grids_before']} → {r['grids_after']}; 保留 kept {r['grids_kept']} "
             f"({r['kept_share']:.1%}), 改变 changed {len(r['grids_changed'])}, 新增 new "
             f"{len(r['grids_new'])}, 撤销 retired {len(r['grids_retired'])}; 换网格户数 "
-            f"households moved {r['households_moved']:,}; in range {r['in_range_share']:.1%}")
-        console.print(f"  {out}")
+            f"households moved {r['households_moved']:,}; in range {r['in_range_share']:.1%}",
+            f"  {out}")
 
 
 @app.command()
@@ -430,7 +299,9 @@ def route(
     grids: Annotated[Path, typer.Option(
         "--grids", help="The grids: grids.gpkg from `gridmap partition`, or any polygon layer "
                         "with a grid code (GeoPackage, GeoJSON, Shapefile).")],
-    out: Annotated[Path, typer.Option("--out", help="Output: .csv or .geojson.")],
+    out: Annotated[Path, typer.Option("--out", help="Output: .csv or .geojson, or - for CSV "
+                                                    "on stdout (the summary then goes to "
+                                                    "stderr).")],
     coord_sys: Annotated[str | None, typer.Option(
         "--coord-sys", help="Coordinate system of the events (required): wgs84, cgcs2000, "
                             "gcj02 (AMap/Tencent), bd09 (Baidu), 2000sz, EPSG:4547, ...")]
@@ -457,6 +328,8 @@ def route(
         help="Encoding of the CSV (default: UTF-8 or GBK, detected).")] = None,
     near_m: Annotated[float, typer.Option(
         "--near-m", help="Report a second candidate grid within this many metres.")] = 10.0,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Route located events to the grid that owns each point (files in, files out)."""
     from events.files import output_kind, read_events, read_grids, routed_table, write_routed
@@ -464,6 +337,7 @@ def route(
     from gis.errors import CoordinateError
     from gis.io.options import parse_field_map
 
+    view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
         if coord_sys is None:
             raise GridmapError(
@@ -473,9 +347,13 @@ def route(
                 "GCJ-02 point lies about 500 m off, in the wrong grid.")
         if not near_m >= 0:
             raise GridmapError("--near-m must be 0 or more metres")
-        output_kind(out)
+        to_stdout = str(out) == "-"
+        if to_stdout and as_json:
+            raise GridmapError("--out - and --json both write to stdout: choose one")
+        if not to_stdout:
+            output_kind(out)
         started = time.perf_counter()
-        with console.status(f"读取 reading {events} and {grids} ..."):
+        with view.status(f"读取 reading {events} and {grids} ..."):
             table = read_events(events, lon=lon, lat=lat, encoding=encoding)
             grid_frame = read_grids(grids, layer=layer, code_field=code_field,
                                     field_map=parse_field_map(field_map), crs=grids_crs)
@@ -485,20 +363,23 @@ def route(
             except CoordinateError as exc:
                 raise GridmapError(f"{events}: {exc.message} (rows are {table.row_label})"
                                    ) from exc
-        with console.status(f"建立索引 indexing {len(grid_frame):,} grids ..."):
+        with view.status(f"建立索引 indexing {len(grid_frame):,} grids ..."):
             router = GridRouter.from_grids(grid_frame, near_m=near_m)
         n = len(x)
         parts = []
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with view.bar() as bar:
             task = bar.add_task("落格 routing", total=n)
             step = 100_000
             for start in range(0, n, step):
                 parts.append(router.route(x[start:start + step], y[start:start + step]))
                 bar.advance(task, min(step, n - start))
         routed = Routed.concat(parts) if parts else router.route([], [])
-        with console.status(f"写入 writing {out} ..."):
-            write_routed(routed_table(table, router, routed), x, y, out)
+        if to_stdout:     # UTF-8 without a BOM: the next command of the pipe reads it
+            routed_table(table, router, routed).to_csv(sys.stdout, index=False)
+            sys.stdout.flush()
+        else:
+            with view.status(f"写入 writing {out} ..."):
+                write_routed(routed_table(table, router, routed), x, y, out)
         outside = int((routed.index < 0).sum())
         near = int((routed.other >= 0).sum())
         on_edge = sum(1 for f in routed.flags if "on_edge" in f)
@@ -510,8 +391,15 @@ def route(
                              ("near boundary 临界", near), ("on an edge 压线", on_edge),
                              ("total 合计", n)):
             summary.add_row(label, f"{count:,}", f"{count / n:.1%}" if n else "–")
-        console.print(summary)
-        console.print(f"  {out}  (took {time.perf_counter() - started:.1f} s)")
+        seconds = time.perf_counter() - started
+        if to_stdout:     # stdout holds the events: the summary is a message
+            view.say(summary)
+            view.say(f"took {seconds:.1f} s")
+            return
+        view.result({"events": n, "routed": n - outside, "outside": outside,
+                     "near_boundary": near, "on_edge": on_edge, "grids": len(grid_frame),
+                     "out": str(out), "seconds": round(seconds, 1)},
+                    summary, f"  {out}  (took {seconds:.1f} s)")
 
 
 @app.command()
@@ -535,6 +423,8 @@ def geocode(
     crs: Annotated[list[str] | None, typer.Option(
         "--crs", help="Coordinate system of the territory's files (see `gridmap import`).")]
     = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Geocode a file of addresses against a territory's own data (nothing leaves the
     machine)."""
@@ -546,12 +436,13 @@ def geocode(
     from gis.io.options import parse_crs_option
     from gis.io.territory import read_territory
 
+    view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
         if not out.name.lower().endswith(".csv"):
             raise GridmapError(f"--out {out}: write a .csv")
         crsmod.parse_coord_sys(coord_sys)
         started = time.perf_counter()
-        with console.status(f"读取 reading {addresses} and {territory} ..."):
+        with view.status(f"读取 reading {addresses} and {territory} ..."):
             table = event_frame(addresses.read_bytes(), addresses.name, encoding=encoding)
             names = [column] if column else ["address", "地址", "addr", "详细地址"]
             found = next((c for c in names if c in table.columns), None)
@@ -560,9 +451,9 @@ def geocode(
                                    f"{', '.join(names)}; found {', '.join(table.columns)}): "
                                    "name it with --column")
             terr = read_territory(territory, crs=parse_crs_option(crs))
-        with console.status("建立地址索引 indexing the addresses ..."):
+        with view.status("建立地址索引 indexing the addresses ..."):
             index = AddressIndex(terr.layers, terr.metric_crs)
-        with console.status(f"地址匹配 geocoding {len(table):,} addresses ..."):
+        with view.status(f"地址匹配 geocoding {len(table):,} addresses ..."):
             texts = table[found].fillna("").astype(str).tolist()
             answers = index.to(index.geocode_many(texts), coord_sys)
         result = table.assign(
@@ -578,8 +469,11 @@ def geocode(
         summary.add_column("count", justify="right")
         for level in LEVELS:
             summary.add_row(level, f"{int(counts.get(level, 0)):,}")
-        console.print(summary)
-        console.print(f"  {out}  (took {time.perf_counter() - started:.1f} s)")
+        seconds = time.perf_counter() - started
+        view.result({"addresses": len(table), "address_points": index.size,
+                     "levels": {level: int(counts.get(level, 0)) for level in LEVELS},
+                     "out": str(out), "seconds": round(seconds, 1)},
+                    summary, f"  {out}  (took {seconds:.1f} s)")
 
 
 @app.command()
@@ -612,179 +506,8 @@ def poster(
                            zone=get_settings().timezone, overlay=overlay)
         path = out or Path(made.filename)
         path.write_bytes(made.content)
-        console.print(f"{path}  ({len(made.content) / 1e6:.1f} MB, "
-                      f"took {time.perf_counter() - started:.1f} s)")
-
-
-@db_app.command("upgrade")
-def db_upgrade(database_url: DatabaseOption = None) -> None:
-    """Create the tables, or bring them up to date (Alembic migrations)."""
-    from gis.database import make_engine, upgrade
-
-    with user_errors():
-        engine = make_engine(database_url)
-        upgrade(engine)
-        console.print(f"schema up to date: {engine.url.render_as_string(hide_password=True)}")
-
-
-PasswordStdin = Annotated[bool, typer.Option(
-    "--password-stdin", help="Read the password from standard input (for scripts) instead of "
-                             "asking for it.")]
-
-
-def _password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    return str(typer.prompt("密码 password", hide_input=True, confirmation_prompt=True))
-
-
-def _account_engine(database_url: str | None) -> Any:
-    from gis.database import make_engine, upgrade
-
-    engine = make_engine(database_url)
-    upgrade(engine)
-    return engine
-
-
-@user_app.command("add")
-def user_add(
-    username: Annotated[str, typer.Argument(help="Sign-in name (letters, digits, . _ @ -).")],
-    role: Annotated[str, typer.Option(help="admin, planner, operator, grid_worker, reporter "
-                                           "or viewer.")],
-    area: Annotated[str, typer.Option(help="Area codes the account is bound to, comma-"
-                                           "separated (e.g. 440111001 for a town, grid codes "
-                                           "for a grid worker), or '*' for every area.")],
-    name: Annotated[str | None, typer.Option(help="Display name, e.g. 王小明.")] = None,
-    password_stdin: PasswordStdin = False,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Create an account (the first one: an administrator with --area '*')."""
-    from gis.accounts import add_account
-
-    with user_errors():
-        engine = _account_engine(database_url)
-        account = add_account(engine, username, _password(password_stdin), role,
-                              area, name)
-        console.print(f"账户 account {account.username}: {account.role}, areas "
-                      f"{','.join(account.areas)}")
-
-
-@user_app.command("passwd")
-def user_passwd(username: str, password_stdin: PasswordStdin = False,
-                database_url: DatabaseOption = None) -> None:
-    """Set a new password (tokens issued before stop working)."""
-    from gis.accounts import change_account
-
-    with user_errors():
-        change_account(_account_engine(database_url), username,
-                       password=_password(password_stdin))
-        console.print(f"password changed for {username}")
-
-
-@user_app.command("disable")
-def user_disable(username: str, database_url: DatabaseOption = None) -> None:
-    """Disable an account: its tokens and API keys stop working within seconds."""
-    from gis.accounts import change_account
-
-    with user_errors():
-        change_account(_account_engine(database_url), username, disabled=True)
-        console.print(f"{username} disabled 已停用")
-
-
-@user_app.command("enable")
-def user_enable(username: str, database_url: DatabaseOption = None) -> None:
-    """Enable a disabled account again."""
-    from gis.accounts import change_account
-
-    with user_errors():
-        change_account(_account_engine(database_url), username, disabled=False)
-        console.print(f"{username} enabled 已启用")
-
-
-@user_app.command("list")
-def user_list(database_url: DatabaseOption = None) -> None:
-    """Every account with its role, areas and state."""
-    from gis.accounts import list_accounts
-
-    with user_errors():
-        table = Table("username", "name", "role", "areas", "state")
-        for a in list_accounts(_account_engine(database_url)):
-            table.add_row(a.username, a.display_name or "", a.role, ",".join(a.areas),
-                          "disabled 停用" if a.disabled else "active")
-        console.print(table)
-
-
-@user_app.command("key")
-def user_key(
-    username: str,
-    name: Annotated[str, typer.Option(help="What the key is for, e.g. hotline-integration.")],
-    revoke: Annotated[bool, typer.Option("--revoke", help="Revoke the keys of this name "
-                                                           "instead.")] = False,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Make a long-lived API key (sent as X-API-Key; printed once), or revoke keys."""
-    from gis.accounts import create_api_key, revoke_api_keys
-
-    with user_errors():
-        engine = _account_engine(database_url)
-        if revoke:
-            console.print(f"{revoke_api_keys(engine, username, name)} key(s) revoked")
-        else:
-            typer.echo(create_api_key(engine, username, name))
-
-
-def _fewer_malloc_arenas() -> None:
-    """Two glibc malloc arenas instead of 8 per core: with many worker threads, freed memory
-    stayed in per-thread arenas and the server's RSS grew 5–20 MB/min under the soak
-    benchmark; with 2 it stayed level (bench/results/soak_bench*.json). Set for this process
-    (mallopt) and, through the environment, for uvicorn's worker processes; an explicit
-    MALLOC_ARENA_MAX wins."""
-    import contextlib
-    import ctypes
-    import os
-
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    os.environ["MALLOC_ARENA_MAX"] = "2"
-    with contextlib.suppress(OSError):   # not glibc: nothing to tune
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)   # M_ARENA_MAX
-
-
-def _serve(host: str, port: int, workers: int, database_url: str | None,
-           access_log: bool = True, scheduler: str | None = None) -> None:
-    import os
-
-    import uvicorn
-
-    from gis.database import make_engine, upgrade
-    from gis.settings import get_settings
-    from partitioning.cluster import shared_compute
-
-    if database_url:
-        os.environ["GRIDMAP_DATABASE_URL"] = database_url   # seen by worker processes too
-    if scheduler:
-        os.environ["GRIDMAP_DASK_SCHEDULER"] = scheduler
-    get_settings.cache_clear()
-    _fewer_malloc_arenas()
-    upgrade(make_engine(database_url))
-    settings = get_settings()
-    if not settings.dask_scheduler:
-        # One LocalCluster for every server process: started here, its address handed to
-        # them (they only enqueue jobs and read; the workers compute).
-        compute = shared_compute("", settings.dask_workers)
-        os.environ["GRIDMAP_DASK_SCHEDULER"] = compute.scheduler
-        get_settings.cache_clear()
-        n = len(compute.client().scheduler_info().get("workers", {}))
-        console.print(f"计算 compute: a LocalCluster of {n} worker processes at "
-                      f"{compute.scheduler} (GRIDMAP_DASK_SCHEDULER to use another)")
-    else:
-        console.print(f"计算 compute: the Dask cluster at {settings.dask_scheduler}")
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    console.print(f"serving 服务地址 http://{shown}:{port}/docs  (API documentation), "
-                  f"OGC API – Features for QGIS: http://{shown}:{port}/ogc  — Ctrl+C to stop")
-    # uvicorn picks uvloop and httptools when installed (uvicorn[standard] brings both).
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=access_log)
+        messages.result({}, f"{path}  ({len(made.content) / 1e6:.1f} MB, "
+                            f"took {time.perf_counter() - started:.1f} s)")
 
 
 @app.command()
@@ -805,17 +528,19 @@ def serve(
              "(GRIDMAP_DASK_WORKERS).")] = None,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn); the schema is migrated first."""
+    from api.serving import serve_http
+
     with user_errors():
         if not 1 <= workers <= 64:
             raise GridmapError("--workers must be between 1 and 64")
-        _serve(host, port, workers, database_url, access_log, scheduler)
+        serve_http(messages, host, port, workers, database_url, access_log, scheduler)
 
 
 @app.command()
 def demo(
     households: Annotated[int, typer.Option(
-        help="Households in the demo district (5,000 to 2,000,000; per district with "
-             "--districts).")] = 60_000,
+        help=f"Households in the demo district ({DEMO_MIN:,} to {DEMO_MAX:,}; per district "
+             "with --districts).")] = 60_000,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same district.")] = 7,
     out: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("demo"),
     serve_after: Annotated[bool, typer.Option(
@@ -828,165 +553,24 @@ def demo(
         help="Districts in the territory: more than 1 makes a multi-district territory "
              "(a city or province), each district of --households households, partitioned "
              "as one territory.")] = 1,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Generate the demo district, import and partition it, publish the plan, report some
     events and serve it."""
-    from data.demo import generate, generate_province
+    from api.demo_setup import make_demo
+    from api.serving import serve_http
 
+    view = Output(quiet=quiet, as_json=as_json)
     with user_errors():
-        # (the generator needs 5,000 households for a district's towns and villages)
-        if not 5_000 <= households <= 2_000_000:
-            raise GridmapError("--households must be between 5,000 and 2,000,000")
-        if not 0 <= events <= 1_000_000:
-            raise GridmapError("--events must be between 0 and 1,000,000")
-        if not 1 <= districts <= 88:
-            raise GridmapError("--districts must be between 1 and 88")
-        out.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        territory = generate(households, seed, progress=True) if districts == 1 else \
-            generate_province(districts, households, seed, progress=True)
-        gpkg = territory.write(out / "territory.gpkg")
-        console.print(f"生成 generated {territory.households:,} households → {gpkg}")
-        db_path = out / "gridmap.sqlite"
-        for stale in out.glob("gridmap.sqlite*"):
-            stale.unlink()
-        url = f"sqlite:///{db_path}"
-        territory_id, counts = _import(
-            gpkg, url, name="白云示范区 demo" if districts == 1 else
-            f"示范市 demo city of {districts} districts", field_map=None, crs=None,
-            encoding=None)
-        console.print(_counts_table(f"territory {territory_id} in {db_path}", counts))
-        from gis.database import make_engine
-        from gis.io.territory import read_territory
-        from gis.plans import publish_plan, write_plan
-        from gis.settings import get_settings
-        from partitioning.cluster import partition_on_cluster, shared_compute
-        from partitioning.output import grid_table, write_partition
-        from partitioning.params import PartitionParams
-        from partitioning.towns import split_territory
-
-        with console.status("划分网格 partitioning (on a Dask cluster) ..."):
-            settings = get_settings()
-            compute = shared_compute(settings.dask_scheduler, settings.dask_workers)
-            result = partition_on_cluster(compute.client(),
-                                          split_territory(read_territory(gpkg)),
-                                          PartitionParams())
-            paths = write_partition(result, out / "plan")
-        with console.status("发布 publishing the plan ..."):
-            engine = make_engine(url)
-            blocks = result.blocks[["village_code", "households", "households_estimated",
-                                    "population", "grid_code", "geometry"]].to_crs(4326)
-            p = result.params
-            plan_id = write_plan(
-                engine, territory_id, grid_table(result), blocks, result.report,
-                {"min_households": p.min_households, "max_households": p.max_households,
-                 "target_households": p.target_households, "seed": p.seed,
-                 "service_radius_m": p.service_radius_m},
-                note="demo 演示", created_by="gridmap demo", lines=result.streets)
-            publish_plan(engine, plan_id)
-        r = result.report
-        console.print(f"划分 partitioned into {r['n_grids']} grids 网格 (plan {plan_id}, "
-                      f"published 已发布): {r['in_range_share']:.1%} in "
-                      f"{r['params']['min_households']}–{r['params']['max_households']} "
-                      f"households (forced excluded: {r['n_forced']}), "
-                      f"{r['barrier_boundary_share']:.0%} of boundaries on roads, rivers and "
-                      "admin lines")
-        if events > 0:
-            with console.status("上报事件 reporting the demo's events ..."):
-                counts_by_status = _demo_events(engine, territory_id, events, seed)
-            console.print(f"事件 {events} events reported over the last 3 days: "
-                          + ", ".join(f"{k} {v}" for k, v in counts_by_status.items()))
-        from gis.accounts import add_account
-
-        password = secrets.token_urlsafe(9)
-        add_account(engine, "admin", password, "admin", "*", "演示管理员 demo admin")
-        engine.dispose()
-        console.print(f"took {time.perf_counter() - started:.1f} s\n")
-        console.print("[bold]What to open 打开:[/]")
-        console.print(f"  • {gpkg}  — the demo district's layers (QGIS: drag the file in)")
-        console.print(f"  • {paths['grids']}  — the grids with codes and 四至; "
-                      f"{paths['report']} — the quality report")
-        console.print(f"  • {db_path}  — the embedded SpatiaLite database (QGIS: "
-                      "Layer ▸ Add SpatiaLite layer)")
-        base = f"http://{host}:{port}"
-        console.print(f"[bold]登录 sign in:[/] user [bold]admin[/], password [bold]{password}[/] "
-                      "(an administrator of every area; make others with `gridmap user add`)")
-        if serve_after:
-            console.print(f"  • {base}/  — 首页 the index: plans, maps, posters, exports")
-            console.print(f"  • {base}/plans/{plan_id}/map  — 网格划分方案 the planner's map")
-            console.print(f"  • {base}/screen  — 指挥中心大屏 the command-centre screen")
-            console.print(f"  • {base}/docs  — the API; {base}/plans/{plan_id}/grids — the "
-                          f"grids as GeoJSON; {base}/plans/{plan_id}/export.xlsx — the grid "
-                          "table")
-            console.print(f"  • {base}/ogc  — OGC API – Features: in QGIS, Layer ▸ Add Layer "
-                          "▸ Add WFS / OGC API – Features Layer, new connection with this URL")
-            _serve(host, port, 1, url)
-        else:
-            console.print(f"  • gridmap serve --database-url {url}  — serve it over HTTP")
-
-
-def _demo_events(engine: Any, territory_id: int, n: int, seed: int) -> dict[str, int]:
-    """Report ``n`` demo events of the last three days under the published plan and walk
-    the older ones along the closed loop (most resolved in time, some late), so the
-    command centre shows every light; returns the count per state."""
-    from datetime import timedelta
-
-    import numpy as np
-    from sqlalchemy import func, select
-
-    from data.demo import demo_events
-    from events.routing import RouterCache
-    from events.rules import Rules
-    from events.store import create_events_columns, transition
-    from gis import models
-    from gis.models import utcnow
-    from gis.plans import published_plan_id, read_grids
-    from gis.settings import get_settings
-
-    settings = get_settings()
-    rules = Rules.load(settings.event_rules_path or None, settings.yellow_share)
-    plan_id = published_plan_id(engine, territory_id)
-    if plan_id is None:
-        raise GridmapError("the demo's events need a published plan")
-    grids = read_grids(engine, plan_id)
-    made = demo_events(grids, n, seed)
-    now = utcnow()
-    routed = RouterCache(engine, settings.near_boundary_m).get(territory_id).route_columns(
-        made["lon"], made["lat"], "wgs84")
-    columns = {k: routed[k] for k in ("territory_id", "plan_id", "grid_id", "grid_code",
-                                      "village_code", "town_code", "district_code",
-                                      "distance_m", "other_grid_code", "flags")}
-    reported = [now - timedelta(hours=float(h)) for h in made["age_h"]]
-    columns.update(category=made["category"], source=made["source"], coord_sys="wgs84",
-                   x=made["lon"], y=made["lat"], reported_at=reported,
-                   description=made["description"], reporter=made["reporter"])
-    create_events_columns(engine, columns, routed["lon"], routed["lat"], rules)
-    table = models.Event.__table__
-    with engine.connect() as conn:
-        rows = conn.execute(select(table.c.id, table.c.reported_at, table.c.deadline_at).where(
-            table.c.territory_id == territory_id).order_by(table.c.reported_at)).all()
-    rng = np.random.default_rng(seed)
-    for i, (event_id, at, deadline) in enumerate(rows):
-        share = i / max(len(rows), 1)          # oldest first: the older, the further along
-        if share > 0.8:
-            continue
-        at = at if at.tzinfo else at.replace(tzinfo=now.tzinfo)
-        deadline = deadline if deadline.tzinfo else deadline.replace(tzinfo=now.tzinfo)
-        handler = f"处置员{int(rng.integers(1, 20)):02d}"
-        steps = [("accept", "街道受理员", None), ("dispatch", "街道受理员", handler),
-                 ("start", handler, None), ("resolve", handler, None)]
-        if share > 0.45:
-            steps = steps[:int(rng.integers(1, 4))]
-        # Resolved within the limit nine times in ten, the rest late (when already due).
-        span = (deadline - at) * (rng.uniform(0.1, 0.9) if rng.random() < 0.9 else 1.3)
-        for k, (action, actor, new_handler) in enumerate(steps, 1):
-            moment = min(at + span * k / len(steps), now)
-            transition(engine, int(event_id), action, actor=actor, rules=rules, now=moment,
-                       handler=new_handler)
-    with engine.connect() as conn:
-        return {str(s): int(c) for s, c in conn.execute(
-            select(table.c.status, func.count()).where(table.c.territory_id == territory_id)
-            .group_by(table.c.status).order_by(table.c.status))}
+        made = make_demo(view, out, households=households, seed=seed, events=events,
+                         districts=districts)
+    base = f"http://{host}:{port}"
+    lines = made.lines(base if serve_after else None)
+    view.result({**made.figures(), "url": base if serve_after else None}, *lines)
+    if serve_after:
+        with user_errors():
+            serve_http(view, host, port, 1, made.database_url)
 
 
 if __name__ == "__main__":  # pragma: no cover

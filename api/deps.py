@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from api.auth import Principal
 from gis.codes import LEVEL_DIGITS, check_code
+from gis.paging import Page, Paged
 from gis.settings import Settings
 from maps.tiles import TileCache
 
@@ -27,6 +28,27 @@ async def get_engine(request: Request) -> Engine:
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+#: A list's page: how many items, after how many (the ``Link`` header names the next page).
+Limit = Annotated[int, Query(ge=1, le=1_000, description="Items on a page")]
+Offset = Annotated[int, Query(ge=0, le=10**9, description=(
+    "Items to skip (follow the Link header's rel=next instead of counting)"))]
+
+#: What a list's 200 answer carries besides its items (declared in the OpenAPI document).
+PAGE_HEADERS: dict[int | str, dict[str, Any]] = {200: {"headers": {
+    "Link": {"description": "RFC 8288 links to the next, previous and first pages "
+                            "(rel=next while more follow)", "schema": {"type": "string"}},
+    "X-Total-Count": {"description": "Items in the whole list, where counting is cheap",
+                      "schema": {"type": "integer"}},
+}}}
+
+
+def paged(request: Request, response: Response, page: Page, found: Paged[Any]) -> list[Any]:
+    """The page's items, with its ``Link`` and ``X-Total-Count`` headers set."""
+    page_links(request, response, offset=page.offset, limit=page.limit, more=found.more,
+               total=found.total)
+    return found.items
 
 
 def page_links(request: Request, response: Response, *, offset: int, limit: int, more: bool,

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from gis import models
 from gis.accounts import within_areas
 from gis.errors import Conflict, NotFound
+from gis.paging import Page, Paged, read_page
 from gis.times import aware
 
 PATROLS = models.Patrol.__table__
@@ -138,6 +139,15 @@ def list_patrols(engine: Engine, *, territory_id: int | None = None,
                  areas: tuple[str, ...] | None = None, limit: int = 200
                  ) -> list[dict[str, Any]]:
     """Patrols, newest first, with their point counts (not the points)."""
+    return patrols_page(engine, Page(limit), territory_id=territory_id, username=username,
+                        grid=grid, window=window, areas=areas).items
+
+
+def patrols_page(engine: Engine, page: Page | None, *, territory_id: int | None = None,
+                 username: str | None = None, grid: str | None = None,
+                 window: tuple[datetime, datetime] | None = None,
+                 areas: tuple[str, ...] | None = None) -> Paged[dict[str, Any]]:
+    """A page of :func:`list_patrols`."""
     counts = select(POINTS.c.patrol_id,
                     func.sum(case((POINTS.c.kind == "track", 1), else_=0)).label("track_points"),
                     func.sum(case((POINTS.c.kind == "checkin", 1), else_=0)).label("checkins")
@@ -146,7 +156,7 @@ def list_patrols(engine: Engine, *, territory_id: int | None = None,
                    PATROLS.c.username, PATROLS.c.walker, PATROLS.c.started_at,
                    PATROLS.c.ended_at, counts.c.track_points, counts.c.checkins) \
         .join(counts, counts.c.patrol_id == PATROLS.c.id, isouter=True) \
-        .order_by(PATROLS.c.started_at.desc(), PATROLS.c.id.desc()).limit(limit)
+        .order_by(PATROLS.c.started_at.desc(), PATROLS.c.id.desc())
     clause = within_areas(PATROLS.c.grid_code, areas)
     if clause is not None:
         query = query.where(clause)
@@ -158,11 +168,11 @@ def list_patrols(engine: Engine, *, territory_id: int | None = None,
         query = query.where(PATROLS.c.started_at >= window[0],
                             PATROLS.c.started_at < window[1])
     with engine.connect() as conn:
-        out = [_dict(r) for r in conn.execute(query)]
-    for p in out:
+        found = read_page(conn, query, page).map(_dict)
+    for p in found.items:
         p["track_points"] = int(p["track_points"] or 0)
         p["checkins"] = int(p["checkins"] or 0)
-    return out
+    return found
 
 
 def coverage(engine: Engine, grids: dict[str, str | None], window: tuple[datetime, datetime],

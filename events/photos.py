@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from gis import models
 from gis.errors import GridmapError, NotFound
+from gis.paging import Page, Paged, read_page
 
 #: What a photo may be: the format Pillow reads from its bytes -> the media type served.
 TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -94,14 +95,17 @@ def photo_url(event_id: int, photo_id: int) -> str:
 
 def list_photos(engine: Engine, event_id: int) -> list[dict[str, Any]]:
     """The event's photos (without their bytes), oldest first."""
+    return photos_page(engine, event_id, None).items
+
+
+def photos_page(engine: Engine, event_id: int, page: Page | None) -> Paged[dict[str, Any]]:
+    """A page of :func:`list_photos`."""
     cols = [c for c in PHOTOS.c if c.name != "data"]
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(
-            select(*cols).where(PHOTOS.c.event_id == event_id).order_by(PHOTOS.c.id))]
-    for r in rows:
-        r["uploaded_at"] = models.iso(r["uploaded_at"])
-        r["url"] = photo_url(event_id, int(r["id"]))
-    return rows
+        found = read_page(conn, select(*cols).where(PHOTOS.c.event_id == event_id)
+                          .order_by(PHOTOS.c.id), page)
+    return found.map(lambda r: {**r._mapping, "uploaded_at": models.iso(r.uploaded_at),
+                                "url": photo_url(event_id, int(r.id))})
 
 
 def read_photo(engine: Engine, event_id: int, photo_id: int) -> tuple[bytes, str]:

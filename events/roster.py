@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, or_, select
 
 from gis import models
+from gis.accounts import within_areas
 from gis.errors import NotFound
+from gis.paging import Page, Paged, read_page
 
 
 @dataclass(frozen=True)
@@ -25,18 +27,36 @@ class Member:
 
 def read_roster(engine: Engine, territory_id: int) -> list[Member]:
     """A territory's staff by name (then id), each with their grid codes in order."""
+    return roster_page(engine, territory_id, None).items
+
+
+def roster_page(engine: Engine, territory_id: int, page: Page | None, *,
+                areas: tuple[str, ...] | None = None, grid: str | None = None
+                ) -> Paged[Member]:
+    """A page of :func:`read_roster`. ``areas``: only members with a grid in them, or (no
+    ``grid`` asked for) whose own area is in them; ``grid``: only those who look after it."""
     table, links = models.Staff.__table__, models.StaffGrid.__table__
+    query = select(table.c.id, table.c.name, table.c.role, table.c.phone, table.c.area_code
+                   ).where(table.c.territory_id == territory_id
+                           ).order_by(table.c.name, table.c.id)
+    in_areas = within_areas(links.c.grid_code, areas)
+    if grid is not None or in_areas is not None:
+        theirs = select(links.c.staff_id).where(links.c.staff_id == table.c.id)
+        if grid is not None:
+            theirs = theirs.where(links.c.grid_code == grid)
+        if in_areas is not None:
+            theirs = theirs.where(in_areas)
+        own = within_areas(table.c.area_code, areas)
+        query = query.where(theirs.exists() if grid is not None or own is None
+                            else or_(theirs.exists(), own))
     with engine.connect() as conn:
-        rows = conn.execute(select(table.c.id, table.c.name, table.c.role, table.c.phone,
-                                   table.c.area_code)
-                            .where(table.c.territory_id == territory_id)
-                            .order_by(table.c.name, table.c.id)).all()
+        found = read_page(conn, query, page)
         grids: dict[int, list[str]] = {}
         for staff_id, code in conn.execute(select(links.c.staff_id, links.c.grid_code).where(
-                links.c.staff_id.in_([r.id for r in rows])).order_by(links.c.grid_code)):
+                links.c.staff_id.in_([r.id for r in found.items])).order_by(links.c.grid_code)):
             grids.setdefault(int(staff_id), []).append(str(code))
-    return [Member(r.name, r.role, r.phone, r.area_code, tuple(grids.get(int(r.id), [])),
-                   int(r.id)) for r in rows]
+    return found.map(lambda r: Member(r.name, r.role, r.phone, r.area_code,
+                                      tuple(grids.get(int(r.id), [])), int(r.id)))
 
 
 def replace_roster(engine: Engine, territory_id: int, members: Iterable[Member]) -> None:

@@ -25,6 +25,7 @@ from events.workflow import DONE, OPEN, apply
 from gis import models
 from gis.accounts import within_areas
 from gis.errors import NotFound
+from gis.paging import Page, Paged, read_page
 from gis.workers import this_worker, worker_gone
 
 FloatArray = NDArray[np.float64]
@@ -433,10 +434,24 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
     """Events newest first (``order="deadline"``: soonest deadline first); ``areas``: only
     those whose grid lies within these codes; ``since``/``until``: reported in [since,
     until)."""
+    return events_page(engine, Page(limit, offset), territory_id=territory_id, status=status,
+                       grid=grid, village=village, town=town, open_only=open_only,
+                       areas=areas, category=category, since=since, until=until,
+                       order=order).items
+
+
+def events_page(engine: Engine, page: Page | None, *, territory_id: int | None = None,
+                status: str | None = None, grid: str | None = None,
+                village: str | None = None, town: str | None = None,
+                open_only: bool = False, areas: tuple[str, ...] | None = None,
+                category: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, order: str = "newest"
+                ) -> Paged[dict[str, Any]]:
+    """A page of :func:`list_events` (no total: the events grow without bound)."""
     cols = _columns()
     sort = ((EVENT.c.deadline_at.is_(None), EVENT.c.deadline_at, EVENT.c.id)
             if order == "deadline" else (EVENT.c.id.desc(),))
-    query = _within(select(*cols).order_by(*sort).limit(limit).offset(offset), areas)
+    query = _within(select(*cols).order_by(*sort), areas)
     for col, value in ((EVENT.c.territory_id, territory_id), (EVENT.c.status, status),
                        (EVENT.c.grid_code, grid), (EVENT.c.village_code, village),
                        (EVENT.c.town_code, town), (EVENT.c.category, category)):
@@ -449,7 +464,24 @@ def list_events(engine: Engine, *, territory_id: int | None = None, status: str 
     if open_only:
         query = query.where(EVENT.c.status.in_(sorted(OPEN)))
     with engine.connect() as conn:
-        return [_as_dict(r) for r in conn.execute(query)]
+        return read_page(conn, query, page, count=False).map(_as_dict)
+
+
+def event_clocks(engine: Engine, territory_id: int) -> list[tuple[int, datetime, datetime]]:
+    """A territory's events as (id, reported, deadline), oldest report first."""
+    with engine.connect() as conn:
+        return [(int(i), at, due) for i, at, due in conn.execute(
+            select(EVENT.c.id, EVENT.c.reported_at, EVENT.c.deadline_at)
+            .where(EVENT.c.territory_id == territory_id)
+            .order_by(EVENT.c.reported_at, EVENT.c.id))]
+
+
+def status_counts(engine: Engine, territory_id: int) -> dict[str, int]:
+    """How many of a territory's events are in each state (the states present, by name)."""
+    with engine.connect() as conn:
+        return {str(s): int(c) for s, c in conn.execute(
+            select(EVENT.c.status, func.count()).where(EVENT.c.territory_id == territory_id)
+            .group_by(EVENT.c.status).order_by(EVENT.c.status))}
 
 
 def _within(query: Any, areas: tuple[str, ...] | None) -> Any:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, false, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gis import models
+from gis.codes import starts_with
 from gis.errors import Conflict, NotFound
+from gis.paging import Page, Paged, read_page
 
 TABLE: Any = models.UnlocatedEvent.__table__
 STATUS = "needs_location"
@@ -68,13 +70,27 @@ def get_unlocated(engine: Engine, unlocated_id: int) -> dict[str, Any]:
 def list_unlocated(engine: Engine, territory_id: int | None = None, *,
                    include_placed: bool = False, limit: int = 500) -> list[dict[str, Any]]:
     """Those still waiting (oldest first)."""
-    query = select(TABLE).order_by(TABLE.c.id).limit(limit)
+    return unlocated_page(engine, Page(limit), territory_id,
+                          include_placed=include_placed).items
+
+
+def unlocated_page(engine: Engine, page: Page | None, territory_id: int | None = None, *,
+                   include_placed: bool = False, areas: tuple[str, ...] | None = None
+                   ) -> Paged[dict[str, Any]]:
+    """A page of :func:`list_unlocated`; ``areas``: only those whose geocoded area contains
+    or lies within one of these codes (None or ``*``: all)."""
+    query = select(TABLE).order_by(TABLE.c.id)
     if territory_id is not None:
         query = query.where(TABLE.c.territory_id == territory_id)
     if not include_placed:
         query = query.where(TABLE.c.event_id.is_(None))
+    if areas is not None and "*" not in areas:
+        area = TABLE.c.geocode["area_code"].as_string()
+        # codes are digits (checked where they are stored), so a LIKE of the column is exact
+        query = query.where(or_(false(), *[or_(starts_with(area, a), literal(a).like(area + "%"))
+                                           for a in areas]))
     with engine.connect() as conn:
-        return [_as_dict(r) for r in conn.execute(query)]
+        return read_page(conn, query, page).map(_as_dict)
 
 
 def claim(engine: Engine, unlocated_id: int) -> None:

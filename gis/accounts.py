@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from gis import models
 from gis.codes import starts_with
 from gis.errors import GridmapError, NotFound
+from gis.paging import Page, Paged, read_page
 
 ACCOUNTS = models.Account.__table__
 KEYS = models.ApiKey.__table__
@@ -139,8 +140,13 @@ def get_account(engine: Engine, username: str) -> AccountInfo:
 
 
 def list_accounts(engine: Engine) -> list[AccountInfo]:
+    return accounts_page(engine, None).items
+
+
+def accounts_page(engine: Engine, page: Page | None) -> Paged[AccountInfo]:
+    """Accounts by username, a page of them."""
     with engine.connect() as conn:
-        return [_info(r) for r in conn.execute(select(ACCOUNTS).order_by(ACCOUNTS.c.username))]
+        return read_page(conn, select(ACCOUNTS).order_by(ACCOUNTS.c.username), page).map(_info)
 
 
 def change_account(engine: Engine, username: str, *, password: str | None = None,
@@ -221,15 +227,20 @@ def revoke_api_keys(engine: Engine, username: str, name: str | None = None) -> i
 
 def list_api_keys(engine: Engine, username: str) -> list[dict[str, Any]]:
     """The account's keys (id, name, made, revoked), newest first; never the keys."""
+    return api_keys_page(engine, username, None).items
+
+
+def api_keys_page(engine: Engine, username: str, page: Page | None
+                  ) -> Paged[dict[str, Any]]:
+    """A page of the account's keys, newest first (NotFound for no such account)."""
     account = get_account(engine, username)
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(
-            select(KEYS.c.id, KEYS.c.name, KEYS.c.created_at, KEYS.c.revoked_at)
-            .where(KEYS.c.account_id == account.id).order_by(KEYS.c.id.desc()))]
-    for r in rows:
-        r["created_at"], r["revoked_at"] = models.iso(r["created_at"]), models.iso(
-            r["revoked_at"])
-    return rows
+        found = read_page(conn, select(KEYS.c.id, KEYS.c.name, KEYS.c.created_at,
+                                       KEYS.c.revoked_at)
+                          .where(KEYS.c.account_id == account.id).order_by(KEYS.c.id.desc()),
+                          page)
+    return found.map(lambda r: {**r._mapping, "created_at": models.iso(r.created_at),
+                                "revoked_at": models.iso(r.revoked_at)})
 
 
 def revoke_api_key(engine: Engine, username: str, key_id: int) -> bool:
@@ -289,7 +300,16 @@ def read_audit(engine: Engine, *, username: str | None = None, since: datetime |
                limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """Audit entries newest first; filters: account, time range [since, until), action,
     path prefix, status."""
-    query = select(AUDIT).order_by(AUDIT.c.id.desc()).limit(limit).offset(offset)
+    return audit_page(engine, Page(limit, offset), username=username, since=since,
+                      until=until, action=action, path=path, status=status).items
+
+
+def audit_page(engine: Engine, page: Page | None, *, username: str | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               action: str | None = None, path: str | None = None,
+               status: int | None = None) -> Paged[dict[str, Any]]:
+    """A page of :func:`read_audit`'s entries (no total: the log grows without bound)."""
+    query = select(AUDIT).order_by(AUDIT.c.id.desc())
     if username is not None:
         query = query.where(AUDIT.c.username == username)
     if since is not None:
@@ -303,10 +323,8 @@ def read_audit(engine: Engine, *, username: str | None = None, since: datetime |
     if status is not None:
         query = query.where(AUDIT.c.status == status)
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-    for r in rows:
-        r["at"] = models.iso(r["at"])
-    return rows
+        found = read_page(conn, query, page, count=False)
+    return found.map(lambda r: {**r._mapping, "at": models.iso(r.at)})
 
 
 # ------------------------------------------------------------------------------------------

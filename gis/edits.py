@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 from gis import models
 from gis.errors import Conflict, NotFound, StaleVersion, msg
+from gis.paging import Page, Paged, read_page
 from gis.plans import GRID_FIELDS, _py
 
 #: A grid row as edits store and restore it (geometry aside).
@@ -385,18 +386,23 @@ RENAMED_OPS = {"redraw": "reshape"}
 
 def list_edits(engine: Engine, plan_id: int) -> list[dict[str, Any]]:
     """A plan's history, oldest first: who did what, when, and whether it still holds."""
+    return edits_page(engine, plan_id, None).items
+
+
+def edits_page(engine: Engine, plan_id: int, page: Page | None) -> Paged[dict[str, Any]]:
+    """A page of :func:`list_edits` (NotFound for no such plan)."""
     edits = _t(models.PlanEdit)
     with engine.connect() as conn:
         if conn.execute(select(models.Plan.id).where(models.Plan.id == plan_id)).first() \
                 is None:
             raise NotFound(f"no plan {plan_id}")
-        rows = conn.execute(select(
+        found = read_page(conn, select(
             edits.c.seq, edits.c.op, edits.c.params, edits.c.state, edits.c.target_seq,
             edits.c.author, edits.c.at, edits.c.note, edits.c.summary, edits.c.version_before,
             edits.c.version_after, edits.c.grids).where(edits.c.plan_id == plan_id)
-            .order_by(edits.c.seq)).mappings().all()
-    return [{**dict(r), "op": RENAMED_OPS.get(r["op"], r["op"]), "at": models.iso(r["at"]),
-             "grids": list(r["grids"] or [])} for r in rows]
+            .order_by(edits.c.seq), page)
+    return found.map(lambda r: {**r._mapping, "op": RENAMED_OPS.get(r.op, r.op),
+                                "at": models.iso(r.at), "grids": list(r.grids or [])})
 
 
 def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, Table, func, insert, select, text, up
 
 from gis import models
 from gis.errors import NotFound
+from gis.paging import Page, Paged, read_page
 
 #: The states of a job that has not ended.
 ACTIVE = ("queued", "running")
@@ -40,13 +41,17 @@ def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
     return job_dict(row)
 
 
-def list_jobs(engine: Engine, territory_id: int | None = None) -> list[dict[str, Any]]:
+def jobs_page(engine: Engine, page: Page | None, *, territory_id: int | None = None,
+              territory_ids: Collection[int] | None = None) -> Paged[dict[str, Any]]:
+    """A page of the jobs, newest first; ``territory_ids``: only theirs."""
     table = _jobs()
-    query = select(table).order_by(table.c.created_at.desc())
+    query = select(table).order_by(table.c.created_at.desc(), table.c.id.desc())
     if territory_id is not None:
         query = query.where(table.c.territory_id == territory_id)
+    if territory_ids is not None:
+        query = query.where(table.c.territory_id.in_(sorted(territory_ids)))
     with engine.connect() as conn:
-        return [job_dict(r) for r in conn.execute(query.limit(500))]
+        return read_page(conn, query, page).map(job_dict)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from gis.errors import Conflict, GridmapError, LayerError, NotFound, gdal_reason
 from gis.io.archive import unzip
 from gis.io.limits import Budget, ReadLimits
 from gis.io.vector import VECTOR_SUFFIXES, _check_shapefile, _read_source, _Source, check_geopackage
+from gis.paging import Page, Paged, read_page
 from gis.store import _wkb
 
 #: The contract of an overlay: polygons with a unit code and (optionally) a name.
@@ -271,17 +272,23 @@ def _info(row: Any, n_units: int) -> dict[str, Any]:
 
 def list_overlays(engine: Engine, territory_id: int) -> list[dict[str, Any]]:
     """A territory's overlays, by department, with their unit counts."""
+    return overlays_page(engine, territory_id, None).items
+
+
+def overlays_page(engine: Engine, territory_id: int, page: Page | None
+                  ) -> Paged[dict[str, Any]]:
+    """A page of :func:`list_overlays`."""
     table = models.Overlay.__table__
     units = models.OverlayUnit.__table__
 
     with engine.connect() as conn:
+        found = read_page(conn, select(table).where(table.c.territory_id == territory_id)
+                          .order_by(table.c.department, table.c.id), page)
         counts: dict[int, int] = dict(conn.execute(
-            select(units.c.overlay_id, func.count()).join(
-                table, table.c.id == units.c.overlay_id).where(
-                table.c.territory_id == territory_id).group_by(units.c.overlay_id)).all())
-        rows = conn.execute(select(table).where(table.c.territory_id == territory_id)
-                            .order_by(table.c.department)).all()
-    return [_info(r, int(counts.get(r.id, 0))) for r in rows]
+            select(units.c.overlay_id, func.count()).where(
+                units.c.overlay_id.in_([r.id for r in found.items]))
+            .group_by(units.c.overlay_id)).all())
+    return found.map(lambda r: _info(r, int(counts.get(r.id, 0))))
 
 
 def get_overlay(engine: Engine, territory_id: int, department: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from gis.accounts import within_areas
 from gis.codes import starts_with
 from gis.database import PgLockNotAvailable
 from gis.errors import Conflict, GridmapError, NotFound
+from gis.paging import Page, Paged, read_page
 from gis.store import _wkb
 
 #: The attribute columns of a stored grid, in the order exports use.
@@ -247,12 +248,20 @@ def stored_report(engine: Engine, plan_id: int) -> dict[str, Any]:
 
 
 def list_plans(engine: Engine, territory_id: int | None = None) -> list[PlanInfo]:
+    return plans_page(engine, None, territory_id=territory_id).items
+
+
+def plans_page(engine: Engine, page: Page | None, *, territory_id: int | None = None,
+               territory_ids: Collection[int] | None = None) -> Paged[PlanInfo]:
+    """A page of the plans, by territory then version; ``territory_ids``: only theirs."""
     table = models.Plan.__table__
-    query = select(table).order_by(table.c.territory_id, table.c.version)
+    query = select(table).order_by(table.c.territory_id, table.c.version, table.c.id)
     if territory_id is not None:
         query = query.where(table.c.territory_id == territory_id)
+    if territory_ids is not None:
+        query = query.where(table.c.territory_id.in_(sorted(territory_ids)))
     with engine.connect() as conn:
-        return [_info(conn, p) for p in conn.execute(query)]
+        return read_page(conn, query, page).map(lambda p: _info(conn, p))
 
 
 def published_plan_id(engine: Engine, territory_id: int) -> int | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import geopandas as gpd
@@ -16,6 +16,7 @@ from gis import models
 from gis.contract import Territory
 from gis.errors import GridmapError, NotFound
 from gis.models import SRID
+from gis.paging import Page, Paged, read_page
 
 #: How many rows go to the database per INSERT round trip.
 BATCH = 5_000
@@ -164,10 +165,18 @@ def territory_roots(engine: Engine, territory_id: int) -> tuple[str, ...]:
 
 def list_territories(engine: Engine) -> list[tuple[int, str]]:
     """Every territory's id and name, by id."""
+    return territories_page(engine, None, None).items
+
+
+def territories_page(engine: Engine, ids: Collection[int] | None, page: Page | None
+                     ) -> Paged[tuple[int, str]]:
+    """A page of the territories' ids and names, by id; ``ids``: only these."""
+    query = select(models.Territory.id, models.Territory.name).order_by(models.Territory.id)
+    if ids is not None:
+        query = query.where(models.Territory.id.in_(sorted(ids)))
     with engine.connect() as conn:
-        rows = conn.execute(select(models.Territory.id, models.Territory.name)
-                            .order_by(models.Territory.id)).all()
-    return [(int(tid), str(name)) for tid, name in rows]
+        found = read_page(conn, query, page)
+    return found.map(lambda r: (int(r.id), str(r.name)))
 
 
 def town_names(engine: Engine, territory_id: int) -> list[tuple[str, str]]:

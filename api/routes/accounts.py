@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import storable
 from api.auth import COOKIE, PERMISSIONS, ROLE_NAMES, Admin, Authenticator, authenticate
-from api.deps import Id, get_engine, get_settings, page_links
+from api.deps import PAGE_HEADERS, Id, Limit, Offset, get_engine, get_settings, paged
 from api.problems import Busy, TooManyRequests, Unauthorized
 from gis import accounts, models
+from gis.paging import Page
 from gis.settings import Settings
 from maps.pages import render
 
@@ -40,6 +41,13 @@ class AccountOut(BaseModel):
     role: str
     areas: list[str]
     disabled: bool
+
+
+class KeyListed(BaseModel):
+    id: int
+    name: str
+    created_at: str | None
+    revoked_at: str | None
 
 
 class AccountIn(BaseModel):
@@ -233,9 +241,13 @@ def login_page(next: str = "/") -> HTMLResponse:
                                styles=["/static/login.css"], scripts=["/static/login.js"]))
 
 
-@router.get("/accounts", response_model=list[AccountOut], summary="Every account (admin)")
-def list_all(who: Admin, engine: Annotated[Engine, Depends(get_engine)]) -> Any:
-    return [a.as_json() for a in accounts.list_accounts(engine)]
+@router.get("/accounts", response_model=list[AccountOut], summary="Every account (admin)",
+            responses=PAGE_HEADERS)
+def list_all(who: Admin, engine: Annotated[Engine, Depends(get_engine)], request: Request,
+             response: Response, limit: Limit = 1_000, offset: Offset = 0) -> Any:
+    page = Page(limit, offset)
+    return paged(request, response, page,
+                 accounts.accounts_page(engine, page).map(lambda a: a.as_json()))
 
 
 @router.post("/accounts", response_model=AccountOut, status_code=201,
@@ -263,9 +275,13 @@ def new_key(username: str, body: KeyIn, who: Admin,
 
 
 @router.get("/accounts/{username}/keys", summary="An account's API keys (admin; never the "
-                                                "keys themselves)")
-def keys(username: str, who: Admin, engine: Annotated[Engine, Depends(get_engine)]) -> Any:
-    return accounts.list_api_keys(engine, username)
+                                                "keys themselves)",
+            response_model=list[KeyListed], responses=PAGE_HEADERS)
+def keys(username: str, who: Admin, engine: Annotated[Engine, Depends(get_engine)],
+         request: Request, response: Response, limit: Limit = 1_000,
+         offset: Offset = 0) -> Any:
+    page = Page(limit, offset)
+    return paged(request, response, page, accounts.api_keys_page(engine, username, page))
 
 
 @router.delete("/accounts/{username}/keys/{key_id}", status_code=204,
@@ -278,7 +294,7 @@ def revoke_key(username: str, key_id: Id, who: Admin,
     return Response(status_code=204)
 
 
-@router.get("/audit", summary="The audit log, newest first (admin)")
+@router.get("/audit", summary="The audit log, newest first (admin)", responses=PAGE_HEADERS)
 def audit_log(who: Admin, engine: Annotated[Engine, Depends(get_engine)], request: Request,
               response: Response,
               username: Annotated[str | None, Query(max_length=60)] = None,
@@ -289,14 +305,12 @@ def audit_log(who: Admin, engine: Annotated[Engine, Depends(get_engine)], reques
               path: Annotated[str | None, Query(max_length=400, description=(
                   "Requests whose path starts with this"))] = None,
               status: Annotated[int | None, Query(ge=100, le=599)] = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> list[dict[str, Any]]:
+              limit: Limit = 100, offset: Offset = 0) -> list[dict[str, Any]]:
     request.app.state.audit.flush()  # what was just done is in the answer
-    rows = accounts.read_audit(engine, username=username, since=since, until=until,
-                               action=action, path=path, status=status, limit=limit,
-                               offset=offset)
-    page_links(request, response, offset=offset, limit=limit, more=len(rows) == limit)
-    return rows
+    page = Page(limit, offset)
+    return paged(request, response, page, accounts.audit_page(
+        engine, page, username=username, since=since, until=until, action=action, path=path,
+        status=status))
 
 
 def role_table() -> dict[str, Any]:

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import shapely
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Engine
 
 from api.auth import PlansRead, PlansWrite, check_plan
-from api.deps import USER, Id, author, get_engine, page_links
+from api.deps import PAGE_HEADERS, USER, Id, Limit, Offset, author, get_engine, paged
 from api.problems import BadRequest
 from api.routes.plans import PlanOut
 from gis.band import classify_all
@@ -23,12 +23,13 @@ from gis.edits import (
     PlanReader,
     copy_plan,
     edit_plan,
-    list_edits,
+    edits_page,
     redo,
     undo,
 )
 from gis.errors import PreconditionRequired, msg
 from gis.geometry import feature_collection
+from gis.paging import Page
 from gis.plans import get_plan
 from partitioning import edit
 from partitioning.blocks import barrier_lines
@@ -298,16 +299,14 @@ def redo_edit(plan_id: Id, request: Request, who: PlansWrite,
 
 
 @router.get("/plans/{plan_id}/edits", response_model=list[HistoryEntry],
-            responses={404: {"description": "No such plan"}},
+            responses={404: {"description": "No such plan"}, **PAGE_HEADERS},
             summary="A plan's edit history (who, what, when), oldest first")
 def history(plan_id: Id, request: Request, response: Response, who: PlansRead,
-            limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
-            offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+            limit: Limit = 1_000, offset: Offset = 0,
             engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
     check_plan(request, who, plan_id, whole=True)
-    every = list_edits(engine, plan_id)
-    page_links(request, response, offset=offset, limit=limit, more=False, total=len(every))
-    return every[offset:offset + limit]
+    page = Page(limit, offset)
+    return paged(request, response, page, edits_page(engine, plan_id, page))
 
 
 class CopyBody(BaseModel):

@@ -29,14 +29,17 @@ from api.auth import (
     partial,
 )
 from api.deps import (
+    PAGE_HEADERS,
     GridCode,
     Id,
     IdQuery,
+    Limit,
+    Offset,
     TownCode,
     VillageCode,
     check_encoding,
     get_engine,
-    page_links,
+    paged,
 )
 from api.problems import BadRequest, Forbidden
 from api.routes.geocode import index_for
@@ -55,9 +58,9 @@ from events.store import (
     escalate_overdue,
     event_light,
     event_location,
+    events_page,
     get_event,
     light_counts,
-    list_events,
     reroute,
     scoped_key,
     transition,
@@ -68,12 +71,13 @@ from events.unlocated import (
     create_unlocated_many,
     forget_unlocated,
     get_unlocated,
-    list_unlocated,
     placed,
+    unlocated_page,
 )
 from gis.codes import check_code as area_code
 from gis.errors import CoordinateError, LayerError, NotFound
 from gis.io.limits import ReadLimits
+from gis.paging import Page
 
 router = APIRouter(tags=["events"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such event"}}
@@ -321,14 +325,19 @@ class PlaceIn(BaseModel):
 
 
 @router.get("/events/unlocated", summary="Events waiting for a location (needs_location): "
-                                         "reported by an address the geocoder could not place")
-def unlocated_events(who: EventsRead, territory: IdQuery = None,
+                                         "reported by an address the geocoder could not place",
+            responses=PAGE_HEADERS)
+def unlocated_events(request: Request, response: Response, who: EventsRead,
+                     territory: IdQuery = None, limit: Limit = 500, offset: Offset = 0,
                      engine: Engine = Depends(get_engine)) -> dict[str, Any]:
-    rows = list_unlocated(engine, territory)
-    rows = [r for r in rows if who.everywhere or who.overlaps(r["area_code"])]
+    page = Page(limit, offset)
+    found = unlocated_page(engine, page, territory,
+                           areas=None if who.everywhere else who.areas)
+    rows = paged(request, response, page, found)
     if not who.can("personal"):
         rows = [{**r, "reporter": None if r["reporter"] is None else "***"} for r in rows]
-    return {"count": len(rows), "events": rows}
+    # count: all that wait (the page holds at most ``limit`` of them)
+    return {"count": found.total if found.total is not None else len(rows), "events": rows}
 
 
 @router.post("/events/unlocated/{unlocated_id}/place", status_code=201,
@@ -576,7 +585,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-@router.get("/events", summary="Events, newest first, with their light")
+@router.get("/events", summary="Events, newest first, with their light",
+            responses=PAGE_HEADERS)
 def events(
     request: Request,
     response: Response,
@@ -594,19 +604,19 @@ def events(
         "Only events of this light (of the page asked for)"))] = None,
     order: Annotated[Literal["newest", "deadline"], Query(description=(
         "newest first, or soonest deadline first (the desk's order)"))] = "newest",
-    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
     engine: Engine = Depends(get_engine),
 ) -> list[dict[str, Any]]:
     rules, now = rules_of(request), now_of(request)
-    found = [_with_light(e, rules, now, who) for e in list_events(
-        engine, territory_id=territory, status=status, grid=grid, village=village, town=town,
-        open_only=open_only, limit=limit, offset=offset, areas=partial(who),
-        category=category, since=_utc(since), until=_utc(until),
-        order=order)]
-    # "next" follows a full page of the store's, whatever the light filter left of it
-    page_links(request, response, offset=offset, limit=limit, more=len(found) == limit)
-    return [e for e in found if light is None or e["light"] == light]
+    page = Page(limit, offset)
+    found = events_page(
+        engine, page, territory_id=territory, status=status, grid=grid, village=village,
+        town=town, open_only=open_only, areas=partial(who), category=category,
+        since=_utc(since), until=_utc(until), order=order)
+    # "next" follows the store's page, whatever the light filter leaves of it
+    shown = paged(request, response, page, found.map(lambda e: _with_light(e, rules, now, who)))
+    return [e for e in shown if light is None or e["light"] == light]
 
 
 @router.get("/events/rules", summary="Categories, sources, levels and time limits")

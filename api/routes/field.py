@@ -14,7 +14,17 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import EventsAct, EventsCreate, EventsRead, check_code, check_territory, outside
-from api.deps import AreaCodeQuery, GridCode, Id, IdQuery, get_engine
+from api.deps import (
+    PAGE_HEADERS,
+    AreaCodeQuery,
+    GridCode,
+    Id,
+    IdQuery,
+    Limit,
+    Offset,
+    get_engine,
+    paged,
+)
 from api.routes.events import now_of, routers_of
 from events.patrols import (
     MAX_POINTS,
@@ -24,14 +34,15 @@ from events.patrols import (
     day_window,
     end_patrol,
     get_patrol,
-    list_patrols,
+    patrols_page,
     start_patrol,
 )
-from events.photos import add_photo, list_photos, read_photo
-from events.roster import read_roster
+from events.photos import add_photo, photos_page, read_photo
+from events.roster import roster_page
 from events.store import get_event
 from gis.codes import check_code as area_code
 from gis.errors import NotFound
+from gis.paging import Page
 from gis.plans import grid_names, published_plan_id
 from gis.settings import Settings
 from gis.store import territory_row
@@ -70,11 +81,13 @@ async def upload_photo(event_id: Id, request: Request, who: EventsCreate,
 
 @router.get("/events/{event_id}/photos", tags=["events"],
             summary="The photos of an event (descriptions and URLs)",
-            responses={404: {"description": "No such event"}})
-def photos(event_id: Id, who: EventsRead, engine: Engine = Depends(get_engine)
+            responses={404: {"description": "No such event"}, **PAGE_HEADERS})
+def photos(event_id: Id, request: Request, response: Response, who: EventsRead,
+           limit: Limit = 1_000, offset: Offset = 0, engine: Engine = Depends(get_engine)
            ) -> list[dict[str, Any]]:
     check_code(who, get_event(engine, event_id, False)["grid_code"], f"event {event_id}")
-    return list_photos(engine, event_id)
+    page = Page(limit, offset)
+    return paged(request, response, page, photos_page(engine, event_id, page))
 
 
 @router.get("/events/{event_id}/photos/{photo_id}", tags=["events"], response_class=Response,
@@ -96,22 +109,19 @@ def photo(event_id: Id, photo_id: Id, who: EventsRead,
 
 @router.get("/territories/{territory_id}/staff", tags=["territories"],
             summary="The staff roster (who looks after which grids), for dispatching",
-            responses={404: {"description": "No such territory"}})
-def staff(territory_id: Id, request: Request, who: EventsRead, grid: GridCode = None,
+            responses={404: {"description": "No such territory"}, **PAGE_HEADERS})
+def staff(territory_id: Id, request: Request, response: Response, who: EventsRead,
+          grid: GridCode = None, limit: Limit = 1_000, offset: Offset = 0,
           engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
     territory_row(engine, territory_id)   # 404 for none
     check_territory(request, who, territory_id)
-    out = []
-    for r in read_roster(engine, territory_id):
-        mine = [g for g in r.grids if who.covers(g)]
-        if grid is not None and grid not in mine:
-            continue
-        if not mine and not who.covers(r.area_code):
-            continue
-        out.append({"name": r.name, "role": r.role, "grids": mine,
-                    "phone": r.phone if who.can("personal") else None,
-                    "area_code": r.area_code})
-    return out
+    page = Page(limit, offset)
+    # The reader keeps the members with a grid (or their area) within the account's areas.
+    found = roster_page(engine, territory_id, page,
+                        areas=None if who.everywhere else who.areas, grid=grid)
+    return paged(request, response, page, found.map(lambda r: {
+        "name": r.name, "role": r.role, "grids": [g for g in r.grids if who.covers(g)],
+        "phone": r.phone if who.can("personal") else None, "area_code": r.area_code}))
 
 
 # --- patrols -------------------------------------------------------------------------------
@@ -214,16 +224,19 @@ def _day(request: Request, day: date | None) -> tuple[date, tuple[datetime, date
     return day, day_window(day, zone)
 
 
-@router.get("/patrols", summary="Patrols, newest first (a day in GRIDMAP_TIMEZONE; mine)")
-def patrols(request: Request, who: EventsRead, territory: IdQuery = None,
+@router.get("/patrols", summary="Patrols, newest first (a day in GRIDMAP_TIMEZONE; mine)",
+            responses=PAGE_HEADERS)
+def patrols(request: Request, response: Response, who: EventsRead, territory: IdQuery = None,
             grid: GridCode = None, day: date | None = None,
             mine: Annotated[bool, Query()] = False,
-            limit: Annotated[int, Query(ge=1, le=1_000)] = 200,
+            limit: Limit = 200, offset: Offset = 0,
             engine: Engine = Depends(get_engine)) -> list[dict[str, Any]]:
     window = _day(request, day)[1] if day is not None else None
-    return list_patrols(engine, territory_id=territory, grid=grid, window=window,
-                        username=who.username if mine else None,
-                        areas=None if who.everywhere or mine else who.areas, limit=limit)
+    page = Page(limit, offset)
+    return paged(request, response, page, patrols_page(
+        engine, page, territory_id=territory, grid=grid, window=window,
+        username=who.username if mine else None,
+        areas=None if who.everywhere or mine else who.areas))
 
 
 @router.get("/patrols/coverage", summary="Per grid and day: its patrols, and whether it had "

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 
 from api.auth import PlansRead, PlansWrite, check_plan, check_territory
-from api.deps import Id, check_encoding, get_engine
+from api.deps import PAGE_HEADERS, Id, Limit, Offset, check_encoding, get_engine, paged
 from api.routes.territories import _field_map, _saved
 from gis.crs import parse_coord_sys
 from gis.exports import SHEET_TYPES, content_disposition, write_sheet
@@ -28,12 +28,13 @@ from gis.overlays import (
     check_department,
     delete_overlay,
     get_overlay,
-    list_overlays,
+    overlays_page,
     read_overlay,
     read_units,
     store_alignment,
     store_overlay,
 )
+from gis.paging import Page
 from gis.store import territory_row
 from maps.planner import display_system
 from partitioning.crosswalk import SLIVER_SHARE, Crosswalk, Proposal
@@ -126,13 +127,16 @@ def add_overlay(
 
 
 @router.get("/territories/{territory_id}/overlays", response_model=list[OverlayOut],
-            summary="A territory's overlays", responses={404: {"description": "No such "
-                                                                              "territory"}})
-def overlays(territory_id: Id, request: Request, who: PlansRead,
+            summary="A territory's overlays",
+            responses={404: {"description": "No such territory"}, **PAGE_HEADERS})
+def overlays(territory_id: Id, request: Request, response: Response, who: PlansRead,
+             limit: Limit = 1_000, offset: Offset = 0,
              engine: Engine = Depends(get_engine)) -> list[OverlayOut]:
     territory_row(engine, territory_id)
     check_territory(request, who, territory_id)
-    return [OverlayOut(**o) for o in list_overlays(engine, territory_id)]
+    page = Page(limit, offset)
+    return paged(request, response, page,
+                 overlays_page(engine, territory_id, page).map(lambda o: OverlayOut(**o)))
 
 
 @router.get("/territories/{territory_id}/overlays/{department}",

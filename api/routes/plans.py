@@ -8,22 +8,27 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from api.auth import PlansRead, PlansWrite, check_plan, partial, visible
+from api.auth import PlansRead, PlansWrite, check_plan, partial, visible_territories
 from api.deps import (
+    PAGE_HEADERS,
     USER,
     Id,
     IdQuery,
+    Limit,
+    Offset,
     TownCode,
     VillageCode,
     author,
     get_engine,
     get_settings,
+    paged,
     plan_cache,
 )
 from api.problems import BadRequest
 from gis.band import classify_all
 from gis.geometry import feature_collection, for_basemap, simplify_coverage
-from gis.plans import get_plan, list_plans, plan_diff, publish_plan, read_grids, stored_report
+from gis.paging import Page
+from gis.plans import get_plan, plan_diff, plans_page, publish_plan, read_grids, stored_report
 from gis.settings import Settings
 from gis.store import territory_row
 from maps.tiles import plan_stamp
@@ -94,13 +99,15 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return values[0], values[1], values[2], values[3]
 
 
-@router.get("/plans", response_model=list[PlanOut], summary="Plans, oldest first")
-def plans(request: Request, who: PlansRead, territory: IdQuery = None,
-          limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
-          offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+@router.get("/plans", response_model=list[PlanOut], summary="Plans, oldest first",
+            responses=PAGE_HEADERS)
+def plans(request: Request, response: Response, who: PlansRead, territory: IdQuery = None,
+          limit: Limit = 1_000, offset: Offset = 0,
           engine: Engine = Depends(get_engine)) -> list[PlanOut]:
-    seen = [p for p in list_plans(engine, territory) if visible(request, who, p.territory_id)]
-    return [PlanOut(**p.as_dict()) for p in seen[offset:offset + limit]]
+    page = Page(limit, offset)
+    found = plans_page(engine, page, territory_id=territory,
+                       territory_ids=visible_territories(request, who, engine))
+    return paged(request, response, page, found.map(lambda p: PlanOut(**p.as_dict())))
 
 
 @router.get("/plans/{plan_id}", response_model=PlanOut, responses=NOT_FOUND,

@@ -15,8 +15,15 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from api.auth import PlansRead, PlansWrite, Principal, check_territory, visible
-from api.deps import Id, IdQuery, check_encoding, get_engine
+from api.auth import (
+    PlansRead,
+    PlansWrite,
+    Principal,
+    check_territory,
+    visible,
+    visible_territories,
+)
+from api.deps import PAGE_HEADERS, Id, IdQuery, Limit, Offset, check_encoding, get_engine, paged
 from api.jobs import JobRunner
 from api.problems import BadRequest, Forbidden
 from gis import models
@@ -26,15 +33,16 @@ from gis.errors import GridmapError, LayerError, NotFound
 from gis.io.limits import ReadLimits
 from gis.io.options import parse_crs_option, parse_field_map
 from gis.io.territory import preview_territory, read_territory
-from gis.jobs import get_job, list_jobs
+from gis.jobs import get_job, jobs_page
 from gis.overlays import check_department, list_overlays
+from gis.paging import Page
 from gis.plans import list_plans, published_plan_id
 from gis.store import (
     delete_territory,
     import_territory,
     layer_counts,
-    list_territories,
     read_layer,
+    territories_page,
     territory_row,
 )
 
@@ -263,13 +271,14 @@ def preview_upload(
     return PreviewOut(files=names, **found)
 
 
-@router.get("/territories", response_model=list[TerritoryOut], summary="List territories")
-def territories(request: Request, who: PlansRead,
-                limit: Annotated[int, Query(ge=1, le=1_000)] = 1_000,
-                offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+@router.get("/territories", response_model=list[TerritoryOut], summary="List territories",
+            responses=PAGE_HEADERS)
+def territories(request: Request, response: Response, who: PlansRead,
+                limit: Limit = 1_000, offset: Offset = 0,
                 engine: Engine = Depends(get_engine)) -> list[TerritoryOut]:
-    seen = [i for i, _ in list_territories(engine) if visible(request, who, i)]
-    return [_territory(engine, i) for i in seen[offset:offset + limit]]
+    page = Page(limit, offset)
+    found = territories_page(engine, visible_territories(request, who, engine), page)
+    return paged(request, response, page, found.map(lambda t: _territory(engine, t[0])))
 
 
 @router.get("/territories/{territory_id}", response_model=TerritoryOut,
@@ -358,13 +367,14 @@ def cancel_job(job_id: str, request: Request, who: PlansWrite,
 
 
 @router.get("/jobs", response_model=list[JobOut], tags=["jobs"],
-            summary="Recent jobs (newest first)")
-def jobs(request: Request, who: PlansRead, territory: IdQuery = None,
-         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-         offset: Annotated[int, Query(ge=0, le=500)] = 0,
+            summary="Recent jobs (newest first)", responses=PAGE_HEADERS)
+def jobs(request: Request, response: Response, who: PlansRead, territory: IdQuery = None,
+         limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Offset = 0,
          engine: Engine = Depends(get_engine)) -> list[JobOut]:
-    seen = [j for j in list_jobs(engine, territory) if visible(request, who, j["territory_id"])]
-    return [JobOut(**j) for j in seen[offset:offset + limit]]
+    page = Page(limit, offset)
+    found = jobs_page(engine, page, territory_id=territory,
+                      territory_ids=visible_territories(request, who, engine))
+    return paged(request, response, page, found.map(lambda j: JobOut(**j)))
 
 
 @router.post("/territories/{territory_id}/redraw", status_code=202, response_model=JobOut,

@@ -50,7 +50,7 @@ def test_bad_input_is_a_clear_error_and_nothing_is_stored(
     tiny["buildings"] = tiny["buildings"][tiny["buildings"].geom_type == "Point"]
     path = write_layers(tiny, tmp_path, "GeoJSON")
     result = runner.invoke(app, ["import", str(path), "--database-url", db_url])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "buildings" in result.output and "households" in result.output
     assert "Traceback" not in result.output
     assert _territories(db_url) == 0
@@ -61,7 +61,7 @@ def test_field_map_and_crs_options(spatialite_url: str, tiny: dict[str, gpd.GeoD
     tiny["admin_areas"] = tiny["admin_areas"].rename(columns={"code": "社区编码"})
     path = write_layers(tiny, tmp_path, "GeoJSON")
     result = runner.invoke(app, ["import", str(path), "--database-url", spatialite_url])
-    assert result.exit_code == 2 and "社区编码=code" in result.output
+    assert result.exit_code == 1 and "社区编码=code" in result.output
     result = runner.invoke(app, ["import", str(path), "--database-url", spatialite_url,
                                  "--field-map", "社区编码=code", "--crs", "wgs84"])
     assert result.exit_code == 0, result.output
@@ -78,7 +78,7 @@ def test_unreachable_database(tiny: dict[str, gpd.GeoDataFrame], tmp_path: Path)
     path = write_layers(tiny, tmp_path, "GPKG")
     result = runner.invoke(app, ["import", str(path), "--database-url",
                                  "postgresql+psycopg://nobody@127.0.0.1:1/none"])
-    assert result.exit_code == 2 and "cannot be reached" in result.output
+    assert result.exit_code == 3 and "cannot be reached" in result.output
 
 
 def test_demo_end_to_end_and_postgis_gets_the_same_counts(tmp_path: Path,
@@ -150,7 +150,7 @@ def test_demo_households_out_of_range_is_a_clear_error(tmp_path: Path) -> None:
     for households in ("4999", "2000001"):
         result = runner.invoke(app, ["demo", "--households", households, "--no-serve",
                                      "--out", str(tmp_path / "demo")])
-        assert result.exit_code == 2, result.output
+        assert result.exit_code == 1, result.output
         assert "between 5,000 and 2,000,000" in result.output
         assert "Traceback" not in result.output
         assert not (tmp_path / "demo").exists()

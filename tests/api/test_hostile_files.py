@@ -761,7 +761,7 @@ def route(events: Path, grids: Path, out: Path, *extra: str) -> Any:
 
 
 def assert_cli_error(result: Any, out: Path | None = None, says: str = "") -> None:
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     message = result.output.strip()
     assert message.startswith("错误 error:") and "\n" not in message, message

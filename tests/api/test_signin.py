@@ -135,15 +135,15 @@ def test_user_commands(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
     short = runner.invoke(cli, ["user", "add", "li", "--role", "viewer", "--area", "440111",
                                 "--password-stdin", "--database-url", url], input="short\n")
-    assert short.exit_code == 2 and "at least 10 characters" in short.output
+    assert short.exit_code == 1 and "at least 10 characters" in short.output
     bad = runner.invoke(cli, ["user", "add", "li", "--role", "boss", "--area", "440111",
                               "--password-stdin", "--database-url", url],
                         input="a long enough password\n")
-    assert bad.exit_code == 2 and "unknown role" in bad.output
+    assert bad.exit_code == 1 and "unknown role" in bad.output
     area = runner.invoke(cli, ["user", "add", "li", "--role", "viewer", "--area", "44x",
                                "--password-stdin", "--database-url", url],
                          input="a long enough password\n")
-    assert area.exit_code == 2 and "not an area code" in area.output
+    assert area.exit_code == 1 and "not an area code" in area.output
     assert runner.invoke(cli, ["user", "passwd", "root", "--password-stdin",
                                "--database-url", url], input="a new long password\n"
                          ).exit_code == 0
@@ -153,7 +153,7 @@ def test_user_commands(tmp_path: Path) -> None:
     key = runner.invoke(cli, ["user", "key", "root", "--name", "qgis", "--database-url", url])
     assert key.exit_code == 0 and key.output.strip().startswith("gm_")
     gone = runner.invoke(cli, ["user", "disable", "nobody", "--database-url", url])
-    assert gone.exit_code == 2 and "no account" in gone.output
+    assert gone.exit_code == 1 and "no account" in gone.output
     engine = make_engine(url)
     app = create_app(Settings(database_url=url), engine)
     with TestClient(app) as client:   # disabled: neither the key nor the password works

@@ -362,7 +362,7 @@ def test_cli_writes_the_poster(store: DemoStore, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_app, [
         "poster", str(store.plan_id), "999999999", "--out", str(tmp_path / "x.pdf"),
         "--database-url", store.url])
-    assert result.exit_code == 2 and not (tmp_path / "x.pdf").exists()
+    assert result.exit_code == 1 and not (tmp_path / "x.pdf").exists()
 
 
 @pytest.mark.parametrize("which", ["town", "community"])

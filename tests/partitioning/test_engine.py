@@ -330,7 +330,7 @@ def test_cli_writes_the_three_files(tmp_path: Path) -> None:
     assert set(blocks["grid_code"]) == set(grids["code"])
     assert blocks["households"].sum() == grids["households"].sum() == report["households"]
     bad = CliRunner().invoke(app, ["partition", str(gpkg), "--out", str(out), "--min", "600"])
-    assert bad.exit_code == 2 and "min <= target <= max" in bad.output
+    assert bad.exit_code == 1 and "min <= target <= max" in bad.output
 
 
 

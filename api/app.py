@@ -30,7 +30,7 @@ from api.headers import SecurityHeaders
 from api.jobs import JobRunner
 from api.ratelimit import RateLimit
 from events.geocode import IndexCache
-from events.routing import RouterCache
+from events.router_cache import RouterCache
 from events.rules import Rules
 from events.store import escalate_overdue, recover_imports
 from gis.database import check_schema, is_sqlite, make_engine, ping

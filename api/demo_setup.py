@@ -192,7 +192,7 @@ def report_demo_events(engine: Any, territory_id: int, n: int, seed: int) -> dic
     import numpy as np
 
     from data.demo import demo_events
-    from events.routing import RouterCache
+    from events.router_cache import RouterCache
     from events.rules import Rules
     from events.store import create_events_columns, event_clocks, status_counts, transition
     from gis.models import utcnow

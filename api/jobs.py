@@ -34,7 +34,7 @@ import shapely
 from sqlalchemy import Connection, Engine
 
 from api.problems import TooManyJobs
-from events.routing import concat_columns, route_chunk
+from events.router_cache import concat_columns, route_chunk
 from gis import models
 from gis.contract import Territory
 from gis.database import is_unavailable, make_engine

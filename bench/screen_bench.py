@@ -54,7 +54,7 @@ def add_events(url: str, territory_id: int, n: int, seed: int = 1) -> dict[str, 
     import shapely
     from sqlalchemy import text
 
-    from events.routing import RouterCache
+    from events.router_cache import RouterCache
     from events.rules import Rules
     from events.store import create_events_columns
     from gis.database import make_engine

@@ -50,7 +50,7 @@ from events.photos import list_photos
 from events.privacy import mask_event, mask_routing
 from events.roster import Member, replace_roster
 from events.router import points_to_wgs84
-from events.routing import RouterCache
+from events.router_cache import RouterCache
 from events.rules import SOURCES, Rules, describe
 from events.store import (
     create_event,

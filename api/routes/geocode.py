@@ -12,7 +12,7 @@ from api.auth import EventsCreate, Principal, check_territory
 from api.deps import IdQuery
 from api.problems import BadRequest
 from events.geocode import AddressIndex, IndexCache
-from events.routing import RouterCache
+from events.router_cache import RouterCache
 from gis import crs as crsmod
 
 router = APIRouter(tags=["geocode"])

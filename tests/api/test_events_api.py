@@ -312,7 +312,7 @@ def test_concurrent_requests_build_one_router(setup: Any) -> None:
     """Requests arriving while a router is built wait for it instead of building their own."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from events.routing import RouterCache
+    from events.router_cache import RouterCache
 
     client, _, tid, _ = setup
     cache = RouterCache(client.app.state.engine)  # type: ignore[attr-defined]

@@ -277,11 +277,7 @@ def undo_edit(plan_id: Id, request: Request, who: PlansWrite,
               if_match: Annotated[str | None, IF_MATCH] = None,
               user: Annotated[str | None, USER] = None,
               engine: Engine = Depends(get_engine)) -> Response:
-    expected = parse_if_match(if_match)
-    check_plan(request, who, plan_id, whole=True)
-    out = undo(engine, plan_id, expected, author=author(user, who),
-               note=body.note if body else None)
-    return _answer(out, request, engine)
+    return _step(undo, plan_id, request, who, body, if_match, user, engine)
 
 
 @router.post("/plans/{plan_id}/redo", response_model=EditOut, responses=PROBLEM_RESPONSES,
@@ -291,9 +287,15 @@ def redo_edit(plan_id: Id, request: Request, who: PlansWrite,
               if_match: Annotated[str | None, IF_MATCH] = None,
               user: Annotated[str | None, USER] = None,
               engine: Engine = Depends(get_engine)) -> Response:
+    return _step(redo, plan_id, request, who, body, if_match, user, engine)
+
+
+def _step(step: Any, plan_id: int, request: Request, who: Any, body: StepBody | None,
+          if_match: str | None, user: str | None, engine: Engine) -> Response:
+    """An undo or a redo of the plan at the version ``If-Match`` names."""
     expected = parse_if_match(if_match)
     check_plan(request, who, plan_id, whole=True)
-    out = redo(engine, plan_id, expected, author=author(user, who),
+    out = step(engine, plan_id, expected, author=author(user, who),
                note=body.note if body else None)
     return _answer(out, request, engine)
 

@@ -558,7 +558,7 @@ def test_cli_uses_a_citys_own_grid_file(tmp_path: Path) -> None:
         src, index=False)
     out = tmp_path / "r.csv"
     code, output = _invoke(src, "--grids", path, "--coord-sys", "wgs84", "--out", out)
-    assert code == 2 and "网格编号" in output and "--code-field" in output
+    assert code == 1 and "网格编号" in output and "--code-field" in output
     assert not out.exists()
     code, output = _invoke(src, "--grids", path, "--coord-sys", "wgs84", "--out", out,
                            "--code-field", "网格编号", "--field-map", "所属组织=name")
@@ -590,7 +590,7 @@ def test_cli_bad_input_is_a_clear_error_and_nothing_is_written(
     frame.to_csv(src, index=False)
     out = tmp_path / "routed.csv"
     code, output = _invoke(src, "--grids", grids_gpkg, "--out", out, *args)
-    assert code == 2, output
+    assert code == 1, output          # bad input (README: exit codes)
     assert message in " ".join(output.split()), output
     assert "Traceback" not in output
     assert not out.exists() and not list(tmp_path.glob("*.part"))
@@ -658,4 +658,4 @@ def test_cli_reads_geojson_events(grids_gpkg: Path, tmp_path: Path) -> None:
     lines.loc[3, "geometry"] = shapely.LineString([(gx[0], gy[0]), (gx[1], gy[1])])
     lines.to_file(src, driver="GeoJSON", engine="pyogrio")
     code, output = _invoke(src, "--grids", grids_gpkg, "--coord-sys", "gcj02", "--out", out)
-    assert code == 2 and "not points" in output and "features 3" in output
+    assert code == 1 and "not points" in output and "features 3" in output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from gis import models
 from gis.contract import LayerSpec, Repair, _as_text, _check_geometry, _to_wgs84
 from gis.crs import parse_coord_sys
 from gis.errors import Conflict, GridmapError, LayerError, NotFound, gdal_reason
-from gis.io.archive import unzip
+from gis.io.archive import unpacked
 from gis.io.limits import Budget, ReadLimits
 from gis.io.vector import VECTOR_SUFFIXES, _check_shapefile, _read_source, _Source, check_geopackage
 from gis.paging import Page, Paged, read_page
@@ -145,11 +144,7 @@ def read_overlay(path: str | Path, *, field_map: Mapping[str, str] | None = None
         parse_coord_sys(crs)
     budget = Budget(limits or ReadLimits.from_settings())
     with ExitStack() as stack:
-        folder = root
-        if root.is_file() and root.suffix.lower() == ".zip":
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="gridmap-overlay-")))
-            unzip(root, folder, budget.limits)
+        folder = unpacked(stack, root, budget.limits, "gridmap-overlay-")
         sources = _candidates(root, folder)
         if not sources:
             raise LayerError("no polygon layer found: give the department's units as a "

@@ -6,8 +6,10 @@ import lzma
 import re
 import stat
 import struct
+import tempfile
 import zipfile
 import zlib
+from contextlib import ExitStack
 from pathlib import Path
 
 from gis.errors import LayerError, LimitExceeded
@@ -144,3 +146,13 @@ def unzip(archive: Path, dest: Path, limits: ReadLimits) -> list[str]:
                 raise LayerError(f"a member cannot be unpacked ({exc}); the archive is "
                                  "damaged", file=f"{label}/{info.filename}") from exc
         return ["/".join(parts) for _, parts in plan]
+
+
+def unpacked(stack: ExitStack, root: Path, limits: ReadLimits, prefix: str) -> Path:
+    """The folder to read ``root`` from: itself, or (a .zip) a temporary folder it is
+    checked and unpacked into, removed when ``stack`` closes."""
+    if root.is_file() and root.suffix.lower() == ".zip":
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        unzip(root, folder, limits)
+        return folder
+    return root

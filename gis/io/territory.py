@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import tempfile
 from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,7 +24,7 @@ from gis.contract import (
     check_layer,
 )
 from gis.errors import LayerError, gdal_reason
-from gis.io.archive import unzip
+from gis.io.archive import unpacked
 from gis.io.encoding import decode_text
 from gis.io.limits import Budget, ReadLimits
 from gis.io.osm import OSM_SUFFIXES, read_osm
@@ -76,11 +75,7 @@ def read_territory(
             crsmod.parse_coord_sys(given)
     budget = Budget(limits or ReadLimits.from_settings())
     with ExitStack() as stack:
-        folder = root
-        if root.is_file() and root.suffix.lower() == ".zip":
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="gridmap-unzip-")))
-            unzip(root, folder, budget.limits)
+        folder = unpacked(stack, root, budget.limits, "gridmap-unzip-")
         sources, osm_path, notes = _discover(root, folder)
         layers: dict[str, gpd.GeoDataFrame] = {}
         labels: dict[str, str] = {}
@@ -300,11 +295,7 @@ def preview_territory(path: str | Path, *, encoding: str | None = None,
     root = Path(path)
     limits = limits or ReadLimits.from_settings()
     with ExitStack() as stack:
-        folder = root
-        if root.is_file() and root.suffix.lower() == ".zip":
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="gridmap-unzip-")))
-            unzip(root, folder, limits)
+        folder = unpacked(stack, root, limits, "gridmap-unzip-")
         sources, osm_path, notes = _discover(root, folder)
         layers = [_preview_source(src, encoding, limits.max_features)
                   for name, src in sources.items()]

@@ -3,7 +3,7 @@ light per grid, and the open events' points, aggregated in SQL in one pass."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -15,6 +15,7 @@ import shapely
 from sqlalchemy import Connection, Engine, and_, case, func, literal, null, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from events.departments import department_units
 from events.rules import Rules
 from events.workflow import DONE, OPEN
 from gis import models
@@ -33,6 +34,8 @@ CST = timezone(timedelta(hours=8), "CST")
 MAX_POINTS = 5_000
 LIGHTS = ("green", "yellow", "red")
 #: Counts each area carries.
+#: The screen's urgent list shows this many events, each with its department unit.
+UNIT_ROWS = 60
 COUNTS = ("open", "green", "yellow", "red", "resolved", "resolved_on_time", "today")
 #: Whose children an area's children are, and the event column that names them.
 CHILD_LEVEL = {"territory": "district", "district": "town", "town": "village",
@@ -171,7 +174,8 @@ def _finish(counts: dict[str, Any]) -> dict[str, Any]:
 
 def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
                 area: str | None = None, *, max_points: int = MAX_POINTS,
-                basemap_crs: str = "wgs84", zone: str = "Asia/Shanghai") -> dict[str, Any]:
+                basemap_crs: str = "wgs84", zone: str = "Asia/Shanghai",
+                departments: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Everything the command-centre screen shows for one area, in one call ("today" is
     the day in ``zone``, GRIDMAP_TIMEZONE).
 
@@ -182,7 +186,9 @@ def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
     are listed under that code, so the children always add up to the area), the worst light
     and open count of each grid with open events, and up to ``max_points`` open events as
     points (most urgent first: red, yellow, green, then earliest deadline), shifted into
-    ``basemap_crs``. Raises NotFound for an unknown territory or area.
+    ``basemap_crs``; with ``departments`` (category → department, 多网融合), the department
+    unit of each of the :data:`UNIT_ROWS` most urgent (``department_units``, by event id).
+    Raises NotFound for an unknown territory or area.
     """
     with engine.connect() as conn:
         territory = conn.execute(select(models.Territory.__table__.c.name).where(
@@ -284,6 +290,11 @@ def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
         "grids": {code: {"open": g["open"], "light": light}
                   for (code, g), light in zip(grids.items(), lights, strict=True)},
         "points": _points(points, total["open"], max_points, basemap_crs),
+        "department_units": {} if not departments else {
+            str(key): unit for key, unit in department_units(
+                engine, territory_id, plan_id,
+                [(int(r[0]), r[4], r[5], r[1], r[2]) for r in points[:UNIT_ROWS]],
+                departments).items()},
     }
 
 

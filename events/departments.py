@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import shapely
@@ -24,35 +24,55 @@ def department_unit(engine: Engine, event: Mapping[str, Any], mapping: Mapping[s
     one, else the unit of the overlay as drawn that holds the event's point (``via``
     says which). None when no department handles the category; ``unit_code`` None when the
     territory has no overlay of that department or no unit holds the point."""
-    department = department_of(event.get("category"), mapping)
-    if department is None:
-        return None
-    answer: dict[str, Any] = {"department": department, "unit_code": None, "unit_name": None,
-                              "via": None}
+    return department_units(engine, event.get("territory_id"), event.get("plan_id"), [(
+        0, event.get("category"), event.get("grid_code"), event.get("lon"), event.get("lat"))],
+        mapping).get(0)
+
+
+def department_units(engine: Engine, territory_id: Any, plan_id: Any,
+                     events: Sequence[tuple[int, Any, Any, Any, Any]],
+                     mapping: Mapping[str, str]) -> dict[int, dict[str, Any]]:
+    """:func:`department_unit` of many events of one territory, given as (id, category,
+    grid code, lon, lat): each department's overlay, units and alignment read once. Events
+    whose category no department handles are left out."""
+    by_department: dict[str, list[tuple[int, Any, Any, Any]]] = {}
+    for key, category, grid, lon, lat in events:
+        department = department_of(category, mapping)
+        if department is not None:
+            by_department.setdefault(department, []).append((key, grid, lon, lat))
+    out: dict[int, dict[str, Any]] = {}
     table = models.Overlay.__table__
-    with engine.connect() as conn:
-        overlay_id = conn.execute(select(table.c.id).where(
-            table.c.territory_id == event.get("territory_id"),
-            table.c.department == department)).scalar_one_or_none()
-    if overlay_id is None:
-        return answer
-    units = read_units(engine, int(overlay_id))
-    names = dict(zip(units["code"], units["name"], strict=True))
-    plan_id, grid = event.get("plan_id"), event.get("grid_code")
-    if plan_id is not None and grid is not None:
-        aligned = read_alignment(engine, int(overlay_id), int(plan_id))
-        if grid in aligned:
-            code = aligned[grid]
-            return {**answer, "unit_code": code, "unit_name": names.get(code),
-                    "via": "aligned"}
-    lon, lat = event.get("lon"), event.get("lat")
-    if lon is None or lat is None or not len(units):
-        return answer
-    point = shapely.Point(float(lon), float(lat))
-    geoms = units.geometry.to_numpy()
-    hits = [i for i in shapely.STRtree(geoms).query(point, predicate="intersects")]
-    if not hits:
-        return answer
-    # A point on the shared edge of two units: the smaller code, the same every time.
-    code = min(str(units["code"].iloc[i]) for i in hits)
-    return {**answer, "unit_code": code, "unit_name": names.get(code), "via": "overlay"}
+    for department, mine in sorted(by_department.items()):
+        answer: dict[str, Any] = {"department": department, "unit_code": None,
+                                  "unit_name": None, "via": None}
+        with engine.connect() as conn:
+            overlay_id = conn.execute(select(table.c.id).where(
+                table.c.territory_id == territory_id,
+                table.c.department == department)).scalar_one_or_none()
+        if overlay_id is None:
+            out.update({key: dict(answer) for key, *_ in mine})
+            continue
+        units = read_units(engine, int(overlay_id))
+        names = dict(zip(units["code"], units["name"], strict=True))
+        aligned = read_alignment(engine, int(overlay_id), int(plan_id)) \
+            if plan_id is not None else {}
+        geoms = units.geometry.to_numpy()
+        tree = shapely.STRtree(geoms)
+        for key, grid, lon, lat in mine:
+            if grid is not None and grid in aligned:
+                code = aligned[grid]
+                out[key] = {**answer, "unit_code": code, "unit_name": names.get(code),
+                            "via": "aligned"}
+                continue
+            if lon is None or lat is None or not len(units):
+                out[key] = dict(answer)
+                continue
+            hits = tree.query(shapely.Point(float(lon), float(lat)), predicate="intersects")
+            if not len(hits):
+                out[key] = dict(answer)
+                continue
+            # A point on the shared edge of two units: the smaller code, the same every time.
+            code = min(str(units["code"].iloc[i]) for i in hits)
+            out[key] = {**answer, "unit_code": code, "unit_name": names.get(code),
+                        "via": "overlay"}
+    return out

@@ -70,7 +70,8 @@ def data(
     area = _scoped_area(who, area)
     body = screen_data(engine, request.app.state.rules, request.app.state.clock(),
                        tid, area, max_points=MAX_POINTS,
-                       basemap_crs=settings.basemap_crs, zone=settings.timezone)
+                       basemap_crs=settings.basemap_crs, zone=settings.timezone,
+                       departments=settings.event_departments)
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     etag = f'"{hashlib.blake2b(raw, digest_size=12).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}

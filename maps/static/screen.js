@@ -183,6 +183,14 @@
     fit(table, document.getElementById("more"), "项（按红灯、黄灯、未办结排序）");
   }
 
+  // 多网融合: the department unit an event also falls to (公安 第3警务区), when there is one.
+  function unitOf(d, id) {
+    var u = (d.department_units || {})[id];
+    if (!u || !u.unit_code) { return ""; }
+    return "<div class=\"dept-unit\">" + esc(u.department) + " " +
+      esc(u.unit_name || u.unit_code) + "</div>";
+  }
+
   function showUrgent(d) {
     var table = document.getElementById("urgent");
     var body = table.tBodies[0];
@@ -193,7 +201,7 @@
       tr.dataset.id = r[0];
       tr.innerHTML = "<td><a class=\"to-desk\" href=\"/desk?event=" + esc(r[0]) +
         "\" title=\"在事件处置台打开\">#" + esc(r[0]) + "</a></td><td>" + esc(CATEGORIES[r[4]] || r[4]) +
-        "</td><td title=\"" + esc(r[5] || "") + "\">" + esc(r[5] || "—") +
+        "</td><td title=\"" + esc(r[5] || "") + "\">" + esc(r[5] || "—") + unitOf(d, r[0]) +
         "</td><td class=\"c-" + esc(r[3]) + "\">" + esc(LIGHT_NAMES[r[3]] || r[3]) + "</td>";
       tr.addEventListener("click", function () { map.setView([r[2], r[1]], 18); });
       body.appendChild(tr);

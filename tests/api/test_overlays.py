@@ -383,6 +383,15 @@ def test_events_routed_to_department_units(store: DemoStore, client: TestClient,
                                           "category": "safety_hazard", "source": "citizen"})
     assert client.get(f"/events/{hazard.json()['id']}").json()["department_unit"] == {
         "department": "应急", "unit_code": None, "unit_name": None, "via": None}
+    # The command-centre screen's urgent list says the same, for the events it lists.
+    screen = client.get("/screen/data", params={"territory": store.territory_id,
+                                                "area": in_grid}).json()
+    listed = {r[0] for r in screen["points"]["rows"]}
+    assert {event["id"], other.json()["id"], hazard.json()["id"]} <= listed
+    units_on_screen = screen["department_units"]
+    assert units_on_screen[str(event["id"])] == got
+    assert str(other.json()["id"]) not in units_on_screen
+    assert units_on_screen[str(hazard.json()["id"])]["unit_code"] is None
     # Deleting the overlay deletes the alignment with it.
     assert client.delete(f"/territories/{store.territory_id}/overlays/城管").status_code == 204
     assert client.get(f"/events/{event['id']}").json()["department_unit"]["unit_code"] is None

@@ -259,7 +259,8 @@ def finish(work: Plan, op: str, reshaped: dict[str, dict[str, Any]],
             row["barrier_inside_m"] = round(float(metres), 1)
             # A river, ridge, railway or a department's unit boundary named as a barrier
             # running through the reshaped grid: it says so, as the engine's grids do.
-            if metres > CROSSING_M and "rural_village" not in row["flags"]:
+            if metres > CROSSING_M and row["kind"] == "comprehensive" \
+                    and "rural_village" not in row["flags"]:
                 what = "、".join(names) if names else "a river, ridge or railway"
                 row["flags"] = [*row["flags"], "crosses_barrier"]
                 row["flag_reason"] = "; ".join(

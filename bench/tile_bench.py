@@ -166,7 +166,7 @@ def time_route(base: str, plan_id: int, tiles: list[Any]) -> dict[str, Any]:
     states: dict[str, set[str]] = {name: set() for name in passes}
     tags: dict[Any, str] = {}
     nonempty: set[Any] = set()
-    from service_bench import AUTH
+    from live_server import AUTH
 
     with httpx.Client(base_url=base, timeout=60, headers=AUTH) as client:
         client.get(f"/tiles/{plan_id}.json").raise_for_status()
@@ -198,8 +198,8 @@ def time_route(base: str, plan_id: int, tiles: list[Any]) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
+    from live_server import server, sign_in
     from pgcluster import ThrowawayCluster
-    from service_bench import server, sign_in
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=300, help="most tiles per zoom")

@@ -112,7 +112,7 @@ def partition_territory(territory: Territory, params: PartitionParams | None = N
     hh, pop, estimated, hh_counts = building_households(buildings, params,
                                                          layers.get("landuse"))
     points = shapely.point_on_surface(buildings.geometry.to_numpy())
-    owner = assign_to_blocks(buildings, blocks)
+    owner = assign_to_blocks(buildings, blocks, points)
     footprints = Footprints.of(buildings.geometry.to_numpy())
     clock.lap("households")
     cut = split_oversized(blocks, points, owner, hh, params, footprints=footprints)

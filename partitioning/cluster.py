@@ -65,10 +65,10 @@ def machine_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def warm_up() -> int:
-    """Run on each worker as it is reached: unpickling this function imported the engine
-    (partitioning.towns and geopandas, ~0.7 s), so the first piece does not wait for it."""
-    return os.getpid()
+async def warm_up() -> None:
+    """Run on each worker as it is reached (a coroutine: Dask runs only those without
+    waiting for them): unpickling this function imported the engine (partitioning.towns and
+    geopandas, ~0.7 s), so the first piece does not wait for it."""
 
 
 def start_local_cluster(workers: int = 0, memory_limit: str | float = "auto"

@@ -18,7 +18,6 @@ OVER = frozenset({
     "data/fabric.py",
     "events/geocode.py", "events/router.py", "events/store.py",
     "gis/crs.py", "gis/exports.py", "gis/models.py",
-    "partitioning/engine.py",
 })
 
 

@@ -108,7 +108,7 @@ def export_plan(engine: Engine, plan_id: int, fmt: str, folder: Path,
                 areas: tuple[str, ...] | None = None, *, crs: str | int | None = None,
                 encoding: str = "utf-8") -> Export:
     """Write plan ``plan_id`` into ``folder`` in format ``fmt`` (``areas``: only the grids
-    within these codes) in coordinate system ``crs`` (see :func:`gis.crs.output_crs`;
+    within these codes) in coordinate system ``crs`` (see :func:`gis.zones.output_crs`;
     WGS84 by default) and, for a Shapefile, text ``encoding``; the caller removes it."""
     if fmt not in FORMATS:
         raise GridmapError(f"unknown export format {fmt!r}; use one of "

@@ -29,8 +29,9 @@ from sqlalchemy import Engine, insert
 
 from api.app import create_app
 from data.demo import DemoTerritory, generate
-from gis import models
 from gis.database import make_engine
+from gis.models.base import SRID
+from gis.models.staff import Staff, StaffGrid
 from gis.plans import read_grids, write_plan
 from gis.settings import Settings
 from gis.store import load_territory, read_layer
@@ -99,11 +100,11 @@ def _add_staff(engine: Engine, territory_id: int, codes: list[str]) -> dict[str,
               ("张伟", "grid_head", [codes[2]])]
     with engine.begin() as conn:
         for name, role, grids in people:
-            staff_id = conn.execute(insert(models.Staff).values(
+            staff_id = conn.execute(insert(Staff).values(
                 territory_id=territory_id, name=name, role=role, phone="13800000000",
-                area_code=codes[0][:12]).returning(models.Staff.id)).scalar_one()
+                area_code=codes[0][:12]).returning(Staff.id)).scalar_one()
             for code in grids:
-                conn.execute(insert(models.StaffGrid).values(staff_id=staff_id, grid_code=code))
+                conn.execute(insert(StaffGrid).values(staff_id=staff_id, grid_code=code))
     return {codes[0]: "李强、王芳", codes[1]: "李强"}
 
 
@@ -132,7 +133,7 @@ def demo_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         territory = load_territory(engine, territory_id)
         result = partition_territory(territory)
         blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                                "geometry"]].to_crs(models.SRID)
+                                "geometry"]].to_crs(SRID)
         plan_id = write_plan(engine, territory_id, grid_table(result), blocks, result.report,
                              {"seed": 0}, note="test plan", lines=result.streets)
         published = client.post(f"/plans/{plan_id}/publish")

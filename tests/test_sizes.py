@@ -17,7 +17,6 @@ OVER = frozenset({
     "bench/soak_bench.py",
     "data/fabric.py",
     "events/geocode.py", "events/router.py", "events/store.py",
-    "gis/crs.py", "gis/exports.py", "gis/models.py",
 })
 
 

@@ -34,12 +34,12 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.cli import app as cli_app
-from gis import models
 from gis.database import make_engine
 from gis.errors import LayerError, LimitExceeded
 from gis.io.archive import unzip
 from gis.io.limits import ReadLimits
 from gis.io.territory import read_territory
+from gis.models.base import Base
 from gis.store import read_layer
 
 runner = CliRunner()
@@ -55,7 +55,7 @@ def table_counts(engine: Engine) -> dict[str, int]:
     """Rows of every table of the store but the audit log (which records the refusal)."""
     with engine.connect() as conn:
         return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                for t in models.Base.metadata.sorted_tables
+                for t in Base.metadata.sorted_tables
                 if t.name != "audit_log"}  # refusals are recorded there, on purpose
 
 

@@ -18,9 +18,10 @@ from sqlalchemy import Engine, insert
 
 from api.app import create_app
 from events.roster import Member, replace_roster
-from gis import models
 from gis.accounts import add_account, create_api_key
 from gis.io.territory import read_territory
+from gis.models.base import SRID
+from gis.models.jobs import Job
 from gis.overlays import read_overlay, store_overlay
 from gis.plans import publish_plan, read_grids, write_plan
 from gis.settings import Settings
@@ -57,7 +58,7 @@ def _fill(engine: Engine, client: TestClient, tmp: Path) -> dict[str, Any]:
     territory = territory_ids[0]
     result = partition_territory(load_territory(engine, territory))
     blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                            "geometry"]].to_crs(models.SRID)
+                            "geometry"]].to_crs(SRID)
     plans = [write_plan(engine, territory, grid_table(result), blocks, result.report,
                         {"seed": 0}, note=f"plan {i}") for i in range(MADE)]
     publish_plan(engine, plans[0])
@@ -97,8 +98,8 @@ def _fill(engine: Engine, client: TestClient, tmp: Path) -> dict[str, Any]:
                       source="units.geojson")
     with engine.begin() as conn:
         for i in range(MADE):
-            conn.execute(insert(models.Job).values(id=f"job{i}", territory_id=territory,
-                                                   kind="partition", state="done"))
+            conn.execute(insert(Job).values(id=f"job{i}", territory_id=territory,
+                                            kind="partition", state="done"))
     for i in range(MADE - 1):
         add_account(engine, f"user{i}", "a-long-password", "viewer", "*")
     for i in range(MADE - 1):

@@ -186,7 +186,7 @@ def test_prefix_filters_read_wildcards_literally(store: DemoStore, prefix: str) 
 
 def test_screen_of_a_district_is_not_widened(store: DemoStore, client: TestClient) -> None:
     from events.rules import Rules
-    from gis.models import utcnow
+    from gis.models.base import utcnow
 
     district = str(store.grids["village_code"].iloc[0])[:6]
     body = screen_data(store.engine, Rules.load(None, 0.2), utcnow(), store.territory_id,

@@ -24,10 +24,12 @@ from hypothesis import strategies as st
 from osm_fixture import ORIGIN, UNIT, write_pbf  # tests/gis is on sys.path (rootdir mode)
 
 from gis.contract import LAYERS, Territory
-from gis.crs import SZ2000, WGS84, gcj02_from_wgs84, metric_crs_for, transform_geometries
+from gis.crs import SZ2000, WGS84, transform_geometries
 from gis.errors import CoordinateError, CRSError, GridmapError, LayerError
 from gis.io.options import parse_crs_option, parse_field_map
 from gis.io.territory import read_territory
+from gis.obfuscation import gcj02_from_wgs84
+from gis.zones import metric_crs_for
 
 Layers = dict[str, gpd.GeoDataFrame]
 

@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from events.files import event_frame, read_events
-from gis import models
 from gis.errors import GridmapError
 from gis.io.limits import ReadLimits
 from gis.io.territory import read_territory
+from gis.models.base import Base
 
 #: Examples per reader; FUZZ_EXAMPLES=2000 for a longer hunt (random rather than the fixed
 #: sequence the suite runs).
@@ -289,7 +289,7 @@ def test_event_files(kind: str) -> None:
 def _counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                for t in models.Base.metadata.sorted_tables
+                for t in Base.metadata.sorted_tables
                 if t.name != "audit_log"}  # refusals are recorded there, on purpose
 
 

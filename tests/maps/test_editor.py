@@ -705,7 +705,7 @@ def test_the_editor_shares_the_basemap_coordinate_systems(browser: Any, server: 
                                                           store: DemoStore) -> None:
     """The editor draws in the basemap's system with common.js's GCJ-02/BD-09 (one copy for
     every page): a point there and back is the same WGS84 point, shifted on the way."""
-    from gis.crs import gcj02_from_wgs84
+    from gis.obfuscation import gcj02_from_wgs84
 
     draft = new_draft(server, store)
     page, errors, _ = editor(browser, server, draft)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
-from gis.crs import gcj02_from_wgs84
+from gis.obfuscation import gcj02_from_wgs84
 from gis.plans import read_blocks, read_lines
 from gis.store import read_layer
 from maps.overlays import LAYERS

@@ -23,9 +23,9 @@ from sqlalchemy import create_engine, text
 from api.app import create_app
 from data.demo import generate
 from events.dashboard import screen_data
-from gis.crs import gcj02_from_wgs84
 from gis.database import make_engine
 from gis.io.territory import read_territory
+from gis.obfuscation import gcj02_from_wgs84
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory

@@ -22,7 +22,7 @@ from signin import client_for
 from sqlalchemy import Engine, delete, insert, text
 
 from api.app import create_app
-from gis import models
+from gis.models.territories import Territory
 from gis.plans import read_grids, write_plan
 from gis.settings import Settings
 from maps.tiles import (
@@ -254,8 +254,8 @@ def twin(store: DemoStore, request: pytest.FixtureRequest,
 def write_grids(engine: Engine, grids: gpd.GeoDataFrame) -> int:
     """A territory row and a plan of ``grids`` (no blocks)."""
     with engine.begin() as conn:
-        territory_id = conn.execute(insert(models.Territory).values(
-            name="复制", metric_epsg=4526).returning(models.Territory.id)).scalar_one()
+        territory_id = conn.execute(insert(Territory).values(
+            name="复制", metric_epsg=4526).returning(Territory.id)).scalar_one()
     blocks = gpd.GeoDataFrame({"village_code": [], "households": [], "population": [],
                                "grid_code": []}, geometry=[], crs=4326)
     return write_plan(engine, int(territory_id), grids.drop(columns="id", errors="ignore"),
@@ -431,7 +431,7 @@ def test_a_reused_plan_id_never_gets_the_old_tiles(engine: Engine) -> None:
         assert {f["properties"]["households"] for f in decode(old.content).values()} == {350}
         old_url = client.get(f"/tiles/{first}.json").json()["tiles"][0]
         with engine.begin() as conn:
-            conn.execute(delete(models.Territory))
+            conn.execute(delete(Territory))
             if engine.dialect.name == "postgresql":
                 conn.execute(text("ALTER SEQUENCE plans_id_seq RESTART WITH 1"))
             else:

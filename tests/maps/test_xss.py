@@ -99,7 +99,7 @@ class World:
 def _payload_layers() -> dict[str, Any]:
     layers = tiny_layers()
     admin = layers["admin_areas"]
-    # Names are stored in 200 characters (gis/models.py): each feature starts at another
+    # Names are stored in 200 characters (gis/models/): each feature starts at another
     # payload, so that between them every payload is in every layer.
     admin["name"] = [payload(f"区{i}", 200, 3 * i) for i in range(len(admin))]
     # More households: the villages make grids of their own.

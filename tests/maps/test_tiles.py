@@ -4,7 +4,6 @@ the cache (bytes, ETag, 304, reused plan ids), problems, TileJSON."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -232,17 +231,12 @@ def test_a_tile_away_from_the_plan_is_empty(store: DemoStore) -> None:
 def twin(store: DemoStore, request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, int]]:
     """The same grids written as a plan into a fresh store of the *other* backend."""
-    from conftest import new_postgis_database
+    from conftest import fresh_database
 
     from gis.database import make_engine
 
-    if store.backend == "postgis":
-        path = tmp_path_factory.mktemp("twin") / "twin.sqlite"
-        path.write_bytes(Path(request.getfixturevalue("spatialite_template")).read_bytes())
-        url = f"sqlite:///{path}"
-    else:
-        url = new_postgis_database(request.getfixturevalue("postgis_server"),
-                                   request.getfixturevalue("postgis_template"))
+    other = "spatialite" if store.backend == "postgis" else "postgis"
+    url = fresh_database(request, other, tmp_path_factory.mktemp("twin"))
     engine = make_engine(url)
     plan_id = write_grids(engine, store.grids)
     try:

@@ -69,7 +69,7 @@ from shanghai_admin import admin_layer, districts
 from shanghai_checks import estimates_and_water
 from shanghai_layers import buildings_layer, read, roads_layer, territory_tiles, water_layers
 
-from gis import crs as crsmod
+from gis.zones import metric_crs_for
 from partitioning.blocks import barrier_lines
 from partitioning.households import building_households
 from partitioning.params import PartitionParams
@@ -86,7 +86,7 @@ def build(path: Path, untagged_as: str = "rules", rivers_in_communities: bool = 
     raw = {name: read(path, name) for name in ("buildings", "roads", "water", "boundaries",
                                                "landuse")}
     tiles, missing = territory_tiles(list(raw.values()))
-    metric = crsmod.metric_crs_for(tuple(shapely.bounds(tiles)))
+    metric = metric_crs_for(tuple(shapely.bounds(tiles)))
     tiles_m = gpd.GeoSeries([tiles], crs=4326).to_crs(metric).iloc[0]
     roads, dropped = roads_layer(raw["roads"])
     roads = roads.to_crs(metric)

@@ -261,7 +261,7 @@ async def screen(level: str, area: str | None, world: World, port: int, interval
 
 
 def make_world(url: str, setup: dict[str, Any], grids_path: Path, seed: int) -> World:
-    from gis.crs import gcj02_from_wgs84
+    from gis.obfuscation import gcj02_from_wgs84
     from gis.settings import Settings
     from maps.screen import grids_url
 

@@ -15,8 +15,6 @@ OVER = frozenset({
     "api/jobs.py", "api/routes/events.py",
     "data/fabric.py",
     "events/geocode.py", "events/router.py", "events/store.py",
-    "gis/crs.py", "gis/exports.py", "gis/models.py",
-    "partitioning/engine.py",
 })
 
 

@@ -29,10 +29,11 @@ from api.auth import (
 from api.headers import SecurityHeaders
 from api.jobs import JobRunner
 from api.ratelimit import RateLimit
+from events.bulk import recover_imports
 from events.geocode import IndexCache
 from events.router_cache import RouterCache
 from events.rules import Rules
-from events.store import escalate_overdue, recover_imports
+from events.transitions import escalate_overdue
 from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models import utcnow
@@ -177,6 +178,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         accounts,
         areas,
         edits,
+        event_import,
+        event_reports,
+        event_unlocated,
         events,
         exports,
         field,
@@ -188,13 +192,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         plans,
         posters,
         screen,
+        staff,
         territories,
         tiles,
         workspace,
     )
 
-    for module in (accounts, territories, overlays, plans, edits, areas, events, geocode, open311,
-                   field, exports, ogc, tiles, posters, pages, screen, workspace):
+    # Event routes in this order: /events/unlocated and /events/import before /events/{id}.
+    for module in (accounts, territories, overlays, plans, edits, areas, event_reports,
+                   event_unlocated, event_import, events, staff, geocode, open311, field,
+                   exports, ogc, tiles, posters, pages, screen, workspace):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)

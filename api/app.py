@@ -4,6 +4,7 @@ documentation page, health and readiness."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -94,8 +95,10 @@ class BodyLimit:
 
 def operation_id(route: APIRoute) -> str:
     """``<module>_<function>`` (``accounts_create``, ``exports_export``, ``ogc_items``): what a
-    generated client names the call, readable and unique."""
+    generated client names the call, readable and unique. A module split out of another
+    names the one it came from (its ``OPERATION_PREFIX``), so generated clients keep theirs."""
     module = route.endpoint.__module__.rsplit(".", 1)[-1]
+    module = getattr(sys.modules[route.endpoint.__module__], "OPERATION_PREFIX", module)
     return f"{'service' if module == 'app' else module}_{route.name}"
 
 

@@ -27,6 +27,9 @@ from gis.errors import CoordinateError, LayerError
 from gis.io.limits import ReadLimits
 
 router = APIRouter(tags=["events"])
+#: operationIds stay ``events_<function>`` (api.app.operation_id): these routes were split out
+#: of api/routes/events.py, and generated clients keep the names they had.
+OPERATION_PREFIX = "events"
 
 
 #: The columns an import reads besides the coordinates (other properties are ignored).

@@ -26,6 +26,9 @@ from events.store import scoped_key
 from events.unlocated import create_unlocated
 
 router = APIRouter(tags=["events"])
+#: operationIds stay ``events_<function>`` (api.app.operation_id): these routes were split out
+#: of api/routes/events.py, and generated clients keep the names they had.
+OPERATION_PREFIX = "events"
 
 
 class EventIn(BaseModel):

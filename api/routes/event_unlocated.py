@@ -21,6 +21,9 @@ from gis.errors import NotFound
 from gis.paging import Page
 
 router = APIRouter(tags=["events"])
+#: operationIds stay ``events_<function>`` (api.app.operation_id): these routes were split out
+#: of api/routes/events.py, and generated clients keep the names they had.
+OPERATION_PREFIX = "events"
 
 
 class PlaceIn(BaseModel):

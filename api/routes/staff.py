@@ -15,6 +15,9 @@ from events.roster import Member, replace_roster
 from gis.codes import check_code as area_code
 
 router = APIRouter(tags=["events"])
+#: operationIds stay ``events_<function>`` (api.app.operation_id): these routes were split out
+#: of api/routes/events.py, and generated clients keep the names they had.
+OPERATION_PREFIX = "events"
 
 
 class StaffIn(BaseModel):

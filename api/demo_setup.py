@@ -197,7 +197,7 @@ def report_demo_events(engine: Any, territory_id: int, n: int, seed: int) -> dic
     from events.rules import Rules
     from events.store import event_clocks, status_counts
     from events.transitions import transition
-    from gis.models import utcnow
+    from gis.models.base import utcnow
     from gis.plans import published_plan_id, read_grids
     from gis.settings import get_settings
 

@@ -35,7 +35,6 @@ from sqlalchemy import Connection, Engine
 
 from api.problems import TooManyJobs
 from events.router_cache import concat_columns, route_chunk
-from gis import models
 from gis.contract import Territory
 from gis.database import is_unavailable, make_engine
 from gis.edits import used_codes
@@ -51,6 +50,7 @@ from gis.jobs import (
     start_job,
     update_running,
 )
+from gis.models.base import SRID, utcnow
 from gis.overlays import BARRIER_LAYER, barrier_layer
 from gis.plans import (
     PlanInfo,
@@ -198,7 +198,7 @@ def task_store_partition(url: str, job_id: str, territory_id: int, crs: Any,
         result = join(list(results), crs, params)
         result.report["runtime_s"] = round(time.time() - started, 3)
         blocks = result.blocks[["village_code", "households", "households_estimated",
-                                "population", "grid_code", "geometry"]].to_crs(models.SRID)
+                                "population", "grid_code", "geometry"]].to_crs(SRID)
         return write_plan(_worker_engine(url), territory_id, grid_table(result), blocks,
                           result.report, parameters, note=note, created_by=created_by,
                           lines=result.streets, finish=_finish(job_id))
@@ -238,7 +238,7 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
                 raise JobGone(f"job {job_id} is no longer running")
 
         result = redraw_plan(blocks, grids, territory, params, used, progress)
-        plan_grids = result.grids.to_crs(models.SRID)
+        plan_grids = result.grids.to_crs(SRID)
         metric = plan_grids.to_crs(territory.metric_crs)
         admin = territory.layers["admin_areas"].to_crs(territory.metric_crs)
         village_area = float(admin.loc[admin["level"] == "village"].area.sum())
@@ -251,7 +251,7 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
         def locks(conn: Connection, plan_id: int) -> None:
             lock_grids(conn, plan_id, still)
 
-        return write_plan(engine, territory_id, plan_grids, result.blocks.to_crs(models.SRID),
+        return write_plan(engine, territory_id, plan_grids, result.blocks.to_crs(SRID),
                           report, base.parameters, parent_id=base.id, created_by=created_by,
                           note=note or f"稳定重划自方案 {base.id} (stable redraw of plan "
                                        f"{base.id} v{base.version})",
@@ -333,7 +333,7 @@ class JobRunner:
         cluster were released with that process's connection; a plan they might still
         store is refused, the job being no longer running.)
         """
-        now = models.utcnow()
+        now = utcnow()
         orphans = []
         for row in active_jobs(self.engine):
             seen = row.heartbeat_at or row.created_at
@@ -602,7 +602,7 @@ class JobRunner:
         """Record the end of a job that has not ended (``failed``), retried while the
         database is away (for up to ``record_for_s``); a job that ended already keeps its
         end."""
-        values.update(finished_at=models.utcnow(), heartbeat_at=models.utcnow())
+        values.update(finished_at=utcnow(), heartbeat_at=utcnow())
         self._retry(f"record the end of job {job_id}",
                     lambda: end_job(self.engine, job_id, **values))
 

@@ -64,7 +64,7 @@ from real_common import (
 )
 from rich.table import Table
 
-from gis import crs as crsmod
+from gis.zones import metric_crs_for
 from partitioning.blocks import barrier_lines
 from partitioning.params import PartitionParams
 
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with timed("layers from the Xiacheng files") as t_build:
         b = read(path, "district_boundary").total_bounds
         bounds = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
-        metric = crsmod.metric_crs_for(bounds)
+        metric = metric_crs_for(bounds)
         admin, mapping = admin_layer(path, metric)
         roads, water, line_counts = line_layers(path, metric)
         official = official_grids(path, metric)

@@ -69,7 +69,7 @@ from real_common import (
 )
 from rich.table import Table
 
-from gis import crs as crsmod
+from gis.zones import metric_crs_for
 from partitioning.blocks import barrier_lines
 from partitioning.households import building_households
 from partitioning.params import PartitionParams
@@ -376,7 +376,7 @@ def build(path: Path, untagged_as: str = "rules", rivers_in_communities: bool = 
     raw = {name: read(path, name) for name in ("buildings", "roads", "water", "boundaries",
                                                "landuse")}
     tiles, missing = territory_tiles(list(raw.values()))
-    metric = crsmod.metric_crs_for(tuple(shapely.bounds(tiles)))
+    metric = metric_crs_for(tuple(shapely.bounds(tiles)))
     tiles_m = gpd.GeoSeries([tiles], crs=4326).to_crs(metric).iloc[0]
     roads, dropped = roads_layer(raw["roads"])
     roads = roads.to_crs(metric)

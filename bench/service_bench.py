@@ -513,7 +513,7 @@ def write_csv(path: Path, points: np.ndarray, coord_sys: str) -> None:
     """The bulk CSV: lon, lat (in ``coord_sys``), category, description."""
     import pandas as pd
 
-    from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
+    from gis.obfuscation import bd09_from_wgs84, gcj02_from_wgs84
 
     lon, lat = points[:, 0], points[:, 1]
     if coord_sys == "gcj02":

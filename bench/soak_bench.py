@@ -684,7 +684,7 @@ def uptime() -> str:
 def make_world(url: str, setup: dict[str, Any], grids_path: Path, seed: int) -> World:
     import psycopg
 
-    from gis.crs import gcj02_from_wgs84
+    from gis.obfuscation import gcj02_from_wgs84
     from gis.settings import Settings
     from maps.screen import grids_url
 

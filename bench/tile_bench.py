@@ -68,8 +68,8 @@ def setup(url: str) -> dict[str, Any]:
     from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED, demo_grids
     from sqlalchemy import insert
 
-    from gis import models
     from gis.database import make_engine, upgrade
+    from gis.models.territories import Territory
     from gis.plans import publish_plan, write_plan
 
     engine = make_engine(url)
@@ -77,9 +77,9 @@ def setup(url: str) -> dict[str, Any]:
     path, made = demo_grids()
     grids = pyogrio.read_dataframe(path).to_crs(4326)
     with engine.begin() as conn:
-        territory_id = int(conn.execute(insert(models.Territory).values(
+        territory_id = int(conn.execute(insert(Territory).values(
             name="白云示范区", metric_epsg=4526, source="tile bench").returning(
-            models.Territory.id)).scalar_one())
+            Territory.id)).scalar_one())
     blocks = gpd.GeoDataFrame({"village_code": [], "households": [], "population": [],
                                "grid_code": []}, geometry=[], crs=4326)
     started = time.perf_counter()

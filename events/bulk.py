@@ -18,11 +18,12 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from events.intake import FIELDS, new_row
 from events.rules import Rules
 from events.store import EVENT, HISTORY, as_aware
-from gis import models
+from gis.models.base import SRID, utcnow
+from gis.models.events import Event, EventHistory, EventImport
 from gis.workers import this_worker, worker_gone
 
 FloatArray = NDArray[np.float64]
-IMPORTS = models.EventImport.__table__
+IMPORTS = EventImport.__table__
 #: SpatiaLite bulk imports: rows per transaction, and the pause between two, in which
 #: another writer waiting for the database (SQLite has one writer at a time; a waiting one
 #: polls every ≤ 100 ms) takes its turn.
@@ -39,9 +40,9 @@ def create_events_staged(engine: Engine, rows: Iterable[tuple[dict[str, Any], fl
     get the database. If the import fails, its rows are removed again (in short
     transactions too) and it is marked failed; if its process dies, the next start removes
     them (:func:`recover_imports`). While it runs, the rows written so far are visible."""
-    now = models.utcnow()
+    now = utcnow()
     with engine.begin() as conn:
-        import_id = int(conn.execute(insert(models.EventImport).values(
+        import_id = int(conn.execute(insert(EventImport).values(
             state="running", worker=this_worker(), rows=0, started_at=now, heartbeat_at=now)
             .returning(IMPORTS.c.id)).scalar_one())
     n = 0
@@ -56,13 +57,13 @@ def create_events_staged(engine: Engine, rows: Iterable[tuple[dict[str, Any], fl
             if n:
                 time.sleep(pause_s)
             with engine.begin() as conn:
-                conn.execute(insert(models.Event), batch)
+                conn.execute(insert(Event), batch)
                 n += len(batch)
-                conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
-                             .values(rows=n, heartbeat_at=models.utcnow()))
+                conn.execute(update(EventImport).where(IMPORTS.c.id == import_id)
+                             .values(rows=n, heartbeat_at=utcnow()))
         with engine.begin() as conn:
-            conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
-                         .values(state="done", heartbeat_at=models.utcnow()))
+            conn.execute(update(EventImport).where(IMPORTS.c.id == import_id)
+                         .values(state="done", heartbeat_at=utcnow()))
     except BaseException:
         discard_import(engine, import_id, chunk)
         raise
@@ -77,18 +78,18 @@ def discard_import(engine: Engine, import_id: int, chunk: int = STAGED_CHUNK) ->
             ids = [i for (i,) in conn.execute(select(EVENT.c.id).where(
                 EVENT.c.import_id == import_id).limit(chunk))]
             if not ids:
-                conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
-                             .values(state="failed", heartbeat_at=models.utcnow()))
+                conn.execute(update(EventImport).where(IMPORTS.c.id == import_id)
+                             .values(state="failed", heartbeat_at=utcnow()))
                 return removed
-            conn.execute(delete(models.EventHistory).where(HISTORY.c.event_id.in_(ids)))
-            conn.execute(delete(models.Event).where(EVENT.c.id.in_(ids)))
+            conn.execute(delete(EventHistory).where(HISTORY.c.event_id.in_(ids)))
+            conn.execute(delete(Event).where(EVENT.c.id.in_(ids)))
             removed += len(ids)
 
 
 def recover_imports(engine: Engine, stale_after_s: float = 900.0) -> int:
     """Remove the rows of imports whose process is gone (of this host and not running, or
     silent for ``stale_after_s``); returns how many imports."""
-    now = models.utcnow()
+    now = utcnow()
     orphans = []
     with engine.connect() as conn:
         for row in conn.execute(select(IMPORTS.c.id, IMPORTS.c.worker, IMPORTS.c.heartbeat_at)
@@ -123,7 +124,7 @@ def create_events_columns(engine: Engine, columns: dict[str, Any], lon: ArrayLik
     if not isinstance(cols["flags"], list | tuple | np.ndarray):
         raise ValueError("flags must hold one list per event")
     if cols["reported_at"] is None:
-        cols["reported_at"] = models.utcnow()
+        cols["reported_at"] = utcnow()
     if engine.dialect.name != "postgresql":
         return create_events_staged(engine, _rows_of(cols, lon_a, lat_a, n), rules)
     with engine.begin() as conn:
@@ -205,7 +206,7 @@ def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: F
     at = cols["reported_at"]
     reported: list[str] | str
     if isinstance(at, list | tuple | np.ndarray):
-        moments: list[Any] = [r or models.utcnow() for r in _column(at, n)]
+        moments: list[Any] = [r or utcnow() for r in _column(at, n)]
         deadlines: list[str] | str = [_text(rules.deadline(c, "grid", r)) for c, r in zip(
             categories, moments, strict=True)]
         reported = [_text(r) for r in moments]
@@ -213,7 +214,7 @@ def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: F
         limit = {c: _text(rules.deadline(c, "grid", at)) for c in set(categories)}
         deadlines = [limit[c] for c in categories]
         reported = _text(at)
-    points = shapely.set_srid(shapely.points(lon, lat), models.SRID)
+    points = shapely.set_srid(shapely.points(lon, lat), SRID)
     events: dict[str, list[str] | str] = {}
     for k in FIELDS:
         events[k] = (_text_column(flags, n) if k == "flags" else reported

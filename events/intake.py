@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from events.rules import Rules
 from events.store import EVENT, EVENT_COLUMNS, event_dict, event_dict_of, get_event, reported_entry
-from gis import models
+from gis.models.base import SRID, utcnow
+from gis.models.events import Event
 
 #: Columns a caller provides when creating an event (besides the geometry).
 FIELDS = ("territory_id", "plan_id", "grid_id", "grid_code", "village_code", "town_code",
@@ -33,15 +34,15 @@ class Created:
 
 
 def _point(lon: float, lat: float) -> WKBElement:
-    wkb = shapely.to_wkb(shapely.set_srid(shapely.Point(lon, lat), models.SRID),
+    wkb = shapely.to_wkb(shapely.set_srid(shapely.Point(lon, lat), SRID),
                          include_srid=True)
-    return WKBElement(wkb, srid=models.SRID, extended=True)
+    return WKBElement(wkb, srid=SRID, extended=True)
 
 
 def new_row(fields: dict[str, Any], lon: float, lat: float, rules: Rules) -> dict[str, Any]:
     """The row of a newly reported event: reported at the grid level, its deadline set."""
     row = {k: fields.get(k) for k in FIELDS}
-    reported: datetime = row["reported_at"] or models.utcnow()
+    reported: datetime = row["reported_at"] or utcnow()
     row["reported_at"] = reported
     row["flags"] = list(row["flags"] or [])
     row.update(status="reported", level="grid", level_since=reported,
@@ -66,7 +67,7 @@ def create_event(engine: Engine, fields: dict[str, Any], lon: float, lat: float,
             out = _insert_one_statement(engine, row)
         else:
             with engine.begin() as conn:
-                out = event_dict(conn.execute(insert(models.Event).values(**row)
+                out = event_dict(conn.execute(insert(Event).values(**row)
                                             .returning(*EVENT_COLUMNS)).one())
     except IntegrityError:
         if key:
@@ -119,7 +120,7 @@ def create_events(engine: Engine, rows: Iterable[tuple[dict[str, Any], float, fl
 
 
 def _insert_chunk(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    conn.execute(insert(models.Event), rows)
+    conn.execute(insert(Event), rows)
     return len(rows)
 
 

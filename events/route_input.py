@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from events.router_cells import BoolArray, FloatArray
 from gis import crs as crsmod
+from gis.china import CHINA_LAT, CHINA_LON, check_china
 from gis.errors import CoordinateError, CRSError, LayerError
 
 
@@ -45,9 +46,9 @@ def prepare_grids(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         raise CRSError(f"the grids' coordinate system is not usable: {exc.message}") from exc
     wgs = crsmod.transform_geometries(shapely.force_2d(geoms), source, crsmod.WGS84)
     bounds = shapely.bounds(wgs)
-    crsmod.check_china(np.concatenate([bounds[:, 0], bounds[:, 2]]),
-                       np.concatenate([bounds[:, 1], bounds[:, 3]]),
-                       what=f"grids (read as {source.name})")
+    check_china(np.concatenate([bounds[:, 0], bounds[:, 2]]),
+                np.concatenate([bounds[:, 1], bounds[:, 3]]),
+                what=f"grids (read as {source.name})")
     invalid = np.flatnonzero(~shapely.is_valid(wgs))
     if invalid.size:
         fixed = shapely.make_valid(wgs[invalid])
@@ -143,8 +144,8 @@ def _require_finite_rows(x: FloatArray, y: FloatArray, what: str,
 
 def _require_china_rows(x: FloatArray, y: FloatArray, what: str,
                         names: NDArray[Any] | None) -> None:
-    lon0, lon1 = crsmod.CHINA_LON
-    lat0, lat1 = crsmod.CHINA_LAT
+    lon0, lon1 = CHINA_LON
+    lat0, lat1 = CHINA_LAT
     outside = (x < lon0) | (x > lon1) | (y < lat0) | (y > lat1)
     if not outside.any():
         return

@@ -29,7 +29,7 @@ Rules
   nearest grid (ties by the rule) and its distance in metres. ``other`` is then the nearest grid
   with another code within ``near_m``, if any (e.g. a point in a gap between two grids).
 
-Distances are measured in the metric projection of the grids (:func:`gis.crs.metric_crs_for`,
+Distances are measured in the metric projection of the grids (:func:`gis.zones.metric_crs_for`,
 the CGCS2000 Gauss-Kruger zone), containment on the WGS84 polygons as stored. Distances come from
 per-cell lists of the boundary segments that can matter for any point of the cell, so they are
 exact (not a raster approximation).

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from events.router_cells import BoolArray, FloatArray, IntArray
 from gis import crs as crsmod
+from gis.zones import metric_crs_for
 
 _TIE_M = 1e-6  # distances closer than this are a tie, broken by the edge rule
 
@@ -49,7 +50,7 @@ class ExactTests:
         shapely.contains_xy(self._geoms, probe[:, 0], probe[:, 1])
         shapely.intersects_xy(self._geoms, probe[:, 0], probe[:, 1])
         self._tree = shapely.STRtree(self._geoms)
-        self.metric_crs = crsmod.metric_crs_for(tuple(grids.total_bounds))
+        self.metric_crs = metric_crs_for(tuple(grids.total_bounds))
         self._to_metric = pyproj.Transformer.from_crs(crsmod.WGS84, self.metric_crs,
                                                       always_xy=True)
         self._metric_geoms = crsmod.transform_geometries(self._geoms, crsmod.WGS84,

@@ -12,13 +12,14 @@ from sqlalchemy import Engine, func, select
 
 from events.rules import Rules
 from events.workflow import DONE, OPEN
-from gis import models
 from gis.accounts import within_areas
 from gis.errors import NotFound
+from gis.models.base import iso, utcnow
+from gis.models.events import Event, EventHistory
 from gis.paging import Page, Paged, read_page
 
-EVENT = models.Event.__table__
-HISTORY = models.EventHistory.__table__
+EVENT = Event.__table__
+HISTORY = EventHistory.__table__
 #: What an event reads as (its import tag is bookkeeping of SpatiaLite imports).
 EVENT_COLUMNS = [c for c in EVENT.c if c.name not in ("geom", "import_id")]
 
@@ -68,7 +69,7 @@ def event_dict_of(mapping: Any) -> dict[str, Any]:
         out["idempotency_key"] = client_key(out["idempotency_key"])
     for k, v in list(out.items()):
         if isinstance(v, datetime):
-            out[k] = models.iso(v)
+            out[k] = iso(v)
     return out
 
 
@@ -171,7 +172,7 @@ def in_areas(query: Any, areas: tuple[str, ...] | None) -> Any:
 def as_aware(moment: datetime | None) -> datetime | None:
     """A stored time with its zone (SpatiaLite gives them naive, in UTC)."""
     if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=models.utcnow().tzinfo)
+        return moment.replace(tzinfo=utcnow().tzinfo)
     return moment
 
 

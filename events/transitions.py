@@ -11,8 +11,8 @@ from sqlalchemy import Engine, insert, select, update
 from events.rules import LEVELS, Rules
 from events.store import EVENT, get_event, in_areas
 from events.workflow import OPEN, apply
-from gis import models
 from gis.errors import NotFound
+from gis.models.events import Event, EventHistory
 
 
 def transition(engine: Engine, event_id: int, action: str, *, actor: str, rules: Rules,
@@ -41,8 +41,8 @@ def transition(engine: Engine, event_id: int, action: str, *, actor: str, rules:
             values.update(closed_at=now, rating=rating, feedback=feedback)
         if action == "reopen":
             values.update(resolved_at=None, closed_at=None, handler=None)
-        conn.execute(update(models.Event).where(models.Event.id == event_id).values(**values))
-        conn.execute(insert(models.EventHistory).values(
+        conn.execute(update(Event).where(Event.id == event_id).values(**values))
+        conn.execute(insert(EventHistory).values(
             event_id=event_id, from_status=row.status, to_status=step.to_status,
             level=step.level, actor=actor, at=now,
             reason=reason or (f"{action}: {handler}" if handler else action)))
@@ -75,8 +75,8 @@ def reroute(engine: Engine, event_id: int, routed: dict[str, Any], *, actor: str
                                   EVENT.c.plan_id).where(EVENT.c.id == event_id)).first()
         if row is None:
             raise NotFound(f"no event {event_id}")
-        conn.execute(update(models.Event).where(models.Event.id == event_id).values(**routed))
-        conn.execute(insert(models.EventHistory).values(
+        conn.execute(update(Event).where(Event.id == event_id).values(**routed))
+        conn.execute(insert(EventHistory).values(
             event_id=event_id, from_status=row.status, to_status=row.status, level=row.level,
             actor=actor, at=now,
             reason=f"re-routed from grid {row.grid_code} (plan {row.plan_id}) to grid "

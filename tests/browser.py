@@ -105,12 +105,16 @@ class PageErrors:
 
 
 def open_page(browser: Any, url: str, *, viewport: tuple[int, int] = (1600, 900),
-              wait_until: str = "networkidle") -> tuple[Any, PageErrors]:
-    """A new page at ``url`` and the errors it reports (keep checking after interactions)."""
+              wait_until: str = "networkidle", requests: list[str] | None = None
+              ) -> tuple[Any, PageErrors]:
+    """A new page at ``url`` and the errors it reports (keep checking after interactions);
+    the URL of every request it makes, from the first, is added to ``requests``."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     errors = PageErrors()
     page.on("console", lambda m: errors.console.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.exceptions.append(str(e)))
+    if requests is not None:
+        page.on("request", lambda r: requests.append(r.url))
     page.goto(url, wait_until=wait_until)
     return page, errors
 

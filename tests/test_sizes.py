@@ -16,8 +16,6 @@ OVER = frozenset({
     "bench/baselines.py", "bench/real_shanghai.py", "bench/service_bench.py",
     "bench/soak_bench.py",
     "data/fabric.py",
-    "gis/crs.py", "gis/exports.py", "gis/models.py",
-    "partitioning/engine.py",
 })
 
 

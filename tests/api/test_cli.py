@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from api.cli import app
-from gis import models
 from gis.database import make_engine
+from gis.models.territories import Territory
 from gis.store import layer_counts
 
 runner = CliRunner()
@@ -28,7 +28,7 @@ def _territories(url: str) -> int:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(models.Territory))
+            return int(conn.execute(select(func.count()).select_from(Territory))
                        .scalar_one())
     finally:
         engine.dispose()

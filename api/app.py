@@ -4,6 +4,7 @@ documentation page, health and readiness."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -29,10 +30,11 @@ from api.auth import (
 from api.headers import SecurityHeaders
 from api.jobs import JobRunner
 from api.ratelimit import RateLimit
+from events.bulk import recover_imports
 from events.geocode import IndexCache
 from events.router_cache import RouterCache
 from events.rules import Rules
-from events.store import escalate_overdue, recover_imports
+from events.transitions import escalate_overdue
 from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
 from gis.models.base import utcnow
@@ -93,8 +95,10 @@ class BodyLimit:
 
 def operation_id(route: APIRoute) -> str:
     """``<module>_<function>`` (``accounts_create``, ``exports_export``, ``ogc_items``): what a
-    generated client names the call, readable and unique."""
+    generated client names the call, readable and unique. A module split out of another
+    names the one it came from (its ``OPERATION_PREFIX``), so generated clients keep theirs."""
     module = route.endpoint.__module__.rsplit(".", 1)[-1]
+    module = getattr(sys.modules[route.endpoint.__module__], "OPERATION_PREFIX", module)
     return f"{'service' if module == 'app' else module}_{route.name}"
 
 
@@ -177,6 +181,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         accounts,
         areas,
         edits,
+        event_import,
+        event_reports,
+        event_unlocated,
         events,
         exports,
         field,
@@ -188,13 +195,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         plans,
         posters,
         screen,
+        staff,
         territories,
         tiles,
         workspace,
     )
 
-    for module in (accounts, territories, overlays, plans, edits, areas, events, geocode, open311,
-                   field, exports, ogc, tiles, posters, pages, screen, workspace):
+    # Event routes in this order: /events/unlocated and /events/import before /events/{id}.
+    for module in (accounts, territories, overlays, plans, edits, areas, event_reports,
+                   event_unlocated, event_import, events, staff, geocode, open311, field,
+                   exports, ogc, tiles, posters, pages, screen, workspace):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     ogc.describe_limit(app, settings)

@@ -342,7 +342,8 @@ def route(
 ) -> None:
     """Route located events to the grid that owns each point (files in, files out)."""
     from events.files import output_kind, read_events, read_grids, routed_table, write_routed
-    from events.router import GridRouter, Routed, points_to_wgs84
+    from events.route_input import points_to_wgs84
+    from events.router import GridRouter, Routed
     from gis.errors import CoordinateError
     from gis.io.options import parse_field_map
 

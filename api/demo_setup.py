@@ -192,9 +192,11 @@ def report_demo_events(engine: Any, territory_id: int, n: int, seed: int) -> dic
     import numpy as np
 
     from data.demo import demo_events
+    from events.bulk import create_events_columns
     from events.router_cache import RouterCache
     from events.rules import Rules
-    from events.store import create_events_columns, event_clocks, status_counts, transition
+    from events.store import event_clocks, status_counts
+    from events.transitions import transition
     from gis.models.base import utcnow
     from gis.plans import published_plan_id, read_grids
     from gis.settings import get_settings

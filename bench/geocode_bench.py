@@ -148,7 +148,7 @@ def main() -> None:
                                                             strict=True) if a != b})
     road_names = {}
     for nm_ in demo.layers["roads"]["name"].dropna().unique():
-        from events.geocode import normalise
+        from events.address_text import normalise
         road_names[normalise(nm_)] = nm_
     for a, b in pairs[: max(len(pick) // 10, 20)]:
         meet = shapely.get_coordinates(shapely.intersection(geoms[a], geoms[b]))

@@ -7,7 +7,7 @@ Writes bench/results/screen_bench.json.
    (1.4 M households, ~3,500 grids; bench/demo_db.py::demo_setup, partition cached in
    bench/.cache/) with its plan published.
 2. ``--events`` events at random points in the grids, reported over the last ten days, stored
-   by the bulk path (``events.store.create_events_columns``: COPY); then 55 % of them marked
+   by the bulk path (``events.bulk.create_events_columns``: COPY); then 55 % of them marked
    resolved (some late), so every light, the on-time rate and "today" have figures.
 3. The service in a uvicorn thread (``tests/browser.py::live_server``), its clock fixed; one
    client asks ``/screen/data`` for the district, the busiest town and the busiest village,
@@ -52,9 +52,9 @@ def add_events(url: str, territory_id: int, n: int, seed: int = 1) -> dict[str, 
     import shapely
     from sqlalchemy import text
 
+    from events.bulk import create_events_columns
     from events.router_cache import RouterCache
     from events.rules import Rules
-    from events.store import create_events_columns
     from gis.database import make_engine
 
     rng = np.random.default_rng(seed)

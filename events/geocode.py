@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import threading
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pyproj
 import shapely
 import shapely.ops
 from rapidfuzz import fuzz, process
 
+from events.address_index import AddressTables
+from events.address_text import Parsed
 from gis import crs as crsmod
 
 #: How precisely an address was placed, best first: a door plate (门牌; with its building
@@ -24,110 +23,6 @@ from gis import crs as crsmod
 #: interpolated along the named road, a road intersection, a community/village, nothing.
 LEVELS = ("door", "building", "compound", "road", "intersection", "community", "none")
 RANK = {level: i for i, level in enumerate(LEVELS)}
-
-_CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
-             "七": 7, "八": 8, "九": 9}
-_CN_UNIT = {"十": 10, "百": 100, "千": 1000}
-_CN_NUM = re.compile(r"[零〇一二两三四五六七八九十百千]+")
-#: Written variants mapped to one spelling (after NFKC, which makes full-width digits,
-#: letters and punctuation half-width): 號→号, 幢/座/棟/号楼/#楼 → 栋, 衖/弄堂 → 巷, ….
-_REPLACE = (
-    ("號", "号"), ("棟", "栋"), ("幢", "栋"), ("號樓", "栋"), ("号楼", "栋"), ("#楼", "栋"),
-    ("座", "栋"), ("衖", "巷"), ("弄堂", "巷"), ("衚衕", "胡同"), ("胡衕", "胡同"),
-    ("街道办事处", "街道"), ("街道办", "街道"), ("居委会", "社区"), ("居民委员会", "社区"),
-    ("村委会", "村"), ("村民委员会", "村"), ("交汇处", "交叉口"), ("交界处", "交叉口"),
-    ("交界", "交叉口"), ("交汇", "交叉口"), ("十字路口", "交叉口"), ("路口", "路交叉口"),
-    ("門", "门"), ("門牌", "门牌"), ("區", "区"), ("鎮", "镇"), ("華", "华"), ("園", "园"),
-)
-_DROP = re.compile(r"[\s,，。.、;；:：()（）\[\]【】\"“”'‘’<>《》]+")
-_PROVINCE = re.compile(r"^(?:[^省市区]{2,7}?(?:省|自治区|特别行政区))")
-_CITY = re.compile(r"^(?:[^省市区县]{2,6}?(?:市|自治州|地区|盟))")
-_NUMBER = re.compile(r"(\d+)(?:[-之](\d+))?号(?:院)?(?:(?:之|附|-)(\d+)(?![\d栋单号]))?")
-_BUILDING = re.compile(r"(\d+)栋")
-_UNIT = re.compile(r"(\d+)单元")
-_ROAD_END = ("大道", "大街", "横路", "直街", "横街", "胡同", "公路", "路", "街", "巷", "里", "道",
-             "弄", "坊", "围", "约")
-#: "A路与B路交叉口", "A路和B路路口", "A路B路交界": two roads (the first ends at a road word).
-_CROSS = re.compile(r"^(.+?(?:路|街|巷|道|里|弄|胡同))(.+?)交叉口")  # 路口/交界 normalised
-_JOIN = ("与", "和", "及", "同", "跟", "/", "&", "+", "、", "交")
-_ADMIN_SUFFIX = ("特别行政区", "自治区", "街道", "社区", "示范区", "新区", "省", "市", "区", "县",
-                 "镇", "乡", "村")
-
-
-def cn_to_int(text: str) -> int:
-    """A Chinese numeral (八十八, 一百零五, 二〇八, 十二) as an integer."""
-    if all(ch in _CN_DIGIT for ch in text):  # digit by digit: 二〇八 -> 208
-        return int("".join(str(_CN_DIGIT[ch]) for ch in text))
-    total, current = 0, 0
-    for ch in text:
-        if ch in _CN_DIGIT:
-            current = _CN_DIGIT[ch]
-        else:
-            total += (current or 1) * _CN_UNIT[ch]
-            current = 0
-    return total + current
-
-
-def normalise(text: str) -> str:
-    """One spelling of an address: NFKC (full-width digits and letters half-width), no spaces
-    or punctuation, traditional variants of the address words, 栋/幢/座/号楼 as 栋, Chinese
-    numerals as digits (in names too, so 鹤龙二横路 and 鹤龙2横路 meet)."""
-    text = unicodedata.normalize("NFKC", str(text or ""))
-    for old, new in _REPLACE:
-        text = text.replace(old, new)
-    text = _DROP.sub("", text)
-    text = text.replace("－", "-").replace("—", "-").replace("–", "-")
-    return _CN_NUM.sub(lambda m: str(cn_to_int(m.group(0))), text)
-
-
-def _short(name: str) -> str:
-    """An admin name without its level word (白云区 -> 白云, 鹤龙社区 -> 鹤龙)."""
-    for suffix in _ADMIN_SUFFIX:
-        if name.endswith(suffix) and len(name) > len(suffix) + 1:
-            return name[: -len(suffix)]
-    return name
-
-
-@dataclass
-class Parsed:
-    """The parts of one address (normalised)."""
-
-    text: str
-    areas: list[str] = field(default_factory=list)  # admin codes named, outermost first
-    road: str | None = None
-    number: int | None = None
-    sub_number: int | None = None
-    compound: str | None = None
-    building: int | None = None
-    unit: int | None = None
-    cross: tuple[str, str] | None = None
-    rest: str = ""
-    #: A short admin name before a road word was kept in the road (see AddressIndex.parse).
-    ambiguous: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"areas": self.areas, "road": self.road, "house_number": self.number,
-                "sub_number": self.sub_number, "compound": self.compound,
-                "building_no": self.building, "unit": self.unit,
-                "intersection": list(self.cross) if self.cross else None}
-
-
-def _split_road(text: str) -> tuple[str | None, str]:
-    """The road at the end of ``text`` (everything up to its last road word), else None."""
-    best = -1
-    for end in _ROAD_END:
-        k = text.rfind(end)
-        if k >= 0 and k + len(end) > best and k > 0:
-            best = k + len(end)
-    if best <= 0:
-        return None, text
-    return text[:best], text[best:]
-
-
-@dataclass
-class _Door:
-    points: list[int]  # address point rows
-    by_building: dict[int, int]
 
 
 @dataclass
@@ -145,222 +40,13 @@ class Answer:
     area_code: str | None = None
 
 
-class AddressIndex:
+class AddressIndex(AddressTables):
     """A territory's addresses, roads and admin areas, ready to geocode against (in the
     territory's metric coordinate system; answers in any gis.crs system)."""
 
     def __init__(self, layers: Mapping[str, gpd.GeoDataFrame], metric_crs: Any) -> None:
-        self.metric = metric_crs
-        admin = layers["admin_areas"].to_crs(metric_crs)
-        self.area_name = dict(zip(admin["code"], admin["name"], strict=True))
-        self.area_level = dict(zip(admin["code"], admin["level"], strict=True))
-        self.area_point = {c: shapely.point_on_surface(g)
-                           for c, g in zip(admin["code"], admin.geometry, strict=True)}
-        self.area_geom = dict(zip(admin["code"], admin.geometry, strict=True))
-        # Admin names (full, normalised, and without the level word) -> codes.
-        self.admin_names: dict[str, list[str]] = {}
-        for code, name in self.area_name.items():
-            for key in {normalise(name), normalise(_short(name))}:
-                if len(key) >= 2:
-                    self.admin_names.setdefault(key, []).append(code)
-        self.admin_keys = sorted(self.admin_names, key=len, reverse=True)
-        self._full_admin = {normalise(n) for n in self.area_name.values()}
-        self._admin_first: dict[str, list[str]] = {}
-        for key in self.admin_keys:
-            self._admin_first.setdefault(key[0], []).append(key)
-        # Roads: merged lines per normalised name.
-        roads = layers.get("roads")
-        self.road_geom: dict[str, Any] = {}
-        if roads is not None and len(roads):
-            named = roads[roads["name"].notna()].to_crs(metric_crs)
-            keys = [normalise(n) for n in named["name"]]
-            for key, geoms in pd.Series(named.geometry.to_numpy(), index=keys).groupby(
-                    level=0):
-                self.road_geom[key] = shapely.line_merge(shapely.union_all(list(geoms)))
-        # Address points: their parts (the parts given, else parsed from the address).
-        bld = layers["buildings"]
-        pts = bld.to_crs(metric_crs).geometry
-        pts = shapely.point_on_surface(pts.to_numpy())
-        self.px = shapely.get_x(pts)
-        self.py = shapely.get_y(pts)
-        self.village = self._villages(admin, pts)
-        self.doors: dict[tuple[str, int, int | None], _Door] = {}
-        self.compounds: dict[str, list[int]] = {}
-        self.compound_building: dict[tuple[str, int], int] = {}
-        self.numbers: dict[tuple[str, int], list[tuple[int, int]]] = {}  # (road, parity)
-        cols = {c: (bld[c].to_numpy(dtype=object) if c in bld.columns else
-                    np.full(len(bld), None, dtype=object))
-                for c in ("address", "road", "house_number", "compound", "building_no")}
-        for i in range(len(bld)):
-            road, number, sub, comp, bno = self._parts(
-                cols["road"][i], cols["house_number"][i], cols["compound"][i],
-                cols["building_no"][i], cols["address"][i])
-            if comp:
-                self.compounds.setdefault(comp, []).append(i)
-                if bno is not None:
-                    self.compound_building.setdefault((comp, bno), i)
-            if number is None:
-                continue
-            # A number on a road, or (rural) within its village.
-            scope = road or f"@{self.village[i]}"
-            door = self.doors.setdefault((scope, number, sub), _Door([], {}))
-            door.points.append(i)
-            if bno is not None:
-                door.by_building.setdefault(bno, i)
-            if road:
-                self.numbers.setdefault((road, number % 2), []).append((number, i))
-        for side, items in self.numbers.items():
-            self.numbers[side] = sorted(set(items))
-        self.road_keys = sorted(set(self.road_geom) | {k[0] for k in self.numbers})
-        self.compound_keys = sorted(self.compounds)
-        self._road_first = _by_first(self.road_keys)
-        self._compound_first = _by_first(self.compound_keys)
+        super().__init__(layers, metric_crs)
         self._cache: dict[str, Answer] = {}
-
-    @property
-    def size(self) -> int:
-        return sum(len(d.points) for d in self.doors.values())
-
-    def _villages(self, admin: gpd.GeoDataFrame, pts: Any) -> list[str]:
-        villages = admin[admin["level"] == "village"]
-        out = [""] * len(pts)
-        if len(villages):
-            tree = shapely.STRtree(villages.geometry.to_numpy())
-            hit = tree.query(pts, predicate="intersects")
-            codes = villages["code"].to_numpy()
-            for p, v in zip(hit[0].tolist(), hit[1].tolist(), strict=True):
-                out[p] = str(codes[v])
-        return out
-
-    def _parts(self, road: Any, number: Any, comp: Any, bno: Any, address: Any
-               ) -> tuple[str | None, int | None, int | None, str | None, int | None]:
-        road, number, comp, bno, address = (None if _missing(v) else v
-                                            for v in (road, number, comp, bno, address))
-        if road is None and number is None and comp is None and address:
-            p = self.parse(str(address))
-            return p.road, p.number, p.sub_number, p.compound, p.building
-        n = sub = None
-        if number is not None:
-            m = re.match(r"^(\d+)(?:[-之](\d+))?", normalise(str(number)))
-            if m:
-                n = int(m.group(1))
-                sub = int(m.group(2)) if m.group(2) else None
-        b = None
-        if bno is not None:
-            m = re.match(r"^(\d+)", normalise(str(bno)))
-            b = int(m.group(1)) if m else None
-        return (normalise(str(road)) if road else None, n, sub,
-                normalise(str(comp)) if comp else None, b)
-
-    # -- parsing ---------------------------------------------------------
-
-    def parse(self, address: str, *, split_short: bool = False) -> Parsed:
-        """The parts of an address: admin areas (by the territory's own names), road, house
-        number, compound, building; or an intersection of two roads. A short admin name
-        before a road word (安塘巷, 永泰街) is kept in the road unless ``split_short`` (the
-        parse marks itself ``ambiguous``: the caller may try the other reading)."""
-        text = normalise(address)
-        p = Parsed(text)
-        rest = text
-        rest = _PROVINCE.sub("", rest, count=1) if not self._admin_at(rest) else rest
-        rest = _CITY.sub("", rest, count=1) if not self._admin_at(rest) else rest
-        while rest:
-            key = self._admin_at(rest)
-            if key is None or self._named_at(rest, len(key)):
-                break
-            if rest[len(key):].startswith(_ROAD_END) and key not in self._full_admin \
-                    and not split_short:
-                p.ambiguous = True
-                break  # 安塘巷: a road named after the village 安塘村, not 安塘 + 巷
-            code = self._pick_area(self.admin_names[key], p.areas)
-            if code in p.areas:
-                break  # 湾滘村湾滘巷: the second 湾滘 belongs to the road
-            p.areas.append(code)
-            rest = rest[len(key):]
-            # The level word left after a short name (白云 + 区; 永泰 + 街, 街道 cut short).
-            cut_short = ("街",) if split_short and self.area_level.get(code) == "town" else ()
-            for suffix in (*_ADMIN_SUFFIX, *cut_short):
-                if rest.startswith(suffix):
-                    rest = rest[len(suffix):]
-                    break
-        m = _CROSS.match(rest)
-        if m and not _NUMBER.search(rest):
-            a, b = m.group(1), m.group(2)
-            if b.startswith(_JOIN) and not self._road_prefix(b):
-                b = b[1:]  # the joining word (but 同和路 is a road)
-            a = a if a.endswith(_ROAD_END) else self._road_prefix(a) or a
-            b = re.sub(r"(路|街|巷|道)\1$", r"\1", b)  # 同和路路口 -> 同和路
-            p.cross = (a, b)
-            return p
-        num = _NUMBER.search(rest)
-        bld = _BUILDING.search(rest)
-        unit = _UNIT.search(rest)
-        if unit:
-            p.unit = int(unit.group(1))
-        if num:
-            p.number = int(num.group(1))
-            sub = num.group(2) or num.group(3)
-            p.sub_number = int(sub) if sub else None
-            head, tail = rest[: num.start()], rest[num.end():]
-            p.rest = head
-            road, extra = _split_road(head)
-            p.road = road
-            if extra and not road:
-                p.compound = extra or None
-            if bld and bld.start() >= num.end():
-                comp = rest[num.end(): bld.start()]
-                p.building = int(bld.group(1))
-                if comp:
-                    p.compound = comp
-            elif tail:
-                tail = re.split(r"\d", tail, maxsplit=1)[0]
-                p.compound = tail or p.compound
-        elif bld:
-            p.building = int(bld.group(1))
-            head = rest[: bld.start()]
-            road, extra = _split_road(head)
-            if road and road in self.road_geom and extra:
-                p.road, p.compound = road, extra
-            else:
-                p.compound = head or None
-        else:
-            road, extra = _split_road(rest)
-            if road:
-                p.road, p.compound = road, extra or None
-            else:
-                p.compound = rest or None
-        if p.number is None:
-            p.rest = rest
-        return p
-
-    def _road_prefix(self, text: str) -> str | None:
-        for key in self._road_first.get(text[:1], ()):
-            if text.startswith(key):
-                return key
-        return None
-
-    def _named_at(self, text: str, admin_len: int) -> bool:
-        """Whether a road or compound longer than the admin name there starts the text (松尾一巷
-        is a road, not 松尾村 + 一巷)."""
-        for table in (self._road_first, self._compound_first):
-            for key in table.get(text[:1], ()):
-                if len(key) > admin_len and text.startswith(key):
-                    return True
-        return False
-
-    def _admin_at(self, text: str) -> str | None:
-        for key in self._admin_first.get(text[:1], ()):
-            if text.startswith(key):
-                return key
-        return None
-
-    def _pick_area(self, codes: list[str], named: list[str]) -> str:
-        """Of several areas of one name, the one under the areas named before it."""
-        if len(codes) > 1 and named:
-            for code in codes:
-                if code.startswith(named[-1]):
-                    return code
-        return codes[0]
 
     # -- matching --------------------------------------------------------
 
@@ -606,19 +292,6 @@ class AddressIndex:
         return [self.geocode(str(a)) for a in addresses]
 
 
-def _by_first(keys: Iterable[str]) -> dict[str, list[str]]:
-    """Keys by their first character, longest first (prefix look-ups)."""
-    out: dict[str, list[str]] = {}
-    for key in sorted(keys, key=len, reverse=True):
-        out.setdefault(key[:1], []).append(key)
-    return out
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and not np.isfinite(value)) or \
-        (isinstance(value, str) and not value.strip())
-
-
 def road_score_or(score: float) -> float:
     """A door found on a fuzzily matched road is as sure as the road's spelling."""
     return 1.0 if score == 0.0 else score
@@ -662,5 +335,3 @@ class IndexCache:
 def at_least(level: str, minimum: str) -> bool:
     """Whether ``level`` is as precise as ``minimum`` or more."""
     return RANK[level] <= RANK[minimum]
-
-

@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal, authenticate, check_code, partial
 from api.deps import get_engine
 from api.problems import BadRequest, Forbidden
-from api.routes.events import EventIn, _with_light, now_of, report_event, rules_of
+from api.routes.event_reports import EventIn, report_event
+from api.routes.events import now_of, rules_of, with_light
 from events.rules import CATEGORY_NAMES, LEVEL_NAMES
 from events.store import get_event, list_events
 from events.unlocated import get_unlocated, list_unlocated
@@ -140,7 +141,7 @@ def _as_waiting(waiting: dict[str, Any]) -> dict[str, Any]:
 
 
 def _masked(request: Request, who: Principal, event: dict[str, Any]) -> dict[str, Any]:
-    return _with_light(event, rules_of(request), now_of(request), who)
+    return with_light(event, rules_of(request), now_of(request), who)
 
 
 def _one(request: Request, engine: Engine, who: Principal, request_id: str

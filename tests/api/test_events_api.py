@@ -254,7 +254,9 @@ def test_bulk_columns_store_what_row_by_row_stores(setup: Any) -> None:
     """The bulk path (columns; COPY on PostGIS) writes the rows the row-by-row path writes."""
     from sqlalchemy import func, select
 
-    from events.store import EVENT, HISTORY, create_events, create_events_columns, get_event
+    from events.bulk import create_events_columns
+    from events.intake import create_events
+    from events.store import EVENT, HISTORY, get_event
 
     client, _, tid, territory = setup
     app: Any = client.app

@@ -1,4 +1,4 @@
-"""The address normaliser, parser and match levels of events.geocode, on a hand-made
+"""The address normaliser (events.address_text), parser and match levels of events.geocode, on a
 territory (its roads, compounds and villages named as in Guangzhou) and on the demo's."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 import shapely
 
 from data.demo import generate
-from events.geocode import AddressIndex, at_least, cn_to_int, normalise
+from events.address_text import cn_to_int, normalise
+from events.geocode import AddressIndex, at_least
 from gis.contract import Territory
 
 ROOT = Path(__file__).resolve().parents[2]

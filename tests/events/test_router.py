@@ -611,7 +611,7 @@ def test_many_grids_use_wider_cells(monkeypatch: pytest.MonkeyPatch) -> None:
     lon, lat = np.meshgrid(np.linspace(-1, 9, 60), np.linspace(-1, 6, 40))
     x, y = (GUANGZHOU[0] + lon.ravel() * U), (GUANGZHOU[1] + lat.ravel() * U)
     small = GridRouter.from_grids(layout_grids())
-    monkeypatch.setattr("events.router._NEAR_BIT16", 4)
+    monkeypatch.setattr("events.router_index._NEAR_BIT16", 4)
     wide = GridRouter.from_grids(layout_grids())
     assert small._fine.dtype == np.int16 and wide._fine.dtype == np.int32
     a, b = small.route(x, y), wide.route(x, y)

@@ -9,17 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
+from events.intake import create_event
 from events.rules import LEVELS, EventError, Rules
-from events.store import (
-    count_events,
-    create_event,
-    escalate_overdue,
-    event_light,
-    get_event,
-    light_counts,
-    reroute,
-    transition,
-)
+from events.store import count_events, event_light, get_event, light_counts
+from events.transitions import escalate_overdue, reroute, transition
 from events.workflow import apply
 from gis.models.events import EventHistory
 from gis.models.territories import Territory

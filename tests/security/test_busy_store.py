@@ -23,7 +23,7 @@ from secworld import World, make_world, partitioned  # noqa: F401
 from sqlalchemy import func, insert, select
 
 from api.app import create_app
-from events.store import recover_imports
+from events.bulk import recover_imports
 from gis.models.base import utcnow
 from gis.models.events import Event, EventImport
 from gis.settings import Settings

@@ -28,6 +28,12 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(overlay_app, name="overlay")
+#: The files-in commands' (partition, redraw) short --field-map and --crs.
+FieldMapOption = Annotated[list[str] | None, typer.Option(
+    "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")]
+CrsOption = Annotated[list[str] | None, typer.Option(
+    "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
+
 
 def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title)
@@ -92,11 +98,8 @@ def partition(
         "--scheduler", envvar="GRIDMAP_DASK_SCHEDULER",
         help="Address of a running Dask scheduler (tcp://host:8786) to compute on, instead "
              "of a LocalCluster on this machine (docs/scale.md).")] = None,
-    field_map: Annotated[list[str] | None, typer.Option(
-        "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
-    crs: Annotated[list[str] | None, typer.Option(
-        "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
-    = None,
+    field_map: FieldMapOption = None,
+    crs: CrsOption = None,
     estimate: Annotated[str, typer.Option(
         "--estimate", help="Footprints without a household count: residential (estimate "
                            "those residential by tag, land use or the rule for untagged "
@@ -222,11 +225,8 @@ def redraw(
         help="The new data: the same territory's layers with the new buildings/households.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the redrawn grids.gpkg, "
                                                     "blocks.gpkg, report.json.")],
-    field_map: Annotated[list[str] | None, typer.Option(
-        "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
-    crs: Annotated[list[str] | None, typer.Option(
-        "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
-    = None,
+    field_map: FieldMapOption = None,
+    crs: CrsOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:

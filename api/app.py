@@ -35,7 +35,7 @@ from events.rules import Rules
 from events.store import escalate_overdue, recover_imports
 from gis.database import check_schema, is_sqlite, make_engine, ping
 from gis.errors import GridmapError
-from gis.models import utcnow
+from gis.models.base import utcnow
 from gis.settings import Settings, get_settings
 from maps.apidocs import docs_html
 from maps.assets import STATIC

@@ -9,8 +9,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from gis import accounts, models
+from api.asgi import HttpMiddleware
+from gis import accounts
 from gis.database import is_unavailable
+from gis.models.base import utcnow
 
 log = logging.getLogger("gridmap.audit")
 #: Reads that show personal data or whole datasets; every other GET is not logged.
@@ -22,7 +24,7 @@ _KEY_IN_QUERY = re.compile(r"(^|&)(api_key|token|access_token)=[^&]*", re.IGNORE
 BACKLOG = 100_000
 
 
-#: Column widths of ``audit_log`` (gis.models.AuditEntry): longer values are cut.
+#: Column widths of ``audit_log`` (gis.models.accounts.AuditEntry): longer values are cut.
 WIDTHS = {"username": 60, "role": 16, "action": 16, "method": 8, "path": 400}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -82,7 +84,7 @@ class AuditLog:
 
     def record(self, *, username: str | None, role: str | None, action: str, method: str,
                path: str, status: int, detail: str | None = None) -> None:
-        entry = _clean({"at": models.utcnow(), "username": username, "role": role,
+        entry = _clean({"at": utcnow(), "username": username, "role": role,
                         "action": action, "method": method, "path": path, "status": status,
                         "detail": detail})
         with self._lock:
@@ -182,18 +184,12 @@ def _action(method: str, status: int) -> str:
     return "read" if method in ("GET", "HEAD") else "change"
 
 
-class AuditRequests:
+class AuditRequests(HttpMiddleware):
     """ASGI middleware: log changes, refusals and reads of personal data, by whom. Plain
     ASGI (not Starlette's BaseHTTPMiddleware, which doubled the CPU of a routing lookup):
     it only notes the status the app sends and, once the answer is out, who asked."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Any, receive: Any, send: Any) -> None:
         status = 500
 
         async def noted(message: Any) -> None:

@@ -16,10 +16,12 @@ from fastapi.routing import APIRoute
 from sqlalchemy import ColumnElement, Engine
 from starlette.concurrency import run_in_threadpool
 
+from api.asgi import HttpMiddleware
 from api.problems import Forbidden, Unauthorized
-from gis import accounts, models
+from gis import accounts
 from gis.accounts import AccountInfo
 from gis.errors import NotFound
+from gis.models.base import utcnow
 from gis.plans import get_plan
 from gis.store import list_territories, territory_roots
 
@@ -112,7 +114,7 @@ class Authenticator:
 
     def issue(self, account: AccountInfo) -> tuple[str, int]:
         """A signed token for the account, and its lifetime in seconds."""
-        now = models.utcnow()
+        now = utcnow()
         claims = {"sub": account.username, "iat": now, "exp": now + self.lifetime,
                   "ver": account.changed_at.timestamp(),
                   # The token's own id: signing out revokes it (revoked_tokens).
@@ -482,20 +484,14 @@ class CrossSiteGuard:
         return bool(host) and parts.netloc.lower() == host.strip().lower()
 
 
-class PrivateAnswers:
+class PrivateAnswers(HttpMiddleware):
     """ASGI middleware: an answer to a request that carries credentials (a bearer token, an
     API key or the sign-in cookie) is the account's own, cut to its areas: unless the route
     said otherwise, ``Cache-Control: private`` keeps shared caches (a proxy) from storing it,
     and ``Vary`` names what tells accounts apart. A route's own Cache-Control is kept, made
     private unless it names ``private``, ``public`` or ``no-store`` itself."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Any, receive: Any, send: Any) -> None:
         names = {k.lower() for k, _ in scope.get("headers") or []}
         credentialed = b"authorization" in names or b"x-api-key" in names or any(
             k.lower() == b"cookie" and f"{COOKIE}=".encode() in v

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+# The last thing at exit (handlers run last-registered first): the objects left are not
+# collected one by one while the interpreter shuts down (~0.4 s after a partition).
+atexit.register(gc.freeze)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(overlay_app, name="overlay")
@@ -176,7 +181,11 @@ def partition(
                 client, split, params,
                 progress=lambda key, _share, done, _total: bar.update(
                     task, completed=done, description=f"划分 town {key}"))
+        # The cluster is not needed any more: it stops while the files are written.
+        closing = threading.Thread(target=compute.close, daemon=True)
+        closing.start()
         paths = write_partition(result, out)
+        closing.join()
         r = result.report
         rows = [
             ("grids 网格", f"{r['n_grids']:,} ({r['n_dedicated']} dedicated 专属)"),

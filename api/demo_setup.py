@@ -195,7 +195,7 @@ def report_demo_events(engine: Any, territory_id: int, n: int, seed: int) -> dic
     from events.router_cache import RouterCache
     from events.rules import Rules
     from events.store import create_events_columns, event_clocks, status_counts, transition
-    from gis.models import utcnow
+    from gis.models.base import utcnow
     from gis.plans import published_plan_id, read_grids
     from gis.settings import get_settings
 

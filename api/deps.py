@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import codecs
 import threading
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import unquote
 
 from fastapi import Header, Path, Query, Request, Response
@@ -119,19 +120,26 @@ def check_encoding(name: str | None) -> str | None:
     return name.strip()
 
 
-_cache_lock = threading.Lock()
+_once_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def app_once(request: Request, name: str, make: Callable[[Settings], T]) -> T:
+    """The app's one ``name`` (kept in its state), made from the settings by ``make`` on
+    first use; requests that race to make it get the same one."""
+    state = request.app.state
+    with _once_lock:
+        found: T | None = getattr(state, name, None)
+        if found is None:
+            found = make(state.settings)
+            setattr(state, name, found)
+    return found
 
 
 def plan_cache(request: Request) -> TileCache:
     """The app's cache of bytes made from a plan alone: tiles and the map's simplified grids
     (made on first use, sized by ``GRIDMAP_TILE_CACHE_MB``)."""
-    state = request.app.state
-    with _cache_lock:
-        cache: TileCache | None = getattr(state, "tile_cache", None)
-        if cache is None:
-            cache = TileCache(state.settings.tile_cache_mb * 2**20)
-            state.tile_cache = cache
-    return cache
+    return app_once(request, "tile_cache", lambda s: TileCache(s.tile_cache_mb * 2**20))
 
 
 #: The person at the keyboard when an account is shared (e.g. a station's); the audit log

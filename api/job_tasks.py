@@ -19,12 +19,12 @@ from typing import Any
 import shapely
 from sqlalchemy import Connection, Engine
 
-from gis import models
 from gis.contract import Territory
 from gis.database import is_unavailable, make_engine
 from gis.edits import used_codes
 from gis.errors import GridmapError
 from gis.jobs import finish_job, update_running
+from gis.models.base import SRID
 from gis.overlays import BARRIER_LAYER, barrier_layer
 from gis.plans import (
     get_plan,
@@ -128,7 +128,7 @@ def task_store_partition(url: str, job_id: str, territory_id: int, crs: Any,
         result = join(list(results), crs, params)
         result.report["runtime_s"] = round(time.time() - started, 3)
         blocks = result.blocks[["village_code", "households", "households_estimated",
-                                "population", "grid_code", "geometry"]].to_crs(models.SRID)
+                                "population", "grid_code", "geometry"]].to_crs(SRID)
         return write_plan(_worker_engine(url), territory_id, grid_table(result), blocks,
                           result.report, parameters, note=note, created_by=created_by,
                           lines=result.streets, finish=_finish(job_id))
@@ -168,7 +168,7 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
                 raise JobGone(f"job {job_id} is no longer running")
 
         result = redraw_plan(blocks, grids, territory, params, used, progress)
-        plan_grids = result.grids.to_crs(models.SRID)
+        plan_grids = result.grids.to_crs(SRID)
         metric = plan_grids.to_crs(territory.metric_crs)
         admin = territory.layers["admin_areas"].to_crs(territory.metric_crs)
         village_area = float(admin.loc[admin["level"] == "village"].area.sum())
@@ -181,7 +181,7 @@ def task_redraw(url: str, job_id: str, territory_id: int, territory: Territory,
         def locks(conn: Connection, plan_id: int) -> None:
             lock_grids(conn, plan_id, still)
 
-        return write_plan(engine, territory_id, plan_grids, result.blocks.to_crs(models.SRID),
+        return write_plan(engine, territory_id, plan_grids, result.blocks.to_crs(SRID),
                           report, base.parameters, parent_id=base.id, created_by=created_by,
                           note=note or f"稳定重划自方案 {base.id} (stable redraw of plan "
                                        f"{base.id} v{base.version})",

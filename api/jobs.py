@@ -44,7 +44,6 @@ from api.job_tasks import (
 )
 from api.problems import TooManyJobs
 from events.router_cache import concat_columns, route_chunk
-from gis import models
 from gis.contract import Territory
 from gis.database import is_unavailable
 from gis.errors import Conflict, GridmapError, msg
@@ -58,6 +57,7 @@ from gis.jobs import (
     start_job,
     update_running,
 )
+from gis.models.base import utcnow
 from gis.plans import PlanInfo, get_plan, published_plan_id
 from gis.workers import this_worker, worker_gone
 from partitioning.cluster import (
@@ -167,7 +167,7 @@ class JobRunner:
         cluster were released with that process's connection; a plan they might still
         store is refused, the job being no longer running.)
         """
-        now = models.utcnow()
+        now = utcnow()
         orphans = []
         for row in active_jobs(self.engine):
             seen = row.heartbeat_at or row.created_at
@@ -436,7 +436,7 @@ class JobRunner:
         """Record the end of a job that has not ended (``failed``), retried while the
         database is away (for up to ``record_for_s``); a job that ended already keeps its
         end."""
-        values.update(finished_at=models.utcnow(), heartbeat_at=models.utcnow())
+        values.update(finished_at=utcnow(), heartbeat_at=utcnow())
         self._retry(f"record the end of job {job_id}",
                     lambda: end_job(self.engine, job_id, **values))
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.asgi import HttpMiddleware
 from events.photos import PhotoError, PhotoTooLarge
 from events.rules import EventError
 from gis.accounts import AccountError
@@ -371,18 +372,12 @@ def internal_error(request: Request) -> JSONResponse:
                             "an unexpected error occurred; it was logged", request)
 
 
-class CatchAll:
+class CatchAll(HttpMiddleware):
     """ASGI middleware: an error no handler took becomes the 500 problem here, without
     re-raising. Starlette's own last resort re-raises after answering, and the server then
     closes the connection: the client's next request on it failed too (keep-alive lost)."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Any, receive: Any, send: Any) -> None:
         started = False
 
         async def noted(message: Any) -> None:

@@ -30,14 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,18 +42,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 
+from bench.baselines_graph import Layers, block_graph
+from bench.baselines_metrics import HI, LO, TARGET, engine_metrics, labels_metrics
+from bench.baselines_runs import EPSILON, GC_CAP_HOUSEHOLDS, METHODS, run_job, worker
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "baselines.json"
-LO, HI, TARGET = 300, 500, 400
-EPSILON = 0.25  # GerryChain: parts within 400 ± 25% = [300, 500]
-GC_CAP_HOUSEHOLDS = 480  # the issue's variant: every block capped at 480 households
-
-Layers = dict[str, gpd.GeoDataFrame]
 
 
 @dataclass(frozen=True)
@@ -97,310 +92,6 @@ INSTANCES = {
     )
 }
 DEFAULT = ("lattice-20", "lattice-45", "demo-243k", "lattice-100")
-METHODS = ("engine", "spopt_maxp", "gerrychain", "gerrychain_cap480")
-
-
-# ---------------------------------------------------------------------------
-# The block graph the baselines get
-
-
-@dataclass
-class BlockGraph:
-    """Blocks (metric CRS) with households, and their contiguity edges."""
-
-    geoms: np.ndarray
-    households: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    info: dict[str, Any]
-
-
-def block_graph(layers: Layers, name: str) -> BlockGraph:
-    """The whole territory's block graph from our blocks stage (village lines ignored)."""
-    from gis.contract import Territory
-    from partitioning.blocks import adjacency, barrier_lines, make_blocks
-    from partitioning.households import assign_to_blocks, building_households
-    from partitioning.params import PartitionParams
-
-    started = time.perf_counter()
-    params = PartitionParams()
-    metric = Territory(name, layers).to_metric()
-    admin = metric["admin_areas"]
-    villages = admin[admin["level"] == "village"].reset_index(drop=True)
-    barriers = barrier_lines(metric, params)
-    blocks = make_blocks(villages, barriers, params)
-    # The blocks stage can leave a sliver snapped to nothing (empty, no area): drop it.
-    empty = shapely.is_empty(blocks.geometry.to_numpy())
-    blocks = blocks[~empty].reset_index(drop=True)
-    hh, _pop, _est, _counts = building_households(metric["buildings"], params)
-    owner = assign_to_blocks(metric["buildings"], blocks)
-    households = np.bincount(owner, weights=hh, minlength=len(blocks)).astype(np.int64)
-    adj = adjacency(blocks.assign(village_code="whole"), barriers)
-    geoms = blocks.geometry.to_numpy()
-    a, b = adj["a"].to_numpy(), adj["b"].to_numpy()
-    a, b, n_components = _join_components(geoms, a, b)
-    info = {
-        "blocks": len(blocks), "edges": len(a), "households": int(households.sum()),
-        "blocks_over_max": int((households > HI).sum()),
-        "block_households_max": int(households.max()),
-        "blocks_without_households": int((households == 0).sum()),
-        "components_joined": n_components - 1,
-        "empty_blocks_dropped": int(empty.sum()),
-        "buildings": len(metric["buildings"]),
-        "villages": len(villages),
-        "build_s": round(time.perf_counter() - started, 2),
-    }
-    return BlockGraph(geoms, households, a, b, info)
-
-
-def _join_components(geoms: np.ndarray, a: np.ndarray, b: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Add one edge from each smaller component to the nearest block (by centroid) of
-    the largest, as spopt's ``policy="single"`` does; return the edges and the count of
-    components found."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    n = len(geoms)
-    m = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
-    count, label = connected_components(m, directed=False)
-    if count == 1:
-        return a, b, 1
-    centre = shapely.centroid(geoms)
-    xy = np.column_stack([shapely.get_x(centre), shapely.get_y(centre)])
-    main = int(np.argmax(np.bincount(label)))
-    in_main = np.flatnonzero(label == main)
-    tree = cKDTree(xy[in_main])
-    extra_a, extra_b = [], []
-    for c in range(count):
-        if c == main:
-            continue
-        members = np.flatnonzero(label == c)
-        dist, near = tree.query(xy[members])
-        k = int(np.argmin(dist))
-        extra_a.append(members[k])
-        extra_b.append(in_main[near[k]])
-    return np.concatenate([a, extra_a]), np.concatenate([b, extra_b]), count
-
-
-# ---------------------------------------------------------------------------
-# Workers (each run in its own subprocess)
-
-
-def _run_engine(job: dict[str, Any]) -> dict[str, Any]:
-    from gis.contract import Territory
-    from partitioning.engine import partition_territory
-    from partitioning.params import PartitionParams
-
-    stages: list[tuple[str, float]] = []
-    started = time.perf_counter()
-    result = partition_territory(
-        Territory(job["name"], job["layers"]), PartitionParams(seed=job["seed"]),
-        progress=lambda stage, _done: stages.append((stage, time.perf_counter() - started)))
-    runtime = time.perf_counter() - started
-    # Seconds spent in each stage; "regions 网格" repeats when villages are redone
-    # with finer blocks.
-    marks = [*stages, ("end", runtime)]
-    stage_s = [[name, round(marks[i + 1][1] - t, 2)] for i, (name, t) in enumerate(marks[:-1])]
-    grids = result.grids
-    keys = ("n_grids", "n_comprehensive", "n_dedicated", "n_forced", "in_range_share",
-            "in_range_share_all", "n_blocks", "relaxed_cuts", "blocks_cut_between_buildings",
-            "coverage_share", "compactness_mean")
-    return {
-        "runtime_s": runtime,
-        "geoms": shapely.to_wkb(grids.geometry.to_numpy()),
-        "households": grids["households"].to_numpy(),
-        "kind": grids["kind"].to_numpy(dtype=str),
-        "flags": [list(f) for f in grids["flags"]],
-        "code": grids["code"].to_numpy(dtype=str),
-        "report": {k: result.report[k] for k in keys},
-        "stage_s": stage_s,
-    }
-
-
-def _run_spopt(job: dict[str, Any]) -> dict[str, Any]:
-    import libpysal
-    from spopt.region import MaxPHeuristic
-
-    started = time.perf_counter()
-    geoms = shapely.from_wkb(job["geoms"])
-    xy = shapely.get_coordinates(shapely.centroid(geoms)) / 1000.0
-    gdf = gpd.GeoDataFrame({"households": job["households"], "x_km": xy[:, 0],
-                            "y_km": xy[:, 1]}, geometry=geoms)
-    neighbours: dict[int, list[int]] = {i: [] for i in range(len(geoms))}
-    for i, j in zip(job["a"].tolist(), job["b"].tolist(), strict=True):
-        neighbours[i].append(j)
-        neighbours[j].append(i)
-    w = libpysal.weights.W(neighbours, silence_warnings=True)
-    np.random.seed(job["seed"])  # MaxP draws from numpy's global generator
-    setup = time.perf_counter() - started
-    started = time.perf_counter()
-    model = MaxPHeuristic(gdf, w, ["x_km", "y_km"], "households", LO, top_n=2)
-    model.solve()
-    runtime = time.perf_counter() - started
-    if model.labels_ is None:
-        return {"runtime_s": runtime, "setup_s": setup, "failed": True,
-                "reason": "MaxP found no feasible solution"}
-    return {"runtime_s": runtime, "setup_s": setup, "labels": np.asarray(model.labels_)}
-
-
-def _run_gerrychain(job: dict[str, Any]) -> dict[str, Any]:
-    from functools import partial
-
-    import networkx as nx
-    from gerrychain import Graph
-    from gerrychain.partition import recursive_tree_part
-    from gerrychain.tree import bipartition_tree
-
-    warnings.simplefilter("ignore")  # BipartitionWarning every 1,000 failed attempts
-    started = time.perf_counter()
-    households = job["households"]
-    if job.get("cap") is not None:
-        households = np.minimum(households, job["cap"])
-    nxg: nx.Graph = nx.Graph()
-    nxg.add_nodes_from((i, {"households": int(h)}) for i, h in enumerate(households))
-    nxg.add_edges_from(zip(job["a"].tolist(), job["b"].tolist(), strict=True))
-    graph = Graph.from_networkx(nxg)
-    total = int(households.sum())
-    k = max(2, round(total / TARGET))
-    setup = time.perf_counter() - started
-    started = time.perf_counter()
-    try:
-        assignment = recursive_tree_part(
-            graph, range(k), total / k, "households", EPSILON,
-            bipartition_tree_fn=partial(bipartition_tree, max_attempts=job["max_attempts"]),
-            rng=job["seed"])
-    except Exception as exc:  # "Could not find a possible cut after N attempts", ...
-        return {"runtime_s": time.perf_counter() - started, "setup_s": setup, "failed": True,
-                "reason": f"{type(exc).__name__}: {exc}".strip()}
-    runtime = time.perf_counter() - started
-    labels = np.array([assignment[i] for i in range(len(households))])
-    return {"runtime_s": runtime, "setup_s": setup, "labels": labels, "k": k}
-
-
-RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "engine": _run_engine, "spopt_maxp": _run_spopt, "gerrychain": _run_gerrychain,
-    "gerrychain_cap480": _run_gerrychain,
-}
-
-
-def _worker(job_path: str, out_path: str) -> None:
-    with open(job_path, "rb") as fh:
-        job = pickle.load(fh)
-    try:
-        result = RUNNERS[job["method"]](job)
-    except Exception as exc:
-        result = {"failed": True, "reason": f"{type(exc).__name__}: {exc}"}
-    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across execve, so a
-    # child would report the parent's size at fork time.
-    result["peak_rss_mb"] = _vm_hwm_mb(os.getpid())
-    with open(out_path, "wb") as fh:
-        pickle.dump(result, fh)
-
-
-def _vm_hwm_mb(pid: int) -> float | None:
-    """Peak resident memory (MB) of a live process, from /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def run_job(job: dict[str, Any], cap_s: float, tmp: Path) -> dict[str, Any]:
-    """Run one job in a fresh Python process; a timeout or crash is a failed run."""
-    job_path, out_path = tmp / "job.pkl", tmp / "out.pkl"
-    out_path.unlink(missing_ok=True)
-    with open(job_path, "wb") as fh:
-        pickle.dump(job, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    started = time.perf_counter()
-    with open(tmp / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.baselines", "--worker", str(job_path),
-             str(out_path)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            proc.wait(timeout=cap_s)
-        except subprocess.TimeoutExpired:
-            peak = _vm_hwm_mb(proc.pid)
-            proc.kill()
-            proc.wait()
-            return {"failed": True, "reason": f"timeout: no result within the {cap_s:g} s cap",
-                    "runtime_s": round(time.perf_counter() - started, 2),
-                    "peak_rss_mb": round(peak) if peak else None}
-    if not out_path.exists():
-        tail = (tmp / "stderr.txt").read_text(errors="replace").strip().splitlines()[-3:]
-        return {"failed": True, "reason": f"crashed (exit {proc.returncode}): "
-                + " | ".join(tail), "runtime_s": round(time.perf_counter() - started, 2)}
-    with open(out_path, "rb") as fh:
-        result: dict[str, Any] = pickle.load(fh)
-    return result
-
-
-# ---------------------------------------------------------------------------
-# Metrics (the same for every method)
-
-
-def region_metrics(geoms: np.ndarray, households: np.ndarray) -> dict[str, Any]:
-    """Size and shape figures of a plan's regions (geometries and households)."""
-    from partitioning.quality import polsby_popper
-
-    pp = polsby_popper(geoms)
-    in_band = (households >= LO) & (households <= HI)
-    return {
-        "regions": len(households),
-        "in_range_share": round(float(in_band.mean()), 4),
-        "below_min": int((households < LO).sum()),
-        "above_max": int((households > HI).sum()),
-        "households_min": int(households.min()),
-        "households_max": int(households.max()),
-        "households_mean": round(float(households.mean()), 1),
-        "polsby_popper_mean": round(float(pp.mean()), 4),
-        "polsby_popper_median": round(float(np.median(pp)), 4),
-        "noncontiguous": int((shapely.get_num_geometries(geoms) > 1).sum()),
-    }
-
-
-def labels_metrics(graph: BlockGraph, labels: np.ndarray) -> dict[str, Any]:
-    """Dissolve the blocks of each region; metrics with the blocks' real households."""
-    _, label = np.unique(labels, return_inverse=True)
-    order = np.argsort(label, kind="stable")
-    starts = np.searchsorted(label[order], np.arange(label.max() + 2))
-    geoms = graph.geoms[order]
-    merged = np.array([shapely.union_all(geoms[starts[r]:starts[r + 1]])
-                       for r in range(len(starts) - 1)], dtype=object)
-    households = np.bincount(label, weights=graph.households).astype(np.int64)
-    return region_metrics(merged, households)
-
-
-def engine_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    """All grids as regions, plus the engine's own view (forced grids counted apart)."""
-    from partitioning.flags import FORCED as FORCED_FLAGS
-
-    out = region_metrics(shapely.from_wkb(result["geoms"]), result["households"])
-    report = result["report"]
-    out.update({
-        "in_range_share_excl_forced": report["in_range_share"],
-        "in_range_share_comprehensive": report["in_range_share_all"],
-        "forced": report["n_forced"], "dedicated": report["n_dedicated"],
-        "engine_blocks": report["n_blocks"], "relaxed_cuts": report["relaxed_cuts"],
-        "blocks_cut_between_buildings": report["blocks_cut_between_buildings"],
-        "coverage_share": report["coverage_share"], "stage_s": result["stage_s"],
-    })
-    out_of_band = [
-        {"code": c, "households": int(h), "kind": k, "flags": f}
-        for c, h, k, f in zip(result["code"], result["households"], result["kind"],
-                              result["flags"], strict=True)
-        if k == "comprehensive" and not LO <= h <= HI]
-    out["out_of_band"] = out_of_band
-    out["out_of_band_not_forced"] = [
-        g for g in out_of_band if not set(g["flags"]) & set(FORCED_FLAGS)]
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -654,6 +345,6 @@ def _json(value: Any) -> Any:
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
-        _worker(sys.argv[2], sys.argv[3])
+        worker(sys.argv[2], sys.argv[3])
     else:
         main()

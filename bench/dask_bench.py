@@ -55,14 +55,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from procs import PeakPss, load1  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "dask_bench.json"
 CACHE = Path(__file__).parent / ".cache"
 SEED = 7
 MB = 2**20
-
-
-def load1() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 def territory_file(kind: str, households: int, districts: int) -> Path:
@@ -81,80 +79,6 @@ def territory_file(kind: str, households: int, districts: int) -> Path:
         demo.write(part)
         part.rename(path)
     return path
-
-
-# --- memory of a process tree, per process --------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                out.extend(int(c) for c in fh.read().split())
-    except OSError:
-        pass
-    return out
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(_children(p))
-    return out
-
-
-def _pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-class PeakPerProcess:
-    """Samples the PSS of every process of a tree until stopped: the peak of each."""
-
-    def __init__(self, root: int, every: float = 0.05) -> None:
-        self.root, self.every = root, every
-        self.peak_kb: dict[int, int] = {}
-        self.total_kb = 0
-        self.what: dict[int, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for pid in _tree(self.root):
-                kb = _pss_kb(pid)
-                total += kb
-                if kb > self.peak_kb.get(pid, 0):
-                    self.peak_kb[pid] = kb
-                    self.what.setdefault(pid, _cmdline(pid))
-            self.total_kb = max(self.total_kb, total)
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> PeakPerProcess:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # --- 1. speed-up ---------------------------------------------------------------------------
@@ -273,7 +197,7 @@ def _cli_once(path: Path, workers: int, sample: bool) -> tuple[dict[str, Any], A
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if sample:
-            with PeakPerProcess(proc.pid) as mem:
+            with PeakPss(proc.pid) as mem:
                 output, _ = proc.communicate()
         else:
             mem = None
@@ -345,20 +269,15 @@ def _quantiles(ms: list[float]) -> dict[str, float]:
 def route_during_job(path: Path, idle_s: float, rate: float) -> dict[str, Any]:
     import httpx
     import numpy as np
+    from live_server import server, sign_in
     from pgcluster import ThrowawayCluster
-    from service_bench import server, sign_in
-    from sqlalchemy import create_engine, text
 
     from gis.database import make_engine, upgrade
 
     out: dict[str, Any] = {"territory": path.name, "rate_per_s": rate}
     cluster = ThrowawayCluster(durable=True).start()
     try:
-        admin = create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("CREATE DATABASE gridmap_dask_bench"))
-        admin.dispose()
-        url = cluster.url("gridmap_dask_bench")
+        url = cluster.create_database("gridmap_dask_bench")
         upgrade(make_engine(url))
         headers = sign_in(url)
         with tempfile.TemporaryDirectory() as tmp, \

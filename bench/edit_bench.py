@@ -38,10 +38,10 @@ def main() -> None:
 
     from api.app import create_app
     from data.demo import generate
-    from gis import models
     from gis.database import make_engine, upgrade
     from gis.edits import read_plan_blocks
     from gis.io.territory import read_territory
+    from gis.models.base import SRID
     from gis.plans import read_grids, write_plan
     from gis.settings import Settings
     from gis.store import import_territory
@@ -74,7 +74,7 @@ def main() -> None:
         result = partition_territory(territory)
         out["partition_s"] = round(time.perf_counter() - started, 1)
         blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                                "geometry"]].to_crs(models.SRID)
+                                "geometry"]].to_crs(SRID)
         plan = write_plan(engine, tid, grid_table(result), blocks, result.report, {})
         metric = territory.metric_crs.to_epsg()
         with client_for(create_app(Settings(database_url=url), engine)) as client:

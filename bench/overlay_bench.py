@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data.demo import generate  # noqa: E402
-from gis import models  # noqa: E402
 from gis.contract import Territory  # noqa: E402
 from gis.database import make_engine, upgrade  # noqa: E402
+from gis.models.base import SRID  # noqa: E402
 from gis.overlays import OverlayLayer, store_overlay  # noqa: E402
 from gis.plans import write_plan  # noqa: E402
 from gis.store import LAYER_COLUMNS, import_territory  # noqa: E402
@@ -167,7 +167,7 @@ def main() -> None:
         territory_id = import_territory(engine, territory, name="bench")
         plan_id = write_plan(engine, territory_id, grid_table(result),
                              result.blocks[["village_code", "households", "population",
-                                            "grid_code", "geometry"]].to_crs(models.SRID),
+                                            "grid_code", "geometry"]].to_crs(SRID),
                              result.report, {"seed": 0})
         units = report_units = lattice(grids, args.units, epsg)
         store_overlay(engine, territory_id, "公安", OverlayLayer(

@@ -29,7 +29,6 @@ import gzip
 import http.server
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -64,7 +63,7 @@ def serve(port: int, gzip_on: bool) -> None:
 
 @contextlib.contextmanager
 def server(url: str, gzip_on: bool, log: Path) -> Iterator[str]:
-    from service_bench import free_port, serving
+    from live_server import free_port, serving
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRIDMAP_DATABASE_URL": url,
@@ -78,7 +77,7 @@ def server(url: str, gzip_on: bool, log: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def static_server(folder: Path) -> Iterator[str]:
     """A plain file server for the baseline's HTML (no compression, like most)."""
-    from service_bench import free_port
+    from live_server import free_port
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -96,20 +95,31 @@ def static_server(folder: Path) -> Iterator[str]:
         httpd.server_close()
 
 
-def load(browser: Any, url: str, ready: str, drawn: str) -> dict[str, Any]:
-    """One cold load: bytes per response (transferred and decoded) and the render time."""
-    from browser import wait_for
-    from service_bench import AUTH
+@contextlib.contextmanager
+def cold_page(browser: Any, **context: Any) -> Iterator[tuple[Any, list[Any], list[str]]]:
+    """A page in a fresh browser context (nothing cached) carrying the bench's API key, with
+    every response and console error it meets; the context is closed when the block ends."""
+    from live_server import AUTH
 
-    context = browser.new_context(viewport={"width": 1600, "height": 900},
-                                  extra_http_headers=AUTH)
-    page = context.new_page()
+    ctx = browser.new_context(**context, extra_http_headers=AUTH)
+    page = ctx.new_page()
     responses: list[Any] = []
     errors: list[str] = []
     page.on("response", lambda r: responses.append(r))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
+        yield page, responses, errors
+    finally:
+        ctx.close()
+
+
+def load(browser: Any, url: str, ready: str, drawn: str) -> dict[str, Any]:
+    """One cold load: bytes per response (transferred and decoded) and the render time."""
+    from browser import wait_for
+
+    with cold_page(browser, viewport={"width": 1600, "height": 900}) as (page, responses,
+                                                                          errors):
         page.goto(url, wait_until="commit", timeout=120_000)
         wait_for(page, ready, timeout=120_000, polling=50)
         render_ms = float(page.evaluate(drawn))
@@ -133,8 +143,6 @@ def load(browser: Any, url: str, ready: str, drawn: str) -> dict[str, Any]:
                              "decoded": len(body), "transferred": sizes["responseBodySize"]})
         n = page.evaluate("window.gridmap ? window.gridmap.gridsDrawn : "
                           "document.querySelectorAll('.leaflet-overlay-pane path').length")
-    finally:
-        context.close()
     return {"render_ms": round(render_ms), "timings_ms": timings, "responses": rows,
             "grids_drawn": n, "console_errors": errors}
 
@@ -191,12 +199,32 @@ def baseline_html(engine: Any, plan_id: int, base: str) -> str:
     return html.replace("</html>", marker + "\n</html>")
 
 
-def main() -> dict[str, Any]:
+def demo_plan(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Baiyun-sized demo district imported into ``url`` with its partition published, and
+    the bench signed in: what was set up, and the results' entry for the territory."""
+    from demo_db import demo_setup
+    from live_server import sign_in
+    from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED
+
+    setup = demo_setup(url, DEMO_HOUSEHOLDS, DEMO_SEED)
+    sign_in(url)
+    return setup, {"source": f"data.demo.generate({DEMO_HOUSEHOLDS:,}, {DEMO_SEED}); its "
+                             "partition published", **setup}
+
+
+def chromium(pw: Any) -> Any:
+    """Debian's headless Chromium (tests/browser.py finds it), launched through Playwright."""
     from browser import chromium_path
+
+    return pw.chromium.launch(executable_path=chromium_path(),
+                              args=["--no-sandbox", "--disable-gpu"])
+
+
+def main() -> dict[str, Any]:
     from pgcluster import ThrowawayCluster
     from playwright.sync_api import sync_playwright
-    from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED
-    from service_bench import demo_setup, load1, sign_in
+    from procs import load1
+    from run_record import machine
 
     from gis.database import make_engine
 
@@ -205,8 +233,7 @@ def main() -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other work), "
-                   f"Python {platform.python_version()}",
+        "machine": machine(with_platform=False),
         "load_average_1min_at_start": load1(),
         "targets": TARGETS,
     }
@@ -214,17 +241,13 @@ def main() -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="gridmap-page-bench-"))
     try:
         url = cluster.url("postgres")
-        setup = demo_setup(url, DEMO_HOUSEHOLDS, DEMO_SEED)
-        sign_in(url)
-        result["territory"] = {"source": f"data.demo.generate({DEMO_HOUSEHOLDS:,}, "
-                                         f"{DEMO_SEED}); its partition published", **setup}
+        setup, result["territory"] = demo_plan(url)
         print(json.dumps(result["territory"], ensure_ascii=False), flush=True)
         plan = setup["plan_id"]
         with sync_playwright() as pw, \
                 server(url, True, tmp / "server.log") as gz_base, \
                 server(url, False, tmp / "server.log") as plain_base:
-            browser = pw.chromium.launch(executable_path=chromium_path(),
-                                         args=["--no-sandbox", "--disable-gpu"])
+            browser = chromium(pw)
             result["chromium"] = browser.version
             engine = make_engine(url)
             (tmp / "site").mkdir()

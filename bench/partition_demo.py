@@ -52,11 +52,11 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from procs import PeakPss
 from refs import checkout, describe, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,61 +66,6 @@ QUALITY = ("n_grids", "n_forced", "in_range_share", "in_range_share_all",
            "barrier_boundary_share", "compactness_mean", "coverage_share", "overlap_m2",
            "n_blocks", "relaxed_cuts", "repair_moves", "barrier_inside_m",
            "crossings_flagged", "crossings_unflagged", "inferred_streets")
-
-
-# --- memory ------------------------------------------------------------------------------
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (Linux /proc)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    todo.extend(int(c) for c in fh.read().split())
-        except OSError:
-            continue
-    return out
-
-
-def _pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class PeakMemory:
-    """Samples the summed PSS of a process tree in a thread until stopped."""
-
-    def __init__(self, pid: int, every: float = 0.05) -> None:
-        self.pid, self.every, self.peak_kb = pid, every, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, sum(_pss_kb(p) for p in _tree(self.pid)))
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def peak_mb(self) -> int:
-        return round(self.peak_kb / 1024)
 
 
 # --- the steps, each run in its own process ----------------------------------------------
@@ -144,7 +89,7 @@ def step_engine(gpkg: Path, workers: int) -> dict[str, Any]:
     from partitioning.engine import partition_territory
     from partitioning.params import PartitionParams
 
-    with PeakMemory(os.getpid()) as mem:
+    with PeakPss(os.getpid()) as mem:
         started = time.perf_counter()
         territory = read_territory(gpkg)
         read_s = time.perf_counter() - started
@@ -184,7 +129,7 @@ def run_cli(gpkg: Path, out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with PeakMemory(proc.pid) as mem:
+    with PeakPss(proc.pid) as mem:
         output, _ = proc.communicate()
     wall = time.perf_counter() - started
     if proc.returncode != 0:

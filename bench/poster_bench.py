@@ -5,7 +5,7 @@ Writes bench/results/poster_bench.json.
 
 Starts a throwaway PostGIS (tests/pgcluster.py), stores the demo district
 (``data.demo.generate(1_400_000, 7)``) and its cached partition (~3,500 grids, see
-bench/route_bench.py) as the published plan (bench/service_bench.py's ``demo_setup``), then
+bench/route_bench.py) as the published plan (bench/demo_db.py's ``demo_setup``), then
 renders, through ``maps.poster.make_poster`` as the route and the CLI do (read from PostGIS,
 draw, encode), the poster of the town with the most grids and of that town's community with
 the most grids: A3 and A0, PNG and PDF. Each render is timed (wall and CPU seconds of this
@@ -51,9 +51,9 @@ def _areas(engine: Any, plan_id: int, territory_id: int) -> tuple[str, str, dict
 
 
 def main() -> dict[str, Any]:
+    from demo_db import demo_setup
     from pgcluster import ThrowawayCluster
     from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED
-    from service_bench import demo_setup
 
     from gis.database import make_engine
     from maps.poster import PNG_DPI, load_poster_data, make_poster, register_fonts

@@ -7,10 +7,13 @@ prints the figures as a table and writes them (never geometry) to bench/results/
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,33 @@ FIGURES = ("runtime_s", "n_grids", "n_comprehensive", "n_dedicated", "n_forced",
            "households_mean", "n_blocks", "blocks_cut_between_buildings", "relaxed_cuts",
            "n_villages", "barrier_inside_m", "barrier_inside_by_kind", "crossings_flagged",
            "crossings_unflagged", "inferred_streets", "inferred_streets_km")
+
+
+def data_args(doc: str, default: Path, marker: str, place: str, argv: list[str] | None,
+              more: Callable[[argparse.ArgumentParser], None] | None = None
+              ) -> tuple[argparse.Namespace, Path]:
+    """An evaluation's command line: the data folder (``default`` when not given; it must
+    hold ``marker``), ``more`` arguments, ``--out`` and ``--png``; the arguments and the
+    folder."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("path", nargs="?", type=Path, default=default)
+    if more is not None:
+        more(parser)
+    parser.add_argument("--out", type=Path, help="folder for grids.gpkg (not committed)")
+    parser.add_argument("--png", type=Path, help="a picture of the grids (needs matplotlib)")
+    args = parser.parse_args(argv)
+    path = args.path.resolve()
+    if not (path / marker).is_file():
+        raise SystemExit(f"no {place} data at {path}: give the {default.name} folder "
+                         "(see ../shared/data/real/README.md)")
+    return args, path
+
+
+def read_geojson(path: Path) -> gpd.GeoDataFrame:
+    """A GeoJSON file of the extract, quietly: GDAL warns of repeated ids (tile pieces)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return gpd.read_file(path)
 
 
 def territory_via_contract(name: str, layers: dict[str, gpd.GeoDataFrame]) -> Territory:

@@ -39,9 +39,7 @@ bench/lines_bench.py (``lines_metrics``: lines merged between junctions, simplif
 
 from __future__ import annotations
 
-import argparse
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +50,11 @@ import shapely
 from lines_metrics import best_iou, classify_boundaries, given_lines_of, merge_lines, turns_per_km
 from real_common import (
     console,
+    data_args,
     figures,
     geometry_checks,
     print_table,
+    read_geojson,
     render_png,
     run_engine,
     territory_via_contract,
@@ -64,7 +64,7 @@ from real_common import (
 )
 from rich.table import Table
 
-from gis import crs as crsmod
+from gis.zones import metric_crs_for
 from partitioning.blocks import barrier_lines
 from partitioning.params import PartitionParams
 
@@ -80,9 +80,7 @@ OUTSIDE_GRID = "WH-99"
 
 
 def read(path: Path, name: str) -> gpd.GeoDataFrame:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return gpd.read_file(path / f"xiacheng_{name}.geojson")
+    return read_geojson(path / f"xiacheng_{name}.geojson")
 
 
 def admin_layer(path: Path, metric: Any) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
@@ -274,20 +272,13 @@ def line_shape(ours: gpd.GeoDataFrame, official: gpd.GeoDataFrame,
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
-    parser.add_argument("--seed", type=int, default=7, help="household point pattern seed")
-    parser.add_argument("--out", type=Path, help="folder for grids.gpkg (not committed)")
-    parser.add_argument("--png", type=Path, help="a picture of the grids (needs matplotlib)")
-    args = parser.parse_args(argv)
-    path = args.path.resolve()
-    if not (path / "xiacheng_grid.geojson").is_file():
-        raise SystemExit(f"no Xiacheng data at {path}: give the hangzhou_xiacheng folder "
-                         "(see ../shared/data/real/README.md)")
+    args, path = data_args(__doc__, DEFAULT_PATH, "xiacheng_grid.geojson", "Xiacheng", argv,
+                           lambda p: p.add_argument("--seed", type=int, default=7,
+                                                    help="household point pattern seed"))
     with timed("layers from the Xiacheng files") as t_build:
         b = read(path, "district_boundary").total_bounds
         bounds = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
-        metric = crsmod.metric_crs_for(bounds)
+        metric = metric_crs_for(bounds)
         admin, mapping = admin_layer(path, metric)
         roads, water, line_counts = line_layers(path, metric)
         official = official_grids(path, metric)

@@ -4,7 +4,7 @@ Run: PYTHONPATH=. .venv/bin/python bench/screen_bench.py [--events 100000] [--re
 Writes bench/results/screen_bench.json.
 
 1. A throwaway PostgreSQL + PostGIS (tests/pgcluster.py), the Baiyun-sized demo district
-   (1.4 M households, ~3,500 grids; bench/service_bench.py::demo_setup, partition cached in
+   (1.4 M households, ~3,500 grids; bench/demo_db.py::demo_setup, partition cached in
    bench/.cache/) with its plan published.
 2. ``--events`` events at random points in the grids, reported over the last ten days, stored
    by the bulk path (``events.store.create_events_columns``: COPY); then 55 % of them marked
@@ -39,13 +39,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from procs import load1  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "screen_bench.json"
 CATEGORIES = ("sanitation", "safety_hazard", "dispute", "municipal", "livelihood", "other")
 NOW = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
-
-
-def load1() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 def add_events(url: str, territory_id: int, n: int, seed: int = 1) -> dict[str, Any]:
@@ -143,9 +141,9 @@ def first_render(url: str, runs: int = 3) -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     from browser import live_server
+    from demo_db import demo_setup
     from pgcluster import ThrowawayCluster
     from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED
-    from service_bench import demo_setup
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)

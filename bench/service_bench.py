@@ -17,8 +17,8 @@ What it does, end to end, on this machine only (127.0.0.1):
    ``GET /route`` (random points over the grids' bounding box, WGS84) and ``POST /events``
    (the same points; every request a new idempotency key, so every one is a new event and a
    durable commit of two rows). The load generator is ``wrk`` (Debian's package ``wrk``) when
-   installed, else a small asyncio client in this file; either way it runs on the same two
-   cores as the server and PostgreSQL (its CPU time is reported). Each load runs ``--rounds``
+   installed, else a small asyncio client (bench/load_gen.py); either way it runs on the same
+   two cores as the server and PostgreSQL (its CPU time is reported). Each load runs ``--rounds``
    times, interleaved; the median, best and worst rounds are reported.
 3. Imports ``--bulk`` events (1,000,000 by default) from a CSV through ``POST
    /events/import`` (parse, check, route, store in one transaction), timed end to end by the
@@ -33,20 +33,13 @@ by the server processes, PostgreSQL and the client over each run are reported be
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import os
-import platform
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,452 +50,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
+from demo_db import count_rows, demo_setup, fsync_rate, in_grids, pg_settings  # noqa: E402
+from live_server import AUTH, server, sign_in, warm_up  # noqa: E402
+from load_gen import CATEGORIES, get_requests, post_requests, run_python, run_wrk  # noqa: E402
+from procs import load1, tree_cpu_s  # noqa: E402
+from run_record import machine, write_json  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "service_bench.json"
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-CATEGORIES = ("sanitation", "safety_hazard", "dispute", "municipal")
-
-
-# ------------------------------------------------------------------------------------------------
-# CPU accounting from /proc (Linux)
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = (entry / "stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            out.setdefault(ppid, []).append(int(entry.name))
-    return out
-
-
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) of a process and its descendants, live or ended (an ended
-    child's time is in its parent's cutime/cstime once reaped)."""
-    children = _children()
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += sum(int(f) for f in fields[11:15])
-        todo.extend(children.get(pid, []))
-    return total / CLK_TCK
-
-
-def load1() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-# ------------------------------------------------------------------------------------------------
-# The database
-
-
-def demo_setup(url: str, households: int, seed: int) -> dict[str, Any]:
-    """Migrate, import the demo district, store its cached partition as the published plan."""
-    import geopandas as gpd
-    import pyogrio
-    from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED, demo_grids
-
-    from data.demo import generate
-    from gis.database import make_engine, upgrade
-    from gis.io.territory import read_territory
-    from gis.plans import publish_plan, write_plan
-    from gis.store import import_territory
-
-    out: dict[str, Any] = {}
-    engine = make_engine(url)
-    started = time.perf_counter()
-    upgrade(engine)
-    out["migrate_s"] = round(time.perf_counter() - started, 1)
-    started = time.perf_counter()
-    if (households, seed) == (DEMO_HOUSEHOLDS, DEMO_SEED):
-        path, made = demo_grids()
-    else:  # pragma: no cover - other sizes are partitioned here, not cached
-        path, made = _partition(households, seed)
-    grids = pyogrio.read_dataframe(path)
-    out["partition_s"] = round(made, 1) if made else "cached"
-    with tempfile.TemporaryDirectory() as tmp:  # through the checks of a real import
-        territory = read_territory(generate(households, seed).write(Path(tmp) / "demo.gpkg"))
-    out["generate_s"] = round(time.perf_counter() - started, 1)
-    started = time.perf_counter()
-    tid = import_territory(engine, territory)
-    out["import_territory_s"] = round(time.perf_counter() - started, 1)
-    blocks = gpd.GeoDataFrame(
-        {"village_code": [], "households": [], "population": [], "grid_code": []},
-        geometry=[], crs=4326)
-    started = time.perf_counter()
-    plan_id = write_plan(engine, tid, grids.to_crs(4326), blocks, {}, {"seed": 0},
-                         note="service bench")
-    publish_plan(engine, plan_id)
-    out["write_plan_s"] = round(time.perf_counter() - started, 1)
-    engine.dispose()
-    out.update(territory_id=tid, plan_id=plan_id, grids=len(grids),
-               households=territory.layers["buildings"]["households"].sum().item(),
-               layers=territory.counts(),
-               bbox_wgs84=[round(float(v), 5) for v in grids.to_crs(4326).total_bounds])
-    return out
-
-
-def _partition(households: int, seed: int) -> tuple[Path, float]:  # pragma: no cover
-    from route_bench import demo_grids
-
-    return demo_grids(households, seed)
-
-
-def in_grids(lon: np.ndarray, lat: np.ndarray, grids: Path | None = None) -> np.ndarray:
-    """Which points lie in a grid of the demo partition (or of the grid layer ``grids``)."""
-    import pyogrio
-    import shapely
-    from route_bench import demo_grids
-
-    path = grids if grids is not None else demo_grids()[0]
-    geoms = pyogrio.read_dataframe(path).to_crs(4326).geometry.to_numpy()
-    pi, _ = shapely.STRtree(geoms).query(shapely.points(lon, lat), predicate="within")
-    mask = np.zeros(len(lon), dtype=bool)
-    mask[pi] = True
-    return mask
-
-
-def pg_settings(url: str) -> dict[str, Any]:
-    import psycopg
-
-    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo) as conn:
-        names = ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
-                 "shared_buffers", "max_connections")
-        values = {n: conn.execute(f"SHOW {n}").fetchone()[0] for n in names}  # type: ignore
-        version = conn.execute("SELECT version(), postgis_lib_version()").fetchone()
-    assert version is not None
-    return {"version": f"{str(version[0]).split(',')[0]}, PostGIS {version[1]}", **values}
-
-
-def fsync_rate(cluster: Any) -> dict[str, Any]:
-    """What one fsync costs on this disk (pg_test_fsync, 2 s per method), for context."""
-    tool = cluster.bindir / "pg_test_fsync"
-    if not tool.exists():
-        return {"skipped": "no pg_test_fsync"}
-    target = cluster.root / "fsync_test"
-    cmd = [str(tool), "-s", "2", "-f", str(target)]
-    if cluster.as_postgres:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    rates = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if "ops/sec" in parts and parts[0] in ("fdatasync", "fsync", "open_datasync",
-                                               "open_sync") and parts[0] not in rates:
-            rates[parts[0]] = float(parts[parts.index("ops/sec") - 1])
-    return {"ops_per_s_one_8kB_write": rates, "disk": _disk_of(cluster.root)}
-
-
-def _disk_of(path: Path) -> str:
-    out = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True).stdout
-    lines = out.splitlines()
-    return " ".join(lines[1].split()[:2]) if len(lines) > 1 else "?"
-
-
-def count_rows(url: str) -> tuple[int, int]:
-    import psycopg
-
-    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo) as conn:
-        a = conn.execute("SELECT count(*) FROM events").fetchone()
-        b = conn.execute("SELECT count(*) FROM event_history").fetchone()
-    assert a is not None and b is not None
-    return int(a[0]), int(b[0])
-
-
-# ------------------------------------------------------------------------------------------------
-# The server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serving(cmd: list[str], env: dict[str, str], port: int, log: Path
-            ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run a server command (logging to ``log``) until it answers /readyz on ``port``;
-    stop it when the block ends."""
-    import httpx
-
-    with open(log, "ab") as sink:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    base = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server stopped: see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not become ready: see {log}")
-            time.sleep(0.3)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def server(url: str, workers: int, log: Path, env_extra: dict[str, str] | None = None
-           ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRIDMAP_DATABASE_URL": url,
-           "GRIDMAP_ESCALATION_INTERVAL_S": "0", "GRIDMAP_JOB_WORKERS": "1",
-            # One account posts every event here: the per-account limit would cap the
-            # measurement, so it is off (an integration's account would be given a high one).
-            "GRIDMAP_EVENT_RATE_PER_MINUTE": "0",
-            **(env_extra or {})}
-    cmd = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port),
-           "--workers", str(workers), "--no-access-log"]
-    with serving(cmd, env, port, log) as running:
-        yield running
-
-
-#: The bench's credentials (an administrator's API key), sent with every request.
-AUTH: dict[str, str] = {}
-
-
-def sign_in(url: str) -> dict[str, str]:
-    """Make the bench's administrator in the store and keep its API key in :data:`AUTH`."""
-    from signin import account_key
-
-    from gis.database import make_engine
-
-    AUTH["X-API-Key"] = account_key(make_engine(url), "bench", "admin", "*")
-    return AUTH
-
-
-def warm_up(base: str, paths: list[str], workers: int, headers: dict[str, str] | None = None,
-            fast_s: float = 0.05, give_up_s: float | None = None) -> float:
-    """Route until every worker has built its router (each builds it on its first request):
-    200 answers in a row under ``fast_s``, or ``give_up_s`` seconds."""
-    import httpx
-
-    started = time.perf_counter()
-
-    async def one(client: httpx.AsyncClient, path: str) -> float:
-        t = time.perf_counter()
-        r = await client.get(base + path)
-        r.raise_for_status()
-        return time.perf_counter() - t
-
-    async def run() -> None:
-        # No keep-alive: each request a new connection, so the kernel spreads them over
-        # every worker process (a kept connection stays with one).
-        limits = httpx.Limits(max_connections=4 * workers, max_keepalive_connections=0)
-        async with httpx.AsyncClient(timeout=120, limits=limits,
-                                     headers=AUTH if headers is None else headers) as client:
-            fast = 0
-            i = 0
-            while fast < 200:  # 200 answers in a row under 50 ms: every worker is warm
-                if give_up_s is not None and time.perf_counter() - started > give_up_s:
-                    break
-                batch = [paths[(i + k) % len(paths)] for k in range(4 * workers)]
-                i += len(batch)
-                times = await asyncio.gather(*(one(client, p) for p in batch))
-                fast = fast + len(times) if max(times) < fast_s else 0
-
-    asyncio.run(run())
-    return round(time.perf_counter() - started, 1)
-
-
-# ------------------------------------------------------------------------------------------------
-# Load generators
-
-
-WRK_COMMON = """
-local out_path = "%(out)s"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  local f = io.open(out_path, "w")
-  f:write(string.format(
-    '{"requests": %%d, "duration_us": %%d, "bytes": %%d, "errors": {"connect": %%d, ' ..
-    '"read": %%d, "write": %%d, "status": %%d, "timeout": %%d}, "latency_us": {"p50": %%d, ' ..
-    '"p90": %%d, "p99": %%d, "p999": %%d, "max": %%d, "mean": %%.1f}}',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
-    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency:percentile(99.9), latency.max, latency.mean))
-  f:close()
-end
-"""
-
-WRK_GET = """
-local paths = {%(paths)s}
-local headers = {["X-API-Key"] = "%(key)s"}
-local i = 0
-request = function()
-  i = i + 1
-  if i > #paths then i = 1 end
-  return wrk.format("GET", paths[i], headers)
-end
-"""
-
-WRK_POST = """
-local points = {%(points)s}
-local counter = 0
-local threads = 0
-setup = function(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = "%(key)s"}
-request = function()
-  counter = counter + 1
-  local p = points[(counter %% #points) + 1]
-  local body = string.format(
-    '{"x": %%s, "y": %%s, "coord_sys": "wgs84", "category": "%%s", "source": "patrol", ' ..
-    '"reporter": "bench", "idempotency_key": "%(prefix)s-%%d-%%d"}',
-    p[1], p[2], p[3], tid or 0, counter)
-  return wrk.format("POST", "/events", headers, body)
-end
-"""
-
-
-def run_wrk(base: str, script: str, connections: int, duration: float, threads: int = 1
-            ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.json"
-        lua = Path(tmp) / "script.lua"
-        lua.write_text(WRK_COMMON % {"out": out} + script)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d",
-                               f"{duration:g}s", "--timeout", "10s", "-s", str(lua), base],
-                              capture_output=True, text=True, timeout=duration + 120)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"wrk failed: {proc.stdout}\n{proc.stderr}")
-        raw = json.loads(out.read_text())
-    seconds = raw["duration_us"] / 1e6
-    errors = {k: v for k, v in raw["errors"].items() if v}
-    return {"requests": raw["requests"], "seconds": round(seconds, 2),
-            "requests_per_s": round(raw["requests"] / seconds),
-            "latency_ms": {k: round(v / 1000, 2) for k, v in raw["latency_us"].items()},
-            "errors": errors,
-            "client_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime
-                                  - before.ru_stime, 1)}
-
-
-async def read_response(reader: asyncio.StreamReader, with_body: bool = False
-                        ) -> tuple[int, dict[bytes, bytes], bytes]:
-    """Read one HTTP/1.1 answer: status, headers (lower-case names) and the body (read
-    whole — by Content-Length, chunked, or none for 1xx/204/304 — kept when ``with_body``).
-    Raises ``asyncio.IncompleteReadError`` when the connection closes first."""
-    line = await reader.readline()
-    if not line:
-        raise asyncio.IncompleteReadError(b"", None)
-    status = int(line[9:12])
-    headers: dict[bytes, bytes] = {}
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    body = b""
-    if status in (204, 304) or status < 200:
-        return status, headers, body
-    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        parts = []
-        while True:
-            size = int((await reader.readline()).split(b";")[0], 16)
-            chunk = await reader.readexactly(size + 2)
-            if size == 0:
-                break
-            if with_body:
-                parts.append(chunk[:-2])
-        body = b"".join(parts)
-    else:
-        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-    return status, headers, body if with_body else b""
-
-
-async def _py_load(host: str, port: int, requests: list[bytes], connections: int,
-                   duration: float) -> tuple[list[float], int, float]:
-    """Closed-loop HTTP/1.1 keep-alive load: ``connections`` connections, each sending its
-    next request when the answer to the last one has been read."""
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + duration
-    counter = iter(range(10**12))
-
-    async def conn() -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            while time.perf_counter() < stop:
-                req = requests[next(counter) % len(requests)]
-                t = time.perf_counter()
-                writer.write(req)
-                status, _, _ = await read_response(reader)
-                latencies.append(time.perf_counter() - t)
-                if status // 100 != 2:
-                    errors += 1
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(conn() for _ in range(connections)))
-    return latencies, errors, time.perf_counter() - started
-
-
-def run_python(base: str, requests: list[bytes], connections: int, duration: float
-               ) -> dict[str, Any]:
-    host, port = base.removeprefix("http://").split(":")
-    before = time.process_time()
-    lat, errors, seconds = asyncio.run(_py_load(host, int(port), requests, connections,
-                                                duration))
-    ms = np.array(lat) * 1000
-    return {"requests": len(lat), "seconds": round(seconds, 2),
-            "requests_per_s": round(len(lat) / seconds),
-            "latency_ms": {"p50": round(float(np.percentile(ms, 50)), 2),
-                           "p90": round(float(np.percentile(ms, 90)), 2),
-                           "p99": round(float(np.percentile(ms, 99)), 2),
-                           "p999": round(float(np.percentile(ms, 99.9)), 2),
-                           "max": round(float(ms.max()), 2),
-                           "mean": round(float(ms.mean()), 2)},
-            "errors": {"status": errors} if errors else {},
-            "client_cpu_s": round(time.process_time() - before, 1)}
-
-
-def get_requests(points: np.ndarray) -> tuple[str, list[bytes], list[str]]:
-    paths = [f"/route?x={x!r}&y={y!r}&coord_sys=wgs84" for x, y, _ in points.tolist()]
-    key = AUTH.get("X-API-Key", "")
-    script = WRK_GET % {"paths": ",".join(f'"{p}"' for p in paths), "key": key}
-    raw = [f"GET {p} HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {key}\r\n\r\n".encode()
-           for p in paths]
-    return script, raw, paths
-
-
-def post_requests(points: np.ndarray, prefix: str, count: int) -> tuple[str, list[bytes]]:
-    key = AUTH.get("X-API-Key", "")
-    script = WRK_POST % {"prefix": prefix, "key": key, "points": ",".join(
-        f'{{"{x!r}","{y!r}","{CATEGORIES[int(c)]}"}}' for x, y, c in points.tolist())}
-    raw = []
-    for i in range(count):  # the python client gets pre-made requests, each with its key
-        x, y, c = points[i % len(points)]
-        body = json.dumps({"x": float(x), "y": float(y), "coord_sys": "wgs84",
-                           "category": CATEGORIES[int(c)], "source": "patrol",
-                           "reporter": "bench", "idempotency_key": f"{prefix}-py-{i}"})
-        raw.append((f"POST /events HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {key}\r\n"
-                    "Content-Type: application/json"
-                    f"\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
-    return script, raw
 
 
 # ------------------------------------------------------------------------------------------------
@@ -513,7 +67,7 @@ def write_csv(path: Path, points: np.ndarray, coord_sys: str) -> None:
     """The bulk CSV: lon, lat (in ``coord_sys``), category, description."""
     import pandas as pd
 
-    from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
+    from gis.obfuscation import bd09_from_wgs84, gcj02_from_wgs84
 
     lon, lat = points[:, 0], points[:, 1]
     if coord_sys == "gcj02":
@@ -566,11 +120,10 @@ def main() -> dict[str, Any]:
     cluster = ThrowawayCluster(durable=True).start()
     log = Path(tempfile.mkdtemp(prefix="gridmap-bench-")) / "server.log"
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other work), "
-                   f"Python {platform.python_version()}, {platform.platform()}",
+        "machine": machine(),
         "load_average_1min_at_start": load_start,
         "client": (f"wrk {_wrk_version()}, 1 thread" if client == "wrk"
-                   else "the asyncio client in this file") +
+                   else "the asyncio client of bench/load_gen.py") +
                   f", {args.connections} keep-alive connections, closed loop, on the same 2 "
                   "cores as the server and PostgreSQL",
     }
@@ -723,10 +276,10 @@ def _wrk_version() -> str:
     return (out.stdout or out.stderr).split()[1] if (out.stdout or out.stderr) else "?"
 
 
+
+
 if __name__ == "__main__":
     results = main()
     print(json.dumps(results, ensure_ascii=False, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    out_path = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
-    out_path.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n",
-                        encoding="utf-8")
+    write_json(Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS,
+               results)

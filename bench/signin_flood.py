@@ -31,6 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from browser import free_port
+from waiting import wait_until_up
 
 
 def _rss_mb(pid: int) -> float:
@@ -72,15 +73,7 @@ def main() -> None:
                               stderr=subprocess.DEVNULL, cwd=tmp)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+        assert wait_until_up(f"{base}/healthz", 60, 0.1) == "up", "the server did not start"
         time.sleep(1)
         before = _rss_mb(server.pid)
         peak = before

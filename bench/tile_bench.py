@@ -68,8 +68,8 @@ def setup(url: str) -> dict[str, Any]:
     from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED, demo_grids
     from sqlalchemy import insert
 
-    from gis import models
     from gis.database import make_engine, upgrade
+    from gis.models.territories import Territory
     from gis.plans import publish_plan, write_plan
 
     engine = make_engine(url)
@@ -77,9 +77,9 @@ def setup(url: str) -> dict[str, Any]:
     path, made = demo_grids()
     grids = pyogrio.read_dataframe(path).to_crs(4326)
     with engine.begin() as conn:
-        territory_id = int(conn.execute(insert(models.Territory).values(
+        territory_id = int(conn.execute(insert(Territory).values(
             name="白云示范区", metric_epsg=4526, source="tile bench").returning(
-            models.Territory.id)).scalar_one())
+            Territory.id)).scalar_one())
     blocks = gpd.GeoDataFrame({"village_code": [], "households": [], "population": [],
                                "grid_code": []}, geometry=[], crs=4326)
     started = time.perf_counter()
@@ -166,7 +166,7 @@ def time_route(base: str, plan_id: int, tiles: list[Any]) -> dict[str, Any]:
     states: dict[str, set[str]] = {name: set() for name in passes}
     tags: dict[Any, str] = {}
     nonempty: set[Any] = set()
-    from service_bench import AUTH
+    from live_server import AUTH
 
     with httpx.Client(base_url=base, timeout=60, headers=AUTH) as client:
         client.get(f"/tiles/{plan_id}.json").raise_for_status()
@@ -198,8 +198,8 @@ def time_route(base: str, plan_id: int, tiles: list[Any]) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
+    from live_server import server, sign_in
     from pgcluster import ThrowawayCluster
-    from service_bench import server, sign_in
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=300, help="most tiles per zoom")

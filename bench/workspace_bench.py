@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -51,16 +49,9 @@ PAGES = (("/", "gridmapWorkspace", DESKTOP), ("/admin", "gridmapAdmin", DESKTOP)
 def load(browser: Any, url: str, ready: str, context: dict[str, Any]) -> dict[str, Any]:
     """One cold load of a page: bytes by kind, first paint, ready time."""
     from browser import wait_for
-    from service_bench import AUTH
+    from page_bench import cold_page
 
-    ctx = browser.new_context(**context, extra_http_headers=AUTH)
-    page = ctx.new_page()
-    responses: list[Any] = []
-    errors: list[str] = []
-    page.on("response", lambda r: responses.append(r))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with cold_page(browser, **context) as (page, responses, errors):
         page.goto(url, wait_until="commit", timeout=120_000)
         wait_for(page, f"window.{ready} && {ready}.ready", timeout=120_000, polling=20)
         ready_ms = page.evaluate("performance.now()")
@@ -76,8 +67,6 @@ def load(browser: Any, url: str, ready: str, context: dict[str, Any]) -> dict[st
                              "decoded": len(r.body()),
                              "data": path != "/" and path.startswith(DATA)
                              and not path.startswith(("/static/",))})
-    finally:
-        ctx.close()
     page_bytes = sum(r["transferred"] for r in rows if not r["data"])
     return {"first_paint_ms": round(paint) if paint is not None else None,
             "ready_ms": round(ready_ms), "page_bytes": page_bytes,
@@ -88,7 +77,7 @@ def load(browser: Any, url: str, ready: str, context: dict[str, Any]) -> dict[st
 def import_events(base: str, n: int, bbox: list[float]) -> dict[str, Any]:
     import httpx
     import numpy as np
-    from service_bench import AUTH
+    from live_server import AUTH
 
     rng = np.random.default_rng(18)
     x0, y0, x1, y1 = bbox
@@ -103,12 +92,11 @@ def import_events(base: str, n: int, bbox: list[float]) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
-    from browser import chromium_path
-    from page_bench import server
+    from page_bench import chromium, demo_plan, server
     from pgcluster import ThrowawayCluster
     from playwright.sync_api import sync_playwright
-    from route_bench import DEMO_HOUSEHOLDS, DEMO_SEED
-    from service_bench import demo_setup, load1, sign_in
+    from procs import load1
+    from run_record import machine
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -116,21 +104,16 @@ def main() -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other work), "
-                   f"Python {platform.python_version()}",
+        "machine": machine(with_platform=False),
         "load_average_1min_at_start": load1(), "targets": TARGETS}
     cluster = ThrowawayCluster().start()
     tmp = Path(tempfile.mkdtemp(prefix="gridmap-workspace-bench-"))
     try:
         url = cluster.url("postgres")
-        setup = demo_setup(url, DEMO_HOUSEHOLDS, DEMO_SEED)
-        sign_in(url)
-        result["territory"] = {"source": f"data.demo.generate({DEMO_HOUSEHOLDS:,}, "
-                                         f"{DEMO_SEED}); its partition published", **setup}
+        setup, result["territory"] = demo_plan(url)
         with sync_playwright() as pw, server(url, True, tmp / "server.log") as base:
             result["events_import"] = import_events(base, args.events, setup["bbox_wgs84"])
-            browser = pw.chromium.launch(executable_path=chromium_path(),
-                                         args=["--no-sandbox", "--disable-gpu"])
+            browser = chromium(pw)
             result["chromium"] = browser.version
             for path, ready, context in PAGES:   # warm-up, not counted
                 load(browser, base + path, ready, context)

@@ -18,16 +18,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from events.departments import department_units
 from events.rules import Rules
 from events.workflow import DONE, OPEN
-from gis import models
 from gis.codes import starts_with
 from gis.errors import NotFound
 from gis.geometry import for_basemap
+from gis.models.events import Event
+from gis.models.plans import Grid, Plan
+from gis.models.territories import AdminArea, Territory
 from gis.times import offset_text
 
-EVENT = models.Event.__table__
-AREA = models.AdminArea.__table__
-GRID = models.Grid.__table__
-PLAN = models.Plan.__table__
+EVENT = Event.__table__
+AREA = AdminArea.__table__
+GRID = Grid.__table__
+PLAN = Plan.__table__
 #: China Standard Time (no daylight saving since 1991): "today" on the screen is the CST day.
 CST = timezone(timedelta(hours=8), "CST")
 #: At most this many open events are sent as points, the most urgent first.
@@ -191,8 +193,8 @@ def screen_data(engine: Engine, rules: Rules, now: datetime, territory_id: int,
     Raises NotFound for an unknown territory or area.
     """
     with engine.connect() as conn:
-        territory = conn.execute(select(models.Territory.__table__.c.name).where(
-            models.Territory.__table__.c.id == territory_id)).first()
+        territory = conn.execute(select(Territory.__table__.c.name).where(
+            Territory.__table__.c.id == territory_id)).first()
         if territory is None:
             raise NotFound(f"no territory {territory_id}")
         plan_row = conn.execute(select(PLAN.c.id).where(

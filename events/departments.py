@@ -8,7 +8,7 @@ from typing import Any
 import shapely
 from sqlalchemy import Engine, select
 
-from gis import models
+from gis.models.overlays import Overlay
 from gis.overlays import read_alignment, read_units
 
 
@@ -41,7 +41,7 @@ def department_units(engine: Engine, territory_id: Any, plan_id: Any,
         if department is not None:
             by_department.setdefault(department, []).append((key, grid, lon, lat))
     out: dict[int, dict[str, Any]] = {}
-    table = models.Overlay.__table__
+    table = Overlay.__table__
     for department, mine in sorted(by_department.items()):
         answer: dict[str, Any] = {"department": department, "unit_code": None,
                                   "unit_name": None, "via": None}

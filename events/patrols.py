@@ -11,14 +11,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gis import models
 from gis.accounts import within_areas
 from gis.errors import Conflict, NotFound
+from gis.models.base import iso, utcnow
+from gis.models.staff import Patrol, PatrolPoint
 from gis.paging import Page, Paged, read_page
 from gis.times import aware
 
-PATROLS = models.Patrol.__table__
-POINTS = models.PatrolPoint.__table__
+PATROLS = Patrol.__table__
+POINTS = PatrolPoint.__table__
 #: Patrols a grid needs in a day (日双巡: two).
 PER_DAY = 2
 #: Points one request may add.
@@ -29,7 +30,7 @@ def _dict(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
     for k in ("started_at", "ended_at", "at"):
         if k in out:
-            out[k] = models.iso(out[k])
+            out[k] = iso(out[k])
     return out
 
 
@@ -45,11 +46,11 @@ def start_patrol(engine: Engine, *, territory_id: int, grid_code: str, username:
             return found, False
     try:
         with engine.begin() as conn:
-            patrol_id = conn.execute(insert(models.Patrol).values(
+            patrol_id = conn.execute(insert(Patrol).values(
                 territory_id=territory_id, grid_code=grid_code, username=username,
                 walker=walker, started_at=at, idempotency_key=key)
-                .returning(models.Patrol.id)).scalar_one()
-            conn.execute(insert(models.PatrolPoint).values(
+                .returning(Patrol.id)).scalar_one()
+            conn.execute(insert(PatrolPoint).values(
                 patrol_id=patrol_id, kind="track", at=at, lon=lon, lat=lat,
                 accuracy_m=accuracy_m))
     except IntegrityError:
@@ -93,8 +94,8 @@ def add_points(engine: Engine, patrol_id: int, username: str,
             raise Conflict(f"巡查已结束 patrol {patrol_id} ended at {ended}: points after its "
                            "end are not added (start a new patrol)")
         if rows:
-            conn.execute(insert(models.PatrolPoint), [{**p, "patrol_id": patrol_id}
-                                                      for p in rows])
+            conn.execute(insert(PatrolPoint), [{**p, "patrol_id": patrol_id}
+                                               for p in rows])
     return len(rows)
 
 
@@ -103,7 +104,7 @@ def end_patrol(engine: Engine, patrol_id: int, username: str, at: datetime) -> d
     with engine.begin() as conn:
         patrol = _open_patrol(conn, patrol_id, username)
         if patrol.ended_at is None:
-            conn.execute(update(models.Patrol).where(PATROLS.c.id == patrol_id)
+            conn.execute(update(Patrol).where(PATROLS.c.id == patrol_id)
                          .values(ended_at=at))
     return get_patrol(engine, patrol_id)
 
@@ -129,8 +130,8 @@ def get_patrol(engine: Engine, patrol_id: int, with_points: bool = True) -> dict
 def day_window(day: date, zone: str) -> tuple[datetime, datetime]:
     """The day in ``zone`` as [start, end) in UTC."""
     start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone))
-    return (start.astimezone(models.utcnow().tzinfo),
-            (start + timedelta(days=1)).astimezone(models.utcnow().tzinfo))
+    return (start.astimezone(utcnow().tzinfo),
+            (start + timedelta(days=1)).astimezone(utcnow().tzinfo))
 
 
 def list_patrols(engine: Engine, *, territory_id: int | None = None,

@@ -9,13 +9,14 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 
-from gis import models
 from gis.errors import GridmapError, NotFound
+from gis.models.base import iso
+from gis.models.events import Event, EventHistory, EventPhoto
 from gis.paging import Page, Paged, read_page
 
 #: What a photo may be: the format Pillow reads from its bytes -> the media type served.
 TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-PHOTOS = models.EventPhoto.__table__
+PHOTOS = EventPhoto.__table__
 
 
 class PhotoError(GridmapError):
@@ -68,8 +69,8 @@ def add_photo(engine: Engine, event_id: int, data: bytes, *, by: str, now: datet
     transaction); the photo's description."""
     content_type, width, height = check_photo(data, max_bytes=max_bytes, max_pixels=max_pixels)
     with engine.begin() as conn:
-        event = conn.execute(select(models.Event.status, models.Event.level).where(
-            models.Event.id == event_id)).first()
+        event = conn.execute(select(Event.status, Event.level).where(
+            Event.id == event_id)).first()
         if event is None:
             raise NotFound(f"no event {event_id}")
         count = conn.execute(select(func.count()).select_from(PHOTOS).where(
@@ -77,16 +78,16 @@ def add_photo(engine: Engine, event_id: int, data: bytes, *, by: str, now: datet
         if count >= max_count:
             raise PhotoTooLarge(f"事件照片已达上限 event {event_id} has {count} photos, the "
                                 f"most it may have (GRIDMAP_PHOTOS_PER_EVENT)")
-        photo_id = conn.execute(insert(models.EventPhoto).values(
+        photo_id = conn.execute(insert(EventPhoto).values(
             event_id=event_id, content_type=content_type, size=len(data), width=width,
             height=height, data=data, uploaded_by=by, uploaded_at=now)
-            .returning(models.EventPhoto.id)).scalar_one()
-        conn.execute(insert(models.EventHistory).values(
+            .returning(EventPhoto.id)).scalar_one()
+        conn.execute(insert(EventHistory).values(
             event_id=event_id, from_status=event.status, to_status=event.status,
             level=event.level, actor=by, at=now, reason=f"photo {photo_id} 上传照片"))
     return {"id": int(photo_id), "event_id": event_id, "content_type": content_type,
             "size": len(data), "width": width, "height": height, "uploaded_by": by,
-            "uploaded_at": models.iso(now), "url": photo_url(event_id, int(photo_id))}
+            "uploaded_at": iso(now), "url": photo_url(event_id, int(photo_id))}
 
 
 def photo_url(event_id: int, photo_id: int) -> str:
@@ -104,7 +105,7 @@ def photos_page(engine: Engine, event_id: int, page: Page | None) -> Paged[dict[
     with engine.connect() as conn:
         found = read_page(conn, select(*cols).where(PHOTOS.c.event_id == event_id)
                           .order_by(PHOTOS.c.id), page)
-    return found.map(lambda r: {**r._mapping, "uploaded_at": models.iso(r.uploaded_at),
+    return found.map(lambda r: {**r._mapping, "uploaded_at": iso(r.uploaded_at),
                                 "url": photo_url(event_id, int(r.id))})
 
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete, insert, or_, select
 
-from gis import models
 from gis.accounts import within_areas
 from gis.errors import NotFound
+from gis.models.staff import Staff, StaffGrid
+from gis.models.territories import Territory
 from gis.paging import Page, Paged, read_page
 
 
@@ -35,7 +36,7 @@ def roster_page(engine: Engine, territory_id: int, page: Page | None, *,
                 ) -> Paged[Member]:
     """A page of :func:`read_roster`. ``areas``: only members with a grid in them, or (no
     ``grid`` asked for) whose own area is in them; ``grid``: only those who look after it."""
-    table, links = models.Staff.__table__, models.StaffGrid.__table__
+    table, links = Staff.__table__, StaffGrid.__table__
     query = select(table.c.id, table.c.name, table.c.role, table.c.phone, table.c.area_code
                    ).where(table.c.territory_id == territory_id
                            ).order_by(table.c.name, table.c.id)
@@ -63,16 +64,16 @@ def replace_roster(engine: Engine, territory_id: int, members: Iterable[Member])
     """The territory's roster replaced by ``members`` in one transaction (NotFound for no
     such territory; nothing changes then)."""
     with engine.begin() as conn:
-        if conn.execute(select(models.Territory.id).where(
-                models.Territory.id == territory_id)).first() is None:
+        if conn.execute(select(Territory.id).where(
+                Territory.id == territory_id)).first() is None:
             raise NotFound(f"no territory {territory_id}")
-        conn.execute(delete(models.Staff).where(models.Staff.territory_id == territory_id))
+        conn.execute(delete(Staff).where(Staff.territory_id == territory_id))
         for member in members:
-            staff_id = conn.execute(insert(models.Staff).values(
+            staff_id = conn.execute(insert(Staff).values(
                 territory_id=territory_id, name=member.name, role=member.role,
                 phone=member.phone, area_code=member.area_code)
-                .returning(models.Staff.id)).scalar_one()
+                .returning(Staff.id)).scalar_one()
             codes = sorted(set(member.grids))
             if codes:
-                conn.execute(insert(models.StaffGrid),
+                conn.execute(insert(StaffGrid),
                              [{"staff_id": staff_id, "grid_code": c} for c in codes])

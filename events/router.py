@@ -29,7 +29,7 @@ Rules
   nearest grid (ties by the rule) and its distance in metres. ``other`` is then the nearest grid
   with another code within ``near_m``, if any (e.g. a point in a gap between two grids).
 
-Distances are measured in the metric projection of the grids (:func:`gis.crs.metric_crs_for`,
+Distances are measured in the metric projection of the grids (:func:`gis.zones.metric_crs_for`,
 the CGCS2000 Gauss-Kruger zone), containment on the WGS84 polygons as stored. Distances come from
 per-cell lists of the boundary segments that can matter for any point of the cell, so they are
 exact (not a raster approximation).
@@ -52,7 +52,9 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
 from gis import crs as crsmod
+from gis.china import CHINA_LAT, CHINA_LON, check_china
 from gis.errors import CoordinateError, CRSError, LayerError
+from gis.zones import metric_crs_for
 
 __all__ = ["NEAR_BOUNDARY", "ON_EDGE", "OUTSIDE", "FlagList", "GridRouter", "Routed",
            "points_to_wgs84"]
@@ -211,7 +213,7 @@ class GridRouter:
         shapely.contains_xy(self._geoms, probe[:, 0], probe[:, 1])
         shapely.intersects_xy(self._geoms, probe[:, 0], probe[:, 1])
         self._tree = shapely.STRtree(self._geoms)
-        self.metric_crs = crsmod.metric_crs_for(tuple(grids.total_bounds))
+        self.metric_crs = metric_crs_for(tuple(grids.total_bounds))
         self._to_metric = pyproj.Transformer.from_crs(crsmod.WGS84, self.metric_crs,
                                                       always_xy=True)
         self._metric_geoms = crsmod.transform_geometries(self._geoms, crsmod.WGS84,
@@ -815,9 +817,9 @@ def _prepare(grids: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         raise CRSError(f"the grids' coordinate system is not usable: {exc.message}") from exc
     wgs = crsmod.transform_geometries(shapely.force_2d(geoms), source, crsmod.WGS84)
     bounds = shapely.bounds(wgs)
-    crsmod.check_china(np.concatenate([bounds[:, 0], bounds[:, 2]]),
-                       np.concatenate([bounds[:, 1], bounds[:, 3]]),
-                       what=f"grids (read as {source.name})")
+    check_china(np.concatenate([bounds[:, 0], bounds[:, 2]]),
+                np.concatenate([bounds[:, 1], bounds[:, 3]]),
+                what=f"grids (read as {source.name})")
     invalid = np.flatnonzero(~shapely.is_valid(wgs))
     if invalid.size:
         fixed = shapely.make_valid(wgs[invalid])
@@ -913,8 +915,8 @@ def _require_finite_rows(x: FloatArray, y: FloatArray, what: str,
 
 def _require_china_rows(x: FloatArray, y: FloatArray, what: str,
                         names: NDArray[Any] | None) -> None:
-    lon0, lon1 = crsmod.CHINA_LON
-    lat0, lat1 = crsmod.CHINA_LAT
+    lon0, lon1 = CHINA_LON
+    lat0, lat1 = CHINA_LAT
     outside = (x < lon0) | (x > lon1) | (y < lat0) | (y > lat1)
     if not outside.any():
         return

@@ -12,10 +12,13 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from events.router import GridRouter
-from gis import divisions, models
+from gis import divisions
 from gis.crs import to_wgs84_checked
 from gis.database import make_engine
 from gis.errors import Conflict, GridmapError, NotFound
+from gis.models.plans import Plan
+from gis.models.staff import Staff, StaffGrid
+from gis.models.territories import AdminArea, Territory
 from gis.plans import published_plan_id, read_grids
 
 
@@ -149,7 +152,7 @@ class RouterCache:
             return default[1]
         with self.engine.connect() as conn:
             ids = sorted({int(t) for (t,) in conn.execute(
-                select(models.Plan.territory_id).where(models.Plan.status == "published"))})
+                select(Plan.territory_id).where(Plan.status == "published"))})
         if len(ids) == 1:
             self._default = (now, ids[0])
             return ids[0]
@@ -181,8 +184,8 @@ class RouterCache:
         plan_id = published_plan_id(self.engine, tid)
         if plan_id is None:
             with self.engine.connect() as conn:
-                exists = conn.execute(select(models.Territory.id).where(
-                    models.Territory.id == tid)).first()
+                exists = conn.execute(select(Territory.id).where(
+                    Territory.id == tid)).first()
             if exists is None:
                 raise NotFound(f"no territory {tid}")
             raise Conflict(f"territory {tid} has no published plan: publish one before "
@@ -198,8 +201,8 @@ class RouterCache:
     def _build(self, territory_id: int, plan_id: int) -> Published:
         grids = read_grids(self.engine, plan_id)
         router = GridRouter.from_grids(grids[["code", "geometry"]], near_m=self.near_m)
-        staff, links = models.Staff.__table__, models.StaffGrid.__table__
-        admin = models.AdminArea.__table__
+        staff, links = Staff.__table__, StaffGrid.__table__
+        admin = AdminArea.__table__
         with self.engine.connect() as conn:
             workers: dict[str, str] = {}
             for code, name in conn.execute(

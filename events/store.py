@@ -22,18 +22,19 @@ from sqlalchemy.exc import IntegrityError
 
 from events.rules import LEVELS, Rules
 from events.workflow import DONE, OPEN, apply
-from gis import models
 from gis.accounts import within_areas
 from gis.errors import NotFound
+from gis.models.base import SRID, iso, utcnow
+from gis.models.events import Event, EventHistory, EventImport
 from gis.paging import Page, Paged, read_page
 from gis.workers import this_worker, worker_gone
 
 FloatArray = NDArray[np.float64]
-EVENT = models.Event.__table__
-HISTORY = models.EventHistory.__table__
+EVENT = Event.__table__
+HISTORY = EventHistory.__table__
 #: What an event reads as (its import tag is bookkeeping of SpatiaLite imports).
 _EVENT_COLUMNS = [c for c in EVENT.c if c.name not in ("geom", "import_id")]
-IMPORTS = models.EventImport.__table__
+IMPORTS = EventImport.__table__
 #: SpatiaLite bulk imports: rows per transaction, and the pause between two, in which
 #: another writer waiting for the database (SQLite has one writer at a time; a waiting one
 #: polls every ≤ 100 ms) takes its turn.
@@ -76,14 +77,14 @@ class Created:
 
 
 def _point(lon: float, lat: float) -> WKBElement:
-    wkb = shapely.to_wkb(shapely.set_srid(shapely.Point(lon, lat), models.SRID),
+    wkb = shapely.to_wkb(shapely.set_srid(shapely.Point(lon, lat), SRID),
                          include_srid=True)
-    return WKBElement(wkb, srid=models.SRID, extended=True)
+    return WKBElement(wkb, srid=SRID, extended=True)
 
 
 def _row(fields: dict[str, Any], lon: float, lat: float, rules: Rules) -> dict[str, Any]:
     row = {k: fields.get(k) for k in FIELDS}
-    reported: datetime = row["reported_at"] or models.utcnow()
+    reported: datetime = row["reported_at"] or utcnow()
     row["reported_at"] = reported
     row["flags"] = list(row["flags"] or [])
     row.update(status="reported", level="grid", level_since=reported,
@@ -108,7 +109,7 @@ def create_event(engine: Engine, fields: dict[str, Any], lon: float, lat: float,
             out = _insert_one_statement(engine, row)
         else:
             with engine.begin() as conn:
-                out = _as_dict(conn.execute(insert(models.Event).values(**row)
+                out = _as_dict(conn.execute(insert(Event).values(**row)
                                             .returning(*_EVENT_COLUMNS)).one())
     except IntegrityError:
         if key:
@@ -181,9 +182,9 @@ def create_events_staged(engine: Engine, rows: Iterable[tuple[dict[str, Any], fl
     get the database. If the import fails, its rows are removed again (in short
     transactions too) and it is marked failed; if its process dies, the next start removes
     them (:func:`recover_imports`). While it runs, the rows written so far are visible."""
-    now = models.utcnow()
+    now = utcnow()
     with engine.begin() as conn:
-        import_id = int(conn.execute(insert(models.EventImport).values(
+        import_id = int(conn.execute(insert(EventImport).values(
             state="running", worker=this_worker(), rows=0, started_at=now, heartbeat_at=now)
             .returning(IMPORTS.c.id)).scalar_one())
     n = 0
@@ -198,13 +199,13 @@ def create_events_staged(engine: Engine, rows: Iterable[tuple[dict[str, Any], fl
             if n:
                 time.sleep(pause_s)
             with engine.begin() as conn:
-                conn.execute(insert(models.Event), batch)
+                conn.execute(insert(Event), batch)
                 n += len(batch)
-                conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
-                             .values(rows=n, heartbeat_at=models.utcnow()))
+                conn.execute(update(EventImport).where(IMPORTS.c.id == import_id)
+                             .values(rows=n, heartbeat_at=utcnow()))
         with engine.begin() as conn:
-            conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
-                         .values(state="done", heartbeat_at=models.utcnow()))
+            conn.execute(update(EventImport).where(IMPORTS.c.id == import_id)
+                         .values(state="done", heartbeat_at=utcnow()))
     except BaseException:
         discard_import(engine, import_id, chunk)
         raise
@@ -219,18 +220,18 @@ def discard_import(engine: Engine, import_id: int, chunk: int = STAGED_CHUNK) ->
             ids = [i for (i,) in conn.execute(select(EVENT.c.id).where(
                 EVENT.c.import_id == import_id).limit(chunk))]
             if not ids:
-                conn.execute(update(models.EventImport).where(IMPORTS.c.id == import_id)
-                             .values(state="failed", heartbeat_at=models.utcnow()))
+                conn.execute(update(EventImport).where(IMPORTS.c.id == import_id)
+                             .values(state="failed", heartbeat_at=utcnow()))
                 return removed
-            conn.execute(delete(models.EventHistory).where(HISTORY.c.event_id.in_(ids)))
-            conn.execute(delete(models.Event).where(EVENT.c.id.in_(ids)))
+            conn.execute(delete(EventHistory).where(HISTORY.c.event_id.in_(ids)))
+            conn.execute(delete(Event).where(EVENT.c.id.in_(ids)))
             removed += len(ids)
 
 
 def recover_imports(engine: Engine, stale_after_s: float = 900.0) -> int:
     """Remove the rows of imports whose process is gone (of this host and not running, or
     silent for ``stale_after_s``); returns how many imports."""
-    now = models.utcnow()
+    now = utcnow()
     orphans = []
     with engine.connect() as conn:
         for row in conn.execute(select(IMPORTS.c.id, IMPORTS.c.worker, IMPORTS.c.heartbeat_at)
@@ -246,7 +247,7 @@ def recover_imports(engine: Engine, stale_after_s: float = 900.0) -> int:
 
 
 def _insert_chunk(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    conn.execute(insert(models.Event), rows)
+    conn.execute(insert(Event), rows)
     return len(rows)
 
 
@@ -272,7 +273,7 @@ def create_events_columns(engine: Engine, columns: dict[str, Any], lon: ArrayLik
     if not isinstance(cols["flags"], list | tuple | np.ndarray):
         raise ValueError("flags must hold one list per event")
     if cols["reported_at"] is None:
-        cols["reported_at"] = models.utcnow()
+        cols["reported_at"] = utcnow()
     if engine.dialect.name != "postgresql":
         return create_events_staged(engine, _rows_of(cols, lon_a, lat_a, n), rules)
     with engine.begin() as conn:
@@ -354,7 +355,7 @@ def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: F
     at = cols["reported_at"]
     reported: list[str] | str
     if isinstance(at, list | tuple | np.ndarray):
-        moments: list[Any] = [r or models.utcnow() for r in _column(at, n)]
+        moments: list[Any] = [r or utcnow() for r in _column(at, n)]
         deadlines: list[str] | str = [_text(rules.deadline(c, "grid", r)) for c, r in zip(
             categories, moments, strict=True)]
         reported = [_text(r) for r in moments]
@@ -362,7 +363,7 @@ def _copy_events(conn: Connection, cols: dict[str, Any], lon: FloatArray, lat: F
         limit = {c: _text(rules.deadline(c, "grid", at)) for c in set(categories)}
         deadlines = [limit[c] for c in categories]
         reported = _text(at)
-    points = shapely.set_srid(shapely.points(lon, lat), models.SRID)
+    points = shapely.set_srid(shapely.points(lon, lat), SRID)
     events: dict[str, list[str] | str] = {}
     for k in FIELDS:
         events[k] = (_text_column(flags, n) if k == "flags" else reported
@@ -390,7 +391,7 @@ def _as_dict_of(mapping: Any) -> dict[str, Any]:
         out["idempotency_key"] = client_key(out["idempotency_key"])
     for k, v in list(out.items()):
         if isinstance(v, datetime):
-            out[k] = models.iso(v)
+            out[k] = iso(v)
     return out
 
 
@@ -491,7 +492,7 @@ def _within(query: Any, areas: tuple[str, ...] | None) -> Any:
 
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=models.utcnow().tzinfo)
+        return moment.replace(tzinfo=utcnow().tzinfo)
     return moment
 
 
@@ -521,8 +522,8 @@ def transition(engine: Engine, event_id: int, action: str, *, actor: str, rules:
             values.update(closed_at=now, rating=rating, feedback=feedback)
         if action == "reopen":
             values.update(resolved_at=None, closed_at=None, handler=None)
-        conn.execute(update(models.Event).where(models.Event.id == event_id).values(**values))
-        conn.execute(insert(models.EventHistory).values(
+        conn.execute(update(Event).where(Event.id == event_id).values(**values))
+        conn.execute(insert(EventHistory).values(
             event_id=event_id, from_status=row.status, to_status=step.to_status,
             level=step.level, actor=actor, at=now,
             reason=reason or (f"{action}: {handler}" if handler else action)))
@@ -555,8 +556,8 @@ def reroute(engine: Engine, event_id: int, routed: dict[str, Any], *, actor: str
                                   EVENT.c.plan_id).where(EVENT.c.id == event_id)).first()
         if row is None:
             raise NotFound(f"no event {event_id}")
-        conn.execute(update(models.Event).where(models.Event.id == event_id).values(**routed))
-        conn.execute(insert(models.EventHistory).values(
+        conn.execute(update(Event).where(Event.id == event_id).values(**routed))
+        conn.execute(insert(EventHistory).values(
             event_id=event_id, from_status=row.status, to_status=row.status, level=row.level,
             actor=actor, at=now,
             reason=f"re-routed from grid {row.grid_code} (plan {row.plan_id}) to grid "

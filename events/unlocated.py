@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy import Engine, delete, false, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gis import models
 from gis.codes import starts_with
 from gis.errors import Conflict, NotFound
+from gis.models.base import iso
+from gis.models.events import UnlocatedEvent
 from gis.paging import Page, Paged, read_page
 
-TABLE: Any = models.UnlocatedEvent.__table__
+TABLE: Any = UnlocatedEvent.__table__
 STATUS = "needs_location"
 
 
@@ -21,7 +22,7 @@ def _as_dict(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
     for key, value in out.items():
         if isinstance(value, datetime):
-            out[key] = models.iso(value)
+            out[key] = iso(value)
     out["status"] = "placed" if out.get("event_id") else STATUS
     out["area_code"] = (out.get("geocode") or {}).get("area_code")
     return out

@@ -25,17 +25,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from gis import models
 from gis.codes import starts_with
 from gis.errors import GridmapError, NotFound
+from gis.models.accounts import (
+    ROLES,
+    Account,
+    ApiKey,
+    AuditEntry,
+    RevokedToken,
+    ServiceSecret,
+    Throttle,
+)
+from gis.models.base import iso, utcnow
 from gis.paging import Page, Paged, read_page
 
-ACCOUNTS = models.Account.__table__
-KEYS = models.ApiKey.__table__
-AUDIT = models.AuditEntry.__table__
-SECRETS = models.ServiceSecret.__table__
-THROTTLE = models.Throttle.__table__
-REVOKED = models.RevokedToken.__table__
+ACCOUNTS = Account.__table__
+KEYS = ApiKey.__table__
+AUDIT = AuditEntry.__table__
+SECRETS = ServiceSecret.__table__
+THROTTLE = Throttle.__table__
+REVOKED = RevokedToken.__table__
 #: Area codes: a district (6 digits), town/street (9), village/community (12) or grid (15),
 #: or ``*``, every area. Other lengths name nothing in the code scheme (and a shorter prefix
 #: would reach into other districts).
@@ -103,7 +112,7 @@ def _check_password(password: str) -> None:
 def _info(row: Any) -> AccountInfo:
     changed = row.changed_at
     if changed.tzinfo is None:  # SQLite returns naive UTC
-        changed = changed.replace(tzinfo=models.utcnow().tzinfo)
+        changed = changed.replace(tzinfo=utcnow().tzinfo)
     return AccountInfo(id=row.id, username=row.username, display_name=row.display_name,
                        role=row.role, areas=tuple(row.areas.split(",")),
                        disabled=bool(row.disabled), changed_at=changed)
@@ -115,14 +124,14 @@ def add_account(engine: Engine, username: str, password: str, role: str,
     """Create an account; its password is stored as an argon2id hash."""
     if not _USERNAME.match(username):
         raise AccountError("a username is 1-60 letters, digits, or . _ @ -")
-    if role not in models.ROLES:
-        raise AccountError(f"unknown role {role!r}; use one of {', '.join(models.ROLES)}")
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
     codes = parse_areas(areas)
     _check_password(password)
-    now = models.utcnow()
+    now = utcnow()
     try:
         with engine.begin() as conn:
-            conn.execute(insert(models.Account).values(
+            conn.execute(insert(Account).values(
                 username=username, display_name=display_name, role=role,
                 areas=",".join(codes), password_hash=_HASHER.hash(password), disabled=False,
                 created_at=now, changed_at=now))
@@ -154,20 +163,20 @@ def change_account(engine: Engine, username: str, *, password: str | None = None
                    areas: str | list[str] | None = None) -> AccountInfo:
     """Change a password, the state, the role or the areas. Tokens issued before stop
     working (``changed_at`` moves)."""
-    values: dict[str, Any] = {"changed_at": models.utcnow()}
+    values: dict[str, Any] = {"changed_at": utcnow()}
     if password is not None:
         _check_password(password)
         values["password_hash"] = _HASHER.hash(password)
     if disabled is not None:
         values["disabled"] = disabled
     if role is not None:
-        if role not in models.ROLES:
-            raise AccountError(f"unknown role {role!r}; use one of {', '.join(models.ROLES)}")
+        if role not in ROLES:
+            raise AccountError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
         values["role"] = role
     if areas is not None:
         values["areas"] = ",".join(parse_areas(areas))
     with engine.begin() as conn:
-        done = conn.execute(update(models.Account).where(ACCOUNTS.c.username == username)
+        done = conn.execute(update(Account).where(ACCOUNTS.c.username == username)
                             .values(**values))
         if done.rowcount == 0:
             raise NotFound(f"no account {username!r}")
@@ -192,7 +201,7 @@ def verify_password(engine: Engine, username: str, password: str) -> AccountInfo
         return None
     if _HASHER.check_needs_rehash(stored):
         with engine.begin() as conn:
-            conn.execute(update(models.Account).where(ACCOUNTS.c.id == row.id)
+            conn.execute(update(Account).where(ACCOUNTS.c.id == row.id)
                          .values(password_hash=_HASHER.hash(password)))
     return _info(row)
 
@@ -209,20 +218,20 @@ def create_api_key(engine: Engine, username: str, name: str) -> str:
     account = get_account(engine, username)
     key = "gm_" + secrets.token_urlsafe(32)
     with engine.begin() as conn:
-        conn.execute(insert(models.ApiKey).values(account_id=account.id, name=name[:100],
-                                         key_hash=_key_hash(key), created_at=models.utcnow()))
+        conn.execute(insert(ApiKey).values(account_id=account.id, name=name[:100],
+                                         key_hash=_key_hash(key), created_at=utcnow()))
     return key
 
 
 def revoke_api_keys(engine: Engine, username: str, name: str | None = None) -> int:
     """Revoke the account's keys (all, or those of one name); returns how many."""
     account = get_account(engine, username)
-    query = update(models.ApiKey).where(KEYS.c.account_id == account.id,
-                                        KEYS.c.revoked_at.is_(None))
+    query = update(ApiKey).where(KEYS.c.account_id == account.id,
+                                 KEYS.c.revoked_at.is_(None))
     if name is not None:
         query = query.where(KEYS.c.name == name)
     with engine.begin() as conn:
-        return int(conn.execute(query.values(revoked_at=models.utcnow())).rowcount)
+        return int(conn.execute(query.values(revoked_at=utcnow())).rowcount)
 
 
 def list_api_keys(engine: Engine, username: str) -> list[dict[str, Any]]:
@@ -239,8 +248,8 @@ def api_keys_page(engine: Engine, username: str, page: Page | None
                                        KEYS.c.revoked_at)
                           .where(KEYS.c.account_id == account.id).order_by(KEYS.c.id.desc()),
                           page)
-    return found.map(lambda r: {**r._mapping, "created_at": models.iso(r.created_at),
-                                "revoked_at": models.iso(r.revoked_at)})
+    return found.map(lambda r: {**r._mapping, "created_at": iso(r.created_at),
+                                "revoked_at": iso(r.revoked_at)})
 
 
 def revoke_api_key(engine: Engine, username: str, key_id: int) -> bool:
@@ -254,8 +263,8 @@ def revoke_api_key(engine: Engine, username: str, key_id: int) -> bool:
             raise NotFound(f"no key {key_id} of account {username}")
         if row.revoked_at is not None:
             return False
-        conn.execute(update(models.ApiKey).where(KEYS.c.id == key_id)
-                     .values(revoked_at=models.utcnow()))
+        conn.execute(update(ApiKey).where(KEYS.c.id == key_id)
+                     .values(revoked_at=utcnow()))
     return True
 
 
@@ -278,7 +287,7 @@ def service_secret(engine: Engine, name: str) -> str:
         return str(found[0])
     try:
         with engine.begin() as conn:
-            conn.execute(insert(models.ServiceSecret).values(
+            conn.execute(insert(ServiceSecret).values(
                 name=name, value=secrets.token_urlsafe(48)))
     except IntegrityError:
         pass  # another process made it first: use theirs
@@ -291,7 +300,7 @@ def write_audit(engine: Engine, entries: list[dict[str, Any]]) -> None:
     """Append audit entries (at, username, role, action, method, path, status, detail)."""
     if entries:
         with engine.begin() as conn:
-            conn.execute(insert(models.AuditEntry), entries)
+            conn.execute(insert(AuditEntry), entries)
 
 
 def read_audit(engine: Engine, *, username: str | None = None, since: datetime | None = None,
@@ -324,7 +333,7 @@ def audit_page(engine: Engine, page: Page | None, *, username: str | None = None
         query = query.where(AUDIT.c.status == status)
     with engine.connect() as conn:
         found = read_page(conn, query, page, count=False)
-    return found.map(lambda r: {**r._mapping, "at": models.iso(r.at)})
+    return found.map(lambda r: {**r._mapping, "at": iso(r.at)})
 
 
 # ------------------------------------------------------------------------------------------
@@ -358,16 +367,16 @@ def throttle_hit(engine: Engine, key: str, window_s: float, now: datetime,
 def throttle_clear(engine: Engine, key: str) -> None:
     """Forget a key's hits (and sweep counters idle for a day)."""
     with engine.begin() as conn:
-        conn.execute(delete(models.Throttle).where(or_(
+        conn.execute(delete(Throttle).where(or_(
             THROTTLE.c.key == key,
-            THROTTLE.c.window_start < models.utcnow() - timedelta(days=1))))
+            THROTTLE.c.window_start < utcnow() - timedelta(days=1))))
 
 
 def revoke_token(engine: Engine, jti: str, expires_at: datetime) -> None:
     """Void a token (by its ``jti``) until it would expire; expired entries are swept."""
     with engine.begin() as conn:
-        conn.execute(delete(models.RevokedToken).where(
-            REVOKED.c.expires_at < models.utcnow()))
+        conn.execute(delete(RevokedToken).where(
+            REVOKED.c.expires_at < utcnow()))
         conn.execute(_upsert(engine)(REVOKED).values(jti=jti, expires_at=expires_at)
                      .on_conflict_do_nothing(index_elements=[REVOKED.c.jti]))
 

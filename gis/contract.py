@@ -16,7 +16,9 @@ from pyproj.exceptions import ProjError
 
 from gis import crs as crsmod
 from gis import divisions
+from gis.china import check_china
 from gis.errors import CoordinateError, CRSError, LayerError
+from gis.zones import metric_crs_for
 
 #: Shapely geometry type ids by family (0 Point ... 7 GeometryCollection).
 FAMILIES: dict[str, frozenset[int]] = {
@@ -146,7 +148,7 @@ class Territory:
     @property
     def metric_crs(self) -> CRS:
         """The CGCS2000 3-degree Gauss-Krüger zone of the territory."""
-        return crsmod.metric_crs_for(self.bounds)
+        return metric_crs_for(self.bounds)
 
     def to_metric(self) -> dict[str, gpd.GeoDataFrame]:
         """Every layer reprojected into the territory's metric CRS."""
@@ -319,8 +321,8 @@ def _to_wgs84(name: str, gdf: gpd.GeoDataFrame, file: str, given: str | int | No
 
     def check(values: np.ndarray) -> None:
         bounds = shapely.bounds(values)
-        crsmod.check_china(np.concatenate([bounds[:, 0], bounds[:, 2]]),
-                           np.concatenate([bounds[:, 1], bounds[:, 3]]), what=what)
+        check_china(np.concatenate([bounds[:, 0], bounds[:, 2]]),
+                    np.concatenate([bounds[:, 1], bounds[:, 3]]), what=what)
 
     try:
         if source.is_geographic:

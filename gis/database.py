@@ -11,13 +11,13 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from geoalchemy2.admin.dialects.sqlite import load_spatialite
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gis.errors import DatabaseError
+from gis.errors import DatabaseError, NotFound
 from gis.settings import get_settings
 
 try:  # PostgreSQL's driver: only PostGIS needs it (pip install 'gridmap[postgis]')
@@ -153,10 +153,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         command.upgrade(alembic_config(engine), revision)
     except OperationalError as exc:
-        raise DatabaseError(
-            f"the database at {engine.url.render_as_string(hide_password=True)} cannot be "
-            f"reached or migrated: {exc.orig}"
-        ) from exc
+        raise _database_error(engine, "cannot be reached or migrated", exc) from exc
 
 
 def check_schema(engine: Engine) -> None:
@@ -172,10 +169,22 @@ def ping(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
-        raise DatabaseError(
-            f"the database at {engine.url.render_as_string(hide_password=True)} is "
-            f"unreachable: {exc.orig}"
-        ) from exc
+        raise _database_error(engine, "is unreachable", exc) from exc
+
+
+def _database_error(engine: Engine, says: str, exc: OperationalError) -> DatabaseError:
+    """What the driver said, about the database at ``engine``'s URL (password hidden)."""
+    return DatabaseError(
+        f"the database at {engine.url.render_as_string(hide_password=True)} {says}: {exc.orig}")
+
+
+def row_by_id(conn: Connection, table: Any, row_id: int, missing: str) -> Any:
+    """The row of ``table`` whose id is ``row_id``; :class:`NotFound` (``missing``) when
+    there is none."""
+    row = conn.execute(select(table).where(table.c.id == row_id)).first()
+    if row is None:
+        raise NotFound(missing)
+    return row
 
 
 def is_unavailable(exc: BaseException) -> bool:

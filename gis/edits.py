@@ -14,7 +14,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
-    Select,
     Table,
     delete,
     func,
@@ -24,10 +23,12 @@ from sqlalchemy import (
     update,
 )
 
-from gis import models
 from gis.errors import Conflict, NotFound, StaleVersion, msg
+from gis.models.base import SRID, Base, iso, utcnow
+from gis.models.plans import Block, Grid, Plan, PlanEdit, PlanLine
+from gis.models.territories import AdminArea, BarrierFeature, DedicatedArea, Territory
 from gis.paging import Page, Paged, read_page
-from gis.plans import GRID_FIELDS, _py
+from gis.plans import GRID_FIELDS, _py, plan_blocks_query
 
 #: A grid row as edits store and restore it (geometry aside).
 GRID_ROW = (*GRID_FIELDS, "locked")
@@ -66,27 +67,27 @@ class EditOutcome:
     target_seq: int | None = None
 
 
-def _t(model: type[models.Base]) -> Table:
+def _t(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
 def _element(wkb_hex: str) -> WKBElement:
-    geom = shapely.set_srid(shapely.from_wkb(bytes.fromhex(wkb_hex)), models.SRID)
-    return WKBElement(shapely.to_wkb(geom, include_srid=True), srid=models.SRID,
+    geom = shapely.set_srid(shapely.from_wkb(bytes.fromhex(wkb_hex)), SRID)
+    return WKBElement(shapely.to_wkb(geom, include_srid=True), srid=SRID,
                       extended=True)
 
 
 def _envelope(bounds: Iterable[float], margin: float = MARGIN_DEG) -> Any:
     x0, y0, x1, y1 = bounds
     box = shapely.box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
-    return func.ST_GeomFromText(box.wkt, models.SRID)
+    return func.ST_GeomFromText(box.wkt, SRID)
 
 
 class PlanReader:
     """Reads of one draft plan inside an edit's transaction."""
 
     def __init__(self, conn: Connection, plan_id: int) -> None:
-        plans, terr = _t(models.Plan), _t(models.Territory)
+        plans, terr = _t(Plan), _t(Territory)
         row = conn.execute(select(plans.c.territory_id, plans.c.parameters,
                                   terr.c.metric_epsg).select_from(
             plans.join(terr, plans.c.territory_id == terr.c.id)).where(
@@ -98,7 +99,7 @@ class PlanReader:
         self.parameters: dict[str, Any] = dict(row.parameters or {})
 
     def _grids(self, where: Any) -> gpd.GeoDataFrame:
-        table = _t(models.Grid)
+        table = _t(Grid)
         query = select(table.c.id, *(table.c[f] for f in GRID_ROW),
                        func.ST_AsBinary(table.c.geom).label("wkb")).where(
             table.c.plan_id == self.plan_id, where).order_by(table.c.code)
@@ -108,22 +109,22 @@ class PlanReader:
         frame["locked"] = frame["locked"].astype(bool)
         frame["flags"] = [list(f or []) for f in frame["flags"]]
         geoms = shapely.from_wkb([bytes.fromhex(b) for b in frame["wkb"]])
-        return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+        return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}")
 
     def grids(self, codes: Iterable[str]) -> gpd.GeoDataFrame:
         """The stored rows of these grids (with ``id`` and the exact ``wkb``, hex)."""
-        return self._grids(_t(models.Grid).c.code.in_(sorted(set(codes))))
+        return self._grids(_t(Grid).c.code.in_(sorted(set(codes))))
 
     def grids_on_line(self, wkt: str) -> list[str]:
         """Codes of the grids a line (WKT, WGS84) crosses or touches."""
-        table = _t(models.Grid)
+        table = _t(Grid)
         rows = self.conn.execute(select(table.c.code).where(
             table.c.plan_id == self.plan_id,
-            func.ST_Intersects(table.c.geom, func.ST_GeomFromText(wkt, models.SRID))))
+            func.ST_Intersects(table.c.geom, func.ST_GeomFromText(wkt, SRID))))
         return sorted(str(r[0]) for r in rows)
 
     def block_villages(self, block_nos: Iterable[int]) -> dict[int, str]:
-        table = _t(models.Block)
+        table = _t(Block)
         rows = self.conn.execute(select(table.c.block_no, table.c.village_code).where(
             table.c.plan_id == self.plan_id, table.c.block_no.in_(sorted(set(block_nos)))))
         return {int(b): str(v) for b, v in rows}
@@ -131,7 +132,7 @@ class PlanReader:
     def around(self, villages: Iterable[str]) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
         """The blocks of these villages, and the grids of these villages with two rings of
         grids around them (for the 四至 of their neighbours)."""
-        table = _t(models.Grid)
+        table = _t(Grid)
         own = self._grids(table.c.village_code.in_(sorted(set(villages))))
         ring = own
         for _ in range(2):
@@ -140,7 +141,7 @@ class PlanReader:
             ring = self._grids(func.ST_Intersects(table.c.geom,
                                                   _envelope(ring.total_bounds)))
         grids = pd.concat([own, ring[~ring["code"].isin(own["code"])]], ignore_index=True)
-        blocks, codes = _t(models.Block), dict(zip(own["id"], own["code"], strict=True))
+        blocks, codes = _t(Block), dict(zip(own["id"], own["code"], strict=True))
         rows = self.conn.execute(select(
             blocks.c.block_no, blocks.c.village_code, blocks.c.households,
             blocks.c.households_estimated, blocks.c.population, blocks.c.grid_id,
@@ -152,15 +153,15 @@ class PlanReader:
                                             "wkb"])
         geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
         frame["grid_code"] = frame.pop("grid_id").map(codes)
-        return (gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}"),
-                gpd.GeoDataFrame(grids, geometry="geometry", crs=f"EPSG:{models.SRID}"))
+        return (gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}"),
+                gpd.GeoDataFrame(grids, geometry="geometry", crs=f"EPSG:{SRID}"))
 
     def layers_near(self, bounds: Iterable[float]) -> dict[str, gpd.GeoDataFrame]:
         """Barrier layers, dedicated areas and villages (admin areas) near ``bounds``, as
         the engine's layers (WGS84)."""
         env = list(bounds)
         out: dict[str, gpd.GeoDataFrame] = {}
-        bar = _t(models.BarrierFeature)
+        bar = _t(BarrierFeature)
         rows = self.conn.execute(select(
             bar.c.layer, bar.c["class"], bar.c.name,
             func.ST_AsBinary(bar.c.geom).label("wkb")).where(
@@ -171,10 +172,10 @@ class PlanReader:
             out[str(layer)] = gpd.GeoDataFrame(
                 part[["class", "name"]].reset_index(drop=True),
                 geometry=shapely.from_wkb([bytes(b) for b in part["wkb"]]),
-                crs=f"EPSG:{models.SRID}")
+                crs=f"EPSG:{SRID}")
         for name, model, columns in (
-                ("dedicated_areas", models.DedicatedArea, ("name", "kind")),
-                ("villages", models.AdminArea, ("code", "name"))):
+                ("dedicated_areas", DedicatedArea, ("name", "kind")),
+                ("villages", AdminArea, ("code", "name"))):
             table = model.__table__
             query = select(*(table.c[c] for c in columns),
                            func.ST_AsBinary(table.c.geom).label("wkb")).where(
@@ -185,19 +186,19 @@ class PlanReader:
             got = pd.DataFrame(self.conn.execute(query).all(), columns=[*columns, "wkb"])
             out[name] = gpd.GeoDataFrame(
                 got[list(columns)], geometry=shapely.from_wkb([bytes(b) for b in got["wkb"]]),
-                crs=f"EPSG:{models.SRID}")
+                crs=f"EPSG:{SRID}")
         return out
 
     def used_codes(self, villages: Iterable[str]) -> frozenset[str]:
         """Every grid code any plan of the territory ever gave these villages (history
         included: codes of grids merged away live on in the edits' ``before`` rows)."""
-        grids, plans = _t(models.Grid), _t(models.Plan)
+        grids, plans = _t(Grid), _t(Plan)
         rows = self.conn.execute(select(grids.c.code).distinct().select_from(
             grids.join(plans, grids.c.plan_id == plans.c.id)).where(
             plans.c.territory_id == self.territory_id,
             grids.c.village_code.in_(sorted(set(villages)))))
         used = {str(r[0]) for r in rows}
-        edits = _t(models.PlanEdit)
+        edits = _t(PlanEdit)
         for (touched,) in self.conn.execute(select(edits.c.grids).select_from(
                 edits.join(plans, edits.c.plan_id == plans.c.id)).where(
                 plans.c.territory_id == self.territory_id)):
@@ -214,7 +215,7 @@ def used_codes(engine: Engine, plan_id: int, villages: Iterable[str]) -> frozens
 def _claim(conn: Connection, plan_id: int, expected: int) -> int:
     """Take the next version of a draft made on ``expected`` (the row stays locked until
     the transaction ends), or say why not."""
-    table = _t(models.Plan)
+    table = _t(Plan)
     done = conn.execute(update(table).where(
         table.c.id == plan_id, table.c.status == "draft", table.c.edit_version == expected)
         .values(edit_version=expected + 1))
@@ -251,7 +252,7 @@ def _apply(conn: Connection, plan_id: int, current: dict[str, Any],
            target: dict[str, Any]) -> None:
     """Bring the plan from state ``current`` to ``target`` (each: grid rows by code, block
     number → code): rows updated in place, new grids inserted, vanished ones deleted."""
-    table = _t(models.Grid)
+    table = _t(Grid)
     codes = set(current["grids"]) | set(target["grids"])
     ids = {str(c): int(i) for i, c in conn.execute(select(table.c.id, table.c.code).where(
         table.c.plan_id == plan_id, table.c.code.in_(sorted(codes))))}
@@ -267,7 +268,7 @@ def _apply(conn: Connection, plan_id: int, current: dict[str, Any],
             values["geom"] = _element(row["wkb"])
             ids[code] = int(conn.execute(insert(table).values(plan_id=plan_id, **values)
                                          .returning(table.c.id)).scalar_one())
-    blocks = _t(models.Block)
+    blocks = _t(Block)
     by_code: dict[str, list[int]] = {}
     for no, code in target["blocks"].items():
         by_code.setdefault(str(code), []).append(int(no))
@@ -282,7 +283,7 @@ def _apply(conn: Connection, plan_id: int, current: dict[str, Any],
 
 
 def _next_seq(conn: Connection, plan_id: int) -> int:
-    table = _t(models.PlanEdit)
+    table = _t(PlanEdit)
     last = conn.execute(select(func.max(table.c.seq)).where(
         table.c.plan_id == plan_id)).scalar_one()
     return int(last or 0) + 1
@@ -309,13 +310,13 @@ def edit_plan(engine: Engine, plan_id: int, expected: int, compute: Callable[[Pl
         after = {"grids": _rows(new),
                  "blocks": {str(k): v for k, v in sorted(change.assignment.items())}}
         _apply(conn, plan_id, before, after)
-        edits = _t(models.PlanEdit)
+        edits = _t(PlanEdit)
         conn.execute(update(edits).where(edits.c.plan_id == plan_id, edits.c.state == "undone")
                      .values(state="discarded"))
         seq = _next_seq(conn, plan_id)
         conn.execute(insert(edits).values(
             plan_id=plan_id, seq=seq, op=change.op, params=change.params, state="applied",
-            author=author, at=models.utcnow(), note=note, summary=change.summary,
+            author=author, at=utcnow(), note=note, summary=change.summary,
             version_before=expected, version_after=version,
             grids=sorted({*touched, *change.removed}), before=before, after=after))
         out = reader.grids(touched)
@@ -334,7 +335,7 @@ def edit_plan(engine: Engine, plan_id: int, expected: int, compute: Callable[[Pl
 def _step(engine: Engine, plan_id: int, expected: int, which: str, author: str | None,
           note: str | None) -> EditOutcome:
     """Undo the latest applied edit, or redo the earliest undone one."""
-    edits = _t(models.PlanEdit)
+    edits = _t(PlanEdit)
     with engine.begin() as conn:
         version = _claim(conn, plan_id, expected)
         stack = select(edits).where(edits.c.plan_id == plan_id, edits.c.op.not_in(LOG_OPS))
@@ -357,7 +358,7 @@ def _step(engine: Engine, plan_id: int, expected: int, which: str, author: str |
         conn.execute(insert(edits).values(
             plan_id=plan_id, seq=seq, op=which, params={"edit": int(target.seq)},
             state="applied", target_seq=int(target.seq), author=author,
-            at=models.utcnow(), note=note, summary=summary, version_before=expected,
+            at=utcnow(), note=note, summary=summary, version_before=expected,
             version_after=version, grids=target.grids, before=None, after=None))
         out = PlanReader(conn, plan_id).grids(list(dst["grids"]))
     out["warning"] = ""
@@ -391,9 +392,9 @@ def list_edits(engine: Engine, plan_id: int) -> list[dict[str, Any]]:
 
 def edits_page(engine: Engine, plan_id: int, page: Page | None) -> Paged[dict[str, Any]]:
     """A page of :func:`list_edits` (NotFound for no such plan)."""
-    edits = _t(models.PlanEdit)
+    edits = _t(PlanEdit)
     with engine.connect() as conn:
-        if conn.execute(select(models.Plan.id).where(models.Plan.id == plan_id)).first() \
+        if conn.execute(select(Plan.id).where(Plan.id == plan_id)).first() \
                 is None:
             raise NotFound(f"no plan {plan_id}")
         found = read_page(conn, select(
@@ -402,15 +403,15 @@ def edits_page(engine: Engine, plan_id: int, page: Page | None) -> Paged[dict[st
             edits.c.version_after, edits.c.grids).where(edits.c.plan_id == plan_id)
             .order_by(edits.c.seq), page)
     return found.map(lambda r: {**r._mapping, "op": RENAMED_OPS.get(r.op, r.op),
-                                "at": models.iso(r.at), "grids": list(r.grids or [])})
+                                "at": iso(r.at), "grids": list(r.grids or [])})
 
 
 def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,
               note: str | None = None) -> int:
     """A new draft with the grids (locks included), blocks and lines (inferred streets) of
     any plan, its parent; the territory's next version. Its edit history starts empty."""
-    plans, grids, blocks = (_t(models.Plan), _t(models.Grid),
-                            _t(models.Block))
+    plans, grids, blocks = (_t(Plan), _t(Grid),
+                            _t(Block))
     with engine.begin() as conn:
         src = conn.execute(select(plans).where(plans.c.id == plan_id)).first()
         if src is None:
@@ -421,7 +422,7 @@ def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,
             territory_id=src.territory_id, version=int(last or 0) + 1, status="draft",
             parameters=src.parameters, report=src.report, parent_id=plan_id,
             note=note or f"复制自方案 {plan_id} (copy of plan {plan_id} v{src.version})",
-            created_by=author, created_at=models.utcnow(), edit_version=0,
+            created_by=author, created_at=utcnow(), edit_version=0,
         ).returning(plans.c.id)).scalar_one())
         cols = [*GRID_ROW, "geom"]
         conn.execute(insert(grids).from_select(
@@ -444,30 +445,12 @@ def copy_plan(engine: Engine, plan_id: int, *, author: str | None = None,
 
 def copy_lines(conn: Connection, from_plan: int, to_plan: int) -> None:
     """Give plan ``to_plan`` the lines (inferred streets) of ``from_plan``, numbers kept."""
-    lines = _t(models.PlanLine)
+    lines = _t(PlanLine)
     cols = ["line_no", "kind", "name", "village_code", "width_m", "likeness", "geom"]
     conn.execute(insert(lines).from_select(
         ["plan_id", *cols],
         select(literal(to_plan, Integer).label("plan_id"), *(lines.c[c] for c in cols))
         .where(lines.c.plan_id == from_plan)))
-
-
-def plan_blocks_query(plan_id: int, *, grid: str | None = None, village: str | None = None
-                      ) -> Select[Any]:
-    """The select of a plan's blocks (number, village, households, population, grid code,
-    WKB), by number; optionally only those of one grid or one village."""
-    blocks, grids = _t(models.Block), _t(models.Grid)
-    query = select(blocks.c.block_no, blocks.c.village_code, blocks.c.households,
-                   blocks.c.households_estimated, blocks.c.population,
-                   grids.c.code.label("grid_code"),
-                   func.ST_AsBinary(blocks.c.geom).label("wkb")).select_from(
-        blocks.outerjoin(grids, blocks.c.grid_id == grids.c.id)).where(
-        blocks.c.plan_id == plan_id).order_by(blocks.c.block_no)
-    if grid:
-        query = query.where(grids.c.code == grid)
-    if village:
-        query = query.where(blocks.c.village_code == village)
-    return query
 
 
 def read_plan_blocks(engine: Engine, plan_id: int, *, grid: str | None = None,
@@ -476,7 +459,7 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, grid: str | None = None,
     only those of one grid or one village."""
     query = plan_blocks_query(plan_id, grid=grid, village=village)
     with engine.connect() as conn:
-        if conn.execute(select(models.Plan.id).where(models.Plan.id == plan_id)).first() \
+        if conn.execute(select(Plan.id).where(Plan.id == plan_id)).first() \
                 is None:
             raise NotFound(f"no plan {plan_id}")
         frame = pd.DataFrame(conn.execute(query).mappings().all(),
@@ -484,4 +467,4 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, grid: str | None = None,
                                       "households_estimated", "population", "grid_code",
                                       "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
-    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}")

@@ -62,7 +62,7 @@ def for_basemap(gdf: gpd.GeoDataFrame, basemap_crs: str) -> gpd.GeoDataFrame:
     """WGS84 features shifted into the basemap's system (``wgs84``, ``gcj02`` for AMap/Tencent,
     ``bd09`` for Baidu), so that overlays line up with the streets drawn on its tiles; the
     frame keeps EPSG:4326 as its label since Leaflet reads every layer as lon/lat."""
-    from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
+    from gis.obfuscation import bd09_from_wgs84, gcj02_from_wgs84
 
     shift = {"wgs84": None, "gcj02": gcj02_from_wgs84, "bd09": bd09_from_wgs84}
     if basemap_crs not in shift:

@@ -8,8 +8,10 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, func, insert, select, text, update
 
-from gis import models
 from gis.errors import NotFound
+from gis.models.base import iso, utcnow
+from gis.models.jobs import Job
+from gis.models.territories import Territory
 from gis.paging import Page, Paged, read_page
 
 #: The states of a job that has not ended.
@@ -23,13 +25,13 @@ SUBMIT_LOCK = 7301017
 
 
 def _jobs() -> Table:
-    return cast(Table, models.Job.__table__)
+    return cast(Table, Job.__table__)
 
 
 def job_dict(row: Any) -> dict[str, Any]:
     out = {k: getattr(row, k) for k in JOB_FIELDS}
     for k in ("created_at", "started_at", "finished_at"):
-        out[k] = models.iso(out[k])
+        out[k] = iso(out[k])
     return out
 
 
@@ -70,7 +72,7 @@ def queue_job(engine: Engine, job_id: str, *, kind: str, territory_id: int,
     """A new ``queued`` job row of a territory that exists (NotFound otherwise), unless a
     limit of active jobs (0: none) is reached: then that limit, and nothing written."""
     jobs = _jobs()
-    now = models.utcnow()
+    now = utcnow()
     with engine.begin() as conn:
         # One submission at a time, across server processes: an advisory lock on
         # PostgreSQL; on SQLite a write first, which takes the database's one write lock.
@@ -78,8 +80,8 @@ def queue_job(engine: Engine, job_id: str, *, kind: str, territory_id: int,
             conn.execute(text(f"SELECT pg_advisory_xact_lock({SUBMIT_LOCK})"))
         else:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(stage=None))
-        if conn.execute(select(models.Territory.id).where(
-                models.Territory.id == territory_id)).first() is None:
+        if conn.execute(select(Territory.id).where(
+                Territory.id == territory_id)).first() is None:
             raise NotFound(f"no territory {territory_id}")
         active = jobs.c.state.in_(ACTIVE)
         for which, limit, column, value in (
@@ -101,7 +103,7 @@ def queue_job(engine: Engine, job_id: str, *, kind: str, territory_id: int,
 def start_job(engine: Engine, job_id: str, stage: str) -> bool:
     """A queued job ``running`` at ``stage``; False when it is no longer queued (cancelled
     while it waited)."""
-    now = models.utcnow()
+    now = utcnow()
     with engine.begin() as conn:
         return bool(conn.execute(update(_jobs()).where(
             _jobs().c.id == job_id, _jobs().c.state == "queued").values(
@@ -112,7 +114,7 @@ def start_job(engine: Engine, job_id: str, stage: str) -> bool:
 def update_running(engine: Engine, job_id: str, **values: Any) -> bool:
     """Progress (stage, progress, towns…) and the heartbeat of a running job; False when it
     is no longer running (cancelled, timed out, given up for dead)."""
-    values.setdefault("heartbeat_at", models.utcnow())
+    values.setdefault("heartbeat_at", utcnow())
     with engine.begin() as conn:
         return bool(conn.execute(update(_jobs()).where(
             _jobs().c.id == job_id, _jobs().c.state == "running").values(**values)).rowcount)
@@ -121,7 +123,7 @@ def update_running(engine: Engine, job_id: str, **values: Any) -> bool:
 def finish_job(conn: Connection, job_id: str, plan_id: int) -> bool:
     """Inside the transaction that writes a job's plan: the job ``done`` with it, only if
     it is still running (False: it is not, and the caller rolls the plan back)."""
-    now = models.utcnow()
+    now = utcnow()
     return conn.execute(update(_jobs()).where(
         _jobs().c.id == job_id, _jobs().c.state == "running").values(
         state="done", progress=1.0, stage="done 完成", plan_id=plan_id, finished_at=now,
@@ -130,7 +132,7 @@ def finish_job(conn: Connection, job_id: str, plan_id: int) -> bool:
 
 def cancel_job(engine: Engine, job_id: str, error: str) -> bool:
     """A queued or running job ``cancelled`` with why; False when it had ended."""
-    now = models.utcnow()
+    now = utcnow()
     with engine.begin() as conn:
         return bool(conn.execute(update(_jobs()).where(
             _jobs().c.id == job_id, _jobs().c.state.in_(ACTIVE)).values(
@@ -141,7 +143,7 @@ def cancel_job(engine: Engine, job_id: str, error: str) -> bool:
 def end_job(engine: Engine, job_id: str, **values: Any) -> None:
     """The end of a job that has not ended (a job that ended already keeps its end);
     ``finished_at`` now unless given."""
-    now = models.utcnow()
+    now = utcnow()
     with engine.begin() as conn:
         conn.execute(update(_jobs()).where(_jobs().c.id == job_id,
                                            _jobs().c.state.in_(ACTIVE))
@@ -162,4 +164,4 @@ def fail_jobs(engine: Engine, job_ids: Sequence[str], error: str) -> None:
     with engine.begin() as conn:
         conn.execute(update(_jobs()).where(
             _jobs().c.id.in_(list(job_ids)), _jobs().c.state.in_(ACTIVE)).values(
-            state="failed", error=error, finished_at=models.utcnow()))
+            state="failed", error=error, finished_at=utcnow()))

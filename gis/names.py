@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-#: Plan statuses (gis.models.PLAN_STATUSES), as the pages, the planner map and the posters
+#: Plan statuses (gis.models.plans.PLAN_STATUSES), as the pages, the planner map and the posters
 #: name them.
 PLAN_STATUS_NAMES = {"draft": "草稿", "published": "已发布", "archived": "已归档"}
 #: Grid kinds.
@@ -27,7 +27,7 @@ FLAG_NAMES = {
     "crosses_barrier": "跨越河流/山脊/铁路",
     "building_split_by_boundary": "建筑被村（社区）界线分割",
 }
-#: Kinds of a plan's lines (gis.models.LINE_KINDS).
+#: Kinds of a plan's lines (gis.models.plans.LINE_KINDS).
 LINE_KIND_NAMES = {"inferred_street": "推测巷道"}
 #: What the legends say of an inferred street: it is drawn where no road was given.
 INFERRED_STREET_LABEL = "推测巷道（数据中无此路）"

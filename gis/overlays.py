@@ -15,13 +15,14 @@ import pyogrio
 import shapely
 from sqlalchemy import Engine, delete, func, insert, select
 
-from gis import models
 from gis.contract import LayerSpec, Repair, _as_text, _check_geometry, _to_wgs84
 from gis.crs import parse_coord_sys
 from gis.errors import Conflict, GridmapError, LayerError, NotFound, gdal_reason
 from gis.io.archive import unpacked
 from gis.io.limits import Budget, ReadLimits
 from gis.io.vector import VECTOR_SUFFIXES, _check_shapefile, _read_source, _Source, check_geopackage
+from gis.models.base import iso, utcnow
+from gis.models.overlays import Overlay, OverlayAlignment, OverlayUnit
 from gis.paging import Page, Paged, read_page
 from gis.store import _wkb
 
@@ -233,7 +234,7 @@ def store_overlay(engine: Engine, territory_id: int, department: str, layer: Ove
                   created_by: str | None = None, replace: bool = False) -> int:
     """Store a department's layer in one transaction; 409 when the territory already has
     one of that department (unless ``replace``). Returns the overlay's id."""
-    table = models.Overlay.__table__
+    table = Overlay.__table__
     with engine.begin() as conn:
         exists = conn.execute(select(table.c.id).where(
             table.c.territory_id == territory_id,
@@ -243,17 +244,17 @@ def store_overlay(engine: Engine, territory_id: int, department: str, layer: Ove
                 raise Conflict(f"territory {territory_id} already has the {department} "
                                f"overlay ({exists}); delete it first or replace it — "
                                "该部门图层已存在")
-            conn.execute(delete(models.Overlay).where(models.Overlay.id == exists))
-        overlay_id = int(conn.execute(insert(models.Overlay).values(
+            conn.execute(delete(Overlay).where(Overlay.id == exists))
+        overlay_id = int(conn.execute(insert(Overlay).values(
             territory_id=territory_id, department=department, name=name, source=source,
             source_crs=layer.source_crs, field_map=layer.field_map, created_by=created_by,
-            created_at=models.utcnow()).returning(models.Overlay.id)).scalar_one())
+            created_at=utcnow()).returning(Overlay.id)).scalar_one())
         rows = [{"overlay_id": overlay_id, "code": c, "name": n, "source_wkb": w, "geom": g}
                 for c, n, w, g in zip(layer.units["code"], layer.units["name"],
                                       shapely.to_wkb(layer.source_geoms),
                                       _wkb(layer.units.geometry.to_numpy()), strict=True)]
         for start in range(0, len(rows), 2_000):
-            conn.execute(insert(models.OverlayUnit), rows[start:start + 2_000])
+            conn.execute(insert(OverlayUnit), rows[start:start + 2_000])
     return overlay_id
 
 
@@ -261,7 +262,7 @@ def _info(row: Any, n_units: int) -> dict[str, Any]:
     return {"id": int(row.id), "territory_id": int(row.territory_id),
             "department": row.department, "name": row.name, "source": row.source,
             "source_crs": row.source_crs, "field_map": row.field_map or {},
-            "created_by": row.created_by, "created_at": models.iso(row.created_at),
+            "created_by": row.created_by, "created_at": iso(row.created_at),
             "units": n_units}
 
 
@@ -273,8 +274,8 @@ def list_overlays(engine: Engine, territory_id: int) -> list[dict[str, Any]]:
 def overlays_page(engine: Engine, territory_id: int, page: Page | None
                   ) -> Paged[dict[str, Any]]:
     """A page of :func:`list_overlays`."""
-    table = models.Overlay.__table__
-    units = models.OverlayUnit.__table__
+    table = Overlay.__table__
+    units = OverlayUnit.__table__
 
     with engine.connect() as conn:
         found = read_page(conn, select(table).where(table.c.territory_id == territory_id)
@@ -297,7 +298,7 @@ def get_overlay(engine: Engine, territory_id: int, department: str) -> dict[str,
 def read_units(engine: Engine, overlay_id: int, *, source: bool = False) -> gpd.GeoDataFrame:
     """An overlay's units (code, name) in WGS84, by code; ``source``: also the geometry as
     the file gave it (``source_geometry``, in the overlay's source CRS)."""
-    units = models.OverlayUnit.__table__
+    units = OverlayUnit.__table__
     columns = [units.c.code, units.c.name, units.c.geom.ST_AsBinary().label("wkb")]
     if source:
         columns.append(units.c.source_wkb)
@@ -317,8 +318,8 @@ def read_units(engine: Engine, overlay_id: int, *, source: bool = False) -> gpd.
 def delete_overlay(engine: Engine, territory_id: int, department: str) -> None:
     """Remove an overlay with its units and alignments."""
     with engine.begin() as conn:
-        done = conn.execute(delete(models.Overlay).where(
-            models.Overlay.territory_id == territory_id, models.Overlay.department == department))
+        done = conn.execute(delete(Overlay).where(
+            Overlay.territory_id == territory_id, Overlay.department == department))
         if done.rowcount == 0:
             raise NotFound(f"territory {territory_id} has no {department!r} overlay — "
                            "无该部门图层")
@@ -333,17 +334,17 @@ def store_alignment(engine: Engine, overlay_id: int, plan_id: int,
     if not rows:
         raise GridmapError("the alignment assigns no grid: nothing to store")
     with engine.begin() as conn:
-        conn.execute(delete(models.OverlayAlignment).where(
-            models.OverlayAlignment.overlay_id == overlay_id,
-            models.OverlayAlignment.plan_id == plan_id))
+        conn.execute(delete(OverlayAlignment).where(
+            OverlayAlignment.overlay_id == overlay_id,
+            OverlayAlignment.plan_id == plan_id))
         for start in range(0, len(rows), 5_000):
-            conn.execute(insert(models.OverlayAlignment), rows[start:start + 5_000])
+            conn.execute(insert(OverlayAlignment), rows[start:start + 5_000])
     return len(rows)
 
 
 def read_alignment(engine: Engine, overlay_id: int, plan_id: int) -> dict[str, str]:
     """The stored alignment of a plan's grids to an overlay's units (empty when none)."""
-    table = models.OverlayAlignment.__table__
+    table = OverlayAlignment.__table__
     with engine.connect() as conn:
         return {str(g): str(u) for g, u in conn.execute(
             select(table.c.grid_code, table.c.unit_code).where(

@@ -11,14 +11,27 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Text,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from gis import models
 from gis.accounts import within_areas
 from gis.codes import starts_with
-from gis.database import PgLockNotAvailable
+from gis.database import PgLockNotAvailable, row_by_id
 from gis.errors import Conflict, GridmapError, NotFound
+from gis.models.base import SRID, iso, utcnow
+from gis.models.plans import Block, Grid, Plan, PlanLine
+from gis.models.territories import Territory
 from gis.paging import Page, Paged, read_page
 from gis.store import _wkb
 
@@ -55,7 +68,7 @@ class PlanInfo:
     publish_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (models.iso(v) if k.endswith("_at") else v)
+        return {k: (iso(v) if k.endswith("_at") else v)
                 for k, v in self.__dict__.items()}
 
     def band(self, default: tuple[int, int]) -> tuple[int, int]:
@@ -91,20 +104,20 @@ def write_plan(engine: Engine, territory_id: int, grids: gpd.GeoDataFrame,
     their order), stored with the plan (see :func:`lines_frame`).
     The plan's version is one more than the territory's last.
     """
-    if grids.crs is None or grids.crs.to_epsg() != models.SRID:
+    if grids.crs is None or grids.crs.to_epsg() != SRID:
         raise GridmapError("a plan's grids must be in WGS84 (EPSG:4326)")
     line_rows = _line_rows(lines_frame(lines)) if lines is not None else []
     with engine.begin() as conn:
-        if conn.execute(select(models.Territory.id).where(
-                models.Territory.id == territory_id)).first() is None:
+        if conn.execute(select(Territory.id).where(
+                Territory.id == territory_id)).first() is None:
             raise NotFound(f"no territory {territory_id}")
-        last = conn.execute(select(func.max(models.Plan.version)).where(
-            models.Plan.territory_id == territory_id)).scalar_one()
-        plan_id = int(conn.execute(insert(models.Plan).values(
+        last = conn.execute(select(func.max(Plan.version)).where(
+            Plan.territory_id == territory_id)).scalar_one()
+        plan_id = int(conn.execute(insert(Plan).values(
             territory_id=territory_id, version=int(last or 0) + 1, status="draft",
             parameters=parameters, report=report, parent_id=parent_id, note=note,
-            created_by=created_by, created_at=models.utcnow(),
-        ).returning(models.Plan.id)).scalar_one())
+            created_by=created_by, created_at=utcnow(),
+        ).returning(Plan.id)).scalar_one())
         grid_ids = _insert_grids(conn, plan_id, grids)
         _insert_blocks(conn, plan_id, blocks, grid_ids)
         insert_lines(conn, plan_id, line_rows)
@@ -120,8 +133,8 @@ def lines_frame(lines: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if lines.crs is None and len(lines):
         raise GridmapError("a plan's lines need a coordinate system (the engine's metric "
                            "CRS or WGS84)")
-    frame = lines.to_crs(models.SRID) if lines.crs is not None else \
-        lines.set_crs(models.SRID, allow_override=True)
+    frame = lines.to_crs(SRID) if lines.crs is not None else \
+        lines.set_crs(SRID, allow_override=True)
     multi = np.empty(len(frame), dtype=object)
     for i, geom in enumerate(frame.geometry.to_numpy()):
         parts = [p for p in shapely.get_parts(geom) if p is not None
@@ -143,7 +156,7 @@ def lines_frame(lines: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         else np.full(len(frame), np.nan),
     })[keep]
     return gpd.GeoDataFrame(out.reset_index(drop=True), geometry=multi[keep],
-                            crs=f"EPSG:{models.SRID}")
+                            crs=f"EPSG:{SRID}")
 
 
 def _line_rows(lines: gpd.GeoDataFrame) -> list[dict[str, Any]]:
@@ -164,7 +177,7 @@ def _line_rows(lines: gpd.GeoDataFrame) -> list[dict[str, Any]]:
 def add_lines(engine: Engine, plan_id: int, lines: gpd.GeoDataFrame) -> int:
     """Add lines to a stored plan (numbered after its last); how many were added."""
     get_plan(engine, plan_id)
-    table = models.PlanLine.__table__
+    table = PlanLine.__table__
     with engine.begin() as conn:
         last = conn.execute(select(func.max(table.c.line_no)).where(
             table.c.plan_id == plan_id)).scalar_one()
@@ -178,8 +191,8 @@ def add_lines(engine: Engine, plan_id: int, lines: gpd.GeoDataFrame) -> int:
 def insert_lines(conn: Connection, plan_id: int, rows: list[dict[str, Any]]) -> None:
     """Store a plan's lines (rows of :data:`LINE_FIELDS` and ``geom``)."""
     for start in range(0, len(rows), 2_000):
-        conn.execute(insert(models.PlanLine), [{**r, "plan_id": plan_id}
-                                               for r in rows[start:start + 2_000]])
+        conn.execute(insert(PlanLine), [{**r, "plan_id": plan_id}
+                                        for r in rows[start:start + 2_000]])
 
 
 def _insert_grids(conn: Connection, plan_id: int, grids: gpd.GeoDataFrame) -> dict[str, int]:
@@ -197,9 +210,9 @@ def _insert_grids(conn: Connection, plan_id: int, grids: gpd.GeoDataFrame) -> di
             row["flag_reason"] = ""
         row.update(plan_id=plan_id, geom=geom)
         rows.append(row)
-    table = models.Grid.__table__
+    table = Grid.__table__
     for start in range(0, len(rows), 2_000):
-        conn.execute(insert(models.Grid), rows[start:start + 2_000])
+        conn.execute(insert(Grid), rows[start:start + 2_000])
     return {code: int(i) for i, code in conn.execute(
         select(table.c.id, table.c.code).where(table.c.plan_id == plan_id))}
 
@@ -217,12 +230,12 @@ def _insert_blocks(conn: Connection, plan_id: int, blocks: gpd.GeoDataFrame,
                 blocks["village_code"], blocks["households"], est, blocks["population"],
                 codes, geoms, strict=True))]
     for start in range(0, len(rows), 5_000):
-        conn.execute(insert(models.Block), rows[start:start + 5_000])
+        conn.execute(insert(Block), rows[start:start + 5_000])
 
 
 def _info(conn: Connection, plan: Any) -> PlanInfo:
-    n = conn.execute(select(func.count()).select_from(models.Grid.__table__).where(
-        models.Grid.__table__.c.plan_id == plan.id)).scalar_one()
+    n = conn.execute(select(func.count()).select_from(Grid.__table__).where(
+        Grid.__table__.c.plan_id == plan.id)).scalar_one()
     return PlanInfo(plan.id, plan.territory_id, plan.version, plan.status,
                     plan.parameters or {}, plan.parent_id, plan.note, plan.created_by,
                     plan.created_at, plan.published_at, int(n), int(plan.edit_version or 0),
@@ -231,17 +244,13 @@ def _info(conn: Connection, plan: Any) -> PlanInfo:
 
 def get_plan(engine: Engine, plan_id: int) -> PlanInfo:
     with engine.connect() as conn:
-        plan = conn.execute(select(models.Plan.__table__).where(
-            models.Plan.__table__.c.id == plan_id)).first()
-        if plan is None:
-            raise NotFound(f"no plan {plan_id}")
-        return _info(conn, plan)
+        return _info(conn, row_by_id(conn, Plan.__table__, plan_id, f"no plan {plan_id}"))
 
 
 def stored_report(engine: Engine, plan_id: int) -> dict[str, Any]:
     with engine.connect() as conn:
-        report = conn.execute(select(models.Plan.report).where(
-            models.Plan.id == plan_id)).first()
+        report = conn.execute(select(Plan.report).where(
+            Plan.id == plan_id)).first()
     if report is None:
         raise NotFound(f"no plan {plan_id}")
     return dict(report[0] or {})
@@ -254,7 +263,7 @@ def list_plans(engine: Engine, territory_id: int | None = None) -> list[PlanInfo
 def plans_page(engine: Engine, page: Page | None, *, territory_id: int | None = None,
                territory_ids: Collection[int] | None = None) -> Paged[PlanInfo]:
     """A page of the plans, by territory then version; ``territory_ids``: only theirs."""
-    table = models.Plan.__table__
+    table = Plan.__table__
     query = select(table).order_by(table.c.territory_id, table.c.version, table.c.id)
     if territory_id is not None:
         query = query.where(table.c.territory_id == territory_id)
@@ -266,9 +275,9 @@ def plans_page(engine: Engine, page: Page | None, *, territory_id: int | None = 
 
 def published_plan_id(engine: Engine, territory_id: int) -> int | None:
     with engine.connect() as conn:
-        row = conn.execute(select(models.Plan.id).where(
-            models.Plan.territory_id == territory_id,
-            models.Plan.status == "published")).first()
+        row = conn.execute(select(Plan.id).where(
+            Plan.territory_id == territory_id,
+            Plan.status == "published")).first()
     return None if row is None else int(row[0])
 
 
@@ -284,7 +293,7 @@ def _busy(territory_id: int) -> Conflict:
 
 def locked_codes(engine: Engine, plan_id: int) -> list[str]:
     """The codes of a plan's locked grids, in order."""
-    table = models.Grid.__table__
+    table = Grid.__table__
     with engine.connect() as conn:
         return [str(c) for c in conn.execute(
             select(table.c.code).where(table.c.plan_id == plan_id,
@@ -295,8 +304,8 @@ def locked_codes(engine: Engine, plan_id: int) -> list[str]:
 def lock_grids(conn: Connection, plan_id: int, codes: Sequence[str]) -> None:
     """Lock these grids of a plan (inside the transaction that writes it)."""
     if codes:
-        conn.execute(update(models.Grid).where(models.Grid.plan_id == plan_id,
-                                               models.Grid.code.in_(list(codes)))
+        conn.execute(update(Grid).where(Grid.plan_id == plan_id,
+                                        Grid.code.in_(list(codes)))
                      .values(locked=True))
 
 
@@ -304,7 +313,7 @@ def grid_names(engine: Engine, plan_id: int, *, area: str | None = None,
                areas: tuple[str, ...] | None = None) -> dict[str, str | None]:
     """Code → name of a plan's grids, those under the area code ``area`` and within
     ``areas`` (an account's areas; None or ``*``: every one)."""
-    table = models.Grid.__table__
+    table = Grid.__table__
     query = select(table.c.code, table.c.name).where(table.c.plan_id == plan_id)
     if area is not None:
         query = query.where(starts_with(table.c.code, area))
@@ -319,7 +328,7 @@ def published_plans(engine: Engine, territory_id: int | None = None) -> list[Any
     """Every territory (or the one given), by id, with its published plan when it has one:
     id, name, metric_epsg, plan_id, version, published_at (the plan's None when none is
     published)."""
-    territories, plans = models.Territory.__table__, models.Plan.__table__
+    territories, plans = Territory.__table__, Plan.__table__
     query = select(territories.c.id, territories.c.name, territories.c.metric_epsg,
                    plans.c.id.label("plan_id"),
                    plans.c.version, plans.c.published_at).select_from(
@@ -341,7 +350,7 @@ def publish_plan(engine: Engine, plan_id: int, *, by: str | None = None,
     PostgreSQL, a per-process guard on SQLite, whose writers the database serializes), and
     the partial unique index ``uq_plans_one_published`` refuses a second published plan
     whatever happens."""
-    table = models.Plan.__table__
+    table = Plan.__table__
     territory_id = get_plan(engine, plan_id).territory_id
     with _publishing_lock:
         if territory_id in _publishing:
@@ -358,11 +367,11 @@ def publish_plan(engine: Engine, plan_id: int, *, by: str | None = None,
             if plan.status == "published":
                 raise Conflict(f"plan {plan_id} is already the published plan of territory "
                                f"{plan.territory_id}")
-            now = models.utcnow()
-            conn.execute(update(models.Plan).where(
-                models.Plan.territory_id == plan.territory_id,
-                models.Plan.status == "published").values(status="archived"))
-            conn.execute(update(models.Plan).where(models.Plan.id == plan_id)
+            now = utcnow()
+            conn.execute(update(Plan).where(
+                Plan.territory_id == plan.territory_id,
+                Plan.status == "published").values(status="archived"))
+            conn.execute(update(Plan).where(Plan.id == plan_id)
                          .values(status="published", published_at=now, published_by=by,
                                  publish_note=note))
             return _info(conn, conn.execute(select(table).where(table.c.id == plan_id)).one())
@@ -388,7 +397,7 @@ def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float,
     these area codes.
     """
     get_plan(engine, plan_id)
-    table = models.Grid.__table__
+    table = Grid.__table__
     query = select(table.c.id, *(table.c[f] for f in GRID_FIELDS),
                    func.ST_AsBinary(table.c.geom).label("wkb")).where(
         table.c.plan_id == plan_id).order_by(table.c.code)
@@ -403,7 +412,7 @@ def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float,
         frame = pd.DataFrame(conn.execute(query).mappings().all(),
                              columns=["id", *GRID_FIELDS, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
-    grids = gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+    grids = gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}")
     if flags:
         wanted = set(flags)
         keep = [bool(set(f or []) & wanted) or (not f and bool({"regular", ""} & wanted))
@@ -415,26 +424,37 @@ def read_grids(engine: Engine, plan_id: int, *, bbox: tuple[float, float, float,
     return grids.reset_index(drop=True)
 
 
-def read_blocks(engine: Engine, plan_id: int) -> gpd.GeoDataFrame:
-    """A plan's blocks (WGS84) with households and the code of their grid."""
-    blocks, grids = models.Block.__table__, models.Grid.__table__
+def plan_blocks_query(plan_id: int, *, grid: str | None = None, village: str | None = None
+                      ) -> Select[Any]:
+    """The select of a plan's blocks (number, village, households, population, grid code,
+    WKB), by number; optionally only those of one grid or one village."""
+    blocks, grids = Block.__table__, Grid.__table__
     query = select(blocks.c.block_no, blocks.c.village_code, blocks.c.households,
                    blocks.c.households_estimated, blocks.c.population,
                    grids.c.code.label("grid_code"),
                    func.ST_AsBinary(blocks.c.geom).label("wkb")).select_from(
         blocks.outerjoin(grids, blocks.c.grid_id == grids.c.id)).where(
         blocks.c.plan_id == plan_id).order_by(blocks.c.block_no)
+    if grid:
+        query = query.where(grids.c.code == grid)
+    if village:
+        query = query.where(blocks.c.village_code == village)
+    return query
+
+
+def read_blocks(engine: Engine, plan_id: int) -> gpd.GeoDataFrame:
+    """A plan's blocks (WGS84) with households and the code of their grid."""
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).mappings().all(),
+        frame = pd.DataFrame(conn.execute(plan_blocks_query(plan_id)).mappings().all(),
                              columns=[*BLOCK_FIELDS, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
-    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}")
 
 
 def flag_counts(engine: Engine, plan_ids: list[int] | None = None
                 ) -> dict[int, dict[str, int]]:
     """How many grids of each plan carry each flag (plans without a flagged grid absent)."""
-    table = models.Grid.__table__
+    table = Grid.__table__
     query = select(table.c.plan_id, table.c.flags).where(
         cast(table.c.flags, Text).not_in(["[]", "null"]), table.c.flags.is_not(None))
     if plan_ids is not None:
@@ -456,7 +476,7 @@ def read_lines(engine: Engine, plan_id: int, *, kind: str | None = None,
     meeting ``bbox`` (by the spatial index), in a village within ``areas``; at most
     ``limit`` (the caller asks for one more than it serves to tell there are too many)."""
     get_plan(engine, plan_id)
-    table = models.PlanLine.__table__
+    table = PlanLine.__table__
     query = select(*(table.c[f] for f in LINE_FIELDS),
                    func.ST_AsBinary(table.c.geom).label("wkb")).where(
         table.c.plan_id == plan_id).order_by(table.c.line_no)
@@ -467,7 +487,7 @@ def read_lines(engine: Engine, plan_id: int, *, kind: str | None = None,
         query = query.where(scope)
     if bbox is not None:
         query = query.where(func.ST_Intersects(
-            table.c.geom, func.ST_GeomFromText(shapely.box(*bbox).wkt, models.SRID)))
+            table.c.geom, func.ST_GeomFromText(shapely.box(*bbox).wkt, SRID)))
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -475,7 +495,7 @@ def read_lines(engine: Engine, plan_id: int, *, kind: str | None = None,
                              columns=[*LINE_FIELDS, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
     frame = frame.astype(object).where(frame.notna(), None)
-    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}")
 
 
 def plan_diff(engine: Engine, a: int, b: int, metric_epsg: int) -> dict[str, Any]:

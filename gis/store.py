@@ -12,10 +12,13 @@ import shapely
 from geoalchemy2 import WKBElement
 from sqlalchemy import Connection, Engine, Select, delete, func, insert, select
 
-from gis import models
 from gis.contract import Territory
+from gis.database import row_by_id
 from gis.errors import GridmapError, NotFound
-from gis.models import SRID
+from gis.models import territories as territory_models
+from gis.models.base import SRID, utcnow
+from gis.models.events import Event
+from gis.models.territories import BARRIER_LAYERS, LAYER_MODELS, AdminArea, BarrierFeature
 from gis.paging import Page, Paged, read_page
 
 #: How many rows go to the database per INSERT round trip.
@@ -62,26 +65,26 @@ LAYER_COLUMNS: dict[str, dict[str, str]] = {
 
 def layer_table(layer: str) -> Any:
     """The table a layer is stored in (the barrier layers share one, told apart by `layer`)."""
-    if layer in models.BARRIER_LAYERS:
-        return models.BarrierFeature.__table__
-    return models.LAYER_MODELS[layer].__table__
+    if layer in BARRIER_LAYERS:
+        return BarrierFeature.__table__
+    return LAYER_MODELS[layer].__table__
 
 
 def write_territory(conn: Connection, territory: Territory, *, name: str | None = None,
                     source: str | None = None, progress: ProgressFn | None = None) -> int:
     """Insert the territory and all its layers on ``conn`` (the caller's transaction)."""
     result = conn.execute(
-        insert(models.Territory).values(
+        insert(territory_models.Territory).values(
             name=name or territory.name,
             metric_epsg=int(territory.metric_crs.to_epsg() or 0),
             source=source,
-            created_at=models.utcnow(),
-        ).returning(models.Territory.id)
+            created_at=utcnow(),
+        ).returning(territory_models.Territory.id)
     )
     territory_id = int(result.scalar_one())
     for layer, gdf in territory.layers.items():
         fixed: dict[str, Any] = {"territory_id": territory_id}
-        if layer in models.BARRIER_LAYERS:
+        if layer in BARRIER_LAYERS:
             fixed["layer"] = layer
         rows = _records(gdf, LAYER_COLUMNS[layer], **fixed)
         table = layer_table(layer)
@@ -103,12 +106,12 @@ def layer_counts(engine: Engine, territory_id: int) -> dict[str, int]:
     """Stored feature count of each layer of a territory (layers with none omitted)."""
     counts: dict[str, int] = {}
     with engine.connect() as conn:
-        for layer, model in models.LAYER_MODELS.items():
+        for layer, model in LAYER_MODELS.items():
             n = conn.execute(select(func.count()).select_from(model.__table__).where(
                 model.__table__.c.territory_id == territory_id)).scalar_one()
             if n:
                 counts[layer] = int(n)
-        barriers = models.BarrierFeature.__table__
+        barriers = BarrierFeature.__table__
         for layer, n in conn.execute(
             select(barriers.c.layer, func.count()).where(barriers.c.territory_id == territory_id)
             .group_by(barriers.c.layer)
@@ -125,7 +128,7 @@ def layer_query(territory_id: int, layer: str) -> Select[Any]:
                      for source, target in LAYER_COLUMNS[layer].items()),
                    func.ST_AsBinary(table.c.geom).label("wkb")).where(
         table.c.territory_id == territory_id)
-    if layer in models.BARRIER_LAYERS:
+    if layer in BARRIER_LAYERS:
         query = query.where(table.c.layer == layer)
     return query.order_by(table.c.id)
 
@@ -146,8 +149,9 @@ def delete_territory(engine: Engine, territory_id: int) -> None:
     """Remove a territory with everything stored under it (its events explicitly: they hold
     no foreign key to it, see migration 0006; their history goes with them)."""
     with engine.begin() as conn:
-        conn.execute(delete(models.Event).where(models.Event.territory_id == territory_id))
-        deleted = conn.execute(delete(models.Territory).where(models.Territory.id == territory_id))
+        conn.execute(delete(Event).where(Event.territory_id == territory_id))
+        deleted = conn.execute(delete(territory_models.Territory).where(
+            territory_models.Territory.id == territory_id))
         if deleted.rowcount == 0:
             raise NotFound(f"no territory {territory_id}")
 
@@ -155,7 +159,7 @@ def delete_territory(engine: Engine, territory_id: int) -> None:
 def territory_roots(engine: Engine, territory_id: int) -> tuple[str, ...]:
     """The codes of a territory's top admin areas (its district, or the towns when no
     district is stored): every area of it lies under one of them."""
-    table = models.AdminArea.__table__
+    table = AdminArea.__table__
     with engine.connect() as conn:
         rows = conn.execute(select(table.c.code, table.c.parent_code).where(
             table.c.territory_id == territory_id)).all()
@@ -171,9 +175,10 @@ def list_territories(engine: Engine) -> list[tuple[int, str]]:
 def territories_page(engine: Engine, ids: Collection[int] | None, page: Page | None
                      ) -> Paged[tuple[int, str]]:
     """A page of the territories' ids and names, by id; ``ids``: only these."""
-    query = select(models.Territory.id, models.Territory.name).order_by(models.Territory.id)
+    rows = territory_models.Territory
+    query = select(rows.id, rows.name).order_by(rows.id)
     if ids is not None:
-        query = query.where(models.Territory.id.in_(sorted(ids)))
+        query = query.where(rows.id.in_(sorted(ids)))
     with engine.connect() as conn:
         found = read_page(conn, query, page)
     return found.map(lambda r: (int(r.id), str(r.name)))
@@ -181,7 +186,7 @@ def territories_page(engine: Engine, ids: Collection[int] | None, page: Page | N
 
 def town_names(engine: Engine, territory_id: int) -> list[tuple[str, str]]:
     """The codes and names of a territory's towns (streets), by code."""
-    table = models.AdminArea.__table__
+    table = AdminArea.__table__
     with engine.connect() as conn:
         return [(str(c), str(n)) for c, n in conn.execute(
             select(table.c.code, table.c.name).where(
@@ -191,7 +196,7 @@ def town_names(engine: Engine, territory_id: int) -> list[tuple[str, str]]:
 
 def area_outlines(engine: Engine, territory_id: int) -> list[bytes]:
     """The outlines (WKB, WGS84) of a territory's admin areas."""
-    table = models.AdminArea.__table__
+    table = AdminArea.__table__
     with engine.connect() as conn:
         return [bytes(r[0]) for r in conn.execute(
             select(func.ST_AsBinary(table.c.geom)).where(
@@ -203,7 +208,7 @@ def read_area(engine: Engine, code: str, territory_id: int | None = None
     """The admin area with ``code`` (in ``territory_id``, else the newest territory holding
     it: territory_id, code, name, level, kind, parent_code, wkb), its parent and its
     children (code, name, level; children by code); None when there is none."""
-    table = models.AdminArea.__table__
+    table = AdminArea.__table__
     query = select(table.c.territory_id, table.c.code, table.c.name, table.c.level,
                    table.c.kind, table.c.parent_code,
                    func.ST_AsBinary(table.c.geom).label("wkb")).where(table.c.code == code)
@@ -227,11 +232,8 @@ def read_area(engine: Engine, code: str, territory_id: int | None = None
 def territory_row(engine: Engine, territory_id: int) -> Any:
     """A territory's row (id, name, metric_epsg, source, created_at), or NotFound."""
     with engine.connect() as conn:
-        row = conn.execute(select(models.Territory.__table__).where(
-            models.Territory.__table__.c.id == territory_id)).first()
-    if row is None:
-        raise NotFound(f"no territory {territory_id}")
-    return row
+        return row_by_id(conn, territory_models.Territory.__table__, territory_id,
+                         f"no territory {territory_id}")
 
 
 def load_territory(engine: Engine, territory_id: int) -> Territory:

@@ -11,12 +11,12 @@ import pandas as pd
 import shapely
 from sqlalchemy import Engine, Select, func
 
-from gis import models
 from gis.accounts import within_areas
-from gis.crs import wgs84_from_bd09, wgs84_from_gcj02
-from gis.edits import plan_blocks_query
+from gis.models.base import SRID
+from gis.models.plans import Block, Grid
 from gis.names import LINE_KIND_NAMES
-from gis.plans import get_plan, read_lines
+from gis.obfuscation import wgs84_from_bd09, wgs84_from_gcj02
+from gis.plans import get_plan, plan_blocks_query, read_lines
 from gis.store import LAYER_COLUMNS, layer_query, layer_table, territory_row
 
 #: The territory layers the map can show, with their Chinese names (the layer control's).
@@ -62,7 +62,7 @@ def _frame(rows: Sequence[Any], columns: list[str]) -> gpd.GeoDataFrame:
     frame = pd.DataFrame(rows, columns=[*columns, "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
     frame = frame.astype(object).where(frame.notna(), None)
-    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}")
 
 
 def _in_bbox(column: Any, bbox: BBox | None) -> Any:
@@ -70,7 +70,7 @@ def _in_bbox(column: Any, bbox: BBox | None) -> Any:
         return None
     # ST_GeomFromText and ST_Intersects exist on PostGIS (which uses the GiST index) and
     # SpatiaLite alike.
-    return func.ST_Intersects(column, func.ST_GeomFromText(shapely.box(*bbox).wkt, models.SRID))
+    return func.ST_Intersects(column, func.ST_GeomFromText(shapely.box(*bbox).wkt, SRID))
 
 
 def _capped(engine: Engine, query: Select[Any], geom: Any, bbox: BBox | None, limit: int,
@@ -107,11 +107,10 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, bbox: BBox | None = None,
     village; of grids within ``areas``), with their number and grid code."""
     get_plan(engine, plan_id)              # NotFound when there is no such plan
     query = plan_blocks_query(plan_id, grid=grid, village=village)
-    scope = within_areas(models.Grid.__table__.c.code, areas)
+    scope = within_areas(Grid.__table__.c.code, areas)
     if scope is not None:
         query = query.where(scope)
-    return _capped(engine, query, models.Block.__table__.c.geom, bbox, limit,
-                   list(BLOCK_COLUMNS))
+    return _capped(engine, query, Block.__table__.c.geom, bbox, limit, list(BLOCK_COLUMNS))
 
 
 def read_plan_lines(engine: Engine, plan_id: int, *, kind: str | None = None,

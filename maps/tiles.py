@@ -17,10 +17,11 @@ import shapely
 from pyproj import Transformer
 from sqlalchemy import Engine, select, text
 
-from gis import models
 from gis.band import classify, classify_sql
 from gis.codes import like_prefix_sql, like_prefix_value
 from gis.errors import GridmapError, NotFound
+from gis.models.base import iso
+from gis.models.plans import Plan
 
 #: Tile coordinates per side (the MVT ``extent``), the margin kept around a tile in those
 #: units (so that strokes of neighbouring tiles meet), the layer name and the zoom range.
@@ -168,7 +169,7 @@ class PlanStamp:
 
 def plan_stamp(engine: Engine, plan_id: int) -> PlanStamp:
     """The plan's stamp, or :class:`NotFound`."""
-    table = models.Plan.__table__
+    table = Plan.__table__
     with engine.connect() as conn:
         row = conn.execute(select(table.c.territory_id, table.c.created_at,
                                   table.c.edit_version).where(table.c.id == plan_id)).first()
@@ -176,7 +177,7 @@ def plan_stamp(engine: Engine, plan_id: int) -> PlanStamp:
         raise NotFound(f"没有方案 {plan_id}; no plan {plan_id}")
     # (The tile format is in it too: URLs carrying the token are cached as immutable, so
     # tiles of another format must come under another token.)
-    seed = (f"{plan_id}:{row.territory_id}:{models.iso(row.created_at)}:{row.edit_version}"
+    seed = (f"{plan_id}:{row.territory_id}:{iso(row.created_at)}:{row.edit_version}"
             f":f{FORMAT_VERSION}")
     return PlanStamp(plan_id, hashlib.sha1(seed.encode()).hexdigest()[:12])
 

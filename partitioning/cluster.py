@@ -65,6 +65,12 @@ def machine_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+async def warm_up() -> None:
+    """Run on each worker as it is reached (a coroutine: Dask runs only those without
+    waiting for them): unpickling this function imported the engine (partitioning.towns and
+    geopandas, ~0.7 s), so the first piece does not wait for it."""
+
+
 def start_local_cluster(workers: int = 0, memory_limit: str | float = "auto"
                         ) -> LocalCluster:
     """A scheduler in this process and ``workers`` worker processes (0: one per CPU), one
@@ -103,6 +109,10 @@ class Compute:
                     else:
                         self._cluster = start_local_cluster(self.workers)
                         self._client = Client(self._cluster, set_as_default=False)
+                    # The workers load the engine now, while the caller reads the
+                    # territory (not waited for), not when the first piece reaches them.
+                    with contextlib.suppress(Exception):
+                        self._client.run(warm_up, wait=False)
                 except (OSError, TimeoutError) as exc:
                     where = self.address or "a new LocalCluster"
                     raise ComputeUnavailable(
@@ -243,7 +253,7 @@ def new_run(client: Client, name: str | None = None) -> Run:
     return Run(client, name, stop_event=f"gridmap-stop-{name}")
 
 
-def run_pieces(run: Run, pieces: Sequence[Future], sizes: Sequence[tuple[str, int]],
+def run_pieces(run: Run, pieces: Sequence[Future] | None, sizes: Sequence[tuple[str, int]],
                params: PartitionParams, *, progress: Progress | None = None,
                stop: Callable[[], bool] | None = None, deadline: float | None = None,
                resend: Callable[[int], Future] | None = None, nice: int = 0
@@ -251,10 +261,23 @@ def run_pieces(run: Run, pieces: Sequence[Future], sizes: Sequence[tuple[str, in
     """Submit a task per piece (the biggest first) and wait for all of them; the futures of
     their results (kept on the workers). ``stop()`` is polled while waiting (True:
     :class:`Cancelled`), ``deadline`` is a ``time.monotonic()`` limit (:class:`TimeoutError`),
-    ``resend(i)`` scatters piece ``i`` again when its data was lost with a worker."""
+    ``resend(i)`` scatters piece ``i`` (again, when its data was lost with a worker).
+
+    ``pieces`` None: each piece is scattered with ``resend(i)`` just before its task is
+    submitted, the biggest first, so the workers start on the first pieces while the rest
+    are still being sent."""
     from distributed.client import FutureCancelledError
 
     client = run.client
+    if pieces is None:
+        if resend is None:
+            raise ValueError("run_pieces: without the pieces' futures, resend must send them")
+        send = resend
+    else:
+        sent = pieces
+
+        def send(i: int) -> Future:
+            return sent[i]
 
     def submit(i: int, source: Future) -> Future:
         key, households = sizes[i]
@@ -264,9 +287,10 @@ def run_pieces(run: Run, pieces: Sequence[Future], sizes: Sequence[tuple[str, in
         run.futures.append(fut)
         return fut
 
-    pending = {submit(i, source): i for i, source in enumerate(pieces)}
+    total = len(sizes)
+    order = sorted(range(total), key=lambda i: -sizes[i][1])
+    pending = {submit(i, send(i)): i for i in order}
     done: dict[int, Future] = {}
-    total = len(pieces)
     sends = [0] * total
     while pending:
         if stop is not None and stop():
@@ -324,18 +348,18 @@ def partition_on_cluster(client: Client, split: Split, params: PartitionParams, 
                          stop: Callable[[], bool] | None = None,
                          timeout_s: float = 0.0, nice: int = 0) -> PartitionResult:
     """The pieces of ``split`` (cut in this process) partitioned on the cluster and joined
-    here: the CLI's and the benchmark's way. Each piece is scattered to a worker once."""
+    here: the CLI's and the benchmark's way. Each piece is scattered to a worker once, just
+    before its task is submitted (the biggest first)."""
     started = time.perf_counter()
     run = new_run(client)
     try:
-        sources = client.scatter(split.pieces, hash=False)
         sizes = [(p.key, p.households) for p in split.pieces]
 
         def resend(i: int) -> Future:
             return client.scatter(split.pieces[i], hash=False)
 
         deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
-        futures = run_pieces(run, sources, sizes, params, progress=progress, stop=stop,
+        futures = run_pieces(run, None, sizes, params, progress=progress, stop=stop,
                              deadline=deadline, resend=resend, nice=nice)
         results = client.gather(futures)
         result = join(results, split.crs, params, started=started, split_s=split.seconds)

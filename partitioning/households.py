@@ -162,13 +162,16 @@ def _column(frame: gpd.GeoDataFrame, name: str) -> np.ndarray:
     return np.asarray(frame[name].to_numpy(dtype=float, na_value=np.nan), dtype=float)
 
 
-def assign_to_blocks(buildings: gpd.GeoDataFrame, blocks: gpd.GeoDataFrame) -> np.ndarray:
-    """Block position of each building, by a point on its surface (a building is never split).
+def assign_to_blocks(buildings: gpd.GeoDataFrame, blocks: gpd.GeoDataFrame,
+                     points: np.ndarray | None = None) -> np.ndarray:
+    """Block position of each building, by a point on its surface (a building is never split;
+    ``points``: those points, when the caller has them already).
 
     A building whose point lies on no block (on a boundary, or outside the
     territory) goes to the nearest block.
     """
-    points = shapely.point_on_surface(buildings.geometry.to_numpy())
+    if points is None:
+        points = shapely.point_on_surface(buildings.geometry.to_numpy())
     tree = shapely.STRtree(blocks.geometry.to_numpy())
     bi, blk = tree.query(points, predicate="within")
     owner = np.full(len(points), -1, dtype=np.int64)

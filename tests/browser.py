@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import uvicorn
 from signin import account_key
+from waiting import wait_until_up
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -70,15 +70,8 @@ def live_server(app: Any, sign_in: bool = True) -> Iterator[LiveServer]:
                                        log_level="warning", lifespan="on"))
     thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
+    assert wait_until_up(f"{running.url}/healthz", 30, 0.05, thread.is_alive) == "up", \
+        "uvicorn did not start"
     try:
         yield running
     finally:
@@ -105,12 +98,16 @@ class PageErrors:
 
 
 def open_page(browser: Any, url: str, *, viewport: tuple[int, int] = (1600, 900),
-              wait_until: str = "networkidle") -> tuple[Any, PageErrors]:
-    """A new page at ``url`` and the errors it reports (keep checking after interactions)."""
+              wait_until: str = "networkidle", requests: list[str] | None = None
+              ) -> tuple[Any, PageErrors]:
+    """A new page at ``url`` and the errors it reports (keep checking after interactions);
+    the URL of every request it makes, from the first, is added to ``requests``."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     errors = PageErrors()
     page.on("console", lambda m: errors.console.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.exceptions.append(str(e)))
+    if requests is not None:
+        page.on("request", lambda r: requests.append(r.url))
     page.goto(url, wait_until=wait_until)
     return page, errors
 

@@ -7,8 +7,10 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import geopandas as gpd
 import pytest
@@ -21,6 +23,7 @@ from browser import chromium_path
 from pgcluster import ThrowawayCluster
 
 from gis.database import make_engine, upgrade
+from gis.settings import Settings
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 _counter = itertools.count()
@@ -79,12 +82,61 @@ def spatialite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def new_postgis_database(server: str, template: str) -> str:
+    """The URL of a new database on ``server``, a copy of the database ``template``."""
     name = f"gridmap_test_{os.getpid()}_{next(_counter)}"
     admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE {template}'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     admin.dispose()
     return f"{server}/{name}"
+
+
+def fresh_database(request: pytest.FixtureRequest, backend: str, folder: Path) -> str:
+    """The URL of a fresh, migrated database of ``backend`` (``"postgis"``, or
+    ``"spatialite"``: a file in ``folder``), for a fixture wider than one test."""
+    if backend == "postgis":
+        return new_postgis_database(request.getfixturevalue("postgis_server"),
+                                    request.getfixturevalue("postgis_template"))
+    path = folder / "gridmap.sqlite"
+    shutil.copy(request.getfixturevalue("spatialite_template"), path)
+    return f"sqlite:///{path}"
+
+
+@dataclass
+class PublishedStore:
+    """A store of one backend with a territory and its published plan (the start of the
+    page modules' worlds)."""
+
+    backend: str
+    engine: Engine
+    settings: Settings
+    territory_id: int
+    published: int
+
+
+class FreshStore(NamedTuple):
+    """A fresh database of one backend, a folder beside it, its engine and settings."""
+
+    backend: str
+    tmp: Path
+    engine: Engine
+    settings: Settings
+
+
+@contextmanager
+def fresh_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                name: str, **settings: Any) -> Iterator[FreshStore]:
+    """A fresh database of backend ``request.param`` (and a folder ``<name>-<backend>``), with
+    its engine (disposed when the block ends) and ``Settings(**settings)`` naming it; for a
+    module-scoped fixture parametrized over the backends."""
+    backend = str(request.param)
+    tmp = tmp_path_factory.mktemp(f"{name}-{backend}")
+    url = fresh_database(request, backend, tmp)
+    engine = make_engine(url)
+    try:
+        yield FreshStore(backend, tmp, engine, Settings(database_url=url, **settings))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -105,6 +157,15 @@ def spatialite_url(spatialite_template: Path, tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database of each backend in turn."""
     return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def link_targets(header: str) -> dict[str, str]:
+    """An RFC 8288 ``Link`` header of a paged list as relation → target (next, prev, first)."""
+    out = {}
+    for part in header.split(","):
+        target, rel = part.split(";")
+        out[rel.strip().removeprefix('rel="').removesuffix('"')] = target.strip()[1:-1]
+    return out
 
 
 @pytest.fixture

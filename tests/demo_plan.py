@@ -10,7 +10,6 @@ and backend.
 from __future__ import annotations
 
 import functools
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,15 +21,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from conftest import new_postgis_database, tiny_layers, write_layers
+from conftest import fresh_store, tiny_layers, write_layers
 from fastapi.testclient import TestClient
 from signin import client_for
 from sqlalchemy import Engine, insert
 
 from api.app import create_app
 from data.demo import DemoTerritory, generate
-from gis import models
-from gis.database import make_engine
+from gis.models.base import SRID
+from gis.models.staff import Staff, StaffGrid
 from gis.plans import read_grids, write_plan
 from gis.settings import Settings
 from gis.store import load_territory, read_layer
@@ -74,16 +73,6 @@ class DemoStore:
         return self.area_names[village], village, self.area_names[town], town
 
 
-def _database(request: pytest.FixtureRequest, backend: str,
-              tmp: Path) -> str:
-    if backend == "postgis":
-        return new_postgis_database(request.getfixturevalue("postgis_server"),
-                                    request.getfixturevalue("postgis_template"))
-    path = tmp / "gridmap.sqlite"
-    shutil.copy(request.getfixturevalue("spatialite_template"), path)
-    return f"sqlite:///{path}"
-
-
 def _upload(client: TestClient, path: Path, name: str) -> int:
     with path.open("rb") as fh:
         response = client.post("/territories", files={"files": (path.name, fh)},
@@ -99,11 +88,11 @@ def _add_staff(engine: Engine, territory_id: int, codes: list[str]) -> dict[str,
               ("张伟", "grid_head", [codes[2]])]
     with engine.begin() as conn:
         for name, role, grids in people:
-            staff_id = conn.execute(insert(models.Staff).values(
+            staff_id = conn.execute(insert(Staff).values(
                 territory_id=territory_id, name=name, role=role, phone="13800000000",
-                area_code=codes[0][:12]).returning(models.Staff.id)).scalar_one()
+                area_code=codes[0][:12]).returning(Staff.id)).scalar_one()
             for code in grids:
-                conn.execute(insert(models.StaffGrid).values(staff_id=staff_id, grid_code=code))
+                conn.execute(insert(StaffGrid).values(staff_id=staff_id, grid_code=code))
     return {codes[0]: "李强、王芳", codes[1]: "李强"}
 
 
@@ -121,41 +110,38 @@ def demo_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
                ) -> Iterator[DemoStore]:
     """A fresh store of backend ``request.param`` with the published demo plan (see the
     module doc); for a module-scoped fixture parametrized over :data:`BACKENDS`."""
-    backend = str(request.param)
-    tmp = tmp_path_factory.mktemp(f"store-{backend}")
-    url = _database(request, backend, tmp)
-    engine = make_engine(url)
-    settings = Settings(database_url=url, page_limit=PAGE_LIMIT, page_limit_max=PAGE_LIMIT_MAX)
-    with client_for(create_app(settings, engine)) as client:
-        territory_id = _upload(client, _demo().write(tmp / "demo.gpkg"), DEMO_NAME)
-        tiny_id = _upload(client, write_layers(tiny_layers(), tmp / "tiny", "GPKG"), "小区域")
-        territory = load_territory(engine, territory_id)
-        result = partition_territory(territory)
-        blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                                "geometry"]].to_crs(models.SRID)
-        plan_id = write_plan(engine, territory_id, grid_table(result), blocks, result.report,
-                             {"seed": 0}, note="test plan", lines=result.streets)
-        published = client.post(f"/plans/{plan_id}/publish")
-        assert published.status_code == 200, published.text
-        metric_epsg = int(client.get(f"/territories/{territory_id}").json()["metric_epsg"])
-    grids = read_grids(engine, plan_id)
-    assert len(grids) > PAGE_LIMIT_MAX * 2, "the demo must need several pages"
-    assert any(len(f) > 1 for f in grids["flags"]), "some grid must carry several flags"
-    assert set(grids["kind"]) == {"comprehensive", "dedicated"}
-    assert any("crosses_barrier" in f for f in grids["flags"]), "some grid must cross a river"
-    assert (grids["barrier_inside_m"] > 0).any()
-    admin = read_layer(engine, territory_id, "admin_areas")
-    try:
+    with fresh_store(request, tmp_path_factory, "store", page_limit=PAGE_LIMIT,
+                     page_limit_max=PAGE_LIMIT_MAX) as (backend, tmp, engine, settings):
+        with client_for(create_app(settings, engine)) as client:
+            territory_id = _upload(client, _demo().write(tmp / "demo.gpkg"), DEMO_NAME)
+            tiny_id = _upload(client, write_layers(tiny_layers(), tmp / "tiny", "GPKG"),
+                              "小区域")
+            territory = load_territory(engine, territory_id)
+            result = partition_territory(territory)
+            blocks = result.blocks[["village_code", "households", "population", "grid_code",
+                                    "geometry"]].to_crs(SRID)
+            plan_id = write_plan(engine, territory_id, grid_table(result), blocks,
+                                 result.report, {"seed": 0}, note="test plan",
+                                 lines=result.streets)
+            published = client.post(f"/plans/{plan_id}/publish")
+            assert published.status_code == 200, published.text
+            metric_epsg = int(client.get(f"/territories/{territory_id}").json()["metric_epsg"])
+        grids = read_grids(engine, plan_id)
+        assert len(grids) > PAGE_LIMIT_MAX * 2, "the demo must need several pages"
+        assert any(len(f) > 1 for f in grids["flags"]), "some grid must carry several flags"
+        assert set(grids["kind"]) == {"comprehensive", "dedicated"}
+        assert any("crosses_barrier" in f for f in grids["flags"]), \
+            "some grid must cross a river"
+        assert (grids["barrier_inside_m"] > 0).any()
+        admin = read_layer(engine, territory_id, "admin_areas")
         yield DemoStore(
-            backend=backend, url=url, engine=engine, settings=settings,
+            backend=backend, url=settings.database_url, engine=engine, settings=settings,
             territory_id=territory_id, tiny_territory_id=tiny_id, plan_id=plan_id,
             version=int(published.json()["version"]), metric_epsg=metric_epsg, grids=grids,
             area_names=dict(zip(admin["code"], admin["name"], strict=True)),
             area_parents={c: p for c, p in zip(admin["code"], admin["parent_code"],
                                                strict=True) if p},
             workers=_add_staff(engine, territory_id, list(grids["code"])))
-    finally:
-        engine.dispose()
 
 
 def _text(value: Any) -> str:

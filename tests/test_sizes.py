@@ -13,11 +13,7 @@ LIMIT = 600
 #: Remove a module from the list once it fits.
 OVER = frozenset({
     "api/routes/events.py",
-    "bench/baselines.py", "bench/real_shanghai.py", "bench/service_bench.py",
-    "bench/soak_bench.py",
     "events/geocode.py", "events/router.py", "events/store.py",
-    "gis/crs.py", "gis/exports.py", "gis/models.py",
-    "partitioning/engine.py",
 })
 
 

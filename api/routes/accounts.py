@@ -21,7 +21,8 @@ from api.audit import storable
 from api.auth import COOKIE, PERMISSIONS, ROLE_NAMES, Admin, Authenticator, authenticate
 from api.deps import PAGE_HEADERS, Id, Limit, Offset, get_engine, get_settings, paged
 from api.problems import Busy, TooManyRequests, Unauthorized
-from gis import accounts, models
+from gis import accounts
+from gis.models.base import utcnow
 from gis.paging import Page
 from gis.settings import Settings
 from maps.pages import render
@@ -134,7 +135,7 @@ async def token(request: Request, response: Response,
                 settings: Annotated[Settings, Depends(get_settings)]) -> TokenOut:
     audit = request.app.state.audit
     keys = _throttle_keys(request, form.username)
-    now = models.utcnow()
+    now = utcnow()
     # Every try is counted before the password is checked (parallel tries cannot all slip
     # through before the first failure is counted); a success takes its own back.
     counted = [await run_in_threadpool(accounts.throttle_hit, engine, k,

@@ -15,14 +15,16 @@ from starlette.background import BackgroundTask
 
 from api.auth import PlansRead, check_plan, partial
 from api.deps import Id, get_engine
-from gis.exports import ENCODINGS, FORMATS, content_disposition, export_plan
+from gis.exports.formats import FORMATS
+from gis.exports.options import ENCODINGS
+from gis.exports.plan import content_disposition, export_plan
 
 router = APIRouter(tags=["exports"])
 
 
 
 class Encoding(StrEnum):
-    """The text encodings of :data:`gis.exports.ENCODINGS`."""
+    """The text encodings of :data:`gis.exports.options.ENCODINGS`."""
 
     utf_8 = "utf-8"
     gbk = "gbk"
@@ -32,7 +34,7 @@ assert {e.value for e in Encoding} == set(ENCODINGS), "Encoding must list ENCODI
 
 
 class ExportFormat(StrEnum):
-    """The formats of :data:`gis.exports.FORMATS`, as the path spells them."""
+    """The formats of :data:`gis.exports.formats.FORMATS`, as the path spells them."""
 
     gpkg = "gpkg"
     shp_zip = "shp.zip"

@@ -4,7 +4,7 @@ Collections, one pair per territory:
 
 - ``grids-<territory id>``: the grids of the territory's *published* plan (the
   collection exists only while the territory has one); feature id = the 15-digit
-  grid code; properties as in the exports (:data:`gis.exports.TABLE_FIELDS`).
+  grid code; properties as in the exports (:data:`gis.exports.table.TABLE_FIELDS`).
 - ``streets-<territory id>``: the inferred streets of the published plan (推测巷道: the
   straight cuts its partition ran down gaps between buildings that look like streets, where
   the roads layer has none); feature id = the line's number in the plan; properties
@@ -43,7 +43,8 @@ from api.deps import get_engine, get_settings
 from api.problems import BadRequest, NotAcceptable
 from api.routes.plans import parse_bbox
 from gis.errors import NotFound
-from gis.exports import FORMATS, export_table
+from gis.exports.formats import FORMATS
+from gis.exports.table import export_table
 from gis.geometry import feature_collection
 from gis.plans import published_plans, read_lines
 from gis.settings import Settings

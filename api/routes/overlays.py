@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,10 +17,20 @@ from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 
 from api.auth import PlansRead, PlansWrite, check_plan, check_territory
-from api.deps import PAGE_HEADERS, Id, Limit, Offset, check_encoding, get_engine, paged
+from api.deps import (
+    PAGE_HEADERS,
+    Id,
+    Limit,
+    Offset,
+    app_once,
+    check_encoding,
+    get_engine,
+    paged,
+)
 from api.routes.territories import _field_map, _saved
 from gis.crs import parse_coord_sys
-from gis.exports import SHEET_TYPES, content_disposition, write_sheet
+from gis.exports.plan import content_disposition
+from gis.exports.sheets import SHEET_TYPES, write_sheet
 from gis.geometry import feature_collection, for_basemap
 from gis.io.limits import ReadLimits
 from gis.overlays import (
@@ -177,17 +186,9 @@ def remove_overlay(territory_id: Id, department: str, request: Request, who: Pla
 
 #: Says whether a cross-walk or proposal answered was kept from an earlier request.
 CACHE_HEADER = "X-Crosswalk-Cache"
-_cache_lock = threading.Lock()
-
-
 def crosswalk_cache(request: Request) -> CrosswalkCache:
     """The app's cache of cross-walks and proposals (made on first use)."""
-    state = request.app.state
-    with _cache_lock:
-        found: CrosswalkCache | None = getattr(state, "crosswalk_cache", None)
-        if found is None:
-            found = state.crosswalk_cache = CrosswalkCache()
-    return found
+    return app_once(request, "crosswalk_cache", lambda _: CrosswalkCache())
 
 
 #: The cross-walk sheet: one row per (grid, unit) piece.

@@ -15,13 +15,12 @@ from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from api.auth import PlansRead, check_plan
-from api.deps import Id, get_engine
+from api.deps import Id, app_once, get_engine
 from api.problems import Busy
 from gis.errors import NotFound
-from gis.exports import content_disposition
+from gis.exports.plan import content_disposition
 from gis.overlays import get_overlay
 from gis.plans import get_plan
-from gis.settings import Settings
 from maps.poster import PaperSize, Poster, PosterFormat, make_poster
 from maps.tiles import plan_stamp
 
@@ -89,20 +88,9 @@ class PosterCache:
                     f"(GRIDMAP_POSTER_WORKERS) for over {self.wait_s:g} s: retry shortly", 10)
 
 
-_cache_lock = threading.Lock()
-
-
 def poster_cache(request: Request) -> PosterCache:
-    state = request.app.state
-    with _cache_lock:
-        found: PosterCache | None = getattr(state, "poster_cache", None)
-        if found is None:
-            settings: Settings = state.settings
-            found = PosterCache(settings.poster_cache_mb * 2**20,
-                                settings.poster_workers or os.cpu_count() or 2,
-                                settings.poster_wait_s)
-            state.poster_cache = found
-    return found
+    return app_once(request, "poster_cache", lambda s: PosterCache(
+        s.poster_cache_mb * 2**20, s.poster_workers or os.cpu_count() or 2, s.poster_wait_s))
 
 router = APIRouter(tags=["posters"])
 

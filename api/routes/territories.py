@@ -26,7 +26,6 @@ from api.auth import (
 from api.deps import PAGE_HEADERS, Id, IdQuery, Limit, Offset, check_encoding, get_engine, paged
 from api.jobs import JobRunner
 from api.problems import BadRequest, Forbidden
-from gis import models
 from gis.band import MAX_HOUSEHOLDS, MIN_HOUSEHOLDS, TARGET_HOUSEHOLDS
 from gis.contract import Territory
 from gis.errors import GridmapError, LayerError, NotFound
@@ -34,6 +33,7 @@ from gis.io.limits import ReadLimits
 from gis.io.options import parse_crs_option, parse_field_map
 from gis.io.territory import preview_territory, read_territory
 from gis.jobs import get_job, jobs_page
+from gis.models.base import iso
 from gis.overlays import check_department, list_overlays
 from gis.paging import Page
 from gis.plans import list_plans, published_plan_id
@@ -116,7 +116,7 @@ def _territory(engine: Engine, territory_id: int, notes: list[str] | None = None
     extent = [round(float(v), 7) for v in admin.total_bounds] if len(admin) else None
     return TerritoryOut(
         id=row.id, name=row.name, metric_epsg=row.metric_epsg, source=row.source,
-        created_at=models.iso(row.created_at) or "", layers=layer_counts(engine, territory_id),
+        created_at=iso(row.created_at) or "", layers=layer_counts(engine, territory_id),
         extent=extent, published_plan_id=published_plan_id(engine, territory_id),
         plan_ids=[p.id for p in list_plans(engine, territory_id)], notes=notes or [],
         repairs=repairs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from geoalchemy2 import alembic_helpers
 
-from gis.models import Base
+from gis.models.base import Base
 
 config = context.config
 engine = config.attributes.get("engine")

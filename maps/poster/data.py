@@ -13,8 +13,9 @@ import pandas as pd
 import shapely
 from sqlalchemy import Engine, func, select
 
-from gis import models
 from gis.errors import NotFound
+from gis.models.base import SRID
+from gis.models.territories import BarrierFeature
 from gis.overlays import get_overlay, read_units
 from gis.plans import PlanInfo, get_plan, read_grids, read_lines
 from gis.store import read_layer, territory_row
@@ -65,8 +66,8 @@ class PosterData:
 
 def _read_barriers(engine: Engine, territory_id: int, window: Any) -> gpd.GeoDataFrame:
     """The territory's barrier lines (WGS84) meeting ``window`` (a WGS84 polygon)."""
-    table = models.BarrierFeature.__table__
-    envelope = func.ST_GeomFromText(shapely.to_wkt(window), models.SRID)
+    table = BarrierFeature.__table__
+    envelope = func.ST_GeomFromText(shapely.to_wkt(window), SRID)
     query = select(table.c.layer, table.c["class"].label("class"), table.c.name,
                    func.ST_AsBinary(table.c.geom).label("wkb")).where(
         table.c.territory_id == territory_id,
@@ -76,7 +77,7 @@ def _read_barriers(engine: Engine, territory_id: int, window: Any) -> gpd.GeoDat
                              columns=["layer", "class", "name", "wkb"])
     geoms = shapely.from_wkb([bytes(b) for b in frame.pop("wkb")])
     frame = frame.astype(object).where(frame.notna(), None)
-    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{models.SRID}")
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=f"EPSG:{SRID}")
 
 
 def load_poster_data(engine: Engine, plan_id: int, area_code: str, *,

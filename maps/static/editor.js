@@ -32,7 +32,7 @@
 
   /* ---------------------------------------------------------------- coordinates */
 
-  /* GCJ-02 and BD-09 as gis/crs.py computes them (common.js): the page draws in the display
+  /* GCJ-02 and BD-09 as gis/obfuscation.py computes them (common.js): the page draws in the display
      system, edits are sent and answered in WGS84. */
   var common = window.gridmapCommon;
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from api.auth import PERMISSIONS, api_routes
-from gis import models
+from gis.models.events import Event
 from maps.tiles import tile_at
 
 #: Routes anyone may call: health, the API's description, sign-in, static files.
@@ -348,7 +348,7 @@ def test_the_audit_log_says_who_read_or_changed_what(world: dict[str, Any]) -> N
 
 def _count_events(store: Any) -> int:
     with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(models.Event)).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(Event)).scalar_one())
 
 
 def test_openapi_declares_the_sign_in_schemes(world: dict[str, Any]) -> None:

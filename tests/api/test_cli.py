@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,10 +13,11 @@ import pyogrio
 from conftest import write_layers
 from sqlalchemy import func, select
 from typer.testing import CliRunner
+from waiting import wait_until_up
 
 from api.cli import app
-from gis import models
 from gis.database import make_engine
+from gis.models.territories import Territory
 from gis.store import layer_counts
 
 runner = CliRunner()
@@ -28,7 +28,7 @@ def _territories(url: str) -> int:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(models.Territory))
+            return int(conn.execute(select(func.count()).select_from(Territory))
                        .scalar_one())
     finally:
         engine.dispose()
@@ -92,16 +92,11 @@ def test_demo_end_to_end_and_postgis_gets_the_same_counts(tmp_path: Path,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:   # the demo generates, imports, partitions, publishes, then serves
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the demo did not start serving"
-            time.sleep(0.5)
+        # The demo generates, imports, partitions, publishes, then serves.
+        state = wait_until_up(f"{base}/readyz", 300, 0.5, lambda: server.poll() is None,
+                              timeout_s=2)
+        assert state != "stopped", server.stdout.read() if server.stdout else ""
+        assert state == "up", "the demo did not start serving"
         # The demo made an administrator; without signing in, nothing is served.
         assert httpx.get(f"{base}/plans").status_code == 401
         made = runner.invoke(app, ["user", "key", "admin", "--name", "test", "--database-url",

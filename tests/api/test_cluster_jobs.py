@@ -26,10 +26,10 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from data.demo import generate_province
-from gis import models
 from gis.contract import Territory
 from gis.database import make_engine
 from gis.io.territory import read_territory
+from gis.models.plans import Plan
 from gis.settings import Settings
 from partitioning.cluster import partition_on_cluster
 from partitioning.params import PartitionParams
@@ -127,7 +127,7 @@ def _plans(db_url: str) -> int:
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(models.Plan)).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(Plan)).scalar_one())
     finally:
         engine.dispose()
 

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 
 from api.app import create_app
-from gis import models
 from gis.band import DEFAULT_BAND, classify
 from gis.edits import GRID_ROW, read_plan_blocks
+from gis.models.plans import Block, Grid, Plan, PlanEdit
 from gis.plans import read_grids
 from partitioning.flags import CROSSING_M
 
@@ -39,7 +39,7 @@ def draft(client: TestClient, store: DemoStore) -> int:
 
 def state(engine: Engine, plan_id: int) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]]]:
     """Every stored grid row (with the geometry's WKB) and every block's grid code."""
-    grids, blocks = models.Grid.__table__, models.Block.__table__
+    grids, blocks = Grid.__table__, Block.__table__
     with engine.connect() as conn:
         rows = conn.execute(select(*(grids.c[f] for f in GRID_ROW),
                                    func.ST_AsBinary(grids.c.geom)).where(
@@ -181,9 +181,9 @@ def test_grids_and_edit_answers_carry_each_grids_class_against_the_plans_own_ban
     # was made for (here narrowed to 380–420, so that many grids change class).
     band = (380, 420)
     with store.engine.begin() as conn:
-        params = conn.execute(select(models.Plan.parameters).where(
-            models.Plan.id == draft)).scalar_one()
-        conn.execute(update(models.Plan).where(models.Plan.id == draft).values(
+        params = conn.execute(select(Plan.parameters).where(
+            Plan.id == draft)).scalar_one()
+        conn.execute(update(Plan).where(Plan.id == draft).values(
             parameters={**params, "min_households": band[0], "max_households": band[1]}))
     features = client.get(f"/plans/{draft}/grids").json()["features"]
     got = [f["properties"]["band_class"] for f in features]
@@ -273,7 +273,7 @@ def test_reshape_moves_the_blocks_beyond_the_line(client: TestClient, store: Dem
         assert old.status_code == 422 and version_of(client, draft) == 1
         assert client.get(f"/plans/{draft}/edits").json()[-1]["op"] == "reshape"
         with store.engine.begin() as conn:
-            conn.execute(update(models.PlanEdit).where(models.PlanEdit.plan_id == draft)
+            conn.execute(update(PlanEdit).where(PlanEdit.plan_id == draft)
                          .values(op="redraw"))
         assert [h["op"] for h in client.get(f"/plans/{draft}/edits").json()] == ["reshape"]
         return

@@ -18,9 +18,9 @@ from signin import client_for
 
 from api.app import create_app
 from data.demo import generate
-from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
 from gis.database import make_engine
 from gis.io.territory import read_territory
+from gis.obfuscation import bd09_from_wgs84, gcj02_from_wgs84
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory

@@ -17,15 +17,10 @@ import shapely
 from demo_plan import DEMO_NAME, DemoStore, assert_matches_plan
 from fastapi.testclient import TestClient
 
-from gis.exports import (
-    DBF_TEXT_BYTES,
-    SHAPEFILE_FIELDS,
-    SHEET_COLUMNS,
-    content_disposition,
-    export_filename,
-    heading,
-    write_export,
-)
+from gis.exports.formats import write_export
+from gis.exports.plan import content_disposition, export_filename
+from gis.exports.shapefile import DBF_TEXT_BYTES, SHAPEFILE_FIELDS
+from gis.exports.sheets import SHEET_COLUMNS, heading
 
 BOM = b"\xef\xbb\xbf"
 MEDIA_TYPES = {

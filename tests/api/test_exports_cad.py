@@ -15,8 +15,10 @@ import shapely
 from demo_plan import DemoStore, assert_matches_plan
 from fastapi.testclient import TestClient
 
-from gis.crs import output_crs
-from gis.exports import LABEL_LAYER_SUFFIX, Options, cad_layer, write_export
+from gis.exports.cad import LABEL_LAYER_SUFFIX, cad_layer
+from gis.exports.formats import write_export
+from gis.exports.options import Options
+from gis.zones import output_crs
 
 CM = 0.01
 

@@ -15,9 +15,10 @@ import shapely
 from demo_plan import DemoStore, assert_matches_plan
 from fastapi.testclient import TestClient
 
-from gis.crs import gauss_kruger_epsg, output_crs
 from gis.errors import CRSError
-from gis.exports import SHAPEFILE_FIELDS, SHEET_COLUMNS, heading
+from gis.exports.shapefile import SHAPEFILE_FIELDS
+from gis.exports.sheets import SHEET_COLUMNS, heading
+from gis.zones import gauss_kruger_epsg, output_crs
 
 #: 1 cm, in metres: how far a read-back vertex may lie from the stored one.
 CM = 0.01

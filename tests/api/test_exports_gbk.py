@@ -16,15 +16,10 @@ import shapely
 from demo_plan import DemoStore, assert_matches_plan
 from fastapi.testclient import TestClient
 
-from gis.exports import (
-    DBF_NAMES_ZH,
-    DBF_TEXT_BYTES,
-    TABLE_FIELDS,
-    Options,
-    dbf_field_name,
-    shapefile_fields,
-    write_export,
-)
+from gis.exports.formats import write_export
+from gis.exports.options import Options
+from gis.exports.shapefile import DBF_NAMES_ZH, DBF_TEXT_BYTES, dbf_field_name, shapefile_fields
+from gis.exports.table import TABLE_FIELDS
 
 
 def read_dbf(raw: bytes, codec: str) -> tuple[int, list[str], list[dict[str, str]]]:

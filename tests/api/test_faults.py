@@ -30,7 +30,7 @@ from browser import live_server
 from fastapi import FastAPI
 from pgcluster import ThrowawayCluster
 from signin import admin_headers
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from api.app import create_app
 from api.problems import PROBLEMS, RETRY_AFTER_S
@@ -175,11 +175,7 @@ def half_written_plans(service: Service) -> list[int]:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     cluster = ThrowawayCluster(durable=True).start()
     try:
-        admin = create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("CREATE DATABASE gridmap_faults"))
-        admin.dispose()
-        url = cluster.url("gridmap_faults")
+        url = cluster.create_database("gridmap_faults")
         engine = make_engine(url)
         upgrade(engine)
         AUTH.update(admin_headers(engine))

@@ -15,10 +15,10 @@ from browser import live_server
 from conftest import tiny_layers, write_layers
 
 from api.app import create_app
-from gis import models
 from gis.accounts import add_account
 from gis.database import make_engine
 from gis.io.territory import read_territory
+from gis.models.base import SRID
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory, load_territory
@@ -36,7 +36,7 @@ def test_a_generated_client_signs_in_lists_and_reads_a_plan(spatialite_url: str,
                    for name in ("小区域", "第二区域", "第三区域")]
     result = partition_territory(load_territory(engine, territories[0]))
     blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                            "geometry"]].to_crs(models.SRID)
+                            "geometry"]].to_crs(SRID)
     plan_id = write_plan(engine, territories[0], grid_table(result), blocks, result.report,
                          {"seed": 0}, note="client plan")
     publish_plan(engine, plan_id)

@@ -12,7 +12,7 @@ from signin import account_key
 from sqlalchemy import func, select
 
 from api.app import create_app
-from gis import models
+from gis.models.events import Event, UnlocatedEvent
 from gis.store import read_layer
 
 
@@ -105,7 +105,7 @@ def test_needs_location_then_placed(env: dict[str, Any]) -> None:
     listed = client.get("/events/unlocated").json()
     assert waiting["id"] in [e["id"] for e in listed["events"]]
     with store.engine.connect() as conn:
-        before = conn.execute(select(func.count()).select_from(models.Event)).scalar_one()
+        before = conn.execute(select(func.count()).select_from(Event)).scalar_one()
     grid = store.grids.iloc[0]
     p = grid.geometry.representative_point()
     placed = client.post(f"/events/unlocated/{waiting['id']}/place",
@@ -118,7 +118,7 @@ def test_needs_location_then_placed(env: dict[str, Any]) -> None:
                         json={"x": p.x, "y": p.y, "coord_sys": "wgs84"})
     assert twice.status_code == 409
     with store.engine.connect() as conn:
-        after = conn.execute(select(func.count()).select_from(models.Event)).scalar_one()
+        after = conn.execute(select(func.count()).select_from(Event)).scalar_one()
     assert after == before + 1
     assert waiting["id"] not in [e["id"] for e in client.get("/events/unlocated").json()
                                  ["events"]]
@@ -143,8 +143,8 @@ def test_min_level_setting_keeps_coarse_answers_waiting(env: dict[str, Any]) -> 
 
 def _counts(store: Any) -> tuple[int, int]:
     with store.engine.connect() as conn:
-        return (conn.execute(select(func.count()).select_from(models.Event)).scalar_one(),
-                conn.execute(select(func.count()).select_from(models.UnlocatedEvent))
+        return (conn.execute(select(func.count()).select_from(Event)).scalar_one(),
+                conn.execute(select(func.count()).select_from(UnlocatedEvent))
                 .scalar_one())
 
 

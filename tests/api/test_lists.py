@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import geopandas as gpd
-from conftest import tiny_layers, write_layers
+from conftest import link_targets, tiny_layers, write_layers
 from fastapi.testclient import TestClient
 from PIL import Image
 from signin import ADMIN, client_for
@@ -18,9 +18,10 @@ from sqlalchemy import Engine, insert
 
 from api.app import create_app
 from events.roster import Member, replace_roster
-from gis import models
 from gis.accounts import add_account, create_api_key
 from gis.io.territory import read_territory
+from gis.models.base import SRID
+from gis.models.jobs import Job
 from gis.overlays import read_overlay, store_overlay
 from gis.plans import publish_plan, read_grids, write_plan
 from gis.settings import Settings
@@ -33,14 +34,6 @@ MADE = 3
 #: Filters that keep a list still while it is walked (each request adds to the audit log;
 #: changes were all made before).
 STILL = {"/audit": {"action": "change"}}
-
-
-def _links(header: str) -> dict[str, str]:
-    out = {}
-    for part in header.split(","):
-        target, rel = part.split(";")
-        out[rel.strip().removeprefix('rel="').removesuffix('"')] = target.strip()[1:-1]
-    return out
 
 
 def _png() -> bytes:
@@ -57,7 +50,7 @@ def _fill(engine: Engine, client: TestClient, tmp: Path) -> dict[str, Any]:
     territory = territory_ids[0]
     result = partition_territory(load_territory(engine, territory))
     blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                            "geometry"]].to_crs(models.SRID)
+                            "geometry"]].to_crs(SRID)
     plans = [write_plan(engine, territory, grid_table(result), blocks, result.report,
                         {"seed": 0}, note=f"plan {i}") for i in range(MADE)]
     publish_plan(engine, plans[0])
@@ -97,8 +90,8 @@ def _fill(engine: Engine, client: TestClient, tmp: Path) -> dict[str, Any]:
                       source="units.geojson")
     with engine.begin() as conn:
         for i in range(MADE):
-            conn.execute(insert(models.Job).values(id=f"job{i}", territory_id=territory,
-                                                   kind="partition", state="done"))
+            conn.execute(insert(Job).values(id=f"job{i}", territory_id=territory,
+                                            kind="partition", state="done"))
     for i in range(MADE - 1):
         add_account(engine, f"user{i}", "a-long-password", "viewer", "*")
     for i in range(MADE - 1):
@@ -128,13 +121,13 @@ def test_every_list_links_its_pages(engine: Engine, db_url: str, tmp_path: Path)
             first = client.get(url, params={**still, "limit": 2})
             assert first.status_code == 200, (path, first.text)
             assert len(first.json()) == 2, path
-            links = _links(first.headers["link"])
+            links = link_targets(first.headers["link"])
             assert set(links) == {"next"}, path
             query = parse_qs(urlsplit(links["next"]).query)
             assert (query["limit"], query["offset"]) == (["2"], ["2"]), path
             second = client.get(links["next"])
             assert second.status_code == 200 and second.json(), path
-            assert {"prev", "first"} <= set(_links(second.headers["link"])), path
+            assert {"prev", "first"} <= set(link_targets(second.headers["link"])), path
             assert second.json()[0] not in first.json(), path
             every = client.get(url, params={**still, "limit": 500})
             assert every.status_code == 200, (path, every.text)
@@ -148,6 +141,6 @@ def test_every_list_links_its_pages(engine: Engine, db_url: str, tmp_path: Path)
         # the events waiting for a location: a list inside an envelope, paged the same way
         first = client.get("/events/unlocated", params={"limit": 2})
         assert first.json()["count"] == MADE and len(first.json()["events"]) == 2
-        assert set(_links(first.headers["link"])) == {"next"}
-        second = client.get(_links(first.headers["link"])["next"]).json()["events"]
+        assert set(link_targets(first.headers["link"])) == {"next"}
+        second = client.get(link_targets(first.headers["link"])["next"]).json()["events"]
         assert len(second) == 1 and second[0] not in first.json()["events"]

@@ -169,7 +169,7 @@ def test_reads_are_audited_without_the_key(env: dict[str, Any]) -> None:
     """Reading requests (personal data) is in the audit log; the api_key in the URL is not."""
     from sqlalchemy import select
 
-    from gis import models
+    from gis.models.accounts import AuditEntry
 
     key = env["keys"]["operator"]
     r = env["client"].get("/open311/v2/requests.json", params={"api_key": key,
@@ -177,7 +177,7 @@ def test_reads_are_audited_without_the_key(env: dict[str, Any]) -> None:
     assert r.status_code == 200
     env["app"].state.audit.flush()
     with env["store"].engine.connect() as conn:
-        paths = [p for (p,) in conn.execute(select(models.AuditEntry.path).where(
-            models.AuditEntry.path.like("/open311/v2/requests.json%")))]
+        paths = [p for (p,) in conn.execute(select(AuditEntry.path).where(
+            AuditEntry.path.like("/open311/v2/requests.json%")))]
     assert paths and all(key not in p for p in paths)
     assert any("api_key=***" in p and "status=open" in p for p in paths)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import link_targets
 from fastapi.testclient import TestClient
 from signin import client_for
 
@@ -71,25 +72,17 @@ def test_operation_ids_are_readable_and_unique(client: TestClient) -> None:
     assert by_path[("get", "/healthz")] == "service_healthz"
 
 
-def _links(header: str) -> dict[str, str]:
-    out = {}
-    for part in header.split(","):
-        target, rel = part.split(";")
-        out[rel.strip().removeprefix('rel="').removesuffix('"')] = target.strip()[1:-1]
-    return out
-
-
 def test_lists_link_their_pages_rfc8288(client: TestClient) -> None:
     stranger = TestClient(client.app)
     for _ in range(5):                                     # audit entries to page through
         assert stranger.get("/territories").status_code == 401
     first = client.get("/audit", params={"limit": 2})
     assert first.status_code == 200 and len(first.json()) == 2
-    links = _links(first.headers["link"])
+    links = link_targets(first.headers["link"])
     assert set(links) == {"next"} and "offset=2" in links["next"] and "limit=2" in links["next"]
     second = client.get(links["next"])
     assert second.status_code == 200
-    assert set(_links(second.headers["link"])) == {"next", "prev", "first"}
+    assert set(link_targets(second.headers["link"])) == {"next", "prev", "first"}
     assert [r["id"] for r in second.json()] != [r["id"] for r in first.json()]
     last = client.get("/audit", params={"limit": 1000})
     assert "link" not in last.headers                      # one page holds everything

@@ -6,11 +6,13 @@ the roles that see masked events."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from browser import live_server, open_page, wait_for
+from browser import LiveServer, live_server, open_page, wait_for
 from demo_plan import DemoStore
 from fastapi.testclient import TestClient
 from signin import account_key
@@ -77,74 +79,68 @@ def test_sign_in_comes_back_to_the_page_with_its_query(browser: Any, signed_out:
             page.close()
 
 
+@contextmanager
+def this_host_only(browser: Any, running: LiveServer) -> Iterator[tuple[Any, list[str]]]:
+    """A browser context in which every request for another host than ``running``'s is
+    aborted: the context, and the URLs it refused (the context closes when the block ends)."""
+    host = urlsplit(running.url).netloc
+    context = browser.new_context()
+    elsewhere: list[str] = []
+
+    def guard(route: Any) -> None:
+        if urlsplit(route.request.url).netloc != host:
+            elsewhere.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", guard)
+    try:
+        yield context, elsewhere
+    finally:
+        context.close()
+
+
 def test_sign_in_never_leaves_this_host(browser: Any, signed_out: Any) -> None:
     """Chromium signs in from /login?next=<each attacker's path> and ends on this host; no
     request for another host is even attempted."""
-    with live_server(signed_out, sign_in=False) as running:
+    with live_server(signed_out, sign_in=False) as running, \
+            this_host_only(browser, running) as (context, elsewhere):
         host = urlsplit(running.url).netloc
-        context = browser.new_context()
-        elsewhere: list[str] = []
-
-        def guard(route: Any) -> None:
-            if urlsplit(route.request.url).netloc != host:
-                elsewhere.append(route.request.url)
-                route.abort()
-            else:
-                route.continue_()
-
-        context.route("**/*", guard)
-        try:
-            for target in ELSEWHERE:
-                page = context.new_page()
-                page.goto(f"{running.url}/login?next={quote(target, safe='')}")
-                _sign_in(page)
-                page.wait_for_url(lambda u: urlsplit(u).path != "/login", timeout=10_000)
-                page.wait_for_load_state("networkidle")
-                assert urlsplit(page.url).netloc == host, (target, page.url)
-                assert urlsplit(page.url).path == "/", (target, page.url)
-                page.close()
-                context.clear_cookies()
-            assert not elsewhere, elsewhere
-        finally:
-            context.close()
+        for target in ELSEWHERE:
+            page = context.new_page()
+            page.goto(f"{running.url}/login?next={quote(target, safe='')}")
+            _sign_in(page)
+            page.wait_for_url(lambda u: urlsplit(u).path != "/login", timeout=10_000)
+            page.wait_for_load_state("networkidle")
+            assert urlsplit(page.url).netloc == host, (target, page.url)
+            assert urlsplit(page.url).path == "/", (target, page.url)
+            page.close()
+            context.clear_cookies()
+        assert not elsewhere, elsewhere
 
 
 def test_docs_work_offline(browser: Any, spatialite_url: str) -> None:
     """/docs draws every operation from the server's own files: every request for another
     host is aborted and none is attempted; ReDoc is not offered."""
     app = create_app(Settings(database_url=spatialite_url, escalation_interval_s=0))
-    with live_server(app) as running:
-        host = urlsplit(running.url).netloc
-        context = browser.new_context()
-        elsewhere: list[str] = []
-
-        def guard(route: Any) -> None:
-            if urlsplit(route.request.url).netloc != host:
-                elsewhere.append(route.request.url)
-                route.abort()
-            else:
-                route.continue_()
-
-        context.route("**/*", guard)
+    with live_server(app) as running, this_host_only(browser, running) as (context, elsewhere):
         page = context.new_page()
         console: list[str] = []
         page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-        try:
-            page.goto(f"{running.url}/docs", wait_until="networkidle")
-            page.wait_for_selector(".opblock", timeout=30_000)
-            spec = TestClient(app).get("/openapi.json").json()
-            operations = {f"{m.upper()} {path}" for path, ops in spec["paths"].items()
-                          for m in ops}
-            wait_for(page, f"document.querySelectorAll('.opblock').length >= {len(operations)}")
-            shown = set(page.evaluate(
-                "() => Array.from(document.querySelectorAll('.opblock')).map(o => "
-                "o.querySelector('.opblock-summary-method').textContent + ' ' + "
-                "o.querySelector('.opblock-summary-path').getAttribute('data-path'))"))
-            assert shown == operations, shown ^ operations
-            assert not elsewhere, elsewhere
-            assert not console, console
-        finally:
-            context.close()
+        page.goto(f"{running.url}/docs", wait_until="networkidle")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        spec = TestClient(app).get("/openapi.json").json()
+        operations = {f"{m.upper()} {path}" for path, ops in spec["paths"].items()
+                      for m in ops}
+        wait_for(page, f"document.querySelectorAll('.opblock').length >= {len(operations)}")
+        shown = set(page.evaluate(
+            "() => Array.from(document.querySelectorAll('.opblock')).map(o => "
+            "o.querySelector('.opblock-summary-method').textContent + ' ' + "
+            "o.querySelector('.opblock-summary-path').getAttribute('data-path'))"))
+        assert shown == operations, shown ^ operations
+        assert not elsewhere, elsewhere
+        assert not console, console
         assert TestClient(app).get("/redoc").status_code == 404
 
 
@@ -186,7 +182,7 @@ def test_prefix_filters_read_wildcards_literally(store: DemoStore, prefix: str) 
 
 def test_screen_of_a_district_is_not_widened(store: DemoStore, client: TestClient) -> None:
     from events.rules import Rules
-    from gis.models import utcnow
+    from gis.models.base import utcnow
 
     district = str(store.grids["village_code"].iloc[0])[:6]
     body = screen_data(store.engine, Rules.load(None, 0.2), utcnow(), store.territory_id,

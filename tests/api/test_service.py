@@ -22,8 +22,11 @@ from sqlalchemy import func, insert, select
 from api.app import create_app
 from api.jobs import RESTARTED
 from data.demo import generate
-from gis import models
 from gis.database import make_engine
+from gis.models.base import utcnow
+from gis.models.jobs import Job
+from gis.models.plans import PlanLine
+from gis.models.territories import Territory
 from gis.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -223,7 +226,7 @@ def test_upload_partition_publish_diff(client: TestClient, demo_gpkg: Path) -> N
     assert_problem(client.get(f"/plans/{copied}/lines"), 404)
     engine = client.app.state.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(models.PlanLine)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(PlanLine)).scalar_one() == 0
 
 
 @pytest.mark.postgis
@@ -250,9 +253,9 @@ def test_jobs_queue_and_report_progress(postgis_url: str, demo_gpkg: Path) -> No
 def test_failed_job_says_why(postgis_url: str) -> None:
     engine = make_engine(postgis_url)
     with engine.begin() as conn:   # a territory without villages: nothing to cut
-        tid = conn.execute(insert(models.Territory).values(
-            name="空", metric_epsg=4547, created_at=models.utcnow())
-            .returning(models.Territory.id)).scalar_one()
+        tid = conn.execute(insert(Territory).values(
+            name="空", metric_epsg=4547, created_at=utcnow())
+            .returning(Territory.id)).scalar_one()
     engine.dispose()
     with make_client(postgis_url) as client:
         r = client.post(f"/territories/{tid}/plans", json={})
@@ -266,10 +269,10 @@ def test_failed_job_says_why(postgis_url: str) -> None:
 def test_restart_marks_unfinished_jobs_failed(postgis_url: str) -> None:
     engine = make_engine(postgis_url)
     host = socket.gethostname()
-    now = models.utcnow()
+    now = utcnow()
     with engine.begin() as conn:
-        tid = conn.execute(insert(models.Territory).values(
-            name="t", metric_epsg=4547, created_at=now).returning(models.Territory.id)
+        tid = conn.execute(insert(Territory).values(
+            name="t", metric_epsg=4547, created_at=now).returning(Territory.id)
         ).scalar_one()
         rows = {   # a process that is gone, a silent one elsewhere, and one finished
             "dead": dict(state="running", worker=f"{host}:999999999", heartbeat_at=now),
@@ -280,7 +283,7 @@ def test_restart_marks_unfinished_jobs_failed(postgis_url: str) -> None:
         ids = {}
         for name, values in rows.items():
             ids[name] = uuid.uuid4().hex
-            conn.execute(insert(models.Job).values(
+            conn.execute(insert(Job).values(
                 id=ids[name], territory_id=tid, kind="partition", progress=0.5,
                 parameters={}, created_at=now, **values))
     engine.dispose()
@@ -295,7 +298,7 @@ def test_restart_marks_unfinished_jobs_failed(postgis_url: str) -> None:
 def _territories(db_url: str) -> int:
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        n = int(conn.execute(select(func.count()).select_from(models.Territory)).scalar_one())
+        n = int(conn.execute(select(func.count()).select_from(Territory)).scalar_one())
     engine.dispose()
     return n
 

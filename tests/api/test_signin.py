@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.cli import app as cli
-from gis import models
 from gis.accounts import add_account, change_account, create_api_key, revoke_api_keys
 from gis.database import make_engine
+from gis.models.base import utcnow
 from gis.settings import Settings
 
 PASSWORD = "correct horse battery"
@@ -80,7 +80,7 @@ def test_expired_forged_and_garbage_tokens_are_refused(app: Any) -> None:
     auth = app.state.auth
     with TestClient(app) as client:
         account = add_account(app.state.engine, "li", PASSWORD, "viewer", "440111")
-        now = models.utcnow()
+        now = utcnow()
         claims = {"sub": "li", "iat": now - timedelta(hours=9),
                   "exp": now - timedelta(hours=1), "ver": account.changed_at.timestamp(),
                   "jti": "made-by-hand"}

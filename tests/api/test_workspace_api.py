@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import time
 import zipfile
 from collections.abc import Iterator
@@ -15,14 +14,12 @@ from typing import Any
 
 import pytest
 import shapely
-from conftest import new_postgis_database, tiny_layers, write_layers
+from conftest import fresh_store, tiny_layers, write_layers
 from demo_plan import BACKENDS
 from fastapi.testclient import TestClient
 from signin import account_key, client_for
 
 from api.app import create_app
-from gis.database import make_engine
-from gis.settings import Settings
 
 
 def _png(width: int, height: int, fmt: str = "PNG") -> bytes:
@@ -46,31 +43,24 @@ def _done(client: TestClient, job: str) -> dict[str, Any]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[tuple[TestClient, dict[str, Any]]]:
-    tmp = tmp_path_factory.mktemp(f"wsapi-{request.param}")
-    if request.param == "postgis":
-        url = new_postgis_database(request.getfixturevalue("postgis_server"),
-                                   request.getfixturevalue("postgis_template"))
-    else:
-        shutil.copy(request.getfixturevalue("spatialite_template"), tmp / "g.sqlite")
-        url = f"sqlite:///{tmp / 'g.sqlite'}"
-    engine = make_engine(url)
-    settings = Settings(database_url=url, photo_max_kb=200, photos_per_event=2,
-                        photo_max_pixels=4_000_000)
-    layers = tiny_layers()
-    layers["buildings"]["households"] = [320, 300, 150, 350, 0]
-    path = write_layers(layers, tmp / "t", "GPKG")
-    with client_for(create_app(settings, engine)) as client:
-        with path.open("rb") as fh:
-            territory = client.post("/territories", files={"files": (path.name, fh)}).json()
-        job = client.post(f"/territories/{territory['id']}/plans", json={"seed": 1}).json()
-        plan = _done(client, job["id"])["plan_id"]
-        assert client.post(f"/plans/{plan}/publish").status_code == 200
-        grids = {f["properties"]["code"]: shapely.geometry.shape(f["geometry"])
-                 .representative_point()
-                 for f in client.get(f"/plans/{plan}/grids").json()["features"]}
-        yield client, {"territory": territory["id"], "plan": plan, "grids": grids,
-                       "engine": engine, "tmp": tmp}
-    engine.dispose()
+    with fresh_store(request, tmp_path_factory, "wsapi", photo_max_kb=200, photos_per_event=2,
+                     photo_max_pixels=4_000_000) as (_, tmp, engine, settings):
+        layers = tiny_layers()
+        layers["buildings"]["households"] = [320, 300, 150, 350, 0]
+        path = write_layers(layers, tmp / "t", "GPKG")
+        with client_for(create_app(settings, engine)) as client:
+            with path.open("rb") as fh:
+                territory = client.post("/territories",
+                                        files={"files": (path.name, fh)}).json()
+            job = client.post(f"/territories/{territory['id']}/plans",
+                              json={"seed": 1}).json()
+            plan = _done(client, job["id"])["plan_id"]
+            assert client.post(f"/plans/{plan}/publish").status_code == 200
+            grids = {f["properties"]["code"]: shapely.geometry.shape(f["geometry"])
+                     .representative_point()
+                     for f in client.get(f"/plans/{plan}/grids").json()["features"]}
+            yield client, {"territory": territory["id"], "plan": plan, "grids": grids,
+                           "engine": engine, "tmp": tmp}
 
 
 def _event(client: TestClient, w: dict[str, Any], code: str, **extra: Any) -> dict[str, Any]:

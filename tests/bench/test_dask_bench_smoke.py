@@ -3,26 +3,15 @@ bench/dask_bench.py (1 and 2 workers, the CLI, a real server's routing during a 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench_smoke import run_smoke
 
 
 @pytest.mark.postgis
 def test_dask_bench_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "dask.json"
-    proc = subprocess.run(
-        [sys.executable, "bench/dask_bench.py", "--smoke", "--out", str(out)], cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-        timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text(encoding="utf-8"))
+    result = run_smoke("dask_bench.py", tmp_path, 900)
     for name in ("district", "province"):
         run = result["speedup"][name]
         assert run["all_runs_same_grids"], name      # 1 and 2 workers: the same grids

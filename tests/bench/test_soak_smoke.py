@@ -3,28 +3,19 @@ mixed traffic for ~15 s: no 5xx, every kind of request answered, the results com
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bench_smoke import run_smoke
 
-ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("post_event", "get_route", "get_tile", "get_tilejson", "screen_data", "get_grids",
          "list_events")
 
 
 @pytest.mark.postgis
 def test_soak_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "soak.json"
-    proc = subprocess.run(
-        [sys.executable, "bench/soak_bench.py", "--smoke", "--out", str(out)], cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-        timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text(encoding="utf-8"))
+    result = run_smoke("soak_bench.py", tmp_path, 180)
 
     for kind in KINDS:
         got = result["kinds"][kind]

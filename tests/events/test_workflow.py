@@ -21,7 +21,8 @@ from events.store import (
     transition,
 )
 from events.workflow import apply
-from gis import models
+from gis.models.events import EventHistory
+from gis.models.territories import Territory
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 RULES = Rules()
@@ -29,8 +30,8 @@ RULES = Rules()
 
 def territory(engine: Engine) -> int:
     with engine.begin() as conn:
-        return int(conn.execute(insert(models.Territory).values(
-            name="t", metric_epsg=4547, created_at=T0).returning(models.Territory.id))
+        return int(conn.execute(insert(Territory).values(
+            name="t", metric_epsg=4547, created_at=T0).returning(Territory.id))
             .scalar_one())
 
 
@@ -206,7 +207,7 @@ def test_idempotency_under_concurrent_retries(engine: Engine) -> None:
     assert sum(r.created for r in results) == 1
     assert len({r.event["id"] for r in results}) == 1
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(models.EventHistory)
+        assert conn.execute(select(func.count()).select_from(EventHistory)
                             ).scalar_one() == 0  # the report is the event's own row
     assert [h["to_status"] for h in results[0].event["history"]] == ["reported"]
 

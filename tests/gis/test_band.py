@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from api.routes.territories import PartitionRequest
-from gis import band, models
+from gis import band
+from gis.models.plans import PLAN_STATUSES
 from gis.names import PLAN_STATUS_NAMES, plan_status_name
 from gis.plans import PlanInfo
 from gis.settings import Settings
@@ -93,6 +94,6 @@ def test_regular_grids_and_the_band_counted_once_for_the_reports() -> None:
 
 
 def test_plan_statuses_have_one_chinese_name_each() -> None:
-    assert tuple(PLAN_STATUS_NAMES) == models.PLAN_STATUSES
-    assert [plan_status_name(s) for s in models.PLAN_STATUSES] == ["草稿", "已发布", "已归档"]
+    assert tuple(PLAN_STATUS_NAMES) == PLAN_STATUSES
+    assert [plan_status_name(s) for s in PLAN_STATUSES] == ["草稿", "已发布", "已归档"]
     assert plan_status_name("unknown") == "unknown"

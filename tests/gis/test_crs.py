@@ -11,26 +11,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from gis.china import check_china
 from gis.crs import (
     CGCS2000,
     SZ2000,
     WGS84,
     CoordSys,
-    bd09_from_gcj02,
-    bd09_from_wgs84,
-    check_china,
-    gauss_kruger_epsg,
-    gcj02_from_bd09,
-    gcj02_from_wgs84,
-    metric_crs_for,
     parse_coord_sys,
     to_wgs84_checked,
     transform,
     transform_geometries,
+)
+from gis.errors import CoordinateError, CRSError
+from gis.obfuscation import (
+    bd09_from_gcj02,
+    bd09_from_wgs84,
+    gcj02_from_bd09,
+    gcj02_from_wgs84,
     wgs84_from_bd09,
     wgs84_from_gcj02,
 )
-from gis.errors import CoordinateError, CRSError
+from gis.zones import gauss_kruger_epsg, metric_crs_for
 
 GEOD = pyproj.Geod(ellps="WGS84")
 ONE_CM = 0.01
@@ -366,8 +367,8 @@ def test_overlays_shift_into_the_basemap_system_vertex_by_vertex() -> None:
     import pytest
     import shapely
 
-    from gis.crs import bd09_from_wgs84, gcj02_from_wgs84
     from gis.geometry import for_basemap
+    from gis.obfuscation import bd09_from_wgs84, gcj02_from_wgs84
 
     frame = gpd.GeoDataFrame({"code": ["a"]}, geometry=[shapely.box(113.2, 23.1, 113.3, 23.2)],
                              crs=4326)

@@ -24,10 +24,12 @@ from hypothesis import strategies as st
 from osm_fixture import ORIGIN, UNIT, write_pbf  # tests/gis is on sys.path (rootdir mode)
 
 from gis.contract import LAYERS, Territory
-from gis.crs import SZ2000, WGS84, gcj02_from_wgs84, metric_crs_for, transform_geometries
+from gis.crs import SZ2000, WGS84, transform_geometries
 from gis.errors import CoordinateError, CRSError, GridmapError, LayerError
 from gis.io.options import parse_crs_option, parse_field_map
 from gis.io.territory import read_territory
+from gis.obfuscation import gcj02_from_wgs84
+from gis.zones import metric_crs_for
 
 Layers = dict[str, gpd.GeoDataFrame]
 
@@ -528,11 +530,18 @@ def test_missing_required_column(tmp_path: Path) -> None:
     assert "found: code, name, parent_code, kind" in exc.reason
 
 
+def _cell_error(tmp_path: Path, layer: str, row: int, column: str, value: Any) -> LayerError:
+    """The error reading the tiny territory (as GeoJSON) with one cell of ``layer`` changed;
+    it names that layer and row."""
+    frame = tiny_layers()[layer].copy()
+    frame.loc[row, column] = value
+    exc = _error(_write_geojson(_core(**{layer: frame}), tmp_path))
+    assert (exc.layer, exc.row) == (layer, row)
+    return exc
+
+
 def test_wrong_geometry_type(tmp_path: Path) -> None:
-    admin = tiny_layers()["admin_areas"].copy()
-    admin.loc[2, "geometry"] = shapely.Point(113.305, 23.205)
-    exc = _error(_write_geojson(_core(admin_areas=admin), tmp_path))
-    assert (exc.layer, exc.row) == ("admin_areas", 2)
+    exc = _cell_error(tmp_path, "admin_areas", 2, "geometry", shapely.Point(113.305, 23.205))
     assert "wrong geometry type Point" in exc.reason
     assert "polygon" in exc.reason
 
@@ -612,20 +621,13 @@ def test_metres_declared_as_degrees(tmp_path: Path, declared: int) -> None:
 
 @pytest.mark.parametrize(("value", "row"), [(-5, 1), (2.5, 4)])
 def test_bad_households(tmp_path: Path, value: float, row: int) -> None:
-    buildings = tiny_layers()["buildings"].copy()
-    buildings["households"] = buildings["households"].astype(float)
-    buildings.loc[row, "households"] = value
-    exc = _error(_write_geojson(_core(buildings=buildings), tmp_path))
-    assert (exc.layer, exc.row) == ("buildings", row)
+    exc = _cell_error(tmp_path, "buildings", row, "households", value)
     assert "households must be a whole number >= 0" in exc.reason
     assert str(value) in exc.reason
 
 
 def test_address_point_without_households(tmp_path: Path) -> None:
-    buildings = tiny_layers()["buildings"].copy()
-    buildings.loc[3, "households"] = None
-    exc = _error(_write_geojson(_core(buildings=buildings), tmp_path))
-    assert (exc.layer, exc.row) == ("buildings", 3)
+    exc = _cell_error(tmp_path, "buildings", 3, "households", None)
     assert "address point" in exc.reason
 
 
@@ -661,10 +663,7 @@ def test_bad_admin_areas(tmp_path: Path, admin: gpd.GeoDataFrame, row: int,
 
 
 def test_road_without_class(tmp_path: Path) -> None:
-    roads = tiny_layers()["roads"].copy()
-    roads.loc[1, "class"] = None
-    exc = _error(_write_geojson(_core(roads=roads), tmp_path))
-    assert (exc.layer, exc.row) == ("roads", 1)
+    exc = _cell_error(tmp_path, "roads", 1, "class", None)
     assert "class" in exc.reason
 
 
@@ -776,13 +775,10 @@ def test_self_intersecting_polygons_are_repaired_and_reported(tmp_path: Path) ->
 
 
 def test_polygon_that_collapses_when_repaired_is_rejected(tmp_path: Path) -> None:
-    buildings = tiny_layers()["buildings"].copy()
     ox, oy = ORIGIN
     # Zero area: every vertex on one line, so make_valid leaves a line, not a polygon.
-    buildings.loc[1, "geometry"] = shapely.Polygon(
-        [(ox, oy), (ox + 0.001, oy + 0.001), (ox + 0.002, oy + 0.002), (ox, oy)])
-    exc = _error(_write_geojson(_core(buildings=buildings), tmp_path))
-    assert (exc.layer, exc.row) == ("buildings", 1)
+    exc = _cell_error(tmp_path, "buildings", 1, "geometry", shapely.Polygon(
+        [(ox, oy), (ox + 0.001, oy + 0.001), (ox + 0.002, oy + 0.002), (ox, oy)]))
     assert "collapses" in exc.reason
 
 

@@ -15,11 +15,12 @@ import shapely
 from sqlalchemy import Engine, delete, func, select
 
 from data.fabric import generate
-from gis import models
 from gis.contract import Territory
 from gis.edits import copy_plan
 from gis.errors import GridmapError
 from gis.io.territory import read_territory
+from gis.models.base import SRID
+from gis.models.plans import Plan, PlanLine
 from gis.plans import add_lines, lines_frame, read_grids, read_lines, write_plan
 from gis.store import delete_territory, import_territory
 from partitioning.engine import PartitionResult, partition_territory
@@ -41,16 +42,16 @@ def _store(engine: Engine) -> tuple[int, int, PartitionResult]:
     territory, result = _fabric()
     territory_id = import_territory(engine, territory, name="巷道测试")
     blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                            "geometry"]].to_crs(models.SRID)
+                            "geometry"]].to_crs(SRID)
     plan_id = write_plan(engine, territory_id, grid_table(result), blocks, result.report,
                          {"seed": 0}, lines=result.streets)
     return territory_id, plan_id, result
 
 
 def _count(engine: Engine, plan_id: int | None = None) -> int:
-    query = select(func.count()).select_from(models.PlanLine)
+    query = select(func.count()).select_from(PlanLine)
     if plan_id is not None:
-        query = query.where(models.PlanLine.plan_id == plan_id)
+        query = query.where(PlanLine.plan_id == plan_id)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 
@@ -104,7 +105,7 @@ def test_a_copy_has_them_and_they_go_with_their_plan_and_territory(engine: Engin
     assert copied["flag_reason"].equals(read_grids(engine, plan_id).set_index("code")[
         "flag_reason"])
     with engine.begin() as conn:              # a plan deleted (a job's discarded plan)
-        conn.execute(delete(models.Plan).where(models.Plan.id == plan_id))
+        conn.execute(delete(Plan).where(Plan.id == plan_id))
     assert _count(engine, plan_id) == 0 and _count(engine, copy) == len(result.streets)
     delete_territory(engine, territory_id)
     assert _count(engine) == 0
@@ -125,6 +126,6 @@ def test_only_lines_are_stored_and_a_plan_may_have_none(engine: Engine) -> None:
         add_lines(engine, plan_id, frame.set_crs(None, allow_override=True))
     assert _count(engine, plan_id) == len(result.streets) + 1   # nothing half-written
     blocks = result.blocks[["village_code", "households", "population", "grid_code",
-                            "geometry"]].to_crs(models.SRID)
+                            "geometry"]].to_crs(SRID)
     bare = write_plan(engine, territory_id, grid_table(result), blocks, {}, {})
     assert read_lines(engine, bare).empty

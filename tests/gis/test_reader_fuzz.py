@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from events.files import event_frame, read_events
-from gis import models
 from gis.errors import GridmapError
 from gis.io.limits import ReadLimits
 from gis.io.territory import read_territory
+from gis.models.base import Base
 
 #: Examples per reader; FUZZ_EXAMPLES=2000 for a longer hunt (random rather than the fixed
 #: sequence the suite runs).
@@ -173,80 +173,70 @@ def assert_both(outcomes: Counter[str]) -> None:
     assert outcomes["read"] > 0 and sum(outcomes.values()) > outcomes["read"], outcomes
 
 
-def test_geojson_layers() -> None:
-    s = seeds()
+def fuzz_territory(files: st.SearchStrategy[dict[str, bytes]], target: str = "",
+                   **kwargs: Any) -> None:
+    """Each drawn set of files (name → content), written to a fresh folder, is read or
+    refused cleanly (:func:`read_or_refuse` on the file ``target`` in it, or on the
+    folder); some sets are read and some refused (:func:`assert_both`)."""
     outcomes: Counter[str] = Counter()
 
     @FUZZ
-    @given(data=st.data())
-    def run(data: st.DataObject) -> None:
-        which = data.draw(st.sampled_from(["admin_areas", "buildings"]))
-        files = {"admin_areas.geojson": s["admin_geojson"],
-                 "buildings.geojson": s["buildings_geojson"]}
-        seed = s["admin_geojson" if which == "admin_areas" else "buildings_geojson"]
-        files[f"{which}.geojson"] = data.draw(hostile(seed))
+    @given(drawn=files)
+    def run(drawn: dict[str, bytes]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            for name, content in files.items():
+            for name, content in drawn.items():
                 (Path(tmp) / name).write_bytes(content)
-            read_or_refuse(Path(tmp), outcomes)
+            read_or_refuse(Path(tmp) / target, outcomes, **kwargs)
 
     run()
     assert_both(outcomes)
+
+
+@st.composite
+def geojson_layers(draw: st.DrawFn) -> dict[str, bytes]:
+    """The admin areas and buildings as GeoJSON, one of them made hostile."""
+    s = seeds()
+    which = draw(st.sampled_from(["admin_areas", "buildings"]))
+    files = {"admin_areas.geojson": s["admin_geojson"],
+             "buildings.geojson": s["buildings_geojson"]}
+    seed = s["admin_geojson" if which == "admin_areas" else "buildings_geojson"]
+    files[f"{which}.geojson"] = draw(hostile(seed))
+    return files
+
+
+@st.composite
+def zipped_shapefiles(draw: st.DrawFn) -> dict[str, bytes]:
+    """The Shapefile set zipped, one of its files mutated, sometimes the archive too."""
+    files = dict(seeds()["shapefiles"])
+    victim = draw(st.sampled_from(sorted(files)))
+    files[victim] = draw(mutated_bytes(files[victim]))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    archive = buf.getvalue()
+    if draw(st.integers(0, 3)) == 0:  # the archive itself damaged
+        archive = draw(mutated_bytes(archive))
+    return {"territory.zip": archive}
+
+
+def test_geojson_layers() -> None:
+    fuzz_territory(geojson_layers())
 
 
 def test_zipped_shapefiles() -> None:
-    outcomes: Counter[str] = Counter()
-
-    @FUZZ
-    @given(data=st.data())
-    def run(data: st.DataObject) -> None:
-        files = dict(seeds()["shapefiles"])
-        victim = data.draw(st.sampled_from(sorted(files)))
-        files[victim] = data.draw(mutated_bytes(files[victim]))
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for name, content in files.items():
-                z.writestr(name, content)
-        archive = buf.getvalue()
-        if data.draw(st.integers(0, 3)) == 0:  # the archive itself damaged
-            archive = data.draw(mutated_bytes(archive))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "territory.zip"
-            path.write_bytes(archive)
-            read_or_refuse(path, outcomes)
-
-    run()
-    assert_both(outcomes)
+    fuzz_territory(zipped_shapefiles(), "territory.zip")
 
 
 def test_geopackage() -> None:
-    outcomes: Counter[str] = Counter()
-
-    @FUZZ
-    @given(content=mutated_bytes(seeds()["gpkg"]))
-    def run(content: bytes) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "territory.gpkg"
-            path.write_bytes(content)
-            read_or_refuse(path, outcomes)
-
-    run()
-    assert_both(outcomes)
+    fuzz_territory(mutated_bytes(seeds()["gpkg"]).map(lambda c: {"territory.gpkg": c}),
+                   "territory.gpkg")
 
 
 def test_csv_layer() -> None:
-    outcomes: Counter[str] = Counter()
-
-    @FUZZ
-    @given(content=mutated_bytes(seeds()["buildings_csv"]))
-    def run(content: bytes) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "admin_areas.geojson").write_bytes(seeds()["admin_geojson"])
-            (Path(tmp) / "buildings.csv").write_bytes(content)
-            read_or_refuse(Path(tmp), outcomes, crs="wgs84")
-
-    run()
-    assert_both(outcomes)
+    fuzz_territory(mutated_bytes(seeds()["buildings_csv"]).map(
+        lambda c: {"admin_areas.geojson": seeds()["admin_geojson"], "buildings.csv": c}),
+        crs="wgs84")
 
 
 @pytest.mark.parametrize("kind", ["csv", "geojson"])
@@ -289,7 +279,7 @@ def test_event_files(kind: str) -> None:
 def _counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                for t in models.Base.metadata.sorted_tables
+                for t in Base.metadata.sorted_tables
                 if t.name != "audit_log"}  # refusals are recorded there, on purpose
 
 

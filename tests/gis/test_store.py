@@ -11,16 +11,17 @@ import shapely
 from conftest import write_layers
 from sqlalchemy import Engine, func, select
 
-from gis import models
 from gis.errors import GridmapError
 from gis.io.territory import read_territory
+from gis.models.base import Base
+from gis.models.territories import Territory
 from gis.store import delete_territory, import_territory, layer_counts, read_layer
 
 
 def _table_counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in models.Base.metadata.sorted_tables}
+                for t in Base.metadata.sorted_tables}
 
 
 def test_import_stores_every_layer(engine: Engine, tiny: dict[str, gpd.GeoDataFrame],
@@ -29,7 +30,7 @@ def test_import_stores_every_layer(engine: Engine, tiny: dict[str, gpd.GeoDataFr
     tid = import_territory(engine, territory, name="小区域")
     assert layer_counts(engine, tid) == territory.counts() == {k: len(v) for k, v in tiny.items()}
     with engine.connect() as conn:
-        row = conn.execute(select(models.Territory.name, models.Territory.metric_epsg)).one()
+        row = conn.execute(select(Territory.name, Territory.metric_epsg)).one()
     assert tuple(row) == ("小区域", 4547)
     for layer, original in territory.layers.items():
         back = read_layer(engine, tid, layer)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlparse
 
 import httpx
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import shapely
 from browser import LiveServer, live_server, open_page, screenshot, wait_for
-from demo_plan import DemoStore, demo_store
+from demo_plan import DemoStore
 
 from api.app import create_app
 from gis.edits import read_plan_blocks
@@ -24,11 +25,8 @@ from gis.plans import read_grids
 COLORS = {"below": "#f0b429", "within": "#3f9a5b", "above": "#d64545", "dedicated": "#7c5cc4"}
 
 
-@pytest.fixture(scope="module", params=["postgis"])
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[DemoStore]:
-    with demo_store(request, tmp_path_factory) as built:
-        yield built
+#: The page runs on PostGIS only (conftest's store, with just that backend).
+pytestmark = pytest.mark.parametrize("store", ["postgis"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +94,33 @@ def movable(server: LiveServer, store: DemoStore) -> tuple[int, str, str]:
 # --- driving the page -------------------------------------------------------------------------
 
 
-def editor(browser: Any, server: LiveServer, plan_id: int) -> tuple[Any, Any, list[str]]:
+class Draft(NamedTuple):
+    """A new copy of the demo plan open in the editor: its id, the page, what the page
+    reported and requested, and the draft's grids (by code) and blocks (by number) as
+    stored when it was opened."""
+
+    id: int
+    page: Any
+    errors: Any
+    requested: list[str]
+    grids: Any
+    blocks: Any
+
+
+@contextmanager
+def editing(browser: Any, server: LiveServer, store: DemoStore) -> Iterator[Draft]:
+    """A new draft in the editor, ready; the page is closed when the block ends."""
+    draft = new_draft(server, store)
     requested: list[str] = []
-    page, errors = open_page(browser, "about:blank")
-    page.on("request", lambda r: requested.append(r.url))
-    page.goto(f"{server.url}/plans/{plan_id}/edit", wait_until="networkidle")
-    wait_for(page, "window.gridmap && gridmap.editor && gridmap.editor.ready",
-                           timeout=30_000)
-    return page, errors, requested
+    page, errors = open_page(browser, f"{server.url}/plans/{draft}/edit", requests=requested)
+    try:
+        wait_for(page, "window.gridmap && gridmap.editor && gridmap.editor.ready",
+                 timeout=30_000)
+        yield Draft(draft, page, errors, requested,
+                    read_grids(store.engine, draft).set_index("code"),
+                    read_plan_blocks(store.engine, draft).set_index("block_no"))
+    finally:
+        page.close()
 
 
 def no_errors(errors: Any, expected: tuple[int, ...] = ()) -> None:
@@ -161,6 +178,14 @@ def inside(geometry: shapely.Geometry) -> shapely.Point:
     return (shrunk if not shrunk.is_empty else polygon).representative_point()
 
 
+def select(page: Any, grids: Any, blocks: Any, block: int, grid: str, *others: str) -> None:
+    """Fit the map to ``grid`` (and ``others``), click ``block`` and wait until the editor
+    has ``grid`` as its current grid."""
+    frame(page, shapely.union_all([grids.loc[c].geometry for c in (grid, *others)]))
+    click_at(page, inside(blocks.loc[block].geometry))
+    wait_for(page, f"gridmap.editor.current === '{grid}'")
+
+
 def wait_version(page: Any, version: int) -> None:
     wait_for(page, f"gridmap.editor.version === {version} && !gridmap.editor.busy",
                            timeout=30_000)
@@ -203,17 +228,13 @@ def assert_page_matches_store(page: Any, server: LiveServer, plan_id: int,
 def test_select_move_see_counts_undo_redo(browser: Any, server: LiveServer, store: DemoStore,
                                           movable: tuple[int, str, str]) -> None:
     block, src, dst = movable
-    draft = new_draft(server, store)
-    page, errors, requested = editor(browser, server, draft)
-    try:
+    with editing(browser, server, store) as (draft, page, errors, requested, grids, blocks):
         before = api_grids(server, draft)
         assert page.evaluate("gridmap.editor.version") == 0
         # The user's name, kept in localStorage, becomes the author in the history.
         page.locator(".gm-ed-user input").fill("王芳")
         page.locator(".gm-ed-user input").press("Tab")
         assert page.evaluate("localStorage.getItem('gridmap.user')") == "王芳"
-        grids = read_grids(store.engine, draft).set_index("code")
-        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
         frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry))
         assert page.evaluate("gridmap.editor.blocks") > 0
         # Select the block: the panel shows it and its grid.
@@ -282,22 +303,14 @@ def test_select_move_see_counts_undo_redo(browser: Any, server: LiveServer, stor
         local_only(requested)
         no_errors(errors)
         assert not page.evaluate("gridmap.errors")
-    finally:
-        page.close()
 
 
 def test_a_stale_version_gives_the_409_message_and_the_page_recovers(
         browser: Any, server: LiveServer, store: DemoStore,
         movable: tuple[int, str, str]) -> None:
     block, src, dst = movable
-    draft = new_draft(server, store)
-    page, errors, _ = editor(browser, server, draft)
-    try:
-        grids = read_grids(store.engine, draft).set_index("code")
-        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
-        frame(page, grids.loc[src].geometry)
-        click_at(page, inside(blocks.loc[block].geometry))
-        wait_for(page, f"gridmap.editor.current === '{src}'")
+    with editing(browser, server, store) as (draft, page, errors, _, grids, blocks):
+        select(page, grids, blocks, block, src)
         # Another planner renames dst through the API, behind the page's back.
         r = api_edit(server, draft, {"op": "rename", "grid": dst, "name": "他人改的名"}, 0)
         assert r.status_code == 200, r.text
@@ -318,26 +331,18 @@ def test_a_stale_version_gives_the_409_message_and_the_page_recovers(
         assert api_grids(server, draft)[src]["name"] == "本页改的名"
         assert page_grid(page, src)["name"] == "本页改的名"
         no_errors(errors, (409,))
-    finally:
-        page.close()
 
 
 def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
                                               store: DemoStore,
                                               movable: tuple[int, str, str]) -> None:
     block, src, dst = movable
-    draft = new_draft(server, store)
-    page, errors, _ = editor(browser, server, draft)
-    try:
-        grids = read_grids(store.engine, draft).set_index("code")
-        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
+    with editing(browser, server, store) as (draft, page, errors, _, grids, blocks):
         # A dedicated grid cannot be split: 422, the API's reason on the page.
         dedicated = grids[grids["kind"] == "dedicated"].index[0]
         ded_blocks = blocks[blocks["grid_code"] == dedicated]
         assert len(ded_blocks)
-        frame(page, grids.loc[dedicated].geometry)
-        click_at(page, inside(ded_blocks.loc[largest(ded_blocks)].geometry))
-        wait_for(page, f"gridmap.editor.current === '{dedicated}'")
+        select(page, grids, blocks, largest(ded_blocks), dedicated)
         page.locator(".gm-k").fill("2")
         page.locator(".gm-split").click()
         wait_for(page, "gridmap.editor.lastRefusal && !gridmap.editor.busy")
@@ -348,9 +353,7 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         assert page.evaluate("gridmap.editor.version") == 0 == version_of(server, draft)
         screenshot(page, "editor_refused")
         # Lock the source grid: it shows as locked; moving its block out is refused (409).
-        frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry))
-        click_at(page, inside(blocks.loc[block].geometry))
-        wait_for(page, f"gridmap.editor.current === '{src}'")
+        select(page, grids, blocks, block, src, dst)
         page.locator(".gm-lock").click()
         wait_version(page, 1)
         assert page.evaluate(f"gridmap.editor.locked['{src}']") is True
@@ -372,23 +375,15 @@ def test_refusals_and_locks_show_their_reason(browser: Any, server: LiveServer,
         assert httpx.get(f"{server.url}/plans/{draft}/locked").json()["locked"] == []
         assert not page.evaluate(f"gridmap.byCode['{src}'].options.dashArray")
         no_errors(errors, (422, 409))
-    finally:
-        page.close()
 
 
 def test_merge_then_split_from_the_toolbar(browser: Any, server: LiveServer,
                                           store: DemoStore,
                                           movable: tuple[int, str, str]) -> None:
     block, src, dst = movable
-    draft = new_draft(server, store)
-    before = api_grids(server, draft)
-    page, errors, _ = editor(browser, server, draft)
-    try:
-        grids = read_grids(store.engine, draft).set_index("code")
-        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
-        frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry))
-        click_at(page, inside(blocks.loc[block].geometry))
-        wait_for(page, f"gridmap.editor.current === '{src}'")
+    with editing(browser, server, store) as (draft, page, errors, _, grids, blocks):
+        before = api_grids(server, draft)
+        select(page, grids, blocks, block, src, dst)
         page.locator(".gm-tool[data-tool=merge]").click()
         click_at(page, inside(blocks.loc[largest(blocks[blocks["grid_code"] == dst])].geometry))
         wait_version(page, 1)
@@ -413,8 +408,6 @@ def test_merge_then_split_from_the_toolbar(browser: Any, server: LiveServer,
         assert_page_matches_store(page, server, draft, [kept, new[0]])
         screenshot(page, "editor_split")
         no_errors(errors)
-    finally:
-        page.close()
 
 
 @pytest.fixture(scope="module")
@@ -467,14 +460,11 @@ def test_a_drawn_line_reshapes_the_boundary(browser: Any, server: LiveServer,
                                            ) -> None:
     _, src, dst = movable
     points, gains = reshape_line
-    draft = new_draft(server, store)
-    before = api_grids(server, draft)
-    page, errors, _ = editor(browser, server, draft)
-    sent: list[dict[str, Any]] = []
-    page.on("request", lambda r: sent.append(json.loads(r.post_data or "{}"))
-            if r.method == "POST" and r.url.endswith("/edits") else None)
-    try:
-        grids = read_grids(store.engine, draft).set_index("code")
+    with editing(browser, server, store) as (draft, page, errors, _, grids, _):
+        before = api_grids(server, draft)
+        sent: list[dict[str, Any]] = []
+        page.on("request", lambda r: sent.append(json.loads(r.post_data or "{}"))
+                if r.method == "POST" and r.url.endswith("/edits") else None)
         frame(page, shapely.union(grids.loc[src].geometry, grids.loc[dst].geometry)
               .buffer(2e-4))
         page.locator(".gm-tool[data-tool=reshape]").click()
@@ -508,8 +498,6 @@ def test_a_drawn_line_reshapes_the_boundary(browser: Any, server: LiveServer,
         page.locator(".gm-tool[data-tool=select]").click()
         assert page.evaluate("gridmap.map.doubleClickZoom.enabled()") is True
         no_errors(errors)
-    finally:
-        page.close()
 
 
 def test_a_published_plan_is_copied_to_a_draft_and_edited(browser: Any, server: LiveServer,
@@ -549,11 +537,9 @@ def test_compare_page_shows_the_diff_after_an_edit(browser: Any, server: LiveSer
     changed = {g["code"] for g in diff["grids_changed"]}
     assert changed == {src, dst} and diff["households_moved"] > 0
     requested: list[str] = []
-    page, errors = open_page(browser, "about:blank")
-    page.on("request", lambda r: requested.append(r.url))
+    page, errors = open_page(browser, f"{server.url}/plans/{store.plan_id}/compare/{draft}",
+                             requests=requested)
     try:
-        page.goto(f"{server.url}/plans/{store.plan_id}/compare/{draft}",
-                  wait_until="networkidle")
         wait_for(page, "window.gridcompare && gridcompare.ready", timeout=30_000)
         listed = set(page.locator(".gm-diff-changed button").all_inner_texts())
         assert listed == changed
@@ -617,11 +603,7 @@ def test_paint_blocks_by_dragging_then_rebalance(browser: Any, server: LiveServe
     """The paint tool selects every block the pointer is dragged over (the map does not pan);
     the rebalance button re-partitions the current grid with the painted blocks' grids."""
     block, src, dst = movable
-    draft = new_draft(server, store)
-    page, errors, _ = editor(browser, server, draft)
-    try:
-        grids = read_grids(store.engine, draft).set_index("code")
-        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
+    with editing(browser, server, store) as (draft, page, errors, _, grids, blocks):
         # A hand move first (from another desk): the engine's split is no longer the plan's.
         assert api_edit(server, draft, {"op": "move", "blocks": [block], "to": dst},
                         version=0).status_code == 200
@@ -662,8 +644,6 @@ def test_paint_blocks_by_dragging_then_rebalance(browser: Any, server: LiveServe
             g["households"] for c, g in before.items() if c[:12] == village)
         assert "已完成" in page.locator(".gm-ed-msg").inner_text()
         no_errors(errors)
-    finally:
-        page.close()
 
 
 def test_the_editor_shows_crossings_and_the_inferred_streets(browser: Any, server: LiveServer,
@@ -672,17 +652,10 @@ def test_the_editor_shows_crossings_and_the_inferred_streets(browser: Any, serve
     Chinese, the metres inside it, the reason on hover), and the 推测巷道 layer is there."""
     from gis.plans import read_lines
 
-    draft = new_draft(server, store)
-    page, errors, _ = editor(browser, server, draft)
-    try:
-        grids = read_grids(store.engine, draft).set_index("code")
+    with editing(browser, server, store) as (draft, page, errors, _, grids, blocks):
         crossing = grids[grids["flags"].map(lambda f: "crosses_barrier" in f)]
         code = str(crossing["barrier_inside_m"].idxmax())
-        blocks = read_plan_blocks(store.engine, draft).set_index("block_no")
-        mine = blocks[blocks["grid_code"] == code]
-        frame(page, grids.loc[code].geometry)
-        click_at(page, inside(mine.loc[largest(mine)].geometry))
-        wait_for(page, f"gridmap.editor.current === '{code}'")
+        select(page, grids, blocks, largest(blocks[blocks["grid_code"] == code]), code)
         row = page.locator(f'.gm-ed-grids tr[data-code="{code}"] .gm-ed-flags')
         assert "跨越河流/山脊/铁路" in row.inner_text()
         assert f"内含河流/山脊/铁路 {grids.loc[code, 'barrier_inside_m']:.0f} 米" in \
@@ -697,19 +670,15 @@ def test_the_editor_shows_crossings_and_the_inferred_streets(browser: Any, serve
         assert page.evaluate("gridmap.layers.inferred_streets.features") == \
             len(read_lines(store.engine, draft)) > 0
         no_errors(errors)
-    finally:
-        page.close()
 
 
 def test_the_editor_shares_the_basemap_coordinate_systems(browser: Any, server: LiveServer,
                                                           store: DemoStore) -> None:
     """The editor draws in the basemap's system with common.js's GCJ-02/BD-09 (one copy for
     every page): a point there and back is the same WGS84 point, shifted on the way."""
-    from gis.crs import gcj02_from_wgs84
+    from gis.obfuscation import gcj02_from_wgs84
 
-    draft = new_draft(server, store)
-    page, errors, _ = editor(browser, server, draft)
-    try:
+    with editing(browser, server, store) as (_, page, errors, *_):
         lon, lat = 113.30, 23.20
         there = page.evaluate(f"gridmapCommon.toDisplay({lon}, {lat}, 'gcj02')")
         ex, ey = (float(v[0]) for v in gcj02_from_wgs84([lon], [lat]))
@@ -720,5 +689,3 @@ def test_the_editor_shares_the_basemap_coordinate_systems(browser: Any, server: 
                            "'bd09'), 'bd09')")
         assert abs(bd[0] - lon) < 1e-8 and abs(bd[1] - lat) < 1e-8
         no_errors(errors)
-    finally:
-        page.close()

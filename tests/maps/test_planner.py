@@ -6,6 +6,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
-from gis.crs import gcj02_from_wgs84
+from gis.obfuscation import gcj02_from_wgs84
 from gis.plans import read_blocks, read_lines
 from gis.store import read_layer
 from maps.overlays import LAYERS
@@ -213,14 +214,19 @@ def test_the_index_lists_territories_and_plans_with_links(client: TestClient,
 # --- the page in headless Chromium (PostGIS) --------------------------------------------------
 
 
-def ready(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
-    """The page loaded and its grids drawn; the URLs it requested."""
+@contextmanager
+def plan_map(browser: Any, server: LiveServer, store: DemoStore
+             ) -> Iterator[tuple[Any, Any, list[str]]]:
+    """The published plan's map page loaded and its grids drawn, the errors it reports and
+    the URLs it requested; closed when the block ends."""
     requested: list[str] = []
-    page, errors = open_page(browser, "about:blank")
-    page.on("request", lambda r: requested.append(r.url))
-    page.goto(url, wait_until="networkidle")
-    wait_for(page, "window.gridmap && window.gridmap.ready", timeout=30_000)
-    return page, errors, requested
+    page, errors = open_page(browser, f"{server.url}/plans/{store.plan_id}/map",
+                             requests=requested)
+    try:
+        wait_for(page, "window.gridmap && window.gridmap.ready", timeout=30_000)
+        yield page, errors, requested
+    finally:
+        page.close()
 
 
 def local_only(urls: list[str]) -> None:
@@ -242,8 +248,7 @@ def overlay_box(page: Any, name: str) -> Any:
 @POSTGIS_ONLY
 def test_page_draws_every_grid_with_a_legend_offline(browser: Any, server: LiveServer,
                                                      store: DemoStore) -> None:
-    page, errors, requested = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
-    try:
+    with plan_map(browser, server, store) as (page, errors, requested):
         assert not errors, errors
         local_only(requested)
         state = page.evaluate("({n: gridmap.gridsDrawn, counts: gridmap.counts, "
@@ -283,15 +288,12 @@ def test_page_draws_every_grid_with_a_legend_offline(browser: Any, server: LiveS
         assert all(0 <= x < w and 0 <= y < h for x, y in points)
         plain = [(x, y) for x, y in points if np.abs(image[y, x] - background).sum() < 6]
         assert not plain, plain
-    finally:
-        page.close()
 
 
 @POSTGIS_ONLY
 def test_labels_appear_only_once_zoomed_in(browser: Any, server: LiveServer,
                                            store: DemoStore) -> None:
-    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
-    try:
+    with plan_map(browser, server, store) as (page, errors, _):
         centre = store.grids.geometry.union_all().centroid
         set_view(page, centre.y, centre.x, 9)
         assert page.evaluate("gridmap.labelsShown") == 0
@@ -306,8 +308,6 @@ def test_labels_appear_only_once_zoomed_in(browser: Any, server: LiveServer,
         assert labels.first.is_visible()
         screenshot(page, "planner_labels")
         assert not errors, errors
-    finally:
-        page.close()
 
 
 def click_grid(page: Any, code: str) -> None:
@@ -329,8 +329,7 @@ def click_grid(page: Any, code: str) -> None:
 @POSTGIS_ONLY
 def test_clicking_a_grid_opens_its_popup(browser: Any, server: LiveServer,
                                          store: DemoStore) -> None:
-    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
-    try:
+    with plan_map(browser, server, store) as (page, errors, _):
         flagged = store.grids[[len(f) > 0 for f in store.grids["flags"]]].iloc[0]
         click_grid(page, flagged["code"])
         popup = page.locator(".leaflet-popup-content")
@@ -348,15 +347,12 @@ def test_clicking_a_grid_opens_its_popup(browser: Any, server: LiveServer,
         page.wait_for_timeout(400)    # the popup's fade-in
         screenshot(page, "planner_popup")
         assert not errors, errors
-    finally:
-        page.close()
 
 
 @POSTGIS_ONLY
 def test_a_grid_crossing_a_river_says_so_in_chinese_with_its_reason(
         browser: Any, server: LiveServer, store: DemoStore) -> None:
-    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
-    try:
+    with plan_map(browser, server, store) as (page, errors, _):
         crossing = store.grids[store.grids["flags"].map(lambda f: "crosses_barrier" in f)]
         grid = crossing.sort_values("barrier_inside_m").iloc[-1]
         assert grid["barrier_inside_m"] > 0 and grid["flag_reason"]
@@ -382,16 +378,13 @@ def test_a_grid_crossing_a_river_says_so_in_chinese_with_its_reason(
         assert fill[0] == fill[2]["water"] != fill[1] == fill[2]["dedicated"]
         assert "水域专属网格" in page.locator(".gm-legend").inner_text()
         assert not errors, errors
-    finally:
-        page.close()
 
 
 @POSTGIS_ONLY
 def test_the_inferred_streets_layer_shows_each_streets_width(
         browser: Any, server: LiveServer, store: DemoStore) -> None:
     stored = read_lines(store.engine, store.plan_id, kind="inferred_street")
-    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
-    try:
+    with plan_map(browser, server, store) as (page, errors, _):
         assert not server.paths("/lines")     # fetched only once switched on
         overlay_box(page, "推测巷道").check()
         wait_for(page, "gridmap.layers.inferred_streets.loaded", timeout=10_000)
@@ -424,15 +417,12 @@ def test_the_inferred_streets_layer_shows_each_streets_width(
         page.wait_for_timeout(400)
         screenshot(page, "planner_inferred_street")
         assert not errors, errors
-    finally:
-        page.close()
 
 
 @POSTGIS_ONLY
 def test_search_by_code_zooms_to_the_grid_and_opens_it(browser: Any, server: LiveServer,
                                                        store: DemoStore) -> None:
-    page, errors, _ = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
-    try:
+    with plan_map(browser, server, store) as (page, errors, _):
         grid = store.grids.iloc[len(store.grids) // 2]
         box = page.locator(".gm-search input")
         box.fill(grid["code"])
@@ -462,15 +452,12 @@ def test_search_by_code_zooms_to_the_grid_and_opens_it(browser: Any, server: Liv
         box.press("Enter")
         assert "未找到" in page.locator(".gm-results").inner_text()
         assert not errors, errors
-    finally:
-        page.close()
 
 
 @POSTGIS_ONLY
 def test_each_overlay_is_fetched_when_switched_on_and_drawn(browser: Any, server: LiveServer,
                                                             store: DemoStore) -> None:
-    page, errors, requested = ready(browser, f"{server.url}/plans/{store.plan_id}/map")
-    try:
+    with plan_map(browser, server, store) as (page, errors, requested):
         svg_paths = "document.querySelectorAll('.leaflet-gm-overlays-pane path').length"
         specs = {s["key"]: s for s in page.evaluate("gridmap.config.layers")}
         # The plan's inferred streets come as a layer when it has any (their own test).
@@ -510,8 +497,6 @@ def test_each_overlay_is_fetched_when_switched_on_and_drawn(browser: Any, server
         screenshot(page, "planner_buildings")
         local_only(requested)
         assert not errors, errors
-    finally:
-        page.close()
 
 
 @POSTGIS_ONLY

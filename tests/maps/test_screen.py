@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,18 +15,18 @@ import httpx
 import numpy as np
 import pytest
 import shapely
-from browser import PageErrors, live_server, open_page, screenshot, wait_for
-from conftest import new_postgis_database
+from browser import LiveServer, PageErrors, live_server, open_page, screenshot, wait_for
+from conftest import fresh_database, new_postgis_database
 from fastapi.testclient import TestClient
 from signin import client_for
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from api.app import create_app
 from data.demo import generate
 from events.dashboard import screen_data
-from gis.crs import gcj02_from_wgs84
 from gis.database import make_engine
 from gis.io.territory import read_territory
+from gis.obfuscation import gcj02_from_wgs84
 from gis.plans import publish_plan, write_plan
 from gis.settings import Settings
 from gis.store import import_territory
@@ -67,14 +68,8 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           demo_gpkg: Path) -> Built:
     """The demo district imported and partitioned, its plan published, once per module."""
     backend = str(request.param)
-    if backend == "postgis":
-        url = new_postgis_database(request.getfixturevalue("postgis_server"),
-                                   request.getfixturevalue("postgis_template"))
-        name = url.rsplit("/", 1)[1]
-    else:
-        path = tmp_path_factory.mktemp("screen-lite") / "built.sqlite"
-        shutil.copy(request.getfixturevalue("spatialite_template"), path)
-        url, name = f"sqlite:///{path}", str(path)
+    url = fresh_database(request, backend, tmp_path_factory.mktemp("screen-built"))
+    name = url.rsplit("/", 1)[1] if backend == "postgis" else url.removeprefix("sqlite:///")
     engine = make_engine(url)
     territory = read_territory(demo_gpkg)
     tid = import_territory(engine, territory, name="白云示范区")
@@ -92,13 +87,7 @@ def _copy(built: Built, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "gridmap.sqlite"
         shutil.copy(built.name, path)
         return f"sqlite:///{path}"
-    server = request.getfixturevalue("postgis_server")
-    copy = f"{built.name}_{tmp_path.name[-20:].replace('-', '_').lower()}"
-    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{copy}" TEMPLATE "{built.name}"'))
-    admin.dispose()
-    return f"{server}/{copy}"
+    return new_postgis_database(request.getfixturevalue("postgis_server"), built.name)
 
 
 @dataclass
@@ -186,6 +175,20 @@ def adds_up(d: dict[str, Any]) -> None:
         assert sum(c[k] for c in d["children"]) == d["counts"][k], k
 
 
+def children_agree(view: dict[str, Any], groups: dict[str, Any]) -> None:
+    """Each child area's counts are the event statistics' ``groups`` entry for it (none: all
+    zero), and the children add up to the area."""
+    for child in view["children"]:
+        same(child, groups.get(child["code"]))
+    adds_up(view)
+
+
+def busiest(s: Screen, view: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The child area of ``view`` with the most open events, and the screen's data for it."""
+    child = max(view["children"], key=lambda ch: ch["open"])
+    return child, data(s.client, territory=s.territory_id, area=child["code"])
+
+
 def test_counts_agree_with_event_stats_at_every_level(screen: Screen) -> None:
     s = screen
     populate(s)
@@ -200,31 +203,23 @@ def test_counts_agree_with_event_stats_at_every_level(screen: Screen) -> None:
     assert [a["code"] for a in top["path"]] == [top["area"]["code"]]
     by_town = stats(c, "town")["groups"]
     assert {ch["code"] for ch in top["children"]} >= set(by_town)
-    for child in top["children"]:
-        same(child, by_town.get(child["code"]))
-    adds_up(top)
+    children_agree(top, by_town)
 
-    town = max(top["children"], key=lambda ch: ch["open"])
-    t = data(c, territory=s.territory_id, area=town["code"])
+    town, t = busiest(s, top)
     same(t["counts"], by_town[town["code"]])
     assert [a["code"] for a in t["path"]] == [top["area"]["code"], town["code"]]
     by_village = stats(c, "village")["groups"]
     for child in t["children"]:
         assert child["level"] == "village" and child["code"].startswith(town["code"])
-        same(child, by_village.get(child["code"]))
-    adds_up(t)
+    children_agree(t, by_village)
 
-    village = max(t["children"], key=lambda ch: ch["open"])
-    v = data(c, territory=s.territory_id, area=village["code"])
+    village, v = busiest(s, t)
     by_grid = stats(c, "grid")["groups"]
     assert {ch["code"] for ch in v["children"]} == set(
         s.grids.loc[s.grids["village_code"] == village["code"], "code"])
-    for child in v["children"]:
-        same(child, by_grid.get(child["code"]))
-    adds_up(v)
+    children_agree(v, by_grid)
 
-    grid = max(v["children"], key=lambda ch: ch["open"])
-    g = data(c, territory=s.territory_id, area=grid["code"])
+    grid, g = busiest(s, v)
     same(g["counts"], by_grid[grid["code"]])
     assert g["area"]["level"] == "grid" and g["children"] == [] and g["children_level"] is None
     assert [a["level"] for a in g["path"]] == ["district", "town", "village", "grid"]
@@ -352,23 +347,39 @@ def _number(page: Any, element_id: str) -> int:
     return int(page.inner_text(f"#{element_id}").replace(",", ""))
 
 
+def assert_fits_the_wall(page: Any, open_px: float) -> None:
+    """Wall checks: no scrollbars, and the open count in figures at least ``open_px`` high."""
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth && "
+                         "document.documentElement.scrollHeight <= innerHeight")
+    size = page.evaluate("parseFloat(getComputedStyle(document.getElementById('n-open'))"
+                         ".fontSize)")
+    assert size >= open_px
+
+
+@contextmanager
+def screen_page(s: Screen, browser: Any, query: str = "",
+                viewport: tuple[int, int] = (1600, 900), requests: list[str] | None = None
+                ) -> Iterator[tuple[Any, PageErrors, LiveServer]]:
+    """The screen page (``/screen`` + ``query``) served live over this store, its data
+    loaded: the page, the errors it reports and the server; closed when the block ends.
+    Every URL the page requests, from the first, is added to ``requests``."""
+    with live_server(s.client.app) as server:
+        page, errors = open_page(browser, f"{server.url}/screen{query}", viewport=viewport,
+                                 requests=requests)
+        try:
+            wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
+            yield page, errors, server
+        finally:
+            page.close()
+
+
 @pytest.mark.parametrize("built", ["postgis"], indirect=True)
 def test_page_updates_live_without_a_reload(screen: Screen, browser: Any) -> None:
     s = screen
     populate(s)
-    app: Any = s.client.app
-    with live_server(app) as server:
-        # Every request the page makes is recorded from the start (open_page's listeners
-        # come after navigation starts).
-        page = browser.new_page(viewport={"width": 1920, "height": 1080})
-        errors = PageErrors()
-        requests: list[str] = []
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("console", lambda m: errors.console.append(m.text) if m.type == "error"
-                else None)
-        page.on("pageerror", lambda e: errors.exceptions.append(str(e)))
-        page.goto(f"{server.url}/screen?territory={s.territory_id}", wait_until="networkidle")
-        wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
+    requests: list[str] = []   # every request the page makes, from the start
+    with screen_page(s, browser, f"?territory={s.territory_id}", (1920, 1080),
+                     requests) as (page, errors, server):
         api = httpx.get(f"{server.url}/screen/data", params={"territory": s.territory_id}
                         ).json()["counts"]
         assert _number(page, "n-open") == api["open"] > 0
@@ -376,12 +387,7 @@ def test_page_updates_live_without_a_reload(screen: Screen, browser: Any) -> Non
         assert _number(page, "n-today") == api["today"]
         assert page.inner_text("#n-rate") == f"{api['on_time_rate'] * 100:.1f}%"
         assert page.locator("#children tbody tr").count() > 0
-        # Wall checks: no scrollbars, big numbers.
-        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth && "
-                             "document.documentElement.scrollHeight <= innerHeight")
-        size = page.evaluate("parseFloat(getComputedStyle(document.getElementById('n-open'))"
-                             ".fontSize)")
-        assert size >= 60
+        assert_fits_the_wall(page, 60)
         screenshot(page, "screen_1920x1080")
 
         # An event posted through the API shows up without a reload.
@@ -419,7 +425,6 @@ def test_page_updates_live_without_a_reload(screen: Screen, browser: Any) -> Non
         local = [u for u in requests if not u.startswith((server.url, "data:"))]
         assert not local, local
         assert server.paths(r"^/screen/data$") and server.paths(r"^/static/vendor/leaflet/")
-        page.close()
 
 
 def api_grids(url: str, territory_id: int) -> list[str]:
@@ -431,9 +436,7 @@ def api_grids(url: str, territory_id: int) -> list[str]:
 def test_drill_down_and_back_by_breadcrumb(screen: Screen, browser: Any) -> None:
     s = screen
     populate(s)
-    with live_server(s.client.app) as server:
-        page, errors = open_page(browser, f"{server.url}/screen", viewport=(1920, 1080))
-        wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
+    with screen_page(s, browser, viewport=(1920, 1080)) as (page, errors, _):
         page.evaluate("window.__notReloaded = 'yes'")
         top = page.evaluate("window.gridmapScreen.data()")
         zoom0 = page.evaluate("window.gridmapScreen.map.getZoom()")
@@ -485,24 +488,16 @@ def test_drill_down_and_back_by_breadcrumb(screen: Screen, browser: Any) -> None
         drilled(top["area"]["code"], "district")
         assert page.evaluate("window.__notReloaded") == "yes"
         assert not errors, errors
-        page.close()
 
 
 @pytest.mark.parametrize("built", ["postgis"], indirect=True)
 def test_a_4k_wall_reads_alike(screen: Screen, browser: Any) -> None:
     s = screen
     populate(s)
-    with live_server(s.client.app) as server:
-        page, errors = open_page(browser, f"{server.url}/screen", viewport=(3840, 2160))
-        wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
-        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth && "
-                             "document.documentElement.scrollHeight <= innerHeight")
-        size = page.evaluate("parseFloat(getComputedStyle(document.getElementById('n-open'))"
-                             ".fontSize)")
-        assert size >= 120
+    with screen_page(s, browser, viewport=(3840, 2160)) as (page, errors, _):
+        assert_fits_the_wall(page, 120)
         screenshot(page, "screen_3840x2160")
         assert not errors, errors
-        page.close()
 
 
 @pytest.mark.parametrize("built", ["postgis"], indirect=True)
@@ -522,27 +517,22 @@ def test_department_grids_switch_on_the_screen(screen: Screen, browser: Any,
                           files=[("files", (path.name, path.read_bytes()))],
                           data={"department": department})
         assert r.status_code == 201, r.text
-    app: Any = s.client.app
-    with live_server(app) as server:
-        page, errors = open_page(browser, f"{server.url}/screen?territory={s.territory_id}")
-        try:
-            wait_for(page, "window.gridmapScreen && window.gridmapScreen.data() !== null")
-            labels = page.locator(".leaflet-control-layers-overlays label")
-            assert sorted(t.strip() for t in labels.all_inner_texts()) == sorted(
-                ["部门网格 · 公安", "部门网格 · 城管"])
-            assert not server.paths("/overlays/")   # nothing before it is switched on
-            labels.filter(has_text="公安").locator("input").check()
-            wait_for(page, "window.gridmapScreen.overlays['公安'].loaded", timeout=15_000)
-            assert page.evaluate("window.gridmapScreen.overlays['公安'].features") == len(units)
-            assert not page.evaluate("window.gridmapScreen.overlays['城管'].loaded")
-            asked = [(p, q) for p, q in server.requests if "/overlays/" in p]
-            assert len(asked) == 1 and asked[0][1].get("display") == ["wgs84"], asked
-            first = page.evaluate("""() => {
-                const l = window.gridmapScreen.overlays['公安'].layer.getLayers()[0];
-                l.openPopup(); return document.querySelector('.leaflet-popup-content')
-                    .textContent; }""")
-            assert "公安" in first and "警务区" in first
-            screenshot(page, "screen_overlay")
-            assert not errors, errors
-        finally:
-            page.close()
+    with screen_page(s, browser, f"?territory={s.territory_id}") as (page, errors, server):
+        labels = page.locator(".leaflet-control-layers-overlays label")
+        assert sorted(t.strip() for t in labels.all_inner_texts()) == sorted(
+            ["部门网格 · 公安", "部门网格 · 城管"])
+        assert not server.paths("/overlays/")   # nothing before it is switched on
+        labels.filter(has_text="公安").locator("input").check()
+        wait_for(page, "window.gridmapScreen.overlays['公安'].loaded", timeout=15_000)
+        assert page.evaluate("window.gridmapScreen.overlays['公安'].features") == len(units)
+        assert not page.evaluate("window.gridmapScreen.overlays['城管'].loaded")
+        asked = [(p, q) for p, q in server.requests if "/overlays/" in p]
+        assert len(asked) == 1 and asked[0][1].get("display") == ["wgs84"], asked
+        first = page.evaluate("""() => {
+            const l = window.gridmapScreen.overlays['公安'].layer.getLayers()[0];
+            l.openPopup(); return document.querySelector('.leaflet-popup-content')
+                .textContent; }""")
+        assert "公安" in first and "警务区" in first
+        screenshot(page, "screen_overlay")
+        assert not errors, errors
+

@@ -4,7 +4,6 @@ the cache (bytes, ETag, 304, reused plan ids), problems, TileJSON."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -22,7 +21,7 @@ from signin import client_for
 from sqlalchemy import Engine, delete, insert, text
 
 from api.app import create_app
-from gis import models
+from gis.models.territories import Territory
 from gis.plans import read_grids, write_plan
 from gis.settings import Settings
 from maps.tiles import (
@@ -232,17 +231,12 @@ def test_a_tile_away_from_the_plan_is_empty(store: DemoStore) -> None:
 def twin(store: DemoStore, request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, int]]:
     """The same grids written as a plan into a fresh store of the *other* backend."""
-    from conftest import new_postgis_database
+    from conftest import fresh_database
 
     from gis.database import make_engine
 
-    if store.backend == "postgis":
-        path = tmp_path_factory.mktemp("twin") / "twin.sqlite"
-        path.write_bytes(Path(request.getfixturevalue("spatialite_template")).read_bytes())
-        url = f"sqlite:///{path}"
-    else:
-        url = new_postgis_database(request.getfixturevalue("postgis_server"),
-                                   request.getfixturevalue("postgis_template"))
+    other = "spatialite" if store.backend == "postgis" else "postgis"
+    url = fresh_database(request, other, tmp_path_factory.mktemp("twin"))
     engine = make_engine(url)
     plan_id = write_grids(engine, store.grids)
     try:
@@ -254,8 +248,8 @@ def twin(store: DemoStore, request: pytest.FixtureRequest,
 def write_grids(engine: Engine, grids: gpd.GeoDataFrame) -> int:
     """A territory row and a plan of ``grids`` (no blocks)."""
     with engine.begin() as conn:
-        territory_id = conn.execute(insert(models.Territory).values(
-            name="复制", metric_epsg=4526).returning(models.Territory.id)).scalar_one()
+        territory_id = conn.execute(insert(Territory).values(
+            name="复制", metric_epsg=4526).returning(Territory.id)).scalar_one()
     blocks = gpd.GeoDataFrame({"village_code": [], "households": [], "population": [],
                                "grid_code": []}, geometry=[], crs=4326)
     return write_plan(engine, int(territory_id), grids.drop(columns="id", errors="ignore"),
@@ -431,7 +425,7 @@ def test_a_reused_plan_id_never_gets_the_old_tiles(engine: Engine) -> None:
         assert {f["properties"]["households"] for f in decode(old.content).values()} == {350}
         old_url = client.get(f"/tiles/{first}.json").json()["tiles"][0]
         with engine.begin() as conn:
-            conn.execute(delete(models.Territory))
+            conn.execute(delete(Territory))
             if engine.dialect.name == "postgresql":
                 conn.execute(text("ALTER SEQUENCE plans_id_seq RESTART WITH 1"))
             else:

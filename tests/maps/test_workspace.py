@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,14 +20,11 @@ import geopandas as gpd
 import pytest
 import shapely
 from browser import LiveServer, PageErrors, live_server, screenshot, wait_for
-from conftest import new_postgis_database, tiny_layers, write_layers
+from conftest import PublishedStore, fresh_store, tiny_layers, write_layers
 from demo_plan import BACKENDS
 from signin import account_key, client_for
-from sqlalchemy import Engine
 
 from api.app import create_app
-from gis.database import make_engine
-from gis.settings import Settings
 
 AXE = Path(__file__).parents[1] / "vendor" / "axe-core" / "axe.min.js"
 DESKTOP = {"width": 1366, "height": 768}
@@ -40,12 +36,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
 
 
 @dataclass
-class World:
-    backend: str
-    engine: Engine
-    settings: Settings
-    territory_id: int
-    published: int
+class World(PublishedStore):
     grids: list[dict[str, Any]]
     tmp: Path
 
@@ -70,37 +61,27 @@ def _job_done(client: Any, job: str) -> dict[str, Any]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[World]:
-    backend = str(request.param)
-    tmp = tmp_path_factory.mktemp(f"ws-{backend}")
-    if backend == "postgis":
-        url = new_postgis_database(request.getfixturevalue("postgis_server"),
-                                   request.getfixturevalue("postgis_template"))
-    else:
-        path = tmp / "gridmap.sqlite"
-        shutil.copy(request.getfixturevalue("spatialite_template"), path)
-        url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    settings = Settings(database_url=url)
-    with client_for(create_app(settings, engine)) as client:
-        path = write_layers(_layers(), tmp / "t", "GPKG")
-        with path.open("rb") as fh:
-            r = client.post("/territories", files={"files": (path.name, fh)},
-                            data={"name": "白云示范区"})
-        assert r.status_code == 201, r.text
-        territory = int(r.json()["id"])
-        job = client.post(f"/territories/{territory}/plans", json={"seed": 1}).json()
-        plan = _job_done(client, job["id"])["plan_id"]
-        assert client.post(f"/plans/{plan}/publish", json={"note": "首版"}).status_code == 200
-        grids = [f["properties"] | {"point": shapely.geometry.shape(f["geometry"])
-                                    .representative_point()}
-                 for f in client.get(f"/plans/{plan}/grids").json()["features"]]
-        staff = [{"name": "王网格", "phone": "13800000001", "grids": [g["code"] for g in grids]},
-                 {"name": "李网格", "phone": "13800000002", "grids": [grids[0]["code"]]}]
-        assert client.put(f"/territories/{territory}/staff", json=staff).status_code == 200
-    try:
+    with fresh_store(request, tmp_path_factory, "ws") as (backend, tmp, engine, settings):
+        with client_for(create_app(settings, engine)) as client:
+            path = write_layers(_layers(), tmp / "t", "GPKG")
+            with path.open("rb") as fh:
+                r = client.post("/territories", files={"files": (path.name, fh)},
+                                data={"name": "白云示范区"})
+            assert r.status_code == 201, r.text
+            territory = int(r.json()["id"])
+            job = client.post(f"/territories/{territory}/plans", json={"seed": 1}).json()
+            plan = _job_done(client, job["id"])["plan_id"]
+            assert client.post(f"/plans/{plan}/publish",
+                               json={"note": "首版"}).status_code == 200
+            grids = [f["properties"] | {"point": shapely.geometry.shape(f["geometry"])
+                                        .representative_point()}
+                     for f in client.get(f"/plans/{plan}/grids").json()["features"]]
+            staff = [{"name": "王网格", "phone": "13800000001",
+                      "grids": [g["code"] for g in grids]},
+                     {"name": "李网格", "phone": "13800000002", "grids": [grids[0]["code"]]}]
+            assert client.put(f"/territories/{territory}/staff",
+                              json=staff).status_code == 200
         yield World(backend, engine, settings, territory, plan, grids, tmp)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from browser import LiveServer, PageErrors, live_server, screenshot, wait_for
-from conftest import new_postgis_database, tiny_layers, write_layers
+from conftest import PublishedStore, fresh_store, tiny_layers, write_layers
 from demo_plan import BACKENDS
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -35,7 +35,6 @@ from sqlalchemy import Engine
 from starlette.routing import Mount, Route
 
 from api.app import create_app
-from gis.database import make_engine
 from gis.settings import Settings
 
 #: Each payload makes an element carrying ``data-xss`` (or a handler) if it ever reaches the
@@ -80,13 +79,8 @@ def every_payload(label: str) -> str:
 
 
 @dataclass
-class World:
-    backend: str
-    engine: Engine
-    settings: Settings
-    territory_id: int
+class World(PublishedStore):
     other_territory_id: int
-    published: int
     draft: int
     town: str
     village: str
@@ -99,7 +93,7 @@ class World:
 def _payload_layers() -> dict[str, Any]:
     layers = tiny_layers()
     admin = layers["admin_areas"]
-    # Names are stored in 200 characters (gis/models.py): each feature starts at another
+    # Names are stored in 200 characters (gis/models/): each feature starts at another
     # payload, so that between them every payload is in every layer.
     admin["name"] = [payload(f"区{i}", 200, 3 * i) for i in range(len(admin))]
     # More households: the villages make grids of their own.
@@ -220,8 +214,9 @@ def _build(client: TestClient, engine: Engine, tmp: Path, backend: str,
     r = client.post(f"/patrols/{patrol}/points", headers=as_walker, json={"points": [
         {"lon": x, "lat": y, "kind": "checkin", "note": every_payload("打卡")[:500]}]})
     assert r.status_code == 200, r.text
-    return World(backend, engine, settings, territory, other, plan, draft, town, village,
-                 codes, events, usernames, patrol)
+    return World(backend, engine, settings, territory, plan, other_territory_id=other,
+                 draft=draft, town=town, village=village, grids=codes, events=events,
+                 usernames=usernames, patrol=patrol)
 
 
 #: A payload without "/" (a department name may not hold one: it is a path segment).
@@ -285,23 +280,10 @@ def _inside(client: TestClient, plan: int, code: str) -> tuple[float, float]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[World]:
-    backend = str(request.param)
-    tmp = tmp_path_factory.mktemp(f"xss-{backend}")
-    if backend == "postgis":
-        url = new_postgis_database(request.getfixturevalue("postgis_server"),
-                                   request.getfixturevalue("postgis_template"))
-    else:
-        path = tmp / "gridmap.sqlite"
-        shutil.copy(request.getfixturevalue("spatialite_template"), path)
-        url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    settings = Settings(database_url=url)
-    with client_for(create_app(settings, engine)) as client:
-        built = _build(client, engine, tmp, backend, settings)
-    try:
+    with fresh_store(request, tmp_path_factory, "xss") as (backend, tmp, engine, settings):
+        with client_for(create_app(settings, engine)) as client:
+            built = _build(client, engine, tmp, backend, settings)
         yield built
-    finally:
-        engine.dispose()
 
 
 # --- walking the routes -----------------------------------------------------------------------
@@ -543,16 +525,21 @@ def _check(page: Any, url: str, dialogs: list[str], errors: Any, step: str) -> N
     assert not errors.console, (where, errors.console)
 
 
+def new_page(context: Any) -> tuple[Any, PageErrors]:
+    """A new page of a browser context, recording its console errors and exceptions."""
+    page, errors = context.new_page(), PageErrors()
+    page.on("console", lambda m: errors.console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda x: errors.exceptions.append(str(x)))
+    return page, errors
+
+
 def test_no_script_runs_on_any_page(browser: Any, server: LiveServer, pages: list[str],
                                     world: World) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.add_init_script(RECORD_CSP)
     try:
         for i, url in enumerate(pages):
-            page, errors = context.new_page(), PageErrors()
-            page.on("console", lambda m, e=errors: e.console.append(m.text)
-                    if m.type == "error" else None)
-            page.on("pageerror", lambda x, e=errors: e.exceptions.append(str(x)))
+            page, errors = new_page(context)
             dialogs: list[str] = []
             page.on("dialog", lambda d, seen=dialogs: (seen.append(d.message), d.dismiss()))
             page.goto(server.url + url, wait_until="networkidle")
@@ -637,17 +624,16 @@ def test_every_answer_carries_the_security_headers(world: World, pages: list[str
             assert r.headers["x-frame-options"] == "DENY", url
 
 
-def test_the_basemaps_host_is_allowed_and_nothing_else(browser: Any, world: World) -> None:
-    """With a basemap on another host (its {s} subdomains), the pages load its tiles under
-    the CSP (img-src names the host), with no violation; a script from that host would
-    still be refused."""
+@contextmanager
+def basemap_site(browser: Any, world: World, settings: Settings, tile_hosts: str
+                 ) -> Iterator[tuple[Callable[[str], tuple[Any, PageErrors, Any]], list[str]]]:
+    """The service with ``settings`` live, seen from a browser context that records CSP
+    violations (``window.__csp``) and answers every basemap tile (a URL matching the regular
+    expression ``tile_hosts``) with a PNG, off the network. Yields a function that opens a
+    path (the page, its errors, the response) and the tile URLs asked for."""
     png = (Path(__file__).parents[2] / "maps/static/vendor/leaflet/images/layers.png"
            ).read_bytes()
-    settings = world.settings.model_copy(update={
-        "basemap_url": "https://{s}.tile.example.cn/{z}/{x}/{y}.png",
-        "basemap_attribution": "示例底图"})
-    app = create_app(settings, world.engine)
-    with live_server(app) as running:
+    with live_server(create_app(settings, world.engine)) as running:
         context = browser.new_context()
         context.add_init_script(RECORD_CSP)
         tiles: list[str] = []
@@ -656,26 +642,39 @@ def test_the_basemaps_host_is_allowed_and_nothing_else(browser: Any, world: Worl
             tiles.append(route.request.url)
             route.fulfill(status=200, body=png, content_type="image/png")
 
-        context.route(re.compile(r"https://[abc]\.tile\.example\.cn/.*"), tile)
+        def visit(url: str) -> tuple[Any, PageErrors, Any]:
+            page, errors = new_page(context)
+            return page, errors, page.goto(running.url + url, wait_until="networkidle")
+
+        context.route(re.compile(tile_hosts), tile)
         try:
-            for url in (f"/plans/{world.published}/map", "/screen"):
-                page, errors = context.new_page(), PageErrors()
-                page.on("console", lambda m, e=errors: e.console.append(m.text)
-                        if m.type == "error" else None)
-                page.goto(running.url + url, wait_until="networkidle")
-                assert page.locator(".leaflet-tile-pane img").count() > 0, url
-                assert page.evaluate("window.__csp") == [], url
-                assert not errors.console, (url, errors.console)
-                blocked = page.evaluate("""() => new Promise(done => {
-                    const s = document.createElement("script");
-                    s.src = "https://a.tile.example.cn/x.js";
-                    s.onerror = () => done("refused"); s.onload = () => done("ran");
-                    document.head.appendChild(s); })""")
-                assert blocked == "refused", url
-                page.close()
-            assert tiles and all(".tile.example.cn/" in t for t in tiles)
+            yield visit, tiles
         finally:
             context.close()
+
+
+def test_the_basemaps_host_is_allowed_and_nothing_else(browser: Any, world: World) -> None:
+    """With a basemap on another host (its {s} subdomains), the pages load its tiles under
+    the CSP (img-src names the host), with no violation; a script from that host would
+    still be refused."""
+    settings = world.settings.model_copy(update={
+        "basemap_url": "https://{s}.tile.example.cn/{z}/{x}/{y}.png",
+        "basemap_attribution": "示例底图"})
+    with basemap_site(browser, world, settings,
+                      r"https://[abc]\.tile\.example\.cn/.*") as (visit, tiles):
+        for url in (f"/plans/{world.published}/map", "/screen"):
+            page, errors, _ = visit(url)
+            assert page.locator(".leaflet-tile-pane img").count() > 0, url
+            assert page.evaluate("window.__csp") == [], url
+            assert not errors.console, (url, errors.console)
+            blocked = page.evaluate("""() => new Promise(done => {
+                const s = document.createElement("script");
+                s.src = "https://a.tile.example.cn/x.js";
+                s.onerror = () => done("refused"); s.onload = () => done("ran");
+                document.head.appendChild(s); })""")
+            assert blocked == "refused", url
+            page.close()
+        assert tiles and all(".tile.example.cn/" in t for t in tiles)
 
 
 TIANDITU_KEY = "0123456789abcdef0123456789abcdef"
@@ -687,48 +686,31 @@ def test_tianditu_basemap_and_its_labels_load_under_the_csp(browser: Any, world:
     """GRIDMAP_BASEMAP=tianditu: the page config carries the 天地图 map and annotation layers
     with the key, the CSP allows *.tianditu.gov.cn (and only then), and the pages fetch
     both layers' tiles from t0–t7 (answered here: no network), with the attribution shown."""
-    png = (Path(__file__).parents[2] / "maps/static/vendor/leaflet/images/layers.png"
-           ).read_bytes()
     plain = create_app(world.settings, world.engine)
     with TestClient(plain) as bare:
         assert "tianditu" not in bare.get("/login").headers["content-security-policy"]
     settings = Settings(**{**world.settings.model_dump(), "basemap": "tianditu",
                            "tianditu_key": TIANDITU_KEY, "tianditu_layers": layers})
     base, labels = {"vec": ("vec", "cva"), "img": ("img", "cia")}[layers]
-    app = create_app(settings, world.engine)
-    with live_server(app) as running:
-        context = browser.new_context()
-        context.add_init_script(RECORD_CSP)
-        tiles: list[str] = []
-
-        def tile(route: Any) -> None:
-            tiles.append(route.request.url)
-            route.fulfill(status=200, body=png, content_type="image/png")
-
-        context.route(re.compile(r"https://t[0-7]\.tianditu\.gov\.cn/.*"), tile)
-        try:
-            for url in (f"/plans/{world.published}/map", "/screen"):
-                page, errors = context.new_page(), PageErrors()
-                page.on("console", lambda m, e=errors: e.console.append(m.text)
-                        if m.type == "error" else None)
-                response = page.goto(running.url + url, wait_until="networkidle")
-                assert response is not None
-                csp = response.headers["content-security-policy"]
-                assert "img-src 'self' data: blob: https://*.tianditu.gov.cn;" in csp, url
-                config = json.loads(page.locator(
-                    "script[type='application/json']").first.text_content() or "{}")
-                text = json.dumps(config, ensure_ascii=False)
-                assert f"/{base}_w/wmts?" in text and f"/{labels}_w/wmts?" in text, url
-                assert f"tk={TIANDITU_KEY}" in text and "天地图" in text, url
-                assert page.locator(".leaflet-tile-pane img").count() > 0, url
-                assert "天地图" in page.locator(".leaflet-control-attribution").inner_text()
-                assert page.evaluate("window.__csp") == [], url
-                assert not errors.console, (url, errors.console)
-                page.close()
-            assert {t.split("/")[3] for t in tiles} == {f"{base}_w", f"{labels}_w"}
-            assert all(f"tk={TIANDITU_KEY}" in t for t in tiles)
-        finally:
-            context.close()
+    with basemap_site(browser, world, settings,
+                      r"https://t[0-7]\.tianditu\.gov\.cn/.*") as (visit, tiles):
+        for url in (f"/plans/{world.published}/map", "/screen"):
+            page, errors, response = visit(url)
+            assert response is not None
+            csp = response.headers["content-security-policy"]
+            assert "img-src 'self' data: blob: https://*.tianditu.gov.cn;" in csp, url
+            config = json.loads(page.locator(
+                "script[type='application/json']").first.text_content() or "{}")
+            text = json.dumps(config, ensure_ascii=False)
+            assert f"/{base}_w/wmts?" in text and f"/{labels}_w/wmts?" in text, url
+            assert f"tk={TIANDITU_KEY}" in text and "天地图" in text, url
+            assert page.locator(".leaflet-tile-pane img").count() > 0, url
+            assert "天地图" in page.locator(".leaflet-control-attribution").inner_text()
+            assert page.evaluate("window.__csp") == [], url
+            assert not errors.console, (url, errors.console)
+            page.close()
+        assert {t.split("/")[3] for t in tiles} == {f"{base}_w", f"{labels}_w"}
+        assert all(f"tk={TIANDITU_KEY}" in t for t in tiles)
 
 
 def test_tianditu_needs_a_key_and_keeps_its_own_url() -> None:

@@ -27,31 +27,32 @@ NEEDLE = [(0, 1, 200.0, 0.0), (1, 2, 300.0, 0.6), (2, 3, 200.0, 0.0), (0, 4, 600
           (1, 4, 600.0, 0.45), (3, 4, 20.0, 0.0)]
 
 
-def test_an_empty_needle_moves_to_the_grid_along_its_long_sides() -> None:
-    g = graph([200, 200, 200, 200, 0], NEEDLE)
+def smoothed(households: list[int]) -> tuple[int, list[int]]:
+    """Smooth grid 0 = blocks 0, 1 and grid 1 = blocks 2, 3 and the needle 4 (:data:`NEEDLE`)
+    with these households: how many blocks it moved, and each block's grid after."""
     label = np.array([0, 0, 1, 1, 1])
-    assert smooth(g, label, np.array([True, True]), LO, HI) == 1
-    assert label.tolist() == [0, 0, 1, 1, 0]
+    moved = smooth(graph(households, NEEDLE), label, np.array([True, True]), LO, HI)
+    return moved, label.tolist()
+
+
+def test_an_empty_needle_moves_to_the_grid_along_its_long_sides() -> None:
+    assert smoothed([200, 200, 200, 200, 0]) == (1, [0, 0, 1, 1, 0])
 
 
 def test_a_needle_the_band_holds_back_is_swapped_for_a_block_of_as_many_households() -> None:
     # Grid 1 holds 300 with the needle's 10: moving it alone would leave 290. Block 1
     # (10 households, beside grid 1) goes the other way.
-    g = graph([290, 10, 145, 145, 10], NEEDLE)
-    label = np.array([0, 0, 1, 1, 1])
-    assert smooth(g, label, np.array([True, True]), LO, HI) == 2
-    assert label.tolist() == [0, 1, 1, 1, 0]
-    sums = np.bincount(label, weights=g.households)
+    households = [290, 10, 145, 145, 10]
+    moved, label = smoothed(households)
+    assert (moved, label) == (2, [0, 1, 1, 1, 0])
+    sums = np.bincount(label, weights=households)
     assert all(LO <= s <= HI for s in sums)
 
 
 def test_no_move_takes_a_grid_out_of_the_band_or_splits_it() -> None:
     # Grid 0 holds 298 (2 under), grid 1 300. The needle's 10 would leave grid 1 at 290,
     # and no block of grid 0 has about 10 to give back (block 1 has 3): nothing moves.
-    g = graph([295, 3, 145, 145, 10], NEEDLE)
-    label = np.array([0, 0, 1, 1, 1])
-    assert smooth(g, label, np.array([True, True]), LO, HI) == 0
-    assert label.tolist() == [0, 0, 1, 1, 1]
+    assert smoothed([295, 3, 145, 145, 10]) == (0, [0, 0, 1, 1, 1])
 
 
 def test_a_move_that_would_split_its_grid_is_not_made() -> None:

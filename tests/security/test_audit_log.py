@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from secworld import World, partitioned, world  # noqa: F401
 
-from gis import accounts, models
+from gis import accounts
+from gis.models.base import utcnow
 
 
 def _audit(world: World, **filters: Any) -> list[dict[str, Any]]:
@@ -73,7 +74,7 @@ def test_an_entry_the_store_refuses_is_quarantined_alone(world: World,
     a NUL on PostgreSQL) is refused with its batch; the batch is then written one by one,
     the bad entry quarantined with its text escaped, the others as they were."""
     log = world.app.state.audit
-    bad = {"at": models.utcnow(), "username": "x\ud800y", "role": None, "action": "change",
+    bad = {"at": utcnow(), "username": "x\ud800y", "role": None, "action": "change",
            "method": "POST", "path": "/bad\ud800\x00path", "status": 200, "detail": None}
     good = [{**bad, "username": f"good{i}", "path": f"/good/{i}"} for i in range(3)]
     with log._lock:
@@ -98,7 +99,7 @@ def test_an_entry_that_cannot_be_written_even_escaped_is_dropped_and_logged(
     log = world.app.state.audit
     broken = {"at": "not a time", "username": None, "role": None, "action": "change",
               "method": "POST", "path": "/broken", "status": 200, "detail": None}
-    fine = {**broken, "at": models.utcnow(), "path": "/fine"}
+    fine = {**broken, "at": utcnow(), "path": "/fine"}
     with log._lock:
         log._pending += [broken, fine]
     with caplog.at_level(logging.ERROR, "gridmap.audit"):

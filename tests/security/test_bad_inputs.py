@@ -14,7 +14,7 @@ import pytest
 from browser import live_server
 from secworld import World, make_world, partitioned, world  # noqa: F401
 
-from gis.models import utcnow
+from gis.models.base import utcnow
 
 
 def _event(world: World, **extra: Any) -> dict[str, Any]:

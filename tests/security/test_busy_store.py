@@ -24,7 +24,8 @@ from sqlalchemy import func, insert, select
 
 from api.app import create_app
 from events.store import recover_imports
-from gis import models
+from gis.models.base import utcnow
+from gis.models.events import Event, EventImport
 from gis.settings import Settings
 
 
@@ -48,7 +49,7 @@ def _csv(world: World, n: int, seed: int = 0, boom_at: int | None = None) -> byt
 
 def _count(world: World) -> int:
     with world.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(models.Event)).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(Event)).scalar_one())
 
 
 def _import(client: TestClient, data: bytes) -> Any:
@@ -103,25 +104,25 @@ def test_a_failed_import_removes_what_it_stored(lite: World) -> None:
         assert answer.status_code >= 400
         assert _count(lite) == before
     with lite.engine.connect() as conn:
-        states = [s for (s,) in conn.execute(select(models.EventImport.state))]
+        states = [s for (s,) in conn.execute(select(EventImport.state))]
     assert states == ["failed"]
 
 
 def test_an_orphaned_import_is_removed_at_start(lite: World) -> None:
     dead = os.getpid() + 1_000_000    # no such process
-    now = models.utcnow()
+    now = utcnow()
     with lite.engine.begin() as conn:
-        import_id = conn.execute(insert(models.EventImport).values(
+        import_id = conn.execute(insert(EventImport).values(
             state="running", worker=f"{socket.gethostname()}:{dead}", rows=2,
-            started_at=now, heartbeat_at=now).returning(models.EventImport.id)).scalar_one()
+            started_at=now, heartbeat_at=now).returning(EventImport.id)).scalar_one()
     x, y, _ = lite.point()
     admin = lite.client()   # not started again: its start would recover the import at once
     for _ in range(2):
         made = admin.post("/events", json={"x": x, "y": y, "coord_sys": "wgs84",
                                            "category": "sanitation", "source": "patrol"})
         with lite.engine.begin() as conn:
-            conn.execute(models.Event.__table__.update().where(
-                models.Event.id == made.json()["id"]).values(import_id=import_id))
+            conn.execute(Event.__table__.update().where(
+                Event.id == made.json()["id"]).values(import_id=import_id))
     kept = admin.post("/events", json={"x": x, "y": y, "coord_sys": "wgs84",
                                        "category": "sanitation", "source": "patrol"})
     assert _count(lite) == 3
@@ -130,11 +131,11 @@ def test_an_orphaned_import_is_removed_at_start(lite: World) -> None:
     assert admin.get(f"/events/{kept.json()['id']}").status_code == 200
     # A server start does the same.
     with lite.engine.begin() as conn:
-        second = conn.execute(insert(models.EventImport).values(
+        second = conn.execute(insert(EventImport).values(
             state="running", worker=f"{socket.gethostname()}:{dead}", rows=1,
-            started_at=now, heartbeat_at=now).returning(models.EventImport.id)).scalar_one()
-        conn.execute(models.Event.__table__.update().where(
-            models.Event.id == kept.json()["id"]).values(import_id=second))
+            started_at=now, heartbeat_at=now).returning(EventImport.id)).scalar_one()
+        conn.execute(Event.__table__.update().where(
+            Event.id == kept.json()["id"]).values(import_id=second))
     with lite.client():
         pass
     assert _count(lite) == 0

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from secworld import PASSWORD, World, partitioned, world  # noqa: F401
 from sqlalchemy import select
 
-from gis import models
+from gis.models.plans import Plan
 
 
 def _cookie_client(world: World, username: str = "planner-c") -> TestClient:
@@ -30,8 +30,8 @@ def _cookie_client(world: World, username: str = "planner-c") -> TestClient:
 
 def _status(world: World, plan: int) -> str:
     with world.engine.connect() as conn:
-        return str(conn.execute(select(models.Plan.status).where(
-            models.Plan.id == plan)).scalar_one())
+        return str(conn.execute(select(Plan.status).where(
+            Plan.id == plan)).scalar_one())
 
 
 def test_cookie_requests_from_another_site_are_refused(world: World) -> None:

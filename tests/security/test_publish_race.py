@@ -16,15 +16,15 @@ from secworld import World, partitioned, world  # noqa: F401
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from gis import models
 from gis.database import alembic_config, make_engine, upgrade
+from gis.models.plans import Plan
 
 
 def _published(world: World) -> list[int]:
     with world.engine.connect() as conn:
-        return [int(i) for (i,) in conn.execute(select(models.Plan.id).where(
-            models.Plan.territory_id == world.territory_id,
-            models.Plan.status == "published"))]
+        return [int(i) for (i,) in conn.execute(select(Plan.id).where(
+            Plan.territory_id == world.territory_id,
+            Plan.status == "published"))]
 
 
 def _copies(world: World, n: int) -> list[int]:
@@ -83,7 +83,7 @@ def test_a_publish_while_the_territory_is_being_published_is_409_at_once(world: 
 def test_the_store_refuses_a_second_published_plan(world: World) -> None:
     draft = _copies(world, 1)[0]
     with pytest.raises(IntegrityError), world.engine.begin() as conn:
-        conn.execute(update(models.Plan).where(models.Plan.id == draft)
+        conn.execute(update(Plan).where(Plan.id == draft)
                      .values(status="published"))
     assert _published(world) == [world.plan_id]
 

@@ -111,7 +111,7 @@ def test_password_checks_run_at_most_n_at_once(db_url: str, partitioned: Any,
 
 def test_throttle_counters_are_one_atomic_statement(world: World) -> None:
     """Hits from many threads at once are all counted (no lost update)."""
-    from gis.models import utcnow
+    from gis.models.base import utcnow
 
     now = utcnow()
     with ThreadPoolExecutor(8) as pool:

@@ -33,6 +33,12 @@ atexit.register(gc.freeze)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(overlay_app, name="overlay")
+#: The files-in commands' (partition, redraw) short --field-map and --crs.
+FieldMapOption = Annotated[list[str] | None, typer.Option(
+    "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")]
+CrsOption = Annotated[list[str] | None, typer.Option(
+    "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
+
 
 def _figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title)
@@ -97,11 +103,8 @@ def partition(
         "--scheduler", envvar="GRIDMAP_DASK_SCHEDULER",
         help="Address of a running Dask scheduler (tcp://host:8786) to compute on, instead "
              "of a LocalCluster on this machine (docs/scale.md).")] = None,
-    field_map: Annotated[list[str] | None, typer.Option(
-        "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
-    crs: Annotated[list[str] | None, typer.Option(
-        "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
-    = None,
+    field_map: FieldMapOption = None,
+    crs: CrsOption = None,
     estimate: Annotated[str, typer.Option(
         "--estimate", help="Footprints without a household count: residential (estimate "
                            "those residential by tag, land use or the rule for untagged "
@@ -231,11 +234,8 @@ def redraw(
         help="The new data: the same territory's layers with the new buildings/households.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the redrawn grids.gpkg, "
                                                     "blocks.gpkg, report.json.")],
-    field_map: Annotated[list[str] | None, typer.Option(
-        "--field-map", help="Rename a column: SOURCE=TARGET. Repeatable.")] = None,
-    crs: Annotated[list[str] | None, typer.Option(
-        "--crs", help="Coordinate system of the input (see `gridmap import --help`).")]
-    = None,
+    field_map: FieldMapOption = None,
+    crs: CrsOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:

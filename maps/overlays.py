@@ -9,7 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, Select, func
 
 from gis.accounts import within_areas
 from gis.models.base import SRID
@@ -73,6 +73,17 @@ def _in_bbox(column: Any, bbox: BBox | None) -> Any:
     return func.ST_Intersects(column, func.ST_GeomFromText(shapely.box(*bbox).wkt, SRID))
 
 
+def _capped(engine: Engine, query: Select[Any], geom: Any, bbox: BBox | None, limit: int,
+            columns: list[str]) -> gpd.GeoDataFrame:
+    """Up to ``limit + 1`` rows of ``query`` whose ``geom`` meets ``bbox``, as a frame."""
+    where = _in_bbox(geom, bbox)
+    if where is not None:
+        query = query.where(where)
+    with engine.connect() as conn:
+        rows = conn.execute(query.limit(limit + 1)).all()
+    return _frame(rows, columns)
+
+
 def read_overlay(engine: Engine, territory_id: int, layer: str, *, bbox: BBox | None = None,
                  limit: int = FEATURE_CAP) -> gpd.GeoDataFrame:
     """Up to ``limit + 1`` features of a territory's layer (WGS84) meeting ``bbox``.
@@ -84,13 +95,8 @@ def read_overlay(engine: Engine, territory_id: int, layer: str, *, bbox: BBox | 
         raise KeyError(layer)
     territory_row(engine, territory_id)   # NotFound when there is no such territory
     columns = LAYER_COLUMNS[layer]
-    query = layer_query(territory_id, layer)
-    where = _in_bbox(layer_table(layer).c.geom, bbox)
-    if where is not None:
-        query = query.where(where)
-    with engine.connect() as conn:
-        rows = conn.execute(query.limit(limit + 1)).all()
-    return _frame(rows, list(columns))
+    return _capped(engine, layer_query(territory_id, layer), layer_table(layer).c.geom,
+                   bbox, limit, list(columns))
 
 
 def read_plan_blocks(engine: Engine, plan_id: int, *, bbox: BBox | None = None,
@@ -104,12 +110,7 @@ def read_plan_blocks(engine: Engine, plan_id: int, *, bbox: BBox | None = None,
     scope = within_areas(Grid.__table__.c.code, areas)
     if scope is not None:
         query = query.where(scope)
-    where = _in_bbox(Block.__table__.c.geom, bbox)
-    if where is not None:
-        query = query.where(where)
-    with engine.connect() as conn:
-        rows = conn.execute(query.limit(limit + 1)).all()
-    return _frame(rows, list(BLOCK_COLUMNS))
+    return _capped(engine, query, Block.__table__.c.geom, bbox, limit, list(BLOCK_COLUMNS))
 
 
 def read_plan_lines(engine: Engine, plan_id: int, *, kind: str | None = None,

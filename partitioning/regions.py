@@ -235,9 +235,7 @@ class Partitioner:
             cand = order[1:]
             s = sub[cand]
             rest = total - s
-            ok = (s[:, None] >= ka * self.lo) & (s[:, None] <= ka * self.hi) & \
-                (rest[:, None] >= (k - ka) * self.lo) & (rest[:, None] <= (k - ka) * self.hi)
-            dev = np.abs(s[:, None] / ka - target) + np.abs(rest[:, None] / (k - ka) - target)
+            ok, dev = self._fit(s, rest, ka, k, target)
             if ok.any():
                 dev_ok = np.where(ok, dev, np.inf)
                 best_ka = np.argmin(dev_ok, axis=1)
@@ -257,11 +255,7 @@ class Partitioner:
                     found[key] = best
             elif not found:
                 # Remember the least-bad cut in case no tree offers a feasible one.
-                stray = np.maximum(0, ka * self.lo - s[:, None]) + \
-                    np.maximum(0, s[:, None] - ka * self.hi) + \
-                    np.maximum(0, (k - ka) * self.lo - rest[:, None]) + \
-                    np.maximum(0, rest[:, None] - (k - ka) * self.hi)
-                score_all = stray + 1e-3 * dev
+                score_all = self._stray(s, rest, ka, k, dev)
                 i, j = np.unravel_index(int(np.argmin(score_all)), score_all.shape)
                 if fallback is None or score_all[i, j] < fallback[0]:
                     v = cand[i]
@@ -270,6 +264,27 @@ class Partitioner:
         ranked = sorted(found.values(), key=lambda t: t[0])
         return ([(inside, kk) for _, inside, kk in ranked],
                 (fallback[1], fallback[2]) if fallback is not None else None)
+
+    def _fit(self, s: np.ndarray, rest: np.ndarray, ka: np.ndarray, k: int, target: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """For splits into a side of ``s`` households and the rest (a row each), cut into
+        ``ka`` and ``k - ka`` grids (a column each): whether every grid can be in the band,
+        and how far the sides' mean grid is from ``target``."""
+        ok = (s[:, None] >= ka * self.lo) & (s[:, None] <= ka * self.hi) & \
+            (rest[:, None] >= (k - ka) * self.lo) & (rest[:, None] <= (k - ka) * self.hi)
+        dev = np.abs(s[:, None] / ka - target) + np.abs(rest[:, None] / (k - ka) - target)
+        return ok, dev
+
+    def _stray(self, s: np.ndarray, rest: np.ndarray, ka: np.ndarray, k: int,
+               dev: np.ndarray) -> np.ndarray:
+        """The score of the least-bad cut, as :meth:`_fit`'s rows and columns: how far the
+        sides fall outside the band (``dev`` breaking ties)."""
+        stray = np.maximum(0, ka * self.lo - s[:, None]) + \
+            np.maximum(0, s[:, None] - ka * self.hi) + \
+            np.maximum(0, (k - ka) * self.lo - rest[:, None]) + \
+            np.maximum(0, rest[:, None] - (k - ka) * self.hi)
+        out: np.ndarray = stray + 1e-3 * dev
+        return out
 
     def _cuts_exhaustive(self, n: int, sub_a: np.ndarray, sub_b: np.ndarray, w: np.ndarray,
                          k: int, cut_cost: np.ndarray, scale: float
@@ -306,19 +321,13 @@ class Partitioner:
         rest = total - s
         ka = np.arange(1, k)
         target = total / k
-        ok = (s[:, None] >= ka * self.lo) & (s[:, None] <= ka * self.hi) & \
-            (rest[:, None] >= (k - ka) * self.lo) & (rest[:, None] <= (k - ka) * self.hi)
-        dev = np.abs(s[:, None] / ka - target) + np.abs(rest[:, None] / (k - ka) - target)
+        ok, dev = self._fit(s, rest, ka, k, target)
 
         def inside(masks_: np.ndarray) -> np.ndarray:
             return (masks_[:, None] & bit) != 0
 
         if not ok.any():
-            stray = np.maximum(0, ka * self.lo - s[:, None]) + \
-                np.maximum(0, s[:, None] - ka * self.hi) + \
-                np.maximum(0, (k - ka) * self.lo - rest[:, None]) + \
-                np.maximum(0, rest[:, None] - (k - ka) * self.hi)
-            score_all = stray + 1e-3 * dev
+            score_all = self._stray(s, rest, ka, k, dev)
             row, col = np.unravel_index(int(np.argmin(score_all)), score_all.shape)
             return [], (inside(side[[row]])[0], int(ka[col]))
         dev_ok = np.where(ok, dev, np.inf)

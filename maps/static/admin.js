@@ -304,13 +304,7 @@
   function zoneToUtc(value) {
     if (!value) { return ""; }
     var m = value.match(/^(\d+)-(\d+)-(\d+)T(\d+):(\d+)/);
-    var guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
-    var parts = {};
-    new Intl.DateTimeFormat("en-US", {timeZone: zone, hour12: false, year: "numeric",
-      month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"})
-      .formatToParts(new Date(guess)).forEach(function (p) { parts[p.type] = p.value; });
-    var shown = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute);
-    return new Date(guess - (shown - guess)).toISOString();
+    return C.zoneToUtc(+m[1], +m[2], +m[3], +m[4], +m[5], zone);
   }
   var auditForm = document.getElementById("audit-form");
   function loadAudit(offset) {

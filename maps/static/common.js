@@ -69,6 +69,18 @@
       (parts.hour === "24" ? "00" : parts.hour) + ":" + parts.minute;
   }
 
+  /* A wall time (year, month 1-12, day, hour, minute) in the zone (an IANA name) the
+     server named, as UTC ISO text: the zone's offset read at that moment. */
+  function zoneToUtc(year, month, day, hour, minute, zone) {
+    var guess = Date.UTC(year, month - 1, day, hour, minute);
+    var parts = {};
+    new Intl.DateTimeFormat("en-US", {timeZone: zone, hour12: false, year: "numeric",
+      month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"})
+      .formatToParts(new Date(guess)).forEach(function (p) { parts[p.type] = p.value; });
+    var shown = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute);
+    return new Date(guess - (shown - guess)).toISOString();
+  }
+
   /* An element with a class and text (never markup). */
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -191,7 +203,7 @@
     department: "职能部门"};
 
   window.gridmapCommon = {config: config, api: api, problemText: problemText,
-    fmtTime: fmtTime, el: el, clear: clear, say: say, esc: esc, newKey: newKey,
+    fmtTime: fmtTime, zoneToUtc: zoneToUtc, el: el, clear: clear, say: say, esc: esc, newKey: newKey,
     loadLeaflet: loadLeaflet, toDisplay: toDisplay, toWgs84: toWgs84, baseMap: baseMap,
     LIGHT_NAMES: LIGHT_NAMES, STATUS_NAMES: STATUS_NAMES,
     LEVEL_NAMES: LEVEL_NAMES};

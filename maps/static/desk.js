@@ -50,13 +50,7 @@
   /* Midnight of a day in the server's zone (plus ``plus`` days), as UTC ISO text. */
   function dayStart(day, plus) {
     var m = day.split("-").map(Number);
-    var guess = Date.UTC(m[0], m[1] - 1, m[2] + plus);
-    var parts = {};
-    new Intl.DateTimeFormat("en-US", {timeZone: zone, hour12: false, year: "numeric",
-      month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"})
-      .formatToParts(new Date(guess)).forEach(function (p) { parts[p.type] = p.value; });
-    var shown = Date.UTC(+parts.year, +parts.month - 1, +parts.day, +parts.hour % 24, +parts.minute);
-    return new Date(guess - (shown - guess)).toISOString();
+    return C.zoneToUtc(m[0], m[1], m[2] + plus, 0, 0, zone);
   }
 
   function lightCell(light) {
@@ -82,13 +76,24 @@
     }).catch(function () { C.say(msg, "无法连接服务器，稍后自动重试", "error"); });
   }
 
-  function renderList() {
-    var body = document.querySelector("#events tbody");
+  /* A list's table refilled: a focusable row per item (its id in data-id), its cells
+     added by fill(tr, item), a click or Enter choosing it; the count shown in countId. */
+  function fillRows(selector, countId, items, fill, choose) {
+    var body = document.querySelector(selector);
     C.clear(body);
-    desk.events.forEach(function (e) {
+    items.forEach(function (item) {
       var tr = body.insertRow();
-      tr.dataset.id = e.id;
+      tr.dataset.id = item.id;
       tr.tabIndex = 0;
+      fill(tr, item);
+      tr.addEventListener("click", function () { choose(item); });
+      tr.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { choose(item); } });
+    });
+    document.getElementById(countId).textContent = "（" + items.length + "）";
+  }
+
+  function renderList() {
+    fillRows("#events tbody", "count", desk.events, function (tr, e) {
       if (desk.newIds.indexOf(e.id) >= 0) { tr.className = "new"; }
       if (desk.current === e.id) { tr.className += " current"; }
       tr.appendChild(el("td", "", "#" + e.id));
@@ -98,10 +103,7 @@
         (C.LEVEL_NAMES[e.level] || e.level)));
       tr.appendChild(lightCell(e.light));
       tr.appendChild(el("td", "", C.fmtTime(e.deadline_at, zone)));
-      tr.addEventListener("click", function () { open(e.id); });
-      tr.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { open(e.id); } });
-    });
-    document.getElementById("count").textContent = "（" + desk.events.length + "）";
+    }, function (e) { open(e.id); });
   }
 
   function renderMap() {
@@ -323,12 +325,7 @@
   }
 
   function renderUnlocated() {
-    var body = document.querySelector("#unlocated tbody");
-    C.clear(body);
-    desk.unlocated.forEach(function (u) {
-      var tr = body.insertRow();
-      tr.dataset.id = u.id;
-      tr.tabIndex = 0;
+    fillRows("#unlocated tbody", "unlocated-count", desk.unlocated, function (tr, u) {
       if (desk.placing === u.id) { tr.className = "current"; }
       var g = u.geocode || {};
       tr.appendChild(el("td", "", "#" + u.id));
@@ -336,10 +333,7 @@
       tr.appendChild(el("td", "", u.address));
       tr.appendChild(el("td", "", (LEVEL_WORDS[g.level] || g.level || "—") +
         (g.area_name ? " · " + g.area_name : "")));
-      tr.addEventListener("click", function () { pick(u); });
-      tr.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { pick(u); } });
-    });
-    document.getElementById("unlocated-count").textContent = "（" + desk.unlocated.length + "）";
+    }, pick);
   }
 
   function pick(u) {

@@ -171,20 +171,21 @@ def _pyproj(
     return np.asarray(out_x, dtype=np.float64), np.asarray(out_y, dtype=np.float64)
 
 
+#: The obfuscated systems, each way: (to WGS84, from WGS84).
+_WAYS = {"gcj02": (obfuscation.wgs84_from_gcj02, obfuscation.gcj02_from_wgs84),
+               "bd09": (obfuscation.wgs84_from_bd09, obfuscation.bd09_from_wgs84)}
+
+
 def _to_wgs84(x: FloatArray, y: FloatArray, src: CoordSys) -> tuple[FloatArray, FloatArray]:
-    if src.obfuscation == "gcj02":
-        return obfuscation.wgs84_from_gcj02(x, y)
-    if src.obfuscation == "bd09":
-        return obfuscation.wgs84_from_bd09(x, y)
+    if src.obfuscation is not None:
+        return _WAYS[src.obfuscation][0](x, y)
     assert src.crs is not None
     return _pyproj(x, y, src.crs, _WGS84_CRS)
 
 
 def _from_wgs84(lon: FloatArray, lat: FloatArray, dst: CoordSys) -> tuple[FloatArray, FloatArray]:
-    if dst.obfuscation == "gcj02":
-        return obfuscation.gcj02_from_wgs84(lon, lat)
-    if dst.obfuscation == "bd09":
-        return obfuscation.bd09_from_wgs84(lon, lat)
+    if dst.obfuscation is not None:
+        return _WAYS[dst.obfuscation][1](lon, lat)
     assert dst.crs is not None
     return _pyproj(lon, lat, _WGS84_CRS, dst.crs)
 

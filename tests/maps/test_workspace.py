@@ -350,6 +350,8 @@ def test_desk_dispatches_and_closes_an_event(browser: Any, server: LiveServer, w
         axe_check(page, "/desk")
         page.click("#actions [data-action=accept]")
         wait_for(page, "gridmapDesk.event.status === 'accepted'")
+        # (The event shows before the grid's roster has come: wait for the roster too.)
+        wait_for(page, "document.querySelectorAll('#handler option').length > 0")
         handlers = page.locator("#handler option").all_inner_texts()
         assert any("王网格" in h for h in handlers), handlers
         page.select_option("#handler", "王网格")

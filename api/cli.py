@@ -164,7 +164,8 @@ def partition(
                                   crs=parse_crs_option(crs))
             if barriers is not None:
                 terr.layers[BARRIER_LAYER] = barriers
-            split = split_territory(terr)
+            # Only planned here: each piece is cut as it is sent to a worker.
+            split = split_territory(terr, lazy=True)
         starter.join()
         if reached and isinstance(reached[0], GridmapError):
             raise reached[0]            # already says which cluster and what to do
@@ -176,7 +177,7 @@ def partition(
         n_workers = len(client.scheduler_info().get("workers", {}))
         with view.bar() as bar:
             task = bar.add_task(f"划分 partitioning on {n_workers} workers",
-                                total=len(split.pieces))
+                                total=len(split))
             result = partition_on_cluster(
                 client, split, params,
                 progress=lambda key, _share, done, _total: bar.update(
@@ -197,7 +198,7 @@ def partition(
             ("compactness (Polsby–Popper)", f"{r['compactness_mean']:.2f}"),
             ("coverage 覆盖", f"{r['coverage_share']:.4%}, overlap {r['overlap_m2']} m²"),
             ("flagged 标记", f"{len(r['flagged'])}"),
-            ("towns 街道/镇", f"{len(split.pieces)} pieces on {n_workers} workers "
+            ("towns 街道/镇", f"{len(split)} pieces on {n_workers} workers "
                               f"(longest {max(p['seconds'] for p in r['pieces']):.1f} s)"),
             ("runtime", f"{r['runtime_s']:.1f} s"),
         ]
@@ -205,7 +206,7 @@ def partition(
             "n_grids", "n_dedicated", "households", "households_estimated", "in_range_share",
             "n_forced", "barrier_boundary_share", "compactness_mean", "coverage_share",
             "overlap_m2", "runtime_s") if k in r}
-        figures.update(flagged=len(r["flagged"]), towns=len(split.pieces), workers=n_workers,
+        figures.update(flagged=len(r["flagged"]), towns=len(split), workers=n_workers,
                        min_households=min_households, max_households=max_households,
                        files={k: str(v) for k, v in paths.items()})
         view.result(figures, _figures_table("网格划分 partition", rows),

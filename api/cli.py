@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
-import gc
+import contextlib
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,9 +29,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-# The last thing at exit (handlers run last-registered first): the objects left are not
-# collected one by one while the interpreter shuts down (~0.4 s after a partition).
-atexit.register(gc.freeze)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(overlay_app, name="overlay")
@@ -125,8 +124,6 @@ def partition(
     The territory is cut into towns (a big town into groups of its villages), partitioned
     side by side on a Dask cluster (a LocalCluster of worker processes on this machine, or
     the one at --scheduler), and joined."""
-    import threading
-
     from gis.io.options import parse_crs_option, parse_field_map
     from gis.io.territory import read_territory
     from gis.overlays import BARRIER_LAYER
@@ -584,5 +581,28 @@ def demo(
             serve_http(view, host, port, 1, made.database_url)
 
 
+def main() -> None:
+    """The ``gridmap`` console script: the command, then a quick exit. When the command is
+    done and no thread of it is left running, the exit handlers run (clusters close, logs
+    flush) and the process ends without taking the interpreter down object by object:
+    after a partition of the 1.4 M district that took ~0.45 s of nothing a user wants."""
+    try:
+        app()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        sys.exit(code)                    # (the interpreter waits for those, as ever)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):   # (a closed pipe)
+            stream.flush()
+    os._exit(int(code or 0))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

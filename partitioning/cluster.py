@@ -21,7 +21,9 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,8 @@ RESEND = 3
 SERVICE_NICE = 10
 #: How often (s) a driver waiting for the pieces looks at them (and checks for a stop).
 POLL_S = 0.05
+#: Streamed pieces a worker holds at a time: one running, the next one waiting.
+DEPTH = 2
 
 Progress = Callable[[str, float, int, int], None]
 
@@ -288,41 +292,71 @@ def new_run(client: Client, name: str | None = None) -> Run:
 def run_pieces(run: Run, pieces: Sequence[Future] | None, sizes: Sequence[tuple[str, int]],
                params: PartitionParams, *, progress: Progress | None = None,
                stop: Callable[[], bool] | None = None, deadline: float | None = None,
-               resend: Callable[[int], Future] | None = None, nice: int = 0
-               ) -> list[Future]:
+               resend: Callable[[int, str | None], Future] | None = None, nice: int = 0,
+               fetch: bool = False) -> list[Any]:
     """Submit a task per piece (the biggest first) and wait for all of them; the futures of
-    their results (kept on the workers). ``stop()`` is polled while waiting (True:
+    their results (kept on the workers), or with ``fetch`` the results themselves, each
+    fetched as soon as its piece ends (a worker lost later takes no finished piece with
+    it). ``stop()`` is polled while waiting (True:
     :class:`Cancelled`), ``deadline`` is a ``time.monotonic()`` limit (:class:`TimeoutError`),
-    ``resend(i)`` scatters piece ``i`` (again, when its data was lost with a worker).
+    ``resend(i, worker)`` scatters piece ``i`` to ``worker`` (any, when None), also again
+    when its data was lost with a worker.
 
-    ``pieces`` None: each piece is scattered with ``resend(i)`` just before its task is
-    submitted, the biggest first, so the workers start on the first pieces while the rest
-    are still being sent."""
+    ``pieces`` None: the pieces are streamed with ``resend``. Each worker is sent at most
+    :data:`DEPTH` pieces at a time (one running, the next waiting), the next piece to the
+    worker with the fewest, so the pieces go to whichever worker is free first and both
+    finish together (pieces placed all at once ended up to 1.5 s apart); and a piece is
+    cut only when it is sent."""
     from distributed.client import FutureCancelledError
 
     client = run.client
-    if pieces is None:
-        if resend is None:
-            raise ValueError("run_pieces: without the pieces' futures, resend must send them")
-        send = resend
-    else:
-        sent = pieces
+    if pieces is None and resend is None:
+        raise ValueError("run_pieces: without the pieces' futures, resend must send them")
+    total = len(sizes)
+    queue = deque(sorted(range(total), key=lambda i: -sizes[i][1]))
+    pending: dict[Future, int] = {}
+    placed: dict[Future, str] = {}          # a streamed piece's task -> its data's worker
+    load: dict[str, int] = {}               # streamed pieces on each worker, not finished
 
-        def send(i: int) -> Future:
-            return sent[i]
-
-    def submit(i: int, source: Future) -> Future:
+    def submit(i: int, worker: str | None = None) -> None:
         key, households = sizes[i]
+        if pieces is not None:
+            source, where = pieces[i], {}
+        else:
+            assert resend is not None
+            source = resend(i, worker)
+            where = {"workers": [worker], "allow_other_workers": True} if worker else {}
         fut = client.submit(run_piece, source, params, run.stop_event, nice,
                             key=f"gridmap-{run.name}-piece-{key}-{run.resent}",
-                            priority=int(households), pure=False)
+                            priority=int(households), pure=False, **where)
         run.futures.append(fut)
-        return fut
+        pending[fut] = i
+        if worker:
+            placed[fut] = worker
+            load[worker] = load.get(worker, 0) + 1
 
-    total = len(sizes)
-    order = sorted(range(total), key=lambda i: -sizes[i][1])
-    pending = {submit(i, send(i)): i for i in order}
-    done: dict[int, Future] = {}
+    def workers() -> None:
+        """The live workers (after a loss: a restarted worker has a new address)."""
+        live = set(client.scheduler_info().get("workers", {}))
+        for gone in set(load) - live:
+            del load[gone]
+        for new in live - set(load):
+            load[new] = 0
+
+    def feed() -> None:
+        while queue:
+            if pieces is not None:
+                submit(queue.popleft())
+                continue
+            worker = min(load, key=lambda w: (load[w], w)) if load else None
+            if worker is not None and load[worker] >= DEPTH:
+                return
+            submit(queue.popleft(), worker)
+
+    if pieces is None:
+        workers()
+    feed()
+    done: dict[int, Any] = {}
     sends = [0] * total
     while pending:
         if stop is not None and stop():
@@ -335,18 +369,33 @@ def run_pieces(run: Run, pieces: Sequence[Future] | None, sizes: Sequence[tuple[
             continue
         for fut in ready:
             i = pending.pop(fut)
+            worker = placed.pop(fut, None)
+            if worker in load:
+                load[worker] -= 1
+            exc: BaseException | None = None
             if fut.status == "finished":
-                done[i] = fut
-                if progress is not None:
-                    progress(sizes[i][0], len(done) / total, len(done), total)
-                continue
-            exc = _exception(fut)
-            lost = fut.status == "cancelled" or isinstance(exc, FutureCancelledError | KeyError)
+                if not fetch:
+                    done[i] = fut
+                else:
+                    try:
+                        done[i] = fut.result(timeout=60)
+                    except Exception as err:  # (its worker died before it was sent back)
+                        exc = err
+                    else:
+                        fut.release()
+                if i in done:
+                    if progress is not None:
+                        progress(sizes[i][0], len(done) / total, len(done), total)
+                    continue
+            exc = exc or _exception(fut)
+            lost = fut.status in ("cancelled", "lost", "finished") or \
+                isinstance(exc, FutureCancelledError | KeyError | CancelledError)
             if lost and resend is not None and sends[i] < RESEND:
                 sends[i] += 1
                 run.resent += 1
                 log.warning("piece %s lost with its worker: sending it again", sizes[i][0])
-                pending[submit(i, resend(i))] = i
+                workers()
+                submit(i, min(load, key=lambda w: (load[w], w)) if load else None)
                 continue
             if _is_killed(exc):
                 raise WorkerLost(
@@ -355,6 +404,7 @@ def run_pieces(run: Run, pieces: Sequence[Future] | None, sizes: Sequence[tuple[
             if exc is not None:
                 raise exc
             raise WorkerLost(f"the task of town {sizes[i][0]} was lost ({fut.status})")
+        feed()
     return [done[i] for i in range(total)]
 
 
@@ -389,13 +439,16 @@ def partition_on_cluster(client: Client, split: Split, params: PartitionParams, 
     try:
         sizes = list(split.sizes)
 
-        def resend(i: int) -> Future:
-            return client.scatter(split.piece(i), hash=False)
+        def resend(i: int, worker: str | None) -> Future:
+            piece = split.piece(i)
+            if worker:
+                with contextlib.suppress(Exception):   # (gone since: any worker then)
+                    return client.scatter(piece, workers=[worker], hash=False)
+            return client.scatter(piece, hash=False)
 
         deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
-        futures = run_pieces(run, None, sizes, params, progress=progress, stop=stop,
-                             deadline=deadline, resend=resend, nice=nice)
-        results = client.gather(futures)
+        results = run_pieces(run, None, sizes, params, progress=progress, stop=stop,
+                             deadline=deadline, resend=resend, nice=nice, fetch=True)
         result = join(results, split.crs, params, started=started, split_s=split.seconds)
         result.report["resent_pieces"] = run.resent
         return result

@@ -293,6 +293,38 @@ def test_a_multi_district_territory_gives_each_district_its_grids_alone(
                                                  for r in alone.values())
 
 
+def test_a_worker_killed_while_the_cli_partitions_loses_no_piece(
+        cluster: DaskCluster, province: Path, expected: pd.DataFrame) -> None:
+    """The CLI's way (pieces streamed from this process, each worker holding one running
+    and one waiting): a worker killed once the first piece is back takes its unfinished
+    pieces with it; they are sent again to the other worker, the pieces already back are
+    kept, and the grids are those of an undisturbed run."""
+    from distributed import Client
+
+    params = PartitionParams(seed=1)
+    killed: list[int] = []
+    seen: list[int] = []
+
+    def progress(_key: str, _share: float, done: int, _total: int) -> None:
+        seen.append(done)
+        if done == 1:
+            killed.append(cluster.kill_worker())
+
+    try:
+        with Client(cluster.address, set_as_default=False, timeout="10s") as client:
+            split = split_territory(read_territory(province), lazy=True)
+            result = partition_on_cluster(client, split, params, progress=progress)
+        assert killed and killed[0] not in cluster.worker_pids()
+        assert seen == list(range(1, len(split) + 1))
+        assert result.report["resent_pieces"] >= 1
+        assert {p["worker"] for p in result.report["pieces"]} and len(result.grids) == len(
+            expected)
+        assert_same_grids(_table(result.grids), expected)
+    finally:
+        cluster.add_worker()
+        cluster.wait_for_workers(2)
+
+
 def test_partition_cli_on_a_scheduler(cluster: DaskCluster, province: Path,
                                       tmp_path: Path, expected: pd.DataFrame) -> None:
     """`gridmap partition --scheduler ADDRESS` computes on that cluster."""

@@ -343,10 +343,14 @@ def _to_wgs84(name: str, gdf: gpd.GeoDataFrame, file: str, given: str | int | No
 
 
 def _as_text(series: pd.Series) -> pd.Series:
-    """Codes and names as stripped strings; numbers like 4401110010.0 lose the '.0'."""
-    text = series.astype("string").str.strip()
-    text = text.str.replace(r"\.0$", "", regex=True)
-    return text.mask(text == "")
+    """Codes and names as stripped strings; numbers like 4401110010.0 lose the '.0'. (The
+    work is done once per distinct value: a column of 175,000 buildings holds a few.)"""
+    text = series.astype("string")
+    codes, uniques = pd.factorize(text)
+    clean = pd.Series(uniques, dtype="string").str.strip().str.replace(r"\.0$", "", regex=True)
+    clean = clean.mask(clean == "")
+    return pd.Series(clean.array.take(codes, allow_fill=True), index=series.index,
+                     dtype="string", name=series.name)
 
 
 def _integer(gdf: gpd.GeoDataFrame, col: str, file: str, layer: str,

@@ -306,7 +306,11 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     a, b = a[keep], b[keep]
     order = np.lexsort((b, a))         # a canonical order (the tree's is arbitrary)
     a, b = a[order], b[order]
-    shared = shapely.intersection(shapely.boundary(geoms[a]), shapely.boundary(geoms[b]))
+    # Each block's outline once (a block has several neighbours).
+    outline = np.empty(len(geoms), dtype=object)
+    used = np.unique(np.concatenate([a, b]))
+    outline[used] = shapely.boundary(geoms[used])
+    shared = shapely.intersection(outline[a], outline[b])
     length = shapely.length(shared)
     # A piece cut out of a block has a vertex where the cut meets the block's edge that its
     # neighbour across that edge lacks (off it by a rounding error): an exact overlay sees
@@ -315,8 +319,8 @@ def adjacency(blocks: gpd.GeoDataFrame, barriers: gpd.GeoDataFrame,
     loose = np.flatnonzero(length < MIN_SHARED_M)
     if len(loose):
         near = shapely.intersection(
-            shapely.boundary(geoms[a[loose]]),
-            shapely.buffer(shapely.boundary(geoms[b[loose]]), SHARED_TOLERANCE_M, quad_segs=1))
+            outline[a[loose]],
+            shapely.buffer(outline[b[loose]], SHARED_TOLERANCE_M, quad_segs=1))
         near_len = shapely.length(near)
         better = near_len > length[loose]
         shared = shared.copy()

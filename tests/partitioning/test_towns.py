@@ -61,6 +61,48 @@ def test_the_cut_puts_every_village_and_building_in_one_piece(district: Territor
                                   .to_numpy()).sum() < whole
 
 
+
+def test_a_piece_collects_garbage_rarely_and_puts_the_collector_back(
+        district: Territory) -> None:
+    """While the engine runs a piece the collector's thresholds are ENGINE_GC (seen at each
+    stage's check), and the process's own are back after it."""
+    import gc
+
+    from partitioning.towns import ENGINE_GC
+
+    smallest = split_territory(district, group_households=8_000, lazy=True)
+    piece = smallest.piece(len(smallest) - 1)
+    before = gc.get_threshold()
+    seen: list[tuple[int, ...]] = []
+    partition_piece(piece, PartitionParams(), lambda: seen.append(gc.get_threshold()))
+    assert seen and set(seen) == {ENGINE_GC}
+    assert gc.get_threshold() == before
+
+
+def test_a_lazy_cut_gives_the_same_pieces_cut_when_asked(district: Territory) -> None:
+    """``lazy=True`` only plans the cut (the CLI sends each piece as it is cut): the sizes
+    are known at once, a piece is cut when first asked for (once), and the pieces are
+    those of the eager cut, also after pickling (a pickled split carries them all)."""
+    import pickle
+
+    eager = split_territory(district, group_households=8_000)
+    lazy = split_territory(district, group_households=8_000, lazy=True)
+    assert lazy.sizes == eager.sizes == [(p.key, p.households) for p in eager.pieces]
+    assert len(lazy) == len(eager) and not lazy._pieces
+    last = lazy.piece(len(lazy) - 1)
+    assert lazy.piece(len(lazy) - 1) is last and list(lazy._pieces) == [len(lazy) - 1]
+    copy = pickle.loads(pickle.dumps(lazy))
+    for got in (lazy.pieces, copy.pieces):
+        for a, b in zip(got, eager.pieces, strict=True):
+            assert (a.key, a.town, a.district, a.villages, a.households) == \
+                (b.key, b.town, b.district, b.villages, b.households)
+            for name, layer in b.territory.layers.items():
+                other = a.territory.layers[name]
+                assert list(other.columns) == list(layer.columns), name
+                assert shapely.equals_exact(other.geometry.to_numpy(),
+                                            layer.geometry.to_numpy(), 0).all(), name
+    assert lazy._cut is None          # all cut: the planning state is let go
+
 def test_the_join_is_one_partition(district: Territory) -> None:
     params = PartitionParams(seed=2)
     result = partition_pieces(district, params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -598,10 +599,22 @@ def main() -> None:
         print(code, file=sys.stderr)
         code = 1
     atexit._run_exitfuncs()
+    _stop_fork_server()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):   # (a closed pipe)
             stream.flush()
     os._exit(int(code or 0))
+
+
+def _stop_fork_server() -> None:
+    """The fork server the Dask workers came from (partitioning/cluster.py) only waits for
+    this process to end, then takes its own interpreter down (~0.3 s, holding the output
+    pipe open): with its workers gone (the exit handlers closed the cluster), stop it."""
+    server = getattr(sys.modules.get("multiprocessing.forkserver"), "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if isinstance(pid, int) and pid > 0:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 if __name__ == "__main__":  # pragma: no cover

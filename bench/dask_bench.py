@@ -221,15 +221,22 @@ def cli(path: Path, workers: int, repeats: int = 3) -> dict[str, Any]:
               f"{r['load1_before']} → {r['load1_after']})", flush=True)
     sampled, mem = _cli_once(path, workers, sample=True)
     walls = [r["wall_s"] for r in runs]
+    # The worker processes: spawned (spawn_main), or forked from the fork server (children
+    # of the process running multiprocessing.forkserver, itself a child of the command).
+    server = {pid for pid, what in mem.what.items() if "multiprocessing.forkserver" in what
+              and mem.parent.get(pid) == mem.root}
     workers_mb = {str(pid): round(kb / 1024) for pid, kb in mem.peak_kb.items()
-                  if "spawn_main" in mem.what.get(pid, "") or
-                  "multiprocessing" in mem.what.get(pid, "")}
+                  if "spawn_main" in mem.what.get(pid, "") or mem.parent.get(pid) in server}
+    others_mb = {str(pid): {"mb": round(kb / 1024), "what": (
+        "fork server" if pid in server else mem.what.get(pid, "")[:80])}
+        for pid, kb in mem.peak_kb.items() if str(pid) not in workers_mb and pid != mem.root}
     return {"workers": workers, "runs": runs, "best_wall_s": min(walls),
             "median_wall_s": statistics.median(walls), "wall_s": statistics.median(walls),
             "n_grids": runs[0]["n_grids"], "in_range_share": runs[0]["in_range_share"],
             "sampled_run": sampled,
             "peak_pss_mb_command": round(mem.peak_kb.get(mem.root, 0) / 1024),
             "peak_pss_mb_per_worker_process": workers_mb,
+            "peak_pss_mb_other_processes": others_mb,
             "peak_pss_mb_tree": round(mem.total_kb / 1024)}
 
 
@@ -351,6 +358,8 @@ def main() -> dict[str, Any]:
     parser.add_argument("--households", type=int, default=1_400_000)
     parser.add_argument("--districts", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cli-repeats", type=int, default=5,
+                        help="timed runs of `gridmap partition` (the median is quoted)")
     parser.add_argument("--idle-s", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--smoke", action="store_true",
@@ -376,7 +385,7 @@ def main() -> dict[str, Any]:
             result.setdefault("projection", {})[name] = projection(run, serial)
     if "cli" in what:
         print("gridmap partition end to end, 2 workers", flush=True)
-        result["cli"] = cli(district, 2, 1 if args.smoke else 3)
+        result["cli"] = cli(district, 2, 1 if args.smoke else args.cli_repeats)
     if "route" in what:
         print("GET /route idle and during a partition job", flush=True)
         result["route"] = route_during_job(district, args.idle_s, args.rate)

@@ -64,6 +64,15 @@ def tree_of(pid: int) -> list[int]:
     return out
 
 
+def _parent(pid: int) -> int:
+    """A process's parent pid (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def cmdline(pid: int) -> str:
     """A process's command line ("" once it is gone)."""
     try:
@@ -126,6 +135,7 @@ class PeakPss:
         self.peak_kb: dict[int, int] = {}
         self.total_kb = 0
         self.what: dict[int, str] = {}
+        self.parent: dict[int, int] = {}     # each sampled process's parent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -133,6 +143,8 @@ class PeakPss:
         while not self._stop.is_set():
             total = 0
             for pid in tree_of(self.root):
+                if pid not in self.parent:
+                    self.parent[pid] = _parent(pid)
                 kb = pss_kb(pid)
                 total += kb
                 if kb > self.peak_kb.get(pid, 0):

@@ -336,7 +336,8 @@ def run_pieces(run: Run, pieces: Sequence[Future] | None, sizes: Sequence[tuple[
             load[worker] = load.get(worker, 0) + 1
 
     def workers() -> None:
-        """The live workers (after a loss: a restarted worker has a new address)."""
+        """The live workers (a worker may leave, a restarted one has a new address, and a
+        cluster may grow while the pieces run)."""
         live = set(client.scheduler_info().get("workers", {}))
         for gone in set(load) - live:
             del load[gone]
@@ -344,6 +345,8 @@ def run_pieces(run: Run, pieces: Sequence[Future] | None, sizes: Sequence[tuple[
             load[new] = 0
 
     def feed() -> None:
+        if pieces is None and queue:
+            workers()
         while queue:
             if pieces is not None:
                 submit(queue.popleft())
@@ -353,8 +356,6 @@ def run_pieces(run: Run, pieces: Sequence[Future] | None, sizes: Sequence[tuple[
                 return
             submit(queue.popleft(), worker)
 
-    if pieces is None:
-        workers()
     feed()
     done: dict[int, Any] = {}
     sends = [0] * total

@@ -353,6 +353,19 @@ def test_the_default_local_cluster(spatialite_url: str, province: Path,
         assert compute.address == "" and compute._cluster is not None
         pids = compute.client().run(os.getpid)
         assert len(pids) == 1 and os.getpid() not in pids.values()
+        # Forked from the fork server that loaded the engine, without Dask's profiler
+        # (it held the GIL every 10 ms; partitioning/cluster.py).
+        seen = compute.client().run(_worker_setup)
+        assert list(seen.values()) == [(False, True)], seen
         report = client.get(f"/plans/{job['plan_id']}/report").json()
         assert {p["worker"] for p in report["pieces"]} == set(pids)
     assert_same_grids(_plan_table(spatialite_url, int(job["plan_id"])), expected, 0.01)
+
+
+def _worker_setup(dask_worker: Any) -> tuple[bool, bool]:
+    """Whether a worker runs Dask's profiler, and whether its parent is the fork server."""
+    import psutil
+
+    parent = psutil.Process(os.getppid()).cmdline()
+    return ("profile" in dask_worker.periodic_callbacks,
+            any("multiprocessing.forkserver" in part for part in parent))

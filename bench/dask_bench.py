@@ -190,7 +190,7 @@ def _cli_once(path: Path, workers: int, sample: bool) -> tuple[dict[str, Any], A
     """One ``gridmap partition`` run; its wall time, and the PSS peaks when ``sample``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "plan"
-        cmd = [sys.executable, "-m", "api.cli", "partition", str(path), "--out", str(out),
+        cmd = [sys.executable, "-m", "api.script", "partition", str(path), "--out", str(out),
                "--workers", str(workers), "--quiet"]
         before = load1()
         started = time.perf_counter()

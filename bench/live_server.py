@@ -63,7 +63,7 @@ def server(url: str, workers: int, log: Path, env_extra: dict[str, str] | None =
             # measurement, so it is off (an integration's account would be given a high one).
             "GRIDMAP_EVENT_RATE_PER_MINUTE": "0",
             **(env_extra or {})}
-    cmd = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port),
+    cmd = [sys.executable, "-m", "api.script", "serve", "--host", HOST, "--port", str(port),
            "--workers", str(workers), "--no-access-log"]
     with serving(cmd, env, port, log) as running:
         yield running

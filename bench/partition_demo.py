@@ -125,7 +125,7 @@ def step_engine(gpkg: Path, workers: int) -> dict[str, Any]:
 
 def run_cli(gpkg: Path, out: Path) -> dict[str, Any]:
     """``gridmap partition`` as a user runs it; wall time and peak memory of its tree."""
-    cmd = [sys.executable, "-m", "api.cli", "partition", str(gpkg), "--out", str(out)]
+    cmd = [sys.executable, "-m", "api.script", "partition", str(gpkg), "--out", str(out)]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -64,7 +64,7 @@ def tree_of(pid: int) -> list[int]:
     return out
 
 
-def _parent(pid: int) -> int:
+def parent_of(pid: int) -> int:
     """A process's parent pid (0 once it is gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -144,7 +144,7 @@ class PeakPss:
             total = 0
             for pid in tree_of(self.root):
                 if pid not in self.parent:
-                    self.parent[pid] = _parent(pid)
+                    self.parent[pid] = parent_of(pid)
                 kb = pss_kb(pid)
                 total += kb
                 if kb > self.peak_kb.get(pid, 0):

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import numpy as np
-from procs import cmdline, load1, status_kb, tree
+from procs import cmdline, load1, parent_of, status_kb, tree
 from soak_client import Limits, Recorder
 
 
@@ -19,6 +19,10 @@ def _label(pid: int, root: int) -> str:
     cmd = cmdline(pid)
     if "resource_tracker" in cmd:
         return "resource_tracker"
+    # The Dask workers' fork server (partitioning/cluster.py); its children are workers.
+    if "multiprocessing.forkserver" in cmd and \
+            "multiprocessing.forkserver" not in cmdline(parent_of(pid)):
+        return "fork_server"
     if "spawn_main" in cmd or "multiprocessing" in cmd:
         return "worker"
     return "other"

@@ -46,7 +46,7 @@ def test_soak_smoke(tmp_path: Path) -> None:
     memory = result["memory"]
     workers = [k for k in memory["server"] if k.startswith("worker ")]
     # The 2 web workers, and the Dask LocalCluster's worker processes (one per CPU) that
-    # the server starts for its jobs: both are spawned Python processes.
+    # the server starts for its jobs (forked from the fork server, labelled apart).
     cpus = len(os.sched_getaffinity(0))
     assert 2 <= len(workers) <= 2 + cpus, memory["server"].keys()
     assert any(k.startswith("supervisor ") for k in memory["server"])

@@ -204,7 +204,7 @@ def test_cli_geocode(tmp_path: Path) -> None:
     for name, gdf in layers.items():
         gdf.to_file(tmp_path / "t.gpkg", layer=name, driver="GPKG")
     (tmp_path / "a.csv").write_text("id,地址\n1,同和路88号云景花园3栋\n2,无此地\n", encoding="gbk")
-    proc = subprocess.run([sys.executable, "-m", "api.cli", "geocode", str(tmp_path / "a.csv"),
+    proc = subprocess.run([sys.executable, "-m", "api.script", "geocode", str(tmp_path / "a.csv"),
                            "--territory", str(tmp_path / "t.gpkg"), "--out",
                            str(tmp_path / "o.csv"), "--coord-sys", "gcj02"], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
@@ -213,7 +213,7 @@ def test_cli_geocode(tmp_path: Path) -> None:
     out = (tmp_path / "o.csv").read_text(encoding="utf-8-sig").splitlines()
     assert out[0].startswith("id,地址,level,confidence,x,y")
     assert ",door,0.98," in out[1] and ",none,0.0," in out[2]
-    bad = subprocess.run([sys.executable, "-m", "api.cli", "geocode", str(tmp_path / "a.csv"),
+    bad = subprocess.run([sys.executable, "-m", "api.script", "geocode", str(tmp_path / "a.csv"),
                           "--territory", str(tmp_path / "t.gpkg"), "--out",
                           str(tmp_path / "o.csv"), "--column", "nope"], cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
